@@ -1,0 +1,455 @@
+"""The Python half of a thaw instance: load a worker, then serve its requests.
+
+The C worker (src/worker/) reads INIT itself, initialises Python, then calls:
+
+    ready_json = _thaw_runtime.load(config_json)   # import the entry module, find the handler
+    _thaw_runtime.serve(fd)                        # answer requests on the host socket until EOF
+
+``load`` may be followed by a memory snapshot, so it starts no thread, leaves
+no event loop and keeps no socket or file open: everything that serves is made
+in ``serve``. An exception from ``load`` becomes the LOAD_ERROR text; a
+``LoadError`` says in its message what is wrong and what to do.
+
+``serve`` speaks the frames of src/proto/frame.h. Each request (stream) runs
+as its own asyncio task. Flow control, per stream and direction: the host
+starts us with STREAM_WINDOW bytes of request-body credit, which we return
+with WINDOW as the handler takes chunks; we hold STREAM_WINDOW bytes of
+response-body credit and wait for the host's WINDOW when it runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import importlib.util
+import inspect
+import json
+import os
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from workers import Context, Env, Headers, Request, Response
+from workers._body import BodyStream
+from workers._entrypoint import pending_background_tasks
+from workers._log import format_exception, log, set_worker_name
+
+RESPONSE_CHUNK = 64 * 1024
+DEFAULT_CONCURRENCY = 16
+WAIT_UNTIL_GRACE = 10.0  # seconds given to ctx.wait_until tasks after the host hangs up
+
+HANDLER_FORMS = (
+    "expected `class Default(WorkerEntrypoint)` with `async def fetch(self, request)`, "
+    "or a module-level `async def on_fetch(request, env)`"
+)
+
+
+class LoadError(Exception):
+    """The worker cannot be loaded; the message says why, naming the project file."""
+
+
+Call = Callable[[Request, Context, Env], Any]
+
+
+@dataclass
+class _Worker:
+    name: str
+    env: Env
+    call: Call
+    concurrency: int
+    dev: bool
+
+
+_worker: _Worker | None = None
+
+
+def _line_buffered_output() -> None:
+    """Make print() reach the host's terminal line by line, even on a pipe."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(line_buffering=True)
+            except (ValueError, OSError):
+                pass
+
+
+def _import_entry(path: str, relative: str) -> Any:
+    """Import the file at ``path`` as a top-level module named by its stem."""
+    directory = os.path.dirname(path)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    name = os.path.splitext(os.path.basename(path))[0]
+    if not name.isidentifier():
+        raise LoadError(f"{relative}: {name!r} is not a valid Python module name; rename the file")
+    existing = sys.modules.get(name)
+    if existing is not None and not getattr(existing, "__thaw_entry__", False):
+        raise LoadError(
+            f"{relative}: the module name {name!r} is already taken by {existing!r}; "
+            "rename the file and update `main` in pyproject.toml"
+        )
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise LoadError(f"{relative}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    module.__thaw_entry__ = True  # type: ignore[attr-defined]
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def _positional_arity(function: Callable[..., Any]) -> int:
+    """How many positional arguments ``function`` accepts (3 for ``*args``)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return 2
+    count = 0
+    for parameter in parameters:
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            return 3
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return count
+
+
+def _find_handler(module: Any, relative: str) -> Call:
+    """How to call the module's handler with (request, ctx, env)."""
+    default = getattr(module, "Default", None)
+    if default is not None:
+        if not isinstance(default, type):
+            raise LoadError(
+                f"{relative}: `Default` must be a class, `class Default(WorkerEntrypoint)`, "
+                f"not {type(default).__name__}"
+            )
+        if not callable(getattr(default, "fetch", None)):
+            raise LoadError(
+                f"{relative}: class Default has no fetch method; "
+                "add `async def fetch(self, request)`"
+            )
+
+        def call_entrypoint(request: Request, ctx: Context, env: Env) -> Any:
+            return default(ctx, env).fetch(request)
+
+        return call_entrypoint
+
+    on_fetch = getattr(module, "on_fetch", None)
+    if on_fetch is not None:
+        if not callable(on_fetch):
+            raise LoadError(f"{relative}: `on_fetch` must be a function, not {type(on_fetch).__name__}")
+        arity = min(_positional_arity(on_fetch), 3)
+        if arity < 1:
+            raise LoadError(
+                f"{relative}: on_fetch must take the request: `async def on_fetch(request, env)`"
+            )
+
+        def call_on_fetch(request: Request, ctx: Context, env: Env) -> Any:
+            return on_fetch(*(request, env, ctx)[:arity])
+
+        return call_on_fetch
+
+    raise LoadError(f"{relative} defines no handler: {HANDLER_FORMS}")
+
+
+def load(config_json: str) -> str:
+    """Import the worker described by the INIT config; return the READY JSON."""
+    global _worker
+    started = time.perf_counter()
+    try:
+        config = json.loads(config_json)
+    except ValueError as error:
+        raise LoadError(f"INIT config is not valid JSON: {error}") from None
+    if not isinstance(config, dict):
+        raise LoadError("INIT config must be a JSON object")
+    name = str(config.get("name") or "worker")
+    set_worker_name(name)
+    project_dir = config.get("project_dir")
+    if not isinstance(project_dir, str) or not project_dir:
+        raise LoadError("INIT config has no project_dir")
+    main = config.get("main") or "src/entry.py"
+    if not isinstance(main, str):
+        raise LoadError("`main` in [tool.thaw] must be a path such as \"src/entry.py\"")
+    variables = config.get("vars") or {}
+    if not isinstance(variables, dict):
+        raise LoadError("`vars` in [tool.thaw] must be a table of NAME = value")
+    concurrency = config.get("concurrency") or DEFAULT_CONCURRENCY
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise LoadError(f"concurrency must be a positive integer, not {concurrency!r}")
+
+    path = os.path.normpath(os.path.join(project_dir, main))
+    if not main.endswith(".py"):
+        raise LoadError(f"{main}: the entry module (`main` in [tool.thaw]) must be a .py file")
+    if not os.path.isfile(path):
+        raise LoadError(
+            f"{main}: no such file in {project_dir}; `main` in [tool.thaw] (pyproject.toml) "
+            "names the entry module, relative to the project"
+        )
+    _line_buffered_output()
+    module = _import_entry(path, main)
+    call = _find_handler(module, main)
+    _worker = _Worker(name=name, env=Env(variables), call=call, concurrency=concurrency,
+                      dev=bool(config.get("dev", False)))
+    load_ms = (time.perf_counter() - started) * 1000.0
+    return json.dumps({"concurrency": concurrency, "load_ms": round(load_ms, 3)})
+
+
+def serve(fd: int) -> None:
+    """Serve requests on the connected host socket ``fd`` until the host closes it."""
+    import _thaw  # the C module; imported here so load() works without it in tests
+
+    if _worker is None:
+        raise RuntimeError("serve() called before load()")
+    _line_buffered_output()
+    loop = asyncio.new_event_loop()
+    executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="thaw-executor")
+    loop.set_default_executor(executor)
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(_serve(_thaw, _worker, fd))
+    finally:
+        try:
+            _cancel_remaining(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            # Threads stuck in blocking calls are not waited for.
+            executor.shutdown(wait=False, cancel_futures=True)
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _cancel_remaining(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+
+async def _serve(thaw: Any, worker: _Worker, fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(False)
+    connection = _Connection(thaw, worker)
+    await loop.create_connection(lambda: connection, sock=sock)
+    await connection.closed
+    pending = pending_background_tasks()
+    if pending:
+        await asyncio.wait(pending, timeout=WAIT_UNTIL_GRACE)
+    if connection.error is not None:
+        raise RuntimeError(connection.error)
+
+
+class _Stream:
+    """One request in flight: its task, its request body, its response credit."""
+
+    def __init__(self, stream_id: int, credit: int) -> None:
+        self.id = stream_id
+        self.task: asyncio.Task[None] | None = None
+        self.body = BodyStream()
+        self.credit = credit
+        self.credit_added = asyncio.Event()
+        self.cancelled = False
+
+    def add_credit(self, increment: int) -> None:
+        self.credit += increment
+        self.credit_added.set()
+
+    async def take_credit(self, wanted: int) -> int:
+        """Wait for response credit; take up to ``wanted`` bytes of it."""
+        while self.credit <= 0:
+            self.credit_added.clear()
+            await self.credit_added.wait()
+        taken = min(wanted, self.credit)
+        self.credit -= taken
+        return taken
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.body.fail(ConnectionResetError("the client went away"))
+        if self.task is not None:
+            self.task.cancel()
+
+
+class _Connection(asyncio.Protocol):
+    """The host socket: decodes frames, runs a task per stream, writes replies."""
+
+    def __init__(self, thaw: Any, worker: _Worker) -> None:
+        self.thaw = thaw
+        self.worker = worker
+        self.decoder = thaw.Decoder()
+        self.streams: dict[int, _Stream] = {}
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.error: str | None = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.decoder.feed(data)
+        except self.thaw.ProtocolError as error:
+            self._fail(f"protocol error from host: {error}")
+            return
+        for frame_type, stream_id, payload in frames:
+            if self.error is not None:
+                return
+            self._dispatch(frame_type, stream_id, payload)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for stream in self.streams.values():
+            stream.cancel()
+        self.streams.clear()
+        self.writable.set()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    # Frames in.
+    def _dispatch(self, frame_type: int, stream_id: int, payload: bytes) -> None:
+        thaw = self.thaw
+        if frame_type == thaw.REQ_HEAD:
+            self._start_request(stream_id, payload)
+            return
+        stream = self.streams.get(stream_id)
+        if frame_type == thaw.WINDOW:
+            if len(payload) != 4:
+                self._fail(f"WINDOW frame with a {len(payload)}-byte payload")
+            elif stream is not None:
+                stream.add_credit(struct.unpack("<I", payload)[0])
+        elif frame_type in (thaw.REQ_BODY, thaw.REQ_END, thaw.CANCEL):
+            if stream is None:
+                return  # a stream that already finished: the host may not know yet
+            if frame_type == thaw.CANCEL:
+                del self.streams[stream_id]
+                stream.cancel()
+            elif frame_type == thaw.REQ_END:
+                stream.body.end()
+            elif not stream.body.ended:
+                stream.body.push(payload)
+        else:
+            log(f"ignoring an unexpected frame of type {frame_type} from the host")
+
+    def _fail(self, message: str) -> None:
+        log(message + "; closing the connection")
+        self.error = message
+        if self.transport is not None:
+            self.transport.close()
+
+    def _start_request(self, stream_id: int, payload: bytes) -> None:
+        if stream_id == 0 or stream_id in self.streams:
+            self._fail(f"REQ_HEAD for stream {stream_id}, which is not a new stream")
+            return
+        try:
+            pairs = self.thaw.decode_kv(payload)
+        except self.thaw.ProtocolError as error:
+            self._fail(f"malformed REQ_HEAD key/value list: {error}")
+            return
+        stream = _Stream(stream_id, self.thaw.STREAM_WINDOW)
+        stream.body = BodyStream(on_consume=lambda n: self._return_credit(stream_id, n))
+        self.streams[stream_id] = stream
+        try:
+            if len(pairs) < 2 or pairs[0][0] != b":method" or pairs[1][0] != b":url":
+                raise ValueError("REQ_HEAD must start with :method and :url")
+            method = pairs[0][1].decode("latin-1")
+            url = pairs[1][1].decode("utf-8", "surrogateescape")
+            headers = Headers()
+            for name, value in pairs[2:]:
+                headers.append(name, value)
+            request = Request._incoming(method, url, headers, stream.body)
+        except ValueError as error:
+            del self.streams[stream_id]
+            log(f"rejecting stream {stream_id}: {error}")
+            self._send(self.thaw.RESP_ERROR, stream_id, f"bad request head: {error}".encode())
+            return
+        stream.task = asyncio.get_running_loop().create_task(
+            self._handle(stream, request), name=f"thaw stream {stream_id}"
+        )
+
+    def _return_credit(self, stream_id: int, increment: int) -> None:
+        if increment > 0 and stream_id in self.streams:
+            self._send(self.thaw.WINDOW, stream_id, struct.pack("<I", increment))
+
+    # Frames out.
+    def _send(self, frame_type: int, stream_id: int, payload: bytes = b"") -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(self.thaw.encode(frame_type, stream_id, payload))
+
+    async def _handle(self, stream: _Stream, request: Request) -> None:
+        try:
+            response = self.worker.call(request, Context(), self.worker.env)
+            if inspect.isawaitable(response):
+                response = await response
+            if not isinstance(response, Response):
+                raise TypeError(
+                    f"the handler returned {type(response).__name__}, expected a workers.Response"
+                )
+            await self._send_response(stream, response)
+        except asyncio.CancelledError:
+            if stream.cancelled or self.closed.done():
+                return  # the client or the host went away: nothing more to send
+            self._report_error(stream, request, "the handler was cancelled (CancelledError)")
+        except (Exception, SystemExit) as error:
+            self._report_error(stream, request, format_exception(error))
+        finally:
+            if self.streams.get(stream.id) is stream:
+                del self.streams[stream.id]
+
+    def _report_error(self, stream: _Stream, request: Request, text: str) -> None:
+        log(f"error handling {request.method} {request.url}:\n{text}")
+        if not stream.cancelled:
+            data = text.encode("utf-8", "replace")
+            self._send(self.thaw.RESP_ERROR, stream.id, data[-self.thaw.MAX_PAYLOAD:])
+
+    async def _send_response(self, stream: _Stream, response: Response) -> None:
+        headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in response.headers.items()]
+        head = struct.pack("<H", response.status) + self.thaw.encode_kv(headers)
+        if len(head) > self.thaw.MAX_PAYLOAD:
+            raise ValueError(f"response headers too large ({len(head)} bytes encoded)")
+        if response._data is not None:
+            self._send(self.thaw.RESP_HEAD, stream.id, head)
+            await self._send_body(stream, response._data)
+        elif response._source is not None:
+            chunks = response._take_stream()
+            self._send(self.thaw.RESP_HEAD, stream.id, head)
+            try:
+                async for chunk in chunks:
+                    await self._send_body(stream, chunk)
+            finally:
+                aclose = getattr(chunks, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+        else:
+            self._send(self.thaw.RESP_HEAD, stream.id, head)
+        self._send(self.thaw.RESP_END, stream.id)
+
+    async def _send_body(self, stream: _Stream, data: bytes) -> None:
+        view = memoryview(data)
+        offset = 0
+        while offset < len(view):
+            size = await stream.take_credit(min(RESPONSE_CHUNK, len(view) - offset))
+            if not self.writable.is_set():
+                await self.writable.wait()
+            self._send(self.thaw.RESP_BODY, stream.id, bytes(view[offset : offset + size]))
+            offset += size
+

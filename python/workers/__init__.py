@@ -1,0 +1,30 @@
+"""The thaw workers SDK: what a worker imports.
+
+Its surface follows Cloudflare's Python Workers, so their workers run unchanged::
+
+    from workers import WorkerEntrypoint, Response
+
+    class Default(WorkerEntrypoint):
+        async def fetch(self, request):
+            return Response("Hello world!")
+"""
+
+from ._body import BodyStream
+from ._entrypoint import Context, DurableObject, WorkerEntrypoint, handler
+from ._env import Env
+from ._fetch import fetch
+from ._headers import Headers
+from ._http import Request, Response
+
+__all__ = [
+    "BodyStream",
+    "Context",
+    "DurableObject",
+    "Env",
+    "Headers",
+    "Request",
+    "Response",
+    "WorkerEntrypoint",
+    "fetch",
+    "handler",
+]

@@ -1,0 +1,194 @@
+"""Bodies of requests and responses: byte chunks, read once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from typing import Any, Union
+
+BodyInit = Union[
+    str, bytes, bytearray, memoryview, AsyncIterable[Any], Iterable[Any], None
+]
+
+
+def chunk_to_bytes(chunk: object) -> bytes:
+    """A body chunk as bytes: str is encoded as UTF-8, bytes-like objects are copied."""
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, str):
+        return chunk.encode("utf-8")
+    if isinstance(chunk, (bytearray, memoryview)):
+        return bytes(chunk)
+    raise TypeError(f"body chunks must be bytes or str, not {type(chunk).__name__}")
+
+
+class BodyStream:
+    """A body whose chunks arrive while it is being read.
+
+    A producer calls :meth:`push`, then :meth:`end` (or :meth:`fail`); one
+    consumer iterates it. ``on_consume(n)`` is called as each chunk of ``n``
+    bytes is taken, which is when flow-control credit goes back to the sender.
+    """
+
+    def __init__(self, on_consume: Callable[[int], None] | None = None) -> None:
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._ended = False
+        self._error: BaseException | None = None
+        self._ready = asyncio.Event()
+        self._on_consume = on_consume
+
+    @property
+    def buffered(self) -> int:
+        """Bytes pushed but not yet taken."""
+        return sum(len(c) for c in self._chunks)
+
+    @property
+    def ended(self) -> bool:
+        """True once end() or fail() was called (chunks may still be buffered)."""
+        return self._ended
+
+    def push(self, chunk: bytes) -> None:
+        if self._ended:
+            raise RuntimeError("push() after end()")
+        if chunk:
+            self._chunks.append(bytes(chunk))
+            self._ready.set()
+
+    def end(self) -> None:
+        self._ended = True
+        self._ready.set()
+
+    def fail(self, error: BaseException) -> None:
+        """End the body with an error that the reader will raise."""
+        self._error = error
+        self._ended = True
+        self._ready.set()
+
+    async def read(self) -> bytes | None:
+        """The next chunk, or None at the end of the body."""
+        while not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self._ended:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        chunk = self._chunks.popleft()
+        if self._on_consume is not None:
+            self._on_consume(len(chunk))
+        return chunk
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self.read()
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
+
+
+async def _byte_chunks(source: AsyncIterable[Any] | Iterable[Any]) -> AsyncIterator[bytes]:
+    """Iterate an async or sync iterable of bytes/str as non-empty bytes chunks."""
+    if isinstance(source, BodyStream):
+        async for chunk in source:
+            yield chunk
+        return
+    if hasattr(source, "__aiter__"):
+        iterator = source.__aiter__()
+        try:
+            async for chunk in iterator:
+                data = chunk_to_bytes(chunk)
+                if data:
+                    yield data
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        return
+    for chunk in source:  # a plain iterable, such as a list or a generator
+        data = chunk_to_bytes(chunk)
+        if data:
+            yield data
+
+
+class HasBody:
+    """The body-reading half of Request and Response.
+
+    A body is either known in full (``_data``) or still to be read from a
+    stream of chunks (``_source``). Reading it in full keeps the bytes, so
+    ``text()`` after ``bytes()`` works; iterating the stream consumes it.
+    """
+
+    _data: bytes | None
+    _source: AsyncIterator[bytes] | None
+    _stream_taken: bool
+
+    def _set_body(self, body: BodyInit) -> None:
+        self._stream_taken = False
+        self._source = None
+        if body is None:
+            self._data = None
+        elif isinstance(body, (str, bytes, bytearray, memoryview)):
+            self._data = chunk_to_bytes(body)
+        elif isinstance(body, HasBody):
+            raise TypeError(
+                f"cannot use a {type(body).__name__} as a body; pass its .body or await .bytes()"
+            )
+        elif hasattr(body, "__aiter__") or hasattr(body, "__iter__"):
+            if isinstance(body, (dict, set)):
+                raise TypeError(
+                    f"unsupported body type {type(body).__name__}; "
+                    "for JSON use Response.json(data)"
+                )
+            self._data = None
+            self._source = _byte_chunks(body)
+        else:
+            raise TypeError(
+                f"unsupported body type {type(body).__name__}: expected str, bytes, "
+                "an (async) iterable of bytes/str, or None"
+            )
+
+    @property
+    def body_used(self) -> bool:
+        """True once a streamed body has been (or is being) consumed."""
+        return self._stream_taken
+
+    def _take_stream(self) -> AsyncIterator[bytes]:
+        """Hand the body out as chunks; a streamed body can be taken once."""
+        if self._data is not None:
+            return _once(self._data)
+        if self._stream_taken:
+            raise TypeError("body already used: a streamed body can be read only once")
+        if self._source is None:
+            return _once(b"")
+        self._stream_taken = True
+        return self._source
+
+    async def bytes(self) -> bytes:
+        """The whole body as bytes."""
+        if self._data is None:
+            if self._source is None and not self._stream_taken:
+                return b""
+            parts = [chunk async for chunk in self._take_stream()]
+            self._data = b"".join(parts)
+            self._source = None
+        return self._data
+
+    async def text(self) -> str:
+        """The whole body decoded as UTF-8 (invalid bytes become U+FFFD, as on the web)."""
+        return (await self.bytes()).decode("utf-8", errors="replace")
+
+    async def _read_json(self) -> Any:
+        return json.loads(await self.bytes())
+
+    # Cloudflare (Pyodide) name for bytes().
+    async def buffer(self) -> bytes:
+        return await self.bytes()
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    if data:
+        yield data

@@ -1,0 +1,80 @@
+"""Entrypoint base classes and the per-request execution context."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from ._log import log_exception
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# wait_until tasks, kept referenced until they finish (the loop holds only weak references).
+_background: set[asyncio.Future[Any]] = set()
+
+
+def _background_done(task: asyncio.Future[Any]) -> None:
+    _background.discard(task)
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        log_exception("error in a ctx.wait_until task", error)
+
+
+def pending_background_tasks() -> set[asyncio.Future[Any]]:
+    """The wait_until tasks still running."""
+    return set(_background)
+
+
+class Context:
+    """What a handler can ask of the request's lifetime (``self.ctx``)."""
+
+    def wait_until(self, awaitable: Awaitable[Any]) -> None:
+        """Keep ``awaitable`` running after the response is sent; its errors are logged."""
+        if not inspect.isawaitable(awaitable):
+            raise TypeError(
+                f"wait_until() takes an awaitable (a coroutine or task), not {type(awaitable).__name__}"
+            )
+        task = asyncio.ensure_future(awaitable)
+        _background.add(task)
+        task.add_done_callback(_background_done)
+
+    waitUntil = wait_until
+
+    def pass_through_on_exception(self) -> None:
+        """Accepted for compatibility; thaw has no origin to fall back to."""
+
+    passThroughOnException = pass_through_on_exception
+
+
+class WorkerEntrypoint:
+    """Base class of a worker: subclass it as ``Default`` and define ``async def fetch(self, request)``.
+
+    An instance is made for each request, with ``self.ctx`` and ``self.env``.
+    """
+
+    ctx: Context
+    env: Any
+
+    def __init__(self, ctx: Context, env: Any) -> None:
+        self.ctx = ctx
+        self.env = env
+
+
+class DurableObject:
+    """Base class of a Durable Object (bindings are not served by this version of thaw yet)."""
+
+    ctx: Any
+    env: Any
+
+    def __init__(self, ctx: Any, env: Any) -> None:
+        self.ctx = ctx
+        self.env = env
+
+
+def handler(func: F) -> F:
+    """Accepted for compatibility with Cloudflare's ``@handler``; returns ``func`` unchanged."""
+    return func

@@ -1,0 +1,5 @@
+"""``from workers import asgi``: the same as the top-level ``asgi`` module."""
+
+from asgi import entrypoint, fetch
+
+__all__ = ["entrypoint", "fetch"]

@@ -1,0 +1,5 @@
+"""``from workers import wsgi``: the same as the top-level ``wsgi`` module."""
+
+from wsgi import entrypoint, fetch
+
+__all__ = ["entrypoint", "fetch"]

@@ -1,0 +1,391 @@
+/*
+ * `thaw dev`: a host for one project on this machine. Serves it, reloads it
+ * when a file under it changes, stops cleanly on Ctrl-C.
+ */
+#include "cli/cli.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli/config.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "host/host.h"
+
+static const char dev_usage[] =
+	"usage: thaw dev [DIR] [options]\n"
+	"\n"
+	"Serve the worker project in DIR (default: the current directory) on this machine,\n"
+	"reloading it whenever a file under DIR changes. Prints \"Ready on http://IP:PORT\"\n"
+	"once it accepts requests. Ctrl-C stops it.\n"
+	"\n"
+	"Options:\n"
+	"  --port N                 port to listen on (default 8787; 0 picks a free one)\n"
+	"  --ip ADDR                address to listen on (default 127.0.0.1)\n"
+	"  --idle-timeout SECONDS   evict an instance idle this long (default 300;\n"
+	"                           0 evicts after every request)\n"
+	"  --timeout SECONDS        wall-time limit for a handler to answer (default 30);\n"
+	"                           over it the client gets 504 and the instance is replaced\n"
+	"  --max-body-bytes N       largest request body accepted (default 104857600); 413 above\n"
+	"  --max-header-bytes N     largest request head accepted (default 32768); 431 above\n"
+	"  --max-instances N        instances of the worker at most (default 4)\n"
+	"  --concurrency N          requests in flight per instance (default 64)\n"
+	"  --system-site-packages   let the worker import the system's Python packages\n"
+	"                           (/usr/lib/python3/dist-packages), as a venv would\n"
+	"  --no-snapshot            boot instances instead of restoring snapshots\n"
+	"  -v, --verbose            debug logging\n"
+	"  -h, --help               this help\n"
+	"\n"
+	"Every response carries Server-Timing: start;desc=\"warm\"|\"boot\"|\"snapshot\";dur=MS\n"
+	"(time to get an instance) and handler;dur=MS. Handler errors show their traceback\n"
+	"in the terminal and in the 500 page.\n";
+
+struct dev {
+	struct host h;
+	struct app app;
+	struct loop_watch sig;
+	struct loop_watch ino;
+	struct loop_timer reload_timer;
+	char changed[PATH_MAX];
+	/* watch descriptor -> directory path */
+	char **wd_path;
+	int wd_cap;
+};
+
+static char *build_init(struct host *h, struct thaw_config *c)
+{
+	json_t *j = json_pack("{s:s, s:s, s:s, s:O, s:b, s:i, s:s, s:b}", "name", c->name,
+			      "project_dir", c->dir, "main", c->main, "vars", c->vars, "dev",
+			      h->dev, "concurrency", (int)h->lim.concurrency, "sdk_dir", h->sdk_dir,
+			      "system_site_packages", h->system_site_packages);
+	char *s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (!s)
+		fatal("cannot encode the instance configuration");
+	return s;
+}
+
+/* --- watching the project --- */
+
+static int skip_name(const char *n)
+{
+	return n[0] == '.' || !strcmp(n, "__pycache__") || !strcmp(n, "node_modules");
+}
+
+static int ignored_file(const char *n)
+{
+	size_t l = strlen(n);
+	if (l == 0 || n[0] == '.' || n[l - 1] == '~' || !strcmp(n, "4913"))
+		return 1;
+	const char *dot = strrchr(n, '.');
+	return dot && (!strcmp(dot, ".pyc") || !strcmp(dot, ".swp") || !strcmp(dot, ".swx") ||
+		       !strcmp(dot, ".tmp"));
+}
+
+static void watch_dir(struct dev *d, const char *path, int depth)
+{
+	const uint32_t mask = IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |
+			      IN_ONLYDIR | IN_EXCL_UNLINK;
+	int wd = inotify_add_watch(d->ino.fd, path, mask);
+	if (wd < 0) {
+		if (errno == ENOSPC)
+			log_warn("inotify watch limit reached: changes under %s are not watched", path);
+		return;
+	}
+	if (wd >= d->wd_cap) {
+		int cap = d->wd_cap ? d->wd_cap * 2 : 64;
+		while (cap <= wd)
+			cap *= 2;
+		d->wd_path = xrealloc(d->wd_path, (size_t)cap * sizeof *d->wd_path);
+		memset(d->wd_path + d->wd_cap, 0, (size_t)(cap - d->wd_cap) * sizeof *d->wd_path);
+		d->wd_cap = cap;
+	}
+	free(d->wd_path[wd]);
+	d->wd_path[wd] = xstrdup(path);
+	/* python_modules/ is watched at its top only: installs show up there. */
+	const char *base = strrchr(path, '/');
+	if (depth > 12 || (base && !strcmp(base + 1, "python_modules")))
+		return;
+	DIR *dir = opendir(path);
+	if (!dir)
+		return;
+	struct dirent *e;
+	while ((e = readdir(dir))) {
+		if (e->d_type != DT_DIR || skip_name(e->d_name))
+			continue;
+		char sub[PATH_MAX];
+		if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) >= (int)sizeof sub)
+			continue;
+		watch_dir(d, sub, depth + 1);
+	}
+	closedir(dir);
+}
+
+static void do_reload(struct dev *d)
+{
+	char err[1024];
+	struct app *a = &d->app;
+	struct thaw_config *c = config_load(a->cfg->dir, err, sizeof err);
+	fprintf(stderr, "\n%s changed: reloading %s\n", d->changed[0] ? d->changed : "project",
+		a->cfg->name);
+	if (!c) {
+		fprintf(stderr, "thaw: configuration error: %s\n", err);
+		pool_reload(a);
+		a->load_error = xasprintf("Error: configuration: %s\n", err);
+		return;
+	}
+	config_free(a->cfg);
+	a->cfg = c;
+	free(a->init_json);
+	a->init_json = build_init(&d->h, c);
+	pool_reload(a);
+	pool_prewarm(a);
+}
+
+static void reload_timer_fn(struct loop *l, struct loop_timer *t)
+{
+	do_reload(t->arg);
+}
+
+static void on_inotify(struct loop *l, struct loop_watch *w, uint32_t events)
+{
+	struct dev *d = w->arg;
+	char evbuf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	for (;;) {
+		ssize_t n = read(w->fd, evbuf, sizeof evbuf);
+		if (n <= 0)
+			break;
+		for (char *p = evbuf; p < evbuf + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+			p += sizeof *ev + ev->len;
+			if (ev->wd < 0 || ev->wd >= d->wd_cap || !d->wd_path[ev->wd] || !ev->len)
+				continue;
+			const char *dir = d->wd_path[ev->wd];
+			if (ev->mask & IN_ISDIR) {
+				if (skip_name(ev->name))
+					continue;
+				if (ev->mask & (IN_CREATE | IN_MOVED_TO)) {
+					char sub[PATH_MAX];
+					snprintf(sub, sizeof sub, "%s/%s", dir, ev->name);
+					watch_dir(d, sub, 1);
+				}
+			} else if (ignored_file(ev->name)) {
+				continue;
+			}
+			const char *rel = dir + strlen(d->app.cfg->dir);
+			snprintf(d->changed, sizeof d->changed, "%s%s%s", *rel ? rel + 1 : "",
+				 *rel ? "/" : "", ev->name);
+			/* Editors write in bursts: settle for a moment first. */
+			loop_timer_arm(l, &d->reload_timer, 60);
+		}
+	}
+}
+
+/* --- signals --- */
+
+static void on_signal(struct loop *l, struct loop_watch *w, uint32_t events)
+{
+	struct dev *d = w->arg;
+	struct signalfd_siginfo si;
+	while (read(w->fd, &si, sizeof si) == sizeof si) {
+		if (si.ssi_signo == SIGCHLD)
+			pool_on_sigchld(&d->h);
+		else
+			loop_stop(l);
+	}
+}
+
+static int parse_opt_u64(const char *opt, const char *v, uint64_t max, uint64_t *out)
+{
+	if (parse_u64(v, max, out) < 0) {
+		fprintf(stderr, "thaw dev: %s expects a whole number up to %llu, not '%s'\n", opt,
+			(unsigned long long)max, v);
+		return -1;
+	}
+	return 0;
+}
+
+int cmd_dev(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"port", required_argument, NULL, 'p'},
+		{"ip", required_argument, NULL, 'i'},
+		{"idle-timeout", required_argument, NULL, 'I'},
+		{"timeout", required_argument, NULL, 'T'},
+		{"max-body-bytes", required_argument, NULL, 'B'},
+		{"max-header-bytes", required_argument, NULL, 'H'},
+		{"max-instances", required_argument, NULL, 'M'},
+		{"concurrency", required_argument, NULL, 'C'},
+		{"system-site-packages", no_argument, NULL, 'S'},
+		{"no-snapshot", no_argument, NULL, 'N'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	static struct dev d; /* lives as long as the process */
+	struct host *h = &d.h;
+	h->dev = 1;
+	h->lim = (struct host_limits){
+		.max_header_bytes = 32 * 1024,
+		.max_body_bytes = 100u << 20,
+		.timeout_ms = 30000,
+		.idle_timeout_ms = 300000,
+		.max_instances = 4,
+		.concurrency = 64,
+	};
+	const char *ip = "127.0.0.1";
+	uint64_t port = 8787, v;
+	double secs;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (parse_opt_u64("--port", optarg, 65535, &port) < 0)
+				return 2;
+			break;
+		case 'i':
+			ip = optarg;
+			break;
+		case 'I':
+		case 'T':
+			if (parse_seconds(optarg, &secs) < 0 || (c == 'T' && secs <= 0)) {
+				fprintf(stderr, "thaw dev: %s expects seconds, not '%s'\n",
+					c == 'I' ? "--idle-timeout" : "--timeout", optarg);
+				return 2;
+			}
+			if (c == 'I')
+				h->lim.idle_timeout_ms = secs * 1000;
+			else
+				h->lim.timeout_ms = secs * 1000;
+			break;
+		case 'B':
+			if (parse_opt_u64("--max-body-bytes", optarg, UINT64_MAX / 2, &h->lim.max_body_bytes) < 0)
+				return 2;
+			break;
+		case 'H':
+			if (parse_opt_u64("--max-header-bytes", optarg, 512 * 1024, &h->lim.max_header_bytes) < 0)
+				return 2;
+			break;
+		case 'M':
+		case 'C':
+			if (parse_opt_u64(c == 'M' ? "--max-instances" : "--concurrency", optarg, 10000, &v) < 0)
+				return 2;
+			if (v == 0) {
+				fprintf(stderr, "thaw dev: %s must be at least 1\n",
+					c == 'M' ? "--max-instances" : "--concurrency");
+				return 2;
+			}
+			if (c == 'M')
+				h->lim.max_instances = (unsigned)v;
+			else
+				h->lim.concurrency = (unsigned)v;
+			break;
+		case 'S':
+			h->system_site_packages = 1;
+			break;
+		case 'N':
+			break; /* instances always boot until snapshots exist */
+		case 'v':
+			thaw_log_level = LOG_DEBUG;
+			break;
+		case 'h':
+			fputs(dev_usage, stdout);
+			return 0;
+		default:
+			fputs(dev_usage, stderr);
+			return 2;
+		}
+	}
+	if (argc - optind > 1) {
+		fputs(dev_usage, stderr);
+		return 2;
+	}
+	const char *dir = optind < argc ? argv[optind] : ".";
+
+	char err[1024];
+	struct thaw_config *cfg = config_load(dir, err, sizeof err);
+	if (!cfg) {
+		fprintf(stderr, "thaw dev: %s\n", err);
+		return 1;
+	}
+	const char *sdk = getenv("THAW_SDK_DIR");
+	h->sdk_dir = sdk && *sdk ? sdk : THAW_SDK_DIR;
+
+	/* Signals arrive through the loop, not as interruptions. */
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	h->loop = loop_new();
+	if (!h->loop)
+		fatal("epoll: %s", strerror(errno));
+	d.sig.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	d.sig.fn = on_signal;
+	d.sig.arg = &d;
+	loop_add(h->loop, &d.sig, EPOLLIN);
+
+	d.app.h = h;
+	d.app.cfg = cfg;
+	d.app.init_json = build_init(h, cfg);
+	h->app = &d.app;
+
+	unsigned bound;
+	if (front_start(h, ip, (unsigned)port, &bound, err, sizeof err) < 0) {
+		fprintf(stderr, "thaw dev: %s\n", err);
+		return 1;
+	}
+
+	d.ino.fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	d.ino.fn = on_inotify;
+	d.ino.arg = &d;
+	d.reload_timer.fn = reload_timer_fn;
+	d.reload_timer.arg = &d;
+	if (d.ino.fd >= 0) {
+		watch_dir(&d, cfg->dir, 0);
+		loop_add(h->loop, &d.ino, EPOLLIN);
+	} else {
+		log_warn("inotify unavailable (%s): no reload on change", strerror(errno));
+	}
+
+	fprintf(stderr, "thaw dev: serving %s (%s) from %s\n", cfg->name, cfg->main, cfg->sources);
+	pool_prewarm(&d.app);
+	int v6 = strchr(ip, ':') != NULL;
+	printf("Ready on http://%s%s%s:%u\n", v6 ? "[" : "", ip, v6 ? "]" : "", bound);
+	fflush(stdout);
+
+	int rc = loop_run(h->loop) < 0 ? 1 : 0;
+
+	fprintf(stderr, "thaw dev: stopping\n");
+	front_stop(h);
+	pool_shutdown(h);
+	/* Give instances a moment to exit, then make sure. */
+	uint64_t deadline = now_ns() + 2000000000ull;
+	while (pool_live_count(h) > 0 && now_ns() < deadline) {
+		pool_on_sigchld(h);
+		usleep(5000);
+	}
+	for (struct instance *in = h->all_instances; in; in = in->all_next)
+		if (!in->reaped)
+			kill(in->pid, SIGKILL);
+	while (pool_live_count(h) > 0 && waitpid(-1, NULL, 0) > 0)
+		pool_on_sigchld(h);
+	return rc;
+}

@@ -1,0 +1,37 @@
+#ifndef THAW_COMMON_UTIL_H
+#define THAW_COMMON_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+_Noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+uint64_t now_ns(void); /* CLOCK_MONOTONIC */
+static inline double ns_to_ms(uint64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
+int set_nonblock(int fd);
+/* Read a whole file of at most max bytes; NUL-terminated. NULL with errno
+ * set (EFBIG when larger than max). */
+char *read_file(const char *path, size_t max, size_t *len);
+/* Write all of buf to a blocking fd, retrying on EINTR. 0 or -1. */
+int write_all(int fd, const void *buf, size_t len);
+/* Parse a non-negative decimal integer in [0, max]; 0 or -1. */
+int parse_u64(const char *s, uint64_t max, uint64_t *out);
+/* Parse a non-negative number of seconds (decimal fraction allowed). */
+int parse_seconds(const char *s, double *out);
+/* out = a/b; -1 (ENAMETOOLONG) if it does not fit. */
+int path_join(char *out, size_t n, const char *a, const char *b);
+/* The running executable's path (from /proc/self/exe). */
+const char *self_exe(void);
+
+#endif

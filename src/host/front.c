@@ -1,0 +1,507 @@
+/*
+ * The HTTP front: libmicrohttpd in external-epoll mode, run from our loop.
+ *
+ * A request's life here (struct hreq):
+ *   URI log callback   -> hreq created with the raw request target;
+ *   first access call  -> limits checked, head encoded, handed to the pool;
+ *   upload calls       -> body forwarded as REQ_BODY while the instance has
+ *                         credit and its queue is short; otherwise the
+ *                         connection is suspended and woken by the pool;
+ *   final access call  -> REQ_END; once the response head is in, a response
+ *                         whose reader streams the body as it arrives (and
+ *                         suspends when there is none yet);
+ *   completed callback -> detached from the pool and freed.
+ * Errors found anywhere set fail_status; the next access call answers with it.
+ */
+#include "host/host.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cli/config.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "proto/frame.h"
+
+/* Upload bytes discarded after an error before we give up on the connection. */
+#define DISCARD_MAX (16u << 20)
+
+void front_wake(struct hreq *r)
+{
+	if (r->suspended) {
+		r->suspended = 0;
+		MHD_resume_connection(r->conn);
+	}
+}
+
+static void suspend(struct hreq *r)
+{
+	if (!r->suspended) {
+		r->suspended = 1;
+		MHD_suspend_connection(r->conn);
+	}
+}
+
+void front_fail(struct hreq *r, unsigned status, const char *body)
+{
+	if (r->fail_status || r->queued)
+		return;
+	r->fail_status = status;
+	r->fail_body = xstrdup(body);
+	loop_timer_cancel(r->h->loop, &r->timeout);
+	front_wake(r);
+}
+
+static void timeout_fn(struct loop *l, struct loop_timer *t)
+{
+	struct hreq *r = t->arg;
+	if (!r->resp_head && !r->fail_status)
+		pool_timeout(r);
+}
+
+static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct host *h = cls;
+	struct hreq *r = xcalloc(1, sizeof *r);
+	r->h = h;
+	r->conn = conn;
+	r->uri = xstrdup(uri);
+	r->t_arrive = now_ns();
+	r->timeout.fn = timeout_fn;
+	r->timeout.arg = r;
+	r->all_next = h->all_reqs;
+	if (h->all_reqs)
+		h->all_reqs->all_prev = r;
+	h->all_reqs = r;
+	return r;
+}
+
+static void add_header(struct MHD_Response *resp, const char *k, const char *v)
+{
+	if (MHD_add_response_header(resp, k, v) != MHD_YES)
+		log_warn("response header %s rejected", k);
+}
+
+static void add_timing(struct hreq *r, struct MHD_Response *resp)
+{
+	if (!r->h->dev)
+		return;
+	char v[160];
+	uint64_t now = now_ns();
+	if (r->start_desc) {
+		uint64_t head = r->t_head ? r->t_head : now;
+		snprintf(v, sizeof v, "start;desc=\"%s\";dur=%.2f, handler;dur=%.2f", r->start_desc,
+			 ns_to_ms(r->t_assigned - r->t_arrive), ns_to_ms(head - r->t_assigned));
+	} else {
+		snprintf(v, sizeof v, "start;desc=\"none\";dur=%.2f", ns_to_ms(now - r->t_arrive));
+	}
+	add_header(resp, "Server-Timing", v);
+}
+
+static enum MHD_Result queue_text(struct hreq *r, unsigned status, const char *body)
+{
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+	if (!resp)
+		return MHD_NO;
+	add_header(resp, "Content-Type", "text/plain;charset=UTF-8");
+	add_timing(r, resp);
+	enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
+	MHD_destroy_response(resp);
+	r->queued = 1;
+	r->resp_status = status;
+	return ok;
+}
+
+static enum MHD_Result queue_fail(struct hreq *r)
+{
+	if (r->fail_status == 500 && !r->h->dev)
+		return queue_text(r, 500, "Internal Server Error\n");
+	return queue_text(r, r->fail_status, r->fail_body ? r->fail_body : "error\n");
+}
+
+/* Streams the response body as the instance sends it. */
+static ssize_t body_reader(void *cls, uint64_t pos, char *out, size_t max)
+{
+	struct hreq *r = cls;
+	size_t have = buf_used(&r->resp_body);
+	if (have) {
+		size_t n = have < max ? have : max;
+		memcpy(out, buf_head(&r->resp_body), n);
+		buf_consume(&r->resp_body, n);
+		buf_shrink(&r->resp_body, THAW_STREAM_WINDOW);
+		r->resp_bytes += n;
+		pool_grant(r, (uint32_t)n);
+		return (ssize_t)n;
+	}
+	if (r->resp_failed)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	if (r->resp_end)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	suspend(r);
+	return 0;
+}
+
+static int token_char(unsigned char c)
+{
+	return c > 32 && c < 127 && !strchr("()<>@,;:\\\"/[]?={}", c);
+}
+
+static enum MHD_Result queue_stream(struct hreq *r)
+{
+	struct thaw_kv_iter it;
+	struct thaw_kv kv;
+	const char *err;
+	uint64_t size = MHD_SIZE_UNKNOWN;
+	if (thaw_kv_begin(&it, buf_head(&r->resp_headers), buf_used(&r->resp_headers), &err) < 0)
+		return queue_text(r, 502, "The worker sent a malformed response.\n");
+	/* First pass: a Content-Length the worker set lets MHD frame the body. */
+	while (thaw_kv_next(&it, &kv, &err) == 1) {
+		if (kv.klen == 14 && strncasecmp((const char *)kv.key, "content-length", 14) == 0 &&
+		    kv.vlen > 0 && kv.vlen < 20) {
+			char v[24];
+			uint64_t n;
+			memcpy(v, kv.val, kv.vlen);
+			v[kv.vlen] = 0;
+			if (parse_u64(v, UINT64_MAX - 1, &n) == 0)
+				size = n;
+		}
+	}
+	struct MHD_Response *resp =
+		MHD_create_response_from_callback(size, 64 * 1024, body_reader, r, NULL);
+	if (!resp)
+		return MHD_NO;
+	thaw_kv_begin(&it, buf_head(&r->resp_headers), buf_used(&r->resp_headers), &err);
+	while (thaw_kv_next(&it, &kv, &err) == 1) {
+		char name[256], value[8192];
+		if (kv.klen == 0 || kv.klen >= sizeof name || kv.vlen >= sizeof value)
+			continue;
+		int ok = 1;
+		for (uint32_t i = 0; i < kv.klen; i++)
+			ok &= token_char(kv.key[i]);
+		for (uint32_t i = 0; i < kv.vlen; i++)
+			ok &= kv.val[i] != '\r' && kv.val[i] != '\n' && kv.val[i] != 0;
+		if (!ok) {
+			log_warn("%s: dropped an invalid response header", r->app->cfg->name);
+			continue;
+		}
+		memcpy(name, kv.key, kv.klen);
+		name[kv.klen] = 0;
+		memcpy(value, kv.val, kv.vlen);
+		value[kv.vlen] = 0;
+		/* Framing is MHD's business. */
+		if (!strcasecmp(name, "content-length") || !strcasecmp(name, "transfer-encoding") ||
+		    !strcasecmp(name, "connection") || !strcasecmp(name, "keep-alive"))
+			continue;
+		add_header(resp, name, value);
+	}
+	add_timing(r, resp);
+	enum MHD_Result ok = MHD_queue_response(r->conn, r->resp_status, resp);
+	MHD_destroy_response(resp);
+	r->queued = 1;
+	return ok;
+}
+
+struct head_ctx {
+	struct buf *b;
+	uint32_t count;
+	uint64_t bytes;
+};
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				     size_t klen, const char *value, size_t vlen)
+{
+	struct head_ctx *c = cls;
+	uint8_t n[4];
+	c->count++;
+	c->bytes += klen + vlen + 4;
+	thaw_put_u32(n, (uint32_t)klen);
+	buf_append(c->b, n, 4);
+	buf_append(c->b, key, klen);
+	thaw_put_u32(n, (uint32_t)vlen);
+	buf_append(c->b, n, 4);
+	buf_append(c->b, value ? value : "", vlen);
+	return MHD_YES;
+}
+
+static void kv_put(struct buf *b, const char *k, const char *v)
+{
+	uint8_t n[4];
+	size_t kl = strlen(k), vl = strlen(v);
+	thaw_put_u32(n, (uint32_t)kl);
+	buf_append(b, n, 4);
+	buf_append(b, k, kl);
+	thaw_put_u32(n, (uint32_t)vl);
+	buf_append(b, n, 4);
+	buf_append(b, v, vl);
+}
+
+/* First call for a request: limits, head, routing. */
+static enum MHD_Result first_call(struct hreq *r, const char *method)
+{
+	struct host *h = r->h;
+	r->started = 1;
+	r->method = method;
+
+	/* The head: :method, :url, then headers as sent. */
+	const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
+	char *url = xasprintf("http://%s%s%s", host && *host ? host : "localhost",
+			      r->uri[0] == '/' ? "" : "/", r->uri);
+	uint8_t n4[4] = {0};
+	buf_append(&r->head, n4, 4); /* count, patched below */
+	kv_put(&r->head, ":method", method);
+	kv_put(&r->head, ":url", url);
+	free(url);
+	struct head_ctx c = {.b = &r->head, .count = 2, .bytes = strlen(method) + strlen(r->uri)};
+	MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, collect_header, &c);
+	if (c.bytes > h->lim.max_header_bytes || c.count > THAW_KV_MAX ||
+	    buf_used(&r->head) > THAW_FRAME_MAX_PAYLOAD) {
+		buf_free(&r->head);
+		return queue_text(r, 431, "Request header fields too large.\n");
+	}
+	thaw_put_u32(buf_head(&r->head), c.count);
+
+	const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
+	uint64_t len;
+	if (cl && parse_u64(cl, UINT64_MAX, &len) == 0 && len > h->lim.max_body_bytes) {
+		buf_free(&r->head);
+		return queue_text(r, 413, "Request body too large.\n");
+	}
+
+	loop_timer_arm(h->loop, &r->timeout, h->lim.timeout_ms);
+	pool_submit(h->app, r);
+	return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **req_cls)
+{
+	struct hreq *r = *req_cls;
+	if (!r)
+		return MHD_NO; /* cannot happen: the URI log callback made it */
+	if (!r->started)
+		return first_call(r, method);
+
+	if (*upload_size) {
+		if (r->fail_status || r->discarding || r->resp_end) {
+			/* Answer known already: drop the rest of the body. */
+			r->discarded += *upload_size;
+			*upload_size = 0;
+			return r->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
+		}
+		if (r->body_bytes + *upload_size > r->h->lim.max_body_bytes) {
+			r->discarding = 1;
+			pool_forget(r);
+			front_fail(r, 413, "Request body too large.\n");
+			r->discarded += *upload_size;
+			*upload_size = 0;
+			return MHD_YES;
+		}
+		struct instance *in = r->inst;
+		if (!in || r->tx_credit == 0 || buf_used(&in->out) > INST_OUT_HIGH) {
+			suspend(r); /* woken by attach, WINDOW or a drained queue */
+			return MHD_YES;
+		}
+		size_t n = *upload_size;
+		if (n > r->tx_credit)
+			n = r->tx_credit;
+		if (n > THAW_FRAME_MAX_PAYLOAD)
+			n = THAW_FRAME_MAX_PAYLOAD;
+		inst_send(in, THAW_F_REQ_BODY, r->stream, upload, n);
+		r->tx_credit -= (uint32_t)n;
+		r->body_bytes += n;
+		*upload_size -= n;
+		return MHD_YES;
+	}
+
+	/* The whole request has arrived. */
+	r->upload_done = 1;
+	if (r->fail_status)
+		return queue_fail(r);
+	if (r->inst && !r->req_end_sent) {
+		inst_send(r->inst, THAW_F_REQ_END, r->stream, NULL, 0);
+		r->req_end_sent = 1;
+	}
+	if (r->resp_head)
+		return queue_stream(r);
+	suspend(r); /* until the response head, a failure or the time limit */
+	return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct host *h = cls;
+	struct hreq *r = *req_cls;
+	if (!r)
+		return;
+	*req_cls = NULL;
+	if (r->started)
+		pool_forget(r);
+	loop_timer_cancel(h->loop, &r->timeout);
+	if (h->dev && !h->quiet_requests && r->started) {
+		double ms = ns_to_ms(now_ns() - r->t_arrive);
+		const char *how = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
+				  : toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ? " (client went away)"
+									       : " (aborted)";
+		fprintf(stdout, "[%s] %s %s %u %.1fms%s%s\n", h->app->cfg->name, r->method, r->uri,
+			r->resp_status, ms, r->start_desc && strcmp(r->start_desc, "boot") == 0
+						   ? " (cold start)" : "",
+			how);
+		fflush(stdout);
+	}
+	if (r->all_prev)
+		r->all_prev->all_next = r->all_next;
+	else
+		h->all_reqs = r->all_next;
+	if (r->all_next)
+		r->all_next->all_prev = r->all_prev;
+	buf_free(&r->head);
+	buf_free(&r->resp_headers);
+	buf_free(&r->resp_body);
+	free(r->fail_body);
+	free(r->uri);
+	free(r);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	if (thaw_log_level < LOG_DEBUG)
+		return;
+	char line[512];
+	vsnprintf(line, sizeof line, fmt, ap);
+	size_t n = strlen(line);
+	while (n && line[n - 1] == '\n')
+		line[--n] = 0;
+	log_debug("http: %s", line);
+}
+
+static void mhd_io(struct loop *l, struct loop_watch *w, uint32_t events)
+{
+	/* The after-iteration hook runs MHD. */
+}
+
+static void mhd_after(struct loop *l, void *arg)
+{
+	struct host *h = arg;
+	MHD_run(h->mhd);
+}
+
+static long mhd_timeout(void *arg)
+{
+	struct host *h = arg;
+	MHD_UNSIGNED_LONG_LONG t;
+	if (MHD_get_timeout(h->mhd, &t) == MHD_YES)
+		return t > 60000 ? 60000 : (long)t;
+	return -1;
+}
+
+int front_start(struct host *h, const char *ip, unsigned port, unsigned *bound_port, char *err,
+		size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	memset(&ss, 0, sizeof ss);
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+	if (inet_pton(AF_INET, ip, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)port);
+		sl = sizeof *a4;
+	} else if (inet_pton(AF_INET6, ip, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		sl = sizeof *a6;
+	} else {
+		snprintf(err, errlen, "'%s' is not an IP address", ip);
+		return -1;
+	}
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
+		int e = errno;
+		close(fd);
+		if (e == EADDRINUSE)
+			snprintf(err, errlen,
+				 "address %s port %u is already in use (another thaw dev or server "
+				 "is running there): choose another with --port",
+				 ip, port);
+		else
+			snprintf(err, errlen, "cannot listen on %s port %u: %s", ip, port,
+				 strerror(e));
+		return -1;
+	}
+	if (listen(fd, 1024) < 0) {
+		snprintf(err, errlen, "listen: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	sl = sizeof ss;
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	*bound_port = ntohs(ss.ss_family == AF_INET ? a4->sin_port : a6->sin6_port);
+
+	/* MHD's per-connection pool must hold our header limit with room to spare;
+	 * our own check in first_call answers 431 precisely. */
+	size_t pool = (size_t)h->lim.max_header_bytes * 2 + 32 * 1024;
+	h->listen_fd = fd;
+	h->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
+				  on_request, h, MHD_OPTION_LISTEN_SOCKET, fd,
+				  MHD_OPTION_URI_LOG_CALLBACK, uri_log, h,
+				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)4000,
+				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_END);
+	if (!h->mhd) {
+		snprintf(err, errlen, "cannot start the HTTP server");
+		close(fd);
+		return -1;
+	}
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	if (!di) {
+		snprintf(err, errlen, "libmicrohttpd has no epoll support");
+		MHD_stop_daemon(h->mhd);
+		return -1;
+	}
+	h->mhd_watch.fd = di->epoll_fd;
+	h->mhd_watch.fn = mhd_io;
+	h->mhd_watch.arg = h;
+	loop_add(h->loop, &h->mhd_watch, EPOLLIN);
+	loop_set_hook(h->loop, mhd_after, mhd_timeout, h);
+	return 0;
+}
+
+void front_stop(struct host *h)
+{
+	if (!h->mhd)
+		return;
+	/* MHD must not be stopped with suspended connections. */
+	for (struct hreq *r = h->all_reqs; r; r = r->all_next) {
+		r->resp_failed = 1;
+		if (!r->fail_status && !r->queued) {
+			r->fail_status = 503;
+			r->fail_body = xstrdup("The server is shutting down.\n");
+		}
+		front_wake(r);
+	}
+	MHD_run(h->mhd);
+	loop_del(h->loop, &h->mhd_watch);
+	MHD_stop_daemon(h->mhd);
+	h->mhd = NULL;
+	close(h->listen_fd);
+}

@@ -1,0 +1,150 @@
+/*
+ * The host: one event loop that owns the HTTP front (libmicrohttpd), the
+ * instance pools and every child process. See DESIGN.md, "A request's way".
+ *
+ * Ownership: an hreq belongs to its MHD connection and is freed when MHD says
+ * the request is complete. While it is waiting for an instance it sits on its
+ * app's pending list; while an instance serves it, on that instance's stream
+ * list. An instance is freed only after its process has been reaped.
+ */
+#ifndef THAW_HOST_HOST_H
+#define THAW_HOST_HOST_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/buf.h"
+#include "host/loop.h"
+
+struct MHD_Daemon;
+struct MHD_Connection;
+struct thaw_config;
+
+struct host_limits {
+	uint64_t max_header_bytes;
+	uint64_t max_body_bytes;
+	double timeout_ms;      /* wall time from arrival to response head */
+	double idle_timeout_ms; /* idle instances are evicted after this */
+	unsigned max_instances; /* per app */
+	unsigned concurrency;   /* requests in flight per instance */
+};
+
+enum inst_state {
+	INST_STARTING, /* spawned, INIT sent, not READY yet */
+	INST_READY,
+	INST_DRAINING, /* takes no new request; closed once idle */
+	INST_CLOSED,   /* socket closed, waiting to be reaped */
+};
+
+struct hreq;
+struct app;
+struct host;
+
+struct instance {
+	struct host *h;
+	struct app *app;
+	unsigned id;
+	pid_t pid;
+	enum inst_state state;
+	unsigned generation;
+	struct loop_watch w;
+	int want_out; /* EPOLLOUT registered */
+	struct buf in, out;
+	unsigned inflight, concurrency;
+	struct hreq *streams; /* requests it serves (doubly linked) */
+	uint64_t t_spawn, t_ready, last_used;
+	struct loop_timer idle_timer, kill_timer;
+	struct instance *next, *prev;           /* app's live list */
+	struct instance *all_next, *all_prev;   /* host's list of every process */
+	int reaped;
+};
+
+struct app {
+	struct host *h;
+	struct thaw_config *cfg;
+	char *init_json; /* INIT payload for new instances */
+	unsigned generation;
+	char *load_error; /* set when the current generation failed to load */
+	struct instance *instances;
+	unsigned nlive, nstarting;
+	struct hreq *pending_head, *pending_tail;
+	unsigned npending;
+};
+
+struct hreq {
+	struct host *h;
+	struct MHD_Connection *conn;
+	struct app *app;
+	struct instance *inst;
+	uint32_t stream;
+	struct hreq *next, *prev;         /* pending list or instance streams */
+	struct hreq *all_next, *all_prev; /* host's list of live requests */
+	char *uri;                        /* raw request target */
+	const char *method;
+	struct buf head; /* encoded REQ_HEAD payload */
+	uint64_t t_arrive, t_assigned, t_head;
+	const char *start_desc;
+	int started, pending, suspended, queued;
+	/* request body */
+	uint64_t body_bytes;
+	uint32_t tx_credit;
+	int upload_done, req_end_sent, discarding;
+	uint64_t discarded;
+	/* response */
+	int resp_head, resp_end, resp_failed;
+	unsigned resp_status;
+	struct buf resp_headers; /* kv list as received */
+	struct buf resp_body;
+	uint32_t rx_credit;  /* credit the instance still holds */
+	uint32_t rx_unacked; /* bytes sent to the client, not yet credited back */
+	uint64_t resp_bytes;
+	unsigned fail_status;
+	char *fail_body;
+	struct loop_timer timeout;
+};
+
+struct host {
+	struct loop *loop;
+	struct host_limits lim;
+	int dev;
+	struct MHD_Daemon *mhd;
+	struct loop_watch mhd_watch;
+	int listen_fd;
+	struct app *app; /* thaw dev serves one app */
+	struct instance *all_instances;
+	struct hreq *all_reqs;
+	uint32_t next_stream;
+	unsigned next_instance_id;
+	const char *sdk_dir;
+	int system_site_packages;
+	int quiet_requests;
+};
+
+/* front.c */
+int front_start(struct host *h, const char *ip, unsigned port, unsigned *bound_port, char *err,
+		size_t errlen);
+void front_stop(struct host *h);
+/* Wake a request's connection so MHD calls back into it. */
+void front_wake(struct hreq *r);
+/* Answer a request that cannot be served with status and a text body. */
+void front_fail(struct hreq *r, unsigned status, const char *body);
+
+/* pool.c */
+void pool_submit(struct app *a, struct hreq *r);
+void pool_forget(struct hreq *r); /* the request ended: leave pending list / instance */
+int inst_send(struct instance *in, uint8_t type, uint32_t stream, const void *p, size_t len);
+int inst_send2(struct instance *in, uint8_t type, uint32_t stream, const void *p1, size_t l1,
+	       const void *p2, size_t l2);
+/* Bytes queued towards an instance above which uploads pause. */
+#define INST_OUT_HIGH (1u << 20)
+void pool_grant(struct hreq *r, uint32_t n); /* return response credit */
+void pool_on_sigchld(struct host *h);
+void pool_timeout(struct hreq *r);
+/* Start a new generation: old instances drain, the next request boots anew. */
+void pool_reload(struct app *a);
+/* Boot one instance now (dev start / after reload) to surface load errors. */
+void pool_prewarm(struct app *a);
+void pool_shutdown(struct host *h);
+int pool_live_count(struct host *h);
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * The host's one event loop: epoll for file descriptors, a binary heap of
+ * timers, and per-iteration hooks (libmicrohttpd is run from one). Nothing
+ * registered here may block.
+ */
+#ifndef THAW_HOST_LOOP_H
+#define THAW_HOST_LOOP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct loop;
+struct loop_watch;
+struct loop_timer;
+
+typedef void (*loop_fd_fn)(struct loop *l, struct loop_watch *w, uint32_t events);
+typedef void (*loop_timer_fn)(struct loop *l, struct loop_timer *t);
+typedef void (*loop_hook_fn)(struct loop *l, void *arg);
+
+struct loop_watch {
+	int fd;
+	loop_fd_fn fn;
+	void *arg;
+};
+
+struct loop_timer {
+	uint64_t deadline; /* now_ns() clock */
+	loop_timer_fn fn;
+	void *arg;
+	size_t slot; /* index in the heap + 1; 0 when not armed */
+};
+
+struct loop *loop_new(void);
+void loop_free(struct loop *l);
+int loop_add(struct loop *l, struct loop_watch *w, uint32_t events);
+int loop_mod(struct loop *l, struct loop_watch *w, uint32_t events);
+void loop_del(struct loop *l, struct loop_watch *w);
+
+/* Arm (or re-arm) a timer to fire after ms milliseconds. */
+void loop_timer_arm(struct loop *l, struct loop_timer *t, double ms);
+void loop_timer_cancel(struct loop *l, struct loop_timer *t);
+static inline int loop_timer_armed(const struct loop_timer *t)
+{
+	return t->slot != 0;
+}
+
+/*
+ * A hook runs after every iteration; its `timeout` callback may shorten the
+ * next wait (returns ms, or -1 for none).
+ */
+void loop_set_hook(struct loop *l, loop_hook_fn after, long (*timeout)(void *arg), void *arg);
+
+/* Run until loop_stop. Returns 0, or -1 on an epoll failure. */
+int loop_run(struct loop *l);
+void loop_stop(struct loop *l);
+
+#endif

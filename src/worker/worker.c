@@ -1,0 +1,291 @@
+/*
+ * `thaw worker`: one instance. Started by the host with its end of a
+ * socketpair on fd 3 (THAW_WORKER_FD) and nothing in argv or environ that it
+ * relies on: everything per-instance arrives in the INIT frame.
+ *
+ *   1. send HELLO, wait for INIT (JSON: project, entry module, vars, paths);
+ *   2. initialise CPython (isolated PyConfig, explicit sys.path);
+ *   3. _thaw_runtime.load(config): run the worker's top-level code and find its
+ *      handler -> READY, or LOAD_ERROR with the traceback and exit;
+ *   4. _thaw_runtime.serve(fd): the asyncio loop that answers requests until
+ *      the host closes the socket.
+ * Step 3 returns to C with no Python frame on the stack: that quiet point is
+ * where a snapshot is taken.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "proto/frame.h"
+
+struct wcfg {
+	json_t *root;
+	const char *name;
+	const char *project_dir;
+	const char *main;
+	const char *sdk_dir;
+	int system_site_packages;
+};
+
+static int send_frame(int fd, uint8_t type, uint32_t stream, const void *p, size_t len)
+{
+	uint8_t hdr[THAW_FRAME_HEADER];
+	if (len > THAW_FRAME_MAX_PAYLOAD)
+		len = THAW_FRAME_MAX_PAYLOAD; /* only text frames come here; truncate */
+	thaw_frame_header(hdr, type, stream, (uint32_t)len);
+	if (write_all(fd, hdr, sizeof hdr) < 0 || write_all(fd, p, len) < 0)
+		return -1;
+	return 0;
+}
+
+/* Block until one whole frame has arrived; returns its payload (malloc'd). */
+static uint8_t *recv_frame(int fd, uint8_t *type, size_t *len)
+{
+	struct buf in = {0};
+	for (;;) {
+		struct thaw_frame f;
+		size_t used;
+		int r = thaw_frame_decode(buf_head(&in), buf_used(&in), &f, &used);
+		if (r == THAW_FRAME_OK) {
+			uint8_t *p = xmalloc(f.len + 1);
+			memcpy(p, f.payload, f.len);
+			p[f.len] = 0;
+			*type = f.type;
+			*len = f.len;
+			buf_free(&in);
+			return p;
+		}
+		if (r != THAW_FRAME_NEED_MORE) {
+			log_error("bad frame from host: %s", thaw_frame_strerror(r));
+			break;
+		}
+		uint8_t *dst = buf_reserve(&in, 65536);
+		ssize_t n = read(fd, dst, 65536);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break; /* host went away */
+		in.len += (size_t)n;
+	}
+	buf_free(&in);
+	return NULL;
+}
+
+static int append_path(PyConfig *pc, const char *path)
+{
+	wchar_t *w = Py_DecodeLocale(path, NULL);
+	if (!w)
+		return -1;
+	PyStatus st = PyWideStringList_Append(&pc->module_search_paths, w);
+	PyMem_RawFree(w);
+	return PyStatus_Exception(st) ? -1 : 0;
+}
+
+static int dir_exists(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int python_init(const struct wcfg *c)
+{
+	PyConfig pc;
+	PyConfig_InitIsolatedConfig(&pc);
+	pc.site_import = 0;
+	pc.buffered_stdio = 0;
+	pc.install_signal_handlers = 0;
+	pc.parse_argv = 0;
+	pc.pathconfig_warnings = 0;
+	pc.module_search_paths_set = 1;
+	PyStatus st = PyConfig_SetBytesString(&pc, &pc.home, THAW_PY_PREFIX);
+	if (PyStatus_Exception(st))
+		goto fail;
+	st = PyConfig_SetBytesString(&pc, &pc.program_name, "thaw-worker");
+	if (PyStatus_Exception(st))
+		goto fail;
+
+	/* sys.path: the entry module's directory, src/, python_modules/, the
+	 * SDK, the standard library, and Debian's site-packages only if asked. */
+	char *main_path = xasprintf("%s/%s", c->project_dir, c->main);
+	char *slash = strrchr(main_path, '/');
+	*slash = 0;
+	char *src = xasprintf("%s/src", c->project_dir);
+	char *mods = xasprintf("%s/python_modules", c->project_dir);
+	int bad = append_path(&pc, main_path);
+	if (strcmp(main_path, src) != 0 && dir_exists(src))
+		bad |= append_path(&pc, src);
+	bad |= append_path(&pc, mods);
+	bad |= append_path(&pc, c->sdk_dir);
+	bad |= append_path(&pc, THAW_PY_STDLIB);
+	bad |= append_path(&pc, THAW_PY_DYNLOAD);
+	if (c->system_site_packages) {
+		char *site = xstrdup(THAW_PY_SITE), *save = NULL;
+		for (char *p = strtok_r(site, ":", &save); p; p = strtok_r(NULL, ":", &save))
+			if (dir_exists(p))
+				bad |= append_path(&pc, p);
+		free(site);
+	}
+	free(main_path);
+	free(src);
+	free(mods);
+	if (bad) {
+		PyConfig_Clear(&pc);
+		log_error("cannot build sys.path");
+		return -1;
+	}
+	if (PyImport_AppendInittab("_thaw", thaw_pymod_init) < 0) {
+		PyConfig_Clear(&pc);
+		return -1;
+	}
+	st = Py_InitializeFromConfig(&pc);
+	PyConfig_Clear(&pc);
+	if (PyStatus_Exception(st))
+		goto fail_noclear;
+	return 0;
+fail:
+	PyConfig_Clear(&pc);
+fail_noclear:
+	log_error("cannot initialise Python: %s", st.err_msg ? st.err_msg : "unknown error");
+	return -1;
+}
+
+/*
+ * The pending Python exception as text. A LoadError from the runtime is a
+ * message meant for the user as it is; anything else gets its traceback.
+ */
+static char *exception_text(void)
+{
+	PyObject *type, *value, *tb;
+	PyErr_Fetch(&type, &value, &tb);
+	PyErr_NormalizeException(&type, &value, &tb);
+	if (tb && value)
+		PyException_SetTraceback(value, tb);
+	char *out = NULL;
+	PyObject *s = NULL;
+	if (type && PyType_Check(type) && strcmp(((PyTypeObject *)type)->tp_name, "LoadError") == 0) {
+		s = PyObject_Str(value);
+	} else {
+		PyObject *mod = PyImport_ImportModule("traceback");
+		PyObject *lines = mod ? PyObject_CallMethod(mod, "format_exception", "OOO", type,
+							    value ? value : Py_None, tb ? tb : Py_None)
+				      : NULL;
+		if (lines) {
+			PyObject *empty = PyUnicode_FromString("");
+			s = empty ? PyUnicode_Join(empty, lines) : NULL;
+			Py_XDECREF(empty);
+		}
+		Py_XDECREF(lines);
+		Py_XDECREF(mod);
+	}
+	const char *u = s ? PyUnicode_AsUTF8(s) : NULL;
+	out = xstrdup(u ? u : "unknown error (the exception could not be formatted)");
+	PyErr_Clear();
+	Py_XDECREF(s);
+	Py_XDECREF(type);
+	Py_XDECREF(value);
+	Py_XDECREF(tb);
+	return out;
+}
+
+static _Noreturn void worker_exit(int code)
+{
+	fflush(stdout);
+	fflush(stderr);
+	_exit(code);
+}
+
+int worker_main(int argc, char **argv)
+{
+	int fd = THAW_WORKER_FD;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+		fprintf(stderr, "thaw worker: this mode is internal: `thaw dev` and `thaw serve` start "
+				"it with a socket on fd %d\n",
+			fd);
+		return 2;
+	}
+	/* The host owns our lifetime: die with it, ignore the terminal's signals
+	 * (it is in another process group), and never die of SIGPIPE. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	signal(SIGPIPE, SIG_IGN);
+	char prefix[64];
+	snprintf(prefix, sizeof prefix, "thaw worker %d", (int)getpid());
+	log_set_prefix(prefix);
+
+	char hello[64];
+	int hn = snprintf(hello, sizeof hello, "{\"pid\": %d}", (int)getpid());
+	if (send_frame(fd, THAW_F_HELLO, 0, hello, (size_t)hn) < 0)
+		worker_exit(1);
+
+	uint8_t type;
+	size_t len;
+	uint8_t *init = recv_frame(fd, &type, &len);
+	if (!init)
+		worker_exit(0); /* the host closed before sending work */
+	if (type != THAW_F_INIT) {
+		log_error("expected INIT from host, got %s", thaw_frame_type_name(type));
+		worker_exit(1);
+	}
+	json_error_t jerr;
+	struct wcfg c = {0};
+	c.root = json_loadb((const char *)init, len, 0, &jerr);
+	if (!c.root || json_unpack_ex(c.root, &jerr, 0, "{s:s, s:s, s:s, s:s, s?b}", "name", &c.name,
+				      "project_dir", &c.project_dir, "main", &c.main, "sdk_dir",
+				      &c.sdk_dir, "system_site_packages",
+				      &c.system_site_packages) < 0) {
+		log_error("bad INIT from host: %s", jerr.text);
+		worker_exit(1);
+	}
+	snprintf(prefix, sizeof prefix, "%s[%d]", c.name, (int)getpid());
+	log_set_prefix(prefix);
+
+	if (python_init(&c) < 0) {
+		const char *msg = "cannot initialise the Python runtime (see the log)";
+		send_frame(fd, THAW_F_LOAD_ERROR, 0, msg, strlen(msg));
+		worker_exit(1);
+	}
+
+	PyObject *rt = PyImport_ImportModule("_thaw_runtime");
+	PyObject *ready = NULL;
+	if (rt)
+		ready = PyObject_CallMethod(rt, "load", "s#", (const char *)init, (Py_ssize_t)len);
+	if (!ready || !PyUnicode_Check(ready)) {
+		char *text = ready ? xstrdup("_thaw_runtime.load did not return a string")
+				   : exception_text();
+		send_frame(fd, THAW_F_LOAD_ERROR, 0, text, strlen(text));
+		free(text);
+		worker_exit(3);
+	}
+	Py_ssize_t rlen;
+	const char *rs = PyUnicode_AsUTF8AndSize(ready, &rlen);
+	if (!rs || send_frame(fd, THAW_F_READY, 0, rs, (size_t)rlen) < 0)
+		worker_exit(1);
+	Py_DECREF(ready);
+	free(init);
+
+	PyObject *r = PyObject_CallMethod(rt, "serve", "i", fd);
+	if (!r) {
+		char *text = exception_text();
+		log_error("runtime failed:\n%s", text);
+		free(text);
+		worker_exit(1);
+	}
+	Py_DECREF(r);
+	json_decref(c.root);
+	worker_exit(0);
+}

@@ -1,0 +1,202 @@
+"""The errors users meet: 500, 502, 504, a worker without handler, a busy port, limits."""
+
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from thawtest import THAW_BIN, thaw_env
+
+FAILING = """
+import asyncio
+import os
+import signal
+import time
+from urllib.parse import urlparse
+from workers import WorkerEntrypoint, Response
+
+
+def deep_helper_raising():
+    raise ValueError("boom-marker-1234")
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        path = urlparse(request.url).path
+        if path == "/raise":
+            deep_helper_raising()
+        if path == "/exit":
+            os._exit(1)
+        if path == "/kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if path == "/sleep":
+            await asyncio.sleep(3)
+            return Response("slept")
+        if path == "/hang":
+            await asyncio.sleep(120)
+        if path == "/spin":
+            time.sleep(120)  # blocks the event loop: only killing the instance ends it
+        if path == "/body":
+            return Response(str(len(await request.bytes())))
+        return Response(f"ok {os.getpid()}")
+"""
+
+
+def pid_of(resp):
+    assert resp.status == 200, resp
+    assert resp.text.startswith("ok "), resp
+    return int(resp.text.split()[1])
+
+
+def test_exception_gives_500_with_traceback_and_instance_survives(project, dev):
+    d = dev(project(FAILING))
+    pid = pid_of(d.get("/"))
+    mark = d.mark()
+    r = d.get("/raise")
+    assert r.status == 500, r
+    assert "boom-marker-1234" in r.text, f"the dev 500 page lacks the error: {r.text[:2000]}"
+    assert "Traceback" in r.text and "deep_helper_raising" in r.text, r.text[:2000]
+    d.wait_for(r"Traceback", start=mark, timeout=5)
+    d.wait_for(r"ValueError: boom-marker-1234", start=mark, timeout=5)
+    assert r.timing()  # Server-Timing on error responses too
+    assert pid_of(d.get("/")) == pid, "an exception in a handler must not replace the instance"
+
+
+@pytest.mark.parametrize("how", ["exit", "kill"])
+def test_crash_gives_502_and_next_request_gets_new_instance(project, dev, how):
+    d = dev(project(FAILING))
+    pid = pid_of(d.get("/"))
+    r = d.get(f"/{how}")
+    assert r.status == 502, r
+    r = d.get("/")
+    new_pid = pid_of(r)
+    assert new_pid != pid
+    assert r.timing()[0] == "boot"
+
+
+def test_crash_fails_every_request_the_instance_held(project, dev):
+    d = dev(project(FAILING), "--max-instances", "1")
+    pid_of(d.get("/"))
+    held = {}
+
+    def slow():
+        held["resp"] = d.get("/sleep")
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.5)  # the slow request is now in the instance
+    t0 = time.monotonic()
+    r = d.get("/kill")
+    assert r.status == 502, r
+    t.join(20)
+    assert held["resp"].status == 502, f"the request held by the dead instance got {held['resp']}"
+    assert time.monotonic() - t0 < 2.5, "the held request waited for its handler, not the crash"
+    assert pid_of(d.get("/"))
+
+
+@pytest.mark.parametrize("path", ["/hang", "/spin"])
+def test_timeout_gives_504_and_instance_is_replaced(project, dev, path):
+    d = dev(project(FAILING), "--timeout", "1")
+    pid = pid_of(d.get("/"))
+    t0 = time.monotonic()
+    r = d.get(path, timeout=60)
+    elapsed = time.monotonic() - t0
+    assert r.status == 504, r
+    assert 0.9 <= elapsed < 10, f"504 after {elapsed:.2f}s with --timeout 1"
+    r = d.get("/")
+    assert pid_of(r) != pid, "the timed-out instance was kept"
+    assert r.timing()[0] == "boot"
+
+
+def test_missing_handler_is_reported_at_start_with_file_name(project, dev):
+    p = project(
+        """
+        from workers import Response
+
+        def not_a_handler():
+            return Response("never")
+        """
+    )
+    d = dev(p)
+    # Reported at start, before any request arrives.
+    d.wait_for(r"src/entry\.py", timeout=10)
+    out = d.output()
+    assert "Default" in out or "on_fetch" in out, f"the message does not say what is missing:\n{out}"
+    r = d.get("/")
+    assert r.status == 500, r
+
+
+def test_port_in_use_is_reported(project):
+    p = project(FAILING)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        r = subprocess.run(
+            [THAW_BIN, "dev", str(p), "--ip", "127.0.0.1", "--port", str(port)],
+            env=thaw_env(), capture_output=True, text=True, timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "in use" in r.stderr, r.stderr
+    assert str(port) in r.stderr, r.stderr
+    assert "Ready on" not in r.stdout
+
+
+def test_header_over_limit_gives_431(project, dev):
+    d = dev(project(FAILING), "--max-header-bytes", "4096")
+    assert d.get("/", headers={"X-Small": "a" * 1000}).status == 200
+    r = d.get("/", headers={"X-Big": "a" * 6000})
+    assert r.status == 431, r
+    r = d.get("/", headers={f"X-Many-{i}": "b" * 100 for i in range(60)})
+    assert r.status == 431, r
+    assert d.get("/").status == 200
+
+
+def raw_request(port, data, read_timeout=10):
+    """Send raw bytes (ignoring a reset once the server has answered) and return the parsed
+    status code of the first response."""
+    import http.client
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=read_timeout)
+    try:
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        try:
+            body = resp.read()
+        except (ConnectionResetError, http.client.IncompleteRead):
+            body = b""
+        return resp.status, body
+    finally:
+        sock.close()
+
+
+def test_body_over_limit_by_content_length_gives_413(project, dev):
+    d = dev(project(FAILING), "--max-body-bytes", "1000")
+    r = d.request("POST", "/body", body=b"x" * 1000)
+    assert r.status == 200 and r.text == "1000", r
+    status, _ = raw_request(
+        d.port,
+        b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000,
+    )
+    assert status == 413
+    assert d.request("POST", "/body", body=b"y" * 10).text == "10"
+
+
+def test_body_over_limit_by_chunked_upload_gives_413(project, dev):
+    d = dev(project(FAILING), "--max-body-bytes", "1000")
+    ok = b"".join(b"64\r\n" + b"a" * 100 + b"\r\n" for _ in range(9)) + b"0\r\n\r\n"
+    status, body = raw_request(
+        d.port, b"POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + ok)
+    assert status == 200 and body == b"900"
+    big = b"".join(b"64\r\n" + b"a" * 100 + b"\r\n" for _ in range(50)) + b"0\r\n\r\n"
+    status, _ = raw_request(
+        d.port, b"POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + big)
+    assert status == 413
+    assert d.get("/").status == 200

@@ -1,0 +1,85 @@
+"""The examples shipped in the repository run as documented."""
+
+import html
+import json
+import shutil
+import tomllib
+
+import pytest
+
+from thawtest import REPO
+
+IGNORE = shutil.ignore_patterns(".thaw", "__pycache__", "python_modules")
+
+
+def copy_example(name, tmp_path):
+    src = REPO / "examples" / name
+    assert (src / "pyproject.toml").is_file(), f"examples/{name} is missing"
+    return shutil.copytree(src, tmp_path / name, ignore=IGNORE)
+
+
+def test_hello_example(tmp_path, dev):
+    d = dev(copy_example("hello", tmp_path))
+    r = d.get("/")
+    assert r.status == 200, r
+    assert r.body == b"Hello world!"
+    assert r.headers["Content-Type"] == "text/plain;charset=UTF-8"
+
+
+@pytest.fixture(scope="module")
+def fastapi_example(tmp_path_factory, module_dev):
+    root = copy_example("fastapi", tmp_path_factory.mktemp("ex"))
+    greeting = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["thaw"]["vars"][
+        "GREETING"]
+    return module_dev(root, "--system-site-packages"), greeting
+
+
+def test_fastapi_root_json(fastapi_example):
+    d, _ = fastapi_example
+    r = d.get("/")
+    assert r.status == 200, f"{r}\n{d.output()}"
+    assert r.headers["Content-Type"] == "application/json"
+    assert "message" in r.json()
+
+
+def test_fastapi_path_and_query_parameters(fastapi_example):
+    d, _ = fastapi_example
+    r = d.get("/items/42?q=thaw")
+    assert r.status == 200, r
+    assert r.json() == {"item_id": 42, "q": "thaw"}
+    r = d.get("/items/not-an-int")
+    assert r.status == 422, r  # FastAPI's validation, through the adapter
+
+
+def test_fastapi_post_body_validated(fastapi_example):
+    d, _ = fastapi_example
+    r = d.request("POST", "/items", body=json.dumps({"name": "pen", "price": 10}).encode(),
+                  headers={"Content-Type": "application/json"})
+    assert r.status == 200, r
+    data = r.json()
+    assert data["created"]["name"] == "pen"
+    assert data["price_with_tax"] == 12.0
+    r = d.request("POST", "/items", body=b'{"name": "pen"}',
+                  headers={"Content-Type": "application/json"})
+    assert r.status == 422, r
+
+
+def test_fastapi_env_from_scope(fastapi_example):
+    d, greeting = fastapi_example
+    r = d.get("/env")
+    assert r.status == 200, r
+    assert r.json() == {"greeting": greeting}
+
+
+def test_fastapi_jinja2_html(fastapi_example):
+    d, greeting = fastapi_example
+    r = d.get("/hi/Ada")
+    assert r.status == 200, r
+    assert r.headers["Content-Type"].startswith("text/html")
+    assert "<h1>Hello, Ada!</h1>" in r.text
+    assert html.escape(greeting) in r.text
+
+
+def test_fastapi_unknown_route_404(fastapi_example):
+    d, _ = fastapi_example
+    assert d.get("/no/such/route").status == 404

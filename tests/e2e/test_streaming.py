@@ -1,0 +1,190 @@
+"""Bodies stream through the host with flow control: big bodies intact, host memory flat."""
+
+import hashlib
+import http.client
+import socket
+import threading
+import time
+
+import pytest
+
+from thawtest import proc_status_kb
+
+MiB = 1024 * 1024
+
+ECHO = """
+import hashlib
+from urllib.parse import urlparse, parse_qs
+from workers import WorkerEntrypoint, Response
+
+BLOCK = bytes(range(256)) * 4096  # 1 MiB
+
+
+async def blocks(n):
+    for i in range(n):
+        yield i.to_bytes(8, "big") + BLOCK[8:]
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        q = {k: v[0] for k, v in parse_qs(urlparse(request.url).query).items()}
+        if "blocks" in q:
+            return Response(blocks(int(q["blocks"])),
+                            headers={"content-type": "application/octet-stream"})
+        if "digest" in q:
+            body = await request.bytes()
+            return Response(hashlib.sha256(body).hexdigest())
+        body = await request.bytes()
+        return Response(body, headers={"content-type": "application/octet-stream"})
+"""
+
+
+def mib_chunks(n_mib, seed=b"thaw"):
+    base = hashlib.shake_256(seed).digest(MiB)
+    for i in range(n_mib):
+        yield i.to_bytes(8, "big") + base[8:]
+
+
+class RssSampler:
+    """Samples the host's VmRSS every 20 ms in a thread; records the maximum."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.base_rss = proc_status_kb(pid, "VmRSS")
+        self.base_hwm = proc_status_kb(pid, "VmHWM")
+        self.max_rss = self.base_rss
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop.wait(0.02):
+            try:
+                self.max_rss = max(self.max_rss, proc_status_kb(self.pid, "VmRSS"))
+            except (OSError, KeyError):
+                return
+
+    def stop(self):
+        self._stop.set()
+        self._t.join()
+        hwm = proc_status_kb(self.pid, "VmHWM")
+        return {
+            "rss_growth_mib": (self.max_rss - self.base_rss) / 1024,
+            "hwm_growth_mib": (hwm - self.base_hwm) / 1024,
+        }
+
+
+def echo_over_socket(port, n_mib, chunked=False, path="/"):
+    """Send n_mib MiB (from a thread, while reading the answer); return (status, sha_sent,
+    sha_received, bytes_received)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    sent = hashlib.sha256()
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+    if chunked:
+        head += "Transfer-Encoding: chunked\r\n\r\n"
+    else:
+        head += f"Content-Length: {n_mib * MiB}\r\n\r\n"
+    errors = []
+
+    def send():
+        try:
+            sock.sendall(head.encode())
+            for chunk in mib_chunks(n_mib):
+                sent.update(chunk)
+                if chunked:
+                    sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                else:
+                    sock.sendall(chunk)
+            if chunked:
+                sock.sendall(b"0\r\n\r\n")
+        except OSError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    try:
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        got = hashlib.sha256()
+        n = 0
+        while True:
+            data = resp.read(256 * 1024)
+            if not data:
+                break
+            got.update(data)
+            n += len(data)
+        t.join(60)
+        assert not errors, errors
+        return resp.status, sent.hexdigest(), got.hexdigest(), n, resp
+    finally:
+        sock.close()
+
+
+def test_chunked_upload_5mib_echoed_intact(project, dev):
+    d = dev(project(ECHO))
+    status, sent, got, n, _ = echo_over_socket(d.port, 5, chunked=True)
+    assert status == 200, d.output()
+    assert n == 5 * MiB
+    assert got == sent
+
+
+def test_upload_digest_matches(project, dev):
+    d = dev(project(ECHO))
+    body = b"".join(mib_chunks(3))
+    r = d.request("POST", "/?digest=1", body=body)
+    assert r.status == 200, r
+    assert r.text == hashlib.sha256(body).hexdigest()
+
+
+@pytest.mark.slow
+def test_50mib_echo_intact_without_host_rss_growth(project, dev):
+    d = dev(project(ECHO))
+    assert d.get("/?digest=1").status == 200  # boot the instance before measuring
+    sampler = RssSampler(d.pid)
+    status, sent, got, n, resp = echo_over_socket(d.port, 50)
+    growth = sampler.stop()
+    assert status == 200, d.output()
+    assert n == 50 * MiB, f"echoed {n} bytes"
+    assert got == sent, "the echoed body differs from what was sent"
+    assert growth["rss_growth_mib"] < 20, f"host RSS grew while echoing 50 MiB: {growth}"
+    assert growth["hwm_growth_mib"] < 20, f"host peak RSS grew while echoing 50 MiB: {growth}"
+
+
+@pytest.mark.slow
+def test_slow_reader_does_not_make_host_buffer(project, dev):
+    d = dev(project(ECHO))
+    assert d.get("/?digest=1").status == 200
+    sampler = RssSampler(d.pid)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.settimeout(60)
+    sock.connect(("127.0.0.1", d.port))
+    try:
+        sock.sendall(b"GET /?blocks=50 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        assert resp.status == 200
+        first = resp.read(64 * 1024)
+        assert len(first) == 64 * 1024
+        time.sleep(2.0)  # the worker could produce all 50 MiB in this time
+        stalled = sampler.max_rss
+        rest = hashlib.sha256(first)
+        n = len(first)
+        while True:
+            data = resp.read(256 * 1024)
+            if not data:
+                break
+            rest.update(data)
+            n += len(data)
+    finally:
+        sock.close()
+    growth = sampler.stop()
+    expected = hashlib.sha256()
+    for i in range(50):
+        expected.update(i.to_bytes(8, "big") + (bytes(range(256)) * 4096)[8:])
+    assert n == 50 * MiB
+    assert rest.hexdigest() == expected.hexdigest()
+    assert (stalled - sampler.base_rss) / 1024 < 20, (
+        f"host RSS grew by {(stalled - sampler.base_rss) / 1024:.1f} MiB while the client "
+        "was not reading")
+    assert growth["hwm_growth_mib"] < 20, growth

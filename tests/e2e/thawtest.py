@@ -1,0 +1,409 @@
+"""Helpers for thaw's end-to-end tests (imported by conftest.py and the test modules).
+
+Every test talks HTTP to a real `thaw dev` process on 127.0.0.1. The helpers here:
+  * write a small project (pyproject.toml + src/entry.py) into a temporary directory,
+  * start `thaw dev` on port 0 and wait for its `Ready on http://IP:PORT` line,
+  * collect the process's stdout and stderr continuously (tests wait for a line to appear),
+  * stop it with SIGINT, asserting exit code 0 within 10 s and that no child is left behind.
+
+The binary comes from $THAW_BIN (default /work/main/build/thaw).
+Run with Debian's Python: `/usr/bin/python3 -m pytest tests/e2e` from the repo root.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+THAW_BIN = os.environ.get("THAW_BIN", str(REPO / "build" / "thaw"))
+READY_RE = re.compile(r"Ready on http://(\S+):(\d+)")
+TIMING_RE = re.compile(
+    r'start;desc="(warm|boot|snapshot)";dur=([0-9.]+)\s*,\s*handler;dur=([0-9.]+)'
+)
+
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def thaw_env(extra=None):
+    """The environment thaw runs in: ours without variables that would steer its Python."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PYTHON") and k not in ("VIRTUAL_ENV", "PYENV_VERSION")
+    }
+    env.setdefault("LANG", "C.UTF-8")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_thaw(*args, cwd=None, timeout=60):
+    """Run a short thaw command (init, --help) and return the CompletedProcess."""
+    require_binary()
+    return subprocess.run(
+        [THAW_BIN, *map(str, args)],
+        cwd=cwd,
+        env=thaw_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def require_binary():
+    assert os.access(THAW_BIN, os.X_OK), (
+        f"thaw binary not found at {THAW_BIN} "
+        "(build it with `cmake -S . -B build && cmake --build build`, or set THAW_BIN)"
+    )
+
+
+def proc_children(pid):
+    """Pids (with their start times) of the processes whose parent is `pid`, found in /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        st = proc_stat(int(entry))
+        if st and st["ppid"] == pid:
+            found.append((int(entry), st["starttime"]))
+    return found
+
+
+def proc_descendants(pid):
+    out, todo = [], [pid]
+    while todo:
+        for child in proc_children(todo.pop()):
+            out.append(child)
+            todo.append(child[0])
+    return out
+
+
+def proc_stat(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # comm may contain spaces and parentheses: split after the last ')'.
+    rest = data[data.rindex(")") + 2 :].split()
+    return {"state": rest[0], "ppid": int(rest[1]), "starttime": int(rest[19])}
+
+
+def proc_alive(pid, starttime):
+    st = proc_stat(pid)
+    return st is not None and st["starttime"] == starttime and st["state"] not in ("Z", "X")
+
+
+def proc_status_kb(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+class OutputCollector:
+    """Reads one pipe line by line in a thread and lets tests wait for text to appear."""
+
+    def __init__(self, pipe, name, shared):
+        self.name = name
+        self.shared = shared  # (list of (name, line), Condition) common to stdout and stderr
+        self.thread = threading.Thread(target=self._run, args=(pipe,), daemon=True)
+        self.thread.start()
+
+    def _run(self, pipe):
+        lines, cond = self.shared
+        for raw in iter(pipe.readline, b""):
+            line = raw.decode("utf-8", "replace")
+            with cond:
+                lines.append((self.name, line))
+                cond.notify_all()
+        pipe.close()
+
+
+class ThawDev:
+    """One running `thaw dev` process."""
+
+    def __init__(self, project, args=(), env=None, cwd=None):
+        require_binary()
+        self.project = Path(project)
+        self.args = [THAW_BIN, "dev", str(project), "--port", "0", *map(str, args)]
+        self.lines = []
+        self.cond = threading.Condition()
+        self.proc = subprocess.Popen(
+            self.args,
+            cwd=cwd,
+            env=thaw_env(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.pid = self.proc.pid
+        self._collectors = [
+            OutputCollector(self.proc.stdout, "stdout", (self.lines, self.cond)),
+            OutputCollector(self.proc.stderr, "stderr", (self.lines, self.cond)),
+        ]
+        self.host = None
+        self.port = None
+        self.stopped = False
+
+    # -- output
+
+    def output(self, stream=None):
+        with self.cond:
+            return "".join(l for n, l in self.lines if stream is None or n == stream)
+
+    def wait_for(self, pattern, timeout=10.0, stream=None, start=0):
+        """Wait until a line (from index `start` of the combined output) matches the regex
+        `pattern`; return the match. Fails with the whole output on timeout."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            i = start
+            while True:
+                while i < len(self.lines):
+                    name, line = self.lines[i]
+                    i += 1
+                    if stream is None or name == stream:
+                        m = rx.search(line)
+                        if m:
+                            return m
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(min(left, 0.2))
+        pytest.fail(
+            f"no output line matched {pattern!r} within {timeout}s; "
+            f"thaw output so far:\n{self.output()}"
+        )
+
+    def mark(self):
+        """An index into the output, for wait_for(start=...) to look only at what comes next."""
+        with self.cond:
+            return len(self.lines)
+
+    def output_since(self, mark):
+        with self.cond:
+            return "".join(l for _, l in self.lines[mark:])
+
+    # -- lifecycle
+
+    def wait_ready(self, timeout=READY_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        rx = READY_RE
+        with self.cond:
+            i = 0
+            while True:
+                while i < len(self.lines):
+                    name, line = self.lines[i]
+                    i += 1
+                    m = rx.search(line)
+                    if m and name == "stdout":
+                        self.host, self.port = m.group(1), int(m.group(2))
+                        assert self.port > 0, f"Ready line shows port 0: {line!r}"
+                        return self
+                if self.proc.poll() is not None:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(min(left, 0.2))
+        rc = self.proc.poll()
+        time.sleep(0.2)  # let the collectors drain what is left
+        self.kill()
+        pytest.fail(
+            f"`{' '.join(self.args)}` did not print a `Ready on http://IP:PORT` line on stdout "
+            f"within {timeout}s (exit code: {rc}); output:\n{self.output()}"
+        )
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def children(self):
+        return proc_descendants(self.pid)
+
+    def stop(self, timeout=STOP_TIMEOUT, check=True):
+        """SIGINT, then assert: exit code 0 within `timeout`, no child process left."""
+        if self.stopped:
+            return self.proc.returncode
+        self.stopped = True
+        before = self.children() if self.proc.poll() is None else []
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            if check:
+                pytest.fail(
+                    f"thaw dev did not exit within {timeout}s of SIGINT; output:\n{self.output()}"
+                )
+            return None
+        for c in self._collectors:
+            c.thread.join(2)
+        left = []
+        deadline = time.monotonic() + 2.0
+        while True:
+            left = [p for p, start in before if proc_alive(p, start)]
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        for p in left:  # do not leak them into later tests
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        if check:
+            assert rc == 0, f"thaw dev exited with {rc} after SIGINT; output:\n{self.output()}"
+            assert not left, (
+                f"child processes {left} of thaw dev (pid {self.pid}) still alive after it "
+                f"exited; output:\n{self.output()}"
+            )
+        return rc
+
+    def kill(self):
+        """Hard stop (used on failure paths): thaw and everything under it."""
+        kids = self.children() if self.proc.poll() is None else []
+        if self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        for p, start in kids:
+            if proc_alive(p, start):
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except OSError:
+                    pass
+        self.stopped = True
+
+    # -- HTTP
+
+    def request(self, method, path, body=None, headers=None, timeout=30):
+        """One request on a fresh connection; returns a Resp (status, headers, body)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            data = r.read()
+            return Resp(r.status, r.headers, data)
+        finally:
+            conn.close()
+
+    def get(self, path="/", **kw):
+        return self.request("GET", path, **kw)
+
+    def get_until(self, path, predicate, timeout=5.0, interval=0.1):
+        """Poll GET `path` until predicate(resp) is true; return the last response and
+        whether it succeeded."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            try:
+                last = self.get(path, timeout=10)
+                if predicate(last):
+                    return last, True
+            except (OSError, http.client.HTTPException) as e:
+                last = e
+            if time.monotonic() > deadline:
+                return last, False
+            time.sleep(interval)
+
+
+class Resp:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+    def json(self):
+        import json
+
+        return json.loads(self.body)
+
+    def timing(self):
+        """(desc, start_ms, handler_ms) from the Server-Timing header."""
+        value = self.headers.get("Server-Timing")
+        assert value is not None, f"no Server-Timing header in {dict(self.headers)}"
+        m = TIMING_RE.search(value)
+        assert m, f"Server-Timing header has an unexpected form: {value!r}"
+        return m.group(1), float(m.group(2)), float(m.group(3))
+
+    def __repr__(self):
+        return f"<Resp {self.status} {dict(self.headers)} {self.body[:300]!r}>"
+
+
+def start_dev(project, *args, env=None, cwd=None, timeout=READY_TIMEOUT):
+    return ThawDev(project, args, env=env, cwd=cwd).wait_ready(timeout)
+
+
+# --------------------------------------------------------------------------- projects
+
+
+def write_project(root, entry, vars=None, name="e2e-worker", main="src/entry.py", files=None,
+                  pyproject=True):
+    """Write a project into `root`: pyproject.toml ([tool.thaw] name/main/vars) and the entry
+    module from `entry` (dedented). `files` maps relative paths to extra file contents."""
+    root = Path(root)
+    (root / "src").mkdir(parents=True, exist_ok=True)
+    if pyproject:
+        lines = [
+            "[project]",
+            f'name = "{name}"',
+            'version = "0.1.0"',
+            'requires-python = ">=3.11"',
+            "dependencies = []",
+            "",
+            "[tool.thaw]",
+            f'name = "{name}"',
+            f'main = "{main}"',
+            "",
+        ]
+        if vars:
+            lines.append("[tool.thaw.vars]")
+            for k, v in vars.items():
+                lines.append(f"{k} = {toml_str(v)}")
+        (root / "pyproject.toml").write_text("\n".join(lines) + "\n")
+    if entry is not None:
+        path = root / main
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(entry).lstrip("\n"))
+    for rel, content in (files or {}).items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(textwrap.dedent(content).lstrip("\n"))
+    return root
+
+
+def toml_str(v):
+    import json
+
+    return json.dumps(v)  # a JSON string is a valid TOML basic string for our values
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
