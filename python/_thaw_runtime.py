@@ -31,6 +31,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 from workers import Context, Env, Headers, Request, Response
@@ -100,10 +101,20 @@ def _import_entry(path: str, relative: str) -> Any:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except BaseException:
+    except BaseException as error:
         sys.modules.pop(name, None)
-        raise
+        raise error.with_traceback(_user_traceback(error.__traceback__))
     return module
+
+
+def _user_traceback(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` without its leading frames of this file and of the import machinery."""
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename != __file__ and not filename.startswith("<frozen importlib"):
+            break
+        tb = tb.tb_next
+    return tb
 
 
 def _positional_arity(function: Callable[..., Any]) -> int:
@@ -410,6 +421,7 @@ class _Connection(asyncio.Protocol):
                 return  # the client or the host went away: nothing more to send
             self._report_error(stream, request, "the handler was cancelled (CancelledError)")
         except (Exception, SystemExit) as error:
+            error.__traceback__ = _user_traceback(error.__traceback__)
             self._report_error(stream, request, format_exception(error))
         finally:
             if self.streams.get(stream.id) is stream:

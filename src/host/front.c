@@ -33,7 +33,7 @@
 #include "proto/frame.h"
 
 /* Upload bytes discarded after an error before we give up on the connection. */
-#define DISCARD_MAX (16u << 20)
+#define DISCARD_MAX (64u << 20)
 
 void front_wake(struct hreq *r)
 {
@@ -300,6 +300,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			return r->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
 		}
 		if (r->body_bytes + *upload_size > r->h->lim.max_body_bytes) {
+			/* MHD cannot answer mid-upload: read and drop the rest
+			 * (up to DISCARD_MAX), then answer 413. */
 			r->discarding = 1;
 			pool_forget(r);
 			front_fail(r, 413, "Request body too large.\n");
