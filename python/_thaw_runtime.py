@@ -155,7 +155,9 @@ def _find_handler(module: Any, relative: str) -> Call:
     on_fetch = getattr(module, "on_fetch", None)
     if on_fetch is not None:
         if not callable(on_fetch):
-            raise LoadError(f"{relative}: `on_fetch` must be a function, not {type(on_fetch).__name__}")
+            raise LoadError(
+                f"{relative}: `on_fetch` must be a function, not {type(on_fetch).__name__}"
+            )
         arity = min(_positional_arity(on_fetch), 3)
         if arity < 1:
             raise LoadError(
@@ -200,8 +202,8 @@ def load(config_json: str) -> str:
         raise LoadError(f"{main}: the entry module (`main` in [tool.thaw]) must be a .py file")
     if not os.path.isfile(path):
         raise LoadError(
-            f"{main}: no such file in {project_dir}; `main` in [tool.thaw] (pyproject.toml) "
-            "names the entry module, relative to the project"
+            f"{main}: no such file; `main` in [tool.thaw] (pyproject.toml) names the entry "
+            "module, relative to the project directory"
         )
     _line_buffered_output()
     module = _import_entry(path, main)
@@ -438,10 +440,11 @@ class _Connection(asyncio.Protocol):
         head = struct.pack("<H", response.status) + self.thaw.encode_kv(headers)
         if len(head) > self.thaw.MAX_PAYLOAD:
             raise ValueError(f"response headers too large ({len(head)} bytes encoded)")
-        if response._data is not None:
+        buffered = response._buffered()
+        if buffered is not None:
             self._send(self.thaw.RESP_HEAD, stream.id, head)
-            await self._send_body(stream, response._data)
-        elif response._source is not None:
+            await self._send_body(stream, buffered)
+        else:
             chunks = response._take_stream()
             self._send(self.thaw.RESP_HEAD, stream.id, head)
             try:
@@ -451,8 +454,6 @@ class _Connection(asyncio.Protocol):
                 aclose = getattr(chunks, "aclose", None)
                 if aclose is not None:
                     await aclose()
-        else:
-            self._send(self.thaw.RESP_HEAD, stream.id, head)
         self._send(self.thaw.RESP_END, stream.id)
 
     async def _send_body(self, stream: _Stream, data: bytes) -> None:

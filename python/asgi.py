@@ -89,7 +89,8 @@ _lifespans: dict[int, _Lifespan] = {}
 async def _start_lifespan(app: ASGIApp) -> dict[str, Any]:
     """Run the app's lifespan startup if not yet done on this loop; return its state."""
     lifespan = _lifespans.get(id(app))
-    if lifespan is None or lifespan.app is not app or lifespan.loop is not asyncio.get_running_loop():
+    loop = asyncio.get_running_loop()
+    if lifespan is None or lifespan.app is not app or lifespan.loop is not loop:
         lifespan = _lifespans[id(app)] = _Lifespan(app)
     await asyncio.shield(lifespan.started)
     return lifespan.state
@@ -143,12 +144,12 @@ class _Exchange:
 
     async def receive(self) -> Message:
         if not self.request_complete:
-            request = self.request
-            if request._data is not None or (request._source is None and not request.body_used):
+            buffered = self.request._buffered()
+            if buffered is not None and self.request_chunks is None:
                 self.request_complete = True
-                return {"type": "http.request", "body": await request.bytes(), "more_body": False}
+                return {"type": "http.request", "body": buffered, "more_body": False}
             if self.request_chunks is None:
-                self.request_chunks = request.body
+                self.request_chunks = self.request.body
             try:
                 chunk = await self.request_chunks.__anext__()
             except StopAsyncIteration:

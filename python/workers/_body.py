@@ -156,6 +156,14 @@ class HasBody:
         """True once a streamed body has been (or is being) consumed."""
         return self._stream_taken
 
+    def _buffered(self) -> bytes | None:
+        """The whole body if it is in memory already (b"" when there is none), else None."""
+        if self._data is not None:
+            return self._data
+        if self._source is None and not self._stream_taken:
+            return b""
+        return None
+
     def _take_stream(self) -> AsyncIterator[bytes]:
         """Hand the body out as chunks; a streamed body can be taken once."""
         if self._data is not None:
@@ -169,13 +177,12 @@ class HasBody:
 
     async def bytes(self) -> bytes:
         """The whole body as bytes."""
-        if self._data is None:
-            if self._source is None and not self._stream_taken:
-                return b""
+        buffered = self._buffered()
+        if buffered is None:
             parts = [chunk async for chunk in self._take_stream()]
-            self._data = b"".join(parts)
+            self._data = buffered = b"".join(parts)
             self._source = None
-        return self._data
+        return buffered
 
     async def text(self) -> str:
         """The whole body decoded as UTF-8 (invalid bytes become U+FFFD, as on the web)."""

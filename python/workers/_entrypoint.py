@@ -36,7 +36,8 @@ class Context:
         """Keep ``awaitable`` running after the response is sent; its errors are logged."""
         if not inspect.isawaitable(awaitable):
             raise TypeError(
-                f"wait_until() takes an awaitable (a coroutine or task), not {type(awaitable).__name__}"
+                "wait_until() takes an awaitable (a coroutine or task), "
+                f"not {type(awaitable).__name__}"
             )
         task = asyncio.ensure_future(awaitable)
         _background.add(task)
@@ -51,7 +52,7 @@ class Context:
 
 
 class WorkerEntrypoint:
-    """Base class of a worker: subclass it as ``Default`` and define ``async def fetch(self, request)``.
+    """Base class of a worker: subclass it as ``Default`` with ``async def fetch(self, request)``.
 
     An instance is made for each request, with ``self.ctx`` and ``self.env``.
     """

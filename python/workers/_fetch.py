@@ -23,8 +23,8 @@ def _send(url: str, method: str, headers: Headers, body: bytes | None,
     try:
         with urllib.request.urlopen(request, timeout=timeout) as reply:
             received = reply.read()
-            return Response._received(reply.status, reply.reason or "", Headers(reply.headers.items()),
-                                      received, reply.geturl())
+            return Response._received(reply.status, reply.reason or "",
+                                      Headers(reply.headers.items()), received, reply.geturl())
     except urllib.error.HTTPError as error:
         # A 4xx/5xx is an answer, not a failure: hand it back as a Response.
         with error:

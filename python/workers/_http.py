@@ -162,7 +162,7 @@ class Response(HasBody):
     def redirect(cls, url: str, status: int = 302) -> Response:
         """A redirect to ``url`` (status 301, 302, 303, 307 or 308)."""
         if int(status) not in REDIRECT_STATUSES:
-            raise ValueError(f"redirect status must be one of 301, 302, 303, 307, 308; got {status}")
+            raise ValueError(f"redirect status must be 301, 302, 303, 307 or 308; got {status}")
         return cls(None, status=status, headers={"location": url})
 
     @property

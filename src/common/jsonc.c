@@ -8,6 +8,7 @@ int jsonc_strip(const char *in, size_t len, char *out, const char **err)
 {
 	size_t i = 0;
 	size_t last_comma = (size_t)-1; /* index in out of a comma that may be trailing */
+	int prev_value = 0;             /* the last significant token ended a value */
 	while (i < len) {
 		char c = in[i];
 		if (c == '"') {
@@ -35,6 +36,7 @@ int jsonc_strip(const char *in, size_t len, char *out, const char **err)
 				i++;
 			}
 			last_comma = (size_t)-1;
+			prev_value = 1;
 			continue;
 		}
 		if (c == '/' && i + 1 < len && in[i + 1] == '/') {
@@ -65,13 +67,21 @@ int jsonc_strip(const char *in, size_t len, char *out, const char **err)
 			continue;
 		}
 		if (c == ',') {
-			last_comma = i;
+			/* Only a comma after a value can be a trailing one: "[,]"
+			 * stays invalid. */
+			last_comma = prev_value ? i : (size_t)-1;
+			prev_value = 0;
 		} else if (c == '}' || c == ']') {
 			if (last_comma != (size_t)-1)
 				out[last_comma] = ' ';
 			last_comma = (size_t)-1;
+			prev_value = 1;
+		} else if (c == '[' || c == '{' || c == ':') {
+			last_comma = (size_t)-1;
+			prev_value = 0;
 		} else if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
 			last_comma = (size_t)-1;
+			prev_value = 1;
 		}
 		out[i] = c;
 		i++;

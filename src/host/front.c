@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -34,6 +35,10 @@
 
 /* Upload bytes discarded after an error before we give up on the connection. */
 #define DISCARD_MAX (64u << 20)
+/* Response bytes kept in memory while the upload is still arriving (MHD
+ * sends nothing before the whole request is in); more go to a temp file. */
+#define RESP_MEM_MAX (1u << 20)
+#define SPILL_MAX (1ull << 30)
 
 void front_wake(struct hreq *r)
 {
@@ -78,6 +83,7 @@ static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
 	r->t_arrive = now_ns();
 	r->timeout.fn = timeout_fn;
 	r->timeout.arg = r;
+	r->spill_fd = -1;
 	r->all_next = h->all_reqs;
 	if (h->all_reqs)
 		h->all_reqs->all_prev = r;
@@ -129,18 +135,94 @@ static enum MHD_Result queue_fail(struct hreq *r)
 	return queue_text(r, r->fail_status, r->fail_body ? r->fail_body : "error\n");
 }
 
+static void spill_close(struct hreq *r)
+{
+	if (r->spill_fd >= 0)
+		close(r->spill_fd);
+	r->spill_fd = -1;
+	r->spill_wr = r->spill_rd = 0;
+}
+
+void front_resp_data(struct hreq *r, const uint8_t *p, size_t n)
+{
+	/* Until MHD can send (the request is still arriving) the instance gets
+	 * its credit back at once, so a handler that streams the request body
+	 * into the response keeps going; the bytes wait here, spilling to an
+	 * unlinked file past RESP_MEM_MAX. Afterwards credit returns only as
+	 * the client takes bytes, which bounds what is held. */
+	int early = !r->queued;
+	if (r->resp_failed)
+		return;
+	if (r->spill_fd < 0 && early && buf_used(&r->resp_body) + n > RESP_MEM_MAX) {
+		const char *tmp = getenv("TMPDIR");
+		r->spill_fd = open(tmp && *tmp ? tmp : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (r->spill_fd < 0) {
+			log_warn("cannot buffer a response body: %s", strerror(errno));
+			r->resp_failed = 1;
+			front_wake(r);
+			return;
+		}
+	}
+	if (r->spill_fd >= 0) {
+		if (r->spill_wr + n > SPILL_MAX) {
+			log_warn("%s %s: response buffered before the upload ended is over %llu bytes",
+				 r->method, r->uri, (unsigned long long)SPILL_MAX);
+			r->resp_failed = 1;
+			front_wake(r);
+			return;
+		}
+		size_t done = 0;
+		while (done < n) {
+			ssize_t w = pwrite(r->spill_fd, p + done, n - done, (off_t)(r->spill_wr + done));
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				log_warn("cannot buffer a response body: %s", strerror(errno));
+				r->resp_failed = 1;
+				front_wake(r);
+				return;
+			}
+			done += (size_t)w;
+		}
+		r->spill_wr += n;
+	} else {
+		buf_append(&r->resp_body, p, n);
+	}
+	if (early) {
+		r->pregranted += n;
+		pool_grant(r, (uint32_t)n);
+	}
+	front_wake(r);
+}
+
 /* Streams the response body as the instance sends it. */
 static ssize_t body_reader(void *cls, uint64_t pos, char *out, size_t max)
 {
 	struct hreq *r = cls;
+	size_t n = 0;
 	size_t have = buf_used(&r->resp_body);
 	if (have) {
-		size_t n = have < max ? have : max;
+		n = have < max ? have : max;
 		memcpy(out, buf_head(&r->resp_body), n);
 		buf_consume(&r->resp_body, n);
 		buf_shrink(&r->resp_body, THAW_STREAM_WINDOW);
+	} else if (r->spill_fd >= 0 && r->spill_rd < r->spill_wr) {
+		uint64_t left = r->spill_wr - r->spill_rd;
+		ssize_t got = pread(r->spill_fd, out, left < max ? (size_t)left : max,
+				    (off_t)r->spill_rd);
+		if (got <= 0)
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		n = (size_t)got;
+		r->spill_rd += n;
+		if (r->spill_rd == r->spill_wr)
+			spill_close(r);
+	}
+	if (n) {
 		r->resp_bytes += n;
-		pool_grant(r, (uint32_t)n);
+		uint64_t pre = n < r->pregranted ? n : r->pregranted;
+		r->pregranted -= pre;
+		if (n > pre)
+			pool_grant(r, (uint32_t)(n - pre));
 		return (ssize_t)n;
 	}
 	if (r->resp_failed)
@@ -222,6 +304,8 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
 {
 	struct head_ctx *c = cls;
 	uint8_t n[4];
+	if (klen == 16 && strncasecmp(key, "cf-connecting-ip", 16) == 0)
+		return MHD_YES; /* set by us below, never taken from the client */
 	c->count++;
 	c->bytes += klen + vlen + 4;
 	thaw_put_u32(n, (uint32_t)klen);
@@ -263,6 +347,22 @@ static enum MHD_Result first_call(struct hreq *r, const char *method)
 	free(url);
 	struct head_ctx c = {.b = &r->head, .count = 2, .bytes = strlen(method) + strlen(r->uri)};
 	MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, collect_header, &c);
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	char ipbuf[INET6_ADDRSTRLEN] = "";
+	if (ci && ci->client_addr) {
+		const struct sockaddr *sa = ci->client_addr;
+		if (sa->sa_family == AF_INET)
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ipbuf,
+				  sizeof ipbuf);
+		else if (sa->sa_family == AF_INET6)
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ipbuf,
+				  sizeof ipbuf);
+	}
+	if (ipbuf[0]) {
+		kv_put(&r->head, "cf-connecting-ip", ipbuf);
+		c.count++;
+	}
 	if (c.bytes > h->lim.max_header_bytes || c.count > THAW_KV_MAX ||
 	    buf_used(&r->head) > THAW_FRAME_MAX_PAYLOAD) {
 		buf_free(&r->head);
@@ -371,6 +471,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	buf_free(&r->head);
 	buf_free(&r->resp_headers);
 	buf_free(&r->resp_body);
+	spill_close(r);
 	free(r->fail_body);
 	free(r->uri);
 	free(r);

@@ -98,6 +98,9 @@ struct hreq {
 	uint32_t rx_credit;  /* credit the instance still holds */
 	uint32_t rx_unacked; /* bytes sent to the client, not yet credited back */
 	uint64_t resp_bytes;
+	int spill_fd;           /* -1, or an unlinked file holding early response bytes */
+	uint64_t spill_wr, spill_rd;
+	uint64_t pregranted;    /* bytes credited back on arrival, not yet sent */
 	unsigned fail_status;
 	char *fail_body;
 	struct loop_timer timeout;
@@ -128,6 +131,8 @@ void front_stop(struct host *h);
 void front_wake(struct hreq *r);
 /* Answer a request that cannot be served with status and a text body. */
 void front_fail(struct hreq *r, unsigned status, const char *body);
+/* Response body bytes from the instance for r. */
+void front_resp_data(struct hreq *r, const uint8_t *p, size_t n);
 
 /* pool.c */
 void pool_submit(struct app *a, struct hreq *r);

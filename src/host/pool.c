@@ -330,6 +330,8 @@ static void inst_lost(struct instance *in, const char *why)
 		while (a->pending_head) {
 			struct hreq *r = a->pending_head;
 			pending_remove(a, r);
+			r->start_desc = "boot";
+			r->t_assigned = now_ns();
 			front_fail(r, 502, "The worker instance exited while starting.\n");
 		}
 	}
@@ -415,6 +417,8 @@ static void pool_dispatch(struct app *a)
 		while (a->pending_head) {
 			struct hreq *r = a->pending_head;
 			pending_remove(a, r);
+			r->start_desc = "boot";
+			r->t_assigned = now_ns();
 			front_fail(r, 500, a->load_error);
 		}
 		return;
@@ -470,6 +474,8 @@ void pool_timeout(struct hreq *r)
 	struct instance *in = r->inst;
 	if (r->pending) {
 		pending_remove(r->app, r);
+		r->start_desc = "boot";
+		r->t_assigned = now_ns();
 		front_fail(r, 504, "The worker did not start within the time limit.\n");
 		return;
 	}
@@ -590,8 +596,7 @@ static int on_frame(struct instance *in, const struct thaw_frame *f)
 			return -1;
 		}
 		r->rx_credit -= f->len;
-		buf_append(&r->resp_body, f->payload, f->len);
-		front_wake(r);
+		front_resp_data(r, f->payload, f->len);
 		return 0;
 	case THAW_F_RESP_END:
 		if (!(r = find_stream(in, f->stream)))

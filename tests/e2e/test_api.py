@@ -3,6 +3,7 @@
 import hashlib
 import http.client
 import json
+import socket
 import threading
 import time
 import http.server
@@ -54,6 +55,8 @@ class Default(WorkerEntrypoint):
         if path == "/headers-obj":
             h = Headers({"x-one": "1"})
             h.append("x-two", "2")
+            h.append("set-cookie", "a=1")
+            h.append("set-cookie", "b=2")
             return Response("ok", headers=h)
         if path == "/json":
             data = await request.json()
@@ -154,6 +157,7 @@ def test_headers_object_in_response(api):
     assert r.status == 200, r
     assert r.headers["x-one"] == "1"
     assert r.headers["x-two"] == "2"
+    assert r.headers.get_all("set-cookie") == ["a=1", "b=2"], "repeated headers must stay apart"
 
 
 def test_json_request_and_response(api):
@@ -262,6 +266,22 @@ def test_keep_alive_serves_several_requests_on_one_connection(api):
             assert conn.sock is sock, "http.client had to reconnect"
     finally:
         conn.close()
+
+
+def test_expect_100_continue(api):
+    sock = socket.create_connection(("127.0.0.1", api.port), timeout=10)
+    try:
+        sock.sendall(b"POST /text HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                     b"Expect: 100-continue\r\n\r\n")
+        interim = sock.recv(4096)
+        assert interim.startswith(b"HTTP/1.1 100"), interim
+        sock.sendall(b"hello")
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        assert resp.status == 200
+        assert resp.read() == b"5:olleh"
+    finally:
+        sock.close()
 
 
 def test_worker_print_reaches_thaw_output(api):

@@ -67,3 +67,15 @@ def test_new_instance_only_when_no_free_slot(project, dev):
     assert len(pids) == 3, (
         f"3 concurrent requests with --concurrency 1 ran on instances {pids}, expected 3")
     assert all(r.json()["peak"] == 1 for r in responses), "an instance exceeded --concurrency 1"
+
+
+def test_requests_wait_for_a_slot_when_instances_are_at_the_limit(project, dev):
+    d = dev(project(SLEEPER), "--max-instances", "1", "--concurrency", "1")
+    d.get("/?sleep=0")
+    t0 = time.monotonic()
+    responses = asyncio.run(fire(d.base, 3, 0.3))
+    elapsed = time.monotonic() - t0
+    assert [r.status_code for r in responses] == [200] * 3, [r.text for r in responses]
+    assert len({r.json()["pid"] for r in responses}) == 1
+    assert all(r.json()["peak"] == 1 for r in responses), "an instance exceeded --concurrency 1"
+    assert elapsed >= 0.85, f"3 x 0.3 s one at a time took only {elapsed:.2f}s"

@@ -1,5 +1,6 @@
 """The errors users meet: 500, 502, 504, a worker without handler, a busy port, limits."""
 
+import signal
 import socket
 import subprocess
 import threading
@@ -7,7 +8,7 @@ import time
 
 import pytest
 
-from thawtest import THAW_BIN, thaw_env
+from thawtest import THAW_BIN, ThawDev, proc_alive, thaw_env
 
 FAILING = """
 import asyncio
@@ -38,6 +39,8 @@ class Default(WorkerEntrypoint):
             await asyncio.sleep(120)
         if path == "/spin":
             time.sleep(120)  # blocks the event loop: only killing the instance ends it
+        if path == "/none":
+            return None
         if path == "/body":
             return Response(str(len(await request.bytes())))
         return Response(f"ok {os.getpid()}")
@@ -62,6 +65,43 @@ def test_exception_gives_500_with_traceback_and_instance_survives(project, dev):
     d.wait_for(r"ValueError: boom-marker-1234", start=mark, timeout=5)
     assert r.timing()  # Server-Timing on error responses too
     assert pid_of(d.get("/")) == pid, "an exception in a handler must not replace the instance"
+
+
+def test_handler_returning_non_response_gives_500(project, dev):
+    d = dev(project(FAILING))
+    r = d.get("/none")
+    assert r.status == 500, r
+    assert "Response" in r.text, r.text[:2000]
+    assert d.get("/").status == 200
+
+
+def test_sigint_with_request_in_flight_exits_promptly(project):
+    d = ThawDev(project(FAILING), ()).wait_ready()
+    try:
+        pid_of(d.get("/"))
+        kids = d.children()
+        held = {}
+
+        def slow():
+            try:
+                held["resp"] = d.get("/hang", timeout=30)
+            except Exception as e:  # the connection may just be closed
+                held["resp"] = e
+
+        t = threading.Thread(target=slow, daemon=True)
+        t.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        d.proc.send_signal(signal.SIGINT)
+        rc = d.proc.wait(10)
+        assert rc == 0, d.output()
+        assert time.monotonic() - t0 < 10
+        t.join(10)
+        assert not t.is_alive(), "the in-flight request was left hanging after thaw exited"
+        time.sleep(0.3)
+        assert not [p for p, st in kids if proc_alive(p, st)], "an instance outlived thaw dev"
+    finally:
+        d.kill()
 
 
 @pytest.mark.parametrize("how", ["exit", "kill"])

@@ -78,3 +78,20 @@ def test_import_time_exception_shows_500_then_recovers(project, dev):
     write_entry(p / "src" / "entry.py", "after")
     last, ok = d.get_until("/", lambda r: r.text == "after", timeout=RELOAD_WITHIN)
     assert ok, f"{last}\n{d.output()}"
+
+
+def test_config_vars_change_is_seen(project, dev):
+    entry = """
+        from workers import WorkerEntrypoint, Response
+
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                return Response(self.env.GREETING)
+        """
+    p = project(entry, vars={"GREETING": "first"})
+    d = dev(p)
+    assert d.get("/").text == "first"
+    conf = p / "pyproject.toml"
+    conf.write_text(conf.read_text().replace('GREETING = "first"', 'GREETING = "second one"'))
+    last, ok = d.get_until("/", lambda r: r.text == "second one", timeout=RELOAD_WITHIN)
+    assert ok, f"the new vars in pyproject.toml were not picked up: {last}\n{d.output()}"

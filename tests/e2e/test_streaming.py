@@ -13,6 +13,7 @@ from thawtest import proc_status_kb
 MiB = 1024 * 1024
 
 ECHO = """
+import asyncio
 import hashlib
 from urllib.parse import urlparse, parse_qs
 from workers import WorkerEntrypoint, Response
@@ -25,12 +26,34 @@ async def blocks(n):
         yield i.to_bytes(8, "big") + BLOCK[8:]
 
 
+STATE = {"forever": "idle"}
+
+
+async def forever():
+    STATE["forever"] = "running"
+    try:
+        while True:
+            yield BLOCK[:65536]
+            await asyncio.sleep(0.01)
+    except BaseException as e:  # GeneratorExit or CancelledError when the client goes away
+        STATE["forever"] = "stopped:" + type(e).__name__
+        raise
+
+
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
         q = {k: v[0] for k, v in parse_qs(urlparse(request.url).query).items()}
         if "blocks" in q:
             return Response(blocks(int(q["blocks"])),
                             headers={"content-type": "application/octet-stream"})
+        if "stream" in q:  # echo without holding the body: request.body is an async iterator
+            return Response(request.body, headers={"content-type": "application/octet-stream"})
+        if "forever" in q:
+            return Response(forever(), headers={"content-type": "application/octet-stream"})
+        if "state" in q:
+            return Response(STATE["forever"])
+        if "ignore" in q:
+            return Response("ignored")
         if "digest" in q:
             body = await request.bytes()
             return Response(hashlib.sha256(body).hexdigest())
@@ -77,7 +100,7 @@ class RssSampler:
 def echo_over_socket(port, n_mib, chunked=False, path="/"):
     """Send n_mib MiB (from a thread, while reading the answer); return (status, sha_sent,
     sha_received, bytes_received)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
     sent = hashlib.sha256()
     head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
     if chunked:
@@ -188,3 +211,43 @@ def test_slow_reader_does_not_make_host_buffer(project, dev):
         f"host RSS grew by {(stalled - sampler.base_rss) / 1024:.1f} MiB while the client "
         "was not reading")
     assert growth["hwm_growth_mib"] < 20, growth
+
+
+def test_streamed_echo_5mib_intact(project, dev):
+    """`return Response(request.body)`: the answer streams while the upload still arrives."""
+    d = dev(project(ECHO))
+    status, sent, got, n, _ = echo_over_socket(d.port, 5, path="/?stream=1")
+    assert status == 200, d.output()
+    assert n == 5 * MiB
+    assert got == sent
+
+
+def test_unread_request_body_does_not_wedge_the_connection(project, dev):
+    d = dev(project(ECHO))
+    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+    try:
+        body = b"z" * (5 * MiB)
+        conn.request("POST", "/?ignore=1", body=body)
+        r = conn.getresponse()
+        assert r.status == 200 and r.read() == b"ignored"
+        conn.request("POST", "/?digest=1", body=b"abc")  # reconnects if the server closed
+        r = conn.getresponse()
+        assert r.read().decode() == hashlib.sha256(b"abc").hexdigest()
+    finally:
+        conn.close()
+    assert d.get("/?digest=1").status == 200
+
+
+def test_client_leaving_mid_stream_stops_the_generator(project, dev):
+    d = dev(project(ECHO), "--max-instances", "1")
+    sock = socket.create_connection(("127.0.0.1", d.port), timeout=30)
+    sock.sendall(b"GET /?forever=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = 0
+    while got < 1 * MiB:
+        data = sock.recv(65536)
+        assert data, "the stream ended early"
+        got += len(data)
+    sock.close()
+    last, ok = d.get_until("/?state=1", lambda r: r.text.startswith("stopped"), timeout=5)
+    assert ok, f"the response generator kept running after the client left: {last}"
+    assert d.get("/?digest=1").status == 200

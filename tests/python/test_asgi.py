@@ -46,22 +46,6 @@ async def env_route(request: FastAPIRequest):
     return {"greeting": request.scope["env"].GREETING}
 
 
-@app.get("/scope")
-async def scope_route(request: FastAPIRequest):
-    scope = request.scope
-    return {
-        "path": scope["path"],
-        "raw_path": scope["raw_path"].decode(),
-        "query_string": scope["query_string"].decode(),
-        "server": list(scope["server"]),
-        "client": list(scope["client"]),
-        "scheme": scope["scheme"],
-        "http_version": scope["http_version"],
-        "asgi": scope["asgi"],
-        "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],
-    }
-
-
 @app.get("/stream")
 async def stream():
     async def parts():
@@ -129,19 +113,34 @@ def test_env_is_in_the_scope():
 
 
 def test_scope_fields():
-    request = Request("https://example.com:8443/a%20b/c?x=1&y=%20",
+    scopes = []
+
+    async def raw_app(scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError("no lifespan here")
+        scopes.append(scope)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    env = Env({"A": "1"})
+    request = Request("https://example.com:8443/a%20b/c%C3%A9?x=1&y=%20",
                       headers={"Host": "example.com:8443", "X-Custom": "V"})
-    _, body = serve(request)
-    scope = json.loads(body)
-    assert scope["path"] == "/a b/c"
-    assert scope["raw_path"] == "/a%20b/c"
-    assert scope["query_string"] == "x=1&y=%20"
-    assert scope["server"] == ["example.com", 8443]
-    assert scope["client"] == ["127.0.0.1", 0]
+    response = run(asgi.fetch(raw_app, request, env))
+    assert response.status == 204
+    scope = scopes[0]
+    assert scope["type"] == "http"
+    assert scope["method"] == "GET"
+    assert scope["path"] == "/a b/cé"
+    assert scope["raw_path"] == b"/a%20b/c%C3%A9"
+    assert scope["query_string"] == b"x=1&y=%20"
+    assert scope["root_path"] == ""
+    assert scope["server"] == ("example.com", 8443)
+    assert scope["client"] == ("127.0.0.1", 0)
     assert scope["scheme"] == "https"
     assert scope["http_version"] == "1.1"
     assert scope["asgi"] == {"version": "3.0", "spec_version": "2.3"}
-    assert ["x-custom", "V"] in scope["headers"]
+    assert scope["headers"] == [(b"host", b"example.com:8443"), (b"x-custom", b"V")]
+    assert scope["env"] is env
 
 
 def test_streaming_response_streams_chunks():
@@ -173,8 +172,25 @@ def test_streamed_request_body_reaches_the_app():
 
 
 def test_exception_before_the_response_propagates():
-    with pytest.raises(RuntimeError, match="broken route"):
-        serve(Request("http://127.0.0.1:8787/fail"))
+    async def raw_app(scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError("no lifespan here")
+        raise LookupError("before start")
+
+    with pytest.raises(LookupError, match="before start"):
+        run(asgi.fetch(raw_app, Request("http://h/"), Env()))
+
+
+def test_fastapi_route_error_is_a_500_and_the_traceback_is_logged(capsys):
+    async def main():
+        response = await asgi.fetch(app, Request("http://127.0.0.1:8787/fail"), Env())
+        await response.bytes()
+        await asyncio.sleep(0.01)  # the app raises after its response is complete
+        return response
+
+    assert run(main()).status == 500  # Starlette answers, then re-raises
+    err = capsys.readouterr().err
+    assert "RuntimeError: broken route" in err
 
 
 def test_exception_mid_stream_reaches_the_body_reader():

@@ -125,6 +125,14 @@ static void test_header_layout_is_little_endian_with_zero_reserved(void **state)
 		0x0C, 0x0B, 0x0A, 0x00, THAW_F_RESP_BODY, 0, 0, 0, 0x78, 0x56, 0x34, 0x12,
 	};
 	assert_memory_equal(hdr, want, sizeof(want));
+
+	/* All 32 bits of the length land in bytes 0-3 and nothing spills over. */
+	memset(hdr, 0xAA, sizeof(hdr));
+	thaw_frame_header(hdr, THAW_F_LOG, 0xFFFFFFFFu, 0xA1B2C3D4u);
+	static const uint8_t want_full[THAW_FRAME_HEADER] = {
+		0xD4, 0xC3, 0xB2, 0xA1, THAW_F_LOG, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+	};
+	assert_memory_equal(hdr, want_full, sizeof(want_full));
 }
 
 static void test_type_valid_accepts_exactly_the_known_types(void **state)

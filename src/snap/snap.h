@@ -1,0 +1,205 @@
+/*
+ * snap: checkpoint the calling process's memory to a file, and restore a
+ * fresh process of the same binary from it. Knows nothing of Python or HTTP.
+ * x86_64 Linux only; no privileges needed.
+ *
+ * THE FILE (all integers little-endian; "page" is 4096 bytes)
+ *
+ *   offset 0            struct snap_header (one page, zero padded)
+ *   table_off           struct snap_region[nregions]   sorted by address
+ *                       struct snap_run[nruns]         saved page runs
+ *                       struct snap_dep[ndeps]         files the image maps
+ *                       char strings[strings_len]      dep paths
+ *   data_off (aligned)  the saved pages, each run page aligned, so that a
+ *                       restore maps them MAP_PRIVATE straight from the file
+ *
+ *   header_hash covers the header (with itself zeroed), table_hash the table,
+ *   data_hash every data byte. The first two are checked on every restore;
+ *   data_hash by snap_verify_data (once per file, by whoever stores it),
+ *   because reading every page at each restore would cost what mapping saves.
+ *
+ * WHAT IS SAVED
+ *   - every mapping from /proc/self/maps, as a region: its address range,
+ *     protection, and kind:
+ *       FILE  private file mapping: re-mapped from its file (a dep); pages the
+ *             process wrote (pagemap: present and not a file page) are saved
+ *             as runs laid over it (.data, .bss-in-file, relocated RELRO, GOT);
+ *       ANON  anonymous private memory: present pages saved as runs; the rest
+ *             is zero;
+ *       HEAP  like ANON, and the program break is set to its end first;
+ *       STACK the main stack: copied back in, because it must stay the
+ *             kernel's grows-down mapping (this also brings back argv,
+ *             environ and auxv of the checkpointed process).
+ *     [vdso]/[vvar]/[vsyscall] are not saved: the vDSO must be at the same
+ *     address (checked). Shared mappings are refused.
+ *   - deps: every mapped file by path and identity (device, inode, size,
+ *     mtime): the binary, its libraries, modules loaded by dlopen.
+ *   - registers (callee-saved, stack pointer, resume address, MXCSR, x87 CW),
+ *     the thread pointer (FS base), the program break, the 64 signal
+ *     dispositions and the signal mask, the rseq registration, the offset of
+ *     glibc's cached thread id in the TCB, the kernel release and CPU model.
+ *
+ * INVARIANTS
+ *   - Checkpoint runs with one thread, and after the context is saved it
+ *     neither allocates nor touches stdio: the heap being written must not
+ *     change under the writer. Its scratch memory and the output fd are kept
+ *     out of the image.
+ *   - Restore happens in a process of the same binary, started with ASLR off
+ *     (personality ADDR_NO_RANDOMIZE), so the binary, ld.so, libc and the
+ *     stack top sit where they sat in the checkpointed process.
+ *   - Everything is validated before anything is replaced: the file's
+ *     structure, every dep's identity, the kernel, CPU, vDSO address, and
+ *     that every file this process already maps is where the image expects
+ *     it. A refusal leaves the process untouched (it then boots normally).
+ *   - The core of restore runs on a private stack with raw system calls, and
+ *     replaces mappings with MAP_FIXED (atomic): the page holding the rseq
+ *     area is never left unmapped, and rseq is unregistered meanwhile anyway.
+ *
+ * RE-APPLIED AFTER THE MEMORY: program break, signal dispositions and mask,
+ * FS base, rseq registration, the new thread id in glibc's TCB. Not restored:
+ * file descriptors other than those the caller passes through by number,
+ * timers, rlimits, cwd: per-instance state comes over the instance's socket.
+ */
+#ifndef THAW_SNAP_SNAP_H
+#define THAW_SNAP_SNAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define SNAP_MAGIC "THAWSNP1"
+#define SNAP_VERSION 1u
+#define SNAP_PAGE 4096u
+#define SNAP_MAX_REGIONS 65536u
+#define SNAP_MAX_RUNS (1u << 20)
+#define SNAP_MAX_DEPS 4096u
+#define SNAP_MAX_STRINGS (1u << 20)
+#define SNAP_USER_TOP 0x800000000000ull
+
+enum snap_kind { SNAP_R_FILE = 1, SNAP_R_ANON = 2, SNAP_R_HEAP = 3, SNAP_R_STACK = 4 };
+
+struct snap_ctx {
+	uint64_t rbx, rbp, r12, r13, r14, r15, rsp, rip;
+	uint32_t mxcsr;
+	uint16_t fpucw;
+	uint16_t pad;
+	uint64_t fs_base;
+};
+
+struct snap_sigaction { /* the kernel's struct sigaction for rt_sigaction */
+	uint64_t handler, flags, restorer, mask;
+};
+
+struct snap_header {
+	char magic[8];
+	uint32_t version, header_size;
+	uint64_t file_size;
+	uint64_t created_unix_ns;
+	uint32_t nregions, nruns, ndeps, strings_len;
+	uint64_t table_off, table_len;
+	uint64_t data_off, data_len;
+	uint64_t data_hash;
+	struct snap_ctx ctx;
+	uint64_t brk;
+	uint64_t vdso_start;
+	uint64_t rseq_addr;
+	uint32_t rseq_len, rseq_sig;
+	uint32_t tid_offset, pad2;
+	uint64_t sigmask;
+	struct snap_sigaction sigs[64];
+	char kernel[128];
+	char cpu[128];
+	uint64_t table_hash;
+	uint64_t header_hash;
+};
+
+struct snap_region {
+	uint64_t start, end;
+	uint32_t prot, kind;
+	uint64_t file_off; /* FILE: offset of start in the dep's file */
+	uint32_t dep;      /* FILE: index into deps */
+	uint32_t run_first, run_count;
+	uint32_t pad;
+};
+
+struct snap_run {
+	uint64_t start;    /* address */
+	uint64_t npages;
+	uint64_t data_off; /* offset in the snapshot file */
+};
+
+struct snap_dep {
+	uint32_t path_off, path_len;
+	uint64_t dev, ino, size;
+	int64_t mtime_sec;
+	uint64_t mtime_nsec;
+};
+
+/* A parsed, structurally valid snapshot (the table is a private copy). */
+struct snap_image {
+	struct snap_header h;
+	struct snap_region *regions;
+	struct snap_run *runs;
+	struct snap_dep *deps;
+	char *strings;
+	void *table; /* owns regions..strings */
+};
+
+uint64_t snap_hash(uint64_t h, const void *p, size_t len);
+
+/*
+ * Check a header and table read from an untrusted file of file_size bytes.
+ * table must be the h->table_len bytes at h->table_off. On success fills img
+ * (copies the table) and returns 0; else -1 with a reason in err.
+ */
+int snap_parse(const void *header, size_t header_len, const void *table, size_t table_len,
+	       uint64_t file_size, struct snap_image *img, char *err, size_t errlen);
+/* Read and parse a snapshot file's header and table. */
+int snap_open(const char *path, int *fd_out, struct snap_image *img, char *err, size_t errlen);
+void snap_image_free(struct snap_image *img);
+const char *snap_dep_path(const struct snap_image *img, uint32_t i);
+/* Check the data hash (reads every data byte). */
+int snap_verify_data(int fd, const struct snap_image *img, char *err, size_t errlen);
+/* Print what a snapshot holds, or why it is invalid. Returns 0 if valid. */
+int snap_inspect(const char *path, FILE *out, int verify_data);
+
+/* This machine's identity strings, as stored in a header. */
+void snap_kernel_id(char *out, size_t n);
+void snap_cpu_id(char *out, size_t n);
+
+struct snap_checkpoint_opts {
+	const int *keep_fds; /* fds allowed to be open besides the output */
+	size_t nkeep;
+	uint64_t max_bytes;  /* refuse an image larger than this (0: no limit) */
+};
+
+struct snap_stats {
+	uint64_t file_bytes, saved_pages, regions, runs, deps;
+	double ms;
+};
+
+enum { SNAP_WRITTEN = 0, SNAP_RESTORED = 1 };
+
+/*
+ * Write an image of this process to path (through path.tmp, fsync, rename).
+ * Returns SNAP_WRITTEN in this process, SNAP_RESTORED when a restored process
+ * resumes here, or -1 with err (nothing written). Refusals: more than one
+ * thread, an fd not in keep_fds, a shared mapping, over max_bytes.
+ */
+int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, struct snap_stats *st,
+		    char *err, size_t errlen);
+
+/*
+ * Replace this process with the image at path. Does not return on success
+ * (snap_checkpoint returns SNAP_RESTORED in the image). Returns -1 with err
+ * if the image is refused; the process is then unchanged.
+ * `carry`/`carry_len`: bytes handed to the restored process (snap_carried).
+ */
+int snap_restore(const char *path, const void *carry, size_t carry_len, char *err, size_t errlen);
+
+/* In a restored process: the carried bytes and restore timing; then free. */
+const void *snap_carried(size_t *len);
+double snap_restore_ms(void);
+void snap_release(void);
+
+#endif
