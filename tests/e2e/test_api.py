@@ -467,3 +467,46 @@ def test_pyproject_overrides_wrangler(tmp_path, dev):
     r = d.get("/")
     assert r.status == 200, f"{r}\n{d.output()}"
     assert r.json()["GREETING"] == "pyproject wins"
+
+
+# --------------------------------------------------------------------------- the worker's sys.path
+
+IMPORT_PROBE = """
+import importlib
+from urllib.parse import urlparse, parse_qs
+from workers import WorkerEntrypoint, Response
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        name = parse_qs(urlparse(request.url).query)["m"][0]
+        try:
+            mod = importlib.import_module(name)
+        except ImportError as e:
+            return Response(f"ImportError {e}", status=404)
+        return Response(f"imported {getattr(mod, 'VALUE', mod.__name__)}")
+"""
+
+
+def test_python_modules_and_src_are_importable(project, dev):
+    p = project(IMPORT_PROBE, files={
+        "python_modules/vendored_pkg/__init__.py": 'VALUE = "from python_modules"\n',
+        "src/sibling.py": 'VALUE = "from src"\n',
+    })
+    d = dev(p)
+    assert d.get("/?m=vendored_pkg").text == "imported from python_modules"
+    assert d.get("/?m=sibling").text == "imported from src"
+
+
+def test_system_site_packages_only_on_request(project, dev, tmp_path):
+    leak = tmp_path / "leak"
+    leak.mkdir()
+    (leak / "leaky_mod.py").write_text('VALUE = "leaked"\n')
+    d = dev(project(IMPORT_PROBE), env={"PYTHONPATH": str(leak)})
+    r = d.get("/?m=fastapi")
+    assert r.status == 404 and r.text.startswith("ImportError"), (
+        f"the system's fastapi is importable without --system-site-packages: {r}")
+    r = d.get("/?m=leaky_mod")
+    assert r.status == 404, f"PYTHONPATH leaked into the instance: {r}"
+    d2 = dev(project(IMPORT_PROBE), "--system-site-packages")
+    r = d2.get("/?m=fastapi")
+    assert r.status == 200 and r.text == "imported fastapi", r

@@ -64,3 +64,9 @@ def test_idle_instance_evicted_after_timeout(project, dev):
     assert d.get("/").timing()[0] == "warm"
     time.sleep(2.5)
     assert d.get("/").timing()[0] == "boot"
+
+
+def test_no_snapshot_boots(project, dev):
+    d = dev(project(WORKER), "--no-snapshot")
+    assert d.get("/").timing()[0] == "boot"
+    assert d.get("/").timing()[0] == "warm"
