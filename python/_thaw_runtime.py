@@ -10,6 +10,21 @@ no event loop and keeps no socket or file open: everything that serves is made
 in ``serve``. An exception from ``load`` becomes the LOAD_ERROR text; a
 ``LoadError`` says in its message what is wrong and what to do.
 
+Snapshots. A builder instance gets ``"snapshot_build": true`` in its INIT
+config: ``load`` then imports the worker with entropy poisoned and watched,
+runs the ``before_snapshot`` hooks, refuses what a snapshot cannot hold (a
+thread, an open event loop, entropy drawn at import unless
+``allow_entropy_at_import``), removes its watch and freezes the heap; C then
+checkpoints the process. In every process restored from it, C calls
+
+    ready_json = _thaw_runtime.after_restore(init_json)  # this instance's INIT config
+    _thaw_runtime.serve(fd)
+
+``after_restore`` takes the instance's vars (never from os.environ, which is
+the builder's), reseeds entropy and runs the ``after_restore`` hooks. Without a
+snapshot, ``load`` runs the ``after_restore`` hooks itself, at its end, so a
+worker behaves the same however its instance started (see workers._hooks).
+
 ``serve`` speaks the frames of src/proto/frame.h. Each request (stream) runs
 as its own asyncio task. Flow control, per stream and direction: the host
 starts us with STREAM_WINDOW bytes of request-body credit, which we return
@@ -21,6 +36,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
+import gc
 import importlib.util
 import inspect
 import json
@@ -34,9 +51,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from workers import Context, Env, Headers, Request, Response
+from workers import Context, Env, Headers, Request, Response, _hooks, _snapshot
 from workers._body import BodyStream
 from workers._entrypoint import pending_background_tasks
+from workers._env import replace_values
 from workers._log import format_exception, log, set_worker_name
 
 RESPONSE_CHUNK = 64 * 1024
@@ -63,6 +81,21 @@ class _Worker:
     call: Call
     concurrency: int
     dev: bool
+    project_dir: str = ""
+    main: str = ""
+    snapshot_built: bool = False
+
+
+@dataclass
+class _Config:
+    name: str
+    project_dir: str
+    main: str
+    variables: dict[str, Any]
+    concurrency: int
+    dev: bool
+    snapshot_build: bool
+    allow_entropy_at_import: bool
 
 
 _worker: _Worker | None = None
@@ -172,10 +205,7 @@ def _find_handler(module: Any, relative: str) -> Call:
     raise LoadError(f"{relative} defines no handler: {HANDLER_FORMS}")
 
 
-def load(config_json: str) -> str:
-    """Import the worker described by the INIT config; return the READY JSON."""
-    global _worker
-    started = time.perf_counter()
+def _parse_config(config_json: str) -> _Config:
     try:
         config = json.loads(config_json)
     except ValueError as error:
@@ -183,7 +213,6 @@ def load(config_json: str) -> str:
     if not isinstance(config, dict):
         raise LoadError("INIT config must be a JSON object")
     name = str(config.get("name") or "worker")
-    set_worker_name(name)
     project_dir = config.get("project_dir")
     if not isinstance(project_dir, str) or not project_dir:
         raise LoadError("INIT config has no project_dir")
@@ -196,8 +225,39 @@ def load(config_json: str) -> str:
     concurrency = config.get("concurrency") or DEFAULT_CONCURRENCY
     if not isinstance(concurrency, int) or concurrency < 1:
         raise LoadError(f"concurrency must be a positive integer, not {concurrency!r}")
+    snapshot_build = config.get("snapshot_build", False)
+    if not isinstance(snapshot_build, bool):
+        raise LoadError(f"INIT config: snapshot_build must be true or false, not {snapshot_build!r}")
+    allow_entropy = config.get("allow_entropy_at_import", False)
+    if not isinstance(allow_entropy, bool):
+        raise LoadError("`allow_entropy_at_import` in [tool.thaw] must be true or false, "
+                        f"not {allow_entropy!r}")
+    return _Config(name=name, project_dir=project_dir, main=main, variables=variables,
+                   concurrency=concurrency, dev=bool(config.get("dev", False)),
+                   snapshot_build=snapshot_build, allow_entropy_at_import=allow_entropy)
 
-    path = os.path.normpath(os.path.join(project_dir, main))
+
+def load(config_json: str) -> str:
+    """Import the worker described by the INIT config; return the READY JSON.
+
+    With ``"snapshot_build": true`` the process is about to be checkpointed
+    (see the module docstring): entropy drawn by the top-level code is watched
+    and refused unless ``allow_entropy_at_import``, the ``before_snapshot``
+    hooks run (in reverse order of registration), a thread or an open event
+    loop is refused, and the heap is collected and frozen. The
+    ``after_restore`` hooks then run in each restored process, in
+    ``after_restore``.
+
+    Without it (a plain boot) the ``before_snapshot`` hooks never run and the
+    ``after_restore`` hooks run once, here, after the top-level code, so a
+    worker's code sees the same sequence however its instance started.
+    """
+    global _worker
+    started = time.perf_counter()
+    config = _parse_config(config_json)
+    set_worker_name(config.name)
+    main = config.main
+    path = os.path.normpath(os.path.join(config.project_dir, main))
     if not main.endswith(".py"):
         raise LoadError(f"{main}: the entry module (`main` in [tool.thaw]) must be a .py file")
     if not os.path.isfile(path):
@@ -206,12 +266,138 @@ def load(config_json: str) -> str:
             "module, relative to the project directory"
         )
     _line_buffered_output()
-    module = _import_entry(path, main)
-    call = _find_handler(module, main)
-    _worker = _Worker(name=name, env=Env(variables), call=call, concurrency=concurrency,
-                      dev=bool(config.get("dev", False)))
-    load_ms = (time.perf_counter() - started) * 1000.0
-    return json.dumps({"concurrency": concurrency, "load_ms": round(load_ms, 3)})
+    if config.snapshot_build:
+        call = _load_for_snapshot(config, path)
+    else:
+        module = _import_entry(path, main)
+        call = _find_handler(module, main)
+        _run_hooks(_hooks.AFTER_RESTORE, config.project_dir)
+    _worker = _Worker(name=config.name, env=Env(config.variables), call=call,
+                      concurrency=config.concurrency, dev=config.dev,
+                      project_dir=config.project_dir, main=main,
+                      snapshot_built=config.snapshot_build)
+    ready: dict[str, Any] = {"concurrency": config.concurrency}
+    if config.snapshot_build:
+        _settle_heap()
+        ready["snapshot_build"] = True
+    ready["load_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
+    return json.dumps(ready)
+
+
+def _load_for_snapshot(config: _Config, path: str) -> Call:
+    """Import the entry module as a snapshot build: watched, hooked and checked."""
+    watch = _snapshot.EntropyWatch(config.project_dir)
+    watch.install()
+    try:
+        module = _import_entry(path, config.main)
+        call = _find_handler(module, config.main)
+        _run_hooks(_hooks.BEFORE_SNAPSHOT, config.project_dir)
+    finally:
+        watch.remove()
+    problems = [problem for problem in (_snapshot.thread_problem(),
+                                        _snapshot.event_loop_problem()) if problem]
+    if watch.uses:
+        if config.allow_entropy_at_import:
+            log("entropy drawn at import, shared by every instance restored from the snapshot "
+                "(allowed by allow_entropy_at_import):\n"
+                + "\n".join("  " + use.describe() for use in watch.uses))
+        else:
+            problems.append(watch.error_message())
+    if problems:
+        raise LoadError("\n".join(problems))
+    _snapshot.poison_numpy()
+    return call
+
+
+def _settle_heap() -> None:
+    """Flush output and leave the heap as the snapshot should hold it."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()  # else every restored instance would print the builder's bytes
+        except (OSError, ValueError):
+            pass
+    # Collected now and frozen, the first collection after a restore does not write to
+    # (copy) every page of objects.
+    gc.collect()
+    gc.freeze()
+
+
+def after_restore(init_json: str) -> str:
+    """Make this restored process an instance of its own; return the READY JSON.
+
+    ``init_json`` is the instance's INIT config (the keys of ``load``'s; its
+    ``vars`` may differ from the builder's). The worker's ``env`` takes these
+    vars, entropy is reseeded from the kernel (``random``, numpy's global
+    generator if loaded, ``tempfile``'s names, ``multiprocessing``'s key), and
+    the ``after_restore`` hooks run in the order of their registration. A hook
+    that raises makes this raise: the instance fails.
+    """
+    started = time.perf_counter()
+    worker = _worker
+    if worker is None or not worker.snapshot_built:
+        raise RuntimeError("after_restore() must follow a load() with \"snapshot_build\": true")
+    config = _parse_config(init_json)
+    if (os.path.normpath(config.project_dir) != os.path.normpath(worker.project_dir)
+            or config.main != worker.main):
+        raise LoadError(
+            f"the snapshot holds {worker.main} of {worker.project_dir}, but this instance's "
+            f"INIT names {config.main} of {config.project_dir}: rebuild the snapshot"
+        )
+    _snapshot.reseed_after_restore()
+    set_worker_name(config.name)
+    worker.name = config.name
+    replace_values(worker.env, config.variables)
+    worker.concurrency = config.concurrency
+    worker.dev = config.dev
+    _run_hooks(_hooks.AFTER_RESTORE, worker.project_dir)
+    restore_ms = (time.perf_counter() - started) * 1000.0
+    return json.dumps({"concurrency": worker.concurrency, "load_ms": round(restore_ms, 3),
+                       "restored": True})
+
+
+def _run_hooks(kind: str, project_dir: str) -> None:
+    try:
+        _hooks.run(kind)
+    except _hooks.HookFailed as failure:
+        error = failure.error
+        error.__traceback__ = _hook_traceback(error.__traceback__)
+        raise LoadError(
+            f"{kind} hook {_describe_function(failure.function, project_dir)} failed:\n"
+            + format_exception(error).rstrip("\n")
+        ) from None
+
+
+def _hook_traceback(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` without its leading frames of the runtime, the hook runner and asyncio."""
+    skipped = (__file__, _hooks.__file__)
+    asyncio_dir = os.path.dirname(asyncio.__file__) + os.sep
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename not in skipped and not filename.startswith(asyncio_dir):
+            break
+        tb = tb.tb_next
+    return tb
+
+
+def _describe_function(function: Any, project_dir: str) -> str:
+    """``module.qualname (file:line)`` of a hook, the file relative to the project."""
+    target = function
+    while isinstance(target, functools.partial):
+        target = target.func
+    qualname = getattr(target, "__qualname__", None)
+    if qualname is None:
+        return repr(function)
+    module = getattr(target, "__module__", None)
+    name = f"{module}.{qualname}" if module else qualname
+    code = getattr(inspect.unwrap(target), "__code__", None)
+    if code is not None:
+        filename = code.co_filename
+        root = os.path.abspath(project_dir) + os.sep
+        if os.path.abspath(filename).startswith(root):
+            filename = os.path.relpath(os.path.abspath(filename), root)
+        name += f" ({filename}:{code.co_firstlineno})"
+    return name
 
 
 def serve(fd: int) -> None:

@@ -1,8 +1,11 @@
 /* thaw: one binary, subcommands. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/personality.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "snap/snap.h"
 #include "worker/worker.h"
 
 static const char usage[] =
@@ -13,6 +16,9 @@ static const char usage[] =
 	"Commands:\n"
 	"  init [DIR]     create a worker project (pyproject.toml, src/entry.py)\n"
 	"  dev [DIR]      serve a project on this machine, reloading on change\n"
+	"  snapshot inspect FILE [--verify]\n"
+	"                 print a snapshot's header, regions, sizes and dependencies,\n"
+	"                 or why it is invalid (--verify also checks every data byte)\n"
 	"  help           this help\n"
 	"\n"
 	"`thaw COMMAND --help` tells more about each.\n"
@@ -25,8 +31,17 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[1];
-	if (!strcmp(cmd, "worker"))
+	if (!strcmp(cmd, "worker")) {
+#ifndef THAW_SANITIZE
+		/* Instances run with a deterministic address space, so a snapshot
+		 * made in one maps into the next: turn ASLR off and start over. */
+		int p = personality(0xffffffff);
+		if (p >= 0 && !(p & ADDR_NO_RANDOMIZE) &&
+		    personality((unsigned long)p | ADDR_NO_RANDOMIZE) >= 0)
+			execv("/proc/self/exe", argv);
+#endif
 		return worker_main(argc - 1, argv + 1);
+	}
 	if (!strcmp(cmd, "dev"))
 		return cmd_dev(argc - 1, argv + 1);
 	if (!strcmp(cmd, "init"))
@@ -35,8 +50,24 @@ int main(int argc, char **argv)
 		fputs(usage, stdout);
 		return 0;
 	}
+	if (!strcmp(cmd, "snapshot")) {
+		if (argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+			puts("usage: thaw snapshot inspect FILE [--verify]");
+			return 0;
+		}
+		if (argc < 4 || strcmp(argv[2], "inspect") != 0 ||
+		    (argc == 5 && strcmp(argv[4], "--verify") != 0) || argc > 5) {
+			fputs("usage: thaw snapshot inspect FILE [--verify]\n", stderr);
+			return 2;
+		}
+		return snap_inspect(argv[3], stdout, argc == 5) == 0 ? 0 : 1;
+	}
 	if (!strcmp(cmd, "--version")) {
+#ifdef THAW_SANITIZE
+		puts("thaw 0.1.0 (sanitizer build: snapshots off)");
+#else
 		puts("thaw 0.1.0");
+#endif
 		return 0;
 	}
 	fprintf(stderr, "thaw: unknown command '%s'\n\n%s", cmd, usage);

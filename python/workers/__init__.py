@@ -7,6 +7,10 @@ Its surface follows Cloudflare's Python Workers, so their workers run unchanged:
     class Default(WorkerEntrypoint):
         async def fetch(self, request):
             return Response("Hello world!")
+
+Memory snapshots: ``register_before_snapshot`` and ``register_after_restore``
+(see ``workers._hooks``) run code before an instance's memory is snapshotted
+and in every instance restored from it.
 """
 
 from ._body import BodyStream
@@ -14,6 +18,7 @@ from ._entrypoint import Context, DurableObject, WorkerEntrypoint, handler
 from ._env import Env
 from ._fetch import fetch
 from ._headers import Headers
+from ._hooks import register_after_restore, register_before_snapshot
 from ._http import Request, Response
 
 __all__ = [
@@ -27,4 +32,6 @@ __all__ = [
     "WorkerEntrypoint",
     "fetch",
     "handler",
+    "register_after_restore",
+    "register_before_snapshot",
 ]

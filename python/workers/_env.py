@@ -56,3 +56,8 @@ class Env:
     def __repr__(self) -> str:
         # Values may be secrets: show only the names.
         return f"<Env {', '.join(sorted(self._values))}>"
+
+
+def replace_values(env: Env, values: Mapping[str, Any]) -> None:
+    """Give ``env`` new values in place (a restored instance's vars), for whoever holds it."""
+    object.__setattr__(env, "_values", dict(values))

@@ -184,6 +184,12 @@ static int take(struct thaw_config *c, const char *file, json_t *t, const char *
 			char **dst = !strcmp(key, "name") ? &c->name : &c->main;
 			free(*dst);
 			*dst = xstrdup(json_string_value(v));
+		} else if (!strcmp(key, "allow_entropy_at_import")) {
+			if (!json_is_boolean(v)) {
+				snprintf(err, errlen, "%s: '%s' must be true or false", file, key);
+				return -1;
+			}
+			c->allow_entropy_at_import = json_is_true(v);
 		} else if (!strcmp(key, "vars")) {
 			if (!json_is_object(v)) {
 				snprintf(err, errlen, "%s: 'vars' must be a table of names to values",

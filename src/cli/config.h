@@ -19,6 +19,7 @@ struct thaw_config {
 	json_t *vars;       /* object: name -> JSON value */
 	json_t *dependencies; /* [project].dependencies: array of strings */
 	char *sources;      /* the files read, for messages */
+	int allow_entropy_at_import; /* [tool.thaw] allow_entropy_at_import */
 };
 
 /* Load the project in dir. On failure returns NULL with a message in err. */

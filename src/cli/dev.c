@@ -45,7 +45,9 @@ static const char dev_usage[] =
 	"  --concurrency N          requests in flight per instance (default 64)\n"
 	"  --system-site-packages   let the worker import the system's Python packages\n"
 	"                           (/usr/lib/python3/dist-packages), as a venv would\n"
-	"  --no-snapshot            boot instances instead of restoring snapshots\n"
+	"  --no-snapshot            boot every instance instead of restoring it from a\n"
+	"                           memory snapshot of the initialised worker\n"
+	"  --max-snapshot-mb N      refuse snapshots larger than this (default 1024)\n"
 	"  -v, --verbose            debug logging\n"
 	"  -h, --help               this help\n"
 	"\n"
@@ -67,10 +69,11 @@ struct dev {
 
 static char *build_init(struct host *h, struct thaw_config *c)
 {
-	json_t *j = json_pack("{s:s, s:s, s:s, s:O, s:b, s:i, s:s, s:b}", "name", c->name,
+	json_t *j = json_pack("{s:s, s:s, s:s, s:O, s:b, s:i, s:s, s:b, s:b}", "name", c->name,
 			      "project_dir", c->dir, "main", c->main, "vars", c->vars, "dev",
 			      h->dev, "concurrency", (int)h->lim.concurrency, "sdk_dir", h->sdk_dir,
-			      "system_site_packages", h->system_site_packages);
+			      "system_site_packages", h->system_site_packages,
+			      "allow_entropy_at_import", c->allow_entropy_at_import);
 	char *s = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	if (!s)
@@ -208,6 +211,35 @@ static void on_signal(struct loop *l, struct loop_watch *w, uint32_t events)
 	}
 }
 
+/* .thaw/snapshots, emptied of what an earlier run left. */
+static int make_snap_dir(const char *path)
+{
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof tmp, "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+		return -1;
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		if ((n > 5 && !strcmp(e->d_name + n - 5, ".snap")) ||
+		    (n > 9 && !strcmp(e->d_name + n - 9, ".snap.tmp")))
+			unlinkat(dirfd(d), e->d_name, 0);
+	}
+	closedir(d);
+	return 0;
+}
+
 static int parse_opt_u64(const char *opt, const char *v, uint64_t max, uint64_t *out)
 {
 	if (parse_u64(v, max, out) < 0) {
@@ -231,6 +263,7 @@ int cmd_dev(int argc, char **argv)
 		{"concurrency", required_argument, NULL, 'C'},
 		{"system-site-packages", no_argument, NULL, 'S'},
 		{"no-snapshot", no_argument, NULL, 'N'},
+		{"max-snapshot-mb", required_argument, NULL, 'X'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -247,6 +280,8 @@ int cmd_dev(int argc, char **argv)
 		.concurrency = 64,
 	};
 	const char *ip = "127.0.0.1";
+	int no_snapshot = 0;
+	h->max_snapshot_bytes = 1024ull << 20;
 	uint64_t port = 8787, v;
 	double secs;
 	int c;
@@ -298,7 +333,13 @@ int cmd_dev(int argc, char **argv)
 			h->system_site_packages = 1;
 			break;
 		case 'N':
-			break; /* instances always boot until snapshots exist */
+			no_snapshot = 1;
+			break;
+		case 'X':
+			if (parse_opt_u64("--max-snapshot-mb", optarg, 1u << 20, &v) < 0)
+				return 2;
+			h->max_snapshot_bytes = v << 20;
+			break;
 		case 'v':
 			thaw_log_level = LOG_DEBUG;
 			break;
@@ -346,6 +387,21 @@ int cmd_dev(int argc, char **argv)
 	d.app.cfg = cfg;
 	d.app.init_json = build_init(h, cfg);
 	h->app = &d.app;
+	h->spares_target = 2;
+#ifdef THAW_SANITIZE
+	if (!no_snapshot)
+		fprintf(stderr, "thaw dev: snapshots are off in this sanitizer build\n");
+	no_snapshot = 1;
+#endif
+	if (!no_snapshot) {
+		d.app.snap_dir = xasprintf("%s/.thaw/snapshots", cfg->dir);
+		if (make_snap_dir(d.app.snap_dir) < 0) {
+			fprintf(stderr, "thaw dev: cannot create %s: %s\n", d.app.snap_dir,
+				strerror(errno));
+			return 1;
+		}
+		d.app.snapshots = 1;
+	}
 
 	unsigned bound;
 	if (front_start(h, ip, (unsigned)port, &bound, err, sizeof err) < 0) {
@@ -365,7 +421,9 @@ int cmd_dev(int argc, char **argv)
 		log_warn("inotify unavailable (%s): no reload on change", strerror(errno));
 	}
 
-	fprintf(stderr, "thaw dev: serving %s (%s) from %s\n", cfg->name, cfg->main, cfg->sources);
+	fprintf(stderr, "thaw dev: serving %s (%s) from %s%s\n", cfg->name, cfg->main, cfg->sources,
+		d.app.snapshots ? "" : " (snapshots off)");
+	pool_fill_spares(h);
 	pool_prewarm(&d.app);
 	int v6 = strchr(ip, ':') != NULL;
 	printf("Ready on http://%s%s%s:%u\n", v6 ? "[" : "", ip, v6 ? "]" : "", bound);

@@ -30,6 +30,7 @@ struct host_limits {
 };
 
 enum inst_state {
+	INST_SPARE,    /* pre-spawned blank process, waiting for work */
 	INST_STARTING, /* spawned, INIT sent, not READY yet */
 	INST_READY,
 	INST_DRAINING, /* takes no new request; closed once idle */
@@ -54,15 +55,30 @@ struct instance {
 	struct hreq *streams; /* requests it serves (doubly linked) */
 	uint64_t t_spawn, t_ready, last_used;
 	struct loop_timer idle_timer, kill_timer;
-	struct instance *next, *prev;           /* app's live list */
+	int linked;       /* on its app's live list */
+	int is_builder;   /* builds a snapshot; never serves */
+	int restoring;    /* INIT asked for a restore */
+	int from_snapshot; /* READY came from a restored image */
+	char *snap_path;  /* builder: the file it writes */
+	struct instance *next, *prev;           /* app's live list, or spares */
 	struct instance *all_next, *all_prev;   /* host's list of every process */
 	int reaped;
 };
 
+enum snap_state { SNAPSHOT_NONE, SNAPSHOT_BUILDING, SNAPSHOT_READY };
+
 struct app {
 	struct host *h;
 	struct thaw_config *cfg;
-	char *init_json; /* INIT payload for new instances */
+	char *init_json; /* INIT payload for new instances (mode added per spawn) */
+	/* snapshots */
+	int snapshots;           /* build and restore them */
+	char *snap_dir;
+	enum snap_state snap_state;
+	char *snap_path;         /* valid image of the current generation */
+	unsigned snap_builds;    /* builds tried for the current generation */
+	struct instance *builder;
+	double snap_restore_ms;
 	unsigned generation;
 	char *load_error; /* set when the current generation failed to load */
 	struct instance *instances;
@@ -120,6 +136,10 @@ struct host {
 	unsigned next_instance_id;
 	const char *sdk_dir;
 	int system_site_packages;
+	uint64_t max_snapshot_bytes;
+	struct instance *spares;
+	unsigned nspares, spares_target;
+	unsigned snap_counter;
 	int quiet_requests;
 };
 
@@ -151,5 +171,9 @@ void pool_reload(struct app *a);
 void pool_prewarm(struct app *a);
 void pool_shutdown(struct host *h);
 int pool_live_count(struct host *h);
+/* Build a snapshot of the app's current generation (if enabled). */
+void pool_build_snapshot(struct app *a);
+/* Keep the pre-spawned blank workers topped up. */
+void pool_fill_spares(struct host *h);
 
 #endif

@@ -83,6 +83,7 @@ static void pending_remove(struct app *a, struct hreq *r)
 
 static void app_link(struct app *a, struct instance *in)
 {
+	in->linked = 1;
 	in->prev = NULL;
 	in->next = a->instances;
 	if (a->instances)
@@ -100,7 +101,20 @@ static void app_unlink(struct app *a, struct instance *in)
 	if (in->next)
 		in->next->prev = in->prev;
 	in->next = in->prev = NULL;
+	in->linked = 0;
 	a->nlive--;
+}
+
+static void spare_unlink(struct host *h, struct instance *in)
+{
+	if (in->prev)
+		in->prev->next = in->next;
+	else
+		h->spares = in->next;
+	if (in->next)
+		in->next->prev = in->prev;
+	in->next = in->prev = NULL;
+	h->nspares--;
 }
 
 /* --- output --- */
@@ -176,9 +190,9 @@ static void idle_timer_fn(struct loop *l, struct loop_timer *t)
 		inst_close(in, "idle");
 }
 
-static struct instance *inst_spawn(struct app *a)
+/* Start a blank `thaw worker`: exec'ed and linked, waiting for INIT. */
+static struct instance *proc_spawn(struct host *h)
 {
-	struct host *h = a->h;
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		log_error("socketpair: %s", strerror(errno));
@@ -188,6 +202,8 @@ static struct instance *inst_spawn(struct app *a)
 	posix_spawnattr_t at;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, sv[1], THAW_WORKER_FD);
+	/* Only stdio and the socket cross over, whatever the host inherited. */
+	posix_spawn_file_actions_addclosefrom_np(&fa, THAW_WORKER_FD + 1);
 	posix_spawnattr_init(&at);
 	sigset_t none, deflt;
 	sigemptyset(&none);
@@ -203,6 +219,8 @@ static struct instance *inst_spawn(struct app *a)
 	posix_spawnattr_setpgroup(&at, 0);
 	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
 					      POSIX_SPAWN_SETPGROUP);
+	/* Same argv and environment for every instance: a snapshot's stack
+	 * holds them, and restores need the same stack top. */
 	char *argv[] = {(char *)self_exe(), "worker", NULL};
 	pid_t pid;
 	int rc = posix_spawn(&pid, self_exe(), &fa, &at, argv, environ);
@@ -217,11 +235,9 @@ static struct instance *inst_spawn(struct app *a)
 	set_nonblock(sv[0]);
 	struct instance *in = xcalloc(1, sizeof *in);
 	in->h = h;
-	in->app = a;
 	in->id = ++h->next_instance_id;
 	in->pid = pid;
-	in->state = INST_STARTING;
-	in->generation = a->generation;
+	in->state = INST_SPARE;
 	in->concurrency = h->lim.concurrency;
 	in->t_spawn = now_ns();
 	in->w.fd = sv[0];
@@ -232,15 +248,113 @@ static struct instance *inst_spawn(struct app *a)
 	in->kill_timer.fn = kill_timer_fn;
 	in->kill_timer.arg = in;
 	loop_add(h->loop, &in->w, EPOLLIN);
-	app_link(a, in);
-	a->nstarting++;
 	in->all_next = h->all_instances;
 	if (h->all_instances)
 		h->all_instances->all_prev = in;
 	h->all_instances = in;
-	inst_send(in, THAW_F_INIT, 0, a->init_json, strlen(a->init_json));
-	log_debug("instance %u: pid %d started", in->id, (int)pid);
 	return in;
+}
+
+void pool_fill_spares(struct host *h)
+{
+	while (h->nspares < h->spares_target) {
+		struct instance *in = proc_spawn(h);
+		if (!in)
+			return;
+		in->next = h->spares;
+		in->prev = NULL;
+		if (h->spares)
+			h->spares->prev = in;
+		h->spares = in;
+		h->nspares++;
+	}
+}
+
+/* A blank process: a spare if one is waiting, else a new one. */
+static struct instance *take_process(struct host *h)
+{
+	struct instance *in = h->spares;
+	if (in)
+		spare_unlink(h, in);
+	else
+		in = proc_spawn(h);
+	return in;
+}
+
+static void send_init(struct instance *in, const char *mode, const char *snapshot)
+{
+	struct app *a = in->app;
+	json_error_t je;
+	json_t *j = json_loads(a->init_json, 0, &je);
+	if (!j)
+		fatal("bad instance configuration: %s", je.text);
+	json_object_set_new(j, "mode", json_string(mode));
+	if (snapshot)
+		json_object_set_new(j, "snapshot", json_string(snapshot));
+	if (!strcmp(mode, "build")) {
+		json_object_set_new(j, "snapshot_build", json_true());
+		json_object_set_new(j, "max_snapshot_bytes",
+				    json_integer((json_int_t)a->h->max_snapshot_bytes));
+	}
+	char *s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (!s)
+		fatal("cannot encode the instance configuration");
+	inst_send(in, THAW_F_INIT, 0, s, strlen(s));
+	free(s);
+}
+
+static struct instance *inst_spawn(struct app *a)
+{
+	struct host *h = a->h;
+	struct instance *in = take_process(h);
+	if (!in)
+		return NULL;
+	in->app = a;
+	in->state = INST_STARTING;
+	in->generation = a->generation;
+	in->t_spawn = now_ns();
+	app_link(a, in);
+	a->nstarting++;
+	in->restoring = a->snap_state == SNAPSHOT_READY;
+	send_init(in, in->restoring ? "restore" : "boot", in->restoring ? a->snap_path : NULL);
+	log_debug("instance %u: pid %d %s", in->id, (int)in->pid,
+		  in->restoring ? "restoring" : "booting");
+	pool_fill_spares(h);
+	return in;
+}
+
+void pool_build_snapshot(struct app *a)
+{
+	struct host *h = a->h;
+	if (!a->snapshots || a->builder || a->snap_builds >= 3)
+		return;
+	struct instance *in = take_process(h);
+	if (!in)
+		return;
+	in->app = a;
+	in->state = INST_STARTING;
+	in->is_builder = 1;
+	in->generation = a->generation;
+	in->t_spawn = now_ns();
+	in->snap_path = xasprintf("%s/%s-%u-%u.snap", a->snap_dir, a->cfg->name, a->generation,
+				  ++h->snap_counter);
+	a->builder = in;
+	a->snap_state = SNAPSHOT_BUILDING;
+	a->snap_builds++;
+	send_init(in, "build", in->snap_path);
+	pool_fill_spares(h);
+}
+
+static void snapshot_drop(struct app *a)
+{
+	if (a->snap_path) {
+		unlink(a->snap_path); /* mappings of restored instances stay valid */
+		free(a->snap_path);
+		a->snap_path = NULL;
+	}
+	if (a->snap_state == SNAPSHOT_READY)
+		a->snap_state = SNAPSHOT_NONE;
 }
 
 /* --- lifecycle --- */
@@ -251,10 +365,21 @@ static void inst_close(struct instance *in, const char *why)
 	if (in->state == INST_CLOSED)
 		return;
 	struct app *a = in->app;
-	if (in->state == INST_STARTING)
-		a->nstarting--;
+	if (in->state == INST_SPARE) {
+		spare_unlink(in->h, in);
+	} else if (in->linked) {
+		if (in->state == INST_STARTING)
+			a->nstarting--;
+		app_unlink(a, in);
+	}
+	if (a && a->builder == in) {
+		a->builder = NULL;
+		if (a->snap_state == SNAPSHOT_BUILDING)
+			a->snap_state = SNAPSHOT_NONE;
+		if (in->snap_path)
+			unlink(in->snap_path); /* whatever it left behind */
+	}
 	in->state = INST_CLOSED;
-	app_unlink(a, in);
 	loop_timer_cancel(in->h->loop, &in->idle_timer);
 	loop_del(in->h->loop, &in->w);
 	close(in->w.fd);
@@ -278,6 +403,7 @@ static void inst_free(struct instance *in)
 		h->all_instances = in->all_next;
 	if (in->all_next)
 		in->all_next->all_prev = in->all_prev;
+	free(in->snap_path);
 	free(in);
 }
 
@@ -306,7 +432,7 @@ static void detach(struct hreq *r)
 static void inst_lost(struct instance *in, const char *why)
 {
 	struct app *a = in->app;
-	int was_starting = in->state == INST_STARTING;
+	int was_starting = in->state == INST_STARTING && in->linked;
 	if (in->state != INST_CLOSED) {
 		log_warn("instance %u (pid %d) %s", in->id, (int)in->pid, why);
 		if (!in->reaped)
@@ -324,6 +450,8 @@ static void inst_lost(struct instance *in, const char *why)
 		}
 	}
 	inst_close(in, why);
+	if (!a)
+		return;
 	if (was_starting && a->nstarting == 0) {
 		/* It died before it was ready, without saying why: do not loop
 		 * on respawning for the requests that waited on it. */
@@ -378,7 +506,7 @@ static void attach(struct instance *in, struct hreq *r, int booted)
 	in->last_used = now_ns();
 	loop_timer_cancel(h->loop, &in->idle_timer);
 	r->t_assigned = now_ns();
-	r->start_desc = booted ? "boot" : "warm";
+	r->start_desc = !booted ? "warm" : in->from_snapshot ? "snapshot" : "boot";
 	r->tx_credit = THAW_STREAM_WINDOW;
 	r->rx_credit = THAW_STREAM_WINDOW;
 	inst_send(in, THAW_F_REQ_HEAD, r->stream, buf_head(&r->head), buf_used(&r->head));
@@ -515,17 +643,58 @@ static int on_frame(struct instance *in, const struct thaw_frame *f)
 	struct app *a = in->app;
 	struct hreq *r;
 	const char *err = NULL;
-	switch (f->type) {
-	case THAW_F_HELLO:
+	if (f->type == THAW_F_HELLO)
 		return 0;
+	if (in->state == INST_SPARE)
+		return -1; /* a blank process speaks only HELLO */
+	switch (f->type) {
+	case THAW_F_SNAP_DONE: {
+		if (!in->is_builder || in->state != INST_STARTING)
+			return -1;
+		json_t *j = json_loadb((const char *)f->payload, f->len, 0, NULL);
+		json_int_t bytes = 0;
+		double ms = 0;
+		if (j)
+			json_unpack(j, "{s?I, s?F}", "bytes", &bytes, "ms", &ms);
+		json_decref(j);
+		if (in->generation == a->generation) {
+			snapshot_drop(a);
+			a->snap_path = in->snap_path;
+			in->snap_path = NULL;
+			a->snap_state = SNAPSHOT_READY;
+			a->builder = NULL;
+			fprintf(stderr, "thaw: snapshot of %s: %.1f MB, written in %.0f ms (built in %.0f ms)\n",
+				a->cfg->name, (double)bytes / 1e6, ms, ns_to_ms(now_ns() - in->t_spawn));
+			fflush(stderr);
+		}
+		inst_close(in, "snapshot written");
+		/* Validate it with a restore, which also leaves a warm instance. */
+		if (a->snap_state == SNAPSHOT_READY && a->nlive == 0)
+			inst_spawn(a);
+		pool_dispatch(a);
+		return 0;
+	}
 	case THAW_F_READY: {
-		if (in->state != INST_STARTING)
+		if (in->state != INST_STARTING || in->is_builder)
 			return -1;
 		json_error_t je;
 		json_t *j = json_loadb((const char *)f->payload, f->len, 0, &je);
 		json_int_t conc = 0;
+		const char *refused = NULL;
+		double restore_ms = -1;
 		if (j)
-			json_unpack(j, "{s?I}", "concurrency", &conc);
+			json_unpack(j, "{s?I, s?s, s?F}", "concurrency", &conc, "restore_refused",
+				    &refused, "restore_ms", &restore_ms);
+		if (refused) {
+			/* The image does not fit this host (new binary, library,
+			 * kernel...): this instance booted instead; rebuild. */
+			log_warn("%s: snapshot refused (%s); rebuilding it", a->cfg->name, refused);
+			snapshot_drop(a);
+			pool_build_snapshot(a);
+		} else if (in->restoring) {
+			in->from_snapshot = 1;
+			a->snap_restore_ms = restore_ms;
+		}
 		json_decref(j);
 		if (conc > 0 && (unsigned long long)conc < in->concurrency)
 			in->concurrency = (unsigned)conc;
@@ -702,6 +871,10 @@ void pool_reload(struct app *a)
 	a->generation++;
 	free(a->load_error);
 	a->load_error = NULL;
+	snapshot_drop(a);
+	a->snap_builds = 0;
+	if (a->builder)
+		inst_close(a->builder, "stale build");
 	for (struct instance *in = a->instances, *next; in; in = next) {
 		next = in->next;
 		if (in->state == INST_READY && in->inflight == 0)
@@ -715,6 +888,12 @@ void pool_reload(struct app *a)
 
 void pool_prewarm(struct app *a)
 {
+	/* With snapshots, the build comes first: it runs the top level (so a
+	 * broken worker shows at once) and its restore leaves a warm instance. */
+	if (a->snapshots) {
+		pool_build_snapshot(a);
+		return;
+	}
 	if (a->nlive < a->h->lim.max_instances && a->nstarting == 0)
 		inst_spawn(a);
 }
@@ -735,6 +914,11 @@ void pool_shutdown(struct host *h)
 			while (in->streams)
 				detach(in->streams);
 			inst_close(in, "shutdown");
+		}
+		if (in->app && in->app->snap_path) {
+			unlink(in->app->snap_path);
+			free(in->app->snap_path);
+			in->app->snap_path = NULL;
 		}
 		if (!in->reaped)
 			kill(in->pid, SIGTERM);

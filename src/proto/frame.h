@@ -25,6 +25,9 @@
  *   READY      [inst->host] JSON object: {"concurrency": N, "load_ms": F}.
  *   LOAD_ERROR [inst->host] UTF-8 text: why the worker could not be loaded,
  *                           with the Python traceback. The instance then exits.
+ *   SNAP_DONE  [inst->host] JSON object: a builder wrote its snapshot
+ *                           ({"bytes", "saved_pages", "regions", "deps", "ms"})
+ *                           and exits.
  *   REQ_HEAD   [host->inst] key/value list: ":method", ":url", then headers.
  *   REQ_BODY   [host->inst] raw bytes of the request body.
  *   REQ_END    [host->inst] empty: the request body is complete.
@@ -63,6 +66,7 @@ enum thaw_frame_type {
 	THAW_F_INIT = 2,
 	THAW_F_READY = 3,
 	THAW_F_LOAD_ERROR = 4,
+	THAW_F_SNAP_DONE = 5,
 	THAW_F_REQ_HEAD = 16,
 	THAW_F_REQ_BODY = 17,
 	THAW_F_REQ_END = 18,

@@ -179,6 +179,8 @@ struct snap_stats {
 };
 
 enum { SNAP_WRITTEN = 0, SNAP_RESTORED = 1 };
+/* Refusals (err says more). */
+enum { SNAP_ERR = -1, SNAP_ERR_THREADS = -2, SNAP_ERR_FD = -3, SNAP_ERR_TOO_BIG = -4 };
 
 /*
  * Write an image of this process to path (through path.tmp, fsync, rename).

@@ -246,6 +246,7 @@ PyObject *thaw_pymod_init(void)
 	} consts[] = {
 		{"HELLO", THAW_F_HELLO},         {"INIT", THAW_F_INIT},
 		{"READY", THAW_F_READY},         {"LOAD_ERROR", THAW_F_LOAD_ERROR},
+		{"SNAP_DONE", THAW_F_SNAP_DONE},
 		{"REQ_HEAD", THAW_F_REQ_HEAD},   {"REQ_BODY", THAW_F_REQ_BODY},
 		{"REQ_END", THAW_F_REQ_END},     {"CANCEL", THAW_F_CANCEL},
 		{"RESP_HEAD", THAW_F_RESP_HEAD}, {"RESP_BODY", THAW_F_RESP_BODY},

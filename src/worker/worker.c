@@ -32,6 +32,9 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "proto/frame.h"
+#include "snap/snap.h"
+
+#include <sys/personality.h>
 
 struct wcfg {
 	json_t *root;
@@ -39,6 +42,9 @@ struct wcfg {
 	const char *project_dir;
 	const char *main;
 	const char *sdk_dir;
+	const char *mode;     /* "boot" (default), "build" or "restore" */
+	const char *snapshot; /* build: where to write; restore: what to map */
+	json_int_t max_snapshot_bytes;
 	int system_site_packages;
 };
 
@@ -244,15 +250,33 @@ int worker_main(int argc, char **argv)
 	json_error_t jerr;
 	struct wcfg c = {0};
 	c.root = json_loadb((const char *)init, len, 0, &jerr);
-	if (!c.root || json_unpack_ex(c.root, &jerr, 0, "{s:s, s:s, s:s, s:s, s?b}", "name", &c.name,
-				      "project_dir", &c.project_dir, "main", &c.main, "sdk_dir",
-				      &c.sdk_dir, "system_site_packages",
-				      &c.system_site_packages) < 0) {
+	if (!c.root ||
+	    json_unpack_ex(c.root, &jerr, 0, "{s:s, s:s, s:s, s:s, s?b, s?s, s?s, s?I}", "name",
+			   &c.name, "project_dir", &c.project_dir, "main", &c.main, "sdk_dir",
+			   &c.sdk_dir, "system_site_packages", &c.system_site_packages, "mode",
+			   &c.mode, "snapshot", &c.snapshot, "max_snapshot_bytes",
+			   &c.max_snapshot_bytes) < 0) {
 		log_error("bad INIT from host: %s", jerr.text);
 		worker_exit(1);
 	}
+	if (!c.mode)
+		c.mode = "boot";
 	snprintf(prefix, sizeof prefix, "%s[%d]", c.name, (int)getpid());
 	log_set_prefix(prefix);
+
+	char refused[512] = "";
+	if (!strcmp(c.mode, "restore") && c.snapshot) {
+#ifdef THAW_SANITIZE
+		snprintf(refused, sizeof refused, "snapshots are off in sanitizer builds");
+#else
+		/* Returns only if the image is refused; this process is then
+		 * untouched and boots instead. On success it resumes below, in
+		 * the image's snap_checkpoint, as a restored process. */
+		snap_restore(c.snapshot, init, len, refused, sizeof refused);
+#endif
+		log_warn("snapshot %s refused: %s; booting instead", c.snapshot, refused);
+	}
+	int build = !strcmp(c.mode, "build") && c.snapshot;
 
 	if (python_init(&c) < 0) {
 		const char *msg = "cannot initialise the Python runtime (see the log)";
@@ -271,12 +295,106 @@ int worker_main(int argc, char **argv)
 		free(text);
 		worker_exit(3);
 	}
+	free(init);
+	init = NULL;
+
+	if (build) {
+#ifdef THAW_SANITIZE
+		const char *msg = "snapshots are off in sanitizer builds";
+		send_frame(fd, THAW_F_LOAD_ERROR, 0, msg, strlen(msg));
+		worker_exit(3);
+#else
+		/* The quiet point: one thread, no Python frame on the stack. */
+		fflush(stdout);
+		fflush(stderr);
+		int keep[] = {fd};
+		struct snap_checkpoint_opts o = {.keep_fds = keep, .nkeep = 1,
+						 .max_bytes = (uint64_t)c.max_snapshot_bytes};
+		struct snap_stats sst = {0};
+		char err[512];
+		int r = snap_checkpoint(c.snapshot, &o, &sst, err, sizeof err);
+		if (r == SNAP_WRITTEN) {
+			char msg[256];
+			int n = snprintf(msg, sizeof msg,
+					 "{\"bytes\": %llu, \"saved_pages\": %llu, \"regions\": %llu, "
+					 "\"deps\": %llu, \"ms\": %.2f}",
+					 (unsigned long long)sst.file_bytes,
+					 (unsigned long long)sst.saved_pages,
+					 (unsigned long long)sst.regions, (unsigned long long)sst.deps,
+					 sst.ms);
+			send_frame(fd, THAW_F_SNAP_DONE, 0, msg, (size_t)n);
+			worker_exit(0);
+		}
+		if (r != SNAP_RESTORED) {
+			char msg[1024];
+			if (r == SNAP_ERR_THREADS)
+				snprintf(msg, sizeof msg,
+					 "cannot snapshot %s: top-level code started a thread (%s): "
+					 "start it in an after_restore hook",
+					 c.main, err);
+			else if (r == SNAP_ERR_FD)
+				snprintf(msg, sizeof msg,
+					 "cannot snapshot %s: top-level code left a file or socket "
+					 "open: %s: open it in the handler or an after_restore hook",
+					 c.main, err);
+			else if (r == SNAP_ERR_TOO_BIG)
+				snprintf(msg, sizeof msg,
+					 "cannot snapshot %s: %s (raise --max-snapshot-mb or import "
+					 "less at top level)",
+					 c.main, err);
+			else
+				snprintf(msg, sizeof msg, "cannot snapshot %s: %s", c.main, err);
+			send_frame(fd, THAW_F_LOAD_ERROR, 0, msg, strlen(msg));
+			worker_exit(3);
+		}
+		/* SNAP_RESTORED: a new process, resumed from the image. Children it
+		 * starts get address randomisation back. */
+		personality(personality(0xffffffff) & ~(unsigned)ADDR_NO_RANDOMIZE);
+		snprintf(prefix, sizeof prefix, "%s[%d]", c.name, (int)getpid());
+		log_set_prefix(prefix);
+		size_t clen = 0;
+		const char *carried = snap_carried(&clen);
+		double restore_ms = snap_restore_ms();
+		PyObject *arg = carried ? PyUnicode_DecodeUTF8(carried, (Py_ssize_t)clen, "strict") : NULL;
+		snap_release();
+		Py_DECREF(ready);
+		ready = arg ? PyObject_CallMethod(rt, "after_restore", "O", arg) : NULL;
+		Py_XDECREF(arg);
+		if (!ready || !PyUnicode_Check(ready)) {
+			char *text = ready ? xstrdup("after_restore did not return a string")
+					   : exception_text();
+			send_frame(fd, THAW_F_LOAD_ERROR, 0, text, strlen(text));
+			free(text);
+			worker_exit(3);
+		}
+		/* Tell the host how long the restore took. */
+		json_t *rj = json_loads(PyUnicode_AsUTF8(ready), 0, NULL);
+		if (rj) {
+			json_object_set_new(rj, "restore_ms", json_real(restore_ms));
+			char *rs = json_dumps(rj, JSON_COMPACT);
+			Py_DECREF(ready);
+			ready = PyUnicode_FromString(rs ? rs : "{}");
+			free(rs);
+			json_decref(rj);
+		}
+#endif
+	} else if (refused[0]) {
+		json_t *rj = json_loads(PyUnicode_AsUTF8(ready), 0, NULL);
+		if (rj) {
+			json_object_set_new(rj, "restore_refused", json_string(refused));
+			char *rs = json_dumps(rj, JSON_COMPACT);
+			Py_DECREF(ready);
+			ready = PyUnicode_FromString(rs ? rs : "{}");
+			free(rs);
+			json_decref(rj);
+		}
+	}
+
 	Py_ssize_t rlen;
 	const char *rs = PyUnicode_AsUTF8AndSize(ready, &rlen);
 	if (!rs || send_frame(fd, THAW_F_READY, 0, rs, (size_t)rlen) < 0)
 		worker_exit(1);
 	Py_DECREF(ready);
-	free(init);
 
 	PyObject *r = PyObject_CallMethod(rt, "serve", "i", fd);
 	if (!r) {
@@ -286,6 +404,5 @@ int worker_main(int argc, char **argv)
 		worker_exit(1);
 	}
 	Py_DECREF(r);
-	json_decref(c.root);
 	worker_exit(0);
 }

@@ -1,5 +1,6 @@
 """serve() over a socketpair, playing the host's side of the frame protocol."""
 
+import gc
 import json
 import socket
 import struct
@@ -88,12 +89,19 @@ class Host:
                 return status, headers, body, payload.decode()
 
 
-@pytest.fixture
-def host(tmp_path, isolated_imports):
+@pytest.fixture(params=["boot", "restored"])
+def host(request, tmp_path, isolated_imports):
+    """The host's end of a socket served by an instance that booted, or was "restored"."""
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "entry.py").write_text(textwrap.dedent(WORKER))
-    _thaw_runtime.load(json.dumps({"name": "serve-test", "project_dir": str(tmp_path),
-                                   "main": "src/entry.py", "vars": {}}))
+    init = {"name": "serve-test", "project_dir": str(tmp_path), "main": "src/entry.py",
+            "vars": {}}
+    if request.param == "boot":
+        _thaw_runtime.load(json.dumps(init))
+    else:
+        _thaw_runtime.load(json.dumps({**init, "snapshot_build": True}))
+        _thaw_runtime.after_restore(json.dumps(init))
+        request.addfinalizer(gc.unfreeze)
     ours, theirs = socket.socketpair()
     result = {}
 

@@ -1,0 +1,613 @@
+/*
+ * Checkpoint: write an image of the calling process (see snap.h).
+ *
+ * Everything that needs libc (refusal checks, identity strings, signal state)
+ * happens before the context is saved. After it, until the file is complete,
+ * only system calls and code that writes to the scratch mapping run: the heap
+ * being written out must not change under the writer.
+ */
+#include "snap/snap.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "snap/sys.h"
+
+extern const ptrdiff_t __rseq_offset;
+extern const unsigned int __rseq_size;
+
+#define SCRATCH_SIZE (64ull << 20)
+#define MAPS_MAX (4u << 20)
+#define PAGEMAP_CHUNK 65536u /* entries per read */
+#define ANON_GAP_PAGES 4     /* zero pages worth saving to spare a mapping */
+
+#define PM_PRESENT (1ull << 63)
+#define PM_SWAPPED (1ull << 62)
+#define PM_FILE (1ull << 61)
+
+struct scratch {
+	struct snap_ctx ctx;
+	char *maps;
+	size_t maps_len;
+	struct snap_region *regions;
+	uint32_t nregions;
+	struct snap_run *runs;
+	uint32_t nruns, max_runs;
+	struct snap_dep *deps;
+	uint32_t ndeps;
+	char *strings;
+	uint32_t strings_len;
+	uint64_t *pm;
+	char err[256];
+};
+
+static int ferr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int ferr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* --- refusals, with libc --- */
+
+static int count_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	int n = 0;
+	struct dirent *e;
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static int check_fds(const struct snap_checkpoint_opts *o, int out_fd, char *err, size_t errlen)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return ferr(err, errlen, "cannot list /proc/self/fd: %s", strerror(errno));
+	struct dirent *e;
+	int bad = -1;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		int fd = atoi(e->d_name);
+		if (fd == dirfd(d) || fd == out_fd || fd <= 2)
+			continue;
+		int ok = 0;
+		for (size_t i = 0; i < o->nkeep; i++)
+			ok |= o->keep_fds[i] == fd;
+		if (!ok) {
+			bad = fd;
+			break;
+		}
+	}
+	closedir(d);
+	if (bad < 0)
+		return 0;
+	char link[64], target[512];
+	snprintf(link, sizeof link, "/proc/self/fd/%d", bad);
+	ssize_t n = readlink(link, target, sizeof target - 1);
+	target[n > 0 ? n : 0] = 0;
+	return ferr(err, errlen, "open file descriptor %d (%s)", bad, n > 0 ? target : "?");
+}
+
+/* --- after the context is saved: syscalls and scratch memory only --- */
+
+static int full_read(int fd, char *buf, size_t max, size_t *len)
+{
+	size_t n = 0;
+	for (;;) {
+		if (n == max)
+			return -1;
+		long r = SYS3(SYS_read, fd, buf + n, max - n);
+		if (r == -EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	*len = n;
+	return 0;
+}
+
+static int full_write(int fd, const void *p, size_t len)
+{
+	const char *c = p;
+	while (len) {
+		long r = SYS3(SYS_write, fd, c, len);
+		if (r == -EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		c += r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+static uint64_t hexnum(const char **p)
+{
+	uint64_t v = 0;
+	for (;;) {
+		char c = **p;
+		unsigned d;
+		if (c >= '0' && c <= '9')
+			d = (unsigned)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			d = (unsigned)(c - 'a' + 10);
+		else
+			break;
+		v = v << 4 | d;
+		(*p)++;
+	}
+	return v;
+}
+
+static uint64_t decnum(const char **p)
+{
+	uint64_t v = 0;
+	while (**p >= '0' && **p <= '9') {
+		v = v * 10 + (uint64_t)(**p - '0');
+		(*p)++;
+	}
+	return v;
+}
+
+static size_t slen(const char *s)
+{
+	size_t n = 0;
+	while (s[n])
+		n++;
+	return n;
+}
+
+static int seq(const char *a, const char *b)
+{
+	while (*a && *a == *b) {
+		a++;
+		b++;
+	}
+	return *a == *b;
+}
+
+static void copy_str(char *dst, size_t n, const char *src)
+{
+	size_t i = 0;
+	for (; i + 1 < n && src[i]; i++)
+		dst[i] = src[i];
+	dst[i] = 0;
+}
+
+static uint32_t dep_for(struct scratch *s, const char *path, uint64_t ino, const char **why)
+{
+	for (uint32_t i = 0; i < s->ndeps; i++)
+		if (seq(s->strings + s->deps[i].path_off, path))
+			return i;
+	if (s->ndeps == SNAP_MAX_DEPS) {
+		*why = "too many mapped files";
+		return UINT32_MAX;
+	}
+	struct stat st;
+	if (SYS2(SYS_stat, path, &st) < 0) {
+		*why = "a mapped file cannot be found on disk";
+		return UINT32_MAX;
+	}
+	if ((uint64_t)st.st_ino != ino) {
+		*why = "a mapped file was replaced on disk";
+		return UINT32_MAX;
+	}
+	size_t len = slen(path);
+	if (s->strings_len + len + 1 > SNAP_MAX_STRINGS) {
+		*why = "mapped file names too long";
+		return UINT32_MAX;
+	}
+	struct snap_dep *d = &s->deps[s->ndeps];
+	d->path_off = s->strings_len;
+	d->path_len = (uint32_t)len;
+	for (size_t i = 0; i <= len; i++)
+		s->strings[s->strings_len + i] = path[i];
+	s->strings_len += (uint32_t)len + 1;
+	d->dev = (uint64_t)st.st_dev;
+	d->ino = (uint64_t)st.st_ino;
+	d->size = (uint64_t)st.st_size;
+	d->mtime_sec = (int64_t)st.st_mtim.tv_sec;
+	d->mtime_nsec = (uint64_t)st.st_mtim.tv_nsec;
+	return s->ndeps++;
+}
+
+static int add_run(struct scratch *s, uint64_t start, uint64_t npages)
+{
+	if (s->nruns && s->runs[s->nruns - 1].start + s->runs[s->nruns - 1].npages * SNAP_PAGE ==
+			     start &&
+	    s->nregions && s->regions[s->nregions - 1].run_count) {
+		s->runs[s->nruns - 1].npages += npages;
+		return 0;
+	}
+	if (s->nruns == s->max_runs)
+		return -1;
+	s->runs[s->nruns++] = (struct snap_run){.start = start, .npages = npages};
+	s->regions[s->nregions - 1].run_count++;
+	return 0;
+}
+
+/* Find the pages of the current region worth saving. */
+static int scan_pages(struct scratch *s, int pm_fd, struct snap_region *r)
+{
+	r->run_first = s->nruns;
+	r->run_count = 0;
+	if (!(r->prot & PROT_READ))
+		return 0; /* nothing readable was kept (guard pages, reservations) */
+	if (r->kind == SNAP_R_STACK)
+		return add_run(s, r->start, (r->end - r->start) / SNAP_PAGE);
+	uint64_t pages = (r->end - r->start) / SNAP_PAGE;
+	uint64_t run_start = 0, run_len = 0, gap = 0;
+	for (uint64_t base = 0; base < pages; base += PAGEMAP_CHUNK) {
+		uint64_t n = pages - base < PAGEMAP_CHUNK ? pages - base : PAGEMAP_CHUNK;
+		uint64_t off = (r->start / SNAP_PAGE + base) * 8;
+		long got = SYS4(SYS_pread64, pm_fd, s->pm, n * 8, off);
+		if (got != (long)(n * 8))
+			return -1;
+		for (uint64_t i = 0; i < n; i++) {
+			uint64_t e = s->pm[i];
+			int keep = r->kind == SNAP_R_FILE ? ((e & PM_PRESENT) && !(e & PM_FILE)) ||
+								    (e & PM_SWAPPED)
+							  : (e & (PM_PRESENT | PM_SWAPPED)) != 0;
+			uint64_t addr = r->start + (base + i) * SNAP_PAGE;
+			if (keep) {
+				if (run_len && gap) {
+					/* A small hole of zero pages inside anonymous memory:
+					 * save it rather than split the mapping. */
+					run_len += gap;
+					gap = 0;
+				}
+				if (!run_len)
+					run_start = addr;
+				run_len++;
+			} else if (run_len) {
+				if (r->kind != SNAP_R_FILE && gap < ANON_GAP_PAGES) {
+					gap++;
+					continue;
+				}
+				if (add_run(s, run_start, run_len) < 0)
+					return -1;
+				run_len = gap = 0;
+			}
+		}
+	}
+	if (run_len && add_run(s, run_start, run_len) < 0)
+		return -1;
+	return 0;
+}
+
+static int build_table(struct scratch *s, uint64_t scratch_lo, uint64_t scratch_hi, uint64_t *vdso,
+		       const char **why)
+{
+	int pm_fd = (int)SYS2(SYS_open, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (pm_fd < 0) {
+		*why = "cannot open /proc/self/pagemap";
+		return -1;
+	}
+	const char *p = s->maps, *end = s->maps + s->maps_len;
+	int rc = 0;
+	while (p < end && rc == 0) {
+		const char *line = p;
+		uint64_t lo = hexnum(&p);
+		p++; /* - */
+		uint64_t hi = hexnum(&p);
+		p++;
+		char perms[4] = {p[0], p[1], p[2], p[3]};
+		p += 5;
+		uint64_t off = hexnum(&p);
+		p++;
+		hexnum(&p); /* dev major */
+		p++;
+		hexnum(&p); /* dev minor */
+		p++;
+		uint64_t ino = decnum(&p);
+		while (*p == ' ')
+			p++;
+		char path[512];
+		size_t k = 0;
+		while (p < end && *p != '\n' && k + 1 < sizeof path)
+			path[k++] = *p++;
+		path[k] = 0;
+		while (p < end && *p != '\n')
+			p++;
+		p++;
+		if (p > end || line == p)
+			break;
+		if (lo >= scratch_lo && hi <= scratch_hi)
+			continue;
+		if (seq(path, "[vdso]")) {
+			*vdso = lo;
+			continue;
+		}
+		if (path[0] == '[' && (seq(path, "[vvar]") || seq(path, "[vsyscall]") ||
+				       seq(path, "[vvar_vclock]")))
+			continue;
+		if (perms[3] == 's') {
+			*why = "a shared memory mapping";
+			rc = -1;
+			break;
+		}
+		if (s->nregions == SNAP_MAX_REGIONS) {
+			*why = "too many mappings";
+			rc = -1;
+			break;
+		}
+		struct snap_region *r = &s->regions[s->nregions++];
+		*r = (struct snap_region){.start = lo, .end = hi};
+		r->prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
+			  (perms[2] == 'x' ? PROT_EXEC : 0);
+		if (seq(path, "[stack]"))
+			r->kind = SNAP_R_STACK;
+		else if (seq(path, "[heap]"))
+			r->kind = SNAP_R_HEAP;
+		else if (path[0] == '/' && ino != 0) {
+			size_t pl = slen(path);
+			if (pl > 10 && seq(path + pl - 10, " (deleted)")) {
+				*why = "a mapped file was deleted";
+				rc = -1;
+				break;
+			}
+			r->kind = SNAP_R_FILE;
+			r->file_off = off;
+			r->dep = dep_for(s, path, ino, why);
+			if (r->dep == UINT32_MAX) {
+				rc = -1;
+				break;
+			}
+		} else {
+			r->kind = SNAP_R_ANON;
+		}
+		if (scan_pages(s, pm_fd, r) < 0) {
+			*why = "too many saved page runs, or pagemap unreadable";
+			rc = -1;
+		}
+	}
+	SYS1(SYS_close, pm_fd);
+	return rc;
+}
+
+static uint64_t page_align(uint64_t v)
+{
+	return (v + SNAP_PAGE - 1) & ~(uint64_t)(SNAP_PAGE - 1);
+}
+
+int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, struct snap_stats *st,
+		    char *err, size_t errlen)
+{
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int threads = count_threads();
+	if (threads != 1) {
+		ferr(err, errlen, "%d threads are running (a snapshot needs exactly one)", threads);
+		return SNAP_ERR_THREADS;
+	}
+	char tmp[4096];
+	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+		return ferr(err, errlen, "snapshot path too long");
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return ferr(err, errlen, "%s: %s", tmp, strerror(errno));
+	if (check_fds(o, fd, err, errlen) < 0) {
+		close(fd);
+		unlink(tmp);
+		return SNAP_ERR_FD;
+	}
+
+	/* Scratch: excluded from the image; lazily backed. */
+	uint8_t *scr = mmap(NULL, SCRATCH_SIZE, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (scr == MAP_FAILED) {
+		close(fd);
+		unlink(tmp);
+		return ferr(err, errlen, "cannot map scratch memory: %s", strerror(errno));
+	}
+	struct scratch *s = (struct scratch *)scr;
+	memset(s, 0, sizeof *s);
+	uint8_t *at = scr + page_align(sizeof *s);
+	s->maps = (char *)at;
+	at += MAPS_MAX;
+	s->regions = (struct snap_region *)at;
+	at += page_align((size_t)SNAP_MAX_REGIONS * sizeof *s->regions);
+	s->deps = (struct snap_dep *)at;
+	at += page_align((size_t)SNAP_MAX_DEPS * sizeof *s->deps);
+	s->strings = (char *)at;
+	at += SNAP_MAX_STRINGS;
+	s->pm = (uint64_t *)at;
+	at += PAGEMAP_CHUNK * 8;
+	s->runs = (struct snap_run *)at;
+	s->max_runs = (uint32_t)((scr + SCRATCH_SIZE - at) / sizeof *s->runs);
+
+	/* The header's kernel-side state, taken while libc may still be used. */
+	struct snap_header *h = (struct snap_header *)(s->pm); /* reuse: filled before scans */
+	struct snap_header hdr;
+	memset(&hdr, 0, sizeof hdr);
+	memcpy(hdr.magic, SNAP_MAGIC, 8);
+	hdr.version = SNAP_VERSION;
+	hdr.header_size = sizeof hdr;
+	snap_kernel_id(hdr.kernel, sizeof hdr.kernel);
+	snap_cpu_id(hdr.cpu, sizeof hdr.cpu);
+	for (int sig = 1; sig <= 64; sig++) {
+		if (sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		SYS4(SYS_rt_sigaction, sig, NULL, &hdr.sigs[sig - 1], 8);
+	}
+	SYS4(SYS_rt_sigprocmask, SIG_BLOCK, NULL, &hdr.sigmask, 8);
+	uint64_t tp;
+	__asm__ volatile("mov %%fs:0, %0" : "=r"(tp));
+	hdr.ctx.fs_base = tp;
+	if (__rseq_size) {
+		hdr.rseq_addr = tp + (uint64_t)__rseq_offset;
+		hdr.rseq_len = __rseq_size;
+		hdr.rseq_sig = 0x53053053; /* RSEQ_SIG on x86 */
+	}
+	int tid = (int)SYS0(SYS_gettid);
+	hdr.tid_offset = 0;
+	for (uint32_t off = 0; off < 4096; off += 4) {
+		if (*(int *)(tp + off) == tid) {
+			hdr.tid_offset = off;
+			break;
+		}
+	}
+	if (!hdr.tid_offset) {
+		munmap(scr, SCRATCH_SIZE);
+		close(fd);
+		unlink(tmp);
+		return ferr(err, errlen, "cannot find the thread id in the thread control block");
+	}
+	uint64_t max_bytes = o->max_bytes;
+	int too_big = 0;
+	(void)h;
+
+	/* ---- from here: no malloc, no stdio ---- */
+	if (snap_ctx_save(&s->ctx))
+		return SNAP_RESTORED; /* we are a restored process */
+
+	hdr.ctx = (struct snap_ctx){.rbx = s->ctx.rbx, .rbp = s->ctx.rbp, .r12 = s->ctx.r12,
+				    .r13 = s->ctx.r13, .r14 = s->ctx.r14, .r15 = s->ctx.r15,
+				    .rsp = s->ctx.rsp, .rip = s->ctx.rip, .mxcsr = s->ctx.mxcsr,
+				    .fpucw = s->ctx.fpucw, .fs_base = tp};
+	hdr.brk = (uint64_t)SYS1(SYS_brk, 0);
+
+	const char *why = NULL;
+	int mfd = (int)SYS2(SYS_open, "/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (mfd < 0 || full_read(mfd, s->maps, MAPS_MAX, &s->maps_len) < 0)
+		why = "cannot read /proc/self/maps";
+	if (mfd >= 0)
+		SYS1(SYS_close, mfd);
+	uint64_t vdso = 0;
+	if (!why)
+		build_table(s, (uint64_t)scr, (uint64_t)scr + SCRATCH_SIZE, &vdso, &why);
+	if (why)
+		goto refuse;
+	hdr.vdso_start = vdso;
+	hdr.nregions = s->nregions;
+	hdr.nruns = s->nruns;
+	hdr.ndeps = s->ndeps;
+	hdr.strings_len = s->strings_len;
+	hdr.table_off = SNAP_PAGE;
+	hdr.table_len = (uint64_t)s->nregions * sizeof(struct snap_region) +
+			(uint64_t)s->nruns * sizeof(struct snap_run) +
+			(uint64_t)s->ndeps * sizeof(struct snap_dep) + s->strings_len;
+	hdr.data_off = page_align(hdr.table_off + hdr.table_len);
+	uint64_t data = hdr.data_off, saved_pages = 0;
+	for (uint32_t i = 0; i < s->nruns; i++) {
+		s->runs[i].data_off = data;
+		data += s->runs[i].npages * SNAP_PAGE;
+		saved_pages += s->runs[i].npages;
+	}
+	hdr.data_len = data - hdr.data_off;
+	hdr.file_size = data;
+	if (max_bytes && hdr.file_size > max_bytes) {
+		why = "the image is larger than the configured maximum";
+		too_big = 1;
+		goto refuse;
+	}
+
+	/* Table: regions, runs, deps, strings, back to back. The runs follow
+	 * the regions in scratch only by layout, so write piece by piece. */
+	uint64_t th = 0;
+	struct {
+		const void *p;
+		size_t n;
+	} parts[4] = {
+		{s->regions, (size_t)s->nregions * sizeof(struct snap_region)},
+		{s->runs, (size_t)s->nruns * sizeof(struct snap_run)},
+		{s->deps, (size_t)s->ndeps * sizeof(struct snap_dep)},
+		{s->strings, s->strings_len},
+	};
+	/* The table hash is over the concatenation; snap_hash is not
+	 * incremental across calls, so hash a contiguous copy in scratch. */
+	uint8_t *tcopy = (uint8_t *)s->runs + (size_t)s->nruns * sizeof(struct snap_run);
+	tcopy = (uint8_t *)page_align((uint64_t)tcopy);
+	if ((uint64_t)(tcopy - scr) + hdr.table_len > SCRATCH_SIZE) {
+		why = "snapshot table too large";
+		goto refuse;
+	}
+	size_t tl = 0;
+	for (int i = 0; i < 4; i++) {
+		const uint8_t *src = parts[i].p;
+		for (size_t k = 0; k < parts[i].n; k++)
+			tcopy[tl + k] = src[k];
+		tl += parts[i].n;
+	}
+	th = snap_hash(0, tcopy, tl);
+	hdr.table_hash = th;
+	if (SYS3(SYS_lseek, fd, (long)hdr.table_off, SEEK_SET) < 0 || full_write(fd, tcopy, tl) < 0) {
+		why = "cannot write the snapshot";
+		goto refuse;
+	}
+	/* Data: straight from memory, in run order. */
+	uint64_t dh = 0;
+	for (uint32_t i = 0; i < s->nruns; i++) {
+		const struct snap_run *u = &s->runs[i];
+		size_t n = u->npages * SNAP_PAGE;
+		if (SYS3(SYS_lseek, fd, (long)u->data_off, SEEK_SET) < 0 ||
+		    full_write(fd, (const void *)u->start, n) < 0) {
+			why = "cannot write the snapshot (disk full?)";
+			goto refuse;
+		}
+		dh = snap_hash(dh, (const void *)u->start, n);
+	}
+	hdr.data_hash = dh;
+	hdr.header_hash = 0;
+	hdr.header_hash = snap_hash(0, &hdr, sizeof hdr);
+	if (SYS4(SYS_pwrite64, fd, &hdr, sizeof hdr, 0) != (long)sizeof hdr ||
+	    SYS2(SYS_ftruncate, fd, (long)hdr.file_size) < 0 || SYS1(SYS_fsync, fd) < 0) {
+		why = "cannot write the snapshot";
+		goto refuse;
+	}
+	/* ---- the image is complete: libc again ---- */
+	close(fd);
+	if (rename(tmp, path) < 0) {
+		int e = errno;
+		unlink(tmp);
+		munmap(scr, SCRATCH_SIZE);
+		return ferr(err, errlen, "rename %s: %s", path, strerror(e));
+	}
+	if (st) {
+		struct timespec t1;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		st->file_bytes = hdr.file_size;
+		st->saved_pages = saved_pages;
+		st->regions = hdr.nregions;
+		st->runs = hdr.nruns;
+		st->deps = hdr.ndeps;
+		st->ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	}
+	munmap(scr, SCRATCH_SIZE);
+	return SNAP_WRITTEN;
+refuse:
+	copy_str(s->err, sizeof s->err, why);
+	close(fd);
+	unlink(tmp);
+	if (too_big)
+		ferr(err, errlen, "the image would be %llu bytes, over the maximum of %llu",
+		     (unsigned long long)hdr.file_size, (unsigned long long)max_bytes);
+	else
+		ferr(err, errlen, "%s", s->err);
+	munmap(scr, SCRATCH_SIZE);
+	return too_big ? SNAP_ERR_TOO_BIG : -1;
+}

@@ -1,0 +1,402 @@
+/* Snapshot file format: hashing, parsing and validating untrusted images. */
+#include "snap/snap.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+_Static_assert(sizeof(struct snap_header) <= SNAP_PAGE, "header must fit its page");
+_Static_assert(sizeof(struct snap_region) == 48, "region layout");
+_Static_assert(sizeof(struct snap_run) == 24, "run layout");
+_Static_assert(sizeof(struct snap_dep) == 48, "dep layout");
+
+/* A fast 64-bit hash for integrity against corruption (not an adversary:
+ * stored blobs are addressed by SHA-256 one level up). */
+uint64_t snap_hash(uint64_t h, const void *p, size_t len)
+{
+	const uint8_t *b = p;
+	const uint64_t m = 0x9E3779B97F4A7C15ull;
+	h ^= len * m;
+	while (len >= 8) {
+		uint64_t w;
+		memcpy(&w, b, 8);
+		h = (h ^ w) * m;
+		h ^= h >> 29;
+		b += 8;
+		len -= 8;
+	}
+	uint64_t w = 0;
+	memcpy(&w, b, len);
+	h = (h ^ w ^ ((uint64_t)len << 56)) * m;
+	h ^= h >> 32;
+	return h;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int aligned(uint64_t v)
+{
+	return (v & (SNAP_PAGE - 1)) == 0;
+}
+
+static int terminated(const char *s, size_t n)
+{
+	return memchr(s, 0, n) != NULL;
+}
+
+int snap_parse(const void *header, size_t header_len, const void *table, size_t table_len,
+	       uint64_t file_size, struct snap_image *img, char *err, size_t errlen)
+{
+	memset(img, 0, sizeof *img);
+	struct snap_header h;
+	if (header_len < sizeof h)
+		return fail(err, errlen, "file too short for a snapshot header (%zu bytes)",
+			    header_len);
+	memcpy(&h, header, sizeof h);
+	if (memcmp(h.magic, SNAP_MAGIC, 8) != 0)
+		return fail(err, errlen, "not a thaw snapshot (bad magic)");
+	if (h.version != SNAP_VERSION)
+		return fail(err, errlen, "snapshot format version %u, this thaw reads %u", h.version,
+			    SNAP_VERSION);
+	if (h.header_size != sizeof h)
+		return fail(err, errlen, "header size %u, expected %zu", h.header_size, sizeof h);
+	uint64_t want = h.header_hash;
+	h.header_hash = 0;
+	if (snap_hash(0, &h, sizeof h) != want)
+		return fail(err, errlen, "header checksum mismatch (corrupt file)");
+	h.header_hash = want;
+	if (h.file_size != file_size)
+		return fail(err, errlen, "file is %llu bytes, header says %llu (truncated?)",
+			    (unsigned long long)file_size, (unsigned long long)h.file_size);
+	if (h.nregions == 0 || h.nregions > SNAP_MAX_REGIONS || h.nruns > SNAP_MAX_RUNS ||
+	    h.ndeps > SNAP_MAX_DEPS || h.strings_len > SNAP_MAX_STRINGS)
+		return fail(err, errlen, "table counts out of range");
+	uint64_t tlen = (uint64_t)h.nregions * sizeof(struct snap_region) +
+			(uint64_t)h.nruns * sizeof(struct snap_run) +
+			(uint64_t)h.ndeps * sizeof(struct snap_dep) + h.strings_len;
+	if (h.table_len != tlen || table_len != tlen)
+		return fail(err, errlen, "table length does not match its counts");
+	if (h.table_off < SNAP_PAGE || h.table_off > file_size || tlen > file_size - h.table_off)
+		return fail(err, errlen, "table lies outside the file");
+	if (!aligned(h.data_off) || h.data_off < h.table_off + tlen || h.data_off > file_size ||
+	    h.data_len > file_size - h.data_off)
+		return fail(err, errlen, "data section lies outside the file");
+	if (snap_hash(0, table, tlen) != h.table_hash)
+		return fail(err, errlen, "table checksum mismatch (corrupt file)");
+	if (!terminated(h.kernel, sizeof h.kernel) || !terminated(h.cpu, sizeof h.cpu))
+		return fail(err, errlen, "unterminated identity string");
+	if (h.rseq_len > 4096 || h.tid_offset > 4096 || (h.tid_offset & 3))
+		return fail(err, errlen, "thread state out of range");
+
+	void *copy = malloc(tlen ? tlen : 1);
+	if (!copy)
+		return fail(err, errlen, "out of memory");
+	memcpy(copy, table, tlen);
+	img->h = h;
+	img->table = copy;
+	img->regions = copy;
+	img->runs = (struct snap_run *)(img->regions + h.nregions);
+	img->deps = (struct snap_dep *)(img->runs + h.nruns);
+	img->strings = (char *)(img->deps + h.ndeps);
+
+	uint64_t prev_end = 0;
+	int have_stack = 0, rip_ok = 0;
+	uint32_t next_run = 0;
+	for (uint32_t i = 0; i < h.nregions; i++) {
+		const struct snap_region *r = &img->regions[i];
+		if (!aligned(r->start) || !aligned(r->end) || r->start >= r->end ||
+		    r->end > SNAP_USER_TOP || r->start < prev_end) {
+			fail(err, errlen, "region %u: bad or overlapping address range", i);
+			goto bad;
+		}
+		prev_end = r->end;
+		if (r->prot & ~7u || r->kind < SNAP_R_FILE || r->kind > SNAP_R_STACK) {
+			fail(err, errlen, "region %u: bad protection or kind", i);
+			goto bad;
+		}
+		if (r->kind == SNAP_R_FILE && (r->dep >= h.ndeps || !aligned(r->file_off))) {
+			fail(err, errlen, "region %u: bad file reference", i);
+			goto bad;
+		}
+		if (r->kind == SNAP_R_STACK) {
+			if (have_stack++) {
+				fail(err, errlen, "more than one stack region");
+				goto bad;
+			}
+			if (h.ctx.rsp < r->start || h.ctx.rsp >= r->end) {
+				fail(err, errlen, "saved stack pointer outside the stack");
+				goto bad;
+			}
+		}
+		if (r->kind == SNAP_R_FILE && (r->prot & 4) && h.ctx.rip >= r->start &&
+		    h.ctx.rip < r->end)
+			rip_ok = 1;
+		/* Runs: in order, consecutive, inside the region and the data. */
+		if (r->run_first != next_run || r->run_count > h.nruns - r->run_first) {
+			fail(err, errlen, "region %u: bad run range", i);
+			goto bad;
+		}
+		next_run += r->run_count;
+		uint64_t at = r->start;
+		for (uint32_t k = 0; k < r->run_count; k++) {
+			const struct snap_run *u = &img->runs[r->run_first + k];
+			if (!aligned(u->start) || u->start < at || u->npages == 0 ||
+			    u->npages > (r->end - u->start) / SNAP_PAGE) {
+				fail(err, errlen, "region %u run %u: outside its region", i, k);
+				goto bad;
+			}
+			at = u->start + u->npages * SNAP_PAGE;
+			if (!aligned(u->data_off) || u->data_off < h.data_off ||
+			    u->data_off > h.data_off + h.data_len ||
+			    u->npages > (h.data_off + h.data_len - u->data_off) / SNAP_PAGE) {
+				fail(err, errlen, "region %u run %u: data outside the file", i, k);
+				goto bad;
+			}
+		}
+	}
+	if (next_run != h.nruns) {
+		fail(err, errlen, "runs not owned by any region");
+		goto bad;
+	}
+	if (!have_stack) {
+		fail(err, errlen, "no stack region");
+		goto bad;
+	}
+	if (!rip_ok) {
+		fail(err, errlen, "resume address outside executable file mappings");
+		goto bad;
+	}
+	for (uint32_t i = 0; i < h.ndeps; i++) {
+		const struct snap_dep *d = &img->deps[i];
+		if (d->path_len == 0 || d->path_off > h.strings_len ||
+		    d->path_len >= h.strings_len - d->path_off ||
+		    img->strings[d->path_off + d->path_len] != 0 ||
+		    memchr(img->strings + d->path_off, 0, d->path_len) ||
+		    img->strings[d->path_off] != '/') {
+			fail(err, errlen, "dependency %u: bad path", i);
+			goto bad;
+		}
+	}
+	return 0;
+bad:
+	snap_image_free(img);
+	return -1;
+}
+
+void snap_image_free(struct snap_image *img)
+{
+	free(img->table);
+	memset(img, 0, sizeof *img);
+}
+
+const char *snap_dep_path(const struct snap_image *img, uint32_t i)
+{
+	return img->strings + img->deps[i].path_off;
+}
+
+static int read_at(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int snap_open(const char *path, int *fd_out, struct snap_image *img, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail(err, errlen, "%s: %s", path, strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return fail(err, errlen, "%s: not a regular file", path);
+	}
+	uint8_t hdr[sizeof(struct snap_header)];
+	if ((uint64_t)st.st_size < sizeof hdr || read_at(fd, hdr, sizeof hdr, 0) < 0) {
+		close(fd);
+		return fail(err, errlen, "file too short for a snapshot header (%lld bytes)",
+			    (long long)st.st_size);
+	}
+	struct snap_header h;
+	memcpy(&h, hdr, sizeof h);
+	/* Bound the table read by the header's own limits before trusting it. */
+	uint64_t tmax = (uint64_t)SNAP_MAX_REGIONS * sizeof(struct snap_region) +
+			(uint64_t)SNAP_MAX_RUNS * sizeof(struct snap_run) +
+			(uint64_t)SNAP_MAX_DEPS * sizeof(struct snap_dep) + SNAP_MAX_STRINGS;
+	void *table = NULL;
+	size_t tlen = 0;
+	if (memcmp(h.magic, SNAP_MAGIC, 8) == 0 && h.table_len <= tmax &&
+	    h.table_off <= (uint64_t)st.st_size && h.table_len <= (uint64_t)st.st_size - h.table_off) {
+		tlen = (size_t)h.table_len;
+		table = malloc(tlen ? tlen : 1);
+		if (!table || read_at(fd, table, tlen, h.table_off) < 0) {
+			free(table);
+			close(fd);
+			return fail(err, errlen, "cannot read the snapshot table");
+		}
+	}
+	int r = snap_parse(hdr, sizeof hdr, table ? table : "", tlen, (uint64_t)st.st_size, img, err,
+			   errlen);
+	free(table);
+	if (r < 0) {
+		close(fd);
+		return -1;
+	}
+	if (fd_out)
+		*fd_out = fd;
+	else
+		close(fd);
+	return 0;
+}
+
+int snap_verify_data(int fd, const struct snap_image *img, char *err, size_t errlen)
+{
+	uint64_t h = 0, off = img->h.data_off, left = img->h.data_len;
+	size_t chunk = 1u << 20;
+	uint8_t *buf = malloc(chunk);
+	if (!buf)
+		return fail(err, errlen, "out of memory");
+	while (left) {
+		size_t n = left < chunk ? (size_t)left : chunk;
+		if (read_at(fd, buf, n, off) < 0) {
+			free(buf);
+			return fail(err, errlen, "cannot read snapshot data");
+		}
+		h = snap_hash(h, buf, n);
+		off += n;
+		left -= n;
+	}
+	free(buf);
+	if (h != img->h.data_hash)
+		return fail(err, errlen, "data checksum mismatch (corrupt file)");
+	return 0;
+}
+
+void snap_kernel_id(char *out, size_t n)
+{
+	struct utsname u;
+	if (uname(&u) < 0) {
+		snprintf(out, n, "?");
+		return;
+	}
+	snprintf(out, n, "%s %s %.60s", u.machine, u.release, u.version);
+}
+
+void snap_cpu_id(char *out, size_t n)
+{
+	/* glibc picks string/memory routines by CPU features at load time, and
+	 * those choices are in the image: key on the model and the flags. */
+	char *buf = malloc(1 << 16);
+	int fd = open("/proc/cpuinfo", O_RDONLY | O_CLOEXEC);
+	ssize_t len = fd >= 0 && buf ? read(fd, buf, (1 << 16) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	char model[80] = "?";
+	uint64_t flags = 0;
+	if (len > 0) {
+		buf[len] = 0;
+		char *m = strstr(buf, "model name");
+		char *f = strstr(buf, "\nflags");
+		if (m && (m = strchr(m, ':'))) {
+			m += 2;
+			size_t k = strcspn(m, "\n");
+			snprintf(model, sizeof model, "%.*s", (int)(k < 79 ? k : 79), m);
+		}
+		if (f)
+			flags = snap_hash(0, f, strcspn(f + 1, "\n") + 1);
+	}
+	snprintf(out, n, "%s flags:%016llx", model, (unsigned long long)flags);
+	free(buf);
+}
+
+static const char *kind_name(uint32_t k)
+{
+	switch (k) {
+	case SNAP_R_FILE: return "file";
+	case SNAP_R_ANON: return "anon";
+	case SNAP_R_HEAP: return "heap";
+	case SNAP_R_STACK: return "stack";
+	default: return "?";
+	}
+}
+
+int snap_inspect(const char *path, FILE *out, int verify_data)
+{
+	char err[256];
+	struct snap_image img;
+	int fd;
+	if (snap_open(path, &fd, &img, err, sizeof err) < 0) {
+		fprintf(out, "%s: invalid snapshot: %s\n", path, err);
+		return -1;
+	}
+	const struct snap_header *h = &img.h;
+	uint64_t saved = 0, mapped = 0;
+	for (uint32_t i = 0; i < h->nruns; i++)
+		saved += img.runs[i].npages * SNAP_PAGE;
+	for (uint32_t i = 0; i < h->nregions; i++)
+		mapped += img.regions[i].end - img.regions[i].start;
+	fprintf(out, "snapshot %s\n", path);
+	fprintf(out, "  format      %.8s version %u\n", h->magic, h->version);
+	fprintf(out, "  file        %llu bytes (%llu of saved pages)\n",
+		(unsigned long long)h->file_size, (unsigned long long)saved);
+	fprintf(out, "  address     %llu bytes mapped in %u regions, %u runs\n",
+		(unsigned long long)mapped, h->nregions, h->nruns);
+	fprintf(out, "  kernel      %s\n  cpu         %s\n", h->kernel, h->cpu);
+	fprintf(out, "  vdso        0x%llx\n  brk         0x%llx\n", (unsigned long long)h->vdso_start,
+		(unsigned long long)h->brk);
+	fprintf(out, "  resume      rip 0x%llx rsp 0x%llx fs 0x%llx\n", (unsigned long long)h->ctx.rip,
+		(unsigned long long)h->ctx.rsp, (unsigned long long)h->ctx.fs_base);
+	fprintf(out, "regions:\n");
+	for (uint32_t i = 0; i < h->nregions; i++) {
+		const struct snap_region *r = &img.regions[i];
+		uint64_t pages = 0;
+		for (uint32_t k = 0; k < r->run_count; k++)
+			pages += img.runs[r->run_first + k].npages;
+		fprintf(out, "  %012llx-%012llx %c%c%c %-5s %8llu KiB saved %6llu KiB%s%s\n",
+			(unsigned long long)r->start, (unsigned long long)r->end,
+			r->prot & 1 ? 'r' : '-', r->prot & 2 ? 'w' : '-', r->prot & 4 ? 'x' : '-',
+			kind_name(r->kind), (unsigned long long)((r->end - r->start) / 1024),
+			(unsigned long long)(pages * 4), r->kind == SNAP_R_FILE ? " " : "",
+			r->kind == SNAP_R_FILE ? snap_dep_path(&img, r->dep) : "");
+	}
+	fprintf(out, "dependencies:\n");
+	for (uint32_t i = 0; i < h->ndeps; i++) {
+		const struct snap_dep *d = &img.deps[i];
+		fprintf(out, "  %s (dev %llx inode %llu, %llu bytes, mtime %lld)\n", snap_dep_path(&img, i),
+			(unsigned long long)d->dev, (unsigned long long)d->ino,
+			(unsigned long long)d->size, (long long)d->mtime_sec);
+	}
+	int rc = 0;
+	if (verify_data) {
+		if (snap_verify_data(fd, &img, err, sizeof err) < 0) {
+			fprintf(out, "data: INVALID: %s\n", err);
+			rc = -1;
+		} else {
+			fprintf(out, "data: checksum ok\n");
+		}
+	}
+	close(fd);
+	snap_image_free(&img);
+	return rc;
+}

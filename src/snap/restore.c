@@ -1,0 +1,375 @@
+/*
+ * Restore, the careful half: every check that can refuse an image runs here,
+ * with libc, before anything is replaced. Then the plan is laid out in
+ * scratch memory placed where neither this process nor the image has
+ * anything, and the core (restore_core.c) takes over on a stack in it.
+ */
+#include "snap/restore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/personality.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "snap/sys.h"
+
+extern const ptrdiff_t __rseq_offset;
+extern const unsigned int __rseq_size;
+
+struct snap_restored snap_restored_info;
+
+#define CORE_STACK (256u * 1024u)
+
+static int rerr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int rerr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+struct cur_map {
+	uint64_t lo, hi, off, ino;
+	char perms[5];
+	char path[256];
+};
+
+static int read_maps(struct cur_map **out, size_t *n)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return -1;
+	size_t cap = 256, cnt = 0;
+	struct cur_map *m = malloc(cap * sizeof *m);
+	char line[1024];
+	while (m && fgets(line, sizeof line, f)) {
+		if (cnt == cap) {
+			cap *= 2;
+			struct cur_map *nm = realloc(m, cap * sizeof *m);
+			if (!nm) {
+				free(m);
+				m = NULL;
+				break;
+			}
+			m = nm;
+		}
+		struct cur_map *c = &m[cnt];
+		unsigned long long lo, hi, off, ino;
+		int pos = 0;
+		c->path[0] = 0;
+		if (sscanf(line, "%llx-%llx %4s %llx %*s %llu %n", &lo, &hi, c->perms, &off, &ino,
+			   &pos) < 5)
+			continue;
+		c->lo = lo;
+		c->hi = hi;
+		c->off = off;
+		c->ino = ino;
+		if (pos > 0) {
+			size_t k = strcspn(line + pos, "\n");
+			if (k >= sizeof c->path)
+				k = sizeof c->path - 1;
+			memcpy(c->path, line + pos, k);
+			c->path[k] = 0;
+		}
+		cnt++;
+	}
+	fclose(f);
+	if (!m)
+		return -1;
+	*out = m;
+	*n = cnt;
+	return 0;
+}
+
+static int special(const char *path)
+{
+	return !strcmp(path, "[vdso]") || !strcmp(path, "[vvar]") || !strcmp(path, "[vsyscall]") ||
+	       !strcmp(path, "[vvar_vclock]");
+}
+
+/* Largest-gap search over two sorted interval lists. */
+static uint64_t find_gap(const struct snap_image *img, const struct cur_map *cur, size_t ncur,
+			 uint64_t size)
+{
+	uint64_t best = 0, best_len = 0;
+	uint64_t lo_bound = 0x10000000ull;
+	size_t i = 0, j = 0;
+	uint64_t at = lo_bound;
+	for (;;) {
+		uint64_t next_lo, next_hi;
+		if (i < img->h.nregions && (j >= ncur || img->regions[i].start <= cur[j].lo)) {
+			next_lo = img->regions[i].start;
+			next_hi = img->regions[i].end;
+			i++;
+		} else if (j < ncur && cur[j].lo < SNAP_USER_TOP) {
+			next_lo = cur[j].lo;
+			next_hi = cur[j].hi;
+			j++;
+		} else {
+			break;
+		}
+		if (next_lo > at && next_lo - at > best_len) {
+			best = at;
+			best_len = next_lo - at;
+		}
+		if (next_hi > at)
+			at = next_hi;
+	}
+	if (best_len < size + 2 * SNAP_PAGE)
+		return 0;
+	/* Sit in the middle of the gap, clear of both neighbours. */
+	return (best + (best_len - size) / 2) & ~(uint64_t)(SNAP_PAGE - 1);
+}
+
+int snap_restore(const char *path, const void *carry, size_t carry_len, char *err, size_t errlen)
+{
+	struct timespec ts0;
+	clock_gettime(CLOCK_MONOTONIC, &ts0);
+	struct snap_image img;
+	int fd = -1, rc = -1;
+	int *fds = NULL;
+	struct cur_map *cur = NULL;
+	size_t ncur = 0;
+	if (snap_open(path, &fd, &img, err, errlen) < 0)
+		return -1;
+	const struct snap_header *h = &img.h;
+
+	/* The machine and the process must be the ones the image expects. */
+	char id[128];
+	snap_kernel_id(id, sizeof id);
+	if (strcmp(id, h->kernel) != 0) {
+		rerr(err, errlen, "made on another kernel (%s; this is %s)", h->kernel, id);
+		goto out;
+	}
+	snap_cpu_id(id, sizeof id);
+	if (strcmp(id, h->cpu) != 0) {
+		rerr(err, errlen, "made on another CPU model (%s; this is %s)", h->cpu, id);
+		goto out;
+	}
+	int pers = personality(0xffffffff);
+	if (pers < 0 || !(pers & ADDR_NO_RANDOMIZE)) {
+		rerr(err, errlen, "this process was started with address randomisation on");
+		goto out;
+	}
+	if (getauxval(AT_SYSINFO_EHDR) != h->vdso_start) {
+		rerr(err, errlen, "the vDSO is at 0x%lx, the image expects 0x%llx",
+		     getauxval(AT_SYSINFO_EHDR), (unsigned long long)h->vdso_start);
+		goto out;
+	}
+	fds = calloc(h->ndeps ? h->ndeps : 1, sizeof *fds);
+	if (!fds) {
+		rerr(err, errlen, "out of memory");
+		goto out;
+	}
+	for (uint32_t i = 0; i < h->ndeps; i++)
+		fds[i] = -1;
+	for (uint32_t i = 0; i < h->ndeps; i++) {
+		const struct snap_dep *d = &img.deps[i];
+		const char *p = snap_dep_path(&img, i);
+		struct stat st;
+		fds[i] = open(p, O_RDONLY | O_CLOEXEC);
+		if (fds[i] < 0 || fstat(fds[i], &st) < 0) {
+			rerr(err, errlen, "%s: %s", p, strerror(errno));
+			goto out;
+		}
+		if ((uint64_t)st.st_dev != d->dev || (uint64_t)st.st_ino != d->ino ||
+		    (uint64_t)st.st_size != d->size || (int64_t)st.st_mtim.tv_sec != d->mtime_sec ||
+		    (uint64_t)st.st_mtim.tv_nsec != d->mtime_nsec) {
+			rerr(err, errlen, "%s changed since the snapshot was made", p);
+			goto out;
+		}
+	}
+
+	/* This process's own layout must agree with the image where it matters:
+	 * the code running now, and the stack's top. */
+	if (read_maps(&cur, &ncur) < 0) {
+		rerr(err, errlen, "cannot read /proc/self/maps");
+		goto out;
+	}
+	uint64_t self_code = (uint64_t)(uintptr_t)&snap_restore_core;
+	int code_ok = 0, stack_ok = 0;
+	for (size_t c = 0; c < ncur; c++) {
+		const struct cur_map *m = &cur[c];
+		for (uint32_t i = 0; i < h->nregions; i++) {
+			const struct snap_region *r = &img.regions[i];
+			if (r->kind == SNAP_R_STACK && !strcmp(m->path, "[stack]") && r->end == m->hi)
+				stack_ok = 1;
+			if (self_code >= m->lo && self_code < m->hi && r->kind == SNAP_R_FILE &&
+			    r->start == m->lo && r->end == m->hi && r->file_off == m->off &&
+			    img.deps[r->dep].ino == m->ino && !strcmp(snap_dep_path(&img, r->dep), m->path))
+				code_ok = 1;
+		}
+	}
+	if (!code_ok) {
+		rerr(err, errlen, "this binary's code is not where the image has it (another build?)");
+		goto out;
+	}
+	if (!stack_ok) {
+		rerr(err, errlen, "the stack's top differs from the image's");
+		goto out;
+	}
+
+	/* Lay the plan out in scratch memory free in both layouts. */
+	size_t unmap_max = ncur * 4 + 4;
+	size_t sz = CORE_STACK + sizeof(struct snap_plan) + unmap_max * sizeof(struct plan_range) +
+		    (size_t)h->nregions * sizeof(struct plan_op) +
+		    (size_t)h->nruns * sizeof(struct snap_run) + (size_t)h->ndeps * sizeof(int) +
+		    carry_len + 64 * 6;
+	sz = (sz + SNAP_PAGE - 1) & ~(size_t)(SNAP_PAGE - 1);
+	uint64_t where = find_gap(&img, cur, ncur, sz);
+	if (!where) {
+		rerr(err, errlen, "no room for the restore's scratch memory");
+		goto out;
+	}
+	uint8_t *scr = mmap((void *)where, sz, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (scr == MAP_FAILED || (uint64_t)scr != where) {
+		rerr(err, errlen, "cannot map the restore's scratch memory at 0x%llx (%zu bytes): %s", (unsigned long long)where, sz, strerror(errno));
+		goto out;
+	}
+	uint8_t *at = scr + CORE_STACK;
+#define TAKE(type, count)                                                                          \
+	({                                                                                         \
+		type *p_ = (type *)at;                                                             \
+		at += (((size_t)(count) * sizeof(type)) + 63) & ~(size_t)63;                       \
+		p_;                                                                                \
+	})
+	struct snap_plan *p = TAKE(struct snap_plan, 1);
+	p->unmap = TAKE(struct plan_range, unmap_max);
+	p->ops = TAKE(struct plan_op, h->nregions);
+	p->runs = TAKE(struct snap_run, h->nruns);
+	p->fds = TAKE(int, h->ndeps);
+	uint8_t *carry_copy = TAKE(uint8_t, carry_len);
+#undef TAKE
+	memcpy(p->runs, img.runs, (size_t)h->nruns * sizeof(struct snap_run));
+	memcpy(p->fds, fds, (size_t)h->ndeps * sizeof(int));
+	p->nfds = h->ndeps;
+	if (carry_len)
+		memcpy(carry_copy, carry, carry_len);
+	p->ctx = h->ctx;
+	p->snap_fd = fd;
+	p->brk = h->brk;
+	p->tid_offset = h->tid_offset;
+	p->sigmask = h->sigmask;
+	memcpy(p->sigs, h->sigs, sizeof p->sigs);
+	p->info = (struct snap_restored){
+		.magic = SNAP_RESTORED_MAGIC,
+		.scratch = where,
+		.scratch_len = sz,
+		.carry = (uint64_t)(uintptr_t)carry_copy,
+		.carry_len = carry_len,
+		.t0_ns = (uint64_t)ts0.tv_sec * 1000000000ull + (uint64_t)ts0.tv_nsec,
+	};
+	p->info_dst = &snap_restored_info;
+
+	/* What this process maps that the image does not: unmapped first. */
+	for (size_t c = 0; c < ncur; c++) {
+		const struct cur_map *m = &cur[c];
+		if (special(m->path) || !strcmp(m->path, "[stack]") || m->lo == where)
+			continue;
+		uint64_t lo = m->lo;
+		for (uint32_t i = 0; i < h->nregions && lo < m->hi; i++) {
+			const struct snap_region *r = &img.regions[i];
+			if (r->end <= lo || r->start >= m->hi)
+				continue;
+			if (r->start > lo && p->nunmap < unmap_max)
+				p->unmap[p->nunmap++] = (struct plan_range){lo, r->start};
+			lo = r->end;
+		}
+		if (lo < m->hi && p->nunmap < unmap_max)
+			p->unmap[p->nunmap++] = (struct plan_range){lo, m->hi};
+	}
+	for (uint32_t i = 0; i < h->nregions; i++) {
+		const struct snap_region *r = &img.regions[i];
+		struct plan_op *o = &p->ops[p->nops++];
+		*o = (struct plan_op){.start = r->start, .end = r->end, .file_off = r->file_off,
+				      .prot = r->prot, .kind = r->kind, .fd = -1,
+				      .run_first = r->run_first, .run_count = r->run_count};
+		if (r->kind == SNAP_R_FILE) {
+			o->fd = fds[r->dep];
+			/* Already mapped, same file, same place, same rights, and
+			 * nothing to lay over: leave it (this is how the code now
+			 * running stays put). */
+			for (size_t c = 0; c < ncur && !r->run_count; c++) {
+				const struct cur_map *m = &cur[c];
+				int prot = (m->perms[0] == 'r' ? PROT_READ : 0) |
+					   (m->perms[1] == 'w' ? PROT_WRITE : 0) |
+					   (m->perms[2] == 'x' ? PROT_EXEC : 0);
+				if (m->lo == r->start && m->hi == r->end && m->off == r->file_off &&
+				    m->ino == img.deps[r->dep].ino && (uint32_t)prot == r->prot &&
+				    m->perms[3] == 'p' && !strcmp(m->path, snap_dep_path(&img, r->dep)))
+					o->skip_base = 1;
+			}
+		}
+	}
+
+	/* rseq: the kernel writes into the registered area on preemption; it
+	 * must not point into memory being replaced. Unregister now (the
+	 * registered length is glibc's; try the two it may have used). */
+	if (__rseq_size) {
+		uint64_t tp;
+		__asm__ volatile("mov %%fs:0, %0" : "=r"(tp));
+		uint64_t cur_area = tp + (uint64_t)__rseq_offset;
+		uint32_t lens[2] = {32, __rseq_size};
+		for (int k = 0; k < 2 && !p->rseq_len; k++)
+			if (SYS4(SYS_rseq, cur_area, lens[k], 1, 0x53053053) == 0)
+				p->rseq_len = lens[k];
+		if (p->rseq_len && h->rseq_len) {
+			p->rseq_addr = h->rseq_addr;
+			p->rseq_sig = h->rseq_sig;
+		} else {
+			p->rseq_len = 0;
+		}
+	}
+	free(cur);
+	free(fds);
+	snap_image_free(&img);
+	snap_switch_stack(p, snap_restore_core, scr + CORE_STACK);
+
+out:
+	if (fds) {
+		for (uint32_t i = 0; i < h->ndeps; i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
+		free(fds);
+	}
+	free(cur);
+	if (fd >= 0)
+		close(fd);
+	snap_image_free(&img);
+	return rc;
+}
+
+const void *snap_carried(size_t *len)
+{
+	if (snap_restored_info.magic != SNAP_RESTORED_MAGIC)
+		return NULL;
+	*len = snap_restored_info.carry_len;
+	return (const void *)(uintptr_t)snap_restored_info.carry;
+}
+
+double snap_restore_ms(void)
+{
+	if (snap_restored_info.magic != SNAP_RESTORED_MAGIC)
+		return 0;
+	return (double)(snap_restored_info.t1_ns - snap_restored_info.t0_ns) / 1e6;
+}
+
+void snap_release(void)
+{
+	if (snap_restored_info.magic != SNAP_RESTORED_MAGIC)
+		return;
+	munmap((void *)(uintptr_t)snap_restored_info.scratch, snap_restored_info.scratch_len);
+	snap_restored_info.magic = 0;
+	snap_restored_info.carry = 0;
+	snap_restored_info.carry_len = 0;
+}

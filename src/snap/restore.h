@@ -1,0 +1,52 @@
+/* Shared between restore.c (planning, libc) and restore_core.c (no libc). */
+#ifndef THAW_SNAP_RESTORE_H
+#define THAW_SNAP_RESTORE_H
+
+#include "snap/snap.h"
+
+struct plan_op {
+	uint64_t start, end, file_off;
+	uint32_t prot, kind;
+	int fd;        /* FILE: the dep's fd */
+	int skip_base; /* FILE mapping already in place, nothing to lay over */
+	uint32_t run_first, run_count;
+};
+
+struct plan_range {
+	uint64_t lo, hi;
+};
+
+/* Written by the core into the binary's .bss (same address in the image),
+ * read by the restored process. */
+struct snap_restored {
+	uint64_t magic;
+	uint64_t scratch, scratch_len;
+	uint64_t carry, carry_len;
+	uint64_t t0_ns, t1_ns;
+};
+#define SNAP_RESTORED_MAGIC 0x444552524f545345ull
+extern struct snap_restored snap_restored_info;
+
+struct snap_plan {
+	struct snap_ctx ctx;
+	int snap_fd;
+	uint64_t brk;
+	uint64_t rseq_addr;
+	uint32_t rseq_len, rseq_sig;
+	uint32_t tid_offset;
+	uint64_t sigmask;
+	struct snap_sigaction sigs[64];
+	struct plan_range *unmap;
+	uint32_t nunmap;
+	struct plan_op *ops;
+	uint32_t nops;
+	struct snap_run *runs;
+	int *fds;
+	uint32_t nfds;
+	struct snap_restored info;
+	struct snap_restored *info_dst;
+};
+
+_Noreturn void snap_restore_core(void *plan);
+
+#endif
