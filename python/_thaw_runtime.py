@@ -84,6 +84,7 @@ class _Worker:
     project_dir: str = ""
     main: str = ""
     snapshot_built: bool = False
+    record_ws: str | None = None
 
 
 @dataclass
@@ -227,7 +228,8 @@ def _parse_config(config_json: str) -> _Config:
         raise LoadError(f"concurrency must be a positive integer, not {concurrency!r}")
     snapshot_build = config.get("snapshot_build", False)
     if not isinstance(snapshot_build, bool):
-        raise LoadError(f"INIT config: snapshot_build must be true or false, not {snapshot_build!r}")
+        raise LoadError(f"INIT config: snapshot_build must be true or false, "
+                        f"not {snapshot_build!r}")
     allow_entropy = config.get("allow_entropy_at_import", False)
     if not isinstance(allow_entropy, bool):
         raise LoadError("`allow_entropy_at_import` in [tool.thaw] must be true or false, "
@@ -351,6 +353,10 @@ def after_restore(init_json: str) -> str:
     worker.concurrency = config.concurrency
     worker.dev = config.dev
     _run_hooks(_hooks.AFTER_RESTORE, worker.project_dir)
+    # The host asks the first instance restored from an image to record the
+    # pages its first request touches, for later restores to fault in ahead.
+    record = json.loads(init_json).get("record_ws")
+    worker.record_ws = record if isinstance(record, str) else None
     restore_ms = (time.perf_counter() - started) * 1000.0
     return json.dumps({"concurrency": worker.concurrency, "load_ms": round(restore_ms, 3),
                        "restored": True})
@@ -641,6 +647,12 @@ class _Connection(asyncio.Protocol):
                 if aclose is not None:
                     await aclose()
         self._send(self.thaw.RESP_END, stream.id)
+        if getattr(self.worker, "record_ws", None):
+            path, self.worker.record_ws = self.worker.record_ws, None
+            try:
+                self.thaw.record_working_set(path)
+            except OSError as error:
+                log(f"could not record the working set: {error}")
 
     async def _send_body(self, stream: _Stream, data: bytes) -> None:
         view = memoryview(data)

@@ -233,7 +233,9 @@ static int make_snap_dir(const char *path)
 	while ((e = readdir(d))) {
 		size_t n = strlen(e->d_name);
 		if ((n > 5 && !strcmp(e->d_name + n - 5, ".snap")) ||
-		    (n > 9 && !strcmp(e->d_name + n - 9, ".snap.tmp")))
+		    (n > 9 && !strcmp(e->d_name + n - 9, ".snap.tmp")) ||
+		    (n > 3 && !strcmp(e->d_name + n - 3, ".ws")) ||
+		    (n > 7 && !strcmp(e->d_name + n - 7, ".ws.tmp")))
 			unlinkat(dirfd(d), e->d_name, 0);
 	}
 	closedir(d);

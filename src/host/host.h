@@ -59,6 +59,8 @@ struct instance {
 	int is_builder;   /* builds a snapshot; never serves */
 	int restoring;    /* INIT asked for a restore */
 	int from_snapshot; /* READY came from a restored image */
+	int records_ws;    /* asked to record the image's working set */
+	unsigned served;   /* requests it has taken */
 	char *snap_path;  /* builder: the file it writes */
 	struct instance *next, *prev;           /* app's live list, or spares */
 	struct instance *all_next, *all_prev;   /* host's list of every process */
@@ -77,6 +79,7 @@ struct app {
 	enum snap_state snap_state;
 	char *snap_path;         /* valid image of the current generation */
 	unsigned snap_builds;    /* builds tried for the current generation */
+	int snap_ws_asked;       /* an instance was asked to record the working set */
 	struct instance *builder;
 	double snap_restore_ms;
 	unsigned generation;

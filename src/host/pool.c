@@ -281,7 +281,7 @@ static struct instance *take_process(struct host *h)
 	return in;
 }
 
-static void send_init(struct instance *in, const char *mode, const char *snapshot)
+static void send_init(struct instance *in, const char *mode, const char *snapshot, int record_ws)
 {
 	struct app *a = in->app;
 	json_error_t je;
@@ -291,6 +291,11 @@ static void send_init(struct instance *in, const char *mode, const char *snapsho
 	json_object_set_new(j, "mode", json_string(mode));
 	if (snapshot)
 		json_object_set_new(j, "snapshot", json_string(snapshot));
+	if (snapshot && record_ws) {
+		char *ws = xasprintf("%s.ws", snapshot);
+		json_object_set_new(j, "record_ws", json_string(ws));
+		free(ws);
+	}
 	if (!strcmp(mode, "build")) {
 		json_object_set_new(j, "snapshot_build", json_true());
 		json_object_set_new(j, "max_snapshot_bytes",
@@ -317,7 +322,13 @@ static struct instance *inst_spawn(struct app *a)
 	app_link(a, in);
 	a->nstarting++;
 	in->restoring = a->snap_state == SNAPSHOT_READY;
-	send_init(in, in->restoring ? "restore" : "boot", in->restoring ? a->snap_path : NULL);
+	/* The first instance restored from an image records its working set. */
+	int record = in->restoring && !a->snap_ws_asked;
+	if (record)
+		a->snap_ws_asked = 1;
+	in->records_ws = record;
+	send_init(in, in->restoring ? "restore" : "boot", in->restoring ? a->snap_path : NULL,
+		  record);
 	log_debug("instance %u: pid %d %s", in->id, (int)in->pid,
 		  in->restoring ? "restoring" : "booting");
 	pool_fill_spares(h);
@@ -342,13 +353,17 @@ void pool_build_snapshot(struct app *a)
 	a->builder = in;
 	a->snap_state = SNAPSHOT_BUILDING;
 	a->snap_builds++;
-	send_init(in, "build", in->snap_path);
+	send_init(in, "build", in->snap_path, 0);
 	pool_fill_spares(h);
 }
 
 static void snapshot_drop(struct app *a)
 {
+	a->snap_ws_asked = 0;
 	if (a->snap_path) {
+		char *ws = xasprintf("%s.ws", a->snap_path);
+		unlink(ws);
+		free(ws);
 		unlink(a->snap_path); /* mappings of restored instances stay valid */
 		free(a->snap_path);
 		a->snap_path = NULL;
@@ -372,6 +387,9 @@ static void inst_close(struct instance *in, const char *why)
 			a->nstarting--;
 		app_unlink(a, in);
 	}
+	/* It was to record the working set but never served: ask the next. */
+	if (a && in->records_ws && !in->served && in->generation == a->generation)
+		a->snap_ws_asked = 0;
 	if (a && a->builder == in) {
 		a->builder = NULL;
 		if (a->snap_state == SNAPSHOT_BUILDING)
@@ -503,6 +521,7 @@ static void attach(struct instance *in, struct hreq *r, int booted)
 	r->stream = h->next_stream;
 	stream_link(in, r);
 	in->inflight++;
+	in->served++;
 	in->last_used = now_ns();
 	loop_timer_cancel(h->loop, &in->idle_timer);
 	r->t_assigned = now_ns();
@@ -916,6 +935,9 @@ void pool_shutdown(struct host *h)
 			inst_close(in, "shutdown");
 		}
 		if (in->app && in->app->snap_path) {
+			char *ws = xasprintf("%s.ws", in->app->snap_path);
+			unlink(ws);
+			free(ws);
 			unlink(in->app->snap_path);
 			free(in->app->snap_path);
 			in->app->snap_path = NULL;

@@ -16,6 +16,11 @@ struct plan_range {
 	uint64_t lo, hi;
 };
 
+struct plan_populate {
+	uint64_t start, len;
+	int advice; /* MADV_POPULATE_WRITE or MADV_POPULATE_READ */
+};
+
 /* Written by the core into the binary's .bss (same address in the image),
  * read by the restored process. */
 struct snap_restored {
@@ -23,6 +28,8 @@ struct snap_restored {
 	uint64_t scratch, scratch_len;
 	uint64_t carry, carry_len;
 	uint64_t t0_ns, t1_ns;
+	uint64_t image_hash;
+	uint64_t populated_pages;
 };
 #define SNAP_RESTORED_MAGIC 0x444552524f545345ull
 extern struct snap_restored snap_restored_info;
@@ -41,6 +48,8 @@ struct snap_plan {
 	struct plan_op *ops;
 	uint32_t nops;
 	struct snap_run *runs;
+	struct plan_populate *pop;
+	uint32_t npop;
 	int *fds;
 	uint32_t nfds;
 	struct snap_restored info;

@@ -93,6 +93,10 @@ void snap_restore_core(void *arg)
 		}
 	}
 
+	/* Fault in, in bulk, the pages the first restored instance touched. */
+	for (uint32_t i = 0; i < p->npop; i++)
+		SYS3(SYS_madvise, p->pop[i].start, p->pop[i].len, p->pop[i].advice);
+
 	for (int sig = 1; sig <= 64; sig++) {
 		if (sig == SIGKILL || sig == SIGSTOP)
 			continue;

@@ -199,6 +199,31 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
  */
 int snap_restore(const char *path, const void *carry, size_t carry_len, char *err, size_t errlen);
 
+/*
+ * Working set. A restored process calls snap_record_ws after its first
+ * request: every page it has touched is listed in ws_path (written pages:
+ * present and anonymous, read pages: present and file-backed). Restores of
+ * the same image find IMAGE.ws and populate those pages in bulk
+ * (MADV_POPULATE_WRITE / _READ) instead of taking a fault for each.
+ *
+ * File: "THAWWS01", u32 nwrite, u32 nread, u64 image header_hash, u64 hash
+ * of the ranges, then (nwrite + nread) ranges of {u64 start, u64 npages}.
+ */
+#define SNAP_WS_MAGIC "THAWWS01"
+#define SNAP_WS_MAX_RANGES (1u << 20)
+struct snap_ws_header {
+	char magic[8];
+	uint32_t nwrite, nread;
+	uint64_t image_hash;
+	uint64_t ranges_hash;
+};
+struct snap_ws_range {
+	uint64_t start, npages;
+};
+int snap_record_ws(const char *ws_path, char *err, size_t errlen);
+/* The header_hash of the image this process was restored from (0: none). */
+uint64_t snap_image_hash(void);
+
 /* In a restored process: the carried bytes and restore timing; then free. */
 const void *snap_carried(size_t *len);
 double snap_restore_ms(void);

@@ -7,6 +7,7 @@
 #include <Python.h>
 
 #include "proto/frame.h"
+#include "snap/snap.h"
 #include "worker/worker.h"
 
 static PyObject *ProtocolError;
@@ -213,7 +214,22 @@ static PyTypeObject DecoderType = {
 	.tp_new = PyType_GenericNew,
 };
 
+static PyObject *thaw_record_ws(PyObject *self, PyObject *arg)
+{
+	const char *path = PyUnicode_AsUTF8(arg);
+	if (!path)
+		return NULL;
+	char err[256];
+	if (snap_record_ws(path, err, sizeof err) < 0) {
+		PyErr_SetString(PyExc_OSError, err);
+		return NULL;
+	}
+	Py_RETURN_NONE;
+}
+
 static PyMethodDef thaw_methods[] = {
+	{"record_working_set", thaw_record_ws, METH_O,
+	 "record_working_set(path): list the pages this restored process touched"},
 	{"encode", thaw_encode, METH_VARARGS, "encode(type, stream, payload=b'') -> frame bytes"},
 	{"encode_kv", thaw_encode_kv, METH_O, "encode_kv([(key, value), ...]) -> bytes"},
 	{"decode_kv", thaw_decode_kv, METH_O, "decode_kv(bytes) -> [(key, value), ...]"},

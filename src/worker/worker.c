@@ -228,6 +228,7 @@ int worker_main(int argc, char **argv)
 	/* The host owns our lifetime: die with it, ignore the terminal's signals
 	 * (it is in another process group), and never die of SIGPIPE. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	prctl(PR_SET_NAME, "thaw-spare"); /* until it is given work (ps, top) */
 	signal(SIGPIPE, SIG_IGN);
 	char prefix[64];
 	snprintf(prefix, sizeof prefix, "thaw worker %d", (int)getpid());
@@ -263,6 +264,9 @@ int worker_main(int argc, char **argv)
 		c.mode = "boot";
 	snprintf(prefix, sizeof prefix, "%s[%d]", c.name, (int)getpid());
 	log_set_prefix(prefix);
+	char comm[16];
+	snprintf(comm, sizeof comm, "thaw:%s", c.name);
+	prctl(PR_SET_NAME, comm);
 
 	char refused[512] = "";
 	if (!strcmp(c.mode, "restore") && c.snapshot) {
@@ -352,6 +356,7 @@ int worker_main(int argc, char **argv)
 		personality(personality(0xffffffff) & ~(unsigned)ADDR_NO_RANDOMIZE);
 		snprintf(prefix, sizeof prefix, "%s[%d]", c.name, (int)getpid());
 		log_set_prefix(prefix);
+		prctl(PR_SET_NAME, comm);
 		size_t clen = 0;
 		const char *carried = snap_carried(&clen);
 		double restore_ms = snap_restore_ms();

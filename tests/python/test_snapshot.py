@@ -480,7 +480,7 @@ def test_an_event_loop_left_open_is_refused(tmp_path):
 
 
 def test_an_event_loop_set_as_current_is_refused(tmp_path):
-    project(tmp_path, HANDLER + "import asyncio\nasyncio.set_event_loop(asyncio.new_event_loop())\n")
+    project(tmp_path, HANDLER + "import asyncio\nasyncio.set_event_loop(asyncio.new_event_loop())")
     try:
         message = build_error(tmp_path)
     finally:

@@ -21,7 +21,7 @@
 static const uint8_t all_types[] = {
 	THAW_F_HELLO,     THAW_F_INIT,      THAW_F_READY,     THAW_F_LOAD_ERROR, THAW_F_REQ_HEAD,
 	THAW_F_REQ_BODY,  THAW_F_REQ_END,   THAW_F_CANCEL,    THAW_F_RESP_HEAD,  THAW_F_RESP_BODY,
-	THAW_F_RESP_END,  THAW_F_RESP_ERROR, THAW_F_WINDOW,   THAW_F_LOG,
+	THAW_F_RESP_END,  THAW_F_RESP_ERROR, THAW_F_WINDOW,   THAW_F_LOG,       THAW_F_SNAP_DONE,
 };
 #define N_TYPES (sizeof(all_types) / sizeof(all_types[0]))
 
