@@ -214,17 +214,7 @@ static void on_signal(struct loop *l, struct loop_watch *w, uint32_t events)
 /* .thaw/snapshots, emptied of what an earlier run left. */
 static int make_snap_dir(const char *path)
 {
-	char tmp[PATH_MAX];
-	snprintf(tmp, sizeof tmp, "%s", path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+	if (mkdir_p(path, 0755) < 0)
 		return -1;
 	DIR *d = opendir(path);
 	if (!d)

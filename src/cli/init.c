@@ -100,23 +100,6 @@ static int write_new(const char *dir, const char *name, const char *text)
 	return 0;
 }
 
-static int mkdirs(const char *path)
-{
-	char tmp[PATH_MAX];
-	snprintf(tmp, sizeof tmp, "%s", path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-		return -1;
-	return 0;
-}
-
 int cmd_init(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -154,7 +137,7 @@ int cmd_init(int argc, char **argv)
 		fprintf(stderr, "thaw init: unknown template '%s' (choose hello or fastapi)\n", tmpl);
 		return 2;
 	}
-	if (mkdirs(dir) < 0) {
+	if (mkdir_p(dir, 0755) < 0) {
 		fprintf(stderr, "thaw init: cannot create %s: %s\n", dir, strerror(errno));
 		return 1;
 	}
@@ -191,7 +174,7 @@ int cmd_init(int argc, char **argv)
 					    : "# GREETING = \"hello\"\n");
 	char *src = xasprintf("%s/src", abs);
 	int rc = 1;
-	if (mkdirs(src) < 0) {
+	if (mkdir_p(src, 0755) < 0) {
 		fprintf(stderr, "thaw init: cannot create %s: %s\n", src, strerror(errno));
 		goto out;
 	}

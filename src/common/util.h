@@ -31,6 +31,8 @@ int parse_u64(const char *s, uint64_t max, uint64_t *out);
 int parse_seconds(const char *s, double *out);
 /* out = a/b; -1 (ENAMETOOLONG) if it does not fit. */
 int path_join(char *out, size_t n, const char *a, const char *b);
+/* mkdir -p: 0, or -1 with errno. */
+int mkdir_p(const char *path, unsigned mode);
 /* The running executable's path (from /proc/self/exe). */
 const char *self_exe(void);
 

@@ -52,15 +52,6 @@ struct scratch {
 	char err[256];
 };
 
-static int ferr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int ferr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 /* --- refusals, with libc --- */
 
@@ -82,7 +73,7 @@ static int check_fds(const struct snap_checkpoint_opts *o, int out_fd, char *err
 {
 	DIR *d = opendir("/proc/self/fd");
 	if (!d)
-		return ferr(err, errlen, "cannot list /proc/self/fd: %s", strerror(errno));
+		return snap_fail(err, errlen, "cannot list /proc/self/fd: %s", strerror(errno));
 	struct dirent *e;
 	int bad = -1;
 	while ((e = readdir(d))) {
@@ -106,7 +97,7 @@ static int check_fds(const struct snap_checkpoint_opts *o, int out_fd, char *err
 	snprintf(link, sizeof link, "/proc/self/fd/%d", bad);
 	ssize_t n = readlink(link, target, sizeof target - 1);
 	target[n > 0 ? n : 0] = 0;
-	return ferr(err, errlen, "open file descriptor %d (%s)", bad, n > 0 ? target : "?");
+	return snap_fail(err, errlen, "open file descriptor %d (%s)", bad, n > 0 ? target : "?");
 }
 
 /* --- after the context is saved: syscalls and scratch memory only --- */
@@ -401,15 +392,15 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int threads = count_threads();
 	if (threads != 1) {
-		ferr(err, errlen, "%d threads are running (a snapshot needs exactly one)", threads);
+		snap_fail(err, errlen, "%d threads are running (a snapshot needs exactly one)", threads);
 		return SNAP_ERR_THREADS;
 	}
 	char tmp[4096];
 	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-		return ferr(err, errlen, "snapshot path too long");
+		return snap_fail(err, errlen, "snapshot path too long");
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
-		return ferr(err, errlen, "%s: %s", tmp, strerror(errno));
+		return snap_fail(err, errlen, "%s: %s", tmp, strerror(errno));
 	if (check_fds(o, fd, err, errlen) < 0) {
 		close(fd);
 		unlink(tmp);
@@ -422,7 +413,7 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 	if (scr == MAP_FAILED) {
 		close(fd);
 		unlink(tmp);
-		return ferr(err, errlen, "cannot map scratch memory: %s", strerror(errno));
+		return snap_fail(err, errlen, "cannot map scratch memory: %s", strerror(errno));
 	}
 	struct scratch *s = (struct scratch *)scr;
 	memset(s, 0, sizeof *s);
@@ -475,7 +466,7 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 		munmap(scr, SCRATCH_SIZE);
 		close(fd);
 		unlink(tmp);
-		return ferr(err, errlen, "cannot find the thread id in the thread control block");
+		return snap_fail(err, errlen, "cannot find the thread id in the thread control block");
 	}
 	uint64_t max_bytes = o->max_bytes;
 	int too_big = 0;
@@ -585,7 +576,7 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 		int e = errno;
 		unlink(tmp);
 		munmap(scr, SCRATCH_SIZE);
-		return ferr(err, errlen, "rename %s: %s", path, strerror(e));
+		return snap_fail(err, errlen, "rename %s: %s", path, strerror(e));
 	}
 	if (st) {
 		struct timespec t1;
@@ -604,10 +595,10 @@ refuse:
 	close(fd);
 	unlink(tmp);
 	if (too_big)
-		ferr(err, errlen, "the image would be %llu bytes, over the maximum of %llu",
+		snap_fail(err, errlen, "the image would be %llu bytes, over the maximum of %llu",
 		     (unsigned long long)hdr.file_size, (unsigned long long)max_bytes);
 	else
-		ferr(err, errlen, "%s", s->err);
+		snap_fail(err, errlen, "%s", s->err);
 	munmap(scr, SCRATCH_SIZE);
 	return too_big ? SNAP_ERR_TOO_BIG : -1;
 }

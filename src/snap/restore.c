@@ -27,15 +27,6 @@ struct snap_restored snap_restored_info;
 
 #define CORE_STACK (256u * 1024u)
 
-static int rerr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int rerr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 struct cur_map {
 	uint64_t lo, hi, off, ino;
@@ -189,27 +180,27 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 	char id[128];
 	snap_kernel_id(id, sizeof id);
 	if (strcmp(id, h->kernel) != 0) {
-		rerr(err, errlen, "made on another kernel (%s; this is %s)", h->kernel, id);
+		snap_fail(err, errlen, "made on another kernel (%s; this is %s)", h->kernel, id);
 		goto out;
 	}
 	snap_cpu_id(id, sizeof id);
 	if (strcmp(id, h->cpu) != 0) {
-		rerr(err, errlen, "made on another CPU model (%s; this is %s)", h->cpu, id);
+		snap_fail(err, errlen, "made on another CPU model (%s; this is %s)", h->cpu, id);
 		goto out;
 	}
 	int pers = personality(0xffffffff);
 	if (pers < 0 || !(pers & ADDR_NO_RANDOMIZE)) {
-		rerr(err, errlen, "this process was started with address randomisation on");
+		snap_fail(err, errlen, "this process was started with address randomisation on");
 		goto out;
 	}
 	if (getauxval(AT_SYSINFO_EHDR) != h->vdso_start) {
-		rerr(err, errlen, "the vDSO is at 0x%lx, the image expects 0x%llx",
+		snap_fail(err, errlen, "the vDSO is at 0x%lx, the image expects 0x%llx",
 		     getauxval(AT_SYSINFO_EHDR), (unsigned long long)h->vdso_start);
 		goto out;
 	}
 	fds = calloc(h->ndeps ? h->ndeps : 1, sizeof *fds);
 	if (!fds) {
-		rerr(err, errlen, "out of memory");
+		snap_fail(err, errlen, "out of memory");
 		goto out;
 	}
 	for (uint32_t i = 0; i < h->ndeps; i++)
@@ -220,13 +211,13 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 		struct stat st;
 		fds[i] = open(p, O_RDONLY | O_CLOEXEC);
 		if (fds[i] < 0 || fstat(fds[i], &st) < 0) {
-			rerr(err, errlen, "%s: %s", p, strerror(errno));
+			snap_fail(err, errlen, "%s: %s", p, strerror(errno));
 			goto out;
 		}
 		if ((uint64_t)st.st_dev != d->dev || (uint64_t)st.st_ino != d->ino ||
 		    (uint64_t)st.st_size != d->size || (int64_t)st.st_mtim.tv_sec != d->mtime_sec ||
 		    (uint64_t)st.st_mtim.tv_nsec != d->mtime_nsec) {
-			rerr(err, errlen, "%s changed since the snapshot was made", p);
+			snap_fail(err, errlen, "%s changed since the snapshot was made", p);
 			goto out;
 		}
 	}
@@ -234,7 +225,7 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 	/* This process's own layout must agree with the image where it matters:
 	 * the code running now, and the stack's top. */
 	if (read_maps(&cur, &ncur) < 0) {
-		rerr(err, errlen, "cannot read /proc/self/maps");
+		snap_fail(err, errlen, "cannot read /proc/self/maps");
 		goto out;
 	}
 	uint64_t self_code = (uint64_t)(uintptr_t)&snap_restore_core;
@@ -252,11 +243,11 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 		}
 	}
 	if (!code_ok) {
-		rerr(err, errlen, "this binary's code is not where the image has it (another build?)");
+		snap_fail(err, errlen, "this binary's code is not where the image has it (another build?)");
 		goto out;
 	}
 	if (!stack_ok) {
-		rerr(err, errlen, "the stack's top differs from the image's");
+		snap_fail(err, errlen, "the stack's top differs from the image's");
 		goto out;
 	}
 
@@ -275,13 +266,13 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 	sz = (sz + SNAP_PAGE - 1) & ~(size_t)(SNAP_PAGE - 1);
 	uint64_t where = find_gap(&img, cur, ncur, sz);
 	if (!where) {
-		rerr(err, errlen, "no room for the restore's scratch memory");
+		snap_fail(err, errlen, "no room for the restore's scratch memory");
 		goto out;
 	}
 	uint8_t *scr = mmap((void *)where, sz, PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	if (scr == MAP_FAILED || (uint64_t)scr != where) {
-		rerr(err, errlen, "cannot map the restore's scratch memory at 0x%llx (%zu bytes): %s", (unsigned long long)where, sz, strerror(errno));
+		snap_fail(err, errlen, "cannot map the restore's scratch memory at 0x%llx (%zu bytes): %s", (unsigned long long)where, sz, strerror(errno));
 		goto out;
 	}
 	uint8_t *at = scr + CORE_STACK;
@@ -487,15 +478,15 @@ int snap_record_ws(const char *ws_path, char *err, size_t errlen)
 {
 	uint64_t image = snap_image_hash();
 	if (!image)
-		return rerr(err, errlen, "this process was not restored from a snapshot");
+		return snap_fail(err, errlen, "this process was not restored from a snapshot");
 	struct cur_map *cur = NULL;
 	size_t ncur = 0;
 	if (read_maps(&cur, &ncur) < 0)
-		return rerr(err, errlen, "cannot read /proc/self/maps");
+		return snap_fail(err, errlen, "cannot read /proc/self/maps");
 	int pm_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (pm_fd < 0) {
 		free(cur);
-		return rerr(err, errlen, "cannot open /proc/self/pagemap: %s", strerror(errno));
+		return snap_fail(err, errlen, "cannot open /proc/self/pagemap: %s", strerror(errno));
 	}
 	struct snap_ws_range *w = NULL, *r = NULL;
 	size_t nw = 0, capw = 0, nr = 0;
@@ -517,7 +508,7 @@ int snap_record_ws(const char *ws_path, char *err, size_t errlen)
 	if (bad || nw > SNAP_WS_MAX_RANGES || nr > SNAP_WS_MAX_RANGES) {
 		free(w);
 		free(r);
-		return rerr(err, errlen, "cannot read the page map");
+		return snap_fail(err, errlen, "cannot read the page map");
 	}
 	struct snap_ws_header wh = {.nwrite = (uint32_t)nw, .nread = (uint32_t)nr, .image_hash = image};
 	memcpy(wh.magic, SNAP_WS_MAGIC, 8);
@@ -527,7 +518,7 @@ int snap_record_ws(const char *ws_path, char *err, size_t errlen)
 	if (!all) {
 		free(w);
 		free(r);
-		return rerr(err, errlen, "out of memory");
+		return snap_fail(err, errlen, "out of memory");
 	}
 	if (nw)
 		memcpy(all, w, nw * sizeof *all);
@@ -547,7 +538,7 @@ int snap_record_ws(const char *ws_path, char *err, size_t errlen)
 		close(fd);
 	if (!ok || rename(tmp, ws_path) < 0) {
 		unlink(tmp);
-		return rerr(err, errlen, "cannot write %s: %s", ws_path, strerror(errno));
+		return snap_fail(err, errlen, "cannot write %s: %s", ws_path, strerror(errno));
 	}
 	return 0;
 }

@@ -208,6 +208,25 @@ static char *exception_text(void)
 	return out;
 }
 
+/* The READY JSON (a str) with one more member; takes both references. */
+static PyObject *ready_with(PyObject *ready, const char *key, json_t *value)
+{
+	json_t *rj = json_loads(PyUnicode_AsUTF8(ready), 0, NULL);
+	if (!rj) {
+		json_decref(value);
+		return ready;
+	}
+	json_object_set_new(rj, key, value);
+	char *rs = json_dumps(rj, JSON_COMPACT);
+	json_decref(rj);
+	PyObject *out = PyUnicode_FromString(rs ? rs : "{}");
+	free(rs);
+	if (!out)
+		return ready;
+	Py_DECREF(ready);
+	return out;
+}
+
 static _Noreturn void worker_exit(int code)
 {
 	fflush(stdout);
@@ -373,26 +392,10 @@ int worker_main(int argc, char **argv)
 			worker_exit(3);
 		}
 		/* Tell the host how long the restore took. */
-		json_t *rj = json_loads(PyUnicode_AsUTF8(ready), 0, NULL);
-		if (rj) {
-			json_object_set_new(rj, "restore_ms", json_real(restore_ms));
-			char *rs = json_dumps(rj, JSON_COMPACT);
-			Py_DECREF(ready);
-			ready = PyUnicode_FromString(rs ? rs : "{}");
-			free(rs);
-			json_decref(rj);
-		}
+		ready = ready_with(ready, "restore_ms", json_real(restore_ms));
 #endif
 	} else if (refused[0]) {
-		json_t *rj = json_loads(PyUnicode_AsUTF8(ready), 0, NULL);
-		if (rj) {
-			json_object_set_new(rj, "restore_refused", json_string(refused));
-			char *rs = json_dumps(rj, JSON_COMPACT);
-			Py_DECREF(ready);
-			ready = PyUnicode_FromString(rs ? rs : "{}");
-			free(rs);
-			json_decref(rj);
-		}
+		ready = ready_with(ready, "restore_refused", json_string(refused));
 	}
 
 	Py_ssize_t rlen;
