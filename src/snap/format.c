@@ -153,7 +153,7 @@ int snap_parse(const void *header, size_t header_len, const void *table, size_t 
 		uint64_t at = r->start;
 		for (uint32_t k = 0; k < r->run_count; k++) {
 			const struct snap_run *u = &img->runs[r->run_first + k];
-			if (!aligned(u->start) || u->start < at || u->npages == 0 ||
+			if (!aligned(u->start) || u->start < at || u->start >= r->end || u->npages == 0 ||
 			    u->npages > (r->end - u->start) / SNAP_PAGE) {
 				snap_fail(err, errlen, "region %u run %u: outside its region", i, k);
 				goto bad;
@@ -223,6 +223,7 @@ static int read_at(int fd, void *buf, size_t len, uint64_t off)
 
 int snap_open(const char *path, int *fd_out, struct snap_image *img, char *err, size_t errlen)
 {
+	memset(img, 0, sizeof *img); /* safe to free whatever happens */
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return snap_fail(err, errlen, "%s: %s", path, strerror(errno));

@@ -3,7 +3,9 @@
 
 Seeds are small and cover each shape the targets should start from: valid
 frames of several types, key/value lists, truncated and oversized frames,
-bad types and reserved bits, garbage; JSONC with every comment and comma form.
+bad types and reserved bits, garbage; JSONC with every comment and comma form;
+snapshot files (a mode byte, then the file: see tests/fuzz/fuzz_snap.c), valid
+and one defect away from valid.
 Usage: python3 tests/fuzz/make_corpus.py
 """
 import os
@@ -83,6 +85,210 @@ JSONC_SEEDS = {
 }
 
 
+# ---- snapshot files (src/snap/snap.h) ----
+
+M64 = (1 << 64) - 1
+PAGE = 4096
+USER_TOP = 0x800000000000
+FILE, ANON, HEAP, STACK = 1, 2, 3, 4
+HEADER_SIZE = 2536  # sizeof(struct snap_header)
+TABLE_OFF = PAGE
+
+
+def snap_hash(h, data):
+    """snap_hash() from src/snap/format.c, bit for bit."""
+    m = 0x9E3779B97F4A7C15
+    n = len(data)
+    h = (h ^ (n * m)) & M64
+    i = 0
+    while n - i >= 8:
+        h = ((h ^ int.from_bytes(data[i:i + 8], "little")) * m) & M64
+        h ^= h >> 29
+        i += 8
+    tail = n - i
+    w = int.from_bytes(data[i:], "little")  # zero padded, as memcpy into a zeroed u64
+    h = ((h ^ w ^ ((tail << 56) & M64)) * m) & M64
+    return h ^ (h >> 32)
+
+
+def data_hash(data):
+    """What snap_verify_data computes: chained over 1 MiB reads."""
+    h = 0
+    for i in range(0, len(data), 1 << 20):
+        h = snap_hash(h, data[i:i + (1 << 20)])
+    return h
+
+
+# struct snap_header, little-endian, no padding: 2536 bytes.
+HEADER_FMT = ("<8sIIQQ IIII QQQQQ"  # magic .. data_hash
+              "8QIHHQ"  # ctx: rbx rbp r12 r13 r14 r15 rsp rip, mxcsr, fpucw, pad, fs_base
+              "QQQ IIII Q"  # brk vdso_start rseq_addr, rseq_len rseq_sig tid_offset pad2, sigmask
+              "256Q 128s128s QQ")  # sigs[64], kernel, cpu, table_hash, header_hash
+HEADER_FIELDS = ("magic version header_size file_size created nregions nruns ndeps strings_len "
+                 "table_off table_len data_off data_len data_hash "
+                 "rbx rbp r12 r13 r14 r15 rsp rip mxcsr fpucw pad fs_base "
+                 "brk vdso_start rseq_addr rseq_len rseq_sig tid_offset pad2 sigmask").split()
+assert struct.calcsize(HEADER_FMT) == HEADER_SIZE
+
+
+def pack_header(f):
+    values = [f[name] for name in HEADER_FIELDS] + list(f["sigs"])
+    values += [f["kernel"], f["cpu"], f["table_hash"], f["header_hash"]]
+    return struct.pack(HEADER_FMT, *values)
+
+
+def region(start, end, prot, kind, file_off=0, dep=0):
+    return dict(start=start, end=end, prot=prot, kind=kind, file_off=file_off, dep=dep)
+
+
+def base_snapshot():
+    """The shape of a small worker image: binary text + data, heap, libc text, stack."""
+    return dict(
+        header=dict(magic=b"THAWSNP1", version=1, header_size=HEADER_SIZE,
+                    created=1700000000 * 10**9,
+                    rbx=1, rbp=0x7fffffffe600, r12=3, r13=4, r14=5, r15=6, rsp=0x7fffffffe5c0,
+                    rip=0x555555555123, mxcsr=0x1F80, fpucw=0x37F, pad=0, fs_base=0x7ffff7d8a740,
+                    brk=0x55555557a000, vdso_start=0x7ffff7fc1000, rseq_addr=0x7ffff7d8ae00,
+                    rseq_len=32, rseq_sig=0x53053053, tid_offset=0x2D0, pad2=0, sigmask=1 << 13,
+                    sigs=[0] * 256, kernel=b"x86_64 6.1.0-18-amd64 #1 SMP Debian",
+                    cpu=b"Test CPU @ 3.00GHz flags:0123456789abcdef"),
+        # runs: (region index, start, npages); build_snapshot sets run_first/run_count
+        regions=[region(0x555555554000, 0x555555556000, 5, FILE, 0, 0),
+                 region(0x555555556000, 0x555555558000, 3, FILE, 0x2000, 0),
+                 region(0x555555559000, 0x55555557a000, 3, HEAP),
+                 region(0x7ffff7dd0000, 0x7ffff7dd4000, 5, FILE, 0x26000, 1),
+                 region(0x7ffffffde000, 0x7ffffffff000, 3, STACK)],
+        runs=[(1, 0x555555557000, 1), (4, 0x7fffffffe000, 1)],
+        deps=[b"/usr/bin/python3.11", b"/usr/lib/x86_64-linux-gnu/libc.so.6"],
+    )
+
+
+def build_snapshot(s, mode=0, tweak=None, hashes=True):
+    """Lay a snapshot out as snap_checkpoint would; tweak(header, table_parts) may break it
+    before the checksums are computed. Returns the mode byte + the file."""
+    regions = [dict(r) for r in s["regions"]]
+    for r in regions:
+        r["run_count"] = 0
+    for ri, _, _ in s["runs"]:
+        regions[ri]["run_count"] += 1
+    first = 0
+    for r in regions:
+        r["run_first"] = first
+        first += r["run_count"]
+    strings, deps = b"", []
+    for i, path in enumerate(s["deps"]):
+        deps.append(dict(path_off=len(strings), path_len=len(path), dev=0x803, ino=1000 + i,
+                         size=0x100000, mtime_sec=1700000000, mtime_nsec=5))
+        strings += path + b"\0"
+    tlen = 48 * len(regions) + 24 * len(s["runs"]) + 48 * len(deps) + len(strings)
+    data_off = (TABLE_OFF + tlen + PAGE - 1) // PAGE * PAGE
+    runs, at = [], data_off
+    for _, start, npages in s["runs"]:
+        runs.append(dict(start=start, npages=npages, data_off=at))
+        at += npages * PAGE
+    h = dict(s["header"], nregions=len(regions), nruns=len(runs), ndeps=len(deps),
+             strings_len=len(strings), table_off=TABLE_OFF, table_len=tlen, data_off=data_off,
+             data_len=at - data_off, file_size=at, data_hash=0, table_hash=0, header_hash=0)
+    parts = dict(regions=regions, runs=runs, deps=deps, strings=strings)
+    if tweak:
+        tweak(h, parts)
+
+    table = b"".join(struct.pack("<QQIIQIIII", r["start"], r["end"], r["prot"], r["kind"],
+                                 r["file_off"], r["dep"], r["run_first"], r["run_count"], 0)
+                     for r in parts["regions"])
+    table += b"".join(struct.pack("<QQQ", u["start"], u["npages"], u["data_off"])
+                      for u in parts["runs"])
+    table += b"".join(struct.pack("<IIQQQqQ", d["path_off"], d["path_len"], d["dev"], d["ino"],
+                                  d["size"], d["mtime_sec"], d["mtime_nsec"])
+                      for d in parts["deps"])
+    table += parts["strings"]
+    data = bytes((i * 131 + 7) & 0xFF for i in range(at - data_off))
+    if hashes:
+        h["data_hash"] = data_hash(data)
+        h["table_hash"] = snap_hash(0, table)
+        h["header_hash"] = snap_hash(0, pack_header(h))
+    out = bytearray(at)
+    out[:HEADER_SIZE] = pack_header(h)
+    out[TABLE_OFF:TABLE_OFF + len(table)] = table
+    out[data_off:] = data
+    return bytes([mode]) + bytes(out)
+
+
+def flip(seed, file_off):
+    """The seed with one bit of the file (after the mode byte) flipped."""
+    b = bytearray(seed)
+    b[1 + file_off] ^= 1
+    return bytes(b)
+
+
+def with_header(**fields):
+    return lambda h, parts: h.update(fields)
+
+
+def set_in(part, index, **fields):
+    return lambda h, parts: parts[part][index].update(fields)
+
+
+def snap_seeds():
+    base = base_snapshot()
+    big = base_snapshot()
+    big["regions"][2:3] = [region(0x555555559000, 0x55555557a000, 3, HEAP),
+                           region(0x7ffff7a00000, 0x7ffff7a10000, 3, ANON)]
+    big["runs"] = [(1, 0x555555557000, 1), (2, 0x555555559000, 2), (2, 0x555555560000, 1),
+                   (3, 0x7ffff7a0f000, 1), (5, 0x7fffffffd000, 2)]
+    big["deps"].append(b"/usr/lib/python3.11/lib-dynload/_json.cpython-311-x86_64-linux-gnu.so")
+    big["regions"].insert(5, region(0x7ffff7fb0000, 0x7ffff7fb2000, 1, FILE, 0, 2))
+    big["runs"][-1] = (6, 0x7fffffffd000, 2)
+    no_runs = base_snapshot()
+    no_runs["runs"] = []
+
+    def orphan_run(h, parts):
+        parts["regions"][4]["run_count"] = 0
+
+    def overlapping_regions(h, parts):
+        parts["regions"][2]["start"] = 0x555555557000
+
+    def second_stack(h, parts):
+        parts["regions"][2]["kind"] = STACK
+        h["rsp"] = 0x555555570000
+
+    valid = build_snapshot(base)
+    seeds = {
+        # Valid, checksums right (mode 0) or left to the harness (mode 1).
+        "valid": valid,
+        "valid_fixup": build_snapshot(base, mode=1, hashes=False),
+        "valid_many_regions": build_snapshot(big),
+        "valid_no_runs": build_snapshot(no_runs),
+        "valid_data_corrupt": flip(valid, len(valid) - 2),  # the last data byte
+        # Checksums and sizes.
+        "bad_header_hash": flip(valid, 24),  # created_unix_ns
+        "bad_table_hash": flip(valid, TABLE_OFF + 5 * 48 + 2 * 24 + 16),  # deps[0].ino
+        "truncated": valid[:-PAGE],
+        "header_only": valid[:1 + HEADER_SIZE],
+        "bad_magic": build_snapshot(base, tweak=with_header(magic=b"THAWSNP2")),
+        # Structural near misses (mode 1: the harness fixes the checksums).
+        "table_on_header": build_snapshot(base, 1, with_header(table_off=0)),
+        "table_past_end": build_snapshot(base, 1, with_header(table_off=0x100000)),
+        "data_outside": build_snapshot(base, 1, with_header(data_len=0x100000)),
+        "counts_over": build_snapshot(base, 1, with_header(nruns=(1 << 20) + 1)),
+        "rsp_outside_stack": build_snapshot(base, 1, with_header(rsp=0x7ffffffff000)),
+        "rip_not_executable": build_snapshot(base, 1, with_header(rip=0x555555557010)),
+        "region_above_user_top": build_snapshot(base, 1, set_in("regions", 4, end=USER_TOP + PAGE)),
+        "overlapping_regions": build_snapshot(base, 1, overlapping_regions),
+        "two_stacks": build_snapshot(base, 1, second_stack),
+        "bad_kind": build_snapshot(base, 1, set_in("regions", 2, kind=5)),
+        "file_dep_out_of_range": build_snapshot(base, 1, set_in("regions", 3, dep=2)),
+        "run_overflows_region": build_snapshot(base, 1, set_in("runs", 0, npages=2)),
+        "run_npages_wraps": build_snapshot(base, 1, set_in("runs", 1, npages=1 << 52)),
+        "run_data_outside": build_snapshot(base, 1, set_in("runs", 1, data_off=0xFFFFFFFFFFFFF000)),
+        "orphan_run": build_snapshot(base, 1, orphan_run),
+        "dep_relative": build_snapshot(base, 1, set_in("deps", 0, path_off=1, path_len=18)),
+        "dep_out_of_strings": build_snapshot(base, 1, set_in("deps", 1, path_len=0xFFFFFFFF)),
+        "empty": b"",
+    }
+    return seeds
+
+
 def write(name, seeds):
     d = os.path.join(HERE, "corpus", name)
     os.makedirs(d, exist_ok=True)
@@ -94,3 +300,4 @@ def write(name, seeds):
 if __name__ == "__main__":
     write("fuzz_frame", FRAME_SEEDS)
     write("fuzz_jsonc", JSONC_SEEDS)
+    write("fuzz_snap", snap_seeds())

@@ -20,6 +20,7 @@ OUT=build-fuzz
 declare -A SOURCES=(
   [fuzz_frame]="src/proto/frame.c"
   [fuzz_jsonc]="src/common/jsonc.c"
+  [fuzz_snap]="src/snap/format.c"
 )
 
 if [ $# -gt 0 ]; then
