@@ -451,6 +451,7 @@ static void inst_lost(struct instance *in, const char *why)
 {
 	struct app *a = in->app;
 	int was_starting = in->state == INST_STARTING && in->linked;
+	int restore_died = was_starting && in->restoring && in->generation == a->generation;
 	if (in->state != INST_CLOSED) {
 		log_warn("instance %u (pid %d) %s", in->id, (int)in->pid, why);
 		if (!in->reaped)
@@ -470,6 +471,16 @@ static void inst_lost(struct instance *in, const char *why)
 	inst_close(in, why);
 	if (!a)
 		return;
+	if (restore_died && a->snap_path) {
+		/* The image passed validation but the restore failed midway: stop
+		 * using it, serve the waiting requests by booting, build anew. */
+		log_warn("%s: restoring from the snapshot failed; booting instead and rebuilding it",
+			 a->cfg->name);
+		snapshot_drop(a);
+		pool_build_snapshot(a);
+		pool_dispatch(a);
+		return;
+	}
 	if (was_starting && a->nstarting == 0) {
 		/* It died before it was ready, without saying why: do not loop
 		 * on respawning for the requests that waited on it. */
