@@ -51,7 +51,10 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(cmd, "snapshot")) {
-		if (argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+		int help = 0;
+		for (int i = 2; i < argc; i++)
+			help |= !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+		if (help) {
 			puts("usage: thaw snapshot inspect FILE [--verify]");
 			return 0;
 		}

@@ -437,5 +437,6 @@ int cmd_dev(int argc, char **argv)
 			kill(in->pid, SIGKILL);
 	while (pool_live_count(h) > 0 && waitpid(-1, NULL, 0) > 0)
 		pool_on_sigchld(h);
+	loop_free(h->loop); /* frees the instances reaped since the loop stopped */
 	return rc;
 }

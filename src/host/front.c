@@ -258,8 +258,15 @@ static enum MHD_Result queue_stream(struct hreq *r)
 				size = n;
 		}
 	}
+	/* HEAD: no body goes out, and libmicrohttpd 0.9.75 would still send a
+	 * chunked terminator for an unknown size, corrupting the connection's
+	 * next response. Give it an empty buffer instead (the worker's own
+	 * Content-Length, if any, is lost: MHD states 0). */
+	int head = !strcmp(r->method, "HEAD");
 	struct MHD_Response *resp =
-		MHD_create_response_from_callback(size, 64 * 1024, body_reader, r, NULL);
+		head && size == MHD_SIZE_UNKNOWN
+			? MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT)
+			: MHD_create_response_from_callback(size, 64 * 1024, body_reader, r, NULL);
 	if (!resp)
 		return MHD_NO;
 	thaw_kv_begin(&it, buf_head(&r->resp_headers), buf_used(&r->resp_headers), &err);

@@ -62,6 +62,7 @@ struct instance {
 	int records_ws;    /* asked to record the image's working set */
 	unsigned served;   /* requests it has taken */
 	char *snap_path;  /* builder: the file it writes */
+	char *image;      /* restoring: the image it was given */
 	struct instance *next, *prev;           /* app's live list, or spares */
 	struct instance *all_next, *all_prev;   /* host's list of every process */
 	int reaped;
@@ -84,6 +85,7 @@ struct app {
 	double snap_restore_ms;
 	unsigned generation;
 	char *load_error; /* set when the current generation failed to load */
+	int build_failed; /* its snapshot build failed: nothing of it may serve */
 	struct instance *instances;
 	unsigned nlive, nstarting;
 	struct hreq *pending_head, *pending_tail;

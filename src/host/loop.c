@@ -14,10 +14,14 @@ struct loop {
 	int stop;
 	struct loop_timer **heap;
 	size_t nheap, capheap;
+	void **graveyard;
+	size_t ndead, capdead;
 	loop_hook_fn hook;
 	long (*hook_timeout)(void *arg);
 	void *hook_arg;
 };
+
+static void bury(struct loop *l);
 
 struct loop *loop_new(void)
 {
@@ -35,6 +39,8 @@ void loop_free(struct loop *l)
 	if (!l)
 		return;
 	close(l->epfd);
+	bury(l);
+	free(l->graveyard);
 	free(l->heap);
 	free(l);
 }
@@ -131,6 +137,22 @@ void loop_set_hook(struct loop *l, loop_hook_fn after, long (*timeout)(void *arg
 	l->hook_arg = arg;
 }
 
+void loop_defer_free(struct loop *l, void *p)
+{
+	if (l->ndead == l->capdead) {
+		l->capdead = l->capdead ? l->capdead * 2 : 16;
+		l->graveyard = xrealloc(l->graveyard, l->capdead * sizeof *l->graveyard);
+	}
+	l->graveyard[l->ndead++] = p;
+}
+
+static void bury(struct loop *l)
+{
+	for (size_t i = 0; i < l->ndead; i++)
+		free(l->graveyard[i]);
+	l->ndead = 0;
+}
+
 void loop_stop(struct loop *l)
 {
 	l->stop = 1;
@@ -176,6 +198,8 @@ int loop_run(struct loop *l)
 		run_timers(l);
 		if (l->hook)
 			l->hook(l, l->hook_arg);
+		bury(l);
 	}
+	bury(l);
 	return 0;
 }

@@ -327,6 +327,8 @@ static struct instance *inst_spawn(struct app *a)
 	if (record)
 		a->snap_ws_asked = 1;
 	in->records_ws = record;
+	if (in->restoring)
+		in->image = xstrdup(a->snap_path);
 	send_init(in, in->restoring ? "restore" : "boot", in->restoring ? a->snap_path : NULL,
 		  record);
 	log_debug("instance %u: pid %d %s", in->id, (int)in->pid,
@@ -355,6 +357,12 @@ void pool_build_snapshot(struct app *a)
 	a->snap_builds++;
 	send_init(in, "build", in->snap_path, 0);
 	pool_fill_spares(h);
+}
+
+/* Was in restored from the image the app uses now (not an older one)? */
+static int current_image(const struct app *a, const struct instance *in)
+{
+	return a->snap_path && in->image && !strcmp(a->snap_path, in->image);
 }
 
 static void snapshot_drop(struct app *a)
@@ -421,8 +429,18 @@ static void inst_free(struct instance *in)
 		h->all_instances = in->all_next;
 	if (in->all_next)
 		in->all_next->all_prev = in->all_prev;
-	free(in->snap_path);
-	free(in);
+	if (in->snap_path) {
+		/* A builder that never handed its image over: whatever it wrote,
+		 * finished or not, is garbage now that it is gone. */
+		char *tmp = xasprintf("%s.tmp", in->snap_path);
+		unlink(in->snap_path);
+		unlink(tmp);
+		free(tmp);
+		free(in->snap_path);
+	}
+	free(in->image);
+	in->state = INST_CLOSED;
+	loop_defer_free(h->loop, in); /* its watch may be in this epoll batch */
 }
 
 static void detach(struct hreq *r)
@@ -451,7 +469,8 @@ static void inst_lost(struct instance *in, const char *why)
 {
 	struct app *a = in->app;
 	int was_starting = in->state == INST_STARTING && in->linked;
-	int restore_died = was_starting && in->restoring && in->generation == a->generation;
+	int restore_died = was_starting && in->restoring && in->generation == a->generation &&
+			   current_image(a, in);
 	if (in->state != INST_CLOSED) {
 		log_warn("instance %u (pid %d) %s", in->id, (int)in->pid, why);
 		if (!in->reaped)
@@ -719,8 +738,10 @@ static int on_frame(struct instance *in, const struct thaw_frame *f)
 			/* The image does not fit this host (new binary, library,
 			 * kernel...): this instance booted instead; rebuild. */
 			log_warn("%s: snapshot refused (%s); rebuilding it", a->cfg->name, refused);
-			snapshot_drop(a);
-			pool_build_snapshot(a);
+			if (current_image(a, in)) {
+				snapshot_drop(a);
+				pool_build_snapshot(a);
+			}
 		} else if (in->restoring) {
 			in->from_snapshot = 1;
 			a->snap_restore_ms = restore_ms;
@@ -728,6 +749,11 @@ static int on_frame(struct instance *in, const struct thaw_frame *f)
 		json_decref(j);
 		if (conc > 0 && (unsigned long long)conc < in->concurrency)
 			in->concurrency = (unsigned)conc;
+		if (a->build_failed && in->generation == a->generation) {
+			inst_close(in, "its snapshot build failed");
+			pool_dispatch(a);
+			return 0;
+		}
 		in->state = INST_READY;
 		a->nstarting--;
 		in->t_ready = now_ns();
@@ -761,6 +787,20 @@ static int on_frame(struct instance *in, const struct thaw_frame *f)
 			free(a->load_error);
 			a->load_error = xasprintf("Error: the worker %s could not be loaded (%s).\n\n%s",
 						  a->cfg->name, a->cfg->main, text);
+			/* A failed snapshot build (entropy at import, a thread...)
+			 * condemns the code, even where a boot of it succeeded. */
+			if (in->is_builder) {
+				a->build_failed = 1;
+				for (struct instance *o = a->instances, *next; o; o = next) {
+					next = o->next;
+					if (o->generation != a->generation)
+						continue;
+					if (o->inflight == 0)
+						inst_close(o, "its snapshot build failed");
+					else if (o->state == INST_READY)
+						o->state = INST_DRAINING;
+				}
+			}
 		}
 		free(text);
 		inst_close(in, "load error");
@@ -848,6 +888,8 @@ static int on_frame(struct instance *in, const struct thaw_frame *f)
 static void inst_io(struct loop *l, struct loop_watch *w, uint32_t events)
 {
 	struct instance *in = w->arg;
+	if (in->state == INST_CLOSED)
+		return; /* closed earlier in this batch */
 	if (events & EPOLLOUT)
 		inst_flush(in);
 	if (in->state == INST_CLOSED || !(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
@@ -903,6 +945,7 @@ void pool_reload(struct app *a)
 	a->load_error = NULL;
 	snapshot_drop(a);
 	a->snap_builds = 0;
+	a->build_failed = 0;
 	if (a->builder)
 		inst_close(a->builder, "stale build");
 	for (struct instance *in = a->instances, *next; in; in = next) {

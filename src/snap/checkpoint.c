@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
@@ -329,6 +330,15 @@ static int build_table(struct scratch *s, uint64_t scratch_lo, uint64_t scratch_
 			break;
 		if (lo >= scratch_lo && hi <= scratch_hi)
 			continue;
+		if (lo < scratch_hi && hi > scratch_lo) {
+			/* The kernel merged the scratch with a neighbour: keep only
+			 * the neighbour's part (scratch never touches both ends of
+			 * anything we save, so one side remains). */
+			if (lo < scratch_lo)
+				hi = scratch_lo;
+			else
+				lo = scratch_hi;
+		}
 		if (seq(path, "[vdso]")) {
 			*vdso = lo;
 			continue;
@@ -454,14 +464,14 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 		hdr.rseq_len = __rseq_size;
 		hdr.rseq_sig = 0x53053053; /* RSEQ_SIG on x86 */
 	}
-	int tid = (int)SYS0(SYS_gettid);
+	/* glibc caches the thread id in its TCB; the kernel knows where
+	 * (set_tid_address at thread start). A restore writes the new tid there. */
+	int *tid_addr = NULL;
 	hdr.tid_offset = 0;
-	for (uint32_t off = 0; off < 4096; off += 4) {
-		if (*(int *)(tp + off) == tid) {
-			hdr.tid_offset = off;
-			break;
-		}
-	}
+	if (prctl(PR_GET_TID_ADDRESS, &tid_addr) == 0 && tid_addr &&
+	    (uint64_t)(uintptr_t)tid_addr > tp && (uint64_t)(uintptr_t)tid_addr - tp < 4096 &&
+	    *tid_addr == (int)SYS0(SYS_gettid))
+		hdr.tid_offset = (uint32_t)((uint64_t)(uintptr_t)tid_addr - tp);
 	if (!hdr.tid_offset) {
 		munmap(scr, SCRATCH_SIZE);
 		close(fd);
@@ -560,7 +570,7 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 			why = "cannot write the snapshot (disk full?)";
 			goto refuse;
 		}
-		dh = snap_hash(dh, (const void *)u->start, n);
+		dh = snap_data_hash(dh, (const void *)u->start, n);
 	}
 	hdr.data_hash = dh;
 	hdr.header_hash = 0;

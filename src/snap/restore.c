@@ -209,7 +209,7 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 		const struct snap_dep *d = &img.deps[i];
 		const char *p = snap_dep_path(&img, i);
 		struct stat st;
-		fds[i] = open(p, O_RDONLY | O_CLOEXEC);
+		fds[i] = open(p, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not hang us */
 		if (fds[i] < 0 || fstat(fds[i], &st) < 0) {
 			snap_fail(err, errlen, "%s: %s", p, strerror(errno));
 			goto out;

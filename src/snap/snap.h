@@ -14,7 +14,7 @@
  *                       restore maps them MAP_PRIVATE straight from the file
  *
  *   header_hash covers the header (with itself zeroed), table_hash the table,
- *   data_hash every data byte. The first two are checked on every restore;
+ *   data_hash every data byte (snap_data_hash: chained page by page). The first two are checked on every restore;
  *   data_hash by snap_verify_data (once per file, by whoever stores it),
  *   because reading every page at each restore would cost what mapping saves.
  *
@@ -146,6 +146,9 @@ struct snap_image {
 };
 
 uint64_t snap_hash(uint64_t h, const void *p, size_t len);
+/* The data section's hash: snap_hash chained over each page, so any
+ * page-aligned split of the data (runs, 1 MiB reads) gives the same value. */
+uint64_t snap_data_hash(uint64_t h, const void *p, size_t len);
 /* Format a reason into err and return -1 (internal to src/snap/). */
 int snap_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from thawtest import ThawDev, write_project
+from thawtest import ThawDev, require_snapshots, write_project
 
 
 def pytest_configure(config):
@@ -12,6 +12,50 @@ def pytest_configure(config):
 
 
 # --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def snapshots():
+    """Skips the test on a build that never snapshots (the sanitizer build)."""
+    require_snapshots()
+
+
+class StartMode:
+    """How `thaw dev` gets new instances: restored from a snapshot (the default) or booted
+    (`--no-snapshot`). Tests that must hold for both take the `start_mode` fixture."""
+
+    def __init__(self, snapshot):
+        self.snapshot = snapshot
+        self.name = "snapshot" if snapshot else "no-snapshot"
+        self.flags = () if snapshot else ("--no-snapshot",)
+        # Server-Timing desc of a request that waited for a new instance, once settled.
+        self.cold = "snapshot" if snapshot else "boot"
+
+    def settle(self, d):
+        """With snapshots: wait until the first snapshot is written, so that new instances
+        restore (before that they boot). Returns `d`.
+
+        Right after the snapshot the host restores one instance to validate it; it stays warm
+        (unless --idle-timeout 0), so the next request may find it "warm" or wait for it
+        ("snapshot")."""
+        if self.snapshot:
+            d.wait_snapshot()
+        return d
+
+    def first_descs(self):
+        """What the first request after settle() may be told."""
+        return {"snapshot", "warm"} if self.snapshot else {"boot"}
+
+    def __repr__(self):
+        return self.name
+
+
+@pytest.fixture(params=[True, False], ids=["snapshot", "no-snapshot"])
+def start_mode(request):
+    if request.param:
+        require_snapshots()
+    return StartMode(request.param)
+
 
 
 @pytest.fixture
@@ -28,8 +72,9 @@ def project(tmp_path):
 
 @pytest.fixture
 def dev():
-    """dev(project_dir, *flags) -> a ready ThawDev; stopped (SIGINT, exit 0 asserted) at the
-    end of the test."""
+    """dev(project_dir, *flags, binary=None, env=None) -> a ready ThawDev; stopped (SIGINT, exit 0
+    asserted) at the end of the test. Ready is not settled: the snapshot is still being built
+    and a request sent now boots an instance (ThawDev.wait_snapshot / StartMode.settle)."""
     started = []
 
     def start(project_dir, *args, **kw):

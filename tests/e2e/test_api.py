@@ -109,6 +109,30 @@ def api(tmp_path_factory, module_dev):
     return module_dev(root, "--max-instances", "1")
 
 
+
+def test_head_responses_never_carry_body_bytes(project, dev, start_mode):
+    # A HEAD response has no body, not even the empty last chunk of a chunked one: on a
+    # kept-alive connection that would be read as the next response's status line. Repeated,
+    # on new and warm instances, plain and streamed bodies, because it depends on timing.
+    d = start_mode.settle(dev(project(API_WORKER), *start_mode.flags))
+    bad = []
+    for i in range(60):
+        path = "/method" if i % 2 else "/stream?n=2&delay=0.01"
+        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+        try:
+            conn.request("HEAD", path)
+            r = conn.getresponse()
+            assert r.status == 200 and r.read() == b""
+            conn.request("GET", "/method")
+            r = conn.getresponse()
+            assert r.status == 200 and r.read() == b"GET"
+        except http.client.HTTPException as e:
+            bad.append((path, repr(e)))
+        finally:
+            conn.close()
+    assert not bad, f"{len(bad)} of 60 HEAD responses were followed by body bytes: {bad[:3]}"
+
+
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
 def test_method_reaches_handler(api, method):
     r = api.request(method, "/method", body=b"" if method in ("POST", "PUT", "PATCH") else None)

@@ -105,15 +105,16 @@ def test_sigint_with_request_in_flight_exits_promptly(project):
 
 
 @pytest.mark.parametrize("how", ["exit", "kill"])
-def test_crash_gives_502_and_next_request_gets_new_instance(project, dev, how):
-    d = dev(project(FAILING))
+def test_crash_gives_502_and_next_request_gets_new_instance(project, dev, how, start_mode):
+    d = start_mode.settle(dev(project(FAILING), *start_mode.flags))
     pid = pid_of(d.get("/"))
     r = d.get(f"/{how}")
     assert r.status == 502, r
     r = d.get("/")
     new_pid = pid_of(r)
     assert new_pid != pid
-    assert r.timing()[0] == "boot"
+    assert r.timing()[0] == start_mode.cold
+    assert d.alive()
 
 
 def test_crash_fails_every_request_the_instance_held(project, dev):
@@ -137,8 +138,8 @@ def test_crash_fails_every_request_the_instance_held(project, dev):
 
 
 @pytest.mark.parametrize("path", ["/hang", "/spin"])
-def test_timeout_gives_504_and_instance_is_replaced(project, dev, path):
-    d = dev(project(FAILING), "--timeout", "1")
+def test_timeout_gives_504_and_instance_is_replaced(project, dev, path, start_mode):
+    d = start_mode.settle(dev(project(FAILING), "--timeout", "1", *start_mode.flags))
     pid = pid_of(d.get("/"))
     t0 = time.monotonic()
     r = d.get(path, timeout=60)
@@ -147,7 +148,7 @@ def test_timeout_gives_504_and_instance_is_replaced(project, dev, path):
     assert 0.9 <= elapsed < 10, f"504 after {elapsed:.2f}s with --timeout 1"
     r = d.get("/")
     assert pid_of(r) != pid, "the timed-out instance was kept"
-    assert r.timing()[0] == "boot"
+    assert r.timing()[0] == start_mode.cold
 
 
 def test_missing_handler_is_reported_at_start_with_file_name(project, dev):

@@ -11,13 +11,14 @@ def test_help_lists_commands_and_dev_flags():
     r = run_thaw("--help")
     assert r.returncode == 0, r.stderr
     text = r.stdout + r.stderr
-    for word in ("init", "dev"):
+    for word in ("init", "dev", "snapshot inspect"):
         assert word in text, text
     r = run_thaw("dev", "--help")
     assert r.returncode == 0, r.stderr
     text = r.stdout + r.stderr
     for flag in ("--port", "--ip", "--idle-timeout", "--timeout", "--max-body-bytes",
-                 "--max-header-bytes", "--max-instances", "--system-site-packages"):
+                 "--max-header-bytes", "--max-instances", "--system-site-packages",
+                 "--no-snapshot", "--max-snapshot-mb"):
         assert flag in text, f"`thaw dev --help` does not mention {flag}:\n{text}"
 
 

@@ -1,4 +1,7 @@
-"""`thaw dev` reloads the worker when a project file changes, and recovers from broken saves."""
+"""`thaw dev` reloads the worker when a project file changes, and recovers from broken saves.
+
+With snapshots (the default) a reload also builds a new snapshot; requests that come before it
+is written boot, so these tests hold in both modes (test_snapshot.py waits for the snapshot)."""
 
 import textwrap
 
@@ -18,9 +21,9 @@ def write_entry(path, answer, extra=""):
     path.write_text(textwrap.dedent(VERSION.format(answer=answer, extra=extra)))
 
 
-def test_edit_is_seen_by_next_request(project, dev):
+def test_edit_is_seen_by_next_request(project, dev, start_mode):
     p = project(VERSION.format(answer="version one", extra=""))
-    d = dev(p)
+    d = dev(p, *start_mode.flags)
     assert d.get("/").text == "version one"
     write_entry(p / "src" / "entry.py", "version two, longer")
     last, ok = d.get_until("/", lambda r: r.text == "version two, longer", timeout=RELOAD_WITHIN)
@@ -47,9 +50,9 @@ def test_edit_of_imported_module_is_seen(project, dev):
     assert ok, f"the edit of src/helper.py was not picked up: {last}\n{d.output()}"
 
 
-def test_syntax_error_shows_500_and_traceback_then_recovers(project, dev):
+def test_syntax_error_shows_500_and_traceback_then_recovers(project, dev, start_mode):
     p = project(VERSION.format(answer="good", extra=""))
-    d = dev(p)
+    d = dev(p, *start_mode.flags)
     assert d.get("/").text == "good"
     mark = d.mark()
     (p / "src" / "entry.py").write_text(

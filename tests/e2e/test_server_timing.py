@@ -18,15 +18,34 @@ class Default(WorkerEntrypoint):
 """
 
 
-def test_first_request_boots_then_warm(project, dev):
-    d = dev(project(WORKER))
+def test_first_request_is_cold_then_warm(project, dev, start_mode):
+    d = start_mode.settle(dev(project(WORKER), *start_mode.flags))
     first = d.get("/")
     assert first.status == 200
-    assert first.timing()[0] == "boot"
+    assert first.timing()[0] in start_mode.first_descs(), first.headers.get("Server-Timing")
     for _ in range(3):
         r = d.get("/")
         assert r.timing()[0] == "warm", r.headers.get("Server-Timing")
         assert r.text == first.text
+
+
+def test_requests_boot_while_the_snapshot_builds(project, dev, snapshots):
+    # A slow top level: the snapshot build takes >= 1.5 s, so a request sent right after
+    # `Ready` cannot wait for it and boots an instance of its own.
+    slow = WORKER.replace("from workers import",
+                          "import time\ntime.sleep(1.5)\nfrom workers import")
+    d = dev(project(slow), "--idle-timeout", "0")
+    r = d.get("/")
+    assert r.status == 200, r
+    desc, start_ms, _ = r.timing()
+    assert desc == "boot", r.headers.get("Server-Timing")
+    assert start_ms >= 1400, f"a boot running a 1.5 s top level took {start_ms} ms"
+    d.wait_snapshot()
+    r = d.get("/")
+    assert r.status == 200, r
+    desc, restore_ms, _ = r.timing()
+    assert desc == "snapshot", r.headers.get("Server-Timing")
+    assert restore_ms < 1000, f"a restore re-ran the 1.5 s top level? ({restore_ms} ms)"
 
 
 def test_handler_duration_is_measured(project, dev):
@@ -44,26 +63,28 @@ def test_timing_on_non_200_responses(project, dev):
     d = dev(project(WORKER))
     r = d.get("/?status=404")
     assert r.status == 404
-    assert r.timing()[0] in ("boot", "warm")
+    assert r.timing()[0] in ("boot", "warm", "snapshot")
 
 
-def test_idle_timeout_zero_boots_every_request(project, dev):
-    d = dev(project(WORKER), "--idle-timeout", "0")
-    descs = []
+def test_idle_timeout_zero_starts_an_instance_for_every_request(project, dev, start_mode):
+    d = start_mode.settle(dev(project(WORKER), "--idle-timeout", "0", *start_mode.flags))
+    descs, pids = [], set()
     for _ in range(3):
         r = d.get("/")
         assert r.status == 200
         descs.append(r.timing()[0])
-    assert descs == ["boot", "boot", "boot"]
+        pids.add(r.text)
+    assert descs == [start_mode.cold] * 3
+    assert len(pids) == 3, f"--idle-timeout 0 reused an instance: {pids}"
 
 
 @pytest.mark.slow
-def test_idle_instance_evicted_after_timeout(project, dev):
-    d = dev(project(WORKER), "--idle-timeout", "1")
-    assert d.get("/").timing()[0] == "boot"
+def test_idle_instance_evicted_after_timeout(project, dev, start_mode):
+    d = start_mode.settle(dev(project(WORKER), "--idle-timeout", "1", *start_mode.flags))
+    assert d.get("/").timing()[0] in start_mode.first_descs()
     assert d.get("/").timing()[0] == "warm"
     time.sleep(2.5)
-    assert d.get("/").timing()[0] == "boot"
+    assert d.get("/").timing()[0] == start_mode.cold
 
 
 def test_no_snapshot_boots(project, dev):

@@ -6,6 +6,12 @@ Every test talks HTTP to a real `thaw dev` process on 127.0.0.1. The helpers her
   * collect the process's stdout and stderr continuously (tests wait for a line to appear),
   * stop it with SIGINT, asserting exit code 0 within 10 s and that no child is left behind.
 
+Snapshots: `thaw dev` builds a memory snapshot of the worker at start and after every reload and
+restores new instances from it (`--no-snapshot`: they boot). The first request right after
+`Ready` races that build: it boots meanwhile. A test that needs a restored instance waits for
+the `thaw: snapshot of NAME: ...` line first (ThawDev.wait_snapshot). Sanitizer builds never
+snapshot (`thaw --version` says so): snapshots_supported() tells.
+
 The binary comes from $THAW_BIN (default /work/main/build/thaw).
 Run with Debian's Python: `/usr/bin/python3 -m pytest tests/e2e` from the repo root.
 """
@@ -32,8 +38,15 @@ TIMING_RE = re.compile(
     r'start;desc="(warm|boot|snapshot)";dur=([0-9.]+)\s*,\s*handler;dur=([0-9.]+)'
 )
 
+SNAPSHOT_RE = (
+    r"thaw: snapshot of (?P<name>\S+): (?P<mb>[0-9.]+) MB, "
+    r"written in (?P<written>[0-9]+) ms \(built in (?P<built>[0-9]+) ms\)"
+)
+REFUSED_RE = r"snapshot refused \((?P<reason>.*)\); rebuilding it"
+
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+SNAPSHOT_TIMEOUT = 60.0
 
 
 # --------------------------------------------------------------------------- processes
@@ -52,11 +65,11 @@ def thaw_env(extra=None):
     return env
 
 
-def run_thaw(*args, cwd=None, timeout=60):
+def run_thaw(*args, cwd=None, timeout=60, binary=None):
     """Run a short thaw command (init, --help) and return the CompletedProcess."""
     require_binary()
     return subprocess.run(
-        [THAW_BIN, *map(str, args)],
+        [binary or THAW_BIN, *map(str, args)],
         cwd=cwd,
         env=thaw_env(),
         stdin=subprocess.DEVNULL,
@@ -71,6 +84,29 @@ def require_binary():
         f"thaw binary not found at {THAW_BIN} "
         "(build it with `cmake -S . -B build && cmake --build build`, or set THAW_BIN)"
     )
+
+
+_VERSION = []
+
+
+def thaw_version():
+    """`thaw --version` (stdout and stderr), asked once."""
+    if not _VERSION:
+        r = run_thaw("--version", timeout=30)
+        _VERSION.append(r.stdout + r.stderr)
+    return _VERSION[0]
+
+
+def snapshots_supported():
+    """False for the sanitizer build, which never snapshots ("(sanitizer build: snapshots off)")."""
+    v = thaw_version()
+    return "snapshots off" not in v and "sanitizer" not in v
+
+
+def require_snapshots():
+    """Skip the calling test (or fixture) on a build that never snapshots."""
+    if not snapshots_supported():
+        pytest.skip(f"this thaw build does not snapshot ({thaw_version().strip()})")
 
 
 def proc_children(pid):
@@ -140,10 +176,10 @@ class OutputCollector:
 class ThawDev:
     """One running `thaw dev` process."""
 
-    def __init__(self, project, args=(), env=None, cwd=None):
+    def __init__(self, project, args=(), env=None, cwd=None, binary=None):
         require_binary()
         self.project = Path(project)
-        self.args = [THAW_BIN, "dev", str(project), "--port", "0", *map(str, args)]
+        self.args = [str(binary or THAW_BIN), "dev", str(project), "--port", "0", *map(str, args)]
         self.lines = []
         self.cond = threading.Condition()
         self.proc = subprocess.Popen(
@@ -201,6 +237,35 @@ class ThawDev:
     def output_since(self, mark):
         with self.cond:
             return "".join(l for _, l in self.lines[mark:])
+
+    # -- snapshots
+
+    def wait_snapshot(self, start=0, timeout=SNAPSHOT_TIMEOUT):
+        """Wait for `thaw: snapshot of NAME: X MB, written in N ms (built in M ms)` (from output
+        index `start`); return the match. Fails early with the output if the build failed."""
+        m = self.wait_for(SNAPSHOT_RE + r"|cannot load|cannot snapshot", timeout=timeout,
+                          stream="stderr", start=start)
+        if not m.group("name"):
+            time.sleep(0.2)  # the rest of the message
+            pytest.fail(f"the snapshot build failed; thaw output:\n{self.output()}")
+        return m
+
+    def snapshot_dir(self):
+        return self.project / ".thaw" / "snapshots"
+
+    def snapshot_files(self):
+        """The snapshot images (*.snap) in PROJECT/.thaw/snapshots, sorted by name."""
+        d = self.snapshot_dir()
+        return sorted(d.glob("*.snap")) if d.is_dir() else []
+
+    def snapshot_file(self):
+        """The one current snapshot image (fails if there is not exactly one)."""
+        files = self.snapshot_files()
+        assert len(files) == 1, f"expected one snapshot in {self.snapshot_dir()}: {files}"
+        return files[0]
+
+    def alive(self):
+        return self.proc.poll() is None
 
     # -- lifecycle
 
@@ -355,17 +420,18 @@ class Resp:
         return f"<Resp {self.status} {dict(self.headers)} {self.body[:300]!r}>"
 
 
-def start_dev(project, *args, env=None, cwd=None, timeout=READY_TIMEOUT):
-    return ThawDev(project, args, env=env, cwd=cwd).wait_ready(timeout)
+def start_dev(project, *args, env=None, cwd=None, timeout=READY_TIMEOUT, binary=None):
+    return ThawDev(project, args, env=env, cwd=cwd, binary=binary).wait_ready(timeout)
 
 
 # --------------------------------------------------------------------------- projects
 
 
 def write_project(root, entry, vars=None, name="e2e-worker", main="src/entry.py", files=None,
-                  pyproject=True):
-    """Write a project into `root`: pyproject.toml ([tool.thaw] name/main/vars) and the entry
-    module from `entry` (dedented). `files` maps relative paths to extra file contents."""
+                  pyproject=True, thaw=None):
+    """Write a project into `root`: pyproject.toml ([tool.thaw] name/main/vars, plus the keys
+    of `thaw`, e.g. {"allow_entropy_at_import": True}) and the entry module from `entry`
+    (dedented). `files` maps relative paths to extra file contents."""
     root = Path(root)
     (root / "src").mkdir(parents=True, exist_ok=True)
     if pyproject:
@@ -379,8 +445,10 @@ def write_project(root, entry, vars=None, name="e2e-worker", main="src/entry.py"
             "[tool.thaw]",
             f'name = "{name}"',
             f'main = "{main}"',
-            "",
         ]
+        for k, v in (thaw or {}).items():
+            lines.append(f"{k} = {toml_str(v)}")
+        lines.append("")
         if vars:
             lines.append("[tool.thaw.vars]")
             for k, v in vars.items():
@@ -400,7 +468,8 @@ def write_project(root, entry, vars=None, name="e2e-worker", main="src/entry.py"
 def toml_str(v):
     import json
 
-    return json.dumps(v)  # a JSON string is a valid TOML basic string for our values
+    # JSON strings, numbers and booleans are valid TOML for our values.
+    return json.dumps(v)
 
 
 def free_port():
