@@ -21,11 +21,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			__builtin_trap();                                                          \
-	} while (0)
+#include "fuzz_check.h"
 
 /* What one pass over the stream saw: frames (by offset in the input) and how it ended. */
 struct seen {

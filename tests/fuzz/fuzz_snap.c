@@ -30,11 +30,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			__builtin_trap();                                                          \
-	} while (0)
+#include "fuzz_check.h"
 
 #define PAGE ((uint64_t)SNAP_PAGE)
 #define HEADER_SIZE sizeof(struct snap_header)

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "fenced.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -32,32 +34,6 @@ static const uint8_t all_types[] = {
  * A copy of some bytes that ends exactly at a PROT_NONE page, so any read
  * past the end crashes the test.
  */
-struct fenced {
-	uint8_t *map;
-	size_t map_len;
-	uint8_t *data;
-};
-
-static uint8_t *fenced_copy(struct fenced *fc, const void *src, size_t n)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	size_t body = (n + page - 1) / page * page;
-	if (body == 0)
-		body = page;
-	fc->map_len = body + page;
-	fc->map = mmap(NULL, fc->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	assert_true(fc->map != MAP_FAILED);
-	assert_int_equal(mprotect(fc->map + body, page, PROT_NONE), 0);
-	fc->data = fc->map + body - n;
-	if (n)
-		memcpy(fc->data, src, n);
-	return fc->data;
-}
-
-static void fenced_free(struct fenced *fc)
-{
-	munmap(fc->map, fc->map_len);
-}
 
 /* Header + payload in one fresh heap buffer; returns its length. */
 static size_t build_frame(uint8_t **out, uint8_t type, uint32_t stream, const void *payload,

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "fenced.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -18,33 +20,6 @@
 
 #include "common/jsonc.h"
 
-struct fenced {
-	char *map;
-	size_t map_len;
-	char *data;
-};
-
-/* Copy text so that its last byte is the last readable byte of a mapping. */
-static char *fenced_copy(struct fenced *fc, const char *src, size_t n)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	size_t body = (n + page - 1) / page * page;
-	if (body == 0)
-		body = page;
-	fc->map_len = body + page;
-	fc->map = mmap(NULL, fc->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	assert_true(fc->map != MAP_FAILED);
-	assert_int_equal(mprotect(fc->map + body, page, PROT_NONE), 0);
-	fc->data = fc->map + body - n;
-	if (n)
-		memcpy(fc->data, src, n);
-	return fc->data;
-}
-
-static void fenced_free(struct fenced *fc)
-{
-	munmap(fc->map, fc->map_len);
-}
 
 #define CANARY '\x7f'
 

@@ -24,6 +24,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "fenced.h"
+
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -293,31 +295,6 @@ static int free_live_images(void **state)
 /* ---- parsing them ---- */
 
 /* A copy of some bytes that ends exactly at a PROT_NONE page. */
-struct fenced {
-	uint8_t *map;
-	size_t map_len;
-	uint8_t *data;
-};
-
-static const void *fenced_copy(struct fenced *fc, const void *src, size_t n)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	size_t body = (n + page - 1) / page * page;
-	if (body == 0)
-		body = page;
-	fc->map_len = body + page;
-	fc->map = mmap(NULL, fc->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	assert_true(fc->map != MAP_FAILED);
-	assert_int_equal(mprotect(fc->map + body, page, PROT_NONE), 0);
-	fc->data = fc->map + body - n;
-	memcpy(fc->data, src, n);
-	return fc->data;
-}
-
-static void fenced_free(struct fenced *fc)
-{
-	munmap(fc->map, fc->map_len);
-}
 
 /* snap_parse on the image's header and laid-out table, for a file of file_size bytes. */
 static int parse_sized(const struct image *im, uint64_t file_size, struct snap_image *img,
