@@ -448,6 +448,9 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 	memcpy(hdr.magic, SNAP_MAGIC, 8);
 	hdr.version = SNAP_VERSION;
 	hdr.header_size = sizeof hdr;
+	struct timespec wall;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	hdr.created_unix_ns = (uint64_t)wall.tv_sec * 1000000000ull + (uint64_t)wall.tv_nsec;
 	snap_kernel_id(hdr.kernel, sizeof hdr.kernel);
 	snap_cpu_id(hdr.cpu, sizeof hdr.cpu);
 	for (int sig = 1; sig <= 64; sig++) {

@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 _Static_assert(sizeof(struct snap_header) <= SNAP_PAGE, "header must fit its page");
@@ -374,6 +375,12 @@ int snap_inspect(const char *path, FILE *out, int verify_data)
 		(unsigned long long)h->file_size, (unsigned long long)saved);
 	fprintf(out, "  address     %llu bytes mapped in %u regions, %u runs\n",
 		(unsigned long long)mapped, h->nregions, h->nruns);
+	time_t made = (time_t)(h->created_unix_ns / 1000000000ull);
+	struct tm tm;
+	char when[64] = "?";
+	if (gmtime_r(&made, &tm))
+		strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+	fprintf(out, "  created     %s\n", when);
 	fprintf(out, "  kernel      %s\n  cpu         %s\n", h->kernel, h->cpu);
 	fprintf(out, "  vdso        0x%llx\n  brk         0x%llx\n", (unsigned long long)h->vdso_start,
 		(unsigned long long)h->brk);

@@ -51,6 +51,8 @@
  *     structure, every dep's identity, the kernel, CPU, vDSO address, and
  *     that every file this process already maps is where the image expects
  *     it. A refusal leaves the process untouched (it then boots normally).
+ *     The checks are structural; the hashes catch corruption, not forgery:
+ *     images must be stored where only the host can write.
  *   - The core of restore runs on a private stack with raw system calls, and
  *     replaces mappings with MAP_FIXED (atomic): the page holding the rseq
  *     area is never left unmapped, and rseq is unregistered meanwhile anyway.
