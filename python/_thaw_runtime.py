@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
+import io
 import functools
 import gc
 import importlib.util
@@ -85,6 +87,7 @@ class _Worker:
     main: str = ""
     snapshot_built: bool = False
     record_ws: str | None = None
+    capture_output: bool = False
 
 
 @dataclass
@@ -97,6 +100,7 @@ class _Config:
     dev: bool
     snapshot_build: bool
     allow_entropy_at_import: bool
+    capture_output: bool = False
 
 
 _worker: _Worker | None = None
@@ -236,7 +240,8 @@ def _parse_config(config_json: str) -> _Config:
                         f"not {allow_entropy!r}")
     return _Config(name=name, project_dir=project_dir, main=main, variables=variables,
                    concurrency=concurrency, dev=bool(config.get("dev", False)),
-                   snapshot_build=snapshot_build, allow_entropy_at_import=allow_entropy)
+                   snapshot_build=snapshot_build, allow_entropy_at_import=allow_entropy,
+                   capture_output=bool(config.get("capture_output", False)))
 
 
 def load(config_json: str) -> str:
@@ -277,7 +282,8 @@ def load(config_json: str) -> str:
     _worker = _Worker(name=config.name, env=Env(config.variables), call=call,
                       concurrency=config.concurrency, dev=config.dev,
                       project_dir=config.project_dir, main=main,
-                      snapshot_built=config.snapshot_build)
+                      snapshot_built=config.snapshot_build,
+                      capture_output=config.capture_output)
     ready: dict[str, Any] = {"concurrency": config.concurrency}
     if config.snapshot_build:
         _settle_heap()
@@ -352,6 +358,7 @@ def after_restore(init_json: str) -> str:
     replace_values(worker.env, config.variables)
     worker.concurrency = config.concurrency
     worker.dev = config.dev
+    worker.capture_output = config.capture_output
     _run_hooks(_hooks.AFTER_RESTORE, worker.project_dir)
     # The host asks the first instance restored from an image to record the
     # pages its first request touches, for later restores to fault in ahead.
@@ -444,12 +451,87 @@ async def _serve(thaw: Any, worker: _Worker, fd: int) -> None:
     sock.setblocking(False)
     connection = _Connection(thaw, worker)
     await loop.create_connection(lambda: connection, sock=sock)
-    await connection.closed
+    saved = sys.stdout, sys.stderr
+    if worker.capture_output:
+        sys.stdout = _FrameOutput(connection, 1, saved[0])
+        sys.stderr = _FrameOutput(connection, 2, saved[1])
+    try:
+        await connection.closed
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, _FrameOutput):
+                stream.flush()
+        sys.stdout, sys.stderr = saved
     pending = pending_background_tasks()
     if pending:
         await asyncio.wait(pending, timeout=WAIT_UNTIL_GRACE)
     if connection.error is not None:
         raise RuntimeError(connection.error)
+
+
+# The request (stream id) the running task handles; 0 outside requests.
+_current_stream: contextvars.ContextVar[int] = contextvars.ContextVar("thaw_stream", default=0)
+
+OUTPUT_LINE_MAX = 16 * 1024  # longer lines are sent in pieces
+
+
+class _FrameOutput(io.TextIOBase):
+    """sys.stdout/sys.stderr of an instance whose host collects its output
+    (thaw serve): each line goes to the host as a LOG frame tagged with the
+    request being handled, so `thaw tail` can show which request printed it."""
+
+    def __init__(self, connection: "_Connection", channel: int, fallback: Any) -> None:
+        super().__init__()
+        self._connection = connection
+        self._channel = channel
+        self._fallback = fallback
+        self._pending = ""
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._pending += text
+        while True:
+            newline = self._pending.find("\n")
+            if newline < 0:
+                break
+            line, self._pending = self._pending[:newline], self._pending[newline + 1:]
+            self._emit(line)
+        while len(self._pending) > OUTPUT_LINE_MAX:
+            piece, self._pending = (self._pending[:OUTPUT_LINE_MAX],
+                                    self._pending[OUTPUT_LINE_MAX:])
+            self._emit(piece)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            line, self._pending = self._pending, ""
+            self._emit(line)
+
+    def _emit(self, line: str) -> None:
+        data = line.encode("utf-8", "replace")
+        transport = self._connection.transport
+        if transport is None or transport.is_closing():
+            if self._fallback is not None:
+                try:
+                    self._fallback.write(line + "\n")
+                    self._fallback.flush()
+                except (OSError, ValueError):
+                    pass
+            return
+        for start in range(0, max(len(data), 1), OUTPUT_LINE_MAX):
+            self._connection._send(self._connection.thaw.LOG, _current_stream.get(),
+                                   bytes((self._channel,)) + data[start:start + OUTPUT_LINE_MAX])
 
 
 class _Stream:
@@ -601,6 +683,7 @@ class _Connection(asyncio.Protocol):
         self.transport.write(self.thaw.encode(frame_type, stream_id, payload))
 
     async def _handle(self, stream: _Stream, request: Request) -> None:
+        _current_stream.set(stream.id)  # this task's own context
         try:
             response = self.worker.call(request, Context(), self.worker.env)
             if inspect.isawaitable(response):

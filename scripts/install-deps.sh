@@ -8,8 +8,11 @@ PKGS=(
   build-essential cmake pkg-config clang
   libmicrohttpd-dev libpython3.11-dev libjansson-dev libsqlite3-dev
   libcmocka-dev libclang-rt-14-dev
+  libssl-dev
+  libarchive-dev libzstd-dev zstd
+  libcurl4-openssl-dev  # thaw deploy/versions/rollout/tail (the control API client)
   # runtime python used by instances and tests
-  python3 python3-pytest python3-fastapi python3-httpx python3-pydantic
+  python3 python3-pip python3-pytest python3-fastapi python3-httpx python3-pydantic
   python3-jinja2 python3-uvicorn python3-starlette
   # benchmarks
   wrk

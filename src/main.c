@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "host/serve.h"
 #include "snap/snap.h"
 #include "worker/worker.h"
 
@@ -15,7 +16,18 @@ static const char usage[] =
 	"\n"
 	"Commands:\n"
 	"  init [DIR]     create a worker project (pyproject.toml, src/entry.py)\n"
+	"  install [DIR]  install the project's dependencies into python_modules/\n"
 	"  dev [DIR]      serve a project on this machine, reloading on change\n"
+	"  serve --data DIR\n"
+	"                 host many deployed workers, with a control API for deploys\n"
+	"  deploy [DIR]   pack a project and deploy it to a thaw host as a new version\n"
+	"  versions list [NAME]\n"
+	"                 a worker's versions on a host, with their share of the traffic\n"
+	"  rollout VERSION --percentage P [NAME]\n"
+	"                 send P % of a worker's traffic to VERSION\n"
+	"  rollback [VERSION]\n"
+	"                 send all traffic back to the previous (or the given) version\n"
+	"  tail [NAME]    follow a deployed worker's log lines\n"
 	"  snapshot inspect FILE [--verify]\n"
 	"                 print a snapshot's header, regions, sizes and dependencies,\n"
 	"                 or why it is invalid (--verify also checks every data byte)\n"
@@ -44,8 +56,26 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "dev"))
 		return cmd_dev(argc - 1, argv + 1);
+	if (!strcmp(cmd, "serve"))
+		return cmd_serve(argc - 1, argv + 1);
 	if (!strcmp(cmd, "init"))
 		return cmd_init(argc - 1, argv + 1);
+	if (!strcmp(cmd, "unpack-bundle"))
+		return cmd_unpack_bundle(argc - 1, argv + 1);
+	if (!strcmp(cmd, "pack"))
+		return cmd_pack(argc - 1, argv + 1);
+	if (!strcmp(cmd, "install"))
+		return cmd_install(argc - 1, argv + 1);
+	if (!strcmp(cmd, "deploy"))
+		return cmd_deploy(argc - 1, argv + 1);
+	if (!strcmp(cmd, "versions"))
+		return cmd_versions(argc - 1, argv + 1);
+	if (!strcmp(cmd, "rollout"))
+		return cmd_rollout(argc - 1, argv + 1);
+	if (!strcmp(cmd, "rollback"))
+		return cmd_rollback(argc - 1, argv + 1);
+	if (!strcmp(cmd, "tail"))
+		return cmd_tail(argc - 1, argv + 1);
 	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
 		fputs(usage, stdout);
 		return 0;

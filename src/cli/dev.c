@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli/config.h"
+#include "cli/install.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "host/host.h"
@@ -48,6 +49,9 @@ static const char dev_usage[] =
 	"  --no-snapshot            boot every instance instead of restoring it from a\n"
 	"                           memory snapshot of the initialised worker\n"
 	"  --max-snapshot-mb N      refuse snapshots larger than this (default 1024)\n"
+	"  --no-install             do not run `thaw install` first (it runs when the project\n"
+	"                           has dependencies and python_modules/ is missing or older\n"
+	"                           than pyproject.toml)\n"
 	"  -v, --verbose            debug logging\n"
 	"  -h, --help               this help\n"
 	"\n"
@@ -232,30 +236,14 @@ static int make_snap_dir(const char *path)
 	return 0;
 }
 
-static int parse_opt_u64(const char *opt, const char *v, uint64_t max, uint64_t *out)
-{
-	if (parse_u64(v, max, out) < 0) {
-		fprintf(stderr, "thaw dev: %s expects a whole number up to %llu, not '%s'\n", opt,
-			(unsigned long long)max, v);
-		return -1;
-	}
-	return 0;
-}
-
 int cmd_dev(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"port", required_argument, NULL, 'p'},
 		{"ip", required_argument, NULL, 'i'},
-		{"idle-timeout", required_argument, NULL, 'I'},
-		{"timeout", required_argument, NULL, 'T'},
-		{"max-body-bytes", required_argument, NULL, 'B'},
-		{"max-header-bytes", required_argument, NULL, 'H'},
-		{"max-instances", required_argument, NULL, 'M'},
-		{"concurrency", required_argument, NULL, 'C'},
-		{"system-site-packages", no_argument, NULL, 'S'},
 		{"no-snapshot", no_argument, NULL, 'N'},
-		{"max-snapshot-mb", required_argument, NULL, 'X'},
+		{"no-install", no_argument, NULL, 'U'},
+		HOST_LONG_OPTIONS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -263,74 +251,31 @@ int cmd_dev(int argc, char **argv)
 	static struct dev d; /* lives as long as the process */
 	struct host *h = &d.h;
 	h->dev = 1;
-	h->lim = (struct host_limits){
-		.max_header_bytes = 32 * 1024,
-		.max_body_bytes = 100u << 20,
-		.timeout_ms = 30000,
-		.idle_timeout_ms = 300000,
-		.max_instances = 4,
-		.concurrency = 64,
-	};
+	host_defaults(h);
 	const char *ip = "127.0.0.1";
-	int no_snapshot = 0;
-	h->max_snapshot_bytes = 1024ull << 20;
-	uint64_t port = 8787, v;
-	double secs;
+	int no_snapshot = 0, no_install = 0;
+	uint64_t port = 8787;
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		int done = host_option(h, "thaw dev", c, optarg);
+		if (done < 0)
+			return 2;
+		if (done)
+			continue;
 		switch (c) {
 		case 'p':
-			if (parse_opt_u64("--port", optarg, 65535, &port) < 0)
+			if (host_opt_u64("thaw dev", "--port", optarg, 65535, &port) < 0)
 				return 2;
 			break;
 		case 'i':
 			ip = optarg;
 			break;
-		case 'I':
-		case 'T':
-			if (parse_seconds(optarg, &secs) < 0 || (c == 'T' && secs <= 0)) {
-				fprintf(stderr, "thaw dev: %s expects seconds, not '%s'\n",
-					c == 'I' ? "--idle-timeout" : "--timeout", optarg);
-				return 2;
-			}
-			if (c == 'I')
-				h->lim.idle_timeout_ms = secs * 1000;
-			else
-				h->lim.timeout_ms = secs * 1000;
-			break;
-		case 'B':
-			if (parse_opt_u64("--max-body-bytes", optarg, UINT64_MAX / 2, &h->lim.max_body_bytes) < 0)
-				return 2;
-			break;
-		case 'H':
-			if (parse_opt_u64("--max-header-bytes", optarg, 512 * 1024, &h->lim.max_header_bytes) < 0)
-				return 2;
-			break;
-		case 'M':
-		case 'C':
-			if (parse_opt_u64(c == 'M' ? "--max-instances" : "--concurrency", optarg, 10000, &v) < 0)
-				return 2;
-			if (v == 0) {
-				fprintf(stderr, "thaw dev: %s must be at least 1\n",
-					c == 'M' ? "--max-instances" : "--concurrency");
-				return 2;
-			}
-			if (c == 'M')
-				h->lim.max_instances = (unsigned)v;
-			else
-				h->lim.concurrency = (unsigned)v;
-			break;
-		case 'S':
-			h->system_site_packages = 1;
-			break;
 		case 'N':
 			no_snapshot = 1;
 			break;
-		case 'X':
-			if (parse_opt_u64("--max-snapshot-mb", optarg, 1u << 20, &v) < 0)
-				return 2;
-			h->max_snapshot_bytes = v << 20;
+		case 'U':
+			no_install = 1;
 			break;
 		case 'v':
 			thaw_log_level = LOG_DEBUG;
@@ -354,6 +299,15 @@ int cmd_dev(int argc, char **argv)
 	if (!cfg) {
 		fprintf(stderr, "thaw dev: %s\n", err);
 		return 1;
+	}
+	if (!no_install && thaw_install_needed(cfg)) {
+		fprintf(stderr, "thaw dev: python_modules/ is missing or older than the project's "
+				"configuration: running thaw install\n");
+		struct thaw_install_options io = {.stdout_to_stderr = 1};
+		/* Offline with a stale python_modules/ is still worth serving. */
+		if (thaw_install_run(cfg, &io) < 0)
+			fprintf(stderr, "thaw dev: the install failed (see above): serving with "
+					"python_modules/ as it was (--no-install skips the install)\n");
 	}
 	const char *sdk = getenv("THAW_SDK_DIR");
 	h->sdk_dir = sdk && *sdk ? sdk : THAW_SDK_DIR;

@@ -35,5 +35,8 @@ int path_join(char *out, size_t n, const char *a, const char *b);
 int mkdir_p(const char *path, unsigned mode);
 /* The running executable's path (from /proc/self/exe). */
 const char *self_exe(void);
+/* Remove path and, if it is a directory, everything under it (symlinks
+ * are removed, never followed). 0, or -1 with errno. */
+int remove_tree(const char *path);
 
 #endif

@@ -99,6 +99,8 @@ static void add_header(struct MHD_Response *resp, const char *k, const char *v)
 
 static void add_timing(struct hreq *r, struct MHD_Response *resp)
 {
+	if (r->rid[0])
+		add_header(resp, "cf-ray", r->rid);
 	if (!r->h->dev)
 		return;
 	char v[160];
@@ -280,7 +282,7 @@ static enum MHD_Result queue_stream(struct hreq *r)
 		for (uint32_t i = 0; i < kv.vlen; i++)
 			ok &= kv.val[i] != '\r' && kv.val[i] != '\n' && kv.val[i] != 0;
 		if (!ok) {
-			log_warn("%s: dropped an invalid response header", r->app->cfg->name);
+			log_warn("%s: dropped an invalid response header", app_label(r->app));
 			continue;
 		}
 		memcpy(name, kv.key, kv.klen);
@@ -313,6 +315,8 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
 	uint8_t n[4];
 	if (klen == 16 && strncasecmp(key, "cf-connecting-ip", 16) == 0)
 		return MHD_YES; /* set by us below, never taken from the client */
+	if (klen == 6 && strncasecmp(key, "cf-ray", 6) == 0)
+		return MHD_YES; /* likewise */
 	c->count++;
 	c->bytes += klen + vlen + 4;
 	thaw_put_u32(n, (uint32_t)klen);
@@ -342,6 +346,17 @@ static enum MHD_Result first_call(struct hreq *r, const char *method)
 	struct host *h = r->h;
 	r->started = 1;
 	r->method = method;
+	struct app *app = h->app;
+	if (h->route) {
+		char msg[512];
+		unsigned status = 404;
+		app = h->route(h, r, &status, msg, sizeof msg);
+		if (!app)
+			return queue_text(r, status, msg);
+		r->app = app;
+		snprintf(r->rid, sizeof r->rid, "%016llx",
+			 (unsigned long long)(h->rid_prefix ^ ++h->rid_counter));
+	}
 
 	/* The head: :method, :url, then headers as sent. */
 	const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
@@ -370,6 +385,10 @@ static enum MHD_Result first_call(struct hreq *r, const char *method)
 		kv_put(&r->head, "cf-connecting-ip", ipbuf);
 		c.count++;
 	}
+	if (r->rid[0]) {
+		kv_put(&r->head, "cf-ray", r->rid);
+		c.count++;
+	}
 	if (c.bytes > h->lim.max_header_bytes || c.count > THAW_KV_MAX ||
 	    buf_used(&r->head) > THAW_FRAME_MAX_PAYLOAD) {
 		buf_free(&r->head);
@@ -385,7 +404,7 @@ static enum MHD_Result first_call(struct hreq *r, const char *method)
 	}
 
 	loop_timer_arm(h->loop, &r->timeout, h->lim.timeout_ms);
-	pool_submit(h->app, r);
+	pool_submit(app, r);
 	return MHD_YES;
 }
 
@@ -463,7 +482,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		const char *how = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
 				  : toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ? " (client went away)"
 									       : " (aborted)";
-		fprintf(stdout, "[%s] %s %s %u %.1fms%s%s\n", h->app->cfg->name, r->method, r->uri,
+		fprintf(stdout, "[%s] %s %s %u %.1fms%s%s\n", app_label(r->app ? r->app : h->app), r->method, r->uri,
 			r->resp_status, ms, r->start_desc && strcmp(r->start_desc, "boot") == 0
 						   ? " (cold start)" : "",
 			how);
@@ -516,7 +535,7 @@ static long mhd_timeout(void *arg)
 	return -1;
 }
 
-int front_start(struct host *h, const char *ip, unsigned port, unsigned *bound_port, char *err,
+int host_listen(const char *ip, unsigned port, const char *flag, unsigned *bound_port, char *err,
 		size_t errlen)
 {
 	struct sockaddr_storage ss;
@@ -549,8 +568,8 @@ int front_start(struct host *h, const char *ip, unsigned port, unsigned *bound_p
 		if (e == EADDRINUSE)
 			snprintf(err, errlen,
 				 "address %s port %u is already in use (another thaw dev or server "
-				 "is running there): choose another with --port",
-				 ip, port);
+				 "is running there): choose another with %s",
+				 ip, port, flag);
 		else
 			snprintf(err, errlen, "cannot listen on %s port %u: %s", ip, port,
 				 strerror(e));
@@ -564,6 +583,15 @@ int front_start(struct host *h, const char *ip, unsigned port, unsigned *bound_p
 	sl = sizeof ss;
 	getsockname(fd, (struct sockaddr *)&ss, &sl);
 	*bound_port = ntohs(ss.ss_family == AF_INET ? a4->sin_port : a6->sin6_port);
+	return fd;
+}
+
+int front_start(struct host *h, const char *ip, unsigned port, unsigned *bound_port, char *err,
+		size_t errlen)
+{
+	int fd = host_listen(ip, port, "--port", bound_port, err, errlen);
+	if (fd < 0)
+		return -1;
 
 	/* MHD's per-connection pool must hold our header limit with room to spare;
 	 * our own check in first_call answers 431 precisely. */

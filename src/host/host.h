@@ -70,6 +70,24 @@ struct instance {
 
 enum snap_state { SNAPSHOT_NONE, SNAPSHOT_BUILDING, SNAPSHOT_READY };
 
+/* What a pool tells its owner (thaw serve) about its app. */
+enum app_event {
+	APP_SNAPSHOT_BUILT,    /* detail: the image path; num: its size in bytes */
+	APP_SNAPSHOT_FAILED,   /* detail: the load error of the build (traceback) */
+	APP_RESTORE_REFUSED,   /* detail: why the image was refused */
+	APP_RESTORED,          /* num: restore ms */
+};
+
+struct app_hooks {
+	/* A builder wrote tmp_path: return where the image now lives (a
+	 * malloc'ed path; the owner may move it), or NULL to refuse it (err). */
+	char *(*adopt_snapshot)(struct app *a, const char *tmp_path, char *err, size_t errlen);
+	void (*event)(struct app *a, enum app_event ev, const char *detail, double num);
+	/* A line the worker printed; r is the request it belongs to, or NULL. */
+	void (*output)(struct app *a, struct hreq *r, uint32_t stream, int channel,
+		       const char *text, size_t len);
+};
+
 struct app {
 	struct host *h;
 	struct thaw_config *cfg;
@@ -90,6 +108,12 @@ struct app {
 	unsigned nlive, nstarting;
 	struct hreq *pending_head, *pending_tail;
 	unsigned npending;
+	/* thaw serve */
+	const struct app_hooks *hooks; /* NULL in thaw dev */
+	void *owner;
+	const char *label;   /* "name" or "name@version" in logs */
+	int keep_snapshots;  /* images outlive the process (the store owns them) */
+	int draining;        /* out of the deployment: no instance kept idle */
 };
 
 struct hreq {
@@ -104,6 +128,7 @@ struct hreq {
 	const char *method;
 	struct buf head; /* encoded REQ_HEAD payload */
 	uint64_t t_arrive, t_assigned, t_head;
+	char rid[17]; /* request id (thaw serve), "" in dev */
 	const char *start_desc;
 	int started, pending, suspended, queued;
 	/* request body */
@@ -135,6 +160,14 @@ struct host {
 	struct loop_watch mhd_watch;
 	int listen_fd;
 	struct app *app; /* thaw dev serves one app */
+	/* thaw serve: pick the app for a request (NULL: answered with status
+	 * and msg). May rewrite r->uri (a path prefix stripped). */
+	struct app *(*route)(struct host *h, struct hreq *r, unsigned *status, char *msg,
+			     size_t msglen);
+	void *route_arg;
+	uint64_t rid_prefix, rid_counter;
+	/* A child that is not an instance exited (thaw serve's helpers). */
+	void (*child_exit)(struct host *h, pid_t pid, int status);
 	struct instance *all_instances;
 	struct hreq *all_reqs;
 	uint32_t next_stream;
@@ -148,7 +181,42 @@ struct host {
 	int quiet_requests;
 };
 
+/* "name", or "name@version" in thaw serve: how logs name an app. */
+const char *app_label(const struct app *a);
+
+/* options.c: the options thaw dev and thaw serve share. */
+enum {
+	HOST_OPT_IDLE_TIMEOUT = 'I',
+	HOST_OPT_TIMEOUT = 'T',
+	HOST_OPT_MAX_BODY = 'B',
+	HOST_OPT_MAX_HEADER = 'H',
+	HOST_OPT_MAX_INSTANCES = 'M',
+	HOST_OPT_CONCURRENCY = 'C',
+	HOST_OPT_SYSTEM_SITE = 'S',
+	HOST_OPT_MAX_SNAPSHOT = 'X',
+};
+#define HOST_LONG_OPTIONS                                                                          \
+	{"idle-timeout", required_argument, NULL, HOST_OPT_IDLE_TIMEOUT},                           \
+	{"timeout", required_argument, NULL, HOST_OPT_TIMEOUT},                                     \
+	{"max-body-bytes", required_argument, NULL, HOST_OPT_MAX_BODY},                             \
+	{"max-header-bytes", required_argument, NULL, HOST_OPT_MAX_HEADER},                         \
+	{"max-instances", required_argument, NULL, HOST_OPT_MAX_INSTANCES},                         \
+	{"concurrency", required_argument, NULL, HOST_OPT_CONCURRENCY},                             \
+	{"system-site-packages", no_argument, NULL, HOST_OPT_SYSTEM_SITE},                          \
+	{"max-snapshot-mb", required_argument, NULL, HOST_OPT_MAX_SNAPSHOT}
+/* Limits and snapshot size at their defaults. */
+void host_defaults(struct host *h);
+/* Apply one of HOST_LONG_OPTIONS: 1 done, 0 not one of them, -1 bad value
+ * (the message, prefixed with cmd, is on stderr). */
+int host_option(struct host *h, const char *cmd, int c, const char *arg);
+/* Parse a whole number option up to max; -1 with a message. */
+int host_opt_u64(const char *cmd, const char *opt, const char *v, uint64_t max, uint64_t *out);
+
 /* front.c */
+/* A listening TCP socket on ip:port (non-blocking); -1 with err (flag names
+ * the option that chooses the port, for the message). */
+int host_listen(const char *ip, unsigned port, const char *flag, unsigned *bound_port, char *err,
+		size_t errlen);
 int front_start(struct host *h, const char *ip, unsigned port, unsigned *bound_port, char *err,
 		size_t errlen);
 void front_stop(struct host *h);
@@ -180,5 +248,12 @@ int pool_live_count(struct host *h);
 void pool_build_snapshot(struct app *a);
 /* Keep the pre-spawned blank workers topped up. */
 void pool_fill_spares(struct host *h);
+/* The app left its deployment: idle instances stop now, busy ones when
+ * their requests finish; requests routed to it later still get served. */
+void pool_drain(struct app *a);
+/* Start using an image stored earlier (thaw serve after a restart). */
+void pool_use_snapshot(struct app *a, const char *path);
+/* Ready instances (warm) of an app. */
+unsigned pool_warm_count(const struct app *a);
 
 #endif

@@ -16,9 +16,12 @@ struct loop {
 	size_t nheap, capheap;
 	void **graveyard;
 	size_t ndead, capdead;
-	loop_hook_fn hook;
-	long (*hook_timeout)(void *arg);
-	void *hook_arg;
+	struct {
+		loop_hook_fn after;
+		long (*timeout)(void *arg);
+		void *arg;
+	} hooks[LOOP_MAX_HOOKS];
+	int nhooks;
 };
 
 static void bury(struct loop *l);
@@ -132,9 +135,12 @@ void loop_timer_arm(struct loop *l, struct loop_timer *t, double ms)
 
 void loop_set_hook(struct loop *l, loop_hook_fn after, long (*timeout)(void *arg), void *arg)
 {
-	l->hook = after;
-	l->hook_timeout = timeout;
-	l->hook_arg = arg;
+	if (l->nhooks == LOOP_MAX_HOOKS)
+		fatal("too many loop hooks");
+	l->hooks[l->nhooks].after = after;
+	l->hooks[l->nhooks].timeout = timeout;
+	l->hooks[l->nhooks].arg = arg;
+	l->nhooks++;
 }
 
 void loop_defer_free(struct loop *l, void *p)
@@ -177,8 +183,10 @@ int loop_run(struct loop *l)
 			uint64_t now = now_ns(), d = l->heap[0]->deadline;
 			timeout = d <= now ? 0 : (long)((d - now + 999999) / 1000000);
 		}
-		if (l->hook_timeout) {
-			long h = l->hook_timeout(l->hook_arg);
+		for (int i = 0; i < l->nhooks; i++) {
+			if (!l->hooks[i].timeout)
+				continue;
+			long h = l->hooks[i].timeout(l->hooks[i].arg);
 			if (h >= 0 && (timeout < 0 || h < timeout))
 				timeout = h;
 		}
@@ -196,8 +204,8 @@ int loop_run(struct loop *l)
 			w->fn(l, w, evs[i].events);
 		}
 		run_timers(l);
-		if (l->hook)
-			l->hook(l, l->hook_arg);
+		for (int i = 0; i < l->nhooks; i++)
+			l->hooks[i].after(l, l->hooks[i].arg);
 		bury(l);
 	}
 	bury(l);

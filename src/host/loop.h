@@ -45,9 +45,11 @@ static inline int loop_timer_armed(const struct loop_timer *t)
 }
 
 /*
- * A hook runs after every iteration; its `timeout` callback may shorten the
- * next wait (returns ms, or -1 for none).
+ * Hooks run after every iteration (up to LOOP_MAX_HOOKS, in the order they
+ * were added); a hook's `timeout` callback may shorten the next wait
+ * (returns ms, or -1 for none).
  */
+#define LOOP_MAX_HOOKS 4
 void loop_set_hook(struct loop *l, loop_hook_fn after, long (*timeout)(void *arg), void *arg);
 
 /* Free p after the current batch of events (its watch may still be in it). */

@@ -350,7 +350,7 @@ void pool_build_snapshot(struct app *a)
 	in->is_builder = 1;
 	in->generation = a->generation;
 	in->t_spawn = now_ns();
-	in->snap_path = xasprintf("%s/%s-%u-%u.snap", a->snap_dir, a->cfg->name, a->generation,
+	in->snap_path = xasprintf("%s/%s-%u-%u.snap", a->snap_dir, app_label(a), a->generation,
 				  ++h->snap_counter);
 	a->builder = in;
 	a->snap_state = SNAPSHOT_BUILDING;
@@ -456,7 +456,7 @@ static void detach(struct hreq *r)
 		inst_close(in, "drained");
 	else if (in->inflight == 0 && in->state == INST_READY) {
 		if (in->app->npending == 0) {
-			if (in->h->lim.idle_timeout_ms <= 0)
+			if (in->h->lim.idle_timeout_ms <= 0 || in->app->draining)
 				inst_close(in, "idle timeout 0");
 			else
 				loop_timer_arm(in->h->loop, &in->idle_timer, in->h->lim.idle_timeout_ms);
@@ -494,7 +494,7 @@ static void inst_lost(struct instance *in, const char *why)
 		/* The image passed validation but the restore failed midway: stop
 		 * using it, serve the waiting requests by booting, build anew. */
 		log_warn("%s: restoring from the snapshot failed; booting instead and rebuilding it",
-			 a->cfg->name);
+			 app_label(a));
 		snapshot_drop(a);
 		pool_build_snapshot(a);
 		pool_dispatch(a);
@@ -523,8 +523,11 @@ void pool_on_sigchld(struct host *h)
 		for (in = h->all_instances; in; in = in->all_next)
 			if (in->pid == pid)
 				break;
-		if (!in)
+		if (!in) {
+			if (h->child_exit)
+				h->child_exit(h, pid, status);
 			continue;
+		}
 		in->reaped = 1;
 		if (in->state != INST_CLOSED) {
 			char why[96];
@@ -707,14 +710,33 @@ static int on_frame(struct instance *in, const struct thaw_frame *f)
 			json_unpack(j, "{s?I, s?F}", "bytes", &bytes, "ms", &ms);
 		json_decref(j);
 		if (in->generation == a->generation) {
-			snapshot_drop(a);
-			a->snap_path = in->snap_path;
+			char why[512] = "";
+			char *path = in->snap_path;
 			in->snap_path = NULL;
-			a->snap_state = SNAPSHOT_READY;
+			if (a->hooks && a->hooks->adopt_snapshot) {
+				char *moved = a->hooks->adopt_snapshot(a, path, why, sizeof why);
+				if (!moved)
+					unlink(path);
+				free(path);
+				path = moved;
+			}
 			a->builder = NULL;
-			fprintf(stderr, "thaw: snapshot of %s: %.1f MB, written in %.0f ms (built in %.0f ms)\n",
-				a->cfg->name, (double)bytes / 1e6, ms, ns_to_ms(now_ns() - in->t_spawn));
-			fflush(stderr);
+			if (path) {
+				snapshot_drop(a);
+				a->snap_path = path;
+				a->snap_state = SNAPSHOT_READY;
+				fprintf(stderr, "thaw: snapshot of %s: %.1f MB, written in %.0f ms (built in %.0f ms)\n",
+					app_label(a), (double)bytes / 1e6, ms,
+					ns_to_ms(now_ns() - in->t_spawn));
+				fflush(stderr);
+				if (a->hooks && a->hooks->event)
+					a->hooks->event(a, APP_SNAPSHOT_BUILT, path, (double)bytes);
+			} else {
+				a->snap_state = SNAPSHOT_NONE;
+				log_warn("%s: the snapshot could not be stored: %s", app_label(a), why);
+				if (a->hooks && a->hooks->event)
+					a->hooks->event(a, APP_SNAPSHOT_FAILED, why, 0);
+			}
 		}
 		inst_close(in, "snapshot written");
 		/* Validate it with a restore, which also leaves a warm instance. */
@@ -737,14 +759,18 @@ static int on_frame(struct instance *in, const struct thaw_frame *f)
 		if (refused) {
 			/* The image does not fit this host (new binary, library,
 			 * kernel...): this instance booted instead; rebuild. */
-			log_warn("%s: snapshot refused (%s); rebuilding it", a->cfg->name, refused);
+			log_warn("%s: snapshot refused (%s); rebuilding it", app_label(a), refused);
 			if (current_image(a, in)) {
 				snapshot_drop(a);
+				if (a->hooks && a->hooks->event)
+					a->hooks->event(a, APP_RESTORE_REFUSED, refused, 0);
 				pool_build_snapshot(a);
 			}
 		} else if (in->restoring) {
 			in->from_snapshot = 1;
 			a->snap_restore_ms = restore_ms;
+			if (a->hooks && a->hooks->event)
+				a->hooks->event(a, APP_RESTORED, NULL, restore_ms);
 		}
 		json_decref(j);
 		if (conc > 0 && (unsigned long long)conc < in->concurrency)
@@ -766,7 +792,8 @@ static int on_frame(struct instance *in, const struct thaw_frame *f)
 			a->load_error = NULL;
 			pool_dispatch(a);
 			if (in->inflight == 0 && in->state == INST_READY) {
-				if (in->h->lim.idle_timeout_ms <= 0 && a->npending == 0)
+				if ((in->h->lim.idle_timeout_ms <= 0 || a->draining) &&
+				    a->npending == 0)
 					inst_close(in, "idle timeout 0");
 				else
 					loop_timer_arm(in->h->loop, &in->idle_timer,
@@ -781,12 +808,14 @@ static int on_frame(struct instance *in, const struct thaw_frame *f)
 		char *text = xmalloc(f->len + 1);
 		memcpy(text, f->payload, f->len);
 		text[f->len] = 0;
-		fprintf(stderr, "\n%s: cannot load %s:\n%s\n", a->cfg->name, a->cfg->main, text);
+		fprintf(stderr, "\n%s: cannot load %s:\n%s\n", app_label(a), a->cfg->main, text);
 		fflush(stderr);
+		if (in->is_builder && in->generation == a->generation && a->hooks && a->hooks->event)
+			a->hooks->event(a, APP_SNAPSHOT_FAILED, text, 0);
 		if (in->generation == a->generation) {
 			free(a->load_error);
 			a->load_error = xasprintf("Error: the worker %s could not be loaded (%s).\n\n%s",
-						  a->cfg->name, a->cfg->main, text);
+						  app_label(a), a->cfg->main, text);
 			/* A failed snapshot build (entropy at import, a thread...)
 			 * condemns the code, even where a boot of it succeeded. */
 			if (in->is_builder) {
@@ -856,7 +885,7 @@ static int on_frame(struct instance *in, const struct thaw_frame *f)
 			front_wake(r);
 		} else if (in->h->dev) {
 			char *body = xasprintf("Error in the worker %s while handling %s %s:\n\n%.*s",
-					       a->cfg->name, r->method, r->uri, (int)f->len,
+					       app_label(a), r->method, r->uri, (int)f->len,
 					       (const char *)f->payload);
 			front_fail(r, 500, body);
 			free(body);
@@ -876,9 +905,22 @@ static int on_frame(struct instance *in, const struct thaw_frame *f)
 			return -1;
 		front_wake(r);
 		return 0;
-	case THAW_F_LOG:
-		fprintf(stderr, "%s: %.*s\n", a->cfg->name, (int)f->len, (const char *)f->payload);
+	case THAW_F_LOG: {
+		if (f->len < 1 || (f->payload[0] != 1 && f->payload[0] != 2))
+			return -1;
+		int channel = f->payload[0];
+		const char *text = (const char *)f->payload + 1;
+		size_t len = f->len - 1;
+		if (a->hooks && a->hooks->output) {
+			a->hooks->output(a, f->stream ? find_stream(in, f->stream) : NULL, f->stream,
+					 channel, text, len);
+		} else {
+			FILE *out = channel == 1 ? stdout : stderr;
+			fprintf(out, "%.*s\n", (int)len, text);
+			fflush(out);
+		}
 		return 0;
+	}
 	default:
 		/* A host-to-instance type coming the other way. */
 		return -1;
@@ -971,6 +1013,36 @@ void pool_prewarm(struct app *a)
 		inst_spawn(a);
 }
 
+const char *app_label(const struct app *a)
+{
+	return a->label ? a->label : a->cfg->name;
+}
+
+void pool_drain(struct app *a)
+{
+	a->draining = 1;
+	for (struct instance *in = a->instances, *next; in; in = next) {
+		next = in->next;
+		if (in->state == INST_READY && in->inflight == 0 && a->npending == 0)
+			inst_close(in, "version left the deployment");
+	}
+}
+
+void pool_use_snapshot(struct app *a, const char *path)
+{
+	snapshot_drop(a);
+	a->snap_path = xstrdup(path);
+	a->snap_state = SNAPSHOT_READY;
+}
+
+unsigned pool_warm_count(const struct app *a)
+{
+	unsigned n = 0;
+	for (const struct instance *in = a->instances; in; in = in->next)
+		n += in->state == INST_READY;
+	return n;
+}
+
 int pool_live_count(struct host *h)
 {
 	int n = 0;
@@ -988,7 +1060,7 @@ void pool_shutdown(struct host *h)
 				detach(in->streams);
 			inst_close(in, "shutdown");
 		}
-		if (in->app && in->app->snap_path) {
+		if (in->app && in->app->snap_path && !in->app->keep_snapshots) {
 			char *ws = xasprintf("%s.ws", in->app->snap_path);
 			unlink(ws);
 			free(ws);

@@ -39,7 +39,10 @@
  *   WINDOW     [both]       u32 LE increment: flow-control credit for body
  *                           bytes on that stream, sent by the receiver of the
  *                           body as it consumes it.
- *   LOG        [inst->host] UTF-8 text: one log line from the worker.
+ *   LOG        [inst->host] one line the worker printed: a channel byte (1 stdout,
+ *                           2 stderr) then UTF-8 text without the newline. The
+ *                           stream id is the request being handled when it was
+ *                           printed, or 0.
  *
  * Flow control: each stream starts with THAW_STREAM_WINDOW bytes of credit in
  * each direction. A sender of REQ_BODY/RESP_BODY must not send more body bytes

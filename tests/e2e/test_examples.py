@@ -31,7 +31,7 @@ def fastapi_example(tmp_path_factory, module_dev):
     root = copy_example("fastapi", tmp_path_factory.mktemp("ex"))
     greeting = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["thaw"]["vars"][
         "GREETING"]
-    return module_dev(root, "--system-site-packages"), greeting
+    return module_dev(root, "--system-site-packages", "--no-install"), greeting
 
 
 def test_fastapi_root_json(fastapi_example):

@@ -55,7 +55,7 @@ def test_init_fastapi_template_serves_fastapi_app(tmp_path, dev):
     assert r.returncode == 0, r.stdout + r.stderr
     entry = (p / "src" / "entry.py").read_text()
     assert "fastapi" in entry.lower() and "asgi" in entry, entry
-    d = dev(p, "--system-site-packages")
+    d = dev(p, "--system-site-packages", "--no-install")  # fastapi from the system, offline
     resp = d.get("/")
     assert resp.status == 200, f"{resp}\n{d.output()}"
     # Served by FastAPI itself: its generated OpenAPI document is there.

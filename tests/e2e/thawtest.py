@@ -476,3 +476,76 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- thaw serve
+
+TOKEN = "e2e-token-0123456789abcdef"
+CONTROL_RE = re.compile(r"Control API on http://(\S+):(\d+)")
+
+
+class ThawServe(ThawDev):
+    """One running `thaw serve --data DATA` with its data plane and control API on port 0 and
+    the control token in DATA/../token (TOKEN). Same output and lifecycle helpers as ThawDev."""
+
+    def __init__(self, data, args=(), env=None, binary=None, token=TOKEN):
+        require_binary()
+        self.data = Path(data)
+        self.data.parent.mkdir(parents=True, exist_ok=True)
+        self.token_file = self.data.parent / "token"
+        self.token_file.write_text(token + "\n")
+        self.token = token
+        self.project = self.data
+        self.args = [str(binary or THAW_BIN), "serve", "--data", str(data), "--port", "0",
+                     "--control", "127.0.0.1:0", "--token-file", str(self.token_file),
+                     *map(str, args)]
+        self.lines = []
+        self.cond = threading.Condition()
+        self.proc = subprocess.Popen(self.args, env=thaw_env(env), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.pid = self.proc.pid
+        self._collectors = [
+            OutputCollector(self.proc.stdout, "stdout", (self.lines, self.cond)),
+            OutputCollector(self.proc.stderr, "stderr", (self.lines, self.cond)),
+        ]
+        self.host = None
+        self.port = None
+        self.control_port = None
+        self.stopped = False
+
+    def wait_ready(self, timeout=READY_TIMEOUT):
+        super().wait_ready(timeout)
+        m = self.wait_for(CONTROL_RE.pattern, stream="stdout", timeout=5)
+        self.control_port = int(m.group(2))
+        return self
+
+    @property
+    def control(self):
+        return f"http://127.0.0.1:{self.control_port}"
+
+    def api(self, method, path, body=None, token=None, headers=None, timeout=60):
+        """A control API call; returns a Resp."""
+        h = {"Authorization": f"Bearer {self.token if token is None else token}"}
+        if token == "":
+            h = {}
+        h.update(headers or {})
+        conn = http.client.HTTPConnection("127.0.0.1", self.control_port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=h)
+            r = conn.getresponse()
+            return Resp(r.status, r.headers, r.read())
+        finally:
+            conn.close()
+
+    def worker_get(self, name, path="/", headers=None, timeout=30):
+        h = {"Host": f"{name}.localhost"}
+        h.update(headers or {})
+        return self.request("GET", path, headers=h, timeout=timeout)
+
+    def client(self, *args, cwd=None, timeout=180):
+        """Run a client command (`thaw deploy ...`) against this host."""
+        return subprocess.run(
+            [THAW_BIN, *map(str, args), "--host", self.control, "--token-file",
+             str(self.token_file)],
+            cwd=cwd, env=thaw_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=timeout)

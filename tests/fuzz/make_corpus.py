@@ -289,6 +289,108 @@ def snap_seeds():
     return seeds
 
 
+UV_ROOT = ('{"name": "proj", "version": "0.1.0", "source": {"virtual": "."}, '
+           '"dependencies": [{"name": "a", "extra": ["x"]}, '
+           '{"name": "w", "marker": "sys_platform == \'win32\'"}]}')
+UV_A = ('{"name": "a", "version": "1.0", "source": {"registry": "https://pypi.org/simple"}, '
+        '"dependencies": [{"name": "w"}], "optional-dependencies": {"x": [{"name": "g"}]}}')
+UV_G = ('{"name": "g", "version": "1", "source": {"git": '
+        '"https://example.com/g?rev=main&subdirectory=s#0123456789abcdef0123456789abcdef01234567"}}')
+UV_W = '{"name": "w", "version": "2", "source": {"path": "wheels/w 2.whl"}}'
+PYLOCK_PKGS = ('{"name": "a", "version": "1.0", "marker": "python_version >= \'3.8\'"}, '
+               '{"name": "d", "directory": {"path": "../d"}}, '
+               '{"name": "v", "vcs": {"type": "git", "url": "https://example.com/v", '
+               '"commit-id": "0123456789abcdef"}}, '
+               '{"name": "z", "archive": {"url": "https://example.com/z.whl"}}')
+
+LOCKFILE_SEEDS = {
+    "uv_graph": b"\0" + f'{{"version": 1, "package": [{UV_ROOT}, {UV_A}, {UV_G}, {UV_W}]}}'.encode(),
+    "uv_cycle": b"\0" + b'{"version": 1, "package": [{"name": "proj", "source": {"editable": "."}, '
+    b'"dependencies": [{"name": "a"}]}, {"name": "a", "version": "1", '
+    b'"dependencies": [{"name": "a"}, {"name": "proj"}]}]}',
+    "uv_no_root": b"\0" + f'{{"version": 1, "package": [{UV_A}, {UV_W}]}}'.encode(),
+    "uv_bad_version": b"\0" + b'{"version": 1, "package": [{"name": "a", "version": "-1"}]}',
+    "uv_missing_dep": b"\0" + f'{{"version": 1, "package": [{UV_ROOT}]}}'.encode(),
+    "pylock": b"\1" + f'{{"lock-version": "1.0", "packages": [{PYLOCK_PKGS}]}}'.encode(),
+    "pylock_no_version": b"\1" + b'{"lock-version": "1.0", "packages": [{"name": "a"}]}',
+    "not_an_object": b"\0[1, 2]",
+    "empty": b"",
+}
+
+
+def bundle_seeds():
+    """Bundles (tar+zstd) for fuzz_bundle: valid ones in each tar dialect, and
+    one of each kind the reader must refuse. Needs the zstd command."""
+    import gzip
+    import io
+    import subprocess
+    import tarfile
+
+    def entry(name, kind=tarfile.REGTYPE, data=b"", mode=0o644, link=""):
+        ti = tarfile.TarInfo(name)
+        ti.type, ti.mode, ti.mtime, ti.uid, ti.gid = kind, mode, 0, 0, 0
+        ti.uname = ti.gname = ""
+        ti.linkname = link
+        ti.size = len(data) if kind == tarfile.REGTYPE else 0
+        if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+            ti.devmajor, ti.devminor = 1, 3
+        return ti, data
+
+    def tar(entries, fmt=tarfile.PAX_FORMAT):
+        out = io.BytesIO()
+        record, tarfile.RECORDSIZE = tarfile.RECORDSIZE, tarfile.BLOCKSIZE  # no record padding
+        try:
+            with tarfile.open(fileobj=out, mode="w", format=fmt) as t:
+                for ti, data in entries:
+                    t.addfile(ti, io.BytesIO(data) if ti.isreg() else None)
+        finally:
+            tarfile.RECORDSIZE = record
+        return out.getvalue()
+
+    def zst(raw):
+        return subprocess.run(["zstd", "-q", "-c", "-3", "--no-progress"], input=raw,
+                              stdout=subprocess.PIPE, check=True).stdout
+
+    project = [entry("pyproject.toml", data=b'[project]\nname = "w"\n'),
+               entry("src/", tarfile.DIRTYPE, mode=0o755),
+               entry("src/entry.py", data=b"from workers import Response\n", mode=0o755),
+               entry("python_modules/m/__init__.py", data=b"X = 1\n")]
+    valid = zst(tar(project))
+    seeds = {
+        "valid_pax": valid,
+        "valid_ustar_dot": zst(tar([entry("./", tarfile.DIRTYPE, mode=0o755),
+                                    entry("./src/entry.py", data=b"x")], tarfile.USTAR_FORMAT)),
+        "valid_gnu_longname": zst(tar([entry("d/" + "n" * 120, data=b"long")], tarfile.GNU_FORMAT)),
+        "valid_empty_dir": zst(tar([entry("empty/", tarfile.DIRTYPE, mode=0o755)])),
+        "dotdot": zst(tar([entry("../x", data=b"x")])),
+        "inner_dotdot": zst(tar([entry("a/../../x", data=b"x")])),
+        "absolute": zst(tar([entry("/etc/x", data=b"x")])),
+        "symlink": zst(tar([entry("l", tarfile.SYMTYPE, link="/etc/passwd")])),
+        "hardlink": zst(tar([entry("f", data=b"x"), entry("h", tarfile.LNKTYPE, link="f")])),
+        "chardev": zst(tar([entry("dev", tarfile.CHRTYPE)])),
+        "fifo": zst(tar([entry("p", tarfile.FIFOTYPE)])),
+        "duplicate": zst(tar([entry("a", data=b"1"), entry("a", data=b"2")])),
+        "file_as_dir": zst(tar([entry("a", data=b"1"), entry("a/b", data=b"2")])),
+        "deep": zst(tar([entry("/".join("d" * 9) + "/f", data=b"x")])),
+        "long_path": zst(tar([entry("p" * 200, data=b"x")])),
+        "backslash": zst(tar([entry("a\\b", data=b"x")])),
+        "control_char": zst(tar([entry("a\x01b", data=b"x")])),
+        "empty_component": zst(tar([entry("a//b", data=b"x")])),
+        "too_many": zst(tar([entry("f%03d" % i) for i in range(70)])),
+        "big_file": zst(tar([entry("zeros", data=b"\0" * (70 * 1024))])),
+        "over_total": zst(tar([entry("z%d" % i, data=b"\0" * (60 * 1024)) for i in range(5)])),
+        "plain_tar": tar(project[:1]),
+        "gzip_tar": gzip.compress(tar(project[:1]), mtime=0),
+        "truncated": valid[:len(valid) // 2],
+        "garbage": bytes((i * 73 + 5) & 0xFF for i in range(96)),
+        "zstd_garbage": zst(bytes((i * 73 + 5) & 0xFF for i in range(600))),
+        "empty": b"",
+    }
+    for name, data in seeds.items():
+        assert len(data) < 4096, (name, len(data))
+    return seeds
+
+
 def write(name, seeds):
     d = os.path.join(HERE, "corpus", name)
     os.makedirs(d, exist_ok=True)
@@ -297,7 +399,57 @@ def write(name, seeds):
             f.write(data)
 
 
+def remote_seeds():
+    """fuzz_remote: a mode byte (0 deploy progress stream, 1 tail line, 2 versions answer,
+    3 deployment answer and raw bytes), then what a control host sends."""
+    import json
+
+    v3, v2 = "1f2e4a5b-6c7d-4e8f-9a0b-1c2d3e4f5a6b", "2f2e2d2c-0000-4000-8000-000000000002"
+    dep = {"id": "d0d0d0d0-0000-4000-8000-00000000000d", "created": 1714566896000, "message": "",
+           "versions": [{"id": v3, "percentage": 10}, {"id": v2, "percentage": 90}]}
+
+    def nd(*objs):
+        return "".join(json.dumps(o) + "\n" for o in objs).encode()
+
+    stored = {"stage": "stored", "version": v3, "number": 3, "bytes": 1234, "sha256": "ab" * 32,
+              "files": 5}
+    return {
+        "deploy_ok": b"\x00" + nd(stored, {"stage": "building"},
+                                  {"stage": "built", "snapshot_bytes": 31200000, "ms": 850.2},
+                                  {"stage": "validated", "restore_ms": 1.3, "status": 200},
+                                  {"stage": "live", "deployment": dep}),
+        "deploy_failed": b"\x00" + nd(stored, {"stage": "failed", "error": "snapshot build failed\n"
+                                       "Traceback (most recent call last):\n  x\x1b[2J"}),
+        "deploy_after_end": b"\x00" + nd(stored, {"stage": "failed", "error": "x"},
+                                         {"stage": "building"}),
+        "deploy_bad_id": b"\x00" + nd({"stage": "stored", "version": "a\nb", "number": 3}),
+        "deploy_unknown_stage": b"\x00" + nd({"stage": "warming \u009b2J"}, {"stage": 7}, [1]),
+        "deploy_garbage": b"\x00" + b'{"stage": "built", "ms": 1e400}\nnot json\n',
+        "tail_line": b"\x01" + json.dumps({"ts": 1714566896789, "worker": "shop", "version": v3,
+                                           "request_id": "req-1", "stream": "stdout",
+                                           "message": "hello\n\x1b]0;t\x07\u0085"}).encode(),
+        "tail_odd": b"\x01" + json.dumps({"ts": -5, "version": 3, "request_id": None,
+                                          "stream": None, "message": "a\u0000b"}).encode(),
+        "tail_huge_ts": b"\x01" + b'{"ts": 1e300, "message": 5}',
+        "versions": b"\x02" + json.dumps({"versions": [
+            {"id": v3, "number": 3, "created": 1714566896000, "message": "third",
+             "state": "ready", "error": None},
+            {"id": v2, "number": 2, "created": 1714566896000, "message": "x" * 100,
+             "state": "failed", "error": "first\nsecond"},
+            {"id": "\u00e9" * 9, "number": "1", "created": "x", "state": "\x1b[31m"}],
+            "deployment": dep}).encode(),
+        "versions_empty": b"\x02" + b'{"versions": [], "deployment": null}',
+        "versions_not_array": b"\x02" + b'{"versions": {}}',
+        "deployment": b"\x03" + json.dumps({"deployment": dep,
+                                            "versions": [{"id": v3, "number": 3}]}).encode(),
+        "raw_bytes": b"\x03" + b"\xc2\x9b\xe2\x82\xac\xf0\x9f\x98\x80\xed\xa0\x80\xff\x1b[0m\xc2",
+    }
+
+
 if __name__ == "__main__":
     write("fuzz_frame", FRAME_SEEDS)
     write("fuzz_jsonc", JSONC_SEEDS)
     write("fuzz_snap", snap_seeds())
+    write("fuzz_bundle", bundle_seeds())
+    write("fuzz_lockfile", LOCKFILE_SEEDS)
+    write("fuzz_remote", remote_seeds())

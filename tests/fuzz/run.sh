@@ -6,7 +6,8 @@
 # build-fuzz/artifacts/. Replay one with: build-fuzz/fuzz_NAME FILE
 #
 # Usage: tests/fuzz/run.sh [TARGET...]   e.g. tests/fuzz/run.sh fuzz_frame
-# Env:   FUZZ_SECONDS, CC (a clang), FUZZ_JOBS (parallel fuzzing workers, default 1)
+# Env:   FUZZ_SECONDS, CC (a clang), FUZZ_JOBS (parallel fuzzing workers, default 1),
+#        FUZZ_OUT (build directory, default build-fuzz)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -14,13 +15,21 @@ cd "$ROOT"
 CC=${CC:-clang}
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-30}
 JOBS=${FUZZ_JOBS:-1}
-OUT=build-fuzz
+OUT=${FUZZ_OUT:-build-fuzz} # FUZZ_OUT: build and work directory
 
 # Sources each target needs besides its own file.
 declare -A SOURCES=(
   [fuzz_frame]="src/proto/frame.c"
   [fuzz_jsonc]="src/common/jsonc.c"
   [fuzz_snap]="src/snap/format.c"
+  [fuzz_bundle]="src/common/bundle.c src/common/util.c"
+  [fuzz_lockfile]="src/cli/lockfile.c src/common/util.c src/common/buf.c"
+  [fuzz_remote]="src/cli/remote_fmt.c src/common/util.c"
+)
+
+# pkg-config packages a target links besides jansson (none when absent).
+declare -A PKGS=(
+  [fuzz_bundle]="libarchive"
 )
 
 if [ $# -gt 0 ]; then
@@ -31,7 +40,7 @@ else
 fi
 
 CFLAGS=(-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-        -fno-omit-frame-pointer -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -I src)
+        -fno-omit-frame-pointer -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -I src)
 JANSSON=$(pkg-config --cflags --libs jansson)
 
 # -jobs makes libFuzzer fork workers that log to fuzz-N.log; only ask for it when wanted.
@@ -46,8 +55,10 @@ for t in "${targets[@]}"; do
     exit 2
   fi
   echo "=== $t: building"
-  # shellcheck disable=SC2086 # word splitting of SOURCES and JANSSON is intended
-  "$CC" "${CFLAGS[@]}" "tests/fuzz/$t.c" ${SOURCES[$t]} $JANSSON -o "$OUT/$t"
+  extra=""
+  if [ -n "${PKGS[$t]+set}" ]; then extra=$(pkg-config --cflags --libs "${PKGS[$t]}"); fi
+  # shellcheck disable=SC2086 # word splitting of SOURCES, JANSSON and extra is intended
+  "$CC" "${CFLAGS[@]}" "tests/fuzz/$t.c" ${SOURCES[$t]} $JANSSON $extra -o "$OUT/$t"
 
   work="$OUT/corpus/$t"
   rm -rf "$work"

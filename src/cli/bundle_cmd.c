@@ -1,0 +1,154 @@
+/*
+ * Internal commands around bundles (src/common/bundle.h), not in `thaw help`:
+ *
+ *   thaw unpack-bundle FILE DESTDIR [--max-files N] [--max-total BYTES]
+ *                                   [--max-compressed BYTES]
+ *     What the host runs in a child process to unpack an uploaded bundle, so
+ *     that a bug in the archive code cannot take the host down. DESTDIR must
+ *     not exist; it is created (0755) and filled, or removed again on
+ *     failure. Exactly one JSON line goes to stdout:
+ *       {"ok":true,"files":N,"dirs":N,"bytes":N}   exit 0
+ *       {"ok":false,"error":"..."}                 exit 1
+ *
+ *   thaw pack DIR OUT
+ *     Pack a project the way `thaw deploy` does (for tests and debugging).
+ */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/bundle.h"
+#include "common/util.h"
+
+static const char unpack_usage[] =
+	"usage: thaw unpack-bundle FILE DESTDIR [--max-files N] [--max-total BYTES] "
+	"[--max-compressed BYTES]";
+
+static int print_result(int ok, const struct bundle_stats *st, const char *error)
+{
+	json_t *j = ok ? json_pack("{sbsIsIsI}", "ok", 1, "files", (json_int_t)st->files, "dirs",
+				   (json_int_t)st->dirs, "bytes", (json_int_t)st->bytes)
+		       : json_pack("{sbss}", "ok", 0, "error", error);
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	if (!s)
+		fatal("out of memory");
+	puts(s);
+	fflush(stdout);
+	free(s);
+	json_decref(j);
+	return ok ? 0 : 1;
+}
+
+static int remove_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	if (flag == FTW_DP || flag == FTW_D)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+int cmd_unpack_bundle(int argc, char **argv)
+{
+	/* argv[0] is "unpack-bundle". */
+	struct bundle_limits l;
+	bundle_limits_default(&l);
+	const char *file = NULL, *dest = NULL;
+	char msg[512];
+	for (int i = 1; i < argc; i++) {
+		uint64_t *target = NULL;
+		if (!strcmp(argv[i], "--max-files"))
+			target = &l.max_files;
+		else if (!strcmp(argv[i], "--max-total"))
+			target = &l.max_total;
+		else if (!strcmp(argv[i], "--max-compressed"))
+			target = &l.max_compressed;
+		if (target) {
+			if (i + 1 >= argc || parse_u64(argv[i + 1], UINT64_MAX, target) != 0) {
+				snprintf(msg, sizeof(msg), "%s needs a non-negative integer", argv[i]);
+				return print_result(0, NULL, msg);
+			}
+			i++;
+		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+			snprintf(msg, sizeof(msg), "unknown option %s; %s", argv[i], unpack_usage);
+			return print_result(0, NULL, msg);
+		} else if (!file) {
+			file = argv[i];
+		} else if (!dest) {
+			dest = argv[i];
+		} else {
+			return print_result(0, NULL, unpack_usage);
+		}
+	}
+	if (!file || !dest)
+		return print_result(0, NULL, unpack_usage);
+	/* A smaller unpacked total also bounds each file. */
+	if (l.max_file > l.max_total)
+		l.max_file = l.max_total;
+
+	int fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(msg, sizeof(msg), "%s: %s", file, strerror(errno));
+		return print_result(0, NULL, msg);
+	}
+	if (mkdir(dest, 0755) != 0) {
+		snprintf(msg, sizeof(msg), "%s: %s", dest,
+			 errno == EEXIST ? "already exists (the destination must not exist)"
+					 : strerror(errno));
+		close(fd);
+		return print_result(0, NULL, msg);
+	}
+	int dirfd = open(dest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct bundle_stats st = {0};
+	int rc;
+	if (dirfd < 0) {
+		snprintf(msg, sizeof(msg), "%s: %s", dest, strerror(errno));
+		rc = -1;
+	} else {
+		rc = bundle_read(fd, dirfd, &l, &st, msg, sizeof(msg));
+		close(dirfd);
+	}
+	close(fd);
+	if (rc != 0) {
+		nftw(dest, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+		return print_result(0, NULL, msg);
+	}
+	return print_result(1, &st, NULL);
+}
+
+int cmd_pack(int argc, char **argv)
+{
+	if (argc != 3) {
+		fputs("usage: thaw pack DIR OUT\n", stderr);
+		return 2;
+	}
+	int fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		fprintf(stderr, "thaw pack: %s: %s\n", argv[2], strerror(errno));
+		return 1;
+	}
+	struct bundle_stats st;
+	char err[512];
+	int rc = bundle_pack(argv[1], fd, &st, NULL, NULL, err, sizeof(err));
+	if (close(fd) != 0 && rc == 0) {
+		snprintf(err, sizeof(err), "%s: %s", argv[2], strerror(errno));
+		rc = -1;
+	}
+	if (rc != 0) {
+		unlink(argv[2]);
+		fprintf(stderr, "thaw pack: %s\n", err);
+		return 1;
+	}
+	printf("packed %llu files, %llu directories, %llu bytes into %s\n",
+	       (unsigned long long)st.files, (unsigned long long)st.dirs,
+	       (unsigned long long)st.bytes, argv[2]);
+	return 0;
+}

@@ -1,0 +1,547 @@
+/*
+ * The control API's HTTP side (docs/control-api.md): a second libmicrohttpd
+ * daemon in the host's loop, on its own address. Every request must carry the
+ * bearer token; bodies are JSON (up to CTL_JSON_MAX) except a deploy's, which
+ * streams into a blob writer as it arrives. Answers are JSON, or an ndjson
+ * stream (a deploy's progress, a tail) fed by serve.c through ctl_stream.
+ *
+ * A stream whose connection is suspended cannot notice its client leaving,
+ * so every open stream gets an empty line every CTL_KEEPALIVE_MS.
+ */
+#include "host/serve.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "cli/config.h"
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define CTL_JSON_MAX (64u * 1024)
+#define CTL_DISCARD_MAX (64ull << 20)
+#define CTL_KEEPALIVE_MS 15000
+#define CTL_STREAM_BUFFER (4u << 20) /* a slow tail reader loses lines past this */
+
+struct ctl {
+	struct serve *s;
+	struct loop *loop;
+	struct MHD_Daemon *mhd;
+	int listen_fd;
+	struct loop_watch watch;
+	struct loop_timer keepalive;
+	struct ctl_stream *streams; /* every open stream */
+};
+
+struct ctl_stream {
+	struct creq *r;
+	struct ctl *c;
+	struct buf out;
+	int decided;  /* 200 stream or a refusal chosen */
+	int ended;
+	int refused;
+	unsigned status;
+	char *msg;
+	uint64_t dropped;
+	struct ctl_stream *next, *prev;
+};
+
+enum creq_kind { K_NONE, K_JSON, K_UPLOAD, K_TAIL };
+
+struct creq {
+	struct ctl *c;
+	struct MHD_Connection *conn;
+	int started, suspended, queued;
+	enum creq_kind kind;
+	char method[8];
+	char worker[64];
+	char what[32];
+	struct buf body;
+	struct blob_writer *blob;
+	int body_failed;
+	uint64_t discarded;
+	unsigned fail_status;
+	char *fail_msg;
+	char *message;
+	double percentage;
+	struct ctl_stream *cs;
+};
+
+static void resume(struct creq *r)
+{
+	if (r->suspended) {
+		r->suspended = 0;
+		MHD_resume_connection(r->conn);
+	}
+}
+
+static void suspend(struct creq *r)
+{
+	if (!r->suspended) {
+		r->suspended = 1;
+		MHD_suspend_connection(r->conn);
+	}
+}
+
+/* --- streams --- */
+
+static struct ctl_stream *stream_new(struct creq *r)
+{
+	struct ctl_stream *cs = xcalloc(1, sizeof *cs);
+	cs->r = r;
+	cs->c = r->c;
+	cs->next = r->c->streams;
+	if (cs->next)
+		cs->next->prev = cs;
+	r->c->streams = cs;
+	if (!loop_timer_armed(&r->c->keepalive))
+		loop_timer_arm(r->c->loop, &r->c->keepalive, CTL_KEEPALIVE_MS);
+	return cs;
+}
+
+static void stream_free(struct ctl_stream *cs)
+{
+	struct ctl *c = cs->c;
+	if (cs->prev)
+		cs->prev->next = cs->next;
+	else
+		c->streams = cs->next;
+	if (cs->next)
+		cs->next->prev = cs->prev;
+	serve_stream_gone(c->s, cs);
+	buf_free(&cs->out);
+	free(cs->msg);
+	free(cs);
+}
+
+void ctl_stream_line(struct ctl_stream *cs, json_t *line)
+{
+	char *text = json_dumps(line, JSON_COMPACT);
+	json_decref(line);
+	if (!text || cs->ended || cs->refused)
+		goto out;
+	cs->decided = 1;
+	size_t n = strlen(text);
+	if (buf_used(&cs->out) + n + 1 > CTL_STREAM_BUFFER) {
+		cs->dropped++;
+		goto out;
+	}
+	if (cs->dropped) {
+		char note[96];
+		snprintf(note, sizeof note, "{\"dropped\":%llu}\n", (unsigned long long)cs->dropped);
+		buf_append(&cs->out, note, strlen(note));
+		cs->dropped = 0;
+	}
+	buf_append(&cs->out, text, n);
+	buf_append(&cs->out, "\n", 1);
+	if (cs->r)
+		resume(cs->r);
+out:
+	free(text);
+}
+
+void ctl_stream_end(struct ctl_stream *cs)
+{
+	cs->decided = 1;
+	cs->ended = 1;
+	if (cs->r)
+		resume(cs->r);
+}
+
+void ctl_stream_refuse(struct ctl_stream *cs, unsigned status, const char *msg)
+{
+	if (cs->decided)
+		return;
+	cs->decided = 1;
+	cs->refused = 1;
+	cs->status = status;
+	cs->msg = xstrdup(msg);
+	if (cs->r)
+		resume(cs->r);
+}
+
+static void keepalive_fn(struct loop *l, struct loop_timer *t)
+{
+	struct ctl *c = t->arg;
+	for (struct ctl_stream *cs = c->streams; cs; cs = cs->next) {
+		if (cs->decided && !cs->ended && !cs->refused && buf_used(&cs->out) == 0) {
+			buf_append(&cs->out, "\n", 1);
+			if (cs->r)
+				resume(cs->r);
+		}
+	}
+	if (c->streams)
+		loop_timer_arm(l, t, CTL_KEEPALIVE_MS);
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max)
+{
+	struct creq *r = cls;
+	struct ctl_stream *cs = r->cs;
+	size_t have = buf_used(&cs->out);
+	if (have) {
+		size_t n = have < max ? have : max;
+		memcpy(out, buf_head(&cs->out), n);
+		buf_consume(&cs->out, n);
+		buf_shrink(&cs->out, 64 * 1024);
+		return (ssize_t)n;
+	}
+	if (cs->ended)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	suspend(r);
+	return 0;
+}
+
+/* --- answers --- */
+
+static enum MHD_Result queue_json(struct creq *r, unsigned status, json_t *j)
+{
+	char *text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (!text)
+		return MHD_NO;
+	size_t n = strlen(text);
+	text[n] = 0;
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(text);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", "application/json");
+	MHD_add_response_header(resp, "Cache-Control", "no-store");
+	if (status == 401)
+		MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"thaw\"");
+	enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
+	MHD_destroy_response(resp);
+	r->queued = 1;
+	return ok;
+}
+
+static enum MHD_Result queue_error(struct creq *r, unsigned status, const char *msg)
+{
+	return queue_json(r, status, json_pack("{s:s}", "error", msg));
+}
+
+static enum MHD_Result queue_stream(struct creq *r)
+{
+	struct MHD_Response *resp =
+		MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, r, NULL);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Content-Type", "application/x-ndjson");
+	MHD_add_response_header(resp, "Cache-Control", "no-store");
+	enum MHD_Result ok = MHD_queue_response(r->conn, 200, resp);
+	MHD_destroy_response(resp);
+	r->queued = 1;
+	return ok;
+}
+
+/* --- requests --- */
+
+/* "/v1/workers[/NAME[/WHAT]]" → 0 with worker/what filled (empty when absent). */
+static int parse_path(const char *url, char *worker, size_t wn, char *what, size_t whn)
+{
+	static const char root[] = "/v1/workers";
+	worker[0] = what[0] = 0;
+	if (strncmp(url, root, sizeof root - 1) != 0)
+		return -1;
+	const char *p = url + sizeof root - 1;
+	if (*p == 0 || !strcmp(p, "/"))
+		return 0;
+	if (*p != '/')
+		return -1;
+	p++;
+	const char *slash = strchr(p, '/');
+	size_t n = slash ? (size_t)(slash - p) : strlen(p);
+	if (n == 0 || n >= wn)
+		return -1;
+	memcpy(worker, p, n);
+	worker[n] = 0;
+	if (!slash)
+		return 0;
+	p = slash + 1;
+	n = strlen(p);
+	if (n == 0 || n >= whn || strchr(p, '/'))
+		return -1;
+	memcpy(what, p, n + 1);
+	return 0;
+}
+
+static enum MHD_Result first_call(struct creq *r, const char *url, const char *method)
+{
+	struct ctl *c = r->c;
+	r->started = 1;
+	snprintf(r->method, sizeof r->method, "%s", method);
+	const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+	if (!serve_token_ok(c->s, auth))
+		return queue_error(r, 401,
+				   auth ? "wrong token" : "this API needs Authorization: Bearer TOKEN");
+	if (parse_path(url, r->worker, sizeof r->worker, r->what, sizeof r->what) < 0)
+		return queue_error(r, 404, "no such endpoint (see docs/control-api.md)");
+	if (r->worker[0] && !config_name_valid(r->worker))
+		return queue_error(r, 400, "invalid worker name");
+	int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
+	if (!get && !post)
+		return queue_error(r, 405, "only GET and POST are used here");
+
+	if (post && !strcmp(r->what, "versions")) {
+		const struct bundle_limits *bl = serve_bundle_limits(c->s);
+		const char *cl =
+			MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
+		uint64_t len;
+		if (cl && parse_u64(cl, UINT64_MAX, &len) == 0 && len > bl->max_compressed) {
+			char m[160];
+			snprintf(m, sizeof m, "bundle refused: %llu bytes, over the limit of %llu",
+				 (unsigned long long)len, (unsigned long long)bl->max_compressed);
+			return queue_error(r, 413, m);
+		}
+		const char *pct = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND,
+							      "percentage");
+		r->percentage = 100;
+		if (pct && *pct) {
+			char *end;
+			errno = 0;
+			double p = strtod(pct, &end);
+			if (errno || *end || !(p > 0 && p <= 100))
+				return queue_error(r, 400, "percentage must be a number in (0, 100]");
+			r->percentage = p;
+		}
+		const char *msg =
+			MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "message");
+		if (msg && strlen(msg) > 4096)
+			return queue_error(r, 400, "message too long (4096 bytes at most)");
+		r->message = msg && *msg ? xstrdup(msg) : NULL;
+		char err[256];
+		r->blob = blob_begin(serve_store(c->s), err, sizeof err);
+		if (!r->blob)
+			return queue_error(r, 500, err);
+		r->kind = K_UPLOAD;
+		return MHD_YES;
+	}
+	if (get && !strcmp(r->what, "tail")) {
+		r->kind = K_TAIL;
+		r->cs = stream_new(r);
+		unsigned st = serve_tail(c->s, r->worker, r->cs);
+		if (st)
+			return queue_error(r, st, "no worker of that name is deployed here");
+		r->cs->decided = 1;
+		return queue_stream(r);
+	}
+	r->kind = K_JSON;
+	return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **req_cls)
+{
+	struct ctl *c = cls;
+	struct creq *r = *req_cls;
+	if (!r) {
+		r = xcalloc(1, sizeof *r);
+		r->c = c;
+		r->conn = conn;
+		*req_cls = r;
+		return first_call(r, url, method);
+	}
+	if (r->queued)
+		return MHD_YES;
+	if (*upload_size) {
+		size_t n = *upload_size;
+		*upload_size = 0;
+		if (r->body_failed) {
+			r->discarded += n;
+			return r->discarded > CTL_DISCARD_MAX ? MHD_NO : MHD_YES;
+		}
+		if (r->kind == K_UPLOAD) {
+			const struct bundle_limits *bl = serve_bundle_limits(c->s);
+			if (blob_size(r->blob) + n > bl->max_compressed) {
+				r->body_failed = 1;
+				r->fail_status = 413;
+				r->fail_msg = xasprintf("bundle refused: over the limit of %llu bytes",
+							(unsigned long long)bl->max_compressed);
+			} else if (blob_write(r->blob, upload, n) < 0) {
+				r->body_failed = 1;
+				r->fail_status = 500;
+				r->fail_msg = xasprintf("cannot store the upload: %s", strerror(errno));
+			}
+			if (r->body_failed) {
+				blob_abort(r->blob);
+				r->blob = NULL;
+			}
+			return MHD_YES;
+		}
+		if (buf_used(&r->body) + n > CTL_JSON_MAX) {
+			r->body_failed = 1;
+			r->fail_status = 413;
+			r->fail_msg = xstrdup("request body too large");
+			return MHD_YES;
+		}
+		buf_append(&r->body, upload, n);
+		return MHD_YES;
+	}
+
+	/* The whole request is in. */
+	if (r->fail_status)
+		return queue_error(r, r->fail_status, r->fail_msg);
+	if (r->kind == K_UPLOAD) {
+		if (r->cs) {
+			if (!r->cs->decided) {
+				suspend(r);
+				return MHD_YES;
+			}
+			if (r->cs->refused)
+				return queue_error(r, r->cs->status, r->cs->msg);
+			return queue_stream(r);
+		}
+		if (blob_size(r->blob) == 0) {
+			blob_abort(r->blob);
+			r->blob = NULL;
+			return queue_error(r, 400, "the request has no bundle in its body");
+		}
+		char hex[STORE_SHA_HEX + 1], err[256];
+		struct blob_writer *w = r->blob;
+		r->blob = NULL;
+		if (blob_commit(w, hex, err, sizeof err) < 0)
+			return queue_error(r, 500, err);
+		r->cs = stream_new(r);
+		serve_deploy(c->s, r->worker, hex, r->message, r->percentage, r->cs);
+		if (!r->cs->decided) {
+			suspend(r);
+			return MHD_YES;
+		}
+		if (r->cs->refused)
+			return queue_error(r, r->cs->status, r->cs->msg);
+		return queue_stream(r);
+	}
+	json_t *body = NULL;
+	if (buf_used(&r->body)) {
+		json_error_t je;
+		body = json_loadb((const char *)buf_head(&r->body), buf_used(&r->body), 0, &je);
+		if (!body || !json_is_object(body)) {
+			json_decref(body);
+			char m[256];
+			snprintf(m, sizeof m, "the body must be a JSON object (%s)", je.text);
+			return queue_error(r, 400, m);
+		}
+	}
+	json_t *out = NULL;
+	unsigned st = serve_api(c->s, r->method, r->worker, r->what, body, &out);
+	json_decref(body);
+	if (!out)
+		out = json_pack("{s:s}", "error", "no answer");
+	return queue_json(r, st, out);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct creq *r = *req_cls;
+	if (!r)
+		return;
+	*req_cls = NULL;
+	if (r->blob)
+		blob_abort(r->blob);
+	if (r->cs) {
+		r->cs->r = NULL;
+		stream_free(r->cs);
+	}
+	buf_free(&r->body);
+	free(r->fail_msg);
+	free(r->message);
+	free(r);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	if (thaw_log_level < LOG_DEBUG)
+		return;
+	char line[512];
+	vsnprintf(line, sizeof line, fmt, ap);
+	log_debug("control: %s", line);
+}
+
+static void ctl_io(struct loop *l, struct loop_watch *w, uint32_t events)
+{
+}
+
+static void ctl_after(struct loop *l, void *arg)
+{
+	struct ctl *c = arg;
+	MHD_run(c->mhd);
+}
+
+static long ctl_timeout(void *arg)
+{
+	struct ctl *c = arg;
+	MHD_UNSIGNED_LONG_LONG t;
+	if (MHD_get_timeout(c->mhd, &t) == MHD_YES)
+		return t > 60000 ? 60000 : (long)t;
+	return -1;
+}
+
+struct ctl *ctl_start(struct serve *s, struct loop *l, const char *ip, unsigned port,
+		      unsigned *bound, char *err, size_t errlen)
+{
+	int fd = host_listen(ip, port, "--control", bound, err, errlen);
+	if (fd < 0)
+		return NULL;
+	struct ctl *c = xcalloc(1, sizeof *c);
+	c->s = s;
+	c->loop = l;
+	c->listen_fd = fd;
+	c->keepalive.fn = keepalive_fn;
+	c->keepalive.arg = c;
+	c->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
+				  on_request, c, MHD_OPTION_LISTEN_SOCKET, fd,
+				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, c,
+				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)128 * 1024,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
+				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, c, MHD_OPTION_END);
+	const union MHD_DaemonInfo *di =
+		c->mhd ? MHD_get_daemon_info(c->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
+	if (!di) {
+		snprintf(err, errlen, "cannot start the control API's HTTP server");
+		if (c->mhd)
+			MHD_stop_daemon(c->mhd);
+		close(fd);
+		free(c);
+		return NULL;
+	}
+	c->watch.fd = di->epoll_fd;
+	c->watch.fn = ctl_io;
+	c->watch.arg = c;
+	loop_add(l, &c->watch, EPOLLIN);
+	loop_set_hook(l, ctl_after, ctl_timeout, c);
+	return c;
+}
+
+void ctl_stop(struct ctl *c)
+{
+	if (!c)
+		return;
+	/* MHD must not be stopped with suspended connections. */
+	for (struct ctl_stream *cs = c->streams; cs; cs = cs->next) {
+		cs->ended = 1;
+		if (!cs->decided) {
+			cs->decided = cs->refused = 1;
+			cs->status = 503;
+			cs->msg = xstrdup("the host is shutting down");
+		}
+		if (cs->r)
+			resume(cs->r);
+	}
+	MHD_run(c->mhd);
+	loop_timer_cancel(c->loop, &c->keepalive);
+	loop_del(c->loop, &c->watch);
+	MHD_stop_daemon(c->mhd);
+	close(c->listen_fd);
+	free(c);
+}

@@ -1,0 +1,1555 @@
+/*
+ * The host's store: what `thaw serve --data DIR` keeps across restarts.
+ *
+ * Layout (DIR is 0700, made at open):
+ *   DIR/lock        flock()ed for as long as a store is open: one host per DIR,
+ *                   since opening empties DIR/tmp under any other user's feet
+ *   DIR/thaw.db     SQLite, WAL, synchronous=FULL, foreign keys on
+ *   DIR/blobs/HEX   content-addressed files (bundles, snapshots); HEX is the
+ *                   lowercase SHA-256 of the content, 64 characters
+ *   DIR/tmp/        files being written; anything here at open is debris of a
+ *                   crash and is removed (recursively, never following links)
+ *   DIR/versions/   for the host's per-version working files
+ *
+ * Schema (migration 1; PRAGMA user_version counts the migrations applied):
+ *   workers(name PK, created_ms)
+ *   versions(id PK = UUID v4 text, worker -> workers, number 1,2,.. per
+ *            worker, created_ms, message, bundle HEX, state, error,
+ *            snapshot HEX or NULL, snapshot_bytes; UNIQUE(worker, number))
+ *   deployments(id INTEGER PK AUTOINCREMENT, worker -> workers, created_ms,
+ *               message)
+ *   deployment_versions(deployment -> deployments, slot 0|1,
+ *                       version -> versions, percentage in (0,100])
+ * A worker's current deployment is its newest deployments row (highest id);
+ * the previous one is the row before it. Deployments are never edited or
+ * deleted: a rollback is a new deployment made of the previous one's
+ * versions, so rolling back twice returns to where one started, as
+ * `git revert` would.
+ *
+ * Invariants:
+ * - A blob is fsynced, renamed into blobs/ and blobs/ fsynced before blob_*
+ *   returns its HEX, so a row can only ever name a complete blob.
+ * - Every change is one transaction (BEGIN IMMEDIATE ... COMMIT).
+ * - Every HEX that comes from a caller or from the database is checked to be
+ *   64 lowercase hex digits before it becomes part of a path.
+ * - A migration is applied with its user_version bump in one transaction; a
+ *   database newer than this binary is refused rather than guessed at.
+ * - Text for JSON is valid UTF-8: messages are checked when stored, error
+ *   texts are repaired when stored.
+ *
+ * Everything here blocks on the disk (fsync); callers on the host loop keep
+ * the calls short: one row, one blob.
+ */
+#include "host/store.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+#define INTERRUPTED_ERROR "interrupted: the host stopped while it was being deployed"
+#define MESSAGE_MAX 1000      /* bytes of a version's or deployment's message */
+#define ERROR_MAX (16 * 1024) /* bytes of a failed version's error, truncated beyond */
+#define ADOPT_CHUNK (1u << 20)
+#define TMP_MAX_DEPTH 128
+
+/* Each migration takes the schema from user_version i to i + 1. Append only:
+ * a released migration is never edited. */
+static const char *const migrations[] = {
+	/* 1: workers, versions, deployments */
+	"CREATE TABLE workers (\n"
+	"  name TEXT PRIMARY KEY NOT NULL CHECK (length(name) BETWEEN 1 AND 63),\n"
+	"  created_ms INTEGER NOT NULL\n"
+	") STRICT;\n"
+	"CREATE TABLE versions (\n"
+	"  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 36),\n"
+	"  worker TEXT NOT NULL REFERENCES workers(name),\n"
+	"  number INTEGER NOT NULL CHECK (number >= 1),\n"
+	"  created_ms INTEGER NOT NULL,\n"
+	"  message TEXT,\n"
+	"  bundle TEXT NOT NULL CHECK (length(bundle) = 64 AND bundle NOT GLOB '*[^0-9a-f]*'),\n"
+	"  state TEXT NOT NULL CHECK (state IN ('building', 'ready', 'failed')),\n"
+	"  error TEXT,\n"
+	"  snapshot TEXT CHECK (snapshot IS NULL OR\n"
+	"                       (length(snapshot) = 64 AND snapshot NOT GLOB '*[^0-9a-f]*')),\n"
+	"  snapshot_bytes INTEGER NOT NULL DEFAULT 0 CHECK (snapshot_bytes >= 0),\n"
+	"  UNIQUE (worker, number)\n"
+	") STRICT;\n"
+	"CREATE TABLE deployments (\n"
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	"  worker TEXT NOT NULL REFERENCES workers(name),\n"
+	"  created_ms INTEGER NOT NULL,\n"
+	"  message TEXT\n"
+	") STRICT;\n"
+	"CREATE INDEX deployments_by_worker ON deployments (worker, id);\n"
+	"CREATE TABLE deployment_versions (\n"
+	"  deployment INTEGER NOT NULL REFERENCES deployments(id),\n"
+	"  slot INTEGER NOT NULL CHECK (slot BETWEEN 0 AND 1),\n"
+	"  version TEXT NOT NULL REFERENCES versions(id),\n"
+	"  percentage REAL NOT NULL CHECK (percentage > 0 AND percentage <= 100),\n"
+	"  PRIMARY KEY (deployment, slot),\n"
+	"  UNIQUE (deployment, version)\n"
+	") STRICT;\n"
+	"CREATE INDEX deployment_versions_by_version ON deployment_versions (version);\n",
+};
+
+#define VERSION_COLUMNS                                                                            \
+	"id, worker, number, created_ms, message, bundle, state, error, snapshot, snapshot_bytes"
+
+enum query {
+	Q_BEGIN,
+	Q_COMMIT,
+	Q_ROLLBACK,
+	Q_FAIL_BUILDING,
+	Q_WORKER_ADD,
+	Q_VERSION_NEXT_NUMBER,
+	Q_VERSION_ADD,
+	Q_VERSION_GET,
+	Q_VERSION_BY_NUMBER,
+	Q_VERSION_BY_PREFIX,
+	Q_VERSION_SET_STATE,
+	Q_VERSION_SET_SNAPSHOT,
+	Q_VERSIONS_OF_WORKER,
+	Q_DEPLOYMENT_ADD,
+	Q_DEPLOYMENT_VERSION_ADD,
+	Q_DEPLOYMENT_NTH,
+	Q_DEPLOYMENT_VERSIONS,
+	Q_WORKERS_DEPLOYED,
+	Q_COUNT
+};
+
+static const char *const query_sql[Q_COUNT] = {
+	[Q_BEGIN] = "BEGIN IMMEDIATE",
+	[Q_COMMIT] = "COMMIT",
+	[Q_ROLLBACK] = "ROLLBACK",
+	[Q_FAIL_BUILDING] = "UPDATE versions SET state = 'failed', error = ?1 "
+			    "WHERE state = 'building'",
+	[Q_WORKER_ADD] = "INSERT OR IGNORE INTO workers (name, created_ms) VALUES (?1, ?2)",
+	[Q_VERSION_NEXT_NUMBER] = "SELECT coalesce(max(number), 0) + 1 FROM versions "
+				  "WHERE worker = ?1",
+	[Q_VERSION_ADD] = "INSERT INTO versions (id, worker, number, created_ms, message, bundle, "
+			  "state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'building')",
+	[Q_VERSION_GET] = "SELECT " VERSION_COLUMNS " FROM versions WHERE id = ?1",
+	[Q_VERSION_BY_NUMBER] = "SELECT " VERSION_COLUMNS
+				" FROM versions WHERE worker = ?1 AND number = ?2",
+	/* ids in [?1, ?2): those starting with the prefix ?1; ?3 NULL for any worker */
+	[Q_VERSION_BY_PREFIX] = "SELECT " VERSION_COLUMNS " FROM versions "
+				"WHERE id >= ?1 AND id < ?2 AND (?3 IS NULL OR worker = ?3) "
+				"ORDER BY id LIMIT 2",
+	[Q_VERSION_SET_STATE] = "UPDATE versions SET state = ?2, error = ?3 WHERE id = ?1",
+	[Q_VERSION_SET_SNAPSHOT] = "UPDATE versions SET snapshot = ?2, snapshot_bytes = ?3 "
+				   "WHERE id = ?1",
+	[Q_VERSIONS_OF_WORKER] = "SELECT " VERSION_COLUMNS
+				 " FROM versions WHERE worker = ?1 ORDER BY number DESC",
+	[Q_DEPLOYMENT_ADD] = "INSERT INTO deployments (worker, created_ms, message) "
+			     "VALUES (?1, ?2, ?3)",
+	[Q_DEPLOYMENT_VERSION_ADD] = "INSERT INTO deployment_versions (deployment, slot, version, "
+				     "percentage) VALUES (?1, ?2, ?3, ?4)",
+	[Q_DEPLOYMENT_NTH] = "SELECT id, created_ms, message FROM deployments WHERE worker = ?1 "
+			     "ORDER BY id DESC LIMIT 1 OFFSET ?2",
+	[Q_DEPLOYMENT_VERSIONS] = "SELECT version, percentage FROM deployment_versions "
+				  "WHERE deployment = ?1 ORDER BY slot",
+	[Q_WORKERS_DEPLOYED] = "SELECT DISTINCT worker FROM deployments ORDER BY worker",
+};
+
+struct store {
+	char *dir;    /* absolute */
+	int lock_fd;  /* DIR/lock, flock()ed */
+	int blobs_fd; /* DIR/blobs, for renames into it and its fsync */
+	sqlite3 *db;
+	sqlite3_stmt *stmt[Q_COUNT]; /* prepared on first use */
+};
+
+struct blob_writer {
+	struct store *s;
+	int fd;
+	char *path; /* DIR/tmp/blob-XXXXXX */
+	EVP_MD_CTX *md;
+	uint64_t size;
+	int write_errno; /* the first write error; commit refuses after one */
+};
+
+/* --- small helpers --- */
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (err && errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+static int db_fail(struct store *s, char *err, size_t errlen, const char *what)
+{
+	return fail(err, errlen, "%s/thaw.db: %s: %s", s->dir, what, sqlite3_errmsg(s->db));
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int hex_valid(const char *h)
+{
+	if (!h || strnlen(h, STORE_SHA_HEX + 1) != STORE_SHA_HEX)
+		return 0;
+	for (int i = 0; i < STORE_SHA_HEX; i++)
+		if (!((h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* A version id as we make them: 36 characters of lowercase hex and '-'.
+ * Checked before an id from outside is echoed in a message. */
+static int id_valid(const char *id)
+{
+	if (!id || strnlen(id, STORE_ID_LEN + 1) != STORE_ID_LEN)
+		return 0;
+	for (int i = 0; i < STORE_ID_LEN; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f') ||
+		      id[i] == '-'))
+			return 0;
+	return 1;
+}
+
+/* The same rule as a project's name (config_name_valid), which lives with
+ * the Python-using config reader. */
+static int worker_name_valid(const char *s)
+{
+	size_t n = s ? strnlen(s, 64) : 0;
+	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-' ||
+		      s[i] == '_'))
+			return 0;
+	return 1;
+}
+
+static int is_control(unsigned char c)
+{
+	return (c < 0x20 && c != '\t' && c != '\n') || c == 0x7f;
+}
+
+/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0. */
+static size_t utf8_char(const unsigned char *p, size_t n)
+{
+	size_t len;
+	uint32_t c;
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		len = 2;
+		c = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		len = 3;
+		c = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		len = 4;
+		c = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		c = c << 6 | (p[i] & 0x3f);
+	}
+	if ((len == 3 && c < 0x800) || (len == 4 && (c < 0x10000 || c > 0x10ffff)) ||
+	    (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/* A message shown in terminals: valid UTF-8, no control characters except
+ * tab and newline (an escape sequence could rewrite a user's screen). */
+static int message_check(const char *m, char *err, size_t errlen)
+{
+	if (!m)
+		return 0;
+	size_t n = strnlen(m, MESSAGE_MAX + 1);
+	if (n > MESSAGE_MAX)
+		return fail(err, errlen, "the message is longer than %d bytes", MESSAGE_MAX);
+	const unsigned char *p = (const unsigned char *)m;
+	for (size_t i = 0; i < n;) {
+		size_t len = utf8_char(p + i, n - i);
+		if (!len)
+			return fail(err, errlen, "the message is not valid UTF-8");
+		if (len == 1 && is_control(p[i]))
+			return fail(err, errlen, "the message contains a control character");
+		i += len;
+	}
+	return 0;
+}
+
+/* An error text made safe to store and show: at most ERROR_MAX bytes, invalid
+ * UTF-8 and control characters (but tab and newline) replaced with '?'.
+ * Returns new. */
+static char *error_repair(const char *e)
+{
+	size_t n = strnlen(e, ERROR_MAX);
+	char *out = xmalloc(n + 1);
+	const unsigned char *p = (const unsigned char *)e;
+	size_t i = 0, o = 0;
+	while (i < n) {
+		size_t len = utf8_char(p + i, n - i);
+		if (len == 0) {
+			out[o++] = '?';
+			i++;
+		} else if (len == 1 && is_control(p[i])) {
+			out[o++] = '?';
+			i++;
+		} else {
+			memcpy(out + o, p + i, len);
+			o += len;
+			i += len;
+		}
+	}
+	out[o] = 0;
+	return out;
+}
+
+/* A JSON string for s, or null for NULL. Text from the database is checked on
+ * the way in; should it be invalid anyway, it is repaired rather than lost. */
+static json_t *json_text(const char *s)
+{
+	if (!s)
+		return json_null();
+	json_t *j = json_string(s);
+	if (!j) {
+		char *fixed = error_repair(s);
+		j = json_string(fixed);
+		free(fixed);
+	}
+	return j ? j : json_null();
+}
+
+static int uuid4(char out[STORE_ID_LEN + 1], char *err, size_t errlen)
+{
+	unsigned char b[16];
+	size_t got = 0;
+	while (got < sizeof b) {
+		ssize_t r = getrandom(b + got, sizeof b - got, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return fail(err, errlen, "getrandom: %s", strerror(errno));
+		got += (size_t)r;
+	}
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+	static const char digits[] = "0123456789abcdef";
+	size_t o = 0;
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = digits[b[i] >> 4];
+		out[o++] = digits[b[i] & 15];
+	}
+	out[o] = 0;
+	return 0;
+}
+
+/* --- statements --- */
+
+static sqlite3_stmt *query(struct store *s, enum query q, char *err, size_t errlen)
+{
+	if (!s->stmt[q]) {
+		int rc = sqlite3_prepare_v3(s->db, query_sql[q], -1, SQLITE_PREPARE_PERSISTENT,
+					    &s->stmt[q], NULL);
+		if (rc != SQLITE_OK) {
+			db_fail(s, err, errlen, "preparing a statement");
+			s->stmt[q] = NULL;
+			return NULL;
+		}
+	}
+	return s->stmt[q];
+}
+
+/* Bind the arguments described by fmt, one letter each, to ?1, ?2, ...:
+ * t text (NULL binds NULL), i int64_t, d double. SQLITE_OK or an error. */
+static int bind(sqlite3_stmt *st, const char *fmt, ...)
+{
+	va_list ap;
+	int rc = SQLITE_OK;
+	va_start(ap, fmt);
+	for (int i = 0; fmt[i] && rc == SQLITE_OK; i++) {
+		int at = i + 1;
+		switch (fmt[i]) {
+		case 't': {
+			const char *t = va_arg(ap, const char *);
+			rc = t ? sqlite3_bind_text(st, at, t, -1, SQLITE_STATIC)
+			       : sqlite3_bind_null(st, at);
+			break;
+		}
+		case 'i':
+			rc = sqlite3_bind_int64(st, at, va_arg(ap, int64_t));
+			break;
+		case 'd':
+			rc = sqlite3_bind_double(st, at, va_arg(ap, double));
+			break;
+		default:
+			rc = SQLITE_MISUSE;
+		}
+	}
+	va_end(ap);
+	return rc;
+}
+
+/* Make a statement ready for its next use. sqlite3_reset() repeats the error
+ * of the last step, which its caller has handled already. */
+static void done(sqlite3_stmt *st)
+{
+	if (st) {
+		(void)sqlite3_reset(st);
+		(void)sqlite3_clear_bindings(st);
+	}
+}
+
+/* Run a statement that returns no rows. 0 or -1 with err. */
+static int exec_query(struct store *s, enum query q, char *err, size_t errlen, const char *what)
+{
+	sqlite3_stmt *st = query(s, q, err, errlen);
+	if (!st)
+		return -1;
+	int rc = sqlite3_step(st);
+	int r = rc == SQLITE_DONE ? 0 : db_fail(s, err, errlen, what);
+	done(st);
+	return r;
+}
+
+static int begin(struct store *s, char *err, size_t errlen)
+{
+	return exec_query(s, Q_BEGIN, err, errlen, "starting a transaction");
+}
+
+static int commit(struct store *s, char *err, size_t errlen)
+{
+	return exec_query(s, Q_COMMIT, err, errlen, "committing");
+}
+
+static void rollback(struct store *s)
+{
+	char err[256];
+	if (sqlite3_get_autocommit(s->db))
+		return; /* SQLite already rolled back (e.g. after SQLITE_FULL) */
+	if (exec_query(s, Q_ROLLBACK, err, sizeof err, "rolling back") < 0)
+		log_error("%s", err);
+}
+
+/* Copy a text column of at most cap - 1 bytes into dst ("" for NULL when
+ * nullable). 0, or -1 when missing or too long. */
+static int column_copy(sqlite3_stmt *st, int col, char *dst, size_t cap, int nullable)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+	if (!t) {
+		dst[0] = 0;
+		return nullable && sqlite3_column_type(st, col) == SQLITE_NULL ? 0 : -1;
+	}
+	size_t n = (size_t)sqlite3_column_bytes(st, col);
+	if (n >= cap || memchr(t, 0, n))
+		return -1;
+	memcpy(dst, t, n + 1);
+	return 0;
+}
+
+static char *column_dup(sqlite3_stmt *st, int col)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+	return t ? xstrdup((const char *)t) : NULL;
+}
+
+static int state_valid(const char *state)
+{
+	return state && (!strcmp(state, "building") || !strcmp(state, "ready") ||
+			 !strcmp(state, "failed"));
+}
+
+/* Fill v from a row of VERSION_COLUMNS, checking what becomes a path or an
+ * array index. 0, or -1 (v cleared) when the row is corrupt. */
+static int version_from_row(sqlite3_stmt *st, struct version *v)
+{
+	memset(v, 0, sizeof *v);
+	int64_t number = sqlite3_column_int64(st, 2);
+	int64_t bytes = sqlite3_column_int64(st, 9);
+	if (column_copy(st, 0, v->id, sizeof v->id, 0) < 0 || strlen(v->id) != STORE_ID_LEN ||
+	    column_copy(st, 1, v->worker, sizeof v->worker, 0) < 0 ||
+	    column_copy(st, 5, v->bundle, sizeof v->bundle, 0) < 0 || !hex_valid(v->bundle) ||
+	    column_copy(st, 6, v->state, sizeof v->state, 0) < 0 || !state_valid(v->state) ||
+	    column_copy(st, 8, v->snapshot, sizeof v->snapshot, 1) < 0 ||
+	    (v->snapshot[0] && !hex_valid(v->snapshot)) || number < 1 || number > INT_MAX ||
+	    bytes < 0) {
+		const unsigned char *id = sqlite3_column_text(st, 0);
+		log_error("thaw.db: the version row '%.36s' is corrupt; ignoring it",
+			  id ? (const char *)id : "?");
+		memset(v, 0, sizeof *v);
+		return -1;
+	}
+	v->number = (int)number;
+	v->created_ms = sqlite3_column_int64(st, 3);
+	v->snapshot_bytes = (uint64_t)bytes;
+	v->message = column_dup(st, 4);
+	v->error = column_dup(st, 7);
+	return 0;
+}
+
+/* --- opening --- */
+
+/* Remove everything inside the directory dirfd, never following a symlink
+ * (a link is removed, not what it points to). 0 or -1 with err. */
+static int empty_dir(int dirfd, const char *path, int depth, char *err, size_t errlen)
+{
+	if (depth > TMP_MAX_DEPTH)
+		return fail(err, errlen, "%s: directories nested too deep to remove", path);
+	int fd = dup(dirfd);
+	if (fd < 0)
+		return fail(err, errlen, "dup: %s", strerror(errno));
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		int e = errno;
+		close(fd);
+		return fail(err, errlen, "%s: %s", path, strerror(e));
+	}
+	int r = 0;
+	/* Passes until one finds nothing: removing entries while reading a
+	 * directory may make readdir skip some. */
+	for (int found = 1; found && r == 0;) {
+		found = 0;
+		rewinddir(d);
+		struct dirent *e;
+		errno = 0;
+		while (r == 0 && (e = readdir(d))) {
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			found = 1;
+			const char *name = e->d_name;
+			struct stat st;
+			if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+				r = fail(err, errlen, "%s/%s: %s", path, name, strerror(errno));
+				break;
+			}
+			if (S_ISDIR(st.st_mode)) {
+				/* Ours to remove even when made read-only (unpacked
+				 * files may carry such modes). */
+				const int how = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+				int sfd = openat(dirfd, name, how);
+				if (sfd < 0 && errno == EACCES &&
+				    fchmodat(dirfd, name, 0700, 0) == 0)
+					sfd = openat(dirfd, name, how);
+				if (sfd >= 0 && (st.st_mode & 0700) != 0700)
+					(void)fchmod(sfd, 0700);
+				if (sfd < 0) {
+					r = fail(err, errlen, "%s/%s: %s", path, name,
+						 strerror(errno));
+					break;
+				}
+				char *sub = xasprintf("%s/%s", path, name);
+				r = empty_dir(sfd, sub, depth + 1, err, errlen);
+				free(sub);
+				close(sfd);
+				if (r == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0)
+					r = fail(err, errlen, "removing %s/%s: %s", path, name,
+						 strerror(errno));
+			} else if (unlinkat(dirfd, name, 0) < 0) {
+				r = fail(err, errlen, "removing %s/%s: %s", path, name,
+					 strerror(errno));
+			}
+			errno = 0;
+		}
+		if (r == 0 && errno)
+			r = fail(err, errlen, "reading %s: %s", path, strerror(errno));
+	}
+	closedir(d);
+	return r;
+}
+
+/* Make DIR/name a directory (not a symlink) and open it. fd or -1 with err. */
+static int subdir_open(int dirfd, const char *dir, const char *name, char *err, size_t errlen)
+{
+	if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
+		return fail(err, errlen, "creating %s/%s: %s", dir, name, strerror(errno));
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return fail(err, errlen, "%s/%s: %s", dir, name,
+			    errno == ENOTDIR || errno == ELOOP ? "not a directory"
+							       : strerror(errno));
+	return fd;
+}
+
+/* Read one integer from a query (a PRAGMA). 0 or -1 with err. */
+static int pragma_int(struct store *s, const char *sql, int64_t *out, char *err, size_t errlen)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return db_fail(s, err, errlen, sql);
+	int rc = sqlite3_step(st);
+	int r = 0;
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	else
+		r = db_fail(s, err, errlen, sql);
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int configure(struct store *s, char *err, size_t errlen)
+{
+	int rc = sqlite3_extended_result_codes(s->db, 1);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_busy_timeout(s->db, 5000);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_db_config(s->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(s, err, errlen, "configuring the connection");
+
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL) != SQLITE_OK)
+		return db_fail(s, err, errlen, "setting the journal mode");
+	rc = sqlite3_step(st);
+	const unsigned char *mode = rc == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
+	int wal = mode && !strcmp((const char *)mode, "wal");
+	if (rc != SQLITE_ROW) {
+		db_fail(s, err, errlen, "setting the journal mode");
+		sqlite3_finalize(st);
+		return -1;
+	}
+	sqlite3_finalize(st);
+	if (!wal)
+		return fail(err, errlen, "%s/thaw.db: the file system does not allow WAL mode",
+			    s->dir);
+
+	if (sqlite3_exec(s->db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON", NULL, NULL,
+			 NULL) != SQLITE_OK)
+		return db_fail(s, err, errlen, "setting synchronous and foreign_keys");
+	int64_t fk = 0, sync = 0;
+	if (pragma_int(s, "PRAGMA foreign_keys", &fk, err, errlen) < 0 ||
+	    pragma_int(s, "PRAGMA synchronous", &sync, err, errlen) < 0)
+		return -1;
+	if (fk != 1 || sync != 2)
+		return fail(err, errlen, "%s/thaw.db: this SQLite ignores foreign_keys/synchronous",
+			    s->dir);
+	return 0;
+}
+
+static int migrate(struct store *s, char *err, size_t errlen)
+{
+	const int64_t known = (int64_t)ARRAY_SIZE(migrations);
+	for (;;) {
+		int64_t have;
+		if (begin(s, err, errlen) < 0)
+			return -1;
+		if (pragma_int(s, "PRAGMA user_version", &have, err, errlen) < 0)
+			goto error;
+		if (have > known) {
+			fail(err, errlen,
+			     "%s/thaw.db has schema version %lld, newer than this thaw knows "
+			     "(%lld): run a newer thaw on it",
+			     s->dir, (long long)have, (long long)known);
+			goto error;
+		}
+		if (have < 0) {
+			fail(err, errlen, "%s/thaw.db has an invalid schema version %lld", s->dir,
+			     (long long)have);
+			goto error;
+		}
+		if (have == known)
+			return commit(s, err, errlen);
+		char *msg = NULL;
+		if (sqlite3_exec(s->db, migrations[have], NULL, NULL, &msg) != SQLITE_OK) {
+			fail(err, errlen, "%s/thaw.db: schema migration %lld: %s", s->dir,
+			     (long long)have + 1, msg ? msg : sqlite3_errmsg(s->db));
+			sqlite3_free(msg);
+			goto error;
+		}
+		char sql[64];
+		snprintf(sql, sizeof sql, "PRAGMA user_version = %lld", (long long)have + 1);
+		if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+			db_fail(s, err, errlen, "recording the schema version");
+			goto error;
+		}
+		if (commit(s, err, errlen) < 0)
+			goto error;
+		log_debug("%s/thaw.db: schema migrated to version %lld", s->dir,
+			  (long long)have + 1);
+	}
+error:
+	rollback(s);
+	return -1;
+}
+
+static int fail_interrupted(struct store *s, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = query(s, Q_FAIL_BUILDING, err, errlen);
+	if (!st)
+		return -1;
+	int rc = bind(st, "t", INTERRUPTED_ERROR);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	int r = rc == SQLITE_DONE ? 0 : db_fail(s, err, errlen, "failing interrupted versions");
+	int n = sqlite3_changes(s->db);
+	done(st);
+	if (r == 0 && n > 0)
+		log_warn("%s: %d version%s left building by the previous run marked failed", s->dir,
+			 n, n == 1 ? "" : "s");
+	return r;
+}
+
+struct store *store_open(const char *dir, char *err, size_t errlen)
+{
+	if (!dir || !*dir) {
+		fail(err, errlen, "no data directory given");
+		return NULL;
+	}
+	if (mkdir_p(dir, 0700) < 0) {
+		fail(err, errlen, "creating %s: %s", dir, strerror(errno));
+		return NULL;
+	}
+	struct store *s = xcalloc(1, sizeof *s);
+	s->lock_fd = s->blobs_fd = -1;
+	int dirfd = -1, tmp_fd = -1, versions_fd = -1;
+
+	s->dir = realpath(dir, NULL);
+	if (!s->dir) {
+		fail(err, errlen, "%s: %s", dir, strerror(errno));
+		goto error;
+	}
+	dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0) {
+		fail(err, errlen, "%s: %s", s->dir, strerror(errno));
+		goto error;
+	}
+	s->lock_fd = openat(dirfd, "lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (s->lock_fd < 0) {
+		fail(err, errlen, "%s/lock: %s", s->dir, strerror(errno));
+		goto error;
+	}
+	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		fail(err, errlen, "%s is in use by another thaw process (%s/lock is locked)",
+		     s->dir, s->dir);
+		goto error;
+	}
+	s->blobs_fd = subdir_open(dirfd, s->dir, "blobs", err, errlen);
+	if (s->blobs_fd < 0)
+		goto error;
+	if ((tmp_fd = subdir_open(dirfd, s->dir, "tmp", err, errlen)) < 0 ||
+	    (versions_fd = subdir_open(dirfd, s->dir, "versions", err, errlen)) < 0)
+		goto error;
+	char tmp_path[PATH_MAX];
+	snprintf(tmp_path, sizeof tmp_path, "%s/tmp", s->dir);
+	if (empty_dir(tmp_fd, tmp_path, 0, err, errlen) < 0)
+		goto error;
+	/* The subdirectories' entries are durable before any blob lands in them. */
+	if (fsync(dirfd) < 0) {
+		fail(err, errlen, "fsync %s: %s", s->dir, strerror(errno));
+		goto error;
+	}
+
+	char db_path[PATH_MAX];
+	if (path_join(db_path, sizeof db_path, s->dir, "thaw.db") < 0) {
+		fail(err, errlen, "%s: path too long", s->dir);
+		goto error;
+	}
+	int rc = sqlite3_open_v2(db_path, &s->db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW,
+				 NULL);
+	if (rc != SQLITE_OK) {
+		fail(err, errlen, "%s: %s", db_path,
+		     s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		goto error;
+	}
+	if (configure(s, err, errlen) < 0 || migrate(s, err, errlen) < 0 ||
+	    fail_interrupted(s, err, errlen) < 0)
+		goto error;
+
+	close(versions_fd);
+	close(tmp_fd);
+	close(dirfd);
+	return s;
+
+error:
+	if (versions_fd >= 0)
+		close(versions_fd);
+	if (tmp_fd >= 0)
+		close(tmp_fd);
+	if (dirfd >= 0)
+		close(dirfd);
+	store_close(s);
+	return NULL;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	for (int i = 0; i < Q_COUNT; i++)
+		sqlite3_finalize(s->stmt[i]);
+	if (s->db) {
+		int rc = sqlite3_close(s->db);
+		if (rc != SQLITE_OK)
+			log_error("%s/thaw.db: closing: %s", s->dir, sqlite3_errstr(rc));
+	}
+	if (s->blobs_fd >= 0)
+		close(s->blobs_fd);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd); /* releases the flock */
+	free(s->dir);
+	free(s);
+}
+
+const char *store_dir(const struct store *s)
+{
+	return s->dir;
+}
+
+/* --- blobs --- */
+
+static void hex_encode(const unsigned char *md, char hex[STORE_SHA_HEX + 1])
+{
+	static const char digits[] = "0123456789abcdef";
+	for (int i = 0; i < STORE_SHA_HEX / 2; i++) {
+		hex[2 * i] = digits[md[i] >> 4];
+		hex[2 * i + 1] = digits[md[i] & 15];
+	}
+	hex[STORE_SHA_HEX] = 0;
+}
+
+static int digest_final(EVP_MD_CTX *md, char hex[STORE_SHA_HEX + 1], char *err, size_t errlen)
+{
+	unsigned char out[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	if (EVP_DigestFinal_ex(md, out, &n) != 1 || n != STORE_SHA_HEX / 2)
+		return fail(err, errlen, "SHA-256 failed");
+	hex_encode(out, hex);
+	return 0;
+}
+
+/* Move the complete, fsynced file at path to blobs/hex, keeping an existing
+ * blob of the same name and size (same hash: same content) and dropping
+ * path then; fsync blobs/. 0 or -1 with err (path left in place). */
+static int blob_install(struct store *s, const char *path, const char *hex, uint64_t size,
+			char *err, size_t errlen)
+{
+	int r = renameat2(AT_FDCWD, path, s->blobs_fd, hex, RENAME_NOREPLACE);
+	if (r < 0 && (errno == EINVAL || errno == ENOSYS)) {
+		/* A file system without RENAME_NOREPLACE: check, then rename. */
+		struct stat st;
+		if (fstatat(s->blobs_fd, hex, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			errno = EEXIST;
+		} else {
+			r = renameat(AT_FDCWD, path, s->blobs_fd, hex);
+		}
+	}
+	if (r < 0 && errno == EEXIST) {
+		struct stat st;
+		if (fstatat(s->blobs_fd, hex, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode) && (uint64_t)st.st_size == size) {
+			if (unlink(path) < 0)
+				log_warn("removing %s: %s", path, strerror(errno));
+			r = 0;
+		} else {
+			/* Not what it should be (a damaged file): replace it. */
+			log_warn("%s/blobs/%s: replacing a damaged copy", s->dir, hex);
+			r = renameat(AT_FDCWD, path, s->blobs_fd, hex);
+		}
+	}
+	if (r < 0)
+		return fail(err, errlen, "moving %s to %s/blobs/%s: %s", path, s->dir, hex,
+			    strerror(errno));
+	/* Even when the blob existed: its rename may not be durable yet. */
+	if (fsync(s->blobs_fd) < 0)
+		return fail(err, errlen, "fsync %s/blobs: %s", s->dir, strerror(errno));
+	return 0;
+}
+
+struct blob_writer *blob_begin(struct store *s, char *err, size_t errlen)
+{
+	struct blob_writer *w = xcalloc(1, sizeof *w);
+	w->s = s;
+	w->path = xasprintf("%s/tmp/blob-XXXXXX", s->dir);
+	w->fd = mkostemp(w->path, O_CLOEXEC);
+	if (w->fd < 0) {
+		fail(err, errlen, "creating a file in %s/tmp: %s", s->dir, strerror(errno));
+		free(w->path);
+		free(w);
+		return NULL;
+	}
+	w->md = EVP_MD_CTX_new();
+	if (!w->md)
+		fatal("out of memory (EVP_MD_CTX_new)");
+	if (EVP_DigestInit_ex(w->md, EVP_sha256(), NULL) != 1) {
+		fail(err, errlen, "SHA-256 is not available");
+		blob_abort(w);
+		return NULL;
+	}
+	return w;
+}
+
+int blob_write(struct blob_writer *w, const void *p, size_t n)
+{
+	if (w->write_errno)
+		return -w->write_errno;
+	if (EVP_DigestUpdate(w->md, p, n) != 1) {
+		w->write_errno = EIO;
+		return -EIO;
+	}
+	if (write_all(w->fd, p, n) < 0) {
+		w->write_errno = errno ? errno : EIO;
+		return -w->write_errno;
+	}
+	w->size += n;
+	return 0;
+}
+
+uint64_t blob_size(const struct blob_writer *w)
+{
+	return w->size;
+}
+
+static void blob_writer_free(struct blob_writer *w)
+{
+	if (w->fd >= 0)
+		close(w->fd);
+	EVP_MD_CTX_free(w->md);
+	free(w->path);
+	free(w);
+}
+
+int blob_commit(struct blob_writer *w, char hex[STORE_SHA_HEX + 1], char *err, size_t errlen)
+{
+	struct store *s = w->s;
+	int r = -1;
+	if (w->write_errno) {
+		fail(err, errlen, "writing %s: %s", w->path, strerror(w->write_errno));
+		goto out;
+	}
+	if (digest_final(w->md, hex, err, errlen) < 0)
+		goto out;
+	if (fsync(w->fd) < 0) {
+		fail(err, errlen, "fsync %s: %s", w->path, strerror(errno));
+		goto out;
+	}
+	int fd = w->fd;
+	w->fd = -1;
+	if (close(fd) < 0) {
+		fail(err, errlen, "closing %s: %s", w->path, strerror(errno));
+		goto out;
+	}
+	r = blob_install(s, w->path, hex, w->size, err, errlen);
+out:
+	if (r < 0) {
+		unlink(w->path);
+		hex[0] = 0;
+	}
+	blob_writer_free(w);
+	return r;
+}
+
+void blob_abort(struct blob_writer *w)
+{
+	if (!w)
+		return;
+	if (unlink(w->path) < 0)
+		log_warn("removing %s: %s", w->path, strerror(errno));
+	blob_writer_free(w);
+}
+
+/* On failure the file stays where it is, for the caller to remove (or for
+ * the next open, when it is in DIR/tmp). */
+int blob_adopt(struct store *s, const char *tmp_path, char hex[STORE_SHA_HEX + 1], char *err,
+	       size_t errlen)
+{
+	hex[0] = 0;
+	int fd = open(tmp_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return fail(err, errlen, "%s: %s", tmp_path, strerror(errno));
+	int r = -1;
+	unsigned char *buf = NULL;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	if (!md)
+		fatal("out of memory (EVP_MD_CTX_new)");
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		fail(err, errlen, "%s: %s", tmp_path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		fail(err, errlen, "%s: not a regular file", tmp_path);
+		goto out;
+	}
+	if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+		fail(err, errlen, "SHA-256 is not available");
+		goto out;
+	}
+	buf = xmalloc(ADOPT_CHUNK);
+	uint64_t size = 0;
+	for (;;) {
+		ssize_t n = read(fd, buf, ADOPT_CHUNK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fail(err, errlen, "reading %s: %s", tmp_path, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if (EVP_DigestUpdate(md, buf, (size_t)n) != 1) {
+			fail(err, errlen, "SHA-256 failed");
+			goto out;
+		}
+		size += (uint64_t)n;
+	}
+	if (digest_final(md, hex, err, errlen) < 0)
+		goto out;
+	if (fsync(fd) < 0) {
+		fail(err, errlen, "fsync %s: %s", tmp_path, strerror(errno));
+		goto out;
+	}
+	r = blob_install(s, tmp_path, hex, size, err, errlen);
+out:
+	if (r < 0)
+		hex[0] = 0;
+	free(buf);
+	EVP_MD_CTX_free(md);
+	close(fd);
+	return r;
+}
+
+char *blob_path(const struct store *s, const char *hex)
+{
+	if (!hex_valid(hex))
+		return NULL;
+	return xasprintf("%s/blobs/%s", s->dir, hex);
+}
+
+/* --- versions --- */
+
+void version_clear(struct version *v)
+{
+	if (!v)
+		return;
+	free(v->message);
+	free(v->error);
+	v->message = v->error = NULL;
+}
+
+int store_version_add(struct store *s, const char *worker, const char *bundle_hex,
+		      const char *message, struct version *v, char *err, size_t errlen)
+{
+	memset(v, 0, sizeof *v);
+	if (!worker_name_valid(worker))
+		return fail(err, errlen,
+			    "the worker name is not valid: use 1-63 lowercase letters, digits, "
+			    "'-' and '_', not starting or ending with '-'");
+	if (!hex_valid(bundle_hex))
+		return fail(err, errlen, "the bundle's SHA-256 is not 64 lowercase hex digits");
+	if (message_check(message, err, errlen) < 0)
+		return -1;
+
+	struct version nv = {0};
+	if (uuid4(nv.id, err, errlen) < 0)
+		return -1;
+	snprintf(nv.worker, sizeof nv.worker, "%s", worker);
+	memcpy(nv.bundle, bundle_hex, STORE_SHA_HEX + 1);
+	snprintf(nv.state, sizeof nv.state, "building");
+	nv.created_ms = wall_ms();
+
+	sqlite3_stmt *st;
+	int rc;
+	if (begin(s, err, errlen) < 0)
+		return -1;
+	if (!(st = query(s, Q_WORKER_ADD, err, errlen)))
+		goto error;
+	rc = bind(st, "ti", worker, nv.created_ms);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	done(st);
+	if (rc != SQLITE_DONE) {
+		db_fail(s, err, errlen, "adding the worker");
+		goto error;
+	}
+
+	if (!(st = query(s, Q_VERSION_NEXT_NUMBER, err, errlen)))
+		goto error;
+	rc = bind(st, "t", worker);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	int64_t number = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	done(st);
+	if (rc != SQLITE_ROW) {
+		db_fail(s, err, errlen, "numbering the version");
+		goto error;
+	}
+	if (number < 1 || number > INT_MAX) {
+		fail(err, errlen, "worker %s has too many versions", worker);
+		goto error;
+	}
+	nv.number = (int)number;
+
+	if (!(st = query(s, Q_VERSION_ADD, err, errlen)))
+		goto error;
+	rc = bind(st, "ttiitt", nv.id, worker, (int64_t)nv.number, nv.created_ms, message,
+		  bundle_hex);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	done(st);
+	if (rc != SQLITE_DONE) {
+		db_fail(s, err, errlen, "adding the version");
+		goto error;
+	}
+	if (commit(s, err, errlen) < 0)
+		goto error;
+	nv.message = message ? xstrdup(message) : NULL;
+	*v = nv;
+	return 0;
+error:
+	rollback(s);
+	return -1;
+}
+
+/* Run a prepared, bound query for one version row. 0 found, -1 none or an
+ * error (logged). */
+static int version_fetch(struct store *s, sqlite3_stmt *st, int rc, struct version *v)
+{
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	int r = -1;
+	if (rc == SQLITE_ROW)
+		r = version_from_row(st, v);
+	else if (rc != SQLITE_DONE)
+		log_error("%s/thaw.db: reading a version: %s", s->dir, sqlite3_errmsg(s->db));
+	done(st);
+	return r;
+}
+
+int store_version_get(struct store *s, const char *id, struct version *v)
+{
+	memset(v, 0, sizeof *v);
+	char err[256];
+	if (!id || strnlen(id, STORE_ID_LEN + 1) != STORE_ID_LEN)
+		return -1;
+	sqlite3_stmt *st = query(s, Q_VERSION_GET, err, sizeof err);
+	if (!st) {
+		log_error("%s", err);
+		return -1;
+	}
+	return version_fetch(s, st, bind(st, "t", id), v);
+}
+
+/* Versions whose id starts with prefix (lowercase hex and '-'), of worker or
+ * of any worker when NULL: found[0..n), n <= 2. -1 on an error. */
+static int versions_by_prefix(struct store *s, const char *worker, const char *prefix,
+			      struct version found[2])
+{
+	char err[256], hi[STORE_ID_LEN + 1];
+	size_t n = strlen(prefix);
+	memcpy(hi, prefix, n + 1);
+	hi[n - 1]++; /* '-' '9' 'f' become '.' ':' 'g': the first string past the prefix */
+	sqlite3_stmt *st = query(s, Q_VERSION_BY_PREFIX, err, sizeof err);
+	if (!st) {
+		log_error("%s", err);
+		return -1;
+	}
+	int rc = bind(st, "ttt", prefix, hi, worker);
+	int count = 0;
+	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+		rc = sqlite3_step(st);
+		if (rc != SQLITE_ROW)
+			break;
+		if (count < 2 && version_from_row(st, &found[count]) == 0)
+			count++;
+	}
+	if (rc != SQLITE_DONE) {
+		log_error("%s/thaw.db: finding a version: %s", s->dir, sqlite3_errmsg(s->db));
+		done(st);
+		for (int i = 0; i < count; i++)
+			version_clear(&found[i]);
+		return -1;
+	}
+	done(st);
+	return count;
+}
+
+int store_version_find(struct store *s, const char *worker, const char *ref, struct version *v)
+{
+	memset(v, 0, sizeof *v);
+	size_t len = ref ? strnlen(ref, STORE_ID_LEN + 1) : 0;
+	if (len == 0 || len > STORE_ID_LEN)
+		return -1;
+
+	/* "#N" is only a number; "N" may be a number or an id prefix. */
+	const char *digits = ref[0] == '#' ? ref + 1 : ref;
+	uint64_t number = 0;
+	int by_number = worker && parse_u64(digits, INT_MAX, &number) == 0 && number >= 1;
+	char prefix[STORE_ID_LEN + 1];
+	int by_prefix = ref[0] != '#' && len >= 4;
+	for (size_t i = 0; by_prefix && i < len; i++) {
+		char c = (char)tolower((unsigned char)ref[i]);
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || c == '-'))
+			by_prefix = 0;
+		prefix[i] = c;
+	}
+	prefix[len] = 0;
+
+	struct version found[2];
+	int n = 0;
+	if (by_prefix) {
+		n = versions_by_prefix(s, worker, prefix, found);
+		if (n < 0)
+			return -1;
+	}
+	if (by_number && n < 2) {
+		char err[256];
+		sqlite3_stmt *st = query(s, Q_VERSION_BY_NUMBER, err, sizeof err);
+		if (!st) {
+			log_error("%s", err);
+		} else if (version_fetch(s, st, bind(st, "ti", worker, (int64_t)number),
+					 &found[n]) == 0) {
+			if (n == 1 && !strcmp(found[0].id, found[1].id))
+				version_clear(&found[1]);
+			else
+				n++;
+		}
+	}
+	if (n == 1) {
+		*v = found[0];
+		return 0;
+	}
+	for (int i = 0; i < n; i++)
+		version_clear(&found[i]);
+	return n == 0 ? -1 : -2;
+}
+
+int store_version_set_state(struct store *s, const char *id, const char *state, const char *error)
+{
+	char err[256];
+	if (!id || strnlen(id, STORE_ID_LEN + 1) != STORE_ID_LEN || !state_valid(state)) {
+		log_error("store_version_set_state: invalid id or state '%s'",
+			  state ? state : "(null)");
+		return -1;
+	}
+	char *fixed = error && !strcmp(state, "failed") ? error_repair(error) : NULL;
+	sqlite3_stmt *st = query(s, Q_VERSION_SET_STATE, err, sizeof err);
+	int r = -1;
+	if (st) {
+		int rc = bind(st, "ttt", id, state, fixed);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st);
+		if (rc != SQLITE_DONE)
+			db_fail(s, err, sizeof err, "setting a version's state");
+		else if (sqlite3_changes(s->db) == 1)
+			r = 0;
+		else
+			snprintf(err, sizeof err, "no version %s", id);
+		done(st);
+	}
+	if (r < 0)
+		log_error("%s", err);
+	free(fixed);
+	return r;
+}
+
+int store_version_set_snapshot(struct store *s, const char *id, const char *hex, uint64_t bytes)
+{
+	char err[256];
+	int clear = !hex || !hex[0];
+	if (!id || strnlen(id, STORE_ID_LEN + 1) != STORE_ID_LEN || (!clear && !hex_valid(hex)) ||
+	    bytes > INT64_MAX) {
+		log_error("store_version_set_snapshot: invalid id, SHA-256 or size");
+		return -1;
+	}
+	sqlite3_stmt *st = query(s, Q_VERSION_SET_SNAPSHOT, err, sizeof err);
+	int r = -1;
+	if (st) {
+		int rc = bind(st, "tti", id, clear ? NULL : hex,
+			      clear ? (int64_t)0 : (int64_t)bytes);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st);
+		if (rc != SQLITE_DONE)
+			db_fail(s, err, sizeof err, "setting a version's snapshot");
+		else if (sqlite3_changes(s->db) == 1)
+			r = 0;
+		else
+			snprintf(err, sizeof err, "no version %s", id);
+		done(st);
+	}
+	if (r < 0)
+		log_error("%s", err);
+	return r;
+}
+
+json_t *version_json(const struct version *v)
+{
+	return json_pack("{s:s, s:i, s:I, s:o, s:s, s:o, s:I, s:s}", "id", v->id, "number",
+			 v->number, "created", (json_int_t)v->created_ms, "message",
+			 json_text(v->message), "state", v->state, "error", json_text(v->error),
+			 "snapshot_bytes", (json_int_t)v->snapshot_bytes, "bundle", v->bundle);
+}
+
+json_t *store_versions_json(struct store *s, const char *worker)
+{
+	char err[256];
+	if (!worker_name_valid(worker))
+		return json_array();
+	sqlite3_stmt *st = query(s, Q_VERSIONS_OF_WORKER, err, sizeof err);
+	if (!st) {
+		log_error("%s", err);
+		return NULL;
+	}
+	json_t *out = json_array();
+	int rc = bind(st, "t", worker);
+	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+		rc = sqlite3_step(st);
+		if (rc != SQLITE_ROW)
+			break;
+		struct version v;
+		if (version_from_row(st, &v) == 0) {
+			json_array_append_new(out, version_json(&v));
+			version_clear(&v);
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		log_error("%s/thaw.db: listing versions: %s", s->dir, sqlite3_errmsg(s->db));
+		json_decref(out);
+		out = NULL;
+	}
+	done(st);
+	return out;
+}
+
+/* --- deployments --- */
+
+void deployment_clear(struct deployment *d)
+{
+	if (!d)
+		return;
+	free(d->message);
+	d->message = NULL;
+}
+
+/* Check d's shape: counts, ids, percentages. 0 or -1 with err. */
+static int deployment_check(const struct deployment *d, char *err, size_t errlen)
+{
+	if (d->n < 1 || d->n > DEPLOY_MAX_VERSIONS)
+		return fail(err, errlen, "a deployment has 1 or %d versions, not %d",
+			    DEPLOY_MAX_VERSIONS, d->n);
+	double sum = 0;
+	for (int i = 0; i < d->n; i++) {
+		if (!id_valid(d->version[i]))
+			return fail(err, errlen, "version %d of the deployment: not a version id",
+				    i + 1);
+		double p = d->percentage[i];
+		if (!isfinite(p) || p <= 0 || p > 100)
+			return fail(err, errlen,
+				    "version %.36s: percentage %g is not in (0, 100]",
+				    d->version[i], p);
+		sum += p;
+		for (int j = 0; j < i; j++)
+			if (!strncmp(d->version[i], d->version[j], sizeof d->version[i]))
+				return fail(err, errlen, "version %.36s is listed twice",
+					    d->version[i]);
+	}
+	if (fabs(sum - 100) > 1e-9)
+		return fail(err, errlen, "the percentages add up to %g, not 100", sum);
+	return message_check(d->message, err, errlen);
+}
+
+int store_deploy(struct store *s, const char *worker, struct deployment *d, char *err,
+		 size_t errlen)
+{
+	if (!worker_name_valid(worker))
+		return fail(err, errlen, "the worker name is not valid");
+	if (deployment_check(d, err, errlen) < 0)
+		return -1;
+	int64_t created = wall_ms();
+	if (begin(s, err, errlen) < 0)
+		return -1;
+	/* Checked inside the transaction: no state change can slip in between. */
+	for (int i = 0; i < d->n; i++) {
+		const char *id = d->version[i];
+		struct version v;
+		if (store_version_get(s, id, &v) < 0) {
+			fail(err, errlen, "no version %.36s", id);
+			goto error;
+		}
+		int bad = 0;
+		if (strcmp(v.worker, worker) != 0)
+			bad = fail(err, errlen, "version %s belongs to worker %s, not %s", id,
+				   v.worker, worker);
+		else if (strcmp(v.state, "ready") != 0)
+			bad = fail(err, errlen, "version #%d (%s) of %s is %s, not ready%s%s",
+				   v.number, id, worker, v.state, v.error ? ": " : "",
+				   v.error ? v.error : "");
+		version_clear(&v);
+		if (bad)
+			goto error;
+	}
+
+	sqlite3_stmt *st = query(s, Q_DEPLOYMENT_ADD, err, errlen);
+	if (!st)
+		goto error;
+	int rc = bind(st, "tit", worker, created, d->message);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	done(st);
+	if (rc != SQLITE_DONE) {
+		db_fail(s, err, errlen, "adding the deployment");
+		goto error;
+	}
+	int64_t id = sqlite3_last_insert_rowid(s->db);
+	for (int i = 0; i < d->n; i++) {
+		if (!(st = query(s, Q_DEPLOYMENT_VERSION_ADD, err, errlen)))
+			goto error;
+		char vid[STORE_ID_LEN + 1];
+		snprintf(vid, sizeof vid, "%.36s", d->version[i]);
+		rc = bind(st, "iitd", id, (int64_t)i, vid, d->percentage[i]);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st);
+		done(st);
+		if (rc != SQLITE_DONE) {
+			db_fail(s, err, errlen, "adding the deployment's versions");
+			goto error;
+		}
+	}
+	if (commit(s, err, errlen) < 0)
+		goto error;
+	d->id = id;
+	d->created_ms = created;
+	return 0;
+error:
+	rollback(s);
+	return -1;
+}
+
+/* The worker's nth newest deployment (0: current). 0, or -1 none/error. */
+static int deployment_nth(struct store *s, const char *worker, int nth, struct deployment *d)
+{
+	memset(d, 0, sizeof *d);
+	char err[256];
+	if (!worker_name_valid(worker))
+		return -1;
+	sqlite3_stmt *st = query(s, Q_DEPLOYMENT_NTH, err, sizeof err);
+	if (!st) {
+		log_error("%s", err);
+		return -1;
+	}
+	int rc = bind(st, "ti", worker, (int64_t)nth);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		d->id = sqlite3_column_int64(st, 0);
+		d->created_ms = sqlite3_column_int64(st, 1);
+		d->message = column_dup(st, 2);
+	} else if (rc != SQLITE_DONE) {
+		log_error("%s/thaw.db: reading deployments: %s", s->dir, sqlite3_errmsg(s->db));
+	}
+	done(st);
+	if (rc != SQLITE_ROW)
+		return -1;
+
+	if (!(st = query(s, Q_DEPLOYMENT_VERSIONS, err, sizeof err))) {
+		log_error("%s", err);
+		goto error;
+	}
+	rc = bind(st, "i", d->id);
+	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+		rc = sqlite3_step(st);
+		if (rc != SQLITE_ROW)
+			break;
+		if (d->n == DEPLOY_MAX_VERSIONS ||
+		    column_copy(st, 0, d->version[d->n], sizeof d->version[d->n], 0) < 0 ||
+		    strlen(d->version[d->n]) != STORE_ID_LEN) {
+			log_error("%s/thaw.db: deployment %lld is corrupt", s->dir,
+				  (long long)d->id);
+			done(st);
+			goto error;
+		}
+		d->percentage[d->n++] = sqlite3_column_double(st, 1);
+	}
+	done(st);
+	if (rc != SQLITE_DONE) {
+		log_error("%s/thaw.db: reading a deployment: %s", s->dir, sqlite3_errmsg(s->db));
+		goto error;
+	}
+	if (d->n == 0) {
+		log_error("%s/thaw.db: deployment %lld has no versions", s->dir, (long long)d->id);
+		goto error;
+	}
+	return 0;
+error:
+	deployment_clear(d);
+	memset(d, 0, sizeof *d);
+	return -1;
+}
+
+int store_deployment_current(struct store *s, const char *worker, struct deployment *d)
+{
+	return deployment_nth(s, worker, 0, d);
+}
+
+int store_deployment_previous(struct store *s, const char *worker, struct deployment *d)
+{
+	return deployment_nth(s, worker, 1, d);
+}
+
+json_t *deployment_json(const struct deployment *d)
+{
+	json_t *versions = json_array();
+	for (int i = 0; i < d->n && i < DEPLOY_MAX_VERSIONS; i++)
+		json_array_append_new(versions, json_pack("{s:s%, s:f}", "id", d->version[i],
+							  strnlen(d->version[i], STORE_ID_LEN),
+							  "percentage", d->percentage[i]));
+	return json_pack("{s:I, s:I, s:o, s:o}", "id", (json_int_t)d->id, "created",
+			 (json_int_t)d->created_ms, "message", json_text(d->message), "versions",
+			 versions);
+}
+
+json_t *store_workers_json(struct store *s)
+{
+	char err[256];
+	sqlite3_stmt *st = query(s, Q_WORKERS_DEPLOYED, err, sizeof err);
+	if (!st) {
+		log_error("%s", err);
+		return NULL;
+	}
+	json_t *out = json_array();
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const unsigned char *name = sqlite3_column_text(st, 0);
+		if (name && worker_name_valid((const char *)name))
+			json_array_append_new(out, json_string((const char *)name));
+	}
+	if (rc != SQLITE_DONE) {
+		log_error("%s/thaw.db: listing workers: %s", s->dir, sqlite3_errmsg(s->db));
+		json_decref(out);
+		out = NULL;
+	}
+	done(st);
+	return out;
+}

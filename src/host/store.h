@@ -1,0 +1,112 @@
+/*
+ * The host's state: DIR/thaw.db (SQLite, WAL, numbered schema migrations) for
+ * workers, versions and deployments, and DIR/blobs/ for content-addressed
+ * files (bundles and snapshots) named by their SHA-256.
+ *
+ * Crash safety: every change is one short transaction; a blob is written to
+ * DIR/tmp/, fsynced, renamed into blobs/, and the directory fsynced before
+ * any row names it. DIR/tmp/ is emptied at open. A version is recorded when
+ * its bundle is stored; it becomes part of a deployment only once validated,
+ * so a host killed at any moment never serves half of one.
+ *
+ * Version states: "building" (stored, snapshot being built and validated),
+ * "ready" (validated, may take traffic), "failed" (error says why). At open,
+ * versions left "building" by a previous run become "failed" with
+ * "interrupted: the host stopped while it was being deployed".
+ */
+#ifndef THAW_HOST_STORE_H
+#define THAW_HOST_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct store;
+
+#define STORE_ID_LEN 36 /* a version id is a UUID v4 in text */
+#define STORE_SHA_HEX 64
+
+/* Open (creating) the store in dir: makes dir, blobs/, tmp/, versions/;
+ * migrates the schema; fails versions left building. NULL with err. Holds
+ * an flock on DIR/lock until store_close: a second open of the same DIR
+ * (from any process) fails with "in use". A thaw.db newer than this binary's
+ * schema is refused. */
+struct store *store_open(const char *dir, char *err, size_t errlen);
+void store_close(struct store *s);
+const char *store_dir(const struct store *s);
+
+/* --- blobs --- */
+
+/* A blob being written: a temporary file in DIR/tmp with a running SHA-256. */
+struct blob_writer;
+struct blob_writer *blob_begin(struct store *s, char *err, size_t errlen);
+int blob_write(struct blob_writer *w, const void *p, size_t n); /* 0 or -errno */
+uint64_t blob_size(const struct blob_writer *w);
+/* fsync, rename to blobs/HEX (keeping an existing identical one), fsync the
+ * directory. hex receives the SHA-256. 0, or -1 with err. Frees w. */
+int blob_commit(struct blob_writer *w, char hex[STORE_SHA_HEX + 1], char *err, size_t errlen);
+void blob_abort(struct blob_writer *w); /* unlink the temporary file, free w */
+/* Store an existing file (e.g. a snapshot written in DIR/tmp): hash it,
+ * fsync it, rename it to blobs/HEX. 0, or -1 with err. */
+int blob_adopt(struct store *s, const char *tmp_path, char hex[STORE_SHA_HEX + 1], char *err,
+	       size_t errlen);
+/* DIR/blobs/HEX (malloc'ed), or NULL when hex is not 64 lowercase hex digits. */
+char *blob_path(const struct store *s, const char *hex);
+
+/* --- workers, versions, deployments --- */
+
+struct version {
+	char id[STORE_ID_LEN + 1];
+	char worker[64];
+	int number;            /* 1, 2, ... per worker */
+	int64_t created_ms;    /* unix time */
+	char *message;         /* may be NULL */
+	char bundle[STORE_SHA_HEX + 1];
+	char state[16];        /* building | ready | failed */
+	char *error;           /* failed: why; else NULL */
+	char snapshot[STORE_SHA_HEX + 1]; /* "" when none */
+	uint64_t snapshot_bytes;
+};
+void version_clear(struct version *v); /* frees message/error */
+
+/* Record a new version of worker (creating the worker) in state building.
+ * Fills v (id, number, created). 0 or -1 with err. */
+int store_version_add(struct store *s, const char *worker, const char *bundle_hex,
+		      const char *message, struct version *v, char *err, size_t errlen);
+int store_version_get(struct store *s, const char *id, struct version *v);      /* 0 / -1 */
+/* Resolve a unique id prefix (>= 4 chars) or "#N"/"N" version number of worker. 0, -1 none,
+ * -2 ambiguous. "N" of 4+ digits may be either; both are tried, two different matches are
+ * ambiguous. worker NULL: ids of any worker (no numbers). */
+int store_version_find(struct store *s, const char *worker, const char *ref, struct version *v);
+int store_version_set_state(struct store *s, const char *id, const char *state, const char *error);
+/* hex "" or NULL clears the snapshot. */
+int store_version_set_snapshot(struct store *s, const char *id, const char *hex, uint64_t bytes);
+/* JSON array of the worker's versions, newest first (NULL on a database error, logged). */
+json_t *store_versions_json(struct store *s, const char *worker);
+json_t *version_json(const struct version *v);
+
+/* A deployment: 1 or 2 versions whose percentages sum to 100. */
+#define DEPLOY_MAX_VERSIONS 2
+struct deployment {
+	int64_t id;
+	int64_t created_ms;
+	int n;
+	char version[DEPLOY_MAX_VERSIONS][STORE_ID_LEN + 1];
+	double percentage[DEPLOY_MAX_VERSIONS];
+	char *message;
+};
+void deployment_clear(struct deployment *d);
+/* Make d the worker's current deployment (every version must be ready;
+ * percentages in (0,100] summing to 100). Fills d->id/created. 0, -1 with err. */
+int store_deploy(struct store *s, const char *worker, struct deployment *d, char *err, size_t errlen);
+/* The current deployment (0), or -1 when the worker has none. */
+int store_deployment_current(struct store *s, const char *worker, struct deployment *d);
+/* The deployment before the current one (0), or -1. */
+int store_deployment_previous(struct store *s, const char *worker, struct deployment *d);
+json_t *deployment_json(const struct deployment *d);
+/* Names of workers with a current deployment (JSON array of strings; NULL on a database
+ * error, logged). */
+json_t *store_workers_json(struct store *s);
+
+#endif
