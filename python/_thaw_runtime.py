@@ -47,6 +47,7 @@ import os
 import socket
 import struct
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -460,7 +461,7 @@ async def _serve(thaw: Any, worker: _Worker, fd: int) -> None:
     finally:
         for stream in (sys.stdout, sys.stderr):
             if isinstance(stream, _FrameOutput):
-                stream.flush()
+                stream.flush_all()
         sys.stdout, sys.stderr = saved
     pending = pending_background_tasks()
     if pending:
@@ -478,14 +479,22 @@ OUTPUT_LINE_MAX = 16 * 1024  # longer lines are sent in pieces
 class _FrameOutput(io.TextIOBase):
     """sys.stdout/sys.stderr of an instance whose host collects its output
     (thaw serve): each line goes to the host as a LOG frame tagged with the
-    request being handled, so `thaw tail` can show which request printed it."""
+    request being handled, so `thaw tail` can show which request printed it.
+
+    Threads print too: each thread has its own unfinished line (print() writes
+    the text and the newline in two calls, and lines of two threads must not
+    mix), and frames from other threads are handed to the event loop, which
+    alone writes to the transport."""
 
     def __init__(self, connection: "_Connection", channel: int, fallback: Any) -> None:
         super().__init__()
         self._connection = connection
         self._channel = channel
         self._fallback = fallback
-        self._pending = ""
+        self._pending: dict[int, str] = {}  # unfinished line of each thread
+        self._lock = threading.RLock()
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
@@ -500,38 +509,76 @@ class _FrameOutput(io.TextIOBase):
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        self._pending += text
-        while True:
-            newline = self._pending.find("\n")
-            if newline < 0:
-                break
-            line, self._pending = self._pending[:newline], self._pending[newline + 1:]
-            self._emit(line)
-        while len(self._pending) > OUTPUT_LINE_MAX:
-            piece, self._pending = (self._pending[:OUTPUT_LINE_MAX],
-                                    self._pending[OUTPUT_LINE_MAX:])
-            self._emit(piece)
+        me = threading.get_ident()
+        with self._lock:
+            pending = self._pending.get(me, "") + text
+            while True:
+                newline = pending.find("\n")
+                if newline < 0:
+                    break
+                self._emit(pending[:newline])
+                pending = pending[newline + 1:]
+            while len(pending) > OUTPUT_LINE_MAX:
+                self._emit(pending[:OUTPUT_LINE_MAX])
+                pending = pending[OUTPUT_LINE_MAX:]
+            if pending:
+                self._pending[me] = pending
+            else:
+                self._pending.pop(me, None)
         return len(text)
 
     def flush(self) -> None:
-        if self._pending:
-            line, self._pending = self._pending, ""
-            self._emit(line)
+        """Send the calling thread's unfinished line."""
+        with self._lock:
+            pending = self._pending.pop(threading.get_ident(), "")
+            if pending:
+                self._emit(pending)
+
+    def flush_all(self) -> None:
+        """Send every thread's unfinished line (the connection is ending)."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            for text in pending.values():
+                self._emit(text)
 
     def _emit(self, line: str) -> None:
         data = line.encode("utf-8", "replace")
+        # Pieces of at most OUTPUT_LINE_MAX bytes, cut between characters:
+        # each frame is valid UTF-8 on its own.
+        payloads = []
+        start = 0
+        while True:
+            end = min(start + OUTPUT_LINE_MAX, len(data))
+            while end < len(data) and end > start + 1 and (data[end] & 0xC0) == 0x80:
+                end -= 1
+            payloads.append(bytes((self._channel,)) + data[start:end])
+            start = end
+            if start >= len(data):
+                break
+        stream_id = _current_stream.get()
+        if threading.get_ident() == self._loop_thread:
+            self._send(line, stream_id, payloads)
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._send, line, stream_id, payloads)
+        except RuntimeError:  # the loop is closed
+            self._send_fallback(line)
+
+    def _send(self, line: str, stream_id: int, payloads: list[bytes]) -> None:
         transport = self._connection.transport
         if transport is None or transport.is_closing():
-            if self._fallback is not None:
-                try:
-                    self._fallback.write(line + "\n")
-                    self._fallback.flush()
-                except (OSError, ValueError):
-                    pass
+            self._send_fallback(line)
             return
-        for start in range(0, max(len(data), 1), OUTPUT_LINE_MAX):
-            self._connection._send(self._connection.thaw.LOG, _current_stream.get(),
-                                   bytes((self._channel,)) + data[start:start + OUTPUT_LINE_MAX])
+        for payload in payloads:
+            self._connection._send(self._connection.thaw.LOG, stream_id, payload)
+
+    def _send_fallback(self, line: str) -> None:
+        if self._fallback is not None:
+            try:
+                self._fallback.write(line + "\n")
+                self._fallback.flush()
+            except (OSError, ValueError):
+                pass
 
 
 class _Stream:

@@ -389,8 +389,10 @@ static int load_deployment(struct serve *s, struct sworker *w, char *err, size_t
 
 /* --- the router --- */
 
-/* The worker a request is for, from Host / the route table / the path. */
-static int route_name(struct serve *s, struct hreq *r, char *name, size_t n)
+/* The worker a request is for, from Host / the route table / the path.
+ * A deploy's own health request (probe) is for NAME.localhost whatever the
+ * route table says. */
+static int route_name(struct serve *s, struct hreq *r, int probe, char *name, size_t n)
 {
 	const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
 	char hn[256] = "";
@@ -404,7 +406,7 @@ static int route_name(struct serve *s, struct hreq *r, char *name, size_t n)
 			hn[len] = 0;
 		}
 	}
-	for (int i = 0; i < s->nroutes && hn[0]; i++) {
+	for (int i = 0; i < s->nroutes && hn[0] && !probe; i++) {
 		const char *pat = s->routes[i].host;
 		int match;
 		if (pat[0] == '*' && pat[1] == '.') {
@@ -426,7 +428,7 @@ static int route_name(struct serve *s, struct hreq *r, char *name, size_t n)
 		if (!strchr(name, '.'))
 			return 0;
 	}
-	if (s->path_routing && r->uri[0] == '/') {
+	if (s->path_routing && !probe && r->uri[0] == '/') {
 		const char *p = r->uri + 1;
 		size_t len = strcspn(p, "/?");
 		if (len > 0 && len < n) {
@@ -447,7 +449,9 @@ static struct app *route(struct host *h, struct hreq *r, unsigned *status, char 
 {
 	struct serve *s = (struct serve *)h;
 	char name[64];
-	if (route_name(s, r, name, sizeof name) < 0) {
+	const char *probe = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "thaw-probe");
+	int is_probe = probe && strlen(probe) == 32 && CRYPTO_memcmp(probe, s->probe_secret, 32) == 0;
+	if (route_name(s, r, is_probe, name, sizeof name) < 0) {
 		*status = 404;
 		snprintf(msg, msglen, "No worker matches this request (use Host: NAME.localhost%s).\n",
 			 s->path_routing ? " or the path /NAME/" : "");
@@ -472,9 +476,6 @@ static struct app *route(struct host *h, struct hreq *r, unsigned *status, char 
 	if (ov && *ov) {
 		struct version v = {0};
 		int rc = store_version_find(s->st, name, ov, &v);
-		const char *probe = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "thaw-probe");
-		int is_probe = probe && strlen(probe) == 32 &&
-			       CRYPTO_memcmp(probe, s->probe_secret, 32) == 0;
 		if (rc < 0 || (strcmp(v.state, "ready") != 0 && !is_probe)) {
 			*status = 400;
 			snprintf(msg, msglen, "thaw-version-override: %s version of '%s' is %.40s.\n",
@@ -529,7 +530,16 @@ static void on_output(struct app *a, struct hreq *r, uint32_t stream, int channe
 	char rid[17] = "";
 	if (r)
 		memcpy(rid, r->rid, sizeof rid);
-	fprintf(stderr, "[%s%s%s] %.*s\n", sv->label, rid[0] ? " " : "", rid, (int)len, text);
+	/* The worker's bytes reach an operator's terminal: no control codes. */
+	fprintf(stderr, "[%s%s%s] ", sv->label, rid[0] ? " " : "", rid);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)text[i];
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+			fprintf(stderr, "\\x%02x", ch);
+		else
+			fputc(ch, stderr);
+	}
+	fputc('\n', stderr);
 	if (!sv->w->tails)
 		return;
 	json_t *line = json_pack("{s:I, s:s, s:s, s:s?, s:s, s:s%}", "ts", (json_int_t)now_unix_ms(),
@@ -1600,6 +1610,9 @@ int cmd_serve(int argc, char **argv)
 	int rc = loop_run(h->loop) < 0 ? 1 : 0;
 
 	fprintf(stderr, "thaw serve: stopping\n");
+	for (struct deploy_job *j = s->jobs; j; j = j->next)
+		if (j->unpack_pid > 0)
+			kill(j->unpack_pid, SIGKILL);
 	ctl_stop(s->ctl);
 	front_stop(h);
 	pool_shutdown(h);

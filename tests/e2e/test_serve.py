@@ -407,3 +407,93 @@ def test_requests_in_flight_finish_when_their_version_leaves(tmp_path, serve):
     assert host.worker_get("shop").text == "v2"
     t.join(20)
     assert result["r"].status == 200 and result["r"].text == "v1"
+
+
+def test_deploy_check_is_private_and_reaches_the_new_version(tmp_path, serve):
+    """The deploy's health request carries a secret that lets it reach a version that is not
+    ready yet: the worker must never see it (else it could force traffic onto failed
+    versions), and the route table must not send that request to another worker (whose
+    404 would then "validate" a version that answers 500)."""
+    entry = """
+        from workers import WorkerEntrypoint, Response
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                print(f"probe header: {request.headers.get('thaw-probe')!r}")
+                if self.env.VERSION == "broken":
+                    return Response("broken", status=500)
+                return Response(self.env.VERSION)
+    """
+    host = serve(args=("--route", "shop.localhost=frontdoor", "--path-routing"))
+    project = make_project(tmp_path / "shop", "v1", entry=entry, deps=())
+    r, v1 = deploy(host, project)
+    assert r.returncode == 0, r.stdout + r.stderr
+    time.sleep(0.3)
+    out = host.output()
+    assert "probe header: None" in out, out
+    assert not re.search(r"probe header: '[0-9a-f]{32}'", out), out
+
+    make_project(project, "broken", entry=entry, deps=())
+    r, _ = deploy(host, project)
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "500" in r.stdout + r.stderr
+    resp = host.request("GET", "/shop/", headers={"Host": "example.test"})
+    assert resp.status == 200 and resp.text == "v1", resp
+
+
+def test_tail_lines_from_threads_and_long_lines_stay_whole(tmp_path, serve):
+    """print() from several threads at once gives whole lines (print writes the text and the
+    newline separately), and a line longer than a LOG frame is cut between characters, so
+    no piece of it is lost as "not UTF-8"."""
+    entry = """
+        import sys, threading
+        from workers import WorkerEntrypoint, Response
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                if request.url.endswith("/long"):
+                    print("\\u20ac" * 20000)
+                    return Response("long")
+                if not request.url.endswith("/threads"):
+                    return Response("ok")  # the deploy's health request
+                def spam(i):
+                    for k in range(500):
+                        print(f"thread {i} line {k} " + "y" * 50)
+                old = sys.getswitchinterval()
+                sys.setswitchinterval(1e-6)
+                try:
+                    threads = [threading.Thread(target=spam, args=(i,)) for i in range(4)]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                finally:
+                    sys.setswitchinterval(old)
+                return Response("threads")
+    """
+    host = serve()
+    project = make_project(tmp_path / "shop", "v1", entry=entry, deps=())
+    r, _ = deploy(host, project)
+    assert r.returncode == 0, r.stdout + r.stderr
+    tail = subprocess.Popen([THAW_BIN, "tail", "shop", "--json", "--host", host.control,
+                             "--token-file", host.token_file], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        assert host.worker_get("shop", path="/long").text == "long"
+        pieces = []
+        reader = threading.Thread(target=lambda: pieces.extend(
+            json.loads(text)["message"] for text in tail.stdout if text.strip()), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len("".join(pieces)) < 20000:
+            time.sleep(0.1)
+        assert "".join(pieces) == "\u20ac" * 20000, [p[:30] for p in pieces]
+    finally:
+        tail.kill()
+        tail.wait()
+
+    assert host.worker_get("shop", path="/threads", timeout=60).text == "threads"
+    time.sleep(0.5)
+    lines = [line for line in host.output().splitlines() if "thread " in line]
+    bad = [line for line in lines if not re.fullmatch(r"\[shop@\w+\] thread \d line \d+ y{50}", line)]
+    assert not bad, bad[:5]
+    assert len(lines) == 2000
