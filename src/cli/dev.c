@@ -17,7 +17,6 @@
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli/config.h"
@@ -380,17 +379,6 @@ int cmd_dev(int argc, char **argv)
 	fprintf(stderr, "thaw dev: stopping\n");
 	front_stop(h);
 	pool_shutdown(h);
-	/* Give instances a moment to exit, then make sure. */
-	uint64_t deadline = now_ns() + 2000000000ull;
-	while (pool_live_count(h) > 0 && now_ns() < deadline) {
-		pool_on_sigchld(h);
-		usleep(5000);
-	}
-	for (struct instance *in = h->all_instances; in; in = in->all_next)
-		if (!in->reaped)
-			kill(in->pid, SIGKILL);
-	while (pool_live_count(h) > 0 && waitpid(-1, NULL, 0) > 0)
-		pool_on_sigchld(h);
 	loop_free(h->loop); /* frees the instances reaped since the loop stopped */
 	return rc;
 }

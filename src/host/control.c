@@ -458,34 +458,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	free(r);
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-	if (thaw_log_level < LOG_DEBUG)
-		return;
-	char line[512];
-	vsnprintf(line, sizeof line, fmt, ap);
-	log_debug("control: %s", line);
-}
-
-static void ctl_io(struct loop *l, struct loop_watch *w, uint32_t events)
-{
-}
-
-static void ctl_after(struct loop *l, void *arg)
-{
-	struct ctl *c = arg;
-	MHD_run(c->mhd);
-}
-
-static long ctl_timeout(void *arg)
-{
-	struct ctl *c = arg;
-	MHD_UNSIGNED_LONG_LONG t;
-	if (MHD_get_timeout(c->mhd, &t) == MHD_YES)
-		return t > 60000 ? 60000 : (long)t;
-	return -1;
-}
-
 struct ctl *ctl_start(struct serve *s, struct loop *l, const char *ip, unsigned port,
 		      unsigned *bound, char *err, size_t errlen)
 {
@@ -504,10 +476,8 @@ struct ctl *ctl_start(struct serve *s, struct loop *l, const char *ip, unsigned 
 				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)128 * 1024,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
-				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, c, MHD_OPTION_END);
-	const union MHD_DaemonInfo *di =
-		c->mhd ? MHD_get_daemon_info(c->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
-	if (!di) {
+				  MHD_OPTION_EXTERNAL_LOGGER, host_mhd_log, "control", MHD_OPTION_END);
+	if (!c->mhd || host_mhd_attach(l, c->mhd, &c->watch) < 0) {
 		snprintf(err, errlen, "cannot start the control API's HTTP server");
 		if (c->mhd)
 			MHD_stop_daemon(c->mhd);
@@ -515,11 +485,6 @@ struct ctl *ctl_start(struct serve *s, struct loop *l, const char *ip, unsigned 
 		free(c);
 		return NULL;
 	}
-	c->watch.fd = di->epoll_fd;
-	c->watch.fn = ctl_io;
-	c->watch.arg = c;
-	loop_add(l, &c->watch, EPOLLIN);
-	loop_set_hook(l, ctl_after, ctl_timeout, c);
 	return c;
 }
 

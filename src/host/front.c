@@ -505,7 +505,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	free(r);
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+void host_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	if (thaw_log_level < LOG_DEBUG)
 		return;
@@ -514,7 +514,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	size_t n = strlen(line);
 	while (n && line[n - 1] == '\n')
 		line[--n] = 0;
-	log_debug("http: %s", line);
+	log_debug("%s: %s", (const char *)cls, line);
 }
 
 static void mhd_io(struct loop *l, struct loop_watch *w, uint32_t events)
@@ -524,17 +524,28 @@ static void mhd_io(struct loop *l, struct loop_watch *w, uint32_t events)
 
 static void mhd_after(struct loop *l, void *arg)
 {
-	struct host *h = arg;
-	MHD_run(h->mhd);
+	MHD_run(arg);
 }
 
 static long mhd_timeout(void *arg)
 {
-	struct host *h = arg;
 	MHD_UNSIGNED_LONG_LONG t;
-	if (MHD_get_timeout(h->mhd, &t) == MHD_YES)
+	if (MHD_get_timeout(arg, &t) == MHD_YES)
 		return t > 60000 ? 60000 : (long)t;
 	return -1;
+}
+
+int host_mhd_attach(struct loop *l, struct MHD_Daemon *d, struct loop_watch *w)
+{
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_EPOLL_FD);
+	if (!di)
+		return -1;
+	w->fd = di->epoll_fd;
+	w->fn = mhd_io;
+	w->arg = d;
+	loop_add(l, w, EPOLLIN);
+	loop_set_hook(l, mhd_after, mhd_timeout, d);
+	return 0;
 }
 
 int host_listen(const char *ip, unsigned port, const char *flag, unsigned *bound_port, char *err,
@@ -606,23 +617,17 @@ int front_start(struct host *h, const char *ip, unsigned port, unsigned *bound_p
 				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)4000,
-				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_END);
+				  MHD_OPTION_EXTERNAL_LOGGER, host_mhd_log, "http", MHD_OPTION_END);
 	if (!h->mhd) {
 		snprintf(err, errlen, "cannot start the HTTP server");
 		close(fd);
 		return -1;
 	}
-	const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-	if (!di) {
+	if (host_mhd_attach(h->loop, h->mhd, &h->mhd_watch) < 0) {
 		snprintf(err, errlen, "libmicrohttpd has no epoll support");
 		MHD_stop_daemon(h->mhd);
 		return -1;
 	}
-	h->mhd_watch.fd = di->epoll_fd;
-	h->mhd_watch.fn = mhd_io;
-	h->mhd_watch.arg = h;
-	loop_add(h->loop, &h->mhd_watch, EPOLLIN);
-	loop_set_hook(h->loop, mhd_after, mhd_timeout, h);
 	return 0;
 }
 

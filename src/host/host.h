@@ -10,6 +10,7 @@
 #ifndef THAW_HOST_HOST_H
 #define THAW_HOST_HOST_H
 
+#include <stdarg.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -213,6 +214,11 @@ int host_option(struct host *h, const char *cmd, int c, const char *arg);
 int host_opt_u64(const char *cmd, const char *opt, const char *v, uint64_t max, uint64_t *out);
 
 /* front.c */
+/* Run a libmicrohttpd daemon (started with MHD_USE_EPOLL) from loop l: its
+ * epoll fd is watched through w, and MHD_run goes in an after-hook. */
+int host_mhd_attach(struct loop *l, struct MHD_Daemon *d, struct loop_watch *w);
+/* MHD_OPTION_EXTERNAL_LOGGER for our daemons; cls is the log prefix. */
+void host_mhd_log(void *cls, const char *fmt, va_list ap);
 /* A listening TCP socket on ip:port (non-blocking); -1 with err (flag names
  * the option that chooses the port, for the message). */
 int host_listen(const char *ip, unsigned port, const char *flag, unsigned *bound_port, char *err,
@@ -242,6 +248,8 @@ void pool_timeout(struct hreq *r);
 void pool_reload(struct app *a);
 /* Boot one instance now (dev start / after reload) to surface load errors. */
 void pool_prewarm(struct app *a);
+/* Stop every instance and reap it (SIGKILL after 2 s). */
+/* Stop every instance and reap it (SIGKILL after 2 s). */
 void pool_shutdown(struct host *h);
 int pool_live_count(struct host *h);
 /* Build a snapshot of the app's current generation (if enabled). */

@@ -1071,4 +1071,15 @@ void pool_shutdown(struct host *h)
 		if (!in->reaped)
 			kill(in->pid, SIGTERM);
 	}
+	/* Give them a moment to exit, then make sure. */
+	uint64_t deadline = now_ns() + 2000000000ull;
+	while (pool_live_count(h) > 0 && now_ns() < deadline) {
+		pool_on_sigchld(h);
+		usleep(5000);
+	}
+	for (struct instance *in = h->all_instances; in; in = in->all_next)
+		if (!in->reaped)
+			kill(in->pid, SIGKILL);
+	while (pool_live_count(h) > 0 && waitpid(-1, NULL, 0) > 0)
+		pool_on_sigchld(h);
 }

@@ -1616,16 +1616,6 @@ int cmd_serve(int argc, char **argv)
 	ctl_stop(s->ctl);
 	front_stop(h);
 	pool_shutdown(h);
-	uint64_t deadline = now_ns() + 2000000000ull;
-	while (pool_live_count(h) > 0 && now_ns() < deadline) {
-		pool_on_sigchld(h);
-		usleep(5000);
-	}
-	for (struct instance *in = h->all_instances; in; in = in->all_next)
-		if (!in->reaped)
-			kill(in->pid, SIGKILL);
-	while (pool_live_count(h) > 0 && waitpid(-1, NULL, 0) > 0)
-		pool_on_sigchld(h);
 	store_close(s->st);
 	loop_free(h->loop);
 	return rc;
