@@ -1,11 +1,13 @@
 /* thaw: one binary, subcommands. */
+#include <dlfcn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/personality.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "host/serve.h"
+#include "common/util.h"
 #include "snap/snap.h"
 #include "worker/worker.h"
 
@@ -36,6 +38,33 @@ static const char usage[] =
 	"`thaw COMMAND --help` tells more about each.\n"
 	"Internal: `thaw worker` is the instance process the host starts.\n";
 
+/* Commands that need SQLite, libcrypto, libarchive or libcurl live in
+ * thaw-ext.so, loaded only when one of them runs (see CMakeLists.txt). */
+int cli_ext_main(const char *name, int argc, char **argv)
+{
+	const char *path = getenv("THAW_EXT");
+	if (!path || !*path)
+		path = THAW_EXT_PATH;
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		char near[4096];
+		const char *slash = strrchr(self_exe(), '/');
+		snprintf(near, sizeof near, "%.*s/thaw-ext.so", slash ? (int)(slash - self_exe()) : 1,
+			 slash ? self_exe() : ".");
+		h = dlopen(near, RTLD_NOW | RTLD_LOCAL);
+	}
+	if (!h) {
+		fprintf(stderr, "thaw: cannot load %s, which this command needs: %s\n", path, dlerror());
+		return 1;
+	}
+	int (*fn)(int, char **) = (int (*)(int, char **))dlsym(h, name);
+	if (!fn) {
+		fprintf(stderr, "thaw: %s has no %s: %s\n", path, name, dlerror());
+		return 1;
+	}
+	return fn(argc, argv);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -57,25 +86,25 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "dev"))
 		return cmd_dev(argc - 1, argv + 1);
 	if (!strcmp(cmd, "serve"))
-		return cmd_serve(argc - 1, argv + 1);
+		return cli_ext_main("cmd_serve", argc - 1, argv + 1);
 	if (!strcmp(cmd, "init"))
 		return cmd_init(argc - 1, argv + 1);
 	if (!strcmp(cmd, "unpack-bundle"))
-		return cmd_unpack_bundle(argc - 1, argv + 1);
+		return cli_ext_main("cmd_unpack_bundle", argc - 1, argv + 1);
 	if (!strcmp(cmd, "pack"))
-		return cmd_pack(argc - 1, argv + 1);
+		return cli_ext_main("cmd_pack", argc - 1, argv + 1);
 	if (!strcmp(cmd, "install"))
 		return cmd_install(argc - 1, argv + 1);
 	if (!strcmp(cmd, "deploy"))
-		return cmd_deploy(argc - 1, argv + 1);
+		return cli_ext_main("cmd_deploy", argc - 1, argv + 1);
 	if (!strcmp(cmd, "versions"))
-		return cmd_versions(argc - 1, argv + 1);
+		return cli_ext_main("cmd_versions", argc - 1, argv + 1);
 	if (!strcmp(cmd, "rollout"))
-		return cmd_rollout(argc - 1, argv + 1);
+		return cli_ext_main("cmd_rollout", argc - 1, argv + 1);
 	if (!strcmp(cmd, "rollback"))
-		return cmd_rollback(argc - 1, argv + 1);
+		return cli_ext_main("cmd_rollback", argc - 1, argv + 1);
 	if (!strcmp(cmd, "tail"))
-		return cmd_tail(argc - 1, argv + 1);
+		return cli_ext_main("cmd_tail", argc - 1, argv + 1);
 	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
 		fputs(usage, stdout);
 		return 0;

@@ -27,7 +27,7 @@ trap cleanup EXIT
 
 start_thaw() { # log port extra-args...
 	local log=$1 port=$2; shift 2
-	"$THAW" dev "$APP" --port "$port" --system-site-packages "$@" >"$log.out" 2>"$log.err" &
+	"$THAW" dev "$APP" --port "$port" --system-site-packages --no-install "$@" >"$log.out" 2>"$log.err" &
 	pids+=($!)
 	THAW_PID=$!
 	for _ in $(seq 300); do grep -q "^Ready" "$log.out" 2>/dev/null && break; sleep 0.1; done
