@@ -721,13 +721,19 @@ def test_reload_into_a_failing_build_then_fixed(project, dev):
 
 
 @needs_snapshots
-def test_build_failure_is_shown_even_if_a_request_raced_the_build(project, dev):
-    p = project("""
+def test_build_failure_is_shown_even_if_a_request_raced_the_build(project, dev, tmp_path):
+    # The first process to run the top level (the snapshot builder, started with `thaw dev`)
+    # leaves a marker and takes 3 s; the request is sent once the marker is there, so the
+    # instance it boots (which skips the wait) is ready while the build still runs.
+    marker = tmp_path / "builder-started"
+    p = project(f"""
         import os
         import time
         from workers import WorkerEntrypoint, Response
 
-        time.sleep(1.5)  # the build (and a boot) take this long: the request below races it
+        if not os.path.exists({str(marker)!r}):
+            open({str(marker)!r}, "w").close()
+            time.sleep(3)
         TOKEN = os.urandom(8)
 
         class Default(WorkerEntrypoint):
@@ -735,6 +741,9 @@ def test_build_failure_is_shown_even_if_a_request_raced_the_build(project, dev):
                 return Response(TOKEN.hex())
         """)
     d = dev(p)
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
     r = d.get("/")  # boots while the snapshot is being built
     assert r.status == 200 and r.timing()[0] == "boot", r
     d.wait_for(r"consumed entropy", stream="stderr", timeout=30)
