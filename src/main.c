@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "ext/ext.h"
 #include "common/util.h"
 #include "snap/snap.h"
 #include "worker/worker.h"
@@ -38,15 +39,17 @@ static const char usage[] =
 	"`thaw COMMAND --help` tells more about each.\n"
 	"Internal: `thaw worker` is the instance process the host starts.\n";
 
-/* Commands that need SQLite, libcrypto, libarchive or libcurl live in
- * thaw-ext.so, loaded only when one of them runs (see CMakeLists.txt). */
-int cli_ext_main(const char *name, int argc, char **argv)
+/* The commands of thaw-ext.so (see src/ext/ext.h): the module is loaded only
+ * when one of them runs. NULL when cmd is not one of them, or (with a
+ * message) when the module cannot be loaded. */
+static int (*ext_command(const char *cmd))(int, char **)
 {
 	const char *path = getenv("THAW_EXT");
 	if (!path || !*path)
 		path = THAW_EXT_PATH;
 	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
+		/* Installed elsewhere: the module sits beside the executable. */
 		char near[4096];
 		const char *slash = strrchr(self_exe(), '/');
 		snprintf(near, sizeof near, "%.*s/thaw-ext.so", slash ? (int)(slash - self_exe()) : 1,
@@ -54,15 +57,19 @@ int cli_ext_main(const char *name, int argc, char **argv)
 		h = dlopen(near, RTLD_NOW | RTLD_LOCAL);
 	}
 	if (!h) {
-		fprintf(stderr, "thaw: cannot load %s, which this command needs: %s\n", path, dlerror());
-		return 1;
+		fprintf(stderr, "thaw: cannot load %s, which has the command '%s' if it exists: %s\n",
+			path, cmd, dlerror());
+		exit(1);
 	}
-	int (*fn)(int, char **) = (int (*)(int, char **))dlsym(h, name);
-	if (!fn) {
-		fprintf(stderr, "thaw: %s has no %s: %s\n", path, name, dlerror());
-		return 1;
+	const struct thaw_ext_command *table = dlsym(h, THAW_EXT_COMMANDS_SYMBOL);
+	if (!table) {
+		fprintf(stderr, "thaw: %s has no command table: %s\n", path, dlerror());
+		exit(1);
 	}
-	return fn(argc, argv);
+	for (const struct thaw_ext_command *c = table; c->name; c++)
+		if (!strcmp(c->name, cmd))
+			return c->main;
+	return NULL;
 }
 
 int main(int argc, char **argv)
@@ -83,28 +90,14 @@ int main(int argc, char **argv)
 #endif
 		return worker_main(argc - 1, argv + 1);
 	}
+	if (!strcmp(cmd, "config"))
+		return worker_config_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "dev"))
 		return cmd_dev(argc - 1, argv + 1);
-	if (!strcmp(cmd, "serve"))
-		return cli_ext_main("cmd_serve", argc - 1, argv + 1);
 	if (!strcmp(cmd, "init"))
 		return cmd_init(argc - 1, argv + 1);
-	if (!strcmp(cmd, "unpack-bundle"))
-		return cli_ext_main("cmd_unpack_bundle", argc - 1, argv + 1);
-	if (!strcmp(cmd, "pack"))
-		return cli_ext_main("cmd_pack", argc - 1, argv + 1);
 	if (!strcmp(cmd, "install"))
 		return cmd_install(argc - 1, argv + 1);
-	if (!strcmp(cmd, "deploy"))
-		return cli_ext_main("cmd_deploy", argc - 1, argv + 1);
-	if (!strcmp(cmd, "versions"))
-		return cli_ext_main("cmd_versions", argc - 1, argv + 1);
-	if (!strcmp(cmd, "rollout"))
-		return cli_ext_main("cmd_rollout", argc - 1, argv + 1);
-	if (!strcmp(cmd, "rollback"))
-		return cli_ext_main("cmd_rollback", argc - 1, argv + 1);
-	if (!strcmp(cmd, "tail"))
-		return cli_ext_main("cmd_tail", argc - 1, argv + 1);
 	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
 		fputs(usage, stdout);
 		return 0;
@@ -132,6 +125,9 @@ int main(int argc, char **argv)
 #endif
 		return 0;
 	}
+	int (*ext)(int, char **) = ext_command(cmd);
+	if (ext)
+		return ext(argc - 1, argv + 1);
 	fprintf(stderr, "thaw: unknown command '%s'\n\n%s", cmd, usage);
 	return 2;
 }

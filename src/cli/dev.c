@@ -19,10 +19,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli/config.h"
+#include "project/project.h"
 #include "cli/install.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "host/child.h"
 #include "host/host.h"
 
 static const char dev_usage[] =
@@ -64,13 +65,14 @@ struct dev {
 	struct loop_watch sig;
 	struct loop_watch ino;
 	struct loop_timer reload_timer;
+	struct child *reader; /* the config reader of a reload in progress */
 	char changed[PATH_MAX];
 	/* watch descriptor -> directory path */
 	char **wd_path;
 	int wd_cap;
 };
 
-static char *build_init(struct host *h, struct thaw_config *c)
+static char *build_init(struct host *h, struct project *c)
 {
 	json_t *j = json_pack("{s:s, s:s, s:s, s:O, s:b, s:i, s:s, s:b, s:b}", "name", c->name,
 			      "project_dir", c->dir, "main", c->main, "vars", c->vars, "dev",
@@ -140,11 +142,17 @@ static void watch_dir(struct dev *d, const char *path, int depth)
 	closedir(dir);
 }
 
-static void do_reload(struct dev *d)
+/* The config reader answered: reload with what it read. */
+static void reader_done(void *arg, int status, const uint8_t *out, size_t len, int overflow)
 {
-	char err[1024];
+	struct dev *d = arg;
 	struct app *a = &d->app;
-	struct thaw_config *c = config_load(a->cfg->dir, err, sizeof err);
+	char err[1024];
+	d->reader = NULL;
+	struct project *c = overflow ? NULL
+				     : project_parse((const char *)out, len, a->cfg->dir, err, sizeof err);
+	if (overflow)
+		snprintf(err, sizeof err, "the configuration reader's answer is too large");
 	fprintf(stderr, "\n%s changed: reloading %s\n", d->changed[0] ? d->changed : "project",
 		a->cfg->name);
 	if (!c) {
@@ -153,12 +161,28 @@ static void do_reload(struct dev *d)
 		a->load_error = xasprintf("Error: configuration: %s\n", err);
 		return;
 	}
-	config_free(a->cfg);
+	project_free(a->cfg);
 	a->cfg = c;
 	free(a->init_json);
 	a->init_json = build_init(&d->h, c);
 	pool_reload(a);
 	pool_prewarm(a);
+}
+
+/* Read the project again in a child (TOML needs Python, which the host
+ * never starts); reader_done goes on. A change while it reads restarts it. */
+static void do_reload(struct dev *d)
+{
+	char err[512];
+	child_cancel(d->reader);
+	char *argv[4];
+	project_reader_argv(d->app.cfg->dir, argv);
+	d->reader = child_start(&d->h, argv, PROJECT_MAX_JSON_BYTES, reader_done, d, err, sizeof err);
+	if (!d->reader) {
+		fprintf(stderr, "thaw: %s\n", err);
+		pool_reload(&d->app);
+		d->app.load_error = xasprintf("Error: configuration: %s\n", err);
+	}
 }
 
 static void reload_timer_fn(struct loop *l, struct loop_timer *t)
@@ -208,7 +232,7 @@ static void on_signal(struct loop *l, struct loop_watch *w, uint32_t events)
 	struct signalfd_siginfo si;
 	while (read(w->fd, &si, sizeof si) == sizeof si) {
 		if (si.ssi_signo == SIGCHLD)
-			pool_on_sigchld(&d->h);
+			host_reap(&d->h);
 		else
 			loop_stop(l);
 	}
@@ -294,7 +318,7 @@ int cmd_dev(int argc, char **argv)
 	const char *dir = optind < argc ? argv[optind] : ".";
 
 	char err[1024];
-	struct thaw_config *cfg = config_load(dir, err, sizeof err);
+	struct project *cfg = project_load(dir, err, sizeof err);
 	if (!cfg) {
 		fprintf(stderr, "thaw dev: %s\n", err);
 		return 1;
@@ -377,6 +401,7 @@ int cmd_dev(int argc, char **argv)
 	int rc = loop_run(h->loop) < 0 ? 1 : 0;
 
 	fprintf(stderr, "thaw dev: stopping\n");
+	child_kill_all(h);
 	front_stop(h);
 	pool_shutdown(h);
 	loop_free(h->loop); /* frees the instances reaped since the loop stopped */

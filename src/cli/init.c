@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli/config.h"
+#include "project/project.h"
 #include "common/util.h"
 
 static const char init_usage[] =
@@ -162,7 +162,7 @@ int cmd_init(int argc, char **argv)
 		derived[n] = 0;
 		name = n && derived[0] != '-' ? derived : "worker";
 	}
-	if (!config_name_valid(name)) {
+	if (!project_name_valid(name)) {
 		fprintf(stderr,
 			"thaw init: '%s' is not a valid worker name: use 1-63 lowercase letters, "
 			"digits, '-' or '_' (or pass --name)\n",

@@ -112,7 +112,7 @@ static int older(const struct timespec *a, const struct timespec *b)
 	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
-int thaw_install_needed(const struct thaw_config *c)
+int thaw_install_needed(const struct project *c)
 {
 	if (json_array_size(c->dependencies) == 0)
 		return 0;
@@ -129,7 +129,7 @@ int thaw_install_needed(const struct thaw_config *c)
 /* --- what to install --- */
 
 /* Add the pins of the project's lockfile, if it has one. 0 or -1 (printed). */
-static int add_lock_pins(const struct thaw_config *c, const char *project_name,
+static int add_lock_pins(const struct project *c, const char *project_name,
 			 struct thaw_reqs *reqs, FILE *out)
 {
 	static const struct {
@@ -159,8 +159,8 @@ static int add_lock_pins(const struct thaw_config *c, const char *project_name,
 		return -1;
 	}
 	char err[512];
-	json_t *lock = config_toml_parse(text, len, err, sizeof err);
 	free(text);
+	json_t *lock = project_load_toml(path, err, sizeof err);
 	size_t before = reqs->n;
 	int rc = lock ? thaw_lock_requirements(lock, locks[which].kind, project_name, c->dir, reqs,
 					       err, sizeof err)
@@ -176,25 +176,25 @@ static int add_lock_pins(const struct thaw_config *c, const char *project_name,
 }
 
 /* The project's name as [project].name says, for leaving it out of a lock. */
-static char *project_name(const struct thaw_config *c)
+static char *project_name(const struct project *c)
 {
 	char path[PATH_MAX];
 	size_t len;
 	if (path_join(path, sizeof path, c->dir, "pyproject.toml") < 0)
 		return NULL;
-	char *text = read_file(path, CONFIG_MAX_BYTES, &len);
+	char *text = read_file(path, PROJECT_MAX_FILE_BYTES, &len);
 	if (!text)
 		return NULL;
-	char err[256];
-	json_t *p = config_toml_parse(text, len, err, sizeof err);
 	free(text);
+	char err[256];
+	json_t *p = project_load_toml(path, err, sizeof err);
 	const char *n = json_string_value(json_object_get(json_object_get(p, "project"), "name"));
 	char *out = n ? xstrdup(n) : NULL;
 	json_decref(p);
 	return out;
 }
 
-static int collect(const struct thaw_config *c, struct thaw_reqs *reqs, FILE *out)
+static int collect(const struct project *c, struct thaw_reqs *reqs, FILE *out)
 {
 	size_t i;
 	json_t *d;
@@ -384,7 +384,7 @@ static void print_installed(FILE *out, const char *dir)
 		fputs("\n", out);
 }
 
-int thaw_install_run(const struct thaw_config *c, const struct thaw_install_options *o)
+int thaw_install_run(const struct project *c, const struct thaw_install_options *o)
 {
 	FILE *out = o->stdout_to_stderr ? stderr : stdout;
 	struct thaw_reqs reqs = {0};
@@ -564,12 +564,12 @@ int cmd_install(int argc, char **argv)
 	}
 	const char *dir = optind < argc ? argv[optind] : ".";
 	char err[1024];
-	struct thaw_config *c = config_load(dir, err, sizeof err);
+	struct project *c = project_load(dir, err, sizeof err);
 	if (!c) {
 		fprintf(stderr, "thaw install: %s\n", err);
 		return 1;
 	}
 	int rc = thaw_install_run(c, &o);
-	config_free(c);
+	project_free(c);
 	return rc < 0 ? 1 : 0;
 }

@@ -6,7 +6,7 @@
 #ifndef THAW_CLI_INSTALL_H
 #define THAW_CLI_INSTALL_H
 
-#include "cli/config.h"
+#include "project/project.h"
 
 #define INSTALL_MAX_URLS 16
 
@@ -29,11 +29,11 @@ int thaw_install_option(struct thaw_install_options *o, const char *name, const 
 
 /* Does c have dependencies while python_modules is missing or older than
  * pyproject.toml? Borrows c. */
-int thaw_install_needed(const struct thaw_config *c);
+int thaw_install_needed(const struct project *c);
 
 /* Install c's dependencies into c->dir/python_modules, replacing it only
  * when the install succeeds. Blocks until the installer exits; its output
  * streams to the terminal. 0, or a negative errno with the reason printed. */
-int thaw_install_run(const struct thaw_config *c, const struct thaw_install_options *o);
+int thaw_install_run(const struct project *c, const struct thaw_install_options *o);
 
 #endif

@@ -28,7 +28,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "cli/config.h"
+#include "project/project.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "proto/frame.h"

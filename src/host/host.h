@@ -19,7 +19,7 @@
 
 struct MHD_Daemon;
 struct MHD_Connection;
-struct thaw_config;
+struct project;
 
 struct host_limits {
 	uint64_t max_header_bytes;
@@ -69,7 +69,12 @@ struct instance {
 	int reaped;
 };
 
-enum snap_state { SNAPSHOT_NONE, SNAPSHOT_BUILDING, SNAPSHOT_READY };
+enum snap_state {
+	SNAPSHOT_NONE,     /* no image: instances boot */
+	SNAPSHOT_BUILDING, /* a builder instance is making one */
+	SNAPSHOT_ADOPTING, /* written; its owner is checking and storing it (off the loop) */
+	SNAPSHOT_READY,    /* snap_path is the image instances restore from */
+};
 
 /* What a pool tells its owner (thaw serve) about its app. */
 enum app_event {
@@ -80,9 +85,11 @@ enum app_event {
 };
 
 struct app_hooks {
-	/* A builder wrote tmp_path: return where the image now lives (a
-	 * malloc'ed path; the owner may move it), or NULL to refuse it (err). */
-	char *(*adopt_snapshot)(struct app *a, const char *tmp_path, char *err, size_t errlen);
+	/* A builder wrote tmp_path. The owner checks and stores it without
+	 * blocking the loop, then calls pool_snapshot_adopted() with where the
+	 * image now lives, or NULL and why it was refused. NULL hook: the
+	 * image is used where the builder wrote it (thaw dev). */
+	void (*adopt_snapshot)(struct app *a, const char *tmp_path);
 	void (*event)(struct app *a, enum app_event ev, const char *detail, double num);
 	/* A line the worker printed; r is the request it belongs to, or NULL. */
 	void (*output)(struct app *a, struct hreq *r, uint32_t stream, int channel,
@@ -91,7 +98,7 @@ struct app_hooks {
 
 struct app {
 	struct host *h;
-	struct thaw_config *cfg;
+	struct project *cfg;
 	char *init_json; /* INIT payload for new instances (mode added per spawn) */
 	/* snapshots */
 	int snapshots;           /* build and restore them */
@@ -102,6 +109,8 @@ struct app {
 	int snap_ws_asked;       /* an instance was asked to record the working set */
 	struct instance *builder;
 	double snap_restore_ms;
+	uint64_t adopt_bytes;     /* the image being adopted: its size, */
+	double adopt_write_ms, adopt_build_ms; /* write and build times, for the log */
 	unsigned generation;
 	char *load_error; /* set when the current generation failed to load */
 	int build_failed; /* its snapshot build failed: nothing of it may serve */
@@ -167,8 +176,7 @@ struct host {
 			     size_t msglen);
 	void *route_arg;
 	uint64_t rid_prefix, rid_counter;
-	/* A child that is not an instance exited (thaw serve's helpers). */
-	void (*child_exit)(struct host *h, pid_t pid, int status);
+	struct child *children; /* helper children (child.h) */
 	struct instance *all_instances;
 	struct hreq *all_reqs;
 	uint32_t next_stream;
@@ -242,13 +250,14 @@ int inst_send2(struct instance *in, uint8_t type, uint32_t stream, const void *p
 /* Bytes queued towards an instance above which uploads pause. */
 #define INST_OUT_HIGH (1u << 20)
 void pool_grant(struct hreq *r, uint32_t n); /* return response credit */
-void pool_on_sigchld(struct host *h);
+/* pid exited with status: if it is an instance, handle it and return 1;
+ * else 0 (called by host_reap, child.c). */
+int pool_reaped(struct host *h, pid_t pid, int status);
 void pool_timeout(struct hreq *r);
 /* Start a new generation: old instances drain, the next request boots anew. */
 void pool_reload(struct app *a);
 /* Boot one instance now (dev start / after reload) to surface load errors. */
 void pool_prewarm(struct app *a);
-/* Stop every instance and reap it (SIGKILL after 2 s). */
 /* Stop every instance and reap it (SIGKILL after 2 s). */
 void pool_shutdown(struct host *h);
 int pool_live_count(struct host *h);
@@ -261,6 +270,9 @@ void pool_fill_spares(struct host *h);
 void pool_drain(struct app *a);
 /* Start using an image stored earlier (thaw serve after a restart). */
 void pool_use_snapshot(struct app *a, const char *path);
+/* The owner's answer to adopt_snapshot: path (taken; NULL: refused, why
+ * says why). */
+void pool_snapshot_adopted(struct app *a, char *path, const char *why);
 /* Ready instances (warm) of an app. */
 unsigned pool_warm_count(const struct app *a);
 

@@ -19,17 +19,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cli/config.h"
+#include "project/project.h"
 #include "common/log.h"
+#include "host/child.h"
 #include "common/util.h"
 #include "proto/frame.h"
-#include "worker/worker.h"
+#include "snap/snap.h"
 
 extern char **environ;
 
 static void inst_close(struct instance *in, const char *why);
 static void inst_lost(struct instance *in, const char *why);
 static void pool_dispatch(struct app *a);
+static struct instance *inst_spawn(struct app *a);
 
 /* --- lists --- */
 
@@ -369,15 +371,41 @@ static void snapshot_drop(struct app *a)
 {
 	a->snap_ws_asked = 0;
 	if (a->snap_path) {
-		char *ws = xasprintf("%s.ws", a->snap_path);
-		unlink(ws);
-		free(ws);
-		unlink(a->snap_path); /* mappings of restored instances stay valid */
+		snap_remove(a->snap_path); /* mappings of restored instances stay valid */
 		free(a->snap_path);
 		a->snap_path = NULL;
 	}
 	if (a->snap_state == SNAPSHOT_READY)
 		a->snap_state = SNAPSHOT_NONE;
+}
+
+void pool_snapshot_adopted(struct app *a, char *path, const char *why)
+{
+	if (a->snap_state != SNAPSHOT_ADOPTING) {
+		/* The app moved on meanwhile (a reload): not its image any more. */
+		free(path);
+		return;
+	}
+	if (path) {
+		snapshot_drop(a);
+		a->snap_path = path;
+		a->snap_state = SNAPSHOT_READY;
+		fprintf(stderr, "thaw: snapshot of %s: %.1f MB, written in %.0f ms (built in %.0f ms)\n",
+			app_label(a), (double)a->adopt_bytes / 1e6, a->adopt_write_ms,
+			a->adopt_build_ms);
+		fflush(stderr);
+		if (a->hooks && a->hooks->event)
+			a->hooks->event(a, APP_SNAPSHOT_BUILT, path, (double)a->adopt_bytes);
+		/* Validate it with a restore, which also leaves a warm instance. */
+		if (a->snap_state == SNAPSHOT_READY && a->nlive == 0)
+			inst_spawn(a);
+	} else {
+		a->snap_state = SNAPSHOT_NONE;
+		log_warn("%s: the snapshot could not be stored: %s", app_label(a), why ? why : "?");
+		if (a->hooks && a->hooks->event)
+			a->hooks->event(a, APP_SNAPSHOT_FAILED, why, 0);
+	}
+	pool_dispatch(a);
 }
 
 /* --- lifecycle --- */
@@ -403,7 +431,7 @@ static void inst_close(struct instance *in, const char *why)
 		if (a->snap_state == SNAPSHOT_BUILDING)
 			a->snap_state = SNAPSHOT_NONE;
 		if (in->snap_path)
-			unlink(in->snap_path); /* whatever it left behind */
+			snap_remove(in->snap_path); /* whatever it left behind */
 	}
 	in->state = INST_CLOSED;
 	loop_timer_cancel(in->h->loop, &in->idle_timer);
@@ -432,10 +460,7 @@ static void inst_free(struct instance *in)
 	if (in->snap_path) {
 		/* A builder that never handed its image over: whatever it wrote,
 		 * finished or not, is garbage now that it is gone. */
-		char *tmp = xasprintf("%s.tmp", in->snap_path);
-		unlink(in->snap_path);
-		unlink(tmp);
-		free(tmp);
+		snap_remove(in->snap_path);
 		free(in->snap_path);
 	}
 	free(in->image);
@@ -514,33 +539,26 @@ static void inst_lost(struct instance *in, const char *why)
 	pool_dispatch(a);
 }
 
-void pool_on_sigchld(struct host *h)
+int pool_reaped(struct host *h, pid_t pid, int status)
 {
-	int status;
-	pid_t pid;
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		struct instance *in;
-		for (in = h->all_instances; in; in = in->all_next)
-			if (in->pid == pid)
-				break;
-		if (!in) {
-			if (h->child_exit)
-				h->child_exit(h, pid, status);
-			continue;
-		}
-		in->reaped = 1;
-		if (in->state != INST_CLOSED) {
-			char why[96];
-			if (WIFSIGNALED(status))
-				snprintf(why, sizeof why, "was killed by signal %d (%s)",
-					 WTERMSIG(status), strsignal(WTERMSIG(status)));
-			else
-				snprintf(why, sizeof why, "exited with status %d",
-					 WEXITSTATUS(status));
-			inst_lost(in, why);
-		}
-		inst_free(in);
+	struct instance *in;
+	for (in = h->all_instances; in; in = in->all_next)
+		if (in->pid == pid)
+			break;
+	if (!in)
+		return 0;
+	in->reaped = 1;
+	if (in->state != INST_CLOSED) {
+		char why[96];
+		if (WIFSIGNALED(status))
+			snprintf(why, sizeof why, "was killed by signal %d (%s)", WTERMSIG(status),
+				 strsignal(WTERMSIG(status)));
+		else
+			snprintf(why, sizeof why, "exited with status %d", WEXITSTATUS(status));
+		inst_lost(in, why);
 	}
+	inst_free(in);
+	return 1;
 }
 
 /* --- requests --- */
@@ -709,40 +727,29 @@ static int on_frame(struct instance *in, const struct thaw_frame *f)
 		if (j)
 			json_unpack(j, "{s?I, s?F}", "bytes", &bytes, "ms", &ms);
 		json_decref(j);
+		char *path = NULL;
 		if (in->generation == a->generation) {
-			char why[512] = "";
-			char *path = in->snap_path;
+			path = in->snap_path;
 			in->snap_path = NULL;
-			if (a->hooks && a->hooks->adopt_snapshot) {
-				char *moved = a->hooks->adopt_snapshot(a, path, why, sizeof why);
-				if (!moved)
-					unlink(path);
-				free(path);
-				path = moved;
-			}
 			a->builder = NULL;
-			if (path) {
-				snapshot_drop(a);
-				a->snap_path = path;
-				a->snap_state = SNAPSHOT_READY;
-				fprintf(stderr, "thaw: snapshot of %s: %.1f MB, written in %.0f ms (built in %.0f ms)\n",
-					app_label(a), (double)bytes / 1e6, ms,
-					ns_to_ms(now_ns() - in->t_spawn));
-				fflush(stderr);
-				if (a->hooks && a->hooks->event)
-					a->hooks->event(a, APP_SNAPSHOT_BUILT, path, (double)bytes);
-			} else {
-				a->snap_state = SNAPSHOT_NONE;
-				log_warn("%s: the snapshot could not be stored: %s", app_label(a), why);
-				if (a->hooks && a->hooks->event)
-					a->hooks->event(a, APP_SNAPSHOT_FAILED, why, 0);
-			}
+			a->adopt_bytes = (uint64_t)bytes;
+			a->adopt_write_ms = ms;
+			a->adopt_build_ms = ns_to_ms(now_ns() - in->t_spawn);
+			a->snap_state = SNAPSHOT_ADOPTING;
 		}
 		inst_close(in, "snapshot written");
-		/* Validate it with a restore, which also leaves a warm instance. */
-		if (a->snap_state == SNAPSHOT_READY && a->nlive == 0)
-			inst_spawn(a);
-		pool_dispatch(a);
+		if (!path) {
+			pool_dispatch(a);
+			return 0;
+		}
+		if (a->hooks && a->hooks->adopt_snapshot) {
+			/* Checking and storing it is the owner's, off the loop: it
+			 * answers with pool_snapshot_adopted. */
+			a->hooks->adopt_snapshot(a, path);
+			free(path);
+		} else {
+			pool_snapshot_adopted(a, path, NULL);
+		}
 		return 0;
 	}
 	case THAW_F_READY: {
@@ -986,6 +993,8 @@ void pool_reload(struct app *a)
 	free(a->load_error);
 	a->load_error = NULL;
 	snapshot_drop(a);
+	if (a->snap_state == SNAPSHOT_ADOPTING)
+		a->snap_state = SNAPSHOT_NONE; /* its answer will be ignored */
 	a->snap_builds = 0;
 	a->build_failed = 0;
 	if (a->builder)
@@ -1061,10 +1070,7 @@ void pool_shutdown(struct host *h)
 			inst_close(in, "shutdown");
 		}
 		if (in->app && in->app->snap_path && !in->app->keep_snapshots) {
-			char *ws = xasprintf("%s.ws", in->app->snap_path);
-			unlink(ws);
-			free(ws);
-			unlink(in->app->snap_path);
+			snap_remove(in->app->snap_path);
 			free(in->app->snap_path);
 			in->app->snap_path = NULL;
 		}
@@ -1074,12 +1080,17 @@ void pool_shutdown(struct host *h)
 	/* Give them a moment to exit, then make sure. */
 	uint64_t deadline = now_ns() + 2000000000ull;
 	while (pool_live_count(h) > 0 && now_ns() < deadline) {
-		pool_on_sigchld(h);
+		host_reap(h);
 		usleep(5000);
 	}
 	for (struct instance *in = h->all_instances; in; in = in->all_next)
 		if (!in->reaped)
 			kill(in->pid, SIGKILL);
-	while (pool_live_count(h) > 0 && waitpid(-1, NULL, 0) > 0)
-		pool_on_sigchld(h);
+	while (pool_live_count(h) > 0) {
+		int status;
+		pid_t pid = waitpid(-1, &status, 0);
+		if (pid <= 0)
+			break;
+		pool_reaped(h, pid, status);
+	}
 }

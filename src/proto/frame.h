@@ -56,6 +56,10 @@
 #ifndef THAW_PROTO_FRAME_H
 #define THAW_PROTO_FRAME_H
 
+/* The fd on which an instance (`thaw worker`) finds its end of the
+ * socketpair: the host dup2s it there before exec. */
+#define THAW_WORKER_FD 3
+
 #include <stddef.h>
 #include <stdint.h>
 

@@ -8,7 +8,7 @@
 
 #include "proto/frame.h"
 #include "snap/snap.h"
-#include "worker/worker.h"
+#include "worker/pymod.h"
 
 static PyObject *ProtocolError;
 

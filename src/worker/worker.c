@@ -15,6 +15,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "worker/pymod.h"
 #include "worker/worker.h"
 
 #include <errno.h>

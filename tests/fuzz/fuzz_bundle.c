@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the bundle reader (src/common/bundle.c): the input is
+ * libFuzzer target for the bundle reader (src/ext/bundle.c): the input is
  * an uploaded bundle, checked with bundle_check_mem under small limits so one
  * run stays cheap whatever the input claims to hold.
  *
@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "common/bundle.h"
+#include "ext/bundle.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,6 +1,6 @@
 /*
  * libFuzzer target for the readers of a thaw host's control-API answers
- * (src/cli/remote_fmt.c): what `thaw deploy`, `thaw versions list` and
+ * (src/ext/remote_fmt.c): what `thaw deploy`, `thaw versions list` and
  * `thaw tail` do with bytes a host sends.
  *
  * The first byte picks the reader; the rest is the answer. For deploy, the
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/remote.h"
+#include "ext/remote.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -22,9 +22,9 @@ declare -A SOURCES=(
   [fuzz_frame]="src/proto/frame.c"
   [fuzz_jsonc]="src/common/jsonc.c"
   [fuzz_snap]="src/snap/format.c"
-  [fuzz_bundle]="src/common/bundle.c src/common/util.c"
+  [fuzz_bundle]="src/ext/bundle.c src/common/util.c"
   [fuzz_lockfile]="src/cli/lockfile.c src/common/util.c src/common/buf.c"
-  [fuzz_remote]="src/cli/remote_fmt.c src/common/util.c"
+  [fuzz_remote]="src/ext/remote_fmt.c src/common/util.c"
 )
 
 # pkg-config packages a target links besides jansson (none when absent).

@@ -1,5 +1,5 @@
 /*
- * Tests for bundles (src/common/bundle.c).
+ * Tests for bundles (src/ext/bundle.c).
  *
  * Packing: a project on disk with a .gitignore that uses every rule form
  * (globs, negation, directory-only, anchored, "**") and a .thawignore is
@@ -32,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/bundle.h"
+#include "ext/bundle.h"
 #include "common/util.h"
 
 #define MiB (1024ull * 1024ull)

@@ -1,6 +1,6 @@
 /*
  * Tests for the readers of a thaw host's control-API answers
- * (src/cli/remote_fmt.c): the exact lines `thaw deploy`, `thaw tail` and
+ * (src/ext/remote_fmt.c): the exact lines `thaw deploy`, `thaw tail` and
  * `thaw versions list` print for well-formed answers, the escaping of
  * whatever a hostile host puts in its strings, and the refusal of answers
  * that are not what the contract says.
@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli/remote.h"
+#include "ext/remote.h"
 
 #define V3 "1f2e4a5b-6c7d-4e8f-9a0b-1c2d3e4f5a6b"
 #define V2 "2f2e2d2c-0000-4000-8000-000000000002"

@@ -1,5 +1,5 @@
 /*
- * Tests for the host's store (src/host/store.c), against a real SQLite
+ * Tests for the host's store (src/ext/store.c), against a real SQLite
  * database and real files in a fresh temporary directory per test. Where a
  * test needs to see or bend what is on disk (the schema version, a crafted
  * id, a temporary file left by a crash) it opens DIR/thaw.db or DIR/tmp
@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "host/store.h"
+#include "ext/store.h"
 
 #define SHA_ABC "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 #define SHA_EMPTY "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -203,7 +203,7 @@ static void test_open_creates_layout_and_schema(void **state)
 	assert_string_equal(store_dir(f->s), f->dir);
 
 	sqlite3 *db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 1);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 2);
 	assert_int_equal(db_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
 				    "name IN ('workers', 'versions', 'deployments', "
 				    "'deployment_versions')"),
@@ -267,7 +267,7 @@ static void test_migrations_are_idempotent(void **state)
 	for (int i = 0; i < 3; i++)
 		reopen(f);
 	db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 1);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 2);
 	assert_int_equal(db_int(db, "SELECT count(*) FROM sqlite_master"), objects);
 	assert_int_equal(db_int(db, "SELECT count(*) FROM versions"), 1);
 	sqlite3_close(db);
@@ -281,15 +281,53 @@ static void test_future_schema_is_refused(void **state)
 	store_close(f->s);
 	f->s = NULL;
 	sqlite3 *db = db_side(f);
-	db_exec(db, "PRAGMA user_version = 2");
+	db_exec(db, "PRAGMA user_version = 3");
 	sqlite3_close(db);
 
 	assert_null(store_open(f->dir, f->err, sizeof f->err));
-	if (!strstr(f->err, "schema version 2, newer than this thaw knows (1)"))
+	if (!strstr(f->err, "schema version 3, newer than this thaw knows (2)"))
 		fail_msg("unexpected error: %s", f->err);
 	db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 2); /* left alone */
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 3); /* left alone */
 	sqlite3_close(db);
+}
+
+/* Migration 2: a store made by a thaw that knew only migration 1 keeps its
+ * versions, and gains a place for each version's project. */
+static void test_migration_2_adds_the_project(void **state)
+{
+	struct fixture *f = *state;
+	reopen(f);
+	struct version v;
+	add_version(f, "hello", BUNDLE1, "ready", &v);
+	assert_null(store_version_project(f->s, v.id)); /* none recorded yet */
+	store_close(f->s);
+	f->s = NULL;
+	sqlite3 *db = db_side(f);
+	db_exec(db, "ALTER TABLE versions DROP COLUMN project; PRAGMA user_version = 1");
+	sqlite3_close(db);
+
+	reopen(f);
+	struct version g = {0};
+	assert_int_equal(store_version_get(f->s, v.id, &g), 0);
+	assert_string_equal(g.state, "ready");
+	assert_null(store_version_project(f->s, v.id));
+	json_t *p = json_pack("{s:s, s:s, s:{s:i}}", "name", "hello", "main", "src/entry.py",
+			      "vars", "N", 1);
+	assert_int_equal(store_version_set_project(f->s, v.id, p), 0);
+	json_t *back = store_version_project(f->s, v.id);
+	assert_non_null(back);
+	assert_true(json_equal(p, back));
+	json_decref(back);
+	/* Unknown versions and bad ids are refused. */
+	assert_int_equal(store_version_set_project(f->s, "00000000-0000-4000-8000-000000000000", p), -1);
+	assert_null(store_version_project(f->s, "nope"));
+	json_decref(p);
+	db = db_side(f);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 2);
+	sqlite3_close(db);
+	version_clear(&g);
+	version_clear(&v);
 }
 
 static void test_second_open_of_a_dir_is_refused(void **state)
@@ -939,6 +977,7 @@ int main(void)
 		T(test_reopen_keeps_data),
 		T(test_migrations_are_idempotent),
 		T(test_future_schema_is_refused),
+		T(test_migration_2_adds_the_project),
 		T(test_second_open_of_a_dir_is_refused),
 		T(test_version_add_and_get),
 		T(test_version_add_refuses_bad_input),

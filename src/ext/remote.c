@@ -16,7 +16,7 @@
  *
  * Everything here blocks: these are one-shot commands.
  */
-#include "cli/cli.h"
+#include "ext/ext.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -30,11 +30,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli/config.h"
+#include "project/project.h"
 #include "cli/install.h"
-#include "cli/remote.h"
+#include "ext/remote.h"
 #include "common/buf.h"
-#include "common/bundle.h"
+#include "ext/bundle.h"
 #include "common/util.h"
 
 #define DEFAULT_HOST "http://127.0.0.1:8788"
@@ -640,7 +640,7 @@ static char *worker_path(struct remote *r, const char *name, const char *rest)
 static char *resolve_name(const char *cmd, const char *given)
 {
 	if (given) {
-		if (!config_name_valid(given)) {
+		if (!project_name_valid(given)) {
 			fprintf(stderr,
 				"%s: '%s' is not a worker name: use 1-63 lowercase letters, digits, "
 				"'-' or '_'\n",
@@ -650,14 +650,14 @@ static char *resolve_name(const char *cmd, const char *given)
 		return xstrdup(given);
 	}
 	char err[1024];
-	struct thaw_config *c = config_load(".", err, sizeof err);
+	struct project *c = project_load(".", err, sizeof err);
 	if (!c) {
 		fprintf(stderr, "%s: no worker named (--name NAME) and no project here: %s\n", cmd,
 			err);
 		return NULL;
 	}
 	char *n = xstrdup(c->name);
-	config_free(c);
+	project_free(c);
 	return n;
 }
 
@@ -830,7 +830,7 @@ int cmd_deploy(int argc, char **argv)
 		return 2;
 	}
 	const char *dir = optind < argc ? argv[optind] : ".";
-	if (name && !config_name_valid(name)) {
+	if (name && !project_name_valid(name)) {
 		fprintf(stderr,
 			"%s: '%s' is not a worker name: use 1-63 lowercase letters, digits, '-' or '_'\n",
 			cmd, name);
@@ -844,7 +844,7 @@ int cmd_deploy(int argc, char **argv)
 	char *path = NULL;
 	struct deploy_state d = {0};
 	char err[1024];
-	struct thaw_config *cfg = config_load(dir, err, sizeof err);
+	struct project *cfg = project_load(dir, err, sizeof err);
 	if (!cfg) {
 		fprintf(stderr, "%s: %s\n", cmd, err);
 		goto out;
@@ -950,7 +950,7 @@ out:
 	free(path);
 	if (fd >= 0)
 		close(fd);
-	config_free(cfg);
+	project_free(cfg);
 	remote_close(&r);
 	return rc;
 }

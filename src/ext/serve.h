@@ -16,15 +16,15 @@
  *   live      the version becomes "ready" and enters the deployment.
  * Any failure marks the version "failed" with the reason; it never serves.
  */
-#ifndef THAW_HOST_SERVE_H
-#define THAW_HOST_SERVE_H
+#ifndef THAW_EXT_SERVE_H
+#define THAW_EXT_SERVE_H
 
 #include <stdint.h>
 #include <jansson.h>
 
-#include "common/bundle.h"
+#include "ext/bundle.h"
 #include "host/host.h"
-#include "host/store.h"
+#include "ext/store.h"
 
 struct serve;
 struct ctl;
@@ -60,6 +60,6 @@ unsigned serve_tail(struct serve *s, const char *worker, struct ctl_stream *cs);
 /* The client of cs went away: forget it. */
 void serve_stream_gone(struct serve *s, struct ctl_stream *cs);
 
-int cmd_serve(int argc, char **argv);
+
 
 #endif

@@ -40,7 +40,8 @@
  * Everything here blocks on the disk (fsync); callers on the host loop keep
  * the calls short: one row, one blob.
  */
-#include "host/store.h"
+#include "ext/store.h"
+#include "project/project.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -107,6 +108,9 @@ static const char *const migrations[] = {
 	"  UNIQUE (deployment, version)\n"
 	") STRICT;\n"
 	"CREATE INDEX deployment_versions_by_version ON deployment_versions (version);\n",
+	/* 2: a version's project, as the config reader described it (JSON) */
+	"ALTER TABLE versions ADD COLUMN project TEXT "
+	"CHECK (project IS NULL OR (substr(project, 1, 1) = '{' AND length(project) <= 8388608));\n",
 };
 
 #define VERSION_COLUMNS                                                                            \
@@ -125,6 +129,8 @@ enum query {
 	Q_VERSION_BY_PREFIX,
 	Q_VERSION_SET_STATE,
 	Q_VERSION_SET_SNAPSHOT,
+	Q_VERSION_SET_PROJECT,
+	Q_VERSION_GET_PROJECT,
 	Q_VERSIONS_OF_WORKER,
 	Q_DEPLOYMENT_ADD,
 	Q_DEPLOYMENT_VERSION_ADD,
@@ -155,6 +161,8 @@ static const char *const query_sql[Q_COUNT] = {
 	[Q_VERSION_SET_STATE] = "UPDATE versions SET state = ?2, error = ?3 WHERE id = ?1",
 	[Q_VERSION_SET_SNAPSHOT] = "UPDATE versions SET snapshot = ?2, snapshot_bytes = ?3 "
 				   "WHERE id = ?1",
+	[Q_VERSION_SET_PROJECT] = "UPDATE versions SET project = ?2 WHERE id = ?1",
+	[Q_VERSION_GET_PROJECT] = "SELECT project FROM versions WHERE id = ?1",
 	[Q_VERSIONS_OF_WORKER] = "SELECT " VERSION_COLUMNS
 				 " FROM versions WHERE worker = ?1 ORDER BY number DESC",
 	[Q_DEPLOYMENT_ADD] = "INSERT INTO deployments (worker, created_ms, message) "
@@ -235,19 +243,6 @@ static int id_valid(const char *id)
 	return 1;
 }
 
-/* The same rule as a project's name (config_name_valid), which lives with
- * the Python-using config reader. */
-static int worker_name_valid(const char *s)
-{
-	size_t n = s ? strnlen(s, 64) : 0;
-	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-' ||
-		      s[i] == '_'))
-			return 0;
-	return 1;
-}
 
 static int is_control(unsigned char c)
 {
@@ -1041,6 +1036,22 @@ out:
 	return r;
 }
 
+int blob_adopt_in(const char *dir, const char *tmp_path, char hex[STORE_SHA_HEX + 1], char *err,
+		  size_t errlen)
+{
+	/* Only the blob directory of a store is needed, not its database (the
+	 * host holds that, and its lock). */
+	struct store s = {.dir = (char *)dir, .lock_fd = -1};
+	char *blobs = xasprintf("%s/blobs", dir);
+	s.blobs_fd = open(blobs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(blobs);
+	if (s.blobs_fd < 0)
+		return fail(err, errlen, "%s/blobs: %s", dir, strerror(errno));
+	int r = blob_adopt(&s, tmp_path, hex, err, errlen);
+	close(s.blobs_fd);
+	return r;
+}
+
 char *blob_path(const struct store *s, const char *hex)
 {
 	if (!hex_valid(hex))
@@ -1063,7 +1074,7 @@ int store_version_add(struct store *s, const char *worker, const char *bundle_he
 		      const char *message, struct version *v, char *err, size_t errlen)
 {
 	memset(v, 0, sizeof *v);
-	if (!worker_name_valid(worker))
+	if (!project_name_valid(worker))
 		return fail(err, errlen,
 			    "the worker name is not valid: use 1-63 lowercase letters, digits, "
 			    "'-' and '_', not starting or ending with '-'");
@@ -1304,6 +1315,56 @@ int store_version_set_snapshot(struct store *s, const char *id, const char *hex,
 	return r;
 }
 
+int store_version_set_project(struct store *s, const char *id, const json_t *project)
+{
+	char err[256];
+	char *text = project ? json_dumps(project, JSON_COMPACT) : NULL;
+	if (!id || strnlen(id, STORE_ID_LEN + 1) != STORE_ID_LEN || !text) {
+		log_error("store_version_set_project: invalid id or project");
+		free(text);
+		return -1;
+	}
+	sqlite3_stmt *st = query(s, Q_VERSION_SET_PROJECT, err, sizeof err);
+	int r = -1;
+	if (st) {
+		int rc = bind(st, "tt", id, text);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st);
+		if (rc != SQLITE_DONE)
+			db_fail(s, err, sizeof err, "setting a version's project");
+		else if (sqlite3_changes(s->db) == 1)
+			r = 0;
+		else
+			snprintf(err, sizeof err, "no version %s", id);
+		done(st);
+	}
+	free(text);
+	if (r < 0)
+		log_error("%s", err);
+	return r;
+}
+
+json_t *store_version_project(struct store *s, const char *id)
+{
+	char err[256];
+	if (!id || strnlen(id, STORE_ID_LEN + 1) != STORE_ID_LEN)
+		return NULL;
+	sqlite3_stmt *st = query(s, Q_VERSION_GET_PROJECT, err, sizeof err);
+	if (!st) {
+		log_error("%s", err);
+		return NULL;
+	}
+	json_t *j = NULL;
+	int rc = bind(st, "t", id);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+	    sqlite3_column_type(st, 0) == SQLITE_TEXT) {
+		json_error_t je;
+		j = json_loads((const char *)sqlite3_column_text(st, 0), 0, &je);
+	}
+	done(st);
+	return j;
+}
+
 json_t *version_json(const struct version *v)
 {
 	return json_pack("{s:s, s:i, s:I, s:o, s:s, s:o, s:I, s:s}", "id", v->id, "number",
@@ -1315,7 +1376,7 @@ json_t *version_json(const struct version *v)
 json_t *store_versions_json(struct store *s, const char *worker)
 {
 	char err[256];
-	if (!worker_name_valid(worker))
+	if (!project_name_valid(worker))
 		return json_array();
 	sqlite3_stmt *st = query(s, Q_VERSIONS_OF_WORKER, err, sizeof err);
 	if (!st) {
@@ -1383,7 +1444,7 @@ static int deployment_check(const struct deployment *d, char *err, size_t errlen
 int store_deploy(struct store *s, const char *worker, struct deployment *d, char *err,
 		 size_t errlen)
 {
-	if (!worker_name_valid(worker))
+	if (!project_name_valid(worker))
 		return fail(err, errlen, "the worker name is not valid");
 	if (deployment_check(d, err, errlen) < 0)
 		return -1;
@@ -1452,7 +1513,7 @@ static int deployment_nth(struct store *s, const char *worker, int nth, struct d
 {
 	memset(d, 0, sizeof *d);
 	char err[256];
-	if (!worker_name_valid(worker))
+	if (!project_name_valid(worker))
 		return -1;
 	sqlite3_stmt *st = query(s, Q_DEPLOYMENT_NTH, err, sizeof err);
 	if (!st) {
@@ -1542,7 +1603,7 @@ json_t *store_workers_json(struct store *s)
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const unsigned char *name = sqlite3_column_text(st, 0);
-		if (name && worker_name_valid((const char *)name))
+		if (name && project_name_valid((const char *)name))
 			json_array_append_new(out, json_string((const char *)name));
 	}
 	if (rc != SQLITE_DONE) {

@@ -11,8 +11,8 @@
  * no I/O other than writing to the FILE they are given; the HTTP side lives in
  * remote.c.
  */
-#ifndef THAW_CLI_REMOTE_H
-#define THAW_CLI_REMOTE_H
+#ifndef THAW_EXT_REMOTE_H
+#define THAW_EXT_REMOTE_H
 
 #include <jansson.h>
 #include <stdio.h>

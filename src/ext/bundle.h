@@ -7,8 +7,8 @@
  * links or device nodes, and stays under the limits below; anything else is
  * refused with a reason that names the offending entry.
  */
-#ifndef THAW_COMMON_BUNDLE_H
-#define THAW_COMMON_BUNDLE_H
+#ifndef THAW_EXT_BUNDLE_H
+#define THAW_EXT_BUNDLE_H
 
 #include <stddef.h>
 #include <stdint.h>

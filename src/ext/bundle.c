@@ -34,7 +34,7 @@
  * Nothing here blocks on anything but the files involved; callers on the
  * host's loop run the unpack in a child (`thaw unpack-bundle`).
  */
-#include "common/bundle.h"
+#include "ext/bundle.h"
 
 #include <archive.h>
 #include <archive_entry.h>

@@ -7,7 +7,7 @@
  * thaw_remote_put_safe or safe_cell; every loop over a host's array is bounded
  * by the answer's size, which the caller has already limited.
  */
-#include "cli/remote.h"
+#include "ext/remote.h"
 
 #include <math.h>
 #include <stdint.h>

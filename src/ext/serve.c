@@ -7,7 +7,9 @@
  * or being deployed) and its current deployment, mirrored from the store.
  * The store is the truth: every change is written there first.
  */
-#include "host/serve.h"
+#include "ext/serve.h"
+#include "ext/ext.h"
+#include "ext/router.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -32,17 +34,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/config.h"
+#include "project/project.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "host/child.h"
 #include "snap/snap.h"
+#include <sys/wait.h>
 
 extern char **environ;
 
 #define PROBE_TIMEOUT_MS 60000
 #define DEPLOY_TIMEOUT_MS (10 * 60 * 1000)
 #define PROBE_MAX_BYTES (64 * 1024)
-#define MAX_ROUTES 64
+/* The unpacker's answer holds the project's configuration (vars and all). */
+#define UNPACK_MAX_ANSWER (PROJECT_MAX_JSON_BYTES + 4096)
+#define ADOPT_MAX_ANSWER 4096
 
 struct sworker;
 
@@ -53,6 +59,8 @@ struct sversion {
 	struct app app;
 	char label[80];
 	struct deploy_job *job; /* being deployed */
+	struct child *adopter;  /* `thaw adopt-snapshot` of a new image, while it runs */
+	char *adopt_tmp;        /* the image it adopts */
 	struct sversion *next;
 };
 
@@ -80,9 +88,7 @@ struct deploy_job {
 	double percentage;
 	struct ctl_stream *cs; /* NULL once the client went away */
 	enum job_stage stage;
-	pid_t unpack_pid;
-	struct loop_watch unpack_w; /* the unpacker's stdout */
-	struct buf unpack_out;
+	struct child *unpacker; /* `thaw unpack-bundle`, while it runs */
 	char unpack_dir[4096];
 	struct sversion *sv;
 	int restored; /* an instance restored from the new image */
@@ -94,11 +100,6 @@ struct deploy_job {
 	struct loop_timer timer;
 	uint64_t t_build;
 	struct deploy_job *next;
-};
-
-struct route {
-	char host[256]; /* exact, or "*.suffix" */
-	char worker[64];
 };
 
 struct serve {
@@ -113,10 +114,9 @@ struct serve {
 	struct loop_watch sig;
 	char data_ip[64];
 	unsigned data_port;
-	struct route routes[MAX_ROUTES];
-	int nroutes;
-	int path_routing;
+	struct router router;
 	uint64_t rng;
+	int running; /* the loop runs: nothing may block any more */
 };
 
 static void job_fail(struct deploy_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -137,16 +137,6 @@ static uint64_t rng_next(struct serve *s)
 	s->rng ^= s->rng << 25;
 	s->rng ^= s->rng >> 27;
 	return s->rng * 0x2545F4914F6CDD1Dull;
-}
-
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *b = p;
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
 }
 
 static int64_t now_unix_ms(void)
@@ -212,7 +202,7 @@ static struct sversion *version_loaded(struct sworker *w, const char *id)
 
 static char *build_init(struct serve *s, struct sversion *sv)
 {
-	struct thaw_config *c = sv->app.cfg;
+	struct project *c = sv->app.cfg;
 	json_t *j = json_pack("{s:s, s:s, s:s, s:O, s:b, s:i, s:s, s:b, s:b, s:b, s:s}", "name",
 			      c->name, "project_dir", c->dir, "main", c->main, "vars", c->vars,
 			      "dev", 0, "concurrency", (int)s->h.lim.concurrency, "sdk_dir",
@@ -234,17 +224,42 @@ static char *version_dir(struct serve *s, const char *id)
 	return xasprintf("%s/versions/%s", store_dir(s->st), id);
 }
 
-/* Give a stored version a pool (its config read from its unpacked bundle).
- * NULL with err when it cannot be loaded. */
+/* The project of a stored version, as recorded when its bundle was
+ * unpacked. Versions stored by a thaw older than that record have none: it
+ * is read (in a child) and recorded while the host starts, before its loop
+ * runs; afterwards such a version cannot be loaded until it is redeployed. */
+static struct project *version_project(struct serve *s, const struct version *v, char *err,
+				       size_t errlen)
+{
+	char *dir = version_dir(s, v->id);
+	struct project *p = NULL;
+	json_t *j = store_version_project(s->st, v->id);
+	if (j) {
+		p = project_from_json(j, dir, err, errlen);
+		json_decref(j);
+	} else if (!s->running) {
+		p = project_load(dir, err, errlen);
+		if (p) {
+			json_t *pj = project_to_json(p);
+			store_version_set_project(s->st, v->id, pj);
+			json_decref(pj);
+		}
+	} else {
+		snprintf(err, errlen, "version %s has no recorded configuration: restart the host "
+				      "or deploy it again", v->id);
+	}
+	free(dir);
+	return p;
+}
+
+/* Give a stored version a pool. NULL with err when it cannot be loaded. */
 static struct sversion *version_load(struct serve *s, struct sworker *w, const struct version *v,
 				     char *err, size_t errlen)
 {
 	struct sversion *sv = version_loaded(w, v->id);
 	if (sv)
 		return sv;
-	char *dir = version_dir(s, v->id);
-	struct thaw_config *cfg = config_load(dir, err, errlen);
-	free(dir);
+	struct project *cfg = version_project(s, v, err, errlen);
 	if (!cfg)
 		return NULL;
 	sv = xcalloc(1, sizeof *sv);
@@ -274,58 +289,6 @@ static struct sversion *version_load(struct serve *s, struct sworker *w, const s
 	return sv;
 }
 
-/* Does the stored image still fit this host (same binary, libraries,
- * kernel, CPU)? Checked before it is first used, so an upgraded host
- * rebuilds instead of having every first restore refused. */
-static int image_fits(const char *path, char *why, size_t whylen)
-{
-	struct snap_image img;
-	int fd;
-	if (snap_open(path, &fd, &img, why, whylen) < 0)
-		return 0;
-	int ok = 0;
-	char id[128];
-	snap_kernel_id(id, sizeof id);
-	if (strcmp(id, img.h.kernel) != 0) {
-		snprintf(why, whylen, "made on another kernel");
-		goto out;
-	}
-	snap_cpu_id(id, sizeof id);
-	if (strcmp(id, img.h.cpu) != 0) {
-		snprintf(why, whylen, "made on another CPU model");
-		goto out;
-	}
-	/* The image must have been made by this very binary: its code is
-	 * mapped where the image has it. */
-	struct stat self;
-	int mine = 0;
-	if (stat(self_exe(), &self) == 0)
-		for (uint32_t i = 0; i < img.h.ndeps; i++)
-			mine |= img.deps[i].dev == (uint64_t)self.st_dev &&
-				img.deps[i].ino == (uint64_t)self.st_ino;
-	if (!mine) {
-		snprintf(why, whylen, "made by another thaw binary than %s", self_exe());
-		goto out;
-	}
-	for (uint32_t i = 0; i < img.h.ndeps; i++) {
-		const struct snap_dep *d = &img.deps[i];
-		const char *p = snap_dep_path(&img, i);
-		struct stat st;
-		if (stat(p, &st) < 0 || (uint64_t)st.st_dev != d->dev ||
-		    (uint64_t)st.st_ino != d->ino || (uint64_t)st.st_size != d->size ||
-		    (int64_t)st.st_mtim.tv_sec != d->mtime_sec ||
-		    (uint64_t)st.st_mtim.tv_nsec != d->mtime_nsec) {
-			snprintf(why, whylen, "%s changed since the snapshot was made", p);
-			goto out;
-		}
-	}
-	ok = 1;
-out:
-	close(fd);
-	snap_image_free(&img);
-	return ok;
-}
-
 /* A loaded, ready version starts serving: from its stored image when it
  * still fits, else booting while a new image is built. */
 static void version_start(struct serve *s, struct sversion *sv)
@@ -337,7 +300,9 @@ static void version_start(struct serve *s, struct sversion *sv)
 	if (sv->v.snapshot[0]) {
 		char *path = blob_path(s->st, sv->v.snapshot);
 		char why[512];
-		if (image_fits(path, why, sizeof why)) {
+		/* Checked before it is first used, so an upgraded host rebuilds
+		 * instead of having every first restore refused. */
+		if (snap_check_file(path, why, sizeof why) == 0) {
 			pool_use_snapshot(a, path);
 			free(path);
 			return;
@@ -389,76 +354,26 @@ static int load_deployment(struct serve *s, struct sworker *w, char *err, size_t
 
 /* --- the router --- */
 
-/* The worker a request is for, from Host / the route table / the path.
- * A deploy's own health request (probe) is for NAME.localhost whatever the
- * route table says. */
-static int route_name(struct serve *s, struct hreq *r, int probe, char *name, size_t n)
-{
-	const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
-	char hn[256] = "";
-	if (host) {
-		size_t len = strcspn(host, ":");
-		if (host[0] == '[')
-			len = strcspn(host, "]") + 1;
-		if (len < sizeof hn) {
-			for (size_t i = 0; i < len; i++)
-				hn[i] = (char)(host[i] >= 'A' && host[i] <= 'Z' ? host[i] + 32 : host[i]);
-			hn[len] = 0;
-		}
-	}
-	for (int i = 0; i < s->nroutes && hn[0] && !probe; i++) {
-		const char *pat = s->routes[i].host;
-		int match;
-		if (pat[0] == '*' && pat[1] == '.') {
-			size_t pl = strlen(pat + 1), hl = strlen(hn);
-			match = hl > pl && !strcmp(hn + hl - pl, pat + 1);
-		} else {
-			match = !strcmp(pat, hn);
-		}
-		if (match) {
-			snprintf(name, n, "%s", s->routes[i].worker);
-			return 0;
-		}
-	}
-	static const char suffix[] = ".localhost";
-	size_t hl = strlen(hn), sl = sizeof suffix - 1;
-	if (hl > sl && !strcmp(hn + hl - sl, suffix) && hl - sl < n) {
-		memcpy(name, hn, hl - sl);
-		name[hl - sl] = 0;
-		if (!strchr(name, '.'))
-			return 0;
-	}
-	if (s->path_routing && !probe && r->uri[0] == '/') {
-		const char *p = r->uri + 1;
-		size_t len = strcspn(p, "/?");
-		if (len > 0 && len < n) {
-			memcpy(name, p, len);
-			name[len] = 0;
-			/* The worker sees the path below its prefix. */
-			const char *rest = p + len;
-			char *uri = xasprintf("%s%s", *rest == '/' ? "" : "/", rest);
-			free(r->uri);
-			r->uri = uri;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 static struct app *route(struct host *h, struct hreq *r, unsigned *status, char *msg, size_t msglen)
 {
 	struct serve *s = (struct serve *)h;
 	char name[64];
 	const char *probe = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "thaw-probe");
 	int is_probe = probe && strlen(probe) == 32 && CRYPTO_memcmp(probe, s->probe_secret, 32) == 0;
-	if (route_name(s, r, is_probe, name, sizeof name) < 0) {
+	const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
+	char *rewritten = NULL;
+	if (router_worker(&s->router, host, r->uri, is_probe, name, sizeof name, &rewritten) < 0) {
 		*status = 404;
 		snprintf(msg, msglen, "No worker matches this request (use Host: NAME.localhost%s).\n",
-			 s->path_routing ? " or the path /NAME/" : "");
+			 s->router.path_routing ? " or the path /NAME/" : "");
 		return NULL;
 	}
-	struct sworker *w = config_name_valid(name) ? worker_find(s, name) : NULL;
-	if (!w && config_name_valid(name)) {
+	if (rewritten) {
+		free(r->uri);
+		r->uri = rewritten;
+	}
+	struct sworker *w = project_name_valid(name) ? worker_find(s, name) : NULL;
+	if (!w && project_name_valid(name)) {
 		/* Known to the store, not yet to this run? (Unknown names make
 		 * nothing: a Host header must not grow our memory.) */
 		struct version v1 = {0};
@@ -496,18 +411,8 @@ static struct app *route(struct host *h, struct hreq *r, unsigned *status, char 
 		return &sv->app;
 	}
 	const struct deployment *d = &w->dep;
-	int pick = 0;
-	if (d->n > 1) {
-		/* Buckets of 1/100 %: a version key always lands in the same one,
-		 * and a version growing its share keeps the keys it had. */
-		const char *key = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "thaw-version-key");
-		uint64_t b;
-		if (key && *key)
-			b = fnv1a(fnv1a(0xcbf29ce484222325ull, name, strlen(name)), key, strlen(key)) % 10000;
-		else
-			b = rng_next(s) % 10000;
-		pick = (double)b >= d->percentage[0] * 100 ? 1 : 0;
-	}
+	const char *key = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "thaw-version-key");
+	int pick = router_version(d, name, key, d->n > 1 && !(key && *key) ? rng_next(s) : 0);
 	id = d->version[pick];
 	struct sversion *sv = version_loaded(w, id);
 	if (!sv) {
@@ -591,10 +496,8 @@ static void job_refuse(struct deploy_job *j, unsigned status, const char *msg)
 static void job_free(struct deploy_job *j)
 {
 	struct serve *s = j->s;
-	if (j->unpack_pid > 0) {
-		kill(j->unpack_pid, SIGKILL); /* reaped by pool_on_sigchld, ignored */
-		j->unpack_pid = 0;
-	}
+	child_cancel(j->unpacker);
+	j->unpacker = NULL;
 	for (struct deploy_job **p = &s->jobs; *p; p = &(*p)->next) {
 		if (*p == j) {
 			*p = j->next;
@@ -608,13 +511,8 @@ static void job_free(struct deploy_job *j)
 		loop_del(s->h.loop, &j->probe);
 		close(j->probe.fd);
 	}
-	if (j->unpack_w.fd >= 0) {
-		loop_del(s->h.loop, &j->unpack_w);
-		close(j->unpack_w.fd);
-	}
 	if (j->unpack_dir[0])
 		remove_tree(j->unpack_dir);
-	buf_free(&j->unpack_out);
 	buf_free(&j->probe_in);
 	buf_free(&j->probe_out);
 	free(j->message);
@@ -813,45 +711,69 @@ static void probe_start(struct deploy_job *j)
 	loop_add(s->h.loop, &j->probe, EPOLLIN | EPOLLOUT);
 }
 
-/* Pool events of versions (deploys in progress, and rebuilt images). */
-static char *adopt_snapshot(struct app *a, const char *tmp, char *err, size_t errlen)
+/* A version's new image is checked and stored by a child (`thaw
+ * adopt-snapshot`): then it is recorded and the pool told. */
+static void adopt_done(void *arg, int status, const uint8_t *out, size_t len, int overflow)
+{
+	struct sversion *sv = arg;
+	struct serve *s = sv->s;
+	char *tmp = sv->adopt_tmp;
+	sv->adopter = NULL;
+	sv->adopt_tmp = NULL;
+	json_t *res = overflow ? NULL : json_loadb((const char *)out, len, JSON_DISABLE_EOF_CHECK, NULL);
+	int ok = 0;
+	const char *error = NULL, *hex = NULL;
+	json_int_t bytes = 0;
+	if (res)
+		json_unpack(res, "{s?b, s?s, s?s, s?I}", "ok", &ok, "error", &error, "sha256", &hex,
+			    "bytes", &bytes);
+	char why[1100];
+	char *path = NULL;
+	if (!ok || !hex || !(path = blob_path(s->st, hex))) {
+		if (error)
+			snprintf(why, sizeof why, "%s", error);
+		else if (WIFSIGNALED(status))
+			snprintf(why, sizeof why, "the image check was killed by signal %d",
+				 WTERMSIG(status));
+		else
+			snprintf(why, sizeof why, "the image check failed");
+		unlink(tmp);
+	} else if (store_version_set_snapshot(s->st, sv->v.id, hex, (uint64_t)bytes) < 0) {
+		snprintf(why, sizeof why, "cannot record the snapshot in the store");
+		free(path);
+		path = NULL;
+	} else {
+		/* The image it replaces goes (restored instances keep their mappings). */
+		if (sv->v.snapshot[0] && strcmp(sv->v.snapshot, hex) != 0) {
+			char *old = blob_path(s->st, sv->v.snapshot);
+			snap_remove(old);
+			free(old);
+		}
+		snprintf(sv->v.snapshot, sizeof sv->v.snapshot, "%s", hex);
+		sv->v.snapshot_bytes = (uint64_t)bytes;
+	}
+	json_decref(res);
+	free(tmp);
+	pool_snapshot_adopted(&sv->app, path, path ? NULL : why);
+}
+
+static void adopt_snapshot(struct app *a, const char *tmp)
 {
 	struct sversion *sv = a->owner;
 	struct serve *s = sv->s;
-	/* Check every data page once, as the store takes it in. */
-	struct snap_image img;
-	int fd;
-	if (snap_open(tmp, &fd, &img, err, errlen) < 0)
-		return NULL;
-	int bad = snap_verify_data(fd, &img, err, errlen);
-	close(fd);
-	snap_image_free(&img);
-	if (bad < 0)
-		return NULL;
-	char hex[STORE_SHA_HEX + 1];
-	if (blob_adopt(s->st, tmp, hex, err, errlen) < 0)
-		return NULL;
-	char *path = blob_path(s->st, hex);
-	struct stat st;
-	uint64_t bytes = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
-	char old[STORE_SHA_HEX + 1];
-	snprintf(old, sizeof old, "%s", sv->v.snapshot);
-	if (store_version_set_snapshot(s->st, sv->v.id, hex, bytes) < 0) {
-		snprintf(err, errlen, "cannot record the snapshot in the store");
-		free(path);
-		return NULL;
+	char err[512];
+	char *argv[] = {(char *)self_exe(), "adopt-snapshot", (char *)tmp, (char *)store_dir(s->st),
+			NULL};
+	child_cancel(sv->adopter);
+	free(sv->adopt_tmp);
+	sv->adopt_tmp = xstrdup(tmp);
+	sv->adopter = child_start(&s->h, argv, ADOPT_MAX_ANSWER, adopt_done, sv, err, sizeof err);
+	if (!sv->adopter) {
+		unlink(tmp);
+		free(sv->adopt_tmp);
+		sv->adopt_tmp = NULL;
+		pool_snapshot_adopted(a, NULL, err);
 	}
-	snprintf(sv->v.snapshot, sizeof sv->v.snapshot, "%s", hex);
-	sv->v.snapshot_bytes = bytes;
-	if (old[0] && strcmp(old, hex) != 0) {
-		char *op = blob_path(s->st, old);
-		char *ws = xasprintf("%s.ws", op);
-		unlink(op);
-		unlink(ws);
-		free(op);
-		free(ws);
-	}
-	return path;
 }
 
 static void on_event(struct app *a, enum app_event ev, const char *detail, double num)
@@ -900,14 +822,17 @@ static void job_unpacked(struct deploy_job *j, json_t *res)
 	char err[1024];
 	json_int_t files = 0, bytes = 0;
 	json_unpack(res, "{s?I, s?I}", "files", &files, "bytes", &bytes);
-	/* The project must load before it is recorded. */
-	struct thaw_config *cfg = config_load(j->unpack_dir, err, sizeof err);
+	/* The project must load before it is recorded: the unpacker read it. */
+	const char *perr = NULL;
+	json_t *pj = NULL;
+	json_unpack(res, "{s?s, s?o}", "project_error", &perr, "project", &pj);
+	struct project *cfg = pj ? project_from_json(pj, j->unpack_dir, err, sizeof err) : NULL;
 	if (!cfg) {
-		job_refuse(j, 422, err);
+		job_refuse(j, 422, perr ? perr : pj ? err : "the bundle's configuration was not read");
 		job_free(j);
 		return;
 	}
-	config_free(cfg);
+	project_free(cfg);
 	struct version v = {0};
 	if (store_version_add(s->st, j->worker, j->hex, j->message, &v, err, sizeof err) < 0) {
 		job_refuse(j, 500, err);
@@ -926,6 +851,7 @@ static void job_unpacked(struct deploy_job *j, json_t *res)
 	}
 	j->unpack_dir[0] = 0;
 	free(dir);
+	store_version_set_project(s->st, v.id, pj);
 	char *vdir = xasprintf("%s/versions", store_dir(s->st));
 	int dfd = open(vdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0) {
@@ -960,30 +886,13 @@ static void job_unpacked(struct deploy_job *j, json_t *res)
 		job_fail(j, "cannot start the snapshot build");
 }
 
-static void unpack_io(struct loop *l, struct loop_watch *w, uint32_t events)
+static void unpack_done(void *arg, int status, const uint8_t *out, size_t len, int overflow)
 {
-	struct deploy_job *j = w->arg;
-	for (;;) {
-		uint8_t *p = buf_reserve(&j->unpack_out, 4096);
-		ssize_t n = read(w->fd, p, 4096);
-		if (n > 0 && buf_used(&j->unpack_out) + (size_t)n <= 64 * 1024) {
-			j->unpack_out.len += (size_t)n;
-			continue;
-		}
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			return;
-		break;
-	}
-	loop_del(l, w);
-	close(w->fd);
-	w->fd = -1;
-}
-
-static void unpack_exited(struct deploy_job *j, int status)
-{
+	struct deploy_job *j = arg;
+	j->unpacker = NULL;
 	json_error_t je;
-	json_t *res = json_loadb((const char *)buf_head(&j->unpack_out), buf_used(&j->unpack_out),
-				 JSON_DISABLE_EOF_CHECK, &je);
+	json_t *res = overflow ? NULL
+			       : json_loadb((const char *)out, len, JSON_DISABLE_EOF_CHECK, &je);
 	int ok = 0;
 	const char *error = NULL;
 	if (res)
@@ -1011,20 +920,6 @@ static void unpack_exited(struct deploy_job *j, int status)
 	json_decref(res);
 }
 
-static void child_exit(struct host *h, pid_t pid, int status)
-{
-	struct serve *s = (struct serve *)h;
-	for (struct deploy_job *j = s->jobs; j; j = j->next) {
-		if (j->unpack_pid == pid) {
-			j->unpack_pid = 0;
-			if (j->unpack_w.fd >= 0) /* drain what it wrote */
-				unpack_io(h->loop, &j->unpack_w, 0);
-			unpack_exited(j, status);
-			return;
-		}
-	}
-}
-
 void serve_deploy(struct serve *s, const char *worker, const char *hex, const char *message,
 		  double percentage, struct ctl_stream *cs)
 {
@@ -1036,7 +931,6 @@ void serve_deploy(struct serve *s, const char *worker, const char *hex, const ch
 	j->percentage = percentage;
 	j->cs = cs;
 	j->probe.fd = -1;
-	j->unpack_w.fd = -1;
 	j->timer.fn = job_timeout;
 	j->timer.arg = j;
 	j->next = s->jobs;
@@ -1052,40 +946,16 @@ void serve_deploy(struct serve *s, const char *worker, const char *hex, const ch
 	snprintf(total, sizeof total, "%llu", (unsigned long long)s->bl.max_total);
 	snprintf(compressed, sizeof compressed, "%llu", (unsigned long long)s->bl.max_compressed);
 	char *argv[] = {(char *)self_exe(), "unpack-bundle", blob, j->unpack_dir, "--max-files",
-			files, "--max-total", total, "--max-compressed", compressed, NULL};
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		free(blob);
-		ctl_stream_refuse(cs, 500, "cannot start the unpacker (pipe)");
-		job_free(j);
-		return;
-	}
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
-	posix_spawnattr_t at;
-	posix_spawnattr_init(&at);
-	sigset_t none;
-	sigemptyset(&none);
-	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
-	int rc = posix_spawn(&j->unpack_pid, self_exe(), &fa, &at, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
-	close(pfd[1]);
+			files, "--max-total", total, "--max-compressed", compressed, "--read-project",
+			NULL};
+	char err[512];
+	j->unpacker = child_start(&s->h, argv, UNPACK_MAX_ANSWER, unpack_done, j, err, sizeof err);
 	free(blob);
-	if (rc != 0) {
-		close(pfd[0]);
-		j->unpack_pid = 0;
+	if (!j->unpacker) {
+		log_error("deploy of %s: %s", worker, err);
 		ctl_stream_refuse(cs, 500, "cannot start the unpacker");
 		job_free(j);
-		return;
 	}
-	set_nonblock(pfd[0]);
-	j->unpack_w.fd = pfd[0];
-	j->unpack_w.fn = unpack_io;
-	j->unpack_w.arg = j;
-	loop_add(s->h.loop, &j->unpack_w, EPOLLIN);
 }
 
 void serve_stream_gone(struct serve *s, struct ctl_stream *cs)
@@ -1341,7 +1211,7 @@ static void on_signal(struct loop *l, struct loop_watch *w, uint32_t events)
 	struct signalfd_siginfo si;
 	while (read(w->fd, &si, sizeof si) == sizeof si) {
 		if (si.ssi_signo == SIGCHLD)
-			pool_on_sigchld(&s->h);
+			host_reap(&s->h);
 		else
 			loop_stop(l);
 	}
@@ -1428,6 +1298,7 @@ int cmd_serve(int argc, char **argv)
 	bundle_limits_default(&s->bl);
 	const char *data = NULL, *ip = "127.0.0.1", *control = "127.0.0.1:8788", *token_file = NULL;
 	uint64_t port = 8787, v;
+	char err[1024];
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
@@ -1453,26 +1324,14 @@ int cmd_serve(int argc, char **argv)
 		case 't':
 			token_file = optarg;
 			break;
-		case 'r': {
-			const char *eq = strchr(optarg, '=');
-			if (s->nroutes == MAX_ROUTES || !eq || eq == optarg ||
-			    (size_t)(eq - optarg) >= sizeof s->routes[0].host ||
-			    !config_name_valid(eq + 1)) {
-				fprintf(stderr, "thaw serve: --route expects HOST=NAME (at most %d), not '%s'\n",
-					MAX_ROUTES, optarg);
+		case 'r':
+			if (router_add_rule(&s->router, optarg, err, sizeof err) < 0) {
+				fprintf(stderr, "thaw serve: %s\n", err);
 				return 2;
 			}
-			struct route *rt = &s->routes[s->nroutes++];
-			size_t n = (size_t)(eq - optarg);
-			for (size_t i = 0; i < n; i++)
-				rt->host[i] = (char)(optarg[i] >= 'A' && optarg[i] <= 'Z' ? optarg[i] + 32
-											 : optarg[i]);
-			rt->host[n] = 0;
-			snprintf(rt->worker, sizeof rt->worker, "%s", eq + 1);
 			break;
-		}
 		case 'P':
-			s->path_routing = 1;
+			s->router.path_routing = 1;
 			break;
 		case 'b':
 			if (host_opt_u64("thaw serve", "--max-bundle-mb", optarg, 64 * 1024, &v) < 0)
@@ -1529,7 +1388,6 @@ int cmd_serve(int argc, char **argv)
 	}
 	snprintf(s->data_ip, sizeof s->data_ip, "%s", ip);
 
-	char err[1024];
 	s->st = store_open(data, err, sizeof err);
 	if (!s->st) {
 		fprintf(stderr, "thaw serve: %s\n", err);
@@ -1550,7 +1408,6 @@ int cmd_serve(int argc, char **argv)
 	const char *sdk = getenv("THAW_SDK_DIR");
 	h->sdk_dir = sdk && *sdk ? sdk : THAW_SDK_DIR;
 	h->route = route;
-	h->child_exit = child_exit;
 	h->spares_target = 2;
 
 	sigset_t mask;
@@ -1607,12 +1464,11 @@ int cmd_serve(int argc, char **argv)
 	printf("Ready on http://%s%s%s:%u\n", v6 ? "[" : "", ip, v6 ? "]" : "", bound);
 	fflush(stdout);
 
+	s->running = 1;
 	int rc = loop_run(h->loop) < 0 ? 1 : 0;
 
 	fprintf(stderr, "thaw serve: stopping\n");
-	for (struct deploy_job *j = s->jobs; j; j = j->next)
-		if (j->unpack_pid > 0)
-			kill(j->unpack_pid, SIGKILL);
+	child_kill_all(h);
 	ctl_stop(s->ctl);
 	front_stop(h);
 	pool_shutdown(h);

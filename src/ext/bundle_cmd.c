@@ -1,5 +1,5 @@
 /*
- * Internal commands around bundles (src/common/bundle.h), not in `thaw help`:
+ * Internal commands around bundles (src/ext/bundle.h), not in `thaw help`:
  *
  *   thaw unpack-bundle FILE DESTDIR [--max-files N] [--max-total BYTES]
  *                                   [--max-compressed BYTES]
@@ -9,11 +9,15 @@
  *     failure. Exactly one JSON line goes to stdout:
  *       {"ok":true,"files":N,"dirs":N,"bytes":N}   exit 0
  *       {"ok":false,"error":"..."}                 exit 1
+ *     With --read-project, the unpacked project's configuration is read too
+ *     (by the config reader, project.h) and the ok answer gains
+ *     "project":{...} or, when it cannot be read, "project_error":"...", so
+ *     the host never parses a project itself.
  *
  *   thaw pack DIR OUT
  *     Pack a project the way `thaw deploy` does (for tests and debugging).
  */
-#include "cli/cli.h"
+#include "ext/ext.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,18 +27,29 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/bundle.h"
+#include "ext/bundle.h"
 #include "common/util.h"
+#include "project/project.h"
 
 static const char unpack_usage[] =
 	"usage: thaw unpack-bundle FILE DESTDIR [--max-files N] [--max-total BYTES] "
-	"[--max-compressed BYTES]";
+	"[--max-compressed BYTES] [--read-project]";
 
-static int print_result(int ok, const struct bundle_stats *st, const char *error)
+static int print_result(int ok, const struct bundle_stats *st, const char *error,
+			const char *project_dir)
 {
 	json_t *j = ok ? json_pack("{sbsIsIsI}", "ok", 1, "files", (json_int_t)st->files, "dirs",
 				   (json_int_t)st->dirs, "bytes", (json_int_t)st->bytes)
 		       : json_pack("{sbss}", "ok", 0, "error", error);
+	if (ok && project_dir) {
+		char err[2048];
+		struct project *p = project_load(project_dir, err, sizeof err);
+		if (p)
+			json_object_set_new(j, "project", project_to_json(p));
+		else
+			json_object_set_new(j, "project_error", json_string(err));
+		project_free(p);
+	}
 	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	if (!s)
 		fatal("out of memory");
@@ -62,6 +77,7 @@ int cmd_unpack_bundle(int argc, char **argv)
 	struct bundle_limits l;
 	bundle_limits_default(&l);
 	const char *file = NULL, *dest = NULL;
+	int read_project = 0;
 	char msg[512];
 	for (int i = 1; i < argc; i++) {
 		uint64_t *target = NULL;
@@ -71,25 +87,29 @@ int cmd_unpack_bundle(int argc, char **argv)
 			target = &l.max_total;
 		else if (!strcmp(argv[i], "--max-compressed"))
 			target = &l.max_compressed;
+		if (!strcmp(argv[i], "--read-project")) {
+			read_project = 1;
+			continue;
+		}
 		if (target) {
 			if (i + 1 >= argc || parse_u64(argv[i + 1], UINT64_MAX, target) != 0) {
 				snprintf(msg, sizeof(msg), "%s needs a non-negative integer", argv[i]);
-				return print_result(0, NULL, msg);
+				return print_result(0, NULL, msg, NULL);
 			}
 			i++;
 		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
 			snprintf(msg, sizeof(msg), "unknown option %s; %s", argv[i], unpack_usage);
-			return print_result(0, NULL, msg);
+			return print_result(0, NULL, msg, NULL);
 		} else if (!file) {
 			file = argv[i];
 		} else if (!dest) {
 			dest = argv[i];
 		} else {
-			return print_result(0, NULL, unpack_usage);
+			return print_result(0, NULL, unpack_usage, NULL);
 		}
 	}
 	if (!file || !dest)
-		return print_result(0, NULL, unpack_usage);
+		return print_result(0, NULL, unpack_usage, NULL);
 	/* A smaller unpacked total also bounds each file. */
 	if (l.max_file > l.max_total)
 		l.max_file = l.max_total;
@@ -97,14 +117,14 @@ int cmd_unpack_bundle(int argc, char **argv)
 	int fd = open(file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		snprintf(msg, sizeof(msg), "%s: %s", file, strerror(errno));
-		return print_result(0, NULL, msg);
+		return print_result(0, NULL, msg, NULL);
 	}
 	if (mkdir(dest, 0755) != 0) {
 		snprintf(msg, sizeof(msg), "%s: %s", dest,
 			 errno == EEXIST ? "already exists (the destination must not exist)"
 					 : strerror(errno));
 		close(fd);
-		return print_result(0, NULL, msg);
+		return print_result(0, NULL, msg, NULL);
 	}
 	int dirfd = open(dest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	struct bundle_stats st = {0};
@@ -119,9 +139,9 @@ int cmd_unpack_bundle(int argc, char **argv)
 	close(fd);
 	if (rc != 0) {
 		nftw(dest, remove_one, 16, FTW_DEPTH | FTW_PHYS);
-		return print_result(0, NULL, msg);
+		return print_result(0, NULL, msg, NULL);
 	}
-	return print_result(1, &st, NULL);
+	return print_result(1, &st, NULL, read_project ? dest : NULL);
 }
 
 int cmd_pack(int argc, char **argv)

@@ -14,8 +14,8 @@
  * versions left "building" by a previous run become "failed" with
  * "interrupted: the host stopped while it was being deployed".
  */
-#ifndef THAW_HOST_STORE_H
-#define THAW_HOST_STORE_H
+#ifndef THAW_EXT_STORE_H
+#define THAW_EXT_STORE_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -51,6 +51,10 @@ void blob_abort(struct blob_writer *w); /* unlink the temporary file, free w */
  * fsync it, rename it to blobs/HEX. 0, or -1 with err. */
 int blob_adopt(struct store *s, const char *tmp_path, char hex[STORE_SHA_HEX + 1], char *err,
 	       size_t errlen);
+/* blob_adopt for the store in dir without opening it (its database and
+ * lock are the host's): what a helper child of the host runs. */
+int blob_adopt_in(const char *dir, const char *tmp_path, char hex[STORE_SHA_HEX + 1], char *err,
+		  size_t errlen);
 /* DIR/blobs/HEX (malloc'ed), or NULL when hex is not 64 lowercase hex digits. */
 char *blob_path(const struct store *s, const char *hex);
 
@@ -82,6 +86,12 @@ int store_version_find(struct store *s, const char *worker, const char *ref, str
 int store_version_set_state(struct store *s, const char *id, const char *state, const char *error);
 /* hex "" or NULL clears the snapshot. */
 int store_version_set_snapshot(struct store *s, const char *id, const char *hex, uint64_t bytes);
+/* The version's project (project_to_json's object), recorded once its
+ * bundle is unpacked. 0 / -1 (logged). Borrows project. */
+int store_version_set_project(struct store *s, const char *id, const json_t *project);
+/* It back (returns new), or NULL when none is recorded (versions stored
+ * before migration 2) or on an error. */
+json_t *store_version_project(struct store *s, const char *id);
 /* JSON array of the worker's versions, newest first (NULL on a database error, logged). */
 json_t *store_versions_json(struct store *s, const char *worker);
 json_t *version_json(const struct version *v);

@@ -8,7 +8,7 @@
  * A stream whose connection is suspended cannot notice its client leaving,
  * so every open stream gets an empty line every CTL_KEEPALIVE_MS.
  */
-#include "host/serve.h"
+#include "ext/serve.h"
 
 #include <errno.h>
 #include <microhttpd.h>
@@ -18,7 +18,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "cli/config.h"
+#include "project/project.h"
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -284,7 +284,7 @@ static enum MHD_Result first_call(struct creq *r, const char *url, const char *m
 				   auth ? "wrong token" : "this API needs Authorization: Bearer TOKEN");
 	if (parse_path(url, r->worker, sizeof r->worker, r->what, sizeof r->what) < 0)
 		return queue_error(r, 404, "no such endpoint (see docs/control-api.md)");
-	if (r->worker[0] && !config_name_valid(r->worker))
+	if (r->worker[0] && !project_name_valid(r->worker))
 		return queue_error(r, 400, "invalid worker name");
 	int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
 	if (!get && !post)

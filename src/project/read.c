@@ -1,7 +1,11 @@
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
-#include "cli/config.h"
+/*
+ * Reading a project directory (project.h): pyproject.toml [tool.thaw] over
+ * wrangler.jsonc / wrangler.json / wrangler.toml. Runs in the config reader
+ * child (`thaw config`), which supplies the TOML parser; JSONC is ours. Every
+ * file is untrusted: size-limited, type-checked, paths confined to the
+ * project.
+ */
+#include "project/project.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -15,119 +19,6 @@
 #include "common/jsonc.h"
 #include "common/util.h"
 
-/* The host uses Python only for tomllib; started once, on first need. */
-static int python_up(char *err, size_t errlen)
-{
-	if (Py_IsInitialized())
-		return 0;
-	PyConfig pc;
-	PyConfig_InitIsolatedConfig(&pc);
-	pc.site_import = 0;
-	pc.install_signal_handlers = 0;
-	pc.parse_argv = 0;
-	pc.pathconfig_warnings = 0;
-	pc.write_bytecode = 0;
-	pc.module_search_paths_set = 1;
-	PyStatus st = PyConfig_SetBytesString(&pc, &pc.home, THAW_PY_PREFIX);
-	const char *paths[] = {THAW_PY_STDLIB, THAW_PY_DYNLOAD};
-	for (size_t i = 0; !PyStatus_Exception(st) && i < 2; i++) {
-		wchar_t *w = Py_DecodeLocale(paths[i], NULL);
-		st = w ? PyWideStringList_Append(&pc.module_search_paths, w) : PyStatus_NoMemory();
-		PyMem_RawFree(w);
-	}
-	if (!PyStatus_Exception(st))
-		st = Py_InitializeFromConfig(&pc);
-	PyConfig_Clear(&pc);
-	if (PyStatus_Exception(st)) {
-		snprintf(err, errlen, "cannot start Python to read TOML: %s",
-			 st.err_msg ? st.err_msg : "?");
-		return -1;
-	}
-	return 0;
-}
-
-json_t *config_toml_parse(const char *text, size_t len, char *err, size_t errlen)
-{
-	if (python_up(err, errlen) < 0)
-		return NULL;
-	json_t *out = NULL;
-	PyObject *toml = PyImport_ImportModule("tomllib");
-	PyObject *json = PyImport_ImportModule("json");
-	PyObject *s = PyUnicode_DecodeUTF8(text, (Py_ssize_t)len, "strict");
-	PyObject *d = (toml && s) ? PyObject_CallMethod(toml, "loads", "O", s) : NULL;
-	PyObject *j = NULL;
-	if (d && json) {
-		/* Dates and times become ISO strings. */
-		PyObject *kw = Py_BuildValue("{s:O}", "default", (PyObject *)&PyUnicode_Type);
-		PyObject *dumps = PyObject_GetAttrString(json, "dumps");
-		PyObject *args = PyTuple_Pack(1, d);
-		if (kw && dumps && args)
-			j = PyObject_Call(dumps, args, kw);
-		Py_XDECREF(kw);
-		Py_XDECREF(dumps);
-		Py_XDECREF(args);
-	}
-	if (j) {
-		Py_ssize_t n;
-		const char *u = PyUnicode_AsUTF8AndSize(j, &n);
-		json_error_t je;
-		if (u)
-			out = json_loadb(u, (size_t)n, 0, &je);
-		if (!out)
-			snprintf(err, errlen, "internal error converting TOML");
-	} else {
-		PyObject *type, *value, *tb;
-		PyErr_Fetch(&type, &value, &tb);
-		PyObject *msg = value ? PyObject_Str(value) : NULL;
-		const char *m = msg ? PyUnicode_AsUTF8(msg) : NULL;
-		snprintf(err, errlen, "%s", m ? m : "invalid TOML");
-		PyErr_Clear();
-		Py_XDECREF(msg);
-		Py_XDECREF(type);
-		Py_XDECREF(value);
-		Py_XDECREF(tb);
-	}
-	Py_XDECREF(j);
-	Py_XDECREF(d);
-	Py_XDECREF(s);
-	Py_XDECREF(json);
-	Py_XDECREF(toml);
-	return out;
-}
-
-int config_name_valid(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
-		return 0;
-	for (const char *p = s; *p; p++)
-		if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '-' || *p == '_'))
-			return 0;
-	return 1;
-}
-
-int config_main_valid(const char *s)
-{
-	size_t n = strlen(s);
-	if (n < 4 || n > 255 || s[0] == '/' || strcmp(s + n - 3, ".py") != 0)
-		return 0;
-	/* No "..", "." or empty components, no backslashes or control bytes. */
-	const char *p = s;
-	while (*p) {
-		const char *e = strchr(p, '/');
-		size_t len = e ? (size_t)(e - p) : strlen(p);
-		if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
-			return 0;
-		for (size_t i = 0; i < len; i++)
-			if ((unsigned char)p[i] < 32 || p[i] == '\\')
-				return 0;
-		p += len;
-		if (*p == '/')
-			p++;
-	}
-	return 1;
-}
-
 static int file_exists(const char *dir, const char *name)
 {
 	char path[PATH_MAX];
@@ -136,12 +27,13 @@ static int file_exists(const char *dir, const char *name)
 	       S_ISREG(st.st_mode);
 }
 
-static json_t *load_file(const char *dir, const char *name, int jsonc, char *err, size_t errlen)
+static json_t *load_file(const char *dir, const char *name, int jsonc, project_toml_fn toml_parse,
+			 char *err, size_t errlen)
 {
 	char path[PATH_MAX];
 	size_t len;
 	char *text = path_join(path, sizeof path, dir, name) == 0
-			     ? read_file(path, CONFIG_MAX_BYTES, &len)
+			     ? read_file(path, PROJECT_MAX_FILE_BYTES, &len)
 			     : NULL;
 	if (!text) {
 		snprintf(err, errlen, "%s: %s", name,
@@ -150,7 +42,7 @@ static json_t *load_file(const char *dir, const char *name, int jsonc, char *err
 	}
 	char perr[256];
 	json_t *j = jsonc ? jsonc_parse(text, len, perr, sizeof perr)
-			  : config_toml_parse(text, len, perr, sizeof perr);
+			  : toml_parse(text, len, perr, sizeof perr);
 	free(text);
 	if (!j) {
 		snprintf(err, errlen, "%s: %s", name, perr);
@@ -170,7 +62,7 @@ static void note(const char *file, const char *key, const char *what)
 }
 
 /* Take name/main/vars from one table; complain about what we do not know. */
-static int take(struct thaw_config *c, const char *file, json_t *t, const char *const *known_ignored,
+static int take(struct project *c, const char *file, json_t *t, const char *const *known_ignored,
 		char *err, size_t errlen)
 {
 	const char *key;
@@ -208,27 +100,15 @@ static int take(struct thaw_config *c, const char *file, json_t *t, const char *
 	return 0;
 }
 
-void config_free(struct thaw_config *c)
-{
-	if (!c)
-		return;
-	free(c->dir);
-	free(c->name);
-	free(c->main);
-	free(c->sources);
-	json_decref(c->vars);
-	json_decref(c->dependencies);
-	free(c);
-}
-
-struct thaw_config *config_load(const char *dir_in, char *err, size_t errlen)
+struct project *project_read(const char *dir_in, project_toml_fn toml_parse, char *err,
+			     size_t errlen)
 {
 	char dir[PATH_MAX];
 	if (!realpath(dir_in, dir)) {
 		snprintf(err, errlen, "%s: %s", dir_in, strerror(errno));
 		return NULL;
 	}
-	struct thaw_config *c = xcalloc(1, sizeof *c);
+	struct project *c = xcalloc(1, sizeof *c);
 	c->dir = xstrdup(dir);
 	c->vars = json_object();
 	c->dependencies = json_array();
@@ -250,7 +130,7 @@ struct thaw_config *config_load(const char *dir_in, char *err, size_t errlen)
 		wfile = wrangler_files[i];
 	}
 	if (wfile) {
-		json_t *w = load_file(dir, wfile, strstr(wfile, ".json") != NULL, err, errlen);
+		json_t *w = load_file(dir, wfile, strstr(wfile, ".json") != NULL, toml_parse, err, errlen);
 		if (!w || take(c, wfile, w, wrangler_quiet, err, errlen) < 0) {
 			json_decref(w);
 			goto fail;
@@ -260,7 +140,7 @@ struct thaw_config *config_load(const char *dir_in, char *err, size_t errlen)
 	}
 
 	if (file_exists(dir, "pyproject.toml")) {
-		json_t *p = load_file(dir, "pyproject.toml", 0, err, errlen);
+		json_t *p = load_file(dir, "pyproject.toml", 0, toml_parse, err, errlen);
 		if (!p)
 			goto fail;
 		json_t *project = json_object_get(p, "project");
@@ -308,7 +188,7 @@ struct thaw_config *config_load(const char *dir_in, char *err, size_t errlen)
 			name[--n] = 0;
 		c->name = xstrdup(n && name[0] != '-' ? name : "worker");
 	}
-	if (!config_name_valid(c->name)) {
+	if (!project_name_valid(c->name)) {
 		snprintf(err, errlen,
 			 "%s: worker name '%s' is not valid: use 1-63 lowercase letters, digits, "
 			 "'-' or '_'",
@@ -317,7 +197,7 @@ struct thaw_config *config_load(const char *dir_in, char *err, size_t errlen)
 	}
 	if (!c->main)
 		c->main = xstrdup("src/entry.py");
-	if (!config_main_valid(c->main)) {
+	if (!project_main_valid(c->main)) {
 		snprintf(err, errlen,
 			 "%s: main '%s' must be a relative path to a .py file inside the project",
 			 c->sources, c->main);
@@ -329,6 +209,6 @@ struct thaw_config *config_load(const char *dir_in, char *err, size_t errlen)
 	}
 	return c;
 fail:
-	config_free(c);
+	project_free(c);
 	return NULL;
 }

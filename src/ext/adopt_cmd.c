@@ -1,0 +1,64 @@
+/*
+ * `thaw adopt-snapshot IMAGE DATADIR` (internal): what thaw serve runs in a
+ * child when a builder has written an image, so that nothing proportional to
+ * an image (up to --max-snapshot-mb) runs on the host's loop:
+ *   - the image's structure and every data page are checked
+ *     (snap_verify_data), once, as the store takes it in;
+ *   - it is hashed (SHA-256), fsynced and renamed to DATADIR/blobs/HEX, and
+ *     blobs/ is fsynced (blob_adopt_in).
+ * Exactly one JSON line goes to stdout:
+ *   {"ok":true,"sha256":HEX,"bytes":N}   exit 0
+ *   {"ok":false,"error":"..."}           exit 1 (IMAGE is left for the host)
+ * The host records the blob in its database (a short transaction) and uses
+ * it. DATADIR's database is never opened here: the host holds it.
+ */
+#include "ext/ext.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "ext/store.h"
+#include "snap/snap.h"
+
+static int answer(json_t *j)
+{
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	if (!s)
+		fatal("out of memory");
+	puts(s);
+	fflush(stdout);
+	free(s);
+	int ok = json_is_true(json_object_get(j, "ok"));
+	json_decref(j);
+	return ok ? 0 : 1;
+}
+
+int cmd_adopt_snapshot(int argc, char **argv)
+{
+	if (argc != 3) {
+		fputs("usage: thaw adopt-snapshot IMAGE DATADIR (internal)\n", stderr);
+		return 2;
+	}
+	const char *image = argv[1], *dir = argv[2];
+	char err[1024];
+	struct snap_image img;
+	int fd;
+	if (snap_open(image, &fd, &img, err, sizeof err) < 0)
+		return answer(json_pack("{s:b, s:s}", "ok", 0, "error", err));
+	int bad = snap_verify_data(fd, &img, err, sizeof err);
+	close(fd);
+	snap_image_free(&img);
+	if (bad < 0)
+		return answer(json_pack("{s:b, s:s}", "ok", 0, "error", err));
+	struct stat st;
+	uint64_t bytes = stat(image, &st) == 0 ? (uint64_t)st.st_size : 0;
+	char hex[STORE_SHA_HEX + 1];
+	if (blob_adopt_in(dir, image, hex, err, sizeof err) < 0)
+		return answer(json_pack("{s:b, s:s}", "ok", 0, "error", err));
+	return answer(json_pack("{s:b, s:s, s:I}", "ok", 1, "sha256", hex, "bytes", (json_int_t)bytes));
+}

@@ -1,0 +1,19 @@
+/*
+ * The one table the executable reads from thaw-ext.so (see ext.h).
+ */
+#include "ext/ext.h"
+
+#include <stddef.h>
+
+const struct thaw_ext_command thaw_ext_commands[] = {
+	{"serve", cmd_serve},
+	{"unpack-bundle", cmd_unpack_bundle},
+	{"pack", cmd_pack},
+	{"adopt-snapshot", cmd_adopt_snapshot},
+	{"deploy", cmd_deploy},
+	{"versions", cmd_versions},
+	{"rollout", cmd_rollout},
+	{"rollback", cmd_rollback},
+	{"tail", cmd_tail},
+	{NULL, NULL},
+};

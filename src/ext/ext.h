@@ -1,0 +1,76 @@
+/*
+ * thaw-ext.so: the commands an instance never runs.
+ *
+ * The `thaw` executable is also the instance process (`thaw worker`), and
+ * every shared object an instance maps costs each restore its mappings and
+ * relocated pages (measured: 49 objects instead of 18 took restore p50 from
+ * 9.1 to 11-11.7 ms). So what needs SQLite, libcrypto, libarchive or libcurl
+ * lives here, in a module the executable dlopens only for those commands:
+ * `thaw serve` and its helper children, and the control API's clients.
+ *
+ * THE BOUNDARY, both ways:
+ *   - The executable finds the module's commands through ONE symbol,
+ *     thaw_ext_commands (a table ended by a NULL name). No other name of
+ *     the module is looked up.
+ *   - The module calls back into the executable (the event loop, the HTTP
+ *     front, instance pools, the snap engine's file checks, the project
+ *     model, the common helpers). Those functions are an ABI between the two
+ *     files: THAW_HOST_ABI below lists every one of them, and the test
+ *     `ext_abi` fails when the module resolves a symbol of the executable
+ *     that is not listed, or a listed one is not exported.
+ *   - The executable never links SQLite, libcrypto, libarchive or libcurl;
+ *     the tests `linked_objects` (NEEDED list) and the e2e maps guard check it.
+ */
+#ifndef THAW_EXT_EXT_H
+#define THAW_EXT_EXT_H
+
+struct thaw_ext_command {
+	const char *name; /* as typed after `thaw` */
+	int (*main)(int argc, char **argv);
+};
+
+/* The module's commands, ended by {NULL, NULL}. */
+extern const struct thaw_ext_command thaw_ext_commands[];
+#define THAW_EXT_COMMANDS_SYMBOL "thaw_ext_commands"
+
+/*
+ * Every function (and variable) of the executable that thaw-ext.so uses. A
+ * change to one of these is a change to both files; the `ext_abi` test
+ * (tests/abi/ext_abi.sh) compares this list with what the built module
+ * really resolves from the executable, both ways.
+ */
+#define THAW_HOST_ABI(X) \
+	/* common/log.h, common/util.h, common/buf.h */ \
+	X(buf_append) X(buf_consume) X(buf_free) X(buf_reserve) X(buf_reset) X(buf_shrink) \
+	X(fatal) X(mkdir_p) X(now_ns) X(parse_u64) X(path_join) X(read_file) X(remove_tree) \
+	X(self_exe) X(thaw_log) X(thaw_log_level) X(write_all) X(xasprintf) X(xcalloc) \
+	X(xmalloc) X(xrealloc) X(xstrdup) \
+	/* host/loop.h */ \
+	X(loop_add) X(loop_defer_free) X(loop_del) X(loop_free) X(loop_mod) X(loop_new) \
+	X(loop_run) X(loop_stop) X(loop_timer_arm) X(loop_timer_cancel) \
+	/* host/host.h (front, options, pools) */ \
+	X(front_start) X(front_stop) X(host_defaults) X(host_listen) X(host_mhd_attach) \
+	X(host_mhd_log) X(host_opt_u64) X(host_option) X(pool_build_snapshot) X(pool_drain) \
+	X(pool_fill_spares) X(pool_shutdown) X(pool_snapshot_adopted) X(pool_use_snapshot) \
+	/* host/child.h */ \
+	X(child_cancel) X(child_kill_all) X(child_start) X(host_reap) \
+	/* project/project.h */ \
+	X(project_free) X(project_from_json) X(project_load) X(project_name_valid) \
+	X(project_to_json) \
+	/* snap/snap.h (reading and checking images, never restoring) */ \
+	X(snap_check_file) X(snap_image_free) X(snap_open) X(snap_remove) X(snap_verify_data) \
+	/* cli/install.h (thaw deploy installs first) */ \
+	X(thaw_install_needed) X(thaw_install_option) X(thaw_install_run)
+
+/* The commands (their usage is in `thaw help` and each one's --help). */
+int cmd_serve(int argc, char **argv);         /* serve.c */
+int cmd_unpack_bundle(int argc, char **argv); /* bundle_cmd.c: the host's unpacking child */
+int cmd_pack(int argc, char **argv);          /* bundle_cmd.c: pack a project (tests) */
+int cmd_adopt_snapshot(int argc, char **argv); /* adopt_cmd.c: the host's image-storing child */
+int cmd_deploy(int argc, char **argv);        /* remote.c: the control API's client */
+int cmd_versions(int argc, char **argv);
+int cmd_rollout(int argc, char **argv);
+int cmd_rollback(int argc, char **argv);
+int cmd_tail(int argc, char **argv);
+
+#endif

@@ -1,0 +1,195 @@
+/*
+ * Helper children of a host (child.h). Spawned with posix_spawn (no fork of
+ * a big host), signals unblocked and defaulted in the child, every fd but
+ * stdio closed; stdout is a non-blocking pipe watched by the loop.
+ */
+#include "host/child.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "host/host.h"
+
+extern char **environ;
+
+struct child {
+	struct host *h;
+	pid_t pid;
+	struct loop_watch out_w; /* fd -1 once stdout closed */
+	struct buf out;
+	size_t max;
+	int overflow;
+	int exited, status;
+	child_done_fn done; /* NULL once cancelled */
+	void *arg;
+	struct child *next, *prev;
+};
+
+static void child_unlink(struct child *c)
+{
+	struct host *h = c->h;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		h->children = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->next = c->prev = NULL;
+}
+
+static void out_close(struct child *c)
+{
+	if (c->out_w.fd < 0)
+		return;
+	loop_del(c->h->loop, &c->out_w);
+	close(c->out_w.fd);
+	c->out_w.fd = -1;
+}
+
+/* Exited and said all it had to say: report, then free. */
+static void maybe_finish(struct child *c)
+{
+	if (!c->exited || c->out_w.fd >= 0)
+		return;
+	child_unlink(c);
+	if (c->done)
+		c->done(c->arg, c->status, buf_head(&c->out), buf_used(&c->out), c->overflow);
+	buf_free(&c->out);
+	loop_defer_free(c->h->loop, c); /* its watch may be in this epoll batch */
+}
+
+static void out_io(struct loop *l, struct loop_watch *w, uint32_t events)
+{
+	struct child *c = w->arg;
+	if (c->out_w.fd < 0)
+		return;
+	for (;;) {
+		uint8_t tmp[16384];
+		ssize_t n = read(w->fd, tmp, sizeof tmp);
+		if (n > 0) {
+			size_t room = c->max - buf_used(&c->out);
+			if ((size_t)n > room) {
+				c->overflow = 1; /* keep reading, so it never blocks on us */
+				n = (ssize_t)room;
+			}
+			buf_append(&c->out, tmp, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		break; /* EOF or an error: nothing more will come */
+	}
+	out_close(c);
+	maybe_finish(c);
+}
+
+struct child *child_start(struct host *h, char *const argv[], size_t max_out, child_done_fn done,
+			  void *arg, char *err, size_t errlen)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		snprintf(err, errlen, "cannot start %s: pipe: %s", argv[1] ? argv[1] : argv[0],
+			 strerror(errno));
+		return NULL;
+	}
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+	posix_spawnattr_t at;
+	posix_spawnattr_init(&at);
+	sigset_t none, deflt;
+	sigemptyset(&none);
+	sigemptyset(&deflt);
+	sigaddset(&deflt, SIGPIPE);
+	sigaddset(&deflt, SIGCHLD);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &deflt);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	pid_t pid;
+	int rc = posix_spawn(&pid, argv[0], &fa, &at, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	close(pfd[1]);
+	if (rc != 0) {
+		close(pfd[0]);
+		snprintf(err, errlen, "cannot start %s: %s", argv[1] ? argv[1] : argv[0],
+			 strerror(rc));
+		return NULL;
+	}
+	set_nonblock(pfd[0]);
+	struct child *c = xcalloc(1, sizeof *c);
+	c->h = h;
+	c->pid = pid;
+	c->max = max_out;
+	c->done = done;
+	c->arg = arg;
+	c->out_w.fd = pfd[0];
+	c->out_w.fn = out_io;
+	c->out_w.arg = c;
+	loop_add(h->loop, &c->out_w, EPOLLIN);
+	c->next = h->children;
+	if (h->children)
+		h->children->prev = c;
+	h->children = c;
+	log_debug("child %d: %s started", (int)pid, argv[1] ? argv[1] : argv[0]);
+	return c;
+}
+
+pid_t child_pid(const struct child *c)
+{
+	return c->pid;
+}
+
+void child_cancel(struct child *c)
+{
+	if (!c)
+		return;
+	c->done = NULL;
+	if (!c->exited)
+		kill(c->pid, SIGKILL); /* reaped by host_reap, then freed */
+	out_close(c);
+	maybe_finish(c);
+}
+
+void child_kill_all(struct host *h)
+{
+	for (struct child *c = h->children, *next; c; c = next) {
+		next = c->next;
+		child_cancel(c);
+	}
+}
+
+void host_reap(struct host *h)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (pool_reaped(h, pid, status))
+			continue;
+		struct child *c;
+		for (c = h->children; c; c = c->next)
+			if (c->pid == pid && !c->exited)
+				break;
+		if (!c)
+			continue; /* not ours to report (a cancelled child already finished) */
+		c->exited = 1;
+		c->status = status;
+		if (c->out_w.fd >= 0)
+			out_io(h->loop, &c->out_w, 0); /* what it wrote before exiting */
+		maybe_finish(c);
+	}
+}

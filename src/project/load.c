@@ -1,0 +1,129 @@
+/*
+ * Running the config reader child (`thaw config`, see project.h) and waiting
+ * for its answer: for commands that may block. A host's loop starts the same
+ * child through child.c instead and parses the answer with project_parse.
+ */
+#include "project/project.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/util.h"
+
+extern char **environ;
+
+void project_reader_argv(const char *dir, char *argv[4])
+{
+	argv[0] = (char *)self_exe();
+	argv[1] = "config";
+	argv[2] = (char *)dir;
+	argv[3] = NULL;
+}
+
+/* Run argv, collect its stdout (at most max bytes) into out; 0, or -1 with err. */
+static int run_reader(char *const argv[], struct buf *out, size_t max, char *err, size_t errlen)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		snprintf(err, errlen, "cannot start the configuration reader: %s", strerror(errno));
+		return -1;
+	}
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+	posix_spawnattr_t at;
+	posix_spawnattr_init(&at);
+	sigset_t none;
+	sigemptyset(&none);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
+	pid_t pid;
+	int rc = posix_spawn(&pid, self_exe(), &fa, &at, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	close(pfd[1]);
+	if (rc != 0) {
+		close(pfd[0]);
+		snprintf(err, errlen, "cannot start the configuration reader: %s", strerror(rc));
+		return -1;
+	}
+	int too_big = 0;
+	for (;;) {
+		uint8_t *p = buf_reserve(out, 65536);
+		ssize_t n = read(pfd[0], p, 65536);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (buf_used(out) + (size_t)n > max) {
+			too_big = 1;
+			break;
+		}
+		out->len += (size_t)n;
+	}
+	close(pfd[0]);
+	if (too_big)
+		kill(pid, SIGKILL);
+	int status;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (too_big) {
+		snprintf(err, errlen, "the configuration reader's answer is over %zu bytes", max);
+		return -1;
+	}
+	if (WIFSIGNALED(status)) {
+		snprintf(err, errlen, "the configuration reader was killed by signal %d",
+			 WTERMSIG(status));
+		return -1;
+	}
+	return 0;
+}
+
+struct project *project_load(const char *dir_in, char *err, size_t errlen)
+{
+	char dir[PATH_MAX];
+	if (!realpath(dir_in, dir)) {
+		snprintf(err, errlen, "%s: %s", dir_in, strerror(errno));
+		return NULL;
+	}
+	char *argv[4];
+	project_reader_argv(dir_in, argv);
+	struct buf out = {0};
+	struct project *p = NULL;
+	if (run_reader(argv, &out, PROJECT_MAX_JSON_BYTES, err, errlen) == 0)
+		p = project_parse((const char *)buf_head(&out), buf_used(&out), dir, err, errlen);
+	buf_free(&out);
+	return p;
+}
+
+json_t *project_load_toml(const char *path, char *err, size_t errlen)
+{
+	char *argv[] = {(char *)self_exe(), "config", "--toml", (char *)path, NULL};
+	struct buf out = {0};
+	json_t *value = NULL;
+	if (run_reader(argv, &out, 4 * PROJECT_MAX_TOML_BYTES, err, errlen) == 0) {
+		json_error_t je;
+		json_t *j = json_loadb((const char *)buf_head(&out), buf_used(&out), 0, &je);
+		int ok = 0;
+		const char *error = NULL;
+		json_t *v = NULL;
+		if (!j || json_unpack(j, "{s:b, s?s, s?o}", "ok", &ok, "error", &error, "value", &v) < 0)
+			snprintf(err, errlen, "the configuration reader gave no valid answer");
+		else if (!ok || !v)
+			snprintf(err, errlen, "%s", error ? error : "invalid TOML");
+		else
+			value = json_incref(v);
+		json_decref(j);
+	}
+	buf_free(&out);
+	return value;
+}

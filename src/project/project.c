@@ -1,0 +1,142 @@
+/*
+ * The project model (project.h): the name and main rules, and the project as
+ * JSON both ways. project_from_json reads what a child printed, so it trusts
+ * nothing: every member is type-checked and the rules are applied again.
+ */
+#include "project/project.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+int project_name_valid(const char *s)
+{
+	size_t n = s ? strnlen(s, 64) : 0;
+	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-' ||
+		      s[i] == '_'))
+			return 0;
+	return 1;
+}
+
+int project_main_valid(const char *s)
+{
+	size_t n = strlen(s);
+	if (n < 4 || n > 255 || s[0] == '/' || strcmp(s + n - 3, ".py") != 0)
+		return 0;
+	/* No "..", "." or empty components, no backslashes or control bytes. */
+	const char *p = s;
+	while (*p) {
+		const char *e = strchr(p, '/');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+			return 0;
+		for (size_t i = 0; i < len; i++)
+			if ((unsigned char)p[i] < 32 || p[i] == '\\')
+				return 0;
+		p += len;
+		if (*p == '/')
+			p++;
+	}
+	return 1;
+}
+
+void project_free(struct project *p)
+{
+	if (!p)
+		return;
+	free(p->dir);
+	free(p->name);
+	free(p->main);
+	free(p->sources);
+	json_decref(p->vars);
+	json_decref(p->dependencies);
+	free(p);
+}
+
+json_t *project_to_json(const struct project *p)
+{
+	json_t *j = json_pack("{s:s, s:s, s:O, s:O, s:s, s:b}", "name", p->name, "main", p->main,
+			      "vars", p->vars, "dependencies", p->dependencies, "sources",
+			      p->sources ? p->sources : "", "allow_entropy_at_import",
+			      p->allow_entropy_at_import);
+	if (!j)
+		fatal("cannot encode a project");
+	return j;
+}
+
+struct project *project_from_json(const json_t *j, const char *dir, char *err, size_t errlen)
+{
+	const char *name = NULL, *main = NULL, *sources = "";
+	json_t *vars = NULL, *deps = NULL;
+	int entropy = 0;
+	json_error_t je;
+	if (!json_is_object(j) ||
+	    json_unpack_ex((json_t *)j, &je, 0, "{s:s, s:s, s:o, s:o, s?s, s?b}", "name", &name,
+			   "main", &main, "vars", &vars, "dependencies", &deps, "sources", &sources,
+			   "allow_entropy_at_import", &entropy) < 0) {
+		snprintf(err, errlen, "malformed project description: %s",
+			 json_is_object(j) ? je.text : "not an object");
+		return NULL;
+	}
+	if (!json_is_object(vars) || !json_is_array(deps)) {
+		snprintf(err, errlen, "malformed project description: %s",
+			 json_is_object(vars) ? "dependencies is not an array" : "vars is not an object");
+		return NULL;
+	}
+	size_t i;
+	json_t *d;
+	json_array_foreach(deps, i, d) {
+		if (!json_is_string(d)) {
+			snprintf(err, errlen, "malformed project description: a dependency is not a string");
+			return NULL;
+		}
+	}
+	if (!project_name_valid(name) || !project_main_valid(main)) {
+		snprintf(err, errlen, "malformed project description: invalid %s",
+			 project_name_valid(name) ? "main" : "name");
+		return NULL;
+	}
+	struct project *p = xcalloc(1, sizeof *p);
+	p->dir = xstrdup(dir);
+	p->name = xstrdup(name);
+	p->main = xstrdup(main);
+	p->sources = xstrdup(sources);
+	p->vars = json_deep_copy(vars);
+	p->dependencies = json_deep_copy(deps);
+	p->allow_entropy_at_import = entropy;
+	if (!p->vars || !p->dependencies)
+		fatal("out of memory");
+	return p;
+}
+
+struct project *project_parse(const char *text, size_t len, const char *dir, char *err,
+			      size_t errlen)
+{
+	json_error_t je;
+	json_t *j = len <= PROJECT_MAX_JSON_BYTES ? json_loadb(text, len, 0, &je) : NULL;
+	int ok = 0;
+	const char *error = NULL;
+	json_t *pj = NULL;
+	if (!j) {
+		snprintf(err, errlen, "the configuration reader's answer is not valid: %s",
+			 len > PROJECT_MAX_JSON_BYTES ? "too large" : je.text);
+		return NULL;
+	}
+	if (json_unpack(j, "{s:b, s?s, s?o}", "ok", &ok, "error", &error, "project", &pj) < 0) {
+		snprintf(err, errlen, "the configuration reader's answer is not valid: no \"ok\"");
+		json_decref(j);
+		return NULL;
+	}
+	struct project *p = NULL;
+	if (!ok)
+		snprintf(err, errlen, "%s", error ? error : "the configuration could not be read");
+	else
+		p = project_from_json(pj, dir, err, errlen);
+	json_decref(j);
+	return p;
+}

@@ -1,0 +1,89 @@
+/*
+ * A worker project, as plain data: what `thaw dev`, `thaw serve`, `thaw
+ * install` and `thaw deploy` know of a project directory.
+ *
+ * WHERE IT COMES FROM
+ *   A project's configuration is pyproject.toml [tool.thaw] over
+ *   wrangler.jsonc / wrangler.json / wrangler.toml (read.c). TOML is parsed by
+ *   Python's tomllib, so reading happens in a child: `thaw config DIR` (the
+ *   worker binary in its config mode, src/worker/py_config.c) prints the
+ *   project as one JSON object, and the host only parses that (project_parse).
+ *   The host process never starts an interpreter.
+ *
+ *   {"ok": true, "project": {"name": S, "main": S, "vars": {..},
+ *                            "dependencies": [S..], "sources": S,
+ *                            "allow_entropy_at_import": B}}
+ *   {"ok": false, "error": S}
+ *
+ *   The child's output is treated as hostile like the files it read: every
+ *   member is type-checked and the name and main rules are applied again.
+ *   thaw serve keeps a version's project JSON in its store, so a version's
+ *   configuration is read once, when its bundle is unpacked.
+ *
+ * OWNERSHIP
+ *   A struct project is owned by whoever got it from project_parse /
+ *   project_load / project_from_json, freed with project_free (NULL is fine).
+ *   Its strings and JSON values are its own.
+ */
+#ifndef THAW_PROJECT_PROJECT_H
+#define THAW_PROJECT_PROJECT_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#define PROJECT_MAX_FILE_BYTES (1u << 20) /* a configuration file, at most */
+#define PROJECT_MAX_JSON_BYTES (4u << 20) /* the reader's whole answer, at most */
+#define PROJECT_MAX_TOML_BYTES (16u << 20) /* a file for project_load_toml (lock files) */
+
+struct project {
+	char *dir;     /* absolute project directory (set by whoever loaded it) */
+	char *name;    /* worker name: project_name_valid */
+	char *main;    /* entry module, relative to dir: project_main_valid */
+	json_t *vars;  /* object: name -> JSON value */
+	json_t *dependencies; /* [project].dependencies: array of strings */
+	char *sources; /* the files read, for messages ("wrangler.toml + pyproject.toml") */
+	int allow_entropy_at_import; /* [tool.thaw] allow_entropy_at_import */
+};
+
+/* Is s a valid worker name (1-63 of [a-z0-9_-], not starting or ending in '-')? */
+int project_name_valid(const char *s);
+/* Is s a safe relative path to a .py file inside a project? */
+int project_main_valid(const char *s);
+
+void project_free(struct project *p);
+
+/* The project as a JSON object (without dir). Returns new. */
+json_t *project_to_json(const struct project *p);
+/* A project from a JSON object as project_to_json makes it; dir is copied.
+ * Returns new, or NULL with err when a member is missing, of the wrong type
+ * or breaks a rule. Borrows j. */
+struct project *project_from_json(const json_t *j, const char *dir, char *err, size_t errlen);
+/* The config reader's whole answer (text, len bytes): the project (returns
+ * new), or NULL with its error or why the answer is malformed in err. */
+struct project *project_parse(const char *text, size_t len, const char *dir, char *err,
+			      size_t errlen);
+
+/*
+ * Read the project in dir in this process, the way `thaw config` does:
+ * toml_parse turns TOML text into JSON (or NULL with err). Notes about keys
+ * thaw ignores go to stderr. Returns new, or NULL with err.
+ */
+typedef json_t *(*project_toml_fn)(const char *text, size_t len, char *err, size_t errlen);
+struct project *project_read(const char *dir, project_toml_fn toml_parse, char *err,
+			     size_t errlen);
+
+/*
+ * Run the config reader (`thaw config DIR`) and wait for it: for commands
+ * that may block (thaw dev before its loop runs, install, deploy, the
+ * unpacking child). Returns new, or NULL with err. Never on a host's loop:
+ * the loop starts the reader with project_reader_argv and child.c instead.
+ */
+struct project *project_load(const char *dir, char *err, size_t errlen);
+/* The same for one TOML file (`thaw config --toml FILE`): its JSON (returns
+ * new), or NULL with err. */
+json_t *project_load_toml(const char *path, char *err, size_t errlen);
+/* argv of the reader for dir (absolute): argv[0..3], NULL-terminated; the
+ * strings are borrowed from the caller's dir and static storage. */
+void project_reader_argv(const char *dir, char *argv[4]);
+
+#endif
