@@ -62,7 +62,6 @@ static const char dev_usage[] =
 struct dev {
 	struct host h;
 	struct app app;
-	struct loop_watch sig;
 	struct loop_watch ino;
 	struct loop_timer reload_timer;
 	struct child *reader; /* the config reader of a reload in progress */
@@ -224,20 +223,6 @@ static void on_inotify(struct loop *l, struct loop_watch *w, uint32_t events)
 	}
 }
 
-/* --- signals --- */
-
-static void on_signal(struct loop *l, struct loop_watch *w, uint32_t events)
-{
-	struct dev *d = w->arg;
-	struct signalfd_siginfo si;
-	while (read(w->fd, &si, sizeof si) == sizeof si) {
-		if (si.ssi_signo == SIGCHLD)
-			host_reap(&d->h);
-		else
-			loop_stop(l);
-	}
-}
-
 /* .thaw/snapshots, emptied of what an earlier run left. */
 static int make_snap_dir(const char *path)
 {
@@ -336,21 +321,8 @@ int cmd_dev(int argc, char **argv)
 	h->sdk_dir = sdk && *sdk ? sdk : THAW_SDK_DIR;
 
 	/* Signals arrive through the loop, not as interruptions. */
-	sigset_t mask;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
-
-	h->loop = loop_new();
-	if (!h->loop)
-		fatal("epoll: %s", strerror(errno));
-	d.sig.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-	d.sig.fn = on_signal;
-	d.sig.arg = &d;
-	loop_add(h->loop, &d.sig, EPOLLIN);
+	if (host_loop_start(h, err, sizeof err) < 0)
+		fatal("%s", err);
 
 	d.app.h = h;
 	d.app.cfg = cfg;

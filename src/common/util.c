@@ -67,6 +67,13 @@ char *xasprintf(const char *fmt, ...)
 	return s;
 }
 
+int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 uint64_t now_ns(void)
 {
 	struct timespec ts;

@@ -14,6 +14,7 @@ char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 uint64_t now_ns(void); /* CLOCK_MONOTONIC */
+int64_t wall_ms(void); /* CLOCK_REALTIME: milliseconds since 1970 */
 static inline double ns_to_ms(uint64_t ns)
 {
 	return (double)ns / 1e6;

@@ -8,7 +8,11 @@
  * A stream whose connection is suspended cannot notice its client leaving,
  * so every open stream gets an empty line every CTL_KEEPALIVE_MS.
  */
-#include "ext/serve.h"
+#include "ext/control.h"
+
+#include "ext/bundle.h"
+#include "ext/store.h"
+#include "host/host.h"
 
 #include <errno.h>
 #include <microhttpd.h>
@@ -29,7 +33,7 @@
 #define CTL_STREAM_BUFFER (4u << 20) /* a slow tail reader loses lines past this */
 
 struct ctl {
-	struct serve *s;
+	const struct ctl_sink *sink;
 	struct loop *loop;
 	struct MHD_Daemon *mhd;
 	int listen_fd;
@@ -113,7 +117,7 @@ static void stream_free(struct ctl_stream *cs)
 		c->streams = cs->next;
 	if (cs->next)
 		cs->next->prev = cs->prev;
-	serve_stream_gone(c->s, cs);
+	c->sink->stream_gone(c->sink->arg, cs);
 	buf_free(&cs->out);
 	free(cs->msg);
 	free(cs);
@@ -279,7 +283,7 @@ static enum MHD_Result first_call(struct creq *r, const char *url, const char *m
 	r->started = 1;
 	snprintf(r->method, sizeof r->method, "%s", method);
 	const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
-	if (!serve_token_ok(c->s, auth))
+	if (!c->sink->authorized(c->sink->arg, auth))
 		return queue_error(r, 401,
 				   auth ? "wrong token" : "this API needs Authorization: Bearer TOKEN");
 	if (parse_path(url, r->worker, sizeof r->worker, r->what, sizeof r->what) < 0)
@@ -291,7 +295,7 @@ static enum MHD_Result first_call(struct creq *r, const char *url, const char *m
 		return queue_error(r, 405, "only GET and POST are used here");
 
 	if (post && !strcmp(r->what, "versions")) {
-		const struct bundle_limits *bl = serve_bundle_limits(c->s);
+		const struct bundle_limits *bl = c->sink->limits;
 		const char *cl =
 			MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
 		uint64_t len;
@@ -318,7 +322,7 @@ static enum MHD_Result first_call(struct creq *r, const char *url, const char *m
 			return queue_error(r, 400, "message too long (4096 bytes at most)");
 		r->message = msg && *msg ? xstrdup(msg) : NULL;
 		char err[256];
-		r->blob = blob_begin(serve_store(c->s), err, sizeof err);
+		r->blob = blob_begin(c->sink->store, err, sizeof err);
 		if (!r->blob)
 			return queue_error(r, 500, err);
 		r->kind = K_UPLOAD;
@@ -327,7 +331,7 @@ static enum MHD_Result first_call(struct creq *r, const char *url, const char *m
 	if (get && !strcmp(r->what, "tail")) {
 		r->kind = K_TAIL;
 		r->cs = stream_new(r);
-		unsigned st = serve_tail(c->s, r->worker, r->cs);
+		unsigned st = c->sink->tail(c->sink->arg, r->worker, r->cs);
 		if (st)
 			return queue_error(r, st, "no worker of that name is deployed here");
 		r->cs->decided = 1;
@@ -360,7 +364,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			return r->discarded > CTL_DISCARD_MAX ? MHD_NO : MHD_YES;
 		}
 		if (r->kind == K_UPLOAD) {
-			const struct bundle_limits *bl = serve_bundle_limits(c->s);
+			const struct bundle_limits *bl = c->sink->limits;
 			if (blob_size(r->blob) + n > bl->max_compressed) {
 				r->body_failed = 1;
 				r->fail_status = 413;
@@ -411,7 +415,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (blob_commit(w, hex, err, sizeof err) < 0)
 			return queue_error(r, 500, err);
 		r->cs = stream_new(r);
-		serve_deploy(c->s, r->worker, hex, r->message, r->percentage, r->cs);
+		c->sink->deploy(c->sink->arg, r->worker, hex, r->message, r->percentage, r->cs);
 		if (!r->cs->decided) {
 			suspend(r);
 			return MHD_YES;
@@ -432,7 +436,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		}
 	}
 	json_t *out = NULL;
-	unsigned st = serve_api(c->s, r->method, r->worker, r->what, body, &out);
+	unsigned st = c->sink->api(c->sink->arg, r->method, r->worker, r->what, body, &out);
 	json_decref(body);
 	if (!out)
 		out = json_pack("{s:s}", "error", "no answer");
@@ -458,14 +462,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	free(r);
 }
 
-struct ctl *ctl_start(struct serve *s, struct loop *l, const char *ip, unsigned port,
+struct ctl *ctl_start(const struct ctl_sink *sink, struct loop *l, const char *ip, unsigned port,
 		      unsigned *bound, char *err, size_t errlen)
 {
 	int fd = host_listen(ip, port, "--control", bound, err, errlen);
 	if (fd < 0)
 		return NULL;
 	struct ctl *c = xcalloc(1, sizeof *c);
-	c->s = s;
+	c->sink = sink;
 	c->loop = l;
 	c->listen_fd = fd;
 	c->keepalive.fn = keepalive_fn;

@@ -43,17 +43,17 @@ extern const struct thaw_ext_command thaw_ext_commands[];
 	/* common/log.h, common/util.h, common/buf.h */ \
 	X(buf_append) X(buf_consume) X(buf_free) X(buf_reserve) X(buf_reset) X(buf_shrink) \
 	X(fatal) X(mkdir_p) X(now_ns) X(parse_u64) X(path_join) X(read_file) X(remove_tree) \
-	X(self_exe) X(thaw_log) X(thaw_log_level) X(write_all) X(xasprintf) X(xcalloc) \
+	X(self_exe) X(thaw_log) X(thaw_log_level) X(wall_ms) X(write_all) X(xasprintf) X(xcalloc) \
 	X(xmalloc) X(xrealloc) X(xstrdup) \
 	/* host/loop.h */ \
-	X(loop_add) X(loop_defer_free) X(loop_del) X(loop_free) X(loop_mod) X(loop_new) \
-	X(loop_run) X(loop_stop) X(loop_timer_arm) X(loop_timer_cancel) \
+	X(loop_add) X(loop_defer_free) X(loop_del) X(loop_free) X(loop_mod) \
+	X(loop_run) X(loop_timer_arm) X(loop_timer_cancel) \
 	/* host/host.h (front, options, pools) */ \
-	X(front_start) X(front_stop) X(host_defaults) X(host_listen) X(host_mhd_attach) \
+	X(front_start) X(front_stop) X(host_defaults) X(host_listen) X(host_loop_start) X(host_mhd_attach) \
 	X(host_mhd_log) X(host_opt_u64) X(host_option) X(pool_build_snapshot) X(pool_drain) \
 	X(pool_fill_spares) X(pool_shutdown) X(pool_snapshot_adopted) X(pool_use_snapshot) \
 	/* host/child.h */ \
-	X(child_cancel) X(child_kill_all) X(child_start) X(host_reap) \
+	X(child_cancel) X(child_kill_all) X(child_start) \
 	/* project/project.h */ \
 	X(project_free) X(project_from_json) X(project_load) X(project_name_valid) \
 	X(project_to_json) \

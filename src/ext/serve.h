@@ -1,20 +1,34 @@
 /*
- * `thaw serve`: a host for many deployed workers. serve.c holds the state
- * (workers, versions, deployments, their pools), the router and the deploy
- * pipeline; control.c is the control API's HTTP side (docs/control-api.md).
+ * `thaw serve`: a host for many deployed workers. Internal to the files that
+ * implement it (serve.c: the command, workers and versions in memory, routing
+ * glue, logs; deploy.c: the deploy pipeline and new images; api.c: the
+ * worker API); control.c, the control API's HTTP side, reaches them only
+ * through its sink (control.h).
  *
  * A deploy, from the upload to live:
  *   upload    control.c streams the body into a blob writer (size-limited);
- *   stored    a child `thaw unpack-bundle` checks and unpacks it into
- *             DIR/tmp, renamed to DIR/versions/ID; the version is recorded
- *             in state "building";
+ *   stored    a child `thaw unpack-bundle --read-project` checks and unpacks
+ *             it into DIR/tmp and reads its configuration (the host parses
+ *             nothing of it but that JSON); renamed to DIR/versions/ID, the
+ *             version is recorded "building" with its project;
  *   building  the version's pool builds its snapshot;
- *   built     the image is adopted into the blob store;
+ *   built     a child `thaw adopt-snapshot` checks every page, hashes and
+ *             stores the image as a blob; the host records it;
  *   validated a request through the data plane (override header plus a
  *             secret probe header) is answered by an instance restored from
  *             the image with a status below 500;
  *   live      the version becomes "ready" and enters the deployment.
  * Any failure marks the version "failed" with the reason; it never serves.
+ *
+ * In memory: a list of workers, each with the versions this run has loaded
+ * (a version is loaded, i.e. has a pool, once it is deployed, overridden to,
+ * or being deployed) and its current deployment, mirrored from the store.
+ * The store is the truth: every change is written there first.
+ *
+ * Ownership: struct serve lives as long as the process and owns the workers;
+ * a worker owns its versions and tail subscriptions; a version owns its pool
+ * (struct app) and its adopt child; a deploy job is owned by s->jobs and
+ * points at the version it made (the version's job points back).
  */
 #ifndef THAW_EXT_SERVE_H
 #define THAW_EXT_SERVE_H
@@ -23,43 +37,112 @@
 #include <jansson.h>
 
 #include "ext/bundle.h"
-#include "host/host.h"
+#include "ext/control.h"
+#include "ext/router.h"
 #include "ext/store.h"
+#include "host/host.h"
 
-struct serve;
-struct ctl;
-struct ctl_stream;
+struct sworker;
 
-/* control.c */
-/* An ndjson response being streamed: the deploy's progress, or a tail. */
-void ctl_stream_line(struct ctl_stream *cs, json_t *line); /* steals line */
-void ctl_stream_end(struct ctl_stream *cs);
-/* Before any line: answer status with {"error": msg} instead of a stream. */
-void ctl_stream_refuse(struct ctl_stream *cs, unsigned status, const char *msg);
-/* Start the control API on ip:port. */
-struct ctl *ctl_start(struct serve *s, struct loop *l, const char *ip, unsigned port,
-		      unsigned *bound, char *err, size_t errlen);
-void ctl_stop(struct ctl *c);
+struct sversion {
+	struct serve *s;
+	struct sworker *w;
+	struct version v;
+	struct app app;
+	char label[80];
+	struct deploy_job *job; /* being deployed */
+	struct child *adopter;  /* `thaw adopt-snapshot` of a new image, while it runs */
+	char *adopt_tmp;        /* the image it adopts */
+	struct sversion *next;
+};
 
-/* serve.c, for control.c */
-struct store *serve_store(struct serve *s);
-const struct bundle_limits *serve_bundle_limits(struct serve *s);
-int serve_token_ok(struct serve *s, const char *authorization);
+struct tail_sub {
+	struct ctl_stream *cs;
+	struct tail_sub *next;
+};
+
+struct sworker {
+	char name[64];
+	int has_dep;
+	struct deployment dep;
+	struct sversion *versions;
+	struct tail_sub *tails;
+	struct sworker *next;
+};
+
+enum job_stage { JOB_UNPACK, JOB_BUILD, JOB_PROBE, JOB_DONE };
+
+struct deploy_job {
+	struct serve *s;
+	char worker[64];
+	char hex[STORE_SHA_HEX + 1];
+	char *message;
+	double percentage;
+	struct ctl_stream *cs; /* NULL once the client went away */
+	enum job_stage stage;
+	struct child *unpacker; /* `thaw unpack-bundle`, while it runs */
+	char unpack_dir[4096];
+	struct sversion *sv;
+	int restored; /* an instance restored from the new image */
+	double restore_ms;
+	/* the health probe */
+	struct loop_watch probe;
+	struct buf probe_in;
+	struct buf probe_out;
+	struct loop_timer timer;
+	uint64_t t_build;
+	struct deploy_job *next;
+};
+
+struct serve {
+	struct host h;
+	struct store *st;
+	struct ctl *ctl;
+	struct bundle_limits bl;
+	unsigned char token_hash[32];
+	char probe_secret[33];
+	struct sworker *workers;
+	struct deploy_job *jobs;
+	struct ctl_sink sink; /* what the control API calls */
+	char data_ip[64];
+	unsigned data_port;
+	struct router router;
+	uint64_t rng;
+	int running; /* the loop runs: nothing may block any more */
+};
+
+/* serve.c */
+uint64_t serve_rng(struct serve *s); /* spread, not secrecy */
+struct sworker *serve_worker_find(struct serve *s, const char *name);
+/* The worker named name, made (with its deployment from the store) if new. */
+struct sworker *serve_worker_get(struct serve *s, const char *name);
+struct sversion *serve_version_loaded(struct sworker *w, const char *id);
+/* Give a stored version a pool. NULL with err when it cannot be loaded. */
+struct sversion *serve_version_load(struct serve *s, struct sworker *w, const struct version *v,
+				    char *err, size_t errlen);
+/* A loaded, ready version starts serving (from its stored image if it fits). */
+void serve_version_start(struct serve *s, struct sversion *sv);
+/* DIR/versions/ID (returns new). */
+char *serve_version_dir(struct serve *s, const char *id);
+/* Make d the worker's deployment, in the store and then in memory (versions
+ * in it start, the others drain). 0, or -1 with err. */
+int serve_deploy_now(struct serve *s, struct sworker *w, struct deployment *d, char *err,
+		     size_t errlen);
+
+/* deploy.c */
 /* A stored bundle (blob hex) for worker: unpack, record, build, validate,
  * deploy. The answer goes to cs: a refusal (ctl_stream_refuse) when the
  * bundle is refused, else progress lines and the end. cs may go away
- * meanwhile (serve_stream_gone); the deploy goes on. */
-void serve_deploy(struct serve *s, const char *worker, const char *hex, const char *message,
+ * meanwhile (deploy_stream_gone); the deploy goes on. */
+void deploy_start(struct serve *s, const char *worker, const char *hex, const char *message,
 		  double percentage, struct ctl_stream *cs);
-/* Answer for GET/POST on the worker API; returns the HTTP status and sets
- * *out (a JSON object). */
-unsigned serve_api(struct serve *s, const char *method, const char *worker, const char *what,
-		   json_t *body, json_t **out);
-/* Subscribe cs to worker's log lines (0), or 404. */
-unsigned serve_tail(struct serve *s, const char *worker, struct ctl_stream *cs);
-/* The client of cs went away: forget it. */
-void serve_stream_gone(struct serve *s, struct ctl_stream *cs);
+void deploy_stream_gone(struct serve *s, struct ctl_stream *cs);
+/* The pool hooks of a version (host.h's app_hooks). */
+void deploy_adopt_snapshot(struct app *a, const char *tmp);
+void deploy_on_event(struct app *a, enum app_event ev, const char *detail, double num);
 
-
+/* api.c: GET/POST on the worker API; the HTTP status, *out a JSON object. */
+unsigned api_answer(struct serve *s, const char *method, const char *worker, const char *what,
+		    json_t *body, json_t **out);
 
 #endif

@@ -213,13 +213,6 @@ static int db_fail(struct store *s, char *err, size_t errlen, const char *what)
 	return fail(err, errlen, "%s/thaw.db: %s: %s", s->dir, what, sqlite3_errmsg(s->db));
 }
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int hex_valid(const char *h)
 {
 	if (!h || strnlen(h, STORE_SHA_HEX + 1) != STORE_SHA_HEX)

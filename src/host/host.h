@@ -164,6 +164,7 @@ struct hreq {
 
 struct host {
 	struct loop *loop;
+	struct loop_watch signals; /* SIGINT, SIGTERM (stop), SIGCHLD (host_reap) */
 	struct host_limits lim;
 	int dev;
 	struct MHD_Daemon *mhd;
@@ -218,6 +219,10 @@ void host_defaults(struct host *h);
 /* Apply one of HOST_LONG_OPTIONS: 1 done, 0 not one of them, -1 bad value
  * (the message, prefixed with cmd, is on stderr). */
 int host_option(struct host *h, const char *cmd, int c, const char *arg);
+/* Block SIGINT, SIGTERM and SIGCHLD (they arrive in the loop through a
+ * signalfd: SIGCHLD reaps, the others stop the loop), ignore SIGPIPE, and
+ * make h->loop. 0, or -1 with err. */
+int host_loop_start(struct host *h, char *err, size_t errlen);
 /* Parse a whole number option up to max; -1 with a message. */
 int host_opt_u64(const char *cmd, const char *opt, const char *v, uint64_t max, uint64_t *out);
 

@@ -1,13 +1,20 @@
 /*
- * Command-line options shared by the commands that run a host (thaw dev,
- * thaw serve): limits, instance counts, snapshot size, port numbers.
+ * What the commands that run a host (thaw dev, thaw serve) share: the
+ * command-line options (limits, instance counts, snapshot size, port
+ * numbers) and the loop's start with its signals.
  */
 #include "host/host.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #include "common/util.h"
+#include "host/child.h"
 
 void host_defaults(struct host *h)
 {
@@ -81,4 +88,41 @@ int host_option(struct host *h, const char *cmd, int c, const char *arg)
 	default:
 		return 0;
 	}
+}
+
+static void on_signal(struct loop *l, struct loop_watch *w, uint32_t events)
+{
+	struct host *h = w->arg;
+	struct signalfd_siginfo si;
+	while (read(w->fd, &si, sizeof si) == sizeof si) {
+		if (si.ssi_signo == SIGCHLD)
+			host_reap(h);
+		else
+			loop_stop(l);
+	}
+}
+
+int host_loop_start(struct host *h, char *err, size_t errlen)
+{
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	h->loop = loop_new();
+	if (!h->loop) {
+		snprintf(err, errlen, "epoll: %s", strerror(errno));
+		return -1;
+	}
+	h->signals.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (h->signals.fd < 0) {
+		snprintf(err, errlen, "signalfd: %s", strerror(errno));
+		return -1;
+	}
+	h->signals.fn = on_signal;
+	h->signals.arg = h;
+	loop_add(h->loop, &h->signals, EPOLLIN);
+	return 0;
 }

@@ -1,0 +1,206 @@
+/*
+ * thaw serve's worker API (docs/control-api.md): workers, versions and
+ * deployments as JSON, rollout and rollback. Every answer is an HTTP status
+ * and a JSON object; every change goes to the store first (serve_deploy_now).
+ */
+#include "ext/serve.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+
+static json_t *error_json(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static json_t *error_json(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	return json_pack("{s:s}", "error", msg);
+}
+
+/* Make d current for w, in the store and then here. */
+static unsigned deploy_now(struct serve *s, struct sworker *w, struct deployment *d, json_t **out)
+{
+	char err[512];
+	if (serve_deploy_now(s, w, d, err, sizeof err) < 0) {
+		*out = error_json("%s", err);
+		return 409;
+	}
+	log_info("%s: deployment %lld: %s %.1f%%%s%s%s", w->name, (long long)d->id, d->version[0],
+		 d->percentage[0], d->n > 1 ? ", " : "", d->n > 1 ? d->version[1] : "",
+		 d->n > 1 ? " (rest)" : "");
+	*out = json_pack("{s:o}", "deployment", deployment_json(d));
+	return 200;
+}
+
+static unsigned find_ready(struct serve *s, const char *worker, json_t *ref, struct version *v,
+			   json_t **out)
+{
+	char buf[64];
+	const char *r = NULL;
+	if (json_is_string(ref))
+		r = json_string_value(ref);
+	else if (json_is_integer(ref)) {
+		snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(ref));
+		r = buf;
+	}
+	if (!r || !*r) {
+		*out = error_json("\"version\" must name a version (an id, a prefix of one, or a number)");
+		return 400;
+	}
+	int rc = store_version_find(s->st, worker, r, v);
+	if (rc == -2) {
+		*out = error_json("'%s' names more than one version of %s", r, worker);
+		return 400;
+	}
+	if (rc < 0) {
+		*out = error_json("%s has no version '%s'", worker, r);
+		return 404;
+	}
+	if (strcmp(v->state, "ready") != 0) {
+		*out = error_json("version %d of %s is %s%s%s: it cannot take traffic", v->number,
+				  worker, v->state, v->error ? ": " : "", v->error ? v->error : "");
+		version_clear(v);
+		return 409;
+	}
+	return 0;
+}
+
+static unsigned api_rollout(struct serve *s, struct sworker *w, json_t *body, json_t **out)
+{
+	json_t *pj = body ? json_object_get(body, "percentage") : NULL;
+	double p = json_is_number(pj) ? json_number_value(pj) : -1;
+	if (!(p > 0 && p <= 100)) {
+		*out = error_json("\"percentage\" must be a number in (0, 100]");
+		return 400;
+	}
+	struct version v = {0};
+	unsigned st = find_ready(s, w->name, body ? json_object_get(body, "version") : NULL, &v, out);
+	if (st)
+		return st;
+	struct deployment d = {0};
+	d.n = 1;
+	snprintf(d.version[0], sizeof d.version[0], "%s", v.id);
+	d.percentage[0] = 100;
+	if (p < 100) {
+		int main = -1;
+		for (int i = 0; w->has_dep && i < w->dep.n; i++)
+			if (strcmp(w->dep.version[i], v.id) != 0 &&
+			    (main < 0 || w->dep.percentage[i] > w->dep.percentage[main]))
+				main = i;
+		if (main < 0) {
+			version_clear(&v);
+			*out = error_json("no other version is deployed to give the remaining %.1f%% to",
+					  100 - p);
+			return 409;
+		}
+		d.n = 2;
+		d.percentage[0] = p;
+		snprintf(d.version[1], sizeof d.version[1], "%s", w->dep.version[main]);
+		d.percentage[1] = 100 - p;
+	}
+	json_t *mj = body ? json_object_get(body, "message") : NULL;
+	d.message = json_is_string(mj) ? xstrdup(json_string_value(mj)) : NULL;
+	version_clear(&v);
+	st = deploy_now(s, w, &d, out);
+	deployment_clear(&d);
+	return st;
+}
+
+static unsigned api_rollback(struct serve *s, struct sworker *w, json_t *body, json_t **out)
+{
+	json_t *ref = body ? json_object_get(body, "version") : NULL;
+	struct version v = {0};
+	if (ref && !json_is_null(ref)) {
+		unsigned st = find_ready(s, w->name, ref, &v, out);
+		if (st)
+			return st;
+	} else {
+		struct deployment prev = {0};
+		if (store_deployment_previous(s->st, w->name, &prev) < 0) {
+			*out = error_json("%s has no earlier deployment to roll back to", w->name);
+			return 409;
+		}
+		int main = 0;
+		for (int i = 1; i < prev.n; i++)
+			if (prev.percentage[i] > prev.percentage[main])
+				main = i;
+		json_t *id = json_string(prev.version[main]);
+		deployment_clear(&prev);
+		unsigned st = find_ready(s, w->name, id, &v, out);
+		json_decref(id);
+		if (st)
+			return st;
+	}
+	struct deployment d = {0};
+	d.n = 1;
+	snprintf(d.version[0], sizeof d.version[0], "%s", v.id);
+	d.percentage[0] = 100;
+	d.message = xasprintf("rollback to version %d", v.number);
+	version_clear(&v);
+	unsigned st = deploy_now(s, w, &d, out);
+	deployment_clear(&d);
+	return st;
+}
+
+unsigned api_answer(struct serve *s, const char *method, const char *worker, const char *what,
+		   json_t *body, json_t **out)
+{
+	int get = !strcmp(method, "GET");
+	if (!worker[0]) {
+		if (!get) {
+			*out = error_json("use GET here");
+			return 405;
+		}
+		json_t *names = store_workers_json(s->st);
+		json_t *list = json_array();
+		size_t i;
+		json_t *n;
+		json_array_foreach(names, i, n) {
+			struct deployment d = {0};
+			json_t *dj = json_null();
+			if (store_deployment_current(s->st, json_string_value(n), &d) == 0) {
+				dj = deployment_json(&d);
+				deployment_clear(&d);
+			}
+			json_array_append_new(list, json_pack("{s:O, s:o}", "name", n, "deployment", dj));
+		}
+		json_decref(names);
+		*out = json_pack("{s:o}", "workers", list);
+		return 200;
+	}
+	struct sworker *w = serve_worker_get(s, worker);
+	if (get && !strcmp(what, "versions")) {
+		json_t *versions = store_versions_json(s->st, worker);
+		if (!versions || json_array_size(versions) == 0) {
+			json_decref(versions);
+			*out = error_json("no worker named '%s' was deployed here", worker);
+			return 404;
+		}
+		*out = json_pack("{s:o, s:o}", "versions", versions, "deployment",
+				 w->has_dep ? deployment_json(&w->dep) : json_null());
+		return 200;
+	}
+	if (get && (!strcmp(what, "deployment") || !what[0])) {
+		if (!w->has_dep) {
+			*out = error_json("'%s' has no deployment here", worker);
+			return 404;
+		}
+		*out = json_pack("{s:o}", "deployment", deployment_json(&w->dep));
+		return 200;
+	}
+	if (!get && !strcmp(what, "rollout"))
+		return api_rollout(s, w, body, out);
+	if (!get && !strcmp(what, "rollback"))
+		return api_rollback(s, w, body, out);
+	*out = error_json("no such endpoint: %s /v1/workers/%s/%s", method, worker, what);
+	return 404;
+}
+

@@ -1,0 +1,50 @@
+/*
+ * The control API's HTTP side (control.c, docs/control-api.md): a second
+ * libmicrohttpd daemon in the host's loop, on its own address. It knows
+ * nothing of workers or deploys: what it asks of the host goes through a
+ * sink, which thaw serve fills in (serve.c).
+ */
+#ifndef THAW_EXT_CONTROL_H
+#define THAW_EXT_CONTROL_H
+
+#include <jansson.h>
+
+struct bundle_limits;
+struct loop;
+struct store;
+struct ctl;
+struct ctl_stream;
+
+/* What the control API asks of its host. Borrowed by ctl_start: it must
+ * outlive the ctl. */
+struct ctl_sink {
+	void *arg; /* passed to every call */
+	struct store *store;                 /* uploads are written into its blobs */
+	const struct bundle_limits *limits;  /* the largest upload */
+	/* Is authorization (the header's value, may be NULL) the host's token? */
+	int (*authorized)(void *arg, const char *authorization);
+	/* A stored bundle (blob hex) for worker: the deploy's answer goes to cs
+	 * (ctl_stream_refuse, or lines and the end). */
+	void (*deploy)(void *arg, const char *worker, const char *hex, const char *message,
+		       double percentage, struct ctl_stream *cs);
+	/* GET/POST on the worker API: the status, and *out a JSON object. */
+	unsigned (*api)(void *arg, const char *method, const char *worker, const char *what,
+			json_t *body, json_t **out);
+	/* Subscribe cs to worker's log lines: 0, or the status to answer (404). */
+	unsigned (*tail)(void *arg, const char *worker, struct ctl_stream *cs);
+	/* The client of cs went away: the sink forgets cs. */
+	void (*stream_gone)(void *arg, struct ctl_stream *cs);
+};
+
+/* An ndjson response being streamed: the deploy's progress, or a tail. */
+void ctl_stream_line(struct ctl_stream *cs, json_t *line); /* takes line */
+void ctl_stream_end(struct ctl_stream *cs);
+/* Before any line: answer status with {"error": msg} instead of a stream. */
+void ctl_stream_refuse(struct ctl_stream *cs, unsigned status, const char *msg);
+
+/* Start the control API on ip:port (bound: the port it got). NULL with err. */
+struct ctl *ctl_start(const struct ctl_sink *sink, struct loop *l, const char *ip, unsigned port,
+		      unsigned *bound, char *err, size_t errlen);
+void ctl_stop(struct ctl *c);
+
+#endif

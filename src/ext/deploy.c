@@ -1,0 +1,520 @@
+/*
+ * thaw serve's deploy pipeline (serve.h has the stages): a job per upload,
+ * the unpacking child, recording the version, its snapshot build, the
+ * adopting child, the health probe through our own data plane, and going
+ * live. Also the pool hooks of every version: a rebuilt image (the stored
+ * one no longer fits this host) is adopted the same way.
+ *
+ * Nothing here blocks: the bundle and the image are handled by children,
+ * the probe is a non-blocking socket in the loop, the store's writes are
+ * short transactions.
+ */
+#include "ext/serve.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "host/child.h"
+#include "project/project.h"
+#include "snap/snap.h"
+
+#define PROBE_TIMEOUT_MS 60000
+#define DEPLOY_TIMEOUT_MS (10 * 60 * 1000)
+#define PROBE_MAX_BYTES (64 * 1024)
+/* The unpacker's answer holds the project's configuration (vars and all). */
+#define UNPACK_MAX_ANSWER (PROJECT_MAX_JSON_BYTES + 4096)
+#define ADOPT_MAX_ANSWER 4096
+
+static void job_fail(struct deploy_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+
+static void job_line(struct deploy_job *j, json_t *line)
+{
+	if (j->cs)
+		ctl_stream_line(j->cs, line);
+	else
+		json_decref(line);
+}
+
+static void job_refuse(struct deploy_job *j, unsigned status, const char *msg)
+{
+	if (j->cs)
+		ctl_stream_refuse(j->cs, status, msg);
+}
+
+static void job_free(struct deploy_job *j)
+{
+	struct serve *s = j->s;
+	child_cancel(j->unpacker);
+	j->unpacker = NULL;
+	for (struct deploy_job **p = &s->jobs; *p; p = &(*p)->next) {
+		if (*p == j) {
+			*p = j->next;
+			break;
+		}
+	}
+	if (j->sv)
+		j->sv->job = NULL;
+	loop_timer_cancel(s->h.loop, &j->timer);
+	if (j->probe.fd >= 0) {
+		loop_del(s->h.loop, &j->probe);
+		close(j->probe.fd);
+	}
+	if (j->unpack_dir[0])
+		remove_tree(j->unpack_dir);
+	buf_free(&j->probe_in);
+	buf_free(&j->probe_out);
+	free(j->message);
+	loop_defer_free(s->h.loop, j);
+}
+
+static void job_finish(struct deploy_job *j)
+{
+	j->stage = JOB_DONE;
+	if (j->cs)
+		ctl_stream_end(j->cs);
+	j->cs = NULL;
+	job_free(j);
+}
+
+static void job_fail(struct deploy_job *j, const char *fmt, ...)
+{
+	char msg[16384];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	struct serve *s = j->s;
+	if (j->sv) {
+		store_version_set_state(s->st, j->sv->v.id, "failed", msg);
+		snprintf(j->sv->v.state, sizeof j->sv->v.state, "failed");
+		log_warn("%s: deploy failed: %s", j->sv->label, msg);
+		/* Nothing of it serves: close what it started. */
+		j->sv->app.build_failed = 1;
+		pool_drain(&j->sv->app);
+	} else {
+		log_warn("deploy of %s failed: %s", j->worker, msg);
+	}
+	job_line(j, json_pack("{s:s, s:s}", "stage", "failed", "error", msg));
+	job_finish(j);
+}
+
+static void job_timeout(struct loop *l, struct loop_timer *t)
+{
+	struct deploy_job *j = t->arg;
+	if (j->stage == JOB_PROBE)
+		job_fail(j, "the health request through a restored instance did not answer in %d s",
+			 PROBE_TIMEOUT_MS / 1000);
+	else
+		job_fail(j, "the deployment did not finish in %d minutes", DEPLOY_TIMEOUT_MS / 60000);
+}
+
+/* The new deployment once the version is validated: it alone, or at P %
+ * beside the current main version. */
+static int job_go_live(struct deploy_job *j)
+{
+	struct serve *s = j->s;
+	struct sversion *sv = j->sv;
+	struct sworker *w = sv->w;
+	char err[512];
+	if (store_version_set_state(s->st, sv->v.id, "ready", NULL) < 0) {
+		job_fail(j, "cannot record the version as ready");
+		return -1;
+	}
+	snprintf(sv->v.state, sizeof sv->v.state, "ready");
+	struct deployment d = {0};
+	d.n = 1;
+	snprintf(d.version[0], sizeof d.version[0], "%s", sv->v.id);
+	d.percentage[0] = 100;
+	if (j->percentage < 100 && w->has_dep) {
+		int main = 0;
+		for (int i = 1; i < w->dep.n; i++)
+			if (w->dep.percentage[i] > w->dep.percentage[main])
+				main = i;
+		if (strcmp(w->dep.version[main], sv->v.id) != 0) {
+			d.n = 2;
+			d.percentage[0] = j->percentage;
+			snprintf(d.version[1], sizeof d.version[1], "%s", w->dep.version[main]);
+			d.percentage[1] = 100 - j->percentage;
+		}
+	}
+	d.message = j->message ? xstrdup(j->message) : NULL;
+	sv->job = NULL;
+	if (serve_deploy_now(s, w, &d, err, sizeof err) < 0) {
+		sv->job = j;
+		deployment_clear(&d);
+		job_fail(j, "cannot record the deployment: %s", err);
+		return -1;
+	}
+	log_info("%s: live (%s)", sv->label, d.n == 1 ? "100%" : "gradual");
+	job_line(j, json_pack("{s:s, s:o}", "stage", "live", "deployment", deployment_json(&d)));
+	deployment_clear(&d);
+	job_finish(j);
+	return 0;
+}
+
+/* The health probe: one request through our own data plane, forced to the
+ * new version, answered by an instance restored from its image. */
+static void probe_io(struct loop *l, struct loop_watch *w, uint32_t events)
+{
+	struct deploy_job *j = w->arg;
+	if (buf_used(&j->probe_out)) {
+		ssize_t n = send(w->fd, buf_head(&j->probe_out), buf_used(&j->probe_out), MSG_NOSIGNAL);
+		if (n > 0)
+			buf_consume(&j->probe_out, (size_t)n);
+		else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			job_fail(j, "health request: %s", strerror(errno));
+			return;
+		}
+		if (!buf_used(&j->probe_out))
+			loop_mod(l, w, EPOLLIN);
+	}
+	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		return;
+	for (;;) {
+		uint8_t *p = buf_reserve(&j->probe_in, 16384);
+		ssize_t n = recv(w->fd, p, 16384, 0);
+		if (n > 0) {
+			j->probe_in.len += (size_t)n;
+			if (buf_used(&j->probe_in) > PROBE_MAX_BYTES)
+				break;
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		break; /* EOF or error: the answer is complete (Connection: close) */
+	}
+	loop_del(l, w);
+	close(w->fd);
+	w->fd = -1;
+	unsigned status = 0;
+	const char *text = (const char *)buf_head(&j->probe_in);
+	size_t len = buf_used(&j->probe_in);
+	if (len >= 12 && !memcmp(text, "HTTP/1.", 7))
+		status = (unsigned)atoi(text + 9);
+	if (status == 0) {
+		job_fail(j, "the health request got no answer");
+		return;
+	}
+	if (status >= 500) {
+		const char *body = memmem(text, len, "\r\n\r\n", 4);
+		int blen = body ? (int)(len - (size_t)(body + 4 - text)) : 0;
+		job_fail(j, "the health request (GET /) answered %u%s%.*s", status,
+			 blen ? ": " : "", blen > 4000 ? 4000 : blen, body ? body + 4 : "");
+		return;
+	}
+	if (!j->restored && j->sv->app.snapshots) {
+		job_fail(j, "the health request was answered, but not by an instance restored from "
+			    "the snapshot");
+		return;
+	}
+	job_line(j, json_pack("{s:s, s:f, s:i}", "stage", "validated", "restore_ms", j->restore_ms,
+			      "status", (int)status));
+	job_go_live(j);
+}
+
+static void probe_start(struct deploy_job *j)
+{
+	struct serve *s = j->s;
+	j->stage = JOB_PROBE;
+	loop_timer_arm(s->h.loop, &j->timer, PROBE_TIMEOUT_MS);
+	const char *ip = s->data_ip;
+	int v6 = strchr(ip, ':') != NULL;
+	if (!strcmp(ip, "0.0.0.0"))
+		ip = "127.0.0.1";
+	else if (!strcmp(ip, "::"))
+		ip = "::1";
+	struct sockaddr_storage ss = {0};
+	socklen_t sl;
+	if (v6) {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)s->data_port);
+		inet_pton(AF_INET6, ip, &a6->sin6_addr);
+		sl = sizeof *a6;
+	} else {
+		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)s->data_port);
+		inet_pton(AF_INET, ip, &a4->sin_addr);
+		sl = sizeof *a4;
+	}
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || (connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS)) {
+		if (fd >= 0)
+			close(fd);
+		job_fail(j, "cannot connect to this host's data plane: %s", strerror(errno));
+		return;
+	}
+	char *req = xasprintf("GET / HTTP/1.1\r\nHost: %s.localhost\r\n"
+			      "thaw-version-override: %s\r\nthaw-probe: %s\r\n"
+			      "User-Agent: thaw-deploy-check\r\nConnection: close\r\n\r\n",
+			      j->worker, j->sv->v.id, s->probe_secret);
+	buf_append(&j->probe_out, req, strlen(req));
+	free(req);
+	j->probe.fd = fd;
+	j->probe.fn = probe_io;
+	j->probe.arg = j;
+	loop_add(s->h.loop, &j->probe, EPOLLIN | EPOLLOUT);
+}
+
+/* A version's new image is checked and stored by a child (`thaw
+ * adopt-snapshot`): then it is recorded and the pool told. */
+static void adopt_done(void *arg, int status, const uint8_t *out, size_t len, int overflow)
+{
+	struct sversion *sv = arg;
+	struct serve *s = sv->s;
+	char *tmp = sv->adopt_tmp;
+	sv->adopter = NULL;
+	sv->adopt_tmp = NULL;
+	json_t *res = overflow ? NULL : json_loadb((const char *)out, len, JSON_DISABLE_EOF_CHECK, NULL);
+	int ok = 0;
+	const char *error = NULL, *hex = NULL;
+	json_int_t bytes = 0;
+	if (res)
+		json_unpack(res, "{s?b, s?s, s?s, s?I}", "ok", &ok, "error", &error, "sha256", &hex,
+			    "bytes", &bytes);
+	char why[1100];
+	char *path = NULL;
+	if (!ok || !hex || !(path = blob_path(s->st, hex))) {
+		if (error)
+			snprintf(why, sizeof why, "%s", error);
+		else if (WIFSIGNALED(status))
+			snprintf(why, sizeof why, "the image check was killed by signal %d",
+				 WTERMSIG(status));
+		else
+			snprintf(why, sizeof why, "the image check failed");
+		unlink(tmp);
+	} else if (store_version_set_snapshot(s->st, sv->v.id, hex, (uint64_t)bytes) < 0) {
+		snprintf(why, sizeof why, "cannot record the snapshot in the store");
+		free(path);
+		path = NULL;
+	} else {
+		/* The image it replaces goes (restored instances keep their mappings). */
+		if (sv->v.snapshot[0] && strcmp(sv->v.snapshot, hex) != 0) {
+			char *old = blob_path(s->st, sv->v.snapshot);
+			snap_remove(old);
+			free(old);
+		}
+		snprintf(sv->v.snapshot, sizeof sv->v.snapshot, "%s", hex);
+		sv->v.snapshot_bytes = (uint64_t)bytes;
+	}
+	json_decref(res);
+	free(tmp);
+	pool_snapshot_adopted(&sv->app, path, path ? NULL : why);
+}
+
+void deploy_adopt_snapshot(struct app *a, const char *tmp)
+{
+	struct sversion *sv = a->owner;
+	struct serve *s = sv->s;
+	char err[512];
+	char *argv[] = {(char *)self_exe(), "adopt-snapshot", (char *)tmp, (char *)store_dir(s->st),
+			NULL};
+	child_cancel(sv->adopter);
+	free(sv->adopt_tmp);
+	sv->adopt_tmp = xstrdup(tmp);
+	sv->adopter = child_start(&s->h, argv, ADOPT_MAX_ANSWER, adopt_done, sv, err, sizeof err);
+	if (!sv->adopter) {
+		unlink(tmp);
+		free(sv->adopt_tmp);
+		sv->adopt_tmp = NULL;
+		pool_snapshot_adopted(a, NULL, err);
+	}
+}
+
+void deploy_on_event(struct app *a, enum app_event ev, const char *detail, double num)
+{
+	struct sversion *sv = a->owner;
+	struct deploy_job *j = sv->job;
+	switch (ev) {
+	case APP_SNAPSHOT_BUILT:
+		if (j && j->stage == JOB_BUILD) {
+			job_line(j, json_pack("{s:s, s:I, s:f}", "stage", "built", "snapshot_bytes",
+					      (json_int_t)num, "ms", ns_to_ms(now_ns() - j->t_build)));
+			probe_start(j);
+		}
+		break;
+	case APP_SNAPSHOT_FAILED:
+		if (j)
+			job_fail(j, "the snapshot build failed:\n%s", detail ? detail : "");
+		else
+			log_warn("%s: rebuilding its snapshot failed: %s", sv->label, detail);
+		break;
+	case APP_RESTORE_REFUSED:
+		if (j)
+			job_fail(j, "the new snapshot was refused at restore: %s", detail);
+		else
+			store_version_set_snapshot(sv->s->st, sv->v.id, "", 0);
+		break;
+	case APP_RESTORED:
+		if (j) {
+			j->restored = 1;
+			j->restore_ms = num;
+		}
+		break;
+	}
+}
+
+/* The unpacked bundle is in: record the version and build its snapshot. */
+static void job_unpacked(struct deploy_job *j, json_t *res)
+{
+	struct serve *s = j->s;
+	char err[1024];
+	json_int_t files = 0, bytes = 0;
+	json_unpack(res, "{s?I, s?I}", "files", &files, "bytes", &bytes);
+	/* The project must load before it is recorded: the unpacker read it. */
+	const char *perr = NULL;
+	json_t *pj = NULL;
+	json_unpack(res, "{s?s, s?o}", "project_error", &perr, "project", &pj);
+	struct project *cfg = pj ? project_from_json(pj, j->unpack_dir, err, sizeof err) : NULL;
+	if (!cfg) {
+		job_refuse(j, 422, perr ? perr : pj ? err : "the bundle's configuration was not read");
+		job_free(j);
+		return;
+	}
+	project_free(cfg);
+	struct version v = {0};
+	if (store_version_add(s->st, j->worker, j->hex, j->message, &v, err, sizeof err) < 0) {
+		job_refuse(j, 500, err);
+		job_free(j);
+		return;
+	}
+	char *dir = serve_version_dir(s, v.id);
+	if (rename(j->unpack_dir, dir) < 0) {
+		snprintf(err, sizeof err, "cannot move the bundle into place: %s", strerror(errno));
+		store_version_set_state(s->st, v.id, "failed", err);
+		job_refuse(j, 500, err);
+		free(dir);
+		version_clear(&v);
+		job_free(j);
+		return;
+	}
+	j->unpack_dir[0] = 0;
+	free(dir);
+	store_version_set_project(s->st, v.id, pj);
+	char *vdir = xasprintf("%s/versions", store_dir(s->st));
+	int dfd = open(vdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	free(vdir);
+	struct sworker *w = serve_worker_get(s, j->worker);
+	json_t *line = json_pack("{s:s, s:s, s:i, s:s, s:I, s:I}", "stage", "stored", "version",
+				 v.id, "number", v.number, "sha256", j->hex, "files", files, "bytes",
+				 bytes);
+	job_line(j, line);
+	struct sversion *sv = serve_version_load(s, w, &v, err, sizeof err);
+	version_clear(&v);
+	if (!sv) {
+		job_fail(j, "%s", err);
+		return;
+	}
+	j->sv = sv;
+	sv->job = j;
+	log_info("%s: stored (%lld files), building its snapshot", sv->label, (long long)files);
+	if (!sv->app.snapshots) {
+		/* A sanitizer build: validate with a booted instance instead. */
+		probe_start(j);
+		return;
+	}
+	j->stage = JOB_BUILD;
+	j->t_build = now_ns();
+	job_line(j, json_pack("{s:s}", "stage", "building"));
+	pool_build_snapshot(&sv->app);
+	if (!sv->app.builder && j->stage == JOB_BUILD)
+		job_fail(j, "cannot start the snapshot build");
+}
+
+static void unpack_done(void *arg, int status, const uint8_t *out, size_t len, int overflow)
+{
+	struct deploy_job *j = arg;
+	j->unpacker = NULL;
+	json_error_t je;
+	json_t *res = overflow ? NULL
+			       : json_loadb((const char *)out, len, JSON_DISABLE_EOF_CHECK, &je);
+	int ok = 0;
+	const char *error = NULL;
+	if (res)
+		json_unpack(res, "{s?b, s?s}", "ok", &ok, "error", &error);
+	if (!ok || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		char msg[1200];
+		if (error)
+			snprintf(msg, sizeof msg, "bundle refused: %s", error);
+		else if (WIFSIGNALED(status))
+			snprintf(msg, sizeof msg, "bundle refused: the unpacker was killed by signal %d",
+				 WTERMSIG(status));
+		else
+			snprintf(msg, sizeof msg, "bundle refused: the unpacker failed");
+		log_warn("deploy of %s: %s", j->worker, msg);
+		/* A refused bundle is not kept. */
+		char *bp = blob_path(j->s->st, j->hex);
+		unlink(bp);
+		free(bp);
+		job_refuse(j, 422, msg);
+		json_decref(res);
+		job_free(j);
+		return;
+	}
+	job_unpacked(j, res);
+	json_decref(res);
+}
+
+void deploy_start(struct serve *s, const char *worker, const char *hex, const char *message,
+		  double percentage, struct ctl_stream *cs)
+{
+	struct deploy_job *j = xcalloc(1, sizeof *j);
+	j->s = s;
+	snprintf(j->worker, sizeof j->worker, "%s", worker);
+	snprintf(j->hex, sizeof j->hex, "%s", hex);
+	j->message = message ? xstrdup(message) : NULL;
+	j->percentage = percentage;
+	j->cs = cs;
+	j->probe.fd = -1;
+	j->timer.fn = job_timeout;
+	j->timer.arg = j;
+	j->next = s->jobs;
+	s->jobs = j;
+	loop_timer_arm(s->h.loop, &j->timer, DEPLOY_TIMEOUT_MS);
+
+	/* Unpack in a child: the bundle is hostile, and big ones take a while. */
+	snprintf(j->unpack_dir, sizeof j->unpack_dir, "%s/tmp/unpack-%s-%llx", store_dir(s->st), hex,
+		 (unsigned long long)serve_rng(s));
+	char *blob = blob_path(s->st, hex);
+	char files[32], total[32], compressed[32];
+	snprintf(files, sizeof files, "%llu", (unsigned long long)s->bl.max_files);
+	snprintf(total, sizeof total, "%llu", (unsigned long long)s->bl.max_total);
+	snprintf(compressed, sizeof compressed, "%llu", (unsigned long long)s->bl.max_compressed);
+	char *argv[] = {(char *)self_exe(), "unpack-bundle", blob, j->unpack_dir, "--max-files",
+			files, "--max-total", total, "--max-compressed", compressed, "--read-project",
+			NULL};
+	char err[512];
+	j->unpacker = child_start(&s->h, argv, UNPACK_MAX_ANSWER, unpack_done, j, err, sizeof err);
+	free(blob);
+	if (!j->unpacker) {
+		log_error("deploy of %s: %s", worker, err);
+		ctl_stream_refuse(cs, 500, "cannot start the unpacker");
+		job_free(j);
+	}
+}
+
+void deploy_stream_gone(struct serve *s, struct ctl_stream *cs)
+{
+	for (struct deploy_job *j = s->jobs; j; j = j->next)
+		if (j->cs == cs)
+			j->cs = NULL; /* the deploy goes on without its client */
+}
