@@ -1,6 +1,7 @@
 /*
- * Restore, the careful half: every check that can refuse an image runs here,
- * with libc, before anything is replaced. Then the plan is laid out in
+ * Restore, the careful half: every check that can refuse an image runs here
+ * (those the host shares, through snap_check_host in compat.c), with libc,
+ * before anything is replaced. Then the plan is laid out in
  * scratch memory placed where neither this process nor the image has
  * anything, and the core (restore_core.c) takes over on a stack in it.
  */
@@ -176,18 +177,11 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 		return -1;
 	const struct snap_header *h = &img.h;
 
-	/* The machine and the process must be the ones the image expects. */
-	char id[128];
-	snap_kernel_id(id, sizeof id);
-	if (strcmp(id, h->kernel) != 0) {
-		snap_fail(err, errlen, "made on another kernel (%s; this is %s)", h->kernel, id);
+	/* The machine, the binary and the deps must be the ones the image
+	 * expects (the same rule the host applies to a stored image)... */
+	if (snap_check_host(&img, err, errlen) < 0)
 		goto out;
-	}
-	snap_cpu_id(id, sizeof id);
-	if (strcmp(id, h->cpu) != 0) {
-		snap_fail(err, errlen, "made on another CPU model (%s; this is %s)", h->cpu, id);
-		goto out;
-	}
+	/* ...and so must this process. */
 	int pers = personality(0xffffffff);
 	if (pers < 0 || !(pers & ADDR_NO_RANDOMIZE)) {
 		snap_fail(err, errlen, "this process was started with address randomisation on");
@@ -206,7 +200,6 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 	for (uint32_t i = 0; i < h->ndeps; i++)
 		fds[i] = -1;
 	for (uint32_t i = 0; i < h->ndeps; i++) {
-		const struct snap_dep *d = &img.deps[i];
 		const char *p = snap_dep_path(&img, i);
 		struct stat st;
 		fds[i] = open(p, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not hang us */
@@ -214,9 +207,9 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 			snap_fail(err, errlen, "%s: %s", p, strerror(errno));
 			goto out;
 		}
-		if ((uint64_t)st.st_dev != d->dev || (uint64_t)st.st_ino != d->ino ||
-		    (uint64_t)st.st_size != d->size || (int64_t)st.st_mtim.tv_sec != d->mtime_sec ||
-		    (uint64_t)st.st_mtim.tv_nsec != d->mtime_nsec) {
+		/* Again on the fd that will be mapped: the file may have been
+		 * replaced since snap_check_host looked at its path. */
+		if (!snap_dep_matches(&img.deps[i], &st)) {
 			snap_fail(err, errlen, "%s changed since the snapshot was made", p);
 			goto out;
 		}

@@ -48,9 +48,10 @@
  *     (personality ADDR_NO_RANDOMIZE), so the binary, ld.so, libc and the
  *     stack top sit where they sat in the checkpointed process.
  *   - Everything is validated before anything is replaced: the file's
- *     structure, every dep's identity, the kernel, CPU, vDSO address, and
- *     that every file this process already maps is where the image expects
- *     it. A refusal leaves the process untouched (it then boots normally).
+ *     structure, that the image fits this host (snap_check_host: kernel,
+ *     CPU, this binary, every dep's identity), the vDSO address, and that
+ *     every file this process already maps is where the image expects it.
+ *     A refusal leaves the process untouched (it then boots normally).
  *     The checks are structural; the hashes catch corruption, not forgery:
  *     images must be stored where only the host can write.
  *   - The core of restore runs on a private stack with raw system calls, and
@@ -173,6 +174,43 @@ int snap_inspect(const char *path, FILE *out, int verify_data);
 /* This machine's identity strings, as stored in a header. */
 void snap_kernel_id(char *out, size_t n);
 void snap_cpu_id(char *out, size_t n);
+
+/*
+ * Does this host fit the image? The one rule, for the host deciding whether
+ * a stored image is still usable and for snap_restore before it plans.
+ * Returns 0 when all of these hold, else -1 with the first that fails in err:
+ *   - the kernel (machine, release, version) is the one it was made on;
+ *   - the CPU model and flags are (glibc chose its string routines by them);
+ *   - every dep still has its recorded identity at its path: device, inode,
+ *     size, mtime to the nanosecond (a missing dep is refused too);
+ *   - it was made by this very thaw binary, not another build: the file
+ *     this process runs (/proc/self/exe), or the file now at that path
+ *     (what the host starts instances from, should a new build have been
+ *     renamed over the running one), is one of its deps by device and inode.
+ * Not checked here: the file's own structure and checksums (snap_open does
+ * that; the data hash is snap_verify_data's), and what only the restoring
+ * process can know: ASLR off, the vDSO address, its code and stack where the
+ * image has them (snap_restore checks those). A dep is stat'ed by path, so
+ * it may change after this returns; snap_restore compares the fds it maps
+ * from again. Borrows img; err is always written on -1.
+ */
+int snap_check_host(const struct snap_image *img, char *err, size_t errlen);
+/* snap_open + snap_check_host: is the image file at path usable here? */
+int snap_check_file(const char *path, char *err, size_t errlen);
+/* Does st (of a dep's path or of an fd opened on it) show d's identity:
+ * device, inode, size, mtime sec and nsec? 1 if so, else 0. */
+struct stat;
+int snap_dep_matches(const struct snap_dep *d, const struct stat *st);
+
+/*
+ * Remove the image at image_path and what goes with it: IMAGE.ws (its
+ * working set, see snap_record_ws) and the temporaries a writer that did not
+ * finish leaves, IMAGE.tmp (snap_checkpoint) and IMAGE.ws.tmp
+ * (snap_record_ws). Missing files are fine. Processes restored from the
+ * image keep their mappings; a restore that has not opened it yet fails and
+ * boots.
+ */
+void snap_remove(const char *image_path);
 
 struct snap_checkpoint_opts {
 	const int *keep_fds; /* fds allowed to be open besides the output */
