@@ -8,8 +8,9 @@
  * restoring process can know (its vDSO address, that ASLR is off, where its
  * code and stack sit) stays in restore.c.
  *
- * Nothing here blocks for long: a stat per dep and a read of /proc/cpuinfo.
- * The host may call it from its loop.
+ * Cost: a stat per dep, a read of /proc/cpuinfo and, for snap_check_file,
+ * the image's header and table (never its data): the host calls it from its
+ * loop, as it did its own copy of the rule.
  */
 #include "snap/snap.h"
 
@@ -26,22 +27,38 @@ int snap_dep_matches(const struct snap_dep *d, const struct stat *st)
 	       (uint64_t)st->st_mtim.tv_nsec == d->mtime_nsec;
 }
 
-/* Is the running executable one of the image's deps? /proc/self/exe names
- * the file this process runs even if its path now holds another build. */
+static int is_dep(const struct snap_image *img, const struct stat *st)
+{
+	for (uint32_t i = 0; i < img->h.ndeps; i++)
+		if (img->deps[i].dev == (uint64_t)st->st_dev && img->deps[i].ino == (uint64_t)st->st_ino)
+			return 1;
+	return 0;
+}
+
+/*
+ * Was the image made by this thaw binary: is the file this process runs
+ * (/proc/self/exe), or the file now at its path, one of its deps? The
+ * second is what the host starts its instances from: after a new build
+ * was renamed over the old one, a host still running the old one must
+ * accept images its instances made with the new one (and refuse those of
+ * the old one: their dep at that path changed, which is checked first).
+ */
 static int made_by_this_binary(const struct snap_image *img, char *err, size_t errlen)
 {
-	struct stat self;
-	if (stat("/proc/self/exe", &self) < 0)
-		return snap_fail(err, errlen, "cannot stat /proc/self/exe: %s", strerror(errno));
-	for (uint32_t i = 0; i < img->h.ndeps; i++)
-		if (img->deps[i].dev == (uint64_t)self.st_dev &&
-		    img->deps[i].ino == (uint64_t)self.st_ino)
-			return 0;
+	struct stat st;
+	if (stat("/proc/self/exe", &st) == 0 && is_dep(img, &st))
+		return 0;
 	char exe[4096];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
 	if (n <= 0)
-		n = snprintf(exe, sizeof exe, "this one");
+		return snap_fail(err, errlen, "cannot read /proc/self/exe: %s", strerror(errno));
 	exe[n] = 0;
+	static const char deleted[] = " (deleted)";
+	size_t dl = sizeof deleted - 1;
+	if ((size_t)n > dl && !strcmp(exe + n - dl, deleted))
+		exe[n - dl] = 0;
+	if (stat(exe, &st) == 0 && is_dep(img, &st))
+		return 0;
 	return snap_fail(err, errlen, "made by another thaw binary than %s", exe);
 }
 
@@ -56,8 +73,8 @@ int snap_check_host(const struct snap_image *img, char *err, size_t errlen)
 	if (strcmp(id, img->h.cpu) != 0)
 		return snap_fail(err, errlen, "made on another CPU model (%s; this is %s)", img->h.cpu,
 				 id);
-	if (made_by_this_binary(img, err, errlen) < 0)
-		return -1;
+	/* The deps before the binary: a binary rebuilt in place is then
+	 * reported as the file that changed. */
 	for (uint32_t i = 0; i < img->h.ndeps; i++) {
 		const char *p = snap_dep_path(img, i);
 		struct stat st;
@@ -66,7 +83,7 @@ int snap_check_host(const struct snap_image *img, char *err, size_t errlen)
 		if (!snap_dep_matches(&img->deps[i], &st))
 			return snap_fail(err, errlen, "%s changed since the snapshot was made", p);
 	}
-	return 0;
+	return made_by_this_binary(img, err, errlen);
 }
 
 int snap_check_file(const char *path, char *err, size_t errlen)

@@ -181,10 +181,12 @@ void snap_cpu_id(char *out, size_t n);
  * Returns 0 when all of these hold, else -1 with the first that fails in err:
  *   - the kernel (machine, release, version) is the one it was made on;
  *   - the CPU model and flags are (glibc chose its string routines by them);
- *   - the running executable (/proc/self/exe, by device and inode) is one
- *     of its deps: it was made by this very binary, not another build;
  *   - every dep still has its recorded identity at its path: device, inode,
- *     size, mtime to the nanosecond (a missing dep is refused too).
+ *     size, mtime to the nanosecond (a missing dep is refused too);
+ *   - it was made by this very thaw binary, not another build: the file
+ *     this process runs (/proc/self/exe), or the file now at that path
+ *     (what the host starts instances from, should a new build have been
+ *     renamed over the running one), is one of its deps by device and inode.
  * Not checked here: the file's own structure and checksums (snap_open does
  * that; the data hash is snap_verify_data's), and what only the restoring
  * process can know: ASLR off, the vDSO address, its code and stack where the
