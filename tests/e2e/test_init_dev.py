@@ -105,7 +105,7 @@ def test_sigint_exits_zero_and_leaves_no_child(project):
         rc = d.proc.wait(10)
         assert rc == 0, d.output()
         assert time.monotonic() - t0 < 10
-        time.sleep(0.3)
+        # thaw dev reaps its instances before it exits: none may be left, not even briefly.
         still = [pid for pid, start in kids if proc_alive(pid, start)]
         assert not still, f"processes {still} outlived thaw dev"
     finally:

@@ -132,7 +132,9 @@ def test_install_from_wheelhouse_then_dev_serves_the_package(tmp_path, wheelhous
     resp = d.get("/")
     assert resp.status == 200, f"{resp}\n{d.output()}"
     assert resp.text == "thawdemo 2.0"
-    # python_modules/ is newer than pyproject.toml: dev did not install again.
+    # python_modules/ is newer than pyproject.toml: dev did not install again. (Stopped first,
+    # so that all its output is in: the check cannot run before the line would arrive.)
+    d.stop()
     assert "running thaw install" not in d.output(), d.output()
 
 
@@ -271,6 +273,7 @@ def test_dev_installs_when_python_modules_is_missing(tmp_path, wheelhouse, dev):
     assert resp.status == 200, f"{resp}\n{d.output()}"
     assert resp.text == "thawdemo 2.0"
     # "Ready" on stdout stays the first thing there: the installer's output went to stderr.
+    d.stop()  # all of both streams is in
     assert "Successfully installed" in d.output("stderr")
     assert "Successfully installed" not in d.output("stdout")
 
@@ -290,6 +293,7 @@ def test_dev_no_install_skips_it(tmp_path, wheelhouse, dev):
     p = make_project(tmp_path / "p", [PKG])
     env = {"PATH": path_without_uv(), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheelhouse)}
     d = dev(p, "--no-install", env=env)
+    d.stop()  # all its output is in
     assert "running thaw install" not in d.output(), d.output()
     assert not (p / "python_modules").exists()
 

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from thawtest import THAW_BIN, TOKEN, ThawServe, run_thaw, snapshots_supported, write_project
+from thawtest import (THAW_BIN, TOKEN, ThawServe, proc_alive, run_thaw, snapshots_supported,
+                      write_project)
 
 # Without snapshots (the sanitizer build) deploys validate with a booted instance; the tests
 # that are about snapshots themselves ask for the `snapshots` fixture.
@@ -172,6 +173,7 @@ def test_deploy_versions_rollout_rollback(tmp_path, serve):
     host.stop()
     host2 = serve(host.data)
     assert host2.worker_get("shop").text == "v1 pkg-1.0"
+    host2.stop()  # its whole output is in: a warning cannot arrive after the check
     assert "unusable" not in host2.output()
 
 
@@ -223,7 +225,10 @@ def test_control_api_token(tmp_path, serve):
     r, _ = deploy(env_host, project)
     assert r.returncode == 0, r.stdout + r.stderr
     assert env_host.worker_get("shop").text == "None"
-    time.sleep(0.3)
+    # Stopped, their whole output is in (the collectors have read to EOF): nothing can come
+    # after this check.
+    host.stop()
+    env_host.stop()
     assert TOKEN not in host.output() and TOKEN not in env_host.output()
 
 
@@ -290,7 +295,7 @@ def test_tail_shows_prints_with_version_and_request(tmp_path, serve):
                              "--token-file", host.token_file], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.5)
+        host.wait_for(r"tail of shop opened", stream="stderr")
         resp = host.worker_get("shop", path="/hello?x=1")
         rid = resp.headers["cf-ray"]
         deadline = time.monotonic() + 10
@@ -314,7 +319,12 @@ def slow_upload_then_kill(host, body):
     s.sendall((f"POST /v1/workers/shop/versions HTTP/1.1\r\nHost: x\r\n"
                f"Authorization: Bearer {host.token}\r\nContent-Length: {len(body)}\r\n\r\n").encode())
     s.sendall(body[: len(body) // 2])
-    time.sleep(0.5)
+    # Killed once the host has stored part of it (a file in DATA/tmp with bytes in it).
+    tmp = host.data / "tmp"
+    deadline = time.monotonic() + 10
+    while not any(f.stat().st_size > 0 for f in tmp.glob("blob-*")):
+        assert time.monotonic() < deadline, "the host stored nothing of the upload"
+        time.sleep(0.01)
     os.kill(host.pid, signal.SIGKILL)
     host.proc.wait(10)
     s.close()
@@ -342,18 +352,25 @@ def test_kill9_during_upload_and_build(tmp_path, serve, snapshots):
     assert not any((host.data / "tmp").iterdir())
 
     # A build that takes a while (sleep at import), killed while it runs.
-    slow = entry.read_text().replace("class Default", "import time\ntime.sleep(30)\n\nclass Default")
+    slow = entry.read_text().replace(
+        "class Default",
+        "import time\nprint('builder-marker', flush=True)\ntime.sleep(30)\n\nclass Default")
     entry.write_text(slow)
     proc = subprocess.Popen([THAW_BIN, "deploy", project, "--host", host.control,
                              "--token-file", host.token_file, "--no-install"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     host.wait_for(r"building its snapshot", timeout=30)
-    time.sleep(1.0)
+    host.wait_for(r"builder-marker", timeout=30)  # the builder runs the 30 s top level
+    kids = host.children()
     os.kill(host.pid, signal.SIGKILL)
     host.proc.wait(10)
     proc.wait(30)
     assert proc.returncode != 0
-    time.sleep(0.5)
+    # The builder dies with its host (parent-death signal); restart once it is gone.
+    deadline = time.monotonic() + 10
+    while [p for p, start in kids if proc_alive(p, start)]:
+        assert time.monotonic() < deadline, f"children of the killed host left: {kids}"
+        time.sleep(0.02)
 
     host = serve(host.data)
     assert tally(host, 20) == {"v1 k": 20}
@@ -390,6 +407,7 @@ def test_requests_in_flight_finish_when_their_version_leaves(tmp_path, serve):
         class Default(WorkerEntrypoint):
             async def fetch(self, request):
                 if request.url.endswith("/slow"):
+                    print("slow-marker", flush=True)
                     await asyncio.sleep(3)
                 return Response(self.env.VERSION)
     """
@@ -399,8 +417,9 @@ def test_requests_in_flight_finish_when_their_version_leaves(tmp_path, serve):
     assert r.returncode == 0, r.stdout + r.stderr
     result = {}
     t = threading.Thread(target=lambda: result.update(r=host.worker_get("shop", "/slow")))
+    mark = host.mark()
     t.start()
-    time.sleep(0.5)
+    host.wait_for(r"slow-marker", start=mark)  # the request is in v1's instance
     make_project(project, "v2", entry=entry, deps=())
     r, v2 = deploy(host, project)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -418,7 +437,7 @@ def test_deploy_check_is_private_and_reaches_the_new_version(tmp_path, serve):
         from workers import WorkerEntrypoint, Response
         class Default(WorkerEntrypoint):
             async def fetch(self, request):
-                print(f"probe header: {request.headers.get('thaw-probe')!r}")
+                print(f"probe header: {request.headers.get('thaw-probe')!r} for {request.url}")
                 if self.env.VERSION == "broken":
                     return Response("broken", status=500)
                 return Response(self.env.VERSION)
@@ -427,8 +446,12 @@ def test_deploy_check_is_private_and_reaches_the_new_version(tmp_path, serve):
     project = make_project(tmp_path / "shop", "v1", entry=entry, deps=())
     r, v1 = deploy(host, project)
     assert r.returncode == 0, r.stdout + r.stderr
-    time.sleep(0.3)
-    out = host.output()
+    # A request of ours after the deploy: once its line is in, so is every line the deploy's
+    # health request printed before it.
+    mark = host.mark()
+    assert host.request("GET", "/shop/after-deploy", headers={"Host": "example.test"}).text == "v1"
+    host.wait_for(r"probe header: .* for \S*/after-deploy", start=mark)
+    out = host.output().split("/after-deploy")[0]
     assert "probe header: None" in out, out
     assert not re.search(r"probe header: '[0-9a-f]{32}'", out), out
 
@@ -449,6 +472,9 @@ def test_tail_lines_from_threads_and_long_lines_stay_whole(tmp_path, serve):
         from workers import WorkerEntrypoint, Response
         class Default(WorkerEntrypoint):
             async def fetch(self, request):
+                if request.url.endswith("/marker"):
+                    print("end-marker")
+                    return Response("marker")
                 if request.url.endswith("/long"):
                     print("\\u20ac" * 20000)
                     return Response("long")
@@ -477,7 +503,7 @@ def test_tail_lines_from_threads_and_long_lines_stay_whole(tmp_path, serve):
                              "--token-file", host.token_file], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.5)
+        host.wait_for(r"tail of shop opened", stream="stderr")
         assert host.worker_get("shop", path="/long").text == "long"
         pieces = []
         reader = threading.Thread(target=lambda: pieces.extend(
@@ -492,7 +518,10 @@ def test_tail_lines_from_threads_and_long_lines_stay_whole(tmp_path, serve):
         tail.wait()
 
     assert host.worker_get("shop", path="/threads", timeout=60).text == "threads"
-    time.sleep(0.5)
+    # Printed after every thread line, on the same stream: once it is in, they all are.
+    mark = host.mark()
+    assert host.worker_get("shop", path="/marker").text == "marker"
+    host.wait_for(r"end-marker", start=mark)
     lines = [line for line in host.output().splitlines() if "thread " in line]
     bad = [line for line in lines if not re.fullmatch(r"\[shop@\w+\] thread \d line \d+ y{50}", line)]
     assert not bad, bad[:5]

@@ -268,6 +268,7 @@ def test_stdlib_and_dlopened_extensions_work_after_restore(project, dev):
         pids.add(out["pid"])
     assert len(pids) == 2
     assert d.alive()
+    d.stop()  # all its output is in
     assert "Traceback" not in d.output(), d.output()
 
 
@@ -359,6 +360,7 @@ def test_entropy_at_import_is_fine_without_snapshots(project, dev):
     d = dev(project(ENTROPY.format(call="os.urandom(8).hex()")), "--no-snapshot")
     r = d.get("/")
     assert r.status == 200 and len(r.text) == 16, r
+    d.stop()  # all its output is in
     assert "consumed entropy" not in d.output()
 
 
@@ -459,7 +461,10 @@ register_after_restore(after_two, "kw", n=3)
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
         q = parse_qs(urlparse(request.url).query)
-        await asyncio.sleep(float(q.get("sleep", ["0"])[0]))
+        sleep = float(q.get("sleep", ["0"])[0])
+        if sleep:
+            print(f"holding the instance for {sleep} s", flush=True)
+        await asyncio.sleep(sleep)
         return Response.json({"pid": os.getpid(), "calls": CALLS})
 """
 
@@ -480,8 +485,9 @@ def test_hooks_order_and_rerun_in_each_restored_instance(project, dev):
         "hooks in order after the restore")
     held = {}
     t = threading.Thread(target=lambda: held.setdefault("r", d.get("/?sleep=1.5")))
+    mark = d.mark()
     t.start()
-    time.sleep(0.5)
+    d.wait_for(r"holding the instance", start=mark)  # the long request is in the first one
     second = restored(d.get("/"))
     t.join(30)
     assert held["r"].status == 200
@@ -542,6 +548,7 @@ def test_200_restores_in_a_row(project, dev):
                           f"{d.output_since(mark)[-3000:]}")
     assert len(pids) == 200, "--idle-timeout 0: each request should be a new instance"
     assert d.alive()
+    d.stop()  # all its output is in
     since = d.output_since(mark)
     assert "refused" not in since and "rebuilding" not in since, since[-3000:]
 

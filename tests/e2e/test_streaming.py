@@ -189,7 +189,11 @@ def test_slow_reader_does_not_make_host_buffer(project, dev):
         assert resp.status == 200
         first = resp.read(64 * 1024)
         assert len(first) == 64 * 1024
-        time.sleep(2.0)  # the worker could produce all 50 MiB in this time
+        # An absence check with no event to wait for: nothing marks "the host would have
+        # buffered the rest by now", so the worker is given time. A reader that keeps up gets
+        # all 50 MiB through the host in ~0.1 s (2-core VM), so in 2 s a host without flow
+        # control would hold most of it; with flow control the worker is held back instead.
+        time.sleep(2.0)
         stalled = sampler.max_rss
         rest = hashlib.sha256(first)
         n = len(first)

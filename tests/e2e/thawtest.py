@@ -246,7 +246,8 @@ class ThawDev:
         m = self.wait_for(SNAPSHOT_RE + r"|cannot load|cannot snapshot", timeout=timeout,
                           stream="stderr", start=start)
         if not m.group("name"):
-            time.sleep(0.2)  # the rest of the message
+            # Only to show more of the failure: nothing marks the end of the message.
+            time.sleep(0.2)
             pytest.fail(f"the snapshot build failed; thaw output:\n{self.output()}")
         return m
 
@@ -290,8 +291,9 @@ class ThawDev:
                     break
                 self.cond.wait(min(left, 0.2))
         rc = self.proc.poll()
-        time.sleep(0.2)  # let the collectors drain what is left
         self.kill()
+        for c in self._collectors:  # read what is left, up to EOF
+            c.thread.join(2)
         pytest.fail(
             f"`{' '.join(self.args)}` did not print a `Ready on http://IP:PORT` line on stdout "
             f"within {timeout}s (exit code: {rc}); output:\n{self.output()}"

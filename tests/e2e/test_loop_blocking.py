@@ -1,0 +1,188 @@
+"""The host loop never blocks on work proportional to an image: while `thaw serve` takes in a
+large snapshot, another worker's warm requests keep being answered.
+
+Worker B's top level builds 1.5 GiB of touched, non-zero memory, so its snapshot image is that
+big. When B's builder reports the image written, the host checks it, hashes it into the store and
+fsyncs it (adopting the snapshot). Meanwhile a thread sends worker A (warm, tiny) one request
+after another on a keep-alive connection, on a fixed schedule, and times each one, from the
+moment B's bundle is sent until B's "live" stage line arrives (the image is adopted before
+"built" today; "live" holds wherever the adoption ends up in the pipeline). If that work ran on
+the loop, A would wait for all of it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import threading
+import time
+
+import pytest
+
+from thawtest import ThawServe, require_snapshots, run_thaw, write_project
+
+HELLO = """
+    from workers import WorkerEntrypoint, Response
+
+    class Default(WorkerEntrypoint):
+        async def fetch(self, request):
+            return Response("alpha")
+"""
+
+# Every 4 KiB page holds its own number (8 bytes, repeated): no page is zero and no two pages
+# are alike, so every one is saved, checked and hashed. Filled in place (one page at a time) so
+# that the builder holds the image once; no entropy at import (the build would refuse it).
+PAGES = 3 << 17  # 1.5 GiB
+BIG = f"""
+    from workers import WorkerEntrypoint, Response
+
+    BIG = bytearray({PAGES} * 4096)
+    for i in range({PAGES}):
+        BIG[i * 4096:(i + 1) * 4096] = i.to_bytes(8, "little") * 512
+
+    class Default(WorkerEntrypoint):
+        async def fetch(self, request):
+            return Response(str(len(BIG)))
+"""
+
+# The bound, from measurement on the 2-core VM this was written on (other builds running), B's
+# bundle sent until "live" in 8-10 s, a slot every 5 ms (~1,600-1,900 of them):
+#   adoption on the loop (the code before the change), 1.6 GB image: p99 1,358 and 1,366 ms,
+#   max 1,453 and 1,446 ms: one stall of ~1.45 s (287 late slots) as "built" comes;
+#   the same runs without that stall, i.e. what is left when the loop does not adopt: p99 13
+#   and 32 ms, max 21 and 81 ms (the builder writing 1.6 GB competes for both cores).
+# 250 ms sits ~8x above the second and ~5x below the first: a loop that hashes and fsyncs the
+# image itself fails unless it does all of it at over ~5 GB/s; one that leaves it to a child
+# passes unless the machine stalls A for over ~300 ms within a few seconds.
+P99_BOUND_MS = 250.0
+
+
+def pack(project, dest):
+    r = run_thaw("pack", project, dest)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return dest.read_bytes()
+
+
+def deploy_stream(host, name, bundle, on_line, timeout=300):
+    """POST the bundle to the control API and call on_line(obj) for each progress line as it
+    arrives; returns the list of lines."""
+    conn = http.client.HTTPConnection("127.0.0.1", host.control_port, timeout=timeout)
+    lines = []
+    try:
+        conn.request("POST", f"/v1/workers/{name}/versions", body=bundle,
+                     headers={"Authorization": f"Bearer {host.token}"})
+        r = conn.getresponse()
+        assert r.status == 200, (r.status, r.read())
+        while True:
+            raw = r.readline()
+            if not raw:
+                break
+            if raw.strip():
+                obj = json.loads(raw)
+                lines.append(obj)
+                on_line(obj)
+    finally:
+        conn.close()
+    return lines
+
+
+class Hammer:
+    """Requests to one worker on one keep-alive connection, one at a time, on a schedule: one
+    every INTERVAL_S. A request's latency counts from when it was due, not from when it could be
+    sent, so a stall of S seconds shows as S / INTERVAL_S slow requests (not as one slow request
+    among many fast ones, which a percentile would hide)."""
+
+    INTERVAL_S = 0.005
+
+    def __init__(self, host, name):
+        self.conn = http.client.HTTPConnection("127.0.0.1", host.port, timeout=60)
+        self.headers = {"Host": f"{name}.localhost"}
+        self.latencies = []  # ms, from when each request was due until its answer was read
+        self.errors = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def get(self):
+        self.conn.request("GET", "/", headers=self.headers)
+        r = self.conn.getresponse()
+        return r.status, r.read()
+
+    def _run(self):
+        due = time.perf_counter()
+        try:
+            while not self.stop.is_set():
+                now = time.perf_counter()
+                if now < due:
+                    time.sleep(due - now)
+                status, body = self.get()
+                done = time.perf_counter()
+                if status != 200 or body != b"alpha":
+                    self.errors.append((status, body[:200]))
+                # Every slot that fell due while this request was out is answered now.
+                while due <= done:
+                    self.latencies.append((done - due) * 1000)
+                    due += self.INTERVAL_S
+        except Exception as e:  # reported by the test
+            self.errors.append(repr(e))
+
+    def start(self):
+        self.thread.start()
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join(120)
+        self.conn.close()
+
+
+def percentile(values, p):
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+@pytest.fixture
+def host(tmp_path):
+    require_snapshots()
+    h = ThawServe(tmp_path / "host" / "data", ("--max-snapshot-mb", "2048"))
+    h.wait_ready()
+    yield h
+    if h.alive():
+        h.stop()
+    shutil.rmtree(h.data, ignore_errors=True)  # 1.6 GB of snapshot
+
+
+@pytest.mark.slow
+def test_warm_requests_keep_answering_while_a_large_snapshot_is_adopted(tmp_path, host):
+    a = write_project(tmp_path / "alpha", HELLO, name="alpha")
+    b = write_project(tmp_path / "bigone", BIG, name="bigone")
+    lines = deploy_stream(host, "alpha", pack(a, tmp_path / "a.tar.zst"), lambda _: None)
+    assert lines[-1]["stage"] == "live", lines
+    hammer = Hammer(host, "alpha")
+    status, body = hammer.get()
+    assert status == 200 and body == b"alpha", (status, body)
+
+    bundle = pack(b, tmp_path / "b.tar.zst")
+    stages = {}
+
+    def on_line(obj):
+        stages[obj["stage"]] = time.monotonic()
+        if obj["stage"] in ("live", "failed"):
+            hammer.finish()
+
+    hammer.start()
+    t0 = time.monotonic()
+    lines = deploy_stream(host, "bigone", bundle, on_line)
+    hammer.finish()
+    assert lines and lines[-1]["stage"] == "live", f"{lines}\n{host.output()[-3000:]}"
+    [built] = [line for line in lines if line["stage"] == "built"]
+    assert built["snapshot_bytes"] >= PAGES * 4096, built
+    assert not hammer.errors, hammer.errors[:5]
+    lat = hammer.latencies
+    assert len(lat) >= 20, f"only {len(lat)} requests to alpha while bigone was built"
+    p99, worst = percentile(lat, 99), max(lat)
+    report = (f"{len(lat)} requests due to alpha in {stages['live'] - t0:.1f} s (bigone's "
+              f"snapshot: {built['snapshot_bytes'] / 1e6:.0f} MB): "
+              f"p50 {percentile(lat, 50):.1f} ms, p99 {p99:.1f} ms, max {worst:.1f} ms")
+    print(report)
+    assert p99 < P99_BOUND_MS, f"the host loop blocked while it adopted a snapshot: {report}"
+    assert host.worker_get("bigone").text == str(PAGES * 4096)
