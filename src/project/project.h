@@ -30,6 +30,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #define PROJECT_MAX_FILE_BYTES (1u << 20) /* a configuration file, at most */
 #define PROJECT_MAX_JSON_BYTES (4u << 20) /* the reader's whole answer, at most */
@@ -66,10 +67,10 @@ struct project *project_parse(const char *text, size_t len, const char *dir, cha
 /*
  * Read the project in dir in this process, the way `thaw config` does:
  * toml_parse turns TOML text into JSON (or NULL with err). Notes about keys
- * thaw ignores go to stderr. Returns new, or NULL with err.
+ * thaw ignores go to notes (NULL: none). Returns new, or NULL with err.
  */
 typedef json_t *(*project_toml_fn)(const char *text, size_t len, char *err, size_t errlen);
-struct project *project_read(const char *dir, project_toml_fn toml_parse, char *err,
+struct project *project_read(const char *dir, project_toml_fn toml_parse, FILE *notes, char *err,
 			     size_t errlen);
 
 /*

@@ -56,14 +56,15 @@ static json_t *load_file(const char *dir, const char *name, int jsonc, project_t
 	return j;
 }
 
-static void note(const char *file, const char *key, const char *what)
+static void note(FILE *notes, const char *file, const char *key, const char *what)
 {
-	fprintf(stderr, "note: %s: '%s' %s\n", file, key, what);
+	if (notes)
+		fprintf(notes, "note: %s: '%s' %s\n", file, key, what);
 }
 
 /* Take name/main/vars from one table; complain about what we do not know. */
 static int take(struct project *c, const char *file, json_t *t, const char *const *known_ignored,
-		char *err, size_t errlen)
+		FILE *notes, char *err, size_t errlen)
 {
 	const char *key;
 	json_t *v;
@@ -94,14 +95,14 @@ static int take(struct project *c, const char *file, json_t *t, const char *cons
 			for (const char *const *k = known_ignored; k && *k; k++)
 				quiet |= !strcmp(*k, key);
 			if (!quiet)
-				note(file, key, "is not supported by this version of thaw; ignored");
+				note(notes, file, key, "is not supported by this version of thaw; ignored");
 		}
 	}
 	return 0;
 }
 
-struct project *project_read(const char *dir_in, project_toml_fn toml_parse, char *err,
-			     size_t errlen)
+struct project *project_read(const char *dir_in, project_toml_fn toml_parse, FILE *notes,
+			     char *err, size_t errlen)
 {
 	char dir[PATH_MAX];
 	if (!realpath(dir_in, dir)) {
@@ -123,7 +124,8 @@ struct project *project_read(const char *dir_in, project_toml_fn toml_parse, cha
 		if (!file_exists(dir, wrangler_files[i]))
 			continue;
 		if (wfile) {
-			fprintf(stderr, "note: %s is ignored: %s is read instead\n", wrangler_files[i],
+			if (notes)
+				fprintf(notes, "note: %s is ignored: %s is read instead\n", wrangler_files[i],
 				wfile);
 			continue;
 		}
@@ -131,7 +133,7 @@ struct project *project_read(const char *dir_in, project_toml_fn toml_parse, cha
 	}
 	if (wfile) {
 		json_t *w = load_file(dir, wfile, strstr(wfile, ".json") != NULL, toml_parse, err, errlen);
-		if (!w || take(c, wfile, w, wrangler_quiet, err, errlen) < 0) {
+		if (!w || take(c, wfile, w, wrangler_quiet, notes, err, errlen) < 0) {
 			json_decref(w);
 			goto fail;
 		}
@@ -158,7 +160,7 @@ struct project *project_read(const char *dir_in, project_toml_fn toml_parse, cha
 			json_decref(p);
 			goto fail;
 		}
-		if (tool && take(c, "pyproject.toml [tool.thaw]", tool, NULL, err, errlen) < 0) {
+		if (tool && take(c, "pyproject.toml [tool.thaw]", tool, NULL, notes, err, errlen) < 0) {
 			json_decref(p);
 			goto fail;
 		}

@@ -141,7 +141,7 @@ int worker_config_main(int argc, char **argv)
 		fputs("usage: thaw config DIR | thaw config --toml FILE (internal)\n", stderr);
 		return 2;
 	}
-	struct project *p = project_read(argv[1], toml_parse, err, sizeof err);
+	struct project *p = project_read(argv[1], toml_parse, stderr, err, sizeof err);
 	if (!p)
 		return answer(failure(err));
 	json_t *j = json_pack("{s:b, s:o}", "ok", 1, "project", project_to_json(p));
