@@ -390,7 +390,7 @@ int thaw_install_run(const struct project *c, const struct thaw_install_options 
 	struct thaw_reqs reqs = {0};
 	struct argv a = {0};
 	char *uv = NULL, *tmp = NULL, *final = NULL;
-	int rc = -EINVAL, dirfd = -1;
+	int rc = -1, dirfd = -1;
 
 	if (collect(c, &reqs, out) < 0)
 		goto done;
@@ -399,7 +399,7 @@ int thaw_install_run(const struct project *c, const struct thaw_install_options 
 
 	dirfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0) {
-		rc = -errno;
+		rc = -1;
 		fprintf(stderr, "thaw install: %s: %s\n", c->dir, strerror(errno));
 		goto done;
 	}
@@ -407,14 +407,14 @@ int thaw_install_run(const struct project *c, const struct thaw_install_options 
 		fprintf(stderr, "thaw install: another install of %s is running; waiting for it\n",
 			c->dir);
 		if (flock(dirfd, LOCK_EX) < 0) {
-			rc = -errno;
+			rc = -1;
 			fprintf(stderr, "thaw install: flock: %s\n", strerror(errno));
 			goto done;
 		}
 	}
 	discard_dir(tmp); /* left by an install that was killed */
 	if (mkdir(tmp, 0755) < 0) {
-		rc = -errno;
+		rc = -1;
 		fprintf(stderr, "thaw install: cannot create %s: %s\n", tmp, strerror(errno));
 		goto done;
 	}
@@ -475,7 +475,7 @@ int thaw_install_run(const struct project *c, const struct thaw_install_options 
 					"python_modules/ is unchanged\n",
 					status);
 			discard_dir(tmp);
-			rc = -EIO;
+			rc = -1;
 			goto done;
 		}
 	}
@@ -483,6 +483,7 @@ int thaw_install_run(const struct project *c, const struct thaw_install_options 
 		fprintf(stderr, "thaw install: cannot move %s to %s: %s\n", tmp, final,
 			strerror(-rc));
 		discard_dir(tmp);
+		rc = -1;
 		goto done;
 	}
 	print_installed(out, final);

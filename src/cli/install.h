@@ -33,7 +33,7 @@ int thaw_install_needed(const struct project *c);
 
 /* Install c's dependencies into c->dir/python_modules, replacing it only
  * when the install succeeds. Blocks until the installer exits; its output
- * streams to the terminal. 0, or a negative errno with the reason printed. */
+ * streams to the terminal. 0, or -1 with the reason printed. */
 int thaw_install_run(const struct project *c, const struct thaw_install_options *o);
 
 #endif

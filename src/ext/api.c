@@ -56,7 +56,7 @@ static unsigned find_ready(struct serve *s, const char *worker, json_t *ref, str
 		return 400;
 	}
 	int rc = store_version_find(s->st, worker, r, v);
-	if (rc == -2) {
+	if (rc == STORE_FIND_AMBIGUOUS) {
 		*out = error_json("'%s' names more than one version of %s", r, worker);
 		return 400;
 	}

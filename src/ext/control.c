@@ -365,15 +365,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		}
 		if (r->kind == K_UPLOAD) {
 			const struct bundle_limits *bl = c->sink->limits;
+			char err[512];
 			if (blob_size(r->blob) + n > bl->max_compressed) {
 				r->body_failed = 1;
 				r->fail_status = 413;
 				r->fail_msg = xasprintf("bundle refused: over the limit of %llu bytes",
 							(unsigned long long)bl->max_compressed);
-			} else if (blob_write(r->blob, upload, n) < 0) {
+			} else if (blob_write(r->blob, upload, n, err, sizeof err) < 0) {
 				r->body_failed = 1;
 				r->fail_status = 500;
-				r->fail_msg = xasprintf("cannot store the upload: %s", strerror(errno));
+				r->fail_msg = xasprintf("cannot store the upload: %s", err);
 			}
 			if (r->body_failed) {
 				blob_abort(r->blob);

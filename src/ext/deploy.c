@@ -73,8 +73,14 @@ static void job_free(struct deploy_job *j)
 		loop_del(s->h.loop, &j->probe);
 		close(j->probe.fd);
 	}
-	if (j->unpack_dir[0])
-		remove_tree(j->unpack_dir);
+	if (j->unpack_dir[0]) {
+		/* A whole unpacked bundle: removed by a child, not on the loop. If
+		 * that cannot start, DIR/tmp is emptied at the next start anyway. */
+		char *argv[] = {"/bin/rm", "-rf", "--", j->unpack_dir, NULL};
+		char err[256];
+		if (!child_start(&s->h, argv, 0, NULL, NULL, err, sizeof err))
+			log_warn("%s: %s", j->unpack_dir, err);
+	}
 	buf_free(&j->probe_in);
 	buf_free(&j->probe_out);
 	free(j->message);

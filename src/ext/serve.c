@@ -300,7 +300,7 @@ static struct app *route(struct host *h, struct hreq *r, unsigned *status, char 
 		if (rc < 0 || (strcmp(v.state, "ready") != 0 && !is_probe)) {
 			*status = 400;
 			snprintf(msg, msglen, "thaw-version-override: %s version of '%s' is %.40s.\n",
-				 rc == -2 ? "more than one" : "no ready", name, ov);
+				 rc == STORE_FIND_AMBIGUOUS ? "more than one" : "no ready", name, ov);
 			version_clear(&v);
 			return NULL;
 		}

@@ -899,17 +899,17 @@ struct blob_writer *blob_begin(struct store *s, char *err, size_t errlen)
 	return w;
 }
 
-int blob_write(struct blob_writer *w, const void *p, size_t n)
+int blob_write(struct blob_writer *w, const void *p, size_t n, char *err, size_t errlen)
 {
 	if (w->write_errno)
-		return -w->write_errno;
+		return fail(err, errlen, "an earlier write failed: %s", strerror(w->write_errno));
 	if (EVP_DigestUpdate(w->md, p, n) != 1) {
 		w->write_errno = EIO;
-		return -EIO;
+		return fail(err, errlen, "SHA-256 failed");
 	}
 	if (write_all(w->fd, p, n) < 0) {
 		w->write_errno = errno ? errno : EIO;
-		return -w->write_errno;
+		return fail(err, errlen, "writing %s: %s", w->path, strerror(w->write_errno));
 	}
 	w->size += n;
 	return 0;
@@ -1247,7 +1247,7 @@ int store_version_find(struct store *s, const char *worker, const char *ref, str
 	}
 	for (int i = 0; i < n; i++)
 		version_clear(&found[i]);
-	return n == 0 ? -1 : -2;
+	return n == 0 ? STORE_FIND_NONE : STORE_FIND_AMBIGUOUS;
 }
 
 int store_version_set_state(struct store *s, const char *id, const char *state, const char *error)

@@ -41,7 +41,8 @@ const char *store_dir(const struct store *s);
 /* A blob being written: a temporary file in DIR/tmp with a running SHA-256. */
 struct blob_writer;
 struct blob_writer *blob_begin(struct store *s, char *err, size_t errlen);
-int blob_write(struct blob_writer *w, const void *p, size_t n); /* 0 or -errno */
+/* 0, or -1 with err; after a failure every later write fails too. */
+int blob_write(struct blob_writer *w, const void *p, size_t n, char *err, size_t errlen);
 uint64_t blob_size(const struct blob_writer *w);
 /* fsync, rename to blobs/HEX (keeping an existing identical one), fsync the
  * directory. hex receives the SHA-256. 0, or -1 with err. Frees w. */
@@ -79,8 +80,10 @@ void version_clear(struct version *v); /* frees message/error */
 int store_version_add(struct store *s, const char *worker, const char *bundle_hex,
 		      const char *message, struct version *v, char *err, size_t errlen);
 int store_version_get(struct store *s, const char *id, struct version *v);      /* 0 / -1 */
-/* Resolve a unique id prefix (>= 4 chars) or "#N"/"N" version number of worker. 0, -1 none,
- * -2 ambiguous. "N" of 4+ digits may be either; both are tried, two different matches are
+/* store_version_find's answers besides 0. */
+enum { STORE_FIND_NONE = -1, STORE_FIND_AMBIGUOUS = -2 };
+/* Resolve a unique id prefix (>= 4 chars) or "#N"/"N" version number of worker. 0,
+ * STORE_FIND_NONE, or STORE_FIND_AMBIGUOUS. "N" of 4+ digits may be either; both are tried, two different matches are
  * ambiguous. worker NULL: ids of any worker (no numbers). */
 int store_version_find(struct store *s, const char *worker, const char *ref, struct version *v);
 int store_version_set_state(struct store *s, const char *id, const char *state, const char *error);

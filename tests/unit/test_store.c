@@ -777,8 +777,8 @@ static void test_blob_content_and_sha256(void **state)
 	struct blob_writer *w = blob_begin(f->s, f->err, sizeof f->err);
 	assert_non_null(w);
 	assert_int_equal(count_entries(sub(f, "tmp")), 1); /* written under tmp/ */
-	assert_int_equal(blob_write(w, "a", 1), 0);
-	assert_int_equal(blob_write(w, "bc", 2), 0);
+	assert_int_equal(blob_write(w, "a", 1, f->err, sizeof f->err), 0);
+	assert_int_equal(blob_write(w, "bc", 2, f->err, sizeof f->err), 0);
 	assert_int_equal(blob_size(w), 3);
 	char hex[STORE_SHA_HEX + 1];
 	assert_int_equal(blob_commit(w, hex, f->err, sizeof f->err), 0);
@@ -799,7 +799,7 @@ static void test_blob_content_and_sha256(void **state)
 	w = blob_begin(f->s, f->err, sizeof f->err);
 	for (size_t left = 1000000; left;) {
 		size_t k = left < 777 ? left : 777;
-		assert_int_equal(blob_write(w, as, k), 0);
+		assert_int_equal(blob_write(w, as, k, f->err, sizeof f->err), 0);
 		left -= k;
 	}
 	assert_int_equal(blob_commit(w, hex, f->err, sizeof f->err), 0);
@@ -824,7 +824,7 @@ static void test_blob_same_content_is_stored_once(void **state)
 	struct stat first, second;
 	for (int i = 0; i < 2; i++) {
 		struct blob_writer *w = blob_begin(f->s, f->err, sizeof f->err);
-		assert_int_equal(blob_write(w, "abc", 3), 0);
+		assert_int_equal(blob_write(w, "abc", 3, f->err, sizeof f->err), 0);
 		assert_int_equal(blob_commit(w, i ? hex2 : hex1, f->err, sizeof f->err), 0);
 		assert_int_equal(stat(sub(f, "blobs/" SHA_ABC), i ? &second : &first), 0);
 	}
@@ -836,7 +836,7 @@ static void test_blob_same_content_is_stored_once(void **state)
 	/* A damaged copy (wrong size) is replaced by the next commit. */
 	write_file(sub(f, "blobs/" SHA_ABC), "ab", 2);
 	struct blob_writer *w = blob_begin(f->s, f->err, sizeof f->err);
-	assert_int_equal(blob_write(w, "abc", 3), 0);
+	assert_int_equal(blob_write(w, "abc", 3, f->err, sizeof f->err), 0);
 	assert_int_equal(blob_commit(w, hex1, f->err, sizeof f->err), 0);
 	size_t n;
 	char *data = slurp(sub(f, "blobs/" SHA_ABC), &n);
@@ -850,7 +850,7 @@ static void test_blob_abort_leaves_nothing(void **state)
 	struct fixture *f = *state;
 	reopen(f);
 	struct blob_writer *w = blob_begin(f->s, f->err, sizeof f->err);
-	assert_int_equal(blob_write(w, "half a bundle", 13), 0);
+	assert_int_equal(blob_write(w, "half a bundle", 13, f->err, sizeof f->err), 0);
 	assert_int_equal(count_entries(sub(f, "tmp")), 1);
 	blob_abort(w);
 	assert_int_equal(count_entries(sub(f, "tmp")), 0);
@@ -951,7 +951,7 @@ static void test_crash_mid_blob_leaves_nothing_after_reopen(void **state)
 		if (!s)
 			_exit(2);
 		struct blob_writer *w = blob_begin(s, err, sizeof err);
-		if (!w || blob_write(w, "half of a bundle", 16) < 0)
+		if (!w || blob_write(w, "half of a bundle", 16, err, sizeof err) < 0)
 			_exit(3);
 		_exit(0); /* killed mid-upload: no commit, no abort, no close */
 	}
