@@ -137,16 +137,6 @@ static int commit_valid(const char *s)
 	return 1;
 }
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* "file://" + the absolute path of rel under dir, percent-encoded. Returns
  * new, or NULL when rel has a byte no path should (control bytes). */
 static char *file_url(const char *dir, const char *rel)
@@ -258,17 +248,17 @@ static int uv_edge(struct uv_walk *w, const char *from, const json_t *dep)
 	const char *version = str_field(dep, "version");
 	const char *marker = str_field(dep, "marker");
 	if (!json_is_object(dep) || !name) {
-		errf(w->err, w->errlen, "package %s: a dependency without a name", from);
+		err_set(w->err, w->errlen, "package %s: a dependency without a name", from);
 		return -1;
 	}
 	if (json_object_get(dep, "marker") && !marker) {
-		errf(w->err, w->errlen, "package %s: the marker of %.100s must be a string", from,
+		err_set(w->err, w->errlen, "package %s: the marker of %.100s must be a string", from,
 		     name);
 		return -1;
 	}
 	json_t *extras = json_object_get(dep, "extra");
 	if (extras && !json_is_array(extras)) {
-		errf(w->err, w->errlen, "package %s: the extras of %s must be a list", from, name);
+		err_set(w->err, w->errlen, "package %s: the extras of %s must be a list", from, name);
 		return -1;
 	}
 	int found = 0;
@@ -290,7 +280,7 @@ static int uv_edge(struct uv_walk *w, const char *from, const json_t *dep)
 		json_array_foreach(extras, k, x) {
 			const char *extra = json_string_value(x);
 			if (!extra) {
-				errf(w->err, w->errlen, "package %s: an extra of %.100s is not "
+				err_set(w->err, w->errlen, "package %s: an extra of %.100s is not "
 				     "a string", from, name);
 				return -1;
 			}
@@ -304,7 +294,7 @@ static int uv_edge(struct uv_walk *w, const char *from, const json_t *dep)
 		}
 	}
 	if (!found) {
-		errf(w->err, w->errlen, "package %s depends on %.100s%s%.100s, which the lock does "
+		err_set(w->err, w->errlen, "package %s depends on %.100s%s%.100s, which the lock does "
 		     "not hold", from, name, version ? " " : "", version ? version : "");
 		return -1;
 	}
@@ -316,7 +306,7 @@ static int uv_follow(struct uv_walk *w, const char *from, const json_t *edges)
 	if (!edges)
 		return 0;
 	if (!json_is_array(edges)) {
-		errf(w->err, w->errlen, "package %s: dependencies must be a list", from);
+		err_set(w->err, w->errlen, "package %s: dependencies must be a list", from);
 		return -1;
 	}
 	size_t i;
@@ -336,7 +326,7 @@ static char *uv_spec(const struct uv_pkg *p, const char *project_dir, char *err,
 	char *ref = NULL;
 	if (!src || json_object_get(src, "registry")) {
 		if (!version || !version_valid(version)) {
-			errf(err, errlen, "package %s: missing or invalid version", p->name);
+			err_set(err, errlen, "package %s: missing or invalid version", p->name);
 			return NULL;
 		}
 		return xasprintf("%s==%s", p->name, version);
@@ -349,11 +339,11 @@ static char *uv_spec(const struct uv_pkg *p, const char *project_dir, char *err,
 	} else if ((v = str_field(src, "git"))) {
 		ref = uv_git_url(v);
 	} else {
-		errf(err, errlen, "package %s: a source thaw does not know", p->name);
+		err_set(err, errlen, "package %s: a source thaw does not know", p->name);
 		return NULL;
 	}
 	if (!ref) {
-		errf(err, errlen, "package %s: invalid source '%s'", p->name, v);
+		err_set(err, errlen, "package %s: invalid source '%s'", p->name, v);
 		return NULL;
 	}
 	char *out = xasprintf("%s @ %s", p->name, ref);
@@ -366,7 +356,7 @@ static int uv_requirements(const json_t *lock, const char *project_name, const c
 {
 	json_t *ver = json_object_get(lock, "version");
 	if (!json_is_integer(ver) || json_integer_value(ver) != 1) {
-		errf(err, errlen, "lock format version %s is not supported (thaw reads version 1)",
+		err_set(err, errlen, "lock format version %s is not supported (thaw reads version 1)",
 		     json_is_integer(ver) ? "other than 1" : "missing");
 		return -1;
 	}
@@ -374,7 +364,7 @@ static int uv_requirements(const json_t *lock, const char *project_name, const c
 	if (!list)
 		return 0;
 	if (!json_is_array(list) || json_array_size(list) > LOCK_MAX_PACKAGES) {
-		errf(err, errlen, "[[package]] must be a list of at most %d tables",
+		err_set(err, errlen, "[[package]] must be a list of at most %d tables",
 		     LOCK_MAX_PACKAGES);
 		return -1;
 	}
@@ -389,12 +379,12 @@ static int uv_requirements(const json_t *lock, const char *project_name, const c
 		p->extras_done = json_object();
 		p->name = str_field(p->obj, "name");
 		if (!json_is_object(p->obj) || !p->name || !thaw_dist_name_valid(p->name)) {
-			errf(err, errlen, "package %zu: missing or invalid name", i + 1);
+			err_set(err, errlen, "package %zu: missing or invalid name", i + 1);
 			goto out;
 		}
 		const json_t *src = json_object_get(p->obj, "source");
 		if (src && !json_is_object(src)) {
-			errf(err, errlen, "package %s: source must be a table", p->name);
+			err_set(err, errlen, "package %s: source must be a table", p->name);
 			goto out;
 		}
 		p->local = json_object_get(src, "editable") || json_object_get(src, "virtual");
@@ -448,7 +438,7 @@ static int uv_requirements(const json_t *lock, const char *project_name, const c
 		if (ok)
 			thaw_reqs_add(out, (char *)b.data);
 		else
-			errf(err, errlen, "package %s: its requirement is not acceptable: %.200s",
+			err_set(err, errlen, "package %s: its requirement is not acceptable: %.200s",
 			     p->name, (char *)b.data);
 		buf_free(&b);
 		if (!ok)
@@ -479,13 +469,13 @@ static char *pylock_spec(const json_t *p, const char *name, const char *project_
 	char *ref = NULL;
 	*skip = 0;
 	if (version && !version_valid(version)) {
-		errf(err, errlen, "package %s: invalid version", name);
+		err_set(err, errlen, "package %s: invalid version", name);
 		return NULL;
 	}
 	if (dir) {
 		const char *path = str_field(dir, "path");
 		if (!path) {
-			errf(err, errlen, "package %s: directory without a path", name);
+			err_set(err, errlen, "package %s: directory without a path", name);
 			return NULL;
 		}
 		if (json_is_true(json_object_get(dir, "editable")) || !strcmp(path, ".")) {
@@ -497,7 +487,7 @@ static char *pylock_spec(const json_t *p, const char *name, const char *project_
 		const char *type = str_field(vcs, "type"), *url = str_field(vcs, "url");
 		const char *commit = str_field(vcs, "commit-id");
 		if (!type || strcmp(type, "git") || !url || !commit || !commit_valid(commit)) {
-			errf(err, errlen, "package %s: only git sources with a url and a commit-id "
+			err_set(err, errlen, "package %s: only git sources with a url and a commit-id "
 			     "are supported", name);
 			return NULL;
 		}
@@ -514,14 +504,14 @@ static char *pylock_spec(const json_t *p, const char *name, const char *project_
 			ref = file_url(project_dir, path);
 	} else {
 		if (!version) {
-			errf(err, errlen,
+			err_set(err, errlen,
 			     "package %s: no version and no vcs/directory/archive source", name);
 			return NULL;
 		}
 		return xasprintf("%s==%s", name, version);
 	}
 	if (!ref) {
-		errf(err, errlen, "package %s: invalid source", name);
+		err_set(err, errlen, "package %s: invalid source", name);
 		return NULL;
 	}
 	char *out = xasprintf("%s @ %s", name, ref);
@@ -535,7 +525,7 @@ static int pylock_requirements(const json_t *lock, const char *project_name,
 {
 	const char *lv = str_field(lock, "lock-version");
 	if (!lv || strncmp(lv, "1.", 2) != 0) {
-		errf(err, errlen, "lock-version %s is not supported (thaw reads 1.x)",
+		err_set(err, errlen, "lock-version %s is not supported (thaw reads 1.x)",
 		     lv ? lv : "(missing)");
 		return -1;
 	}
@@ -543,7 +533,7 @@ static int pylock_requirements(const json_t *lock, const char *project_name,
 	if (!list)
 		return 0;
 	if (!json_is_array(list) || json_array_size(list) > LOCK_MAX_PACKAGES) {
-		errf(err, errlen, "[[packages]] must be a list of at most %d tables",
+		err_set(err, errlen, "[[packages]] must be a list of at most %d tables",
 		     LOCK_MAX_PACKAGES);
 		return -1;
 	}
@@ -552,7 +542,7 @@ static int pylock_requirements(const json_t *lock, const char *project_name,
 	json_array_foreach(list, i, p) {
 		const char *name = str_field(p, "name");
 		if (!json_is_object(p) || !name || !thaw_dist_name_valid(name)) {
-			errf(err, errlen, "package %zu: missing or invalid name", i + 1);
+			err_set(err, errlen, "package %zu: missing or invalid name", i + 1);
 			return -1;
 		}
 		if (project_name && thaw_dist_name_equal(name, project_name))
@@ -560,7 +550,7 @@ static int pylock_requirements(const json_t *lock, const char *project_name,
 		json_t *mj = json_object_get(p, "marker");
 		const char *marker = json_string_value(mj);
 		if (mj && !marker) {
-			errf(err, errlen, "package %s: marker must be a string", name);
+			err_set(err, errlen, "package %s: marker must be a string", name);
 			return -1;
 		}
 		int skip;
@@ -576,7 +566,7 @@ static int pylock_requirements(const json_t *lock, const char *project_name,
 		if (ok)
 			thaw_reqs_add(out, req);
 		else
-			errf(err, errlen, "package %s: its requirement is not acceptable: %.200s",
+			err_set(err, errlen, "package %s: its requirement is not acceptable: %.200s",
 			     name, req);
 		free(req);
 		if (!ok)
@@ -589,7 +579,7 @@ int thaw_lock_requirements(const json_t *lock, enum thaw_lock_kind kind, const c
 			   const char *project_dir, struct thaw_reqs *out, char *err, size_t errlen)
 {
 	if (!json_is_object(lock)) {
-		errf(err, errlen, "the top level must be a table");
+		err_set(err, errlen, "the top level must be a table");
 		return -1;
 	}
 	return kind == THAW_LOCK_UV

@@ -7,6 +7,13 @@
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 _Noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The house error convention in one call: format the reason into err (when
+ * err is not NULL and errlen not 0) and return -1. */
+int err_set(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Length (1-4) of the valid UTF-8 sequence at p[0..n): shortest form, no
+ * surrogates, at most U+10FFFF; its code point in *cp (cp may be NULL).
+ * 0 when p does not start one (or n is 0). */
+size_t utf8_decode(const unsigned char *p, size_t n, uint32_t *cp);
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);

@@ -71,56 +71,20 @@ void bundle_limits_default(struct bundle_limits *l)
 	l->max_depth = 32;
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* Replace every byte of s that is not part of valid UTF-8 with '?', so that a
  * message naming a hostile entry can go into JSON as it is. */
 static void utf8_clean(char *s)
 {
 	unsigned char *p = (unsigned char *)s;
-	while (*p) {
-		size_t n = 0;
-		unsigned char lo = 0x80, hi = 0xbf;
-		if (*p < 0x80)
-			n = 0;
-		else if (*p >= 0xc2 && *p <= 0xdf)
+	size_t left = strlen(s);
+	while (left) {
+		size_t n = utf8_decode(p, left, NULL);
+		if (n == 0) {
+			*p = '?';
 			n = 1;
-		else if (*p >= 0xe0 && *p <= 0xef) {
-			n = 2;
-			lo = *p == 0xe0 ? 0xa0 : 0x80;
-			hi = *p == 0xed ? 0x9f : 0xbf;
-		} else if (*p >= 0xf0 && *p <= 0xf4) {
-			n = 3;
-			lo = *p == 0xf0 ? 0x90 : 0x80;
-			hi = *p == 0xf4 ? 0x8f : 0xbf;
-		} else {
-			*p++ = '?';
-			continue;
 		}
-		bool ok = true;
-		for (size_t i = 1; i <= n; i++) {
-			unsigned char c = p[i];
-			unsigned char min = i == 1 ? lo : 0x80, max = i == 1 ? hi : 0xbf;
-			if (c < min || c > max) {
-				ok = false;
-				break;
-			}
-		}
-		if (!ok) {
-			*p++ = '?';
-			continue;
-		}
-		p += n + 1;
+		p += n;
+		left -= n;
 	}
 }
 
@@ -373,7 +337,7 @@ static int rules_load(struct rules *r, const char *dir, const char *name, bool f
 {
 	char path[PATH_MAX];
 	if (path_join(path, sizeof(path), dir, name) != 0) {
-		set_err(err, errlen, "%s/%s: path too long", dir, name);
+		err_set(err, errlen, "%s/%s: path too long", dir, name);
 		return -1;
 	}
 	size_t len;
@@ -381,7 +345,7 @@ static int rules_load(struct rules *r, const char *dir, const char *name, bool f
 	if (!text) {
 		if (errno == ENOENT)
 			return 0;
-		set_err(err, errlen, "%s: %s", path,
+		err_set(err, errlen, "%s: %s", path,
 			errno == EFBIG ? "larger than 1 MiB" : strerror(errno));
 		return -1;
 	}
@@ -473,7 +437,7 @@ static int pack_header(struct packer *pk, const char *rel, bool is_dir, mode_t m
 	int r = archive_write_header(pk->a, e);
 	archive_entry_free(e);
 	if (r < ARCHIVE_WARN) {
-		set_err(pk->err, pk->errlen, "%s: %s", rel, archive_error_string(pk->a));
+		err_set(pk->err, pk->errlen, "%s: %s", rel, archive_error_string(pk->a));
 		return -1;
 	}
 	return 0;
@@ -483,17 +447,17 @@ static int pack_file(struct packer *pk, const char *full, const char *rel, bool 
 {
 	int fd = open(full, O_RDONLY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW));
 	if (fd < 0) {
-		set_err(pk->err, pk->errlen, "%s: %s", rel, strerror(errno));
+		err_set(pk->err, pk->errlen, "%s: %s", rel, strerror(errno));
 		return -1;
 	}
 	struct stat sb;
 	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-		set_err(pk->err, pk->errlen, "%s: changed while packing", rel);
+		err_set(pk->err, pk->errlen, "%s: changed while packing", rel);
 		close(fd);
 		return -1;
 	}
 	if ((uint64_t)sb.st_size > pk->limits.max_file) {
-		set_err(pk->err, pk->errlen,
+		err_set(pk->err, pk->errlen,
 			"%s: %lld bytes, larger than the %" PRIu64 " bytes a host accepts for one file",
 			rel, (long long)sb.st_size, pk->limits.max_file);
 		close(fd);
@@ -512,14 +476,14 @@ static int pack_file(struct packer *pk, const char *full, const char *rel, bool 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			set_err(pk->err, pk->errlen, "%s: %s", rel,
+			err_set(pk->err, pk->errlen, "%s: %s", rel,
 				n < 0 ? strerror(errno) : "file shrank while packing");
 			rc = -1;
 			break;
 		}
 		la_ssize_t w = archive_write_data(pk->a, buf, (size_t)n);
 		if (w != n) {
-			set_err(pk->err, pk->errlen, "%s: writing the bundle: %s", rel,
+			err_set(pk->err, pk->errlen, "%s: writing the bundle: %s", rel,
 				archive_error_string(pk->a) ? archive_error_string(pk->a)
 							    : "short write");
 			rc = -1;
@@ -549,7 +513,7 @@ static int pack_entry(struct packer *pk, const char *full, const char *rel)
 {
 	struct stat lst, sb;
 	if (lstat(full, &lst) != 0) {
-		set_err(pk->err, pk->errlen, "%s: %s", rel, strerror(errno));
+		err_set(pk->err, pk->errlen, "%s: %s", rel, strerror(errno));
 		return -1;
 	}
 	bool is_link = S_ISLNK(lst.st_mode);
@@ -558,7 +522,7 @@ static int pack_entry(struct packer *pk, const char *full, const char *rel)
 		/* A dangling link: refused unless excluded, so decide on its name. */
 		if (rules_excluded(&pk->rules, pk->comps, pk->depth, false))
 			return 0;
-		set_err(pk->err, pk->errlen, "%s: symlink to nowhere (%s); remove it or list it in .thawignore",
+		err_set(pk->err, pk->errlen, "%s: symlink to nowhere (%s); remove it or list it in .thawignore",
 			rel, strerror(errno));
 		return -1;
 	}
@@ -571,14 +535,14 @@ static int pack_entry(struct packer *pk, const char *full, const char *rel)
 		const char *what = S_ISFIFO(sb.st_mode)   ? "a fifo"
 				   : S_ISSOCK(sb.st_mode) ? "a socket"
 							  : "a device file";
-		set_err(pk->err, pk->errlen,
+		err_set(pk->err, pk->errlen,
 			"%s: %s cannot go in a bundle; remove it or list it in .thawignore", rel, what);
 		return -1;
 	}
 	if (is_link) {
 		char real[PATH_MAX];
 		if (!realpath(full, real)) {
-			set_err(pk->err, pk->errlen, "%s: %s", rel, strerror(errno));
+			err_set(pk->err, pk->errlen, "%s: %s", rel, strerror(errno));
 			return -1;
 		}
 		size_t rl = strlen(pk->root_real);
@@ -586,7 +550,7 @@ static int pack_entry(struct packer *pk, const char *full, const char *rel)
 		bool inside = root_is_slash ||
 			      (!strncmp(real, pk->root_real, rl) && (real[rl] == '/' || real[rl] == '\0'));
 		if (!inside) {
-			set_err(pk->err, pk->errlen,
+			err_set(pk->err, pk->errlen,
 				"%s: symlink leads outside the project (to %s); remove it or list it in .thawignore",
 				rel, real);
 			return -1;
@@ -596,7 +560,7 @@ static int pack_entry(struct packer *pk, const char *full, const char *rel)
 		return pack_file(pk, full, rel, is_link);
 	for (size_t i = 0; i < pk->depth; i++) {
 		if (pk->stack[i].dev == sb.st_dev && pk->stack[i].ino == sb.st_ino) {
-			set_err(pk->err, pk->errlen, "%s: symlink loop (leads back to a directory containing it)",
+			err_set(pk->err, pk->errlen, "%s: symlink loop (leads back to a directory containing it)",
 				rel);
 			return -1;
 		}
@@ -609,7 +573,7 @@ static int pack_dir(struct packer *pk, const char *full, const char *rel)
 {
 	struct stat sb;
 	if (stat(full, &sb) != 0) {
-		set_err(pk->err, pk->errlen, "%s: %s", *rel ? rel : full, strerror(errno));
+		err_set(pk->err, pk->errlen, "%s: %s", *rel ? rel : full, strerror(errno));
 		return -1;
 	}
 	if (*rel) {
@@ -620,7 +584,7 @@ static int pack_dir(struct packer *pk, const char *full, const char *rel)
 	}
 	DIR *d = opendir(full);
 	if (!d) {
-		set_err(pk->err, pk->errlen, "%s: %s", *rel ? rel : full, strerror(errno));
+		err_set(pk->err, pk->errlen, "%s: %s", *rel ? rel : full, strerror(errno));
 		return -1;
 	}
 	size_t n = 0, cap = 16;
@@ -638,7 +602,7 @@ static int pack_dir(struct packer *pk, const char *full, const char *rel)
 	}
 	int rc = 0;
 	if (errno != 0) {
-		set_err(pk->err, pk->errlen, "%s: %s", *rel ? rel : full, strerror(errno));
+		err_set(pk->err, pk->errlen, "%s: %s", *rel ? rel : full, strerror(errno));
 		rc = -1;
 	}
 	closedir(d);
@@ -652,13 +616,13 @@ static int pack_dir(struct packer *pk, const char *full, const char *rel)
 		if (path_join(child_full, sizeof(child_full), full, names[i]) != 0 ||
 		    (*rel ? path_join(child_rel, sizeof(child_rel), rel, names[i])
 			  : snprintf(child_rel, sizeof(child_rel), "%s", names[i]) < 0)) {
-			set_err(pk->err, pk->errlen, "%s/%s: path too long", rel, names[i]);
+			err_set(pk->err, pk->errlen, "%s/%s: path too long", rel, names[i]);
 			rc = -1;
 			break;
 		}
 		if (strlen(child_rel) > pk->limits.max_path || depth + 1 > pk->limits.max_depth ||
 		    depth + 1 >= ARRAY_SIZE(pk->comps)) {
-			set_err(pk->err, pk->errlen,
+			err_set(pk->err, pk->errlen,
 				"%s: path longer than %u bytes or deeper than %u directories: a host would refuse the bundle",
 				child_rel, pk->limits.max_path, pk->limits.max_depth);
 			rc = -1;
@@ -694,14 +658,14 @@ int bundle_pack(const char *dir, int out_fd, struct bundle_stats *st,
 
 	struct stat out;
 	if (fstat(out_fd, &out) != 0 || !S_ISREG(out.st_mode)) {
-		set_err(err, errlen, "the bundle must be written to a regular file");
+		err_set(err, errlen, "the bundle must be written to a regular file");
 		goto done;
 	}
 	pk->out_dev = out.st_dev;
 	pk->out_ino = out.st_ino;
 	if (snprintf(pk->root, sizeof(pk->root), "%s", dir) >= (int)sizeof(pk->root) ||
 	    !realpath(dir, pk->root_real)) {
-		set_err(err, errlen, "%s: %s", dir, strerror(errno ? errno : ENAMETOOLONG));
+		err_set(err, errlen, "%s: %s", dir, strerror(errno ? errno : ENAMETOOLONG));
 		goto done;
 	}
 	if (rules_load(&pk->rules, dir, ".gitignore", true, err, errlen) != 0 ||
@@ -715,13 +679,13 @@ int bundle_pack(const char *dir, int out_fd, struct bundle_stats *st,
 	    archive_write_add_filter_zstd(pk->a) != ARCHIVE_OK ||
 	    archive_write_set_bytes_in_last_block(pk->a, 1) != ARCHIVE_OK ||
 	    archive_write_open_fd(pk->a, out_fd) != ARCHIVE_OK) {
-		set_err(err, errlen, "creating the bundle: %s", archive_error_string(pk->a));
+		err_set(err, errlen, "creating the bundle: %s", archive_error_string(pk->a));
 		goto done;
 	}
 	if (pack_dir(pk, dir, "") != 0)
 		goto done;
 	if (archive_write_close(pk->a) != ARCHIVE_OK) {
-		set_err(err, errlen, "writing the bundle: %s", archive_error_string(pk->a));
+		err_set(err, errlen, "writing the bundle: %s", archive_error_string(pk->a));
 		goto done;
 	}
 	pack_progress(pk, true);
@@ -876,21 +840,21 @@ static int check_path(struct reader *rd, const char *raw, bool is_dir, char *out
 	const char *name = show(&sh, raw);
 	size_t len = strlen(raw);
 	if (len > rd->l->max_path) {
-		set_err(rd->err, rd->errlen, "%s: path longer than %u bytes", name, rd->l->max_path);
+		err_set(rd->err, rd->errlen, "%s: path longer than %u bytes", name, rd->l->max_path);
 		return -1;
 	}
 	if (raw[0] == '/') {
-		set_err(rd->err, rd->errlen, "%s: absolute paths are not allowed", name);
+		err_set(rd->err, rd->errlen, "%s: absolute paths are not allowed", name);
 		return -1;
 	}
 	for (const unsigned char *p = (const unsigned char *)raw; *p; p++) {
 		if (*p < 0x20 || *p == 0x7f) {
-			set_err(rd->err, rd->errlen, "%s: control characters are not allowed in paths",
+			err_set(rd->err, rd->errlen, "%s: control characters are not allowed in paths",
 				name);
 			return -1;
 		}
 		if (*p == '\\') {
-			set_err(rd->err, rd->errlen, "%s: backslashes are not allowed in paths", name);
+			err_set(rd->err, rd->errlen, "%s: backslashes are not allowed in paths", name);
 			return -1;
 		}
 	}
@@ -900,7 +864,7 @@ static int check_path(struct reader *rd, const char *raw, bool is_dir, char *out
 	len = strlen(p);
 	if (len > 0 && p[len - 1] == '/') {
 		if (!is_dir) {
-			set_err(rd->err, rd->errlen, "%s: a file's path cannot end with '/'", name);
+			err_set(rd->err, rd->errlen, "%s: a file's path cannot end with '/'", name);
 			return -1;
 		}
 		len--;
@@ -908,11 +872,11 @@ static int check_path(struct reader *rd, const char *raw, bool is_dir, char *out
 	if (len == 0 || (len == 1 && p[0] == '.')) {
 		if (is_dir)
 			return 1;
-		set_err(rd->err, rd->errlen, "%s: empty path", name);
+		err_set(rd->err, rd->errlen, "%s: empty path", name);
 		return -1;
 	}
 	if (len >= outlen) {
-		set_err(rd->err, rd->errlen, "%s: path longer than %u bytes", name, rd->l->max_path);
+		err_set(rd->err, rd->errlen, "%s: path longer than %u bytes", name, rd->l->max_path);
 		return -1;
 	}
 	memcpy(out, p, len);
@@ -922,15 +886,15 @@ static int check_path(struct reader *rd, const char *raw, bool is_dir, char *out
 		const char *slash = strchr(c, '/');
 		size_t cl = slash ? (size_t)(slash - c) : strlen(c);
 		if (cl == 0) {
-			set_err(rd->err, rd->errlen, "%s: empty path component", name);
+			err_set(rd->err, rd->errlen, "%s: empty path component", name);
 			return -1;
 		}
 		if (cl == 2 && c[0] == '.' && c[1] == '.') {
-			set_err(rd->err, rd->errlen, "%s: \"..\" components are not allowed", name);
+			err_set(rd->err, rd->errlen, "%s: \"..\" components are not allowed", name);
 			return -1;
 		}
 		if (cl == 1 && c[0] == '.') {
-			set_err(rd->err, rd->errlen, "%s: \".\" components are not allowed", name);
+			err_set(rd->err, rd->errlen, "%s: \".\" components are not allowed", name);
 			return -1;
 		}
 		n++;
@@ -939,7 +903,7 @@ static int check_path(struct reader *rd, const char *raw, bool is_dir, char *out
 		c = slash + 1;
 	}
 	if (n > rd->l->max_depth) {
-		set_err(rd->err, rd->errlen, "%s: path deeper than %u components", name,
+		err_set(rd->err, rd->errlen, "%s: path deeper than %u components", name,
 			rd->l->max_depth);
 		return -1;
 	}
@@ -952,7 +916,7 @@ static int count_entry(struct reader *rd, const char *name)
 {
 	if (rd->st->files + rd->st->dirs + 1 > rd->l->max_files) {
 		struct shown sh;
-		set_err(rd->err, rd->errlen, "%s: too many files (more than %" PRIu64 " entries)",
+		err_set(rd->err, rd->errlen, "%s: too many files (more than %" PRIu64 " entries)",
 			show(&sh, name), rd->l->max_files);
 		return -1;
 	}
@@ -972,7 +936,7 @@ static int record_path(struct reader *rd, const char *path, bool is_dir)
 		size_t pl = (size_t)(slash - path);
 		int kind = seen_get(&rd->seen, path, pl);
 		if (kind == SEEN_FILE) {
-			set_err(rd->err, rd->errlen, "%s: a parent directory is a file in this bundle",
+			err_set(rd->err, rd->errlen, "%s: a parent directory is a file in this bundle",
 				show(&sh, path));
 			return -1;
 		}
@@ -989,7 +953,7 @@ static int record_path(struct reader *rd, const char *path, bool is_dir)
 		return 0;
 	}
 	if (kind != 0) {
-		set_err(rd->err, rd->errlen, "%s: duplicate entry", show(&sh, path));
+		err_set(rd->err, rd->errlen, "%s: duplicate entry", show(&sh, path));
 		return -1;
 	}
 	if (count_entry(rd, path) != 0)
@@ -1048,12 +1012,12 @@ static int check_totals(struct reader *rd, const char *name, uint64_t file_bytes
 {
 	struct shown sh;
 	if (file_bytes > rd->l->max_file) {
-		set_err(rd->err, rd->errlen, "%s: file larger than %" PRIu64 " bytes",
+		err_set(rd->err, rd->errlen, "%s: file larger than %" PRIu64 " bytes",
 			show(&sh, name), rd->l->max_file);
 		return -1;
 	}
 	if (rd->st->bytes > rd->l->max_total) {
-		set_err(rd->err, rd->errlen, "%s: total unpacked size over %" PRIu64 " bytes",
+		err_set(rd->err, rd->errlen, "%s: total unpacked size over %" PRIu64 " bytes",
 			show(&sh, name), rd->l->max_total);
 		return -1;
 	}
@@ -1061,7 +1025,7 @@ static int check_totals(struct reader *rd, const char *name, uint64_t file_bytes
 	if (rd->st->bytes > RATIO_FLOOR &&
 	    (__builtin_mul_overflow(rd->src.delivered, rd->l->max_ratio, &allowed) ? false
 										: rd->st->bytes > allowed)) {
-		set_err(rd->err, rd->errlen,
+		err_set(rd->err, rd->errlen,
 			"%s: compression ratio over %" PRIu64 ": refused as a decompression bomb",
 			show(&sh, name), rd->l->max_ratio);
 		return -1;
@@ -1075,10 +1039,10 @@ static void archive_failed(struct reader *rd, const char *name)
 	struct shown sh;
 	const char *why = archive_error_string(rd->a);
 	if (rd->src.too_big)
-		set_err(rd->err, rd->errlen, "%s%sbundle larger than %" PRIu64 " bytes",
+		err_set(rd->err, rd->errlen, "%s%sbundle larger than %" PRIu64 " bytes",
 			name ? show(&sh, name) : "", name ? ": " : "", rd->l->max_compressed);
 	else
-		set_err(rd->err, rd->errlen, "%s%struncated or corrupt bundle: %s",
+		err_set(rd->err, rd->errlen, "%s%struncated or corrupt bundle: %s",
 			name ? show(&sh, name) : "", name ? ": " : "", why ? why : "read error");
 }
 
@@ -1091,7 +1055,7 @@ static int read_file_data(struct reader *rd, const char *path, mode_t mode)
 		const char *slash = strrchr(path, '/');
 		int dirfd = slash ? open_dirs(rd->dest, path, (size_t)(slash - path)) : dup(rd->dest);
 		if (dirfd < 0) {
-			set_err(rd->err, rd->errlen, "%s: %s", show(&sh, path), strerror(errno));
+			err_set(rd->err, rd->errlen, "%s: %s", show(&sh, path), strerror(errno));
 			return -1;
 		}
 		fd = openat(dirfd, slash ? slash + 1 : path,
@@ -1099,7 +1063,7 @@ static int read_file_data(struct reader *rd, const char *path, mode_t mode)
 		int e = errno;
 		close(dirfd);
 		if (fd < 0) {
-			set_err(rd->err, rd->errlen, "%s: %s", show(&sh, path), strerror(e));
+			err_set(rd->err, rd->errlen, "%s: %s", show(&sh, path), strerror(e));
 			return -1;
 		}
 	}
@@ -1121,7 +1085,7 @@ static int read_file_data(struct reader *rd, const char *path, mode_t mode)
 			break;
 		}
 		if (fd >= 0 && write_all(fd, rd->buf, (size_t)n) != 0) {
-			set_err(rd->err, rd->errlen, "%s: writing: %s", show(&sh, path),
+			err_set(rd->err, rd->errlen, "%s: writing: %s", show(&sh, path),
 				strerror(errno));
 			rc = -1;
 			break;
@@ -1129,11 +1093,11 @@ static int read_file_data(struct reader *rd, const char *path, mode_t mode)
 	}
 	if (fd >= 0) {
 		if (rc == 0 && fchmod(fd, mode & 0111 ? 0755 : 0644) != 0) {
-			set_err(rd->err, rd->errlen, "%s: %s", show(&sh, path), strerror(errno));
+			err_set(rd->err, rd->errlen, "%s: %s", show(&sh, path), strerror(errno));
 			rc = -1;
 		}
 		if (close(fd) != 0 && rc == 0) {
-			set_err(rd->err, rd->errlen, "%s: writing: %s", show(&sh, path),
+			err_set(rd->err, rd->errlen, "%s: writing: %s", show(&sh, path),
 				strerror(errno));
 			rc = -1;
 		}
@@ -1148,13 +1112,13 @@ static int make_dir(struct reader *rd, const char *path)
 	int fd = open_dirs(rd->dest, path, strlen(path));
 	if (fd < 0) {
 		struct shown sh;
-		set_err(rd->err, rd->errlen, "%s: %s", show(&sh, path), strerror(errno));
+		err_set(rd->err, rd->errlen, "%s: %s", show(&sh, path), strerror(errno));
 		return -1;
 	}
 	int rc = fchmod(fd, 0755);
 	if (rc != 0) {
 		struct shown sh;
-		set_err(rd->err, rd->errlen, "%s: %s", show(&sh, path), strerror(errno));
+		err_set(rd->err, rd->errlen, "%s: %s", show(&sh, path), strerror(errno));
 	}
 	close(fd);
 	return rc == 0 ? 0 : -1;
@@ -1168,12 +1132,12 @@ static int read_entry(struct reader *rd, struct archive_entry *e, char *path, si
 	if (!raw)
 		raw = archive_entry_pathname_utf8(e);
 	if (!raw) {
-		set_err(rd->err, rd->errlen, "an entry has no readable path");
+		err_set(rd->err, rd->errlen, "an entry has no readable path");
 		return -1;
 	}
 	mode_t type = archive_entry_filetype(e);
 	if (archive_entry_hardlink(e) || type == AE_IFLNK) {
-		set_err(rd->err, rd->errlen, "%s: links are not allowed", show(&sh, raw));
+		err_set(rd->err, rd->errlen, "%s: links are not allowed", show(&sh, raw));
 		return -1;
 	}
 	if (type != AE_IFREG && type != AE_IFDIR) {
@@ -1181,13 +1145,13 @@ static int read_entry(struct reader *rd, struct archive_entry *e, char *path, si
 				   : type == AE_IFIFO			 ? "fifos"
 				   : type == AE_IFSOCK			 ? "sockets"
 									 : "entries of this type";
-		set_err(rd->err, rd->errlen, "%s: %s are not allowed (only files and directories)",
+		err_set(rd->err, rd->errlen, "%s: %s are not allowed (only files and directories)",
 			show(&sh, raw), what);
 		return -1;
 	}
 	bool is_dir = type == AE_IFDIR;
 	if (!is_dir && archive_entry_sparse_count(e) > 0) {
-		set_err(rd->err, rd->errlen, "%s: sparse files are not allowed", show(&sh, raw));
+		err_set(rd->err, rd->errlen, "%s: sparse files are not allowed", show(&sh, raw));
 		return -1;
 	}
 	size_t depth;
@@ -1199,7 +1163,7 @@ static int read_entry(struct reader *rd, struct archive_entry *e, char *path, si
 	if (!is_dir && archive_entry_size_is_set(e) && archive_entry_size(e) >= 0 &&
 	    (uint64_t)archive_entry_size(e) > rd->l->max_file) {
 		/* Refused early; the counted bytes below are what is trusted. */
-		set_err(rd->err, rd->errlen, "%s: file larger than %" PRIu64 " bytes", show(&sh, path),
+		err_set(rd->err, rd->errlen, "%s: file larger than %" PRIu64 " bytes", show(&sh, path),
 			rd->l->max_file);
 		return -1;
 	}
@@ -1247,7 +1211,7 @@ static void refuse_start(struct reader *rd, bool at_open)
 	if (rd->src.too_big || (zstd && archive_errno(rd->a) != EILSEQ))
 		archive_failed(rd, NULL);
 	else
-		set_err(rd->err, rd->errlen, NOT_A_BUNDLE);
+		err_set(rd->err, rd->errlen, NOT_A_BUNDLE);
 }
 
 static int read_bundle(struct reader *rd)
@@ -1260,7 +1224,7 @@ static int read_bundle(struct reader *rd)
 		fatal("out of memory");
 	if (archive_read_support_filter_zstd(rd->a) != ARCHIVE_OK ||
 	    archive_read_support_format_tar(rd->a) != ARCHIVE_OK) {
-		set_err(rd->err, rd->errlen, "libarchive without zstd: %s",
+		err_set(rd->err, rd->errlen, "libarchive without zstd: %s",
 			archive_error_string(rd->a));
 		goto done;
 	}
@@ -1286,7 +1250,7 @@ static int read_bundle(struct reader *rd)
 				goto done;
 			}
 			if (!zstd || !tar) {
-				set_err(rd->err, rd->errlen, NOT_A_BUNDLE);
+				err_set(rd->err, rd->errlen, NOT_A_BUNDLE);
 				goto done;
 			}
 		}
@@ -1340,18 +1304,18 @@ int bundle_read(int fd, int dest_dirfd, const struct bundle_limits *l, struct bu
 	memset(st, 0, sizeof(*st));
 	struct stat sb;
 	if (fstat(fd, &sb) != 0) {
-		set_err(err, errlen, "reading the bundle: %s", strerror(errno));
+		err_set(err, errlen, "reading the bundle: %s", strerror(errno));
 		return -1;
 	}
 	if (S_ISREG(sb.st_mode) && (uint64_t)sb.st_size > l->max_compressed) {
-		set_err(err, errlen, "bundle larger than %" PRIu64 " bytes (it is %lld)",
+		err_set(err, errlen, "bundle larger than %" PRIu64 " bytes (it is %lld)",
 			l->max_compressed, (long long)sb.st_size);
 		return -1;
 	}
 	if (dest_dirfd >= 0) {
 		int empty = dir_is_empty(dest_dirfd);
 		if (empty != 1) {
-			set_err(err, errlen, "the destination directory %s",
+			err_set(err, errlen, "the destination directory %s",
 				empty < 0 ? strerror(errno) : "is not empty");
 			return -1;
 		}
@@ -1372,7 +1336,7 @@ int bundle_check_mem(const void *p, size_t len, const struct bundle_limits *l,
 		st = &local;
 	memset(st, 0, sizeof(*st));
 	if ((uint64_t)len > l->max_compressed) {
-		set_err(err, errlen, "bundle larger than %" PRIu64 " bytes (it is %zu)",
+		err_set(err, errlen, "bundle larger than %" PRIu64 " bytes (it is %zu)",
 			l->max_compressed, len);
 		return -1;
 	}

@@ -27,44 +27,13 @@ static size_t utf8_cut(const char *s, size_t n, size_t max)
 	return k;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n) (shortest form, no
- * surrogates, at most U+10FFFF), or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	size_t len;
-	uint32_t c, min;
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	} else if ((s[0] & 0xe0) == 0xc0) {
-		len = 2, c = s[0] & 0x1f, min = 0x80;
-	} else if ((s[0] & 0xf0) == 0xe0) {
-		len = 3, c = s[0] & 0x0f, min = 0x800;
-	} else if ((s[0] & 0xf8) == 0xf0) {
-		len = 4, c = s[0] & 0x07, min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		c = (c << 6) | (s[i] & 0x3f);
-	}
-	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	*cp = c;
-	return len;
-}
-
 void thaw_remote_put_safe(FILE *f, const char *s, size_t n, size_t max, int one_line)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	size_t m = max ? utf8_cut(s, n, max) : n;
 	for (size_t i = 0; i < m;) {
 		uint32_t cp;
-		size_t k = utf8_seq(u + i, m - i, &cp);
+		size_t k = utf8_decode(u + i, m - i, &cp);
 		if (k == 0) { /* not UTF-8: show the byte */
 			fprintf(f, "\\x%02x", u[i]);
 			i++;

@@ -195,22 +195,9 @@ struct blob_writer {
 
 /* --- small helpers --- */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
 static int db_fail(struct store *s, char *err, size_t errlen, const char *what)
 {
-	return fail(err, errlen, "%s/thaw.db: %s: %s", s->dir, what, sqlite3_errmsg(s->db));
+	return err_set(err, errlen, "%s/thaw.db: %s: %s", s->dir, what, sqlite3_errmsg(s->db));
 }
 
 static int hex_valid(const char *h)
@@ -242,38 +229,6 @@ static int is_control(unsigned char c)
 	return (c < 0x20 && c != '\t' && c != '\n') || c == 0x7f;
 }
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0. */
-static size_t utf8_char(const unsigned char *p, size_t n)
-{
-	size_t len;
-	uint32_t c;
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-		len = 2;
-		c = p[0] & 0x1f;
-	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-		len = 3;
-		c = p[0] & 0x0f;
-	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-		len = 4;
-		c = p[0] & 0x07;
-	} else {
-		return 0;
-	}
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		c = c << 6 | (p[i] & 0x3f);
-	}
-	if ((len == 3 && c < 0x800) || (len == 4 && (c < 0x10000 || c > 0x10ffff)) ||
-	    (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	return len;
-}
-
 /* A message shown in terminals: valid UTF-8, no control characters except
  * tab and newline (an escape sequence could rewrite a user's screen). */
 static int message_check(const char *m, char *err, size_t errlen)
@@ -282,14 +237,14 @@ static int message_check(const char *m, char *err, size_t errlen)
 		return 0;
 	size_t n = strnlen(m, MESSAGE_MAX + 1);
 	if (n > MESSAGE_MAX)
-		return fail(err, errlen, "the message is longer than %d bytes", MESSAGE_MAX);
+		return err_set(err, errlen, "the message is longer than %d bytes", MESSAGE_MAX);
 	const unsigned char *p = (const unsigned char *)m;
 	for (size_t i = 0; i < n;) {
-		size_t len = utf8_char(p + i, n - i);
+		size_t len = utf8_decode(p + i, n - i, NULL);
 		if (!len)
-			return fail(err, errlen, "the message is not valid UTF-8");
+			return err_set(err, errlen, "the message is not valid UTF-8");
 		if (len == 1 && is_control(p[i]))
-			return fail(err, errlen, "the message contains a control character");
+			return err_set(err, errlen, "the message contains a control character");
 		i += len;
 	}
 	return 0;
@@ -305,7 +260,7 @@ static char *error_repair(const char *e)
 	const unsigned char *p = (const unsigned char *)e;
 	size_t i = 0, o = 0;
 	while (i < n) {
-		size_t len = utf8_char(p + i, n - i);
+		size_t len = utf8_decode(p + i, n - i, NULL);
 		if (len == 0) {
 			out[o++] = '?';
 			i++;
@@ -346,7 +301,7 @@ static int uuid4(char out[STORE_ID_LEN + 1], char *err, size_t errlen)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
-			return fail(err, errlen, "getrandom: %s", strerror(errno));
+			return err_set(err, errlen, "getrandom: %s", strerror(errno));
 		got += (size_t)r;
 	}
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
@@ -513,15 +468,15 @@ static int version_from_row(sqlite3_stmt *st, struct version *v)
 static int empty_dir(int dirfd, const char *path, int depth, char *err, size_t errlen)
 {
 	if (depth > TMP_MAX_DEPTH)
-		return fail(err, errlen, "%s: directories nested too deep to remove", path);
+		return err_set(err, errlen, "%s: directories nested too deep to remove", path);
 	int fd = dup(dirfd);
 	if (fd < 0)
-		return fail(err, errlen, "dup: %s", strerror(errno));
+		return err_set(err, errlen, "dup: %s", strerror(errno));
 	DIR *d = fdopendir(fd);
 	if (!d) {
 		int e = errno;
 		close(fd);
-		return fail(err, errlen, "%s: %s", path, strerror(e));
+		return err_set(err, errlen, "%s: %s", path, strerror(e));
 	}
 	int r = 0;
 	/* Passes until one finds nothing: removing entries while reading a
@@ -538,7 +493,7 @@ static int empty_dir(int dirfd, const char *path, int depth, char *err, size_t e
 			const char *name = e->d_name;
 			struct stat st;
 			if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-				r = fail(err, errlen, "%s/%s: %s", path, name, strerror(errno));
+				r = err_set(err, errlen, "%s/%s: %s", path, name, strerror(errno));
 				break;
 			}
 			if (S_ISDIR(st.st_mode)) {
@@ -552,7 +507,7 @@ static int empty_dir(int dirfd, const char *path, int depth, char *err, size_t e
 				if (sfd >= 0 && (st.st_mode & 0700) != 0700)
 					(void)fchmod(sfd, 0700);
 				if (sfd < 0) {
-					r = fail(err, errlen, "%s/%s: %s", path, name,
+					r = err_set(err, errlen, "%s/%s: %s", path, name,
 						 strerror(errno));
 					break;
 				}
@@ -561,16 +516,16 @@ static int empty_dir(int dirfd, const char *path, int depth, char *err, size_t e
 				free(sub);
 				close(sfd);
 				if (r == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0)
-					r = fail(err, errlen, "removing %s/%s: %s", path, name,
+					r = err_set(err, errlen, "removing %s/%s: %s", path, name,
 						 strerror(errno));
 			} else if (unlinkat(dirfd, name, 0) < 0) {
-				r = fail(err, errlen, "removing %s/%s: %s", path, name,
+				r = err_set(err, errlen, "removing %s/%s: %s", path, name,
 					 strerror(errno));
 			}
 			errno = 0;
 		}
 		if (r == 0 && errno)
-			r = fail(err, errlen, "reading %s: %s", path, strerror(errno));
+			r = err_set(err, errlen, "reading %s: %s", path, strerror(errno));
 	}
 	closedir(d);
 	return r;
@@ -580,10 +535,10 @@ static int empty_dir(int dirfd, const char *path, int depth, char *err, size_t e
 static int subdir_open(int dirfd, const char *dir, const char *name, char *err, size_t errlen)
 {
 	if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
-		return fail(err, errlen, "creating %s/%s: %s", dir, name, strerror(errno));
+		return err_set(err, errlen, "creating %s/%s: %s", dir, name, strerror(errno));
 	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
-		return fail(err, errlen, "%s/%s: %s", dir, name,
+		return err_set(err, errlen, "%s/%s: %s", dir, name,
 			    errno == ENOTDIR || errno == ELOOP ? "not a directory"
 							       : strerror(errno));
 	return fd;
@@ -630,7 +585,7 @@ static int configure(struct store *s, char *err, size_t errlen)
 	}
 	sqlite3_finalize(st);
 	if (!wal)
-		return fail(err, errlen, "%s/thaw.db: the file system does not allow WAL mode",
+		return err_set(err, errlen, "%s/thaw.db: the file system does not allow WAL mode",
 			    s->dir);
 
 	if (sqlite3_exec(s->db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON", NULL, NULL,
@@ -641,7 +596,7 @@ static int configure(struct store *s, char *err, size_t errlen)
 	    pragma_int(s, "PRAGMA synchronous", &sync, err, errlen) < 0)
 		return -1;
 	if (fk != 1 || sync != 2)
-		return fail(err, errlen, "%s/thaw.db: this SQLite ignores foreign_keys/synchronous",
+		return err_set(err, errlen, "%s/thaw.db: this SQLite ignores foreign_keys/synchronous",
 			    s->dir);
 	return 0;
 }
@@ -656,14 +611,14 @@ static int migrate(struct store *s, char *err, size_t errlen)
 		if (pragma_int(s, "PRAGMA user_version", &have, err, errlen) < 0)
 			goto error;
 		if (have > known) {
-			fail(err, errlen,
+			err_set(err, errlen,
 			     "%s/thaw.db has schema version %lld, newer than this thaw knows "
 			     "(%lld): run a newer thaw on it",
 			     s->dir, (long long)have, (long long)known);
 			goto error;
 		}
 		if (have < 0) {
-			fail(err, errlen, "%s/thaw.db has an invalid schema version %lld", s->dir,
+			err_set(err, errlen, "%s/thaw.db has an invalid schema version %lld", s->dir,
 			     (long long)have);
 			goto error;
 		}
@@ -671,7 +626,7 @@ static int migrate(struct store *s, char *err, size_t errlen)
 			return commit(s, err, errlen);
 		char *msg = NULL;
 		if (sqlite3_exec(s->db, migrations[have], NULL, NULL, &msg) != SQLITE_OK) {
-			fail(err, errlen, "%s/thaw.db: schema migration %lld: %s", s->dir,
+			err_set(err, errlen, "%s/thaw.db: schema migration %lld: %s", s->dir,
 			     (long long)have + 1, msg ? msg : sqlite3_errmsg(s->db));
 			sqlite3_free(msg);
 			goto error;
@@ -712,11 +667,11 @@ static int fail_interrupted(struct store *s, char *err, size_t errlen)
 struct store *store_open(const char *dir, char *err, size_t errlen)
 {
 	if (!dir || !*dir) {
-		fail(err, errlen, "no data directory given");
+		err_set(err, errlen, "no data directory given");
 		return NULL;
 	}
 	if (mkdir_p(dir, 0700) < 0) {
-		fail(err, errlen, "creating %s: %s", dir, strerror(errno));
+		err_set(err, errlen, "creating %s: %s", dir, strerror(errno));
 		return NULL;
 	}
 	struct store *s = xcalloc(1, sizeof *s);
@@ -725,21 +680,21 @@ struct store *store_open(const char *dir, char *err, size_t errlen)
 
 	s->dir = realpath(dir, NULL);
 	if (!s->dir) {
-		fail(err, errlen, "%s: %s", dir, strerror(errno));
+		err_set(err, errlen, "%s: %s", dir, strerror(errno));
 		goto error;
 	}
 	dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0) {
-		fail(err, errlen, "%s: %s", s->dir, strerror(errno));
+		err_set(err, errlen, "%s: %s", s->dir, strerror(errno));
 		goto error;
 	}
 	s->lock_fd = openat(dirfd, "lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (s->lock_fd < 0) {
-		fail(err, errlen, "%s/lock: %s", s->dir, strerror(errno));
+		err_set(err, errlen, "%s/lock: %s", s->dir, strerror(errno));
 		goto error;
 	}
 	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-		fail(err, errlen, "%s is in use by another thaw process (%s/lock is locked)",
+		err_set(err, errlen, "%s is in use by another thaw process (%s/lock is locked)",
 		     s->dir, s->dir);
 		goto error;
 	}
@@ -755,20 +710,20 @@ struct store *store_open(const char *dir, char *err, size_t errlen)
 		goto error;
 	/* The subdirectories' entries are durable before any blob lands in them. */
 	if (fsync(dirfd) < 0) {
-		fail(err, errlen, "fsync %s: %s", s->dir, strerror(errno));
+		err_set(err, errlen, "fsync %s: %s", s->dir, strerror(errno));
 		goto error;
 	}
 
 	char db_path[PATH_MAX];
 	if (path_join(db_path, sizeof db_path, s->dir, "thaw.db") < 0) {
-		fail(err, errlen, "%s: path too long", s->dir);
+		err_set(err, errlen, "%s: path too long", s->dir);
 		goto error;
 	}
 	int rc = sqlite3_open_v2(db_path, &s->db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW,
 				 NULL);
 	if (rc != SQLITE_OK) {
-		fail(err, errlen, "%s: %s", db_path,
+		err_set(err, errlen, "%s: %s", db_path,
 		     s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
 		goto error;
 	}
@@ -833,7 +788,7 @@ static int digest_final(EVP_MD_CTX *md, char hex[STORE_SHA_HEX + 1], char *err, 
 	unsigned char out[EVP_MAX_MD_SIZE];
 	unsigned int n = 0;
 	if (EVP_DigestFinal_ex(md, out, &n) != 1 || n != STORE_SHA_HEX / 2)
-		return fail(err, errlen, "SHA-256 failed");
+		return err_set(err, errlen, "SHA-256 failed");
 	hex_encode(out, hex);
 	return 0;
 }
@@ -868,11 +823,11 @@ static int blob_install(struct store *s, const char *path, const char *hex, uint
 		}
 	}
 	if (r < 0)
-		return fail(err, errlen, "moving %s to %s/blobs/%s: %s", path, s->dir, hex,
+		return err_set(err, errlen, "moving %s to %s/blobs/%s: %s", path, s->dir, hex,
 			    strerror(errno));
 	/* Even when the blob existed: its rename may not be durable yet. */
 	if (fsync(s->blobs_fd) < 0)
-		return fail(err, errlen, "fsync %s/blobs: %s", s->dir, strerror(errno));
+		return err_set(err, errlen, "fsync %s/blobs: %s", s->dir, strerror(errno));
 	return 0;
 }
 
@@ -883,7 +838,7 @@ struct blob_writer *blob_begin(struct store *s, char *err, size_t errlen)
 	w->path = xasprintf("%s/tmp/blob-XXXXXX", s->dir);
 	w->fd = mkostemp(w->path, O_CLOEXEC);
 	if (w->fd < 0) {
-		fail(err, errlen, "creating a file in %s/tmp: %s", s->dir, strerror(errno));
+		err_set(err, errlen, "creating a file in %s/tmp: %s", s->dir, strerror(errno));
 		free(w->path);
 		free(w);
 		return NULL;
@@ -892,7 +847,7 @@ struct blob_writer *blob_begin(struct store *s, char *err, size_t errlen)
 	if (!w->md)
 		fatal("out of memory (EVP_MD_CTX_new)");
 	if (EVP_DigestInit_ex(w->md, EVP_sha256(), NULL) != 1) {
-		fail(err, errlen, "SHA-256 is not available");
+		err_set(err, errlen, "SHA-256 is not available");
 		blob_abort(w);
 		return NULL;
 	}
@@ -902,14 +857,14 @@ struct blob_writer *blob_begin(struct store *s, char *err, size_t errlen)
 int blob_write(struct blob_writer *w, const void *p, size_t n, char *err, size_t errlen)
 {
 	if (w->write_errno)
-		return fail(err, errlen, "an earlier write failed: %s", strerror(w->write_errno));
+		return err_set(err, errlen, "an earlier write failed: %s", strerror(w->write_errno));
 	if (EVP_DigestUpdate(w->md, p, n) != 1) {
 		w->write_errno = EIO;
-		return fail(err, errlen, "SHA-256 failed");
+		return err_set(err, errlen, "SHA-256 failed");
 	}
 	if (write_all(w->fd, p, n) < 0) {
 		w->write_errno = errno ? errno : EIO;
-		return fail(err, errlen, "writing %s: %s", w->path, strerror(w->write_errno));
+		return err_set(err, errlen, "writing %s: %s", w->path, strerror(w->write_errno));
 	}
 	w->size += n;
 	return 0;
@@ -934,19 +889,19 @@ int blob_commit(struct blob_writer *w, char hex[STORE_SHA_HEX + 1], char *err, s
 	struct store *s = w->s;
 	int r = -1;
 	if (w->write_errno) {
-		fail(err, errlen, "writing %s: %s", w->path, strerror(w->write_errno));
+		err_set(err, errlen, "writing %s: %s", w->path, strerror(w->write_errno));
 		goto out;
 	}
 	if (digest_final(w->md, hex, err, errlen) < 0)
 		goto out;
 	if (fsync(w->fd) < 0) {
-		fail(err, errlen, "fsync %s: %s", w->path, strerror(errno));
+		err_set(err, errlen, "fsync %s: %s", w->path, strerror(errno));
 		goto out;
 	}
 	int fd = w->fd;
 	w->fd = -1;
 	if (close(fd) < 0) {
-		fail(err, errlen, "closing %s: %s", w->path, strerror(errno));
+		err_set(err, errlen, "closing %s: %s", w->path, strerror(errno));
 		goto out;
 	}
 	r = blob_install(s, w->path, hex, w->size, err, errlen);
@@ -976,7 +931,7 @@ int blob_adopt(struct store *s, const char *tmp_path, char hex[STORE_SHA_HEX + 1
 	hex[0] = 0;
 	int fd = open(tmp_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
-		return fail(err, errlen, "%s: %s", tmp_path, strerror(errno));
+		return err_set(err, errlen, "%s: %s", tmp_path, strerror(errno));
 	int r = -1;
 	unsigned char *buf = NULL;
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -984,15 +939,15 @@ int blob_adopt(struct store *s, const char *tmp_path, char hex[STORE_SHA_HEX + 1
 		fatal("out of memory (EVP_MD_CTX_new)");
 	struct stat st;
 	if (fstat(fd, &st) < 0) {
-		fail(err, errlen, "%s: %s", tmp_path, strerror(errno));
+		err_set(err, errlen, "%s: %s", tmp_path, strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		fail(err, errlen, "%s: not a regular file", tmp_path);
+		err_set(err, errlen, "%s: not a regular file", tmp_path);
 		goto out;
 	}
 	if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-		fail(err, errlen, "SHA-256 is not available");
+		err_set(err, errlen, "SHA-256 is not available");
 		goto out;
 	}
 	buf = xmalloc(ADOPT_CHUNK);
@@ -1002,13 +957,13 @@ int blob_adopt(struct store *s, const char *tmp_path, char hex[STORE_SHA_HEX + 1
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			fail(err, errlen, "reading %s: %s", tmp_path, strerror(errno));
+			err_set(err, errlen, "reading %s: %s", tmp_path, strerror(errno));
 			goto out;
 		}
 		if (n == 0)
 			break;
 		if (EVP_DigestUpdate(md, buf, (size_t)n) != 1) {
-			fail(err, errlen, "SHA-256 failed");
+			err_set(err, errlen, "SHA-256 failed");
 			goto out;
 		}
 		size += (uint64_t)n;
@@ -1016,7 +971,7 @@ int blob_adopt(struct store *s, const char *tmp_path, char hex[STORE_SHA_HEX + 1
 	if (digest_final(md, hex, err, errlen) < 0)
 		goto out;
 	if (fsync(fd) < 0) {
-		fail(err, errlen, "fsync %s: %s", tmp_path, strerror(errno));
+		err_set(err, errlen, "fsync %s: %s", tmp_path, strerror(errno));
 		goto out;
 	}
 	r = blob_install(s, tmp_path, hex, size, err, errlen);
@@ -1039,7 +994,7 @@ int blob_adopt_in(const char *dir, const char *tmp_path, char hex[STORE_SHA_HEX 
 	s.blobs_fd = open(blobs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	free(blobs);
 	if (s.blobs_fd < 0)
-		return fail(err, errlen, "%s/blobs: %s", dir, strerror(errno));
+		return err_set(err, errlen, "%s/blobs: %s", dir, strerror(errno));
 	int r = blob_adopt(&s, tmp_path, hex, err, errlen);
 	close(s.blobs_fd);
 	return r;
@@ -1068,11 +1023,11 @@ int store_version_add(struct store *s, const char *worker, const char *bundle_he
 {
 	memset(v, 0, sizeof *v);
 	if (!project_name_valid(worker))
-		return fail(err, errlen,
+		return err_set(err, errlen,
 			    "the worker name is not valid: use 1-63 lowercase letters, digits, "
 			    "'-' and '_', not starting or ending with '-'");
 	if (!hex_valid(bundle_hex))
-		return fail(err, errlen, "the bundle's SHA-256 is not 64 lowercase hex digits");
+		return err_set(err, errlen, "the bundle's SHA-256 is not 64 lowercase hex digits");
 	if (message_check(message, err, errlen) < 0)
 		return -1;
 
@@ -1111,7 +1066,7 @@ int store_version_add(struct store *s, const char *worker, const char *bundle_he
 		goto error;
 	}
 	if (number < 1 || number > INT_MAX) {
-		fail(err, errlen, "worker %s has too many versions", worker);
+		err_set(err, errlen, "worker %s has too many versions", worker);
 		goto error;
 	}
 	nv.number = (int)number;
@@ -1411,26 +1366,26 @@ void deployment_clear(struct deployment *d)
 static int deployment_check(const struct deployment *d, char *err, size_t errlen)
 {
 	if (d->n < 1 || d->n > DEPLOY_MAX_VERSIONS)
-		return fail(err, errlen, "a deployment has 1 or %d versions, not %d",
+		return err_set(err, errlen, "a deployment has 1 or %d versions, not %d",
 			    DEPLOY_MAX_VERSIONS, d->n);
 	double sum = 0;
 	for (int i = 0; i < d->n; i++) {
 		if (!id_valid(d->version[i]))
-			return fail(err, errlen, "version %d of the deployment: not a version id",
+			return err_set(err, errlen, "version %d of the deployment: not a version id",
 				    i + 1);
 		double p = d->percentage[i];
 		if (!isfinite(p) || p <= 0 || p > 100)
-			return fail(err, errlen,
+			return err_set(err, errlen,
 				    "version %.36s: percentage %g is not in (0, 100]",
 				    d->version[i], p);
 		sum += p;
 		for (int j = 0; j < i; j++)
 			if (!strncmp(d->version[i], d->version[j], sizeof d->version[i]))
-				return fail(err, errlen, "version %.36s is listed twice",
+				return err_set(err, errlen, "version %.36s is listed twice",
 					    d->version[i]);
 	}
 	if (fabs(sum - 100) > 1e-9)
-		return fail(err, errlen, "the percentages add up to %g, not 100", sum);
+		return err_set(err, errlen, "the percentages add up to %g, not 100", sum);
 	return message_check(d->message, err, errlen);
 }
 
@@ -1438,7 +1393,7 @@ int store_deploy(struct store *s, const char *worker, struct deployment *d, char
 		 size_t errlen)
 {
 	if (!project_name_valid(worker))
-		return fail(err, errlen, "the worker name is not valid");
+		return err_set(err, errlen, "the worker name is not valid");
 	if (deployment_check(d, err, errlen) < 0)
 		return -1;
 	int64_t created = wall_ms();
@@ -1449,15 +1404,15 @@ int store_deploy(struct store *s, const char *worker, struct deployment *d, char
 		const char *id = d->version[i];
 		struct version v;
 		if (store_version_get(s, id, &v) < 0) {
-			fail(err, errlen, "no version %.36s", id);
+			err_set(err, errlen, "no version %.36s", id);
 			goto error;
 		}
 		int bad = 0;
 		if (strcmp(v.worker, worker) != 0)
-			bad = fail(err, errlen, "version %s belongs to worker %s, not %s", id,
+			bad = err_set(err, errlen, "version %s belongs to worker %s, not %s", id,
 				   v.worker, worker);
 		else if (strcmp(v.state, "ready") != 0)
-			bad = fail(err, errlen, "version #%d (%s) of %s is %s, not ready%s%s",
+			bad = err_set(err, errlen, "version #%d (%s) of %s is %s, not ready%s%s",
 				   v.number, id, worker, v.state, v.error ? ": " : "",
 				   v.error ? v.error : "");
 		version_clear(&v);

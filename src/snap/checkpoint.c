@@ -6,6 +6,7 @@
  * only system calls and code that writes to the scratch mapping run: the heap
  * being written out must not change under the writer.
  */
+#include "common/util.h"
 #include "snap/snap.h"
 
 #include <dirent.h>
@@ -74,7 +75,7 @@ static int check_fds(const struct snap_checkpoint_opts *o, int out_fd, char *err
 {
 	DIR *d = opendir("/proc/self/fd");
 	if (!d)
-		return snap_fail(err, errlen, "cannot list /proc/self/fd: %s", strerror(errno));
+		return err_set(err, errlen, "cannot list /proc/self/fd: %s", strerror(errno));
 	struct dirent *e;
 	int bad = -1;
 	while ((e = readdir(d))) {
@@ -98,7 +99,7 @@ static int check_fds(const struct snap_checkpoint_opts *o, int out_fd, char *err
 	snprintf(link, sizeof link, "/proc/self/fd/%d", bad);
 	ssize_t n = readlink(link, target, sizeof target - 1);
 	target[n > 0 ? n : 0] = 0;
-	return snap_fail(err, errlen, "open file descriptor %d (%s)", bad, n > 0 ? target : "?");
+	return err_set(err, errlen, "open file descriptor %d (%s)", bad, n > 0 ? target : "?");
 }
 
 /* --- after the context is saved: syscalls and scratch memory only --- */
@@ -402,15 +403,15 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int threads = count_threads();
 	if (threads != 1) {
-		snap_fail(err, errlen, "%d threads are running (a snapshot needs exactly one)", threads);
+		err_set(err, errlen, "%d threads are running (a snapshot needs exactly one)", threads);
 		return SNAP_ERR_THREADS;
 	}
 	char tmp[4096];
 	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-		return snap_fail(err, errlen, "snapshot path too long");
+		return err_set(err, errlen, "snapshot path too long");
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
-		return snap_fail(err, errlen, "%s: %s", tmp, strerror(errno));
+		return err_set(err, errlen, "%s: %s", tmp, strerror(errno));
 	if (check_fds(o, fd, err, errlen) < 0) {
 		close(fd);
 		unlink(tmp);
@@ -423,7 +424,7 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 	if (scr == MAP_FAILED) {
 		close(fd);
 		unlink(tmp);
-		return snap_fail(err, errlen, "cannot map scratch memory: %s", strerror(errno));
+		return err_set(err, errlen, "cannot map scratch memory: %s", strerror(errno));
 	}
 	struct scratch *s = (struct scratch *)scr;
 	memset(s, 0, sizeof *s);
@@ -479,7 +480,7 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 		munmap(scr, SCRATCH_SIZE);
 		close(fd);
 		unlink(tmp);
-		return snap_fail(err, errlen, "cannot find the thread id in the thread control block");
+		return err_set(err, errlen, "cannot find the thread id in the thread control block");
 	}
 	uint64_t max_bytes = o->max_bytes;
 	int too_big = 0;
@@ -589,7 +590,7 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 		int e = errno;
 		unlink(tmp);
 		munmap(scr, SCRATCH_SIZE);
-		return snap_fail(err, errlen, "rename %s: %s", path, strerror(e));
+		return err_set(err, errlen, "rename %s: %s", path, strerror(e));
 	}
 	if (st) {
 		struct timespec t1;
@@ -608,10 +609,10 @@ refuse:
 	close(fd);
 	unlink(tmp);
 	if (too_big)
-		snap_fail(err, errlen, "the image would be %llu bytes, over the maximum of %llu",
+		err_set(err, errlen, "the image would be %llu bytes, over the maximum of %llu",
 		     (unsigned long long)hdr.file_size, (unsigned long long)max_bytes);
 	else
-		snap_fail(err, errlen, "%s", s->err);
+		err_set(err, errlen, "%s", s->err);
 	munmap(scr, SCRATCH_SIZE);
 	return too_big ? SNAP_ERR_TOO_BIG : -1;
 }

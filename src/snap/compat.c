@@ -12,6 +12,7 @@
  * the image's header and table (never its data): the host calls it from its
  * loop, as it did its own copy of the rule.
  */
+#include "common/util.h"
 #include "snap/snap.h"
 
 #include <errno.h>
@@ -51,7 +52,7 @@ static int made_by_this_binary(const struct snap_image *img, char *err, size_t e
 	char exe[4096];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
 	if (n <= 0)
-		return snap_fail(err, errlen, "cannot read /proc/self/exe: %s", strerror(errno));
+		return err_set(err, errlen, "cannot read /proc/self/exe: %s", strerror(errno));
 	exe[n] = 0;
 	static const char deleted[] = " (deleted)";
 	size_t dl = sizeof deleted - 1;
@@ -59,7 +60,7 @@ static int made_by_this_binary(const struct snap_image *img, char *err, size_t e
 		exe[n - dl] = 0;
 	if (stat(exe, &st) == 0 && is_dep(img, &st))
 		return 0;
-	return snap_fail(err, errlen, "made by another thaw binary than %s", exe);
+	return err_set(err, errlen, "made by another thaw binary than %s", exe);
 }
 
 int snap_check_host(const struct snap_image *img, char *err, size_t errlen)
@@ -67,11 +68,11 @@ int snap_check_host(const struct snap_image *img, char *err, size_t errlen)
 	char id[128];
 	snap_kernel_id(id, sizeof id);
 	if (strcmp(id, img->h.kernel) != 0)
-		return snap_fail(err, errlen, "made on another kernel (%s; this is %s)", img->h.kernel,
+		return err_set(err, errlen, "made on another kernel (%s; this is %s)", img->h.kernel,
 				 id);
 	snap_cpu_id(id, sizeof id);
 	if (strcmp(id, img->h.cpu) != 0)
-		return snap_fail(err, errlen, "made on another CPU model (%s; this is %s)", img->h.cpu,
+		return err_set(err, errlen, "made on another CPU model (%s; this is %s)", img->h.cpu,
 				 id);
 	/* The deps before the binary: a binary rebuilt in place is then
 	 * reported as the file that changed. */
@@ -79,9 +80,9 @@ int snap_check_host(const struct snap_image *img, char *err, size_t errlen)
 		const char *p = snap_dep_path(img, i);
 		struct stat st;
 		if (stat(p, &st) < 0)
-			return snap_fail(err, errlen, "%s: %s", p, strerror(errno));
+			return err_set(err, errlen, "%s: %s", p, strerror(errno));
 		if (!snap_dep_matches(&img->deps[i], &st))
-			return snap_fail(err, errlen, "%s changed since the snapshot was made", p);
+			return err_set(err, errlen, "%s changed since the snapshot was made", p);
 	}
 	return made_by_this_binary(img, err, errlen);
 }

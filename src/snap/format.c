@@ -1,4 +1,5 @@
 /* Snapshot file format: hashing, parsing and validating untrusted images. */
+#include "common/util.h"
 #include "snap/snap.h"
 
 #include <errno.h>
@@ -39,15 +40,6 @@ uint64_t snap_hash(uint64_t h, const void *p, size_t len)
 	return h;
 }
 
-int snap_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 uint64_t snap_data_hash(uint64_t h, const void *p, size_t len)
 {
 	const uint8_t *b = p;
@@ -76,47 +68,47 @@ int snap_parse(const void *header, size_t header_len, const void *table, size_t 
 	memset(img, 0, sizeof *img);
 	struct snap_header h;
 	if (header_len < sizeof h)
-		return snap_fail(err, errlen, "file too short for a snapshot header (%zu bytes)",
+		return err_set(err, errlen, "file too short for a snapshot header (%zu bytes)",
 			    header_len);
 	memcpy(&h, header, sizeof h);
 	if (memcmp(h.magic, SNAP_MAGIC, 8) != 0)
-		return snap_fail(err, errlen, "not a thaw snapshot (bad magic)");
+		return err_set(err, errlen, "not a thaw snapshot (bad magic)");
 	if (h.version != SNAP_VERSION)
-		return snap_fail(err, errlen, "snapshot format version %u, this thaw reads %u", h.version,
+		return err_set(err, errlen, "snapshot format version %u, this thaw reads %u", h.version,
 			    SNAP_VERSION);
 	if (h.header_size != sizeof h)
-		return snap_fail(err, errlen, "header size %u, expected %zu", h.header_size, sizeof h);
+		return err_set(err, errlen, "header size %u, expected %zu", h.header_size, sizeof h);
 	uint64_t want = h.header_hash;
 	h.header_hash = 0;
 	if (snap_hash(0, &h, sizeof h) != want)
-		return snap_fail(err, errlen, "header checksum mismatch (corrupt file)");
+		return err_set(err, errlen, "header checksum mismatch (corrupt file)");
 	h.header_hash = want;
 	if (h.file_size != file_size)
-		return snap_fail(err, errlen, "file is %llu bytes, header says %llu (truncated?)",
+		return err_set(err, errlen, "file is %llu bytes, header says %llu (truncated?)",
 			    (unsigned long long)file_size, (unsigned long long)h.file_size);
 	if (h.nregions == 0 || h.nregions > SNAP_MAX_REGIONS || h.nruns > SNAP_MAX_RUNS ||
 	    h.ndeps > SNAP_MAX_DEPS || h.strings_len > SNAP_MAX_STRINGS)
-		return snap_fail(err, errlen, "table counts out of range");
+		return err_set(err, errlen, "table counts out of range");
 	uint64_t tlen = (uint64_t)h.nregions * sizeof(struct snap_region) +
 			(uint64_t)h.nruns * sizeof(struct snap_run) +
 			(uint64_t)h.ndeps * sizeof(struct snap_dep) + h.strings_len;
 	if (h.table_len != tlen || table_len != tlen)
-		return snap_fail(err, errlen, "table length does not match its counts");
+		return err_set(err, errlen, "table length does not match its counts");
 	if (h.table_off < SNAP_PAGE || h.table_off > file_size || tlen > file_size - h.table_off)
-		return snap_fail(err, errlen, "table lies outside the file");
+		return err_set(err, errlen, "table lies outside the file");
 	if (!aligned(h.data_off) || h.data_off < h.table_off + tlen || h.data_off > file_size ||
 	    h.data_len > file_size - h.data_off)
-		return snap_fail(err, errlen, "data section lies outside the file");
+		return err_set(err, errlen, "data section lies outside the file");
 	if (snap_hash(0, table, tlen) != h.table_hash)
-		return snap_fail(err, errlen, "table checksum mismatch (corrupt file)");
+		return err_set(err, errlen, "table checksum mismatch (corrupt file)");
 	if (!terminated(h.kernel, sizeof h.kernel) || !terminated(h.cpu, sizeof h.cpu))
-		return snap_fail(err, errlen, "unterminated identity string");
+		return err_set(err, errlen, "unterminated identity string");
 	if (h.rseq_len > 4096 || h.tid_offset > 4096 || (h.tid_offset & 3))
-		return snap_fail(err, errlen, "thread state out of range");
+		return err_set(err, errlen, "thread state out of range");
 
 	void *copy = malloc(tlen ? tlen : 1);
 	if (!copy)
-		return snap_fail(err, errlen, "out of memory");
+		return err_set(err, errlen, "out of memory");
 	memcpy(copy, table, tlen);
 	img->h = h;
 	img->table = copy;
@@ -132,25 +124,25 @@ int snap_parse(const void *header, size_t header_len, const void *table, size_t 
 		const struct snap_region *r = &img->regions[i];
 		if (!aligned(r->start) || !aligned(r->end) || r->start >= r->end ||
 		    r->end > SNAP_USER_TOP || r->start < prev_end) {
-			snap_fail(err, errlen, "region %u: bad or overlapping address range", i);
+			err_set(err, errlen, "region %u: bad or overlapping address range", i);
 			goto bad;
 		}
 		prev_end = r->end;
 		if (r->prot & ~7u || r->kind < SNAP_R_FILE || r->kind > SNAP_R_STACK) {
-			snap_fail(err, errlen, "region %u: bad protection or kind", i);
+			err_set(err, errlen, "region %u: bad protection or kind", i);
 			goto bad;
 		}
 		if (r->kind == SNAP_R_FILE && (r->dep >= h.ndeps || !aligned(r->file_off))) {
-			snap_fail(err, errlen, "region %u: bad file reference", i);
+			err_set(err, errlen, "region %u: bad file reference", i);
 			goto bad;
 		}
 		if (r->kind == SNAP_R_STACK) {
 			if (have_stack++) {
-				snap_fail(err, errlen, "more than one stack region");
+				err_set(err, errlen, "more than one stack region");
 				goto bad;
 			}
 			if (h.ctx.rsp < r->start || h.ctx.rsp >= r->end) {
-				snap_fail(err, errlen, "saved stack pointer outside the stack");
+				err_set(err, errlen, "saved stack pointer outside the stack");
 				goto bad;
 			}
 		}
@@ -159,7 +151,7 @@ int snap_parse(const void *header, size_t header_len, const void *table, size_t 
 			rip_ok = 1;
 		/* Runs: in order, consecutive, inside the region and the data. */
 		if (r->run_first != next_run || r->run_count > h.nruns - r->run_first) {
-			snap_fail(err, errlen, "region %u: bad run range", i);
+			err_set(err, errlen, "region %u: bad run range", i);
 			goto bad;
 		}
 		next_run += r->run_count;
@@ -168,28 +160,28 @@ int snap_parse(const void *header, size_t header_len, const void *table, size_t 
 			const struct snap_run *u = &img->runs[r->run_first + k];
 			if (!aligned(u->start) || u->start < at || u->start >= r->end || u->npages == 0 ||
 			    u->npages > (r->end - u->start) / SNAP_PAGE) {
-				snap_fail(err, errlen, "region %u run %u: outside its region", i, k);
+				err_set(err, errlen, "region %u run %u: outside its region", i, k);
 				goto bad;
 			}
 			at = u->start + u->npages * SNAP_PAGE;
 			if (!aligned(u->data_off) || u->data_off < h.data_off ||
 			    u->data_off > h.data_off + h.data_len ||
 			    u->npages > (h.data_off + h.data_len - u->data_off) / SNAP_PAGE) {
-				snap_fail(err, errlen, "region %u run %u: data outside the file", i, k);
+				err_set(err, errlen, "region %u run %u: data outside the file", i, k);
 				goto bad;
 			}
 		}
 	}
 	if (next_run != h.nruns) {
-		snap_fail(err, errlen, "runs not owned by any region");
+		err_set(err, errlen, "runs not owned by any region");
 		goto bad;
 	}
 	if (!have_stack) {
-		snap_fail(err, errlen, "no stack region");
+		err_set(err, errlen, "no stack region");
 		goto bad;
 	}
 	if (!rip_ok) {
-		snap_fail(err, errlen, "resume address outside executable file mappings");
+		err_set(err, errlen, "resume address outside executable file mappings");
 		goto bad;
 	}
 	for (uint32_t i = 0; i < h.ndeps; i++) {
@@ -199,7 +191,7 @@ int snap_parse(const void *header, size_t header_len, const void *table, size_t 
 		    img->strings[d->path_off + d->path_len] != 0 ||
 		    memchr(img->strings + d->path_off, 0, d->path_len) ||
 		    img->strings[d->path_off] != '/') {
-			snap_fail(err, errlen, "dependency %u: bad path", i);
+			err_set(err, errlen, "dependency %u: bad path", i);
 			goto bad;
 		}
 	}
@@ -239,16 +231,16 @@ int snap_open(const char *path, int *fd_out, struct snap_image *img, char *err, 
 	memset(img, 0, sizeof *img); /* safe to free whatever happens */
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return snap_fail(err, errlen, "%s: %s", path, strerror(errno));
+		return err_set(err, errlen, "%s: %s", path, strerror(errno));
 	struct stat st;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return snap_fail(err, errlen, "%s: not a regular file", path);
+		return err_set(err, errlen, "%s: not a regular file", path);
 	}
 	uint8_t hdr[sizeof(struct snap_header)];
 	if ((uint64_t)st.st_size < sizeof hdr || read_at(fd, hdr, sizeof hdr, 0) < 0) {
 		close(fd);
-		return snap_fail(err, errlen, "file too short for a snapshot header (%lld bytes)",
+		return err_set(err, errlen, "file too short for a snapshot header (%lld bytes)",
 			    (long long)st.st_size);
 	}
 	struct snap_header h;
@@ -266,7 +258,7 @@ int snap_open(const char *path, int *fd_out, struct snap_image *img, char *err, 
 		if (!table || read_at(fd, table, tlen, h.table_off) < 0) {
 			free(table);
 			close(fd);
-			return snap_fail(err, errlen, "cannot read the snapshot table");
+			return err_set(err, errlen, "cannot read the snapshot table");
 		}
 	}
 	int r = snap_parse(hdr, sizeof hdr, table ? table : "", tlen, (uint64_t)st.st_size, img, err,
@@ -289,12 +281,12 @@ int snap_verify_data(int fd, const struct snap_image *img, char *err, size_t err
 	size_t chunk = 1u << 20;
 	uint8_t *buf = malloc(chunk);
 	if (!buf)
-		return snap_fail(err, errlen, "out of memory");
+		return err_set(err, errlen, "out of memory");
 	while (left) {
 		size_t n = left < chunk ? (size_t)left : chunk;
 		if (read_at(fd, buf, n, off) < 0) {
 			free(buf);
-			return snap_fail(err, errlen, "cannot read snapshot data");
+			return err_set(err, errlen, "cannot read snapshot data");
 		}
 		h = snap_data_hash(h, buf, n);
 		off += n;
@@ -302,7 +294,7 @@ int snap_verify_data(int fd, const struct snap_image *img, char *err, size_t err
 	}
 	free(buf);
 	if (h != img->h.data_hash)
-		return snap_fail(err, errlen, "data checksum mismatch (corrupt file)");
+		return err_set(err, errlen, "data checksum mismatch (corrupt file)");
 	return 0;
 }
 

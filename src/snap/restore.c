@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "snap/sys.h"
 
 extern const ptrdiff_t __rseq_offset;
@@ -184,17 +185,17 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 	/* ...and so must this process. */
 	int pers = personality(0xffffffff);
 	if (pers < 0 || !(pers & ADDR_NO_RANDOMIZE)) {
-		snap_fail(err, errlen, "this process was started with address randomisation on");
+		err_set(err, errlen, "this process was started with address randomisation on");
 		goto out;
 	}
 	if (getauxval(AT_SYSINFO_EHDR) != h->vdso_start) {
-		snap_fail(err, errlen, "the vDSO is at 0x%lx, the image expects 0x%llx",
+		err_set(err, errlen, "the vDSO is at 0x%lx, the image expects 0x%llx",
 		     getauxval(AT_SYSINFO_EHDR), (unsigned long long)h->vdso_start);
 		goto out;
 	}
 	fds = calloc(h->ndeps ? h->ndeps : 1, sizeof *fds);
 	if (!fds) {
-		snap_fail(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 		goto out;
 	}
 	for (uint32_t i = 0; i < h->ndeps; i++)
@@ -204,13 +205,13 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 		struct stat st;
 		fds[i] = open(p, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not hang us */
 		if (fds[i] < 0 || fstat(fds[i], &st) < 0) {
-			snap_fail(err, errlen, "%s: %s", p, strerror(errno));
+			err_set(err, errlen, "%s: %s", p, strerror(errno));
 			goto out;
 		}
 		/* Again on the fd that will be mapped: the file may have been
 		 * replaced since snap_check_host looked at its path. */
 		if (!snap_dep_matches(&img.deps[i], &st)) {
-			snap_fail(err, errlen, "%s changed since the snapshot was made", p);
+			err_set(err, errlen, "%s changed since the snapshot was made", p);
 			goto out;
 		}
 	}
@@ -218,7 +219,7 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 	/* This process's own layout must agree with the image where it matters:
 	 * the code running now, and the stack's top. */
 	if (read_maps(&cur, &ncur) < 0) {
-		snap_fail(err, errlen, "cannot read /proc/self/maps");
+		err_set(err, errlen, "cannot read /proc/self/maps");
 		goto out;
 	}
 	uint64_t self_code = (uint64_t)(uintptr_t)&snap_restore_core;
@@ -236,11 +237,11 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 		}
 	}
 	if (!code_ok) {
-		snap_fail(err, errlen, "this binary's code is not where the image has it (another build?)");
+		err_set(err, errlen, "this binary's code is not where the image has it (another build?)");
 		goto out;
 	}
 	if (!stack_ok) {
-		snap_fail(err, errlen, "the stack's top differs from the image's");
+		err_set(err, errlen, "the stack's top differs from the image's");
 		goto out;
 	}
 
@@ -259,13 +260,13 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 	sz = (sz + SNAP_PAGE - 1) & ~(size_t)(SNAP_PAGE - 1);
 	uint64_t where = find_gap(&img, cur, ncur, sz);
 	if (!where) {
-		snap_fail(err, errlen, "no room for the restore's scratch memory");
+		err_set(err, errlen, "no room for the restore's scratch memory");
 		goto out;
 	}
 	uint8_t *scr = mmap((void *)where, sz, PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	if (scr == MAP_FAILED || (uint64_t)scr != where) {
-		snap_fail(err, errlen, "cannot map the restore's scratch memory at 0x%llx (%zu bytes): %s", (unsigned long long)where, sz, strerror(errno));
+		err_set(err, errlen, "cannot map the restore's scratch memory at 0x%llx (%zu bytes): %s", (unsigned long long)where, sz, strerror(errno));
 		goto out;
 	}
 	uint8_t *at = scr + CORE_STACK;
@@ -471,15 +472,15 @@ int snap_record_ws(const char *ws_path, char *err, size_t errlen)
 {
 	uint64_t image = snap_image_hash();
 	if (!image)
-		return snap_fail(err, errlen, "this process was not restored from a snapshot");
+		return err_set(err, errlen, "this process was not restored from a snapshot");
 	struct cur_map *cur = NULL;
 	size_t ncur = 0;
 	if (read_maps(&cur, &ncur) < 0)
-		return snap_fail(err, errlen, "cannot read /proc/self/maps");
+		return err_set(err, errlen, "cannot read /proc/self/maps");
 	int pm_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (pm_fd < 0) {
 		free(cur);
-		return snap_fail(err, errlen, "cannot open /proc/self/pagemap: %s", strerror(errno));
+		return err_set(err, errlen, "cannot open /proc/self/pagemap: %s", strerror(errno));
 	}
 	struct snap_ws_range *w = NULL, *r = NULL;
 	size_t nw = 0, capw = 0, nr = 0;
@@ -501,7 +502,7 @@ int snap_record_ws(const char *ws_path, char *err, size_t errlen)
 	if (bad || nw > SNAP_WS_MAX_RANGES || nr > SNAP_WS_MAX_RANGES) {
 		free(w);
 		free(r);
-		return snap_fail(err, errlen, "cannot read the page map");
+		return err_set(err, errlen, "cannot read the page map");
 	}
 	struct snap_ws_header wh = {.nwrite = (uint32_t)nw, .nread = (uint32_t)nr, .image_hash = image};
 	memcpy(wh.magic, SNAP_WS_MAGIC, 8);
@@ -511,7 +512,7 @@ int snap_record_ws(const char *ws_path, char *err, size_t errlen)
 	if (!all) {
 		free(w);
 		free(r);
-		return snap_fail(err, errlen, "out of memory");
+		return err_set(err, errlen, "out of memory");
 	}
 	if (nw)
 		memcpy(all, w, nw * sizeof *all);
@@ -531,7 +532,7 @@ int snap_record_ws(const char *ws_path, char *err, size_t errlen)
 		close(fd);
 	if (!ok || rename(tmp, ws_path) < 0) {
 		unlink(tmp);
-		return snap_fail(err, errlen, "cannot write %s: %s", ws_path, strerror(errno));
+		return err_set(err, errlen, "cannot write %s: %s", ws_path, strerror(errno));
 	}
 	return 0;
 }

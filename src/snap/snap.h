@@ -152,8 +152,6 @@ uint64_t snap_hash(uint64_t h, const void *p, size_t len);
 /* The data section's hash: snap_hash chained over each page, so any
  * page-aligned split of the data (runs, 1 MiB reads) gives the same value. */
 uint64_t snap_data_hash(uint64_t h, const void *p, size_t len);
-/* Format a reason into err and return -1 (internal to src/snap/). */
-int snap_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /*
  * Check a header and table read from an untrusted file of file_size bytes.
