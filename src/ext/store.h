@@ -13,6 +13,18 @@
  * "ready" (validated, may take traffic), "failed" (error says why). At open,
  * versions left "building" by a previous run become "failed" with
  * "interrupted: the host stopped while it was being deployed".
+ *
+ * Ownership: the caller owns the struct store (store_close). struct version
+ * and struct deployment are filled in by the store and embedded in the
+ * caller's memory; what they point to (message, error) is theirs, released
+ * by version_clear / deployment_clear. Every json_t * returned is new (the
+ * caller decrefs it); every string parameter is borrowed for the call. A
+ * blob_writer belongs to the caller until blob_commit or blob_abort, which
+ * free it. Nothing here keeps a pointer the caller passed.
+ *
+ * Blocking: every call is a short transaction or a small file operation,
+ * except blob_adopt / blob_adopt_in (hash and fsync a whole file: helper
+ * children only) and blob_commit (fsyncs the blob written so far).
  */
 #ifndef THAW_EXT_STORE_H
 #define THAW_EXT_STORE_H
