@@ -4,14 +4,24 @@
  * A request's life here (struct hreq):
  *   URI log callback   -> hreq created with the raw request target;
  *   first access call  -> limits checked, head encoded, handed to the pool;
- *   upload calls       -> body forwarded as REQ_BODY while the instance has
- *                         credit and its queue is short; otherwise the
- *                         connection is suspended and woken by the pool;
- *   final access call  -> REQ_END; once the response head is in, a response
- *                         whose reader streams the body as it arrives (and
- *                         suspends when there is none yet);
+ *   upload calls       -> body handed to pool_send_body while it takes it
+ *                         (the instance has credit and its queue is short);
+ *                         otherwise the connection is suspended and woken by
+ *                         the pool;
+ *   final access call  -> pool_end_body; once the response head is in
+ *                         (front_resp_head), a response whose reader streams
+ *                         the body as it arrives (front_resp_data) and
+ *                         suspends when there is none yet;
  *   completed callback -> detached from the pool and freed.
  * Errors found anywhere set fail_status; the next access call answers with it.
+ *
+ * The front owns the HTTP side of a request (struct hreq, host.h): it never
+ * touches an instance or a frame; the pool tells it about the response
+ * through front_resp_head/_data/_end/_abort and front_fail.
+ *
+ * Blocking: nothing, but a response that arrives while its upload is still
+ * coming is buffered in memory, then in an unlinked temporary file
+ * (bounded by SPILL_MAX).
  */
 #include "host/host.h"
 
@@ -63,6 +73,28 @@ void front_fail(struct hreq *r, unsigned status, const char *body)
 	r->fail_status = status;
 	r->fail_body = xstrdup(body);
 	loop_timer_cancel(r->h->loop, &r->timeout);
+	front_wake(r);
+}
+
+void front_resp_head(struct hreq *r, unsigned status, const uint8_t *headers, size_t len)
+{
+	r->resp_status = status;
+	buf_append(&r->resp_headers, headers, len);
+	r->resp_head = 1;
+	r->t_head = now_ns();
+	loop_timer_cancel(r->h->loop, &r->timeout);
+	front_wake(r);
+}
+
+void front_resp_end(struct hreq *r)
+{
+	r->resp_end = 1;
+	front_wake(r);
+}
+
+void front_resp_abort(struct hreq *r)
+{
+	r->resp_failed = 1;
 	front_wake(r);
 }
 
@@ -220,7 +252,6 @@ static ssize_t body_reader(void *cls, uint64_t pos, char *out, size_t max)
 			spill_close(r);
 	}
 	if (n) {
-		r->resp_bytes += n;
 		uint64_t pre = n < r->pregranted ? n : r->pregranted;
 		r->pregranted -= pre;
 		if (n > pre)
@@ -437,18 +468,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			*upload_size = 0;
 			return MHD_YES;
 		}
-		struct instance *in = r->inst;
-		if (!in || r->tx_credit == 0 || buf_used(&in->out) > INST_OUT_HIGH) {
+		size_t n = pool_send_body(r, upload, *upload_size);
+		if (n == 0) {
 			suspend(r); /* woken by attach, WINDOW or a drained queue */
 			return MHD_YES;
 		}
-		size_t n = *upload_size;
-		if (n > r->tx_credit)
-			n = r->tx_credit;
-		if (n > THAW_FRAME_MAX_PAYLOAD)
-			n = THAW_FRAME_MAX_PAYLOAD;
-		inst_send(in, THAW_F_REQ_BODY, r->stream, upload, n);
-		r->tx_credit -= (uint32_t)n;
 		r->body_bytes += n;
 		*upload_size -= n;
 		return MHD_YES;
@@ -458,10 +482,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	r->upload_done = 1;
 	if (r->fail_status)
 		return queue_fail(r);
-	if (r->inst && !r->req_end_sent) {
-		inst_send(r->inst, THAW_F_REQ_END, r->stream, NULL, 0);
-		r->req_end_sent = 1;
-	}
+	pool_end_body(r);
 	if (r->resp_head)
 		return queue_stream(r);
 	suspend(r); /* until the response head, a failure or the time limit */
@@ -479,7 +500,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	if (r->started)
 		pool_forget(r);
 	loop_timer_cancel(h->loop, &r->timeout);
-	if (h->dev && !h->quiet_requests && r->started) {
+	if (h->dev && r->started) {
 		double ms = ns_to_ms(now_ns() - r->t_arrive);
 		const char *how = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
 				  : toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ? " (client went away)"

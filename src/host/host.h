@@ -5,7 +5,12 @@
  * Ownership: an hreq belongs to its MHD connection and is freed when MHD says
  * the request is complete. While it is waiting for an instance it sits on its
  * app's pending list; while an instance serves it, on that instance's stream
- * list. An instance is freed only after its process has been reaped.
+ * list. Which of its fields the front and the pool each own: see struct hreq.
+ * A struct app belongs to whoever embeds it (thaw dev, a version in thaw
+ * serve); the pool only links instances and requests to it. An instance
+ * (private to the pool: pool_internal.h) belongs to the host and is freed
+ * only after its process has been reaped. The instance and snapshot state
+ * machines are written out at the top of instance.c and snapshot.c.
  */
 #ifndef THAW_HOST_HOST_H
 #define THAW_HOST_HOST_H
@@ -30,45 +35,12 @@ struct host_limits {
 	unsigned concurrency;   /* requests in flight per instance */
 };
 
-enum inst_state {
-	INST_SPARE,    /* pre-spawned blank process, waiting for work */
-	INST_STARTING, /* spawned, INIT sent, not READY yet */
-	INST_READY,
-	INST_DRAINING, /* takes no new request; closed once idle */
-	INST_CLOSED,   /* socket closed, waiting to be reaped */
-};
-
 struct hreq;
 struct app;
 struct host;
+struct instance; /* a worker process: private to the pool (pool_internal.h) */
 
-struct instance {
-	struct host *h;
-	struct app *app;
-	unsigned id;
-	pid_t pid;
-	enum inst_state state;
-	unsigned generation;
-	struct loop_watch w;
-	int want_out; /* EPOLLOUT registered */
-	struct buf in, out;
-	unsigned inflight, concurrency;
-	struct hreq *streams; /* requests it serves (doubly linked) */
-	uint64_t t_spawn, t_ready, last_used;
-	struct loop_timer idle_timer, kill_timer;
-	int linked;       /* on its app's live list */
-	int is_builder;   /* builds a snapshot; never serves */
-	int restoring;    /* INIT asked for a restore */
-	int from_snapshot; /* READY came from a restored image */
-	int records_ws;    /* asked to record the image's working set */
-	unsigned served;   /* requests it has taken */
-	char *snap_path;  /* builder: the file it writes */
-	char *image;      /* restoring: the image it was given */
-	struct instance *next, *prev;           /* app's live list, or spares */
-	struct instance *all_next, *all_prev;   /* host's list of every process */
-	int reaped;
-};
-
+/* An app's image (transitions: snapshot.c). */
 enum snap_state {
 	SNAPSHOT_NONE,     /* no image: instances boot */
 	SNAPSHOT_BUILDING, /* a builder instance is making one */
@@ -108,7 +80,6 @@ struct app {
 	unsigned snap_builds;    /* builds tried for the current generation */
 	int snap_ws_asked;       /* an instance was asked to record the working set */
 	struct instance *builder;
-	double snap_restore_ms;
 	uint64_t adopt_bytes;     /* the image being adopted: its size, */
 	double adopt_write_ms, adopt_build_ms; /* write and build times, for the log */
 	unsigned generation;
@@ -126,40 +97,56 @@ struct app {
 	int draining;        /* out of the deployment: no instance kept idle */
 };
 
+/*
+ * One HTTP request, from its target to the end of its response. Every field
+ * has one writer, the front (front.c) or the pool (pool.c, instance.c); the
+ * other side reads only where noted. The front owns the request and its
+ * HTTP response; the pool owns where the request waits or runs and its
+ * stream to the instance (frames, credits). They speak through functions:
+ * pool_submit/_send_body/_end_body/_grant/_forget/_timeout one way,
+ * front_wake/_fail/_resp_head/_resp_data/_resp_end/_resp_abort the other.
+ */
 struct hreq {
 	struct host *h;
+	struct app *app; /* set by the router (thaw serve) or pool_submit */
+
+	/* The front's. */
 	struct MHD_Connection *conn;
-	struct app *app;
-	struct instance *inst;
-	uint32_t stream;
-	struct hreq *next, *prev;         /* pending list or instance streams */
 	struct hreq *all_next, *all_prev; /* host's list of live requests */
-	char *uri;                        /* raw request target */
-	const char *method;
-	struct buf head; /* encoded REQ_HEAD payload */
-	uint64_t t_arrive, t_assigned, t_head;
+	char *uri;          /* raw request target (the router may rewrite it); read by all */
+	const char *method; /* read by the pool (logs, dev error pages) */
+	struct buf head;    /* encoded REQ_HEAD payload: the pool sends and frees it */
+	uint64_t t_arrive;  /* read by the pool (did it wait for a boot?) */
+	uint64_t t_head;
 	char rid[17]; /* request id (thaw serve), "" in dev */
-	const char *start_desc;
-	int started, pending, suspended, queued;
-	/* request body */
-	uint64_t body_bytes;
-	uint32_t tx_credit;
-	int upload_done, req_end_sent, discarding;
+	int started, suspended, queued;
+	uint64_t body_bytes; /* taken by pool_send_body */
+	int upload_done;     /* read by the pool: no upload waits for credit */
+	int discarding;
 	uint64_t discarded;
-	/* response */
 	int resp_head, resp_end, resp_failed;
 	unsigned resp_status;
 	struct buf resp_headers; /* kv list as received */
 	struct buf resp_body;
-	uint32_t rx_credit;  /* credit the instance still holds */
-	uint32_t rx_unacked; /* bytes sent to the client, not yet credited back */
-	uint64_t resp_bytes;
-	int spill_fd;           /* -1, or an unlinked file holding early response bytes */
+	int spill_fd;        /* -1, or an unlinked file holding early response bytes */
 	uint64_t spill_wr, spill_rd;
-	uint64_t pregranted;    /* bytes credited back on arrival, not yet sent */
+	uint64_t pregranted; /* bytes credited back on arrival, not yet sent */
 	unsigned fail_status;
 	char *fail_body;
-	struct loop_timer timeout;
+	struct loop_timer timeout; /* arrival to response head; expiry asks pool_timeout */
+
+	/* The pool's. */
+	struct instance *inst;    /* serving it, or NULL */
+	uint32_t stream;
+	struct hreq *next, *prev; /* pending list or instance streams */
+	int pending;              /* on its app's pending list */
+	const char *start_desc;   /* read by the front (Server-Timing, dev log) */
+	uint64_t t_assigned;      /* likewise */
+	uint32_t tx_credit;       /* request body bytes the instance may still take */
+	int req_end_sent;
+	int rx_head;              /* the instance sent RESP_HEAD */
+	uint32_t rx_credit;       /* response credit the instance still holds */
+	uint32_t rx_unacked;      /* bytes sent to the client, not yet credited back */
 };
 
 struct host {
@@ -175,7 +162,6 @@ struct host {
 	 * and msg). May rewrite r->uri (a path prefix stripped). */
 	struct app *(*route)(struct host *h, struct hreq *r, unsigned *status, char *msg,
 			     size_t msglen);
-	void *route_arg;
 	uint64_t rid_prefix, rid_counter;
 	struct child *children; /* helper children (child.h) */
 	struct instance *all_instances;
@@ -188,7 +174,6 @@ struct host {
 	struct instance *spares;
 	unsigned nspares, spares_target;
 	unsigned snap_counter;
-	int quiet_requests;
 };
 
 /* "name", or "name@version" in thaw serve: how logs name an app. */
@@ -239,46 +224,62 @@ int host_listen(const char *ip, unsigned port, const char *flag, unsigned *bound
 int front_start(struct host *h, const char *ip, unsigned port, unsigned *bound_port, char *err,
 		size_t errlen);
 void front_stop(struct host *h);
-/* Wake a request's connection so MHD calls back into it. */
+/* The pool's calls into the front, for a request r (nothing here calls
+ * back into the pool before returning, except front_resp_data: pool_grant). */
+/* Wake r's connection so MHD calls back into it (more credit, an instance). */
 void front_wake(struct hreq *r);
-/* Answer a request that cannot be served with status and a text body. */
+/* Answer r, which has no response head yet, with status and a text body
+ * (borrowed). Ignored once r is answered. */
 void front_fail(struct hreq *r, unsigned status, const char *body);
-/* Response body bytes from the instance for r. */
+/* The response head: status, and the headers as a kv list (borrowed). */
+void front_resp_head(struct hreq *r, unsigned status, const uint8_t *headers, size_t len);
+/* Response body bytes (borrowed). */
 void front_resp_data(struct hreq *r, const uint8_t *p, size_t n);
+/* The response is complete. */
+void front_resp_end(struct hreq *r);
+/* The response broke after its head (the instance died or raised): the
+ * connection is cut short. */
+void front_resp_abort(struct hreq *r);
 
-/* pool.c */
+/* pool.c: the front's calls into the pool. */
+/* r's head is complete (r->head): queue it for an instance of a. */
 void pool_submit(struct app *a, struct hreq *r);
-void pool_forget(struct hreq *r); /* the request ended: leave pending list / instance */
-int inst_send(struct instance *in, uint8_t type, uint32_t stream, const void *p, size_t len);
-int inst_send2(struct instance *in, uint8_t type, uint32_t stream, const void *p1, size_t l1,
-	       const void *p2, size_t l2);
-/* Bytes queued towards an instance above which uploads pause. */
-#define INST_OUT_HIGH (1u << 20)
-void pool_grant(struct hreq *r, uint32_t n); /* return response credit */
-/* pid exited with status: if it is an instance, handle it and return 1;
- * else 0 (called by host_reap, child.c). */
-int pool_reaped(struct host *h, pid_t pid, int status);
+/* The request ended (answered, client gone): leave the pending list or
+ * the instance (which is told CANCEL if it still serves it). */
+void pool_forget(struct hreq *r);
+/* Request body bytes: how many of p[0..n) were taken (borrowed, sent to
+ * the instance); 0 when r has no instance yet, no credit or a full queue:
+ * the front suspends, and is woken when that changes. */
+size_t pool_send_body(struct hreq *r, const void *p, size_t n);
+/* The request body is complete (sent once, when r has an instance; call
+ * again after a wake if it had none). */
+void pool_end_body(struct hreq *r);
+/* n response bytes were taken by the client (or buffered): credit them back. */
+void pool_grant(struct hreq *r, uint32_t n);
+/* r's time limit passed before its response head: answer 504. */
 void pool_timeout(struct hreq *r);
+
+/* The pool's calls from its owner (thaw dev, thaw serve) and the host. */
+/* pid exited with status: if it is an instance, handle it and return 1;
+ * else 0 (called by host_reap, child.c). instance.c */
+int pool_reaped(struct host *h, pid_t pid, int status);
+/* Keep the pre-spawned blank workers topped up. instance.c */
+void pool_fill_spares(struct host *h);
 /* Start a new generation: old instances drain, the next request boots anew. */
 void pool_reload(struct app *a);
 /* Boot one instance now (dev start / after reload) to surface load errors. */
 void pool_prewarm(struct app *a);
-/* Stop every instance and reap it (SIGKILL after 2 s). */
-void pool_shutdown(struct host *h);
-int pool_live_count(struct host *h);
-/* Build a snapshot of the app's current generation (if enabled). */
-void pool_build_snapshot(struct app *a);
-/* Keep the pre-spawned blank workers topped up. */
-void pool_fill_spares(struct host *h);
 /* The app left its deployment: idle instances stop now, busy ones when
  * their requests finish; requests routed to it later still get served. */
 void pool_drain(struct app *a);
-/* Start using an image stored earlier (thaw serve after a restart). */
+/* Stop every instance and reap it (SIGKILL after 2 s). */
+void pool_shutdown(struct host *h);
+/* snapshot.c: build a snapshot of the app's current generation (if enabled). */
+void pool_build_snapshot(struct app *a);
+/* snapshot.c: start using an image stored earlier (thaw serve after a restart). */
 void pool_use_snapshot(struct app *a, const char *path);
-/* The owner's answer to adopt_snapshot: path (taken; NULL: refused, why
- * says why). */
+/* snapshot.c: the owner's answer to adopt_snapshot: path (taken; NULL:
+ * refused, why says why). */
 void pool_snapshot_adopted(struct app *a, char *path, const char *why);
-/* Ready instances (warm) of an app. */
-unsigned pool_warm_count(const struct app *a);
 
 #endif

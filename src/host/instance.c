@@ -1,0 +1,754 @@
+/*
+ * Instances: one `thaw worker` process each, spoken to in frames over a
+ * socketpair (proto/frame.h). This file starts them (pre-spawned blank
+ * spares, given an app on demand), sends and receives their frames, and
+ * turns every way one can end into answers for what it held. Which
+ * instance serves which request is pool.c's; images are snapshot.c's.
+ *
+ * THE INSTANCE STATE MACHINE (in->state)
+ *
+ *   SPARE     a blank process, exec'ed and linked, no app yet; on h->spares.
+ *   STARTING  given an app (in->app, in->generation) and sent INIT: "boot",
+ *             "restore" (in->restoring, in->image) or "build" (a builder:
+ *             a->builder, in->is_builder). A serving one is on its app's
+ *             live list and counted in a->nstarting; a builder is on
+ *             neither and never serves.
+ *   READY     serving: takes requests while inflight < concurrency; its
+ *             idle timer runs while it holds none.
+ *   DRAINING  takes no new request; closed when its last one ends.
+ *   CLOSED    off every list but h->all_instances, socket closed (EOF makes
+ *             the worker exit), SIGKILL if not reaped within 2 s.
+ *   (freed)   pool_reaped(): its pid was reaped; inst_free, deferred to the
+ *             end of the loop's batch (its watch may still be in it).
+ *
+ *   from      event                                         to         where
+ *   -         fewer spares than h->spares_target            SPARE      pool_fill_spares
+ *   SPARE     a serving instance is needed (pool_dispatch,  STARTING   inst_spawn
+ *             pool_prewarm, an adopted image's first
+ *             restore); a snapshot build starts                        pool_build_snapshot
+ *             (no spare waiting: a process is spawned and taken at once)
+ *   STARTING  READY frame                                   READY      on_ready
+ *             ... but its generation's build failed         CLOSED     on_ready
+ *             ... of an older generation                    CLOSED     on_ready ("stale code",
+ *                                                                      via READY)
+ *             SNAP_DONE frame (a builder)                   CLOSED     snapshot_written
+ *             LOAD_ERROR frame                              CLOSED     on_load_error
+ *             reload                                        CLOSED     pool_reload, and
+ *                                                                      snapshot_new_generation
+ *                                                                      for the builder
+ *             its generation's build failed                 CLOSED     snapshot_build_failed
+ *   READY     holds nothing (after READY or its last        CLOSED     on_ready, pool_detach
+ *             request), nothing pending, and idle_timeout
+ *             is 0 or the app drains; else the idle timer
+ *             is armed (on_ready always; pool_detach only
+ *             when nothing is pending)
+ *             idle timer, holding nothing                   CLOSED     idle_timer_fn
+ *             reload / its generation's build failed:       CLOSED     pool_reload,
+ *             holding nothing                                          snapshot_build_failed
+ *             ... holding requests                          DRAINING   (same)
+ *             pool_drain, holding nothing, nothing pending  CLOSED     pool_drain
+ *             (busy ones stay READY: the rule above closes them)
+ *             one of its requests timed out                 DRAINING   pool_timeout
+ *   DRAINING  its last request ends                         CLOSED     pool_detach ("drained")
+ *             one of its requests timed out, holding        CLOSED     pool_timeout
+ *             nothing else; holding more: SIGKILL in 1 s
+ *             (its exit then makes it lost)
+ *   any       lost (not CLOSED yet): its process exited,    CLOSED     inst_lost
+ *             EOF or an error on its socket, a bad frame,
+ *             a frame its state does not allow (below)
+ *   any       host shutdown                                 CLOSED     pool_shutdown
+ *   CLOSED    waitpid reaped it                             (freed)    pool_reaped
+ *
+ *   Frames an instance may send: HELLO always; nothing else while SPARE;
+ *   READY only STARTING and not a builder; SNAP_DONE only STARTING and a
+ *   builder; LOAD_ERROR only STARTING; RESP_HEAD, RESP_BODY, RESP_END,
+ *   RESP_ERROR, WINDOW and LOG in any other state (a stream it no longer
+ *   holds, e.g. cancelled meanwhile, is ignored). Anything else is lost.
+ *
+ *   Lost (inst_lost): SIGKILL; each request it held is answered 502 if no
+ *   response head came yet, else its response is aborted; then, if it was a
+ *   serving instance restoring its app's current image, the image is
+ *   dropped and rebuilt (snapshot_restore_died) and requests wait for a
+ *   boot; else if it was a serving instance starting and none other is
+ *   starting, the requests waiting for it are answered 502 (no respawn
+ *   loop for code that dies at start without a LOAD_ERROR).
+ *
+ * INVARIANTS
+ *   - An instance on its app's live list (in->linked) is STARTING, READY
+ *     or DRAINING; a->nlive counts them, a->nstarting the STARTING ones.
+ *   - A request is on in->streams (and counted in inflight) only while the
+ *     instance is READY or DRAINING; every request is detached before its
+ *     instance closes, so a CLOSED instance holds none.
+ *   - Nothing is read from a CLOSED instance: inst_io returns at once, and
+ *     frame handling stops as soon as a handler closed it.
+ *   - in->snap_path (builder) is the instance's until snapshot_written hands
+ *     it over; whatever a builder leaves behind is removed with it.
+ *
+ * OWNERSHIP: the host owns every instance (h->all_instances) from spawn to
+ * reap; only pool_reaped frees one. A request (struct hreq) is never owned
+ * here: in->streams only borrows it.
+ *
+ * BLOCKING: nothing. Sockets are non-blocking (frames are queued in in->out
+ * and flushed on EPOLLOUT); each wake-up reads a bounded amount; spawning
+ * is posix_spawn of a process that then links on its own.
+ */
+#include "host/pool_internal.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "project/project.h"
+#include "proto/frame.h"
+#include "snap/snap.h"
+
+extern char **environ;
+
+static void inst_io(struct loop *l, struct loop_watch *w, uint32_t events);
+
+/* --- lists --- */
+
+static void app_link(struct app *a, struct instance *in)
+{
+	in->linked = 1;
+	in->prev = NULL;
+	in->next = a->instances;
+	if (a->instances)
+		a->instances->prev = in;
+	a->instances = in;
+	a->nlive++;
+}
+
+static void app_unlink(struct app *a, struct instance *in)
+{
+	if (in->prev)
+		in->prev->next = in->next;
+	else
+		a->instances = in->next;
+	if (in->next)
+		in->next->prev = in->prev;
+	in->next = in->prev = NULL;
+	in->linked = 0;
+	a->nlive--;
+}
+
+static void spare_unlink(struct host *h, struct instance *in)
+{
+	if (in->prev)
+		in->prev->next = in->next;
+	else
+		h->spares = in->next;
+	if (in->next)
+		in->next->prev = in->prev;
+	in->next = in->prev = NULL;
+	h->nspares--;
+}
+
+/* --- output --- */
+
+static void inst_flush(struct instance *in)
+{
+	while (buf_used(&in->out)) {
+		ssize_t n = send(in->w.fd, buf_head(&in->out), buf_used(&in->out), MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n < 0) {
+			/* EPIPE and friends: the read side notices the death too. */
+			buf_reset(&in->out);
+			break;
+		}
+		buf_consume(&in->out, (size_t)n);
+	}
+	int want = buf_used(&in->out) > 0;
+	if (want != in->want_out) {
+		in->want_out = want;
+		loop_mod(in->h->loop, &in->w, EPOLLIN | (want ? EPOLLOUT : 0));
+	}
+	if (!want) {
+		buf_shrink(&in->out, 1u << 20);
+		/* Uploads paused on a full queue can go on. */
+		for (struct hreq *r = in->streams; r; r = r->next)
+			if (!r->upload_done && r->tx_credit)
+				front_wake(r);
+	}
+}
+
+int inst_send2(struct instance *in, uint8_t type, uint32_t stream, const void *p1, size_t l1,
+	       const void *p2, size_t l2)
+{
+	if (in->state == INST_CLOSED)
+		return -1;
+	if (l1 + l2 > THAW_FRAME_MAX_PAYLOAD)
+		return -1;
+	uint8_t hdr[THAW_FRAME_HEADER];
+	thaw_frame_header(hdr, type, stream, (uint32_t)(l1 + l2));
+	buf_append(&in->out, hdr, sizeof hdr);
+	buf_append(&in->out, p1, l1);
+	buf_append(&in->out, p2, l2);
+	if (!in->want_out)
+		inst_flush(in);
+	return 0;
+}
+
+int inst_send(struct instance *in, uint8_t type, uint32_t stream, const void *p, size_t len)
+{
+	return inst_send2(in, type, stream, p, len, NULL, 0);
+}
+
+/* --- spawning --- */
+
+static void kill_timer_fn(struct loop *l, struct loop_timer *t)
+{
+	struct instance *in = t->arg;
+	if (!in->reaped && in->pid > 0) {
+		log_warn("instance %u (pid %d) did not exit; killing it", in->id, (int)in->pid);
+		kill(in->pid, SIGKILL);
+	}
+}
+
+static void idle_timer_fn(struct loop *l, struct loop_timer *t)
+{
+	struct instance *in = t->arg;
+	if (in->inflight == 0 && in->state == INST_READY)
+		inst_close(in, "idle");
+}
+
+/* Start a blank `thaw worker`: exec'ed and linked, waiting for INIT. */
+static struct instance *proc_spawn(struct host *h)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_error("socketpair: %s", strerror(errno));
+		return NULL;
+	}
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, sv[1], THAW_WORKER_FD);
+	/* Only stdio and the socket cross over, whatever the host inherited. */
+	posix_spawn_file_actions_addclosefrom_np(&fa, THAW_WORKER_FD + 1);
+	posix_spawnattr_init(&at);
+	sigset_t none, deflt;
+	sigemptyset(&none);
+	sigemptyset(&deflt);
+	sigaddset(&deflt, SIGPIPE);
+	sigaddset(&deflt, SIGINT);
+	sigaddset(&deflt, SIGTERM);
+	sigaddset(&deflt, SIGCHLD);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &deflt);
+	/* Own process group: a Ctrl-C in the terminal is for the host, which
+	 * then stops its instances itself. */
+	posix_spawnattr_setpgroup(&at, 0);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+					      POSIX_SPAWN_SETPGROUP);
+	/* Same argv and environment for every instance: a snapshot's stack
+	 * holds them, and restores need the same stack top. */
+	char *argv[] = {(char *)self_exe(), "worker", NULL};
+	pid_t pid;
+	int rc = posix_spawn(&pid, self_exe(), &fa, &at, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	close(sv[1]);
+	if (rc != 0) {
+		log_error("cannot start an instance: %s", strerror(rc));
+		close(sv[0]);
+		return NULL;
+	}
+	set_nonblock(sv[0]);
+	struct instance *in = xcalloc(1, sizeof *in);
+	in->h = h;
+	in->id = ++h->next_instance_id;
+	in->pid = pid;
+	in->state = INST_SPARE;
+	in->concurrency = h->lim.concurrency;
+	in->t_spawn = now_ns();
+	in->w.fd = sv[0];
+	in->w.fn = inst_io;
+	in->w.arg = in;
+	in->idle_timer.fn = idle_timer_fn;
+	in->idle_timer.arg = in;
+	in->kill_timer.fn = kill_timer_fn;
+	in->kill_timer.arg = in;
+	loop_add(h->loop, &in->w, EPOLLIN);
+	in->all_next = h->all_instances;
+	if (h->all_instances)
+		h->all_instances->all_prev = in;
+	h->all_instances = in;
+	return in;
+}
+
+void pool_fill_spares(struct host *h)
+{
+	while (h->nspares < h->spares_target) {
+		struct instance *in = proc_spawn(h);
+		if (!in)
+			return;
+		in->next = h->spares;
+		in->prev = NULL;
+		if (h->spares)
+			h->spares->prev = in;
+		h->spares = in;
+		h->nspares++;
+	}
+}
+
+struct instance *inst_take(struct app *a)
+{
+	struct host *h = a->h;
+	struct instance *in = h->spares;
+	if (in)
+		spare_unlink(h, in);
+	else
+		in = proc_spawn(h);
+	if (!in)
+		return NULL;
+	in->app = a;
+	in->state = INST_STARTING;
+	in->generation = a->generation;
+	in->t_spawn = now_ns();
+	return in;
+}
+
+void inst_send_init(struct instance *in, const char *mode, const char *snapshot, int record_ws)
+{
+	struct app *a = in->app;
+	json_error_t je;
+	json_t *j = json_loads(a->init_json, 0, &je);
+	if (!j)
+		fatal("bad instance configuration: %s", je.text);
+	json_object_set_new(j, "mode", json_string(mode));
+	if (snapshot)
+		json_object_set_new(j, "snapshot", json_string(snapshot));
+	if (snapshot && record_ws) {
+		char *ws = xasprintf("%s.ws", snapshot);
+		json_object_set_new(j, "record_ws", json_string(ws));
+		free(ws);
+	}
+	if (!strcmp(mode, "build")) {
+		json_object_set_new(j, "snapshot_build", json_true());
+		json_object_set_new(j, "max_snapshot_bytes",
+				    json_integer((json_int_t)a->h->max_snapshot_bytes));
+	}
+	char *s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (!s)
+		fatal("cannot encode the instance configuration");
+	inst_send(in, THAW_F_INIT, 0, s, strlen(s));
+	free(s);
+}
+
+struct instance *inst_spawn(struct app *a)
+{
+	struct instance *in = inst_take(a);
+	if (!in)
+		return NULL;
+	app_link(a, in);
+	a->nstarting++;
+	snapshot_assign(a, in);
+	inst_send_init(in, in->restoring ? "restore" : "boot", in->image, in->records_ws);
+	log_debug("instance %u: pid %d %s", in->id, (int)in->pid,
+		  in->restoring ? "restoring" : "booting");
+	pool_fill_spares(a->h);
+	return in;
+}
+
+/* --- the end of an instance --- */
+
+void inst_close(struct instance *in, const char *why)
+{
+	if (in->state == INST_CLOSED)
+		return;
+	struct app *a = in->app;
+	if (in->state == INST_SPARE) {
+		spare_unlink(in->h, in);
+	} else if (in->linked) {
+		if (in->state == INST_STARTING)
+			a->nstarting--;
+		app_unlink(a, in);
+	}
+	if (a)
+		snapshot_inst_closed(a, in);
+	in->state = INST_CLOSED;
+	loop_timer_cancel(in->h->loop, &in->idle_timer);
+	loop_del(in->h->loop, &in->w);
+	close(in->w.fd);
+	in->w.fd = -1;
+	buf_free(&in->in);
+	buf_free(&in->out);
+	log_debug("instance %u: closed (%s)", in->id, why);
+	/* EOF on its socket makes the worker exit; make sure it does. */
+	if (!in->reaped)
+		loop_timer_arm(in->h->loop, &in->kill_timer, 2000);
+}
+
+static void inst_free(struct instance *in)
+{
+	struct host *h = in->h;
+	loop_timer_cancel(h->loop, &in->kill_timer);
+	loop_timer_cancel(h->loop, &in->idle_timer);
+	if (in->all_prev)
+		in->all_prev->all_next = in->all_next;
+	else
+		h->all_instances = in->all_next;
+	if (in->all_next)
+		in->all_next->all_prev = in->all_prev;
+	if (in->snap_path) {
+		/* A builder that never handed its image over: whatever it wrote,
+		 * finished or not, is garbage now that it is gone. */
+		snap_remove(in->snap_path);
+		free(in->snap_path);
+	}
+	free(in->image);
+	in->state = INST_CLOSED;
+	loop_defer_free(h->loop, in); /* its watch may be in this epoll batch */
+}
+
+/* The instance is gone (crashed, killed, broke the protocol). */
+static void inst_lost(struct instance *in, const char *why)
+{
+	struct app *a = in->app;
+	int was_starting = in->state == INST_STARTING && in->linked;
+	int restore_died = was_starting && in->restoring && in->generation == a->generation &&
+			   snapshot_is_current(a, in);
+	if (in->state != INST_CLOSED) {
+		log_warn("instance %u (pid %d) %s", in->id, (int)in->pid, why);
+		if (!in->reaped)
+			kill(in->pid, SIGKILL);
+	}
+	while (in->streams) {
+		struct hreq *r = in->streams;
+		pool_detach(r);
+		if (!r->rx_head)
+			front_fail(r, 502, "The worker instance serving this request exited before it "
+					   "answered.\n");
+		else
+			front_resp_abort(r);
+	}
+	inst_close(in, why);
+	if (!a)
+		return;
+	if (restore_died && a->snap_path) {
+		snapshot_restore_died(a);
+		pool_dispatch(a);
+		return;
+	}
+	if (was_starting && a->nstarting == 0) {
+		/* It died before it was ready, without saying why: do not loop
+		 * on respawning for the requests that waited on it. */
+		pool_fail_pending(a, 502, "The worker instance exited while starting.\n");
+	}
+	pool_dispatch(a);
+}
+
+int pool_reaped(struct host *h, pid_t pid, int status)
+{
+	struct instance *in;
+	for (in = h->all_instances; in; in = in->all_next)
+		if (in->pid == pid)
+			break;
+	if (!in)
+		return 0;
+	in->reaped = 1;
+	if (in->state != INST_CLOSED) {
+		char why[96];
+		if (WIFSIGNALED(status))
+			snprintf(why, sizeof why, "was killed by signal %d (%s)", WTERMSIG(status),
+				 strsignal(WTERMSIG(status)));
+		else
+			snprintf(why, sizeof why, "exited with status %d", WEXITSTATUS(status));
+		inst_lost(in, why);
+	}
+	inst_free(in);
+	return 1;
+}
+
+/* --- frames from an instance ---
+ *
+ * One handler per frame type an instance may send. Each returns 0, or -1
+ * when the frame breaks the protocol (the instance is then lost). A handler
+ * may close the instance; the reader stops there. */
+
+static struct hreq *find_stream(struct instance *in, uint32_t stream)
+{
+	for (struct hreq *r = in->streams; r; r = r->next)
+		if (r->stream == stream)
+			return r;
+	return NULL;
+}
+
+static int on_snap_done(struct instance *in, const struct thaw_frame *f)
+{
+	if (!in->is_builder || in->state != INST_STARTING)
+		return -1;
+	json_t *j = json_loadb((const char *)f->payload, f->len, 0, NULL);
+	json_int_t bytes = 0;
+	double ms = 0;
+	if (j)
+		json_unpack(j, "{s?I, s?F}", "bytes", &bytes, "ms", &ms);
+	json_decref(j);
+	snapshot_written(in, (uint64_t)bytes, ms);
+	return 0;
+}
+
+static int on_ready(struct instance *in, const struct thaw_frame *f)
+{
+	struct app *a = in->app;
+	if (in->state != INST_STARTING || in->is_builder)
+		return -1;
+	json_error_t je;
+	json_t *j = json_loadb((const char *)f->payload, f->len, 0, &je);
+	json_int_t conc = 0;
+	const char *refused = NULL;
+	double restore_ms = -1;
+	if (j)
+		json_unpack(j, "{s?I, s?s, s?F}", "concurrency", &conc, "restore_refused", &refused,
+			    "restore_ms", &restore_ms);
+	if (refused)
+		snapshot_restore_refused(in, refused);
+	else if (in->restoring)
+		snapshot_restored(in, restore_ms);
+	json_decref(j);
+	if (conc > 0 && (unsigned long long)conc < in->concurrency)
+		in->concurrency = (unsigned)conc;
+	if (a->build_failed && in->generation == a->generation) {
+		inst_close(in, "its snapshot build failed");
+		pool_dispatch(a);
+		return 0;
+	}
+	in->state = INST_READY;
+	a->nstarting--;
+	in->t_ready = now_ns();
+	in->last_used = in->t_ready;
+	log_debug("instance %u ready in %.1f ms", in->id, ns_to_ms(in->t_ready - in->t_spawn));
+	if (in->generation != a->generation) {
+		inst_close(in, "stale code");
+		return 0;
+	}
+	free(a->load_error);
+	a->load_error = NULL;
+	pool_dispatch(a);
+	if (in->inflight == 0 && in->state == INST_READY) {
+		if ((in->h->lim.idle_timeout_ms <= 0 || a->draining) && a->npending == 0)
+			inst_close(in, "idle timeout 0");
+		else
+			loop_timer_arm(in->h->loop, &in->idle_timer, in->h->lim.idle_timeout_ms);
+	}
+	return 0;
+}
+
+static int on_load_error(struct instance *in, const struct thaw_frame *f)
+{
+	struct app *a = in->app;
+	if (in->state != INST_STARTING)
+		return -1;
+	char *text = xmalloc(f->len + 1);
+	memcpy(text, f->payload, f->len);
+	text[f->len] = 0;
+	fprintf(stderr, "\n%s: cannot load %s:\n%s\n", app_label(a), a->cfg->main, text);
+	fflush(stderr);
+	if (in->is_builder && in->generation == a->generation && a->hooks && a->hooks->event)
+		a->hooks->event(a, APP_SNAPSHOT_FAILED, text, 0);
+	if (in->generation == a->generation) {
+		free(a->load_error);
+		a->load_error = xasprintf("Error: the worker %s could not be loaded (%s).\n\n%s",
+					  app_label(a), a->cfg->main, text);
+		if (in->is_builder)
+			snapshot_build_failed(a);
+	}
+	free(text);
+	inst_close(in, "load error");
+	pool_dispatch(a);
+	return 0;
+}
+
+static int on_resp_head(struct instance *in, const struct thaw_frame *f)
+{
+	struct hreq *r = find_stream(in, f->stream);
+	const char *err = NULL;
+	if (!r)
+		return 0; /* cancelled meanwhile */
+	if (r->rx_head || f->len < 2)
+		return -1;
+	unsigned status = thaw_get_u16(f->payload);
+	if (status < 200 || status > 599 || thaw_kv_validate(f->payload + 2, f->len - 2, &err) < 0) {
+		log_warn("instance %u sent a bad response head (%s)", in->id,
+			 err ? err : "status out of range");
+		pool_detach(r);
+		front_fail(r, 502, "The worker sent a malformed response.\n");
+		return 0;
+	}
+	r->rx_head = 1;
+	front_resp_head(r, status, f->payload + 2, f->len - 2);
+	return 0;
+}
+
+static int on_resp_body(struct instance *in, const struct thaw_frame *f)
+{
+	struct hreq *r = find_stream(in, f->stream);
+	if (!r)
+		return 0;
+	if (!r->rx_head || f->len > r->rx_credit) {
+		log_warn("instance %u overran its flow-control window", in->id);
+		return -1;
+	}
+	r->rx_credit -= f->len;
+	front_resp_data(r, f->payload, f->len);
+	return 0;
+}
+
+static int on_resp_end(struct instance *in, const struct thaw_frame *f)
+{
+	struct app *a = in->app;
+	struct hreq *r = find_stream(in, f->stream);
+	if (!r)
+		return 0;
+	if (!r->rx_head)
+		return -1;
+	pool_detach(r);
+	front_resp_end(r);
+	pool_dispatch(a);
+	return 0;
+}
+
+static int on_resp_error(struct instance *in, const struct thaw_frame *f)
+{
+	struct app *a = in->app;
+	struct hreq *r = find_stream(in, f->stream);
+	if (!r)
+		return 0;
+	pool_detach(r);
+	if (r->rx_head) {
+		front_resp_abort(r);
+	} else if (in->h->dev) {
+		char *body = xasprintf("Error in the worker %s while handling %s %s:\n\n%.*s",
+				       app_label(a), r->method, r->uri, (int)f->len,
+				       (const char *)f->payload);
+		front_fail(r, 500, body);
+		free(body);
+	} else {
+		front_fail(r, 500, "Internal Server Error\n");
+	}
+	pool_dispatch(a);
+	return 0;
+}
+
+static int on_window(struct instance *in, const struct thaw_frame *f)
+{
+	if (f->len != 4)
+		return -1;
+	struct hreq *r = find_stream(in, f->stream);
+	if (!r)
+		return 0;
+	r->tx_credit += thaw_get_u32(f->payload);
+	if (r->tx_credit > 64u * THAW_STREAM_WINDOW)
+		return -1;
+	front_wake(r);
+	return 0;
+}
+
+static int on_log(struct instance *in, const struct thaw_frame *f)
+{
+	struct app *a = in->app;
+	if (f->len < 1 || (f->payload[0] != 1 && f->payload[0] != 2))
+		return -1;
+	int channel = f->payload[0];
+	const char *text = (const char *)f->payload + 1;
+	size_t len = f->len - 1;
+	if (a->hooks && a->hooks->output) {
+		a->hooks->output(a, f->stream ? find_stream(in, f->stream) : NULL, f->stream, channel,
+				 text, len);
+	} else {
+		FILE *out = channel == 1 ? stdout : stderr;
+		fprintf(out, "%.*s\n", (int)len, text);
+		fflush(out);
+	}
+	return 0;
+}
+
+typedef int (*frame_handler)(struct instance *in, const struct thaw_frame *f);
+
+/* Instance-to-host types; a host-to-instance type coming the other way has
+ * no handler and breaks the protocol. */
+static const frame_handler frame_handlers[] = {
+	[THAW_F_SNAP_DONE] = on_snap_done,   [THAW_F_READY] = on_ready,
+	[THAW_F_LOAD_ERROR] = on_load_error, [THAW_F_RESP_HEAD] = on_resp_head,
+	[THAW_F_RESP_BODY] = on_resp_body,   [THAW_F_RESP_END] = on_resp_end,
+	[THAW_F_RESP_ERROR] = on_resp_error, [THAW_F_WINDOW] = on_window,
+	[THAW_F_LOG] = on_log,
+};
+
+static int on_frame(struct instance *in, const struct thaw_frame *f)
+{
+	if (f->type == THAW_F_HELLO)
+		return 0;
+	if (in->state == INST_SPARE)
+		return -1; /* a blank process speaks only HELLO */
+	frame_handler fn = NULL;
+	if (f->type < sizeof frame_handlers / sizeof frame_handlers[0])
+		fn = frame_handlers[f->type];
+	return fn ? fn(in, f) : -1;
+}
+
+static void inst_io(struct loop *l, struct loop_watch *w, uint32_t events)
+{
+	struct instance *in = w->arg;
+	if (in->state == INST_CLOSED)
+		return; /* closed earlier in this batch */
+	if (events & EPOLLOUT)
+		inst_flush(in);
+	if (in->state == INST_CLOSED || !(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		return;
+	/* Bounded work per wake-up so one chatty instance cannot starve others. */
+	for (int round = 0; round < 16; round++) {
+		uint8_t *dst = buf_reserve(&in->in, 65536);
+		ssize_t n = recv(w->fd, dst, 65536, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0) {
+			inst_lost(in, n == 0 ? "closed its connection" : "connection failed");
+			return;
+		}
+		in->in.len += (size_t)n;
+		for (;;) {
+			struct thaw_frame f;
+			size_t used;
+			int rc = thaw_frame_decode(buf_head(&in->in), buf_used(&in->in), &f, &used);
+			if (rc == THAW_FRAME_NEED_MORE)
+				break;
+			if (rc != THAW_FRAME_OK) {
+				char why[96];
+				snprintf(why, sizeof why, "sent a bad frame (%s)",
+					 thaw_frame_strerror(rc));
+				inst_lost(in, why);
+				return;
+			}
+			if (on_frame(in, &f) < 0) {
+				char why[96];
+				snprintf(why, sizeof why, "broke the protocol (%s frame)",
+					 thaw_frame_type_name(f.type));
+				inst_lost(in, why);
+				return;
+			}
+			if (in->state == INST_CLOSED)
+				return;
+			buf_consume(&in->in, used);
+		}
+		if ((size_t)n < 65536)
+			break;
+	}
+}

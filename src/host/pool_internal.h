@@ -1,0 +1,133 @@
+/*
+ * Inside the pool: what instance.c, pool.c and snapshot.c share, and nothing
+ * outside src/host/ may include. The public side (what front.c, thaw dev
+ * and thaw serve call) is in host.h.
+ *
+ *   instance.c  one process: spawn, spares, frames both ways, close, reap
+ *   pool.c      an app's requests: pending queue, streams, dispatch,
+ *               generations, shutdown
+ *   snapshot.c  an app's image: build, adopt, use, drop, working set
+ *
+ * The state machines are written out at the top of instance.c (an
+ * instance) and snapshot.c (an app's image).
+ */
+#ifndef THAW_HOST_POOL_INTERNAL_H
+#define THAW_HOST_POOL_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/buf.h"
+#include "host/host.h"
+#include "host/loop.h"
+
+enum inst_state {
+	INST_SPARE,    /* pre-spawned blank process, waiting for work */
+	INST_STARTING, /* spawned, INIT sent, not READY yet */
+	INST_READY,
+	INST_DRAINING, /* takes no new request; closed once idle */
+	INST_CLOSED,   /* socket closed, waiting to be reaped */
+};
+
+/*
+ * One `thaw worker` process. Owned by its host (on h->all_instances from
+ * spawn to reap); freed (deferred, loop_defer_free) only after its process
+ * has been reaped. in->app is NULL while it is a spare.
+ */
+struct instance {
+	struct host *h;
+	struct app *app;
+	unsigned id;
+	pid_t pid;
+	enum inst_state state;
+	unsigned generation; /* of its app's code when it was given the app */
+	struct loop_watch w;
+	int want_out; /* EPOLLOUT registered */
+	struct buf in, out;
+	unsigned inflight, concurrency;
+	struct hreq *streams; /* requests it serves (doubly linked) */
+	uint64_t t_spawn, t_ready, last_used;
+	struct loop_timer idle_timer, kill_timer;
+	int linked;        /* on its app's live list */
+	int is_builder;    /* builds a snapshot; never serves */
+	int restoring;     /* INIT asked for a restore */
+	int from_snapshot; /* READY came from a restored image */
+	int records_ws;    /* asked to record the image's working set */
+	unsigned served;   /* requests it has taken */
+	char *snap_path;   /* builder: the file it writes (owned until handed over) */
+	char *image;       /* restoring: the image it was given (owned) */
+	struct instance *next, *prev;         /* app's live list, or spares */
+	struct instance *all_next, *all_prev; /* host's list of every process */
+	int reaped;
+};
+
+/* Bytes queued towards an instance above which uploads pause. */
+#define INST_OUT_HIGH (1u << 20)
+
+/* --- instance.c --- */
+
+/* Queue a frame for the instance and try to send it: 0, or -1 if it is
+ * closed or the payload too large (nothing queued). Borrows p, p1, p2. */
+int inst_send(struct instance *in, uint8_t type, uint32_t stream, const void *p, size_t len);
+int inst_send2(struct instance *in, uint8_t type, uint32_t stream, const void *p1, size_t l1,
+	       const void *p2, size_t l2);
+/* A blank process (a spare if one waits, else a new one) given to app a,
+ * STARTING, of a's current generation, not linked anywhere yet; NULL if no
+ * process could be started. The caller sends INIT (inst_send_init). */
+struct instance *inst_take(struct app *a);
+/* INIT: a's configuration plus mode ("boot", "restore", "build"), the
+ * image to restore or write (borrowed; NULL to boot), and whether to
+ * record the working set. */
+void inst_send_init(struct instance *in, const char *mode, const char *snapshot, int record_ws);
+/* A new serving instance for a: restores a's image if it has one ready,
+ * else boots. Linked on a's live list, counted in nstarting. */
+struct instance *inst_spawn(struct app *a);
+/* Stop giving it work and let the process go: leaves every list, closes
+ * its socket (EOF makes the worker exit), SIGKILL in 2 s if not reaped.
+ * Its requests must have been detached already. Idempotent. */
+void inst_close(struct instance *in, const char *why);
+
+/* --- pool.c --- */
+
+/* Hand pending requests to instances with a free slot; fail them all if
+ * the code does not load; start an instance if those starting cannot take
+ * them. */
+void pool_dispatch(struct app *a);
+/* r no longer belongs to its instance (answered, failed, cancelled): the
+ * instance may go idle, drain or close. r's response is not touched. */
+void pool_detach(struct hreq *r);
+/* Answer every request waiting for an instance of a with status and body. */
+void pool_fail_pending(struct app *a, unsigned status, const char *body);
+
+/* --- snapshot.c --- */
+
+/* Decide how a new serving instance of a starts: from a's image when one
+ * is ready (sets in->restoring, in->image), and whether it is the one that
+ * records the working set (in->records_ws). */
+void snapshot_assign(struct app *a, struct instance *in);
+/* Was in restored from the image a uses now (not an older one)? */
+int snapshot_is_current(const struct app *a, const struct instance *in);
+/* in is closing: what its app's image state loses with it (a builder, the
+ * working-set recorder). */
+void snapshot_inst_closed(struct app *a, struct instance *in);
+/* A builder sent SNAP_DONE (bytes, write ms): close it and hand the image
+ * to the owner (SNAPSHOT_ADOPTING), or use it at once (thaw dev). */
+void snapshot_written(struct instance *in, uint64_t bytes, double write_ms);
+/* READY from a restoring instance: the image was refused (why) and it
+ * booted instead, or it restored in restore_ms. */
+void snapshot_restore_refused(struct instance *in, const char *why);
+void snapshot_restored(struct instance *in, double restore_ms);
+/* An instance restoring a's current image died before READY: drop the
+ * image and build anew (the caller dispatches). */
+void snapshot_restore_died(struct app *a);
+/* a's snapshot build of the current generation failed to load the code:
+ * nothing of this generation may serve. */
+void snapshot_build_failed(struct app *a);
+/* A new generation (reload): the image, a build in progress and an
+ * adoption under way all belong to the old code. */
+void snapshot_new_generation(struct app *a);
+/* Host shutdown: remove a's image unless its owner keeps images. */
+void snapshot_shutdown(struct app *a);
+
+#endif

@@ -1,0 +1,291 @@
+/*
+ * An app's snapshot: the image its instances restore from instead of
+ * booting. This file starts a build (a builder instance), takes the image
+ * the builder wrote through its owner's adoption (thaw serve checks and
+ * stores it off the loop; thaw dev uses it where it lies), decides which
+ * new instance restores and which records the working set, and drops the
+ * image when an instance refuses it, dies restoring it, or the code
+ * changes. Processes are instance.c's; requests are pool.c's.
+ *
+ * THE SNAPSHOT STATE MACHINE (a->snap_state)
+ *
+ *   NONE      no image: new instances boot. a->snap_path is NULL.
+ *   BUILDING  a->builder (an instance in mode "build") is writing the image
+ *             to its in->snap_path; new instances boot meanwhile.
+ *   ADOPTING  the builder is done and gone; its file is with the owner's
+ *             adopt_snapshot hook (thaw serve: verified and stored by a
+ *             helper child), whose answer is pool_snapshot_adopted().
+ *             New instances boot meanwhile.
+ *   READY     a->snap_path is the image: every new serving instance
+ *             restores from it (snapshot_assign).
+ *
+ *   event                                        from       to         where
+ *   build started: snapshots on, no builder,     NONE       BUILDING   pool_build_snapshot
+ *       fewer than 3 builds of this generation,
+ *       a process to take (else nothing happens)
+ *       (callers: pool_prewarm; thaw serve's deploy and version start;
+ *       and the two rebuilds below)
+ *   SNAP_DONE from the builder of the current    BUILDING   ADOPTING   snapshot_written
+ *       generation (the builder closes; with no
+ *       adopt_snapshot hook, pool_snapshot_adopted
+ *       follows at once: thaw dev)
+ *   the builder closes before SNAP_DONE:         BUILDING   NONE       snapshot_inst_closed
+ *       LOAD_ERROR (a->build_failed: nothing of this generation may
+ *       serve; APP_SNAPSHOT_FAILED), lost (no event), reload
+ *   adopted: pool_snapshot_adopted(path)         ADOPTING   READY      pool_snapshot_adopted
+ *       (the previous image is dropped; APP_SNAPSHOT_BUILT; with no
+ *       live instance, one is spawned to restore it: that validates it
+ *       and leaves a warm instance)
+ *   refused: pool_snapshot_adopted(NULL, why)    ADOPTING   NONE       pool_snapshot_adopted
+ *       (APP_SNAPSHOT_FAILED)
+ *   an answer in any other state (the app       (any)      (same)     pool_snapshot_adopted
+ *       reloaded meanwhile): path freed, ignored
+ *   restore refused: READY from an instance      READY      NONE, then snapshot_restore_refused
+ *       restored from the current image says it             BUILDING
+ *       booted instead (APP_RESTORE_REFUSED)
+ *   restore died midway: a restoring instance    READY      NONE, then snapshot_restore_died
+ *       of the current image and generation                 BUILDING  (from inst_lost)
+ *       lost before READY (no event)
+ *   reload (pool_reload): image dropped, an      any        NONE       snapshot_new_generation
+ *       adoption's answer will be ignored, the
+ *       builder closed, builds counted anew,
+ *       build_failed cleared
+ *   pool_use_snapshot(path): an image stored     any        READY      pool_use_snapshot
+ *       earlier (thaw serve, a version starting: called in NONE)
+ *   host shutdown: the image is removed unless   (any)      (same)     snapshot_shutdown
+ *       a->keep_snapshots (the store owns it)
+ *
+ *   "Dropped" (snapshot_drop): the file is removed (snap_remove, with its
+ *   .ws; instances restored from it keep their mappings), a->snap_path
+ *   freed, READY becomes NONE, and the working set will be asked again.
+ *
+ *   The working set: the first instance restored from a READY image
+ *   (snapshot_assign) is asked to record the pages it writes into
+ *   IMAGE.ws, which later restores populate ahead. a->snap_ws_asked marks
+ *   the ask; it is cleared when that instance closes without having served
+ *   a request (in the current generation), and when the image is dropped,
+ *   so the next restored instance is asked instead.
+ *
+ * INVARIANTS
+ *   - a->builder != NULL exactly while BUILDING (a build replaces neither
+ *     a READY image nor an adoption: callers build from NONE).
+ *   - a->snap_path is set only while READY (in practice: pool_build_snapshot
+ *     does not check the state, its callers start it from NONE).
+ *   - A restoring instance keeps its own copy of the path (in->image), so
+ *     "restored from the current image" (snapshot_is_current) survives a
+ *     newer image replacing it.
+ *
+ * OWNERSHIP: the builder owns the file it writes until SNAP_DONE
+ * (instance.c removes it if the builder goes first); then the owner's hook
+ * owns it until it answers; a->snap_path is the app's (freed and, unless
+ * keep_snapshots at shutdown, removed by this file).
+ *
+ * BLOCKING: nothing. Building is a builder instance; verifying and storing
+ * the image is the owner's, off the loop; snap_remove unlinks.
+ */
+#include "host/pool_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "snap/snap.h"
+
+/* Builds tried per generation before the app just boots. */
+#define SNAPSHOT_MAX_BUILDS 3
+
+int snapshot_is_current(const struct app *a, const struct instance *in)
+{
+	return a->snap_path && in->image && !strcmp(a->snap_path, in->image);
+}
+
+static void snapshot_drop(struct app *a)
+{
+	a->snap_ws_asked = 0;
+	if (a->snap_path) {
+		snap_remove(a->snap_path); /* mappings of restored instances stay valid */
+		free(a->snap_path);
+		a->snap_path = NULL;
+	}
+	if (a->snap_state == SNAPSHOT_READY)
+		a->snap_state = SNAPSHOT_NONE;
+}
+
+static void app_event(struct app *a, enum app_event ev, const char *detail, double num)
+{
+	if (a->hooks && a->hooks->event)
+		a->hooks->event(a, ev, detail, num);
+}
+
+void pool_build_snapshot(struct app *a)
+{
+	struct host *h = a->h;
+	if (!a->snapshots || a->builder || a->snap_builds >= SNAPSHOT_MAX_BUILDS)
+		return;
+	struct instance *in = inst_take(a);
+	if (!in)
+		return;
+	in->is_builder = 1;
+	in->snap_path = xasprintf("%s/%s-%u-%u.snap", a->snap_dir, app_label(a), a->generation,
+				  ++h->snap_counter);
+	a->builder = in;
+	a->snap_state = SNAPSHOT_BUILDING;
+	a->snap_builds++;
+	inst_send_init(in, "build", in->snap_path, 0);
+	pool_fill_spares(h);
+}
+
+void snapshot_assign(struct app *a, struct instance *in)
+{
+	in->restoring = a->snap_state == SNAPSHOT_READY;
+	/* The first instance restored from an image records its working set. */
+	int record = in->restoring && !a->snap_ws_asked;
+	if (record)
+		a->snap_ws_asked = 1;
+	in->records_ws = record;
+	if (in->restoring)
+		in->image = xstrdup(a->snap_path);
+}
+
+void snapshot_inst_closed(struct app *a, struct instance *in)
+{
+	/* It was to record the working set but never served: ask the next. */
+	if (in->records_ws && !in->served && in->generation == a->generation)
+		a->snap_ws_asked = 0;
+	if (a->builder == in) {
+		a->builder = NULL;
+		if (a->snap_state == SNAPSHOT_BUILDING)
+			a->snap_state = SNAPSHOT_NONE;
+		if (in->snap_path)
+			snap_remove(in->snap_path); /* whatever it left behind */
+	}
+}
+
+void snapshot_written(struct instance *in, uint64_t bytes, double write_ms)
+{
+	struct app *a = in->app;
+	char *path = NULL;
+	if (in->generation == a->generation) {
+		path = in->snap_path;
+		in->snap_path = NULL;
+		a->builder = NULL;
+		a->adopt_bytes = bytes;
+		a->adopt_write_ms = write_ms;
+		a->adopt_build_ms = ns_to_ms(now_ns() - in->t_spawn);
+		a->snap_state = SNAPSHOT_ADOPTING;
+	}
+	inst_close(in, "snapshot written");
+	if (!path) {
+		pool_dispatch(a);
+		return;
+	}
+	if (a->hooks && a->hooks->adopt_snapshot) {
+		/* Checking and storing it is the owner's, off the loop: it
+		 * answers with pool_snapshot_adopted. */
+		a->hooks->adopt_snapshot(a, path);
+		free(path);
+	} else {
+		pool_snapshot_adopted(a, path, NULL);
+	}
+}
+
+void pool_snapshot_adopted(struct app *a, char *path, const char *why)
+{
+	if (a->snap_state != SNAPSHOT_ADOPTING) {
+		/* The app moved on meanwhile (a reload): not its image any more. */
+		free(path);
+		return;
+	}
+	if (path) {
+		snapshot_drop(a);
+		a->snap_path = path;
+		a->snap_state = SNAPSHOT_READY;
+		fprintf(stderr, "thaw: snapshot of %s: %.1f MB, written in %.0f ms (built in %.0f ms)\n",
+			app_label(a), (double)a->adopt_bytes / 1e6, a->adopt_write_ms,
+			a->adopt_build_ms);
+		fflush(stderr);
+		app_event(a, APP_SNAPSHOT_BUILT, path, (double)a->adopt_bytes);
+		/* Validate it with a restore, which also leaves a warm instance. */
+		if (a->snap_state == SNAPSHOT_READY && a->nlive == 0)
+			inst_spawn(a);
+	} else {
+		a->snap_state = SNAPSHOT_NONE;
+		log_warn("%s: the snapshot could not be stored: %s", app_label(a), why ? why : "?");
+		app_event(a, APP_SNAPSHOT_FAILED, why, 0);
+	}
+	pool_dispatch(a);
+}
+
+void snapshot_restore_refused(struct instance *in, const char *why)
+{
+	struct app *a = in->app;
+	/* The image does not fit this host (new binary, library, kernel...):
+	 * this instance booted instead; rebuild. */
+	log_warn("%s: snapshot refused (%s); rebuilding it", app_label(a), why);
+	if (snapshot_is_current(a, in)) {
+		snapshot_drop(a);
+		app_event(a, APP_RESTORE_REFUSED, why, 0);
+		pool_build_snapshot(a);
+	}
+}
+
+void snapshot_restored(struct instance *in, double restore_ms)
+{
+	in->from_snapshot = 1;
+	app_event(in->app, APP_RESTORED, NULL, restore_ms);
+}
+
+void snapshot_restore_died(struct app *a)
+{
+	/* The image passed validation but the restore failed midway: stop
+	 * using it, serve the waiting requests by booting, build anew. */
+	log_warn("%s: restoring from the snapshot failed; booting instead and rebuilding it",
+		 app_label(a));
+	snapshot_drop(a);
+	pool_build_snapshot(a);
+}
+
+void snapshot_build_failed(struct app *a)
+{
+	/* A failed snapshot build (entropy at import, a thread...) condemns
+	 * the code, even where a boot of it succeeded. */
+	a->build_failed = 1;
+	for (struct instance *o = a->instances, *next; o; o = next) {
+		next = o->next;
+		if (o->generation != a->generation)
+			continue;
+		if (o->inflight == 0)
+			inst_close(o, "its snapshot build failed");
+		else if (o->state == INST_READY)
+			o->state = INST_DRAINING;
+	}
+}
+
+void snapshot_new_generation(struct app *a)
+{
+	snapshot_drop(a);
+	if (a->snap_state == SNAPSHOT_ADOPTING)
+		a->snap_state = SNAPSHOT_NONE; /* its answer will be ignored */
+	a->snap_builds = 0;
+	a->build_failed = 0;
+	if (a->builder)
+		inst_close(a->builder, "stale build");
+}
+
+void pool_use_snapshot(struct app *a, const char *path)
+{
+	snapshot_drop(a);
+	a->snap_path = xstrdup(path);
+	a->snap_state = SNAPSHOT_READY;
+}
+
+void snapshot_shutdown(struct app *a)
+{
+	if (a->snap_path && !a->keep_snapshots) {
+		snap_remove(a->snap_path);
+		free(a->snap_path);
+		a->snap_path = NULL;
+	}
+}
