@@ -12,8 +12,12 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # Unversioned undefined symbols of the module that the executable defines.
 nm -D --undefined-only "$ext" | awk '{print $NF}' | grep -v '@' | sort -u >"$tmp/undef"
-nm -D --defined-only "$thaw" | awk '{print $NF}' | sort -u >"$tmp/exported"
-comm -12 "$tmp/undef" "$tmp/exported" >"$tmp/used"
+# A sanitizer build's executable also exports the C library's names it
+# intercepts (stat, strchr...): those are libc's, not ours.
+libc=$(ldd "$ext" | awk '/libc\.so/ {print $3}')
+nm -D --defined-only "$libc" | awk '{print $NF}' | sed 's/@.*//' | sort -u >"$tmp/libc"
+nm -D --defined-only "$thaw" | awk '{print $NF}' | sort -u | comm -23 - "$tmp/libc" >"$tmp/exported"
+comm -12 "$tmp/undef" "$tmp/exported" | grep -v -E '^__(asan|ubsan|sanitizer|lsan)' >"$tmp/used" || true
 sed -n '/#define THAW_HOST_ABI(X)/,/^$/p' "$header" | grep -o 'X([a-z_0-9]*)' |
 	sed 's/^X(//; s/)$//' | sort -u >"$tmp/listed"
 [ -s "$tmp/listed" ] || { echo "ext_abi: no THAW_HOST_ABI list in $header" >&2; exit 1; }
@@ -30,7 +34,8 @@ if comm -13 "$tmp/used" "$tmp/listed" | grep -q .; then
 	status=1
 fi
 # Undefined symbols that nothing provides would fail at dlopen (RTLD_NOW).
-needed=$(comm -23 "$tmp/undef" "$tmp/exported" | grep -v '^_' | grep -v -E '^(MHD_|archive_|sqlite3_|curl_)' || true)
+needed=$(comm -23 "$tmp/undef" "$tmp/exported" | comm -23 - "$tmp/libc" | grep -v '^_' |
+	grep -v -E '^(MHD_|archive_|sqlite3_|curl_)' || true)
 if [ -n "$needed" ]; then
 	echo "ext_abi: unresolved in thaw-ext.so (neither the executable nor its libraries):" >&2
 	echo "$needed" | sed 's/^/  /' >&2
