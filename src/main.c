@@ -57,9 +57,10 @@ static int (*ext_command(const char *cmd))(int, char **)
 		h = dlopen(near, RTLD_NOW | RTLD_LOCAL);
 	}
 	if (!h) {
-		fprintf(stderr, "thaw: cannot load %s, which has the command '%s' if it exists: %s\n",
-			path, cmd, dlerror());
-		exit(1);
+		fprintf(stderr, "thaw: unknown command '%s', or one of thaw-ext.so, which cannot be "
+				"loaded: %s\n\n%s",
+			cmd, dlerror(), usage);
+		exit(2);
 	}
 	const struct thaw_ext_command *table = dlsym(h, THAW_EXT_COMMANDS_SYMBOL);
 	if (!table) {

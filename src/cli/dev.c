@@ -71,20 +71,6 @@ struct dev {
 	int wd_cap;
 };
 
-static char *build_init(struct host *h, struct project *c)
-{
-	json_t *j = json_pack("{s:s, s:s, s:s, s:O, s:b, s:i, s:s, s:b, s:b}", "name", c->name,
-			      "project_dir", c->dir, "main", c->main, "vars", c->vars, "dev",
-			      h->dev, "concurrency", (int)h->lim.concurrency, "sdk_dir", h->sdk_dir,
-			      "system_site_packages", h->system_site_packages,
-			      "allow_entropy_at_import", c->allow_entropy_at_import);
-	char *s = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	if (!s)
-		fatal("cannot encode the instance configuration");
-	return s;
-}
-
 /* --- watching the project --- */
 
 static int skip_name(const char *n)
@@ -162,8 +148,6 @@ static void reader_done(void *arg, int status, const uint8_t *out, size_t len, i
 	}
 	project_free(a->cfg);
 	a->cfg = c;
-	free(a->init_json);
-	a->init_json = build_init(&d->h, c);
 	pool_reload(a);
 	pool_prewarm(a);
 }
@@ -326,7 +310,6 @@ int cmd_dev(int argc, char **argv)
 
 	d.app.h = h;
 	d.app.cfg = cfg;
-	d.app.init_json = build_init(h, cfg);
 	h->app = &d.app;
 	h->spares_target = 2;
 #ifdef THAW_SANITIZE

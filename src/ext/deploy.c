@@ -55,10 +55,42 @@ static void job_refuse(struct deploy_job *j, unsigned status, const char *msg)
 		ctl_stream_refuse(j->cs, status, msg);
 }
 
+/* Remove files (an unpacked bundle, an old image) in a child: deleting a
+ * big tree or file is work the loop does not do. If the child cannot start,
+ * DIR/tmp is emptied at the next start anyway; a blob stays until then. */
+static void remove_later(struct serve *s, const char *a, const char *b)
+{
+	char *argv[] = {"/bin/rm", "-rf", "--", (char *)a, (char *)b, NULL};
+	char err[256];
+	if (!child_start(&s->h, argv, 0, NULL, NULL, err, sizeof err))
+		log_warn("cannot remove %s: %s", a, err);
+}
+
+struct remove_after {
+	struct serve *s;
+	char dir[4096];
+};
+
+/* The unpacker was killed and is gone: now its directory can go. */
+static void remove_after_exit(void *arg, int status, const uint8_t *out, size_t len, int overflow)
+{
+	struct remove_after *r = arg;
+	remove_later(r->s, r->dir, NULL);
+	free(r);
+}
+
 static void job_free(struct deploy_job *j)
 {
 	struct serve *s = j->s;
-	child_cancel(j->unpacker);
+	if (j->unpacker && j->unpack_dir[0]) {
+		struct remove_after *r = xcalloc(1, sizeof *r);
+		r->s = s;
+		snprintf(r->dir, sizeof r->dir, "%s", j->unpack_dir);
+		child_kill(j->unpacker, remove_after_exit, r);
+		j->unpack_dir[0] = 0;
+	} else {
+		child_cancel(j->unpacker);
+	}
 	j->unpacker = NULL;
 	for (struct deploy_job **p = &s->jobs; *p; p = &(*p)->next) {
 		if (*p == j) {
@@ -66,21 +98,17 @@ static void job_free(struct deploy_job *j)
 			break;
 		}
 	}
-	if (j->sv)
+	if (j->sv) {
 		j->sv->job = NULL;
+		serve_sweep_soon(s); /* a failed version may be unused already */
+	}
 	loop_timer_cancel(s->h.loop, &j->timer);
 	if (j->probe.fd >= 0) {
 		loop_del(s->h.loop, &j->probe);
 		close(j->probe.fd);
 	}
-	if (j->unpack_dir[0]) {
-		/* A whole unpacked bundle: removed by a child, not on the loop. If
-		 * that cannot start, DIR/tmp is emptied at the next start anyway. */
-		char *argv[] = {"/bin/rm", "-rf", "--", j->unpack_dir, NULL};
-		char err[256];
-		if (!child_start(&s->h, argv, 0, NULL, NULL, err, sizeof err))
-			log_warn("%s: %s", j->unpack_dir, err);
-	}
+	if (j->unpack_dir[0])
+		remove_later(s, j->unpack_dir, NULL);
 	buf_free(&j->probe_in);
 	buf_free(&j->probe_out);
 	free(j->message);
@@ -108,8 +136,17 @@ static void job_fail(struct deploy_job *j, const char *fmt, ...)
 		store_version_set_state(s->st, j->sv->v.id, "failed", msg);
 		snprintf(j->sv->v.state, sizeof j->sv->v.state, "failed");
 		log_warn("%s: deploy failed: %s", j->sv->label, msg);
-		/* Nothing of it serves: close what it started. */
+		/* Nothing of it serves: close what it started, and drop an image
+		 * still being adopted (nothing will record it). */
 		j->sv->app.build_failed = 1;
+		if (j->sv->adopter) {
+			child_cancel(j->sv->adopter);
+			j->sv->adopter = NULL;
+			snap_remove(j->sv->adopt_tmp);
+			free(j->sv->adopt_tmp);
+			j->sv->adopt_tmp = NULL;
+			pool_snapshot_adopted(&j->sv->app, NULL, "the deploy failed");
+		}
 		pool_drain(&j->sv->app);
 	} else {
 		log_warn("deploy of %s failed: %s", j->worker, msg);
@@ -295,7 +332,8 @@ static void adopt_done(void *arg, int status, const uint8_t *out, size_t len, in
 			    "bytes", &bytes);
 	char why[1100];
 	char *path = NULL;
-	if (!ok || !hex || !(path = blob_path(s->st, hex))) {
+	int exited_ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	if (!ok || !exited_ok || !hex || !(path = blob_path(s->st, hex))) {
 		if (error)
 			snprintf(why, sizeof why, "%s", error);
 		else if (WIFSIGNALED(status))
@@ -303,16 +341,26 @@ static void adopt_done(void *arg, int status, const uint8_t *out, size_t len, in
 				 WTERMSIG(status));
 		else
 			snprintf(why, sizeof why, "the image check failed");
-		unlink(tmp);
+		free(path);
+		path = NULL;
+		snap_remove(tmp);
+	} else if (blob_install_file(s->st, tmp, hex, (uint64_t)bytes, why, sizeof why) < 0) {
+		free(path);
+		path = NULL;
+		snap_remove(tmp);
 	} else if (store_version_set_snapshot(s->st, sv->v.id, hex, (uint64_t)bytes) < 0) {
 		snprintf(why, sizeof why, "cannot record the snapshot in the store");
+		snap_remove(path); /* named by no row */
 		free(path);
 		path = NULL;
 	} else {
-		/* The image it replaces goes (restored instances keep their mappings). */
+		/* The image it replaces goes (restored instances keep their
+		 * mappings), removed by a child: unlinking a big file is work. */
 		if (sv->v.snapshot[0] && strcmp(sv->v.snapshot, hex) != 0) {
 			char *old = blob_path(s->st, sv->v.snapshot);
-			snap_remove(old);
+			char *ws = xasprintf("%s.ws", old);
+			remove_later(s, old, ws);
+			free(ws);
 			free(old);
 		}
 		snprintf(sv->v.snapshot, sizeof sv->v.snapshot, "%s", hex);
@@ -411,7 +459,14 @@ static void job_unpacked(struct deploy_job *j, json_t *res)
 	}
 	j->unpack_dir[0] = 0;
 	free(dir);
-	store_version_set_project(s->st, v.id, pj);
+	if (store_version_set_project(s->st, v.id, pj) < 0) {
+		snprintf(err, sizeof err, "cannot record the version's configuration in the store");
+		store_version_set_state(s->st, v.id, "failed", err);
+		job_refuse(j, 500, err);
+		version_clear(&v);
+		job_free(j);
+		return;
+	}
 	char *vdir = xasprintf("%s/versions", store_dir(s->st));
 	int dfd = open(vdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0) {

@@ -94,22 +94,6 @@ struct sversion *serve_version_loaded(struct sworker *w, const char *id)
 	return NULL;
 }
 
-static char *build_init(struct serve *s, struct sversion *sv)
-{
-	struct project *c = sv->app.cfg;
-	json_t *j = json_pack("{s:s, s:s, s:s, s:O, s:b, s:i, s:s, s:b, s:b, s:b, s:s}", "name",
-			      c->name, "project_dir", c->dir, "main", c->main, "vars", c->vars,
-			      "dev", 0, "concurrency", (int)s->h.lim.concurrency, "sdk_dir",
-			      s->h.sdk_dir, "system_site_packages", s->h.system_site_packages,
-			      "allow_entropy_at_import", c->allow_entropy_at_import,
-			      "capture_output", 1, "version", sv->v.id);
-	char *text = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	if (!text)
-		fatal("cannot encode the instance configuration");
-	return text;
-}
-
 static const struct app_hooks serve_hooks;
 
 /* The version's project directory: DIR/versions/ID. */
@@ -119,29 +103,19 @@ char *serve_version_dir(struct serve *s, const char *id)
 }
 
 /* The project of a stored version, as recorded when its bundle was
- * unpacked. Versions stored by a thaw older than that record have none: it
- * is read (in a child) and recorded while the host starts, before its loop
- * runs; afterwards such a version cannot be loaded until it is redeployed. */
+ * unpacked (versions stored by an older thaw get theirs recorded at start). */
 static struct project *version_project(struct serve *s, const struct version *v, char *err,
 				       size_t errlen)
 {
-	char *dir = serve_version_dir(s, v->id);
-	struct project *p = NULL;
 	json_t *j = store_version_project(s->st, v->id);
-	if (j) {
-		p = project_from_json(j, dir, err, errlen);
-		json_decref(j);
-	} else if (!s->running) {
-		p = project_load(dir, err, errlen);
-		if (p) {
-			json_t *pj = project_to_json(p);
-			store_version_set_project(s->st, v->id, pj);
-			json_decref(pj);
-		}
-	} else {
-		snprintf(err, errlen, "version %s has no recorded configuration: restart the host "
-				      "or deploy it again", v->id);
+	if (!j) {
+		snprintf(err, errlen, "version %s has no recorded configuration: deploy it again",
+			 v->id);
+		return NULL;
 	}
+	char *dir = serve_version_dir(s, v->id);
+	struct project *p = project_from_json(j, dir, err, errlen);
+	json_decref(j);
 	free(dir);
 	return p;
 }
@@ -177,7 +151,7 @@ struct sversion *serve_version_load(struct serve *s, struct sworker *w, const st
 #ifndef THAW_SANITIZE
 	a->snapshots = 1;
 #endif
-	a->init_json = build_init(s, sv);
+	a->version_id = sv->v.id;
 	sv->next = w->versions;
 	w->versions = sv;
 	return sv;
@@ -414,7 +388,52 @@ static unsigned api(void *arg, const char *method, const char *worker, const cha
 	return api_answer(arg, method, worker, what, body, out);
 }
 
+/* Versions that left the deployment, whose last instance is gone, are freed:
+ * a long-running host does not grow with every deploy. A request routed to
+ * one later (an override) loads it again from the store. */
+static void version_free(struct sversion *sv)
+{
+	log_info("%s: unloaded (not deployed, no instance left)", sv->label);
+	child_cancel(sv->adopter);
+	pool_app_dispose(&sv->app);
+	version_clear(&sv->v);
+	free(sv->adopt_tmp);
+	free(sv);
+}
+
+static void sweep(struct loop *l, struct loop_timer *t)
+{
+	struct serve *s = t->arg;
+	for (struct sworker *w = s->workers; w; w = w->next) {
+		for (struct sversion **p = &w->versions; *p;) {
+			struct sversion *sv = *p;
+			int deployed = 0;
+			for (int i = 0; w->has_dep && i < w->dep.n; i++)
+				deployed |= !strcmp(w->dep.version[i], sv->v.id);
+			if (!deployed && sv->app.draining && !sv->job && !sv->adopter &&
+			    pool_unused(&sv->app)) {
+				*p = sv->next;
+				version_free(sv);
+			} else {
+				p = &sv->next;
+			}
+		}
+	}
+}
+
+void serve_sweep_soon(struct serve *s)
+{
+	loop_timer_arm(s->h.loop, &s->sweep, 0);
+}
+
+static void on_unused(struct app *a)
+{
+	struct sversion *sv = a->owner;
+	serve_sweep_soon(sv->s);
+}
+
 static const struct app_hooks serve_hooks = {
+	.unused = on_unused,
 	.adopt_snapshot = deploy_adopt_snapshot,
 	.event = deploy_on_event,
 	.output = on_output,
@@ -645,6 +664,8 @@ int cmd_serve(int argc, char **argv)
 	const char *sdk = getenv("THAW_SDK_DIR");
 	h->sdk_dir = sdk && *sdk ? sdk : THAW_SDK_DIR;
 	h->route = route;
+	s->sweep.fn = sweep;
+	s->sweep.arg = s;
 	h->spares_target = 2;
 
 	if (host_loop_start(h, err, sizeof err) < 0)
@@ -676,6 +697,27 @@ int cmd_serve(int argc, char **argv)
 	fprintf(stderr, "thaw serve: snapshots are off in this sanitizer build: instances boot\n");
 #endif
 
+	/* Versions stored by a thaw before the project was kept in the store:
+	 * read each one's project now, once, before the loop runs. */
+	json_t *old = store_versions_without_project(s->st);
+	size_t oi;
+	json_t *oid;
+	json_array_foreach(old, oi, oid) {
+		char *dir = serve_version_dir(s, json_string_value(oid));
+		struct project *p = project_load(dir, err, sizeof err);
+		if (p) {
+			json_t *pj = project_to_json(p);
+			store_version_set_project(s->st, json_string_value(oid), pj);
+			json_decref(pj);
+			project_free(p);
+		} else {
+			log_warn("version %s: its configuration cannot be read: %s",
+				 json_string_value(oid), err);
+		}
+		free(dir);
+	}
+	json_decref(old);
+
 	/* Every deployed worker serves again, from its stored images. */
 	pool_fill_spares(h);
 	json_t *names = store_workers_json(s->st);
@@ -699,7 +741,6 @@ int cmd_serve(int argc, char **argv)
 	printf("Ready on http://%s%s%s:%u\n", v6 ? "[" : "", ip, v6 ? "]" : "", bound);
 	fflush(stdout);
 
-	s->running = 1;
 	int rc = loop_run(h->loop) < 0 ? 1 : 0;
 
 	fprintf(stderr, "thaw serve: stopping\n");

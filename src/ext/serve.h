@@ -104,11 +104,11 @@ struct serve {
 	struct sworker *workers;
 	struct deploy_job *jobs;
 	struct ctl_sink sink; /* what the control API calls */
+	struct loop_timer sweep; /* frees versions nothing uses (serve_sweep_soon) */
 	char data_ip[64];
 	unsigned data_port;
 	struct router router;
 	uint64_t rng;
-	int running; /* the loop runs: nothing may block any more */
 };
 
 /* serve.c */
@@ -122,6 +122,9 @@ struct sversion *serve_version_load(struct serve *s, struct sworker *w, const st
 				    char *err, size_t errlen);
 /* A loaded, ready version starts serving (from its stored image if it fits). */
 void serve_version_start(struct serve *s, struct sversion *sv);
+/* Free, soon and from the loop, the versions that left the deployment and
+ * that nothing uses any more. */
+void serve_sweep_soon(struct serve *s);
 /* DIR/versions/ID (returns new). */
 char *serve_version_dir(struct serve *s, const char *id);
 /* Make d the worker's deployment, in the store and then in memory (versions

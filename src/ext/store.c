@@ -131,6 +131,7 @@ enum query {
 	Q_VERSION_SET_SNAPSHOT,
 	Q_VERSION_SET_PROJECT,
 	Q_VERSION_GET_PROJECT,
+	Q_VERSIONS_WITHOUT_PROJECT,
 	Q_VERSIONS_OF_WORKER,
 	Q_DEPLOYMENT_ADD,
 	Q_DEPLOYMENT_VERSION_ADD,
@@ -163,6 +164,8 @@ static const char *const query_sql[Q_COUNT] = {
 				   "WHERE id = ?1",
 	[Q_VERSION_SET_PROJECT] = "UPDATE versions SET project = ?2 WHERE id = ?1",
 	[Q_VERSION_GET_PROJECT] = "SELECT project FROM versions WHERE id = ?1",
+	[Q_VERSIONS_WITHOUT_PROJECT] = "SELECT id FROM versions WHERE project IS NULL "
+				       "AND state != 'failed' ORDER BY id",
 	[Q_VERSIONS_OF_WORKER] = "SELECT " VERSION_COLUMNS
 				 " FROM versions WHERE worker = ?1 ORDER BY number DESC",
 	[Q_DEPLOYMENT_ADD] = "INSERT INTO deployments (worker, created_ms, message) "
@@ -925,8 +928,8 @@ void blob_abort(struct blob_writer *w)
 
 /* On failure the file stays where it is, for the caller to remove (or for
  * the next open, when it is in DIR/tmp). */
-int blob_adopt(struct store *s, const char *tmp_path, char hex[STORE_SHA_HEX + 1], char *err,
-	       size_t errlen)
+int blob_hash_file(const char *tmp_path, char hex[STORE_SHA_HEX + 1], uint64_t *bytes, char *err,
+		   size_t errlen)
 {
 	hex[0] = 0;
 	int fd = open(tmp_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -974,7 +977,8 @@ int blob_adopt(struct store *s, const char *tmp_path, char hex[STORE_SHA_HEX + 1
 		err_set(err, errlen, "fsync %s: %s", tmp_path, strerror(errno));
 		goto out;
 	}
-	r = blob_install(s, tmp_path, hex, size, err, errlen);
+	*bytes = size;
+	r = 0;
 out:
 	if (r < 0)
 		hex[0] = 0;
@@ -984,20 +988,25 @@ out:
 	return r;
 }
 
-int blob_adopt_in(const char *dir, const char *tmp_path, char hex[STORE_SHA_HEX + 1], char *err,
-		  size_t errlen)
+int blob_install_file(struct store *s, const char *tmp_path, const char *hex, uint64_t bytes,
+		      char *err, size_t errlen)
 {
-	/* Only the blob directory of a store is needed, not its database (the
-	 * host holds that, and its lock). */
-	struct store s = {.dir = (char *)dir, .lock_fd = -1};
-	char *blobs = xasprintf("%s/blobs", dir);
-	s.blobs_fd = open(blobs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(blobs);
-	if (s.blobs_fd < 0)
-		return err_set(err, errlen, "%s/blobs: %s", dir, strerror(errno));
-	int r = blob_adopt(&s, tmp_path, hex, err, errlen);
-	close(s.blobs_fd);
-	return r;
+	if (!hex_valid(hex))
+		return err_set(err, errlen, "not a SHA-256: %.80s", hex);
+	return blob_install(s, tmp_path, hex, bytes, err, errlen);
+}
+
+int blob_adopt(struct store *s, const char *tmp_path, char hex[STORE_SHA_HEX + 1], char *err,
+	       size_t errlen)
+{
+	uint64_t bytes;
+	if (blob_hash_file(tmp_path, hex, &bytes, err, errlen) < 0)
+		return -1;
+	if (blob_install(s, tmp_path, hex, bytes, err, errlen) < 0) {
+		hex[0] = 0;
+		return -1;
+	}
+	return 0;
 }
 
 char *blob_path(const struct store *s, const char *hex)
@@ -1556,6 +1565,30 @@ json_t *store_workers_json(struct store *s)
 	}
 	if (rc != SQLITE_DONE) {
 		log_error("%s/thaw.db: listing workers: %s", s->dir, sqlite3_errmsg(s->db));
+		json_decref(out);
+		out = NULL;
+	}
+	done(st);
+	return out;
+}
+
+json_t *store_versions_without_project(struct store *s)
+{
+	char err[256];
+	sqlite3_stmt *st = query(s, Q_VERSIONS_WITHOUT_PROJECT, err, sizeof err);
+	if (!st) {
+		log_error("%s", err);
+		return NULL;
+	}
+	json_t *out = json_array();
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(st, 0);
+		if (id && id_valid(id))
+			json_array_append_new(out, json_string(id));
+	}
+	if (rc != SQLITE_DONE) {
+		log_error("%s/thaw.db: listing versions: %s", s->dir, sqlite3_errmsg(s->db));
 		json_decref(out);
 		out = NULL;
 	}

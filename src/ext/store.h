@@ -23,8 +23,8 @@
  * free it. Nothing here keeps a pointer the caller passed.
  *
  * Blocking: every call is a short transaction or a small file operation,
- * except blob_adopt / blob_adopt_in (hash and fsync a whole file: helper
- * children only) and blob_commit (fsyncs the blob written so far).
+ * except blob_adopt / blob_hash_file (hash and fsync a whole file: helper
+ * children and tests only) and blob_commit (fsyncs the blob written so far).
  */
 #ifndef THAW_EXT_STORE_H
 #define THAW_EXT_STORE_H
@@ -64,10 +64,14 @@ void blob_abort(struct blob_writer *w); /* unlink the temporary file, free w */
  * fsync it, rename it to blobs/HEX. 0, or -1 with err. */
 int blob_adopt(struct store *s, const char *tmp_path, char hex[STORE_SHA_HEX + 1], char *err,
 	       size_t errlen);
-/* blob_adopt for the store in dir without opening it (its database and
- * lock are the host's): what a helper child of the host runs. */
-int blob_adopt_in(const char *dir, const char *tmp_path, char hex[STORE_SHA_HEX + 1], char *err,
-		  size_t errlen);
+/* blob_adopt in two steps, for a file too big to hash on the host's loop:
+ * blob_hash_file (a helper child: SHA-256 and fsync of the file, left where
+ * it is; hex and *bytes filled) and blob_install_file (the host: rename to
+ * blobs/HEX, fsync blobs/). 0, or -1 with err. */
+int blob_hash_file(const char *tmp_path, char hex[STORE_SHA_HEX + 1], uint64_t *bytes, char *err,
+		   size_t errlen);
+int blob_install_file(struct store *s, const char *tmp_path, const char *hex, uint64_t bytes,
+		      char *err, size_t errlen);
 /* DIR/blobs/HEX (malloc'ed), or NULL when hex is not 64 lowercase hex digits. */
 char *blob_path(const struct store *s, const char *hex);
 
@@ -107,6 +111,9 @@ int store_version_set_project(struct store *s, const char *id, const json_t *pro
 /* It back (returns new), or NULL when none is recorded (versions stored
  * before migration 2) or on an error. */
 json_t *store_version_project(struct store *s, const char *id);
+/* Ids of the versions (not failed) stored before migration 2, which have no
+ * project recorded: a JSON array (NULL on a database error, logged). */
+json_t *store_versions_without_project(struct store *s);
 /* JSON array of the worker's versions, newest first (NULL on a database error, logged). */
 json_t *store_versions_json(struct store *s, const char *worker);
 json_t *version_json(const struct version *v);

@@ -31,6 +31,7 @@ struct child {
 	size_t max;
 	int overflow;
 	int exited, status;
+	int finished;       /* its callback ran or is running: cancel is a no-op */
 	child_done_fn done; /* NULL once cancelled */
 	void *arg;
 	struct child *next, *prev;
@@ -60,11 +61,14 @@ static void out_close(struct child *c)
 /* Exited and said all it had to say: report, then free. */
 static void maybe_finish(struct child *c)
 {
-	if (!c->exited || c->out_w.fd >= 0)
+	if (!c->exited || c->out_w.fd >= 0 || c->finished)
 		return;
+	c->finished = 1;
 	child_unlink(c);
-	if (c->done)
-		c->done(c->arg, c->status, buf_head(&c->out), buf_used(&c->out), c->overflow);
+	child_done_fn done = c->done;
+	c->done = NULL;
+	if (done)
+		done(c->arg, c->status, buf_head(&c->out), buf_used(&c->out), c->overflow);
 	buf_free(&c->out);
 	loop_defer_free(c->h->loop, c); /* its watch may be in this epoll batch */
 }
@@ -154,9 +158,19 @@ pid_t child_pid(const struct child *c)
 	return c->pid;
 }
 
+void child_kill(struct child *c, child_done_fn done, void *arg)
+{
+	if (!c || c->finished)
+		return;
+	c->done = done;
+	c->arg = arg;
+	if (!c->exited)
+		kill(c->pid, SIGKILL);
+}
+
 void child_cancel(struct child *c)
 {
-	if (!c)
+	if (!c || c->finished)
 		return;
 	c->done = NULL;
 	if (!c->exited)

@@ -32,8 +32,13 @@ typedef void (*child_done_fn)(void *arg, int status, const uint8_t *out, size_t 
  * to max_out bytes. Returns the child (owned by the host), or NULL with err. */
 struct child *child_start(struct host *h, char *const argv[], size_t max_out, child_done_fn done,
 			  void *arg, char *err, size_t errlen);
-/* Kill it (SIGKILL) and forget it: done is never called. NULL is fine. */
+/* Kill it (SIGKILL) and forget it: done is never called. NULL is fine, and
+ * so is a child whose callback is running. */
 void child_cancel(struct child *c);
+/* Kill it (SIGKILL), and call done(arg, ...) instead of its callback once it
+ * has exited: for work that must wait until the child is gone (removing the
+ * directory it was writing). NULL is fine. */
+void child_kill(struct child *c, child_done_fn done, void *arg);
 /* The child's process id. */
 pid_t child_pid(const struct child *c);
 /* Kill every child (host shutdown); they are reaped with the instances. */

@@ -66,12 +66,15 @@ struct app_hooks {
 	/* A line the worker printed; r is the request it belongs to, or NULL. */
 	void (*output)(struct app *a, struct hreq *r, uint32_t stream, int channel,
 		       const char *text, size_t len);
+	/* A draining app's last instance is gone (pool_unused holds): the owner
+	 * may dispose of it, but not from inside this call. */
+	void (*unused)(struct app *a);
 };
 
 struct app {
 	struct host *h;
-	struct project *cfg;
-	char *init_json; /* INIT payload for new instances (mode added per spawn) */
+	struct project *cfg;     /* what its instances run (INIT is made from it) */
+	const char *version_id;  /* thaw serve: the version's id, told to instances */
 	/* snapshots */
 	int snapshots;           /* build and restore them */
 	char *snap_dir;
@@ -278,6 +281,12 @@ void pool_shutdown(struct host *h);
 void pool_build_snapshot(struct app *a);
 /* snapshot.c: start using an image stored earlier (thaw serve after a restart). */
 void pool_use_snapshot(struct app *a, const char *path);
+/* Nothing refers to the app any more: no instance (even one not reaped
+ * yet), no request, no builder, no image being adopted. */
+int pool_unused(const struct app *a);
+/* Free what the pool keeps for an app that is unused (its images stay on
+ * disk when keep_snapshots); the struct itself is the caller's. */
+void pool_app_dispose(struct app *a);
 /* snapshot.c: the owner's answer to adopt_snapshot: path (taken; NULL:
  * refused, why says why). */
 void pool_snapshot_adopted(struct app *a, char *path, const char *why);

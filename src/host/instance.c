@@ -324,12 +324,22 @@ struct instance *inst_take(struct app *a)
 
 void inst_send_init(struct instance *in, const char *mode, const char *snapshot, int record_ws)
 {
+	/* Everything the instance runs, and nothing it could find elsewhere: a
+	 * restored process has the builder's argv and environment. */
 	struct app *a = in->app;
-	json_error_t je;
-	json_t *j = json_loads(a->init_json, 0, &je);
+	const struct project *c = a->cfg;
+	const struct host *h = a->h;
+	json_t *j = json_pack("{s:s, s:s, s:s, s:O, s:b, s:i, s:s, s:b, s:b, s:s}", "name", c->name,
+			      "project_dir", c->dir, "main", c->main, "vars", c->vars, "dev", h->dev,
+			      "concurrency", (int)h->lim.concurrency, "sdk_dir", h->sdk_dir,
+			      "system_site_packages", h->system_site_packages,
+			      "allow_entropy_at_import", c->allow_entropy_at_import, "mode", mode);
 	if (!j)
-		fatal("bad instance configuration: %s", je.text);
-	json_object_set_new(j, "mode", json_string(mode));
+		fatal("cannot encode the instance configuration");
+	if (!h->dev) /* thaw serve: lines go to the host's log and tails */
+		json_object_set_new(j, "capture_output", json_true());
+	if (a->version_id)
+		json_object_set_new(j, "version", json_string(a->version_id));
 	if (snapshot)
 		json_object_set_new(j, "snapshot", json_string(snapshot));
 	if (snapshot && record_ws) {
@@ -471,7 +481,10 @@ int pool_reaped(struct host *h, pid_t pid, int status)
 			snprintf(why, sizeof why, "exited with status %d", WEXITSTATUS(status));
 		inst_lost(in, why);
 	}
+	struct app *a = in->app;
 	inst_free(in);
+	if (a && a->draining && a->hooks && a->hooks->unused && pool_unused(a))
+		a->hooks->unused(a);
 	return 1;
 }
 

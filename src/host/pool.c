@@ -39,6 +39,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "snap/snap.h"
 #include "host/child.h"
 #include "project/project.h"
 #include "proto/frame.h"
@@ -324,6 +325,35 @@ void pool_drain(struct app *a)
 		if (in->state == INST_READY && in->inflight == 0 && a->npending == 0)
 			inst_close(in, "version left the deployment");
 	}
+	if (pool_unused(a) && a->hooks && a->hooks->unused)
+		a->hooks->unused(a);
+}
+
+int pool_unused(const struct app *a)
+{
+	if (a->npending || a->builder || a->snap_state == SNAPSHOT_ADOPTING)
+		return 0;
+	for (const struct instance *in = a->h->all_instances; in; in = in->all_next)
+		if (in->app == a)
+			return 0;
+	for (const struct hreq *r = a->h->all_reqs; r; r = r->all_next)
+		if (r->app == a)
+			return 0;
+	return 1;
+}
+
+void pool_app_dispose(struct app *a)
+{
+	if (!a)
+		return;
+	if (a->snap_path && !a->keep_snapshots)
+		snap_remove(a->snap_path);
+	free(a->snap_path);
+	free(a->snap_dir);
+	free(a->load_error);
+	project_free(a->cfg);
+	a->snap_path = a->snap_dir = a->load_error = NULL;
+	a->cfg = NULL;
 }
 
 /* --- shutdown --- */

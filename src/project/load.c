@@ -40,12 +40,17 @@ static int run_reader(char *const argv[], struct buf *out, size_t max, char *err
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 	posix_spawnattr_t at;
 	posix_spawnattr_init(&at);
-	sigset_t none;
+	sigset_t none, deflt;
 	sigemptyset(&none);
+	sigemptyset(&deflt);
+	sigaddset(&deflt, SIGPIPE);
+	sigaddset(&deflt, SIGCHLD);
 	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
+	posix_spawnattr_setsigdefault(&at, &deflt);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 	pid_t pid;
 	int rc = posix_spawn(&pid, self_exe(), &fa, &at, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
@@ -95,19 +100,23 @@ struct project *project_load(const char *dir_in, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", dir_in, strerror(errno));
 		return NULL;
 	}
+	/* The reader names the directory as the user did; one that looks like
+	 * an option is passed as a path. */
+	char *arg = dir_in[0] == '-' ? xasprintf("./%s", dir_in) : xstrdup(dir_in);
 	char *argv[4];
-	project_reader_argv(dir_in, argv);
+	project_reader_argv(arg, argv);
 	struct buf out = {0};
 	struct project *p = NULL;
 	if (run_reader(argv, &out, PROJECT_MAX_JSON_BYTES, err, errlen) == 0)
 		p = project_parse((const char *)buf_head(&out), buf_used(&out), dir, err, errlen);
 	buf_free(&out);
+	free(arg);
 	return p;
 }
 
 json_t *project_load_toml(const char *path, char *err, size_t errlen)
 {
-	char *argv[] = {(char *)self_exe(), "config", "--toml", (char *)path, NULL};
+	char *argv[] = {(char *)self_exe(), "config", "--toml", (char *)path, NULL}; /* path: absolute */
 	struct buf out = {0};
 	json_t *value = NULL;
 	if (run_reader(argv, &out, 4 * PROJECT_MAX_TOML_BYTES, err, errlen) == 0) {

@@ -11,7 +11,7 @@ thaw=$1 ext=$2 header=$3
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # Unversioned undefined symbols of the module that the executable defines.
-nm -D --undefined-only "$ext" | awk '{print $NF}' | grep -v '@' | sort -u >"$tmp/undef"
+nm -D --undefined-only "$ext" | awk '{print $NF}' | { grep -v '@' || true; } | sort -u >"$tmp/undef"
 # A sanitizer build's executable also exports the C library's names it
 # intercepts (stat, strchr...): those are libc's, not ours.
 libc=$(ldd "$ext" | awk '/libc\.so/ {print $3}')
