@@ -1,5 +1,9 @@
 #include "common/util.h"
 
+#include <jansson.h>
+#include <signal.h>
+#include <spawn.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -11,6 +15,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+extern char **environ;
 
 void fatal(const char *fmt, ...)
 {
@@ -290,4 +296,53 @@ int remove_tree(const char *path)
 	if (lstat(path, &st) < 0)
 		return errno == ENOENT ? 0 : -1;
 	return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) < 0 ? -1 : 0;
+}
+
+int spawn_piped(char *const argv[], pid_t *pid, int *out_fd, char *err, size_t errlen)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return err_set(err, errlen, "cannot start %s: pipe: %s", argv[1] ? argv[1] : argv[0],
+			       strerror(errno));
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+	posix_spawnattr_t at;
+	posix_spawnattr_init(&at);
+	sigset_t none, deflt;
+	sigemptyset(&none);
+	sigemptyset(&deflt);
+	sigaddset(&deflt, SIGPIPE);
+	sigaddset(&deflt, SIGCHLD);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &deflt);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	pid_t p;
+	int rc = posix_spawn(&p, argv[0], &fa, &at, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	close(pfd[1]);
+	if (rc != 0) {
+		close(pfd[0]);
+		return err_set(err, errlen, "cannot start %s: %s", argv[1] ? argv[1] : argv[0],
+			       strerror(rc));
+	}
+	*pid = p;
+	*out_fd = pfd[0];
+	return 0;
+}
+
+int print_answer(void *answer)
+{
+	json_t *j = answer;
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	if (!s)
+		fatal("cannot encode an answer");
+	puts(s);
+	fflush(stdout);
+	free(s);
+	int ok = json_is_true(json_object_get(j, "ok"));
+	json_decref(j);
+	return ok ? 0 : 1;
 }

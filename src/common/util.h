@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -43,6 +44,13 @@ int path_join(char *out, size_t n, const char *a, const char *b);
 int mkdir_p(const char *path, unsigned mode);
 /* The running executable's path (from /proc/self/exe). */
 const char *self_exe(void);
+/* Start argv[0] with argv: stdout a new pipe (its read end, close-on-exec,
+ * in *out_fd), stdin and stderr inherited, every other fd closed, signals
+ * unblocked, SIGPIPE and SIGCHLD at their defaults. 0, or -1 with err. */
+int spawn_piped(char *const argv[], pid_t *pid, int *out_fd, char *err, size_t errlen);
+/* Print j as one compact JSON line on stdout, for a helper child's answer;
+ * takes j. Returns the exit status: 0 when j says "ok": true, else 1. */
+int print_answer(void *j);
 /* Remove path and, if it is a directory, everything under it (symlinks
  * are removed, never followed). 0, or -1 with errno. */
 int remove_tree(const char *path);

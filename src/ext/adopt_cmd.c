@@ -25,19 +25,6 @@
 #include "ext/store.h"
 #include "snap/snap.h"
 
-static int answer(json_t *j)
-{
-	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	if (!s)
-		fatal("out of memory");
-	puts(s);
-	fflush(stdout);
-	free(s);
-	int ok = json_is_true(json_object_get(j, "ok"));
-	json_decref(j);
-	return ok ? 0 : 1;
-}
-
 int cmd_adopt_snapshot(int argc, char **argv)
 {
 	if (argc != 3) {
@@ -49,16 +36,16 @@ int cmd_adopt_snapshot(int argc, char **argv)
 	struct snap_image img;
 	int fd;
 	if (snap_open(image, &fd, &img, err, sizeof err) < 0)
-		return answer(json_pack("{s:b, s:s}", "ok", 0, "error", err));
+		return print_answer(json_pack("{s:b, s:s}", "ok", 0, "error", err));
 	int bad = snap_verify_data(fd, &img, err, sizeof err);
 	close(fd);
 	snap_image_free(&img);
 	if (bad < 0)
-		return answer(json_pack("{s:b, s:s}", "ok", 0, "error", err));
+		return print_answer(json_pack("{s:b, s:s}", "ok", 0, "error", err));
 	(void)dir; /* the host's; named so the process list says which store */
 	char hex[STORE_SHA_HEX + 1];
 	uint64_t bytes = 0;
 	if (blob_hash_file(image, hex, &bytes, err, sizeof err) < 0)
-		return answer(json_pack("{s:b, s:s}", "ok", 0, "error", err));
-	return answer(json_pack("{s:b, s:s, s:I}", "ok", 1, "sha256", hex, "bytes", (json_int_t)bytes));
+		return print_answer(json_pack("{s:b, s:s}", "ok", 0, "error", err));
+	return print_answer(json_pack("{s:b, s:s, s:I}", "ok", 1, "sha256", hex, "bytes", (json_int_t)bytes));
 }

@@ -1,14 +1,13 @@
 /*
- * Helper children of a host (child.h). Spawned with posix_spawn (no fork of
- * a big host), signals unblocked and defaulted in the child, every fd but
- * stdio closed; stdout is a non-blocking pipe watched by the loop.
+ * Helper children of a host (child.h). Spawned by spawn_piped (posix_spawn,
+ * no fork of a big host; signals unblocked and defaulted in the child, every
+ * fd but stdio closed); stdout is a non-blocking pipe watched by the loop.
  */
 #include "host/child.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +19,6 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "host/host.h"
-
-extern char **environ;
 
 struct child {
 	struct host *h;
@@ -103,45 +100,18 @@ static void out_io(struct loop *l, struct loop_watch *w, uint32_t events)
 struct child *child_start(struct host *h, char *const argv[], size_t max_out, child_done_fn done,
 			  void *arg, char *err, size_t errlen)
 {
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		snprintf(err, errlen, "cannot start %s: pipe: %s", argv[1] ? argv[1] : argv[0],
-			 strerror(errno));
-		return NULL;
-	}
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
-	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-	posix_spawnattr_t at;
-	posix_spawnattr_init(&at);
-	sigset_t none, deflt;
-	sigemptyset(&none);
-	sigemptyset(&deflt);
-	sigaddset(&deflt, SIGPIPE);
-	sigaddset(&deflt, SIGCHLD);
-	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setsigdefault(&at, &deflt);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 	pid_t pid;
-	int rc = posix_spawn(&pid, argv[0], &fa, &at, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
-	close(pfd[1]);
-	if (rc != 0) {
-		close(pfd[0]);
-		snprintf(err, errlen, "cannot start %s: %s", argv[1] ? argv[1] : argv[0],
-			 strerror(rc));
+	int out_fd;
+	if (spawn_piped(argv, &pid, &out_fd, err, errlen) < 0)
 		return NULL;
-	}
-	set_nonblock(pfd[0]);
+	set_nonblock(out_fd);
 	struct child *c = xcalloc(1, sizeof *c);
 	c->h = h;
 	c->pid = pid;
 	c->max = max_out;
 	c->done = done;
 	c->arg = arg;
-	c->out_w.fd = pfd[0];
+	c->out_w.fd = out_fd;
 	c->out_w.fn = out_io;
 	c->out_w.arg = c;
 	loop_add(h->loop, &c->out_w, EPOLLIN);

@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +17,6 @@
 
 #include "common/buf.h"
 #include "common/util.h"
-
-extern char **environ;
 
 void project_reader_argv(const char *dir, char *argv[4])
 {
@@ -32,39 +29,14 @@ void project_reader_argv(const char *dir, char *argv[4])
 /* Run argv, collect its stdout (at most max bytes) into out; 0, or -1 with err. */
 static int run_reader(char *const argv[], struct buf *out, size_t max, char *err, size_t errlen)
 {
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		snprintf(err, errlen, "cannot start the configuration reader: %s", strerror(errno));
-		return -1;
-	}
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
-	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-	posix_spawnattr_t at;
-	posix_spawnattr_init(&at);
-	sigset_t none, deflt;
-	sigemptyset(&none);
-	sigemptyset(&deflt);
-	sigaddset(&deflt, SIGPIPE);
-	sigaddset(&deflt, SIGCHLD);
-	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setsigdefault(&at, &deflt);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 	pid_t pid;
-	int rc = posix_spawn(&pid, self_exe(), &fa, &at, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
-	close(pfd[1]);
-	if (rc != 0) {
-		close(pfd[0]);
-		snprintf(err, errlen, "cannot start the configuration reader: %s", strerror(rc));
+	int fd;
+	if (spawn_piped(argv, &pid, &fd, err, errlen) < 0)
 		return -1;
-	}
 	int too_big = 0;
 	for (;;) {
 		uint8_t *p = buf_reserve(out, 65536);
-		ssize_t n = read(pfd[0], p, 65536);
+		ssize_t n = read(fd, p, 65536);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -75,7 +47,7 @@ static int run_reader(char *const argv[], struct buf *out, size_t max, char *err
 		}
 		out->len += (size_t)n;
 	}
-	close(pfd[0]);
+	close(fd);
 	if (too_big)
 		kill(pid, SIGKILL);
 	int status;

@@ -104,19 +104,6 @@ static json_t *toml_parse(const char *text, size_t len, char *err, size_t errlen
 	return out;
 }
 
-static int answer(json_t *j)
-{
-	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	if (!s)
-		fatal("cannot encode the configuration");
-	puts(s);
-	fflush(stdout);
-	free(s);
-	int ok = json_is_true(json_object_get(j, "ok"));
-	json_decref(j);
-	return ok ? 0 : 1;
-}
-
 static json_t *failure(const char *err)
 {
 	return json_pack("{s:b, s:s}", "ok", 0, "error", err);
@@ -131,11 +118,11 @@ int worker_config_main(int argc, char **argv)
 		if (!text) {
 			snprintf(err, sizeof err, "%s: %s", argv[2],
 				 errno == EFBIG ? "larger than 16 MiB" : strerror(errno));
-			return answer(failure(err));
+			return print_answer(failure(err));
 		}
 		json_t *v = toml_parse(text, len, err, sizeof err);
 		free(text);
-		return answer(v ? json_pack("{s:b, s:o}", "ok", 1, "value", v) : failure(err));
+		return print_answer(v ? json_pack("{s:b, s:o}", "ok", 1, "value", v) : failure(err));
 	}
 	if (argc != 2 || argv[1][0] == '-') {
 		fputs("usage: thaw config DIR | thaw config --toml FILE (internal)\n", stderr);
@@ -143,8 +130,8 @@ int worker_config_main(int argc, char **argv)
 	}
 	struct project *p = project_read(argv[1], toml_parse, stderr, err, sizeof err);
 	if (!p)
-		return answer(failure(err));
+		return print_answer(failure(err));
 	json_t *j = json_pack("{s:b, s:o}", "ok", 1, "project", project_to_json(p));
 	project_free(p);
-	return answer(j);
+	return print_answer(j);
 }
