@@ -50,14 +50,7 @@ static int print_result(int ok, const struct bundle_stats *st, const char *error
 			json_object_set_new(j, "project_error", json_string(err));
 		project_free(p);
 	}
-	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	if (!s)
-		fatal("out of memory");
-	puts(s);
-	fflush(stdout);
-	free(s);
-	json_decref(j);
-	return ok ? 0 : 1;
+	return print_answer(j);
 }
 
 static int remove_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)

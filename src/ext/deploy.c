@@ -323,26 +323,16 @@ static void adopt_done(void *arg, int status, const uint8_t *out, size_t len, in
 	char *tmp = sv->adopt_tmp;
 	sv->adopter = NULL;
 	sv->adopt_tmp = NULL;
-	json_t *res = overflow ? NULL : json_loadb((const char *)out, len, JSON_DISABLE_EOF_CHECK, NULL);
-	int ok = 0;
-	const char *error = NULL, *hex = NULL;
+	char why[1100];
+	json_t *res = child_answer(status, out, len, overflow, "image check", why, sizeof why);
+	const char *hex = NULL;
 	json_int_t bytes = 0;
 	if (res)
-		json_unpack(res, "{s?b, s?s, s?s, s?I}", "ok", &ok, "error", &error, "sha256", &hex,
-			    "bytes", &bytes);
-	char why[1100];
+		json_unpack(res, "{s?s, s?I}", "sha256", &hex, "bytes", &bytes);
 	char *path = NULL;
-	int exited_ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-	if (!ok || !exited_ok || !hex || !(path = blob_path(s->st, hex))) {
-		if (error)
-			snprintf(why, sizeof why, "%s", error);
-		else if (WIFSIGNALED(status))
-			snprintf(why, sizeof why, "the image check was killed by signal %d",
-				 WTERMSIG(status));
-		else
-			snprintf(why, sizeof why, "the image check failed");
-		free(path);
-		path = NULL;
+	if (!res || !hex || !(path = blob_path(s->st, hex))) {
+		if (res)
+			snprintf(why, sizeof why, "the image check answered no valid SHA-256");
 		snap_remove(tmp);
 	} else if (blob_install_file(s->st, tmp, hex, (uint64_t)bytes, why, sizeof why) < 0) {
 		free(path);
@@ -505,29 +495,16 @@ static void unpack_done(void *arg, int status, const uint8_t *out, size_t len, i
 {
 	struct deploy_job *j = arg;
 	j->unpacker = NULL;
-	json_error_t je;
-	json_t *res = overflow ? NULL
-			       : json_loadb((const char *)out, len, JSON_DISABLE_EOF_CHECK, &je);
-	int ok = 0;
-	const char *error = NULL;
-	if (res)
-		json_unpack(res, "{s?b, s?s}", "ok", &ok, "error", &error);
-	if (!ok || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		char msg[1200];
-		if (error)
-			snprintf(msg, sizeof msg, "bundle refused: %s", error);
-		else if (WIFSIGNALED(status))
-			snprintf(msg, sizeof msg, "bundle refused: the unpacker was killed by signal %d",
-				 WTERMSIG(status));
-		else
-			snprintf(msg, sizeof msg, "bundle refused: the unpacker failed");
+	char why[1100], msg[1200];
+	json_t *res = child_answer(status, out, len, overflow, "unpacker", why, sizeof why);
+	if (!res) {
+		snprintf(msg, sizeof msg, "bundle refused: %s", why);
 		log_warn("deploy of %s: %s", j->worker, msg);
 		/* A refused bundle is not kept. */
 		char *bp = blob_path(j->s->st, j->hex);
 		unlink(bp);
 		free(bp);
 		job_refuse(j, 422, msg);
-		json_decref(res);
 		job_free(j);
 		return;
 	}

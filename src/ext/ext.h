@@ -55,7 +55,7 @@ extern const struct thaw_ext_command thaw_ext_commands[];
 	X(pool_fill_spares) X(pool_shutdown) X(pool_snapshot_adopted) X(pool_use_snapshot) \
 	X(pool_unused) X(pool_app_dispose) \
 	/* host/child.h */ \
-	X(child_cancel) X(child_kill) X(child_kill_all) X(child_start) \
+	X(child_answer) X(child_cancel) X(child_kill) X(child_kill_all) X(child_start) \
 	/* project/project.h */ \
 	X(project_free) X(project_from_json) X(project_load) X(project_name_valid) \
 	X(project_to_json) \

@@ -157,6 +157,27 @@ void child_kill_all(struct host *h)
 	}
 }
 
+json_t *child_answer(int status, const uint8_t *out, size_t len, int overflow, const char *name,
+		     char *why, size_t whylen)
+{
+	json_t *res = overflow ? NULL
+			       : json_loadb((const char *)out, len, JSON_DISABLE_EOF_CHECK, NULL);
+	int ok = 0;
+	const char *error = NULL;
+	if (res)
+		json_unpack(res, "{s?b, s?s}", "ok", &ok, "error", &error);
+	if (ok && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return res;
+	if (error)
+		snprintf(why, whylen, "%s", error);
+	else if (WIFSIGNALED(status))
+		snprintf(why, whylen, "the %s was killed by signal %d", name, WTERMSIG(status));
+	else
+		snprintf(why, whylen, "the %s failed", name);
+	json_decref(res);
+	return NULL;
+}
+
 void host_reap(struct host *h)
 {
 	int status;

@@ -17,6 +17,7 @@
 #ifndef THAW_HOST_CHILD_H
 #define THAW_HOST_CHILD_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -43,6 +44,13 @@ void child_kill(struct child *c, child_done_fn done, void *arg);
 pid_t child_pid(const struct child *c);
 /* Kill every child (host shutdown); they are reaped with the instances. */
 void child_kill_all(struct host *h);
+
+/* A helper child's answer, one JSON object with "ok" (from its callback's
+ * arguments): returns it (new) when the child exited 0 and said "ok": true;
+ * else NULL with why: its "error", or "the NAME was killed by signal N", or
+ * "the NAME failed". */
+json_t *child_answer(int status, const uint8_t *out, size_t len, int overflow, const char *name,
+		     char *why, size_t whylen);
 
 /* Reap every exited process (the SIGCHLD handler). */
 void host_reap(struct host *h);
