@@ -13,6 +13,9 @@
  *     (by the config reader, project.h) and the ok answer gains
  *     "project":{...} or, when it cannot be read, "project_error":"...", so
  *     the host never parses a project itself.
+ *     With --sync-sha256 HEX, FILE is first hashed and fsynced, and refused
+ *     unless its SHA-256 is HEX: the host's upload, made durable here so the
+ *     host's loop never waits for it (it then moves FILE into blobs/).
  *
  *   thaw pack DIR OUT
  *     Pack a project the way `thaw deploy` does (for tests and debugging).
@@ -28,12 +31,13 @@
 #include <unistd.h>
 
 #include "ext/bundle.h"
+#include "ext/store.h"
 #include "common/util.h"
 #include "project/project.h"
 
 static const char unpack_usage[] =
 	"usage: thaw unpack-bundle FILE DESTDIR [--max-files N] [--max-total BYTES] "
-	"[--max-compressed BYTES] [--read-project]";
+	"[--max-compressed BYTES] [--read-project] [--sync-sha256 HEX]";
 
 static int print_result(int ok, const struct bundle_stats *st, const char *error,
 			const char *project_dir)
@@ -71,6 +75,7 @@ int cmd_unpack_bundle(int argc, char **argv)
 	bundle_limits_default(&l);
 	const char *file = NULL, *dest = NULL;
 	int read_project = 0;
+	const char *sync_hex = NULL;
 	char msg[512];
 	for (int i = 1; i < argc; i++) {
 		uint64_t *target = NULL;
@@ -82,6 +87,10 @@ int cmd_unpack_bundle(int argc, char **argv)
 			target = &l.max_compressed;
 		if (!strcmp(argv[i], "--read-project")) {
 			read_project = 1;
+			continue;
+		}
+		if (!strcmp(argv[i], "--sync-sha256") && i + 1 < argc) {
+			sync_hex = argv[++i];
 			continue;
 		}
 		if (target) {
@@ -107,6 +116,16 @@ int cmd_unpack_bundle(int argc, char **argv)
 	if (l.max_file > l.max_total)
 		l.max_file = l.max_total;
 
+	if (sync_hex) {
+		char hex[STORE_SHA_HEX + 1];
+		uint64_t bytes;
+		if (blob_hash_file(file, hex, &bytes, msg, sizeof msg) < 0)
+			return print_result(0, NULL, msg, NULL);
+		if (strcmp(hex, sync_hex) != 0) {
+			snprintf(msg, sizeof msg, "%s: its SHA-256 is not %.64s", file, sync_hex);
+			return print_result(0, NULL, msg, NULL);
+		}
+	}
 	int fd = open(file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		snprintf(msg, sizeof(msg), "%s: %s", file, strerror(errno));

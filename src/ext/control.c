@@ -410,13 +410,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			r->blob = NULL;
 			return queue_error(r, 400, "the request has no bundle in its body");
 		}
-		char hex[STORE_SHA_HEX + 1], err[256];
+		/* Its fsync (up to the bundle limit) is the unpacking child's. */
+		char hex[STORE_SHA_HEX + 1], err[256], *tmp;
+		uint64_t bytes;
 		struct blob_writer *w = r->blob;
 		r->blob = NULL;
-		if (blob_commit(w, hex, err, sizeof err) < 0)
+		if (blob_finish(w, hex, &tmp, &bytes, err, sizeof err) < 0)
 			return queue_error(r, 500, err);
 		r->cs = stream_new(r);
-		c->sink->deploy(c->sink->arg, r->worker, hex, r->message, r->percentage, r->cs);
+		c->sink->deploy(c->sink->arg, r->worker, hex, tmp, bytes, r->message, r->percentage,
+				r->cs);
+		free(tmp);
 		if (!r->cs->decided) {
 			suspend(r);
 			return MHD_YES;

@@ -8,6 +8,7 @@
 #define THAW_EXT_CONTROL_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 struct bundle_limits;
 struct loop;
@@ -23,10 +24,13 @@ struct ctl_sink {
 	const struct bundle_limits *limits;  /* the largest upload */
 	/* Is authorization (the header's value, may be NULL) the host's token? */
 	int (*authorized)(void *arg, const char *authorization);
-	/* A stored bundle (blob hex) for worker: the deploy's answer goes to cs
+	/* An uploaded bundle for worker: its SHA-256 hex, bytes long, still in
+	 * the temporary file upload (blob_finish: not fsynced, not in blobs/;
+	 * the sink takes the file). The deploy's answer goes to cs
 	 * (ctl_stream_refuse, or lines and the end). */
-	void (*deploy)(void *arg, const char *worker, const char *hex, const char *message,
-		       double percentage, struct ctl_stream *cs);
+	void (*deploy)(void *arg, const char *worker, const char *hex, const char *upload,
+		       uint64_t bytes, const char *message, double percentage,
+		       struct ctl_stream *cs);
 	/* GET/POST on the worker API: the status, and *out a JSON object. */
 	unsigned (*api)(void *arg, const char *method, const char *worker, const char *what,
 			json_t *body, json_t **out);

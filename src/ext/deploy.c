@@ -109,6 +109,9 @@ static void job_free(struct deploy_job *j)
 	}
 	if (j->unpack_dir[0])
 		remove_later(s, j->unpack_dir, NULL);
+	if (j->upload)
+		unlink(j->upload); /* in DIR/tmp, so the next start would remove it too */
+	free(j->upload);
 	buf_free(&j->probe_in);
 	buf_free(&j->probe_out);
 	free(j->message);
@@ -500,25 +503,34 @@ static void unpack_done(void *arg, int status, const uint8_t *out, size_t len, i
 	if (!res) {
 		snprintf(msg, sizeof msg, "bundle refused: %s", why);
 		log_warn("deploy of %s: %s", j->worker, msg);
-		/* A refused bundle is not kept. */
-		char *bp = blob_path(j->s->st, j->hex);
-		unlink(bp);
-		free(bp);
+		/* A refused bundle is not kept (it never became a blob). */
 		job_refuse(j, 422, msg);
 		job_free(j);
 		return;
 	}
+	/* The child fsynced it: it becomes a blob before any row names it. */
+	if (blob_install_file(j->s->st, j->upload, j->hex, j->upload_bytes, why, sizeof why) < 0) {
+		log_warn("deploy of %s: %s", j->worker, why);
+		job_refuse(j, 500, why);
+		json_decref(res);
+		job_free(j);
+		return;
+	}
+	free(j->upload);
+	j->upload = NULL;
 	job_unpacked(j, res);
 	json_decref(res);
 }
 
-void deploy_start(struct serve *s, const char *worker, const char *hex, const char *message,
-		  double percentage, struct ctl_stream *cs)
+void deploy_start(struct serve *s, const char *worker, const char *hex, const char *upload,
+		  uint64_t bytes, const char *message, double percentage, struct ctl_stream *cs)
 {
 	struct deploy_job *j = xcalloc(1, sizeof *j);
 	j->s = s;
 	snprintf(j->worker, sizeof j->worker, "%s", worker);
 	snprintf(j->hex, sizeof j->hex, "%s", hex);
+	j->upload = xstrdup(upload);
+	j->upload_bytes = bytes;
 	j->message = message ? xstrdup(message) : NULL;
 	j->percentage = percentage;
 	j->cs = cs;
@@ -532,17 +544,15 @@ void deploy_start(struct serve *s, const char *worker, const char *hex, const ch
 	/* Unpack in a child: the bundle is hostile, and big ones take a while. */
 	snprintf(j->unpack_dir, sizeof j->unpack_dir, "%s/tmp/unpack-%s-%llx", store_dir(s->st), hex,
 		 (unsigned long long)serve_rng(s));
-	char *blob = blob_path(s->st, hex);
 	char files[32], total[32], compressed[32];
 	snprintf(files, sizeof files, "%llu", (unsigned long long)s->bl.max_files);
 	snprintf(total, sizeof total, "%llu", (unsigned long long)s->bl.max_total);
 	snprintf(compressed, sizeof compressed, "%llu", (unsigned long long)s->bl.max_compressed);
-	char *argv[] = {(char *)self_exe(), "unpack-bundle", blob, j->unpack_dir, "--max-files",
+	char *argv[] = {(char *)self_exe(), "unpack-bundle", j->upload, j->unpack_dir, "--max-files",
 			files, "--max-total", total, "--max-compressed", compressed, "--read-project",
-			NULL};
+			"--sync-sha256", j->hex, NULL};
 	char err[512];
 	j->unpacker = child_start(&s->h, argv, UNPACK_MAX_ANSWER, unpack_done, j, err, sizeof err);
-	free(blob);
 	if (!j->unpacker) {
 		log_error("deploy of %s: %s", worker, err);
 		ctl_stream_refuse(cs, 500, "cannot start the unpacker");

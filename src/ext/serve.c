@@ -376,10 +376,10 @@ static void stream_gone(void *arg, struct ctl_stream *cs)
 	}
 }
 
-static void deploy(void *arg, const char *worker, const char *hex, const char *message,
-		   double percentage, struct ctl_stream *cs)
+static void deploy(void *arg, const char *worker, const char *hex, const char *upload,
+		   uint64_t bytes, const char *message, double percentage, struct ctl_stream *cs)
 {
-	deploy_start(arg, worker, hex, message, percentage, cs);
+	deploy_start(arg, worker, hex, upload, bytes, message, percentage, cs);
 }
 
 static unsigned api(void *arg, const char *method, const char *worker, const char *what,

@@ -81,6 +81,8 @@ struct deploy_job {
 	struct ctl_stream *cs; /* NULL once the client went away */
 	enum job_stage stage;
 	struct child *unpacker; /* `thaw unpack-bundle`, while it runs */
+	char *upload;           /* the bundle's temporary file, until it is a blob */
+	uint64_t upload_bytes;
 	char unpack_dir[4096];
 	struct sversion *sv;
 	int restored; /* an instance restored from the new image */
@@ -133,12 +135,14 @@ int serve_deploy_now(struct serve *s, struct sworker *w, struct deployment *d, c
 		     size_t errlen);
 
 /* deploy.c */
-/* A stored bundle (blob hex) for worker: unpack, record, build, validate,
- * deploy. The answer goes to cs: a refusal (ctl_stream_refuse) when the
- * bundle is refused, else progress lines and the end. cs may go away
- * meanwhile (deploy_stream_gone); the deploy goes on. */
-void deploy_start(struct serve *s, const char *worker, const char *hex, const char *message,
-		  double percentage, struct ctl_stream *cs);
+/* An uploaded bundle (SHA-256 hex, bytes long, in the temporary file
+ * upload, which the deploy takes) for worker: fsync and unpack it (a child),
+ * store it as a blob, record, build, validate, deploy. The answer goes to
+ * cs: a refusal (ctl_stream_refuse) when the bundle is refused, else
+ * progress lines and the end. cs may go away meanwhile
+ * (deploy_stream_gone); the deploy goes on. */
+void deploy_start(struct serve *s, const char *worker, const char *hex, const char *upload,
+		  uint64_t bytes, const char *message, double percentage, struct ctl_stream *cs);
 void deploy_stream_gone(struct serve *s, struct ctl_stream *cs);
 /* The pool hooks of a version (host.h's app_hooks). */
 void deploy_adopt_snapshot(struct app *a, const char *tmp);

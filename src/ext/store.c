@@ -917,6 +917,36 @@ out:
 	return r;
 }
 
+int blob_finish(struct blob_writer *w, char hex[STORE_SHA_HEX + 1], char **tmp_path,
+		uint64_t *bytes, char *err, size_t errlen)
+{
+	int r = -1;
+	*tmp_path = NULL;
+	if (w->write_errno) {
+		err_set(err, errlen, "writing %s: %s", w->path, strerror(w->write_errno));
+		goto out;
+	}
+	if (digest_final(w->md, hex, err, errlen) < 0)
+		goto out;
+	int fd = w->fd;
+	w->fd = -1;
+	if (close(fd) < 0) {
+		err_set(err, errlen, "closing %s: %s", w->path, strerror(errno));
+		goto out;
+	}
+	*bytes = w->size;
+	*tmp_path = w->path;
+	w->path = NULL;
+	r = 0;
+out:
+	if (r < 0) {
+		unlink(w->path);
+		hex[0] = 0;
+	}
+	blob_writer_free(w);
+	return r;
+}
+
 void blob_abort(struct blob_writer *w)
 {
 	if (!w)

@@ -24,7 +24,8 @@
  *
  * Blocking: every call is a short transaction or a small file operation,
  * except blob_adopt / blob_hash_file (hash and fsync a whole file: helper
- * children and tests only) and blob_commit (fsyncs the blob written so far).
+ * children and tests only) and blob_commit (fsyncs the blob written so far;
+ * the host's loop uses blob_finish instead).
  */
 #ifndef THAW_EXT_STORE_H
 #define THAW_EXT_STORE_H
@@ -60,6 +61,13 @@ uint64_t blob_size(const struct blob_writer *w);
  * directory. hex receives the SHA-256. 0, or -1 with err. Frees w. */
 int blob_commit(struct blob_writer *w, char hex[STORE_SHA_HEX + 1], char *err, size_t errlen);
 void blob_abort(struct blob_writer *w); /* unlink the temporary file, free w */
+/* blob_commit without its work proportional to the blob, for the host's
+ * loop: the hash is finished (hex) and the file closed but neither fsynced
+ * nor moved. *tmp_path (returns new) and *bytes say where it is; a helper
+ * child fsyncs it (blob_hash_file) and the host then moves it in
+ * (blob_install_file). 0, or -1 with err (the file removed). Frees w. */
+int blob_finish(struct blob_writer *w, char hex[STORE_SHA_HEX + 1], char **tmp_path,
+		uint64_t *bytes, char *err, size_t errlen);
 /* Store an existing file (e.g. a snapshot written in DIR/tmp): hash it,
  * fsync it, rename it to blobs/HEX. 0, or -1 with err. */
 int blob_adopt(struct store *s, const char *tmp_path, char hex[STORE_SHA_HEX + 1], char *err,
