@@ -303,6 +303,12 @@ def _load_for_snapshot(config: _Config, path: str) -> Call:
         _run_hooks(_hooks.BEFORE_SNAPSHOT, config.project_dir)
     finally:
         watch.remove()
+    watch.finish()
+    if watch.notes:
+        log("dependencies drew numbers from random's generators while imported; these values "
+            "are the same in every instance restored from the snapshot (random is not for "
+            "secrets; generators themselves are reseeded):\n"
+            + "\n".join("  " + use.describe() for use in watch.notes))
     problems = [problem for problem in (_snapshot.thread_problem(),
                                         _snapshot.event_loop_problem()) if problem]
     if watch.uses:

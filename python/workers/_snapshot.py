@@ -2,25 +2,39 @@
 reseed after a restore.
 
 Every instance restored from a snapshot starts from the same bytes. A value the
-top-level code drew from the kernel's randomness (a token, a key, a UUID, the
-seed of a ``random.Random()``) would be the same in all of them. So, while the
-snapshot is built:
+top-level code drew from the kernel's randomness (a token, a key, a UUID, a
+number drawn from a freshly seeded generator) would be the same in all of them.
+A *generator* made at import is another matter: it holds no value yet, and thaw
+gives it a new seed in every restored instance. So, while the snapshot is built:
 
 - ``random``'s global generator is seeded with a fixed poison (the image holds a
-  known state; every restore reseeds it from the kernel);
-- the functions that draw from the kernel are watched: ``os.urandom``,
-  ``os.getrandom``, ``random._urandom`` (what ``random.SystemRandom``, ``secrets``
-  and, through ``os.urandom``, ``uuid.uuid4`` use) and ``random.Random.seed(None)``
-  (how a fresh ``random.Random()`` seeds itself). A watched call is recorded with
-  what was called and where in the project, then still returns real entropy;
+  known state; every restore reseeds it from the kernel, as a fork does);
+- every ``random.Random`` seeded from the kernel (``random.Random()``,
+  ``seed()``/``seed(None)``) is remembered by a weak reference and reseeded from
+  the kernel after every restore; so are numpy's generators (``default_rng()``,
+  ``Generator(PCG64())``, ``RandomState()``) whose seed was drawn during the
+  build, found when the build ends. A generator seeded with a value of the
+  user's (``Random(42)``) is left alone: its sequence is meant to repeat;
+- what is drawn is watched: the kernel's randomness (``os.urandom``,
+  ``os.getrandom``, ``random._urandom``, through which ``random.SystemRandom``,
+  ``secrets`` and ``uuid.uuid4`` draw) and numbers drawn from a generator that
+  will be reseeded (``random.random()``, ``rng.randint()`` on a remembered
+  ``random.Random``, a draw from a remembered numpy ``Generator``). Each such
+  draw is recorded with what was called and where in the project, and fails the
+  build unless ``allow_entropy_at_import``. Kernel bytes that became the seed of
+  a remembered numpy generator are not counted (matched by value: numpy seeds
+  through ``secrets.randbits`` from C, where no Python frame shows who called);
 - draws the runtime undoes after every restore are not counted: the global
   generator of ``numpy.random`` seeded when it is imported, the authentication
-  key ``multiprocessing`` makes when it is imported, ``tempfile``'s name sequence.
+  key ``multiprocessing`` makes when it is imported, ``tempfile``'s names.
 
 Not watched: entropy drawn by C code without Python (OpenSSL's generator,
-``_random.Random()`` made directly, an extension calling ``getrandom(2)``).
-OpenSSL's generator, when ``ssl`` is loaded, gets fresh kernel entropy mixed in
-after every restore.
+``_random.Random()`` made directly, an extension calling ``getrandom(2)``), and
+draws from a numpy ``RandomState`` at import (its legacy seeding leaves no
+record to compare with). OpenSSL reseeds itself in a restored process (a new
+process id). numpy generators cannot be weakly referenced: the few made at
+import are kept for the life of the instance. ``SeedSequence.spawn()`` of a
+reseeded numpy generator still derives from the image's seed.
 """
 
 from __future__ import annotations
@@ -34,8 +48,9 @@ import random
 import sys
 import threading
 import types
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # The seed of random's global generator while a snapshot is built ("thaw").
@@ -47,6 +62,9 @@ _PLUMBING_MODULES = frozenset({"random", "secrets", "uuid"})
 _DEPENDENCY_DIRS = frozenset({"python_modules", "site-packages", "dist-packages", ".venv", "venv"})
 MAX_SITES = 100  # distinct call sites recorded
 MAX_REPORTED = 5  # of which an error message lists
+MAX_DRAWS = 4096  # kernel draws whose values are kept, to match numpy seeds against
+# The methods through which every draw from a random.Random passes (the others call these).
+_DRAW_METHODS = ("random", "getrandbits")
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,18 @@ class EntropyUse:
         return text
 
 
+@dataclass
+class _Reseed:
+    """The generators made during the build that every restored instance reseeds."""
+
+    randoms: weakref.WeakSet = field(default_factory=weakref.WeakSet)
+    numpy_states: list = field(default_factory=list)  # numpy RandomState objects
+    numpy_bits: list = field(default_factory=list)  # numpy BitGenerators not in a RandomState
+
+
+_reseed = _Reseed()
+
+
 def _neutralised(frame: types.FrameType | None) -> bool:
     """Whether the draw made under ``frame`` is undone by ``reseed_after_restore``."""
     while frame is not None:
@@ -78,7 +108,7 @@ def _neutralised(frame: types.FrameType | None) -> bool:
             or name == "numpy.random" or name.startswith("numpy.random.")  # the global RandomState
         ):
             return True
-        if name == "tempfile" and code.co_name == "rng":  # _RandomNameSequence.rng
+        if name == "tempfile":  # _RandomNameSequence: reset after a restore
             return True
         frame = frame.f_back
     return False
@@ -90,6 +120,8 @@ def _api_name(frame: types.FrameType) -> str:
     code = frame.f_code
     if module == "random":
         instance = frame.f_locals.get("self") if code.co_varnames[:1] == ("self",) else None
+        if instance is getattr(random, "_inst", None):
+            return f"random.{code.co_name}()"
         if isinstance(instance, random.Random):
             cls = type(instance)
             prefix = "random." if cls.__module__ == "random" else f"{cls.__module__}."
@@ -99,53 +131,118 @@ def _api_name(frame: types.FrameType) -> str:
     return f"{module}.{getattr(code, 'co_qualname', code.co_name)}()"
 
 
+def _same_state(a: Any, b: Any) -> bool:
+    """Whether two numpy bit generator states (dicts of ints and arrays) are equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
+    if hasattr(a, "shape") or hasattr(b, "shape"):
+        import numpy
+        return bool(numpy.array_equal(a, b))
+    return bool(a == b)
+
+
 class EntropyWatch:
-    """Wraps the functions that draw from the kernel and records who calls them while active."""
+    """Wraps the functions that draw entropy and records who calls them while active."""
 
     def __init__(self, project_dir: str) -> None:
         self.project_dir = os.path.abspath(project_dir)
         self.project_real = os.path.realpath(project_dir)
         self.active = False
-        self.uses: list[EntropyUse] = []
+        self.uses: list[EntropyUse] = []  # what the build must refuse: filled by finish()
         self.calls = 0
-        self._seen: set[tuple[str, str, int]] = set()
+        # Every watched draw: (site key, where, value drawn from the kernel or None).
+        self._draws: list[tuple[tuple[str, str, int], EntropyUse, Any]] = []
+        # random.Random objects seeded from the kernel while watching -> where.
+        self._generators: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._global_seeded = False  # the top level seeded random's global generator itself
+        # Draws from random's generators made by dependencies: logged, not refused.
+        self.notes: list[EntropyUse] = []
+        self._noted: set[tuple[str, str, int]] = set()
         self._local = threading.local()
-        self._patches: list[tuple[Any, str, Any, Any]] = []  # (owner, name, original, wrapper)
+        # (owner, name, original or None when inherited, wrapper)
+        self._patches: list[tuple[Any, str, Any, Any]] = []
 
     # Installing and removing.
     def install(self) -> None:
         """Poison random's global generator and start watching."""
         random.seed(POISON)
-        self._patch(os, "urandom", "os.urandom()", lambda *a, **k: True)
+        always = lambda *a, **k: True  # noqa: E731
+        self._patch(os, "urandom", "os.urandom()", always)
         if hasattr(os, "getrandom"):
-            self._patch(os, "getrandom", "os.getrandom()", lambda *a, **k: True)
+            self._patch(os, "getrandom", "os.getrandom()", always)
         # random.py binds os.urandom at import: SystemRandom and secrets call it by this name.
-        self._patch(random, "_urandom", "os.urandom()", lambda *a, **k: True)
-        # random.Random() seeds itself with seed(None), from the kernel, in C.
-        self._patch(random.Random, "seed", "random.Random.seed()",
-                    lambda self, a=None, *args, **kwargs: a is None)
+        self._patch(random, "_urandom", "os.urandom()", always)
+        # The global generator's draws that do not pass through a Random method.
+        unseeded = lambda *a, **k: not self._global_seeded  # noqa: E731
+        for name in _DRAW_METHODS:
+            self._patch(random, name, f"random.{name}()", unseeded, keep_value=False)
+        self._patch_random_class()
         self.active = True
 
-    def _patch(self, owner: Any, name: str, call: str, counts: Callable[..., bool]) -> None:
-        original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+    def _patch(self, owner: Any, name: str, call: str, counts: Callable[..., bool],
+               keep_value: bool = True) -> None:
+        original = getattr(owner, name)
         watch = self
 
         @functools.wraps(original)
         def watched(*args: Any, **kwargs: Any) -> Any:
+            value = original(*args, **kwargs)
             if watch.active and counts(*args, **kwargs):
-                watch._record(call)
-            return original(*args, **kwargs)
+                watch._record(call, value if keep_value else None, generator=not keep_value)
+            return value
 
         setattr(owner, name, watched)
         self._patches.append((owner, name, original, watched))
+
+    def _patch_random_class(self) -> None:
+        """Watch how each random.Random is seeded and what is drawn from it."""
+        watch = self
+        cls = random.Random
+        seed = cls.__dict__["seed"]
+
+        @functools.wraps(seed)
+        def watched_seed(gen: random.Random, a: Any = None, *args: Any, **kwargs: Any) -> Any:
+            result = seed(gen, a, *args, **kwargs)
+            if watch.active:
+                watch._seeded(gen, a is None)
+            return result
+
+        cls.seed = watched_seed  # type: ignore[method-assign]
+        self._patches.append((cls, "seed", seed, watched_seed))
+        # random.seed is the global generator's seed, bound when random was imported.
+        global_seed = random.seed
+
+        @functools.wraps(global_seed)
+        def watched_global_seed(a: Any = None, *args: Any, **kwargs: Any) -> Any:
+            result = global_seed(a, *args, **kwargs)
+            watch._global_seeded = a is not None
+            return result
+
+        random.seed = watched_global_seed
+        self._patches.append((random, "seed", global_seed, watched_global_seed))
+        for name in _DRAW_METHODS:
+            base = getattr(cls, name)  # _random.Random's, in C
+
+            def watched_draw(gen: random.Random, *args: Any, _base: Any = base,
+                             _name: str = name) -> Any:
+                if watch.active and watch._reseeded(gen):
+                    watch._record(f"random.Random.{_name}()", None, generator=True)
+                return _base(gen, *args)
+
+            watched_draw.__name__ = watched_draw.__qualname__ = name
+            setattr(cls, name, watched_draw)
+            self._patches.append((cls, name, None, watched_draw))
 
     def remove(self) -> None:
         """Put the original functions back, also where a module imported the watched ones."""
         self.active = False
         originals = {id(wrapper): (wrapper, original)
-                     for _, _, original, wrapper in self._patches}
+                     for _, _, original, wrapper in self._patches if original is not None}
         for owner, name, original, _ in reversed(self._patches):
-            setattr(owner, name, original)
+            if original is None:
+                delattr(owner, name)  # it was inherited
+            else:
+                setattr(owner, name, original)
         self._patches.clear()
         # `from os import urandom` run while watching bound a wrapper in that module.
         for module in list(sys.modules.values()):
@@ -158,7 +255,26 @@ class EntropyWatch:
                     namespace[name] = entry[1]
 
     # Recording.
-    def _record(self, call: str) -> None:
+    def _seeded(self, gen: random.Random, from_kernel: bool) -> None:
+        if gen is getattr(random, "_inst", None):
+            self._global_seeded = not from_kernel
+            return
+        if not from_kernel:
+            self._generators.pop(gen, None)  # seeded by the user: meant to repeat
+            return
+        # Frames: 0 _seeded, 1 the wrapper, 2 its caller.
+        located = self._locate("random.Random()", sys._getframe(2))
+        if located is not None:
+            self._generators[gen] = located[1]
+
+    def _reseeded(self, gen: random.Random) -> bool:
+        """Whether ``gen`` gets a new seed after a restore (so a draw now is shared)."""
+        if gen is getattr(random, "_inst", None):
+            return not self._global_seeded
+        return gen in self._generators
+
+    def _record(self, call: str, value: Any, generator: bool = False) -> None:
+        """Record a draw: from the kernel (``value`` what it gave) or from a ``generator``."""
         local = self._local
         if getattr(local, "busy", False):
             return
@@ -166,11 +282,36 @@ class EntropyWatch:
         try:
             self.calls += 1
             # Frames: 0 _record, 1 the wrapper, 2 its caller.
-            self._record_from(call, sys._getframe(2))
+            frame = sys._getframe(2)
+            located = self._locate(call, frame)
+            if located is None:
+                return
+            key, use = located
+            if generator and not self._drawn_by_own_code(frame):
+                # A dependency drew from random's (non-cryptographic) generators while
+                # imported, e.g. sympy's Dummy index base: not a secret, and not the
+                # user's to move. Noted in the build log; the value is shared.
+                if key not in self._noted and len(self._noted) < MAX_SITES:
+                    self._noted.add(key)
+                    self.notes.append(use)
+                return
+            if len(self._draws) < MAX_DRAWS * 4:
+                self._draws.append((key, use, value if len(self._draws) < MAX_DRAWS else None))
         finally:
             local.busy = False
 
-    def _record_from(self, call: str, frame: types.FrameType | None) -> None:
+    def _drawn_by_own_code(self, frame: types.FrameType | None) -> bool:
+        """Whether the first frame out of the plumbing modules is the project's own code."""
+        while frame is not None and frame.f_globals.get("__name__") in _PLUMBING_MODULES:
+            frame = frame.f_back
+        if frame is None:
+            return True
+        relative = self._relative(frame.f_code.co_filename)
+        return relative is not None and not _DEPENDENCY_DIRS.intersection(relative.split(os.sep))
+
+    def _locate(self, call: str, frame: types.FrameType | None
+                ) -> tuple[tuple[str, str, int], EntropyUse] | None:
+        """The site key and description of a draw made under ``frame``; None if undone."""
         api = None
         while frame is not None and frame.f_globals.get("__name__") in _PLUMBING_MODULES:
             api = frame
@@ -178,25 +319,92 @@ class EntropyWatch:
         if api is not None:
             call = _api_name(api)
         if frame is None:
-            key, use = (call, "", 0), EntropyUse(call, "an unknown place", 0, "")
-        else:
-            if _neutralised(frame):
-                return
-            site = self._innermost(frame, own_code_only=True) or self._innermost(frame) or frame
-            key = (call, site.f_code.co_filename, site.f_lineno)
-            if key in self._seen:
-                return
-            via = ""
-            if frame is not site:
-                via = f"{self._display(frame.f_code.co_filename)}:{frame.f_lineno}"
-            source = linecache.getline(site.f_code.co_filename, site.f_lineno,
-                                       site.f_globals).strip()
-            use = EntropyUse(call, self._display(site.f_code.co_filename), site.f_lineno,
-                             source, via)
-        if key in self._seen or len(self._seen) >= MAX_SITES:
+            return (call, "", 0), EntropyUse(call, "an unknown place", 0, "")
+        if _neutralised(frame):
+            return None
+        site = self._innermost(frame, own_code_only=True) or self._innermost(frame) or frame
+        via = ""
+        if frame is not site:
+            via = f"{self._display(frame.f_code.co_filename)}:{frame.f_lineno}"
+        source = linecache.getline(site.f_code.co_filename, site.f_lineno,
+                                   site.f_globals).strip()
+        use = EntropyUse(call, self._display(site.f_code.co_filename), site.f_lineno,
+                         source, via)
+        return (call, site.f_code.co_filename, site.f_lineno), use
+
+    # The end of the build.
+    def finish(self) -> None:
+        """Decide what the build refuses (``uses``) and what every restore reseeds."""
+        absorbed: set[int] = set()
+        drawn: list[EntropyUse] = []
+        reseed = _Reseed()
+        for gen in list(self._generators.keys()):
+            reseed.randoms.add(gen)
+        if "numpy.random" in sys.modules:
+            self._find_numpy(reseed, absorbed, drawn)
+        seen: set[tuple[str, str, int]] = set()
+        uses: list[EntropyUse] = []
+        for index, (key, use, _) in enumerate(self._draws):
+            if index in absorbed or key in seen or len(seen) >= MAX_SITES:
+                continue
+            seen.add(key)
+            uses.append(use)
+        self.uses = uses + drawn
+        global _reseed
+        _reseed = reseed
+
+    def _find_numpy(self, reseed: _Reseed, absorbed: set[int], drawn: list[EntropyUse]) -> None:
+        """numpy generators seeded from draws of this build: kept to reseed; their draws."""
+        try:
+            from numpy.random import Generator, RandomState, SeedSequence
+            from numpy.random.bit_generator import BitGenerator
+        except ImportError:
             return
-        self._seen.add(key)
-        self.uses.append(use)
+        by_value: dict[int, list[int]] = {}
+        for index, (_, _, value) in enumerate(self._draws):
+            if isinstance(value, (bytes, bytearray)) and value:
+                by_value.setdefault(int.from_bytes(value, "big"), []).append(index)
+        if not by_value:
+            return
+        made_here: dict[int, EntropyUse] = {}  # id(bit generator) -> where seeded
+        generators, states = [], []
+        for obj in gc.get_objects():
+            if isinstance(obj, BitGenerator):
+                seq = getattr(obj, "_seed_seq", None)
+                if not isinstance(seq, SeedSequence) or not isinstance(seq.entropy, int):
+                    continue
+                # secrets.randbits(32 * pool_size) made the entropy: the same bytes, big-endian.
+                indexes = by_value.get(seq.entropy)
+                if indexes:
+                    absorbed.update(indexes)
+                    made_here[id(obj)] = self._draws[indexes[0]][1]
+                    reseed.numpy_bits.append(obj)
+            elif isinstance(obj, Generator):
+                generators.append(obj)
+            elif isinstance(obj, RandomState):
+                states.append(obj)
+        try:
+            from numpy.random import MT19937
+        except ImportError:  # pragma: no cover - every numpy with Generator has it
+            MT19937 = None
+        for state in states:
+            bits = getattr(state, "_bit_generator", None)
+            if id(bits) in made_here and MT19937 is not None and isinstance(bits, MT19937):
+                reseed.numpy_bits.remove(bits)
+                reseed.numpy_states.append(state)
+        for gen in generators:
+            bits = gen.bit_generator
+            where = made_here.get(id(bits))
+            if where is None:
+                continue
+            try:
+                untouched = _same_state(type(bits)(bits._seed_seq).state, bits.state)
+            except Exception:  # an unusual bit generator: cannot tell
+                untouched = True
+            if not untouched:
+                drawn.append(EntropyUse(f"numpy.random.{type(gen).__name__} (drawn from at "
+                                        "import, made)", where.file, where.line, where.source,
+                                        where.via))
 
     def _relative(self, filename: str) -> str | None:
         """``filename`` relative to the project directory, or None when outside it."""
@@ -293,9 +501,15 @@ def poison_numpy() -> None:
 def reseed_after_restore() -> None:
     """Give this instance its own entropy: what a snapshot shares and must not."""
     random.seed()  # the global generator, from the kernel
+    for gen in list(_reseed.randoms):
+        random.Random.seed(gen)
     numpy_random = sys.modules.get("numpy.random")
     if numpy_random is not None:
         numpy_random.seed()
+    for state in _reseed.numpy_states:
+        state.seed()  # a legacy MT19937 RandomState: new key, no cached gauss
+    for bits in _reseed.numpy_bits:
+        bits.state = type(bits)().state
     tempfile = sys.modules.get("tempfile")
     if tempfile is not None:
         tempfile._name_sequence = None  # type: ignore[attr-defined]
@@ -306,7 +520,11 @@ def reseed_after_restore() -> None:
     process = sys.modules.get("multiprocessing.process")
     if process is not None:
         process.current_process().authkey = os.urandom(32)  # type: ignore[attr-defined]
-    # The builder's thread id is cached; this process has its own.
+    # What else a new process needs (threading's idea of this thread, the locks
+    # of logging and concurrent.futures, random's global generator, every hook
+    # registered with os.register_at_fork(after_in_child=...)) C gives it before
+    # this runs: PyOS_AfterFork_Child, as in the child of a fork. Python 3.11's
+    # threading then still holds the builder's thread id (fixed in 3.12).
     set_native_id = getattr(threading.current_thread(), "_set_native_id", None)
     if set_native_id is not None:
         set_native_id()

@@ -102,6 +102,68 @@ static int check_fds(const struct snap_checkpoint_opts *o, int out_fd, char *err
 	return err_set(err, errlen, "open file descriptor %d (%s)", bad, n > 0 ? target : "?");
 }
 
+/*
+ * Shared mappings: a read-only view of a file on disk (glibc's iconv maps
+ * gconv-modules.cache this way) is kept as a SHARED region and mapped again at
+ * restore. Anything else shared cannot be carried: its other users (another
+ * process, the file's later writers) would no longer see this process's
+ * writes, or it has no file to map again. The refusal names it.
+ * Returns 0, or -1 with the reason in err.
+ */
+static int check_shared_maps(char *err, size_t errlen)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return err_set(err, errlen, "cannot read /proc/self/maps: %s", strerror(errno));
+	char line[4608];
+	int rc = 0;
+	while (rc == 0 && fgets(line, sizeof line, f)) {
+		unsigned long lo, hi, ino;
+		char perms[5];
+		int path_at = 0;
+		if (sscanf(line, "%lx-%lx %4s %*x %*x:%*x %lu %n", &lo, &hi, perms, &ino, &path_at) < 4 ||
+		    perms[3] != 's')
+			continue;
+		char *path = line + path_at;
+		path[strcspn(path, "\n")] = 0;
+		unsigned long kib = (hi - lo) / 1024;
+		size_t pl = strlen(path);
+		int deleted = pl > 10 && !strcmp(path + pl - 10, " (deleted)");
+		if (!strncmp(path, "/SYSV", 5))
+			rc = err_set(err, errlen,
+				     "a System V shared memory segment (key 0x%.8s, %lu KiB at 0x%lx) "
+				     "is attached: shared memory cannot be carried into a snapshot; "
+				     "attach it in an after_restore hook",
+				     path + 5, kib, lo);
+		else if (!strncmp(path, "/memfd:", 7))
+			rc = err_set(err, errlen,
+				     "a shared mapping of memfd \"%.*s\" (%lu KiB at 0x%lx): an "
+				     "in-memory file cannot be mapped again after a restore; map it in "
+				     "an after_restore hook",
+				     (int)(deleted ? pl - 17 : pl - 7), path + 7, kib, lo);
+		else if (ino == 0 || path[0] != '/' || !strcmp(path, "/dev/zero (deleted)"))
+			rc = err_set(err, errlen,
+				     "an anonymous shared mapping (MAP_SHARED|MAP_ANONYMOUS, or "
+				     "mmap.mmap(-1, ...); %lu KiB at 0x%lx): shared memory cannot be "
+				     "carried into a snapshot; make it in an after_restore hook",
+				     kib, lo);
+		else if (deleted)
+			rc = err_set(err, errlen,
+				     "a shared mapping of %s (%lu KiB at 0x%lx): the file is deleted, "
+				     "so it cannot be mapped again after a restore",
+				     path, kib, lo);
+		else if (perms[1] == 'w')
+			rc = err_set(err, errlen,
+				     "a writable shared mapping of %s (MAP_SHARED with PROT_WRITE, "
+				     "%lu KiB at 0x%lx): writes through it must reach the file, which "
+				     "a restored copy cannot do; map it in an after_restore hook, or "
+				     "read-only",
+				     path, kib, lo);
+	}
+	fclose(f);
+	return rc;
+}
+
 /* --- after the context is saved: syscalls and scratch memory only --- */
 
 static int full_read(int fd, char *buf, size_t max, size_t *len)
@@ -248,8 +310,9 @@ static int scan_pages(struct scratch *s, int pm_fd, struct snap_region *r)
 {
 	r->run_first = s->nruns;
 	r->run_count = 0;
-	if (!(r->prot & PROT_READ))
-		return 0; /* nothing readable was kept (guard pages, reservations) */
+	if (!(r->prot & PROT_READ) || r->kind == SNAP_R_SHARED)
+		return 0; /* nothing readable was kept (guard pages, reservations), or
+			   * the file holds it all (a read-only shared view) */
 	if (r->kind == SNAP_R_STACK)
 		return add_run(s, r->start, (r->end - r->start) / SNAP_PAGE);
 	uint64_t pages = (r->end - r->start) / SNAP_PAGE;
@@ -347,8 +410,10 @@ static int build_table(struct scratch *s, uint64_t scratch_lo, uint64_t scratch_
 		if (path[0] == '[' && (seq(path, "[vvar]") || seq(path, "[vsyscall]") ||
 				       seq(path, "[vvar_vclock]")))
 			continue;
-		if (perms[3] == 's') {
-			*why = "a shared memory mapping";
+		int shared = perms[3] == 's';
+		if (shared && (perms[1] == 'w' || path[0] != '/' || ino == 0)) {
+			/* check_shared_maps named it before the context was saved */
+			*why = "a writable or anonymous shared memory mapping";
 			rc = -1;
 			break;
 		}
@@ -372,7 +437,7 @@ static int build_table(struct scratch *s, uint64_t scratch_lo, uint64_t scratch_
 				rc = -1;
 				break;
 			}
-			r->kind = SNAP_R_FILE;
+			r->kind = shared ? SNAP_R_SHARED : SNAP_R_FILE;
 			r->file_off = off;
 			r->dep = dep_for(s, path, ino, why);
 			if (r->dep == UINT32_MAX) {
@@ -412,6 +477,11 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return err_set(err, errlen, "%s: %s", tmp, strerror(errno));
+	if (check_shared_maps(err, errlen) < 0) {
+		close(fd);
+		unlink(tmp);
+		return SNAP_ERR_SHARED;
+	}
 	if (check_fds(o, fd, err, errlen) < 0) {
 		close(fd);
 		unlink(tmp);

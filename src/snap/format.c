@@ -128,12 +128,18 @@ int snap_parse(const void *header, size_t header_len, const void *table, size_t 
 			goto bad;
 		}
 		prev_end = r->end;
-		if (r->prot & ~7u || r->kind < SNAP_R_FILE || r->kind > SNAP_R_STACK) {
+		if (r->prot & ~7u || r->kind < SNAP_R_FILE || r->kind > SNAP_R_SHARED) {
 			err_set(err, errlen, "region %u: bad protection or kind", i);
 			goto bad;
 		}
-		if (r->kind == SNAP_R_FILE && (r->dep >= h.ndeps || !aligned(r->file_off))) {
+		if ((r->kind == SNAP_R_FILE || r->kind == SNAP_R_SHARED) &&
+		    (r->dep >= h.ndeps || !aligned(r->file_off))) {
 			err_set(err, errlen, "region %u: bad file reference", i);
+			goto bad;
+		}
+		if (r->kind == SNAP_R_SHARED && ((r->prot & PROT_WRITE) || r->run_count)) {
+			err_set(err, errlen, "region %u: a shared region must be read-only, without "
+				"saved pages", i);
 			goto bad;
 		}
 		if (r->kind == SNAP_R_STACK) {
@@ -342,6 +348,7 @@ static const char *kind_name(uint32_t k)
 	case SNAP_R_ANON: return "anon";
 	case SNAP_R_HEAP: return "heap";
 	case SNAP_R_STACK: return "stack";
+	case SNAP_R_SHARED: return "shared";
 	default: return "?";
 	}
 }
@@ -388,8 +395,10 @@ int snap_inspect(const char *path, FILE *out, int verify_data)
 			(unsigned long long)r->start, (unsigned long long)r->end,
 			r->prot & 1 ? 'r' : '-', r->prot & 2 ? 'w' : '-', r->prot & 4 ? 'x' : '-',
 			kind_name(r->kind), (unsigned long long)((r->end - r->start) / 1024),
-			(unsigned long long)(pages * 4), r->kind == SNAP_R_FILE ? " " : "",
-			r->kind == SNAP_R_FILE ? snap_dep_path(&img, r->dep) : "");
+			(unsigned long long)(pages * 4),
+			r->kind == SNAP_R_FILE || r->kind == SNAP_R_SHARED ? " " : "",
+			r->kind == SNAP_R_FILE || r->kind == SNAP_R_SHARED ? snap_dep_path(&img, r->dep)
+									     : "");
 	}
 	fprintf(out, "dependencies:\n");
 	for (uint32_t i = 0; i < h->ndeps; i++) {

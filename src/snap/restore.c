@@ -346,7 +346,8 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 		*o = (struct plan_op){.start = r->start, .end = r->end, .file_off = r->file_off,
 				      .prot = r->prot, .kind = r->kind, .fd = -1,
 				      .run_first = r->run_first, .run_count = r->run_count};
-		if (r->kind == SNAP_R_FILE) {
+		if (r->kind == SNAP_R_FILE || r->kind == SNAP_R_SHARED) {
+			char want_share = r->kind == SNAP_R_SHARED ? 's' : 'p';
 			o->fd = fds[r->dep];
 			/* Already mapped, same file, same place, same rights, and
 			 * nothing to lay over: leave it (this is how the code now
@@ -358,7 +359,8 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 					   (m->perms[2] == 'x' ? PROT_EXEC : 0);
 				if (m->lo == r->start && m->hi == r->end && m->off == r->file_off &&
 				    m->ino == img.deps[r->dep].ino && (uint32_t)prot == r->prot &&
-				    m->perms[3] == 'p' && !strcmp(m->path, snap_dep_path(&img, r->dep)))
+				    m->perms[3] == want_share &&
+				    !strcmp(m->path, snap_dep_path(&img, r->dep)))
 					o->skip_base = 1;
 			}
 		}

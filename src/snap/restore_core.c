@@ -76,11 +76,16 @@ void snap_restore_core(void *arg)
 			continue;
 		}
 		if (!o->skip_base) {
-			long r = o->kind == SNAP_R_FILE
-					 ? SYS6(SYS_mmap, o->start, len, o->prot, MAP_PRIVATE | MAP_FIXED,
-						o->fd, o->file_off)
-					 : SYS6(SYS_mmap, o->start, len, o->prot,
-						MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
+			long r;
+			if (o->kind == SNAP_R_FILE)
+				r = SYS6(SYS_mmap, o->start, len, o->prot, MAP_PRIVATE | MAP_FIXED, o->fd,
+					 o->file_off);
+			else if (o->kind == SNAP_R_SHARED) /* read-only: the fd is O_RDONLY */
+				r = SYS6(SYS_mmap, o->start, len, o->prot, MAP_SHARED | MAP_FIXED, o->fd,
+					 o->file_off);
+			else
+				r = SYS6(SYS_mmap, o->start, len, o->prot,
+					 MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
 			if ((uint64_t)r != o->start)
 				die("cannot map a region");
 		}

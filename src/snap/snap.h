@@ -29,9 +29,14 @@
  *       HEAP  like ANON, and the program break is set to its end first;
  *       STACK the main stack: copied back in, because it must stay the
  *             kernel's grows-down mapping (this also brings back argv,
- *             environ and auxv of the checkpointed process).
+ *             environ and auxv of the checkpointed process);
+ *       SHARED a read-only shared view of a file (MAP_SHARED without
+ *             PROT_WRITE; glibc's iconv maps gconv-modules.cache so): mapped
+ *             again MAP_SHARED from its dep, never with runs.
  *     [vdso]/[vvar]/[vsyscall] are not saved: the vDSO must be at the same
- *     address (checked). Shared mappings are refused.
+ *     address (checked). Other shared mappings are refused, named: writable
+ *     shared file mappings, anonymous shared memory, System V segments,
+ *     memfds and deleted files.
  *   - deps: every mapped file by path and identity (device, inode, size,
  *     mtime): the binary, its libraries, modules loaded by dlopen.
  *   - registers (callee-saved, stack pointer, resume address, MXCSR, x87 CW),
@@ -79,7 +84,13 @@
 #define SNAP_MAX_STRINGS (1u << 20)
 #define SNAP_USER_TOP 0x800000000000ull
 
-enum snap_kind { SNAP_R_FILE = 1, SNAP_R_ANON = 2, SNAP_R_HEAP = 3, SNAP_R_STACK = 4 };
+enum snap_kind {
+	SNAP_R_FILE = 1,
+	SNAP_R_ANON = 2,
+	SNAP_R_HEAP = 3,
+	SNAP_R_STACK = 4,
+	SNAP_R_SHARED = 5,
+};
 
 struct snap_ctx {
 	uint64_t rbx, rbp, r12, r13, r14, r15, rsp, rip;
@@ -223,7 +234,13 @@ struct snap_stats {
 
 enum { SNAP_WRITTEN = 0, SNAP_RESTORED = 1 };
 /* Refusals (err says more). */
-enum { SNAP_ERR = -1, SNAP_ERR_THREADS = -2, SNAP_ERR_FD = -3, SNAP_ERR_TOO_BIG = -4 };
+enum {
+	SNAP_ERR = -1,
+	SNAP_ERR_THREADS = -2,
+	SNAP_ERR_FD = -3,
+	SNAP_ERR_TOO_BIG = -4,
+	SNAP_ERR_SHARED = -5,
+};
 
 /*
  * Write an image of this process to path (through path.tmp, fsync, rename).

@@ -377,6 +377,11 @@ int worker_main(int argc, char **argv)
 		snprintf(prefix, sizeof prefix, "%s[%d]", c.name, (int)getpid());
 		log_set_prefix(prefix);
 		prctl(PR_SET_NAME, comm);
+		/* A restored process is, to Python, the child of a fork of the
+		 * builder: reinitialise the GIL, the import lock and threading's
+		 * state, and run the os.register_at_fork(after_in_child=) hooks
+		 * (random reseeds, logging's locks, libraries that cache the pid). */
+		PyOS_AfterFork_Child();
 		size_t clen = 0;
 		const char *carried = snap_carried(&clen);
 		double restore_ms = snap_restore_ms();

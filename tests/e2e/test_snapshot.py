@@ -298,7 +298,8 @@ class Default(WorkerEntrypoint):
     ("uuid.uuid4()", "uuid.uuid4()"),
     ("secrets.token_hex(8)", "secrets.token_hex()"),
     ("random.SystemRandom().random()", "random.SystemRandom.random()"),
-    ("random.Random()", "random.Random()"),
+    ("random.Random().getrandbits(64)", "random.Random.getrandbits()"),
+    ("random.randint(1, 6)", "random.randint()"),
 ])
 def test_entropy_at_import_fails_the_build_with_file_and_line(project, dev, call, named):
     d = dev(project(ENTROPY.format(call=call)), "--idle-timeout", "0")
@@ -756,3 +757,101 @@ def test_build_failure_is_shown_even_if_a_request_raced_the_build(project, dev, 
     d.wait_for(r"consumed entropy", stream="stderr", timeout=30)
     r = d.get("/")
     assert r.status == 500, f"the build failed, yet the worker still answers: {r}"
+
+
+# --------------------------------------------------------------------------- shared mappings
+
+MAPPING = """
+import ctypes
+import os
+from workers import WorkerEntrypoint, Response
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_long]
+PROT_READ, PROT_WRITE, MAP_SHARED = 1, 2, 1
+PATH = os.path.join(os.path.dirname(__file__), "data.bin")
+{setup}
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        with open("/proc/self/maps") as maps:
+            shared = sorted(line.split()[-1] for line in maps if line.split()[1].endswith("s"))
+        return Response(ctypes.string_at(ADDR, 11).decode() + " " + " ".join(shared))
+"""
+
+READ_ONLY = """
+fd = os.open(PATH, os.O_RDONLY)
+ADDR = libc.mmap(None, 4096, PROT_READ, MAP_SHARED, fd, 0)
+os.close(fd)
+# glibc's iconv maps its module cache this way (libxml2 and locale-aware code call it).
+libc.iconv_open.restype = ctypes.c_void_p
+libc.iconv_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+libc.iconv_close.argtypes = [ctypes.c_void_p]
+libc.iconv_close(libc.iconv_open(b"UTF-16LE", b"UTF-8"))
+"""
+
+
+@needs_snapshots
+def test_read_only_shared_file_mappings_are_carried_into_restored_instances(project, dev):
+    p = project(MAPPING.format(setup=READ_ONLY), files={"src/data.bin": "hello-share" * 400})
+    d = dev(p, "--idle-timeout", "0")
+    d.wait_snapshot()
+    text = restored(d.get("/")).text
+    value, *shared = text.split(" ")
+    assert value == "hello-share"
+    assert str(p / "src" / "data.bin") in shared, text
+    assert any(path.endswith("/gconv-modules.cache") for path in shared), text
+
+
+@needs_snapshots
+@pytest.mark.parametrize("setup, named", [
+    ("fd = os.open(PATH, os.O_RDWR)\n"
+     "ADDR = libc.mmap(None, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)\n"
+     "os.close(fd)\n"
+     "ctypes.memmove(ADDR, b'changed', 7)\n",
+     "a writable shared mapping of {data} (MAP_SHARED with PROT_WRITE"),
+    ("import mmap\nM = mmap.mmap(-1, 4096)\nM.write(b'x')\nADDR = 0\n",
+     "an anonymous shared mapping (MAP_SHARED|MAP_ANONYMOUS"),
+    ("libc.shmat.restype = ctypes.c_void_p\n"
+     "libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]\n"
+     "SHM = libc.shmget(0, 4096, 0o1600)\n"
+     "ADDR = libc.shmat(SHM, None, 0)\n"
+     "libc.shmctl(SHM, 0, None)\n",
+     "a System V shared memory segment"),
+], ids=["writable-file", "anonymous", "sysv"])
+def test_writable_or_anonymous_shared_memory_refuses_the_snapshot_naming_it(project, dev, setup,
+                                                                           named):
+    p = project(MAPPING.format(setup=setup), files={"src/data.bin": "hello-share" * 400})
+    d = dev(p, "--idle-timeout", "0")
+    named = named.format(data=p / "src" / "data.bin")
+    line = d.wait_for(r"cannot snapshot src/entry.py: .*", stream="stderr", timeout=30).group(0)
+    assert named in line, line
+    assert "after_restore hook" in line, line
+    r = d.get("/")
+    assert r.status == 500 and named in r.text, r
+    assert d.alive()
+
+
+# --------------------------------------------------------------------------- like a fork
+
+@needs_snapshots
+def test_a_restore_runs_the_after_fork_hooks_and_threading_sees_the_new_process(project, dev):
+    p = project("""
+        import os
+        import threading
+        from workers import WorkerEntrypoint, Response
+
+        SEEN = []
+        os.register_at_fork(after_in_child=lambda: SEEN.append(os.getpid()))
+
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                me = threading.current_thread()
+                return Response(f"{SEEN == [os.getpid()]} {me.native_id == threading.get_native_id()}")
+        """)
+    d = dev(p, "--idle-timeout", "0")
+    d.wait_snapshot()
+    assert restored(d.get("/")).text == "True True"
+    assert restored(d.get("/")).text == "True True"
