@@ -26,7 +26,9 @@ gives it a new seed in every restored instance. So, while the snapshot is built:
   through ``secrets.randbits`` from C, where no Python frame shows who called);
 - draws the runtime undoes after every restore are not counted: the global
   generator of ``numpy.random`` seeded when it is imported, the authentication
-  key ``multiprocessing`` makes when it is imported, ``tempfile``'s names.
+  key ``multiprocessing`` makes when it is imported, ``tempfile``'s names; nor
+  are known probes whose value is thrown away at once (``_HARMLESS_DRAWS``: the
+  stdlib ``crypt`` module testing its methods, passlib testing ``os.urandom``).
 
 Not watched: entropy drawn by C code without Python (OpenSSL's generator,
 ``_random.Random()`` made directly, an extension calling ``getrandom(2)``), and
@@ -98,17 +100,34 @@ class _Reseed:
 _reseed = _Reseed()
 
 
-def _neutralised(frame: types.FrameType | None) -> bool:
-    """Whether the draw made under ``frame`` is undone by ``reseed_after_restore``."""
-    while frame is not None:
-        name = frame.f_globals.get("__name__")
-        code = frame.f_code
-        if code.co_name == "<module>" and isinstance(name, str) and (
-            name == "multiprocessing.process"  # _MainProcess's authkey
-            or name == "numpy.random" or name.startswith("numpy.random.")  # the global RandomState
-        ):
+# Draws that are harmless in an image, by the module and function that make them: either
+# undone by reseed_after_restore, or probes whose value is thrown away at once. "*" is any
+# function of the module; a module name ending in "." covers its submodules.
+_HARMLESS_DRAWS = {
+    ("multiprocessing.process", "<module>"),  # _MainProcess's authkey: replaced after restore
+    ("numpy.random", "<module>"),  # the global RandomState: reseeded after restore
+    ("numpy.random.", "<module>"),
+    ("tempfile", "*"),  # _RandomNameSequence: reset after restore
+    ("crypt", "_add_method"),  # stdlib crypt hashes '' with a throwaway salt per method
+    ("passlib.utils", "<module>"),  # `os.urandom(1)`: only whether it works is kept
+}
+
+
+def _harmless(module: Any, function: str) -> bool:
+    if not isinstance(module, str):
+        return False
+    for name, code in _HARMLESS_DRAWS:
+        if code not in ("*", function):
+            continue
+        if module == name or (name.endswith(".") and module.startswith(name)):
             return True
-        if name == "tempfile":  # _RandomNameSequence: reset after a restore
+    return False
+
+
+def _neutralised(frame: types.FrameType | None) -> bool:
+    """Whether the draw made under ``frame`` is undone after a restore or thrown away."""
+    while frame is not None:
+        if _harmless(frame.f_globals.get("__name__"), frame.f_code.co_name):
             return True
         frame = frame.f_back
     return False

@@ -243,6 +243,7 @@ int cmd_dev(int argc, char **argv)
 	static struct dev d; /* lives as long as the process */
 	struct host *h = &d.h;
 	h->dev = 1;
+	h->server_timing = 1;
 	host_defaults(h);
 	const char *ip = "127.0.0.1";
 	int no_snapshot = 0, no_install = 0;

@@ -470,6 +470,8 @@ static const char serve_usage[] =
 	"  --max-bundle-files N     most files in a bundle (default 5000)\n"
 	"  --max-snapshot-mb N      refuse snapshots larger than this (default 1024)\n"
 	"  --system-site-packages   let workers import the system's Python packages\n"
+	"  --server-timing          add Server-Timing to every response: how its instance\n"
+	"                           started (warm, snapshot, boot) and the handler's time\n"
 	"  -v, --verbose            debug logging\n"
 	"  -h, --help               this help\n";
 

@@ -133,7 +133,7 @@ static void add_timing(struct hreq *r, struct MHD_Response *resp)
 {
 	if (r->rid[0])
 		add_header(resp, "cf-ray", r->rid);
-	if (!r->h->dev)
+	if (!r->h->server_timing)
 		return;
 	char v[160];
 	uint64_t now = now_ns();

@@ -173,6 +173,7 @@ struct host {
 	unsigned next_instance_id;
 	const char *sdk_dir;
 	int system_site_packages;
+	int server_timing; /* Server-Timing on every response (thaw dev; serve --server-timing) */
 	uint64_t max_snapshot_bytes;
 	struct instance *spares;
 	unsigned nspares, spares_target;
@@ -192,6 +193,7 @@ enum {
 	HOST_OPT_CONCURRENCY = 'C',
 	HOST_OPT_SYSTEM_SITE = 'S',
 	HOST_OPT_MAX_SNAPSHOT = 'X',
+	HOST_OPT_SERVER_TIMING = 0x100,
 };
 #define HOST_LONG_OPTIONS                                                                          \
 	{"idle-timeout", required_argument, NULL, HOST_OPT_IDLE_TIMEOUT},                           \
@@ -201,7 +203,8 @@ enum {
 	{"max-instances", required_argument, NULL, HOST_OPT_MAX_INSTANCES},                         \
 	{"concurrency", required_argument, NULL, HOST_OPT_CONCURRENCY},                             \
 	{"system-site-packages", no_argument, NULL, HOST_OPT_SYSTEM_SITE},                          \
-	{"max-snapshot-mb", required_argument, NULL, HOST_OPT_MAX_SNAPSHOT}
+	{"max-snapshot-mb", required_argument, NULL, HOST_OPT_MAX_SNAPSHOT},                        \
+	{"server-timing", no_argument, NULL, HOST_OPT_SERVER_TIMING}
 /* Limits and snapshot size at their defaults. */
 void host_defaults(struct host *h);
 /* Apply one of HOST_LONG_OPTIONS: 1 done, 0 not one of them, -1 bad value

@@ -53,9 +53,11 @@
  *             one of its requests timed out, holding        CLOSED     pool_timeout
  *             nothing else; holding more: SIGKILL in 1 s
  *             (its exit then makes it lost)
- *   any       lost (not CLOSED yet): its process exited,    CLOSED     inst_lost
- *             EOF or an error on its socket, a bad frame,
- *             a frame its state does not allow (below)
+ *   any       lost (not CLOSED yet): its process exited     CLOSED     inst_lost
+ *             (after the frames it sent before exiting are
+ *             handled: inst_drain), EOF or an error on its
+ *             socket, a bad frame, a frame its state does
+ *             not allow (below)
  *   any       host shutdown                                 CLOSED     pool_shutdown
  *   CLOSED    waitpid reaped it                             (freed)    pool_reaped
  *
@@ -69,7 +71,9 @@
  *   response head came yet, else its response is aborted; then, if it was a
  *   serving instance restoring its app's current image, the image is
  *   dropped and rebuilt (snapshot_restore_died) and requests wait for a
- *   boot; else if it was a serving instance starting and none other is
+ *   boot; a builder of the current generation lost before SNAP_DONE ends
+ *   its build with APP_SNAPSHOT_FAILED (the process is gone, so is the
+ *   build); else if it was a serving instance starting and none other is
  *   starting, the requests waiting for it are answered 502 (no respawn
  *   loop for code that dies at start without a LOAD_ERROR).
  *
@@ -431,6 +435,8 @@ static void inst_lost(struct instance *in, const char *why)
 {
 	struct app *a = in->app;
 	int was_starting = in->state == INST_STARTING && in->linked;
+	int builder_died = a && in->is_builder && a->builder == in &&
+			   in->generation == a->generation && in->state != INST_CLOSED;
 	int restore_died = was_starting && in->restoring && in->generation == a->generation &&
 			   snapshot_is_current(a, in);
 	if (in->state != INST_CLOSED) {
@@ -450,6 +456,13 @@ static void inst_lost(struct instance *in, const char *why)
 	inst_close(in, why);
 	if (!a)
 		return;
+	if (builder_died && a->hooks && a->hooks->event) {
+		/* Nothing else would end the build: say so (a deploy waits on it). */
+		char *text = xasprintf("the snapshot builder (pid %d) %s before it wrote the image",
+				       (int)in->pid, why);
+		a->hooks->event(a, APP_SNAPSHOT_FAILED, text, 0);
+		free(text);
+	}
 	if (restore_died && a->snap_path) {
 		snapshot_restore_died(a);
 		pool_dispatch(a);
@@ -463,6 +476,8 @@ static void inst_lost(struct instance *in, const char *why)
 	pool_dispatch(a);
 }
 
+static void inst_drain(struct instance *in);
+
 int pool_reaped(struct host *h, pid_t pid, int status)
 {
 	struct instance *in;
@@ -472,6 +487,8 @@ int pool_reaped(struct host *h, pid_t pid, int status)
 	if (!in)
 		return 0;
 	in->reaped = 1;
+	if (in->state != INST_CLOSED)
+		inst_drain(in);
 	if (in->state != INST_CLOSED) {
 		char why[96];
 		if (WIFSIGNALED(status))
@@ -715,6 +732,35 @@ static int on_frame(struct instance *in, const struct thaw_frame *f)
 	return fn ? fn(in, f) : -1;
 }
 
+/* Handle the whole frames in in->in. Returns -1 once the instance is
+ * closed (by a handler) or lost (a bad frame), else 0. */
+static int inst_take_frames(struct instance *in)
+{
+	for (;;) {
+		struct thaw_frame f;
+		size_t used;
+		int rc = thaw_frame_decode(buf_head(&in->in), buf_used(&in->in), &f, &used);
+		if (rc == THAW_FRAME_NEED_MORE)
+			return 0;
+		if (rc != THAW_FRAME_OK) {
+			char why[96];
+			snprintf(why, sizeof why, "sent a bad frame (%s)", thaw_frame_strerror(rc));
+			inst_lost(in, why);
+			return -1;
+		}
+		if (on_frame(in, &f) < 0) {
+			char why[96];
+			snprintf(why, sizeof why, "broke the protocol (%s frame)",
+				 thaw_frame_type_name(f.type));
+			inst_lost(in, why);
+			return -1;
+		}
+		if (in->state == INST_CLOSED)
+			return -1;
+		buf_consume(&in->in, used);
+	}
+}
+
 static void inst_io(struct loop *l, struct loop_watch *w, uint32_t events)
 {
 	struct instance *in = w->arg;
@@ -737,31 +783,27 @@ static void inst_io(struct loop *l, struct loop_watch *w, uint32_t events)
 			return;
 		}
 		in->in.len += (size_t)n;
-		for (;;) {
-			struct thaw_frame f;
-			size_t used;
-			int rc = thaw_frame_decode(buf_head(&in->in), buf_used(&in->in), &f, &used);
-			if (rc == THAW_FRAME_NEED_MORE)
-				break;
-			if (rc != THAW_FRAME_OK) {
-				char why[96];
-				snprintf(why, sizeof why, "sent a bad frame (%s)",
-					 thaw_frame_strerror(rc));
-				inst_lost(in, why);
-				return;
-			}
-			if (on_frame(in, &f) < 0) {
-				char why[96];
-				snprintf(why, sizeof why, "broke the protocol (%s frame)",
-					 thaw_frame_type_name(f.type));
-				inst_lost(in, why);
-				return;
-			}
-			if (in->state == INST_CLOSED)
-				return;
-			buf_consume(&in->in, used);
-		}
+		if (inst_take_frames(in) < 0)
+			return;
 		if ((size_t)n < 65536)
 			break;
+	}
+}
+
+/* Its process is gone: handle what it sent before it went (a builder's
+ * SNAP_DONE, a last response) before calling it lost. The kernel holds at
+ * most the socket's buffer, so this ends. */
+static void inst_drain(struct instance *in)
+{
+	while (in->state != INST_CLOSED && in->w.fd >= 0) {
+		uint8_t *dst = buf_reserve(&in->in, 65536);
+		ssize_t n = recv(in->w.fd, dst, 65536, MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return; /* all read (EAGAIN or EOF), or the socket failed */
+		in->in.len += (size_t)n;
+		if (inst_take_frames(in) < 0)
+			return;
 	}
 }

@@ -80,6 +80,9 @@ int host_option(struct host *h, const char *cmd, int c, const char *arg)
 	case HOST_OPT_SYSTEM_SITE:
 		h->system_site_packages = 1;
 		return 1;
+	case HOST_OPT_SERVER_TIMING:
+		h->server_timing = 1;
+		return 1;
 	case HOST_OPT_MAX_SNAPSHOT:
 		if (host_opt_u64(cmd, "--max-snapshot-mb", arg, 1u << 20, &v) < 0)
 			return -1;

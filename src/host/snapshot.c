@@ -31,7 +31,8 @@
  *       follows at once: thaw dev)
  *   the builder closes before SNAP_DONE:         BUILDING   NONE       snapshot_inst_closed
  *       LOAD_ERROR (a->build_failed: nothing of this generation may
- *       serve; APP_SNAPSHOT_FAILED), lost (no event), reload
+ *       serve; APP_SNAPSHOT_FAILED), lost (APP_SNAPSHOT_FAILED from
+ *       inst_lost; instances may still boot), reload (no event)
  *   adopted: pool_snapshot_adopted(path)         ADOPTING   READY      pool_snapshot_adopted
  *       (the previous image is dropped; APP_SNAPSHOT_BUILT; with no
  *       live instance, one is spawned to restore it: that validates it

@@ -391,7 +391,8 @@ import uuid
 
 from workers import WorkerEntrypoint, Response
 
-AT_IMPORT = random.random()  # the poisoned generator: allowed, reseeded after every restore
+AT_IMPORT = random.Random(3).random()  # the user's seed: the same everywhere, by design
+RNG = random.Random()  # seeded from the kernel at import: reseeded after every restore
 ssl.RAND_bytes(16)  # OpenSSL's generator is initialised in the snapshot
 
 
@@ -404,6 +405,7 @@ class Default(WorkerEntrypoint):
             "bits": random.getrandbits(64),
             "choice": random.sample(range(1000), 5),
             "instance": random.Random().random(),
+            "module_rng": [RNG.random() for _ in range(3)],
             "openssl": ssl.RAND_bytes(16).hex(),
             "uuid": str(uuid.uuid4()),
         })
@@ -417,7 +419,7 @@ def test_two_restored_instances_have_different_random_sequences(project, dev):
     a, b = restored(d.get("/")).json(), restored(d.get("/")).json()
     assert a["pid"] != b["pid"]
     assert a["at_import"] == b["at_import"], "both instances start from the same snapshot"
-    for key in ("random", "bits", "choice", "instance", "openssl", "uuid"):
+    for key in ("random", "bits", "choice", "instance", "module_rng", "openssl", "uuid"):
         assert a[key] != b[key], f"two restored instances produced the same {key}: {a[key]}"
 
 
