@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 PY := /usr/bin/python3
 PORT ?= 8787
 
-.PHONY: all deps build asan run test test-unit test-python test-e2e test-e2e-asan fuzz bench clean
+.PHONY: all deps build asan run test test-unit test-python test-e2e test-e2e-asan test-fidelity fuzz bench clean
 
 all: build
 
@@ -30,7 +30,7 @@ SAN_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 test: build asan
-	$(MAKE) --no-print-directory test-unit test-python test-e2e test-e2e-asan fuzz
+	$(MAKE) --no-print-directory test-unit test-python test-e2e test-e2e-asan test-fidelity fuzz
 
 test-unit:
 	ctest --test-dir build --output-on-failure
@@ -44,6 +44,11 @@ test-e2e:
 
 test-e2e-asan:
 	$(SAN_ENV) THAW_BIN=$(CURDIR)/build-asan/thaw $(PY) -m pytest tests/e2e -q -p no:cacheprovider -m "not slow"
+
+# Popular packages survive a snapshot (tests/fidelity/cases.py); the release build only: the
+# sanitizer build never snapshots.
+test-fidelity:
+	THAW_BIN=$(CURDIR)/build/thaw $(PY) -m pytest tests/fidelity -q -p no:cacheprovider
 
 fuzz:
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-20} bash tests/fuzz/run.sh

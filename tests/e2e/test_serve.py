@@ -526,3 +526,33 @@ def test_tail_lines_from_threads_and_long_lines_stay_whole(tmp_path, serve):
     bad = [line for line in lines if not re.fullmatch(r"\[shop@\w+\] thread \d line \d+ y{50}", line)]
     assert not bad, bad[:5]
     assert len(lines) == 2000
+
+
+@pytest.mark.parametrize("how, why", [
+    ("os._exit(0)", "exited with status 0"),
+    ("os.kill(os.getpid(), signal.SIGKILL)", "was killed by signal 9"),
+])
+def test_a_snapshot_builder_that_dies_fails_the_deploy_and_says_so(tmp_path, serve, how, why):
+    if not snapshots_supported():
+        pytest.skip("this build never snapshots")
+    host = serve()
+    project = write_project(tmp_path / "p", f"""
+        import os
+        import signal
+        from workers import Response, register_before_snapshot
+
+        @register_before_snapshot
+        def die():
+            {how}
+
+        async def on_fetch(request, env):
+            return Response("never")
+        """, name="dies")
+    r = host.client("deploy", project, "--no-install", timeout=60)
+    assert r.returncode != 0, r.stdout
+    assert "the snapshot build failed" in r.stderr, r.stderr
+    # Its end is seen either as the exit (reaped first) or as its socket closing (read first).
+    assert re.search(rf"the snapshot builder \(pid \d+\) ({why}|closed its connection) before "
+                     "it wrote the image", r.stderr), r.stderr
+    assert host.worker_get("dies").status == 404
+    assert host.alive()

@@ -93,6 +93,10 @@ def test_the_corpus_is_large_and_varied():
     assert {case.kind for case in CASES} >= {"web", "data", "parsing", "crypto", "clients",
                                                "templating"}
     assert sum(case.draws for case in CASES) >= 10
+    # Each case's package is installed by the project's own script.
+    script = (HERE.parent.parent / "scripts" / "install-deps.sh").read_text()
+    missing = [case.debian for case in CASES if f" {case.debian}" not in script]
+    assert not missing, f"scripts/install-deps.sh does not install {missing}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
