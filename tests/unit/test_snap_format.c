@@ -1046,7 +1046,7 @@ static void test_bad_protection_bits_are_rejected(void **state)
 static void test_bad_kinds_are_rejected(void **state)
 {
 	(void)state;
-	const uint32_t kinds[] = {0, SNAP_R_STACK + 1, UINT32_MAX};
+	const uint32_t kinds[] = {0, SNAP_R_SHARED + 1, UINT32_MAX};
 	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
 		struct image im;
 		build_base(&im);
@@ -1055,6 +1055,51 @@ static void test_bad_kinds_are_rejected(void **state)
 		expect_rejected(&im, "region 2: bad protection or kind");
 		image_free(&im);
 	}
+}
+
+/* A read-only shared view of a file (glibc's gconv-modules.cache): mapped from its dep. */
+static void test_read_only_shared_region_is_accepted(void **state)
+{
+	(void)state;
+	struct image im;
+	build_base(&im);
+	im.regions[R_LIBC].kind = SNAP_R_SHARED;
+	im.regions[R_LIBC].prot = 1;
+	seal(&im);
+	expect_accepted(&im);
+	image_free(&im);
+}
+
+static void test_shared_region_writable_with_pages_or_without_its_file_is_rejected(void **state)
+{
+	(void)state;
+	struct image im;
+	build_base(&im); /* writable */
+	im.regions[R_LIBC].kind = SNAP_R_SHARED;
+	im.regions[R_LIBC].prot = 3;
+	seal(&im);
+	expect_rejected(&im, "region 3: a shared region must be read-only, without saved pages");
+	image_free(&im);
+	build_base(&im); /* saved pages laid over it (the data region has a run) */
+	im.regions[R_DATA].kind = SNAP_R_SHARED;
+	im.regions[R_DATA].prot = 1;
+	seal(&im);
+	expect_rejected(&im, "region 1: a shared region must be read-only, without saved pages");
+	image_free(&im);
+	build_base(&im); /* a file it does not have */
+	im.regions[R_LIBC].kind = SNAP_R_SHARED;
+	im.regions[R_LIBC].prot = 1;
+	im.regions[R_LIBC].dep = 2;
+	seal(&im);
+	expect_rejected(&im, "region 3: bad file reference");
+	image_free(&im);
+	build_base(&im); /* an offset off a page */
+	im.regions[R_LIBC].kind = SNAP_R_SHARED;
+	im.regions[R_LIBC].prot = 1;
+	im.regions[R_LIBC].file_off = 0x26001;
+	seal(&im);
+	expect_rejected(&im, "region 3: bad file reference");
+	image_free(&im);
 }
 
 static void test_file_region_with_bad_dep_or_offset_is_rejected(void **state)
@@ -1480,6 +1525,8 @@ int main(void)
 		TEST(test_regions_above_user_space_are_rejected),
 		TEST(test_bad_protection_bits_are_rejected),
 		TEST(test_bad_kinds_are_rejected),
+		TEST(test_read_only_shared_region_is_accepted),
+		TEST(test_shared_region_writable_with_pages_or_without_its_file_is_rejected),
 		TEST(test_file_region_with_bad_dep_or_offset_is_rejected),
 		TEST(test_two_stack_regions_are_rejected),
 		TEST(test_missing_stack_region_is_rejected),
