@@ -44,6 +44,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import importlib.abc
+import importlib.util
 import linecache
 import os
 import random
@@ -92,7 +94,7 @@ class EntropyUse:
 class _Reseed:
     """The generators made during the build that every restored instance reseeds."""
 
-    randoms: weakref.WeakSet = field(default_factory=weakref.WeakSet)
+    randoms: list = field(default_factory=list)  # weak references to random.Random objects
     numpy_states: list = field(default_factory=list)  # numpy RandomState objects
     numpy_bits: list = field(default_factory=list)  # numpy BitGenerators not in a RandomState
 
@@ -160,6 +162,38 @@ def _same_state(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+class _AfterImport:
+    """A meta path finder that calls ``then(module)`` once ``name`` has been executed."""
+
+    def __init__(self, name: str, then: Callable[[types.ModuleType], None]) -> None:
+        self.name = name
+        self.then = then
+        self.busy = False
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != self.name or self.busy:
+            return None
+        self.busy = True
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self.busy = False
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        loader, then = spec.loader, self.then
+
+        class Loader(importlib.abc.Loader):
+            def create_module(self, spec: Any) -> Any:
+                return loader.create_module(spec)
+
+            def exec_module(self, module: types.ModuleType) -> None:
+                loader.exec_module(module)
+                then(module)
+
+        spec.loader = Loader()
+        return spec
+
+
 class EntropyWatch:
     """Wraps the functions that draw entropy and records who calls them while active."""
 
@@ -169,10 +203,12 @@ class EntropyWatch:
         self.active = False
         self.uses: list[EntropyUse] = []  # what the build must refuse: filled by finish()
         self.calls = 0
-        # Every watched draw: (site key, where, value drawn from the kernel or None).
-        self._draws: list[tuple[tuple[str, str, int], EntropyUse, Any]] = []
-        # random.Random objects seeded from the kernel while watching -> where.
-        self._generators: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        # Every watched draw: (site key, where, value drawn from the kernel or None, and
+        # whether numpy drew it to seed a SeedSequence).
+        self._draws: list[tuple[tuple[str, str, int], EntropyUse, Any, bool]] = []
+        # random.Random objects seeded from the kernel while watching, by id (a subclass may
+        # be unhashable): (weak reference, where it was made).
+        self._generators: dict[int, tuple[weakref.ref, EntropyUse]] = {}
         self._global_seeded = False  # the top level seeded random's global generator itself
         # Draws from random's generators made by dependencies: logged, not refused.
         self.notes: list[EntropyUse] = []
@@ -180,6 +216,8 @@ class EntropyWatch:
         self._local = threading.local()
         # (owner, name, original or None when inherited, wrapper)
         self._patches: list[tuple[Any, str, Any, Any]] = []
+        self._finder: _AfterImport | None = None
+        self._removed = False
 
     # Installing and removing.
     def install(self) -> None:
@@ -196,6 +234,7 @@ class EntropyWatch:
         for name in _DRAW_METHODS:
             self._patch(random, name, f"random.{name}()", unseeded, keep_value=False)
         self._patch_random_class()
+        self._watch_numpy_seeding()
         self.active = True
 
     def _patch(self, owner: Any, name: str, call: str, counts: Callable[..., bool],
@@ -210,8 +249,15 @@ class EntropyWatch:
                 watch._record(call, value if keep_value else None, generator=not keep_value)
             return value
 
-        setattr(owner, name, watched)
-        self._patches.append((owner, name, original, watched))
+        self._install(owner, name, original, watched)
+
+    def _install(self, owner: Any, name: str, original: Any, wrapper: Any) -> None:
+        """Put ``wrapper`` in place of ``original`` (None: inherited) until ``remove``."""
+        if original is not None and hasattr(original, "__self__"):
+            # A bound method (random.random is random._inst.random): code asks for its object.
+            wrapper.__self__ = original.__self__
+        setattr(owner, name, wrapper)
+        self._patches.append((owner, name, original, wrapper))
 
     def _patch_random_class(self) -> None:
         """Watch how each random.Random is seeded and what is drawn from it."""
@@ -226,19 +272,34 @@ class EntropyWatch:
                 watch._seeded(gen, a is None)
             return result
 
-        cls.seed = watched_seed  # type: ignore[method-assign]
-        self._patches.append((cls, "seed", seed, watched_seed))
-        # random.seed is the global generator's seed, bound when random was imported.
-        global_seed = random.seed
+        self._install(cls, "seed", seed, watched_seed)
+        # A state set from elsewhere (setstate; copy, deepcopy and pickle go through it) is the
+        # user's: the generator repeats a known sequence, it is not reseeded.
+        setstate = cls.__dict__["setstate"]
 
-        @functools.wraps(global_seed)
-        def watched_global_seed(a: Any = None, *args: Any, **kwargs: Any) -> Any:
-            result = global_seed(a, *args, **kwargs)
-            watch._global_seeded = a is not None
+        @functools.wraps(setstate)
+        def watched_setstate(gen: random.Random, *args: Any, **kwargs: Any) -> Any:
+            result = setstate(gen, *args, **kwargs)
+            if watch.active:
+                watch._seeded(gen, False)
             return result
 
-        random.seed = watched_global_seed
-        self._patches.append((random, "seed", global_seed, watched_global_seed))
+        self._install(cls, "setstate", setstate, watched_setstate)
+        # random.seed and random.setstate are the global generator's, bound when random was
+        # imported: they do not pass through the class.
+        for name in ("seed", "setstate"):
+            bound = getattr(random, name)
+
+            def watched_global(*args: Any, _bound: Any = bound, _name: str = name,
+                               **kwargs: Any) -> Any:
+                result = _bound(*args, **kwargs)
+                if watch.active:
+                    watch._global_seeded = _name == "setstate" or (
+                        args[0] if args else kwargs.get("a")) is not None
+                return result
+
+            functools.update_wrapper(watched_global, bound)
+            self._install(random, name, bound, watched_global)
         for name in _DRAW_METHODS:
             base = getattr(cls, name)  # _random.Random's, in C
 
@@ -249,12 +310,44 @@ class EntropyWatch:
                 return _base(gen, *args)
 
             watched_draw.__name__ = watched_draw.__qualname__ = name
-            setattr(cls, name, watched_draw)
-            self._patches.append((cls, name, None, watched_draw))
+            self._install(cls, name, None, watched_draw)
+
+    def _watch_numpy_seeding(self) -> None:
+        """Mark the kernel draws numpy makes to seed a SeedSequence (it calls
+        ``secrets.randbits`` from C, where no frame shows who called): through the name
+        ``randbits`` in numpy.random.bit_generator, now or when it is imported."""
+        module = sys.modules.get("numpy.random.bit_generator")
+        if module is not None:
+            self._wrap_numpy_randbits(module)
+            return
+        finder = _AfterImport("numpy.random.bit_generator", self._wrap_numpy_randbits)
+        sys.meta_path.insert(0, finder)
+        self._finder = finder
+
+    def _wrap_numpy_randbits(self, module: types.ModuleType) -> None:
+        original = getattr(module, "randbits", None)
+        if original is None or self._removed:
+            return
+        local = self._local
+
+        @functools.wraps(original)
+        def seeding(*args: Any, **kwargs: Any) -> Any:
+            local.numpy_seed = True
+            try:
+                return original(*args, **kwargs)
+            finally:
+                local.numpy_seed = False
+
+        self._install(module, "randbits", original, seeding)
 
     def remove(self) -> None:
         """Put the original functions back, also where a module imported the watched ones."""
         self.active = False
+        self._removed = True
+        finder = getattr(self, "_finder", None)
+        if finder is not None and finder in sys.meta_path:
+            sys.meta_path.remove(finder)
+        self._finder = None
         originals = {id(wrapper): (wrapper, original)
                      for _, _, original, wrapper in self._patches if original is not None}
         for owner, name, original, _ in reversed(self._patches):
@@ -278,19 +371,29 @@ class EntropyWatch:
         if gen is getattr(random, "_inst", None):
             self._global_seeded = not from_kernel
             return
+        key = id(gen)
         if not from_kernel:
-            self._generators.pop(gen, None)  # seeded by the user: meant to repeat
+            self._generators.pop(key, None)  # seeded by the user: meant to repeat
             return
         # Frames: 0 _seeded, 1 the wrapper, 2 its caller.
         located = self._locate("random.Random()", sys._getframe(2))
-        if located is not None:
-            self._generators[gen] = located[1]
+        if located is None:
+            return
+        generators = self._generators
+
+        def gone(ref: weakref.ref, key: int = key) -> None:
+            entry = generators.get(key)
+            if entry is not None and entry[0] is ref:
+                del generators[key]
+
+        self._generators[key] = (weakref.ref(gen, gone), located[1])
 
     def _reseeded(self, gen: random.Random) -> bool:
         """Whether ``gen`` gets a new seed after a restore (so a draw now is shared)."""
         if gen is getattr(random, "_inst", None):
             return not self._global_seeded
-        return gen in self._generators
+        entry = self._generators.get(id(gen))
+        return entry is not None and entry[0]() is gen
 
     def _record(self, call: str, value: Any, generator: bool = False) -> None:
         """Record a draw: from the kernel (``value`` what it gave) or from a ``generator``."""
@@ -314,8 +417,14 @@ class EntropyWatch:
                     self._noted.add(key)
                     self.notes.append(use)
                 return
+            numpy_seed = getattr(local, "numpy_seed", False)
+            if numpy_seed:
+                use = EntropyUse("numpy.random.SeedSequence()", use.file, use.line, use.source,
+                                 use.via)
+                key = (use.call,) + key[1:]
             if len(self._draws) < MAX_DRAWS * 4:
-                self._draws.append((key, use, value if len(self._draws) < MAX_DRAWS else None))
+                kept = value if len(self._draws) < MAX_DRAWS else None
+                self._draws.append((key, use, kept, numpy_seed))
         finally:
             local.busy = False
 
@@ -354,17 +463,18 @@ class EntropyWatch:
     # The end of the build.
     def finish(self) -> None:
         """Decide what the build refuses (``uses``) and what every restore reseeds."""
-        absorbed: set[int] = set()
+        ignored: set[int] = set()  # indexes of draws that are not a value kept
         drawn: list[EntropyUse] = []
         reseed = _Reseed()
-        for gen in list(self._generators.keys()):
-            reseed.randoms.add(gen)
-        if "numpy.random" in sys.modules:
-            self._find_numpy(reseed, absorbed, drawn)
+        for ref, _ in self._generators.values():
+            if ref() is not None:
+                reseed.randoms.append(ref)
+        if any(draw[3] for draw in self._draws) and "numpy.random" in sys.modules:
+            self._find_numpy(reseed, ignored, drawn)
         seen: set[tuple[str, str, int]] = set()
         uses: list[EntropyUse] = []
-        for index, (key, use, _) in enumerate(self._draws):
-            if index in absorbed or key in seen or len(seen) >= MAX_SITES:
+        for index, (key, use, _, _) in enumerate(self._draws):
+            if index in ignored or key in seen or len(seen) >= MAX_SITES:
                 continue
             seen.add(key)
             uses.append(use)
@@ -372,45 +482,72 @@ class EntropyWatch:
         global _reseed
         _reseed = reseed
 
-    def _find_numpy(self, reseed: _Reseed, absorbed: set[int], drawn: list[EntropyUse]) -> None:
-        """numpy generators seeded from draws of this build: kept to reseed; their draws."""
+    def _find_numpy(self, reseed: _Reseed, ignored: set[int], drawn: list[EntropyUse]) -> None:
+        """Sort numpy's seeding draws, by the SeedSequence objects alive now:
+
+        - the seed of a bit generator: the generator is reseeded after every restore, and the
+          draw is not a value kept (a draw from the generator at import is, below);
+        - held by nothing alive (``RandomState(42)`` draws a seed, then seeds itself with 42):
+          thrown away, not a value kept;
+        - else a SeedSequence kept at import: a value kept, refused.
+        Matched by value: numpy draws 32 * pool_size bits, the bytes read big-endian.
+        """
         try:
-            from numpy.random import Generator, RandomState, SeedSequence
+            from numpy.random import MT19937, Generator, RandomState, SeedSequence
             from numpy.random.bit_generator import BitGenerator
         except ImportError:
             return
-        by_value: dict[int, list[int]] = {}
-        for index, (_, _, value) in enumerate(self._draws):
-            if isinstance(value, (bytes, bytearray)) and value:
-                by_value.setdefault(int.from_bytes(value, "big"), []).append(index)
-        if not by_value:
-            return
+        by_value: dict[tuple[int, int], list[int]] = {}  # (bytes, value) -> draw indexes
+        for index, (_, _, value, numpy_seed) in enumerate(self._draws):
+            if numpy_seed and isinstance(value, (bytes, bytearray)) and value:
+                by_value.setdefault((len(value), int.from_bytes(value, "big")), []).append(index)
         made_here: dict[int, EntropyUse] = {}  # id(bit generator) -> where seeded
-        generators, states = [], []
+        owned: set[int] = set()  # ids of the SeedSequences of those
+        sequences: list[Any] = []
+        bit_generators: list[Any] = []
+        generators: list[Any] = []
+        states: list[Any] = []
         for obj in gc.get_objects():
-            if isinstance(obj, BitGenerator):
-                seq = getattr(obj, "_seed_seq", None)
-                if not isinstance(seq, SeedSequence) or not isinstance(seq.entropy, int):
-                    continue
-                # secrets.randbits(32 * pool_size) made the entropy: the same bytes, big-endian.
-                indexes = by_value.get(seq.entropy)
-                if indexes:
-                    absorbed.update(indexes)
-                    made_here[id(obj)] = self._draws[indexes[0]][1]
-                    reseed.numpy_bits.append(obj)
-            elif isinstance(obj, Generator):
+            # issubclass(type(...)): isinstance would ask lazy objects for their __class__.
+            kind = type(obj)
+            if issubclass(kind, BitGenerator):
+                bit_generators.append(obj)
+            elif issubclass(kind, SeedSequence):
+                sequences.append(obj)
+            elif issubclass(kind, Generator):
                 generators.append(obj)
-            elif isinstance(obj, RandomState):
+            elif issubclass(kind, RandomState):
                 states.append(obj)
-        try:
-            from numpy.random import MT19937
-        except ImportError:  # pragma: no cover - every numpy with Generator has it
-            MT19937 = None
+
+        def draws_of(seq: Any) -> list[int]:
+            entropy, pool = getattr(seq, "entropy", None), getattr(seq, "pool_size", 0)
+            if type(entropy) is not int or type(pool) is not int:
+                return []
+            return by_value.get((4 * pool, entropy), [])
+
+        for bits in bit_generators:
+            seq = getattr(bits, "_seed_seq", None)
+            indexes = draws_of(seq) if seq is not None and issubclass(type(seq), SeedSequence) \
+                else []
+            if indexes:
+                ignored.update(indexes)
+                made_here[id(bits)] = self._draws[indexes[0]][1]
+                owned.add(id(seq))
+        kept: set[int] = set()
+        for seq in sequences:
+            if id(seq) not in owned:
+                kept.update(draws_of(seq))
+        for indexes in by_value.values():
+            ignored.update(index for index in indexes if index not in kept)
+        in_states: set[int] = set()
         for state in states:
             bits = getattr(state, "_bit_generator", None)
-            if id(bits) in made_here and MT19937 is not None and isinstance(bits, MT19937):
-                reseed.numpy_bits.remove(bits)
+            if id(bits) in made_here and issubclass(type(bits), MT19937) \
+                    and id(bits) not in in_states:
+                in_states.add(id(bits))
                 reseed.numpy_states.append(state)
+        reseed.numpy_bits.extend(bits for bits in bit_generators
+                                 if id(bits) in made_here and id(bits) not in in_states)
         for gen in generators:
             bits = gen.bit_generator
             where = made_here.get(id(bits))
@@ -520,8 +657,10 @@ def poison_numpy() -> None:
 def reseed_after_restore() -> None:
     """Give this instance its own entropy: what a snapshot shares and must not."""
     random.seed()  # the global generator, from the kernel
-    for gen in list(_reseed.randoms):
-        random.Random.seed(gen)
+    for ref in _reseed.randoms:
+        gen = ref()
+        if gen is not None:
+            random.Random.seed(gen)
     numpy_random = sys.modules.get("numpy.random")
     if numpy_random is not None:
         numpy_random.seed()

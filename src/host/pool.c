@@ -138,13 +138,15 @@ void pool_detach(struct hreq *r)
 	}
 }
 
-/* Most recently used ready instance with a free slot, of the current code. */
+/* Most recently used ready instance with a free slot, of the current code,
+ * whose process is alive (a reaped one is READY only while pool_reaped
+ * handles the frames it sent before it died). */
 static struct instance *pick(struct app *a)
 {
 	struct instance *best = NULL;
 	for (struct instance *in = a->instances; in; in = in->next) {
 		if (in->state != INST_READY || in->generation != a->generation ||
-		    in->inflight >= in->concurrency)
+		    in->inflight >= in->concurrency || in->reaped)
 			continue;
 		if (!best || in->last_used > best->last_used)
 			best = in;

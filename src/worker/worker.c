@@ -336,7 +336,14 @@ int worker_main(int argc, char **argv)
 						 .max_bytes = (uint64_t)c.max_snapshot_bytes};
 		struct snap_stats sst = {0};
 		char err[512];
+		/* As around a fork: the before-fork hooks run and the import lock
+		 * is taken, so that a restored process (the "child") finds them as
+		 * PyOS_AfterFork_Child expects; the builder (the "parent") lets
+		 * them go if it stays. */
+		PyOS_BeforeFork();
 		int r = snap_checkpoint(c.snapshot, &o, &sst, err, sizeof err);
+		if (r != SNAP_RESTORED)
+			PyOS_AfterFork_Parent();
 		if (r == SNAP_WRITTEN) {
 			char msg[256];
 			int n = snprintf(msg, sizeof msg,

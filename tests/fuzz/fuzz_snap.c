@@ -126,9 +126,12 @@ static void check_table(const struct snap_image *img)
 		CHECK(r->start % PAGE == 0 && r->end % PAGE == 0);
 		CHECK(r->start < r->end && r->end <= SNAP_USER_TOP && r->start >= prev_end);
 		prev_end = r->end;
-		CHECK(r->prot <= 7 && r->kind >= SNAP_R_FILE && r->kind <= SNAP_R_STACK);
-		if (r->kind == SNAP_R_FILE) {
+		CHECK(r->prot <= 7 && r->kind >= SNAP_R_FILE && r->kind <= SNAP_R_SHARED);
+		if (r->kind == SNAP_R_SHARED)
+			CHECK(!(r->prot & PROT_WRITE) && r->run_count == 0);
+		if (r->kind == SNAP_R_FILE || r->kind == SNAP_R_SHARED)
 			CHECK(r->dep < h->ndeps && r->file_off % PAGE == 0);
+		if (r->kind == SNAP_R_FILE) {
 			if ((r->prot & PROT_EXEC) && h->ctx.rip >= r->start && h->ctx.rip < r->end)
 				rip_in_text = 1;
 		}

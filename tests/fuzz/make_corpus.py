@@ -276,7 +276,10 @@ def snap_seeds():
         "region_above_user_top": build_snapshot(base, 1, set_in("regions", 4, end=USER_TOP + PAGE)),
         "overlapping_regions": build_snapshot(base, 1, overlapping_regions),
         "two_stacks": build_snapshot(base, 1, second_stack),
-        "bad_kind": build_snapshot(base, 1, set_in("regions", 2, kind=5)),
+        "bad_kind": build_snapshot(base, 1, set_in("regions", 2, kind=6)),
+        # A read-only shared view of a file (kind 5, SNAP_R_SHARED): valid; writable, not.
+        "shared_read_only": build_snapshot(base, 1, set_in("regions", 3, kind=5, prot=1)),
+        "shared_writable": build_snapshot(base, 1, set_in("regions", 3, kind=5, prot=3)),
         "file_dep_out_of_range": build_snapshot(base, 1, set_in("regions", 3, dep=2)),
         "run_overflows_region": build_snapshot(base, 1, set_in("runs", 0, npages=2)),
         "run_npages_wraps": build_snapshot(base, 1, set_in("runs", 1, npages=1 << 52)),

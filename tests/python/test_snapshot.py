@@ -490,6 +490,75 @@ def test_generators_made_at_import_are_reseeded_in_each_restore(tmp_path):
     assert first[6] == float(numpy.random.default_rng(42).random())
 
 
+def test_what_the_build_watches_keeps_working_like_the_real_thing(tmp_path):
+    project(tmp_path, """\
+import copy
+import pickle
+import random
+import numpy as np
+
+GLOBAL = random.random.__self__  # an idiom: the global generator's object
+SEED_OWNER = random.seed.__self__
+COPIED = copy.deepcopy(random.Random(42))  # a copy repeats its original's sequence
+X = COPIED.random()
+UNPICKLED = pickle.loads(pickle.dumps(random.Random(3)))
+Y = UNPICKLED.random()
+SET = random.Random()
+SET.setstate(random.Random(5).getstate())
+Z = SET.random()
+
+class Dice(random.Random):  # unhashable: __eq__ without __hash__
+    def __eq__(self, other):
+        return self is other
+
+DICE = Dice()
+
+class Lazy:  # asking for its class runs code (as django's LazySettings does)
+    @property
+    def __class__(self):
+        raise RuntimeError("touched")
+
+LAZY = Lazy()
+NP = np.random.default_rng()
+LEGACY = np.random.RandomState(42)  # draws a seed from the kernel, then seeds itself with 42
+V = LEGACY.random_sample()
+SHARED_BITS = np.random.MT19937()
+TWINS = (np.random.RandomState(SHARED_BITS), np.random.RandomState(SHARED_BITS))
+""" + HANDLER)
+    build(tmp_path)
+    entry = sys.modules["entry"]
+    assert entry.GLOBAL is random._inst and entry.SEED_OWNER is random._inst
+    assert entry.X == random.Random(42).random()
+    assert entry.Y == random.Random(3).random()
+    assert entry.Z == random.Random(5).random()
+    assert entry.V == numpy.random.RandomState(42).random_sample()
+
+    def restored():
+        restore(tmp_path)
+        return (entry.COPIED.random(), entry.LEGACY.random_sample(), entry.DICE.random(),
+                float(entry.NP.random()), float(entry.TWINS[0].random_sample()))
+
+    first, second = eval(_in_child(restored)), eval(_in_child(restored))
+    assert first[:2] == second[:2]  # the user's seeds are kept
+    assert first[2] != second[2] and first[3] != second[3] and first[4] != second[4]
+
+
+@pytest.mark.parametrize("statement, named", [
+    # A small draw must not pass for a numpy seed: only numpy's own seeding draws are matched.
+    ("PIN = secrets.randbelow(200)\nG = np.random.Generator(np.random.PCG64(7))",
+     "secrets.randbelow() at src/entry.py:4"),
+    ("SEQUENCE = np.random.SeedSequence()", "numpy.random.SeedSequence() at src/entry.py:4"),
+])
+def test_numpy_values_kept_at_import_fail_the_build(tmp_path, statement, named):
+    project(tmp_path, f"""\
+import secrets
+import numpy as np
+
+{statement}
+""" + HANDLER)
+    assert named in build_error(tmp_path)
+
+
 def test_a_numpy_generator_drawn_from_at_import_fails_the_build(tmp_path):
     project(tmp_path, """\
 import numpy as np
