@@ -19,11 +19,13 @@ gives it a new seed in every restored instance. So, while the snapshot is built:
   ``os.getrandom``, ``random._urandom``, through which ``random.SystemRandom``,
   ``secrets`` and ``uuid.uuid4`` draw) and numbers drawn from a generator that
   will be reseeded (``random.random()``, ``rng.randint()`` on a remembered
-  ``random.Random``, a draw from a remembered numpy ``Generator``). Each such
-  draw is recorded with what was called and where in the project, and fails the
-  build unless ``allow_entropy_at_import``. Kernel bytes that became the seed of
-  a remembered numpy generator are not counted (matched by value: numpy seeds
-  through ``secrets.randbits`` from C, where no Python frame shows who called);
+  ``random.Random``). Each such draw is recorded with what was called and where
+  in the project, and fails the build unless ``allow_entropy_at_import``;
+- numpy seeds through ``secrets.randbits`` from C, where no Python frame shows
+  who called: the name ``randbits`` in ``numpy.random.bit_generator`` is wrapped
+  to mark those draws, and when the build ends they are matched by value to the
+  bit generators alive (``_find_numpy``): the seed of one whose state is still
+  fresh is not counted (it is reseeded); anything else is a value kept;
 - draws the runtime undoes after every restore are not counted: the global
   generator of ``numpy.random`` seeded when it is imported, the authentication
   key ``multiprocessing`` makes when it is imported, ``tempfile``'s names; nor
@@ -31,17 +33,17 @@ gives it a new seed in every restored instance. So, while the snapshot is built:
   stdlib ``crypt`` module testing its methods, passlib testing ``os.urandom``).
 
 Not watched: entropy drawn by C code without Python (OpenSSL's generator,
-``_random.Random()`` made directly, an extension calling ``getrandom(2)``), and
-draws from a numpy ``RandomState`` at import (its legacy seeding leaves no
-record to compare with). OpenSSL reseeds itself in a restored process (a new
-process id). numpy generators cannot be weakly referenced: the few made at
-import are kept for the life of the instance. ``SeedSequence.spawn()`` of a
-reseeded numpy generator still derives from the image's seed.
+``_random.Random()`` made directly, an extension calling ``getrandom(2)``).
+OpenSSL reseeds itself in a restored process (a new process id). numpy
+generators cannot be weakly referenced: the few made at import are kept for the
+life of the instance. ``SeedSequence.spawn()`` of a reseeded numpy generator
+still derives from the image's seed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import gc
 import importlib.abc
@@ -61,7 +63,7 @@ from typing import Any
 POISON = 0x74686177
 
 # Where a call to a watched function is only the plumbing of the API the caller used.
-_PLUMBING_MODULES = frozenset({"random", "secrets", "uuid"})
+_PLUMBING_MODULES = frozenset({"random", "secrets", "uuid", __name__})
 # Directories inside a project that hold its dependencies, not its own code.
 _DEPENDENCY_DIRS = frozenset({"python_modules", "site-packages", "dist-packages", ".venv", "venv"})
 MAX_SITES = 100  # distinct call sites recorded
@@ -187,9 +189,14 @@ class _AfterImport:
                 return loader.create_module(spec)
 
             def exec_module(self, module: types.ModuleType) -> None:
+                # The module keeps its own loader, not this one (nor the watch through it).
+                module.__loader__ = loader
+                if getattr(module, "__spec__", None) is not None:
+                    module.__spec__.loader = loader
                 loader.exec_module(module)
                 then(module)
 
+        spec = copy.copy(spec)  # a reload's find_spec may hand back the module's own
         spec.loader = Loader()
         return spec
 
@@ -419,8 +426,8 @@ class EntropyWatch:
                 return
             numpy_seed = getattr(local, "numpy_seed", False)
             if numpy_seed:
-                use = EntropyUse("numpy.random.SeedSequence()", use.file, use.line, use.source,
-                                 use.via)
+                use = EntropyUse("a numpy seed from the kernel (SeedSequence())", use.file,
+                                 use.line, use.source, use.via)
                 key = (use.call,) + key[1:]
             if len(self._draws) < MAX_DRAWS * 4:
                 kept = value if len(self._draws) < MAX_DRAWS else None
@@ -483,17 +490,18 @@ class EntropyWatch:
         _reseed = reseed
 
     def _find_numpy(self, reseed: _Reseed, ignored: set[int], drawn: list[EntropyUse]) -> None:
-        """Sort numpy's seeding draws, by the SeedSequence objects alive now:
+        """Sort numpy's seeding draws by the objects alive at the end of the build.
 
-        - the seed of a bit generator: the generator is reseeded after every restore, and the
-          draw is not a value kept (a draw from the generator at import is, below);
-        - held by nothing alive (``RandomState(42)`` draws a seed, then seeds itself with 42):
-          thrown away, not a value kept;
-        - else a SeedSequence kept at import: a value kept, refused.
-        Matched by value: numpy draws 32 * pool_size bits, the bytes read big-endian.
+        A draw is no value kept only when it is the seed of a bit generator that is reseeded
+        after every restore, and no SeedSequence of that seed is kept elsewhere (its spawn()
+        would repeat). A bit generator is reseeded only while its state is still the one its
+        seed gave: drawn from, jumped or set at import, its state is a value kept. Every other
+        seeding draw (a number derived from it, a seed overwritten by ``RandomState(42)``'s
+        legacy seeding: thaw cannot tell the two apart) is refused. Matched by value: numpy
+        draws 32 * pool_size bits, the bytes read big-endian.
         """
         try:
-            from numpy.random import MT19937, Generator, RandomState, SeedSequence
+            from numpy.random import MT19937, RandomState, SeedSequence
             from numpy.random.bit_generator import BitGenerator
         except ImportError:
             return
@@ -501,11 +509,11 @@ class EntropyWatch:
         for index, (_, _, value, numpy_seed) in enumerate(self._draws):
             if numpy_seed and isinstance(value, (bytes, bytearray)) and value:
                 by_value.setdefault((len(value), int.from_bytes(value, "big")), []).append(index)
-        made_here: dict[int, EntropyUse] = {}  # id(bit generator) -> where seeded
-        owned: set[int] = set()  # ids of the SeedSequences of those
+        if not by_value:
+            return
+        gc.unfreeze()  # objects frozen by the top level are not listed otherwise
         sequences: list[Any] = []
         bit_generators: list[Any] = []
-        generators: list[Any] = []
         states: list[Any] = []
         for obj in gc.get_objects():
             # issubclass(type(...)): isinstance would ask lazy objects for their __class__.
@@ -514,31 +522,43 @@ class EntropyWatch:
                 bit_generators.append(obj)
             elif issubclass(kind, SeedSequence):
                 sequences.append(obj)
-            elif issubclass(kind, Generator):
-                generators.append(obj)
             elif issubclass(kind, RandomState):
                 states.append(obj)
 
         def draws_of(seq: Any) -> list[int]:
+            if seq is None or not issubclass(type(seq), SeedSequence):
+                return []
             entropy, pool = getattr(seq, "entropy", None), getattr(seq, "pool_size", 0)
             if type(entropy) is not int or type(pool) is not int:
                 return []
             return by_value.get((4 * pool, entropy), [])
 
+        made_here: dict[int, EntropyUse] = {}  # id(bit generator) -> where its seed was drawn
+        owned: set[int] = set()  # ids of their SeedSequences
         for bits in bit_generators:
             seq = getattr(bits, "_seed_seq", None)
-            indexes = draws_of(seq) if seq is not None and issubclass(type(seq), SeedSequence) \
-                else []
-            if indexes:
-                ignored.update(indexes)
-                made_here[id(bits)] = self._draws[indexes[0]][1]
-                owned.add(id(seq))
+            indexes = draws_of(seq)
+            if not indexes:
+                continue
+            where = self._draws[indexes[0]][1]
+            try:
+                fresh = _same_state(type(bits)(seq).state, bits.state)
+            except Exception:  # an unusual bit generator: cannot tell
+                fresh = False
+            if not fresh:
+                drawn.append(EntropyUse(
+                    f"numpy.random.{type(bits).__name__} (drawn from, jumped or set at import, "
+                    "seeded)", where.file, where.line, where.source, where.via))
+                continue
+            made_here[id(bits)] = where
+            owned.add(id(seq))
         kept: set[int] = set()
         for seq in sequences:
             if id(seq) not in owned:
                 kept.update(draws_of(seq))
-        for indexes in by_value.values():
-            ignored.update(index for index in indexes if index not in kept)
+        for bits in bit_generators:
+            if id(bits) in made_here:
+                ignored.update(i for i in draws_of(bits._seed_seq) if i not in kept)
         in_states: set[int] = set()
         for state in states:
             bits = getattr(state, "_bit_generator", None)
@@ -548,19 +568,6 @@ class EntropyWatch:
                 reseed.numpy_states.append(state)
         reseed.numpy_bits.extend(bits for bits in bit_generators
                                  if id(bits) in made_here and id(bits) not in in_states)
-        for gen in generators:
-            bits = gen.bit_generator
-            where = made_here.get(id(bits))
-            if where is None:
-                continue
-            try:
-                untouched = _same_state(type(bits)(bits._seed_seq).state, bits.state)
-            except Exception:  # an unusual bit generator: cannot tell
-                untouched = True
-            if not untouched:
-                drawn.append(EntropyUse(f"numpy.random.{type(gen).__name__} (drawn from at "
-                                        "import, made)", where.file, where.line, where.source,
-                                        where.via))
 
     def _relative(self, filename: str) -> str | None:
         """``filename`` relative to the project directory, or None when outside it."""

@@ -493,6 +493,7 @@ def test_generators_made_at_import_are_reseeded_in_each_restore(tmp_path):
 def test_what_the_build_watches_keeps_working_like_the_real_thing(tmp_path):
     project(tmp_path, """\
 import copy
+import gc
 import pickle
 import random
 import numpy as np
@@ -520,10 +521,12 @@ class Lazy:  # asking for its class runs code (as django's LazySettings does)
 
 LAZY = Lazy()
 NP = np.random.default_rng()
-LEGACY = np.random.RandomState(42)  # draws a seed from the kernel, then seeds itself with 42
+LEGACY = np.random.RandomState(np.random.MT19937(42))  # the user's seed: no kernel draw
 V = LEGACY.random_sample()
 SHARED_BITS = np.random.MT19937()
 TWINS = (np.random.RandomState(SHARED_BITS), np.random.RandomState(SHARED_BITS))
+FROZEN = np.random.default_rng()
+gc.freeze()  # hides objects from gc.get_objects(): the build's scan must still see FROZEN
 """ + HANDLER)
     build(tmp_path)
     entry = sys.modules["entry"]
@@ -531,23 +534,42 @@ TWINS = (np.random.RandomState(SHARED_BITS), np.random.RandomState(SHARED_BITS))
     assert entry.X == random.Random(42).random()
     assert entry.Y == random.Random(3).random()
     assert entry.Z == random.Random(5).random()
-    assert entry.V == numpy.random.RandomState(42).random_sample()
+    assert entry.V == numpy.random.RandomState(numpy.random.MT19937(42)).random_sample()
 
     def restored():
         restore(tmp_path)
         return (entry.COPIED.random(), entry.LEGACY.random_sample(), entry.DICE.random(),
-                float(entry.NP.random()), float(entry.TWINS[0].random_sample()))
+                float(entry.NP.random()), float(entry.TWINS[0].random_sample()),
+                float(entry.FROZEN.random()))
 
     first, second = eval(_in_child(restored)), eval(_in_child(restored))
     assert first[:2] == second[:2]  # the user's seeds are kept
-    assert first[2] != second[2] and first[3] != second[3] and first[4] != second[4]
+    for index in (2, 3, 4, 5):  # generators seeded from the kernel are reseeded
+        assert first[index] != second[index], index
 
 
 @pytest.mark.parametrize("statement, named", [
     # A small draw must not pass for a numpy seed: only numpy's own seeding draws are matched.
     ("PIN = secrets.randbelow(200)\nG = np.random.Generator(np.random.PCG64(7))",
      "secrets.randbelow() at src/entry.py:4"),
-    ("SEQUENCE = np.random.SeedSequence()", "numpy.random.SeedSequence() at src/entry.py:4"),
+    ("SEQUENCE = np.random.SeedSequence()",
+     "a numpy seed from the kernel (SeedSequence()) at src/entry.py:4"),
+    # A value derived from a seed whose generator is gone.
+    ("X = np.random.default_rng().integers(1 << 30)",
+     "a numpy seed from the kernel (SeedSequence()) at src/entry.py:4"),
+    ("KEY = np.random.SeedSequence().generate_state(4)",
+     "a numpy seed from the kernel (SeedSequence()) at src/entry.py:4"),
+    # A seed kept beside the generators it made: its spawn() would repeat in every instance.
+    ("SS = np.random.SeedSequence(); RNGS = [np.random.default_rng(c) for c in SS.spawn(2)]",
+     "a numpy seed from the kernel (SeedSequence()) at src/entry.py:4"),
+    # numpy draws a kernel seed, then overwrites it with 42: thaw cannot tell that from a value.
+    ("LEGACY = np.random.RandomState(42)",
+     "a numpy seed from the kernel (SeedSequence()) at src/entry.py:4"),
+    ("R = np.random.RandomState(); R.seed()",
+     "a numpy seed from the kernel (SeedSequence()) at src/entry.py:4"),
+    # jumped() makes a kernel-seeded bit generator and copies the state in.
+    ("B = np.random.PCG64(1234).jumped()",
+     "numpy.random.PCG64 (drawn from, jumped or set at import, seeded) at src/entry.py:4"),
 ])
 def test_numpy_values_kept_at_import_fail_the_build(tmp_path, statement, named):
     project(tmp_path, f"""\
@@ -567,8 +589,9 @@ RNG = np.random.default_rng()
 SAMPLE = RNG.integers(0, 100, size=3)
 """ + HANDLER)
     message = build_error(tmp_path)
-    assert ("numpy.random.Generator (drawn from at import, made) at src/entry.py:3: "
-            "`RNG = np.random.default_rng()`") in message, message
+    assert ("numpy.random.PCG64 (drawn from, jumped or set at import, seeded) at "
+            "src/entry.py:3: `RNG = np.random.default_rng()`") in message, message
+    assert "_snapshot.py" not in message, message  # no frame of the watch itself
     # The seed's kernel bytes themselves are not reported: they went into a reseeded generator.
     assert "secrets.randbits" not in message, message
 
