@@ -24,6 +24,7 @@
  */
 #include "cli/install.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -194,6 +195,52 @@ static char *project_name(const struct project *c)
 	return out;
 }
 
+/* Cloudflare's packages of the Python Workers SDK: thaw provides the modules
+ * they hold (workers, js, pyodide) itself, and theirs would need Cloudflare's
+ * runtime (`import js`). Installing them is skipped; should one arrive as
+ * another package's dependency, the worker's sys.path puts thaw's SDK before
+ * python_modules/ anyway. */
+static const char *const SDK_DISTS[] = {"workers-runtime-sdk", "workers-py", "pyodide-py"};
+
+/* The SDK distribution requirement req names, or NULL. */
+static const char *sdk_dist(const char *req)
+{
+	char name[128];
+	size_t k = 0;
+	while (req[k] && k + 1 < sizeof name &&
+	       (isalnum((unsigned char)req[k]) || req[k] == '-' || req[k] == '_' || req[k] == '.'))
+		name[k] = req[k], k++;
+	name[k] = 0;
+	for (size_t i = 0; i < sizeof SDK_DISTS / sizeof SDK_DISTS[0]; i++)
+		if (thaw_dist_name_equal(name, SDK_DISTS[i]))
+			return SDK_DISTS[i];
+	return NULL;
+}
+
+/* Leave the SDK's distributions out of reqs, saying so once each. */
+static void drop_sdk_dists(struct thaw_reqs *reqs, FILE *out)
+{
+	size_t kept = 0;
+	int said[sizeof SDK_DISTS / sizeof SDK_DISTS[0]] = {0};
+	for (size_t i = 0; i < reqs->n; i++) {
+		const char *dist = sdk_dist(reqs->v[i]);
+		if (!dist) {
+			reqs->v[kept++] = reqs->v[i];
+			continue;
+		}
+		size_t which = 0;
+		while (strcmp(SDK_DISTS[which], dist) != 0)
+			which++;
+		if (!said[which]++)
+			fprintf(out,
+				"thaw install: skipping %s: thaw provides the workers SDK itself (this "
+				"package is Cloudflare's, for its runtime)\n",
+				dist);
+		free(reqs->v[i]);
+	}
+	reqs->n = kept;
+}
+
 static int collect(const struct project *c, struct thaw_reqs *reqs, FILE *out)
 {
 	size_t i;
@@ -213,6 +260,8 @@ static int collect(const struct project *c, struct thaw_reqs *reqs, FILE *out)
 	char *name = project_name(c);
 	int rc = add_lock_pins(c, name, reqs, out);
 	free(name);
+	if (rc == 0)
+		drop_sdk_dists(reqs, out);
 	return rc;
 }
 

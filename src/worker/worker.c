@@ -126,8 +126,11 @@ static int python_init(const struct wcfg *c)
 	if (PyStatus_Exception(st))
 		goto fail;
 
-	/* sys.path: the entry module's directory, src/, python_modules/, the
-	 * SDK, the standard library, and Debian's site-packages only if asked. */
+	/* sys.path: the entry module's directory, src/, the SDK, python_modules/,
+	 * the standard library, and Debian's site-packages only if asked. The SDK
+	 * goes before the project's dependencies: Cloudflare's own `workers`
+	 * package (workers-runtime-sdk), installed as a dependency, must not
+	 * replace thaw's. */
 	char *main_path = xasprintf("%s/%s", c->project_dir, c->main);
 	char *slash = strrchr(main_path, '/');
 	*slash = 0;
@@ -136,8 +139,8 @@ static int python_init(const struct wcfg *c)
 	int bad = append_path(&pc, main_path);
 	if (strcmp(main_path, src) != 0 && dir_exists(src))
 		bad |= append_path(&pc, src);
-	bad |= append_path(&pc, mods);
 	bad |= append_path(&pc, c->sdk_dir);
+	bad |= append_path(&pc, mods);
 	bad |= append_path(&pc, THAW_PY_STDLIB);
 	bad |= append_path(&pc, THAW_PY_DYNLOAD);
 	if (c->system_site_packages) {

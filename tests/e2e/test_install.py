@@ -32,11 +32,12 @@ class Default(WorkerEntrypoint):
 """
 
 
-def build_wheel(wheelhouse, name, version):
-    """A pure-Python wheel NAME-VERSION-py3-none-any.whl whose NAME.VERSION is VERSION."""
+def build_wheel(wheelhouse, name, version, modules=None):
+    """A pure-Python wheel NAME-VERSION-py3-none-any.whl whose NAME.VERSION is VERSION (or
+    holding ``modules``, {path: text}, instead)."""
     dist = f"{name}-{version}.dist-info"
     files = {
-        f"{name}/__init__.py": f'VERSION = "{version}"\n',
+        **(modules or {f"{name}/__init__.py": f'VERSION = "{version}"\n'}),
         f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
         f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: thaw-tests\nRoot-Is-Purelib: true\n"
                          "Tag: py3-none-any\n",
@@ -351,3 +352,36 @@ def test_uv_on_path_is_used(tmp_path, wheelhouse):
     assert argv[argv.index("--python") + 1] == "/usr/bin/python3", argv
     assert "--no-index" in argv and str(wheelhouse) in argv and PKG in argv, argv
     assert installed_version(p) == "2.0"
+
+
+# Cloudflare's own SDK package, as a project that follows Cloudflare's docs lists it: its
+# `workers` needs Cloudflare's runtime.
+SHADOW = 'raise ImportError("No module named \'js\' (Cloudflare\'s workers package)")\n'
+
+
+def test_cloudflares_sdk_packages_are_skipped_at_install(tmp_path, wheelhouse, dev):
+    build_wheel(wheelhouse, "workers_runtime_sdk", "1.0",
+                modules={"workers/__init__.py": SHADOW})
+    p = make_project(tmp_path / "p", ["workers-runtime-sdk>=0.1", PKG])
+    r = thaw_install(p, "--no-index", "--find-links", wheelhouse)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "skipping workers-runtime-sdk: thaw provides the workers SDK itself" in out, out
+    assert not (p / "python_modules" / "workers").exists(), out
+    assert installed_version(p) == "2.0"
+    resp = dev(p, "--no-install").get("/")
+    assert resp.status == 200 and resp.text == "thawdemo 2.0", resp
+
+
+def test_a_workers_package_in_python_modules_does_not_replace_thaws(tmp_path, dev):
+    # As when Cloudflare's SDK arrives as another package's dependency.
+    p = write_project(tmp_path / "p", """
+        from workers import Response
+
+        async def on_fetch(request, env):
+            return Response("thaw's workers")
+        """)
+    (p / "python_modules" / "workers").mkdir(parents=True)
+    (p / "python_modules" / "workers" / "__init__.py").write_text(SHADOW)
+    resp = dev(p, "--no-install").get("/")
+    assert resp.status == 200 and resp.text == "thaw's workers", resp
