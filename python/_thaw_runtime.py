@@ -157,7 +157,8 @@ def _user_traceback(tb: TracebackType | None) -> TracebackType | None:
 
 
 def _positional_arity(function: Callable[..., Any]) -> int:
-    """How many positional arguments ``function`` accepts (3 for ``*args``)."""
+    """How many positional arguments ``function`` accepts (3 more for ``*args``: callers cap
+    it at what they offer)."""
     try:
         parameters = inspect.signature(function).parameters.values()
     except (TypeError, ValueError):
@@ -165,7 +166,7 @@ def _positional_arity(function: Callable[..., Any]) -> int:
     count = 0
     for parameter in parameters:
         if parameter.kind is parameter.VAR_POSITIONAL:
-            return 3
+            return count + 3
         if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
             count += 1
     return count
@@ -186,8 +187,15 @@ def _find_handler(module: Any, relative: str) -> Call:
                 "add `async def fetch(self, request)`"
             )
 
+        # Offered (request, env, ctx), as Cloudflare does; a method that declares fewer
+        # parameters gets the leading ones (`async def fetch(self)` works).
+        arity = _positional_arity(default.fetch)
+        if inspect.isfunction(inspect.getattr_static(default, "fetch", None)):
+            arity -= 1  # self
+        arity = max(0, min(arity, 3))
+
         def call_entrypoint(request: Request, ctx: Context, env: Env) -> Any:
-            return default(ctx, env).fetch(request)
+            return default(ctx, env).fetch(*(request, env, ctx)[:arity])
 
         return call_entrypoint
 

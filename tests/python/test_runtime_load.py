@@ -60,6 +60,28 @@ def test_default_entrypoint_class_is_found_and_ready_json_returned(tmp_path):
     assert text == "GET world"
 
 
+@pytest.mark.parametrize("signature, body", [
+    ("self", "'no request'"),
+    ("self, request", "request.method"),
+    ("self, request, env", "request.method + ' ' + env.WHO"),
+    ("self, request, env, ctx", "request.method + ' ' + env.WHO + ' ' + type(ctx).__name__"),
+    ("self, *args", "str(len(args))"),
+])
+def test_default_fetch_gets_the_leading_arguments_it_declares(tmp_path, signature, body):
+    # Cloudflare offers (request, env, ctx) and drops what the method does not declare.
+    make_project(tmp_path, f"""
+        from workers import Response, WorkerEntrypoint
+
+        class Default(WorkerEntrypoint):
+            async def fetch({signature}):
+                return Response({body})
+    """)
+    load(tmp_path, vars={"WHO": "world"})
+    expected = {"self": "no request", "self, request": "GET", "self, request, env": "GET world",
+                "self, request, env, ctx": "GET world Context", "self, *args": "3"}[signature]
+    assert call()[1] == expected
+
+
 def test_on_fetch_with_request_and_env(tmp_path):
     make_project(tmp_path, """
         from workers import Response
