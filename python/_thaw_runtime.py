@@ -57,6 +57,7 @@ from typing import Any
 from workers import Context, Env, Headers, Request, Response, _hooks, _snapshot
 from workers._body import BodyStream
 from workers._entrypoint import pending_background_tasks
+from workers._env import env as _module_env
 from workers._env import replace_values
 from workers._log import format_exception, log, set_worker_name
 
@@ -282,13 +283,14 @@ def load(config_json: str) -> str:
             "module, relative to the project directory"
         )
     _line_buffered_output()
+    replace_values(_module_env, config.variables)  # `from workers import env` at top level
     if config.snapshot_build:
         call = _load_for_snapshot(config, path)
     else:
         module = _import_entry(path, main)
         call = _find_handler(module, main)
         _run_hooks(_hooks.AFTER_RESTORE, config.project_dir)
-    _worker = _Worker(name=config.name, env=Env(config.variables), call=call,
+    _worker = _Worker(name=config.name, env=_module_env, call=call,
                       concurrency=config.concurrency, dev=config.dev,
                       project_dir=config.project_dir, main=main,
                       snapshot_built=config.snapshot_build,

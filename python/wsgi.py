@@ -9,7 +9,8 @@
             return await wsgi.fetch(app, request, self.env)
 
 The app runs on a thread of the event loop's executor, so a slow view does
-not stop other requests; ``environ["thaw.env"]`` is the worker's env. The
+not stop other requests; ``environ["workers.env"]`` (as on Cloudflare; also
+``environ["thaw.env"]``) is the worker's env. The
 response body is collected in full before it is sent.
 """
 
@@ -50,6 +51,7 @@ def make_environ(request: Request, body: bytes, env: Any) -> dict[str, Any]:
         "wsgi.multithread": True,
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
+        "workers.env": env,
         "thaw.env": env,
     }
     for name in dict.fromkeys(request.headers.keys()):

@@ -14,8 +14,8 @@ and in every instance restored from it.
 """
 
 from ._body import BodyStream
-from ._entrypoint import Context, DurableObject, WorkerEntrypoint, handler
-from ._env import Env
+from ._entrypoint import Context, DurableObject, WorkerEntrypoint, handler, wait_until
+from ._env import Env, env
 from ._fetch import fetch
 from ._headers import Headers
 from ._hooks import register_after_restore, register_before_snapshot
@@ -30,8 +30,10 @@ __all__ = [
     "Request",
     "Response",
     "WorkerEntrypoint",
+    "env",
     "fetch",
     "handler",
     "register_after_restore",
     "register_before_snapshot",
+    "wait_until",
 ]

@@ -51,6 +51,11 @@ class Context:
     passThroughOnException = pass_through_on_exception
 
 
+def wait_until(awaitable: Awaitable[Any]) -> None:
+    """``ctx.wait_until`` without a ``ctx`` at hand (``from workers import wait_until``)."""
+    Context().wait_until(awaitable)
+
+
 class WorkerEntrypoint:
     """Base class of a worker: subclass it as ``Default`` with ``async def fetch(self, request)``.
 

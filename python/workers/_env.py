@@ -61,3 +61,9 @@ class Env:
 def replace_values(env: Env, values: Mapping[str, Any]) -> None:
     """Give ``env`` new values in place (a restored instance's vars), for whoever holds it."""
     object.__setattr__(env, "_values", dict(values))
+
+
+# The worker's env as a module global (``from workers import env``), for configuration at top
+# level and for code that has no ``self.env`` at hand. It is the very object handlers receive:
+# its values are those of the instance (replace_values after a restore).
+env = Env()

@@ -214,3 +214,25 @@ def test_fastapi_example():
     assert response.headers["content-type"].startswith("text/html")
     assert "<h1>Hello, ada!</h1>" in text and "hello env" in text
     assert isinstance(response, Response)
+
+
+def test_module_level_env_and_wait_until(tmp_path):
+    make_project(tmp_path, """
+        import asyncio
+        from workers import Response, WorkerEntrypoint, env, wait_until
+
+        PREFIX = env.PREFIX + ":"  # configuration at top level, from the worker's vars
+        DONE = []
+
+        async def later():
+            await asyncio.sleep(0)
+            DONE.append(env.PREFIX)
+
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                wait_until(later())
+                await asyncio.sleep(0.01)
+                return Response(f"{PREFIX} {self.env is env} {env.COUNT + 1} {DONE}")
+    """)
+    load(tmp_path, vars={"PREFIX": "p", "COUNT": 41})
+    assert call()[1] == "p: True 42 ['p']"

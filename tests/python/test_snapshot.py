@@ -708,6 +708,19 @@ class Default(WorkerEntrypoint):
     assert sys.modules["entry"].seen[0] is env and env.WHO == "instance"
 
 
+def test_module_level_env_takes_the_restored_instances_vars(tmp_path):
+    project(tmp_path, """\
+from workers import env
+
+AT_IMPORT = env.WHO
+""" + HANDLER)
+    build(tmp_path, vars={"WHO": "builder"})
+    entry = sys.modules["entry"]
+    assert entry.AT_IMPORT == "builder"
+    restore(tmp_path, vars={"WHO": "instance"})
+    assert entry.env.WHO == "instance" and entry.env is _thaw_runtime._worker.env
+
+
 def test_after_restore_refuses_an_init_for_another_project(tmp_path):
     project(tmp_path, HANDLER)
     build(tmp_path)

@@ -17,7 +17,8 @@ def app(environ, start_response):
         "agent": environ.get("HTTP_USER_AGENT"),
         "accept": environ.get("HTTP_ACCEPT"),
         "body": body.decode(),
-        "greeting": environ["thaw.env"].GREETING,
+        "greeting": environ["workers.env"].GREETING,  # Cloudflare's key (thaw.env too)
+        "same_env": environ["workers.env"] is environ["thaw.env"],
         "scheme": environ["wsgi.url_scheme"],
     }).encode()
     start_response("201 Created", [("Content-Type", "application/json"), ("X-App", "wsgi")])
@@ -48,6 +49,7 @@ def test_wsgi_app_sees_the_request_and_returns_a_response():
         "accept": "a, b",
         "body": "hello",
         "greeting": "hey",
+        "same_env": True,
         "scheme": "http",
     }
 
