@@ -140,3 +140,120 @@ struct project *project_parse(const char *text, size_t len, const char *dir, cha
 	json_decref(j);
 	return p;
 }
+
+/* --- requires-python: a PEP 440 subset --- */
+
+#define VER_PARTS 6
+
+/* Parse "3", "3.11", "3.11.2" (and, with star, "3.11.*") from s[0..len).
+ * Returns the number of components, 0 if malformed. */
+static int parse_version(const char *s, size_t len, long v[VER_PARTS], int *star)
+{
+	int n = 0;
+	size_t i = 0;
+	*star = 0;
+	for (int k = 0; k < VER_PARTS; k++)
+		v[k] = 0;
+	for (;;) {
+		if (i < len && s[i] == '*' && star && i + 1 == len && n > 0) {
+			*star = 1;
+			return n;
+		}
+		if (i >= len || s[i] < '0' || s[i] > '9' || n == VER_PARTS)
+			return 0;
+		long x = 0;
+		while (i < len && s[i] >= '0' && s[i] <= '9') {
+			if (x > 100000000)
+				return 0;
+			x = x * 10 + (s[i++] - '0');
+		}
+		v[n++] = x;
+		if (i == len)
+			return n;
+		if (s[i++] != '.')
+			return 0;
+	}
+}
+
+static int cmp_version(const long a[VER_PARTS], const long b[VER_PARTS])
+{
+	for (int k = 0; k < VER_PARTS; k++)
+		if (a[k] != b[k])
+			return a[k] < b[k] ? -1 : 1;
+	return 0;
+}
+
+/* Does have (its first n components) start with want's first n? */
+static int prefix_equal(const long have[VER_PARTS], const long want[VER_PARTS], int n)
+{
+	for (int k = 0; k < n; k++)
+		if (have[k] != want[k])
+			return 0;
+	return 1;
+}
+
+static int clause_satisfied(const char *c, size_t len, const long have[VER_PARTS])
+{
+	static const char *const ops[] = {"===", "~=", "==", "!=", "<=", ">=", "<", ">"};
+	size_t i = 0;
+	const char *op = NULL;
+	for (size_t k = 0; k < sizeof ops / sizeof ops[0] && !op; k++)
+		if (len >= strlen(ops[k]) && !strncmp(c, ops[k], strlen(ops[k])))
+			op = ops[k];
+	if (!op)
+		return -1;
+	i = strlen(op);
+	while (i < len && (c[i] == ' ' || c[i] == '\t'))
+		i++;
+	long want[VER_PARTS];
+	int star = 0;
+	int n = parse_version(c + i, len - i, want, &star);
+	if (n == 0)
+		return -1;
+	if (star && strcmp(op, "==") != 0 && strcmp(op, "!=") != 0)
+		return -1;
+	int cmp = cmp_version(have, want);
+	if (!strcmp(op, "===") || !strcmp(op, "=="))
+		return star ? prefix_equal(have, want, n) : cmp == 0;
+	if (!strcmp(op, "!="))
+		return star ? !prefix_equal(have, want, n) : cmp != 0;
+	if (!strcmp(op, "<="))
+		return cmp <= 0;
+	if (!strcmp(op, ">="))
+		return cmp >= 0;
+	if (!strcmp(op, "<"))
+		return cmp < 0;
+	if (!strcmp(op, ">"))
+		return cmp > 0;
+	/* ~=X.Y[.Z]: >= it, and the same release up to its last component. */
+	if (n < 2)
+		return -1;
+	return cmp >= 0 && prefix_equal(have, want, n - 1);
+}
+
+int project_python_satisfies(const char *spec, const char *version)
+{
+	long have[VER_PARTS];
+	int star = 0;
+	if (!spec || !version || parse_version(version, strlen(version), have, &star) == 0)
+		return -1;
+	int clauses = 0, ok = 1;
+	const char *p = spec;
+	for (;;) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (len == 0 || ++clauses > 32)
+			return -1;
+		int r = clause_satisfied(p, len, have);
+		if (r < 0)
+			return -1;
+		ok &= r;
+		if (!end)
+			return ok;
+		p = end + 1;
+	}
+}

@@ -70,6 +70,15 @@ struct project *project_parse(const char *text, size_t len, const char *dir, cha
  * thaw ignores go to notes (NULL: none). Returns new, or NULL with err.
  */
 typedef json_t *(*project_toml_fn)(const char *text, size_t len, char *err, size_t errlen);
+/*
+ * Does the Python version `version` ("3.11.2") satisfy the PEP 440 specifier
+ * list `spec` (a project's requires-python, e.g. ">=3.10,<3.13", "~=3.12",
+ * "==3.11.*")? 1 yes, 0 no, -1 when spec is not one thaw can read (an operator
+ * or version it does not know: pre-releases, local versions). Bounded: at most
+ * 32 clauses of at most 6 components.
+ */
+int project_python_satisfies(const char *spec, const char *version);
+
 struct project *project_read(const char *dir, project_toml_fn toml_parse, FILE *notes, char *err,
 			     size_t errlen);
 

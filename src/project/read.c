@@ -116,7 +116,7 @@ struct project *project_read(const char *dir_in, project_toml_fn toml_parse, FIL
 	char sources[256] = "";
 
 	static const char *const wrangler_quiet[] = {"compatibility_date", "compatibility_flags",
-						     "$schema", NULL};
+						     "observability", "$schema", NULL};
 	static const char *const wrangler_files[] = {"wrangler.jsonc", "wrangler.json",
 						     "wrangler.toml"};
 	const char *wfile = NULL;
@@ -151,6 +151,14 @@ struct project *project_read(const char *dir_in, project_toml_fn toml_parse, FIL
 			json_t *deps = json_object_get(project, "dependencies");
 			if (deps && json_is_array(deps))
 				json_array_extend(c->dependencies, deps);
+			json_t *requires = json_object_get(project, "requires-python");
+			if (notes && json_is_string(requires) &&
+			    project_python_satisfies(json_string_value(requires), THAW_PY_VERSION) == 0)
+				fprintf(notes,
+					"note: pyproject.toml: requires-python '%s' excludes the Python "
+					"thaw embeds (%s); running on it anyway (Cloudflare projects often "
+					"ask for a newer Python than they need)\n",
+					json_string_value(requires), THAW_PY_VERSION);
 			json_t *pname = json_object_get(project, "name");
 			if (!c->name && json_is_string(pname) && !tool)
 				c->name = xstrdup(json_string_value(pname));

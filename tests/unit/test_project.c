@@ -270,6 +270,71 @@ static void test_read_refusals(void **state)
 	assert_non_null(strstr(err, "top level must be a table"));
 }
 
+static void test_requires_python(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *spec, *version;
+		int want;
+	} cases[] = {
+		{">=3.11", "3.11.2", 1},
+		{">=3.12", "3.11.2", 0},
+		{">=3.10,<3.13", "3.11.2", 1},
+		{">=3.10, <3.11", "3.11.2", 0},
+		{"~=3.11", "3.11.2", 1},
+		{"~=3.12", "3.11.2", 0},
+		{"~=3.11.3", "3.11.2", 0},
+		{"~=3.11.1", "3.11.2", 1},
+		{"~=3.10", "3.11.2", 1}, /* >=3.10, ==3.* */
+		{"==3.11.*", "3.11.2", 1},
+		{"==3.12.*", "3.11.2", 0},
+		{"==3.11", "3.11.2", 0}, /* PEP 440: ==3.11 is 3.11.0 */
+		{"==3.11.2", "3.11.2", 1},
+		{"!=3.11.*", "3.11.2", 0},
+		{"!=3.12", "3.11.2", 1},
+		{">3.11", "3.11.2", 1},
+		{"<=3.11", "3.11.2", 0},
+		{">=3", "3.11.2", 1},
+		{"  >=3.8  ", "3.11.2", 1},
+		/* Not read: the caller says nothing. */
+		{"", "3.11.2", -1},
+		{">=3.12a1", "3.11.2", -1},
+		{"3.11", "3.11.2", -1},
+		{">=3.11,", "3.11.2", -1},
+		{">=*", "3.11.2", -1},
+		{">=3.11.*", "3.11.2", -1},
+		{"~=3", "3.11.2", -1},
+		{">=1.2.3.4.5.6.7", "3.11.2", -1},
+		{">=99999999999", "3.11.2", -1},
+		{"=>3.11", "3.11.2", -1},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int got = project_python_satisfies(cases[i].spec, cases[i].version);
+		if (got != cases[i].want)
+			fail_msg("'%s' against %s: %d, expected %d", cases[i].spec, cases[i].version,
+				 got, cases[i].want);
+	}
+	assert_int_equal(project_python_satisfies(NULL, "3.11.2"), -1);
+}
+
+static void test_read_notes_a_requires_python_that_excludes_the_embedded_one(void **state)
+{
+	(void)state;
+	put("pyproject.toml", "{\"project\":{\"name\":\"pkg\",\"requires-python\":\">=99.0\"}}");
+	put("src/entry.py", "");
+	char err[512], *text = NULL;
+	size_t len = 0;
+	FILE *notes = open_memstream(&text, &len);
+	assert_non_null(notes);
+	struct project *p = project_read(dir, json_as_toml, notes, err, sizeof err);
+	fclose(notes);
+	if (!p)
+		fail_msg("%s", err);
+	project_free(p);
+	assert_non_null(strstr(text, "requires-python '>=99.0' excludes the Python thaw embeds"));
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -281,6 +346,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_wrangler_jsonc_without_toml, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_pyproject_over_wrangler, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_refusals, setup, teardown),
+		cmocka_unit_test(test_requires_python),
+		cmocka_unit_test_setup_teardown(
+			test_read_notes_a_requires_python_that_excludes_the_embedded_one, setup,
+			teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
