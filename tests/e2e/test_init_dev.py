@@ -4,7 +4,7 @@ import signal
 import time
 import tomllib
 
-from thawtest import proc_alive, run_thaw, start_dev
+from thawtest import proc_alive, run_thaw, start_dev, write_project
 
 
 def test_help_lists_commands_and_dev_flags():
@@ -116,3 +116,16 @@ def test_dev_missing_project_dir_fails_clearly(tmp_path):
     r = run_thaw("dev", tmp_path / "nope", "--port", "0", timeout=30)
     assert r.returncode != 0
     assert "nope" in r.stdout + r.stderr
+
+
+def test_vars_keep_their_toml_types(tmp_path, dev):
+    # As on Cloudflare: a number var is a number, a boolean a boolean.
+    p = write_project(tmp_path / "p", """
+        from workers import Response, WorkerEntrypoint, env
+
+        class Default(WorkerEntrypoint):
+            async def fetch(self):
+                return Response(repr((env.N + 1, env.F * 2, env.B is True, env.S)))
+        """, vars={"N": 41, "F": 1.25, "B": True, "S": "text"})
+    resp = dev(p).get("/")
+    assert resp.status == 200 and resp.text == "(42, 2.5, True, 'text')", resp
