@@ -41,7 +41,9 @@ else
 fi
 
 CFLAGS=(-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-        -fno-omit-frame-pointer -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -I src)
+        -fno-omit-frame-pointer -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -I src
+        # the embedded Python's version, as CMakeLists.txt gives it to src/project/
+        "-DTHAW_PY_VERSION=\"$(/usr/bin/python3 -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')\"")
 JANSSON=$(pkg-config --cflags --libs jansson)
 
 # -jobs makes libFuzzer fork workers that log to fuzz-N.log; only ask for it when wanted.
