@@ -761,6 +761,27 @@ static int inst_take_frames(struct instance *in)
 	}
 }
 
+enum { RECV_MORE, RECV_AGAIN, RECV_EOF, RECV_FAILED, RECV_CLOSED };
+
+/* One read from the instance's socket (at most 64 KiB, *got bytes), then its
+ * whole frames handled: RECV_MORE, or why there is no more to handle now. */
+static int inst_recv(struct instance *in, size_t *got)
+{
+	for (;;) {
+		uint8_t *dst = buf_reserve(&in->in, 65536);
+		ssize_t n = recv(in->w.fd, dst, 65536, MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? RECV_AGAIN : RECV_FAILED;
+		if (n == 0)
+			return RECV_EOF;
+		in->in.len += (size_t)n;
+		*got = (size_t)n;
+		return inst_take_frames(in) < 0 ? RECV_CLOSED : RECV_MORE;
+	}
+}
+
 static void inst_io(struct loop *l, struct loop_watch *w, uint32_t events)
 {
 	struct instance *in = w->arg;
@@ -772,38 +793,21 @@ static void inst_io(struct loop *l, struct loop_watch *w, uint32_t events)
 		return;
 	/* Bounded work per wake-up so one chatty instance cannot starve others. */
 	for (int round = 0; round < 16; round++) {
-		uint8_t *dst = buf_reserve(&in->in, 65536);
-		ssize_t n = recv(w->fd, dst, 65536, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		if (n <= 0) {
-			inst_lost(in, n == 0 ? "closed its connection" : "connection failed");
+		size_t got = 0;
+		int r = inst_recv(in, &got);
+		if (r == RECV_EOF || r == RECV_FAILED)
+			inst_lost(in, r == RECV_EOF ? "closed its connection" : "connection failed");
+		if (r != RECV_MORE || got < 65536)
 			return;
-		}
-		in->in.len += (size_t)n;
-		if (inst_take_frames(in) < 0)
-			return;
-		if ((size_t)n < 65536)
-			break;
 	}
 }
 
 /* Its process is gone: handle what it sent before it went (a builder's
  * SNAP_DONE, a last response) before calling it lost. The kernel holds at
- * most the socket's buffer, so this ends. */
+ * most the socket's buffer, so this ends; EOF and errors are the caller's. */
 static void inst_drain(struct instance *in)
 {
-	while (in->state != INST_CLOSED && in->w.fd >= 0) {
-		uint8_t *dst = buf_reserve(&in->in, 65536);
-		ssize_t n = recv(in->w.fd, dst, 65536, MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return; /* all read (EAGAIN or EOF), or the socket failed */
-		in->in.len += (size_t)n;
-		if (inst_take_frames(in) < 0)
-			return;
-	}
+	size_t got;
+	while (in->state != INST_CLOSED && in->w.fd >= 0 && inst_recv(in, &got) == RECV_MORE)
+		;
 }

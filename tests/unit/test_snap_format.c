@@ -1058,13 +1058,38 @@ static void test_bad_kinds_are_rejected(void **state)
 }
 
 /* A read-only shared view of a file (glibc's gconv-modules.cache): mapped from its dep. */
+static void libc_shared(struct image *im)
+{
+	im->regions[R_LIBC].kind = SNAP_R_SHARED;
+	im->regions[R_LIBC].prot = 1;
+}
+static void libc_shared_writable(struct image *im)
+{
+	libc_shared(im);
+	im->regions[R_LIBC].prot = 3;
+}
+static void libc_shared_without_its_file(struct image *im)
+{
+	libc_shared(im);
+	im->regions[R_LIBC].dep = 2;
+}
+static void libc_shared_off_a_page(struct image *im)
+{
+	libc_shared(im);
+	im->regions[R_LIBC].file_off = 0x26001;
+}
+static void data_shared_with_saved_pages(struct image *im) /* the data region has a run */
+{
+	im->regions[R_DATA].kind = SNAP_R_SHARED;
+	im->regions[R_DATA].prot = 1;
+}
+
 static void test_read_only_shared_region_is_accepted(void **state)
 {
 	(void)state;
 	struct image im;
 	build_base(&im);
-	im.regions[R_LIBC].kind = SNAP_R_SHARED;
-	im.regions[R_LIBC].prot = 1;
+	libc_shared(&im);
 	seal(&im);
 	expect_accepted(&im);
 	image_free(&im);
@@ -1073,33 +1098,14 @@ static void test_read_only_shared_region_is_accepted(void **state)
 static void test_shared_region_writable_with_pages_or_without_its_file_is_rejected(void **state)
 {
 	(void)state;
-	struct image im;
-	build_base(&im); /* writable */
-	im.regions[R_LIBC].kind = SNAP_R_SHARED;
-	im.regions[R_LIBC].prot = 3;
-	seal(&im);
-	expect_rejected(&im, "region 3: a shared region must be read-only, without saved pages");
-	image_free(&im);
-	build_base(&im); /* saved pages laid over it (the data region has a run) */
-	im.regions[R_DATA].kind = SNAP_R_SHARED;
-	im.regions[R_DATA].prot = 1;
-	seal(&im);
-	expect_rejected(&im, "region 1: a shared region must be read-only, without saved pages");
-	image_free(&im);
-	build_base(&im); /* a file it does not have */
-	im.regions[R_LIBC].kind = SNAP_R_SHARED;
-	im.regions[R_LIBC].prot = 1;
-	im.regions[R_LIBC].dep = 2;
-	seal(&im);
-	expect_rejected(&im, "region 3: bad file reference");
-	image_free(&im);
-	build_base(&im); /* an offset off a page */
-	im.regions[R_LIBC].kind = SNAP_R_SHARED;
-	im.regions[R_LIBC].prot = 1;
-	im.regions[R_LIBC].file_off = 0x26001;
-	seal(&im);
-	expect_rejected(&im, "region 3: bad file reference");
-	image_free(&im);
+	const char *shared = "a shared region must be read-only, without saved pages";
+	char why[96];
+	snprintf(why, sizeof why, "region 3: %s", shared);
+	expect_region_mutation_rejected(libc_shared_writable, why);
+	snprintf(why, sizeof why, "region 1: %s", shared);
+	expect_region_mutation_rejected(data_shared_with_saved_pages, why);
+	expect_region_mutation_rejected(libc_shared_without_its_file, "region 3: bad file reference");
+	expect_region_mutation_rejected(libc_shared_off_a_page, "region 3: bad file reference");
 }
 
 static void test_file_region_with_bad_dep_or_offset_is_rejected(void **state)
