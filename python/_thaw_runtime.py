@@ -56,7 +56,7 @@ from typing import Any
 
 from workers import Context, Env, Headers, Request, Response, _hooks, _snapshot
 from workers._body import BodyStream
-from workers._entrypoint import pending_background_tasks
+from workers._entrypoint import ScheduledController, pending_background_tasks
 from workers._env import env as _module_env
 from workers._env import replace_values
 from workers._log import format_exception, log, set_worker_name
@@ -67,7 +67,8 @@ WAIT_UNTIL_GRACE = 10.0  # seconds given to ctx.wait_until tasks after the host 
 
 HANDLER_FORMS = (
     "expected `class Default(WorkerEntrypoint)` with `async def fetch(self, request)`, "
-    "or a module-level `async def on_fetch(request, env)`"
+    "(or `async def scheduled(self, controller, env, ctx)` for cron triggers), "
+    "or a module-level `async def on_fetch(request, env)` / `on_scheduled(controller, env, ctx)`"
 )
 
 
@@ -76,13 +77,14 @@ class LoadError(Exception):
 
 
 Call = Callable[[Request, Context, Env], Any]
+Scheduled = Callable[[ScheduledController, Context, Env], Any]
 
 
 @dataclass
 class _Worker:
     name: str
     env: Env
-    call: Call
+    call: Call | None
     concurrency: int
     dev: bool
     project_dir: str = ""
@@ -90,6 +92,7 @@ class _Worker:
     snapshot_built: bool = False
     record_ws: str | None = None
     capture_output: bool = False
+    scheduled: Scheduled | None = None
 
 
 @dataclass
@@ -173,8 +176,29 @@ def _positional_arity(function: Callable[..., Any]) -> int:
     return count
 
 
+def _leading(function: Callable[..., Any], is_method: bool) -> int:
+    """How many of the three arguments offered a handler takes: the leading ones it declares
+    (Cloudflare drops the surplus, so `async def fetch(self)` works)."""
+    arity = _positional_arity(function)
+    if is_method:
+        arity -= 1  # self
+    return max(0, min(arity, 3))
+
+
 def _find_handler(module: Any, relative: str) -> Call:
-    """How to call the module's handler with (request, ctx, env)."""
+    """How to call the module's fetch handler with (request, ctx, env)."""
+    fetch, _ = _find_handlers(module, relative)
+    if fetch is None:
+        raise LoadError(f"{relative} defines no fetch handler: {HANDLER_FORMS}")
+    return fetch
+
+
+def _find_handlers(module: Any, relative: str) -> tuple[Call | None, Scheduled | None]:
+    """The module's fetch and scheduled handlers, each called with (event, ctx, env), or None.
+
+    Handlers are offered (event, env, ctx), as Cloudflare offers them: `fetch(self, request,
+    env, ctx)` on `class Default(WorkerEntrypoint)`, or the older module-level `on_fetch`
+    and `on_scheduled` functions. A worker needs one of them at least."""
     default = getattr(module, "Default", None)
     if default is not None:
         if not isinstance(default, type):
@@ -182,42 +206,52 @@ def _find_handler(module: Any, relative: str) -> Call:
                 f"{relative}: `Default` must be a class, `class Default(WorkerEntrypoint)`, "
                 f"not {type(default).__name__}"
             )
-        if not callable(getattr(default, "fetch", None)):
+        found: list[Any] = []
+        for name in ("fetch", "scheduled"):
+            method = getattr(default, name, None)
+            if method is None:
+                found.append(None)
+                continue
+            if not callable(method):
+                raise LoadError(f"{relative}: Default.{name} must be a method")
+            arity = _leading(method, inspect.isfunction(inspect.getattr_static(default, name)))
+
+            def call_entrypoint(event: Any, ctx: Context, env: Env, _name: str = name,
+                                _arity: int = arity) -> Any:
+                return getattr(default(ctx, env), _name)(*(event, env, ctx)[:_arity])
+
+            found.append(call_entrypoint)
+        if found[0] is None and found[1] is None:
             raise LoadError(
-                f"{relative}: class Default has no fetch method; "
+                f"{relative}: class Default has no fetch or scheduled method; "
                 "add `async def fetch(self, request)`"
             )
+        return found[0], found[1]
 
-        # Offered (request, env, ctx), as Cloudflare does; a method that declares fewer
-        # parameters gets the leading ones (`async def fetch(self)` works).
-        arity = _positional_arity(default.fetch)
-        if inspect.isfunction(inspect.getattr_static(default, "fetch", None)):
-            arity -= 1  # self
-        arity = max(0, min(arity, 3))
-
-        def call_entrypoint(request: Request, ctx: Context, env: Env) -> Any:
-            return default(ctx, env).fetch(*(request, env, ctx)[:arity])
-
-        return call_entrypoint
-
-    on_fetch = getattr(module, "on_fetch", None)
-    if on_fetch is not None:
-        if not callable(on_fetch):
+    handlers: list[Any] = []
+    for name, what in (("on_fetch", "request"), ("on_scheduled", "controller")):
+        function = getattr(module, name, None)
+        if function is None:
+            handlers.append(None)
+            continue
+        if not callable(function):
             raise LoadError(
-                f"{relative}: `on_fetch` must be a function, not {type(on_fetch).__name__}"
+                f"{relative}: `{name}` must be a function, not {type(function).__name__}"
             )
-        arity = min(_positional_arity(on_fetch), 3)
-        if arity < 1:
+        arity = _leading(function, False)
+        if arity < 1 and name == "on_fetch":
             raise LoadError(
                 f"{relative}: on_fetch must take the request: `async def on_fetch(request, env)`"
             )
 
-        def call_on_fetch(request: Request, ctx: Context, env: Env) -> Any:
-            return on_fetch(*(request, env, ctx)[:arity])
+        def call_function(event: Any, ctx: Context, env: Env, _function: Any = function,
+                          _arity: int = arity) -> Any:
+            return _function(*(event, env, ctx)[:_arity])
 
-        return call_on_fetch
-
-    raise LoadError(f"{relative} defines no handler: {HANDLER_FORMS}")
+        handlers.append(call_function)
+    if handlers[0] is None and handlers[1] is None:
+        raise LoadError(f"{relative} defines no handler: {HANDLER_FORMS}")
+    return handlers[0], handlers[1]
 
 
 def _parse_config(config_json: str) -> _Config:
@@ -285,12 +319,12 @@ def load(config_json: str) -> str:
     _line_buffered_output()
     replace_values(_module_env, config.variables)  # `from workers import env` at top level
     if config.snapshot_build:
-        call = _load_for_snapshot(config, path)
+        call, scheduled = _load_for_snapshot(config, path)
     else:
         module = _import_entry(path, main)
-        call = _find_handler(module, main)
+        call, scheduled = _find_handlers(module, main)
         _run_hooks(_hooks.AFTER_RESTORE, config.project_dir)
-    _worker = _Worker(name=config.name, env=_module_env, call=call,
+    _worker = _Worker(name=config.name, env=_module_env, call=call, scheduled=scheduled,
                       concurrency=config.concurrency, dev=config.dev,
                       project_dir=config.project_dir, main=main,
                       snapshot_built=config.snapshot_build,
@@ -303,13 +337,13 @@ def load(config_json: str) -> str:
     return json.dumps(ready)
 
 
-def _load_for_snapshot(config: _Config, path: str) -> Call:
+def _load_for_snapshot(config: _Config, path: str) -> tuple[Call | None, Scheduled | None]:
     """Import the entry module as a snapshot build: watched, hooked and checked."""
     watch = _snapshot.EntropyWatch(config.project_dir)
     watch.install()
     try:
         module = _import_entry(path, config.main)
-        call = _find_handler(module, config.main)
+        handlers = _find_handlers(module, config.main)
         _run_hooks(_hooks.BEFORE_SNAPSHOT, config.project_dir)
     finally:
         watch.remove()
@@ -331,7 +365,7 @@ def _load_for_snapshot(config: _Config, path: str) -> Call:
     if problems:
         raise LoadError("\n".join(problems))
     _snapshot.poison_numpy()
-    return call
+    return handlers
 
 
 def _settle_heap() -> None:
@@ -722,6 +756,15 @@ class _Connection(asyncio.Protocol):
                 raise ValueError("REQ_HEAD must start with :method and :url")
             method = pairs[0][1].decode("latin-1")
             url = pairs[1][1].decode("utf-8", "surrogateescape")
+            if len(pairs) >= 5 and pairs[2] == (b":event", b"scheduled"):
+                if pairs[3][0] != b":cron" or pairs[4][0] != b":scheduled-time":
+                    raise ValueError("a scheduled event needs :cron and :scheduled-time")
+                controller = ScheduledController(pairs[3][1].decode("utf-8", "replace"),
+                                                 int(pairs[4][1].decode("ascii")))
+                stream.task = asyncio.get_running_loop().create_task(
+                    self._handle_scheduled(stream, controller), name=f"thaw stream {stream_id}"
+                )
+                return
             headers = Headers()
             for name, value in pairs[2:]:
                 headers.append(name, value)
@@ -748,6 +791,11 @@ class _Connection(asyncio.Protocol):
     async def _handle(self, stream: _Stream, request: Request) -> None:
         _current_stream.set(stream.id)  # this task's own context
         try:
+            if self.worker.call is None:
+                raise LookupError(
+                    f"{self.worker.main} has no fetch handler (it has only `scheduled`): add "
+                    "`async def fetch(self, request)` to class Default to answer requests"
+                )
             response = self.worker.call(request, Context(), self.worker.env)
             if inspect.isawaitable(response):
                 response = await response
@@ -763,6 +811,49 @@ class _Connection(asyncio.Protocol):
         except (Exception, SystemExit) as error:
             error.__traceback__ = _user_traceback(error.__traceback__)
             self._report_error(stream, request, format_exception(error))
+        finally:
+            if self.streams.get(stream.id) is stream:
+                del self.streams[stream.id]
+
+    async def _handle_scheduled(self, stream: _Stream, controller: ScheduledController) -> None:
+        """Run the scheduled handler; answer 200 or 500 with how it went.
+
+        The answer is for the host (a run record) and for `thaw dev --test-scheduled`:
+        `thaw-outcome: ok|exception`, `thaw-no-retry: 1` when the handler asked for it,
+        and the error's last line as the body."""
+        _current_stream.set(stream.id)
+        status, outcome, body = 200, "ok", b"Ran scheduled event\n"
+        try:
+            if self.worker.scheduled is None:
+                raise LookupError(
+                    f"{self.worker.main} has no scheduled handler: add `async def scheduled(self, "
+                    "controller, env, ctx)` to class Default for cron triggers"
+                )
+            result = self.worker.scheduled(controller, Context(), self.worker.env)
+            if inspect.isawaitable(result):
+                await result
+        except asyncio.CancelledError:
+            if stream.cancelled or self.closed.done():
+                return
+            status, outcome, body = 500, "exception", b"CancelledError\n"
+        except (Exception, SystemExit) as error:
+            error.__traceback__ = _user_traceback(error.__traceback__)
+            text = format_exception(error)
+            log(f"error in the scheduled handler (cron {controller.cron!r}):\n{text}")
+            last = text.rstrip("\n").rsplit("\n", 1)[-1]
+            status, outcome, body = 500, "exception", (last + "\n").encode("utf-8", "replace")
+        try:
+            headers = [(b"content-type", b"text/plain; charset=utf-8"),
+                       (b"thaw-outcome", outcome.encode())]
+            if controller._no_retry:
+                headers.append((b"thaw-no-retry", b"1"))
+            if not stream.cancelled:
+                head = struct.pack("<H", status) + self.thaw.encode_kv(headers)
+                self._send(self.thaw.RESP_HEAD, stream.id, head)
+                await self._send_body(stream, body[:4096])
+                self._send(self.thaw.RESP_END, stream.id)
+        except asyncio.CancelledError:
+            pass
         finally:
             if self.streams.get(stream.id) is stream:
                 del self.streams[stream.id]

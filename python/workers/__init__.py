@@ -14,7 +14,14 @@ and in every instance restored from it.
 """
 
 from ._body import BodyStream
-from ._entrypoint import Context, DurableObject, WorkerEntrypoint, handler, wait_until
+from ._entrypoint import (
+    Context,
+    DurableObject,
+    ScheduledController,
+    WorkerEntrypoint,
+    handler,
+    wait_until,
+)
 from ._env import Env, env
 from ._fetch import fetch
 from ._headers import Headers
@@ -29,6 +36,7 @@ __all__ = [
     "Headers",
     "Request",
     "Response",
+    "ScheduledController",
     "WorkerEntrypoint",
     "env",
     "fetch",

@@ -56,6 +56,36 @@ def wait_until(awaitable: Awaitable[Any]) -> None:
     Context().wait_until(awaitable)
 
 
+class ScheduledController:
+    """What a ``scheduled`` handler is told about its run (Cloudflare's ScheduledController).
+
+    ``cron`` is the trigger's expression ("" when fired by hand without one),
+    ``scheduled_time`` the minute it was due, in milliseconds since the epoch (UTC).
+    """
+
+    __slots__ = ("cron", "scheduled_time", "_no_retry")
+
+    type = "scheduled"
+
+    def __init__(self, cron: str, scheduled_time: int) -> None:
+        self.cron = cron
+        self.scheduled_time = scheduled_time
+        self._no_retry = False
+
+    @property
+    def scheduledTime(self) -> int:  # noqa: N802 - Cloudflare's spelling
+        return self.scheduled_time
+
+    def no_retry(self) -> None:
+        """Mark this run as not to be retried; thaw records it with the run (it never retries)."""
+        self._no_retry = True
+
+    noRetry = no_retry
+
+    def __repr__(self) -> str:
+        return f"<ScheduledController cron={self.cron!r} scheduled_time={self.scheduled_time}>"
+
+
 class WorkerEntrypoint:
     """Base class of a worker: subclass it as ``Default`` with ``async def fetch(self, request)``.
 

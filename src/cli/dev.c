@@ -25,6 +25,7 @@
 #include "common/util.h"
 #include "host/child.h"
 #include "host/host.h"
+#include "project/cron.h"
 
 static const char dev_usage[] =
 	"usage: thaw dev [DIR] [options]\n"
@@ -49,6 +50,9 @@ static const char dev_usage[] =
 	"  --no-snapshot            boot every instance instead of restoring it from a\n"
 	"                           memory snapshot of the initialised worker\n"
 	"  --max-snapshot-mb N      refuse snapshots larger than this (default 1024)\n"
+	"  --test-scheduled         GET /__scheduled?cron=EXPR (or /cdn-cgi/handler/scheduled)\n"
+	"                           runs the scheduled handler, as wrangler dev does; cron\n"
+	"                           triggers (triggers.crons) also run on their schedule\n"
 	"  --no-install             do not run `thaw install` first (it runs when the project\n"
 	"                           has dependencies and python_modules/ is missing or older\n"
 	"                           than pyproject.toml)\n"
@@ -69,7 +73,77 @@ struct dev {
 	/* watch descriptor -> directory path */
 	char **wd_path;
 	int wd_cap;
+	/* cron triggers */
+	struct loop_timer cron_timer;
+	int64_t cron_minute; /* the last minute whose triggers were looked at */
+	struct dev_run *runs; /* runs in progress */
 };
+
+struct dev_run {
+	struct dev *d;
+	char cron[CRON_MAX_LEN + 1];
+	int64_t minute;
+	struct hreq *r;
+	struct dev_run *next;
+};
+
+/* --- cron triggers: each runs when its minute comes, never twice at once --- */
+
+static void run_done(struct hreq *r, void *arg)
+{
+	struct dev_run *run = arg;
+	struct dev *d = run->d;
+	char error[512];
+	int no_retry;
+	const char *outcome = host_scheduled_outcome(r, error, sizeof error, &no_retry);
+	printf("[%s] scheduled \"%s\" %s %.1fms%s%s%s\n", d->app.cfg->name, run->cron, outcome,
+	       ns_to_ms(now_ns() - r->t_arrive), error[0] ? ": " : "", error,
+	       no_retry ? " (no_retry)" : "");
+	fflush(stdout);
+	for (struct dev_run **p = &d->runs; *p; p = &(*p)->next)
+		if (*p == run) {
+			*p = run->next;
+			break;
+		}
+	free(run);
+}
+
+static void cron_tick(struct loop *l, struct loop_timer *t)
+{
+	struct dev *d = t->arg;
+	int64_t now = wall_ms();
+	int64_t minute = now / 60000 * 60000;
+	if (minute > d->cron_minute) {
+		d->cron_minute = minute;
+		size_t i;
+		json_t *e;
+		json_array_foreach(d->app.cfg->crons, i, e) {
+			struct cron c;
+			char err[256];
+			const char *expr = json_string_value(e);
+			if (cron_parse(expr, &c, err, sizeof err) < 0 ||
+			    !cron_matches(&c, (time_t)(minute / 1000)))
+				continue;
+			int busy = 0;
+			for (struct dev_run *run = d->runs; run; run = run->next)
+				busy |= !strcmp(run->cron, expr);
+			if (busy) {
+				printf("[%s] scheduled \"%s\" skipped: its previous run is still going\n",
+				       d->app.cfg->name, expr);
+				fflush(stdout);
+				continue;
+			}
+			struct dev_run *run = xcalloc(1, sizeof *run);
+			run->d = d;
+			snprintf(run->cron, sizeof run->cron, "%s", expr);
+			run->minute = minute;
+			run->next = d->runs;
+			d->runs = run;
+			run->r = host_scheduled_run(&d->app, run->cron, minute, run_done, run);
+		}
+	}
+	loop_timer_arm(l, t, host_ms_to_next_minute(wall_ms()) + 1);
+}
 
 /* --- watching the project --- */
 
@@ -235,6 +309,7 @@ int cmd_dev(int argc, char **argv)
 		{"ip", required_argument, NULL, 'i'},
 		{"no-snapshot", no_argument, NULL, 'N'},
 		{"no-install", no_argument, NULL, 'U'},
+		{"test-scheduled", no_argument, NULL, 'S' + 0x200},
 		HOST_LONG_OPTIONS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
@@ -269,6 +344,9 @@ int cmd_dev(int argc, char **argv)
 			break;
 		case 'U':
 			no_install = 1;
+			break;
+		case 'S' + 0x200:
+			h->test_scheduled = 1;
 			break;
 		case 'v':
 			thaw_log_level = LOG_DEBUG;
@@ -348,6 +426,14 @@ int cmd_dev(int argc, char **argv)
 
 	fprintf(stderr, "thaw dev: serving %s (%s) from %s%s\n", cfg->name, cfg->main, cfg->sources,
 		d.app.snapshots ? "" : " (snapshots off)");
+	d.cron_timer.fn = cron_tick;
+	d.cron_timer.arg = &d;
+	d.cron_minute = wall_ms() / 60000 * 60000; /* the minute under way is not run */
+	loop_timer_arm(h->loop, &d.cron_timer, host_ms_to_next_minute(wall_ms()) + 1);
+	if (json_array_size(cfg->crons))
+		fprintf(stderr, "thaw dev: %zu cron trigger%s (UTC)%s\n", json_array_size(cfg->crons),
+			json_array_size(cfg->crons) == 1 ? "" : "s",
+			h->test_scheduled ? "; /__scheduled?cron=EXPR runs one now" : "");
 	pool_fill_spares(h);
 	pool_prewarm(&d.app);
 	int v6 = strchr(ip, ':') != NULL;
@@ -358,7 +444,7 @@ int cmd_dev(int argc, char **argv)
 
 	fprintf(stderr, "thaw dev: stopping\n");
 	child_kill_all(h);
-	front_stop(h);
+	front_stop(h); /* ends the runs in progress (run_done) */
 	pool_shutdown(h);
 	loop_free(h->loop); /* frees the instances reaped since the loop stopped */
 	return rc;

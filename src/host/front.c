@@ -49,9 +49,21 @@
  * sends nothing before the whole request is in); more go to a temp file. */
 #define RESP_MEM_MAX (1u << 20)
 #define SPILL_MAX (1ull << 30)
+/* The part of an internal request's response body its owner gets. */
+#define INTERNAL_BODY_MAX 4096u
+
+/* An internal request (front_internal_submit) has ended: finish it at a safe
+ * time, after the pool's and the instance's code that told us returned. */
+static void internal_end(struct hreq *r)
+{
+	if (!r->internal_done)
+		loop_timer_arm(r->h->loop, &r->internal_finish, 0);
+}
 
 void front_wake(struct hreq *r)
 {
+	if (r->internal)
+		return;
 	if (r->suspended) {
 		r->suspended = 0;
 		MHD_resume_connection(r->conn);
@@ -73,6 +85,8 @@ void front_fail(struct hreq *r, unsigned status, const char *body)
 	r->fail_status = status;
 	r->fail_body = xstrdup(body);
 	loop_timer_cancel(r->h->loop, &r->timeout);
+	if (r->internal)
+		internal_end(r);
 	front_wake(r);
 }
 
@@ -89,12 +103,16 @@ void front_resp_head(struct hreq *r, unsigned status, const uint8_t *headers, si
 void front_resp_end(struct hreq *r)
 {
 	r->resp_end = 1;
+	if (r->internal)
+		internal_end(r);
 	front_wake(r);
 }
 
 void front_resp_abort(struct hreq *r)
 {
 	r->resp_failed = 1;
+	if (r->internal)
+		internal_end(r);
 	front_wake(r);
 }
 
@@ -103,6 +121,90 @@ static void timeout_fn(struct loop *l, struct loop_timer *t)
 	struct hreq *r = t->arg;
 	if (!r->resp_head && !r->fail_status)
 		pool_timeout(r);
+}
+
+static void spill_close(struct hreq *r);
+
+static void reqs_link(struct host *h, struct hreq *r)
+{
+	r->all_next = h->all_reqs;
+	if (h->all_reqs)
+		h->all_reqs->all_prev = r;
+	h->all_reqs = r;
+}
+
+static void reqs_unlink(struct host *h, struct hreq *r)
+{
+	if (r->all_prev)
+		r->all_prev->all_next = r->all_next;
+	else
+		h->all_reqs = r->all_next;
+	if (r->all_next)
+		r->all_next->all_prev = r->all_prev;
+	r->all_next = r->all_prev = NULL;
+}
+
+static void hreq_free(struct hreq *r)
+{
+	buf_free(&r->head);
+	buf_free(&r->resp_headers);
+	buf_free(&r->resp_body);
+	spill_close(r);
+	free(r->fail_body);
+	free(r->uri);
+	free(r);
+}
+
+static void internal_finish_fn(struct loop *l, struct loop_timer *t)
+{
+	struct hreq *r = t->arg;
+	struct host *h = r->h;
+	r->internal_done = 1;
+	pool_forget(r);
+	loop_timer_cancel(l, &r->timeout);
+	reqs_unlink(h, r);
+	if (r->internal_cb)
+		r->internal_cb(r, r->internal_arg);
+	hreq_free(r);
+}
+
+struct hreq *front_internal_submit(struct app *a, const char *method, const char *uri,
+				   struct buf *head, double timeout_ms,
+				   void (*done)(struct hreq *r, void *arg), void *arg)
+{
+	struct host *h = a->h;
+	struct hreq *r = xcalloc(1, sizeof *r);
+	r->h = h;
+	r->internal = 1;
+	r->internal_cb = done;
+	r->internal_arg = arg;
+	r->internal_finish.fn = internal_finish_fn;
+	r->internal_finish.arg = r;
+	r->uri = xstrdup(uri);
+	r->method = method;
+	r->t_arrive = now_ns();
+	r->timeout.fn = timeout_fn;
+	r->timeout.arg = r;
+	r->spill_fd = -1;
+	r->started = 1;
+	r->upload_done = 1;
+	r->head = *head;
+	*head = (struct buf){0};
+	snprintf(r->rid, sizeof r->rid, "%016llx",
+		 (unsigned long long)(h->rid_prefix ^ ++h->rid_counter));
+	reqs_link(h, r);
+	loop_timer_arm(h->loop, &r->timeout, timeout_ms);
+	pool_submit(a, r);
+	return r;
+}
+
+void front_internal_cancel(struct hreq *r)
+{
+	if (!r || r->internal_done)
+		return;
+	r->internal_cb = NULL;
+	loop_timer_cancel(r->h->loop, &r->internal_finish);
+	internal_finish_fn(r->h->loop, &r->internal_finish);
 }
 
 static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
@@ -116,10 +218,7 @@ static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
 	r->timeout.fn = timeout_fn;
 	r->timeout.arg = r;
 	r->spill_fd = -1;
-	r->all_next = h->all_reqs;
-	if (h->all_reqs)
-		h->all_reqs->all_prev = r;
-	h->all_reqs = r;
+	reqs_link(h, r);
 	return r;
 }
 
@@ -187,6 +286,13 @@ void front_resp_data(struct hreq *r, const uint8_t *p, size_t n)
 	int early = !r->queued;
 	if (r->resp_failed)
 		return;
+	if (r->internal) {
+		/* Kept up to a bound for its owner; credit goes back at once. */
+		size_t room = INTERNAL_BODY_MAX - buf_used(&r->resp_body);
+		buf_append(&r->resp_body, p, n < room ? n : room);
+		pool_grant(r, (uint32_t)n);
+		return;
+	}
 	if (r->spill_fd < 0 && early && buf_used(&r->resp_body) + n > RESP_MEM_MAX) {
 		const char *tmp = getenv("TMPDIR");
 		r->spill_fd = open(tmp && *tmp ? tmp : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
@@ -373,6 +479,18 @@ static void kv_put(struct buf *b, const char *k, const char *v)
 	buf_append(b, v, vl);
 }
 
+/* /__scheduled or /cdn-cgi/handler/scheduled, with or without a query. */
+static int test_scheduled_path(const char *uri)
+{
+	static const char *const paths[] = {"/__scheduled", "/cdn-cgi/handler/scheduled"};
+	for (size_t i = 0; i < 2; i++) {
+		size_t n = strlen(paths[i]);
+		if (!strncmp(uri, paths[i], n) && (uri[n] == 0 || uri[n] == '?'))
+			return 1;
+	}
+	return 0;
+}
+
 /* First call for a request: limits, head, routing. */
 static enum MHD_Result first_call(struct hreq *r, const char *method)
 {
@@ -401,6 +519,23 @@ static enum MHD_Result first_call(struct hreq *r, const char *method)
 	kv_put(&r->head, ":url", url);
 	free(url);
 	struct head_ctx c = {.b = &r->head, .count = 2, .bytes = strlen(method) + strlen(r->uri)};
+	if (h->test_scheduled && test_scheduled_path(r->uri)) {
+		/* thaw dev --test-scheduled: this request fires the scheduled
+		 * handler, as wrangler's /__scheduled does. */
+		const char *cron =
+			MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "cron");
+		const char *time = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "time");
+		char expr[HOST_SCHEDULED_CRON_MAX + 1];
+		snprintf(expr, sizeof expr, "%s", cron ? cron : "");
+		for (char *p = expr; *p; p++)
+			if (*p == '+')
+				*p = ' ';
+		uint64_t ms;
+		if (!time || parse_u64(time, (uint64_t)INT64_MAX, &ms) < 0)
+			ms = (uint64_t)wall_ms();
+		host_scheduled_pseudo(&r->head, expr, (int64_t)ms);
+		c.count += 3;
+	}
 	MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, collect_header, &c);
 	const union MHD_ConnectionInfo *ci =
 		MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -511,19 +646,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 			how);
 		fflush(stdout);
 	}
-	if (r->all_prev)
-		r->all_prev->all_next = r->all_next;
-	else
-		h->all_reqs = r->all_next;
-	if (r->all_next)
-		r->all_next->all_prev = r->all_prev;
-	buf_free(&r->head);
-	buf_free(&r->resp_headers);
-	buf_free(&r->resp_body);
-	spill_close(r);
-	free(r->fail_body);
-	free(r->uri);
-	free(r);
+	reqs_unlink(h, r);
+	hreq_free(r);
 }
 
 void host_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -656,6 +780,15 @@ void front_stop(struct host *h)
 {
 	if (!h->mhd)
 		return;
+	/* Internal requests end here, unanswered (their owners are told). */
+	for (struct hreq *r = h->all_reqs, *next; r; r = next) {
+		next = r->all_next;
+		if (r->internal && !r->internal_done) {
+			r->fail_status = r->fail_status ? r->fail_status : 503;
+			loop_timer_cancel(h->loop, &r->internal_finish);
+			internal_finish_fn(h->loop, &r->internal_finish);
+		}
+	}
 	/* MHD must not be stopped with suspended connections. */
 	for (struct hreq *r = h->all_reqs; r; r = r->all_next) {
 		r->resp_failed = 1;

@@ -137,6 +137,12 @@ struct hreq {
 	unsigned fail_status;
 	char *fail_body;
 	struct loop_timer timeout; /* arrival to response head; expiry asks pool_timeout */
+	/* An internal request (front_internal_submit: no connection, e.g. a
+	 * scheduled event): its owner's callback, called once it has ended. */
+	int internal, internal_done;
+	void (*internal_cb)(struct hreq *r, void *arg);
+	void *internal_arg;
+	struct loop_timer internal_finish;
 
 	/* The pool's. */
 	struct instance *inst;    /* serving it, or NULL */
@@ -174,6 +180,7 @@ struct host {
 	const char *sdk_dir;
 	int system_site_packages;
 	int server_timing; /* Server-Timing on every response (thaw dev; serve --server-timing) */
+	int test_scheduled; /* thaw dev --test-scheduled: /__scheduled fires the scheduled handler */
 	uint64_t max_snapshot_bytes;
 	struct instance *spares;
 	unsigned nspares, spares_target;
@@ -230,6 +237,38 @@ int host_listen(const char *ip, unsigned port, const char *flag, unsigned *bound
 int front_start(struct host *h, const char *ip, unsigned port, unsigned *bound_port, char *err,
 		size_t errlen);
 void front_stop(struct host *h);
+/*
+ * An internal request: the encoded head (taken), run by an instance of a like
+ * a request from a client, with no body and no connection. method and uri
+ * (borrowed, static for method) name it in logs. When it has ended (answered,
+ * failed, timed out after timeout_ms, or the front stopping), done(r, arg) is
+ * called once from the loop: r->resp_status or r->fail_status says how, the
+ * first 4 KiB of the body are in r->resp_body and the headers in
+ * r->resp_headers; r is freed when done returns. Returns r, which the owner
+ * may cancel (no callback) with front_internal_cancel until then.
+ */
+struct hreq *front_internal_submit(struct app *a, const char *method, const char *uri,
+				   struct buf *head, double timeout_ms,
+				   void (*done)(struct hreq *r, void *arg), void *arg);
+void front_internal_cancel(struct hreq *r);
+/* scheduled.c: cron triggers' runs as internal requests. */
+#define HOST_SCHEDULED_TIMEOUT_MS (15.0 * 60 * 1000) /* a run's wall-time limit */
+#define HOST_SCHEDULED_CRON_MAX 256
+/* Append the scheduled-event pseudo-headers (:event, :cron, :scheduled-time)
+ * to an encoded head whose count the caller adds 3 to. */
+void host_scheduled_pseudo(struct buf *b, const char *cron, int64_t scheduled_ms);
+/* Run a's scheduled handler for cron (borrowed) due at scheduled_ms: an
+ * internal request (see front_internal_submit for done and the result). */
+struct hreq *host_scheduled_run(struct app *a, const char *cron, int64_t scheduled_ms,
+				void (*done)(struct hreq *r, void *arg), void *arg);
+/* How an ended run went: "ok", "exception" (the handler raised: error holds
+ * its last line), "timeout" or "error" (no answer: the instance failed or
+ * the worker could not load). *no_retry: the handler called no_retry(). */
+const char *host_scheduled_outcome(const struct hreq *r, char *error, size_t errlen,
+				   int *no_retry);
+/* Milliseconds from now_wall_ms to the start of the next minute. */
+double host_ms_to_next_minute(int64_t now_wall_ms);
+
 /* The pool's calls into the front, for a request r (nothing here calls
  * back into the pool before returning, except front_resp_data: pool_grant). */
 /* Wake r's connection so MHD calls back into it (more credit, an instance). */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "project/cron.h"
 
 int project_name_valid(const char *s)
 {
@@ -45,6 +46,41 @@ int project_main_valid(const char *s)
 	return 1;
 }
 
+int project_crons_check(const json_t *v, char *err, size_t errlen)
+{
+	if (!json_is_array(v)) {
+		snprintf(err, errlen, "must be a list of cron expressions, as [\"*/5 * * * *\"]");
+		return -1;
+	}
+	if (json_array_size(v) > PROJECT_MAX_CRONS) {
+		snprintf(err, errlen, "has %zu triggers; at most %d", json_array_size(v),
+			 PROJECT_MAX_CRONS);
+		return -1;
+	}
+	size_t i, j;
+	json_t *e;
+	json_array_foreach(v, i, e) {
+		struct cron c;
+		char why[256];
+		if (!json_is_string(e)) {
+			snprintf(err, errlen, "[%zu] must be a string", i);
+			return -1;
+		}
+		if (cron_parse(json_string_value(e), &c, why, sizeof why) < 0) {
+			snprintf(err, errlen, "[%zu] '%.*s': %s", i, CRON_MAX_LEN,
+				 json_string_value(e), why);
+			return -1;
+		}
+		for (j = 0; j < i; j++)
+			if (!strcmp(json_string_value(json_array_get(v, j)), json_string_value(e))) {
+				snprintf(err, errlen, "[%zu] '%s' is listed twice", i,
+					 json_string_value(e));
+				return -1;
+			}
+	}
+	return 0;
+}
+
 void project_free(struct project *p)
 {
 	if (!p)
@@ -55,6 +91,7 @@ void project_free(struct project *p)
 	free(p->sources);
 	json_decref(p->vars);
 	json_decref(p->dependencies);
+	json_decref(p->crons);
 	free(p);
 }
 
@@ -66,19 +103,21 @@ json_t *project_to_json(const struct project *p)
 			      p->allow_entropy_at_import);
 	if (!j)
 		fatal("cannot encode a project");
+	if (p->crons && json_array_size(p->crons))
+		json_object_set(j, "crons", p->crons);
 	return j;
 }
 
 struct project *project_from_json(const json_t *j, const char *dir, char *err, size_t errlen)
 {
 	const char *name = NULL, *main = NULL, *sources = "";
-	json_t *vars = NULL, *deps = NULL;
+	json_t *vars = NULL, *deps = NULL, *crons = NULL;
 	int entropy = 0;
 	json_error_t je;
 	if (!json_is_object(j) ||
-	    json_unpack_ex((json_t *)j, &je, 0, "{s:s, s:s, s:o, s:o, s?s, s?b}", "name", &name,
+	    json_unpack_ex((json_t *)j, &je, 0, "{s:s, s:s, s:o, s:o, s?s, s?b, s?o}", "name", &name,
 			   "main", &main, "vars", &vars, "dependencies", &deps, "sources", &sources,
-			   "allow_entropy_at_import", &entropy) < 0) {
+			   "allow_entropy_at_import", &entropy, "crons", &crons) < 0) {
 		snprintf(err, errlen, "malformed project description: %s",
 			 json_is_object(j) ? je.text : "not an object");
 		return NULL;
@@ -96,6 +135,11 @@ struct project *project_from_json(const json_t *j, const char *dir, char *err, s
 			return NULL;
 		}
 	}
+	char why[512];
+	if (crons && project_crons_check(crons, why, sizeof why) < 0) {
+		snprintf(err, errlen, "malformed project description: crons%s", why);
+		return NULL;
+	}
 	if (!project_name_valid(name) || !project_main_valid(main)) {
 		snprintf(err, errlen, "malformed project description: invalid %s",
 			 project_name_valid(name) ? "main" : "name");
@@ -109,7 +153,8 @@ struct project *project_from_json(const json_t *j, const char *dir, char *err, s
 	p->vars = json_deep_copy(vars);
 	p->dependencies = json_deep_copy(deps);
 	p->allow_entropy_at_import = entropy;
-	if (!p->vars || !p->dependencies)
+	p->crons = crons ? json_deep_copy(crons) : json_array();
+	if (!p->vars || !p->dependencies || !p->crons)
 		fatal("out of memory");
 	return p;
 }

@@ -12,7 +12,7 @@
  *
  *   {"ok": true, "project": {"name": S, "main": S, "vars": {..},
  *                            "dependencies": [S..], "sources": S,
- *                            "allow_entropy_at_import": B}}
+ *                            "allow_entropy_at_import": B, "crons": [S..]}}
  *   {"ok": false, "error": S}
  *
  *   The child's output is treated as hostile like the files it read: every
@@ -44,10 +44,16 @@ struct project {
 	json_t *dependencies; /* [project].dependencies: array of strings */
 	char *sources; /* the files read, for messages ("wrangler.toml + pyproject.toml") */
 	int allow_entropy_at_import; /* [tool.thaw] allow_entropy_at_import */
+	json_t *crons; /* triggers.crons: array of cron expressions (cron.h), each valid */
 };
+
+#define PROJECT_MAX_CRONS 64 /* triggers per worker */
 
 /* Is s a valid worker name (1-63 of [a-z0-9_-], not starting or ending in '-')? */
 int project_name_valid(const char *s);
+/* Is v a valid triggers.crons value (an array of at most PROJECT_MAX_CRONS
+ * valid, distinct expressions)? 0, or -1 with err naming the bad entry. */
+int project_crons_check(const json_t *v, char *err, size_t errlen);
 /* Is s a safe relative path to a .py file inside a project? */
 int project_main_valid(const char *s);
 

@@ -62,6 +62,34 @@ static void note(FILE *notes, const char *file, const char *key, const char *wha
 		fprintf(notes, "note: %s: '%s' %s\n", file, key, what);
 }
 
+/* triggers = {crons = [...]}: replaces what a file read earlier said. */
+static int take_triggers(struct project *c, const char *file, json_t *t, FILE *notes, char *err,
+			 size_t errlen)
+{
+	if (!json_is_object(t)) {
+		snprintf(err, errlen, "%s: 'triggers' must be a table, as triggers = { crons = [...] }",
+			 file);
+		return -1;
+	}
+	const char *key;
+	json_t *v;
+	json_object_foreach(t, key, v) {
+		if (strcmp(key, "crons") != 0) {
+			note(notes, file, key, "(in triggers) is not supported by this version of thaw; ignored");
+			continue;
+		}
+		char why[512];
+		if (project_crons_check(v, why, sizeof why) < 0) {
+			snprintf(err, errlen, "%s: triggers.crons%s%s", file, why[0] == '[' ? "" : " ",
+				 why);
+			return -1;
+		}
+		json_decref(c->crons);
+		c->crons = json_deep_copy(v);
+	}
+	return 0;
+}
+
 /* Take name/main/vars from one table; complain about what we do not know. */
 static int take(struct project *c, const char *file, json_t *t, const char *const *known_ignored,
 		FILE *notes, char *err, size_t errlen)
@@ -83,6 +111,9 @@ static int take(struct project *c, const char *file, json_t *t, const char *cons
 				return -1;
 			}
 			c->allow_entropy_at_import = json_is_true(v);
+		} else if (!strcmp(key, "triggers")) {
+			if (take_triggers(c, file, v, notes, err, errlen) < 0)
+				return -1;
 		} else if (!strcmp(key, "vars")) {
 			if (!json_is_object(v)) {
 				snprintf(err, errlen, "%s: 'vars' must be a table of names to values",
@@ -113,6 +144,7 @@ struct project *project_read(const char *dir_in, project_toml_fn toml_parse, FIL
 	c->dir = xstrdup(dir);
 	c->vars = json_object();
 	c->dependencies = json_array();
+	c->crons = json_array();
 	char sources[256] = "";
 
 	static const char *const wrangler_quiet[] = {"compatibility_date", "compatibility_flags",
