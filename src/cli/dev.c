@@ -96,9 +96,10 @@ static void run_done(struct hreq *r, void *arg)
 	char error[512];
 	int no_retry;
 	const char *outcome = host_scheduled_outcome(r, error, sizeof error, &no_retry);
-	printf("[%s] scheduled \"%s\" %s %.1fms%s%s%s\n", d->app.cfg->name, run->cron, outcome,
-	       ns_to_ms(now_ns() - r->t_arrive), error[0] ? ": " : "", error,
-	       no_retry ? " (no_retry)" : "");
+	printf("[%s] scheduled \"%s\" %s %.1fms%s%s%s%s%s%s\n", d->app.cfg->name, run->cron, outcome,
+	       ns_to_ms(now_ns() - r->t_arrive), r->start_desc ? " (instance: " : "",
+	       r->start_desc ? r->start_desc : "", r->start_desc ? ")" : "",
+	       error[0] ? ": " : "", error, no_retry ? " (no_retry)" : "");
 	fflush(stdout);
 	for (struct dev_run **p = &d->runs; *p; p = &(*p)->next)
 		if (*p == run) {

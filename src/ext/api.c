@@ -196,6 +196,10 @@ unsigned api_answer(struct serve *s, const char *method, const char *worker, con
 		*out = json_pack("{s:o}", "deployment", deployment_json(&w->dep));
 		return 200;
 	}
+	if (get && !strcmp(what, "crons")) {
+		*out = serve_crons_json(s, w, 100);
+		return 200;
+	}
 	if (!get && !strcmp(what, "rollout"))
 		return api_rollout(s, w, body, out);
 	if (!get && !strcmp(what, "rollback"))

@@ -53,12 +53,13 @@ extern const struct thaw_ext_command thaw_ext_commands[];
 	X(front_start) X(front_stop) X(host_defaults) X(host_listen) X(host_loop_start) X(host_mhd_attach) \
 	X(host_mhd_log) X(host_opt_u64) X(host_option) X(pool_build_snapshot) X(pool_drain) \
 	X(pool_fill_spares) X(pool_shutdown) X(pool_snapshot_adopted) X(pool_use_snapshot) \
-	X(pool_unused) X(pool_app_dispose) \
+	X(pool_unused) X(pool_app_dispose) X(host_scheduled_run) X(host_scheduled_outcome) \
+	X(host_ms_to_next_minute) \
 	/* host/child.h */ \
 	X(child_answer) X(child_cancel) X(child_kill) X(child_kill_all) X(child_start) \
 	/* project/project.h */ \
 	X(project_free) X(project_from_json) X(project_load) X(project_name_valid) \
-	X(project_to_json) \
+	X(project_to_json) X(cron_parse) X(cron_matches) \
 	/* snap/snap.h (reading and checking images, never restoring) */ \
 	X(snap_check_file) X(snap_image_free) X(snap_open) X(snap_remove) X(snap_verify_data) \
 	/* cli/install.h (thaw deploy installs first) */ \

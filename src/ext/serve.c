@@ -738,6 +738,7 @@ int cmd_serve(int argc, char **argv)
 	json_decref(names);
 	fprintf(stderr, "thaw serve: %u worker%s deployed in %s\n", nworkers, nworkers == 1 ? "" : "s",
 		store_dir(s->st));
+	serve_crons_start(s);
 	int v6 = strchr(ip, ':') != NULL, c6 = strchr(cip, ':') != NULL;
 	printf("Control API on http://%s%s%s:%u\n", c6 ? "[" : "", cip, c6 ? "]" : "", cbound);
 	printf("Ready on http://%s%s%s:%u\n", v6 ? "[" : "", ip, v6 ? "]" : "", bound);

@@ -111,6 +111,10 @@ struct serve {
 	unsigned data_port;
 	struct router router;
 	uint64_t rng;
+	/* cron triggers (crons.c) */
+	struct loop_timer cron_timer;
+	int64_t cron_minute;  /* the last minute whose triggers were looked at */
+	struct scron *crons;  /* runs in progress */
 };
 
 /* serve.c */
@@ -147,6 +151,12 @@ void deploy_stream_gone(struct serve *s, struct ctl_stream *cs);
 /* The pool hooks of a version (host.h's app_hooks). */
 void deploy_adopt_snapshot(struct app *a, const char *tmp);
 void deploy_on_event(struct app *a, enum app_event ev, const char *detail, double num);
+
+/* crons.c: cron triggers. Count (log, record) the runs missed while the host
+ * was down, then run every deployed trigger each minute. */
+void serve_crons_start(struct serve *s);
+/* The worker's triggers, runs in progress and newest runs (at most limit). */
+json_t *serve_crons_json(struct serve *s, struct sworker *w, int limit);
 
 /* api.c: GET/POST on the worker API; the HTTP status, *out a JSON object. */
 unsigned api_answer(struct serve *s, const char *method, const char *worker, const char *what,

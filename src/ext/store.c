@@ -111,6 +111,34 @@ static const char *const migrations[] = {
 	/* 2: a version's project, as the config reader described it (JSON) */
 	"ALTER TABLE versions ADD COLUMN project TEXT "
 	"CHECK (project IS NULL OR (substr(project, 1, 1) = '{' AND length(project) <= 8388608));\n",
+	/* 3: cron trigger runs; secrets (the worker's current ones, and each
+	 * version's copy, taken when the version is made) */
+	"CREATE TABLE cron_runs (\n"
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	"  worker TEXT NOT NULL REFERENCES workers(name),\n"
+	"  version TEXT NOT NULL,\n"
+	"  cron TEXT NOT NULL CHECK (length(cron) BETWEEN 1 AND 256),\n"
+	"  scheduled_ms INTEGER NOT NULL,\n"
+	"  duration_ms REAL NOT NULL CHECK (duration_ms >= 0),\n"
+	"  outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'exception', 'timeout', 'error', "
+	"'missed', 'skipped')),\n"
+	"  error TEXT,\n"
+	"  no_retry INTEGER NOT NULL DEFAULT 0\n"
+	") STRICT;\n"
+	"CREATE INDEX cron_runs_by_worker ON cron_runs (worker, id);\n"
+	"CREATE INDEX cron_runs_by_cron ON cron_runs (worker, cron, scheduled_ms);\n"
+	"CREATE TABLE secrets (\n"
+	"  worker TEXT NOT NULL REFERENCES workers(name),\n"
+	"  name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 255),\n"
+	"  value TEXT NOT NULL CHECK (length(value) <= 5120),\n"
+	"  PRIMARY KEY (worker, name)\n"
+	") STRICT;\n"
+	"CREATE TABLE version_secrets (\n"
+	"  version TEXT NOT NULL REFERENCES versions(id),\n"
+	"  name TEXT NOT NULL,\n"
+	"  value TEXT NOT NULL,\n"
+	"  PRIMARY KEY (version, name)\n"
+	") STRICT;\n",
 };
 
 #define VERSION_COLUMNS                                                                            \
@@ -138,6 +166,15 @@ enum query {
 	Q_DEPLOYMENT_NTH,
 	Q_DEPLOYMENT_VERSIONS,
 	Q_WORKERS_DEPLOYED,
+	Q_CRON_RUN_ADD,
+	Q_CRON_RUNS_TRIM,
+	Q_CRON_LAST,
+	Q_CRON_RUNS,
+	Q_SECRET_PUT,
+	Q_SECRET_DELETE,
+	Q_SECRET_NAMES,
+	Q_VERSION_SECRETS_COPY,
+	Q_VERSION_SECRETS,
 	Q_COUNT
 };
 
@@ -177,6 +214,21 @@ static const char *const query_sql[Q_COUNT] = {
 	[Q_DEPLOYMENT_VERSIONS] = "SELECT version, percentage FROM deployment_versions "
 				  "WHERE deployment = ?1 ORDER BY slot",
 	[Q_WORKERS_DEPLOYED] = "SELECT DISTINCT worker FROM deployments ORDER BY worker",
+	[Q_CRON_RUN_ADD] = "INSERT INTO cron_runs (worker, version, cron, scheduled_ms, duration_ms, "
+			   "outcome, error, no_retry) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	/* keep the newest CRON_RUNS_KEPT runs of a worker */
+	[Q_CRON_RUNS_TRIM] = "DELETE FROM cron_runs WHERE worker = ?1 AND id <= (SELECT id FROM "
+			     "cron_runs WHERE worker = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+	[Q_CRON_LAST] = "SELECT max(scheduled_ms) FROM cron_runs WHERE worker = ?1 AND cron = ?2",
+	[Q_CRON_RUNS] = "SELECT version, cron, scheduled_ms, duration_ms, outcome, error, no_retry "
+			"FROM cron_runs WHERE worker = ?1 ORDER BY id DESC LIMIT ?2",
+	[Q_SECRET_PUT] = "INSERT INTO secrets (worker, name, value) VALUES (?1, ?2, ?3) "
+			 "ON CONFLICT (worker, name) DO UPDATE SET value = excluded.value",
+	[Q_SECRET_DELETE] = "DELETE FROM secrets WHERE worker = ?1 AND name = ?2",
+	[Q_SECRET_NAMES] = "SELECT name FROM secrets WHERE worker = ?1 ORDER BY name",
+	[Q_VERSION_SECRETS_COPY] = "INSERT INTO version_secrets (version, name, value) "
+				   "SELECT ?1, name, value FROM secrets WHERE worker = ?2",
+	[Q_VERSION_SECRETS] = "SELECT name, value FROM version_secrets WHERE version = ?1",
 };
 
 struct store {
@@ -1121,6 +1173,17 @@ int store_version_add(struct store *s, const char *worker, const char *bundle_he
 		db_fail(s, err, errlen, "adding the version");
 		goto error;
 	}
+	/* The version keeps the worker's secrets as they are now. */
+	if (!(st = query(s, Q_VERSION_SECRETS_COPY, err, errlen)))
+		goto error;
+	rc = bind(st, "tt", nv.id, worker);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	done(st);
+	if (rc != SQLITE_DONE) {
+		db_fail(s, err, errlen, "copying the secrets");
+		goto error;
+	}
 	if (commit(s, err, errlen) < 0)
 		goto error;
 	nv.message = message ? xstrdup(message) : NULL;
@@ -1623,5 +1686,216 @@ json_t *store_versions_without_project(struct store *s)
 		out = NULL;
 	}
 	done(st);
+	return out;
+}
+
+/* --- cron runs --- */
+
+#define CRON_RUNS_KEPT 1000
+
+static const char *const cron_outcomes[] = {"ok", "exception", "timeout", "error", "missed",
+					    "skipped"};
+
+int store_cron_run_add(struct store *s, const struct cron_run *run, char *err, size_t errlen)
+{
+	int known = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(cron_outcomes); i++)
+		known |= !strcmp(run->outcome, cron_outcomes[i]);
+	if (!known || !project_name_valid(run->worker) || !run->cron[0])
+		return err_set(err, errlen, "a malformed cron run record");
+	char *error = run->error && run->error[0] ? error_repair(run->error) : NULL;
+	sqlite3_stmt *st;
+	int rc;
+	if (begin(s, err, errlen) < 0) {
+		free(error);
+		return -1;
+	}
+	if (!(st = query(s, Q_CRON_RUN_ADD, err, errlen)))
+		goto error;
+	rc = bind(st, "tttidtti", run->worker, run->version, run->cron, run->scheduled_ms,
+		  run->duration_ms, run->outcome, error, (int64_t)run->no_retry);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	done(st);
+	if (rc != SQLITE_DONE) {
+		db_fail(s, err, errlen, "recording a cron run");
+		goto error;
+	}
+	if (!(st = query(s, Q_CRON_RUNS_TRIM, err, errlen)))
+		goto error;
+	rc = bind(st, "ti", run->worker, (int64_t)CRON_RUNS_KEPT);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	done(st);
+	if (rc != SQLITE_DONE) {
+		db_fail(s, err, errlen, "trimming cron runs");
+		goto error;
+	}
+	free(error);
+	return commit(s, err, errlen) < 0 ? (rollback(s), -1) : 0;
+error:
+	free(error);
+	rollback(s);
+	return -1;
+}
+
+int64_t store_cron_last(struct store *s, const char *worker, const char *cron)
+{
+	char err[256];
+	sqlite3_stmt *st = query(s, Q_CRON_LAST, err, sizeof err);
+	if (!st)
+		return -1;
+	int64_t last = -1;
+	int rc = bind(st, "tt", worker, cron);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+	    sqlite3_column_type(st, 0) != SQLITE_NULL)
+		last = sqlite3_column_int64(st, 0);
+	done(st);
+	return last;
+}
+
+json_t *store_cron_runs_json(struct store *s, const char *worker, int limit)
+{
+	char err[256];
+	sqlite3_stmt *st = query(s, Q_CRON_RUNS, err, sizeof err);
+	if (!st) {
+		log_error("%s", err);
+		return NULL;
+	}
+	json_t *out = json_array();
+	int rc = bind(st, "ti", worker, (int64_t)limit);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *run = json_pack(
+			"{s:o, s:o, s:I, s:f, s:o, s:o, s:b}", "version", json_text((const char *)sqlite3_column_text(st, 0)),
+			"cron", json_text((const char *)sqlite3_column_text(st, 1)), "scheduled",
+			(json_int_t)sqlite3_column_int64(st, 2), "duration_ms",
+			sqlite3_column_double(st, 3), "outcome",
+			json_text((const char *)sqlite3_column_text(st, 4)), "error",
+			json_text((const char *)sqlite3_column_text(st, 5)), "no_retry",
+			sqlite3_column_int(st, 6) != 0);
+		if (run)
+			json_array_append_new(out, run);
+	}
+	if (rc != SQLITE_DONE) {
+		log_error("%s/thaw.db: listing cron runs: %s", s->dir, sqlite3_errmsg(s->db));
+		json_decref(out);
+		out = NULL;
+	}
+	done(st);
+	return out;
+}
+
+/* --- secrets --- */
+
+int store_secret_name_valid(const char *name)
+{
+	size_t n = name ? strnlen(name, 256) : 0;
+	if (n == 0 || n > 255 || !(isalpha((unsigned char)name[0]) || name[0] == '_'))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!(isalnum((unsigned char)name[i]) || name[i] == '_'))
+			return 0;
+	return 1;
+}
+
+int store_secret_put(struct store *s, const char *worker, const char *name, const char *value,
+		     char *err, size_t errlen)
+{
+	if (!project_name_valid(worker) || !store_secret_name_valid(name))
+		return err_set(err, errlen,
+			       "a secret's name is 1-255 letters, digits and '_', not starting "
+			       "with a digit");
+	if (strlen(value) > STORE_SECRET_MAX)
+		return err_set(err, errlen, "a secret's value is at most %d bytes",
+			       STORE_SECRET_MAX);
+	sqlite3_stmt *st;
+	int rc;
+	if (begin(s, err, errlen) < 0)
+		return -1;
+	if (!(st = query(s, Q_WORKER_ADD, err, errlen)))
+		goto error;
+	rc = bind(st, "ti", worker, wall_ms());
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	done(st);
+	if (rc != SQLITE_DONE) {
+		db_fail(s, err, errlen, "adding the worker");
+		goto error;
+	}
+	if (!(st = query(s, Q_SECRET_PUT, err, errlen)))
+		goto error;
+	rc = bind(st, "ttt", worker, name, value);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	done(st);
+	if (rc != SQLITE_DONE) {
+		db_fail(s, err, errlen, "storing the secret");
+		goto error;
+	}
+	return commit(s, err, errlen) < 0 ? (rollback(s), -1) : 0;
+error:
+	rollback(s);
+	return -1;
+}
+
+int store_secret_delete(struct store *s, const char *worker, const char *name, char *err,
+			size_t errlen)
+{
+	sqlite3_stmt *st = query(s, Q_SECRET_DELETE, err, errlen);
+	if (!st)
+		return -1;
+	int rc = bind(st, "tt", worker, name);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	int changed = sqlite3_changes(s->db);
+	done(st);
+	if (rc != SQLITE_DONE)
+		return db_fail(s, err, errlen, "deleting the secret");
+	return changed > 0 ? 0 : 1;
+}
+
+json_t *store_secret_names(struct store *s, const char *worker)
+{
+	char err[256];
+	sqlite3_stmt *st = query(s, Q_SECRET_NAMES, err, sizeof err);
+	if (!st)
+		return NULL;
+	json_t *out = json_array();
+	int rc = bind(st, "t", worker);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *n = (const char *)sqlite3_column_text(st, 0);
+		if (n)
+			json_array_append_new(out, json_string(n));
+	}
+	done(st);
+	if (rc != SQLITE_DONE) {
+		json_decref(out);
+		return NULL;
+	}
+	return out;
+}
+
+json_t *store_version_secrets(struct store *s, const char *id)
+{
+	char err[256];
+	sqlite3_stmt *st = query(s, Q_VERSION_SECRETS, err, sizeof err);
+	if (!st)
+		return NULL;
+	json_t *out = json_object();
+	int rc = bind(st, "t", id);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *n = (const char *)sqlite3_column_text(st, 0);
+		const char *v = (const char *)sqlite3_column_text(st, 1);
+		json_t *jv = v ? json_string(v) : NULL;
+		if (n && jv)
+			json_object_set_new(out, n, jv);
+		else
+			json_decref(jv);
+	}
+	done(st);
+	if (rc != SQLITE_DONE) {
+		json_decref(out);
+		return NULL;
+	}
 	return out;
 }

@@ -145,6 +145,36 @@ int store_deployment_current(struct store *s, const char *worker, struct deploym
 /* The deployment before the current one (0), or -1. */
 int store_deployment_previous(struct store *s, const char *worker, struct deployment *d);
 json_t *deployment_json(const struct deployment *d);
+/* --- cron runs --- */
+struct cron_run {
+	const char *worker, *version, *cron;
+	int64_t scheduled_ms; /* the minute it was due (ms since the epoch) */
+	double duration_ms;
+	const char *outcome; /* ok | exception | timeout | error | missed | skipped */
+	const char *error;   /* NULL, or its last line */
+	int no_retry;
+};
+/* Record a run (the worker's newest 1000 are kept). 0, -1 with err. */
+int store_cron_run_add(struct store *s, const struct cron_run *run, char *err, size_t errlen);
+/* The latest scheduled_ms recorded for the worker's trigger cron, or -1. */
+int64_t store_cron_last(struct store *s, const char *worker, const char *cron);
+/* The worker's newest runs, newest first, at most limit (NULL on an error, logged). */
+json_t *store_cron_runs_json(struct store *s, const char *worker, int limit);
+
+/* --- secrets: a worker's current ones; a version copies them when made --- */
+#define STORE_SECRET_MAX 5120 /* bytes of a value, as Cloudflare */
+int store_secret_name_valid(const char *name);
+/* Set (or replace) one. 0, -1 with err. */
+int store_secret_put(struct store *s, const char *worker, const char *name, const char *value,
+		     char *err, size_t errlen);
+/* 0 deleted, 1 there was none, -1 with err. */
+int store_secret_delete(struct store *s, const char *worker, const char *name, char *err,
+			size_t errlen);
+/* The worker's secret names, sorted (NULL on an error). */
+json_t *store_secret_names(struct store *s, const char *worker);
+/* A version's secrets, name -> value (NULL on an error). Never log it. */
+json_t *store_version_secrets(struct store *s, const char *id);
+
 /* Names of workers with a current deployment (JSON array of strings; NULL on a database
  * error, logged). */
 json_t *store_workers_json(struct store *s);

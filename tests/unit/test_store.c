@@ -203,7 +203,7 @@ static void test_open_creates_layout_and_schema(void **state)
 	assert_string_equal(store_dir(f->s), f->dir);
 
 	sqlite3 *db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 2);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 3);
 	assert_int_equal(db_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
 				    "name IN ('workers', 'versions', 'deployments', "
 				    "'deployment_versions')"),
@@ -267,7 +267,7 @@ static void test_migrations_are_idempotent(void **state)
 	for (int i = 0; i < 3; i++)
 		reopen(f);
 	db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 2);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 3);
 	assert_int_equal(db_int(db, "SELECT count(*) FROM sqlite_master"), objects);
 	assert_int_equal(db_int(db, "SELECT count(*) FROM versions"), 1);
 	sqlite3_close(db);
@@ -281,14 +281,14 @@ static void test_future_schema_is_refused(void **state)
 	store_close(f->s);
 	f->s = NULL;
 	sqlite3 *db = db_side(f);
-	db_exec(db, "PRAGMA user_version = 3");
+	db_exec(db, "PRAGMA user_version = 4");
 	sqlite3_close(db);
 
 	assert_null(store_open(f->dir, f->err, sizeof f->err));
-	if (!strstr(f->err, "schema version 3, newer than this thaw knows (2)"))
+	if (!strstr(f->err, "schema version 4, newer than this thaw knows (3)"))
 		fail_msg("unexpected error: %s", f->err);
 	db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 3); /* left alone */
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 4); /* left alone */
 	sqlite3_close(db);
 }
 
@@ -304,7 +304,8 @@ static void test_migration_2_adds_the_project(void **state)
 	store_close(f->s);
 	f->s = NULL;
 	sqlite3 *db = db_side(f);
-	db_exec(db, "ALTER TABLE versions DROP COLUMN project; PRAGMA user_version = 1");
+	db_exec(db, "ALTER TABLE versions DROP COLUMN project; DROP TABLE cron_runs; DROP TABLE secrets; "
+		    "DROP TABLE version_secrets; PRAGMA user_version = 1");
 	sqlite3_close(db);
 
 	reopen(f);
@@ -324,7 +325,7 @@ static void test_migration_2_adds_the_project(void **state)
 	assert_null(store_version_project(f->s, "nope"));
 	json_decref(p);
 	db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 2);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 3);
 	sqlite3_close(db);
 	version_clear(&g);
 	version_clear(&v);
