@@ -106,6 +106,8 @@ class _Config:
     snapshot_build: bool
     allow_entropy_at_import: bool
     capture_output: bool = False
+    secrets: dict[str, str] | None = None
+    secret_names: frozenset[str] = frozenset()
 
 
 _worker: _Worker | None = None
@@ -282,10 +284,25 @@ def _parse_config(config_json: str) -> _Config:
     if not isinstance(allow_entropy, bool):
         raise LoadError("`allow_entropy_at_import` in [tool.thaw] must be true or false, "
                         f"not {allow_entropy!r}")
+    secrets = config.get("secrets")
+    if secrets is not None and not (isinstance(secrets, dict)
+                                    and all(isinstance(v, str) for v in secrets.values())):
+        raise LoadError("INIT config: secrets must be an object of strings")
+    names = config.get("secret_names") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise LoadError("INIT config: secret_names must be a list of strings")
     return _Config(name=name, project_dir=project_dir, main=main, variables=variables,
                    concurrency=concurrency, dev=bool(config.get("dev", False)),
                    snapshot_build=snapshot_build, allow_entropy_at_import=allow_entropy,
-                   capture_output=bool(config.get("capture_output", False)))
+                   capture_output=bool(config.get("capture_output", False)),
+                   secrets=secrets, secret_names=frozenset(names) | frozenset(secrets or ()))
+
+
+def _with_secrets(config: _Config) -> dict[str, Any]:
+    """The env's values once the top level has run: vars, and secrets over them."""
+    values = {n: v for n, v in config.variables.items() if n not in config.secret_names}
+    values.update(config.secrets or {})
+    return values
 
 
 def load(config_json: str) -> str:
@@ -317,12 +334,16 @@ def load(config_json: str) -> str:
             "module, relative to the project directory"
         )
     _line_buffered_output()
-    replace_values(_module_env, config.variables)  # `from workers import env` at top level
+    # `from workers import env` at top level: vars; secrets exist by name but are withheld
+    # (a snapshot must never hold them: the builder is not even given them).
+    public = {n: v for n, v in config.variables.items() if n not in config.secret_names}
+    replace_values(_module_env, public, config.secret_names)
     if config.snapshot_build:
         call, scheduled = _load_for_snapshot(config, path)
     else:
         module = _import_entry(path, main)
         call, scheduled = _find_handlers(module, main)
+        replace_values(_module_env, _with_secrets(config))
         _run_hooks(_hooks.AFTER_RESTORE, config.project_dir)
     _worker = _Worker(name=config.name, env=_module_env, call=call, scheduled=scheduled,
                       concurrency=config.concurrency, dev=config.dev,
@@ -406,7 +427,7 @@ def after_restore(init_json: str) -> str:
     _snapshot.reseed_after_restore()
     set_worker_name(config.name)
     worker.name = config.name
-    replace_values(worker.env, config.variables)
+    replace_values(worker.env, _with_secrets(config))
     worker.concurrency = config.concurrency
     worker.dev = config.dev
     worker.capture_output = config.capture_output

@@ -26,6 +26,7 @@
 #include "host/child.h"
 #include "host/host.h"
 #include "project/cron.h"
+#include "project/dotenv.h"
 
 static const char dev_usage[] =
 	"usage: thaw dev [DIR] [options]\n"
@@ -50,6 +51,8 @@ static const char dev_usage[] =
 	"  --no-snapshot            boot every instance instead of restoring it from a\n"
 	"                           memory snapshot of the initialised worker\n"
 	"  --max-snapshot-mb N      refuse snapshots larger than this (default 1024)\n"
+	"  --env NAME               use the environment NAME of the configuration\n"
+	"                           ([env.NAME] in wrangler.toml) and .dev.vars.NAME\n"
 	"  --test-scheduled         GET /__scheduled?cron=EXPR (or /cdn-cgi/handler/scheduled)\n"
 	"                           runs the scheduled handler, as wrangler dev does; cron\n"
 	"                           triggers (triggers.crons) also run on their schedule\n"
@@ -66,6 +69,8 @@ static const char dev_usage[] =
 struct dev {
 	struct host h;
 	struct app app;
+	const char *env; /* --env */
+	char secrets_file[32]; /* where the secrets came from ("" none) */
 	struct loop_watch ino;
 	struct loop_timer reload_timer;
 	struct child *reader; /* the config reader of a reload in progress */
@@ -153,9 +158,17 @@ static int skip_name(const char *n)
 	return n[0] == '.' || !strcmp(n, "__pycache__") || !strcmp(n, "node_modules");
 }
 
+static int secrets_file(const char *n)
+{
+	return !strcmp(n, ".dev.vars") || !strncmp(n, ".dev.vars.", 10) || !strcmp(n, ".env") ||
+	       !strncmp(n, ".env.", 5);
+}
+
 static int ignored_file(const char *n)
 {
 	size_t l = strlen(n);
+	if (secrets_file(n))
+		return 0;
 	if (l == 0 || n[0] == '.' || n[l - 1] == '~' || !strcmp(n, "4913"))
 		return 1;
 	const char *dot = strrchr(n, '.');
@@ -202,6 +215,69 @@ static void watch_dir(struct dev *d, const char *path, int depth)
 	closedir(dir);
 }
 
+/*
+ * The local secrets, as wrangler finds them: .dev.vars (.dev.vars.ENV with
+ * --env), else .env (.env.ENV). Values are secrets: withheld from the top
+ * level and the snapshot, never printed. 0 (a->secrets set, NULL when there
+ * is no file), or -1 with err.
+ */
+static int load_secrets(struct dev *d, const char *dir, char *err, size_t errlen)
+{
+	char envfile[2][80];
+	const char *candidates[4];
+	int n = 0;
+	if (d->env) {
+		snprintf(envfile[0], sizeof envfile[0], ".dev.vars.%s", d->env);
+		candidates[n++] = envfile[0];
+	}
+	candidates[n++] = ".dev.vars";
+	if (d->env) {
+		snprintf(envfile[1], sizeof envfile[1], ".env.%s", d->env);
+		candidates[n++] = envfile[1];
+	}
+	candidates[n++] = ".env";
+	json_decref(d->app.secrets);
+	d->app.secrets = NULL;
+	d->secrets_file[0] = 0;
+	for (int i = 0; i < n; i++) {
+		char path[PATH_MAX];
+		size_t len;
+		if (path_join(path, sizeof path, dir, candidates[i]) < 0)
+			continue;
+		char *text = read_file(path, DOTENV_MAX_BYTES, &len);
+		if (!text) {
+			if (errno == ENOENT)
+				continue;
+			snprintf(err, errlen, "%s: %s", candidates[i],
+				 errno == EFBIG ? "larger than 1 MiB" : strerror(errno));
+			return -1;
+		}
+		char why[300];
+		json_t *j = dotenv_parse(text, len, why, sizeof why);
+		free(text);
+		if (!j) {
+			snprintf(err, errlen, "%s: %s", candidates[i], why);
+			return -1;
+		}
+		d->app.secrets = j;
+		snprintf(d->secrets_file, sizeof d->secrets_file, "%s", candidates[i]);
+		return 0;
+	}
+	return 0;
+}
+
+static void say_secrets(struct dev *d)
+{
+	if (!d->app.secrets)
+		return;
+	fprintf(stderr, "thaw dev: %zu secret%s from %s:", json_object_size(d->app.secrets),
+		json_object_size(d->app.secrets) == 1 ? "" : "s", d->secrets_file);
+	const char *k;
+	json_t *v;
+	json_object_foreach(d->app.secrets, k, v) fprintf(stderr, " %s", k);
+	fputs(" (values hidden)\n", stderr);
+}
+
 /* The config reader answered: reload with what it read. */
 static void reader_done(void *arg, int status, const uint8_t *out, size_t len, int overflow)
 {
@@ -215,12 +291,17 @@ static void reader_done(void *arg, int status, const uint8_t *out, size_t len, i
 		snprintf(err, sizeof err, "the configuration reader's answer is too large");
 	fprintf(stderr, "\n%s changed: reloading %s\n", d->changed[0] ? d->changed : "project",
 		a->cfg->name);
+	if (c && load_secrets(d, c->dir, err, sizeof err) < 0) {
+		project_free(c);
+		c = NULL;
+	}
 	if (!c) {
 		fprintf(stderr, "thaw: configuration error: %s\n", err);
 		pool_reload(a);
 		a->load_error = xasprintf("Error: configuration: %s\n", err);
 		return;
 	}
+	say_secrets(d);
 	project_free(a->cfg);
 	a->cfg = c;
 	pool_reload(a);
@@ -233,8 +314,8 @@ static void do_reload(struct dev *d)
 {
 	char err[512];
 	child_cancel(d->reader);
-	char *argv[4];
-	project_reader_argv(d->app.cfg->dir, argv);
+	char *argv[6];
+	project_reader_argv_env(d->app.cfg->dir, d->env, argv);
 	d->reader = child_start(&d->h, argv, PROJECT_MAX_JSON_BYTES, reader_done, d, err, sizeof err);
 	if (!d->reader) {
 		fprintf(stderr, "thaw: %s\n", err);
@@ -311,6 +392,7 @@ int cmd_dev(int argc, char **argv)
 		{"no-snapshot", no_argument, NULL, 'N'},
 		{"no-install", no_argument, NULL, 'U'},
 		{"test-scheduled", no_argument, NULL, 'S' + 0x200},
+		{"env", required_argument, NULL, 'E' + 0x200},
 		HOST_LONG_OPTIONS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
@@ -349,6 +431,9 @@ int cmd_dev(int argc, char **argv)
 		case 'S' + 0x200:
 			h->test_scheduled = 1;
 			break;
+		case 'E' + 0x200:
+			d.env = optarg;
+			break;
 		case 'v':
 			thaw_log_level = LOG_DEBUG;
 			break;
@@ -367,9 +452,10 @@ int cmd_dev(int argc, char **argv)
 	const char *dir = optind < argc ? argv[optind] : ".";
 
 	char err[1024];
-	struct project *cfg = project_load(dir, err, sizeof err);
-	if (!cfg) {
+	struct project *cfg = project_load_env(dir, d.env, err, sizeof err);
+	if (!cfg || load_secrets(&d, cfg->dir, err, sizeof err) < 0) {
 		fprintf(stderr, "thaw dev: %s\n", err);
+		project_free(cfg);
 		return 1;
 	}
 	if (!no_install && thaw_install_needed(cfg)) {
@@ -425,8 +511,10 @@ int cmd_dev(int argc, char **argv)
 		log_warn("inotify unavailable (%s): no reload on change", strerror(errno));
 	}
 
-	fprintf(stderr, "thaw dev: serving %s (%s) from %s%s\n", cfg->name, cfg->main, cfg->sources,
+	fprintf(stderr, "thaw dev: serving %s (%s) from %s%s%s%s\n", cfg->name, cfg->main,
+		cfg->sources, cfg->env ? ", environment " : "", cfg->env ? cfg->env : "",
 		d.app.snapshots ? "" : " (snapshots off)");
+	say_secrets(&d);
 	d.cron_timer.fn = cron_tick;
 	d.cron_timer.arg = &d;
 	d.cron_minute = wall_ms() / 60000 * 60000; /* the minute under way is not run */
@@ -448,5 +536,6 @@ int cmd_dev(int argc, char **argv)
 	front_stop(h); /* ends the runs in progress (run_done) */
 	pool_shutdown(h);
 	loop_free(h->loop); /* frees the instances reaped since the loop stopped */
+	json_decref(d.app.secrets);
 	return rc;
 }

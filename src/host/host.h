@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <jansson.h>
+
 #include "common/buf.h"
 #include "host/loop.h"
 
@@ -74,6 +76,8 @@ struct app_hooks {
 struct app {
 	struct host *h;
 	struct project *cfg;     /* what its instances run (INIT is made from it) */
+	json_t *secrets;         /* name -> value, or NULL: given to instances that serve,
+				  * never to a snapshot builder (owned by the app's owner) */
 	const char *version_id;  /* thaw serve: the version's id, told to instances */
 	/* snapshots */
 	int snapshots;           /* build and restore them */

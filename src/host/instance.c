@@ -351,6 +351,17 @@ void inst_send_init(struct instance *in, const char *mode, const char *snapshot,
 		json_object_set_new(j, "record_ws", json_string(ws));
 		free(ws);
 	}
+	if (a->secrets && json_object_size(a->secrets)) {
+		/* A builder learns only the names (reading one at the top level is an
+		 * error that says why); the image never holds a value. */
+		json_t *names = json_array();
+		const char *k;
+		json_t *v;
+		json_object_foreach(a->secrets, k, v) json_array_append_new(names, json_string(k));
+		json_object_set_new(j, "secret_names", names);
+		if (strcmp(mode, "build") != 0)
+			json_object_set(j, "secrets", a->secrets);
+	}
 	if (!strcmp(mode, "build")) {
 		json_object_set_new(j, "snapshot_build", json_true());
 		json_object_set_new(j, "max_snapshot_bytes",

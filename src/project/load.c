@@ -26,6 +26,16 @@ void project_reader_argv(const char *dir, char *argv[4])
 	argv[3] = NULL;
 }
 
+void project_reader_argv_env(const char *dir, const char *env, char *argv[6])
+{
+	project_reader_argv(dir, argv);
+	argv[4] = argv[5] = NULL;
+	if (env) {
+		argv[3] = "--env";
+		argv[4] = (char *)env;
+	}
+}
+
 /* Run argv, collect its stdout (at most max bytes) into out; 0, or -1 with err. */
 static int run_reader(char *const argv[], struct buf *out, size_t max, char *err, size_t errlen)
 {
@@ -67,6 +77,11 @@ static int run_reader(char *const argv[], struct buf *out, size_t max, char *err
 
 struct project *project_load(const char *dir_in, char *err, size_t errlen)
 {
+	return project_load_env(dir_in, NULL, err, errlen);
+}
+
+struct project *project_load_env(const char *dir_in, const char *env, char *err, size_t errlen)
+{
 	char dir[PATH_MAX];
 	if (!realpath(dir_in, dir)) {
 		snprintf(err, errlen, "%s: %s", dir_in, strerror(errno));
@@ -75,8 +90,8 @@ struct project *project_load(const char *dir_in, char *err, size_t errlen)
 	/* The reader names the directory as the user did; one that looks like
 	 * an option is passed as a path. */
 	char *arg = dir_in[0] == '-' ? xasprintf("./%s", dir_in) : xstrdup(dir_in);
-	char *argv[4];
-	project_reader_argv(arg, argv);
+	char *argv[6];
+	project_reader_argv_env(arg, env, argv);
 	struct buf out = {0};
 	struct project *p = NULL;
 	if (run_reader(argv, &out, PROJECT_MAX_JSON_BYTES, err, errlen) == 0)

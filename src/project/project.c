@@ -92,6 +92,7 @@ void project_free(struct project *p)
 	json_decref(p->vars);
 	json_decref(p->dependencies);
 	json_decref(p->crons);
+	free(p->env);
 	free(p);
 }
 
@@ -105,6 +106,8 @@ json_t *project_to_json(const struct project *p)
 		fatal("cannot encode a project");
 	if (p->crons && json_array_size(p->crons))
 		json_object_set(j, "crons", p->crons);
+	if (p->env)
+		json_object_set_new(j, "env", json_string(p->env));
 	return j;
 }
 
@@ -112,12 +115,14 @@ struct project *project_from_json(const json_t *j, const char *dir, char *err, s
 {
 	const char *name = NULL, *main = NULL, *sources = "";
 	json_t *vars = NULL, *deps = NULL, *crons = NULL;
+	const char *env = NULL;
 	int entropy = 0;
 	json_error_t je;
 	if (!json_is_object(j) ||
-	    json_unpack_ex((json_t *)j, &je, 0, "{s:s, s:s, s:o, s:o, s?s, s?b, s?o}", "name", &name,
-			   "main", &main, "vars", &vars, "dependencies", &deps, "sources", &sources,
-			   "allow_entropy_at_import", &entropy, "crons", &crons) < 0) {
+	    json_unpack_ex((json_t *)j, &je, 0, "{s:s, s:s, s:o, s:o, s?s, s?b, s?o, s?s}", "name",
+			   &name, "main", &main, "vars", &vars, "dependencies", &deps, "sources",
+			   &sources, "allow_entropy_at_import", &entropy, "crons", &crons, "env",
+			   &env) < 0) {
 		snprintf(err, errlen, "malformed project description: %s",
 			 json_is_object(j) ? je.text : "not an object");
 		return NULL;
@@ -140,6 +145,10 @@ struct project *project_from_json(const json_t *j, const char *dir, char *err, s
 		snprintf(err, errlen, "malformed project description: crons%s", why);
 		return NULL;
 	}
+	if (env && !project_env_name_valid(env)) {
+		snprintf(err, errlen, "malformed project description: invalid env");
+		return NULL;
+	}
 	if (!project_name_valid(name) || !project_main_valid(main)) {
 		snprintf(err, errlen, "malformed project description: invalid %s",
 			 project_name_valid(name) ? "main" : "name");
@@ -154,6 +163,7 @@ struct project *project_from_json(const json_t *j, const char *dir, char *err, s
 	p->dependencies = json_deep_copy(deps);
 	p->allow_entropy_at_import = entropy;
 	p->crons = crons ? json_deep_copy(crons) : json_array();
+	p->env = env ? xstrdup(env) : NULL;
 	if (!p->vars || !p->dependencies || !p->crons)
 		fatal("out of memory");
 	return p;

@@ -45,6 +45,7 @@ struct project {
 	char *sources; /* the files read, for messages ("wrangler.toml + pyproject.toml") */
 	int allow_entropy_at_import; /* [tool.thaw] allow_entropy_at_import */
 	json_t *crons; /* triggers.crons: array of cron expressions (cron.h), each valid */
+	char *env;     /* the environment selected ([env.NAME], --env), or NULL */
 };
 
 #define PROJECT_MAX_CRONS 64 /* triggers per worker */
@@ -87,6 +88,13 @@ int project_python_satisfies(const char *spec, const char *version);
 
 struct project *project_read(const char *dir, project_toml_fn toml_parse, FILE *notes, char *err,
 			     size_t errlen);
+/* The same for environment env (NULL: none): wrangler's [env.NAME] (and
+ * [tool.thaw.env.NAME]) over the top level, as wrangler combines them (vars
+ * and bindings are not inherited; the name is NAME's own or "TOP-ENV"). An
+ * env no file defines is an error. */
+struct project *project_read_env(const char *dir, const char *env, project_toml_fn toml_parse,
+				 FILE *notes, char *err, size_t errlen);
+int project_env_name_valid(const char *s);
 
 /*
  * Run the config reader (`thaw config DIR`) and wait for it: for commands
@@ -95,11 +103,15 @@ struct project *project_read(const char *dir, project_toml_fn toml_parse, FILE *
  * the loop starts the reader with project_reader_argv and child.c instead.
  */
 struct project *project_load(const char *dir, char *err, size_t errlen);
+/* The same for environment env (NULL: none; see project_read_env). */
+struct project *project_load_env(const char *dir, const char *env, char *err, size_t errlen);
 /* The same for one TOML file (`thaw config --toml FILE`): its JSON (returns
  * new), or NULL with err. */
 json_t *project_load_toml(const char *path, char *err, size_t errlen);
 /* argv of the reader for dir (absolute): argv[0..3], NULL-terminated; the
  * strings are borrowed from the caller's dir and static storage. */
 void project_reader_argv(const char *dir, char *argv[4]);
+/* The same with `--env ENV` when env is not NULL: argv[0..5]. */
+void project_reader_argv_env(const char *dir, const char *env, char *argv[6]);
 
 #endif

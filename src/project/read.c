@@ -132,9 +132,83 @@ static int take(struct project *c, const char *file, json_t *t, const char *cons
 	return 0;
 }
 
+/* Keys an environment does not inherit from the top level (wrangler's rule:
+ * bindings and vars are per environment). */
+static const char *const env_own_keys[] = {
+	"vars", "define", "durable_objects", "kv_namespaces", "r2_buckets", "d1_databases",
+	"services", "queues", "analytics_engine_datasets", "vectorize", "hyperdrive", "ai",
+	"browser", "workflows", "send_email", "mtls_certificates", "tail_consumers", NULL};
+
+/*
+ * The table a file means for environment env (NULL: the top level): the top
+ * level without its `env` sections, then, with env, without what an
+ * environment does not inherit, and env.NAME over it; its name is NAME's own,
+ * else the top level's with "-ENV" appended (as wrangler names it). Returns
+ * new, or NULL with err when env has no section.
+ */
+static json_t *select_env(json_t *t, const char *file, const char *env, char *err, size_t errlen)
+{
+	json_t *out = json_deep_copy(t);
+	json_t *envs = json_object_get(t, "env");
+	json_object_del(out, "env");
+	if (!env)
+		return out;
+	json_t *e = json_is_object(envs) ? json_object_get(envs, env) : NULL;
+	if (!json_is_object(e)) {
+		char names[256] = "";
+		const char *k;
+		json_t *v;
+		size_t used = 0;
+		if (json_is_object(envs))
+			json_object_foreach(envs, k, v) {
+				int n = snprintf(names + used, sizeof names - used, "%s%s",
+						 used ? ", " : "", k);
+				if (n < 0 || (size_t)n >= sizeof names - used)
+					break;
+				used += (size_t)n;
+			}
+		snprintf(err, errlen, "%s has no environment '%s' (%s%s)", file, env,
+			 used ? "it has: " : "no [env.NAME] sections", names);
+		json_decref(out);
+		return NULL;
+	}
+	for (const char *const *k = env_own_keys; *k; k++)
+		json_object_del(out, *k);
+	json_t *name = json_object_get(out, "name");
+	if (!json_object_get(e, "name") && json_is_string(name)) {
+		char *n = xasprintf("%s-%s", json_string_value(name), env);
+		json_object_set_new(out, "name", json_string(n));
+		free(n);
+	}
+	json_object_update(out, e);
+	return out;
+}
+
 struct project *project_read(const char *dir_in, project_toml_fn toml_parse, FILE *notes,
 			     char *err, size_t errlen)
 {
+	return project_read_env(dir_in, NULL, toml_parse, notes, err, errlen);
+}
+
+int project_env_name_valid(const char *s)
+{
+	size_t n = s ? strnlen(s, 64) : 0;
+	if (n == 0 || n > 63)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_')
+			return 0;
+	return 1;
+}
+
+struct project *project_read_env(const char *dir_in, const char *env, project_toml_fn toml_parse,
+				 FILE *notes, char *err, size_t errlen)
+{
+	if (env && !project_env_name_valid(env)) {
+		snprintf(err, errlen, "--env: '%.80s' is not an environment name (letters, digits, "
+			 "'-' and '_')", env);
+		return NULL;
+	}
 	char dir[PATH_MAX];
 	if (!realpath(dir_in, dir)) {
 		snprintf(err, errlen, "%s: %s", dir_in, strerror(errno));
@@ -145,6 +219,8 @@ struct project *project_read(const char *dir_in, project_toml_fn toml_parse, FIL
 	c->vars = json_object();
 	c->dependencies = json_array();
 	c->crons = json_array();
+	c->env = env ? xstrdup(env) : NULL;
+	int env_found = 0;
 	char sources[256] = "";
 
 	static const char *const wrangler_quiet[] = {"compatibility_date", "compatibility_flags",
@@ -165,11 +241,14 @@ struct project *project_read(const char *dir_in, project_toml_fn toml_parse, FIL
 	}
 	if (wfile) {
 		json_t *w = load_file(dir, wfile, strstr(wfile, ".json") != NULL, toml_parse, err, errlen);
-		if (!w || take(c, wfile, w, wrangler_quiet, notes, err, errlen) < 0) {
-			json_decref(w);
+		json_t *sel = w ? select_env(w, wfile, env, err, errlen) : NULL;
+		json_decref(w);
+		if (!sel || take(c, wfile, sel, wrangler_quiet, notes, err, errlen) < 0) {
+			json_decref(sel);
 			goto fail;
 		}
-		json_decref(w);
+		json_decref(sel);
+		env_found = env != NULL;
 		snprintf(sources, sizeof sources, "%s", wfile);
 	}
 
@@ -200,14 +279,37 @@ struct project *project_read(const char *dir_in, project_toml_fn toml_parse, FIL
 			json_decref(p);
 			goto fail;
 		}
-		if (tool && take(c, "pyproject.toml [tool.thaw]", tool, NULL, notes, err, errlen) < 0) {
+		json_t *sel = NULL;
+		json_t *tenv = tool ? json_object_get(json_object_get(tool, "env"), env ? env : "") : NULL;
+		if (tool && (!env || tenv || !env_found)) {
+			sel = select_env(tool, "pyproject.toml [tool.thaw]", env, err, errlen);
+			if (!sel) {
+				json_decref(p);
+				goto fail;
+			}
+		} else if (tool) {
+			/* The environment is the wrangler file's: [tool.thaw] still sets
+			 * thaw's own keys, but not vars or bindings for it. */
+			sel = json_deep_copy(tool);
+			json_object_del(sel, "env");
+			for (const char *const *k = env_own_keys; *k; k++)
+				json_object_del(sel, *k);
+		}
+		if (sel && take(c, "pyproject.toml [tool.thaw]", sel, NULL, notes, err, errlen) < 0) {
+			json_decref(sel);
 			json_decref(p);
 			goto fail;
 		}
+		json_decref(sel);
 		json_decref(p);
 		size_t used = strlen(sources);
 		snprintf(sources + used, sizeof sources - used, "%spyproject.toml",
 			 used ? " + " : "");
+		if (env && !env_found && !tenv) {
+			snprintf(err, errlen, "no environment '%s': add [env.%s] to %s", env, env,
+				 wfile ? wfile : "wrangler.toml (or [tool.thaw.env.NAME])");
+			goto fail;
+		}
 	} else if (!wfile) {
 		snprintf(err, errlen,
 			 "%s has no pyproject.toml or wrangler.toml: is it a worker project? "

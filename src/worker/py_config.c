@@ -124,11 +124,13 @@ int worker_config_main(int argc, char **argv)
 		free(text);
 		return print_answer(v ? json_pack("{s:b, s:o}", "ok", 1, "value", v) : failure(err));
 	}
-	if (argc != 2 || argv[1][0] == '-') {
-		fputs("usage: thaw config DIR | thaw config --toml FILE (internal)\n", stderr);
+	if ((argc != 2 && !(argc == 4 && !strcmp(argv[2], "--env"))) || argv[1][0] == '-') {
+		fputs("usage: thaw config DIR [--env NAME] | thaw config --toml FILE (internal)\n",
+		      stderr);
 		return 2;
 	}
-	struct project *p = project_read(argv[1], toml_parse, stderr, err, sizeof err);
+	struct project *p = project_read_env(argv[1], argc == 4 ? argv[3] : NULL, toml_parse, stderr,
+					     err, sizeof err);
 	if (!p)
 		return print_answer(failure(err));
 	json_t *j = json_pack("{s:b, s:o}", "ok", 1, "project", project_to_json(p));
