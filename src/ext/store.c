@@ -10,6 +10,10 @@
  *   DIR/tmp/        files being written; anything here at open is debris of a
  *                   crash and is removed (recursively, never following links)
  *   DIR/versions/   for the host's per-version working files
+ *   DIR/secrets.key 32 random bytes (0600, made at first open): every secret
+ *                   value is stored sealed with it (AES-256-GCM, its name as
+ *                   associated data), so thaw.db, its WAL and its backups
+ *                   never hold one in clear
  *
  * Schema (migration 1; PRAGMA user_version counts the migrations applied):
  *   workers(name PK, created_ms)
@@ -49,6 +53,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -130,7 +135,7 @@ static const char *const migrations[] = {
 	"CREATE TABLE secrets (\n"
 	"  worker TEXT NOT NULL REFERENCES workers(name),\n"
 	"  name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 255),\n"
-	"  value TEXT NOT NULL CHECK (length(value) <= 5120),\n"
+	"  value TEXT NOT NULL CHECK (length(value) <= 16384),\n"
 	"  PRIMARY KEY (worker, name)\n"
 	") STRICT;\n"
 	"CREATE TABLE version_secrets (\n"
@@ -237,6 +242,7 @@ struct store {
 	int blobs_fd; /* DIR/blobs, for renames into it and its fsync */
 	sqlite3 *db;
 	sqlite3_stmt *stmt[Q_COUNT]; /* prepared on first use */
+	unsigned char secret_key[32]; /* DIR/secrets.key: secrets are sealed with it */
 };
 
 struct blob_writer {
@@ -702,6 +708,38 @@ error:
 	return -1;
 }
 
+/* DIR/secrets.key: read it, or make it (random, 0600, fsynced) on first open. */
+static int secret_key_load(struct store *s, int dirfd, char *err, size_t errlen)
+{
+	int fd = openat(dirfd, "secrets.key", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		unsigned char k[32];
+		if (getrandom(k, sizeof k, 0) != (ssize_t)sizeof k)
+			return err_set(err, errlen, "getrandom: %s", strerror(errno));
+		int w = openat(dirfd, "secrets.key.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
+							    O_CLOEXEC, 0600);
+		if (w < 0 || write_all(w, k, sizeof k) < 0 || fsync(w) < 0 ||
+		    renameat(dirfd, "secrets.key.tmp", dirfd, "secrets.key") < 0 || fsync(dirfd) < 0) {
+			int e = errno;
+			if (w >= 0)
+				close(w);
+			return err_set(err, errlen, "%s/secrets.key: %s", s->dir, strerror(e));
+		}
+		close(w);
+		fd = openat(dirfd, "secrets.key", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	}
+	if (fd < 0)
+		return err_set(err, errlen, "%s/secrets.key: %s", s->dir, strerror(errno));
+	ssize_t n = read(fd, s->secret_key, sizeof s->secret_key);
+	char extra;
+	ssize_t more = read(fd, &extra, 1);
+	close(fd);
+	if (n != (ssize_t)sizeof s->secret_key || more != 0)
+		return err_set(err, errlen, "%s/secrets.key is not 32 bytes: restore it from a backup "
+			       "(without it the stored secrets cannot be read)", s->dir);
+	return 0;
+}
+
 static int fail_interrupted(struct store *s, char *err, size_t errlen)
 {
 	sqlite3_stmt *st = query(s, Q_FAIL_BUILDING, err, errlen);
@@ -783,7 +821,7 @@ struct store *store_open(const char *dir, char *err, size_t errlen)
 		goto error;
 	}
 	if (configure(s, err, errlen) < 0 || migrate(s, err, errlen) < 0 ||
-	    fail_interrupted(s, err, errlen) < 0)
+	    fail_interrupted(s, err, errlen) < 0 || secret_key_load(s, dirfd, err, errlen) < 0)
 		goto error;
 
 	close(versions_fd);
@@ -1787,6 +1825,73 @@ json_t *store_cron_runs_json(struct store *s, const char *worker, int limit)
 
 /* --- secrets --- */
 
+#define SEAL_PREFIX "aes256gcm:"
+
+/* value sealed with the store's key, name as associated data: "aes256gcm:" + hex
+ * of nonce (12) | ciphertext | tag (16). Returns new, or NULL. */
+static char *secret_seal(struct store *s, const char *name, const char *value)
+{
+	size_t n = strlen(value);
+	unsigned char *raw = xmalloc(12 + n + 16);
+	char *out = NULL;
+	int len = 0, fin = 0;
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	if (getrandom(raw, 12, 0) != 12 || !c ||
+	    !EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, s->secret_key, raw) ||
+	    !EVP_EncryptUpdate(c, NULL, &len, (const unsigned char *)name, (int)strlen(name)) ||
+	    !EVP_EncryptUpdate(c, raw + 12, &len, (const unsigned char *)value, (int)n) ||
+	    !EVP_EncryptFinal_ex(c, raw + 12 + len, &fin) ||
+	    !EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, raw + 12 + n))
+		goto out;
+	size_t total = 12 + n + 16;
+	out = xmalloc(sizeof SEAL_PREFIX + 2 * total);
+	memcpy(out, SEAL_PREFIX, sizeof SEAL_PREFIX - 1);
+	for (size_t i = 0; i < total; i++)
+		sprintf(out + sizeof SEAL_PREFIX - 1 + 2 * i, "%02x", raw[i]);
+out:
+	EVP_CIPHER_CTX_free(c);
+	free(raw);
+	return out;
+}
+
+/* The value of a sealed secret (returns new), or NULL when it does not open
+ * (another key, a damaged row). */
+static char *secret_open(struct store *s, const char *name, const char *sealed)
+{
+	size_t pl = sizeof SEAL_PREFIX - 1, hl = sealed ? strlen(sealed) : 0;
+	if (hl < pl + 2 * 28 || strncmp(sealed, SEAL_PREFIX, pl) != 0 || (hl - pl) % 2)
+		return NULL;
+	size_t total = (hl - pl) / 2, n = total - 28;
+	unsigned char *raw = xmalloc(total);
+	char *value = xmalloc(n + 1), *ok = NULL;
+	for (size_t i = 0; i < total; i++) {
+		unsigned x;
+		if (sscanf(sealed + pl + 2 * i, "%2x", &x) != 1) {
+			free(raw);
+			free(value);
+			return NULL;
+		}
+		raw[i] = (unsigned char)x;
+	}
+	int len = 0, fin = 0;
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	if (c && EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, s->secret_key, raw) &&
+	    EVP_DecryptUpdate(c, NULL, &len, (const unsigned char *)name, (int)strlen(name)) &&
+	    EVP_DecryptUpdate(c, (unsigned char *)value, &len, raw + 12, (int)n) &&
+	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, raw + 12 + n) &&
+	    EVP_DecryptFinal_ex(c, (unsigned char *)value + len, &fin) > 0) {
+		value[n] = 0;
+		ok = value;
+	}
+	EVP_CIPHER_CTX_free(c);
+	free(raw);
+	if (!ok) {
+		OPENSSL_cleanse(value, n + 1);
+		free(value);
+	}
+	return ok;
+}
+
 int store_secret_name_valid(const char *name)
 {
 	size_t n = name ? strnlen(name, 256) : 0;
@@ -1822,12 +1927,20 @@ int store_secret_put(struct store *s, const char *worker, const char *name, cons
 		db_fail(s, err, errlen, "adding the worker");
 		goto error;
 	}
-	if (!(st = query(s, Q_SECRET_PUT, err, errlen)))
+	char *sealed = secret_seal(s, name, value);
+	if (!sealed) {
+		err_set(err, errlen, "cannot seal the secret (libcrypto failed)");
 		goto error;
-	rc = bind(st, "ttt", worker, name, value);
+	}
+	if (!(st = query(s, Q_SECRET_PUT, err, errlen))) {
+		free(sealed);
+		goto error;
+	}
+	rc = bind(st, "ttt", worker, name, sealed);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st);
 	done(st);
+	free(sealed);
 	if (rc != SQLITE_DONE) {
 		db_fail(s, err, errlen, "storing the secret");
 		goto error;
@@ -1885,12 +1998,18 @@ json_t *store_version_secrets(struct store *s, const char *id)
 	int rc = bind(st, "t", id);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *n = (const char *)sqlite3_column_text(st, 0);
-		const char *v = (const char *)sqlite3_column_text(st, 1);
+		char *v = n ? secret_open(s, n, (const char *)sqlite3_column_text(st, 1)) : NULL;
 		json_t *jv = v ? json_string(v) : NULL;
-		if (n && jv)
+		if (v) {
+			OPENSSL_cleanse(v, strlen(v));
+			free(v);
+		}
+		if (jv) {
 			json_object_set_new(out, n, jv);
-		else
-			json_decref(jv);
+		} else if (n) {
+			log_error("%s: secret %s of version %s cannot be opened (secrets.key changed?): "
+				  "left out", s->dir, n, id);
+		}
 	}
 	done(st);
 	if (rc != SQLITE_DONE) {

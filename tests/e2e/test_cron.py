@@ -136,7 +136,8 @@ def test_serve_runs_trigger_from_snapshot_records_and_tails_it_and_skips_downtim
     require_snapshots()
     project = wrangler_project(tmp_path / "p", CF_WORKER, ["* * * * *"])
     data = tmp_path / "host" / "data"
-    host = ThawServe(data).wait_ready()
+    # No instance is kept idle: the run must start one, from the snapshot.
+    host = ThawServe(data, args=["--idle-timeout", "0"]).wait_ready()
     tail = None
     try:
         r = host.client("deploy", project)
