@@ -49,6 +49,8 @@ static const char dev_usage[] =
 	"  --no-snapshot            boot every instance instead of restoring it from a\n"
 	"                           memory snapshot of the initialised worker\n"
 	"  --max-snapshot-mb N      refuse snapshots larger than this (default 1024)\n"
+	"  --trust-proxy ADDR[/N]   believe X-Forwarded-For and X-Forwarded-Proto from this\n"
+	"                           proxy address or network (repeatable)\n"
 	"  --no-install             do not run `thaw install` first (it runs when the project\n"
 	"                           has dependencies and python_modules/ is missing or older\n"
 	"                           than pyproject.toml)\n"
