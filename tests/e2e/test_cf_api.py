@@ -24,10 +24,12 @@ class Default(WorkerEntrypoint):
         url = urlparse(request.url)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         if url.path == "/positional":
-            return Response("made", 201, "Made Here", {"x-kind": "positional"})
+            return Response("made", 201, "Made Here", {"x-kind": "positional"}, None)
         if url.path == "/status-text":
             made, teapot = Response("made", 201, "Made Here"), Response("tea", 418)
-            return Response.json([made.status_text, teapot.status_text])
+            taken = Response.json({}, 202, "Taken", {"x-kind": "json"})
+            return Response.json([made.status_text, teapot.status_text, taken.status_text,
+                                  taken.headers["x-kind"]])
         if url.path == "/json":
             return Response.json({"name": "thaw", "list": [1, 2.5, None], "é": True})
         if url.path == "/headers":
@@ -97,7 +99,7 @@ def test_response_positional_order_and_reason_phrase(dev):
     # status_text as given, else the standard reason phrase (the wire carries the standard
     # phrase in both cases: see docs/cloudflare-compat.md).
     r = dev.get("/status-text")
-    assert r.json() == ["Made Here", "I'm a Teapot"]
+    assert r.json() == ["Made Here", "I'm a Teapot", "Taken", "json"]
 
 
 def test_response_json_bytes_are_json_dumps(dev):
