@@ -787,9 +787,15 @@ class _Connection(asyncio.Protocol):
                 )
                 return
             headers = Headers()
+            cf: dict[str, str] = {}
             for name, value in pairs[2:]:
-                headers.append(name, value)
-            request = Request._incoming(method, url, headers, stream.body)
+                if name.startswith(b":cf-"):  # the host's facts: request.cf
+                    cf[name[4:].decode("latin-1")] = value.decode("latin-1")
+                else:
+                    headers.append(name, value)
+            if "accept-encoding" in headers:
+                cf["clientAcceptEncoding"] = headers["accept-encoding"]
+            request = Request._incoming(method, url, headers, stream.body, cf)
         except ValueError as error:
             del self.streams[stream_id]
             log(f"rejecting stream {stream_id}: {error}")

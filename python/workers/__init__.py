@@ -13,7 +13,7 @@ Memory snapshots: ``register_before_snapshot`` and ``register_after_restore``
 and in every instance restored from it.
 """
 
-from ._body import BodyStream
+from ._body import BodyStream, BodyUsedError
 from ._entrypoint import (
     Context,
     DurableObject,
@@ -26,14 +26,16 @@ from ._env import Env, env
 from ._fetch import fetch
 from ._headers import Headers
 from ._hooks import register_after_restore, register_before_snapshot
-from ._http import Request, Response
+from ._http import HttpStatusError, Request, Response
 
 __all__ = [
     "BodyStream",
+    "BodyUsedError",
     "Context",
     "DurableObject",
     "Env",
     "Headers",
+    "HttpStatusError",
     "Request",
     "Response",
     "ScheduledController",

@@ -114,20 +114,74 @@ async def _byte_chunks(source: AsyncIterable[Any] | Iterable[Any]) -> AsyncItera
             yield data
 
 
+class BodyUsedError(OSError):
+    """A body read a second time (after ``text()``, ``bytes()``, ``json()`` or
+    taking its stream): an ``OSError``, as on Cloudflare. ``clone()`` first to
+    read one twice."""
+
+
+def tee(source: AsyncIterator[bytes]) -> tuple[AsyncIterator[bytes], AsyncIterator[bytes]]:
+    """Two iterators that each yield every chunk of ``source``, pulled once.
+
+    Chunks one branch has seen and the other has not are kept in memory, so a
+    branch that is never read holds the whole body (as the web's ``tee()``).
+    An error from ``source`` reaches both branches.
+    """
+    queues: tuple[collections.deque[bytes], collections.deque[bytes]] = (
+        collections.deque(), collections.deque())
+    state: dict[str, Any] = {"done": False, "error": None}
+    lock = asyncio.Lock()
+
+    async def branch(index: int) -> AsyncIterator[bytes]:
+        queue = queues[index]
+        while True:
+            if queue:
+                yield queue.popleft()
+                continue
+            if state["error"] is not None:
+                raise state["error"]
+            if state["done"]:
+                return
+            async with lock:
+                if queue or state["done"] or state["error"] is not None:
+                    continue
+                try:
+                    chunk = await source.__anext__()
+                except StopAsyncIteration:
+                    state["done"] = True
+                    continue
+                except BaseException as error:
+                    state["error"] = error
+                    raise
+                for q in queues:
+                    q.append(chunk)
+
+    return branch(0), branch(1)
+
+
 class HasBody:
     """The body-reading half of Request and Response.
 
     A body is either known in full (``_data``) or still to be read from a
-    stream of chunks (``_source``). Reading it in full keeps the bytes, so
-    ``text()`` after ``bytes()`` works; iterating the stream consumes it.
+    stream of chunks (``_source``). As on Cloudflare (and the web), a body can
+    be read once: ``text()``, ``bytes()``, ``json()`` or its stream. Reading
+    it again raises :class:`BodyUsedError`; ``clone()`` first to read it
+    twice. A request or response without a body reads as empty, any number
+    of times. The bytes read are kept, so a response whose body the handler
+    read can still be returned.
     """
 
     _data: bytes | None
     _source: AsyncIterator[bytes] | None
     _stream_taken: bool
+    _has_body: bool
+    _used: bool
+    _used_message = "Body already used"
 
     def _set_body(self, body: BodyInit) -> None:
         self._stream_taken = False
+        self._used = False
+        self._has_body = body is not None
         self._source = None
         if body is None:
             self._data = None
@@ -153,8 +207,27 @@ class HasBody:
 
     @property
     def body_used(self) -> bool:
-        """True once a streamed body has been (or is being) consumed."""
-        return self._stream_taken
+        """True once the body has been read (or its stream taken)."""
+        return self._used
+
+    def _use(self) -> None:
+        """Mark the body read; raise if it was read before."""
+        if self._used:
+            raise BodyUsedError(self._used_message)
+        if self._has_body:
+            self._used = True
+
+    def _copy_body_to(self, other: HasBody) -> None:
+        """Give ``other`` this body too (``clone()``): a streamed one is teed."""
+        if self._used:
+            raise BodyUsedError(self._used_message)
+        other._used = False
+        other._has_body = self._has_body
+        other._stream_taken = self._stream_taken
+        other._data = self._data
+        other._source = None
+        if self._data is None and self._source is not None:
+            self._source, other._source = tee(self._source)
 
     def _buffered(self) -> bytes | None:
         """The whole body if it is in memory already (b"" when there is none), else None."""
@@ -169,14 +242,13 @@ class HasBody:
         if self._data is not None:
             return _once(self._data)
         if self._stream_taken:
-            raise TypeError("body already used: a streamed body can be read only once")
+            raise BodyUsedError(self._used_message)
         if self._source is None:
             return _once(b"")
         self._stream_taken = True
         return self._source
 
-    async def bytes(self) -> bytes:
-        """The whole body as bytes."""
+    async def _read_all(self) -> bytes:
         buffered = self._buffered()
         if buffered is None:
             parts = [chunk async for chunk in self._take_stream()]
@@ -184,12 +256,17 @@ class HasBody:
             self._source = None
         return buffered
 
+    async def bytes(self) -> bytes:
+        """The whole body as bytes."""
+        self._use()
+        return await self._read_all()
+
     async def text(self) -> str:
         """The whole body decoded as UTF-8 (invalid bytes become U+FFFD, as on the web)."""
         return (await self.bytes()).decode("utf-8", errors="replace")
 
-    async def _read_json(self) -> Any:
-        return json.loads(await self.bytes())
+    async def _read_json(self, **kwargs: Any) -> Any:
+        return json.loads(await self.bytes(), **kwargs)
 
     # Cloudflare (Pyodide) name for bytes().
     async def buffer(self) -> bytes:

@@ -4,15 +4,58 @@ from __future__ import annotations
 
 import asyncio
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
 from ._body import BodyInit
 from ._headers import Headers, HeadersInit
-from ._http import Response, Request
+from ._http import Request, Response
+
+# The Fetch standard's limit.
+MAX_REDIRECTS = 20
 
 
-def _send(url: str, method: str, headers: Headers, body: bytes | None,
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Redirects the way ``fetch`` takes them, by mode.
+
+    "follow": 303 (and 301/302 after a POST) become a GET without a body,
+    307/308 repeat the method and body; credentials are not sent to another
+    origin. "manual": the 3xx comes back as the response. "error": a
+    redirect is an OSError.
+    """
+
+    max_redirections = MAX_REDIRECTS
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+        self.followed = 0
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
+        if self.mode == "manual":
+            return None  # urllib then hands the 3xx back as an HTTPError: our answer
+        if self.mode == "error":
+            raise OSError(f"fetch: {req.full_url} redirected ({code}) to {newurl} "
+                          "and redirect is 'error'")
+        method, data = req.get_method(), req.data
+        if (code == 303 and method != "HEAD") or (code in (301, 302) and method == "POST"):
+            method, data = "GET", None
+        old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+        same_origin = (old.scheme, old.netloc) == (new.scheme, new.netloc)
+        dropped = {"host"}
+        if data is None:
+            dropped |= {"content-length", "content-type", "transfer-encoding"}
+        if not same_origin:
+            dropped |= {"authorization", "cookie", "proxy-authorization"}
+        kept = {k: v for k, v in req.header_items() if k.lower() not in dropped}
+        self.followed += 1
+        return urllib.request.Request(newurl, data=data, headers=kept, method=method,
+                                      origin_req_host=req.origin_req_host, unverifiable=True)
+
+
+def _send(url: str, method: str, headers: Headers, body: bytes | None, redirect: str,
           timeout: float | None) -> Response:
     request = urllib.request.Request(url, data=body, method=method)
     for name, value in headers.items():
@@ -20,18 +63,21 @@ def _send(url: str, method: str, headers: Headers, body: bytes | None,
             # urllib keeps one value per name; repeat values the way HTTP allows.
             value = f"{request.get_header(name.capitalize())}, {value}"
         request.add_header(name, value)
+    redirects = _Redirects(redirect)
+    opener = urllib.request.build_opener(redirects)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as reply:
+        with opener.open(request, timeout=timeout) as reply:
             received = reply.read()
             return Response._received(reply.status, reply.reason or "",
-                                      Headers(reply.headers.items()), received, reply.geturl())
+                                      Headers(reply.headers.items()), received, reply.geturl(),
+                                      redirects.followed > 0)
     except urllib.error.HTTPError as error:
-        # A 4xx/5xx is an answer, not a failure: hand it back as a Response.
+        # A 4xx/5xx (or, with redirect="manual", a 3xx) is an answer, not a failure.
         with error:
             received = error.read()
         return Response._received(error.code, str(error.reason or ""),
                                   Headers(error.headers.items() if error.headers else None),
-                                  received, error.geturl())
+                                  received, error.geturl(), redirects.followed > 0)
 
 
 async def fetch(
@@ -39,23 +85,30 @@ async def fetch(
     method: str | None = None,
     headers: HeadersInit = None,
     body: BodyInit = None,
+    redirect: str | None = None,
+    cf: Any = None,
     *,
     timeout: float | None = None,
-    **_options: Any,
 ) -> Response:
     """Send an HTTP request and return the whole response.
 
-    HTTP error statuses come back as Responses; network errors raise
-    ``urllib.error.URLError`` / ``OSError``. Redirects are followed.
+    ``fetch(url_or_request, method=, headers=, body=, redirect=)`` as on
+    Cloudflare: ``redirect`` is "follow" (the default), "manual" (a 3xx is
+    returned as it is) or "error". HTTP error statuses come back as
+    Responses (``raise_for_status()`` raises for them); network errors raise
+    ``urllib.error.URLError`` / ``OSError``. ``cf`` is accepted and ignored.
     """
     if isinstance(resource, Request):
-        request = Request(resource, method=method, headers=headers, body=body)
+        request = Request(resource, method=method, headers=headers, body=body,
+                          redirect=redirect, cf=cf)
     else:
-        request = Request(str(resource), method=method, headers=headers, body=body)
+        request = Request(str(resource), method=method, headers=headers, body=body,
+                          redirect=redirect, cf=cf)
     data = await request.bytes()
     # Methods that carry a body get an explicit empty one (Content-Length: 0).
     payload = data if data or request.method in ("POST", "PUT", "PATCH") else None
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(
-        None, _send, request.url, request.method, request.headers, payload, timeout
+        None, _send, request.url, request.method, request.headers, payload, request.redirect,
+        timeout,
     )

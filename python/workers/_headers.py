@@ -41,14 +41,24 @@ def _value(value: object) -> str:
     return value
 
 
-class Headers:
-    """Case-insensitive, multi-valued HTTP headers that keep their order.
+SET_COOKIE = "set-cookie"
 
-    Names are stored lowercased. Like ``email.message.Message`` (and the
-    headers of Cloudflare's Python Workers), ``keys()``, ``values()``,
-    ``items()``, iteration and ``len()`` work on entries, so a header sent
-    twice appears twice. ``get()`` and ``[]`` join repeated values with ", ";
-    use ``get_all()`` for the separate values (``set-cookie``).
+
+class Headers:
+    """Case-insensitive HTTP headers that keep their order.
+
+    Reads behave as the ``http.client.HTTPMessage`` that Cloudflare's Python
+    Workers hand out as ``request.headers``: a header sent more than once is
+    folded into one value joined by ", " (as the Fetch standard combines
+    them), except ``set-cookie``, whose values stay separate entries.
+    ``headers[name]`` and ``get(name)`` give the (first) value or None when
+    the name is absent; ``get_all(name)`` gives every value as a list, or
+    None when absent. ``keys()``, ``values()``, ``items()``, iteration and
+    ``len()`` work on entries. Names are stored lowercased.
+
+    Beyond ``HTTPMessage``, the web ``Headers`` methods work too: ``set``
+    (replace), ``append``, ``delete``, ``has``. ``headers[name] = value``
+    replaces (``HTTPMessage`` would add a second entry).
     """
 
     __slots__ = ("_entries",)
@@ -70,23 +80,37 @@ class Headers:
                 ) from None
             self.append(name, value)
 
-    # Web Headers API.
+    # Reads, as http.client.HTTPMessage.
     def get(self, name: str, default: str | None = None) -> str | None:
-        """The value of ``name`` (repeated values joined by ", "), or ``default``."""
-        values = self.get_all(name)
-        return ", ".join(values) if values else default
+        """The value of ``name`` (the first ``set-cookie``), or ``default``."""
+        key = _name(name)
+        for n, v in self._entries:
+            if n == key:
+                return v
+        return default
 
-    def get_all(self, name: str) -> list[str]:
-        """Every value of ``name`` in order; empty if absent."""
+    def get_all(self, name: str, failobj: object = None) -> list[str] | object:
+        """Every value of ``name`` in order, or ``failobj`` (None) when absent."""
+        key = _name(name)
+        values = [v for n, v in self._entries if n == key]
+        return values if values else failobj
+
+    def getlist(self, name: str) -> list[str]:
+        """Every value of ``name``; empty when absent."""
         key = _name(name)
         return [v for n, v in self._entries if n == key]
 
-    getlist = get_all
+    def get_set_cookie(self) -> list[str]:
+        """Every ``set-cookie`` value (the web ``getSetCookie()``)."""
+        return self.getlist(SET_COOKIE)
+
+    getSetCookie = get_set_cookie
 
     def has(self, name: str) -> bool:
         key = _name(name)
         return any(n == key for n, _ in self._entries)
 
+    # Writes, as the web Headers.
     def set(self, name: str, value: object) -> None:
         """Replace every value of ``name`` with ``value`` (keeping its position)."""
         key, value = _name(name), _value(value)
@@ -98,8 +122,16 @@ class Headers:
         self._entries.append((key, value))
 
     def append(self, name: str, value: object) -> None:
-        """Add a value for ``name``, keeping the ones already there."""
-        self._entries.append((_name(name), _value(value)))
+        """Add a value for ``name``: joined to the one there by ", " (``set-cookie``: a new entry)."""
+        key, value = _name(name), _value(value)
+        if key != SET_COOKIE:
+            for i, (n, v) in enumerate(self._entries):
+                if n == key:
+                    self._entries[i] = (key, f"{v}, {value}" if v else value)
+                    return
+        self._entries.append((key, value))
+
+    add_header = append
 
     def delete(self, name: str) -> None:
         key = _name(name)
@@ -133,18 +165,15 @@ class Headers:
         except ValueError:
             return False
 
-    def __getitem__(self, name: str) -> str:
-        value = self.get(name)
-        if value is None:
-            raise KeyError(name)
-        return value
+    def __getitem__(self, name: str) -> str | None:
+        """The value of ``name``, or None when absent (as ``HTTPMessage``)."""
+        return self.get(name)
 
     def __setitem__(self, name: str, value: object) -> None:
         self.set(name, value)
 
     def __delitem__(self, name: str) -> None:
-        if not self.has(name):
-            raise KeyError(name)
+        """Remove every value of ``name``; nothing happens when it is absent."""
         self.delete(name)
 
     def __iter__(self) -> Iterator[str]:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from http import HTTPStatus
 from typing import Any
 
-from ._body import BodyInit, HasBody
+from ._body import BodyInit, BodyUsedError, HasBody
 from ._headers import Headers, HeadersInit
 
 TEXT_PLAIN = "text/plain;charset=UTF-8"
@@ -23,11 +23,40 @@ def _status_phrase(status: int) -> str:
         return ""
 
 
+REDIRECT_MODES = ("follow", "manual", "error")
+
+
+class Cf(dict):
+    """``request.cf``: what the host knows about an incoming request.
+
+    A dict whose keys also read as attributes (``request.cf.httpProtocol``),
+    as the JavaScript object Cloudflare hands out does; a key that is absent
+    raises AttributeError as an attribute and gives None through ``get()``.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"request.cf has no {name!r}") from None
+
+
+def _check_redirect(redirect: str | None) -> str:
+    if redirect is None:
+        return "follow"
+    if redirect not in REDIRECT_MODES:
+        raise TypeError(f"redirect must be 'follow', 'manual' or 'error', not {redirect!r}")
+    return redirect
+
+
 class Request(HasBody):
     """An HTTP request: the one a handler receives, or one to send with ``fetch``.
 
-    Read the body once with ``await text()``, ``await json()``, ``await bytes()``,
-    or chunk by chunk with ``async for chunk in request.body``.
+    ``Request(input, method=, headers=, body=, redirect=, cf=)``: ``input`` is
+    a URL or another Request (whose method, headers, body, redirect and cf
+    are the defaults; its body moves to the new request). Read the body once
+    with ``await text()``, ``await json()``, ``await bytes()``, or chunk by
+    chunk with ``async for chunk in request.body``.
     """
 
     def __init__(
@@ -36,21 +65,31 @@ class Request(HasBody):
         method: str | None = None,
         headers: HeadersInit = None,
         body: BodyInit = None,
+        redirect: str | None = None,
+        cf: Any = None,
     ) -> None:
         if isinstance(input, Request):
             self.url: str = input.url
-            self.method: str = (method or input.method).upper()
+            self.method: str = str(method or input.method).upper()
             self.headers: Headers = Headers(headers if headers is not None else input.headers)
+            self.redirect: str = _check_redirect(redirect or input.redirect)
+            self.cf: Any = cf if cf is not None else input.cf
             if body is None:
+                if input._used:
+                    raise BodyUsedError(self._used_message)
                 self._data, self._source = input._data, input._source
-                self._stream_taken = input._stream_taken
+                self._stream_taken, self._has_body = input._stream_taken, input._has_body
+                self._used = False
                 input._source, input._stream_taken = None, True
+                input._used = input._has_body
             else:
                 self._set_body(body)
         elif isinstance(input, str):
             self.url = input
-            self.method = (method or "GET").upper()
+            self.method = str(method or "GET").upper()
             self.headers = Headers(headers)
+            self.redirect = _check_redirect(redirect)
+            self.cf = cf
             self._set_body(body)
             if isinstance(body, str) and "content-type" not in self.headers:
                 self.headers.set("content-type", TEXT_PLAIN)
@@ -60,16 +99,20 @@ class Request(HasBody):
             raise TypeError(f"a {self.method} request cannot have a body")
 
     @classmethod
-    def _incoming(cls, method: str, url: str, headers: Headers, body: BodyInit) -> Request:
+    def _incoming(cls, method: str, url: str, headers: Headers, body: BodyInit,
+                  cf: dict[str, Any] | None = None) -> Request:
         """A request as received from the host (no validation of what the host parsed)."""
         request = cls.__new__(cls)
         request.method, request.url, request.headers = method, url, headers
+        request.redirect = "manual"
+        request.cf = Cf(cf or {})
         request._set_body(body)
         return request
 
     @property
     def body(self) -> AsyncIterator[bytes]:
-        """The body as an async iterator of bytes chunks (consumes a streamed body)."""
+        """The body as an async iterator of bytes chunks (this reads the body)."""
+        self._use()
         return self._take_stream()
 
     @property
@@ -77,9 +120,17 @@ class Request(HasBody):
         """This request. Cloudflare code passes ``request.js_object`` to ``asgi.fetch``."""
         return self
 
-    async def json(self) -> Any:
+    async def json(self, **kwargs: Any) -> Any:
         """The body parsed as JSON."""
-        return await self._read_json()
+        return await self._read_json(**kwargs)
+
+    def clone(self) -> Request:
+        """A copy whose body can be read separately (raises if the body was read)."""
+        copy = Request.__new__(type(self))
+        copy.url, copy.method, copy.headers = self.url, self.method, Headers(self.headers)
+        copy.redirect, copy.cf = self.redirect, self.cf
+        self._copy_body_to(copy)
+        return copy
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.url}>"
@@ -94,49 +145,76 @@ class _JsonMethod:
         return instance._read_json
 
 
-class Response(HasBody):
-    """An HTTP response.
+class HttpStatusError(OSError):
+    """Raised by ``Response.raise_for_status()`` for a 4xx or 5xx status."""
 
-    ``body`` may be str (sent as UTF-8, ``content-type`` text/plain unless set),
-    bytes-like, None, or an async (or plain) iterable of bytes/str chunks,
-    which is streamed as it is produced.
+    def __init__(self, status: int, status_text: str, url: str) -> None:
+        self.status, self.status_text, self.url = status, status_text, url
+        kind = "Client" if 400 <= status < 500 else "Server"
+        super().__init__(f"{status} {kind} Error: {status_text} for url: {url}")
+
+
+class Response(HasBody):
+    """An HTTP response: ``Response(body, status, status_text, headers, web_socket)``.
+
+    The positional order is Cloudflare's. ``body`` may be str (sent as
+    UTF-8, ``content-type`` text/plain unless set), bytes-like, None, or (more
+    than Cloudflare accepts) an async or plain iterable of bytes/str chunks,
+    streamed as it is produced. ``status`` defaults to 200 and ``status_text``
+    to the standard reason phrase.
     """
+
+    _used_message = "Response body is already used"
 
     def __init__(
         self,
         body: BodyInit = None,
-        status: int = 200,
+        status: int | None = None,
+        status_text: str | None = "",
         headers: HeadersInit = None,
-        status_text: str | None = None,
+        web_socket: Any = None,
         *,
         statusText: str | None = None,
     ) -> None:
-        # Cloudflare's positional order is (body, status, status_text, headers).
-        if isinstance(headers, str) and (status_text is None or not isinstance(status_text, str)):
-            headers, status_text = status_text, headers
-        status = int(status) if status is not None else 200
+        if status is None:
+            status = 200
+        if isinstance(status, bool) or not isinstance(status, int):
+            raise TypeError(
+                f"status must be an int, not {type(status).__name__} "
+                "(Response's arguments are body, status, status_text, headers)"
+            )
+        if status_text is not None and not isinstance(status_text, str):
+            raise TypeError(
+                f"status_text must be a str, not {type(status_text).__name__}; Response's "
+                "arguments are (body, status, status_text, headers): pass headers=..."
+            )
+        if web_socket is not None:
+            raise NotImplementedError("WebSocket responses (web_socket=) are not supported by thaw")
+        status = int(status)
         if not 200 <= status <= 599:
             raise ValueError(f"response status must be in 200..599, got {status}")
         if status in NULL_BODY_STATUSES and isinstance(body, (str, bytes, bytearray, memoryview)) \
                 and len(body) > 0:
             raise ValueError(f"a response with status {status} cannot have a body")
         self.status: int = status
-        text = status_text if status_text is not None else statusText
-        self.status_text: str = text if text is not None else _status_phrase(status)
+        text = status_text or statusText
+        self.status_text: str = text if text else _status_phrase(status)
         self.headers: Headers = Headers(headers)
         self.url: str = ""
+        self.redirected: bool = False
         self._set_body(body)
         if isinstance(body, str) and "content-type" not in self.headers:
             self.headers.set("content-type", TEXT_PLAIN)
 
     @classmethod
     def _received(
-        cls, status: int, status_text: str, headers: Headers, body: BodyInit, url: str = ""
+        cls, status: int, status_text: str, headers: Headers, body: BodyInit, url: str = "",
+        redirected: bool = False,
     ) -> Response:
         """A response as received from a server: any status, no defaults added."""
         response = cls.__new__(cls)
         response.status, response.status_text, response.headers = status, status_text, headers
-        response.url = url
+        response.url, response.redirected = url, redirected
         response._set_body(body)
         return response
 
@@ -146,17 +224,15 @@ class Response(HasBody):
     def from_json(
         cls,
         data: Any,
-        status: int = 200,
+        status: int | None = 200,
+        status_text: str | None = "",
         headers: HeadersInit = None,
-        status_text: str | None = None,
     ) -> Response:
-        """A response whose body is ``data`` as JSON (``content-type: application/json``)."""
-        body = _json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        response = cls(body.encode("utf-8"), status=status, headers=headers,
-                       status_text=status_text)
-        if "content-type" not in response.headers:
-            response.headers.set("content-type", APPLICATION_JSON)
-        return response
+        """A response whose body is ``json.dumps(data)`` (``content-type: application/json``)."""
+        init = Headers(headers)
+        if "content-type" not in init:
+            init.set("content-type", APPLICATION_JSON)
+        return cls(_json.dumps(data), status, status_text, init)
 
     @classmethod
     def redirect(cls, url: str, status: int = 302) -> Response:
@@ -170,6 +246,23 @@ class Response(HasBody):
         return 200 <= self.status <= 299
 
     @property
+    def type(self) -> str:
+        return "default"
+
+    def raise_for_status(self) -> None:
+        """Raise :class:`HttpStatusError` (an OSError) for a 4xx or 5xx status."""
+        if 400 <= self.status < 600:
+            raise HttpStatusError(self.status, self.status_text, self.url)
+
+    def clone(self) -> Response:
+        """A copy whose body can be read separately (raises if the body was read)."""
+        copy = Response.__new__(type(self))
+        copy.status, copy.status_text = self.status, self.status_text
+        copy.headers, copy.url, copy.redirected = Headers(self.headers), self.url, self.redirected
+        self._copy_body_to(copy)
+        return copy
+
+    @property
     def body(self) -> bytes | AsyncIterator[bytes] | None:
         """The body: bytes when known in full, an async iterator when streamed, or None."""
         if self._data is not None:
@@ -180,3 +273,4 @@ class Response(HasBody):
         content_type = self.headers.get("content-type")
         extra = f" {content_type}" if content_type else ""
         return f"<Response {self.status}{extra}>"
+

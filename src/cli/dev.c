@@ -56,6 +56,8 @@ static const char dev_usage[] =
 	"  --test-scheduled         GET /__scheduled?cron=EXPR (or /cdn-cgi/handler/scheduled)\n"
 	"                           runs the scheduled handler, as wrangler dev does; cron\n"
 	"                           triggers (triggers.crons) also run on their schedule\n"
+	"  --trust-proxy ADDR[/N]   believe X-Forwarded-For and X-Forwarded-Proto from this\n"
+	"                           proxy address or network (repeatable)\n"
 	"  --no-install             do not run `thaw install` first (it runs when the project\n"
 	"                           has dependencies and python_modules/ is missing or older\n"
 	"                           than pyproject.toml)\n"

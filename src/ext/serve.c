@@ -472,6 +472,8 @@ static const char serve_usage[] =
 	"  --system-site-packages   let workers import the system's Python packages\n"
 	"  --server-timing          add Server-Timing to every response: how its instance\n"
 	"                           started (warm, snapshot, boot) and the handler's time\n"
+	"  --trust-proxy ADDR[/N]   believe X-Forwarded-For and X-Forwarded-Proto from this\n"
+	"                           proxy address or network (repeatable)\n"
 	"  -v, --verbose            debug logging\n"
 	"  -h, --help               this help\n";
 

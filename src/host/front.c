@@ -443,7 +443,17 @@ struct head_ctx {
 	struct buf *b;
 	uint32_t count;
 	uint64_t bytes;
+	int trusted;     /* the peer is a trusted proxy: keep what it forwards */
+	struct buf xff;  /* every X-Forwarded-For line, joined by commas */
+	struct buf xfp;  /* likewise X-Forwarded-Proto */
 };
+
+static void join_value(struct buf *b, const char *value, size_t vlen)
+{
+	if (buf_used(b))
+		buf_append(b, ",", 1);
+	buf_append(b, value ? value : "", vlen);
+}
 
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
 				     size_t klen, const char *value, size_t vlen)
@@ -456,6 +466,14 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
 		return MHD_YES; /* likewise */
 	if (klen == 10 && strncasecmp(key, "thaw-probe", 10) == 0)
 		return MHD_YES; /* thaw serve's deploy check secret: never shown to a worker */
+	if (klen == 17 && strncasecmp(key, "x-forwarded-proto", 17) == 0) {
+		/* Replaced by the scheme we believe (below). */
+		if (c->trusted)
+			join_value(&c->xfp, value, vlen);
+		return MHD_YES;
+	}
+	if (c->trusted && klen == 15 && strncasecmp(key, "x-forwarded-for", 15) == 0)
+		join_value(&c->xff, value, vlen);
 	c->count++;
 	c->bytes += klen + vlen + 4;
 	thaw_put_u32(n, (uint32_t)klen);
@@ -492,7 +510,7 @@ static int test_scheduled_path(const char *uri)
 }
 
 /* First call for a request: limits, head, routing. */
-static enum MHD_Result first_call(struct hreq *r, const char *method)
+static enum MHD_Result first_call(struct hreq *r, const char *method, const char *version)
 {
 	struct host *h = r->h;
 	r->started = 1;
@@ -509,19 +527,33 @@ static enum MHD_Result first_call(struct hreq *r, const char *method)
 			 (unsigned long long)(h->rid_prefix ^ ++h->rid_counter));
 	}
 
-	/* The head: :method, :url, then headers as sent. */
-	const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
-	char *url = xasprintf("http://%s%s%s", host && *host ? host : "localhost",
-			      r->uri[0] == '/' ? "" : "/", r->uri);
+	/* Who is asking: the TCP peer, or the client a trusted proxy names. */
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	struct proxy_addr peer;
+	int have_peer = ci && proxy_addr_from_sockaddr(ci->client_addr, &peer) == 0;
+	struct buf hdrs = {0};
+	struct head_ctx c = {.b = &hdrs, .count = 0, .bytes = strlen(method) + strlen(r->uri)};
+	c.trusted = have_peer && proxy_trusted(&h->trusted_proxies, &peer);
+	MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, collect_header, &c);
+
+	/* The head: :method, :url, the request's facts as ":cf-NAME" (request.cf),
+	 * the headers as sent, then ours. */
 	uint8_t n4[4] = {0};
 	buf_append(&r->head, n4, 4); /* count, patched below */
+	int https = c.trusted && proxy_forwarded_https((const char *)buf_head(&c.xfp),
+						       buf_used(&c.xfp));
+	const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
+	char *url = xasprintf("%s://%s%s%s", https ? "https" : "http",
+			      host && *host ? host : "localhost", r->uri[0] == '/' ? "" : "/",
+			      r->uri);
 	kv_put(&r->head, ":method", method);
 	kv_put(&r->head, ":url", url);
 	free(url);
-	struct head_ctx c = {.b = &r->head, .count = 2, .bytes = strlen(method) + strlen(r->uri)};
 	if (h->test_scheduled && test_scheduled_path(r->uri)) {
 		/* thaw dev --test-scheduled: this request fires the scheduled
-		 * handler, as wrangler's /__scheduled does. */
+		 * handler, as wrangler's /__scheduled does (pseudo-headers right
+		 * after :url, where the runtime looks for them). */
 		const char *cron =
 			MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "cron");
 		const char *time = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "time");
@@ -536,23 +568,25 @@ static enum MHD_Result first_call(struct hreq *r, const char *method)
 		host_scheduled_pseudo(&r->head, expr, (int64_t)ms);
 		c.count += 3;
 	}
-	MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, collect_header, &c);
-	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	char ipbuf[INET6_ADDRSTRLEN] = "";
-	if (ci && ci->client_addr) {
-		const struct sockaddr *sa = ci->client_addr;
-		if (sa->sa_family == AF_INET)
-			inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ipbuf,
-				  sizeof ipbuf);
-		else if (sa->sa_family == AF_INET6)
-			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ipbuf,
-				  sizeof ipbuf);
+	kv_put(&r->head, ":cf-httpProtocol", version && *version ? version : "HTTP/1.1");
+	c.count += 3;
+	buf_append(&r->head, buf_head(&hdrs), buf_used(&hdrs));
+	buf_free(&hdrs);
+	kv_put(&r->head, "x-forwarded-proto", https ? "https" : "http");
+	c.count++;
+	if (have_peer) {
+		struct proxy_addr client;
+		char ipbuf[PROXY_ADDR_TEXT];
+		proxy_client(&h->trusted_proxies, &peer, (const char *)buf_head(&c.xff),
+			     buf_used(&c.xff), &client);
+		proxy_addr_format(&client, ipbuf);
+		if (ipbuf[0]) {
+			kv_put(&r->head, "cf-connecting-ip", ipbuf);
+			c.count++;
+		}
 	}
-	if (ipbuf[0]) {
-		kv_put(&r->head, "cf-connecting-ip", ipbuf);
-		c.count++;
-	}
+	buf_free(&c.xff);
+	buf_free(&c.xfp);
 	if (r->rid[0]) {
 		kv_put(&r->head, "cf-ray", r->rid);
 		c.count++;
@@ -584,7 +618,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (!r)
 		return MHD_NO; /* cannot happen: the URI log callback made it */
 	if (!r->started)
-		return first_call(r, method);
+		return first_call(r, method, version);
 
 	if (*upload_size) {
 		if (r->fail_status || r->discarding || r->resp_end) {

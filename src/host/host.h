@@ -23,6 +23,7 @@
 
 #include "common/buf.h"
 #include "host/loop.h"
+#include "host/proxy.h"
 
 struct MHD_Daemon;
 struct MHD_Connection;
@@ -186,6 +187,8 @@ struct host {
 	int server_timing; /* Server-Timing on every response (thaw dev; serve --server-timing) */
 	int test_scheduled; /* thaw dev --test-scheduled: /__scheduled fires the scheduled handler */
 	uint64_t max_snapshot_bytes;
+	/* --trust-proxy: peers whose X-Forwarded-For/-Proto are believed (proxy.h) */
+	struct proxy_list trusted_proxies;
 	struct instance *spares;
 	unsigned nspares, spares_target;
 	unsigned snap_counter;
@@ -205,6 +208,7 @@ enum {
 	HOST_OPT_SYSTEM_SITE = 'S',
 	HOST_OPT_MAX_SNAPSHOT = 'X',
 	HOST_OPT_SERVER_TIMING = 0x100,
+	HOST_OPT_TRUST_PROXY = 0x101,
 };
 #define HOST_LONG_OPTIONS                                                                          \
 	{"idle-timeout", required_argument, NULL, HOST_OPT_IDLE_TIMEOUT},                           \
@@ -215,7 +219,8 @@ enum {
 	{"concurrency", required_argument, NULL, HOST_OPT_CONCURRENCY},                             \
 	{"system-site-packages", no_argument, NULL, HOST_OPT_SYSTEM_SITE},                          \
 	{"max-snapshot-mb", required_argument, NULL, HOST_OPT_MAX_SNAPSHOT},                        \
-	{"server-timing", no_argument, NULL, HOST_OPT_SERVER_TIMING}
+	{"server-timing", no_argument, NULL, HOST_OPT_SERVER_TIMING},                               \
+	{"trust-proxy", required_argument, NULL, HOST_OPT_TRUST_PROXY}
 /* Limits and snapshot size at their defaults. */
 void host_defaults(struct host *h);
 /* Apply one of HOST_LONG_OPTIONS: 1 done, 0 not one of them, -1 bad value

@@ -83,6 +83,16 @@ int host_option(struct host *h, const char *cmd, int c, const char *arg)
 	case HOST_OPT_SERVER_TIMING:
 		h->server_timing = 1;
 		return 1;
+	case HOST_OPT_TRUST_PROXY: {
+		struct proxy_net net;
+		char err[256];
+		if (proxy_net_parse(arg, &net, err, sizeof err) < 0 ||
+		    proxy_list_add(&h->trusted_proxies, &net, err, sizeof err) < 0) {
+			fprintf(stderr, "%s: --trust-proxy: %s\n", cmd, err);
+			return -1;
+		}
+		return 1;
+	}
 	case HOST_OPT_MAX_SNAPSHOT:
 		if (host_opt_u64(cmd, "--max-snapshot-mb", arg, 1u << 20, &v) < 0)
 			return -1;

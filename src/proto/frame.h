@@ -28,7 +28,8 @@
  *   SNAP_DONE  [inst->host] JSON object: a builder wrote its snapshot
  *                           ({"bytes", "saved_pages", "regions", "deps", "ms"})
  *                           and exits.
- *   REQ_HEAD   [host->inst] key/value list: ":method", ":url", then headers.
+ *   REQ_HEAD   [host->inst] key/value list: ":method", ":url", then facts about
+ *                           the request as ":cf-NAME" (request.cf), then headers.
  *   REQ_BODY   [host->inst] raw bytes of the request body.
  *   REQ_END    [host->inst] empty: the request body is complete.
  *   CANCEL     [host->inst] empty: the client went away or timed out.

@@ -36,6 +36,10 @@ class Default(WorkerEntrypoint):
             return Response(parts())
         if path == "/slow":
             await asyncio.sleep(30)
+        if path == "/cf":
+            return Response.json({"cf": dict(request.cf), "protocol": request.cf.httpProtocol,
+                                  "accept": request.headers.get("accept"),
+                                  "cookies": request.headers.get_all("cookie")})
         if path == "/boom":
             raise ValueError("kaboom")
         return Response("not found", status=404)
@@ -125,6 +129,20 @@ def test_simple_request(host):
     status, headers, body, error = host.response(1)
     assert (status, body, error) == (200, b"hi ada", None)
     assert (b"content-type", b"text/plain;charset=UTF-8") in headers
+
+
+def test_host_facts_become_request_cf_and_repeated_headers_are_folded(host):
+    host.request(1, "GET", "/cf", headers=[(":cf-httpProtocol", "HTTP/1.0"),
+                                           ("Accept", "text/html"), ("accept", "*/*"),
+                                           ("Accept-Encoding", "gzip")])
+    status, headers, body, error = host.response(1)
+    assert (status, error) == (200, None)
+    assert json.loads(body) == {
+        "cf": {"httpProtocol": "HTTP/1.0", "clientAcceptEncoding": "gzip"},
+        "protocol": "HTTP/1.0",
+        "accept": "text/html, */*",
+        "cookies": None,
+    }
 
 
 def test_concurrent_streams_are_independent(host):
