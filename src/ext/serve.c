@@ -152,6 +152,11 @@ struct sversion *serve_version_load(struct serve *s, struct sworker *w, const st
 	a->snapshots = 1;
 #endif
 	a->version_id = sv->v.id;
+	/* The version's own assets, from its unpacked bundle: a rollout
+	 * switches them with the code. */
+	char berr[512];
+	if (bindings_setup(a, berr, sizeof berr) < 0)
+		log_warn("%s: its static assets are not served: %s", sv->label, berr);
 	sv->next = w->versions;
 	w->versions = sv;
 	return sv;
