@@ -25,6 +25,7 @@ declare -A SOURCES=(
   [fuzz_bundle]="src/ext/bundle.c src/common/util.c"
   [fuzz_lockfile]="src/cli/lockfile.c src/common/util.c src/common/buf.c"
   [fuzz_remote]="src/ext/remote_fmt.c src/common/util.c"
+  [fuzz_assets]="src/host/assets.c src/common/util.c"
   [fuzz_project]="src/project/project.c src/project/read.c src/common/jsonc.c src/common/util.c"
 )
 
