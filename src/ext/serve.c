@@ -245,6 +245,7 @@ static struct app *route(struct host *h, struct hreq *r, unsigned *status, char 
 	char name[64];
 	const char *probe = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "thaw-probe");
 	int is_probe = probe && strlen(probe) == 32 && CRYPTO_memcmp(probe, s->probe_secret, 32) == 0;
+	r->worker_only = is_probe; /* the deploy check is for an instance, not the assets */
 	const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
 	char *rewritten = NULL;
 	if (router_worker(&s->router, host, r->uri, is_probe, name, sizeof name, &rewritten) < 0) {

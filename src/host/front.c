@@ -471,7 +471,7 @@ static enum MHD_Result first_call(struct hreq *r, const char *method)
 		snprintf(r->rid, sizeof r->rid, "%016llx",
 			 (unsigned long long)(h->rid_prefix ^ ++h->rid_counter));
 	}
-	if (app && app->assets && take_asset(r, app))
+	if (app && app->assets && !r->worker_only && take_asset(r, app))
 		return MHD_YES; /* answered by the final call */
 
 	/* The head: :method, :url, then headers as sent. */

@@ -152,6 +152,7 @@ struct hreq {
 	unsigned fail_status;
 	char *fail_body;
 	struct assets_reply *asset; /* answered from static assets (front.c), or NULL */
+	int worker_only; /* set by the router: never from assets (thaw serve's deploy check) */
 	struct loop_timer timeout; /* arrival to response head; expiry asks pool_timeout */
 
 	/* The pool's. */
