@@ -619,6 +619,23 @@ static int answer_file(const struct assets_request *rq, struct assets_reply *rp,
 	return ASSETS_ANSWER;
 }
 
+/* A decoded path as it goes in a Location header: bytes other than
+ * unreserved ones, '/' and sub-delimiters percent-encoded (returns new). */
+static char *encode_path(const char *path)
+{
+	static const char safe[] = "-._~/!$&'()*+,;=:@";
+	char *out = xmalloc(strlen(path) * 3 + 1), *o = out;
+	for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		    strchr(safe, *p))
+			*o++ = (char)*p;
+		else
+			o += sprintf(o, "%%%02X", *p);
+	}
+	*o = 0;
+	return out;
+}
+
 /* The target's query string ("?..." or ""), for redirects. */
 static const char *query_of(const char *target)
 {
@@ -664,7 +681,9 @@ int assets_answer(struct assets *a, const struct assets_request *rq, struct asse
 	if (lookup(dirfd, cfg->html_handling, path, &f)) {
 		if (f.redirect[0]) {
 			rp->status = 307;
-			rp->location = xasprintf("%s%s", f.redirect, query_of(rq->target));
+			char *enc = encode_path(f.redirect);
+			rp->location = xasprintf("%s%s", enc, query_of(rq->target));
+			free(enc);
 			rc = ASSETS_ANSWER;
 		} else {
 			rc = answer_file(rq, rp, &f, 200);

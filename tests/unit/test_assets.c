@@ -300,6 +300,7 @@ static int setup(void **state)
 	assert_non_null(mkdtemp(tmp));
 	put("public/index.html", "home");
 	put("public/file.html", "file");
+	put("public/a b.html", "spaced");
 	put("public/folder/index.html", "folder");
 	put("public/style.css", "body{}");
 	put("public/blog/404.html", "blog missing");
@@ -389,6 +390,8 @@ static void test_html_handling(void **state)
 	expect(ask(AUTO, NF_NONE, "/folder/index.html", 0, NULL), 307, NULL, "/folder/", "index");
 	expect(ask(AUTO, NF_NONE, "/index.html", 0, NULL), 307, NULL, "/", "/index.html");
 	expect(ask(AUTO, NF_NONE, "/style.css", 0, NULL), 200, "body{}", NULL, "/style.css");
+	expect(ask(AUTO, NF_NONE, "/a%20b.html", 0, NULL), 307, NULL, "/a%20b", "encoded location");
+	expect(ask(AUTO, NF_NONE, "/a%20b", 0, NULL), 200, "spaced", NULL, "/a%20b");
 
 	enum project_html_handling force = PROJECT_HTML_FORCE_TRAILING_SLASH;
 	expect(ask(force, NF_NONE, "/file", 0, NULL), 307, NULL, "/file/", "force /file");
