@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from workers import Context, Env, Headers, Request, Response, _hooks, _snapshot
+from workers import Context, Env, Headers, Request, Response, _bindings, _hooks, _snapshot
 from workers._body import BodyStream
 from workers._entrypoint import ScheduledController, pending_background_tasks
 from workers._env import env as _module_env
@@ -108,6 +108,39 @@ class _Config:
     capture_output: bool = False
     secrets: dict[str, str] | None = None
     secret_names: frozenset[str] = frozenset()
+    bindings: dict[str, Any] | None = None  # name -> the binding's env object
+
+
+def _env_values(config: _Config, with_secrets: bool = True) -> dict[str, Any]:
+    """What ``env`` holds: the vars, the bindings (never the same name) and, once the top
+    level has run, the secrets (over a var of the same name)."""
+    values = {n: v for n, v in config.variables.items() if n not in config.secret_names}
+    values.update(config.bindings or {})
+    if with_secrets:
+        values.update(config.secrets or {})
+    return values
+
+
+def _parse_bindings(raw: Any, variables: dict[str, Any]) -> dict[str, Any]:
+    """INIT's ``bindings`` ([{"name", "type"}]) as env objects."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, list):
+        raise LoadError("INIT config: bindings must be a list")
+    made: dict[str, Any] = {}
+    for entry in raw:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) \
+                or not isinstance(entry.get("type"), str):
+            raise LoadError("INIT config: each binding needs a name and a type")
+        name = entry["name"]
+        if name in variables or name in made:
+            raise LoadError(f"the binding {name} has the name of a var or of another binding: "
+                            "rename one of them")
+        try:
+            made[name] = _bindings.make(name, entry["type"])
+        except ValueError as error:
+            raise LoadError(str(error)) from None
+    return made
 
 
 _worker: _Worker | None = None
@@ -291,18 +324,13 @@ def _parse_config(config_json: str) -> _Config:
     names = config.get("secret_names") or []
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise LoadError("INIT config: secret_names must be a list of strings")
+    bindings = _parse_bindings(config.get("bindings"), variables)
     return _Config(name=name, project_dir=project_dir, main=main, variables=variables,
                    concurrency=concurrency, dev=bool(config.get("dev", False)),
                    snapshot_build=snapshot_build, allow_entropy_at_import=allow_entropy,
                    capture_output=bool(config.get("capture_output", False)),
-                   secrets=secrets, secret_names=frozenset(names) | frozenset(secrets or ()))
-
-
-def _with_secrets(config: _Config) -> dict[str, Any]:
-    """The env's values once the top level has run: vars, and secrets over them."""
-    values = {n: v for n, v in config.variables.items() if n not in config.secret_names}
-    values.update(config.secrets or {})
-    return values
+                   bindings=bindings, secrets=secrets,
+                   secret_names=frozenset(names) | frozenset(secrets or ()))
 
 
 def load(config_json: str) -> str:
@@ -334,16 +362,15 @@ def load(config_json: str) -> str:
             "module, relative to the project directory"
         )
     _line_buffered_output()
-    # `from workers import env` at top level: vars; secrets exist by name but are withheld
-    # (a snapshot must never hold them: the builder is not even given them).
-    public = {n: v for n, v in config.variables.items() if n not in config.secret_names}
-    replace_values(_module_env, public, config.secret_names)
+    # `from workers import env` at top level: vars and bindings; secrets exist by name but are
+    # withheld (a snapshot must never hold them: the builder is not even given them).
+    replace_values(_module_env, _env_values(config, with_secrets=False), config.secret_names)
     if config.snapshot_build:
         call, scheduled = _load_for_snapshot(config, path)
     else:
         module = _import_entry(path, main)
         call, scheduled = _find_handlers(module, main)
-        replace_values(_module_env, _with_secrets(config))
+        replace_values(_module_env, _env_values(config))
         _run_hooks(_hooks.AFTER_RESTORE, config.project_dir)
     _worker = _Worker(name=config.name, env=_module_env, call=call, scheduled=scheduled,
                       concurrency=config.concurrency, dev=config.dev,
@@ -427,7 +454,7 @@ def after_restore(init_json: str) -> str:
     _snapshot.reseed_after_restore()
     set_worker_name(config.name)
     worker.name = config.name
-    replace_values(worker.env, _with_secrets(config))
+    replace_values(worker.env, _env_values(config))
     worker.concurrency = config.concurrency
     worker.dev = config.dev
     worker.capture_output = config.capture_output
@@ -523,6 +550,7 @@ async def _serve(thaw: Any, worker: _Worker, fd: int) -> None:
     sock.setblocking(False)
     connection = _Connection(thaw, worker)
     await loop.create_connection(lambda: connection, sock=sock)
+    _bindings.set_transport(connection.call_binding)
     saved = sys.stdout, sys.stderr
     if worker.capture_output:
         sys.stdout = _FrameOutput(connection, 1, saved[0])
@@ -652,6 +680,20 @@ class _FrameOutput(io.TextIOBase):
                 pass
 
 
+class _Call:
+    """A binding call in flight: its result head (a future) and its body."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.head: asyncio.Future[tuple[int, Headers, Any]] = loop.create_future()
+        self.body = BodyStream()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.head.done():
+            self.head.set_exception(error)
+        elif not self.body.ended:
+            self.body.fail(error)
+
+
 class _Stream:
     """One request in flight: its task, its request body, its response credit."""
 
@@ -696,6 +738,8 @@ class _Connection(asyncio.Protocol):
         self.writable = asyncio.Event()
         self.writable.set()
         self.error: str | None = None
+        self.calls: dict[int, _Call] = {}  # binding calls in flight, by stream id
+        self.next_call = thaw.STREAM_WORKER_BASE
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -719,6 +763,10 @@ class _Connection(asyncio.Protocol):
         for stream in self.streams.values():
             stream.cancel()
         self.streams.clear()
+        for call in self.calls.values():
+            call.fail(_bindings.BindingError("the connection to the host was lost"))
+        self.calls.clear()
+        _bindings.set_transport(None)
         self.writable.set()
         if not self.closed.done():
             self.closed.set_result(None)
@@ -734,6 +782,9 @@ class _Connection(asyncio.Protocol):
         thaw = self.thaw
         if frame_type == thaw.REQ_HEAD:
             self._start_request(stream_id, payload)
+            return
+        if stream_id >= thaw.STREAM_WORKER_BASE:
+            self._call_frame(frame_type, stream_id, payload)
             return
         stream = self.streams.get(stream_id)
         if frame_type == thaw.WINDOW:
@@ -753,6 +804,66 @@ class _Connection(asyncio.Protocol):
                 stream.body.push(payload)
         else:
             log(f"ignoring an unexpected frame of type {frame_type} from the host")
+
+    # Binding calls (env.ASSETS.fetch): CALL out, CALL_HEAD/BODY/END/ERROR in.
+    async def call_binding(self, binding: str, method: str,
+                           args: list[tuple[bytes, bytes]]) -> tuple[int, Headers, Any]:
+        thaw = self.thaw
+        if self.transport is None or self.transport.is_closing():
+            raise _bindings.BindingError("the connection to the host is closed")
+        if len(self.calls) >= thaw.CALLS_MAX:
+            raise _bindings.BindingError(
+                f"too many binding calls in flight (at most {thaw.CALLS_MAX} per instance)")
+        payload = thaw.encode_kv([(b":binding", binding.encode("utf-8")),
+                                  (b":call", method.encode("utf-8"))] + args)
+        if len(payload) > thaw.MAX_PAYLOAD:
+            raise _bindings.BindingError(f"the call to {binding}.{method} is too large "
+                                         f"({len(payload)} bytes encoded)")
+        stream_id = self.next_call
+        while stream_id in self.calls:
+            stream_id = stream_id + 1 if stream_id < 0xFFFFFFFF else thaw.STREAM_WORKER_BASE
+        self.next_call = stream_id + 1 if stream_id < 0xFFFFFFFF else thaw.STREAM_WORKER_BASE
+        call = _Call(asyncio.get_running_loop())
+        self.calls[stream_id] = call
+        self._send(thaw.CALL, stream_id, payload)
+        try:
+            return await call.head
+        except asyncio.CancelledError:
+            if self.calls.pop(stream_id, None) is not None:
+                self._send(thaw.CANCEL, stream_id)
+            raise
+
+    def _call_frame(self, frame_type: int, stream_id: int, payload: bytes) -> None:
+        thaw = self.thaw
+        call = self.calls.get(stream_id)
+        if call is None:
+            return  # a call given up (CANCEL sent): its last frames may still come
+        if frame_type == thaw.CALL_HEAD:
+            if call.head.done() or len(payload) < 2:
+                self._fail(f"unexpected CALL_HEAD on call stream {stream_id}")
+                return
+            try:
+                pairs = thaw.decode_kv(payload[2:])
+            except thaw.ProtocolError as error:
+                self._fail(f"malformed CALL_HEAD key/value list: {error}")
+                return
+            headers = Headers()
+            for name, value in pairs:
+                headers.append(name, value)
+            call.head.set_result((struct.unpack("<H", payload[:2])[0], headers, call.body))
+        elif frame_type == thaw.CALL_BODY:
+            # Buffered here, credit returned at once: a result nobody reads
+            # must not hold its call (and the host's file) open.
+            call.body.push(payload)
+            self._send(thaw.WINDOW, stream_id, struct.pack("<I", len(payload)))
+        elif frame_type in (thaw.CALL_END, thaw.CALL_ERROR):
+            del self.calls[stream_id]
+            if frame_type == thaw.CALL_END:
+                call.body.end()
+            else:
+                call.fail(_bindings.BindingError(payload.decode("utf-8", "replace")))
+        else:
+            self._fail(f"unexpected frame of type {frame_type} on call stream {stream_id}")
 
     def _fail(self, message: str) -> None:
         log(message + "; closing the connection")

@@ -304,8 +304,11 @@ static void reader_done(void *arg, int status, const uint8_t *out, size_t len, i
 		return;
 	}
 	say_secrets(d);
+	bindings_dispose(a);
 	project_free(a->cfg);
 	a->cfg = c;
+	if (bindings_setup(a, err, sizeof err) < 0)
+		fprintf(stderr, "thaw: %s\n", err);
 	pool_reload(a);
 	pool_prewarm(a);
 }
@@ -479,6 +482,10 @@ int cmd_dev(int argc, char **argv)
 	d.app.h = h;
 	d.app.cfg = cfg;
 	h->app = &d.app;
+	if (bindings_setup(&d.app, err, sizeof err) < 0) {
+		fprintf(stderr, "thaw dev: %s\n", err);
+		return 1;
+	}
 	h->spares_target = 2;
 #ifdef THAW_SANITIZE
 	if (!no_snapshot)

@@ -152,6 +152,11 @@ struct sversion *serve_version_load(struct serve *s, struct sworker *w, const st
 	a->snapshots = 1;
 #endif
 	a->version_id = sv->v.id;
+	/* The version's own assets, from its unpacked bundle: a rollout
+	 * switches them with the code. */
+	char berr[512];
+	if (bindings_setup(a, berr, sizeof berr) < 0)
+		log_warn("%s: its static assets are not served: %s", sv->label, berr);
 	sv->next = w->versions;
 	w->versions = sv;
 	return sv;
@@ -240,6 +245,7 @@ static struct app *route(struct host *h, struct hreq *r, unsigned *status, char 
 	char name[64];
 	const char *probe = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "thaw-probe");
 	int is_probe = probe && strlen(probe) == 32 && CRYPTO_memcmp(probe, s->probe_secret, 32) == 0;
+	r->worker_only = is_probe; /* the deploy check is for an instance, not the assets */
 	const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
 	char *rewritten = NULL;
 	if (router_worker(&s->router, host, r->uri, is_probe, name, sizeof name, &rewritten) < 0) {

@@ -38,6 +38,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "host/assets.h"
 #include "project/project.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -509,6 +510,86 @@ static int test_scheduled_path(const char *uri)
 	return 0;
 }
 
+/* A libmicrohttpd response for an assets reply (its fd is taken). */
+static struct MHD_Response *asset_response(struct assets_reply *rp)
+{
+	struct MHD_Response *resp;
+	if (rp->fd >= 0) {
+		resp = MHD_create_response_from_fd_at_offset64(rp->length, rp->fd,
+							      (uint64_t)rp->offset);
+		if (resp)
+			rp->fd = -1; /* MHD closes it */
+	} else {
+		const char *t = rp->text ? rp->text : "";
+		resp = MHD_create_response_from_buffer(strlen(t), (void *)t, MHD_RESPMEM_PERSISTENT);
+	}
+	if (!resp)
+		return NULL;
+	if (rp->content_type)
+		add_header(resp, "Content-Type", rp->content_type);
+	if (rp->etag[0])
+		add_header(resp, "ETag", rp->etag);
+	if (rp->cache_control && (rp->etag[0] || rp->status == 304))
+		add_header(resp, "Cache-Control", "public, max-age=0, must-revalidate");
+	if (rp->accept_ranges)
+		add_header(resp, "Accept-Ranges", "bytes");
+	if (rp->content_range[0])
+		add_header(resp, "Content-Range", rp->content_range);
+	if (rp->location)
+		add_header(resp, "Location", rp->location);
+	return resp;
+}
+
+/* Static assets first (assets.h): 1 when the request is for them (the
+ * reply waits in r->asset for the final access call, when libmicrohttpd
+ * can answer and keep the connection), 0 when it goes to the worker. No
+ * instance is involved in an asset answer. */
+static int take_asset(struct hreq *r, struct app *app)
+{
+	struct assets_request rq = {
+		.method = r->method,
+		.target = r->uri,
+		.if_none_match = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+							     "If-None-Match"),
+		.range = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Range"),
+		.sec_fetch_mode = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+							      "Sec-Fetch-Mode"),
+		.has_authorization =
+			MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization") != NULL,
+	};
+	struct assets_reply *rp = xmalloc(sizeof *rp);
+	if (assets_answer(app->assets, &rq, rp) != ASSETS_ANSWER) {
+		free(rp);
+		return 0;
+	}
+	r->app = app;
+	r->asset = rp;
+	return 1;
+}
+
+static enum MHD_Result queue_asset(struct hreq *r)
+{
+	struct assets_reply *rp = r->asset;
+	struct MHD_Response *resp = asset_response(rp);
+	if (!resp)
+		return queue_text(r, 500, "The asset cannot be sent.\n");
+	add_timing(r, resp);
+	enum MHD_Result ok = MHD_queue_response(r->conn, rp->status, resp);
+	MHD_destroy_response(resp);
+	r->queued = 1;
+	r->resp_status = rp->status;
+	return ok;
+}
+
+static void asset_free(struct hreq *r)
+{
+	if (!r->asset)
+		return;
+	assets_reply_dispose(r->asset);
+	free(r->asset);
+	r->asset = NULL;
+}
+
 /* First call for a request: limits, head, routing. */
 static enum MHD_Result first_call(struct hreq *r, const char *method, const char *version)
 {
@@ -526,6 +607,9 @@ static enum MHD_Result first_call(struct hreq *r, const char *method, const char
 		snprintf(r->rid, sizeof r->rid, "%016llx",
 			 (unsigned long long)(h->rid_prefix ^ ++h->rid_counter));
 	}
+	int scheduled = h->test_scheduled && test_scheduled_path(r->uri);
+	if (app && app->assets && !r->worker_only && !scheduled && take_asset(r, app))
+		return MHD_YES; /* answered by the final call */
 
 	/* Who is asking: the TCP peer, or the client a trusted proxy names. */
 	const union MHD_ConnectionInfo *ci =
@@ -550,7 +634,7 @@ static enum MHD_Result first_call(struct hreq *r, const char *method, const char
 	kv_put(&r->head, ":method", method);
 	kv_put(&r->head, ":url", url);
 	free(url);
-	if (h->test_scheduled && test_scheduled_path(r->uri)) {
+	if (scheduled) {
 		/* thaw dev --test-scheduled: this request fires the scheduled
 		 * handler, as wrangler's /__scheduled does (pseudo-headers right
 		 * after :url, where the runtime looks for them). */
@@ -621,7 +705,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return first_call(r, method, version);
 
 	if (*upload_size) {
-		if (r->fail_status || r->discarding || r->resp_end) {
+		if (r->fail_status || r->discarding || r->resp_end || r->asset) {
 			/* Answer known already: drop the rest of the body. */
 			r->discarded += *upload_size;
 			*upload_size = 0;
@@ -651,6 +735,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	r->upload_done = 1;
 	if (r->fail_status)
 		return queue_fail(r);
+	if (r->asset)
+		return queue_asset(r);
 	pool_end_body(r);
 	if (r->resp_head)
 		return queue_stream(r);
@@ -666,7 +752,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	if (!r)
 		return;
 	*req_cls = NULL;
-	if (r->started)
+	if (r->started && !r->asset)
 		pool_forget(r);
 	loop_timer_cancel(h->loop, &r->timeout);
 	if (h->dev && r->started) {
@@ -680,6 +766,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 			how);
 		fflush(stdout);
 	}
+	asset_free(r);
 	reqs_unlink(h, r);
 	hreq_free(r);
 }

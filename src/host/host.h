@@ -41,6 +41,19 @@ struct host_limits {
 struct hreq;
 struct app;
 struct host;
+struct assets;
+struct assets_reply;
+struct binding_kind; /* binding.c */
+
+/* A binding of an app: a name in the worker's env, served by the host
+ * (binding.c). The first kind is the assets fetcher; issue 11's storage
+ * bindings are more kinds on the same list. */
+struct binding {
+	char *name;
+	const struct binding_kind *kind;
+	void *ctx; /* the kind's state for this app (borrowed: the app owns it) */
+	struct binding *next;
+};
 struct instance; /* a worker process: private to the pool (pool_internal.h) */
 
 /* An app's image (transitions: snapshot.c). */
@@ -79,6 +92,8 @@ struct app {
 	struct project *cfg;     /* what its instances run (INIT is made from it) */
 	json_t *secrets;         /* name -> value, or NULL: given to instances that serve,
 				  * never to a snapshot builder (owned by the app's owner) */
+	struct assets *assets;   /* static assets served before the worker, or NULL */
+	struct binding *bindings; /* by name: bindings_setup */
 	const char *version_id;  /* thaw serve: the version's id, told to instances */
 	/* snapshots */
 	int snapshots;           /* build and restore them */
@@ -141,6 +156,8 @@ struct hreq {
 	uint64_t pregranted; /* bytes credited back on arrival, not yet sent */
 	unsigned fail_status;
 	char *fail_body;
+	struct assets_reply *asset; /* answered from static assets (front.c), or NULL */
+	int worker_only; /* set by the router: never from assets (thaw serve's deploy check) */
 	struct loop_timer timeout; /* arrival to response head; expiry asks pool_timeout */
 	/* An internal request (front_internal_submit: no connection, e.g. a
 	 * scheduled event): its owner's callback, called once it has ended. */
@@ -294,6 +311,11 @@ void front_resp_end(struct hreq *r);
 /* The response broke after its head (the instance died or raised): the
  * connection is cut short. */
 void front_resp_abort(struct hreq *r);
+
+/* binding.c: an app's assets and bindings, made from a->cfg (after every
+ * change of cfg: bindings_dispose first). 0, or -1 with err. */
+int bindings_setup(struct app *a, char *err, size_t errlen);
+void bindings_dispose(struct app *a);
 
 /* pool.c: the front's calls into the pool. */
 /* r's head is complete (r->head): queue it for an instance of a. */

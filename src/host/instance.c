@@ -65,7 +65,9 @@
  *   READY only STARTING and not a builder; SNAP_DONE only STARTING and a
  *   builder; LOAD_ERROR only STARTING; RESP_HEAD, RESP_BODY, RESP_END,
  *   RESP_ERROR, WINDOW and LOG in any other state (a stream it no longer
- *   holds, e.g. cancelled meanwhile, is ignored). Anything else is lost.
+ *   holds, e.g. cancelled meanwhile, is ignored); CALL only READY or
+ *   DRAINING, and CANCEL only on one of its call streams (binding.c).
+ *   Anything else is lost.
  *
  *   Lost (inst_lost): SIGKILL; each request it held is answered 502 if no
  *   response head came yet, else its response is aborted; then, if it was a
@@ -344,6 +346,7 @@ void inst_send_init(struct instance *in, const char *mode, const char *snapshot,
 		json_object_set_new(j, "capture_output", json_true());
 	if (a->version_id)
 		json_object_set_new(j, "version", json_string(a->version_id));
+	json_object_set_new(j, "bindings", bindings_init_json(a));
 	if (snapshot)
 		json_object_set_new(j, "snapshot", json_string(snapshot));
 	if (snapshot && record_ws) {
@@ -406,6 +409,7 @@ void inst_close(struct instance *in, const char *why)
 	}
 	if (a)
 		snapshot_inst_closed(a, in);
+	binding_instance_closed(in);
 	in->state = INST_CLOSED;
 	loop_timer_cancel(in->h->loop, &in->idle_timer);
 	loop_del(in->h->loop, &in->w);
@@ -690,6 +694,8 @@ static int on_window(struct instance *in, const struct thaw_frame *f)
 {
 	if (f->len != 4)
 		return -1;
+	if (f->stream >= THAW_STREAM_WORKER_BASE)
+		return binding_on_window(in, f);
 	struct hreq *r = find_stream(in, f->stream);
 	if (!r)
 		return 0;
@@ -719,6 +725,20 @@ static int on_log(struct instance *in, const struct thaw_frame *f)
 	return 0;
 }
 
+static int on_call(struct instance *in, const struct thaw_frame *f)
+{
+	if (in->state != INST_READY && in->state != INST_DRAINING)
+		return -1;
+	return binding_on_call(in, f);
+}
+
+static int on_cancel(struct instance *in, const struct thaw_frame *f)
+{
+	if (f->stream < THAW_STREAM_WORKER_BASE)
+		return -1; /* an instance cancels only its own calls */
+	return binding_on_cancel(in, f);
+}
+
 typedef int (*frame_handler)(struct instance *in, const struct thaw_frame *f);
 
 /* Instance-to-host types; a host-to-instance type coming the other way has
@@ -728,7 +748,8 @@ static const frame_handler frame_handlers[] = {
 	[THAW_F_LOAD_ERROR] = on_load_error, [THAW_F_RESP_HEAD] = on_resp_head,
 	[THAW_F_RESP_BODY] = on_resp_body,   [THAW_F_RESP_END] = on_resp_end,
 	[THAW_F_RESP_ERROR] = on_resp_error, [THAW_F_WINDOW] = on_window,
-	[THAW_F_LOG] = on_log,
+	[THAW_F_LOG] = on_log,               [THAW_F_CALL] = on_call,
+	[THAW_F_CANCEL] = on_cancel,
 };
 
 static int on_frame(struct instance *in, const struct thaw_frame *f)

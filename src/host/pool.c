@@ -100,7 +100,7 @@ static void attach(struct instance *in, struct hreq *r, int booted)
 {
 	struct host *h = in->h;
 	r->inst = in;
-	if (++h->next_stream == 0)
+	if (++h->next_stream >= THAW_STREAM_WORKER_BASE) /* above: the instances' calls */
 		h->next_stream = 1;
 	r->stream = h->next_stream;
 	stream_link(in, r);
@@ -353,6 +353,7 @@ void pool_app_dispose(struct app *a)
 	free(a->snap_path);
 	free(a->snap_dir);
 	free(a->load_error);
+	bindings_dispose(a);
 	project_free(a->cfg);
 	a->snap_path = a->snap_dir = a->load_error = NULL;
 	a->cfg = NULL;

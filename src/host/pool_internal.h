@@ -22,6 +22,9 @@
 #include "host/host.h"
 #include "host/loop.h"
 
+struct thaw_frame;
+struct bcall;
+
 enum inst_state {
 	INST_SPARE,    /* pre-spawned blank process, waiting for work */
 	INST_STARTING, /* spawned, INIT sent, not READY yet */
@@ -57,6 +60,8 @@ struct instance {
 	unsigned served;   /* requests it has taken */
 	char *snap_path;   /* builder: the file it writes (owned until handed over) */
 	char *image;       /* restoring: the image it was given (owned) */
+	struct bcall *calls; /* binding calls in flight (binding.c) */
+	unsigned ncalls;
 	struct instance *next, *prev;         /* app's live list, or spares */
 	struct instance *all_next, *all_prev; /* host's list of every process */
 	int reaped;
@@ -87,6 +92,18 @@ struct instance *inst_spawn(struct app *a);
  * its socket (EOF makes the worker exit), SIGKILL in 2 s if not reaped.
  * Its requests must have been detached already. Idempotent. */
 void inst_close(struct instance *in, const char *why);
+
+/* --- binding.c: calls of bindings by worker code (frame.h: CALL) --- */
+
+/* Frames of the call streams; 0, or -1 when the frame breaks the protocol. */
+int binding_on_call(struct instance *in, const struct thaw_frame *f);
+int binding_on_window(struct instance *in, const struct thaw_frame *f);
+int binding_on_cancel(struct instance *in, const struct thaw_frame *f);
+/* The app's bindings as INIT's "bindings": [{"name", "type"}] (returns new). */
+struct json_t;
+struct json_t *bindings_init_json(const struct app *a);
+/* The instance is closing: its calls end with it. */
+void binding_instance_closed(struct instance *in);
 
 /* --- pool.c --- */
 

@@ -93,6 +93,7 @@ void project_free(struct project *p)
 	json_decref(p->dependencies);
 	json_decref(p->crons);
 	free(p->env);
+	project_assets_dispose(&p->assets);
 	free(p);
 }
 
@@ -108,6 +109,9 @@ json_t *project_to_json(const struct project *p)
 		json_object_set(j, "crons", p->crons);
 	if (p->env)
 		json_object_set_new(j, "env", json_string(p->env));
+	json_t *assets = project_assets_to_json(&p->assets);
+	if (assets)
+		json_object_set_new(j, "assets", assets);
 	return j;
 }
 
@@ -166,6 +170,18 @@ struct project *project_from_json(const json_t *j, const char *dir, char *err, s
 	p->env = env ? xstrdup(env) : NULL;
 	if (!p->vars || !p->dependencies || !p->crons)
 		fatal("out of memory");
+	const json_t *assets = json_object_get(j, "assets");
+	if (assets && project_assets_from_json(&p->assets, assets, 0,
+					       "malformed project description", err, errlen) < 0) {
+		project_free(p);
+		return NULL;
+	}
+	if (p->assets.binding && json_object_get(p->vars, p->assets.binding)) {
+		snprintf(err, errlen, "malformed project description: the assets binding %s is also a var",
+			 p->assets.binding);
+		project_free(p);
+		return NULL;
+	}
 	return p;
 }
 
@@ -311,4 +327,235 @@ int project_python_satisfies(const char *spec, const char *version)
 			return ok;
 		p = end + 1;
 	}
+}
+
+/* --- static assets --- */
+
+static const char *const html_handling_names[] = {
+	[PROJECT_HTML_AUTO_TRAILING_SLASH] = "auto-trailing-slash",
+	[PROJECT_HTML_FORCE_TRAILING_SLASH] = "force-trailing-slash",
+	[PROJECT_HTML_DROP_TRAILING_SLASH] = "drop-trailing-slash",
+	[PROJECT_HTML_NONE] = "none",
+};
+
+static const char *const not_found_names[] = {
+	[PROJECT_NOT_FOUND_NONE] = "none",
+	[PROJECT_NOT_FOUND_SPA] = "single-page-application",
+	[PROJECT_NOT_FOUND_404_PAGE] = "404-page",
+};
+
+int project_relative_dir_valid(const char *s)
+{
+	size_t n = strnlen(s, 256);
+	if (n == 0 || n > 255 || s[0] == '/' || s[n - 1] == '/')
+		return 0;
+	const char *p = s;
+	while (*p) {
+		size_t len = strcspn(p, "/");
+		if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+			return 0;
+		for (size_t i = 0; i < len; i++)
+			if ((unsigned char)p[i] < 32 || p[i] == '\\' || p[i] == 0x7f)
+				return 0;
+		p += len;
+		if (*p == '/')
+			p++;
+	}
+	return 1;
+}
+
+int project_binding_name_valid(const char *s)
+{
+	size_t n = s ? strnlen(s, 64) : 0;
+	if (n == 0 || n > 63 || (s[0] >= '0' && s[0] <= '9'))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+			return 0;
+	return 1;
+}
+
+void project_assets_dispose(struct project_assets *a)
+{
+	free(a->directory);
+	free(a->binding);
+	for (size_t i = 0; i < a->nrules; i++)
+		free(a->rules[i]);
+	free(a->rules);
+	memset(a, 0, sizeof *a);
+}
+
+static int name_index(const char *v, const char *const *names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(v, names[i]))
+			return (int)i;
+	return -1;
+}
+
+/* wrangler's run_worker_first rules: 0, or -1 with err. */
+static int take_rules(struct project_assets *a, const json_t *list, const char *where, char *err,
+		      size_t errlen)
+{
+	size_t n = json_array_size(list), i;
+	const json_t *v;
+	int positive = 0;
+	if (n == 0 || n > PROJECT_ASSETS_MAX_RULES) {
+		snprintf(err, errlen,
+			 "%s: assets.run_worker_first must list 1 to %d route patterns (it has %zu)",
+			 where, PROJECT_ASSETS_MAX_RULES, n);
+		return -1;
+	}
+	a->rules = xcalloc(n, sizeof *a->rules);
+	json_array_foreach(list, i, v) {
+		const char *s = json_string_value(v);
+		if (!s) {
+			snprintf(err, errlen, "%s: assets.run_worker_first patterns must be strings",
+				 where);
+			return -1;
+		}
+		size_t len = strlen(s);
+		int neg = s[0] == '!';
+		if (s[neg] != '/' || len > PROJECT_ASSETS_MAX_RULE_LEN) {
+			snprintf(err, errlen,
+				 "%s: assets.run_worker_first pattern '%.120s' must start with '/' "
+				 "(or '!/' to exclude) and be at most %d characters",
+				 where, s, PROJECT_ASSETS_MAX_RULE_LEN);
+			return -1;
+		}
+		for (size_t k = 0; k < len; k++) {
+			if ((unsigned char)s[k] < 32 || s[k] == 0x7f) {
+				snprintf(err, errlen, "%s: assets.run_worker_first pattern %zu has a "
+						      "control character", where, i + 1);
+				return -1;
+			}
+		}
+		for (size_t k = 0; k < a->nrules; k++) {
+			if (!strcmp(a->rules[k], s)) {
+				snprintf(err, errlen,
+					 "%s: assets.run_worker_first pattern '%s' is listed twice", where,
+					 s);
+				return -1;
+			}
+		}
+		positive |= !neg;
+		a->rules[a->nrules++] = xstrdup(s);
+	}
+	if (!positive) {
+		snprintf(err, errlen,
+			 "%s: assets.run_worker_first has only '!' patterns: add at least one route "
+			 "that goes to the worker (such as \"/api/*\")",
+			 where);
+		return -1;
+	}
+	return 0;
+}
+
+int project_assets_from_json(struct project_assets *a, const json_t *j, int from_file,
+			     const char *where, char *err, size_t errlen)
+{
+	const char *key;
+	json_t *v;
+	memset(a, 0, sizeof *a);
+	if (!json_is_object(j)) {
+		snprintf(err, errlen, "%s: 'assets' must be a table with at least 'directory'", where);
+		return -1;
+	}
+	json_object_foreach((json_t *)j, key, v) {
+		const char *s = json_string_value(v);
+		if (!strcmp(key, "run_worker_first")) {
+			if (json_is_boolean(v)) {
+				a->run_worker_first = json_is_true(v);
+			} else if (json_is_array(v)) {
+				if (take_rules(a, v, where, err, errlen) < 0)
+					goto fail;
+			} else {
+				snprintf(err, errlen, "%s: assets.run_worker_first must be true, false "
+						      "or a list of route patterns", where);
+				goto fail;
+			}
+			continue;
+		}
+		if (strcmp(key, "directory") && strcmp(key, "binding") &&
+		    strcmp(key, "html_handling") && strcmp(key, "not_found_handling")) {
+			snprintf(err, errlen,
+				 "%s: assets.%.64s is not a key thaw knows (directory, binding, "
+				 "html_handling, not_found_handling, run_worker_first)",
+				 where, key);
+			goto fail;
+		}
+		if (!s) {
+			snprintf(err, errlen, "%s: assets.%s must be a string", where, key);
+			goto fail;
+		}
+		if (!strcmp(key, "directory")) {
+			if (!from_file && !project_relative_dir_valid(s)) {
+				snprintf(err, errlen, "%s: assets.directory is not a relative path", where);
+				goto fail;
+			}
+			a->directory = xstrdup(s);
+		} else if (!strcmp(key, "binding")) {
+			if (!project_binding_name_valid(s)) {
+				snprintf(err, errlen,
+					 "%s: assets.binding '%.64s' is not a valid name: use letters, "
+					 "digits and '_' (such as \"ASSETS\")",
+					 where, s);
+				goto fail;
+			}
+			a->binding = xstrdup(s);
+		} else if (!strcmp(key, "html_handling")) {
+			int i = name_index(s, html_handling_names, 4);
+			if (i < 0) {
+				snprintf(err, errlen,
+					 "%s: assets.html_handling '%.64s' is not one of "
+					 "auto-trailing-slash, force-trailing-slash, drop-trailing-slash, "
+					 "none",
+					 where, s);
+				goto fail;
+			}
+			a->html_handling = (enum project_html_handling)i;
+		} else {
+			int i = name_index(s, not_found_names, 3);
+			if (i < 0) {
+				snprintf(err, errlen,
+					 "%s: assets.not_found_handling '%.64s' is not one of "
+					 "single-page-application, 404-page, none",
+					 where, s);
+				goto fail;
+			}
+			a->not_found_handling = (enum project_not_found_handling)i;
+		}
+	}
+	if (!a->directory) {
+		snprintf(err, errlen, "%s: assets.directory is required (the folder of files to "
+				      "serve, such as \"./public\")", where);
+		goto fail;
+	}
+	return 0;
+fail:
+	project_assets_dispose(a);
+	return -1;
+}
+
+json_t *project_assets_to_json(const struct project_assets *a)
+{
+	if (!a->directory)
+		return NULL;
+	json_t *j = json_pack("{s:s, s:s, s:s}", "directory", a->directory, "html_handling",
+			      html_handling_names[a->html_handling], "not_found_handling",
+			      not_found_names[a->not_found_handling]);
+	if (!j)
+		fatal("cannot encode a project");
+	if (a->binding)
+		json_object_set_new(j, "binding", json_string(a->binding));
+	if (a->rules) {
+		json_t *list = json_array();
+		for (size_t i = 0; i < a->nrules; i++)
+			json_array_append_new(list, json_string(a->rules[i]));
+		json_object_set_new(j, "run_worker_first", list);
+	} else {
+		json_object_set_new(j, "run_worker_first", json_boolean(a->run_worker_first));
+	}
+	return j;
 }

@@ -12,7 +12,9 @@
  *
  *   {"ok": true, "project": {"name": S, "main": S, "vars": {..},
  *                            "dependencies": [S..], "sources": S,
- *                            "allow_entropy_at_import": B, "crons": [S..]}}
+ *                            "allow_entropy_at_import": B, "crons": [S..],
+ *                            "env": S (absent: none),
+ *                            "assets": {..} (absent: none; see below)}}
  *   {"ok": false, "error": S}
  *
  *   The child's output is treated as hostile like the files it read: every
@@ -36,6 +38,44 @@
 #define PROJECT_MAX_JSON_BYTES (4u << 20) /* the reader's whole answer, at most */
 #define PROJECT_MAX_TOML_BYTES (16u << 20) /* a file for project_load_toml (lock files) */
 
+/*
+ * Static assets (wrangler's `assets` table, or [tool.thaw] assets = {..}):
+ *   {"directory": S, "binding": S, "html_handling": S,
+ *    "not_found_handling": S, "run_worker_first": B | [S..]}
+ * directory is required: in a project file relative to the project (a
+ * subdirectory of it, which must exist); in the reader's answer already
+ * made relative and normalised ("public", "dist/client"). binding is a name
+ * for env (letters, digits, '_'; not a var's name). run_worker_first rules
+ * are wrangler's: each starts with "/" or "!/" (a negation), at most
+ * PROJECT_ASSETS_MAX_RULES of at most PROJECT_ASSETS_MAX_RULE_LEN bytes, at
+ * least one positive, no duplicates.
+ */
+#define PROJECT_ASSETS_MAX_RULES 100
+#define PROJECT_ASSETS_MAX_RULE_LEN 100
+
+enum project_html_handling {
+	PROJECT_HTML_AUTO_TRAILING_SLASH = 0, /* the default */
+	PROJECT_HTML_FORCE_TRAILING_SLASH,
+	PROJECT_HTML_DROP_TRAILING_SLASH,
+	PROJECT_HTML_NONE,
+};
+
+enum project_not_found_handling {
+	PROJECT_NOT_FOUND_NONE = 0, /* the default: the worker (or 404) */
+	PROJECT_NOT_FOUND_SPA,      /* single-page-application: /index.html, 200 */
+	PROJECT_NOT_FOUND_404_PAGE, /* the nearest 404.html, status 404 */
+};
+
+struct project_assets {
+	char *directory; /* relative to the project, normalised; NULL: no assets */
+	char *binding;   /* env name of the binding, or NULL */
+	enum project_html_handling html_handling;
+	enum project_not_found_handling not_found_handling;
+	int run_worker_first;  /* true: every request goes to the worker first */
+	char **rules;          /* run_worker_first patterns (nrules of them), or NULL */
+	size_t nrules;
+};
+
 struct project {
 	char *dir;     /* absolute project directory (set by whoever loaded it) */
 	char *name;    /* worker name: project_name_valid */
@@ -46,6 +86,7 @@ struct project {
 	int allow_entropy_at_import; /* [tool.thaw] allow_entropy_at_import */
 	json_t *crons; /* triggers.crons: array of cron expressions (cron.h), each valid */
 	char *env;     /* the environment selected ([env.NAME], --env), or NULL */
+	struct project_assets assets; /* static assets (directory NULL: none) */
 };
 
 #define PROJECT_MAX_CRONS 64 /* triggers per worker */
@@ -59,6 +100,22 @@ int project_crons_check(const json_t *v, char *err, size_t errlen);
 int project_main_valid(const char *s);
 
 void project_free(struct project *p);
+
+/* --- assets (project.c) --- */
+/* Read an `assets` value j (borrowed) into a (which the caller has zeroed or
+ * disposed). from_file: j comes from a project file and directory is taken
+ * as written (read.c resolves it); else it must be normalised already. where
+ * names the file for messages. 0, or -1 with err (a holds nothing then). */
+int project_assets_from_json(struct project_assets *a, const json_t *j, int from_file,
+			     const char *where, char *err, size_t errlen);
+/* The assets as JSON (returns new), or NULL when there are none. */
+json_t *project_assets_to_json(const struct project_assets *a);
+void project_assets_dispose(struct project_assets *a);
+/* Is s a normalised relative directory path (no "", ".", ".." components,
+ * no leading or trailing '/', no backslash or control byte, at most 255 bytes)? */
+int project_relative_dir_valid(const char *s);
+/* Is s a valid binding name ([A-Za-z_][A-Za-z0-9_]*, at most 63 bytes)? */
+int project_binding_name_valid(const char *s);
 
 /* The project as a JSON object (without dir). Returns new. */
 json_t *project_to_json(const struct project *p);

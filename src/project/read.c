@@ -90,6 +90,43 @@ static int take_triggers(struct project *c, const char *file, json_t *t, FILE *n
 	return 0;
 }
 
+/* The assets table of one file: replaces what an earlier file said. Its
+ * directory is resolved (symlinks too) and must be a directory inside the
+ * project; it is kept relative to the project. */
+static int take_assets(struct project *c, const char *file, const json_t *v, char *err,
+		       size_t errlen)
+{
+	struct project_assets a;
+	if (project_assets_from_json(&a, v, 1, file, err, errlen) < 0)
+		return -1;
+	char joined[PATH_MAX], real[PATH_MAX];
+	const char *d = a.directory;
+	int ok = d[0] == '/' ? snprintf(joined, sizeof joined, "%s", d) < (int)sizeof joined
+			     : path_join(joined, sizeof joined, c->dir, d) == 0;
+	struct stat st;
+	if (!ok || !realpath(joined, real) || stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s: assets.directory '%.200s' is not a directory%s", file, d,
+			 ok && errno == ENOENT ? " (it does not exist)" : "");
+		project_assets_dispose(&a);
+		return -1;
+	}
+	size_t n = strlen(c->dir);
+	if (strncmp(real, c->dir, n) != 0 || real[n] != '/' ||
+	    !project_relative_dir_valid(real + n + 1)) {
+		snprintf(err, errlen,
+			 "%s: assets.directory '%.200s' must be a folder inside the project (it is "
+			 "%.200s)",
+			 file, d, real);
+		project_assets_dispose(&a);
+		return -1;
+	}
+	free(a.directory);
+	a.directory = xstrdup(real + n + 1);
+	project_assets_dispose(&c->assets);
+	c->assets = a;
+	return 0;
+}
+
 /* Take name/main/vars from one table; complain about what we do not know. */
 static int take(struct project *c, const char *file, json_t *t, const char *const *known_ignored,
 		FILE *notes, char *err, size_t errlen)
@@ -121,6 +158,9 @@ static int take(struct project *c, const char *file, json_t *t, const char *cons
 				return -1;
 			}
 			json_object_update(c->vars, v);
+		} else if (!strcmp(key, "assets")) {
+			if (take_assets(c, file, v, err, errlen) < 0)
+				return -1;
 		} else {
 			int quiet = 0;
 			for (const char *const *k = known_ignored; k && *k; k++)
@@ -349,6 +389,12 @@ struct project *project_read_env(const char *dir_in, const char *env, project_to
 	}
 	if (!file_exists(dir, c->main)) {
 		snprintf(err, errlen, "%s: the entry module %s does not exist", c->sources, c->main);
+		goto fail;
+	}
+	if (c->assets.binding && json_object_get(c->vars, c->assets.binding)) {
+		snprintf(err, errlen,
+			 "%s: the assets binding '%s' has the name of a var: rename one of them",
+			 c->sources, c->assets.binding);
 		goto fail;
 	}
 	return c;

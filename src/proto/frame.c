@@ -21,6 +21,11 @@ int thaw_frame_type_valid(unsigned t)
 	case THAW_F_RESP_ERROR:
 	case THAW_F_WINDOW:
 	case THAW_F_LOG:
+	case THAW_F_CALL:
+	case THAW_F_CALL_HEAD:
+	case THAW_F_CALL_BODY:
+	case THAW_F_CALL_END:
+	case THAW_F_CALL_ERROR:
 		return 1;
 	default:
 		return 0;
@@ -45,6 +50,11 @@ const char *thaw_frame_type_name(unsigned t)
 	case THAW_F_RESP_ERROR: return "RESP_ERROR";
 	case THAW_F_WINDOW: return "WINDOW";
 	case THAW_F_LOG: return "LOG";
+	case THAW_F_CALL: return "CALL";
+	case THAW_F_CALL_HEAD: return "CALL_HEAD";
+	case THAW_F_CALL_BODY: return "CALL_BODY";
+	case THAW_F_CALL_END: return "CALL_END";
+	case THAW_F_CALL_ERROR: return "CALL_ERROR";
 	default: return "?";
 	}
 }

@@ -10,7 +10,9 @@
  *   5       1     flags, must be 0 (reserved)
  *   6       2     reserved, must be 0
  *   8       4     stream id, little-endian (0: the instance itself; a request
- *                 otherwise, chosen by the host, never reused while live)
+ *                 below THAW_STREAM_WORKER_BASE, chosen by the host; a binding
+ *                 call from THAW_STREAM_WORKER_BASE up, chosen by the
+ *                 instance; neither reused while live)
  *   12      len   payload
  *
  * A frame with an unknown type, non-zero reserved bits or an oversized length
@@ -44,6 +46,26 @@
  *                           2 stderr) then UTF-8 text without the newline. The
  *                           stream id is the request being handled when it was
  *                           printed, or 0.
+ *   CALL       [inst->host] a call of a binding's method by worker code
+ *                           (env.ASSETS.fetch(...)), on a new stream id of the
+ *                           instance's space (>= THAW_STREAM_WORKER_BASE). Key/
+ *                           value list: ":binding" (its name in env), ":call"
+ *                           (the method), then the method's arguments as pairs
+ *                           (for an assets fetch: ":method", ":url", then the
+ *                           request's headers). At most THAW_CALLS_MAX calls
+ *                           of one instance are in flight; one more is
+ *                           answered with CALL_ERROR.
+ *   CALL_HEAD  [host->inst] the call's result: u16 LE status, then a key/value
+ *                           list (for a fetch: HTTP status and headers).
+ *   CALL_BODY  [host->inst] raw bytes of the result's body, within the call
+ *                           stream's credit (WINDOW from the instance).
+ *   CALL_END   [host->inst] empty: the result is complete; the stream is over.
+ *   CALL_ERROR [host->inst] UTF-8 text: the call failed (no such binding or
+ *                           method, bad arguments, too many calls in flight);
+ *                           the worker raises it. The stream is over.
+ *   CANCEL     [inst->host] on a call stream: the worker no longer wants the
+ *                           result (the host stops sending; frames already on
+ *                           their way are ignored by the instance).
  *
  * Flow control: each stream starts with THAW_STREAM_WINDOW bytes of credit in
  * each direction. A sender of REQ_BODY/RESP_BODY must not send more body bytes
@@ -68,6 +90,10 @@
 #define THAW_FRAME_MAX_PAYLOAD (1u << 20)
 #define THAW_STREAM_WINDOW (256u * 1024u)
 #define THAW_KV_MAX 4096u
+/* Stream ids from here up are the instance's (binding calls). */
+#define THAW_STREAM_WORKER_BASE 0x80000000u
+/* Binding calls of one instance in flight at once, at most. */
+#define THAW_CALLS_MAX 32u
 
 enum thaw_frame_type {
 	THAW_F_HELLO = 1,
@@ -85,6 +111,11 @@ enum thaw_frame_type {
 	THAW_F_RESP_ERROR = 23,
 	THAW_F_WINDOW = 24,
 	THAW_F_LOG = 32,
+	THAW_F_CALL = 40,
+	THAW_F_CALL_HEAD = 41,
+	THAW_F_CALL_BODY = 42,
+	THAW_F_CALL_END = 43,
+	THAW_F_CALL_ERROR = 44,
 };
 
 struct thaw_frame {

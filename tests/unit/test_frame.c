@@ -24,6 +24,7 @@ static const uint8_t all_types[] = {
 	THAW_F_HELLO,     THAW_F_INIT,      THAW_F_READY,     THAW_F_LOAD_ERROR, THAW_F_REQ_HEAD,
 	THAW_F_REQ_BODY,  THAW_F_REQ_END,   THAW_F_CANCEL,    THAW_F_RESP_HEAD,  THAW_F_RESP_BODY,
 	THAW_F_RESP_END,  THAW_F_RESP_ERROR, THAW_F_WINDOW,   THAW_F_LOG,       THAW_F_SNAP_DONE,
+	THAW_F_CALL,      THAW_F_CALL_HEAD, THAW_F_CALL_BODY, THAW_F_CALL_END,  THAW_F_CALL_ERROR,
 };
 #define N_TYPES (sizeof(all_types) / sizeof(all_types[0]))
 
@@ -59,6 +60,11 @@ static size_t sample_payload(uint8_t type, uint8_t *out, size_t cap)
 	static const struct thaw_kv resp_kv[] = {
 		{(const uint8_t *)"x-a", 3, (const uint8_t *)"1", 1},
 	};
+	static const struct thaw_kv call_kv[] = {
+		{(const uint8_t *)":binding", 8, (const uint8_t *)"ASSETS", 6},
+		{(const uint8_t *)":call", 5, (const uint8_t *)"fetch", 5},
+		{(const uint8_t *)":url", 4, (const uint8_t *)"/a.css", 6},
+	};
 	const char *text = NULL;
 	switch (type) {
 	case THAW_F_HELLO: text = "{\"pid\": 4242}"; break;
@@ -70,6 +76,9 @@ static size_t sample_payload(uint8_t type, uint8_t *out, size_t cap)
 	case THAW_F_SNAP_DONE: text = "{\"bytes\": 14458880, \"ms\": 13.4}"; break;
 	case THAW_F_REQ_BODY: text = "a=1&b=\x01\x02"; break;
 	case THAW_F_RESP_BODY: text = "<html>\r\n</html>"; break;
+	case THAW_F_CALL_BODY: text = "body{}"; break;
+	case THAW_F_CALL_ERROR: text = "there is no binding named 'KV'"; break;
+	case THAW_F_CALL_END:
 	case THAW_F_REQ_END:
 	case THAW_F_CANCEL:
 	case THAW_F_RESP_END: return 0;
@@ -80,6 +89,10 @@ static size_t sample_payload(uint8_t type, uint8_t *out, size_t cap)
 	case THAW_F_REQ_HEAD:
 		assert_true(cap >= thaw_kv_size(req_kv, 3));
 		return thaw_kv_encode(out, req_kv, 3);
+	case THAW_F_CALL:
+		assert_true(cap >= thaw_kv_size(call_kv, 3));
+		return thaw_kv_encode(out, call_kv, 3);
+	case THAW_F_CALL_HEAD:
 	case THAW_F_RESP_HEAD:
 		assert_true(cap >= 2 + thaw_kv_size(resp_kv, 1));
 		thaw_put_u16(out, 404);
