@@ -1802,7 +1802,9 @@ json_t *store_cron_runs_json(struct store *s, const char *worker, int limit)
 	}
 	json_t *out = json_array();
 	int rc = bind(st, "ti", worker, (int64_t)limit);
-	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+	if (rc == SQLITE_OK)
+		rc = SQLITE_ROW;
+	while (rc == SQLITE_ROW && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		json_t *run = json_pack(
 			"{s:o, s:o, s:I, s:f, s:o, s:o, s:b}", "version", json_text((const char *)sqlite3_column_text(st, 0)),
 			"cron", json_text((const char *)sqlite3_column_text(st, 1)), "scheduled",
@@ -1975,7 +1977,9 @@ json_t *store_secret_names(struct store *s, const char *worker)
 		return NULL;
 	json_t *out = json_array();
 	int rc = bind(st, "t", worker);
-	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+	if (rc == SQLITE_OK)
+		rc = SQLITE_ROW;
+	while (rc == SQLITE_ROW && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *n = (const char *)sqlite3_column_text(st, 0);
 		if (n)
 			json_array_append_new(out, json_string(n));
@@ -1996,7 +2000,9 @@ json_t *store_version_secrets(struct store *s, const char *id)
 		return NULL;
 	json_t *out = json_object();
 	int rc = bind(st, "t", id);
-	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+	if (rc == SQLITE_OK)
+		rc = SQLITE_ROW;
+	while (rc == SQLITE_ROW && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *n = (const char *)sqlite3_column_text(st, 0);
 		char *v = n ? secret_open(s, n, (const char *)sqlite3_column_text(st, 1)) : NULL;
 		json_t *jv = v ? json_string(v) : NULL;

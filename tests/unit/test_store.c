@@ -970,6 +970,107 @@ static void test_crash_mid_blob_leaves_nothing_after_reopen(void **state)
 	json_decref(names);
 }
 
+static void test_cron_runs_recorded_listed_and_trimmed(void **state)
+{
+	struct fixture *f = *state;
+	reopen(f);
+	struct version v;
+	add_version(f, "cronw", BUNDLE1, "ready", &v);
+	assert_int_equal(store_cron_last(f->s, "cronw", "* * * * *"), -1);
+	struct cron_run ok = {.worker = "cronw", .version = v.id, .cron = "* * * * *",
+			      .scheduled_ms = 1800000000000, .duration_ms = 12.5, .outcome = "ok"};
+	assert_int_equal(store_cron_run_add(f->s, &ok, f->err, sizeof f->err), 0);
+	struct cron_run bad = ok;
+	bad.scheduled_ms += 60000;
+	bad.outcome = "exception";
+	bad.error = "ValueError: \xff broken";
+	bad.no_retry = 1;
+	assert_int_equal(store_cron_run_add(f->s, &bad, f->err, sizeof f->err), 0);
+	assert_int_equal(store_cron_last(f->s, "cronw", "* * * * *"), 1800000060000);
+	assert_int_equal(store_cron_last(f->s, "cronw", "0 * * * *"), -1);
+	json_t *runs = store_cron_runs_json(f->s, "cronw", 10);
+	assert_non_null(runs);
+	assert_int_equal(json_array_size(runs), 2);
+	json_t *first = json_array_get(runs, 0);
+	assert_string_equal(json_string_value(json_object_get(first, "outcome")), "exception");
+	assert_true(json_is_true(json_object_get(first, "no_retry")));
+	assert_non_null(strstr(json_string_value(json_object_get(first, "error")), "broken"));
+	json_t *second = json_array_get(runs, 1);
+	assert_true(json_is_null(json_object_get(second, "error")));
+	assert_true(json_real_value(json_object_get(second, "duration_ms")) == 12.5);
+	json_decref(runs);
+	struct cron_run unknown = ok;
+	unknown.outcome = "exploded";
+	assert_int_equal(store_cron_run_add(f->s, &unknown, f->err, sizeof f->err), -1);
+	/* Only the newest 1000 of a worker are kept. */
+	for (int i = 0; i < 1005; i++) {
+		ok.scheduled_ms += 60000;
+		assert_int_equal(store_cron_run_add(f->s, &ok, f->err, sizeof f->err), 0);
+	}
+	sqlite3 *db = db_side(f);
+	assert_int_equal(db_int(db, "SELECT count(*) FROM cron_runs WHERE worker = 'cronw'"), 1000);
+	sqlite3_close(db);
+	version_clear(&v);
+}
+
+static void test_secrets_sealed_copied_per_version(void **state)
+{
+	struct fixture *f = *state;
+	reopen(f);
+	const char *value = "hunter2-plaintext-marker";
+	assert_int_equal(store_secret_put(f->s, "sec", "API_KEY", value, f->err, sizeof f->err), 0);
+	assert_int_equal(store_secret_put(f->s, "sec", "OTHER", "x", f->err, sizeof f->err), 0);
+	assert_int_equal(store_secret_put(f->s, "sec", "1BAD", "x", f->err, sizeof f->err), -1);
+	char big[STORE_SECRET_MAX + 2];
+	memset(big, 'a', sizeof big - 1);
+	big[sizeof big - 1] = 0;
+	assert_int_equal(store_secret_put(f->s, "sec", "BIG", big, f->err, sizeof f->err), -1);
+	json_t *names = store_secret_names(f->s, "sec");
+	assert_int_equal(json_array_size(names), 2);
+	assert_string_equal(json_string_value(json_array_get(names, 0)), "API_KEY");
+	json_decref(names);
+	struct version v1, v2;
+	add_version(f, "sec", BUNDLE1, "ready", &v1);
+	assert_int_equal(store_secret_put(f->s, "sec", "API_KEY", "changed", f->err, sizeof f->err), 0);
+	assert_int_equal(store_secret_delete(f->s, "sec", "OTHER", f->err, sizeof f->err), 0);
+	assert_int_equal(store_secret_delete(f->s, "sec", "OTHER", f->err, sizeof f->err), 1);
+	add_version(f, "sec", BUNDLE1, "ready", &v2);
+	json_t *s1 = store_version_secrets(f->s, v1.id), *s2 = store_version_secrets(f->s, v2.id);
+	assert_string_equal(json_string_value(json_object_get(s1, "API_KEY")), value);
+	assert_string_equal(json_string_value(json_object_get(s1, "OTHER")), "x");
+	assert_string_equal(json_string_value(json_object_get(s2, "API_KEY")), "changed");
+	assert_null(json_object_get(s2, "OTHER"));
+	json_decref(s1);
+	json_decref(s2);
+	/* Sealed at rest: the value is in no file of the data directory. */
+	store_close(f->s);
+	f->s = NULL;
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "grep -r -q -a '%s' '%s'", value, f->dir);
+	assert_int_not_equal(system(cmd), 0);
+	struct stat st;
+	assert_int_equal(stat(sub(f, "secrets.key"), &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(st.st_size, 32);
+	/* Another key cannot open them: they are left out, not garbled. */
+	reopen(f);
+	s1 = store_version_secrets(f->s, v1.id);
+	assert_int_equal(json_object_size(s1), 2);
+	json_decref(s1);
+	store_close(f->s);
+	f->s = NULL;
+	FILE *k = fopen(sub(f, "secrets.key"), "r+");
+	assert_non_null(k);
+	fputc('Z', k);
+	fclose(k);
+	reopen(f);
+	s1 = store_version_secrets(f->s, v1.id);
+	assert_int_equal(json_object_size(s1), 0);
+	json_decref(s1);
+	version_clear(&v1);
+	version_clear(&v2);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -993,6 +1094,8 @@ int main(void)
 		T(test_blob_adopt),
 		T(test_tmp_is_emptied_on_open),
 		T(test_crash_mid_blob_leaves_nothing_after_reopen),
+		T(test_cron_runs_recorded_listed_and_trimmed),
+		T(test_secrets_sealed_copied_per_version),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
