@@ -150,6 +150,84 @@ static unsigned api_rollback(struct serve *s, struct sworker *w, json_t *body, j
 	return st;
 }
 
+/*
+ * GET: the worker's secret names. POST {"name": N, "value": V} sets one,
+ * {"name": N, "delete": true} removes it. A change makes a new version, as on
+ * Cloudflare: the deployed bundle is deployed again (taking the secrets as
+ * they are now) and goes live at 100 % once validated, like any deploy; the
+ * answer comes first, with the newest version number before it ("after"), for
+ * a client that waits. A value is never in an answer or a log line.
+ */
+static unsigned api_secrets(struct serve *s, struct sworker *w, int get, json_t *body,
+			    json_t **out)
+{
+	if (get) {
+		json_t *names = store_secret_names(s->st, w->name);
+		if (!names) {
+			*out = error_json("cannot list the secrets (see the host's log)");
+			return 500;
+		}
+		*out = json_pack("{s:o}", "secrets", names);
+		return 200;
+	}
+	const char *name = NULL, *value = NULL;
+	int del = 0;
+	if (!body || json_unpack(body, "{s:s, s?s, s?b}", "name", &name, "value", &value, "delete",
+				 &del) < 0 ||
+	    (!value == !del)) {
+		*out = error_json("the body is {\"name\": NAME, \"value\": VALUE} or "
+				  "{\"name\": NAME, \"delete\": true}");
+		return 400;
+	}
+	if (!store_secret_name_valid(name)) {
+		*out = error_json("a secret's name is 1-255 letters, digits and '_', not starting "
+				  "with a digit");
+		return 400;
+	}
+	if (w->has_dep && w->dep.n > 1) {
+		*out = error_json("%s is in a gradual rollout: finish it (thaw rollout VERSION "
+				  "--percentage 100) or roll back before changing a secret",
+				  w->name);
+		return 409;
+	}
+	json_t *vars = NULL;
+	struct version cur = {0};
+	int have_cur = w->has_dep && store_version_get(s->st, w->dep.version[0], &cur) == 0;
+	json_t *project = have_cur ? store_version_project(s->st, cur.id) : NULL;
+	if (project && value) {
+		vars = json_object_get(project, "vars");
+		if (json_object_get(vars, name))
+			log_info("%s: secret %s replaces the var of the same name", w->name, name);
+	}
+	char err[512];
+	int rc = value ? store_secret_put(s->st, w->name, name, value, err, sizeof err)
+		       : store_secret_delete(s->st, w->name, name, err, sizeof err);
+	if (rc < 0 || (del && rc == 1)) {
+		json_decref(project);
+		version_clear(&cur);
+		*out = error_json("%s", rc < 0 ? err : "no such secret");
+		return rc < 0 ? 400 : 404;
+	}
+	json_t *versions = store_versions_json(s->st, w->name);
+	json_t *newest = json_array_get(versions, 0);
+	json_int_t after = json_integer_value(json_object_get(newest, "number"));
+	json_decref(versions);
+	log_info("%s: secret %s %s", w->name, name, value ? "set" : "deleted");
+	int redeploy = have_cur;
+	if (redeploy) {
+		char *msg = xasprintf("secret %s %s", name, value ? "set" : "deleted");
+		json_t *env = json_object_get(project, "env");
+		deploy_start_stored(s, w->name, cur.bundle, msg,
+				    json_is_string(env) ? json_string_value(env) : NULL);
+		free(msg);
+	}
+	json_decref(project);
+	version_clear(&cur);
+	*out = json_pack("{s:s, s:s, s:b, s:I}", "secret", name, "change", value ? "set" : "deleted",
+			 "deploying", redeploy, "after", after);
+	return 200;
+}
+
 unsigned api_answer(struct serve *s, const char *method, const char *worker, const char *what,
 		   json_t *body, json_t **out)
 {
@@ -196,6 +274,8 @@ unsigned api_answer(struct serve *s, const char *method, const char *worker, con
 		*out = json_pack("{s:o}", "deployment", deployment_json(&w->dep));
 		return 200;
 	}
+	if (!strcmp(what, "secrets"))
+		return api_secrets(s, w, get, body, out);
 	if (get && !strcmp(what, "crons")) {
 		*out = serve_crons_json(s, w, 100);
 		return 200;

@@ -37,7 +37,9 @@
 
 static const char unpack_usage[] =
 	"usage: thaw unpack-bundle FILE DESTDIR [--max-files N] [--max-total BYTES] "
-	"[--max-compressed BYTES] [--read-project] [--sync-sha256 HEX]";
+	"[--max-compressed BYTES] [--read-project] [--env NAME] [--sync-sha256 HEX]";
+
+static const char *project_env; /* --env: the configuration's environment */
 
 static int print_result(int ok, const struct bundle_stats *st, const char *error,
 			const char *project_dir)
@@ -47,7 +49,7 @@ static int print_result(int ok, const struct bundle_stats *st, const char *error
 		       : json_pack("{sbss}", "ok", 0, "error", error);
 	if (ok && project_dir) {
 		char err[2048];
-		struct project *p = project_load(project_dir, err, sizeof err);
+		struct project *p = project_load_env(project_dir, project_env, err, sizeof err);
 		if (p)
 			json_object_set_new(j, "project", project_to_json(p));
 		else
@@ -87,6 +89,10 @@ int cmd_unpack_bundle(int argc, char **argv)
 			target = &l.max_compressed;
 		if (!strcmp(argv[i], "--read-project")) {
 			read_project = 1;
+			continue;
+		}
+		if (!strcmp(argv[i], "--env") && i + 1 < argc) {
+			project_env = argv[++i];
 			continue;
 		}
 		if (!strcmp(argv[i], "--sync-sha256") && i + 1 < argc) {

@@ -15,5 +15,7 @@ const struct thaw_ext_command thaw_ext_commands[] = {
 	{"rollout", cmd_rollout},
 	{"rollback", cmd_rollback},
 	{"tail", cmd_tail},
+	{"secret", cmd_secret},
+	{"crons", cmd_crons},
 	{NULL, NULL},
 };

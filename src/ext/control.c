@@ -73,6 +73,7 @@ struct creq {
 	char *fail_msg;
 	char *message;
 	double percentage;
+	char env[64];
 	struct ctl_stream *cs;
 };
 
@@ -321,6 +322,11 @@ static enum MHD_Result first_call(struct creq *r, const char *url, const char *m
 		if (msg && strlen(msg) > 4096)
 			return queue_error(r, 400, "message too long (4096 bytes at most)");
 		r->message = msg && *msg ? xstrdup(msg) : NULL;
+		const char *env = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "env");
+		if (env && *env && !project_env_name_valid(env))
+			return queue_error(r, 400, "env must be an environment name (letters, digits, "
+						   "'-' and '_')");
+		snprintf(r->env, sizeof r->env, "%s", env ? env : "");
 		char err[256];
 		r->blob = blob_begin(c->sink->store, err, sizeof err);
 		if (!r->blob)
@@ -419,7 +425,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			return queue_error(r, 500, err);
 		r->cs = stream_new(r);
 		c->sink->deploy(c->sink->arg, r->worker, hex, tmp, bytes, r->message, r->percentage,
-				r->cs);
+				r->env[0] ? r->env : NULL, r->cs);
 		free(tmp);
 		if (!r->cs->decided) {
 			suspend(r);

@@ -29,7 +29,7 @@ struct ctl_sink {
 	 * the sink takes the file). The deploy's answer goes to cs
 	 * (ctl_stream_refuse, or lines and the end). */
 	void (*deploy)(void *arg, const char *worker, const char *hex, const char *upload,
-		       uint64_t bytes, const char *message, double percentage,
+		       uint64_t bytes, const char *message, double percentage, const char *env,
 		       struct ctl_stream *cs);
 	/* GET/POST on the worker API: the status, and *out a JSON object. */
 	unsigned (*api)(void *arg, const char *method, const char *worker, const char *what,

@@ -509,7 +509,8 @@ static void unpack_done(void *arg, int status, const uint8_t *out, size_t len, i
 		return;
 	}
 	/* The child fsynced it: it becomes a blob before any row names it. */
-	if (blob_install_file(j->s->st, j->upload, j->hex, j->upload_bytes, why, sizeof why) < 0) {
+	if (j->upload &&
+	    blob_install_file(j->s->st, j->upload, j->hex, j->upload_bytes, why, sizeof why) < 0) {
 		log_warn("deploy of %s: %s", j->worker, why);
 		job_refuse(j, 500, why);
 		json_decref(res);
@@ -522,15 +523,15 @@ static void unpack_done(void *arg, int status, const uint8_t *out, size_t len, i
 	json_decref(res);
 }
 
-void deploy_start(struct serve *s, const char *worker, const char *hex, const char *upload,
-		  uint64_t bytes, const char *message, double percentage, struct ctl_stream *cs)
+static struct deploy_job *job_new(struct serve *s, const char *worker, const char *hex,
+				  const char *message, double percentage, const char *env,
+				  struct ctl_stream *cs)
 {
 	struct deploy_job *j = xcalloc(1, sizeof *j);
 	j->s = s;
 	snprintf(j->worker, sizeof j->worker, "%s", worker);
 	snprintf(j->hex, sizeof j->hex, "%s", hex);
-	j->upload = xstrdup(upload);
-	j->upload_bytes = bytes;
+	snprintf(j->env, sizeof j->env, "%s", env ? env : "");
 	j->message = message ? xstrdup(message) : NULL;
 	j->percentage = percentage;
 	j->cs = cs;
@@ -540,24 +541,50 @@ void deploy_start(struct serve *s, const char *worker, const char *hex, const ch
 	j->next = s->jobs;
 	s->jobs = j;
 	loop_timer_arm(s->h.loop, &j->timer, DEPLOY_TIMEOUT_MS);
+	return j;
+}
 
-	/* Unpack in a child: the bundle is hostile, and big ones take a while. */
-	snprintf(j->unpack_dir, sizeof j->unpack_dir, "%s/tmp/unpack-%s-%llx", store_dir(s->st), hex,
-		 (unsigned long long)serve_rng(s));
+/* Unpack the bundle in file in a child: the bundle is hostile, and big ones
+ * take a while. unpack_done goes on. */
+static void unpack_start(struct deploy_job *j, const char *file)
+{
+	struct serve *s = j->s;
+	snprintf(j->unpack_dir, sizeof j->unpack_dir, "%s/tmp/unpack-%s-%llx", store_dir(s->st),
+		 j->hex, (unsigned long long)serve_rng(s));
 	char files[32], total[32], compressed[32];
 	snprintf(files, sizeof files, "%llu", (unsigned long long)s->bl.max_files);
 	snprintf(total, sizeof total, "%llu", (unsigned long long)s->bl.max_total);
 	snprintf(compressed, sizeof compressed, "%llu", (unsigned long long)s->bl.max_compressed);
-	char *argv[] = {(char *)self_exe(), "unpack-bundle", j->upload, j->unpack_dir, "--max-files",
-			files, "--max-total", total, "--max-compressed", compressed, "--read-project",
-			"--sync-sha256", j->hex, NULL};
+	char *argv[] = {(char *)self_exe(), "unpack-bundle", (char *)file, j->unpack_dir,
+			"--max-files", files, "--max-total", total, "--max-compressed", compressed,
+			"--read-project", "--sync-sha256", j->hex, j->env[0] ? "--env" : NULL, j->env,
+			NULL};
 	char err[512];
 	j->unpacker = child_start(&s->h, argv, UNPACK_MAX_ANSWER, unpack_done, j, err, sizeof err);
 	if (!j->unpacker) {
-		log_error("deploy of %s: %s", worker, err);
-		ctl_stream_refuse(cs, 500, "cannot start the unpacker");
+		log_error("deploy of %s: %s", j->worker, err);
+		job_refuse(j, 500, "cannot start the unpacker");
 		job_free(j);
 	}
+}
+
+void deploy_start(struct serve *s, const char *worker, const char *hex, const char *upload,
+		  uint64_t bytes, const char *message, double percentage, const char *env,
+		  struct ctl_stream *cs)
+{
+	struct deploy_job *j = job_new(s, worker, hex, message, percentage, env, cs);
+	j->upload = xstrdup(upload);
+	j->upload_bytes = bytes;
+	unpack_start(j, j->upload);
+}
+
+void deploy_start_stored(struct serve *s, const char *worker, const char *hex,
+			 const char *message, const char *env)
+{
+	struct deploy_job *j = job_new(s, worker, hex, message, 100, env, NULL);
+	char *path = blob_path(s->st, hex);
+	unpack_start(j, path);
+	free(path);
 }
 
 void deploy_stream_gone(struct serve *s, struct ctl_stream *cs)

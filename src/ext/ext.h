@@ -59,7 +59,8 @@ extern const struct thaw_ext_command thaw_ext_commands[];
 	X(child_answer) X(child_cancel) X(child_kill) X(child_kill_all) X(child_start) \
 	/* project/project.h */ \
 	X(project_free) X(project_from_json) X(project_load) X(project_name_valid) \
-	X(project_to_json) X(cron_parse) X(cron_matches) \
+	X(project_to_json) X(cron_parse) X(cron_matches) X(project_env_name_valid) \
+	X(project_load_env) \
 	/* snap/snap.h (reading and checking images, never restoring) */ \
 	X(snap_check_file) X(snap_image_free) X(snap_open) X(snap_remove) X(snap_verify_data) \
 	/* cli/install.h (thaw deploy installs first) */ \
@@ -75,5 +76,7 @@ int cmd_versions(int argc, char **argv);
 int cmd_rollout(int argc, char **argv);
 int cmd_rollback(int argc, char **argv);
 int cmd_tail(int argc, char **argv);
+int cmd_secret(int argc, char **argv);
+int cmd_crons(int argc, char **argv);
 
 #endif

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <termios.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -722,7 +723,10 @@ static const char deploy_usage[] =
 	"  --index-url U        installer: the package index\n"
 	"  --extra-index-url U  installer: another index (repeatable)\n"
 	"  --find-links P       installer: a wheel directory or page (repeatable)\n"
-	"  --no-index           installer: no index, only --find-links\n" REMOTE_COMMON_HELP;
+	"  --no-index           installer: no index, only --find-links\n"
+	"  --env NAME           deploy the environment NAME of the configuration\n"
+	"                       ([env.NAME] in wrangler.toml; its worker is NAME-ENV unless\n"
+	"                       the section names it)\n" REMOTE_COMMON_HELP;
 
 struct deploy_state {
 	struct thaw_deploy_progress p;
@@ -772,10 +776,12 @@ int cmd_deploy(int argc, char **argv)
 		{"extra-index-url", required_argument, NULL, 'e'},
 		{"find-links", required_argument, NULL, 'f'},
 		{"no-index", no_argument, NULL, 'X'},
+		{"env", required_argument, NULL, 'E'},
 		REMOTE_COMMON_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
 	const char *cmd = "thaw deploy";
+	const char *env = NULL;
 	struct remote_opts ro = {0};
 	struct thaw_install_options io = {0};
 	io.stdout_to_stderr = 1; /* stdout is for the deployment's lines */
@@ -789,6 +795,9 @@ int cmd_deploy(int argc, char **argv)
 		case 'p':
 			if (parse_percentage(cmd, optarg, &percentage) < 0)
 				return 2;
+			break;
+		case 'E':
+			env = optarg;
 			break;
 		case 'm':
 			if (strlen(optarg) > MAX_MESSAGE) {
@@ -844,7 +853,7 @@ int cmd_deploy(int argc, char **argv)
 	char *path = NULL;
 	struct deploy_state d = {0};
 	char err[1024];
-	struct project *cfg = project_load(dir, err, sizeof err);
+	struct project *cfg = project_load_env(dir, env, err, sizeof err);
 	if (!cfg) {
 		fprintf(stderr, "%s: %s\n", cmd, err);
 		goto out;
@@ -898,9 +907,13 @@ int cmd_deploy(int argc, char **argv)
 	char pct[32] = "";
 	if (percentage)
 		snprintf(pct, sizeof pct, "percentage=%d", percentage);
-	char *query = xasprintf("/versions%s%s%s%s%s", (emsg || pct[0]) ? "?" : "",
+	char envq[80] = "";
+	if (env)
+		snprintf(envq, sizeof envq, "env=%s", env); /* checked: [A-Za-z0-9_-] */
+	char *query = xasprintf("/versions%s%s%s%s%s%s%s", (emsg || pct[0] || envq[0]) ? "?" : "",
 				emsg ? "message=" : "", emsg ? emsg : "",
-				(emsg && pct[0]) ? "&" : "", pct);
+				(emsg && pct[0]) ? "&" : "", pct,
+				((emsg || pct[0]) && envq[0]) ? "&" : "", envq);
 	curl_free(emsg);
 	curl_easy_cleanup(esc);
 	path = worker_path(&r, name, query);
@@ -1275,6 +1288,300 @@ int cmd_tail(int argc, char **argv)
 			prc == 1 ? ": " : "", prc == 1 ? call.err : "");
 	}
 	call_dispose(&call);
+	free(path);
+	free(n);
+	remote_close(&r);
+	return rc;
+}
+
+/* --- thaw secret --- */
+
+static const char secret_usage[] =
+	"usage: thaw secret put NAME [--name WORKER] [options]\n"
+	"       thaw secret list [--name WORKER] [options]\n"
+	"       thaw secret delete NAME [--name WORKER] [options]\n"
+	"\n"
+	"Manage a deployed worker's secrets on a host (default worker: the project in the\n"
+	"current directory). `put` reads the value from stdin (a prompt without echo on a\n"
+	"terminal; else all of stdin, one trailing newline dropped), never from the command\n"
+	"line. The worker reads a secret as env.NAME inside its handlers. Changing a secret\n"
+	"makes a new version, deployed at 100 % once it is validated; `put` and `delete` wait\n"
+	"for it. `list` prints the names only: a value is never shown again.\n"
+	"\n"
+	"Options:\n"
+	"  --name WORKER        the worker (default: the project's name here)\n"
+	"  --no-wait            do not wait for the new version\n" REMOTE_COMMON_HELP;
+
+/* The secret's value from stdin: at most STORE_SECRET_MAX bytes. Returns new. */
+static char *read_secret_value(const char *cmd)
+{
+	size_t cap = 5121 + 2, n = 0;
+	char *v = xmalloc(cap + 1);
+	int tty = isatty(STDIN_FILENO);
+	struct termios old, quiet;
+	if (tty) {
+		fputs("Enter a secret value: ", stderr);
+		if (tcgetattr(STDIN_FILENO, &old) == 0) {
+			quiet = old;
+			quiet.c_lflag &= ~(tcflag_t)ECHO;
+			tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+		} else {
+			tty = 0;
+		}
+	}
+	for (;;) {
+		ssize_t got = read(STDIN_FILENO, v + n, cap - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			break;
+		n += (size_t)got;
+		if (n == cap || (isatty(STDIN_FILENO) && memchr(v, '\n', n)))
+			break;
+	}
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSANOW, &old);
+		fputc('\n', stderr);
+	}
+	if (isatty(STDIN_FILENO)) {
+		char *nl = memchr(v, '\n', n);
+		if (nl)
+			n = (size_t)(nl - v);
+	} else if (n && v[n - 1] == '\n') {
+		n--;
+		if (n && v[n - 1] == '\r')
+			n--;
+	}
+	v[n] = 0;
+	if (n > 5120) {
+		fprintf(stderr, "%s: the value is longer than 5120 bytes\n", cmd);
+		free(v);
+		return NULL;
+	}
+	if (memchr(v, 0, n)) {
+		fprintf(stderr, "%s: the value has a NUL byte\n", cmd);
+		free(v);
+		return NULL;
+	}
+	return v;
+}
+
+/* Wait for a version numbered above `after` to be ready or failed. */
+static int wait_new_version(struct remote *r, const char *cmd, const char *name, long long after)
+{
+	char *path = worker_path(r, name, "/versions");
+	int rc = 1;
+	for (int i = 0; i < 3000 && !interrupted; i++) {
+		json_t *j = get_json(r, path, NULL, 1);
+		const json_t *list = json_object_get(j, "versions");
+		size_t k;
+		const json_t *v;
+		const json_t *found = NULL;
+		json_array_foreach(list, k, v) {
+			const json_t *num = json_object_get(v, "number");
+			if (json_is_integer(num) && json_integer_value(num) > after &&
+			    (!found || json_integer_value(num) >
+					   json_integer_value(json_object_get(found, "number"))))
+				found = v;
+		}
+		const char *state = found ? json_string_value(json_object_get(found, "state")) : NULL;
+		if (state && strcmp(state, "building") != 0) {
+			long long num = (long long)json_integer_value(json_object_get(found, "number"));
+			if (!strcmp(state, "ready")) {
+				printf("Deployed version %lld with the new secrets\n", num);
+				rc = 0;
+			} else {
+				const char *e = json_string_value(json_object_get(found, "error"));
+				fprintf(stderr, "%s: version %lld failed: %s\n", cmd, num, e ? e : state);
+			}
+			json_decref(j);
+			free(path);
+			return rc;
+		}
+		json_decref(j);
+		usleep(200000); /* polling a remote host: nothing here to wait on */
+	}
+	fprintf(stderr, "%s: no new version became ready in 10 minutes\n", cmd);
+	free(path);
+	return rc;
+}
+
+int cmd_secret(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"name", required_argument, NULL, 'n'},
+		{"no-wait", no_argument, NULL, 'W'},
+		REMOTE_COMMON_OPTIONS,
+		{NULL, 0, NULL, 0},
+	};
+	const char *cmd = "thaw secret";
+	struct remote_opts ro = {0};
+	const char *name = NULL;
+	int no_wait = 0, c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		if (common_opt(&ro, c, optarg))
+			continue;
+		switch (c) {
+		case 'n':
+			name = optarg;
+			break;
+		case 'W':
+			no_wait = 1;
+			break;
+		case 'h':
+			fputs(secret_usage, stdout);
+			return 0;
+		default:
+			fputs(secret_usage, stderr);
+			return 2;
+		}
+	}
+	int npos = argc - optind;
+	const char *verb = npos > 0 ? argv[optind] : "";
+	int list = !strcmp(verb, "list"), put = !strcmp(verb, "put"), del = !strcmp(verb, "delete");
+	if (!(list && npos == 1) && !((put || del) && npos == 2)) {
+		fputs(secret_usage, stderr);
+		return 2;
+	}
+	const char *secret = npos == 2 ? argv[optind + 1] : NULL;
+	char *n = resolve_name(cmd, name);
+	if (!n)
+		return 1;
+	char *value = NULL;
+	if (put && !(value = read_secret_value(cmd))) {
+		free(n);
+		return 1;
+	}
+	struct remote r;
+	if (remote_open(&r, cmd, &ro) < 0) {
+		free(n);
+		free(value);
+		return 1;
+	}
+	char *path = worker_path(&r, n, "/secrets");
+	int rc = 1;
+	if (list) {
+		json_t *j = get_json(&r, path, NULL, 0);
+		const json_t *names = json_object_get(j, "secrets");
+		if (json_is_array(names)) {
+			size_t i;
+			const json_t *e;
+			json_array_foreach(names, i, e) {
+				const char *s = json_string_value(e);
+				if (s)
+					thaw_remote_put_safe(stdout, s, strlen(s), 255, 1), putchar('\n');
+			}
+			rc = 0;
+		}
+		json_decref(j);
+	} else {
+		json_t *body = put ? json_pack("{s:s, s:s}", "name", secret, "value", value)
+				   : json_pack("{s:s, s:b}", "name", secret, "delete", 1);
+		if (!body) {
+			fprintf(stderr, "%s: the value is not valid UTF-8\n", cmd);
+		} else {
+			json_t *ans = post_json(&r, path, body);
+			json_decref(body);
+			if (ans) {
+				printf("Secret %s %s on %s\n", secret, put ? "stored" : "deleted", n);
+				fflush(stdout);
+				rc = 0;
+				if (json_is_true(json_object_get(ans, "deploying")) && !no_wait) {
+					fprintf(stderr, "Deploying a new version of %s with it\n", n);
+					rc = wait_new_version(&r, cmd, n,
+							      (long long)json_integer_value(
+								      json_object_get(ans, "after")));
+				}
+			}
+			json_decref(ans);
+		}
+	}
+	if (value) {
+		memset(value, 0, strlen(value));
+		free(value);
+	}
+	free(path);
+	free(n);
+	remote_close(&r);
+	return rc;
+}
+
+/* --- thaw crons --- */
+
+static const char crons_usage[] =
+	"usage: thaw crons [NAME] [--json] [options]\n"
+	"\n"
+	"A deployed worker's cron triggers on a host, the runs in progress and its latest\n"
+	"runs (when each was due, its outcome and duration, the error's last line).\n"
+	"\n"
+	"Options:\n"
+	"  --name NAME          the worker (same as the NAME argument)\n"
+	"  --json               print the host's JSON answer\n" REMOTE_COMMON_HELP;
+
+int cmd_crons(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"name", required_argument, NULL, 'n'},
+		{"json", no_argument, NULL, 'j'},
+		REMOTE_COMMON_OPTIONS,
+		{NULL, 0, NULL, 0},
+	};
+	const char *cmd = "thaw crons";
+	struct remote_opts ro = {0};
+	const char *name = NULL;
+	int json = 0, c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		if (common_opt(&ro, c, optarg))
+			continue;
+		switch (c) {
+		case 'n':
+			name = optarg;
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 'h':
+			fputs(crons_usage, stdout);
+			return 0;
+		default:
+			fputs(crons_usage, stderr);
+			return 2;
+		}
+	}
+	if (argc - optind > 1 || (argc - optind == 1 && name)) {
+		fputs(crons_usage, stderr);
+		return 2;
+	}
+	if (argc - optind == 1)
+		name = argv[optind];
+	char *n = resolve_name(cmd, name);
+	if (!n)
+		return 1;
+	struct remote r;
+	if (remote_open(&r, cmd, &ro) < 0) {
+		free(n);
+		return 1;
+	}
+	char *path = worker_path(&r, n, "/crons");
+	char *raw = NULL;
+	json_t *j = get_json(&r, path, &raw, 0);
+	int rc = 1;
+	if (j) {
+		char err[256];
+		if (json) {
+			fputs(raw, stdout);
+			putchar('\n');
+			rc = 0;
+		} else if (thaw_remote_crons_table(raw, strlen(raw), stdout, err, sizeof err) < 0) {
+			fprintf(stderr, "%s: %s\n", cmd, err);
+		} else {
+			rc = 0;
+		}
+	}
+	json_decref(j);
+	free(raw);
 	free(path);
 	free(n);
 	remote_close(&r);

@@ -68,4 +68,9 @@ int thaw_remote_tail_line(const char *line, size_t len, FILE *out, char *err, si
 int thaw_remote_versions_table(const char *body, size_t len, FILE *out, char *err,
 			       size_t errlen);
 
+/* Print a GET .../crons answer: the triggers, runs in progress, then the runs
+ * (due time in local time, cron, outcome, duration, version, error). 0, or -1
+ * with err. */
+int thaw_remote_crons_table(const char *body, size_t len, FILE *out, char *err, size_t errlen);
+
 #endif

@@ -433,3 +433,74 @@ int thaw_remote_versions_table(const char *body, size_t len, FILE *out, char *er
 	json_decref(j);
 	return 0;
 }
+
+int thaw_remote_crons_table(const char *body, size_t len, FILE *out, char *err, size_t errlen)
+{
+	json_t *j = thaw_remote_parse_object(body, len, err, errlen);
+	if (!j)
+		return -1;
+	const json_t *triggers = json_object_get(j, "triggers");
+	const json_t *running = json_object_get(j, "running");
+	const json_t *runs = json_object_get(j, "runs");
+	if (!json_is_array(triggers) || !json_is_array(runs)) {
+		snprintf(err, errlen, "the answer has no triggers or runs");
+		json_decref(j);
+		return -1;
+	}
+	size_t i;
+	const json_t *v;
+	fputs("triggers (UTC):", out);
+	if (json_array_size(triggers) == 0)
+		fputs(" none", out);
+	json_array_foreach(triggers, i, v) {
+		const char *t = json_string_value(v);
+		fputs(i ? ", \"" : " \"", out);
+		if (t)
+			thaw_remote_put_safe(out, t, strlen(t), 64, 1);
+		fputc('"', out);
+	}
+	fputc('\n', out);
+	json_array_foreach(running, i, v) {
+		const char *t = str_field(v, "cron");
+		fputs("running: \"", out);
+		if (t)
+			thaw_remote_put_safe(out, t, strlen(t), 64, 1);
+		fputs("\" due ", out);
+		put_time(out, num_field(v, "scheduled"), 1);
+		fputc('\n', out);
+	}
+	if (json_array_size(runs) == 0) {
+		fputs("no runs yet\n", out);
+		json_decref(j);
+		return 0;
+	}
+	fprintf(out, "%-19s  %-20s  %-9s  %10s  %-8s  %s\n", "DUE", "CRON", "OUTCOME", "DURATION",
+		"VERSION", "ERROR");
+	json_array_foreach(runs, i, v) {
+		char cron[64], outcome[64], id[64];
+		safe_cell(cron, sizeof cron, str_field(v, "cron"), 20);
+		safe_cell(outcome, sizeof outcome, str_field(v, "outcome"), 9);
+		const char *vid = str_field(v, "version");
+		if (vid && thaw_remote_id_valid(vid))
+			snprintf(id, sizeof id, "%.8s", vid);
+		else
+			safe_cell(id, sizeof id, vid, 8);
+		char when[32];
+		FILE *m = fmemopen(when, sizeof when, "w");
+		if (!m)
+			fatal("out of memory");
+		put_time(m, num_field(v, "scheduled"), 1);
+		fputc('\0', m);
+		fclose(m);
+		when[sizeof when - 1] = '\0';
+		double ms = num_field(v, "duration_ms");
+		fprintf(out, "%-19s  %-20s  %-9s  %8.1fms  %-8s  ", when, cron, outcome,
+			isnan(ms) ? 0.0 : ms, id);
+		const char *e = str_field(v, "error");
+		if (e)
+			thaw_remote_put_safe(out, e, strlen(e), 80, 1);
+		fputc('\n', out);
+	}
+	json_decref(j);
+	return 0;
+}

@@ -157,6 +157,9 @@ struct sversion *serve_version_load(struct serve *s, struct sworker *w, const st
 	char berr[512];
 	if (bindings_setup(a, berr, sizeof berr) < 0)
 		log_warn("%s: its static assets are not served: %s", sv->label, berr);
+	/* Its secrets, as they were when it was made: given to serving
+	 * instances only (never to its snapshot's builder). */
+	a->secrets = store_version_secrets(s->st, v->id);
 	sv->next = w->versions;
 	w->versions = sv;
 	return sv;
@@ -383,9 +386,10 @@ static void stream_gone(void *arg, struct ctl_stream *cs)
 }
 
 static void deploy(void *arg, const char *worker, const char *hex, const char *upload,
-		   uint64_t bytes, const char *message, double percentage, struct ctl_stream *cs)
+		   uint64_t bytes, const char *message, double percentage, const char *env,
+		   struct ctl_stream *cs)
 {
-	deploy_start(arg, worker, hex, upload, bytes, message, percentage, cs);
+	deploy_start(arg, worker, hex, upload, bytes, message, percentage, env, cs);
 }
 
 static unsigned api(void *arg, const char *method, const char *worker, const char *what,
@@ -402,6 +406,7 @@ static void version_free(struct sversion *sv)
 	log_info("%s: unloaded (not deployed, no instance left)", sv->label);
 	child_cancel(sv->adopter);
 	pool_app_dispose(&sv->app);
+	json_decref(sv->app.secrets);
 	version_clear(&sv->v);
 	free(sv->adopt_tmp);
 	free(sv);

@@ -81,7 +81,9 @@ struct deploy_job {
 	struct ctl_stream *cs; /* NULL once the client went away */
 	enum job_stage stage;
 	struct child *unpacker; /* `thaw unpack-bundle`, while it runs */
-	char *upload;           /* the bundle's temporary file, until it is a blob */
+	char *upload;           /* the bundle's temporary file, until it is a blob (NULL:
+				 * a stored bundle deployed again, deploy_start_stored) */
+	char env[64];           /* the configuration's environment ("" none) */
 	uint64_t upload_bytes;
 	char unpack_dir[4096];
 	struct sversion *sv;
@@ -146,7 +148,13 @@ int serve_deploy_now(struct serve *s, struct sworker *w, struct deployment *d, c
  * progress lines and the end. cs may go away meanwhile
  * (deploy_stream_gone); the deploy goes on. */
 void deploy_start(struct serve *s, const char *worker, const char *hex, const char *upload,
-		  uint64_t bytes, const char *message, double percentage, struct ctl_stream *cs);
+		  uint64_t bytes, const char *message, double percentage, const char *env,
+		  struct ctl_stream *cs);
+/* Deploy a bundle already in the store (hex) again as a new version of worker
+ * at 100 % (a secret changed: the version takes the worker's secrets as they
+ * are now), with nobody waiting on a stream. */
+void deploy_start_stored(struct serve *s, const char *worker, const char *hex,
+			 const char *message, const char *env);
 void deploy_stream_gone(struct serve *s, struct ctl_stream *cs);
 /* The pool hooks of a version (host.h's app_hooks). */
 void deploy_adopt_snapshot(struct app *a, const char *tmp);

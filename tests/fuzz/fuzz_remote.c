@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	int mode = data[0] % 4;
+	int mode = data[0] % 5;
 	const char *in = (const char *)data + 1;
 	size_t len = size - 1;
 	char *text = NULL;
@@ -98,6 +98,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check_err(err, sizeof err);
 	} else if (mode == 2) {
 		if (thaw_remote_versions_table(in, len, out, err, sizeof err) < 0)
+			check_err(err, sizeof err);
+	} else if (mode == 4) {
+		if (thaw_remote_crons_table(in, len, out, err, sizeof err) < 0)
 			check_err(err, sizeof err);
 	} else {
 		/* A deployment answer (rollout, rollback) printed with its versions. */

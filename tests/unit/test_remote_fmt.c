@@ -204,6 +204,31 @@ static void test_versions_table(void **state)
 	assert_non_null(strstr(err, "no versions list"));
 }
 
+static void test_crons_table(void **state)
+{
+	setenv("TZ", "UTC", 1);
+	tzset();
+	const char *body =
+		"{\"triggers\": [\"* * * * *\", \"0 3 * * MON\"], \"running\": "
+		"[{\"cron\": \"0 3 * * MON\", \"scheduled\": 1714566840000}], \"runs\": ["
+		"{\"version\": \"" V2 "\", \"cron\": \"* * * * *\", \"scheduled\": 1714566840000, "
+		"\"duration_ms\": 12.25, \"outcome\": \"exception\", \"error\": \"ValueError: \\u001b[2J\"},"
+		"{\"version\": \"" V2 "\", \"cron\": \"* * * * *\", \"scheduled\": 1714566780000, "
+		"\"duration_ms\": 3, \"outcome\": \"ok\", \"error\": null}]}";
+	struct capture c;
+	char err[256];
+	cap_open(&c);
+	assert_int_equal(thaw_remote_crons_table(body, strlen(body), c.f, err, sizeof err), 0);
+	assert_string_equal(cap_text(&c),
+			    "triggers (UTC): \"* * * * *\", \"0 3 * * MON\"\n"
+			    "running: \"0 3 * * MON\" due 2024-05-01 12:34:00\n"
+			    "DUE                  CRON                  OUTCOME      DURATION  VERSION   ERROR\n"
+			    "2024-05-01 12:34:00  * * * * *             exception      12.2ms  2f2e2d2c  ValueError: \\x1b[2J\n"
+			    "2024-05-01 12:33:00  * * * * *             ok              3.0ms  2f2e2d2c  \n");
+	cap_free(&c);
+	assert_int_equal(thaw_remote_crons_table("{\"runs\": 1}", 11, stdout, err, sizeof err), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -213,6 +238,7 @@ int main(void)
 		cmocka_unit_test(test_stage_lines_that_break_the_contract_are_refused),
 		cmocka_unit_test(test_tail_line_format),
 		cmocka_unit_test(test_versions_table),
+		cmocka_unit_test(test_crons_table),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
