@@ -13,7 +13,8 @@
  * matches wins; a directory that is excluded is not descended into, so a
  * negation cannot bring back a file under it). .git/, .thaw/, __pycache__/
  * and *.pyc are always left out; the .gitignore rules do not apply under
- * python_modules/ (which `thaw install` made and the worker needs), the
+ * python_modules/ (which `thaw install` made and the worker needs) nor under
+ * the static assets directory (often a build output that git ignores), the
  * .thawignore rules do. Symlinks are followed when they resolve inside the
  * project (a loop is refused); one that escapes it, dangles, or a device,
  * fifo or socket, is refused with its path. The output file is never packed
@@ -126,7 +127,28 @@ struct rule {
 struct rules {
 	struct rule *v;
 	size_t n, cap;
+	const char *keep; /* a directory (relative, '/'-separated) the .gitignore rules skip */
 };
+
+/* Where comps[0..n) stands to the directory r->keep: 2 it or under it, 1 a
+ * directory above it (walked to reach it), 0 elsewhere. */
+static int keep_relation(const struct rules *r, char **comps, size_t n)
+{
+	const char *p = r->keep;
+	if (!p || !*p)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(comps[i]);
+		if (strncmp(p, comps[i], len) != 0 || (p[len] != '/' && p[len] != 0))
+			return 0;
+		p += len;
+		while (*p == '/')
+			p++;
+		if (!*p)
+			return 2;
+	}
+	return 1;
+}
 
 static void rules_free(struct rules *r)
 {
@@ -356,6 +378,9 @@ static int rules_load(struct rules *r, const char *dir, const char *name, bool f
 	return 0;
 }
 
+static bool rules_match(const struct rules *r, char **comps, size_t n, bool is_dir,
+			bool in_modules);
+
 /* Is the relative path comps[0..n) excluded? */
 static bool rules_excluded(const struct rules *r, char **comps, size_t n, bool is_dir)
 {
@@ -369,7 +394,25 @@ static bool rules_excluded(const struct rules *r, char **comps, size_t n, bool i
 	size_t ll = strlen(last);
 	if (!is_dir && ll >= 4 && !strcmp(last + ll - 4, ".pyc"))
 		return true;
-	bool in_modules = !strcmp(comps[0], "python_modules");
+	int keep = keep_relation(r, comps, n);
+	if (keep == 1 && is_dir)
+		return rules_match(r, comps, n, is_dir, true); /* on the way to the assets */
+	if (keep == 0 && r->keep && keep_relation(r, comps, 1) == 1) {
+		/* Beside the way to the assets: a directory that .gitignore
+		 * excludes (walked only to reach them) excludes what is under it. */
+		for (size_t j = 1; j < n; j++)
+			if (rules_match(r, comps, j, true, false))
+				return true;
+	}
+	return rules_match(r, comps, n, is_dir,
+			   !strcmp(comps[0], "python_modules") || keep == 2);
+}
+
+/* The last rule matching comps[0..n) decides; with in_modules, the
+ * .gitignore rules are skipped. */
+static bool rules_match(const struct rules *r, char **comps, size_t n, bool is_dir,
+			bool in_modules)
+{
 	bool excluded = false;
 	for (size_t i = r->n; i-- > 0;) {
 		const struct rule *rule = &r->v[i];
@@ -643,6 +686,13 @@ int bundle_pack(const char *dir, int out_fd, struct bundle_stats *st,
 		void (*progress)(const struct bundle_stats *st, void *arg), void *arg,
 		char *err, size_t errlen)
 {
+	return bundle_pack_keep(dir, NULL, out_fd, st, progress, arg, err, errlen);
+}
+
+int bundle_pack_keep(const char *dir, const char *keep, int out_fd, struct bundle_stats *st,
+		     void (*progress)(const struct bundle_stats *st, void *arg), void *arg,
+		     char *err, size_t errlen)
+{
 	struct bundle_stats local;
 	if (!st)
 		st = &local;
@@ -654,6 +704,7 @@ int bundle_pack(const char *dir, int out_fd, struct bundle_stats *st,
 	pk->err = err;
 	pk->errlen = errlen;
 	bundle_limits_default(&pk->limits);
+	pk->rules.keep = keep;
 	int rc = -1;
 
 	struct stat out;

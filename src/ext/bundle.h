@@ -45,6 +45,11 @@ struct bundle_stats {
 int bundle_pack(const char *dir, int out_fd, struct bundle_stats *st,
 		void (*progress)(const struct bundle_stats *st, void *arg), void *arg,
 		char *err, size_t errlen);
+/* The same, with keep (a directory relative to dir, or NULL) packed whatever
+ * .gitignore says, as python_modules/ is: the project's static assets. */
+int bundle_pack_keep(const char *dir, const char *keep, int out_fd, struct bundle_stats *st,
+		     void (*progress)(const struct bundle_stats *st, void *arg), void *arg,
+		     char *err, size_t errlen);
 
 /*
  * Read the bundle in fd. With dest_dirfd >= 0, unpack it under that

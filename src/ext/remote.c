@@ -878,7 +878,8 @@ int cmd_deploy(int argc, char **argv)
 	}
 	struct bundle_stats st = {0};
 	int tty = isatty(STDERR_FILENO);
-	if (bundle_pack(cfg->dir, fd, &st, pack_progress, &tty, err, sizeof err) < 0) {
+	if (bundle_pack_keep(cfg->dir, cfg->assets.directory, fd, &st, pack_progress, &tty, err,
+			     sizeof err) < 0) {
 		if (tty)
 			fputs("\r\033[K", stderr);
 		fprintf(stderr, "%s: cannot pack %s: %s\n", cmd, cfg->dir, err);

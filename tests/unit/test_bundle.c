@@ -532,6 +532,51 @@ static void expect_pack_refused(const char *proj, const char *why)
 		fail_msg("pack refusal [%s] does not mention [%s]", err, why);
 }
 
+/* The static assets directory is packed whatever .gitignore says (a build
+ * output git ignores), as python_modules/ is; .thawignore still applies. */
+static void test_pack_keeps_the_assets_directory(void **state)
+{
+	(void)state;
+	char *proj = make_tmpdir(), *work = make_tmpdir();
+	put(proj, ".gitignore", "dist/\n*.map\n", 0644);
+	put(proj, ".thawignore", "dist/private/\n", 0644);
+	put(proj, "src/entry.py", "x = 1\n", 0644);
+	put(proj, "dist/site/index.html", "<h1>hi</h1>\n", 0644);
+	put(proj, "dist/site/app.js.map", "{}\n", 0644);
+	put(proj, "dist/private/key.txt", "no\n", 0644);
+	put(proj, "dist/other.txt", "not the assets\n", 0644);
+	char out[4096], dest[4096], err[512] = "";
+	pathf(out, sizeof(out), "%s/b.bundle", work);
+	for (int keep = 0; keep < 2; keep++) {
+		int fd = open(out, O_RDWR | O_CREAT | O_TRUNC, 0644);
+		assert_true(fd >= 0);
+		struct bundle_stats st;
+		if (bundle_pack_keep(proj, keep ? "dist/site" : NULL, fd, &st, NULL, NULL, err,
+				     sizeof(err)) != 0)
+			fail_msg("pack: %s", err);
+		close(fd);
+		pathf(dest, sizeof(dest), "%s/dest%d", work, keep);
+		assert_int_equal(mkdir(dest, 0755), 0);
+		struct bundle_limits l;
+		bundle_limits_default(&l);
+		int dfd = open(dest, O_RDONLY | O_DIRECTORY), bfd = open(out, O_RDONLY);
+		if (bundle_read(bfd, dfd, &l, NULL, err, sizeof(err)) != 0)
+			fail_msg("read: %s", err);
+		close(bfd);
+		close(dfd);
+		char *tree = list_tree(dest);
+		const char *want = keep ? ".gitignore\n.thawignore\ndist/\ndist/site/\n"
+					  "dist/site/app.js.map\ndist/site/index.html\nsrc/\n"
+					  "src/entry.py\n"
+					: ".gitignore\n.thawignore\nsrc/\nsrc/entry.py\n";
+		if (strcmp(tree, want) != 0)
+			print_error("keep=%d: [%s] want [%s]\n", keep, tree, want), fail();
+		free(tree);
+	}
+	rm_rf(proj);
+	rm_rf(work);
+}
+
 static void test_pack_refuses_links_out_and_special_files(void **state)
 {
 	(void)state;
@@ -914,6 +959,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pack_honours_ignore_rules_and_reads_back),
+		cmocka_unit_test(test_pack_keeps_the_assets_directory),
 		cmocka_unit_test(test_pack_refuses_links_out_and_special_files),
 		cmocka_unit_test(test_refuses_traversal_and_absolute_paths),
 		cmocka_unit_test(test_refuses_links_and_special_files),
