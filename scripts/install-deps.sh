@@ -14,6 +14,7 @@ PKGS=(
   # runtime python used by instances and tests
   python3 python3-pip python3-pytest python3-fastapi python3-httpx python3-pydantic
   python3-jinja2 python3-uvicorn python3-starlette
+  python3-mypy  # `thaw types` stubs are checked with mypy
   # benchmarks
   wrk
   # the fidelity corpus (tests/fidelity/cases.py): popular packages a worker imports

@@ -21,6 +21,7 @@ static const char usage[] =
 	"  init [DIR]     create a worker project (pyproject.toml, src/entry.py)\n"
 	"  install [DIR]  install the project's dependencies into python_modules/\n"
 	"  dev [DIR]      serve a project on this machine, reloading on change\n"
+	"  types [DIR]    write a typing stub for the worker's env (vars, secrets, bindings)\n"
 	"  serve --data DIR\n"
 	"                 host many deployed workers, with a control API for deploys\n"
 	"  deploy [DIR]   pack a project and deploy it to a thaw host as a new version\n"
@@ -102,6 +103,8 @@ int main(int argc, char **argv)
 		return cmd_init(argc - 1, argv + 1);
 	if (!strcmp(cmd, "install"))
 		return cmd_install(argc - 1, argv + 1);
+	if (!strcmp(cmd, "types"))
+		return cmd_types(argc - 1, argv + 1);
 	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
 		fputs(usage, stdout);
 		return 0;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
@@ -269,7 +270,7 @@ class HasBody:
         return json.loads(await self.bytes(), **kwargs)
 
     # Cloudflare (Pyodide) name for bytes().
-    async def buffer(self) -> bytes:
+    async def buffer(self) -> builtins.bytes:
         return await self.bytes()
 
 

@@ -161,7 +161,7 @@ class Headers:
         if not isinstance(name, (str, bytes)):
             return False
         try:
-            return self.has(name)
+            return self.has(name if isinstance(name, str) else name.decode("latin-1"))
         except ValueError:
             return False
 

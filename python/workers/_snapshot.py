@@ -191,8 +191,9 @@ class _AfterImport:
             def exec_module(self, module: types.ModuleType) -> None:
                 # The module keeps its own loader, not this one (nor the watch through it).
                 module.__loader__ = loader
-                if getattr(module, "__spec__", None) is not None:
-                    module.__spec__.loader = loader
+                spec = getattr(module, "__spec__", None)
+                if spec is not None:
+                    spec.loader = loader
                 loader.exec_module(module)
                 then(module)
 
@@ -332,16 +333,17 @@ class EntropyWatch:
         self._finder = finder
 
     def _wrap_numpy_randbits(self, module: types.ModuleType) -> None:
-        original = getattr(module, "randbits", None)
+        original: Callable[..., Any] | None = getattr(module, "randbits", None)
         if original is None or self._removed:
             return
+        call = original
         local = self._local
 
         @functools.wraps(original)
         def seeding(*args: Any, **kwargs: Any) -> Any:
             local.numpy_seed = True
             try:
-                return original(*args, **kwargs)
+                return call(*args, **kwargs)
             finally:
                 local.numpy_seed = False
 

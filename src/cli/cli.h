@@ -4,6 +4,7 @@
 int cmd_init(int argc, char **argv);
 int cmd_dev(int argc, char **argv);
 int cmd_install(int argc, char **argv);
+int cmd_types(int argc, char **argv);
 /* The other commands are in thaw-ext.so: src/ext/ext.h. */
 
 #endif

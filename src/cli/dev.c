@@ -225,47 +225,11 @@ static void watch_dir(struct dev *d, const char *path, int depth)
  */
 static int load_secrets(struct dev *d, const char *dir, char *err, size_t errlen)
 {
-	char envfile[2][80];
-	const char *candidates[4];
-	int n = 0;
-	if (d->env) {
-		snprintf(envfile[0], sizeof envfile[0], ".dev.vars.%s", d->env);
-		candidates[n++] = envfile[0];
-	}
-	candidates[n++] = ".dev.vars";
-	if (d->env) {
-		snprintf(envfile[1], sizeof envfile[1], ".env.%s", d->env);
-		candidates[n++] = envfile[1];
-	}
-	candidates[n++] = ".env";
 	json_decref(d->app.secrets);
-	d->app.secrets = NULL;
 	d->secrets_file[0] = 0;
-	for (int i = 0; i < n; i++) {
-		char path[PATH_MAX];
-		size_t len;
-		if (path_join(path, sizeof path, dir, candidates[i]) < 0)
-			continue;
-		char *text = read_file(path, DOTENV_MAX_BYTES, &len);
-		if (!text) {
-			if (errno == ENOENT)
-				continue;
-			snprintf(err, errlen, "%s: %s", candidates[i],
-				 errno == EFBIG ? "larger than 1 MiB" : strerror(errno));
-			return -1;
-		}
-		char why[300];
-		json_t *j = dotenv_parse(text, len, why, sizeof why);
-		free(text);
-		if (!j) {
-			snprintf(err, errlen, "%s: %s", candidates[i], why);
-			return -1;
-		}
-		d->app.secrets = j;
-		snprintf(d->secrets_file, sizeof d->secrets_file, "%s", candidates[i]);
-		return 0;
-	}
-	return 0;
+	d->app.secrets = dotenv_load_dev(dir, d->env, d->secrets_file, sizeof d->secrets_file, err,
+					 errlen);
+	return d->app.secrets || !err[0] ? 0 : -1;
 }
 
 static void say_secrets(struct dev *d)

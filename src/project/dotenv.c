@@ -4,6 +4,8 @@
  */
 #include "project/dotenv.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,5 +151,48 @@ fail:
 fail_quiet:
 	buf_free(&v);
 	json_decref(out);
+	return NULL;
+}
+
+json_t *dotenv_load_dev(const char *dir, const char *env, char *which, size_t whichlen, char *err,
+			size_t errlen)
+{
+	char envfile[2][80];
+	const char *candidates[4];
+	int n = 0;
+	err[0] = 0;
+	if (env) {
+		snprintf(envfile[0], sizeof envfile[0], ".dev.vars.%.63s", env);
+		candidates[n++] = envfile[0];
+	}
+	candidates[n++] = ".dev.vars";
+	if (env) {
+		snprintf(envfile[1], sizeof envfile[1], ".env.%.63s", env);
+		candidates[n++] = envfile[1];
+	}
+	candidates[n++] = ".env";
+	for (int i = 0; i < n; i++) {
+		char path[PATH_MAX];
+		size_t len;
+		if (path_join(path, sizeof path, dir, candidates[i]) < 0)
+			continue;
+		char *text = read_file(path, DOTENV_MAX_BYTES, &len);
+		if (!text) {
+			if (errno == ENOENT)
+				continue;
+			snprintf(err, errlen, "%s: %s", candidates[i],
+				 errno == EFBIG ? "larger than 1 MiB" : strerror(errno));
+			return NULL;
+		}
+		char why[300];
+		json_t *j = dotenv_parse(text, len, why, sizeof why);
+		free(text);
+		if (!j) {
+			snprintf(err, errlen, "%s: %s", candidates[i], why);
+			return NULL;
+		}
+		snprintf(which, whichlen, "%s", candidates[i]);
+		return j;
+	}
 	return NULL;
 }

@@ -27,4 +27,13 @@
  * err ("line N: ..."). */
 json_t *dotenv_parse(const char *text, size_t len, char *err, size_t errlen);
 
+/*
+ * The local secrets of the project in dir, as wrangler finds them:
+ * .dev.vars (.dev.vars.ENV first with env), else .env (.env.ENV first).
+ * Returns new (which: the file's name), or NULL: err empty when there is no
+ * such file, else why the file is refused.
+ */
+json_t *dotenv_load_dev(const char *dir, const char *env, char *which, size_t whichlen, char *err,
+			size_t errlen);
+
 #endif

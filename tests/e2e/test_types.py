@@ -1,0 +1,94 @@
+"""`thaw types` writes a stub for the worker's env that mypy (Debian's) checks code against:
+vars with their value's types, secrets named in .dev.vars (never their values), the assets
+binding as a Fetcher; --env picks an environment's vars."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from thawtest import run_thaw, write_project
+
+REPO = Path(__file__).resolve().parents[2]
+
+GOOD = """
+    from typing import TYPE_CHECKING
+    from workers import WorkerEntrypoint, Response
+    if TYPE_CHECKING:
+        from worker_env import Env
+
+    class Default(WorkerEntrypoint):
+        env: "Env"
+
+        async def fetch(self, request):
+            total: int = self.env.LIMIT + 1
+            ratio: float = self.env.RATIO * 2
+            name: str = self.env.GREETING.upper() + self.env.API_KEY
+            flag: bool = self.env.DEBUG
+            page = await self.env.ASSETS.fetch(request)
+            return Response(f"{total} {ratio} {name} {flag} {page.status}")
+"""
+
+BAD = """
+    from typing import TYPE_CHECKING
+    if TYPE_CHECKING:
+        from worker_env import Env
+
+    def use(env: "Env") -> None:
+        env.LIMIT + "x"
+        env.NOT_CONFIGURED
+"""
+
+
+def project(root: Path) -> Path:
+    write_project(root, GOOD, pyproject=False, files={"public/index.html": "<h1>hi</h1>\n"})
+    (root / "wrangler.jsonc").write_text(json.dumps({
+        "name": "typed", "main": "src/entry.py",
+        "vars": {"GREETING": "hello", "LIMIT": 10, "RATIO": 0.5, "DEBUG": False},
+        "assets": {"directory": "./public", "binding": "ASSETS"},
+        "env": {"staging": {"vars": {"GREETING": "hi", "STAGE_ONLY": [1, 2]}}},
+    }))
+    (root / ".dev.vars").write_text("API_KEY=never-in-the-stub-42\n")
+    return root
+
+
+def mypy(*files: Path, cwd: Path):
+    return subprocess.run(["/usr/bin/python3", "-m", "mypy", "--no-incremental",
+                           "--ignore-missing-imports", "--check-untyped-defs", "--no-error-summary",
+                           *map(str, files)],
+                          cwd=cwd, env={"MYPYPATH": f"{cwd / 'src'}:{REPO / 'python'}",
+                                        "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_types_stub_is_checked_by_mypy(tmp_path):
+    p = project(tmp_path / "p")
+    r = run_thaw("types", p)
+    assert r.returncode == 0, r.stderr
+    stub = p / "src" / "worker_env.pyi"
+    assert f"Wrote {stub} (6 members of Env)" in r.stdout
+    text = stub.read_text()
+    assert "never-in-the-stub-42" not in text
+    for member in ("GREETING: str", "LIMIT: int", "RATIO: float", "DEBUG: bool",
+                   "API_KEY: str  # secret (.dev.vars)", "ASSETS: Fetcher"):
+        assert member in text, text
+    ok = mypy(p / "src" / "entry.py", cwd=p)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    (p / "src" / "bad.py").write_text(BAD.replace("\n    ", "\n").lstrip())
+    bad = mypy(p / "src" / "bad.py", cwd=p)
+    assert bad.returncode != 0
+    assert 'Unsupported operand types for + ("int" and "str")' in bad.stdout, bad.stdout
+    assert '"Env" has no attribute "NOT_CONFIGURED"' in bad.stdout, bad.stdout
+
+
+def test_types_for_an_environment_and_to_a_chosen_file(tmp_path):
+    p = project(tmp_path / "p")
+    out = tmp_path / "env_staging.pyi"
+    r = run_thaw("types", p, "--env", "staging", "-o", out)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert "STAGE_ONLY: list[Any]" in text and "GREETING: str  # var: hi" in text
+    assert "LIMIT" not in text  # vars are not inherited by an environment
+    r = run_thaw("types", p, "--env", "nope")
+    assert r.returncode != 0 and "no environment 'nope'" in r.stderr
