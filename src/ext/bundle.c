@@ -11,8 +11,9 @@
  * Packing. What goes in is decided by a small gitignore matcher written here
  * (rules from DIR/.gitignore, then DIR/.thawignore; the last rule that
  * matches wins; a directory that is excluded is not descended into, so a
- * negation cannot bring back a file under it). .git/, .thaw/, __pycache__/
- * and *.pyc are always left out; the .gitignore rules do not apply under
+ * negation cannot bring back a file under it). .git/, .thaw/, __pycache__/,
+ * *.pyc and the local secrets files (.dev.vars*, .env* at the top) are always
+ * left out; the .gitignore rules do not apply under
  * python_modules/ (which `thaw install` made and the worker needs) nor under
  * the static assets directory (often a build output that git ignores), the
  * .thawignore rules do. Symlinks are followed when they resolve inside the
@@ -393,6 +394,11 @@ static bool rules_excluded(const struct rules *r, char **comps, size_t n, bool i
 		return true;
 	size_t ll = strlen(last);
 	if (!is_dir && ll >= 4 && !strcmp(last + ll - 4, ".pyc"))
+		return true;
+	/* Local secrets (thaw dev's .dev.vars / .env) never leave the machine. */
+	if (!is_dir && n == 1 &&
+	    (!strcmp(last, ".dev.vars") || !strncmp(last, ".dev.vars.", 10) ||
+	     !strcmp(last, ".env") || !strncmp(last, ".env.", 5)))
 		return true;
 	int keep = keep_relation(r, comps, n);
 	if (keep == 1 && is_dir)

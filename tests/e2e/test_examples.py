@@ -83,3 +83,57 @@ def test_fastapi_jinja2_html(fastapi_example):
 def test_fastapi_unknown_route_404(fastapi_example):
     d, _ = fastapi_example
     assert d.get("/no/such/route").status == 404
+
+
+# --- examples/cloudflare-shop: the README's "A Cloudflare project, unchanged" ---
+
+def _readme_block(lang, containing):
+    text = (REPO / "README.md").read_text()
+    for block in text.split("```")[1::2]:
+        if block.startswith(lang + "\n") and containing in block:
+            return block[len(lang) + 1:]
+    raise AssertionError(f"README has no ```{lang} block with {containing!r}")
+
+
+def _jsonc(text):
+    return json.loads("\n".join(l for l in text.splitlines() if not l.lstrip().startswith("//")))
+
+
+def test_readme_shows_the_cloudflare_example_as_it_is():
+    root = REPO / "examples" / "cloudflare-shop"
+    assert _jsonc(_readme_block("jsonc", '"triggers"')) == _jsonc(
+        (root / "wrangler.jsonc").read_text())
+    assert _readme_block("python", "async def scheduled") == (root / "src/entry.py").read_text()
+
+
+def test_cloudflare_example_under_dev(tmp_path, dev):
+    root = shutil.copytree(REPO / "examples" / "cloudflare-shop", tmp_path / "shop", ignore=IGNORE)
+    d = dev(root, "--test-scheduled")
+    page = d.get("/")
+    assert page.status == 200 and "<h1>The shop</h1>" in page.text
+    assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert d.get("/api/status").json() == {"greeting": "hello", "keyed": True}
+    assert d.get("/__scheduled?cron=*/5+*+*+*+*").status == 200
+    d.wait_for(r"refreshing \(\*/5 \* \* \* \*\)")
+
+
+def test_cloudflare_example_deployed(tmp_path):
+    import subprocess
+    from thawtest import THAW_BIN, ThawServe, thaw_env
+    root = shutil.copytree(REPO / "examples" / "cloudflare-shop", tmp_path / "shop", ignore=IGNORE)
+    host = ThawServe(tmp_path / "host" / "data").wait_ready()
+    try:
+        r = host.client("deploy", root)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "<h1>The shop</h1>" in host.worker_get("shop").text
+        r = subprocess.run([THAW_BIN, "secret", "put", "API_KEY", "--name", "shop", "--host",
+                            host.control, "--token-file", str(host.token_file)],
+                           input="prod-key", env=thaw_env(), capture_output=True, text=True,
+                           timeout=180)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert host.worker_get("shop", path="/api/x").json() == {"greeting": "hello",
+                                                               "keyed": True}
+        r = host.client("crons", "shop")
+        assert r.returncode == 0 and 'triggers (UTC): "*/5 * * * *"' in r.stdout, r.stdout
+    finally:
+        host.stop()

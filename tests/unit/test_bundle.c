@@ -533,8 +533,9 @@ static void expect_pack_refused(const char *proj, const char *why)
 }
 
 /* The static assets directory is packed whatever .gitignore says (a build
- * output git ignores), as python_modules/ is; .thawignore still applies. */
-static void test_pack_keeps_the_assets_directory(void **state)
+ * output git ignores), as python_modules/ is; .thawignore still applies. The
+ * local secrets files at the top (.dev.vars, .env*) are never packed. */
+static void test_pack_keeps_the_assets_directory_and_no_local_secrets(void **state)
 {
 	(void)state;
 	char *proj = make_tmpdir(), *work = make_tmpdir();
@@ -545,6 +546,9 @@ static void test_pack_keeps_the_assets_directory(void **state)
 	put(proj, "dist/site/app.js.map", "{}\n", 0644);
 	put(proj, "dist/private/key.txt", "no\n", 0644);
 	put(proj, "dist/other.txt", "not the assets\n", 0644);
+	put(proj, ".dev.vars", "API_KEY=local\n", 0644);
+	put(proj, ".env.staging", "API_KEY=local\n", 0644);
+	put(proj, "src/.env", "a file of the worker's own: kept\n", 0644);
 	char out[4096], dest[4096], err[512] = "";
 	pathf(out, sizeof(out), "%s/b.bundle", work);
 	for (int keep = 0; keep < 2; keep++) {
@@ -567,8 +571,8 @@ static void test_pack_keeps_the_assets_directory(void **state)
 		char *tree = list_tree(dest);
 		const char *want = keep ? ".gitignore\n.thawignore\ndist/\ndist/site/\n"
 					  "dist/site/app.js.map\ndist/site/index.html\nsrc/\n"
-					  "src/entry.py\n"
-					: ".gitignore\n.thawignore\nsrc/\nsrc/entry.py\n";
+					  "src/.env\nsrc/entry.py\n"
+					: ".gitignore\n.thawignore\nsrc/\nsrc/.env\nsrc/entry.py\n";
 		if (strcmp(tree, want) != 0)
 			print_error("keep=%d: [%s] want [%s]\n", keep, tree, want), fail();
 		free(tree);
@@ -959,7 +963,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pack_honours_ignore_rules_and_reads_back),
-		cmocka_unit_test(test_pack_keeps_the_assets_directory),
+		cmocka_unit_test(test_pack_keeps_the_assets_directory_and_no_local_secrets),
 		cmocka_unit_test(test_pack_refuses_links_out_and_special_files),
 		cmocka_unit_test(test_refuses_traversal_and_absolute_paths),
 		cmocka_unit_test(test_refuses_links_and_special_files),
