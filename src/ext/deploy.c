@@ -255,6 +255,12 @@ static void probe_io(struct loop *l, struct loop_watch *w, uint32_t events)
 		job_fail(j, "the health request got no answer");
 		return;
 	}
+	if (status >= 500 && j->sv->app.load_error) {
+		/* A booted instance (no snapshots: a sanitizer build) could not load
+		 * the worker: its error, not the generic 500 page, says why. */
+		job_fail(j, "%.16000s", j->sv->app.load_error);
+		return;
+	}
 	if (status >= 500) {
 		const char *body = memmem(text, len, "\r\n\r\n", 4);
 		int blen = body ? (int)(len - (size_t)(body + 4 - text)) : 0;
