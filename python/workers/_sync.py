@@ -98,10 +98,10 @@ def _run_reentrant(loop: asyncio.AbstractEventLoop, coroutine: Any) -> Any:
         raise RuntimeError(
             f"run_sync() cannot run the event loop re-entrantly: {type(loop).__name__} is not "
             "an asyncio.BaseEventLoop; await the coroutine instead")
-    task = loop.create_task(coroutine)
     # The iteration of the loop that is running us pops up to this many more callbacks
     # when we return; the ones we run meanwhile are replaced by cancelled (skipped) ones.
     owed = len(ready)
+    task = loop.create_task(coroutine)
     current_tasks = asyncio.tasks._current_tasks
     blocked = current_tasks.pop(loop, None)
     try:
