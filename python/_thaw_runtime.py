@@ -54,7 +54,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from workers import Context, Env, Headers, Request, Response, _bindings, _hooks, _snapshot
+from workers import (Context, Env, Headers, Request, Response, _bindings, _hooks, _snapshot,
+                     _sync)
 from workers._body import BodyStream
 from workers._entrypoint import ScheduledController, pending_background_tasks
 from workers._env import env as _module_env
@@ -523,9 +524,11 @@ def serve(fd: int) -> None:
     executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="thaw-executor")
     loop.set_default_executor(executor)
     asyncio.set_event_loop(loop)
+    _sync.set_instance_loop(loop)  # pyodide.ffi.run_sync from worker threads runs coroutines here
     try:
         loop.run_until_complete(_serve(_thaw, _worker, fd))
     finally:
+        _sync.set_instance_loop(None)
         try:
             _cancel_remaining(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())

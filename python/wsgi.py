@@ -22,7 +22,7 @@ import sys
 import urllib.parse
 from typing import Any, Callable, Iterable
 
-from workers import Headers, Request, Response, WorkerEntrypoint
+from workers import Headers, Request, Response, WorkerEntrypoint, _sync
 from workers._http import NULL_BODY_STATUSES
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -99,7 +99,9 @@ async def fetch(app: WSGIApp, request: Request, env: Any, ctx: Any = None) -> Re
     if ctx is not None:
         environ["thaw.ctx"] = ctx
     loop = asyncio.get_running_loop()
-    status, headers, body = await loop.run_in_executor(None, _run, app, environ)
+    # call_for_loop: a pyodide.ffi.run_sync in the app runs its coroutine on this loop.
+    status, headers, body = await loop.run_in_executor(None, _sync.call_for_loop, loop, _run,
+                                                       app, environ)
     code, _, reason = status.partition(" ")
     if int(code) in NULL_BODY_STATUSES:
         body = b""
