@@ -487,7 +487,7 @@ class Headers(JsProxy, _workers.Headers):
         result = JsArray()
         for name in sorted({n for n, _ in self.items()}):
             if name == "set-cookie":
-                result.extend(JsArray((name, v)) for v in self.get_all(name))
+                result.extend(JsArray((name, v)) for v in self.getlist(name))
             else:
                 result.append(JsArray((name, self.get(name))))
         return result
@@ -505,8 +505,8 @@ class Headers(JsProxy, _workers.Headers):
         for name, value in self.entries():
             callback(value, name, self)
 
-    def getSetCookie(self) -> JsArray:  # noqa: N802
-        return JsArray(self.get_all("set-cookie"))
+    def getSetCookie(self) -> JsArray:  # type: ignore[override]  # noqa: N802
+        return JsArray(self.getlist("set-cookie"))
 
     def __repr__(self) -> str:
         return f"js.Headers({self.items()!r})"
@@ -518,7 +518,7 @@ class _JsonMember:
 
     def __get__(self, instance: Any, owner: type) -> Callable[..., Any]:
         if instance is None:
-            return owner._json_response
+            return getattr(owner, "_json_response")
         return instance._parse_json
 
 
@@ -584,10 +584,6 @@ class Response(JsProxy, _workers.Response):
     @property
     def bodyUsed(self) -> bool:  # noqa: N802
         return self.body_used
-
-    @property
-    def redirected(self) -> bool:
-        return bool(self.__dict__.get("redirected", False))
 
     @property
     def type(self) -> str:

@@ -100,8 +100,9 @@ async def fetch(app: WSGIApp, request: Request, env: Any, ctx: Any = None) -> Re
         environ["thaw.ctx"] = ctx
     loop = asyncio.get_running_loop()
     # call_for_loop: a pyodide.ffi.run_sync in the app runs its coroutine on this loop.
-    status, headers, body = await loop.run_in_executor(None, _sync.call_for_loop, loop, _run,
-                                                       app, environ)
+    result: tuple[str, list[tuple[str, str]], bytes] = await loop.run_in_executor(
+        None, _sync.call_for_loop, loop, _run, app, environ)
+    status, headers, body = result
     code, _, reason = status.partition(" ")
     if int(code) in NULL_BODY_STATUSES:
         body = b""

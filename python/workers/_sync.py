@@ -102,7 +102,7 @@ def _run_reentrant(loop: asyncio.AbstractEventLoop, coroutine: Any) -> Any:
     # when we return; the ones we run meanwhile are replaced by cancelled (skipped) ones.
     owed = len(ready)
     task = loop.create_task(coroutine)
-    current_tasks = asyncio.tasks._current_tasks
+    current_tasks = asyncio.tasks._current_tasks  # type: ignore[attr-defined]
     blocked = current_tasks.pop(loop, None)
     try:
         cancelled = False

@@ -333,3 +333,16 @@ def test_a_missing_global_names_itself():
     assert not isinstance(caught.value, NotImplementedError)
     from js import TypeError as JsTypeError
     assert JsTypeError.new("t").name == "TypeError"
+
+
+def test_headers_without_cookies_give_empty_get_set_cookie_and_entries():
+    # workers.Headers.get_all gives None for a missing name (as HTTPMessage); the js view of
+    # the same headers must still give an empty array, as the web's getSetCookie() does.
+    h = js.Headers.new({"a": "1"})
+    assert list(h.getSetCookie()) == []
+    assert [list(e) for e in h.entries()] == [["a", "1"]]
+    h.append("set-cookie", "x=1")
+    h.append("set-cookie", "y=2")
+    assert list(h.getSetCookie()) == ["x=1", "y=2"]
+    assert [list(e) for e in h.entries()] == [["a", "1"], ["set-cookie", "x=1"],
+                                              ["set-cookie", "y=2"]]

@@ -1,5 +1,6 @@
-"""The SDK type-checks cleanly with Debian's mypy: users who run mypy on their worker (with
-`thaw types`' stub) follow its imports into `workers`, so an error of ours would be theirs."""
+"""The SDK (workers, js, pyodide, asgi, wsgi) type-checks cleanly with Debian's mypy: users who
+run mypy on their worker (with `thaw types`' stub) follow its imports into the SDK, so an error
+of ours would be theirs."""
 
 import subprocess
 from pathlib import Path
@@ -15,6 +16,7 @@ def test_the_workers_package_has_no_mypy_errors():
     except ImportError:
         pytest.fail("mypy is missing: scripts/install-deps.sh installs python3-mypy")
     r = subprocess.run(["/usr/bin/python3", "-m", "mypy", "--no-incremental",
-                        "--ignore-missing-imports", "--check-untyped-defs", "workers"],
+                        "--ignore-missing-imports", "--check-untyped-defs", "workers", "js.py",
+                        "pyodide", "asgi.py", "wsgi.py"],
                        cwd=ROOT / "python", capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
