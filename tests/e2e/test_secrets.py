@@ -233,3 +233,17 @@ def test_secret_prompt_interrupted_gives_the_terminal_its_echo_back(tmp_path):
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_a_malformed_secret_body_is_refused_without_echoing_the_value(tmp_path):
+    # jansson's parse errors quote the text near the error: for a secret, that is the value.
+    host = ThawServe(tmp_path / "host" / "data").wait_ready()
+    try:
+        bad = host.api("POST", "/v1/workers/w/secrets",
+                       body='{"name": "API_KEY", "value": "' + VALUE + '\x01"}')
+        assert bad.status == 400
+        assert "JSON object" in bad.json()["error"]
+        assert "s3cr3t" not in bad.text, bad.text
+    finally:
+        host.stop()
+    assert "s3cr3t" not in host.output()
