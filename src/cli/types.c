@@ -80,16 +80,19 @@ static const char *python_type(const json_t *v)
 	}
 }
 
-/* A comment-safe, one-line rendering of s (at most 60 bytes). */
+/* A comment-safe, one-line rendering of s (at most 60 bytes, never cut inside
+ * a UTF-8 character: a stub mypy cannot decode is refused whole). */
 static void comment_text(struct buf *b, const char *s)
 {
-	size_t n = 0;
-	for (const char *p = s; *p && n < 60; p++, n++) {
-		unsigned char c = (unsigned char)*p;
+	size_t len = strlen(s), n = len > 60 ? 60 : len;
+	while (n < len && n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--; /* s[n] continues a character: cut before that character */
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
 		char ch = c < 0x20 || c == 0x7f ? ' ' : (char)c;
 		buf_append(b, &ch, 1);
 	}
-	if (strlen(s) > 60)
+	if (n < len)
 		buf_append(b, "...", 3);
 }
 
@@ -160,9 +163,10 @@ int cmd_types(int argc, char **argv)
 	json_object_foreach(p->vars, k, v) {
 		if (json_object_get(secrets, k))
 			continue; /* the secret replaces it */
-		if (!identifier(k)) {
-			fprintf(stderr, "thaw types: var '%s' is not a Python name: only env[\"...\"] "
-					"reaches it (left out)\n", k);
+		if (!identifier(k) || !strcmp(k, "get") || !strcmp(k, "keys")) {
+			/* env.get and env.keys are Env's methods: the var is env["get"]. */
+			fprintf(stderr, "thaw types: var '%s' is not a Python name or is a method of env: "
+					"only env[\"...\"] reaches it (left out)\n", k);
 			continue;
 		}
 		line(&b, "    %s: %s", k, python_type(v));
@@ -176,7 +180,7 @@ int cmd_types(int argc, char **argv)
 		members++;
 	}
 	json_object_foreach(secrets, k, v) {
-		if (!identifier(k))
+		if (!identifier(k) || !strcmp(k, "get") || !strcmp(k, "keys"))
 			continue;
 		line(&b, "    %s: str  # secret (%s)\n", k, which);
 		members++;

@@ -440,9 +440,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		json_error_t je;
 		body = json_loadb((const char *)buf_head(&r->body), buf_used(&r->body), 0, &je);
 		if (!body || !json_is_object(body)) {
+			int parsed = body != NULL;
 			json_decref(body);
-			char m[256];
-			snprintf(m, sizeof m, "the body must be a JSON object (%s)", je.text);
+			/* jansson quotes the text near the error ("near '...'"): for
+			 * a secret that is its value, so only the reason and where. */
+			char m[256], *near = strstr(je.text, " near ");
+			if (near)
+				*near = 0;
+			if (parsed)
+				snprintf(m, sizeof m, "the body must be a JSON object");
+			else
+				snprintf(m, sizeof m, "the body must be a JSON object (%s at line %d, "
+						      "column %d)", je.text, je.line, je.column);
 			return queue_error(r, 400, m);
 		}
 	}

@@ -1320,9 +1320,17 @@ static char *read_secret_value(const char *cmd)
 	char *v = xmalloc(cap + 1);
 	int tty = isatty(STDIN_FILENO);
 	struct termios old, quiet;
+	/* While echo is off, a signal that ends us must not leave the terminal
+	 * so: it interrupts the read (no SA_RESTART) and we put echo back. */
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+	struct sigaction sa = {.sa_handler = on_sigint}, saved[4];
+	sigemptyset(&sa.sa_mask);
 	if (tty) {
 		fputs("Enter a secret value: ", stderr);
 		if (tcgetattr(STDIN_FILENO, &old) == 0) {
+			interrupted = 0;
+			for (int i = 0; i < 4; i++)
+				sigaction(sigs[i], &sa, &saved[i]);
 			quiet = old;
 			quiet.c_lflag &= ~(tcflag_t)ECHO;
 			tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
@@ -1332,7 +1340,7 @@ static char *read_secret_value(const char *cmd)
 	}
 	for (;;) {
 		ssize_t got = read(STDIN_FILENO, v + n, cap - n);
-		if (got < 0 && errno == EINTR)
+		if (got < 0 && errno == EINTR && !interrupted)
 			continue;
 		if (got <= 0)
 			break;
@@ -1342,7 +1350,15 @@ static char *read_secret_value(const char *cmd)
 	}
 	if (tty) {
 		tcsetattr(STDIN_FILENO, TCSANOW, &old);
+		for (int i = 0; i < 4; i++)
+			sigaction(sigs[i], &saved[i], NULL);
 		fputc('\n', stderr);
+		if (interrupted) {
+			fprintf(stderr, "%s: interrupted\n", cmd);
+			explicit_bzero(v, cap + 1);
+			free(v);
+			return NULL;
+		}
 	}
 	if (isatty(STDIN_FILENO)) {
 		char *nl = memchr(v, '\n', n);

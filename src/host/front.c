@@ -905,7 +905,9 @@ void front_stop(struct host *h)
 	for (struct hreq *r = h->all_reqs, *next; r; r = next) {
 		next = r->all_next;
 		if (r->internal && !r->internal_done) {
-			r->fail_status = r->fail_status ? r->fail_status : 503;
+			/* One that ended just now (its finish timer armed) keeps its answer. */
+			if (!r->fail_status && !r->resp_end && !r->resp_failed)
+				r->fail_status = 503;
 			loop_timer_cancel(h->loop, &r->internal_finish);
 			internal_finish_fn(h->loop, &r->internal_finish);
 		}

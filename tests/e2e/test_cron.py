@@ -184,3 +184,39 @@ def test_serve_runs_trigger_from_snapshot_records_and_tails_it_and_skips_downtim
         assert ran == [first_minute] or all(m <= first_minute for m in ran), runs
     finally:
         host.stop()
+
+
+@pytest.mark.slow
+def test_serve_stopping_during_a_run_records_it_and_exits_cleanly(tmp_path):
+    # The run is an internal request in progress when the host stops: its owner is told
+    # (the run is recorded, as error), nothing is left behind, and the host exits 0.
+    project = wrangler_project(tmp_path / "p", """
+        import asyncio
+        from workers import WorkerEntrypoint, Response
+
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                return Response("fetch ok")
+
+            async def scheduled(self, controller, env, ctx):
+                print("long run started", flush=True)
+                await asyncio.sleep(600)
+    """, ["* * * * *"])
+    data = tmp_path / "host" / "data"
+    host = ThawServe(data).wait_ready()
+    try:
+        r = host.client("deploy", project)
+        assert r.returncode == 0, r.stdout + r.stderr
+        host.wait_for(r"long run started", timeout=70)
+        running = host.api("GET", "/v1/workers/cron-worker/crons").json()["running"]
+        assert [x["cron"] for x in running] == ["* * * * *"]
+    finally:
+        host.stop()  # asserts exit 0 and no child left
+    out = host.output()
+    assert "ERROR: AddressSanitizer" not in out and "LeakSanitizer" not in out, out[-4000:]
+    host = ThawServe(data).wait_ready()
+    try:
+        runs = host.api("GET", "/v1/workers/cron-worker/crons").json()["runs"]
+        assert any(x["outcome"] == "error" for x in runs), runs
+    finally:
+        host.stop()

@@ -205,3 +205,45 @@ def test_deploy_env_makes_the_environment_worker(tmp_path):
         assert host.worker_get("sec-worker").status == 404
     finally:
         host.stop()
+
+
+def test_secret_prompt_interrupted_gives_the_terminal_its_echo_back(tmp_path):
+    # `thaw secret put` turns echo off for its prompt; interrupted there (Ctrl-C), it must
+    # turn it on again, or the user's shell is left typing blind.
+    import os
+    import signal
+    import termios
+    import time
+
+    master, slave = os.openpty()
+    try:
+        assert termios.tcgetattr(slave)[3] & termios.ECHO
+        proc = subprocess.Popen([THAW_BIN, "secret", "put", "API_KEY", "--name", "w",
+                                 "--host", "http://127.0.0.1:9"],
+                                stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=thaw_env(), cwd=tmp_path)
+        deadline = time.monotonic() + 10
+        while termios.tcgetattr(slave)[3] & termios.ECHO and time.monotonic() < deadline:
+            time.sleep(0.02)  # the prompt is up once echo is off
+        assert not termios.tcgetattr(slave)[3] & termios.ECHO, "the prompt never turned echo off"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode != 0
+        assert termios.tcgetattr(slave)[3] & termios.ECHO, err
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_a_malformed_secret_body_is_refused_without_echoing_the_value(tmp_path):
+    # jansson's parse errors quote the text near the error: for a secret, that is the value.
+    host = ThawServe(tmp_path / "host" / "data").wait_ready()
+    try:
+        bad = host.api("POST", "/v1/workers/w/secrets",
+                       body='{"name": "API_KEY", "value": "' + VALUE + '\x01"}')
+        assert bad.status == 400
+        assert "JSON object" in bad.json()["error"]
+        assert "s3cr3t" not in bad.text, bad.text
+    finally:
+        host.stop()
+    assert "s3cr3t" not in host.output()

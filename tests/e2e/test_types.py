@@ -92,3 +92,24 @@ def test_types_for_an_environment_and_to_a_chosen_file(tmp_path):
     assert "LIMIT" not in text  # vars are not inherited by an environment
     r = run_thaw("types", p, "--env", "nope")
     assert r.returncode != 0 and "no environment 'nope'" in r.stderr
+
+
+def test_types_stub_is_valid_utf8_and_skips_names_that_env_methods_shadow(tmp_path):
+    # A var's text is cut for its comment: never inside a UTF-8 character (mypy refuses a
+    # file it cannot decode). A var named like a method of Env (get, keys) is not reachable
+    # as env.NAME at run time, and redefining it in the stub is an error for mypy.
+    p = tmp_path / "p"
+    write_project(p, "async def on_fetch(request):\n    pass\n", pyproject=False)
+    (p / "wrangler.jsonc").write_text(json.dumps({
+        "name": "typed", "main": "src/entry.py",
+        "vars": {"MOTTO": "a" + "é" * 40, "get": 1, "keys": "k"},
+    }))
+    r = run_thaw("types", p)
+    assert r.returncode == 0, r.stderr
+    stub = p / "src" / "worker_env.pyi"
+    text = stub.read_bytes().decode("utf-8")  # raises on a cut character
+    assert "MOTTO: str  # var: a" + "é" * 29 + "..." in text, text
+    assert "get: int" not in text and "keys: str" not in text, text
+    assert "var 'get'" in r.stderr and "var 'keys'" in r.stderr
+    checked = mypy(stub, cwd=p)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
