@@ -72,7 +72,7 @@ struct dev {
 	struct host h;
 	struct app app;
 	const char *env; /* --env */
-	char secrets_file[32]; /* where the secrets came from ("" none) */
+	char secrets_file[96]; /* where the secrets came from ("" none) */
 	struct loop_watch ino;
 	struct loop_timer reload_timer;
 	struct child *reader; /* the config reader of a reload in progress */

@@ -184,6 +184,12 @@ static unsigned api_secrets(struct serve *s, struct sworker *w, int get, json_t 
 				  "with a digit");
 		return 400;
 	}
+	for (struct deploy_job *j = s->jobs; j; j = j->next)
+		if (!strcmp(j->worker, w->name)) {
+			*out = error_json("a deploy of %s is in progress: change the secret once it "
+					  "has finished", w->name);
+			return 409;
+		}
 	if (w->has_dep && w->dep.n > 1) {
 		*out = error_json("%s is in a gradual rollout: finish it (thaw rollout VERSION "
 				  "--percentage 100) or roll back before changing a secret",

@@ -171,6 +171,11 @@ int cron_parse(const char *expr, struct cron *cr, char *err, size_t errlen)
 	size_t n = strnlen(expr, CRON_MAX_LEN + 1);
 	if (n > CRON_MAX_LEN)
 		FAIL("longer than %d bytes", CRON_MAX_LEN);
+	/* Messages quote the expression: nothing in it may drive a terminal. */
+	for (size_t i = 0; i < n; i++)
+		if (((unsigned char)expr[i] < 0x20 && expr[i] != '\t') ||
+		    (unsigned char)expr[i] > 0x7e)
+			FAIL("a control or non-ASCII byte at position %zu", i + 1);
 	const char *p = expr;
 	int f = 0;
 	char prefix[64];

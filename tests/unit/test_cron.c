@@ -166,7 +166,9 @@ static void test_bad_expressions_name_the_field(void **state)
 		{"* * 5L * *", "day of month"},
 		{"1234 * * * *", "minute"},
 		{"* * * * MONL2", "day of week"},
-		{"\x01 * * * *", "minute: a control or non-ASCII byte"},
+		{"\x01 * * * *", "a control or non-ASCII byte at position 1"},
+		{"* * * * * \x1b[2J", "a control or non-ASCII byte at position 11"},
+		{"* * * * caf\xc3\xa9", "a control or non-ASCII byte at position 12"},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		struct cron c;
