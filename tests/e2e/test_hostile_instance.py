@@ -6,6 +6,7 @@ so they read nothing the host answers."""
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 import time
 from pathlib import Path
@@ -32,6 +33,14 @@ def frame(kind, stream, payload):
 
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
+        if request.url.endswith("/die"):
+            # A call left open (a file larger than its credit), then the instance dies.
+            os.set_blocking(3, True)
+            os.write(3, frame(CALL, BASE + 7, kv([(b":binding", b"ASSETS"), (b":call", b"fetch"),
+                                                  (b":method", b"GET"),
+                                                  (b":url", b"http://x/huge.bin")])))
+            time.sleep(1)
+            os._exit(3)
         calls = int(request.url.rsplit("=", 1)[1])
         payload = kv([(b":binding", b"ASSETS"), (b":call", b"fetch"),
                       (b":method", b"GET"), (b":url", b"http://x/big.bin")])
@@ -52,6 +61,7 @@ def project(root: Path) -> Path:
     (root / "src").mkdir(parents=True)
     (root / "public").mkdir()
     (root / "public" / "big.bin").write_bytes(b"x" * ASSET_BYTES)
+    (root / "public" / "huge.bin").write_bytes(b"y" * (4 << 20))
     (root / "src" / "entry.py").write_text(textwrap.dedent(FLOOD_WORKER).lstrip())
     (root / "wrangler.jsonc").write_text(json.dumps({
         "name": "flood", "main": "src/entry.py",
@@ -71,5 +81,23 @@ def test_binding_calls_unread_by_the_instance_do_not_grow_the_host(tmp_path):
         assert peak - before < 64 * 1024, f"host grew by {(peak - before) // 1024} MiB"
         # The host still serves.
         assert d.get("/big.bin").body == b"x" * ASSET_BYTES
+    finally:
+        d.stop()
+
+
+def test_an_instance_dying_mid_call_leaves_no_file_open_in_the_host(tmp_path):
+    d = ThawDev(project(tmp_path / "flood"), ["--no-snapshot"]).wait_ready()
+    try:
+        huge = str(tmp_path / "flood" / "public" / "huge.bin")
+        r = d.get("/die", timeout=30)
+        assert r.status == 502
+        deadline = time.monotonic() + 10
+        while True:
+            open_files = [os.readlink(f"/proc/{d.pid}/fd/{fd}")
+                          for fd in os.listdir(f"/proc/{d.pid}/fd")]
+            if huge not in open_files or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert huge not in open_files
     finally:
         d.stop()
