@@ -10,7 +10,7 @@ from typing import Any
 
 from ._body import BodyInit
 from ._headers import Headers, HeadersInit
-from ._http import Request, Response
+from ._http import REDIRECT_STATUSES, Request, Response
 
 # The Fetch standard's limit.
 MAX_REDIRECTS = 20
@@ -25,7 +25,11 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
     redirect is an OSError.
     """
 
-    max_redirections = MAX_REDIRECTS
+    # urllib's own loop detection (4 visits of one URL, or max_redirections)
+    # ends with an HTTPError carrying the 3xx, which _send would hand back as
+    # the answer: the count below is the only limit, and it raises.
+    max_redirections = MAX_REDIRECTS + 1
+    max_repeats = MAX_REDIRECTS + 1
 
     def __init__(self, mode: str) -> None:
         super().__init__()
@@ -39,6 +43,12 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         if self.mode == "error":
             raise OSError(f"fetch: {req.full_url} redirected ({code}) to {newurl} "
                           "and redirect is 'error'")
+        if urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https"):
+            raise OSError(f"fetch: {req.full_url} redirected ({code}) to {newurl}, "
+                          "which is not an http(s) URL")
+        if self.followed >= MAX_REDIRECTS:
+            raise OSError(f"fetch: {req.full_url} redirected ({code}) more than "
+                          f"{MAX_REDIRECTS} times")
         method, data = req.get_method(), req.data
         if (code == 303 and method != "HEAD") or (code in (301, 302) and method == "POST"):
             method, data = "GET", None
@@ -73,6 +83,13 @@ def _send(url: str, method: str, headers: Headers, body: bytes | None, redirect:
                                       redirects.followed > 0)
     except urllib.error.HTTPError as error:
         # A 4xx/5xx (or, with redirect="manual", a 3xx) is an answer, not a failure.
+        location = error.headers.get("location") if error.headers else None
+        if redirect != "manual" and error.code in REDIRECT_STATUSES and location:
+            # urllib refused to follow it (a scheme it will not redirect to):
+            # for fetch, a redirect it cannot follow is a network error.
+            error.close()
+            raise OSError(f"fetch: {url} redirected ({error.code}) to {location}, "
+                          "which cannot be followed") from None
         with error:
             received = error.read()
         return Response._received(error.code, str(error.reason or ""),
@@ -104,6 +121,10 @@ async def fetch(
     else:
         request = Request(str(resource), method=method, headers=headers, body=body,
                           redirect=redirect, cf=cf)
+    scheme = urllib.parse.urlsplit(request.url).scheme.lower()
+    if scheme not in ("http", "https"):
+        # urllib would also open file:, ftp: and data: URLs; fetch is HTTP only.
+        raise TypeError(f"fetch() takes http: and https: URLs, not {request.url!r}")
     data = await request.bytes()
     # Methods that carry a body get an explicit empty one (Content-Length: 0).
     payload = data if data or request.method in ("POST", "PUT", "PATCH") else None

@@ -18,8 +18,10 @@
  * BOUNDS: a call is one frame (<= THAW_FRAME_MAX_PAYLOAD, a valid key/value
  * list); at most THAW_CALLS_MAX calls of an instance are in flight, more are
  * refused with CALL_ERROR; a call's body is read in chunks of at most 64 KiB
- * and only as far as its credit goes, so neither a large asset nor a slow
- * reader grows the host's memory.
+ * and only as far as its credit goes and while the instance's output queue
+ * holds less than CALL_QUEUE_MAX (binding_on_writable goes on when it
+ * drains), so neither a large asset, a slow reader nor an instance that
+ * does not read at all grows the host's memory.
  *
  * OWNERSHIP: a bcall belongs to its instance (in->calls) and ends with
  * CALL_END, CALL_ERROR, CANCEL from the worker, or the instance's close. It
@@ -45,6 +47,11 @@
 #include "proto/frame.h"
 
 #define CALL_CHUNK (64u * 1024u)
+/* Body bytes go into an instance's output queue only while it holds less
+ * than this. Credit alone does not bound the host's memory: an instance can
+ * grant it, or send call after call, without reading its socket, and each
+ * call would otherwise queue up to a window of file. */
+#define CALL_QUEUE_MAX THAW_STREAM_WINDOW
 
 struct bcall {
 	uint32_t stream;
@@ -284,11 +291,14 @@ static void call_error(struct instance *in, uint32_t stream, const char *text)
 	inst_send(in, THAW_F_CALL_ERROR, stream, text, strlen(text));
 }
 
-/* Send what the credit allows; CALL_END (and the call's end) when done. */
+/* Send what the credit and the instance's queue allow; CALL_END (and the
+ * call's end) when done. A call held back by a full queue goes on from
+ * binding_on_writable. */
 static void call_pump(struct instance *in, struct bcall *c)
 {
 	static uint8_t chunk[CALL_CHUNK];
-	while (c->left && c->credit && in->state != INST_CLOSED) {
+	while (c->left && c->credit && in->state != INST_CLOSED &&
+	       buf_used(&in->out) < CALL_QUEUE_MAX) {
 		size_t want = c->left < CALL_CHUNK ? (size_t)c->left : CALL_CHUNK;
 		if (want > c->credit)
 			want = c->credit;
@@ -413,6 +423,16 @@ int binding_on_window(struct instance *in, const struct thaw_frame *f)
 	c->credit = (uint32_t)credit;
 	call_pump(in, c);
 	return 0;
+}
+
+void binding_on_writable(struct instance *in)
+{
+	for (struct bcall *c = in->calls, *next; c; c = next) {
+		next = c->next; /* call_pump may end c, never another call */
+		if (in->state == INST_CLOSED || buf_used(&in->out) >= CALL_QUEUE_MAX)
+			return;
+		call_pump(in, c);
+	}
 }
 
 int binding_on_cancel(struct instance *in, const struct thaw_frame *f)

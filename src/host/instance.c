@@ -819,8 +819,11 @@ static void inst_io(struct loop *l, struct loop_watch *w, uint32_t events)
 	struct instance *in = w->arg;
 	if (in->state == INST_CLOSED)
 		return; /* closed earlier in this batch */
-	if (events & EPOLLOUT)
+	if (events & EPOLLOUT) {
 		inst_flush(in);
+		if (in->state != INST_CLOSED && in->calls)
+			binding_on_writable(in);
+	}
 	if (in->state == INST_CLOSED || !(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		return;
 	/* Bounded work per wake-up so one chatty instance cannot starve others. */

@@ -99,6 +99,8 @@ void inst_close(struct instance *in, const char *why);
 int binding_on_call(struct instance *in, const struct thaw_frame *f);
 int binding_on_window(struct instance *in, const struct thaw_frame *f);
 int binding_on_cancel(struct instance *in, const struct thaw_frame *f);
+/* The instance's output queue drained (some): calls held back go on. */
+void binding_on_writable(struct instance *in);
 /* The app's bindings as INIT's "bindings": [{"name", "type"}] (returns new). */
 struct json_t;
 struct json_t *bindings_init_json(const struct app *a);

@@ -183,6 +183,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _answer(self):
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length)
+        if self.path.startswith("/chain/"):
+            # /chain/N redirects to /chain/N-1 ... /chain/0 is the answer.
+            left = int(self.path.rsplit("/", 1)[1])
+            if left > 0:
+                self.send_response(302)
+                self.send_header("location", f"/chain/{left - 1}")
+                self.send_header("content-length", "0")
+                self.end_headers()
+                return
+        if self.path in ("/loop", "/to-ftp", "/to-file"):
+            target = {"/loop": "/loop", "/to-ftp": "ftp://127.0.0.1:1/x",
+                      "/to-file": "file:///etc/hostname"}[self.path]
+            self.send_response(302)
+            self.send_header("location", target)
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
         if self.path.startswith("/redirect/"):
             code = int(self.path.rsplit("/", 1)[1])
             self.send_response(code)
@@ -234,6 +251,28 @@ def test_fetch_redirect_manual_returns_the_3xx_as_it_is(server):
 def test_fetch_redirect_error_raises(server):
     with pytest.raises(OSError, match="redirect"):
         run(fetch(server + "/redirect/302", redirect="error"))
+
+
+def test_fetch_follows_twenty_redirects_and_fails_on_the_twenty_first(server):
+    response = run(fetch(server + "/chain/20"))
+    assert (response.status, response.redirected, response.url) == (200, True,
+                                                                     server + "/chain/0")
+    # The Fetch standard: more than 20 is a network error, never the 3xx as an answer.
+    with pytest.raises(OSError, match="redirect"):
+        run(fetch(server + "/chain/21"))
+
+
+def test_fetch_redirect_loop_is_an_error_not_a_response(server):
+    with pytest.raises(OSError, match="redirect"):
+        run(fetch(server + "/loop"))
+
+
+def test_fetch_follows_only_http_and_https(server):
+    for path in ("/to-ftp", "/to-file"):
+        with pytest.raises(OSError, match="redirect"):
+            run(fetch(server + path))
+    with pytest.raises(TypeError, match="http"):
+        run(fetch("file:///etc/hostname"))
 
 
 def test_fetch_redirects_keep_or_drop_the_method_as_fetch_does(server):
