@@ -689,6 +689,9 @@ class _Call:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.head: asyncio.Future[tuple[int, Headers, Any]] = loop.create_future()
         self.body = BodyStream()
+        # Credit for the request body this call sends (returned by the host's WINDOW).
+        self.credit = 0
+        self.credit_added = asyncio.Event()
 
     def fail(self, error: BaseException) -> None:
         if not self.head.done():
@@ -809,16 +812,17 @@ class _Connection(asyncio.Protocol):
             log(f"ignoring an unexpected frame of type {frame_type} from the host")
 
     # Binding calls (env.ASSETS.fetch): CALL out, CALL_HEAD/BODY/END/ERROR in.
-    async def call_binding(self, binding: str, method: str,
-                           args: list[tuple[bytes, bytes]]) -> tuple[int, Headers, Any]:
+    async def call_binding(self, binding: str, method: str, args: list[tuple[bytes, bytes]],
+                           body: bytes | None = None) -> tuple[int, Headers, Any]:
         thaw = self.thaw
         if self.transport is None or self.transport.is_closing():
             raise _bindings.BindingError("the connection to the host is closed")
         if len(self.calls) >= thaw.CALLS_MAX:
             raise _bindings.BindingError(
                 f"too many binding calls in flight (at most {thaw.CALLS_MAX} per instance)")
+        extra = [(b":body", str(len(body)).encode())] if body else []
         payload = thaw.encode_kv([(b":binding", binding.encode("utf-8")),
-                                  (b":call", method.encode("utf-8"))] + args)
+                                  (b":call", method.encode("utf-8"))] + extra + args)
         if len(payload) > thaw.MAX_PAYLOAD:
             raise _bindings.BindingError(f"the call to {binding}.{method} is too large "
                                          f"({len(payload)} bytes encoded)")
@@ -827,9 +831,32 @@ class _Connection(asyncio.Protocol):
             stream_id = stream_id + 1 if stream_id < 0xFFFFFFFF else thaw.STREAM_WORKER_BASE
         self.next_call = stream_id + 1 if stream_id < 0xFFFFFFFF else thaw.STREAM_WORKER_BASE
         call = _Call(asyncio.get_running_loop())
+        call.credit = thaw.STREAM_WINDOW
         self.calls[stream_id] = call
         self._send(thaw.CALL, stream_id, payload)
         try:
+            if body:
+                # The request body, within the credit the host returns as it takes it.
+                view = memoryview(body)
+                offset = 0
+                while offset < len(view):
+                    while call.credit <= 0:
+                        if call.head.done():
+                            return call.head.result()  # refused early (CALL_ERROR)
+                        call.credit_added.clear()
+                        waiter = asyncio.ensure_future(call.credit_added.wait())
+                        await asyncio.wait([waiter, call.head],
+                                           return_when=asyncio.FIRST_COMPLETED)
+                        waiter.cancel()
+                    if call.head.done():
+                        return call.head.result()
+                    size = min(RESPONSE_CHUNK, call.credit, len(view) - offset)
+                    if not self.writable.is_set():
+                        await self.writable.wait()
+                    self._send(thaw.CALL_BODY, stream_id, bytes(view[offset:offset + size]))
+                    call.credit -= size
+                    offset += size
+                self._send(thaw.CALL_END, stream_id)
             return await call.head
         except asyncio.CancelledError:
             if self.calls.pop(stream_id, None) is not None:
@@ -854,6 +881,12 @@ class _Connection(asyncio.Protocol):
             for name, value in pairs:
                 headers.append(name, value)
             call.head.set_result((struct.unpack("<H", payload[:2])[0], headers, call.body))
+        elif frame_type == thaw.WINDOW:
+            if len(payload) != 4:
+                self._fail(f"WINDOW frame with a {len(payload)}-byte payload")
+                return
+            call.credit += struct.unpack("<I", payload)[0]
+            call.credit_added.set()
         elif frame_type == thaw.CALL_BODY:
             # Buffered here, credit returned at once: a result nobody reads
             # must not hold its call (and the host's file) open.

@@ -19,8 +19,9 @@ class BindingError(RuntimeError):
     """A binding call the host refused or could not complete (its message says why)."""
 
 
-# (binding name, method, argument pairs) -> (status, headers, body); set by the runtime.
-Transport = Callable[[str, str, "list[tuple[bytes, bytes]]"], Awaitable[tuple[int, Headers, Any]]]
+# (binding name, method, argument pairs, request body) -> (status, headers, body); set by the
+# runtime.
+Transport = Callable[..., Awaitable[tuple[int, Headers, Any]]]
 _transport: Transport | None = None
 
 
@@ -29,13 +30,14 @@ def set_transport(transport: Transport | None) -> None:
     _transport = transport
 
 
-async def call(binding: str, method: str, args: list[tuple[bytes, bytes]]) -> tuple[int, Headers, Any]:
+async def call(binding: str, method: str, args: list[tuple[bytes, bytes]],
+               body: bytes | None = None) -> tuple[int, Headers, Any]:
     if _transport is None:
         raise BindingError(
             f"env.{binding}.{method}() can only be called while the worker serves requests "
             "(in a handler, not at import time)"
         )
-    return await _transport(binding, method, args)
+    return await _transport(binding, method, args, body)
 
 
 class Fetcher:

@@ -43,6 +43,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "host/assets.h"
+#include "host/binding.h"
 #include "project/project.h"
 #include "proto/frame.h"
 
@@ -53,38 +54,26 @@
  * call would otherwise queue up to a window of file. */
 #define CALL_QUEUE_MAX THAW_STREAM_WINDOW
 
+enum call_phase { CALL_RECEIVING, CALL_RUNNING, CALL_SENDING };
+
 struct bcall {
 	uint32_t stream;
-	int fd;
+	enum call_phase phase;
+	struct binding *b;   /* a reference, while receiving or running */
+	char method[64];
+	struct buf args;     /* the argument pairs (receiving) */
+	struct buf body;     /* the request body as it arrives */
+	uint64_t body_expected;
+	int fd;              /* sending: the body from a file, or */
 	uint64_t offset, left;
+	struct buf mem;      /* from memory */
 	uint32_t credit;
 	struct bcall *next;
 };
 
-/* The arguments of a call: its key/value pairs after ":binding" and
- * ":call" (borrowed from the frame). */
-struct call_args {
-	const uint8_t *kv;
-	size_t len;
-};
-
-/* A method's answer: CALL_HEAD's status and key/value list (an encoded
- * list, owned), and an optional body from an fd (taken). */
-struct call_result {
-	unsigned status;
-	struct buf head;
-	int fd;
-	uint64_t offset, length;
-	const char *text; /* or a short static body (fd -1), or NULL */
-};
-
-struct binding_kind {
-	const char *type; /* told to the worker in INIT */
-	/* Run method with args: 0 with res filled, or -1 with err (sent as
-	 * CALL_ERROR). */
-	int (*call)(void *ctx, const char *method, const struct call_args *args,
-		    struct call_result *res, char *err, size_t errlen);
-};
+/* Request bodies an instance may have in flight, in all, before more calls
+ * carrying one are refused. */
+#define CALL_BODIES_MAX (64ull << 20)
 
 /* --- the assets kind --- */
 
@@ -135,10 +124,12 @@ static const char *url_target(const char *url)
 	return *p == '/' ? p : NULL;
 }
 
-static int assets_call(void *ctx, const char *method, const struct call_args *args,
-		       struct call_result *res, char *err, size_t errlen)
+static int assets_call(void *ctx, const struct binding_call *c, struct call_result *res,
+		       char *err, size_t errlen)
 {
 	struct assets *a = ctx;
+	const char *method = c->method;
+	const struct call_args *args = &c->args;
 	if (strcmp(method, "fetch") != 0) {
 		snprintf(err, errlen, "the assets binding has no method '%.64s' (it has fetch)", method);
 		return -1;
@@ -207,6 +198,96 @@ static int assets_call(void *ctx, const char *method, const struct call_args *ar
 
 static const struct binding_kind assets_kind = {.type = "assets", .call = assets_call};
 
+/* --- results --- */
+
+void call_result_init(struct call_result *res)
+{
+	memset(res, 0, sizeof *res);
+	res->fd = -1;
+}
+
+void call_result_dispose(struct call_result *res)
+{
+	buf_free(&res->head);
+	buf_free(&res->body);
+	if (res->fd >= 0)
+		close(res->fd);
+	res->fd = -1;
+}
+
+void call_result_pair(struct call_result *res, const void *k, size_t kl, const void *v, size_t vl)
+{
+	uint8_t n[4];
+	if (!buf_used(&res->head)) {
+		uint8_t zero[4] = {0};
+		buf_append(&res->head, zero, 4);
+	}
+	thaw_put_u32(n, (uint32_t)kl);
+	buf_append(&res->head, n, 4);
+	buf_append(&res->head, k, kl);
+	thaw_put_u32(n, (uint32_t)vl);
+	buf_append(&res->head, n, 4);
+	buf_append(&res->head, v, vl);
+	thaw_put_u32(buf_head(&res->head), ++res->npairs);
+}
+
+void call_result_pairs(struct call_result *res, const char *k, const char *v)
+{
+	call_result_pair(res, k, strlen(k), v, strlen(v));
+}
+
+int call_arg(const struct call_args *args, const char *name, const uint8_t **v, size_t *vlen)
+{
+	struct thaw_kv_iter it;
+	struct thaw_kv kv;
+	const char *err;
+	size_t nl = strlen(name);
+	if (thaw_kv_begin(&it, args->kv, args->len, &err) < 0)
+		return 0;
+	while (thaw_kv_next(&it, &kv, &err) == 1) {
+		if (kv.klen == nl && !memcmp(kv.key, name, nl)) {
+			*v = kv.val;
+			*vlen = kv.vlen;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* --- kinds from thaw-ext.so --- */
+
+#define KINDS_MAX 16
+
+static struct {
+	const char *config_key, *name_field;
+	const struct binding_kind *kind;
+	binding_factory make;
+} kinds[KINDS_MAX];
+static size_t nkinds;
+
+void binding_kind_register(const char *config_key, const char *name_field,
+			   const struct binding_kind *kind, binding_factory make)
+{
+	for (size_t i = 0; i < nkinds; i++)
+		if (!strcmp(kinds[i].config_key, config_key))
+			return; /* registered already (the module loads once) */
+	if (nkinds == KINDS_MAX)
+		fatal("too many binding kinds");
+	kinds[nkinds].config_key = config_key;
+	kinds[nkinds].name_field = name_field;
+	kinds[nkinds].kind = kind;
+	kinds[nkinds].make = make;
+	nkinds++;
+}
+
+int binding_kind_registered(const char *config_key)
+{
+	for (size_t i = 0; i < nkinds; i++)
+		if (!strcmp(kinds[i].config_key, config_key))
+			return 1;
+	return 0;
+}
+
 /* --- the registry --- */
 
 static void registry_add(struct app *a, const char *name, const struct binding_kind *kind,
@@ -216,8 +297,19 @@ static void registry_add(struct app *a, const char *name, const struct binding_k
 	b->name = xstrdup(name);
 	b->kind = kind;
 	b->ctx = ctx;
+	b->refs = 1; /* the app's */
 	b->next = a->bindings;
 	a->bindings = b;
+}
+
+static void binding_unref(struct binding *b)
+{
+	if (--b->refs)
+		return;
+	if (b->kind->release)
+		b->kind->release(b->ctx);
+	free(b->name);
+	free(b);
 }
 
 static struct binding *registry_find(struct app *a, const char *name)
@@ -228,16 +320,48 @@ static struct binding *registry_find(struct app *a, const char *name)
 	return NULL;
 }
 
+/* The storage and service bindings of a's configuration, by the kinds
+ * thaw-ext.so registered. */
+static int setup_registered(struct app *a, char *err, size_t errlen)
+{
+	json_t *pj = project_to_json(a->cfg);
+	int rc = 0;
+	for (size_t k = 0; k < nkinds && rc == 0; k++) {
+		json_t *list = json_object_get(pj, kinds[k].config_key);
+		size_t i;
+		json_t *entry;
+		json_array_foreach(list, i, entry) {
+			const char *name =
+				json_string_value(json_object_get(entry, kinds[k].name_field));
+			char why[512];
+			void *ctx = name ? kinds[k].make(a, entry, why, sizeof why) : NULL;
+			if (!ctx) {
+				snprintf(err, errlen, "%s[%zu]%s%s: %s", kinds[k].config_key, i,
+					 name ? " " : "", name ? name : "", name ? why : "no name");
+				rc = -1;
+				break;
+			}
+			registry_add(a, name, kinds[k].kind, ctx);
+		}
+	}
+	json_decref(pj);
+	return rc;
+}
+
 int bindings_setup(struct app *a, char *err, size_t errlen)
 {
 	const struct project *c = a->cfg;
-	if (!c->assets.directory)
-		return 0;
-	a->assets = assets_open(c->dir, &c->assets, err, errlen);
-	if (!a->assets)
+	if (c->assets.directory) {
+		a->assets = assets_open(c->dir, &c->assets, err, errlen);
+		if (!a->assets)
+			return -1;
+		if (c->assets.binding)
+			registry_add(a, c->assets.binding, &assets_kind, a->assets);
+	}
+	if (setup_registered(a, err, errlen) < 0) {
+		bindings_dispose(a);
 		return -1;
-	if (c->assets.binding)
-		registry_add(a, c->assets.binding, &assets_kind, a->assets);
+	}
 	return 0;
 }
 
@@ -246,8 +370,7 @@ void bindings_dispose(struct app *a)
 	while (a->bindings) {
 		struct binding *b = a->bindings;
 		a->bindings = b->next;
-		free(b->name);
-		free(b);
+		binding_unref(b);
 	}
 	assets_free(a->assets);
 	a->assets = NULL;
@@ -281,8 +404,14 @@ static void call_end(struct instance *in, struct bcall *c)
 		}
 	}
 	in->ncalls--;
+	in->call_bodies -= c->body_expected;
 	if (c->fd >= 0)
 		close(c->fd);
+	if (c->b)
+		binding_unref(c->b);
+	buf_free(&c->args);
+	buf_free(&c->body);
+	buf_free(&c->mem);
 	free(c);
 }
 
@@ -302,26 +431,107 @@ static void call_pump(struct instance *in, struct bcall *c)
 		size_t want = c->left < CALL_CHUNK ? (size_t)c->left : CALL_CHUNK;
 		if (want > c->credit)
 			want = c->credit;
-		ssize_t n = pread(c->fd, chunk, want, (off_t)c->offset);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			/* Truncated under us (thaw dev) or unreadable: end it short. */
-			log_warn("an asset read for a binding call failed: %s",
-				 n < 0 ? strerror(errno) : "the file became shorter");
-			call_error(in, c->stream, "the asset could not be read to its end");
-			call_end(in, c);
-			return;
+		const uint8_t *p = chunk;
+		if (c->fd >= 0) {
+			ssize_t n = pread(c->fd, chunk, want, (off_t)c->offset);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				/* Truncated under us (thaw dev) or unreadable: end it short. */
+				log_warn("a file read for a binding call failed: %s",
+					 n < 0 ? strerror(errno) : "the file became shorter");
+				call_error(in, c->stream, "the result could not be read to its end");
+				call_end(in, c);
+				return;
+			}
+			want = (size_t)n;
+		} else {
+			p = buf_head(&c->mem) + c->offset;
 		}
-		inst_send(in, THAW_F_CALL_BODY, c->stream, chunk, (size_t)n);
-		c->offset += (uint64_t)n;
-		c->left -= (uint64_t)n;
-		c->credit -= (uint32_t)n;
+		inst_send(in, THAW_F_CALL_BODY, c->stream, p, want);
+		c->offset += (uint64_t)want;
+		c->left -= (uint64_t)want;
+		c->credit -= (uint32_t)want;
 	}
 	if (c->left == 0 && in->state != INST_CLOSED) {
 		inst_send(in, THAW_F_CALL_END, c->stream, NULL, 0);
 		call_end(in, c);
 	}
+}
+
+/* Answer call c with res (taken): CALL_HEAD, then its body. */
+static void call_answer(struct instance *in, struct bcall *c, struct call_result *res)
+{
+	uint8_t st[2];
+	thaw_put_u16(st, (uint16_t)res->status);
+	if (!buf_used(&res->head)) {
+		uint8_t zero[4] = {0};
+		buf_append(&res->head, zero, 4);
+	}
+	if (inst_send2(in, THAW_F_CALL_HEAD, c->stream, st, 2, buf_head(&res->head),
+		       buf_used(&res->head)) < 0) {
+		call_result_dispose(res);
+		call_error(in, c->stream, "the call's result is too large for one frame");
+		call_end(in, c);
+		return;
+	}
+	buf_free(&res->head);
+	if (c->b) {
+		binding_unref(c->b); /* nothing of the binding is needed to send */
+		c->b = NULL;
+	}
+	buf_free(&c->args);
+	buf_free(&c->body);
+	c->phase = CALL_SENDING;
+	c->credit = THAW_STREAM_WINDOW;
+	if (res->text && res->text[0]) {
+		buf_append(&c->mem, res->text, strlen(res->text));
+	} else if (res->fd >= 0 && res->length) {
+		c->fd = res->fd;
+		res->fd = -1;
+		c->offset = res->offset;
+		c->left = res->length;
+	} else if (buf_used(&res->body)) {
+		c->mem = res->body;
+		res->body = (struct buf){0};
+	}
+	if (c->fd < 0) {
+		c->offset = 0;
+		c->left = buf_used(&c->mem);
+	}
+	call_result_dispose(res);
+	call_pump(in, c);
+}
+
+/* The call's arguments and body are in: run its method. */
+static void call_run(struct instance *in, struct bcall *c)
+{
+	struct binding_call bc = {
+		.binding = c->b->name,
+		.method = c->method,
+		.args = {buf_head(&c->args), buf_used(&c->args)},
+		.body = c->body_expected ? buf_head(&c->body) : NULL,
+		.body_len = buf_used(&c->body),
+		.h = in->h,
+		.instance_id = in->id,
+		.stream = c->stream,
+	};
+	struct call_result res;
+	call_result_init(&res);
+	char err[512];
+	c->phase = CALL_RUNNING;
+	int rc = c->b->kind->call(c->b->ctx, &bc, &res, err, sizeof err);
+	if (rc < 0) {
+		call_result_dispose(&res);
+		call_error(in, c->stream, err);
+		call_end(in, c);
+		return;
+	}
+	if (rc == 1) {
+		call_result_dispose(&res);
+		return; /* binding_call_done answers */
+	}
+	call_answer(in, c, &res);
 }
 
 int binding_on_call(struct instance *in, const struct thaw_frame *f)
@@ -347,69 +557,120 @@ int binding_on_call(struct instance *in, const struct thaw_frame *f)
 	}
 	if (!name[0] || !method[0])
 		return -1;
-	if (in->ncalls >= THAW_CALLS_MAX) {
-		char msg[128];
-		snprintf(msg, sizeof msg, "too many binding calls in flight (at most %u per instance)",
-			 THAW_CALLS_MAX);
-		call_error(in, f->stream, msg);
-		return 0;
-	}
-	struct binding *b = registry_find(a, name);
-	if (!b) {
-		char msg[160];
-		snprintf(msg, sizeof msg, "there is no binding named '%s' in this worker's configuration",
-			 name);
-		call_error(in, f->stream, msg);
-		return 0;
-	}
 	/* The remaining pairs, as a list of their own. */
-	struct call_args args;
 	struct buf rest = {0};
 	uint8_t cnt[4];
 	thaw_put_u32(cnt, it.count - it.index);
 	buf_append(&rest, cnt, 4);
 	buf_append(&rest, it.p, it.left);
-	args.kv = buf_head(&rest);
-	args.len = buf_used(&rest);
-	struct call_result res = {.fd = -1};
-	char err[512];
-	int rc = b->kind->call(b->ctx, method, &args, &res, err, sizeof err);
-	buf_free(&rest);
-	if (rc < 0) {
-		buf_free(&res.head);
-		call_error(in, f->stream, err);
-		return 0;
+	struct call_args args = {buf_head(&rest), buf_used(&rest)};
+	/* A request body follows when the call says ":body N". */
+	const uint8_t *bv;
+	size_t bl;
+	uint64_t body = 0;
+	if (call_arg(&args, ":body", &bv, &bl)) {
+		char num[24];
+		if (bl == 0 || bl >= sizeof num) {
+			buf_free(&rest);
+			return -1;
+		}
+		memcpy(num, bv, bl);
+		num[bl] = 0;
+		if (parse_u64(num, UINT64_MAX, &body) < 0) {
+			buf_free(&rest);
+			return -1;
+		}
 	}
-	uint8_t st[2];
-	thaw_put_u16(st, (uint16_t)res.status);
-	if (inst_send2(in, THAW_F_CALL_HEAD, f->stream, st, 2, buf_head(&res.head),
-		       buf_used(&res.head)) < 0) {
-		buf_free(&res.head);
-		if (res.fd >= 0)
-			close(res.fd);
-		call_error(in, f->stream, "the call's result is too large for one frame");
-		return 0;
-	}
-	buf_free(&res.head);
-	if (res.text && res.text[0])
-		inst_send(in, THAW_F_CALL_BODY, f->stream, res.text, strlen(res.text));
-	if (res.fd < 0 || res.length == 0) {
-		if (res.fd >= 0)
-			close(res.fd);
-		inst_send(in, THAW_F_CALL_END, f->stream, NULL, 0);
+	char msg[256];
+	struct binding *b = registry_find(a, name);
+	if (in->ncalls >= THAW_CALLS_MAX)
+		snprintf(msg, sizeof msg, "too many binding calls in flight (at most %u per instance)",
+			 THAW_CALLS_MAX);
+	else if (!b)
+		snprintf(msg, sizeof msg,
+			 "there is no binding named '%s' in this worker's configuration", name);
+	else if (body > b->kind->max_body)
+		snprintf(msg, sizeof msg, "the value is too large for %s.%s (%llu bytes; at most %llu)",
+			 name, method, (unsigned long long)body,
+			 (unsigned long long)b->kind->max_body);
+	else if (in->call_bodies + body > CALL_BODIES_MAX)
+		snprintf(msg, sizeof msg, "too much call data in flight (at most %llu MiB per instance)",
+			 (unsigned long long)(CALL_BODIES_MAX >> 20));
+	else
+		msg[0] = 0;
+	if (msg[0]) {
+		buf_free(&rest);
+		call_error(in, f->stream, msg);
+		/* The body the worker sends anyway is dropped: no call is kept,
+		 * and frames of an unknown call stream are ignored. */
 		return 0;
 	}
 	struct bcall *c = xcalloc(1, sizeof *c);
 	c->stream = f->stream;
-	c->fd = res.fd;
-	c->offset = res.offset;
-	c->left = res.length;
-	c->credit = THAW_STREAM_WINDOW;
+	c->fd = -1;
+	c->b = b;
+	b->refs++;
+	snprintf(c->method, sizeof c->method, "%s", method);
+	c->args = rest;
+	c->body_expected = body;
+	in->call_bodies += body;
 	c->next = in->calls;
 	in->calls = c;
 	in->ncalls++;
-	call_pump(in, c);
+	if (body == 0) {
+		call_run(in, c);
+		return 0;
+	}
+	c->phase = CALL_RECEIVING;
 	return 0;
+}
+
+/* CALL_BODY / CALL_END from the worker: a call's request body. */
+int binding_on_call_body(struct instance *in, const struct thaw_frame *f, int end)
+{
+	struct bcall *c = call_find(in, f->stream);
+	if (!c)
+		return f->stream >= THAW_STREAM_WORKER_BASE ? 0 : -1; /* refused or cancelled */
+	if (c->phase != CALL_RECEIVING)
+		return -1;
+	if (end) {
+		if (f->len != 0 || buf_used(&c->body) != c->body_expected)
+			return -1;
+		call_run(in, c);
+		return 0;
+	}
+	if (buf_used(&c->body) + f->len > c->body_expected)
+		return -1;
+	buf_append(&c->body, f->payload, f->len);
+	if (f->len) {
+		uint8_t p[4];
+		thaw_put_u32(p, f->len); /* bounded by body_expected: no more credit needed */
+		inst_send(in, THAW_F_WINDOW, c->stream, p, 4);
+	}
+	return 0;
+}
+
+void binding_call_done(struct host *h, unsigned instance_id, uint32_t stream,
+		       struct call_result *res, const char *error)
+{
+	struct instance *in = NULL;
+	for (struct instance *i = h->all_instances; i; i = i->all_next)
+		if (i->id == instance_id) {
+			in = i;
+			break;
+		}
+	struct bcall *c = in && in->state != INST_CLOSED ? call_find(in, stream) : NULL;
+	if (!c || c->phase != CALL_RUNNING) {
+		if (res)
+			call_result_dispose(res);
+		return; /* the instance or the call went meanwhile */
+	}
+	if (!res) {
+		call_error(in, stream, error ? error : "the call failed");
+		call_end(in, c);
+		return;
+	}
+	call_answer(in, c, res);
 }
 
 int binding_on_window(struct instance *in, const struct thaw_frame *f)
@@ -421,7 +682,8 @@ int binding_on_window(struct instance *in, const struct thaw_frame *f)
 	if (credit > 64ull * THAW_STREAM_WINDOW)
 		return -1;
 	c->credit = (uint32_t)credit;
-	call_pump(in, c);
+	if (c->phase == CALL_SENDING)
+		call_pump(in, c);
 	return 0;
 }
 
@@ -431,7 +693,8 @@ void binding_on_writable(struct instance *in)
 		next = c->next; /* call_pump may end c, never another call */
 		if (in->state == INST_CLOSED || buf_used(&in->out) >= CALL_QUEUE_MAX)
 			return;
-		call_pump(in, c);
+		if (c->phase == CALL_SENDING)
+			call_pump(in, c);
 	}
 }
 
@@ -441,7 +704,7 @@ int binding_on_cancel(struct instance *in, const struct thaw_frame *f)
 		return -1;
 	struct bcall *c = call_find(in, f->stream);
 	if (c)
-		call_end(in, c);
+		call_end(in, c); /* a running job's answer finds no call: dropped */
 	return 0;
 }
 

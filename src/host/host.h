@@ -50,8 +50,9 @@ struct binding_kind; /* binding.c */
  * bindings are more kinds on the same list. */
 struct binding {
 	char *name;
-	const struct binding_kind *kind;
-	void *ctx; /* the kind's state for this app (borrowed: the app owns it) */
+	const struct binding_kind *kind; /* binding.h */
+	void *ctx;     /* the kind's state for this binding */
+	unsigned refs; /* the app's, and each call's in flight (binding.c) */
 	struct binding *next;
 };
 struct instance; /* a worker process: private to the pool (pool_internal.h) */
@@ -209,6 +210,7 @@ struct host {
 	struct instance *spares;
 	unsigned nspares, spares_target;
 	unsigned snap_counter;
+	struct executor *executor; /* the state executor (executor.h), started on first use */
 };
 
 /* "name", or "name@version" in thaw serve: how logs name an app. */

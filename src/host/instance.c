@@ -732,6 +732,16 @@ static int on_call(struct instance *in, const struct thaw_frame *f)
 	return binding_on_call(in, f);
 }
 
+static int on_call_body(struct instance *in, const struct thaw_frame *f)
+{
+	return binding_on_call_body(in, f, 0);
+}
+
+static int on_call_end(struct instance *in, const struct thaw_frame *f)
+{
+	return binding_on_call_body(in, f, 1);
+}
+
 static int on_cancel(struct instance *in, const struct thaw_frame *f)
 {
 	if (f->stream < THAW_STREAM_WORKER_BASE)
@@ -749,7 +759,8 @@ static const frame_handler frame_handlers[] = {
 	[THAW_F_RESP_BODY] = on_resp_body,   [THAW_F_RESP_END] = on_resp_end,
 	[THAW_F_RESP_ERROR] = on_resp_error, [THAW_F_WINDOW] = on_window,
 	[THAW_F_LOG] = on_log,               [THAW_F_CALL] = on_call,
-	[THAW_F_CANCEL] = on_cancel,
+	[THAW_F_CANCEL] = on_cancel,         [THAW_F_CALL_BODY] = on_call_body,
+	[THAW_F_CALL_END] = on_call_end,
 };
 
 static int on_frame(struct instance *in, const struct thaw_frame *f)

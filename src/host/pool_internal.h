@@ -62,6 +62,7 @@ struct instance {
 	char *image;       /* restoring: the image it was given (owned) */
 	struct bcall *calls; /* binding calls in flight (binding.c) */
 	unsigned ncalls;
+	uint64_t call_bodies; /* request body bytes its calls in flight declared */
 	struct instance *next, *prev;         /* app's live list, or spares */
 	struct instance *all_next, *all_prev; /* host's list of every process */
 	int reaped;
@@ -97,6 +98,7 @@ void inst_close(struct instance *in, const char *why);
 
 /* Frames of the call streams; 0, or -1 when the frame breaks the protocol. */
 int binding_on_call(struct instance *in, const struct thaw_frame *f);
+int binding_on_call_body(struct instance *in, const struct thaw_frame *f, int end);
 int binding_on_window(struct instance *in, const struct thaw_frame *f);
 int binding_on_cancel(struct instance *in, const struct thaw_frame *f);
 /* The instance's output queue drained (some): calls held back go on. */

@@ -55,6 +55,15 @@
  *                           request's headers). At most THAW_CALLS_MAX calls
  *                           of one instance are in flight; one more is
  *                           answered with CALL_ERROR.
+ *                           A call may carry a request body: the pair
+ *                           ":body" N (decimal bytes, at most the binding
+ *                           kind's limit) among the arguments, and the body
+ *                           follows as CALL_BODY [inst->host] frames (within
+ *                           the call's credit, returned by the host's WINDOW)
+ *                           and a CALL_END [inst->host]. The host may answer
+ *                           at once or later (a storage binding's work runs
+ *                           off its loop), and may refuse a call before its
+ *                           body is in (CALL_ERROR; the rest is ignored).
  *   CALL_HEAD  [host->inst] the call's result: u16 LE status, then a key/value
  *                           list (for a fetch: HTTP status and headers).
  *   CALL_BODY  [host->inst] raw bytes of the result's body, within the call

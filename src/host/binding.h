@@ -1,0 +1,100 @@
+/*
+ * Binding kinds: what serves a binding's calls (binding.c has the registry
+ * and the call streams). The assets fetcher lives in the host; the storage
+ * kinds (KV, D1, ...) live in thaw-ext.so, which registers them with
+ * binding_kind_register, and run their work on the state executor
+ * (executor.h), answering later with binding_call_done.
+ *
+ * A call's life on the host (frame.h, CALL):
+ *   RECEIVING  the CALL said ":body N": N bytes come as CALL_BODY frames,
+ *              then CALL_END (credit returned as they arrive; the sum of the
+ *              bodies an instance may have in flight is bounded);
+ *   RUNNING    kind->call(...) returned 1: its answer comes later;
+ *   SENDING    CALL_HEAD went out; the result's body goes as CALL_BODY
+ *              within the worker's credit, then CALL_END.
+ * A call holds a reference on its binding, so a reload (thaw dev) or a
+ * version leaving (thaw serve) while calls run frees nothing under them.
+ */
+#ifndef THAW_HOST_BINDING_H
+#define THAW_HOST_BINDING_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+
+struct app;
+struct host;
+
+/* A call's arguments: an encoded key/value list (frame.h), borrowed. */
+struct call_args {
+	const uint8_t *kv;
+	size_t len;
+};
+
+/* A method's answer: CALL_HEAD's status and key/value pairs (add them with
+ * call_result_pair), and a body from an fd (taken), from memory (owned), or
+ * a static text. */
+struct call_result {
+	unsigned status;
+	struct buf head; /* u32 count then pairs (call_result_pair makes it) */
+	uint32_t npairs;
+	int fd;
+	uint64_t offset, length;
+	struct buf body;
+	const char *text;
+};
+
+struct binding_call {
+	const char *binding; /* the name in env */
+	const char *method;
+	struct call_args args;
+	const uint8_t *body; /* the request body (":body N"), or NULL */
+	size_t body_len;
+	/* To answer later (kind->call returned 1): */
+	struct host *h;
+	unsigned instance_id;
+	uint32_t stream;
+};
+
+struct binding_kind {
+	const char *type;  /* told to the worker in INIT ("assets", "kv", ...) */
+	uint64_t max_body; /* the largest request body one call may carry (0: none) */
+	/* 0: res is the answer now; 1: the kind answers later with
+	 * binding_call_done (it copied what it needs from c); -1: err is sent
+	 * as CALL_ERROR. */
+	int (*call)(void *ctx, const struct binding_call *c, struct call_result *res, char *err,
+		    size_t errlen);
+	/* The last reference to ctx went (the app's and every call's); NULL:
+	 * the app owns ctx. */
+	void (*release)(void *ctx);
+};
+
+void call_result_init(struct call_result *res);
+void call_result_dispose(struct call_result *res);
+/* Add a pair to res's head (k and v of lengths kl and vl, borrowed). */
+void call_result_pair(struct call_result *res, const void *k, size_t kl, const void *v, size_t vl);
+/* The same for C strings. */
+void call_result_pairs(struct call_result *res, const char *k, const char *v);
+
+/* The value of argument name (exact bytes) in args: 1 with *v and *vlen pointing
+ * into args, 0 when absent. */
+int call_arg(const struct call_args *args, const char *name, const uint8_t **v, size_t *vlen);
+
+/* A pending call's answer (res taken; or error, a message, when res is
+ * NULL). Ignored when the instance or the call has gone meanwhile. */
+void binding_call_done(struct host *h, unsigned instance_id, uint32_t stream,
+		       struct call_result *res, const char *error);
+
+/* The factory of a kind configured by the project's JSON (project_to_json)
+ * under config_key ("kv_namespaces"), one binding per entry, named by the
+ * entry's name_field ("binding"): ctx for that entry, or NULL with err. */
+typedef void *(*binding_factory)(struct app *a, const json_t *entry, char *err, size_t errlen);
+/* Register a kind served by the module that calls it (thaw-ext.so at load). */
+void binding_kind_register(const char *config_key, const char *name_field,
+			   const struct binding_kind *kind, binding_factory make);
+/* Is a kind registered for config_key? */
+int binding_kind_registered(const char *config_key);
+
+#endif
