@@ -48,27 +48,17 @@ static const char usage[] =
  * message) when the module cannot be loaded. */
 static int (*ext_command(const char *cmd))(int, char **)
 {
-	const char *path = getenv("THAW_EXT");
-	if (!path || !*path)
-		path = THAW_EXT_PATH;
-	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!h) {
-		/* Installed elsewhere: the module sits beside the executable. */
-		char near[4096];
-		const char *slash = strrchr(self_exe(), '/');
-		snprintf(near, sizeof near, "%.*s/thaw-ext.so", slash ? (int)(slash - self_exe()) : 1,
-			 slash ? self_exe() : ".");
-		h = dlopen(near, RTLD_NOW | RTLD_LOCAL);
-	}
+	char err[1024];
+	void *h = thaw_ext_open(err, sizeof err);
 	if (!h) {
 		fprintf(stderr, "thaw: unknown command '%s', or one of thaw-ext.so, which cannot be "
 				"loaded: %s\n\n%s",
-			cmd, dlerror(), usage);
+			cmd, err, usage);
 		exit(2);
 	}
 	const struct thaw_ext_command *table = dlsym(h, THAW_EXT_COMMANDS_SYMBOL);
 	if (!table) {
-		fprintf(stderr, "thaw: %s has no command table: %s\n", path, dlerror());
+		fprintf(stderr, "thaw: thaw-ext.so has no command table: %s\n", dlerror());
 		exit(1);
 	}
 	for (const struct thaw_ext_command *c = table; c->name; c++)

@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "host/child.h"
+#include "host/executor.h"
 #include "host/host.h"
 #include "project/cron.h"
 #include "project/dotenv.h"
@@ -53,6 +54,8 @@ static const char dev_usage[] =
 	"  --max-snapshot-mb N      refuse snapshots larger than this (default 1024)\n"
 	"  --env NAME               use the environment NAME of the configuration\n"
 	"                           ([env.NAME] in wrangler.toml) and .dev.vars.NAME\n"
+	"  --persist-to DIR         keep the bindings' state (KV, D1, ...) in DIR\n"
+	"                           (default: DIR/.thaw/state of the project)\n"
 	"  --test-scheduled         GET /__scheduled?cron=EXPR (or /cdn-cgi/handler/scheduled)\n"
 	"                           runs the scheduled handler, as wrangler dev does; cron\n"
 	"                           triggers (triggers.crons) also run on their schedule\n"
@@ -244,6 +247,25 @@ static void say_secrets(struct dev *d)
 	fputs(" (values hidden)\n", stderr);
 }
 
+/* The storage and service bindings are served by thaw-ext.so (SQLite):
+ * load it when the project has any. */
+static int load_state_kinds(const struct project *c, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"kv_namespaces", "d1_databases", "r2_buckets",
+					   "durable_objects", "queues", "services", NULL};
+	json_t *pj = project_to_json(c);
+	int needed = 0;
+	for (const char *const *k = keys; *k; k++) {
+		json_t *v = json_object_get(pj, *k);
+		needed |= (json_is_array(v) && json_array_size(v)) ||
+			  (json_is_object(v) && json_object_size(v));
+	}
+	json_decref(pj);
+	if (!needed)
+		return 0;
+	return thaw_ext_bindings(err, errlen);
+}
+
 /* The config reader answered: reload with what it read. */
 static void reader_done(void *arg, int status, const uint8_t *out, size_t len, int overflow)
 {
@@ -271,7 +293,7 @@ static void reader_done(void *arg, int status, const uint8_t *out, size_t len, i
 	bindings_dispose(a);
 	project_free(a->cfg);
 	a->cfg = c;
-	if (bindings_setup(a, err, sizeof err) < 0)
+	if (load_state_kinds(a->cfg, err, sizeof err) < 0 || bindings_setup(a, err, sizeof err) < 0)
 		fprintf(stderr, "thaw: %s\n", err);
 	pool_reload(a);
 	pool_prewarm(a);
@@ -362,6 +384,7 @@ int cmd_dev(int argc, char **argv)
 		{"no-install", no_argument, NULL, 'U'},
 		{"test-scheduled", no_argument, NULL, 'S' + 0x200},
 		{"env", required_argument, NULL, 'E' + 0x200},
+		{"persist-to", required_argument, NULL, 'P' + 0x200},
 		HOST_LONG_OPTIONS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
@@ -374,6 +397,7 @@ int cmd_dev(int argc, char **argv)
 	host_defaults(h);
 	const char *ip = "127.0.0.1";
 	int no_snapshot = 0, no_install = 0;
+	const char *persist_to = NULL;
 	uint64_t port = 8787;
 	int c;
 	optind = 1;
@@ -402,6 +426,9 @@ int cmd_dev(int argc, char **argv)
 			break;
 		case 'E' + 0x200:
 			d.env = optarg;
+			break;
+		case 'P' + 0x200:
+			persist_to = optarg;
 			break;
 		case 'v':
 			thaw_log_level = LOG_DEBUG;
@@ -446,7 +473,8 @@ int cmd_dev(int argc, char **argv)
 	d.app.h = h;
 	d.app.cfg = cfg;
 	h->app = &d.app;
-	if (bindings_setup(&d.app, err, sizeof err) < 0) {
+	d.app.state_dir = persist_to ? xstrdup(persist_to) : xasprintf("%s/.thaw/state", cfg->dir);
+	if (load_state_kinds(cfg, err, sizeof err) < 0 || bindings_setup(&d.app, err, sizeof err) < 0) {
 		fprintf(stderr, "thaw dev: %s\n", err);
 		return 1;
 	}
@@ -508,7 +536,9 @@ int cmd_dev(int argc, char **argv)
 	child_kill_all(h);
 	front_stop(h); /* ends the runs in progress (run_done) */
 	pool_shutdown(h);
+	executor_stop(h); /* the bindings' jobs in flight finish or are handed back */
 	loop_free(h->loop); /* frees the instances reaped since the loop stopped */
 	json_decref(d.app.secrets);
+	free(d.app.state_dir);
 	return rc;
 }

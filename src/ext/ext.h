@@ -29,6 +29,11 @@ struct thaw_ext_command {
 	int (*main)(int argc, char **argv);
 };
 
+/* Registers the binding kinds the module serves (binding.h): called by
+ * `thaw dev` after loading it, and by `thaw serve`. */
+void thaw_ext_bindings_init(void);
+#define THAW_EXT_BINDINGS_SYMBOL "thaw_ext_bindings_init"
+
 /* The module's commands, ended by {NULL, NULL}. */
 extern const struct thaw_ext_command thaw_ext_commands[];
 #define THAW_EXT_COMMANDS_SYMBOL "thaw_ext_commands"
@@ -54,7 +59,7 @@ extern const struct thaw_ext_command thaw_ext_commands[];
 	X(host_mhd_log) X(host_opt_u64) X(host_option) X(pool_build_snapshot) X(pool_drain) \
 	X(pool_fill_spares) X(pool_shutdown) X(pool_snapshot_adopted) X(pool_use_snapshot) \
 	X(pool_unused) X(pool_app_dispose) X(host_scheduled_run) X(host_scheduled_outcome) \
-	X(host_ms_to_next_minute) X(bindings_setup) \
+	X(host_ms_to_next_minute) X(bindings_setup) X(executor_stop) \
 	/* host/child.h */ \
 	X(child_answer) X(child_cancel) X(child_kill) X(child_kill_all) X(child_start) \
 	/* project/project.h */ \

@@ -27,6 +27,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "host/child.h"
+#include "host/executor.h"
 #include "snap/snap.h"
 
 extern char **environ;
@@ -152,6 +153,9 @@ struct sversion *serve_version_load(struct serve *s, struct sworker *w, const st
 	a->snapshots = 1;
 #endif
 	a->version_id = sv->v.id;
+	/* The worker's state (KV, D1, ...) is the worker's, not the version's:
+	 * a deploy, a rollout and a rollback keep it. */
+	a->state_dir = xasprintf("%s/state/%s", store_dir(s->st), w->name);
 	/* The version's own assets, from its unpacked bundle: a rollout
 	 * switches them with the code. */
 	char berr[512];
@@ -407,6 +411,7 @@ static void version_free(struct sversion *sv)
 	child_cancel(sv->adopter);
 	pool_app_dispose(&sv->app);
 	json_decref(sv->app.secrets);
+	free(sv->app.state_dir);
 	version_clear(&sv->v);
 	free(sv->adopt_tmp);
 	free(sv);
@@ -679,6 +684,7 @@ int cmd_serve(int argc, char **argv)
 	const char *sdk = getenv("THAW_SDK_DIR");
 	h->sdk_dir = sdk && *sdk ? sdk : THAW_SDK_DIR;
 	h->route = route;
+	thaw_ext_bindings_init();
 	s->sweep.fn = sweep;
 	s->sweep.arg = s;
 	h->spares_target = 2;
@@ -764,6 +770,7 @@ int cmd_serve(int argc, char **argv)
 	ctl_stop(s->ctl);
 	front_stop(h);
 	pool_shutdown(h);
+	executor_stop(h);
 	store_close(s->st);
 	loop_free(h->loop);
 	return rc;

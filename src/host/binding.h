@@ -67,7 +67,9 @@ struct binding_kind {
 	int (*call)(void *ctx, const struct binding_call *c, struct call_result *res, char *err,
 		    size_t errlen);
 	/* The last reference to ctx went (the app's and every call's); NULL:
-	 * the app owns ctx. */
+	 * the app owns ctx. A job a kind runs on the executor must hold a
+	 * reference of its own on what it uses (the call that started it may
+	 * be cancelled, and its binding released, while the job runs). */
 	void (*release)(void *ctx);
 };
 

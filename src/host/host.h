@@ -95,6 +95,7 @@ struct app {
 				  * never to a snapshot builder (owned by the app's owner) */
 	struct assets *assets;   /* static assets served before the worker, or NULL */
 	struct binding *bindings; /* by name: bindings_setup */
+	char *state_dir;          /* the bindings' state (KV, D1, ...): owned by the app's owner */
 	const char *version_id;  /* thaw serve: the version's id, told to instances */
 	/* snapshots */
 	int snapshots;           /* build and restore them */
