@@ -86,7 +86,169 @@ class Fetcher:
         return Response._received(status, _status_phrase(status), response_headers, body, url=url)
 
 
-KINDS: dict[str, Callable[[str], Any]] = {"assets": Fetcher}
+def _js_value(data: Any) -> Any:
+    """JSON data as Cloudflare's Python code sees JS values: objects read by attribute and by
+    key (``result.keys``, ``result["keys"]``), arrays as lists."""
+    from pyodide.ffi import to_js  # the SDK's own; imported late (it imports workers)
+
+    return to_js(data)
+
+
+def _key_bytes(key: Any, what: str = "key") -> bytes:
+    if isinstance(key, str):
+        return key.encode("utf-8")
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key)
+    raise TypeError(f"a KV {what} is a str, not {type(key).__name__}")
+
+
+def _option(options: dict[str, Any], *names: str) -> Any:
+    for name in names:
+        if name in options and options[name] is not None:
+            return options[name]
+    return None
+
+
+class KVNamespace:
+    """A Workers KV namespace (``env.MY_KV``), served by the host from SQLite.
+
+    ``await get(key, type="text"|"json"|"arrayBuffer"|"bytes"|"stream")`` (the type may also
+    be the second positional argument, as in JavaScript), ``get_with_metadata``
+    (``getWithMetadata``), ``put(key, value, expiration=, expiration_ttl=, metadata=)`` (the
+    camelCase ``expirationTtl`` too), ``delete(key)``, ``list(prefix=, limit=, cursor=)``.
+    A missing key reads as None. Limits and errors are Cloudflare's (docs/bindings.md).
+    """
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return f"<KVNamespace {self._name}>"
+
+    @staticmethod
+    def _type(type_: Any, options: dict[str, Any]) -> str:
+        if isinstance(type_, dict):
+            options = {**type_, **options}
+            type_ = None
+        kind = type_ or options.get("type") or "text"
+        if kind not in ("text", "json", "arrayBuffer", "bytes", "stream"):
+            raise TypeError(f'KV get type must be "text", "json", "arrayBuffer" or "stream", '
+                            f"not {kind!r}")
+        return str(kind)
+
+    async def _get(self, key: Any, kind: str, with_metadata: bool) -> Any:
+        status, headers, body = await call(self._name, "get", [(b"key", _key_bytes(key))])
+        found = headers.get("found") == "1"
+        value: Any = None
+        if found:
+            data = b"".join([chunk async for chunk in body])
+            if kind == "text":
+                value = data.decode("utf-8", "replace")
+            elif kind == "json":
+                import json
+
+                value = _js_value(json.loads(data)) if data else None
+            elif kind == "stream":
+                from ._body import BodyStream
+
+                stream = BodyStream()
+                stream.push(data)
+                stream.end()
+                value = stream
+            else:
+                value = data
+        if not with_metadata:
+            return value
+        raw = headers.get("metadata")
+        import json
+
+        metadata = _js_value(json.loads(raw)) if found and raw else None
+        return _KVWithMetadata(value, metadata)
+
+    async def get(self, key: Any, type: Any = None, **options: Any) -> Any:  # noqa: A002
+        return await self._get(key, self._type(type, options), False)
+
+    async def get_with_metadata(self, key: Any, type: Any = None,  # noqa: A002
+                                **options: Any) -> Any:
+        return await self._get(key, self._type(type, options), True)
+
+    getWithMetadata = get_with_metadata
+
+    async def put(self, key: Any, value: Any, options: Any = None, **kwargs: Any) -> None:
+        opts = {**(options or {}), **kwargs} if isinstance(options, dict) or options is None \
+            else kwargs
+        if isinstance(value, str):
+            data = value.encode("utf-8")
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            data = bytes(value)
+        elif hasattr(value, "__aiter__"):
+            data = b"".join([bytes(chunk) async for chunk in value])
+        else:
+            raise TypeError("KV put() takes a str, bytes or a stream as its value, not "
+                            f"{type(value).__name__}")
+        args = [(b"key", _key_bytes(key))]
+        expiration = _option(opts, "expiration")
+        ttl = _option(opts, "expiration_ttl", "expirationTtl")
+        metadata = _option(opts, "metadata")
+        for name, number in ((b"expiration", expiration), (b"expiration_ttl", ttl)):
+            if number is not None:
+                if isinstance(number, bool) or not isinstance(number, (int, float)):
+                    raise TypeError(f"KV put() {name.decode()} must be a number of seconds")
+                args.append((name, str(int(number)).encode()))
+        if metadata is not None:
+            import json
+
+            from pyodide.ffi import to_py
+
+            args.append((b"metadata", json.dumps(to_py(metadata), separators=(",", ":"))
+                         .encode("utf-8")))
+        await call(self._name, "put", args, data if data else None)
+
+    async def delete(self, key: Any) -> None:
+        await call(self._name, "delete", [(b"key", _key_bytes(key))])
+
+    async def list(self, options: Any = None, **kwargs: Any) -> Any:
+        opts = {**(options or {}), **kwargs}
+        args: list[tuple[bytes, bytes]] = []
+        prefix = _option(opts, "prefix")
+        if prefix is not None:
+            args.append((b"prefix", _key_bytes(prefix, "prefix")))
+        limit = _option(opts, "limit")
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int):
+                raise TypeError("KV list() limit must be an integer")
+            args.append((b"limit", str(limit).encode()))
+        cursor = _option(opts, "cursor")
+        if cursor:
+            args.append((b"cursor", str(cursor).encode("utf-8")))
+        _, _, body = await call(self._name, "list", args)
+        import json
+
+        data = b"".join([chunk async for chunk in body])
+        return _js_value(json.loads(data))
+
+
+class _KVWithMetadata:
+    """What get_with_metadata gives: ``.value`` and ``.metadata`` (also by key)."""
+
+    __slots__ = ("value", "metadata")
+
+    def __init__(self, value: Any, metadata: Any) -> None:
+        self.value = value
+        self.metadata = metadata
+
+    def __getitem__(self, name: str) -> Any:
+        if name in ("value", "metadata"):
+            return getattr(self, name)
+        raise KeyError(name)
+
+    def __repr__(self) -> str:
+        return f"<KV value={self.value!r} metadata={self.metadata!r}>"
+
+
+KINDS: dict[str, Callable[[str], Any]] = {"assets": Fetcher, "kv": KVNamespace}
 
 
 def make(name: str, kind: str) -> Any:
