@@ -897,7 +897,12 @@ class _Connection(asyncio.Protocol):
             if frame_type == thaw.CALL_END:
                 call.body.end()
             else:
-                call.fail(_bindings.BindingError(payload.decode("utf-8", "replace")))
+                text = payload.decode("utf-8", "replace")
+                # A binding refuses bad arguments the way Cloudflare's runtime does: as a
+                # TypeError ("TypeError: Key name cannot be empty."); anything else is an error
+                # of the call itself.
+                call.fail(TypeError(text[11:]) if text.startswith("TypeError: ")
+                          else _bindings.BindingError(text))
         else:
             self._fail(f"unexpected frame of type {frame_type} on call stream {stream_id}")
 
