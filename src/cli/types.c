@@ -156,8 +156,10 @@ static int binding_line(struct buf *b, const char *name, enum binding_class k, c
 			const int have[NCLASSES], const char *what)
 {
 	if (!identifier(name) || !strcmp(name, "get") || !strcmp(name, "keys")) {
-		fprintf(stderr, "thaw types: binding '%s' is a Python keyword or a method of env: only "
-				"env[\"...\"] reaches it (left out)\n", name);
+		fprintf(stderr,
+			"thaw types: binding '%s' is a Python keyword or a method of env: only "
+			"env[\"...\"] reaches it (left out)\n",
+			name);
 		return 0;
 	}
 	if (have[k])
@@ -181,11 +183,13 @@ static int binding_members(struct buf *b, const struct project *p, const int hav
 	}
 	for (size_t i = 0; i < p->nd1_databases; i++) {
 		snprintf(what, sizeof what, "D1 database %s", p->d1_databases[i].database_name);
-		members += binding_line(b, p->d1_databases[i].binding, D1_CLASS, "D1Database", have, what);
+		members += binding_line(b, p->d1_databases[i].binding, D1_CLASS, "D1Database", have,
+					what);
 	}
 	for (size_t i = 0; i < p->nr2_buckets; i++) {
 		snprintf(what, sizeof what, "R2 bucket %s", p->r2_buckets[i].bucket_name);
-		members += binding_line(b, p->r2_buckets[i].binding, R2_CLASS, "R2Bucket", have, what);
+		members +=
+			binding_line(b, p->r2_buckets[i].binding, R2_CLASS, "R2Bucket", have, what);
 	}
 	for (size_t i = 0; i < p->ndurable_objects; i++) {
 		const struct project_durable_object *d = &p->durable_objects[i];
@@ -195,14 +199,16 @@ static int binding_members(struct buf *b, const struct project *p, const int hav
 	}
 	for (size_t i = 0; i < p->nqueue_producers; i++) {
 		snprintf(what, sizeof what, "queue %s (producer)", p->queue_producers[i].queue);
-		members += binding_line(b, p->queue_producers[i].binding, QUEUE_CLASS, "Queue", have, what);
+		members += binding_line(b, p->queue_producers[i].binding, QUEUE_CLASS, "Queue",
+					have, what);
 	}
 	for (size_t i = 0; i < p->nservices; i++) {
 		const struct project_service *s = &p->services[i];
 		snprintf(what, sizeof what, "service binding (Fetcher + RPC): worker %s%s%s",
 			 s->service, s->entrypoint ? ", entrypoint " : "",
 			 s->entrypoint ? s->entrypoint : "");
-		members += binding_line(b, s->binding, FETCHER_CLASS, "_ServiceBinding", have, what);
+		members +=
+			binding_line(b, s->binding, FETCHER_CLASS, "_ServiceBinding", have, what);
 	}
 	return members;
 }
@@ -268,7 +274,8 @@ int cmd_types(int argc, char **argv)
 	for (int k = 0, n = 0; k < NCLASSES; k++) {
 		have[k] = need[k] && defines_class(sdk, class_names[k]);
 		if (have[k])
-			line(&b, "%s%s", n++ ? ", " : "\nfrom workers._bindings import ", class_names[k]);
+			line(&b, "%s%s", n++ ? ", " : "\nfrom workers._bindings import ",
+			     class_names[k]);
 		if (k == NCLASSES - 1 && n)
 			line(&b, "\n");
 	}
@@ -310,7 +317,8 @@ int cmd_types(int argc, char **argv)
 	if (p->assets.binding) {
 		char what[300];
 		snprintf(what, sizeof what, "static assets: %s/", p->assets.directory);
-		members += binding_line(&b, p->assets.binding, FETCHER_CLASS, "Fetcher", have, what);
+		members +=
+			binding_line(&b, p->assets.binding, FETCHER_CLASS, "Fetcher", have, what);
 	}
 	members += binding_members(&b, p, have);
 	if (!members)

@@ -106,11 +106,11 @@ struct field {
 	const char *key;
 	enum field_type type;
 	int required;
-	size_t offset;                /* of the char * or int in the entry */
-	int (*valid)(const char *s);  /* FIELD_STRING */
-	const char *rule;             /* FIELD_STRING: valid in words, for messages */
-	const char *default_string;   /* FIELD_STRING, FIELD_DIR: when absent (NULL: none) */
-	int min, max, default_int;    /* FIELD_INT; default_int -1: not set */
+	size_t offset;               /* of the char * or int in the entry */
+	int (*valid)(const char *s); /* FIELD_STRING */
+	const char *rule;            /* FIELD_STRING: valid in words, for messages */
+	const char *default_string;  /* FIELD_STRING, FIELD_DIR: when absent (NULL: none) */
+	int min, max, default_int;   /* FIELD_INT; default_int -1: not set */
 };
 
 struct list {
@@ -123,28 +123,35 @@ struct list {
 	const char *example;     /* an entry, for the "must be a list" message */
 };
 
-#define STRING(k, req, entry, member, rule_fn, rule_text, dflt)                                  \
-	{ .key = k, .type = FIELD_STRING, .required = req,                                        \
-	  .offset = offsetof(struct entry, member), .valid = rule_fn, .rule = rule_text,           \
-	  .default_string = dflt }
-#define INT(k, entry, member, lo, hi, dflt)                                                      \
-	{ .key = k, .type = FIELD_INT, .offset = offsetof(struct entry, member), .min = lo,       \
-	  .max = hi, .default_int = dflt }
+#define STRING(k, req, entry, member, rule_fn, rule_text, dflt)                                    \
+	{                                                                                          \
+		.key = k, .type = FIELD_STRING, .required = req,                                   \
+		.offset = offsetof(struct entry, member), .valid = rule_fn, .rule = rule_text,     \
+		.default_string = dflt                                                             \
+	}
+#define INT(k, entry, member, lo, hi, dflt)                                                        \
+	{                                                                                          \
+		.key = k, .type = FIELD_INT, .offset = offsetof(struct entry, member), .min = lo,  \
+		.max = hi, .default_int = dflt                                                     \
+	}
 
 static const struct field kv_fields[] = {
-	STRING("binding", 1, project_kv, binding, project_binding_name_valid, identifier_rule, NULL),
+	STRING("binding", 1, project_kv, binding, project_binding_name_valid, identifier_rule,
+	       NULL),
 	STRING("id", 0, project_kv, id, id_valid, id_rule, NULL),
 	STRING("preview_id", 0, project_kv, preview_id, id_valid, id_rule, NULL),
 };
 
 static const struct field d1_fields[] = {
-	STRING("binding", 1, project_d1, binding, project_binding_name_valid, identifier_rule, NULL),
+	STRING("binding", 1, project_d1, binding, project_binding_name_valid, identifier_rule,
+	       NULL),
 	STRING("database_name", 1, project_d1, database_name, database_name_valid,
 	       "use 1-63 lowercase letters, digits, '-' and '_', starting with a letter or digit",
 	       NULL),
 	STRING("database_id", 0, project_d1, database_id, id_valid, id_rule, NULL),
-	{.key = "migrations_dir", .type = FIELD_DIR, .offset = offsetof(struct project_d1,
-									 migrations_dir),
+	{.key = "migrations_dir",
+	 .type = FIELD_DIR,
+	 .offset = offsetof(struct project_d1, migrations_dir),
 	 .default_string = "migrations"},
 	STRING("migrations_table", 0, project_d1, migrations_table, project_binding_name_valid,
 	       "an SQL table name: letters, digits and '_', not starting with a digit, at most 63 "
@@ -153,7 +160,8 @@ static const struct field d1_fields[] = {
 };
 
 static const struct field r2_fields[] = {
-	STRING("binding", 1, project_r2, binding, project_binding_name_valid, identifier_rule, NULL),
+	STRING("binding", 1, project_r2, binding, project_binding_name_valid, identifier_rule,
+	       NULL),
 	STRING("bucket_name", 1, project_r2, bucket_name, bucket_name_valid,
 	       "use 3-63 lowercase letters, digits and '-', not starting or ending with '-'", NULL),
 	STRING("jurisdiction", 0, project_r2, jurisdiction, jurisdiction_valid,
@@ -161,8 +169,8 @@ static const struct field r2_fields[] = {
 };
 
 static const struct field durable_object_fields[] = {
-	STRING("name", 1, project_durable_object, name, project_binding_name_valid,
-	       identifier_rule, NULL),
+	STRING("name", 1, project_durable_object, name, project_binding_name_valid, identifier_rule,
+	       NULL),
 	STRING("class_name", 1, project_durable_object, class_name, project_binding_name_valid,
 	       "a Python class name: letters, digits and '_', at most 63 characters", NULL),
 	STRING("script_name", 0, project_durable_object, script_name, project_name_valid,
@@ -184,8 +192,8 @@ static const struct field consumer_fields[] = {
 	INT("max_batch_size", project_queue_consumer, max_batch_size, 1, 100, 10),
 	INT("max_batch_timeout", project_queue_consumer, max_batch_timeout, 0, 60, 5),
 	INT("max_retries", project_queue_consumer, max_retries, 0, 100, 3),
-	STRING("dead_letter_queue", 0, project_queue_consumer, dead_letter_queue,
-	       queue_name_valid, queue_rule, NULL),
+	STRING("dead_letter_queue", 0, project_queue_consumer, dead_letter_queue, queue_name_valid,
+	       queue_rule, NULL),
 	INT("retry_delay", project_queue_consumer, retry_delay, 0, 86400, -1),
 	INT("max_concurrency", project_queue_consumer, max_concurrency, 1, 250, -1),
 };
@@ -229,30 +237,73 @@ static const struct list *list_of(enum project_section s)
 static void *section_items(const struct project *p, enum project_section s, size_t *n)
 {
 	switch (s) {
-	case PROJECT_SECTION_KV: *n = p->nkv_namespaces; return p->kv_namespaces;
-	case PROJECT_SECTION_D1: *n = p->nd1_databases; return p->d1_databases;
-	case PROJECT_SECTION_R2: *n = p->nr2_buckets; return p->r2_buckets;
-	case PROJECT_SECTION_DURABLE_OBJECTS: *n = p->ndurable_objects; return p->durable_objects;
-	case PROJECT_SECTION_MIGRATIONS: *n = p->nmigrations; return p->migrations;
-	case PROJECT_SECTION_QUEUE_PRODUCERS: *n = p->nqueue_producers; return p->queue_producers;
-	case PROJECT_SECTION_QUEUE_CONSUMERS: *n = p->nqueue_consumers; return p->queue_consumers;
-	case PROJECT_SECTION_SERVICES: *n = p->nservices; return p->services;
-	default: *n = 0; return NULL;
+	case PROJECT_SECTION_KV:
+		*n = p->nkv_namespaces;
+		return p->kv_namespaces;
+	case PROJECT_SECTION_D1:
+		*n = p->nd1_databases;
+		return p->d1_databases;
+	case PROJECT_SECTION_R2:
+		*n = p->nr2_buckets;
+		return p->r2_buckets;
+	case PROJECT_SECTION_DURABLE_OBJECTS:
+		*n = p->ndurable_objects;
+		return p->durable_objects;
+	case PROJECT_SECTION_MIGRATIONS:
+		*n = p->nmigrations;
+		return p->migrations;
+	case PROJECT_SECTION_QUEUE_PRODUCERS:
+		*n = p->nqueue_producers;
+		return p->queue_producers;
+	case PROJECT_SECTION_QUEUE_CONSUMERS:
+		*n = p->nqueue_consumers;
+		return p->queue_consumers;
+	case PROJECT_SECTION_SERVICES:
+		*n = p->nservices;
+		return p->services;
+	default:
+		*n = 0;
+		return NULL;
 	}
 }
 
 static void section_set(struct project *p, enum project_section s, void *items, size_t n)
 {
 	switch (s) {
-	case PROJECT_SECTION_KV: p->kv_namespaces = items; p->nkv_namespaces = n; break;
-	case PROJECT_SECTION_D1: p->d1_databases = items; p->nd1_databases = n; break;
-	case PROJECT_SECTION_R2: p->r2_buckets = items; p->nr2_buckets = n; break;
-	case PROJECT_SECTION_DURABLE_OBJECTS: p->durable_objects = items; p->ndurable_objects = n; break;
-	case PROJECT_SECTION_MIGRATIONS: p->migrations = items; p->nmigrations = n; break;
-	case PROJECT_SECTION_QUEUE_PRODUCERS: p->queue_producers = items; p->nqueue_producers = n; break;
-	case PROJECT_SECTION_QUEUE_CONSUMERS: p->queue_consumers = items; p->nqueue_consumers = n; break;
-	case PROJECT_SECTION_SERVICES: p->services = items; p->nservices = n; break;
-	default: break;
+	case PROJECT_SECTION_KV:
+		p->kv_namespaces = items;
+		p->nkv_namespaces = n;
+		break;
+	case PROJECT_SECTION_D1:
+		p->d1_databases = items;
+		p->nd1_databases = n;
+		break;
+	case PROJECT_SECTION_R2:
+		p->r2_buckets = items;
+		p->nr2_buckets = n;
+		break;
+	case PROJECT_SECTION_DURABLE_OBJECTS:
+		p->durable_objects = items;
+		p->ndurable_objects = n;
+		break;
+	case PROJECT_SECTION_MIGRATIONS:
+		p->migrations = items;
+		p->nmigrations = n;
+		break;
+	case PROJECT_SECTION_QUEUE_PRODUCERS:
+		p->queue_producers = items;
+		p->nqueue_producers = n;
+		break;
+	case PROJECT_SECTION_QUEUE_CONSUMERS:
+		p->queue_consumers = items;
+		p->nqueue_consumers = n;
+		break;
+	case PROJECT_SECTION_SERVICES:
+		p->services = items;
+		p->nservices = n;
+		break;
+	default:
+		break;
 	}
 }
 
@@ -326,8 +377,10 @@ static int unknown_key(const char *where, const char *path, size_t i, const char
 		return err_set(err, errlen, "%s: %s[%zu].%.64s is not a key thaw knows", where,
 			       path, i, key);
 	if (notes)
-		fprintf(notes, "note: %s: '%s[%zu].%.64s' is not used by this version of thaw; "
-			       "ignored\n", where, path, i, key);
+		fprintf(notes,
+			"note: %s: '%s[%zu].%.64s' is not used by this version of thaw; "
+			"ignored\n",
+			where, path, i, key);
 	return 0;
 }
 
@@ -408,15 +461,16 @@ static int take_entry(const struct project *p, const struct list *l, void *entry
 			json_int_t x = v ? json_integer_value(v) : f->default_int;
 			if (v && (!json_is_integer(v) || x < f->min || x > f->max))
 				return err_set(err, errlen,
-					       "%s: %s[%zu].%s must be a whole number from %d to %d",
+					       "%s: %s[%zu].%s must be a whole number from %d to "
+					       "%d",
 					       where, l->path, i, f->key, f->min, f->max);
 			*int_at(entry, f) = (int)x;
 			continue;
 		}
 		const char *s = v ? json_string_value(v) : f->default_string;
 		if (v && !s)
-			return err_set(err, errlen, "%s: %s[%zu].%s must be a string", where, l->path,
-				       i, f->key);
+			return err_set(err, errlen, "%s: %s[%zu].%s must be a string", where,
+				       l->path, i, f->key);
 		if (!s)
 			continue;
 		if (f->type == FIELD_DIR) {
@@ -430,8 +484,8 @@ static int take_entry(const struct project *p, const struct list *l, void *entry
 			continue;
 		}
 		if (!f->valid(s))
-			return err_set(err, errlen, "%s: %s[%zu].%s '%.64s' is not valid: %s", where,
-				       l->path, i, f->key, s, f->rule);
+			return err_set(err, errlen, "%s: %s[%zu].%s '%.64s' is not valid: %s",
+				       where, l->path, i, f->key, s, f->rule);
 		*string_at(entry, f) = xstrdup(s);
 	}
 	return 0;
@@ -466,12 +520,14 @@ static int take_list(struct project *p, const struct list *l, const json_t *v, c
 }
 
 /* A list of class names: migrations[i].key. */
-static int take_classes(const json_t *v, const char *where, size_t i, const char *key,
-			char ***out, size_t *nout, char *err, size_t errlen)
+static int take_classes(const json_t *v, const char *where, size_t i, const char *key, char ***out,
+			size_t *nout, char *err, size_t errlen)
 {
 	if (!json_is_array(v) || json_array_size(v) > PROJECT_MAX_MIGRATION_CLASSES)
-		return err_set(err, errlen, "%s: migrations[%zu].%s must be a list of at most %d "
-					    "class names", where, i, key, PROJECT_MAX_MIGRATION_CLASSES);
+		return err_set(err, errlen,
+			       "%s: migrations[%zu].%s must be a list of at most %d "
+			       "class names",
+			       where, i, key, PROJECT_MAX_MIGRATION_CLASSES);
 	size_t n = json_array_size(v);
 	char **names = xcalloc(n ? n : 1, sizeof *names);
 	for (size_t k = 0; k < n; k++) {
@@ -490,13 +546,14 @@ static int take_classes(const json_t *v, const char *where, size_t i, const char
 	return 0;
 }
 
-static int take_renames(const json_t *v, const char *where, size_t i, int from_file,
-			FILE *notes, struct project_migration *m, char *err, size_t errlen)
+static int take_renames(const json_t *v, const char *where, size_t i, int from_file, FILE *notes,
+			struct project_migration *m, char *err, size_t errlen)
 {
 	if (!json_is_array(v) || json_array_size(v) > PROJECT_MAX_MIGRATION_CLASSES)
-		return err_set(err, errlen, "%s: migrations[%zu].renamed_classes must be a list of "
-					    "at most %d {from = \"Old\", to = \"New\"}", where, i,
-			       PROJECT_MAX_MIGRATION_CLASSES);
+		return err_set(err, errlen,
+			       "%s: migrations[%zu].renamed_classes must be a list of "
+			       "at most %d {from = \"Old\", to = \"New\"}",
+			       where, i, PROJECT_MAX_MIGRATION_CLASSES);
 	size_t n = json_array_size(v);
 	m->renamed_classes = xcalloc(n ? n : 1, sizeof *m->renamed_classes);
 	for (size_t k = 0; k < n; k++) {
@@ -515,7 +572,8 @@ static int take_renames(const json_t *v, const char *where, size_t i, int from_f
 			if (strcmp(key, "from") && strcmp(key, "to")) {
 				char path[64];
 				snprintf(path, sizeof path, "migrations[%zu].renamed_classes", i);
-				if (unknown_key(where, path, k, key, from_file, notes, err, errlen) < 0)
+				if (unknown_key(where, path, k, key, from_file, notes, err,
+						errlen) < 0)
 					return -1;
 			}
 		}
@@ -526,16 +584,20 @@ static int take_renames(const json_t *v, const char *where, size_t i, int from_f
 	return 0;
 }
 
-static int take_migration(struct project_migration *m, size_t i, const json_t *e,
-			  const char *where, int from_file, FILE *notes, char *err, size_t errlen)
+static int take_migration(struct project_migration *m, size_t i, const json_t *e, const char *where,
+			  int from_file, FILE *notes, char *err, size_t errlen)
 {
 	if (!json_is_object(e))
-		return err_set(err, errlen, "%s: migrations[%zu] must be a table, as {tag = \"v1\", "
-					    "new_sqlite_classes = [\"Room\"]}", where, i);
+		return err_set(err, errlen,
+			       "%s: migrations[%zu] must be a table, as {tag = \"v1\", "
+			       "new_sqlite_classes = [\"Room\"]}",
+			       where, i);
 	const char *tag = json_string_value(json_object_get(e, "tag"));
 	if (!tag || !tag_valid(tag))
-		return err_set(err, errlen, "%s: migrations[%zu].tag is required: 1-64 printable "
-					    "characters, as \"v1\"", where, i);
+		return err_set(err, errlen,
+			       "%s: migrations[%zu].tag is required: 1-64 printable "
+			       "characters, as \"v1\"",
+			       where, i);
 	m->tag = xstrdup(tag);
 	const char *key;
 	json_t *v;
@@ -550,12 +612,13 @@ static int take_migration(struct project_migration *m, size_t i, const json_t *e
 			rc = take_classes(v, where, i, key, &m->new_sqlite_classes,
 					  &m->nnew_sqlite_classes, err, errlen);
 		else if (!strcmp(key, "deleted_classes"))
-			rc = take_classes(v, where, i, key, &m->deleted_classes, &m->ndeleted_classes,
-					  err, errlen);
+			rc = take_classes(v, where, i, key, &m->deleted_classes,
+					  &m->ndeleted_classes, err, errlen);
 		else if (!strcmp(key, "renamed_classes"))
 			rc = take_renames(v, where, i, from_file, notes, m, err, errlen);
 		else
-			rc = unknown_key(where, "migrations", i, key, from_file, notes, err, errlen);
+			rc = unknown_key(where, "migrations", i, key, from_file, notes, err,
+					 errlen);
 		if (rc < 0)
 			return -1;
 	}
@@ -566,8 +629,10 @@ static int take_migrations(struct project *p, const json_t *v, const char *where
 			   FILE *notes, char *err, size_t errlen)
 {
 	if (!json_is_array(v))
-		return err_set(err, errlen, "%s: migrations must be a list of tables, as [{tag = "
-					    "\"v1\", new_sqlite_classes = [\"Room\"]}]", where);
+		return err_set(err, errlen,
+			       "%s: migrations must be a list of tables, as [{tag = "
+			       "\"v1\", new_sqlite_classes = [\"Room\"]}]",
+			       where);
 	size_t n = json_array_size(v);
 	if (n > PROJECT_MAX_MIGRATIONS)
 		return err_set(err, errlen, "%s: migrations has %zu entries; at most %d", where, n,
@@ -613,11 +678,13 @@ static int take_table(struct project *p, const char *key, const json_t *v, const
 			if (take_list(p, list_of(s), x, where, from_file, notes, err, errlen) < 0)
 				return -1;
 		} else if (!from_file) {
-			return err_set(err, errlen, "%s: %s.%.64s is not a key thaw knows", where, key,
-				       sub);
+			return err_set(err, errlen, "%s: %s.%.64s is not a key thaw knows", where,
+				       key, sub);
 		} else if (notes) {
-			fprintf(notes, "note: %s: '%s.%.64s' is not used by this version of thaw; "
-				       "ignored\n", where, key, sub);
+			fprintf(notes,
+				"note: %s: '%s.%.64s' is not used by this version of thaw; "
+				"ignored\n",
+				where, key, sub);
 		}
 	}
 	return 0;
@@ -632,14 +699,17 @@ int project_bindings_take(struct project *p, const char *key, const json_t *v, c
 	else if (!strcmp(key, "migrations"))
 		rc = take_migrations(p, v, where, from_file, notes, err, errlen);
 	else if (!strcmp(key, "kv_namespaces"))
-		rc = take_list(p, list_of(PROJECT_SECTION_KV), v, where, from_file, notes, err, errlen);
-	else if (!strcmp(key, "d1_databases"))
-		rc = take_list(p, list_of(PROJECT_SECTION_D1), v, where, from_file, notes, err, errlen);
-	else if (!strcmp(key, "r2_buckets"))
-		rc = take_list(p, list_of(PROJECT_SECTION_R2), v, where, from_file, notes, err, errlen);
-	else if (!strcmp(key, "services"))
-		rc = take_list(p, list_of(PROJECT_SECTION_SERVICES), v, where, from_file, notes, err,
+		rc = take_list(p, list_of(PROJECT_SECTION_KV), v, where, from_file, notes, err,
 			       errlen);
+	else if (!strcmp(key, "d1_databases"))
+		rc = take_list(p, list_of(PROJECT_SECTION_D1), v, where, from_file, notes, err,
+			       errlen);
+	else if (!strcmp(key, "r2_buckets"))
+		rc = take_list(p, list_of(PROJECT_SECTION_R2), v, where, from_file, notes, err,
+			       errlen);
+	else if (!strcmp(key, "services"))
+		rc = take_list(p, list_of(PROJECT_SECTION_SERVICES), v, where, from_file, notes,
+			       err, errlen);
 	else
 		return 0;
 	return rc < 0 ? -1 : 1;
@@ -681,12 +751,13 @@ static int check_names(const struct project *p, char *err, size_t errlen)
 	for (size_t i = 0; i < n; i++) {
 		const struct named *b = &all[i];
 		if (p->vars && json_object_get(p->vars, b->name))
-			return err_set(err, errlen,
-				       "%s: %s[%zu].%s '%s' has the name of a var (vars.%s): rename one "
-				       "of them",
-				       b->where, b->path, b->index,
-				       !strcmp(b->path, "durable_objects.bindings") ? "name" : "binding",
-				       b->name, b->name);
+			return err_set(
+				err, errlen,
+				"%s: %s[%zu].%s '%s' has the name of a var (vars.%s): rename one "
+				"of them",
+				b->where, b->path, b->index,
+				!strcmp(b->path, "durable_objects.bindings") ? "name" : "binding",
+				b->name, b->name);
 		if (p->assets.binding && !strcmp(p->assets.binding, b->name))
 			return err_set(err, errlen,
 				       "%s: %s[%zu] binding '%s' is also the assets binding "
@@ -695,7 +766,8 @@ static int check_names(const struct project *p, char *err, size_t errlen)
 		for (size_t k = 0; k < i; k++)
 			if (!strcmp(all[k].name, b->name))
 				return err_set(err, errlen,
-					       "%s: %s[%zu] binding '%s' is also %s[%zu] (%s): each "
+					       "%s: %s[%zu] binding '%s' is also %s[%zu] (%s): "
+					       "each "
 					       "binding needs its own name",
 					       b->where, b->path, b->index, b->name, all[k].path,
 					       all[k].index, all[k].where);
@@ -709,14 +781,16 @@ static int check_consumers(const struct project *p, char *err, size_t errlen)
 	for (size_t i = 0; i < p->nqueue_consumers; i++) {
 		const struct project_queue_consumer *c = &p->queue_consumers[i];
 		if (c->dead_letter_queue && !strcmp(c->dead_letter_queue, c->queue))
-			return err_set(err, errlen, "%s: queues.consumers[%zu].dead_letter_queue '%s' "
-						    "is the queue itself: name another queue", where,
-				       i, c->queue);
+			return err_set(err, errlen,
+				       "%s: queues.consumers[%zu].dead_letter_queue '%s' "
+				       "is the queue itself: name another queue",
+				       where, i, c->queue);
 		for (size_t k = 0; k < i; k++)
 			if (!strcmp(p->queue_consumers[k].queue, c->queue))
 				return err_set(err, errlen,
 					       "%s: queues.consumers[%zu] consumes '%s' as "
-					       "queues.consumers[%zu] does: a queue has one consumer "
+					       "queues.consumers[%zu] does: a queue has one "
+					       "consumer "
 					       "in a worker",
 					       where, i, c->queue, k);
 	}
@@ -753,19 +827,21 @@ static int check_migrations(const struct project *p, struct class_set *set, char
 		const struct project_migration *m = &p->migrations[i];
 		for (size_t k = 0; k < i; k++)
 			if (!strcmp(p->migrations[k].tag, m->tag))
-				return err_set(err, errlen, "%s: migrations[%zu].tag '%s' is also "
-							    "migrations[%zu]'s: each tag is used once",
+				return err_set(err, errlen,
+					       "%s: migrations[%zu].tag '%s' is also "
+					       "migrations[%zu]'s: each tag is used once",
 					       where, i, m->tag, k);
 		for (int sqlite = 0; sqlite < 2; sqlite++) {
 			char **names = sqlite ? m->new_sqlite_classes : m->new_classes;
 			size_t count = sqlite ? m->nnew_sqlite_classes : m->nnew_classes;
 			for (size_t k = 0; k < count; k++) {
 				if (class_find(set, names[k]) >= 0)
-					return err_set(err, errlen,
-						       "%s: migrations[%zu] (tag '%s') creates class "
-						       "'%s', which an earlier migration (or this one) "
-						       "already created",
-						       where, i, m->tag, names[k]);
+					return err_set(
+						err, errlen,
+						"%s: migrations[%zu] (tag '%s') creates class "
+						"'%s', which an earlier migration (or this one) "
+						"already created",
+						where, i, m->tag, names[k]);
 				set->names[set->n++] = names[k];
 			}
 		}
@@ -779,7 +855,8 @@ static int check_migrations(const struct project *p, struct class_set *set, char
 					       where, i, m->tag, r->from);
 			if (class_find(set, r->to) >= 0)
 				return err_set(err, errlen,
-					       "%s: migrations[%zu] (tag '%s') renames '%s' to '%s', "
+					       "%s: migrations[%zu] (tag '%s') renames '%s' to "
+					       "'%s', "
 					       "which exists already",
 					       where, i, m->tag, r->from, r->to);
 			set->names[at] = r->to;
@@ -810,8 +887,8 @@ int project_bindings_check(const struct project *p, FILE *notes, char *err, size
 				"note: %s: durable_objects.bindings[%zu] uses class '%s', which no "
 				"migration creates: add one, as migrations = [{tag = \"v1\", "
 				"new_sqlite_classes = [\"%s\"]}]\n",
-				p->section_sources[PROJECT_SECTION_DURABLE_OBJECTS], i, d->class_name,
-				d->class_name);
+				p->section_sources[PROJECT_SECTION_DURABLE_OBJECTS], i,
+				d->class_name, d->class_name);
 	}
 	return 0;
 }
@@ -879,7 +956,8 @@ static json_t *migrations_to_json(const struct project *p)
 		}
 		if (m->ndeleted_classes)
 			json_object_set_new(o, "deleted_classes",
-					    strings_to_json(m->deleted_classes, m->ndeleted_classes));
+					    strings_to_json(m->deleted_classes,
+							    m->ndeleted_classes));
 		json_array_append_new(a, o);
 	}
 	return a;
@@ -921,8 +999,9 @@ void project_bindings_to_json(const struct project *p, json_t *j)
 
 int project_bindings_from_json(struct project *p, const json_t *j, char *err, size_t errlen)
 {
-	static const char *const keys[] = {"kv_namespaces", "d1_databases", "r2_buckets",
-					   "durable_objects", "migrations", "queues", "services"};
+	static const char *const keys[] = {"kv_namespaces",   "d1_databases", "r2_buckets",
+					   "durable_objects", "migrations",   "queues",
+					   "services"};
 	static const char where[] = "malformed project description";
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
 		const json_t *v = json_object_get(j, keys[i]);

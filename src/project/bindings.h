@@ -61,9 +61,9 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#define PROJECT_MAX_BINDINGS 64           /* entries of each kind */
-#define PROJECT_MAX_MIGRATIONS 128        /* durable object migrations */
-#define PROJECT_MAX_MIGRATION_CLASSES 64  /* classes in one list of one migration */
+#define PROJECT_MAX_BINDINGS 64          /* entries of each kind */
+#define PROJECT_MAX_MIGRATIONS 128       /* durable object migrations */
+#define PROJECT_MAX_MIGRATION_CLASSES 64 /* classes in one list of one migration */
 
 struct project_kv {
 	char *binding;

@@ -43,8 +43,9 @@ static void check_bindings(const struct project *p)
 {
 	char e[512];
 	CHECK(project_bindings_check(p, NULL, e, sizeof e) == 0);
-	CHECK(p->nkv_namespaces <= PROJECT_MAX_BINDINGS && p->nd1_databases <= PROJECT_MAX_BINDINGS &&
-	      p->nr2_buckets <= PROJECT_MAX_BINDINGS && p->ndurable_objects <= PROJECT_MAX_BINDINGS &&
+	CHECK(p->nkv_namespaces <= PROJECT_MAX_BINDINGS &&
+	      p->nd1_databases <= PROJECT_MAX_BINDINGS && p->nr2_buckets <= PROJECT_MAX_BINDINGS &&
+	      p->ndurable_objects <= PROJECT_MAX_BINDINGS &&
 	      p->nqueue_producers <= PROJECT_MAX_BINDINGS &&
 	      p->nqueue_consumers <= PROJECT_MAX_BINDINGS && p->nservices <= PROJECT_MAX_BINDINGS &&
 	      p->nmigrations <= PROJECT_MAX_MIGRATIONS);
@@ -73,14 +74,16 @@ static void check_bindings(const struct project *p)
 		CHECK(c->max_batch_size >= 1 && c->max_batch_size <= 100);
 		CHECK(c->max_batch_timeout >= 0 && c->max_batch_timeout <= 60);
 		CHECK(c->max_retries >= 0 && c->max_retries <= 100);
-		CHECK(c->max_concurrency == -1 || (c->max_concurrency >= 1 && c->max_concurrency <= 250));
+		CHECK(c->max_concurrency == -1 ||
+		      (c->max_concurrency >= 1 && c->max_concurrency <= 250));
 		CHECK(!c->dead_letter_queue || strcmp(c->dead_letter_queue, c->queue) != 0);
 	}
 	for (size_t i = 0; i < p->nservices; i++)
 		CHECK(project_binding_name_valid(p->services[i].binding) &&
 		      project_name_valid(p->services[i].service));
 	for (size_t i = 0; i < p->nmigrations; i++)
-		CHECK(p->migrations[i].tag && p->migrations[i].nnew_classes <= PROJECT_MAX_MIGRATION_CLASSES);
+		CHECK(p->migrations[i].tag &&
+		      p->migrations[i].nnew_classes <= PROJECT_MAX_MIGRATION_CLASSES);
 }
 
 static void check(struct project *p, const char *err, size_t errlen)

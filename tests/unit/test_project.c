@@ -339,23 +339,34 @@ static void test_read_notes_a_requires_python_that_excludes_the_embedded_one(voi
 
 static const char every_kind[] =
 	"{\"name\": \"shop\", \"main\": \"app.py\", \"vars\": {\"GREETING\": \"hi\"},\n"
-	" \"kv_namespaces\": [{\"binding\": \"KV\", \"id\": \"0f2ac74b498b48028cb68387c421e279\"},\n"
+	" \"kv_namespaces\": [{\"binding\": \"KV\", \"id\": "
+	"\"0f2ac74b498b48028cb68387c421e279\"},\n"
 	"                     {\"binding\": \"CACHE\", \"preview_id\": \"local-cache\"}],\n"
 	" \"d1_databases\": [{\"binding\": \"DB\", \"database_name\": \"shop_db\",\n"
-	"                    \"database_id\": \"xxxx-yyyy\", \"migrations_dir\": \"./db/migrations/\"},\n"
-	"                   {\"binding\": \"LOGS\", \"database_name\": \"logs\", \"migrations_table\": \"applied\"}],\n"
-	" \"r2_buckets\": [{\"binding\": \"FILES\", \"bucket_name\": \"shop-files\", \"jurisdiction\": \"eu\"}],\n"
+	"                    \"database_id\": \"xxxx-yyyy\", \"migrations_dir\": "
+	"\"./db/migrations/\"},\n"
+	"                   {\"binding\": \"LOGS\", \"database_name\": \"logs\", "
+	"\"migrations_table\": \"applied\"}],\n"
+	" \"r2_buckets\": [{\"binding\": \"FILES\", \"bucket_name\": \"shop-files\", "
+	"\"jurisdiction\": \"eu\"}],\n"
 	" \"durable_objects\": {\"bindings\": [{\"name\": \"ROOMS\", \"class_name\": \"Room\"},\n"
-	"                      {\"name\": \"REMOTE\", \"class_name\": \"Counter\", \"script_name\": \"counter\"}]},\n"
-	" \"migrations\": [{\"tag\": \"v1\", \"new_classes\": [\"Chat\"], \"new_sqlite_classes\": [\"Old\"]},\n"
-	"                {\"tag\": \"v2\", \"renamed_classes\": [{\"from\": \"Chat\", \"to\": \"Room\"}],\n"
+	"                      {\"name\": \"REMOTE\", \"class_name\": \"Counter\", "
+	"\"script_name\": \"counter\"}]},\n"
+	" \"migrations\": [{\"tag\": \"v1\", \"new_classes\": [\"Chat\"], \"new_sqlite_classes\": "
+	"[\"Old\"]},\n"
+	"                {\"tag\": \"v2\", \"renamed_classes\": [{\"from\": \"Chat\", \"to\": "
+	"\"Room\"}],\n"
 	"                 \"deleted_classes\": [\"Old\"]}],\n"
-	" \"queues\": {\"producers\": [{\"binding\": \"JOBS\", \"queue\": \"jobs\", \"delivery_delay\": 30}],\n"
-	"            \"consumers\": [{\"queue\": \"jobs\", \"max_batch_size\": 100, \"dead_letter_queue\": \"jobs-dlq\",\n"
+	" \"queues\": {\"producers\": [{\"binding\": \"JOBS\", \"queue\": \"jobs\", "
+	"\"delivery_delay\": 30}],\n"
+	"            \"consumers\": [{\"queue\": \"jobs\", \"max_batch_size\": 100, "
+	"\"dead_letter_queue\": \"jobs-dlq\",\n"
 	"                           \"retry_delay\": 60, \"max_concurrency\": null},\n"
-	"                          {\"queue\": \"mail\", \"max_batch_timeout\": 0, \"max_retries\": 0,\n"
+	"                          {\"queue\": \"mail\", \"max_batch_timeout\": 0, "
+	"\"max_retries\": 0,\n"
 	"                           \"max_concurrency\": 4}]},\n"
-	" \"services\": [{\"binding\": \"AUTH\", \"service\": \"auth-worker\", \"entrypoint\": \"Verifier\"},\n"
+	" \"services\": [{\"binding\": \"AUTH\", \"service\": \"auth-worker\", \"entrypoint\": "
+	"\"Verifier\"},\n"
 	"              {\"binding\": \"SELF\", \"service\": \"shop\"}]}";
 
 static void assert_round_trip(const struct project *p)
@@ -393,7 +404,7 @@ static void test_bindings_every_kind_read_with_defaults(void **state)
 	assert_int_equal(p->nd1_databases, 2);
 	assert_string_equal(p->d1_databases[0].database_name, "shop_db");
 	assert_string_equal(p->d1_databases[0].database_id, "xxxx-yyyy");
-	assert_string_equal(p->d1_databases[0].migrations_dir, "db/migrations"); /* normalised */
+	assert_string_equal(p->d1_databases[0].migrations_dir, "db/migrations");   /* normalised */
 	assert_string_equal(p->d1_databases[0].migrations_table, "d1_migrations"); /* default */
 	assert_string_equal(p->d1_databases[1].migrations_dir, "migrations");      /* default */
 	assert_string_equal(p->d1_databases[1].migrations_table, "applied");
@@ -443,8 +454,8 @@ static void test_bindings_every_kind_read_with_defaults(void **state)
 	json_t *j = project_to_json(p);
 	json_t *d1 = json_array_get(json_object_get(j, "d1_databases"), 1);
 	assert_string_equal(json_string_value(json_object_get(d1, "migrations_dir")), "migrations");
-	json_t *consumer = json_array_get(
-		json_object_get(json_object_get(j, "queues"), "consumers"), 1);
+	json_t *consumer =
+		json_array_get(json_object_get(json_object_get(j, "queues"), "consumers"), 1);
 	assert_int_equal(json_integer_value(json_object_get(consumer, "max_batch_size")), 10);
 	assert_null(json_object_get(consumer, "retry_delay"));
 	json_decref(j);
@@ -512,39 +523,52 @@ static void test_bindings_malformed_entries_are_refused_naming_file_and_key(void
 		 "wrangler.jsonc: kv_namespaces[0] must be a table"},
 		{"{\"main\":\"app.py\",\"kv_namespaces\":[{\"id\":\"x\"}]}",
 		 "wrangler.jsonc: kv_namespaces[0].binding is required"},
-		{"{\"main\":\"app.py\",\"kv_namespaces\":[{\"binding\":\"A\"},{\"binding\":\"my-kv\"}]}",
+		{"{\"main\":\"app.py\",\"kv_namespaces\":[{\"binding\":\"A\"},{\"binding\":\"my-"
+		 "kv\"}]}",
 		 "wrangler.jsonc: kv_namespaces[1].binding 'my-kv' is not valid"},
 		{"{\"main\":\"app.py\",\"kv_namespaces\":[{\"binding\":\"9KV\"}]}",
 		 "kv_namespaces[0].binding '9KV' is not valid"},
 		{"{\"main\":\"app.py\",\"kv_namespaces\":[{\"binding\":7}]}",
 		 "kv_namespaces[0].binding must be a string"},
-		{"{\"main\":\"app.py\",\"kv_namespaces\":[{\"binding\":\"KV\",\"id\":\"<YOUR ID>\"}]}",
+		{"{\"main\":\"app.py\",\"kv_namespaces\":[{\"binding\":\"KV\",\"id\":\"<YOUR "
+		 "ID>\"}]}",
 		 "kv_namespaces[0].id '<YOUR ID>' is not valid"},
-		{"{\"main\":\"app.py\",\"kv_namespaces\":[{\"binding\":\"KV\",\"preview_id\":\"a/b\"}]}",
+		{"{\"main\":\"app.py\",\"kv_namespaces\":[{\"binding\":\"KV\",\"preview_id\":\"a/"
+		 "b\"}]}",
 		 "kv_namespaces[0].preview_id"},
 		/* D1 */
 		{"{\"main\":\"app.py\",\"d1_databases\":[{\"binding\":\"DB\"}]}",
 		 "d1_databases[0].database_name is required"},
-		{"{\"main\":\"app.py\",\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":\"My DB\"}]}",
+		{"{\"main\":\"app.py\",\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":"
+		 "\"My DB\"}]}",
 		 "d1_databases[0].database_name 'My DB' is not valid"},
-		{"{\"main\":\"app.py\",\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":\"db\","
+		{"{\"main\":\"app.py\",\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":"
+		 "\"db\","
 		 "\"migrations_dir\":\"../elsewhere\"}]}",
-		 "d1_databases[0].migrations_dir '../elsewhere' must be a folder inside the project"},
-		{"{\"main\":\"app.py\",\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":\"db\","
+		 "d1_databases[0].migrations_dir '../elsewhere' must be a folder inside the "
+		 "project"},
+		{"{\"main\":\"app.py\",\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":"
+		 "\"db\","
 		 "\"migrations_dir\":\"/etc\"}]}",
 		 "d1_databases[0].migrations_dir '/etc' must be a folder inside the project"},
-		{"{\"main\":\"app.py\",\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":\"db\","
+		{"{\"main\":\"app.py\",\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":"
+		 "\"db\","
 		 "\"migrations_dir\":\"a/../../b\"}]}",
 		 "migrations_dir 'a/../../b' must be a folder inside"},
-		{"{\"main\":\"app.py\",\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":\"db\","
+		{"{\"main\":\"app.py\",\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":"
+		 "\"db\","
 		 "\"migrations_table\":\"x; DROP TABLE y\"}]}",
-		 "d1_databases[0].migrations_table 'x; DROP TABLE y' is not valid: an SQL table name"},
+		 "d1_databases[0].migrations_table 'x; DROP TABLE y' is not valid: an SQL table "
+		 "name"},
 		/* R2 */
-		{"{\"main\":\"app.py\",\"r2_buckets\":[{\"binding\":\"B\",\"bucket_name\":\"ab\"}]}",
+		{"{\"main\":\"app.py\",\"r2_buckets\":[{\"binding\":\"B\",\"bucket_name\":\"ab\"}]"
+		 "}",
 		 "r2_buckets[0].bucket_name 'ab' is not valid: use 3-63"},
-		{"{\"main\":\"app.py\",\"r2_buckets\":[{\"binding\":\"B\",\"bucket_name\":\"-abc\"}]}",
+		{"{\"main\":\"app.py\",\"r2_buckets\":[{\"binding\":\"B\",\"bucket_name\":\"-abc\"}"
+		 "]}",
 		 "r2_buckets[0].bucket_name '-abc' is not valid"},
-		{"{\"main\":\"app.py\",\"r2_buckets\":[{\"binding\":\"B\",\"bucket_name\":\"My_Bucket\"}]}",
+		{"{\"main\":\"app.py\",\"r2_buckets\":[{\"binding\":\"B\",\"bucket_name\":\"My_"
+		 "Bucket\"}]}",
 		 "r2_buckets[0].bucket_name 'My_Bucket' is not valid"},
 		{"{\"main\":\"app.py\",\"r2_buckets\":[{\"binding\":\"B\",\"bucket_name\":\"abc\","
 		 "\"jurisdiction\":\"us\"}]}",
@@ -569,7 +593,8 @@ static void test_bindings_malformed_entries_are_refused_naming_file_and_key(void
 		 "migrations[0].tag is required"},
 		{"{\"main\":\"app.py\",\"migrations\":[{\"tag\":\"v1\",\"new_classes\":\"A\"}]}",
 		 "migrations[0].new_classes must be a list"},
-		{"{\"main\":\"app.py\",\"migrations\":[{\"tag\":\"v1\",\"new_classes\":[\"A-B\"]}]}",
+		{"{\"main\":\"app.py\",\"migrations\":[{\"tag\":\"v1\",\"new_classes\":[\"A-B\"]}]"
+		 "}",
 		 "migrations[0].new_classes[0] must be a Python class name"},
 		{"{\"main\":\"app.py\",\"migrations\":[{\"tag\":\"v1\"},{\"tag\":\"v1\"}]}",
 		 "migrations[1].tag 'v1' is also migrations[0]'s"},
@@ -579,13 +604,17 @@ static void test_bindings_malformed_entries_are_refused_naming_file_and_key(void
 		{"{\"main\":\"app.py\",\"migrations\":[{\"tag\":\"v1\",\"renamed_classes\":"
 		 "[{\"from\":\"A\",\"to\":\"B\"}]}]}",
 		 "migrations[0] (tag 'v1') renames class 'A', which no earlier migration created"},
-		{"{\"main\":\"app.py\",\"migrations\":[{\"tag\":\"v1\",\"new_classes\":[\"A\",\"B\"]},"
+		{"{\"main\":\"app.py\",\"migrations\":[{\"tag\":\"v1\",\"new_classes\":[\"A\","
+		 "\"B\"]},"
 		 "{\"tag\":\"v2\",\"renamed_classes\":[{\"from\":\"A\",\"to\":\"B\"}]}]}",
 		 "renames 'A' to 'B', which exists already"},
-		{"{\"main\":\"app.py\",\"migrations\":[{\"tag\":\"v1\",\"renamed_classes\":[{\"from\":\"A\"}]}]}",
+		{"{\"main\":\"app.py\",\"migrations\":[{\"tag\":\"v1\",\"renamed_classes\":[{"
+		 "\"from\":\"A\"}]}]}",
 		 "migrations[0].renamed_classes[0] must be {from = \"Old\", to = \"New\"}"},
-		{"{\"main\":\"app.py\",\"migrations\":[{\"tag\":\"v1\",\"deleted_classes\":[\"Gone\"]}]}",
-		 "migrations[0] (tag 'v1') deletes class 'Gone', which no earlier migration created"},
+		{"{\"main\":\"app.py\",\"migrations\":[{\"tag\":\"v1\",\"deleted_classes\":["
+		 "\"Gone\"]}]}",
+		 "migrations[0] (tag 'v1') deletes class 'Gone', which no earlier migration "
+		 "created"},
 		{"{\"main\":\"app.py\",\"migrations\":[{\"tag\":\"v1\",\"new_classes\":[\"A\"],"
 		 "\"deleted_classes\":[\"A\"]},{\"tag\":\"v2\",\"deleted_classes\":[\"A\"]}]}",
 		 "migrations[1] (tag 'v2') deletes class 'A'"},
@@ -593,30 +622,42 @@ static void test_bindings_malformed_entries_are_refused_naming_file_and_key(void
 		{"{\"main\":\"app.py\",\"queues\":[]}", "wrangler.jsonc: 'queues' must be a table"},
 		{"{\"main\":\"app.py\",\"queues\":{\"producers\":[{\"binding\":\"Q\"}]}}",
 		 "queues.producers[0].queue is required"},
-		{"{\"main\":\"app.py\",\"queues\":{\"producers\":[{\"binding\":\"Q\",\"queue\":\"Jobs\"}]}}",
+		{"{\"main\":\"app.py\",\"queues\":{\"producers\":[{\"binding\":\"Q\",\"queue\":"
+		 "\"Jobs\"}]}}",
 		 "queues.producers[0].queue 'Jobs' is not valid"},
-		{"{\"main\":\"app.py\",\"queues\":{\"producers\":[{\"binding\":\"Q\",\"queue\":\"q\","
+		{"{\"main\":\"app.py\",\"queues\":{\"producers\":[{\"binding\":\"Q\",\"queue\":"
+		 "\"q\","
 		 "\"delivery_delay\":86401}]}}",
 		 "queues.producers[0].delivery_delay must be a whole number from 0 to 86400"},
-		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\",\"max_batch_size\":0}]}}",
+		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\",\"max_batch_"
+		 "size\":0}]}}",
 		 "queues.consumers[0].max_batch_size must be a whole number from 1 to 100"},
-		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\",\"max_batch_size\":101}]}}",
+		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\",\"max_batch_"
+		 "size\":101}]}}",
 		 "max_batch_size must be a whole number from 1 to 100"},
-		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\",\"max_batch_size\":\"10\"}]}}",
+		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\",\"max_batch_"
+		 "size\":\"10\"}]}}",
 		 "max_batch_size must be a whole number"},
-		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\",\"max_batch_timeout\":0.5}]}}",
+		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\",\"max_batch_"
+		 "timeout\":0.5}]}}",
 		 "queues.consumers[0].max_batch_timeout must be a whole number from 0 to 60"},
-		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\",\"max_batch_timeout\":61}]}}",
+		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\",\"max_batch_"
+		 "timeout\":61}]}}",
 		 "max_batch_timeout must be a whole number from 0 to 60"},
-		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\",\"max_retries\":101}]}}",
+		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\",\"max_retries\":"
+		 "101}]}}",
 		 "queues.consumers[0].max_retries must be a whole number from 0 to 100"},
-		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\",\"max_retries\":true}]}}",
+		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\",\"max_retries\":"
+		 "true}]}}",
 		 "max_retries must be a whole number"},
-		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\",\"max_concurrency\":0}]}}",
+		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\",\"max_"
+		 "concurrency\":0}]}}",
 		 "max_concurrency must be a whole number from 1 to 250"},
-		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\",\"dead_letter_queue\":\"q\"}]}}",
+		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\",\"dead_letter_"
+		 "queue\":\"q\"}]}}",
 		 "queues.consumers[0].dead_letter_queue 'q' is the queue itself"},
-		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\"},{\"queue\":\"q\"}]}}",
+		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\"},{\"queue\":"
+		 "\"q\"}]}}",
 		 "queues.consumers[1] consumes 'q' as queues.consumers[0] does"},
 		/* services */
 		{"{\"main\":\"app.py\",\"services\":[{\"binding\":\"S\"}]}",
@@ -696,23 +737,27 @@ static void test_bindings_names_collide_across_kinds_vars_and_assets(void **stat
 		       "\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":\"db\"}]}",
 		       "wrangler.jsonc: d1_databases[0] binding 'DB' is also kv_namespaces[0] "
 		       "(wrangler.jsonc)");
-	assert_refused("{\"main\":\"app.py\",\"kv_namespaces\":[{\"binding\":\"A\"},{\"binding\":\"A\"}]}",
+	assert_refused("{\"main\":\"app.py\",\"kv_namespaces\":[{\"binding\":\"A\"},{\"binding\":"
+		       "\"A\"}]}",
 		       "kv_namespaces[1] binding 'A' is also kv_namespaces[0]");
 	assert_refused("{\"main\":\"app.py\",\"durable_objects\":{\"bindings\":[{\"name\":\"X\","
 		       "\"class_name\":\"X\",\"script_name\":\"other\"}]},"
 		       "\"services\":[{\"binding\":\"X\",\"service\":\"other\"}]}",
 		       "services[0] binding 'X' is also durable_objects.bindings[0]");
-	assert_refused("{\"main\":\"app.py\",\"queues\":{\"producers\":[{\"binding\":\"A\",\"queue\":\"a\"},"
+	assert_refused("{\"main\":\"app.py\",\"queues\":{\"producers\":[{\"binding\":\"A\","
+		       "\"queue\":\"a\"},"
 		       "{\"binding\":\"A\",\"queue\":\"b\"}]}}",
 		       "queues.producers[1] binding 'A' is also queues.producers[0]");
 	assert_refused("{\"main\":\"app.py\",\"vars\":{\"CACHE\":\"x\"},"
 		       "\"kv_namespaces\":[{\"binding\":\"CACHE\"}]}",
 		       "wrangler.jsonc: kv_namespaces[0].binding 'CACHE' has the name of a var "
 		       "(vars.CACHE)");
-	assert_refused("{\"main\":\"app.py\",\"vars\":{\"ROOMS\":1},\"durable_objects\":{\"bindings\":"
+	assert_refused("{\"main\":\"app.py\",\"vars\":{\"ROOMS\":1},\"durable_objects\":{"
+		       "\"bindings\":"
 		       "[{\"name\":\"ROOMS\",\"class_name\":\"Room\",\"script_name\":\"x\"}]}}",
 		       "durable_objects.bindings[0].name 'ROOMS' has the name of a var");
-	assert_refused("{\"main\":\"app.py\",\"assets\":{\"directory\":\"public\",\"binding\":\"ASSETS\"},"
+	assert_refused("{\"main\":\"app.py\",\"assets\":{\"directory\":\"public\",\"binding\":"
+		       "\"ASSETS\"},"
 		       "\"r2_buckets\":[{\"binding\":\"ASSETS\",\"bucket_name\":\"abc\"}]}",
 		       "r2_buckets[0] binding 'ASSETS' is also the assets binding");
 
@@ -736,8 +781,10 @@ static void test_bindings_unknown_keys_are_notes_not_errors(void **state)
 	put("app.py", "");
 	put("wrangler.jsonc",
 	    "{\"main\":\"app.py\",\"kv_namespaces\":[{\"binding\":\"KV\",\"remote\":true}],"
-	    "\"r2_buckets\":[{\"binding\":\"B\",\"bucket_name\":\"abc\",\"preview_bucket_name\":\"x\"}],"
-	    "\"durable_objects\":{\"bindings\":[{\"name\":\"R\",\"class_name\":\"Room\"}],\"other\":1},"
+	    "\"r2_buckets\":[{\"binding\":\"B\",\"bucket_name\":\"abc\",\"preview_bucket_name\":"
+	    "\"x\"}],"
+	    "\"durable_objects\":{\"bindings\":[{\"name\":\"R\",\"class_name\":\"Room\"}],"
+	    "\"other\":1},"
 	    "\"migrations\":[{\"tag\":\"v1\",\"new_sqlite_classes\":[\"Room\"],"
 	    "\"transferred_classes\":[]}],"
 	    "\"queues\":{\"consumers\":[{\"queue\":\"q\",\"type\":\"worker\"}]},"
@@ -770,9 +817,10 @@ static void test_bindings_unknown_keys_are_notes_not_errors(void **state)
 	free(text);
 
 	/* A Durable Object class no migration creates: a note with the fix. */
-	put("wrangler.jsonc", "{\"main\":\"app.py\",\"durable_objects\":{\"bindings\":"
-			      "[{\"name\":\"R\",\"class_name\":\"Room\"},"
-			      "{\"name\":\"X\",\"class_name\":\"Ext\",\"script_name\":\"other\"}]}}");
+	put("wrangler.jsonc",
+	    "{\"main\":\"app.py\",\"durable_objects\":{\"bindings\":"
+	    "[{\"name\":\"R\",\"class_name\":\"Room\"},"
+	    "{\"name\":\"X\",\"class_name\":\"Ext\",\"script_name\":\"other\"}]}}");
 	text = NULL;
 	notes = open_memstream(&text, &len);
 	p = project_read(dir, json_as_toml, notes, err, sizeof err);
@@ -792,10 +840,12 @@ static void test_bindings_migrations_dir_stays_inside_through_symlinks(void **st
 	char link[512];
 	snprintf(link, sizeof link, "%s/out", dir);
 	assert_int_equal(symlink("/tmp", link), 0);
-	assert_refused("{\"main\":\"app.py\",\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":\"db\","
+	assert_refused("{\"main\":\"app.py\",\"d1_databases\":[{\"binding\":\"DB\",\"database_"
+		       "name\":\"db\","
 		       "\"migrations_dir\":\"out/migrations\"}]}",
 		       "migrations_dir 'out/migrations' must be a folder inside the project");
-	assert_refused("{\"main\":\"app.py\",\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":\"db\","
+	assert_refused("{\"main\":\"app.py\",\"d1_databases\":[{\"binding\":\"DB\",\"database_"
+		       "name\":\"db\","
 		       "\"migrations_dir\":\"out\"}]}",
 		       "migrations_dir 'out' must be a folder inside the project");
 	/* A folder that does not exist yet is fine (`thaw d1 migrations create` makes it). */
@@ -813,7 +863,8 @@ static void test_bindings_environments_do_not_inherit_bindings_but_do_migrations
 {
 	put("app.py", "");
 	put("wrangler.jsonc",
-	    "{\"name\":\"shop\",\"main\":\"app.py\",\"kv_namespaces\":[{\"binding\":\"KV\",\"id\":\"prod\"}],"
+	    "{\"name\":\"shop\",\"main\":\"app.py\",\"kv_namespaces\":[{\"binding\":\"KV\",\"id\":"
+	    "\"prod\"}],"
 	    "\"queues\":{\"producers\":[{\"binding\":\"Q\",\"queue\":\"q\"}]},"
 	    "\"durable_objects\":{\"bindings\":[{\"name\":\"ROOMS\",\"class_name\":\"Room\"}]},"
 	    "\"migrations\":[{\"tag\":\"v1\",\"new_sqlite_classes\":[\"Room\"]}],"
@@ -826,9 +877,9 @@ static void test_bindings_environments_do_not_inherit_bindings_but_do_migrations
 	assert_string_equal(p->name, "shop-staging");
 	assert_int_equal(p->nkv_namespaces, 1);
 	assert_string_equal(p->kv_namespaces[0].id, "staging");
-	assert_int_equal(p->nqueue_producers, 0);  /* not inherited */
-	assert_int_equal(p->ndurable_objects, 0);  /* not inherited */
-	assert_int_equal(p->nmigrations, 1);       /* inherited, as wrangler does */
+	assert_int_equal(p->nqueue_producers, 0); /* not inherited */
+	assert_int_equal(p->ndurable_objects, 0); /* not inherited */
+	assert_int_equal(p->nmigrations, 1);      /* inherited, as wrangler does */
 	assert_round_trip(p);
 	project_free(p);
 
@@ -861,15 +912,19 @@ static void test_bindings_malformed_answers_are_refused(void **state)
 	} cases[] = {
 		{"\"kv_namespaces\":[{\"binding\":\"KV\",\"extra\":1}]",
 		 "malformed project description: kv_namespaces[0].extra is not a key thaw knows"},
-		{"\"kv_namespaces\":7", "malformed project description: kv_namespaces must be a list"},
+		{"\"kv_namespaces\":7",
+		 "malformed project description: kv_namespaces must be a list"},
 		{"\"kv_namespaces\":[{\"binding\":\"V\"}]", "has the name of a var"},
-		{"\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":\"db\",\"migrations_dir\":\"./m\","
+		{"\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":\"db\",\"migrations_"
+		 "dir\":\"./m\","
 		 "\"migrations_table\":\"t\"}]",
 		 "d1_databases[0].migrations_dir './m' must be a folder inside the project"},
-		{"\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":\"db\",\"migrations_dir\":\"m/\","
+		{"\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":\"db\",\"migrations_"
+		 "dir\":\"m/\","
 		 "\"migrations_table\":\"t\"}]",
 		 "migrations_dir 'm/' must be a folder"},
-		{"\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":\"db\",\"migrations_dir\":\"../m\","
+		{"\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":\"db\",\"migrations_"
+		 "dir\":\"../m\","
 		 "\"migrations_table\":\"t\"}]",
 		 "migrations_dir '../m' must be a folder"},
 		{"\"durable_objects\":{\"bindings\":[],\"more\":[]}",
@@ -879,10 +934,13 @@ static void test_bindings_malformed_answers_are_refused(void **state)
 		 "queues.consumers[0].max_batch_size must be a whole number from 1 to 100"},
 		{"\"migrations\":[{\"tag\":\"v1\",\"new_classes\":[\"A\"]},{\"tag\":\"v1\"}]",
 		 "migrations[1].tag 'v1' is also migrations[0]'s"},
-		{"\"migrations\":[{\"tag\":\"v1\",\"renamed_classes\":[{\"from\":\"A\",\"to\":\"B\",\"x\":1}]}]",
+		{"\"migrations\":[{\"tag\":\"v1\",\"renamed_classes\":[{\"from\":\"A\",\"to\":"
+		 "\"B\",\"x\":1}]}]",
 		 "migrations[0].renamed_classes[0].x is not a key thaw knows"},
-		{"\"services\":[{\"binding\":\"S\",\"service\":\"../x\"}]", "services[0].service '../x'"},
-		{"\"assets\":{\"directory\":\"p\",\"binding\":\"S\"},\"services\":[{\"binding\":\"S\","
+		{"\"services\":[{\"binding\":\"S\",\"service\":\"../x\"}]",
+		 "services[0].service '../x'"},
+		{"\"assets\":{\"directory\":\"p\",\"binding\":\"S\"},\"services\":[{\"binding\":"
+		 "\"S\","
 		 "\"service\":\"x\"}]",
 		 "services[0] binding 'S' is also the assets binding"},
 	};
@@ -897,8 +955,8 @@ static void test_bindings_malformed_answers_are_refused(void **state)
 	}
 	/* Absent defaults in an answer are filled in the same way. */
 	char text[1024], err[512];
-	snprintf(text, sizeof text, "%s\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":\"db\"}]}}",
-		 head);
+	snprintf(text, sizeof text,
+		 "%s\"d1_databases\":[{\"binding\":\"DB\",\"database_name\":\"db\"}]}}", head);
 	struct project *p = parse(text, err, sizeof err);
 	if (!p)
 		fail_msg("%s", err);
@@ -915,21 +973,32 @@ int main(void)
 		cmocka_unit_test(test_answer_round_trip),
 		cmocka_unit_test(test_malformed_answers),
 		cmocka_unit_test_setup_teardown(test_read_pyproject, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_read_wrangler_jsonc_without_toml, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_wrangler_jsonc_without_toml, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_read_pyproject_over_wrangler, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_refusals, setup, teardown),
 		cmocka_unit_test(test_requires_python),
 		cmocka_unit_test_setup_teardown(
 			test_read_notes_a_requires_python_that_excludes_the_embedded_one, setup,
 			teardown),
-		cmocka_unit_test_setup_teardown(test_bindings_every_kind_read_with_defaults, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bindings_pyproject_wins_list_by_list, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bindings_malformed_entries_are_refused_naming_file_and_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bindings_every_kind_read_with_defaults, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_bindings_pyproject_wins_list_by_list, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(
+			test_bindings_malformed_entries_are_refused_naming_file_and_key, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(test_bindings_counts_are_bounded, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bindings_names_collide_across_kinds_vars_and_assets, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bindings_unknown_keys_are_notes_not_errors, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bindings_migrations_dir_stays_inside_through_symlinks, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bindings_environments_do_not_inherit_bindings_but_do_migrations, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_bindings_names_collide_across_kinds_vars_and_assets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bindings_unknown_keys_are_notes_not_errors,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_bindings_migrations_dir_stays_inside_through_symlinks, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_bindings_environments_do_not_inherit_bindings_but_do_migrations, setup,
+			teardown),
 		cmocka_unit_test(test_bindings_malformed_answers_are_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
