@@ -746,33 +746,34 @@ static size_t collect_bindings(const struct project *p, struct named *out, size_
 
 static int check_names(const struct project *p, char *err, size_t errlen)
 {
-	static struct named all[PROJECT_SECTIONS * PROJECT_MAX_BINDINGS];
-	size_t n = collect_bindings(p, all, ARRAY_SIZE(all));
-	for (size_t i = 0; i < n; i++) {
+	size_t max = project_bindings_count(p);
+	struct named *all = xcalloc(max ? max : 1, sizeof *all);
+	size_t n = collect_bindings(p, all, max);
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
 		const struct named *b = &all[i];
-		if (p->vars && json_object_get(p->vars, b->name))
-			return err_set(
-				err, errlen,
-				"%s: %s[%zu].%s '%s' has the name of a var (vars.%s): rename one "
-				"of them",
-				b->where, b->path, b->index,
-				!strcmp(b->path, "durable_objects.bindings") ? "name" : "binding",
-				b->name, b->name);
-		if (p->assets.binding && !strcmp(p->assets.binding, b->name))
-			return err_set(err, errlen,
-				       "%s: %s[%zu] binding '%s' is also the assets binding "
-				       "(assets.binding): rename one of them",
-				       b->where, b->path, b->index, b->name);
-		for (size_t k = 0; k < i; k++)
+		const char *key = !strcmp(b->path, "durable_objects.bindings") ? "name" : "binding";
+		if (p->vars && json_object_get(p->vars, b->name)) {
+			rc = err_set(err, errlen,
+				     "%s: %s[%zu].%s '%s' has the name of a var (vars.%s): rename "
+				     "one of them",
+				     b->where, b->path, b->index, key, b->name, b->name);
+		} else if (p->assets.binding && !strcmp(p->assets.binding, b->name)) {
+			rc = err_set(err, errlen,
+				     "%s: %s[%zu] binding '%s' is also the assets binding "
+				     "(assets.binding): rename one of them",
+				     b->where, b->path, b->index, b->name);
+		}
+		for (size_t k = 0; k < i && rc == 0; k++)
 			if (!strcmp(all[k].name, b->name))
-				return err_set(err, errlen,
-					       "%s: %s[%zu] binding '%s' is also %s[%zu] (%s): "
-					       "each "
-					       "binding needs its own name",
-					       b->where, b->path, b->index, b->name, all[k].path,
-					       all[k].index, all[k].where);
+				rc = err_set(err, errlen,
+					     "%s: %s[%zu] binding '%s' is also %s[%zu] (%s): each "
+					     "binding needs its own name",
+					     b->where, b->path, b->index, b->name, all[k].path,
+					     all[k].index, all[k].where);
 	}
-	return 0;
+	free(all);
+	return rc;
 }
 
 static int check_consumers(const struct project *p, char *err, size_t errlen)
@@ -797,9 +798,9 @@ static int check_consumers(const struct project *p, char *err, size_t errlen)
 	return 0;
 }
 
-/* The classes that exist after migrations [0, upto): a small set. */
+/* The Durable Object classes that exist after the migrations applied so far. */
 struct class_set {
-	const char *names[PROJECT_MAX_MIGRATIONS * PROJECT_MAX_MIGRATION_CLASSES * 2];
+	const char **names; /* borrowed from the migrations */
 	size_t n;
 };
 
@@ -876,10 +877,16 @@ static int check_migrations(const struct project *p, struct class_set *set, char
 
 int project_bindings_check(const struct project *p, FILE *notes, char *err, size_t errlen)
 {
-	static struct class_set set;
+	/* Room for every class the migrations create: renames replace in place. */
+	size_t created = 0;
+	for (size_t i = 0; i < p->nmigrations; i++)
+		created += p->migrations[i].nnew_classes + p->migrations[i].nnew_sqlite_classes;
+	struct class_set set = {xcalloc(created ? created : 1, sizeof *set.names), 0};
 	if (check_names(p, err, errlen) < 0 || check_consumers(p, err, errlen) < 0 ||
-	    check_migrations(p, &set, err, errlen) < 0)
+	    check_migrations(p, &set, err, errlen) < 0) {
+		free(set.names);
 		return -1;
+	}
 	for (size_t i = 0; notes && i < p->ndurable_objects; i++) {
 		const struct project_durable_object *d = &p->durable_objects[i];
 		if (!d->script_name && class_find(&set, d->class_name) < 0)
@@ -890,6 +897,7 @@ int project_bindings_check(const struct project *p, FILE *notes, char *err, size
 				p->section_sources[PROJECT_SECTION_DURABLE_OBJECTS], i,
 				d->class_name, d->class_name);
 	}
+	free(set.names);
 	return 0;
 }
 
