@@ -14,6 +14,14 @@
  *
  * The stub is written next to the entry module (worker_env.pyi), or to -o
  * FILE; it is replaced atomically and says it is generated.
+ *
+ * A binding's class (KVNamespace, D1Database, R2Bucket,
+ * DurableObjectNamespace, Queue, Fetcher) is imported from the SDK's
+ * workers._bindings only when that module defines it (its source is read
+ * from the SDK directory, THAW_SDK_DIR); otherwise the member is `Any` with a
+ * comment naming the kind, so the stub always passes mypy. A service binding
+ * is a Fetcher whose other attributes are the RPC methods of the worker it
+ * names: the stub declares it as a Fetcher subclass with __getattr__.
  */
 #include "cli/cli.h"
 
@@ -37,7 +45,8 @@ static const char types_usage[] =
 	"\n"
 	"Write a typing stub for the worker's env (class Env) from its configuration: vars\n"
 	"with the types of their values, secrets named in .dev.vars / .env (names only),\n"
-	"and bindings (the static assets fetcher). Default FILE: worker_env.pyi next to the\n"
+	"and bindings (assets, KV, D1, R2, Durable Objects, queues, services). Default\n"
+	"FILE: worker_env.pyi next to the\n"
 	"entry module, so `from worker_env import Env` works under TYPE_CHECKING.\n"
 	"\n"
 	"Options:\n"
@@ -107,6 +116,103 @@ static void line(struct buf *b, const char *fmt, ...)
 	buf_append(b, tmp, n < 0 ? 0 : (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
+/* The SDK's workers/_bindings.py (NULL when it cannot be read), to see which
+ * binding classes it defines. */
+static char *sdk_bindings_source(void)
+{
+	const char *sdk = getenv("THAW_SDK_DIR");
+	char path[PATH_MAX];
+	size_t len;
+	if (!sdk || !*sdk)
+		sdk = THAW_SDK_DIR;
+	if ((size_t)snprintf(path, sizeof path, "%s/workers/_bindings.py", sdk) >= sizeof path)
+		return NULL;
+	return read_file(path, 1u << 20, &len);
+}
+
+/* Does source (may be NULL) define class name at the top level? */
+static int defines_class(const char *source, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = source; p && (p = strstr(p, "class ")) != NULL; p += 6) {
+		if (p != source && p[-1] != '\n')
+			continue;
+		if (!strncmp(p + 6, name, n) && (p[6 + n] == '(' || p[6 + n] == ':'))
+			return 1;
+	}
+	return 0;
+}
+
+/* The binding classes a stub uses: which the SDK has, which p needs. */
+enum binding_class { KV_CLASS, D1_CLASS, R2_CLASS, DO_CLASS, QUEUE_CLASS, FETCHER_CLASS, NCLASSES };
+static const char *const class_names[NCLASSES] = {
+	"KVNamespace", "D1Database", "R2Bucket", "DurableObjectNamespace", "Queue", "Fetcher",
+};
+
+/* One binding's line: `NAME: TYPE  # what`, TYPE the class when the SDK has
+ * it, else Any (and the comment says which class it will be). 1, or 0 when
+ * NAME cannot be a member (a keyword, or shadowed by a method of env). */
+static int binding_line(struct buf *b, const char *name, enum binding_class k, const char *type,
+			const int have[NCLASSES], const char *what)
+{
+	if (!identifier(name) || !strcmp(name, "get") || !strcmp(name, "keys")) {
+		fprintf(stderr,
+			"thaw types: binding '%s' is a Python keyword or a method of env: only "
+			"env[\"...\"] reaches it (left out)\n",
+			name);
+		return 0;
+	}
+	if (have[k])
+		line(b, "    %s: %s  # %s\n", name, type, what);
+	else
+		line(b, "    %s: Any  # %s (%s: not in this thaw's workers._bindings yet)\n", name,
+		     what, class_names[k]);
+	return 1;
+}
+
+/* The members of Env for p's storage and service bindings; returns how many. */
+static int binding_members(struct buf *b, const struct project *p, const int have[NCLASSES])
+{
+	char what[256];
+	int members = 0;
+	for (size_t i = 0; i < p->nkv_namespaces; i++) {
+		const struct project_kv *kv = &p->kv_namespaces[i];
+		snprintf(what, sizeof what, "KV namespace%s%s%s", kv->id ? " (id " : "",
+			 kv->id ? kv->id : "", kv->id ? ")" : "");
+		members += binding_line(b, kv->binding, KV_CLASS, "KVNamespace", have, what);
+	}
+	for (size_t i = 0; i < p->nd1_databases; i++) {
+		snprintf(what, sizeof what, "D1 database %s", p->d1_databases[i].database_name);
+		members += binding_line(b, p->d1_databases[i].binding, D1_CLASS, "D1Database", have,
+					what);
+	}
+	for (size_t i = 0; i < p->nr2_buckets; i++) {
+		snprintf(what, sizeof what, "R2 bucket %s", p->r2_buckets[i].bucket_name);
+		members +=
+			binding_line(b, p->r2_buckets[i].binding, R2_CLASS, "R2Bucket", have, what);
+	}
+	for (size_t i = 0; i < p->ndurable_objects; i++) {
+		const struct project_durable_object *d = &p->durable_objects[i];
+		snprintf(what, sizeof what, "Durable Object namespace: class %s%s%s", d->class_name,
+			 d->script_name ? " of worker " : "", d->script_name ? d->script_name : "");
+		members += binding_line(b, d->name, DO_CLASS, "DurableObjectNamespace", have, what);
+	}
+	for (size_t i = 0; i < p->nqueue_producers; i++) {
+		snprintf(what, sizeof what, "queue %s (producer)", p->queue_producers[i].queue);
+		members += binding_line(b, p->queue_producers[i].binding, QUEUE_CLASS, "Queue",
+					have, what);
+	}
+	for (size_t i = 0; i < p->nservices; i++) {
+		const struct project_service *s = &p->services[i];
+		snprintf(what, sizeof what, "service binding (Fetcher + RPC): worker %s%s%s",
+			 s->service, s->entrypoint ? ", entrypoint " : "",
+			 s->entrypoint ? s->entrypoint : "");
+		members +=
+			binding_line(b, s->binding, FETCHER_CLASS, "_ServiceBinding", have, what);
+	}
+	return members;
+}
+
 int cmd_types(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -155,8 +261,31 @@ int cmd_types(int argc, char **argv)
 	line(&b, "# Generated by `thaw types` from %s%s%s%s. Do not edit: run it again.\n",
 	     p->sources, which[0] ? " and " : "", which, "");
 	line(&b, "# Use: `if TYPE_CHECKING: from worker_env import Env`, then annotate `env: Env`.\n");
-	line(&b, "from typing import Any\n\nfrom workers._bindings import Fetcher\n\n\n");
-	line(&b, "class Env:\n");
+	/* Which binding classes the stub needs, and which of them the SDK has. */
+	char *sdk = sdk_bindings_source();
+	int have[NCLASSES] = {0}, need[NCLASSES] = {0};
+	need[KV_CLASS] = p->nkv_namespaces > 0;
+	need[D1_CLASS] = p->nd1_databases > 0;
+	need[R2_CLASS] = p->nr2_buckets > 0;
+	need[DO_CLASS] = p->ndurable_objects > 0;
+	need[QUEUE_CLASS] = p->nqueue_producers > 0;
+	need[FETCHER_CLASS] = p->nservices > 0 || p->assets.binding;
+	line(&b, "from typing import Any\n");
+	for (int k = 0, n = 0; k < NCLASSES; k++) {
+		have[k] = need[k] && defines_class(sdk, class_names[k]);
+		if (have[k])
+			line(&b, "%s%s", n++ ? ", " : "\nfrom workers._bindings import ",
+			     class_names[k]);
+		if (k == NCLASSES - 1 && n)
+			line(&b, "\n");
+	}
+	free(sdk);
+	if (p->nservices && have[FETCHER_CLASS])
+		line(&b, "\n\nclass _ServiceBinding(Fetcher):\n"
+			 "    \"\"\"A service binding: fetch() and the RPC methods of its worker's "
+			 "entrypoint.\"\"\"\n"
+			 "    def __getattr__(self, name: str) -> Any: ...\n");
+	line(&b, "\n\nclass Env:\n");
 	int members = 0;
 	const char *k;
 	json_t *v;
@@ -185,11 +314,13 @@ int cmd_types(int argc, char **argv)
 		line(&b, "    %s: str  # secret (%s)\n", k, which);
 		members++;
 	}
-	if (p->assets.binding && identifier(p->assets.binding)) {
-		line(&b, "    %s: Fetcher  # static assets: %s/\n", p->assets.binding,
-		     p->assets.directory);
-		members++;
+	if (p->assets.binding) {
+		char what[300];
+		snprintf(what, sizeof what, "static assets: %s/", p->assets.directory);
+		members +=
+			binding_line(&b, p->assets.binding, FETCHER_CLASS, "Fetcher", have, what);
 	}
+	members += binding_members(&b, p, have);
 	if (!members)
 		line(&b, "    pass\n");
 	line(&b, "\n    def __getitem__(self, name: str) -> Any: ...\n");

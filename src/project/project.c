@@ -94,6 +94,7 @@ void project_free(struct project *p)
 	json_decref(p->crons);
 	free(p->env);
 	project_assets_dispose(&p->assets);
+	project_bindings_dispose(p);
 	free(p);
 }
 
@@ -112,6 +113,7 @@ json_t *project_to_json(const struct project *p)
 	json_t *assets = project_assets_to_json(&p->assets);
 	if (assets)
 		json_object_set_new(j, "assets", assets);
+	project_bindings_to_json(p, j);
 	return j;
 }
 
@@ -179,6 +181,10 @@ struct project *project_from_json(const json_t *j, const char *dir, char *err, s
 	if (p->assets.binding && json_object_get(p->vars, p->assets.binding)) {
 		snprintf(err, errlen, "malformed project description: the assets binding %s is also a var",
 			 p->assets.binding);
+		project_free(p);
+		return NULL;
+	}
+	if (project_bindings_from_json(p, j, err, errlen) < 0) {
 		project_free(p);
 		return NULL;
 	}

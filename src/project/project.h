@@ -14,7 +14,10 @@
  *                            "dependencies": [S..], "sources": S,
  *                            "allow_entropy_at_import": B, "crons": [S..],
  *                            "env": S (absent: none),
- *                            "assets": {..} (absent: none; see below)}}
+ *                            "assets": {..} (absent: none; see below),
+ *                            "kv_namespaces", "d1_databases", "r2_buckets",
+ *                            "durable_objects", "migrations", "queues",
+ *                            "services" (absent: none; bindings.h)}}
  *   {"ok": false, "error": S}
  *
  *   The child's output is treated as hostile like the files it read: every
@@ -33,6 +36,8 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdio.h>
+
+#include "project/bindings.h"
 
 #define PROJECT_MAX_FILE_BYTES (1u << 20) /* a configuration file, at most */
 #define PROJECT_MAX_JSON_BYTES (4u << 20) /* the reader's whole answer, at most */
@@ -87,6 +92,27 @@ struct project {
 	json_t *crons; /* triggers.crons: array of cron expressions (cron.h), each valid */
 	char *env;     /* the environment selected ([env.NAME], --env), or NULL */
 	struct project_assets assets; /* static assets (directory NULL: none) */
+
+	/* Storage and service bindings (bindings.h): each kind its own array. */
+	struct project_kv *kv_namespaces;
+	size_t nkv_namespaces;
+	struct project_d1 *d1_databases;
+	size_t nd1_databases;
+	struct project_r2 *r2_buckets;
+	size_t nr2_buckets;
+	struct project_durable_object *durable_objects; /* durable_objects.bindings */
+	size_t ndurable_objects;
+	struct project_migration *migrations; /* in their order */
+	size_t nmigrations;
+	struct project_queue_producer *queue_producers;
+	size_t nqueue_producers;
+	struct project_queue_consumer *queue_consumers;
+	size_t nqueue_consumers;
+	struct project_service *services;
+	size_t nservices;
+	/* The table each array came from, for messages (static storage; NULL
+	 * for an empty one). */
+	const char *section_sources[PROJECT_SECTIONS];
 };
 
 #define PROJECT_MAX_CRONS 64 /* triggers per worker */

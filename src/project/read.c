@@ -162,6 +162,11 @@ static int take(struct project *c, const char *file, json_t *t, const char *cons
 			if (take_assets(c, file, v, err, errlen) < 0)
 				return -1;
 		} else {
+			int taken = project_bindings_take(c, key, v, file, 1, notes, err, errlen);
+			if (taken < 0)
+				return -1;
+			if (taken)
+				continue;
 			int quiet = 0;
 			for (const char *const *k = known_ignored; k && *k; k++)
 				quiet |= !strcmp(*k, key);
@@ -173,7 +178,9 @@ static int take(struct project *c, const char *file, json_t *t, const char *cons
 }
 
 /* Keys an environment does not inherit from the top level (wrangler's rule:
- * bindings and vars are per environment). */
+ * bindings and vars are per environment). `migrations` is not one of them:
+ * wrangler marks it inheritable (an environment's worker has the same classes
+ * to migrate), so an environment without its own list has the top level's. */
 static const char *const env_own_keys[] = {
 	"vars", "define", "durable_objects", "kv_namespaces", "r2_buckets", "d1_databases",
 	"services", "queues", "analytics_engine_datasets", "vectorize", "hyperdrive", "ai",
@@ -397,6 +404,8 @@ struct project *project_read_env(const char *dir_in, const char *env, project_to
 			 c->sources, c->assets.binding);
 		goto fail;
 	}
+	if (project_bindings_check(c, notes, err, errlen) < 0)
+		goto fail;
 	return c;
 fail:
 	project_free(c);
