@@ -9,7 +9,7 @@ time, in a snapshot build) there is no host to call, and a call raises.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Union
 
 from ._headers import Headers
 from ._http import Request, Response, _status_phrase
@@ -94,6 +94,9 @@ def _js_value(data: Any) -> Any:
     return to_js(data)
 
 
+KVKey = Union[str, bytes, bytearray, memoryview]
+
+
 def _key_bytes(key: Any, what: str = "key") -> bytes:
     if isinstance(key, str):
         return key.encode("utf-8")
@@ -167,16 +170,16 @@ class KVNamespace:
         metadata = _js_value(json.loads(raw)) if found and raw else None
         return _KVWithMetadata(value, metadata)
 
-    async def get(self, key: Any, type: Any = None, **options: Any) -> Any:  # noqa: A002
+    async def get(self, key: KVKey, type: Any = None, **options: Any) -> Any:  # noqa: A002
         return await self._get(key, self._type(type, options), False)
 
-    async def get_with_metadata(self, key: Any, type: Any = None,  # noqa: A002
+    async def get_with_metadata(self, key: KVKey, type: Any = None,  # noqa: A002
                                 **options: Any) -> Any:
         return await self._get(key, self._type(type, options), True)
 
     getWithMetadata = get_with_metadata
 
-    async def put(self, key: Any, value: Any, options: Any = None, **kwargs: Any) -> None:
+    async def put(self, key: KVKey, value: Any, options: Any = None, **kwargs: Any) -> None:
         opts = {**(options or {}), **kwargs} if isinstance(options, dict) or options is None \
             else kwargs
         if isinstance(value, str):
@@ -206,7 +209,7 @@ class KVNamespace:
                          .encode("utf-8")))
         await call(self._name, "put", args, data if data else None)
 
-    async def delete(self, key: Any) -> None:
+    async def delete(self, key: KVKey) -> None:
         await call(self._name, "delete", [(b"key", _key_bytes(key))])
 
     async def list(self, options: Any = None, **kwargs: Any) -> Any:
