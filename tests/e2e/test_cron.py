@@ -7,7 +7,6 @@ was down over a minute boundary logs the runs it missed instead of replaying the
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import time
 from pathlib import Path

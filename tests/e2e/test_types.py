@@ -6,7 +6,6 @@ workers._bindings has them (else Any, naming the kind); --env picks an environme
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
