@@ -1040,7 +1040,7 @@ json_t *d1_exec(struct d1_db *d, const char *sql, char *err, size_t errlen)
 	call_begin(d);
 	json_t *r = NULL;
 	if (!sql)
-		err_set(err, errlen, "D1_EXEC_ERROR: Error in line 1: : %s", D1_EMPTY_ERROR + 10);
+		err_set(err, errlen, "D1_EXEC_ERROR: Error in line 1: : %s", &D1_EMPTY_ERROR[10]);
 	else if (exec_text(d, sql, NULL, &count, &total, err, errlen) == 0)
 		r = json_pack("{s:I, s:f}", "count", (json_int_t)count, "duration", total.duration);
 	call_end(d, err, errlen, !r);
