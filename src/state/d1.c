@@ -37,6 +37,10 @@
  * rows) and rows_read (an estimate: the most of the rows returned, the rows
  * stepped in full scans and the rows changed; D1 counts every row visited).
  *
+ * Speed: a text that is one statement is prepared once and kept (the
+ * CACHE_SIZE most recently used); a lone read-only statement without a
+ * PRAGMA runs without a transaction of ours (SQLite's own is the same).
+ *
  * Ownership: struct d1_db owns its connection and cached statements. Every
  * json_t returned is new; parameters are borrowed for the call.
  */
@@ -66,6 +70,7 @@
 #define VALUE_OVERHEAD 32   /* bytes an answer counts for every value */
 #define TYPE_ERROR_VALUE 64 /* bytes of a refused value quoted in the error */
 #define EXEC_ERROR_TEXT 200 /* bytes of a failing statement quoted */
+#define CACHE_SIZE 16       /* single statements kept prepared, most recently used */
 #define MIGRATION_NAME_MAX 100
 #define MIGRATION_FILES_MAX 10000
 
@@ -112,6 +117,14 @@ static const char *const internal_sql[I_COUNT] = {
 	[I_ROLLBACK] = "ROLLBACK", [I_PAGE_COUNT] = "PRAGMA page_count",
 };
 
+/* A single-statement text prepared once and kept. */
+struct cached {
+	char *sql;        /* the text, the key */
+	sqlite3_stmt *st; /* reset and unbound between uses */
+	uint64_t used;    /* d1_db.clock at the last use; 0: free */
+	int alone;        /* may run outside a transaction: read-only, no PRAGMA */
+};
+
 struct d1_db {
 	sqlite3 *db;
 	struct d1_options opt;
@@ -122,6 +135,9 @@ struct d1_db {
 	uint64_t deadline_ns; /* 0: none */
 	int timed_out;        /* the progress handler stopped the call */
 	size_t result_bytes;  /* counted against opt.max_result_bytes */
+	int saw_pragma;       /* the authorizer saw a PRAGMA since it was cleared */
+	struct cached cache[CACHE_SIZE];
+	uint64_t clock;
 };
 
 /* What one statement (or a text of several) did. */
@@ -358,6 +374,7 @@ static int authorize(void *user, int action, const char *a1, const char *a2, con
 			    "for several statements that must succeed or fail together",
 			    action == SQLITE_TRANSACTION && a1 ? a1 : "SAVEPOINT");
 	case SQLITE_PRAGMA:
+		d->saw_pragma = 1;
 		if (a1 && ascii_casecmp_list(a1, SAFE_PRAGMAS, ARRAY_SIZE(SAFE_PRAGMAS)))
 			return SQLITE_OK;
 		return deny(d, "PRAGMA %s is not one of the PRAGMA statements D1 supports",
@@ -581,6 +598,10 @@ void d1_close(struct d1_db *d)
 		return;
 	for (int i = 0; i < I_COUNT; i++)
 		sqlite3_finalize(d->internal[i]);
+	for (int i = 0; i < CACHE_SIZE; i++) {
+		sqlite3_finalize(d->cache[i].st);
+		free(d->cache[i].sql);
+	}
 	sqlite3_close_v2(d->db);
 	free(d);
 }
@@ -724,7 +745,9 @@ static int run_statement(struct d1_db *d, sqlite3_stmt *st, json_t *params, size
 
 	int64_t changes0 = sqlite3_total_changes64(d->db);
 	int64_t rowid0 = sqlite3_last_insert_rowid(d->db);
-	int64_t size0 = db_size(d);
+	int readonly = sqlite3_stmt_readonly(st);
+	int64_t size0 = readonly ? 0 : db_size(d); /* a read cannot change it */
+	sqlite3_stmt_status(st, SQLITE_STMTSTATUS_FULLSCAN_STEP, 1);
 	uint64_t t0 = now_ns();
 	int64_t returned = 0;
 
@@ -763,9 +786,10 @@ static int run_statement(struct d1_db *d, sqlite3_stmt *st, json_t *params, size
 	m->changes = sqlite3_total_changes64(d->db) - changes0;
 	m->last_row_id = sqlite3_last_insert_rowid(d->db);
 	m->size_after = db_size(d);
-	m->changed_db = m->changes != 0 || m->last_row_id != rowid0 || m->size_after != size0;
+	m->changed_db = m->changes != 0 || m->last_row_id != rowid0 ||
+			(!readonly && m->size_after != size0);
 	m->rows_written = m->changes;
-	int64_t scanned = sqlite3_stmt_status(st, SQLITE_STMTSTATUS_FULLSCAN_STEP, 0);
+	int64_t scanned = sqlite3_stmt_status(st, SQLITE_STMTSTATUS_FULLSCAN_STEP, 1);
 	m->rows_read = returned;
 	if (scanned > m->rows_read)
 		m->rows_read = scanned;
@@ -824,6 +848,49 @@ struct failure {
 	const char *at;
 };
 
+/* The statement when sql is exactly one statement, prepared once and kept.
+ * 0 with *st (borrowed: the cache owns it; reset it after use) and *alone;
+ * 1 when sql is not one statement (several, a trailing comment, none): the
+ * caller prepares it statement by statement; -1 with err. */
+static int statement_cached(struct d1_db *d, const char *sql, sqlite3_stmt **st, int *alone,
+			    char *err, size_t errlen)
+{
+	size_t victim = 0;
+	*st = NULL;
+	for (size_t i = 0; i < CACHE_SIZE; i++) {
+		struct cached *c = &d->cache[i];
+		if (c->sql && !strcmp(c->sql, sql)) {
+			c->used = ++d->clock;
+			*st = c->st;
+			*alone = c->alone;
+			return 0;
+		}
+		if (c->used < d->cache[victim].used)
+			victim = i;
+	}
+	sqlite3_stmt *s = NULL;
+	const char *tail = NULL;
+	d->deny[0] = 0;
+	d->saw_pragma = 0;
+	int rc = sqlite3_prepare_v3(d->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, &tail);
+	if (rc != SQLITE_OK)
+		return fail_rc(d, rc, err, errlen);
+	if (!s || *skip_space(tail)) {
+		sqlite3_finalize(s);
+		return 1;
+	}
+	struct cached *c = &d->cache[victim];
+	sqlite3_finalize(c->st);
+	free(c->sql);
+	c->sql = xstrdup(sql);
+	c->st = s;
+	c->used = ++d->clock;
+	c->alone = sqlite3_stmt_readonly(s) && !d->saw_pragma;
+	*st = s;
+	*alone = c->alone;
+	return 0;
+}
+
 /* Run every statement of sql. params are bound across them in order (NULL:
  * none); out (may be NULL) gets the last statement's rows; each (may be
  * NULL) gets one D1_ALL result per statement; *count the statements run.
@@ -839,11 +906,22 @@ static int run_text(struct d1_db *d, const char *sql, json_t *params, struct row
 	while (*(tail = skip_space(tail))) {
 		sqlite3_stmt *st = NULL;
 		const char *start = tail;
+		int cached = 0, alone;
 		fail->at = start;
-		d->deny[0] = 0;
-		int rc = sqlite3_prepare_v3(d->db, start, -1, 0, &st, &tail);
-		if (rc != SQLITE_OK)
-			return fail_rc(d, rc, err, errlen);
+		if (start == sql) {
+			cached = statement_cached(d, sql, &st, &alone, err, errlen);
+			if (cached < 0)
+				return -1;
+			cached = !cached;
+		}
+		if (cached) {
+			tail = start + strlen(start);
+		} else {
+			d->deny[0] = 0;
+			int rc = sqlite3_prepare_v3(d->db, start, -1, 0, &st, &tail);
+			if (rc != SQLITE_OK)
+				return fail_rc(d, rc, err, errlen);
+		}
 		if (!st) {
 			if (tail == start)
 				break; /* nothing parsed: only comments were left */
@@ -853,7 +931,12 @@ static int run_text(struct d1_db *d, const char *sql, json_t *params, struct row
 		struct rows mine = {.rows = json_array()};
 		struct rows *dest = each ? &mine : out;
 		int r = run_statement(d, st, params, &next, dest, &m, err, errlen);
-		sqlite3_finalize(st);
+		if (cached) {
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+		} else {
+			sqlite3_finalize(st);
+		}
 		if (r == 0 && each)
 			json_array_append_new(each, d1_result(mine.columns, mine.rows, &m));
 		json_decref(mine.columns);
@@ -886,13 +969,22 @@ static json_t *query(struct d1_db *d, const char *sql, json_t *params, enum d1_m
 	struct meta m;
 	struct failure where;
 	json_t *answer = NULL;
-	if (begin(d, 0, err, errlen) < 0)
+	/* A lone read-only statement needs no transaction of ours (the common
+	 * point query); anything else runs in one, as on D1. */
+	sqlite3_stmt *st;
+	int alone = 0;
+	int single = statement_cached(d, sql, &st, &alone, err, errlen);
+	if (single < 0)
+		goto done;
+	int own = !(single == 0 && alone);
+	if (own && begin(d, 0, err, errlen) < 0)
 		goto done;
 	if (run_text(d, sql, params, &out, NULL, &m, NULL, &where, err, errlen) < 0) {
-		rollback(d);
+		if (own)
+			rollback(d);
 		goto done;
 	}
-	if (commit(d, err, errlen) < 0)
+	if (own && commit(d, err, errlen) < 0)
 		goto done;
 	switch (mode) {
 	case D1_ALL:
@@ -1250,7 +1342,8 @@ static int migration_files(const char *dir, char ***names, size_t *count, char *
 		}
 		(*names)[(*count)++] = xstrdup(e->d_name);
 	}
-	qsort(*names, *count, sizeof **names, name_compare);
+	if (*count)
+		qsort(*names, *count, sizeof **names, name_compare);
 out:
 	closedir(dh);
 	if (r < 0) {

@@ -15,6 +15,7 @@
 
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -505,6 +506,45 @@ static void test_a_long_query_is_interrupted_with_d1_timeout_error(void **state)
 	json_decref(r);
 }
 
+static struct d1_db *interrupt_db;
+static volatile int interrupt_done;
+
+/* Interrupt every 50 ms until the query has failed: one interrupt that came
+ * before the query started would be a no-op. */
+static void *interrupt_later(void *unused)
+{
+	(void)unused;
+	while (!__atomic_load_n(&interrupt_done, __ATOMIC_SEQ_CST)) {
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+		d1_interrupt(interrupt_db);
+	}
+	return NULL;
+}
+
+static void test_another_thread_can_interrupt_a_query_without_time_limit(void **state)
+{
+	struct fixture *f = *state;
+	d1_close(f->db);
+	struct d1_options opt = {.timeout_ms = -1};
+	f->db = d1_open(f->path, &opt, f->err, sizeof f->err);
+	assert_non_null(f->db);
+	pthread_t t;
+	interrupt_db = f->db;
+	__atomic_store_n(&interrupt_done, 0, __ATOMIC_SEQ_CST);
+	assert_int_equal(pthread_create(&t, NULL, interrupt_later, NULL), 0);
+	const char *e = fails(f,
+			      "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+			      "SELECT count(*) FROM c",
+			      NULL);
+	__atomic_store_n(&interrupt_done, 1, __ATOMIC_SEQ_CST);
+	pthread_join(t, NULL);
+	assert_contains(e, "exceeded timeout");
+	json_t *r = ok(f, "SELECT 2 AS two", NULL, D1_FIRST, "two");
+	assert_int_equal(json_integer_value(r), 2);
+	json_decref(r);
+}
+
 static void test_a_result_over_the_size_bound_is_refused(void **state)
 {
 	struct fixture *f = *state;
@@ -735,6 +775,7 @@ int main(void)
 		T(test_fts5_is_available),
 		T(test_d1_limits_are_enforced),
 		T(test_a_long_query_is_interrupted_with_d1_timeout_error),
+		T(test_another_thread_can_interrupt_a_query_without_time_limit),
 		T(test_a_result_over_the_size_bound_is_refused),
 		T(test_writes_survive_a_reopen),
 		T(test_dump_gives_a_database_file_with_the_data),
