@@ -449,6 +449,54 @@ def remote_seeds():
     }
 
 
+def d1_seeds():
+    """fuzz_d1: a byte choosing the call (0-4 d1_query modes, 5 first("a"), 6 exec,
+    7 batch, 8 execute), the SQL, a NUL, then JSON (parameters or statements)."""
+    import json
+
+    def q(op, sql, extra=None):
+        out = bytes([op]) + sql.encode()
+        if extra is not None:
+            out += b"\0" + json.dumps(extra).encode()
+        return out
+    return {
+        "all_params": q(0, "SELECT * FROM t WHERE a = ? OR b = ?", [1, "one"]),
+        "run_insert": q(1, "INSERT INTO t (b, c) VALUES (?, ?) RETURNING *",
+                        ["x", {"$b": "AAEC"}]),
+        "first_column": q(5, "SELECT a, b FROM t ORDER BY a DESC"),
+        "raw_names": q(4, "SELECT a AS a, b AS a, c FROM t"),
+        "bad_type": q(0, "SELECT ?", [[1, 2]]),
+        "bad_base64": q(0, "SELECT ?", [{"$b": "=="}]),
+        "bools": q(2, "SELECT ?, ?, ?", [True, False, None]),
+        "count_mismatch": q(0, "SELECT ?1, ?3", [1]),
+        "several": q(0, "INSERT INTO t (b) VALUES (?); SELECT count(*) FROM t WHERE b = ?",
+                     ["z", "z"]),
+        "attach": q(0, "ATTACH 'evil.db' AS e"),
+        "attach_uri": q(6, "ATTACH 'file:evil.db?mode=rwc' AS e; CREATE TABLE e.x (a)"),
+        "vacuum_into": q(6, "VACUUM INTO 'evil.db'"),
+        "load_extension": q(0, "SELECT load_extension('libc.so.6')"),
+        "pragma_bad": q(0, "PRAGMA writable_schema = 1"),
+        "pragma_good": q(3, "PRAGMA table_info(t)"),
+        "pragma_vtab": q(0, "SELECT * FROM pragma_database_list"),
+        "begin": q(6, "BEGIN; INSERT INTO t (b) VALUES ('q'); COMMIT"),
+        "recursive": q(0, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+                          "SELECT x FROM c"),
+        "big_blob": q(0, "SELECT randomblob(1999999), zeroblob(2000001)"),
+        "not_utf8": bytes([0]) + b"SELECT CAST(x'ff80c0' AS TEXT) AS \xff",
+        "fts5": q(8, "CREATE VIRTUAL TABLE f USING fts5(x); INSERT INTO f VALUES ('hi');"
+                     "SELECT * FROM f WHERE f MATCH 'hi'"),
+        "trigger": q(6, "CREATE TABLE l (m); CREATE TRIGGER tr AFTER INSERT ON t BEGIN "
+                        "INSERT INTO l VALUES (new.b); END; INSERT INTO t (b) VALUES ('w')"),
+        "batch": bytes([7]) + b"\0" + json.dumps([
+            {"sql": "INSERT INTO t (b) VALUES (?)", "params": ["1"]},
+            {"sql": "INSERT INTO nope VALUES (1)"}]).encode(),
+        "batch_malformed": bytes([7]) + b"\0" + b'[{"sql": 5}, 7, {"params": {}}]',
+        "empty": bytes([0]),
+        "comment_only": q(6, "-- nothing\n/* at all */"),
+        "exec_error": q(6, "INSERT INTO t (b) VALUES (1);\nINSERTZ INTO t VALUES ();"),
+    }
+
+
 if __name__ == "__main__":
     write("fuzz_frame", FRAME_SEEDS)
     write("fuzz_jsonc", JSONC_SEEDS)
@@ -456,3 +504,4 @@ if __name__ == "__main__":
     write("fuzz_bundle", bundle_seeds())
     write("fuzz_lockfile", LOCKFILE_SEEDS)
     write("fuzz_remote", remote_seeds())
+    write("fuzz_d1", d1_seeds())
