@@ -29,12 +29,14 @@ declare -A SOURCES=(
   [fuzz_dotenv]="src/project/dotenv.c src/common/buf.c src/common/util.c"
   [fuzz_proxy]="src/host/proxy.c src/common/util.c"
   [fuzz_assets]="src/host/assets.c src/common/util.c"
+  [fuzz_kv]="src/state/kv.c src/common/util.c"
   [fuzz_project]="src/project/project.c src/project/read.c src/project/cron.c src/common/jsonc.c src/common/util.c"
 )
 
 # pkg-config packages a target links besides jansson (none when absent).
 declare -A PKGS=(
   [fuzz_bundle]="libarchive"
+  [fuzz_kv]="sqlite3"
 )
 
 if [ $# -gt 0 ]; then
