@@ -121,7 +121,7 @@ static int db_fail(struct kv_store *kv, char *err, size_t errlen, const char *wh
 /* A refusal with Cloudflare's message: returns code (KV_ERR_TYPE or
  * KV_ERR_REQUEST). */
 __attribute__((format(printf, 4, 5))) static int refuse(int code, char *err, size_t errlen,
-							 const char *fmt, ...)
+							const char *fmt, ...)
 {
 	if (err && errlen) {
 		va_list ap;
@@ -188,12 +188,14 @@ static int expiration_check(const struct kv_put_options *o, int64_t now_s, int64
 				      ttl);
 		if (ttl < KV_EXPIRATION_TTL_MIN)
 			return refuse(KV_ERR_REQUEST, err, errlen,
-				      "KV PUT failed: 400 Invalid expiration_ttl of %lld. Expiration "
+				      "KV PUT failed: 400 Invalid expiration_ttl of %lld. "
+				      "Expiration "
 				      "TTL must be at least %d.",
 				      ttl, KV_EXPIRATION_TTL_MIN);
 		if (__builtin_add_overflow(now_s, o->expiration_ttl, expiration))
 			return refuse(KV_ERR_REQUEST, err, errlen,
-				      "KV PUT failed: 400 Invalid expiration_ttl of %lld. Expiration "
+				      "KV PUT failed: 400 Invalid expiration_ttl of %lld. "
+				      "Expiration "
 				      "TTL is too large.",
 				      ttl);
 		return 0;
@@ -201,14 +203,16 @@ static int expiration_check(const struct kv_put_options *o, int64_t now_s, int64
 	if (o->has_expiration) {
 		long long e = (long long)o->expiration;
 		if (o->expiration <= now_s)
-			return refuse(KV_ERR_REQUEST, err, errlen,
-				      "KV PUT failed: 400 Invalid expiration of %lld. Please specify "
-				      "integer greater than the current number of seconds since the "
-				      "UNIX epoch.",
-				      e);
+			return refuse(
+				KV_ERR_REQUEST, err, errlen,
+				"KV PUT failed: 400 Invalid expiration of %lld. Please specify "
+				"integer greater than the current number of seconds since the "
+				"UNIX epoch.",
+				e);
 		if (o->expiration - now_s < KV_EXPIRATION_TTL_MIN)
 			return refuse(KV_ERR_REQUEST, err, errlen,
-				      "KV PUT failed: 400 Invalid expiration of %lld. Expiration times "
+				      "KV PUT failed: 400 Invalid expiration of %lld. Expiration "
+				      "times "
 				      "must be at least %d seconds in the future.",
 				      e, KV_EXPIRATION_TTL_MIN);
 		*expiration = o->expiration;
@@ -226,8 +230,8 @@ static int metadata_check(const char *m, size_t n, char *err, size_t errlen)
 			      "KV PUT failed: 413 Metadata length of %zu exceeds limit of %d.", n,
 			      KV_METADATA_MAX);
 	json_error_t jerr;
-	json_t *j = json_loadb(m, n, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL,
-			       &jerr);
+	json_t *j =
+		json_loadb(m, n, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
 	if (!j)
 		return refuse(KV_ERR_REQUEST, err, errlen,
 			      "KV PUT failed: 400 Metadata is not valid JSON.");
@@ -432,8 +436,7 @@ static void done(sqlite3_stmt *st)
 	}
 }
 
-static int exec_query(struct kv_store *kv, enum query q, char *err, size_t errlen,
-		      const char *what)
+static int exec_query(struct kv_store *kv, enum query q, char *err, size_t errlen, const char *what)
 {
 	sqlite3_stmt *st = query(kv, q, err, errlen);
 	if (!st)
@@ -485,8 +488,7 @@ static int64_t expiration_column(sqlite3_stmt *st, int col)
 
 /* --- opening --- */
 
-static int pragma_int(struct kv_store *kv, const char *sql, int64_t *out, char *err,
-		      size_t errlen)
+static int pragma_int(struct kv_store *kv, const char *sql, int64_t *out, char *err, size_t errlen)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(kv->db, sql, -1, &st, NULL) != SQLITE_OK)
@@ -554,8 +556,8 @@ static int migrate(struct kv_store *kv, char *err, size_t errlen)
 		    pragma_int(kv, "SELECT count(*) FROM sqlite_schema", &tables, err, errlen) < 0)
 			goto error;
 		if ((have == 0 && tables != 0) || (have != 0 && app != KV_APPLICATION_ID)) {
-			err_set(err, errlen, "%s is another SQLite database, not a thaw KV namespace",
-				kv->path);
+			err_set(err, errlen,
+				"%s is another SQLite database, not a thaw KV namespace", kv->path);
 			goto error;
 		}
 		if (have > known || have < 0) {
@@ -596,9 +598,9 @@ static int cursor_key_load(struct kv_store *kv, char *err, size_t errlen)
 	int r = 0;
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW)
-		r = rc == SQLITE_DONE ? err_set(err, errlen, "%s: the cursor key is missing",
-						kv->path)
-				      : db_fail(kv, err, errlen, "reading the cursor key");
+		r = rc == SQLITE_DONE
+			    ? err_set(err, errlen, "%s: the cursor key is missing", kv->path)
+			    : db_fail(kv, err, errlen, "reading the cursor key");
 	else if (sqlite3_column_type(st, 0) != SQLITE_BLOB ||
 		 sqlite3_column_bytes(st, 0) != CURSOR_KEY_LEN)
 		r = err_set(err, errlen, "%s: the cursor key is corrupt", kv->path);

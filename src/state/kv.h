@@ -84,13 +84,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KV_KEY_MAX 512                     /* bytes of a key (and of a list prefix) */
-#define KV_VALUE_MAX (25 * 1024 * 1024)    /* bytes of a value */
-#define KV_METADATA_MAX 1024               /* bytes of metadata's JSON text */
-#define KV_EXPIRATION_TTL_MIN 60           /* seconds */
-#define KV_LIST_LIMIT_MAX 1000             /* keys per list page, and the default */
-#define KV_CURSOR_MAX 1024                 /* characters of a cursor we accept */
-#define KV_ERR_LEN 512                     /* an err this size holds any message */
+#define KV_KEY_MAX 512                  /* bytes of a key (and of a list prefix) */
+#define KV_VALUE_MAX (25 * 1024 * 1024) /* bytes of a value */
+#define KV_METADATA_MAX 1024            /* bytes of metadata's JSON text */
+#define KV_EXPIRATION_TTL_MIN 60        /* seconds */
+#define KV_LIST_LIMIT_MAX 1000          /* keys per list page, and the default */
+#define KV_CURSOR_MAX 1024              /* characters of a cursor we accept */
+#define KV_ERR_LEN 512                  /* an err this size holds any message */
 
 /* Outcomes of kv_get besides an error. */
 enum { KV_FOUND = 0, KV_MISSING = 1 };
@@ -107,9 +107,9 @@ void kv_close(struct kv_store *kv); /* accepts NULL */
 
 /* A value as kv_get returns it. */
 struct kv_entry {
-	uint8_t *value;    /* value_len bytes (never NULL when found, even for 0) */
+	uint8_t *value; /* value_len bytes (never NULL when found, even for 0) */
 	size_t value_len;
-	char *metadata;    /* JSON text, NUL-terminated; NULL when none */
+	char *metadata; /* JSON text, NUL-terminated; NULL when none */
 	size_t metadata_len;
 	int64_t expiration; /* seconds since the epoch; 0 when none */
 };
@@ -144,18 +144,18 @@ int kv_delete(struct kv_store *kv, const void *key, size_t key_len, char *err, s
 
 /* Options of kv_list; a zeroed struct (or NULL) lists from the start. */
 struct kv_list_options {
-	const void *prefix;  /* NULL or prefix_len 0: every key */
+	const void *prefix; /* NULL or prefix_len 0: every key */
 	size_t prefix_len;
-	int64_t limit;       /* 1..1000; 0 or less: 1000 */
-	const char *cursor;  /* from a previous page; NULL or "": the start */
+	int64_t limit;      /* 1..1000; 0 or less: 1000 */
+	const char *cursor; /* from a previous page; NULL or "": the start */
 	size_t cursor_len;
 };
 
 struct kv_list_key {
-	uint8_t *name;     /* name_len bytes, NUL-terminated besides */
+	uint8_t *name; /* name_len bytes, NUL-terminated besides */
 	size_t name_len;
 	int64_t expiration; /* 0 when none */
-	char *metadata;    /* JSON text, NUL-terminated; NULL when none */
+	char *metadata;     /* JSON text, NUL-terminated; NULL when none */
 	size_t metadata_len;
 };
 

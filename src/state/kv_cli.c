@@ -163,7 +163,8 @@ static int cmd_put(struct cli *c, const char *store_path, int argc, char **argv,
 				o.has_expiration_ttl = 1;
 			} else {
 				if (parse_int64(next, &o.expiration) < 0)
-					return usage(c, "--expiration needs seconds since the epoch");
+					return usage(c,
+						     "--expiration needs seconds since the epoch");
 				o.has_expiration = 1;
 			}
 		} else if (!strncmp(a, "--", 2)) {
@@ -189,8 +190,9 @@ static int cmd_put(struct cli *c, const char *store_path, int argc, char **argv,
 		if (!data) {
 			struct stat st;
 			if (errno == EFBIG && stat(path, &st) == 0)
-				return fail(c, "KV PUT failed: 413 Value length of %lld exceeds "
-					       "limit of %d.",
+				return fail(c,
+					    "KV PUT failed: 413 Value length of %lld exceeds "
+					    "limit of %d.",
 					    (long long)st.st_size, KV_VALUE_MAX);
 			return fail(c, "%s: %s", path,
 				    errno == EINVAL ? "not a regular file" : strerror(errno));
@@ -203,8 +205,7 @@ static int cmd_put(struct cli *c, const char *store_path, int argc, char **argv,
 		free(data);
 		return 1;
 	}
-	int r = kv_put(kv, key, strlen(key), data ? data : value, len, &o, now_ms, err,
-		       sizeof err);
+	int r = kv_put(kv, key, strlen(key), data ? data : value, len, &o, now_ms, err, sizeof err);
 	free(data);
 	kv_close(kv);
 	return r < 0 ? engine_fail(c, err) : 0;

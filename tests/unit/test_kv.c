@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <ftw.h>
@@ -107,9 +108,8 @@ static void expect_missing(struct fixture *f, const char *key, int64_t now)
 }
 
 /* Assert a put is refused with code and exactly message, and changes nothing. */
-static void expect_put_refused(struct fixture *f, const char *key, size_t key_len,
-			       size_t value_len, const struct kv_put_options *o, int code,
-			       const char *message)
+static void expect_put_refused(struct fixture *f, const char *key, size_t key_len, size_t value_len,
+			       const struct kv_put_options *o, int code, const char *message)
 {
 	struct kv_list before, after;
 	assert_int_equal(kv_list(f->kv, NULL, NOW, &before, f->err, sizeof f->err), 0);
@@ -181,8 +181,10 @@ static void free_names(char **names, size_t n)
 static void test_put_then_get_returns_value_metadata_and_expiration(void **state)
 {
 	struct fixture *f = *state;
-	struct kv_put_options o = {.has_expiration_ttl = 1, .expiration_ttl = 3600,
-				   .metadata = "{\"a\":[1,2,{\"b\":null}],\"\\u00e9\":\"\\u0000\"}"};
+	struct kv_put_options o = {.has_expiration_ttl = 1,
+				   .expiration_ttl = 3600,
+				   .metadata =
+					   "{\"a\":[1,2,{\"b\":null}],\"\\u00e9\":\"\\u0000\"}"};
 	o.metadata_len = strlen(o.metadata);
 	assert_int_equal(put_opts(f, "first-key", "This is the value", &o, NOW), 0);
 	struct kv_entry e;
@@ -261,8 +263,10 @@ static void test_delete_removes_and_a_missing_key_is_not_an_error(void **state)
 static void test_writes_survive_close_and_reopen(void **state)
 {
 	struct fixture *f = *state;
-	struct kv_put_options o = {.has_expiration = 1, .expiration = NOW_S + 86400,
-				   .metadata = "{\"v\":1}", .metadata_len = 7};
+	struct kv_put_options o = {.has_expiration = 1,
+				   .expiration = NOW_S + 86400,
+				   .metadata = "{\"v\":1}",
+				   .metadata_len = 7};
 	assert_int_equal(put_opts(f, "durable", "yes", &o, NOW), 0);
 	put_ok(f, "gone", "x");
 	assert_int_equal(kv_delete(f->kv, "gone", 4, f->err, sizeof f->err), 0);
@@ -339,8 +343,7 @@ static void test_key_rules_have_cloudflares_errors_for_every_operation(void **st
 	/* 512 bytes is a key; "..." and ".a" are keys. */
 	assert_int_equal(kv_put(f->kv, big, KV_KEY_MAX, "v", 1, NULL, NOW, f->err, sizeof f->err),
 			 0);
-	assert_int_equal(kv_get(f->kv, big, KV_KEY_MAX, NOW, &e, f->err, sizeof f->err),
-			 KV_FOUND);
+	assert_int_equal(kv_get(f->kv, big, KV_KEY_MAX, NOW, &e, f->err, sizeof f->err), KV_FOUND);
 	kv_entry_dispose(&e);
 	put_ok(f, "...", "three dots");
 	put_ok(f, ".a", "dot a");
@@ -366,8 +369,8 @@ static void test_value_of_25_mib_is_stored_and_one_byte_more_is_refused(void **s
 
 	assert_int_equal(kv_put(f->kv, "big", 3, big, n + 1, NULL, NOW, f->err, sizeof f->err),
 			 KV_ERR_REQUEST);
-	assert_string_equal(f->err,
-			    "KV PUT failed: 413 Value length of 26214401 exceeds limit of 26214400.");
+	assert_string_equal(f->err, "KV PUT failed: 413 Value length of 26214401 exceeds limit of "
+				    "26214400.");
 	/* The stored value is the first one still. */
 	assert_int_equal(kv_get(f->kv, "big", 3, NOW, &e, f->err, sizeof f->err), KV_FOUND);
 	assert_int_equal(e.value_len, n);
@@ -424,8 +427,9 @@ static void test_expiration_ttl_rules_have_cloudflares_errors(void **state)
 		int64_t ttl;
 		const char *message;
 	} cases[] = {
-		{0, "KV PUT failed: 400 Invalid expiration_ttl of 0. Please specify integer greater "
-		    "than 0."},
+		{0,
+		 "KV PUT failed: 400 Invalid expiration_ttl of 0. Please specify integer greater "
+		 "than 0."},
 		{-60, "KV PUT failed: 400 Invalid expiration_ttl of -60. Please specify integer "
 		      "greater than 0."},
 		{30, "KV PUT failed: 400 Invalid expiration_ttl of 30. Expiration TTL must be at "
@@ -454,14 +458,17 @@ static void test_expiration_rules_have_cloudflares_errors(void **state)
 		int64_t expiration;
 		const char *message;
 	} cases[] = {
-		{0, "KV PUT failed: 400 Invalid expiration of 0. Please specify integer greater than "
-		    "the current number of seconds since the UNIX epoch."},
-		{NOW_S, "KV PUT failed: 400 Invalid expiration of 1700000000. Please specify integer "
-			"greater than the current number of seconds since the UNIX epoch."},
+		{0,
+		 "KV PUT failed: 400 Invalid expiration of 0. Please specify integer greater than "
+		 "the current number of seconds since the UNIX epoch."},
+		{NOW_S,
+		 "KV PUT failed: 400 Invalid expiration of 1700000000. Please specify integer "
+		 "greater than the current number of seconds since the UNIX epoch."},
 		{NOW_S + 1, "KV PUT failed: 400 Invalid expiration of 1700000001. Expiration times "
 			    "must be at least 60 seconds in the future."},
-		{NOW_S + 59, "KV PUT failed: 400 Invalid expiration of 1700000059. Expiration times "
-			     "must be at least 60 seconds in the future."},
+		{NOW_S + 59,
+		 "KV PUT failed: 400 Invalid expiration of 1700000059. Expiration times "
+		 "must be at least 60 seconds in the future."},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct kv_put_options o = {.has_expiration = 1, .expiration = cases[i].expiration};
@@ -476,8 +483,10 @@ static void test_expiration_ttl_wins_when_both_are_given(void **state)
 {
 	struct fixture *f = *state;
 	/* The expiration is ignored, even one that alone would be refused. */
-	struct kv_put_options o = {.has_expiration = 1, .expiration = 5,
-				   .has_expiration_ttl = 1, .expiration_ttl = 120};
+	struct kv_put_options o = {.has_expiration = 1,
+				   .expiration = 5,
+				   .has_expiration_ttl = 1,
+				   .expiration_ttl = 120};
 	assert_int_equal(put_opts(f, "both", "v", &o, NOW), 0);
 	struct kv_entry e;
 	assert_int_equal(kv_get(f->kv, "both", 4, NOW, &e, f->err, sizeof f->err), KV_FOUND);
@@ -495,9 +504,12 @@ static void test_rules_are_checked_in_cloudflares_order(void **state)
 {
 	struct fixture *f = *state;
 	/* key before expiration before metadata before value size */
-	struct kv_put_options o = {.has_expiration_ttl = 1, .expiration_ttl = 1,
-				   .metadata = "{", .metadata_len = 1};
-	expect_put_refused(f, "", 0, KV_VALUE_MAX + 1, &o, KV_ERR_TYPE, "Key name cannot be empty.");
+	struct kv_put_options o = {.has_expiration_ttl = 1,
+				   .expiration_ttl = 1,
+				   .metadata = "{",
+				   .metadata_len = 1};
+	expect_put_refused(f, "", 0, KV_VALUE_MAX + 1, &o, KV_ERR_TYPE,
+			   "Key name cannot be empty.");
 	expect_put_refused(f, "k", 1, KV_VALUE_MAX + 1, &o, KV_ERR_REQUEST,
 			   "KV PUT failed: 400 Invalid expiration_ttl of 1. Expiration TTL must be "
 			   "at least 60.");
@@ -605,8 +617,19 @@ static void test_list_pages_through_2500_keys_each_once_in_order(void **state)
 static void test_list_with_prefix_returns_only_matching_keys(void **state)
 {
 	struct fixture *f = *state;
-	const char *keys[] = {"a", "ab", "abc", "abd", "ac", "b", "user:1", "user:2", "user;",
-			      "\xc3\xa9", "\xc3\xa9t\xc3\xa9", "\xf4\x8f\xbf\xbf", "\xf4\x8f\xbf\xbfz"};
+	const char *keys[] = {"a",
+			      "ab",
+			      "abc",
+			      "abd",
+			      "ac",
+			      "b",
+			      "user:1",
+			      "user:2",
+			      "user;",
+			      "\xc3\xa9",
+			      "\xc3\xa9t\xc3\xa9",
+			      "\xf4\x8f\xbf\xbf",
+			      "\xf4\x8f\xbf\xbfz"};
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
 		put_ok(f, keys[i], "v");
 	struct {
@@ -615,10 +638,13 @@ static void test_list_with_prefix_returns_only_matching_keys(void **state)
 		size_t count;
 		const char *first, *last;
 	} cases[] = {
-		{"ab", 0, 3, "ab", "abd"},     {"ab", 1, 3, "ab", "abd"},
-		{"user:", 0, 2, "user:1", "user:2"}, {"\xc3\xa9", 0, 2, "\xc3\xa9", "\xc3\xa9t\xc3\xa9"},
+		{"ab", 0, 3, "ab", "abd"},
+		{"ab", 1, 3, "ab", "abd"},
+		{"user:", 0, 2, "user:1", "user:2"},
+		{"\xc3\xa9", 0, 2, "\xc3\xa9", "\xc3\xa9t\xc3\xa9"},
 		{"\xf4\x8f\xbf\xbf", 1, 2, "\xf4\x8f\xbf\xbf", "\xf4\x8f\xbf\xbfz"},
-		{"zzz", 0, 0, NULL, NULL},     {"", 0, 13, "a", "\xf4\x8f\xbf\xbfz"},
+		{"zzz", 0, 0, NULL, NULL},
+		{"", 0, 13, "a", "\xf4\x8f\xbf\xbfz"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char **names;
@@ -660,7 +686,8 @@ static void test_list_orders_keys_by_bytes(void **state)
 static void test_list_returns_metadata_and_expiration(void **state)
 {
 	struct fixture *f = *state;
-	struct kv_put_options o = {.has_expiration = 1, .expiration = NOW_S + 600,
+	struct kv_put_options o = {.has_expiration = 1,
+				   .expiration = NOW_S + 600,
 				   .metadata = "{\"someMetadataKey\":\"someMetadataValue\"}"};
 	o.metadata_len = strlen(o.metadata);
 	assert_int_equal(put_opts(f, "with", "v", &o, NOW), 0);
@@ -832,8 +859,7 @@ static void test_open_refuses_another_database_and_a_newer_schema(void **state)
 	kv_close(f->kv);
 	f->kv = NULL;
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL),
-			 SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	assert_null(kv_open(f->path, f->err, sizeof f->err));
 	assert_non_null(strstr(f->err, "newer than this thaw knows"));
