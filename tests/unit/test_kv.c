@@ -961,6 +961,42 @@ static void test_a_second_process_writes_while_this_one_does(void **state)
 	free_names(names, n);
 }
 
+static void test_processes_opening_a_new_file_at_once_all_succeed(void **state)
+{
+	struct fixture *f = *state;
+	for (int round = 0; round < 5; round++) {
+		char path[160];
+		snprintf(path, sizeof path, "%s/new-%d.sqlite", f->dir, round);
+		pid_t pids[4];
+		for (int i = 0; i < 4; i++) {
+			pids[i] = fork();
+			assert_true(pids[i] >= 0);
+			if (pids[i] == 0) {
+				char err[KV_ERR_LEN];
+				struct kv_store *kv = kv_open(path, err, sizeof err);
+				char key[8];
+				snprintf(key, sizeof key, "p%d", i);
+				int ok = kv && kv_put(kv, key, 2, "v", 1, NULL, NOW, err,
+						      sizeof err) == 0;
+				kv_close(kv);
+				_exit(ok ? 0 : 1);
+			}
+		}
+		for (int i = 0; i < 4; i++) {
+			int status;
+			assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+			assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		}
+		struct kv_store *kv = kv_open(path, f->err, sizeof f->err);
+		assert_non_null(kv);
+		struct kv_list l;
+		assert_int_equal(kv_list(kv, NULL, NOW, &l, f->err, sizeof f->err), 0);
+		assert_int_equal(l.count, 4);
+		kv_list_dispose(&l);
+		kv_close(kv);
+	}
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -990,6 +1026,7 @@ int main(void)
 		T(test_open_refuses_another_database_and_a_newer_schema),
 		T(test_two_threads_with_two_handles_on_one_file),
 		T(test_a_second_process_writes_while_this_one_does),
+		T(test_processes_opening_a_new_file_at_once_all_succeed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
