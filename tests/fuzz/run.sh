@@ -21,6 +21,7 @@ OUT=${FUZZ_OUT:-build-fuzz} # FUZZ_OUT: build and work directory
 declare -A SOURCES=(
   [fuzz_frame]="src/proto/frame.c"
   [fuzz_jsonc]="src/common/jsonc.c"
+  [fuzz_kv]="src/state/kv.c src/common/util.c"
   [fuzz_snap]="src/snap/format.c src/common/util.c"
   [fuzz_bundle]="src/ext/bundle.c src/common/util.c"
   [fuzz_lockfile]="src/cli/lockfile.c src/common/util.c src/common/buf.c"
@@ -29,7 +30,6 @@ declare -A SOURCES=(
   [fuzz_dotenv]="src/project/dotenv.c src/common/buf.c src/common/util.c"
   [fuzz_proxy]="src/host/proxy.c src/common/util.c"
   [fuzz_assets]="src/host/assets.c src/common/util.c"
-  [fuzz_kv]="src/state/kv.c src/common/util.c"
   [fuzz_project]="src/project/project.c src/project/read.c src/project/cron.c src/common/jsonc.c src/common/util.c"
 )
 
