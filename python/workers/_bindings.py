@@ -89,9 +89,11 @@ class Fetcher:
 def _js_value(data: Any) -> Any:
     """JSON data as Cloudflare's Python code sees JS values: objects read by attribute and by
     key (``result.keys``, ``result["keys"]``), arrays as lists."""
-    from pyodide.ffi import to_js  # the SDK's own; imported late (it imports workers)
+    # The SDK's own js and pyodide.ffi; imported late (they import workers).
+    from js import Object
+    from pyodide.ffi import to_js
 
-    return to_js(data)
+    return to_js(data, dict_converter=Object.fromEntries)
 
 
 KVKey = Union[str, bytes, bytearray, memoryview]
@@ -251,7 +253,119 @@ class _KVWithMetadata:
         return f"<KV value={self.value!r} metadata={self.metadata!r}>"
 
 
-KINDS: dict[str, Callable[[str], Any]] = {"assets": Fetcher, "kv": KVNamespace}
+def _d1_encode(value: Any) -> Any:
+    """A parameter as the host takes it: JSON, bytes as {"$b": base64}, bool as 0/1."""
+    import base64
+
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"$b": base64.b64encode(bytes(value)).decode("ascii")}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"D1_TYPE_ERROR: Type '{type(value).__name__}' not supported for value "
+                    f"'{value!r}'")
+
+
+def _d1_decode(text: bytes) -> Any:
+    import base64
+    import json
+
+    def hook(o: dict[str, Any]) -> Any:
+        if len(o) == 1 and "$b" in o and isinstance(o["$b"], str):
+            return base64.b64decode(o["$b"])
+        return o
+
+    return json.loads(text, object_hook=hook)
+
+
+async def _body_bytes(body: Any) -> bytes:
+    return b"".join([chunk async for chunk in body])
+
+
+class D1PreparedStatement:
+    """``db.prepare(sql)``: ``bind(*values)`` gives a bound copy; ``await all()``, ``first(
+    column=None)``, ``run()``, ``raw(column_names=False)`` run it (D1's result shapes)."""
+
+    __slots__ = ("_db", "_sql", "_params")
+
+    def __init__(self, db: "D1Database", sql: str, params: tuple[Any, ...] = ()) -> None:
+        self._db = db
+        self._sql = sql
+        self._params = params
+
+    def bind(self, *values: Any) -> "D1PreparedStatement":
+        for value in values:
+            _d1_encode(value)  # a bad type is refused here, as D1 does
+        return D1PreparedStatement(self._db, self._sql, values)
+
+    def _statement(self) -> dict[str, Any]:
+        return {"sql": self._sql, "params": [_d1_encode(v) for v in self._params]}
+
+    async def _query(self, mode: str, column: str | None = None) -> Any:
+        import json
+
+        args = [(b"sql", self._sql.encode("utf-8")), (b"mode", mode.encode())]
+        if column is not None:
+            args.append((b"column", column.encode("utf-8")))
+        params = json.dumps([_d1_encode(v) for v in self._params]).encode()
+        _, _, body = await call(self._db._name, "query", args, params)
+        return _d1_decode(await _body_bytes(body))
+
+    async def all(self) -> Any:
+        return _js_value(await self._query("all"))
+
+    async def run(self) -> Any:
+        return _js_value(await self._query("run"))
+
+    async def first(self, column: str | None = None) -> Any:
+        result = await self._query("first", column)
+        return _js_value(result) if isinstance(result, (dict, list)) else result
+
+    async def raw(self, column_names: bool = False, **options: Any) -> Any:
+        names = bool(options.get("columnNames", column_names))
+        return _js_value(await self._query("raw_names" if names else "raw"))
+
+    def __repr__(self) -> str:
+        return f"<D1PreparedStatement {self._sql!r}>"
+
+
+class D1Database:
+    """A D1 database (``env.DB``), served by the host from SQLite: ``prepare(sql)``,
+    ``await batch([statements])`` (atomic), ``await exec(sql)``, ``await dump()``."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return f"<D1Database {self._name}>"
+
+    def prepare(self, sql: str) -> D1PreparedStatement:
+        if not isinstance(sql, str):
+            raise TypeError("D1_ERROR: prepare() takes the SQL as a str")
+        return D1PreparedStatement(self, sql)
+
+    async def batch(self, statements: Any) -> Any:
+        import json
+
+        items = list(statements)
+        for item in items:
+            if not isinstance(item, D1PreparedStatement):
+                raise TypeError("D1_ERROR: batch() takes a list of prepared statements")
+        body = json.dumps([item._statement() for item in items]).encode()
+        _, _, data = await call(self._name, "batch", [], body)
+        return _js_value(_d1_decode(await _body_bytes(data)))
+
+    async def exec(self, sql: str) -> Any:
+        _, _, data = await call(self._name, "exec", [], sql.encode("utf-8"))
+        return _js_value(_d1_decode(await _body_bytes(data)))
+
+    async def dump(self) -> bytes:
+        _, _, data = await call(self._name, "dump", [])
+        return await _body_bytes(data)
+
+
+KINDS: dict[str, Callable[[str], Any]] = {"assets": Fetcher, "kv": KVNamespace, "d1": D1Database}
 
 
 def make(name: str, kind: str) -> Any:

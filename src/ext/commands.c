@@ -1,13 +1,15 @@
 /*
  * The one table the executable reads from thaw-ext.so (see ext.h).
  */
+#include "ext/bindings.h"
 #include "ext/ext.h"
 
 #include <stddef.h>
 
 void thaw_ext_bindings_init(void)
 {
-	/* The storage kinds register themselves here as they arrive (issue 11). */
+	kv_binding_register();
+	d1_binding_register();
 }
 
 const struct thaw_ext_command thaw_ext_commands[] = {

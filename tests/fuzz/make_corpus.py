@@ -497,6 +497,37 @@ def d1_seeds():
     }
 
 
+def kv_seeds():
+    """fuzz_kv: operations, one byte each (bit 7: a raw key follows as a length byte and
+    bytes, else bits 4-6 pick k0..k7; bits 0-3 the operation: 0-2 put, 3-4 get, 5 delete,
+    6-7 list, 8 clock, 9 sweep, 10 reopen, 11 raw cursor, 12+ get every key), then the
+    operation's bytes (see tests/fuzz/fuzz_kv.c)."""
+
+    def named(op, idx):
+        return bytes([(idx << 4) | op])
+
+    def raw(op, key):
+        return bytes([0x80 | op, len(key)]) + key
+
+    def put(value, how=0, *extra):
+        return bytes([len(value)]) + value + bytes([how, *extra])
+
+    return {
+        "put_get_list": named(0, 0) + put(b"hello") + named(0, 1) + put(b"x", 1 | (1 << 2), 5)
+        + named(3, 0) + named(3, 1) + named(6, 0) + bytes([0, 1]) + named(6, 1) + bytes([1, 0]),
+        "expire_sweep": named(0, 2) + put(b"short", 1, 3) + named(0, 3) + put(b"long", 2, 4)
+        + bytes([8, 255]) + named(3, 2) + bytes([9, 3]) + bytes([12]) + named(6, 0) + bytes([0, 4]),
+        "raw_keys": raw(0, b"..") + put(b"v") + raw(0, b"a\0b") + put(b"\0\xff")
+        + raw(3, b"a\0b") + raw(5, b"") + raw(0, b"\xed\xa0\x80") + put(b"v")
+        + raw(6, b"a") + bytes([2, 0]),
+        "cursor": named(0, 0) + put(b"a") + bytes([11, 5]) + b"AAAAA" + bytes([11, 0]),
+        "reopen": named(0, 4) + put(b"durable", 2 | (6 << 2), 4) + bytes([10, 12]),
+        "refused_options": named(0, 5) + put(b"v", 1 | (3 << 2), 1) + named(0, 5)
+        + put(b"v", 2 | (5 << 2), 1) + named(0, 5) + put(b"v", 3, 0, 0) + bytes([12]),
+        "empty": b"",
+    }
+
+
 if __name__ == "__main__":
     write("fuzz_frame", FRAME_SEEDS)
     write("fuzz_jsonc", JSONC_SEEDS)
@@ -505,3 +536,4 @@ if __name__ == "__main__":
     write("fuzz_lockfile", LOCKFILE_SEEDS)
     write("fuzz_remote", remote_seeds())
     write("fuzz_d1", d1_seeds())
+    write("fuzz_kv", kv_seeds())

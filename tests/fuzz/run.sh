@@ -21,6 +21,7 @@ OUT=${FUZZ_OUT:-build-fuzz} # FUZZ_OUT: build and work directory
 declare -A SOURCES=(
   [fuzz_frame]="src/proto/frame.c"
   [fuzz_jsonc]="src/common/jsonc.c"
+  [fuzz_kv]="src/state/kv.c src/common/util.c"
   [fuzz_snap]="src/snap/format.c src/common/util.c"
   [fuzz_bundle]="src/ext/bundle.c src/common/util.c"
   [fuzz_lockfile]="src/cli/lockfile.c src/common/util.c src/common/buf.c"
@@ -37,6 +38,7 @@ declare -A SOURCES=(
 declare -A PKGS=(
   [fuzz_bundle]="libarchive"
   [fuzz_d1]="sqlite3"
+  [fuzz_kv]="sqlite3"
 )
 
 if [ $# -gt 0 ]; then

@@ -1,0 +1,20 @@
+/*
+ * The storage binding kinds thaw-ext.so serves (binding.h): each registers
+ * itself from thaw_ext_bindings_init (commands.c), and gives the path of a
+ * binding's store for the CLI commands that open it directly (`thaw kv`,
+ * `thaw d1`).
+ */
+#ifndef THAW_EXT_BINDINGS_H
+#define THAW_EXT_BINDINGS_H
+
+#include <jansson.h>
+
+void kv_binding_register(void);
+/* STATE/kv/ID.sqlite for a kv_namespaces entry (returns new). */
+char *kv_binding_path(const char *state_dir, const json_t *entry);
+
+void d1_binding_register(void);
+/* STATE/d1/NAME.sqlite for a d1_databases entry (returns new). */
+char *d1_binding_path(const char *state_dir, const json_t *entry);
+
+#endif
