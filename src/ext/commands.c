@@ -24,5 +24,7 @@ const struct thaw_ext_command thaw_ext_commands[] = {
 	{"tail", cmd_tail},
 	{"secret", cmd_secret},
 	{"crons", cmd_crons},
+	{"kv", cmd_kv},
+	{"d1", cmd_d1},
 	{NULL, NULL},
 };

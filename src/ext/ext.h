@@ -85,5 +85,7 @@ int cmd_rollback(int argc, char **argv);
 int cmd_tail(int argc, char **argv);
 int cmd_secret(int argc, char **argv);
 int cmd_crons(int argc, char **argv);
+int cmd_kv(int argc, char **argv); /* state_cmd.c: a project's local KV and D1 */
+int cmd_d1(int argc, char **argv);
 
 #endif
