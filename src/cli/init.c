@@ -80,7 +80,8 @@ static const char fastapi_entry[] =
 	"    async def fetch(self, request):\n"
 	"        return await asgi.fetch(app, request.js_object, self.env)\n";
 
-static const char gitignore[] = "python_modules/\n.thaw/\n__pycache__/\n*.pyc\n.venv/\n";
+static const char gitignore[] =
+	"python_modules/\n.thaw/\n__pycache__/\n*.pyc\n.venv/\n.dev.vars*\n.env\n.env.*\n";
 
 static int write_new(const char *dir, const char *name, const char *text)
 {

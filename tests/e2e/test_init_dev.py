@@ -35,6 +35,7 @@ def test_init_writes_project_files(tmp_path):
     assert thaw.get("main", "src/entry.py") == "src/entry.py"
     assert isinstance(thaw.get("vars", {}), dict)
     assert ".thaw" in (p / ".gitignore").read_text()
+    assert ".dev.vars" in (p / ".gitignore").read_text()  # local secrets stay out of git
 
 
 def test_init_then_dev_answers_hello_world(tmp_path, dev):
