@@ -146,7 +146,10 @@ def test_types_imports_the_binding_classes_the_sdk_defines(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     text = (p / "src" / "worker_env.pyi").read_text()
-    assert "from workers._bindings import KVNamespace, Fetcher" in text, text
+    imported = next(line for line in text.splitlines()
+                    if line.startswith("from workers._bindings import "))
+    assert {"KVNamespace", "D1Database", "Fetcher"} <= set(imported.split("import ")[1]
+                                                          .split(", ")), text
     assert "CACHE: KVNamespace  # KV namespace (id 0f2ac74b498b48028cb68387c421e279)" in text, text
     (p / "src" / "kv.py").write_text(
         "from worker_env import Env\n\n"
