@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import datetime
 import io
 import functools
 import gc
@@ -229,6 +230,33 @@ def _find_handler(module: Any, relative: str) -> Call:
     return fetch
 
 
+_queue_handler: Callable[..., Any] | None = None
+
+
+def _find_queue_handler(module: Any) -> None:
+    """The module's queue consumer, called with (batch, ctx, env): `async def queue(self,
+    batch, env, ctx)` on class Default, or a module-level `on_queue(batch, env, ctx)`."""
+    global _queue_handler
+    _queue_handler = None
+    default = getattr(module, "Default", None)
+    if isinstance(default, type) and callable(getattr(default, "queue", None)):
+        arity = _leading(getattr(default, "queue"),
+                         inspect.isfunction(inspect.getattr_static(default, "queue")))
+
+        def call_queue(batch: Any, ctx: Context, env: Env, _arity: int = arity) -> Any:
+            return default(ctx, env).queue(*(batch, env, ctx)[:_arity])
+
+        _queue_handler = call_queue
+    elif callable(getattr(module, "on_queue", None)):
+        function = getattr(module, "on_queue")
+        arity = _leading(function, False)
+
+        def call_on_queue(batch: Any, ctx: Context, env: Env, _arity: int = arity) -> Any:
+            return function(*(batch, env, ctx)[:_arity])
+
+        _queue_handler = call_on_queue
+
+
 def _find_handlers(module: Any, relative: str) -> tuple[Call | None, Scheduled | None]:
     """The module's fetch and scheduled handlers, each called with (event, ctx, env), or None.
 
@@ -257,7 +285,8 @@ def _find_handlers(module: Any, relative: str) -> tuple[Call | None, Scheduled |
                 return getattr(default(ctx, env), _name)(*(event, env, ctx)[:_arity])
 
             found.append(call_entrypoint)
-        if found[0] is None and found[1] is None:
+        _find_queue_handler(module)
+        if found[0] is None and found[1] is None and _queue_handler is None:
             raise LoadError(
                 f"{relative}: class Default has no fetch or scheduled method; "
                 "add `async def fetch(self, request)`"
@@ -285,7 +314,8 @@ def _find_handlers(module: Any, relative: str) -> tuple[Call | None, Scheduled |
             return _function(*(event, env, ctx)[:_arity])
 
         handlers.append(call_function)
-    if handlers[0] is None and handlers[1] is None:
+    _find_queue_handler(module)
+    if handlers[0] is None and handlers[1] is None and _queue_handler is None:
         raise LoadError(f"{relative} defines no handler: {HANDLER_FORMS}")
     return handlers[0], handlers[1]
 
@@ -938,6 +968,14 @@ class _Connection(asyncio.Protocol):
                     self._handle_scheduled(stream, controller), name=f"thaw stream {stream_id}"
                 )
                 return
+            if len(pairs) >= 4 and pairs[2] == (b":event", b"queue"):
+                if pairs[3][0] != b":queue":
+                    raise ValueError("a queue event needs :queue")
+                stream.task = asyncio.get_running_loop().create_task(
+                    self._handle_queue(stream, pairs[3][1].decode("utf-8", "replace")),
+                    name=f"thaw stream {stream_id}"
+                )
+                return
             headers = Headers()
             cf: dict[str, str] = {}
             for name, value in pairs[2:]:
@@ -1030,6 +1068,67 @@ class _Connection(asyncio.Protocol):
                 head = struct.pack("<H", status) + self.thaw.encode_kv(headers)
                 self._send(self.thaw.RESP_HEAD, stream.id, head)
                 await self._send_body(stream, body[:4096])
+                self._send(self.thaw.RESP_END, stream.id)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if self.streams.get(stream.id) is stream:
+                del self.streams[stream.id]
+
+    async def _handle_queue(self, stream: _Stream, queue: str) -> None:
+        """Run the queue handler on the batch in the request body (a JSON line of the
+        messages' facts, then their bodies); answer 200 or 500 with `thaw-outcome` and
+        `{"acked": [i..], "retried": [[i, delay]..]}`: what the handler said explicitly
+        (the host applies Cloudflare's rule to the rest)."""
+        _current_stream.set(stream.id)
+        status, outcome = 200, "ok"
+        batch = _bindings.MessageBatch(queue)
+        try:
+            data = b""
+            while True:
+                chunk = await stream.body.read()
+                if chunk is None:
+                    break
+                data += chunk
+                if len(data) > 1 << 20:
+                    raise ValueError("the batch is too large")
+            line, _, rest = data.partition(b"\n")
+            offset = 0
+            for index, facts in enumerate(json.loads(line)):
+                size = int(facts["len"])
+                raw = rest[offset:offset + size]
+                offset += size
+                stamp = datetime.datetime.fromtimestamp(int(facts["timestamp"]) / 1000,
+                                                        datetime.timezone.utc)
+                batch.messages.append(_bindings.Message(
+                    batch, index, str(facts["id"]), stamp,
+                    _bindings.queue_deserialize(raw, str(facts["content_type"])),
+                    int(facts["attempts"])))
+            if _queue_handler is None:
+                raise LookupError(
+                    f"{self.worker.main} has no queue handler: add `async def queue(self, "
+                    "batch, env, ctx)` to class Default to consume a queue"
+                )
+            result = _queue_handler(batch, Context(), self.worker.env)
+            if inspect.isawaitable(result):
+                await result
+        except asyncio.CancelledError:
+            if stream.cancelled or self.closed.done():
+                return
+            status, outcome = 500, "exception"
+        except (Exception, SystemExit) as error:
+            error.__traceback__ = _user_traceback(error.__traceback__)
+            text = format_exception(error)
+            log(f"error in the queue handler (queue {queue!r}):\n{text}")
+            status, outcome = 500, "exception"
+        try:
+            body = json.dumps(batch._answer(), separators=(",", ":")).encode()
+            headers = [(b"content-type", b"application/json"),
+                       (b"thaw-outcome", outcome.encode())]
+            if not stream.cancelled:
+                head = struct.pack("<H", status) + self.thaw.encode_kv(headers)
+                self._send(self.thaw.RESP_HEAD, stream.id, head)
+                await self._send_body(stream, body)
                 self._send(self.thaw.RESP_END, stream.id)
         except asyncio.CancelledError:
             pass

@@ -8,6 +8,7 @@ time, in a snapshot build) there is no host to call, and a call raises.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Union
 
@@ -374,3 +375,198 @@ def make(name: str, kind: str) -> Any:
     if factory is None:
         raise ValueError(f"binding {name}: this SDK does not know bindings of type {kind!r}")
     return factory(name)
+
+
+# --- Queues ---------------------------------------------------------------------------------
+
+QUEUE_CONTENT_TYPES = ("json", "text", "bytes", "v8")
+QUEUE_MESSAGE_MAX = 128000  # Cloudflare: 128 KB (1 KB = 1000 bytes)
+QUEUE_BATCH_MESSAGES_MAX = 100
+QUEUE_BATCH_BYTES_MAX = 256000
+QUEUE_DELAY_MAX = 43200  # 12 hours
+
+
+def _js_to_py(value: Any) -> Any:
+    """A JS proxy (``to_js(...)``) or a plain value, as a Python value."""
+    to_py = getattr(value, "to_py", None)
+    return to_py() if callable(to_py) else value
+
+
+def queue_serialize(body: Any, content_type: str) -> bytes:
+    """A message body as stored: JSON text for "json" (and "v8", which thaw treats as
+    JSON), UTF-8 for "text", the bytes themselves for "bytes"."""
+    if content_type not in QUEUE_CONTENT_TYPES:
+        raise TypeError(f"Unsupported queue message content type: {content_type!r} (one of "
+                        "json, text, bytes, v8)")
+    body = _js_to_py(body)
+    if content_type == "text":
+        if not isinstance(body, str):
+            raise TypeError("a message with content_type='text' takes a str body")
+        return body.encode("utf-8")
+    if content_type == "bytes":
+        if isinstance(body, str) or not isinstance(body, (bytes, bytearray, memoryview)):
+            raise TypeError("a message with content_type='bytes' takes a bytes body")
+        return bytes(body)
+    try:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"the message body cannot be serialized as {content_type}: {error}") \
+            from None
+
+
+def queue_deserialize(data: bytes, content_type: str) -> Any:
+    if content_type == "text":
+        return data.decode("utf-8", "replace")
+    if content_type == "bytes":
+        return data
+    return json.loads(data)
+
+
+def _delay(value: Any, op: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise TypeError("delay_seconds must be a number of seconds")
+    if value < 0 or value > QUEUE_DELAY_MAX:
+        raise BindingError(f"Queue {op} failed: delaySeconds must be between 0 and "
+                           f"{QUEUE_DELAY_MAX} seconds")
+    return int(value)
+
+
+class Queue:
+    """A queue producer binding: ``await env.JOBS.send(body, content_type="json",
+    delay_seconds=0)`` and ``await env.JOBS.send_batch([{"body": ...}, ...],
+    delay_seconds=0)`` (``sendBatch``, ``contentType``, ``delaySeconds`` as in JS)."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return f"<Queue {self._name}>"
+
+    async def _send(self, op: str, method: str,
+                    messages: list[tuple[bytes, str, int | None]]) -> None:
+        args: list[tuple[bytes, bytes]] = [(b"n", str(len(messages)).encode())]
+        for i, (data, content_type, delay) in enumerate(messages):
+            args.append((f"ct{i}".encode(), content_type.encode()))
+            args.append((f"len{i}".encode(), str(len(data)).encode()))
+            if delay is not None:
+                args.append((f"delay{i}".encode(), str(delay).encode()))
+        body = b"".join(m[0] for m in messages)
+        await call(self._name, method, args, body)
+
+    async def send(self, body: Any, options: Any = None, **kwargs: Any) -> None:
+        opts = dict(_js_to_py(options) or {})
+        opts.update(kwargs)
+        content_type = _option(opts, "content_type", "contentType") or "json"
+        delay = _delay(_option(opts, "delay_seconds", "delaySeconds"), "send")
+        data = queue_serialize(body, content_type)
+        if len(data) > QUEUE_MESSAGE_MAX:
+            raise BindingError(f"Queue send failed: message too large: {len(data)} bytes, the "
+                               f"limit is {QUEUE_MESSAGE_MAX} bytes")
+        await self._send("send", "send", [(data, content_type, delay)])
+
+    async def send_batch(self, messages: Any, options: Any = None, **kwargs: Any) -> None:
+        opts = dict(_js_to_py(options) or {})
+        opts.update(kwargs)
+        batch_delay = _delay(_option(opts, "delay_seconds", "delaySeconds"), "sendBatch")
+        items = list(_js_to_py(messages))
+        if not items or len(items) > QUEUE_BATCH_MESSAGES_MAX:
+            raise BindingError(f"Queue sendBatch failed: a batch holds 1 to "
+                               f"{QUEUE_BATCH_MESSAGES_MAX} messages, not {len(items)}")
+        out: list[tuple[bytes, str, int | None]] = []
+        total = 0
+        for item in items:
+            item = dict(_js_to_py(item))
+            if "body" not in item:
+                raise TypeError("each message of send_batch is a dict with a 'body'")
+            content_type = _option(item, "content_type", "contentType") or "json"
+            delay = _delay(_option(item, "delay_seconds", "delaySeconds"), "sendBatch")
+            data = queue_serialize(item["body"], content_type)
+            if len(data) > QUEUE_MESSAGE_MAX:
+                raise BindingError(f"Queue sendBatch failed: message too large: {len(data)} "
+                                   f"bytes, the limit is {QUEUE_MESSAGE_MAX} bytes")
+            total += len(data)
+            out.append((data, content_type, delay if delay is not None else batch_delay))
+        if total > QUEUE_BATCH_BYTES_MAX:
+            raise BindingError(f"Queue sendBatch failed: batch too large: {total} bytes, the "
+                               f"limit is {QUEUE_BATCH_BYTES_MAX} bytes")
+        await self._send("sendBatch", "send_batch", out)
+
+    sendBatch = send_batch
+
+
+class Message:
+    """One message of a consumer's batch (Cloudflare's ``Message``)."""
+
+    __slots__ = ("id", "timestamp", "body", "attempts", "_batch", "_index")
+
+    def __init__(self, batch: "MessageBatch", index: int, id: str, timestamp: Any, body: Any,
+                 attempts: int) -> None:
+        self.id = id
+        self.timestamp = timestamp
+        self.body = body
+        self.attempts = attempts
+        self._batch = batch
+        self._index = index
+
+    def ack(self) -> None:
+        self._batch._decide(self._index, ("ack", 0), explicit=True)
+
+    def retry(self, options: Any = None, **kwargs: Any) -> None:
+        opts = dict(_js_to_py(options) or {})
+        opts.update(kwargs)
+        delay = _delay(_option(opts, "delay_seconds", "delaySeconds"), "retry") or 0
+        self._batch._decide(self._index, ("retry", delay), explicit=True)
+
+    def __repr__(self) -> str:
+        return f"<Message {self.id} attempts={self.attempts}>"
+
+
+class MessageBatch:
+    """What a ``queue`` handler gets: ``batch.queue``, ``batch.messages``, ``ack_all()``,
+    ``retry_all(delay_seconds=)`` (``ackAll``/``retryAll``). A message neither acked nor
+    retried is acked when the handler returns and retried when it raises; the first call
+    for a message wins (an explicit one over ``ack_all``/``retry_all``)."""
+
+    def __init__(self, queue: str, messages: list[Message] | None = None) -> None:
+        self.queue = queue
+        self.messages: list[Message] = messages or []
+        self._decisions: dict[int, tuple[str, int]] = {}
+        self._all: tuple[str, int] | None = None
+
+    def _decide(self, index: int, what: tuple[str, int], explicit: bool) -> None:
+        self._decisions.setdefault(index, what)
+
+    def ack_all(self) -> None:
+        if self._all is None:
+            self._all = ("ack", 0)
+
+    def retry_all(self, options: Any = None, **kwargs: Any) -> None:
+        opts = dict(_js_to_py(options) or {})
+        opts.update(kwargs)
+        delay = _delay(_option(opts, "delay_seconds", "delaySeconds"), "retryAll") or 0
+        if self._all is None:
+            self._all = ("retry", delay)
+
+    ackAll = ack_all
+    retryAll = retry_all
+
+    def _answer(self) -> dict[str, Any]:
+        acked: list[int] = []
+        retried: list[list[int]] = []
+        for i in range(len(self.messages)):
+            what = self._decisions.get(i, self._all)
+            if what is None:
+                continue
+            if what[0] == "ack":
+                acked.append(i)
+            else:
+                retried.append([i, what[1]])
+        return {"acked": acked, "retried": retried}
+
+
+KINDS["queue"] = Queue

@@ -474,6 +474,7 @@ int cmd_dev(int argc, char **argv)
 	d.app.cfg = cfg;
 	h->app = &d.app;
 	d.app.state_dir = persist_to ? xstrdup(persist_to) : xasprintf("%s/.thaw/state", cfg->dir);
+	h->queue_dir = xasprintf("%s/queues", d.app.state_dir);
 	if (load_state_kinds(cfg, err, sizeof err) < 0 || bindings_setup(&d.app, err, sizeof err) < 0) {
 		fprintf(stderr, "thaw dev: %s\n", err);
 		return 1;
@@ -540,5 +541,6 @@ int cmd_dev(int argc, char **argv)
 	loop_free(h->loop); /* frees the instances reaped since the loop stopped */
 	json_decref(d.app.secrets);
 	free(d.app.state_dir);
+	free(h->queue_dir);
 	return rc;
 }

@@ -13,6 +13,9 @@ void kv_binding_register(void);
 /* STATE/kv/ID.sqlite for a kv_namespaces entry (returns new). */
 char *kv_binding_path(const char *state_dir, const json_t *entry);
 
+/* Queues (queue_binding.c): producers in env, consumers run by the host. */
+void queue_binding_register(void);
+
 void d1_binding_register(void);
 /* STATE/d1/NAME.sqlite for a d1_databases entry (returns new). */
 char *d1_binding_path(const char *state_dir, const json_t *entry);

@@ -58,7 +58,7 @@ extern const struct thaw_ext_command thaw_ext_commands[];
 	X(front_start) X(front_stop) X(host_defaults) X(host_listen) X(host_loop_start) X(host_mhd_attach) \
 	X(host_mhd_log) X(host_opt_u64) X(host_option) X(pool_build_snapshot) X(pool_drain) \
 	X(pool_fill_spares) X(pool_shutdown) X(pool_snapshot_adopted) X(pool_use_snapshot) \
-	X(pool_unused) X(pool_app_dispose) X(host_scheduled_run) X(host_scheduled_outcome) \
+	X(pool_unused) X(pool_app_dispose) X(host_scheduled_run) X(host_scheduled_outcome) X(host_queue_run) \
 	X(host_ms_to_next_minute) X(bindings_setup) X(executor_stop) X(executor_submit) \
 	X(binding_kind_register) X(binding_call_done) X(call_result_init) X(call_result_dispose) \
 	X(call_result_pair) X(call_result_pairs) X(call_arg) \

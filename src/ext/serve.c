@@ -669,6 +669,9 @@ int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "thaw serve: %s\n", err);
 		return 1;
 	}
+	/* Queues are the host's, shared by its workers (a producer and a
+	 * consumer are often two workers): beside the workers' state. */
+	h->queue_dir = xasprintf("%s/state/_queues", store_dir(s->st));
 	if (load_token(s, token_file, err, sizeof err) < 0) {
 		fprintf(stderr, "thaw serve: %s\n", err);
 		return 1;
@@ -772,6 +775,7 @@ int cmd_serve(int argc, char **argv)
 	pool_shutdown(h);
 	executor_stop(h);
 	store_close(s->st);
+	free(h->queue_dir);
 	loop_free(h->loop);
 	return rc;
 }

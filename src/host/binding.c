@@ -315,7 +315,7 @@ static void binding_unref(struct binding *b)
 static struct binding *registry_find(struct app *a, const char *name)
 {
 	for (struct binding *b = a->bindings; b; b = b->next)
-		if (!strcmp(b->name, name))
+		if (!b->kind->hidden && !strcmp(b->name, name))
 			return b;
 	return NULL;
 }
@@ -327,7 +327,16 @@ static int setup_registered(struct app *a, char *err, size_t errlen)
 	json_t *pj = project_to_json(a->cfg);
 	int rc = 0;
 	for (size_t k = 0; k < nkinds && rc == 0; k++) {
-		json_t *list = json_object_get(pj, kinds[k].config_key);
+		/* "a.b": member b of the object a */
+		const char *key = kinds[k].config_key, *dot = strchr(key, '.');
+		json_t *list;
+		if (dot) {
+			char outer[64];
+			snprintf(outer, sizeof outer, "%.*s", (int)(dot - key), key);
+			list = json_object_get(json_object_get(pj, outer), dot + 1);
+		} else {
+			list = json_object_get(pj, key);
+		}
 		size_t i;
 		json_t *entry;
 		json_array_foreach(list, i, entry) {
@@ -380,7 +389,8 @@ json_t *bindings_init_json(const struct app *a)
 {
 	json_t *list = json_array();
 	for (const struct binding *b = a->bindings; b; b = b->next)
-		json_array_append_new(list, json_pack("{s:s, s:s}", "name", b->name, "type",
+		if (!b->kind->hidden)
+			json_array_append_new(list, json_pack("{s:s, s:s}", "name", b->name, "type",
 						      b->kind->type));
 	return list;
 }

@@ -71,6 +71,10 @@ struct binding_kind {
 	 * reference of its own on what it uses (the call that started it may
 	 * be cancelled, and its binding released, while the job runs). */
 	void (*release)(void *ctx);
+	/* Not a name in env: something the app runs because its configuration
+	 * says so (a queue consumer). Never told to the worker, never found by
+	 * a call; made and released with the app's bindings. */
+	int hidden;
 };
 
 void call_result_init(struct call_result *res);
@@ -90,7 +94,8 @@ void binding_call_done(struct host *h, unsigned instance_id, uint32_t stream,
 		       struct call_result *res, const char *error);
 
 /* The factory of a kind configured by the project's JSON (project_to_json)
- * under config_key ("kv_namespaces"), one binding per entry, named by the
+ * under config_key ("kv_namespaces"; "queues.producers": a member of an
+ * object), one binding per entry, named by the
  * entry's name_field ("binding"): ctx for that entry, or NULL with err. */
 typedef void *(*binding_factory)(struct app *a, const json_t *entry, char *err, size_t errlen);
 /* Register a kind served by the module that calls it (thaw-ext.so at load). */

@@ -148,6 +148,7 @@ static void reqs_unlink(struct host *h, struct hreq *r)
 static void hreq_free(struct hreq *r)
 {
 	buf_free(&r->head);
+	buf_free(&r->internal_body);
 	buf_free(&r->resp_headers);
 	buf_free(&r->resp_body);
 	spill_close(r);
@@ -170,7 +171,7 @@ static void internal_finish_fn(struct loop *l, struct loop_timer *t)
 }
 
 struct hreq *front_internal_submit(struct app *a, const char *method, const char *uri,
-				   struct buf *head, double timeout_ms,
+				   struct buf *head, struct buf *body, double timeout_ms,
 				   void (*done)(struct hreq *r, void *arg), void *arg)
 {
 	struct host *h = a->h;
@@ -191,6 +192,10 @@ struct hreq *front_internal_submit(struct app *a, const char *method, const char
 	r->upload_done = 1;
 	r->head = *head;
 	*head = (struct buf){0};
+	if (body) {
+		r->internal_body = *body;
+		*body = (struct buf){0};
+	}
 	snprintf(r->rid, sizeof r->rid, "%016llx",
 		 (unsigned long long)(h->rid_prefix ^ ++h->rid_counter));
 	reqs_link(h, r);

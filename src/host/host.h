@@ -164,6 +164,7 @@ struct hreq {
 	/* An internal request (front_internal_submit: no connection, e.g. a
 	 * scheduled event): its owner's callback, called once it has ended. */
 	int internal, internal_done;
+	struct buf internal_body; /* its request body (<= THAW_STREAM_WINDOW), sent whole */
 	void (*internal_cb)(struct hreq *r, void *arg);
 	void *internal_arg;
 	struct loop_timer internal_finish;
@@ -212,6 +213,10 @@ struct host {
 	unsigned nspares, spares_target;
 	unsigned snap_counter;
 	struct executor *executor; /* the state executor (executor.h), started on first use */
+	/* Queues' files (one per queue name): host-wide, because a queue is
+	 * shared by the workers of a host (thaw dev: STATE/queues; thaw serve:
+	 * DATA/state/_queues). Owned by the host's owner; NULL: no queues. */
+	char *queue_dir;
 };
 
 /* "name", or "name@version" in thaw serve: how logs name an app. */
@@ -268,7 +273,8 @@ int front_start(struct host *h, const char *ip, unsigned port, unsigned *bound_p
 void front_stop(struct host *h);
 /*
  * An internal request: the encoded head (taken), run by an instance of a like
- * a request from a client, with no body and no connection. method and uri
+ * a request from a client, with no connection; body (taken, may be NULL) is
+ * its whole request body, at most THAW_STREAM_WINDOW bytes (one credit). method and uri
  * (borrowed, static for method) name it in logs. When it has ended (answered,
  * failed, timed out after timeout_ms, or the front stopping), done(r, arg) is
  * called once from the loop: r->resp_status or r->fail_status says how, the
@@ -277,7 +283,7 @@ void front_stop(struct host *h);
  * may cancel (no callback) with front_internal_cancel until then.
  */
 struct hreq *front_internal_submit(struct app *a, const char *method, const char *uri,
-				   struct buf *head, double timeout_ms,
+				   struct buf *head, struct buf *body, double timeout_ms,
 				   void (*done)(struct hreq *r, void *arg), void *arg);
 void front_internal_cancel(struct hreq *r);
 /* scheduled.c: cron triggers' runs as internal requests. */
@@ -295,6 +301,14 @@ struct hreq *host_scheduled_run(struct app *a, const char *cron, int64_t schedul
  * the worker could not load). *no_retry: the handler called no_retry(). */
 const char *host_scheduled_outcome(const struct hreq *r, char *error, size_t errlen,
 				   int *no_retry);
+/* A batch of queue messages for a's queue handler: an internal request
+ * whose head says `:event queue`, `:queue NAME`, with body (taken; the batch
+ * as JSON, at most HOST_QUEUE_BODY_MAX bytes) as its request body. The
+ * runtime answers 200 with thaw-outcome ok|exception and a JSON body saying
+ * which messages were acked or retried (see _thaw_runtime.py). */
+#define HOST_QUEUE_BODY_MAX (240u * 1024u)
+struct hreq *host_queue_run(struct app *a, const char *queue, struct buf *body,
+			    void (*done)(struct hreq *r, void *arg), void *arg);
 /* Milliseconds from now_wall_ms to the start of the next minute. */
 double host_ms_to_next_minute(int64_t now_wall_ms);
 

@@ -114,6 +114,21 @@ static void attach(struct instance *in, struct hreq *r, int booted)
 	r->rx_credit = THAW_STREAM_WINDOW;
 	inst_send(in, THAW_F_REQ_HEAD, r->stream, buf_head(&r->head), buf_used(&r->head));
 	buf_free(&r->head);
+	if (r->internal && buf_used(&r->internal_body)) {
+		/* An internal request's body is whole and within one credit. */
+		size_t n = buf_used(&r->internal_body);
+		for (size_t off = 0; off < n && r->tx_credit;) {
+			size_t k = n - off < THAW_FRAME_MAX_PAYLOAD ? n - off : THAW_FRAME_MAX_PAYLOAD;
+			if (k > r->tx_credit)
+				k = r->tx_credit;
+			inst_send(in, THAW_F_REQ_BODY, r->stream, buf_head(&r->internal_body) + off, k);
+			r->tx_credit -= (uint32_t)k;
+			off += k;
+		}
+		buf_free(&r->internal_body);
+		inst_send(in, THAW_F_REQ_END, r->stream, NULL, 0);
+		r->req_end_sent = 1;
+	}
 	front_wake(r);
 }
 

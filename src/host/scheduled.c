@@ -59,8 +59,24 @@ struct hreq *host_scheduled_run(struct app *a, const char *cron, int64_t schedul
 	const char *url = "http://localhost/__scheduled";
 	kv_put(&head, ":url", url, strlen(url));
 	host_scheduled_pseudo(&head, cron, scheduled_ms);
-	return front_internal_submit(a, "SCHEDULED", cron, &head, HOST_SCHEDULED_TIMEOUT_MS, done,
-				     arg);
+	return front_internal_submit(a, "SCHEDULED", cron, &head, NULL, HOST_SCHEDULED_TIMEOUT_MS,
+				     done, arg);
+}
+
+struct hreq *host_queue_run(struct app *a, const char *queue, struct buf *body,
+			    void (*done)(struct hreq *r, void *arg), void *arg)
+{
+	struct buf head = {0};
+	uint8_t count[4];
+	thaw_put_u32(count, 4);
+	buf_append(&head, count, 4);
+	kv_put(&head, ":method", "POST", 4);
+	const char *url = "http://localhost/__queue";
+	kv_put(&head, ":url", url, strlen(url));
+	kv_put(&head, ":event", "queue", 5);
+	kv_put(&head, ":queue", queue, strnlen(queue, 64));
+	return front_internal_submit(a, "QUEUE", queue, &head, body, HOST_SCHEDULED_TIMEOUT_MS,
+				     done, arg);
 }
 
 /* A response header of r (case-insensitive name) into out; 0 when absent. */
