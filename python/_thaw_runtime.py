@@ -1009,10 +1009,14 @@ class _Connection(asyncio.Protocol):
         _current_stream.set(stream.id)  # this task's own context
         try:
             if self.worker.call is None:
-                raise LookupError(
-                    f"{self.worker.main} has no fetch handler (it has only `scheduled`): add "
-                    "`async def fetch(self, request)` to class Default to answer requests"
-                )
+                # A worker of cron triggers or queues only: every request gets this 500,
+                # marked so that a host's deploy check knows the worker itself is sound.
+                text = (f"{self.worker.main} has no fetch handler (it has only `scheduled` or "
+                        "`queue`): add `async def fetch(self, request)` to class Default to "
+                        "answer requests\n")
+                await self._send_response(stream, Response(
+                    text, status=500, headers={"thaw-no-fetch-handler": "1"}))
+                return
             response = self.worker.call(request, Context(), self.worker.env)
             if inspect.isawaitable(response):
                 response = await response

@@ -219,3 +219,23 @@ def test_serve_stopping_during_a_run_records_it_and_exits_cleanly(tmp_path):
         assert any(x["outcome"] == "error" for x in runs), runs
     finally:
         host.stop()
+
+
+def test_a_worker_of_cron_triggers_only_deploys_and_says_why_requests_fail(tmp_path):
+    project = wrangler_project(tmp_path / "p", """
+        from workers import WorkerEntrypoint
+
+        class Default(WorkerEntrypoint):
+            async def scheduled(self, controller, env, ctx):
+                print("nightly job", controller.cron)
+    """, ["0 3 * * *"])
+    host = ThawServe(tmp_path / "host" / "data").wait_ready()
+    try:
+        r = host.client("deploy", project)
+        assert r.returncode == 0, r.stdout + r.stderr
+        resp = host.worker_get("cron-worker")
+        assert resp.status == 500 and "has no fetch handler" in resp.text
+        crons = host.api("GET", "/v1/workers/cron-worker/crons").json()
+        assert crons["triggers"] == ["0 3 * * *"]
+    finally:
+        host.stop()
