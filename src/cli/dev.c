@@ -83,6 +83,11 @@ struct dev {
 	/* watch descriptor -> directory path */
 	char **wd_path;
 	int wd_cap;
+	/* The bindings' state directory (--persist-to may put it inside the
+	 * project): never watched, its files change with every write. */
+	dev_t state_dev;
+	ino_t state_ino;
+	int state_known;
 	/* cron triggers */
 	struct loop_timer cron_timer;
 	int64_t cron_minute; /* the last minute whose triggers were looked at */
@@ -181,8 +186,17 @@ static int ignored_file(const char *n)
 		       !strcmp(dot, ".tmp"));
 }
 
+static int is_state_dir(const struct dev *d, const char *path)
+{
+	struct stat st;
+	return d->state_known && stat(path, &st) == 0 && st.st_dev == d->state_dev &&
+	       st.st_ino == d->state_ino;
+}
+
 static void watch_dir(struct dev *d, const char *path, int depth)
 {
+	if (is_state_dir(d, path))
+		return;
 	const uint32_t mask = IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |
 			      IN_ONLYDIR | IN_EXCL_UNLINK;
 	int wd = inotify_add_watch(d->ino.fd, path, mask);
@@ -337,11 +351,12 @@ static void on_inotify(struct loop *l, struct loop_watch *w, uint32_t events)
 			if (ev->mask & IN_ISDIR) {
 				if (skip_name(ev->name))
 					continue;
-				if (ev->mask & (IN_CREATE | IN_MOVED_TO)) {
-					char sub[PATH_MAX];
-					snprintf(sub, sizeof sub, "%s/%s", dir, ev->name);
+				char sub[PATH_MAX];
+				snprintf(sub, sizeof sub, "%s/%s", dir, ev->name);
+				if (is_state_dir(d, sub))
+					continue;
+				if (ev->mask & (IN_CREATE | IN_MOVED_TO))
 					watch_dir(d, sub, 1);
-				}
 			} else if (ignored_file(ev->name)) {
 				continue;
 			}
@@ -475,6 +490,14 @@ int cmd_dev(int argc, char **argv)
 	h->app = &d.app;
 	d.app.state_dir = persist_to ? xstrdup(persist_to) : xasprintf("%s/.thaw/state", cfg->dir);
 	h->queue_dir = xasprintf("%s/queues", d.app.state_dir);
+	/* Made now (the default one, under .thaw/, is left out by its name). */
+	struct stat state_st;
+	if (persist_to && mkdir_p(d.app.state_dir, 0700) == 0 &&
+	    stat(d.app.state_dir, &state_st) == 0) {
+		d.state_dev = state_st.st_dev;
+		d.state_ino = state_st.st_ino;
+		d.state_known = 1;
+	}
 	if (load_state_kinds(cfg, err, sizeof err) < 0 || bindings_setup(&d.app, err, sizeof err) < 0) {
 		fprintf(stderr, "thaw dev: %s\n", err);
 		return 1;

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,28 @@ def test_kv_and_d1_on_a_host_survive_restart_redeploy_and_rollback(tmp_path):
         host.stop()
     assert (data / "state" / "notes" / "kv" / "a1b2c3d4e5f60718293a4b5c6d7e8f90.sqlite").exists()
     assert (data / "state" / "notes" / "d1" / "notes-db.sqlite").exists()
+
+
+def test_dev_persist_to_inside_the_project_is_not_watched(tmp_path):
+    # The state's files change with every write: a watched state directory reloaded the
+    # worker on each KV put (and again when the reload closed the namespace's file).
+    root = project(tmp_path / "notes")
+    dev = start_dev(root, "--persist-to", str(root / "state"))
+    try:
+        mark = dev.mark()
+        for _ in range(3):
+            assert dev.get("kv/put").text == "ok"
+            assert dev.get("d1/setup").text == "ok"
+        time.sleep(1.0)  # a reload settles 60 ms after the event
+        assert "reloading" not in dev.output_since(mark), dev.output_since(mark)
+    finally:
+        dev.stop()
+    assert (root / "state" / "kv" / "a1b2c3d4e5f60718293a4b5c6d7e8f90.sqlite").exists()
+
+
+def test_d1_cli_with_options_only_prints_its_usage(tmp_path):
+    root = project(tmp_path / "notes")
+    for args in (["--local"], ["--persist-to", str(tmp_path / "s")]):
+        r = subprocess.run([THAW_BIN, "d1", *args], cwd=root, env=thaw_env(),
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "usage: thaw d1" in r.stderr, (args, r.returncode, r.stderr)
