@@ -186,8 +186,8 @@ int cmd_d1(int argc, char **argv)
 		return 2;
 	}
 	char **a = argv + 1;
-	/* The DB: after `execute`, or after `migrations VERB`. */
-	int at = !strcmp(a[0], "execute") ? 1 : (!strcmp(a[0], "migrations") ? 2 : -1);
+	/* The DB: after `execute`, or after `migrations VERB` (options alone: no verb). */
+	int at = n < 1 ? -1 : !strcmp(a[0], "execute") ? 1 : (!strcmp(a[0], "migrations") ? 2 : -1);
 	if (at < 0 || n <= at) {
 		fputs(d1_usage, stderr);
 		return 2;
