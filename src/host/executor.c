@@ -151,14 +151,15 @@ void executor_stop(struct host *h)
 	pthread_mutex_unlock(&e->mu);
 	pthread_join(e->thread, NULL);
 	deliver(e, 0);
-	/* What never ran goes back to its owner. */
-	struct exec_job *j = e->queue_head;
-	e->queue_head = e->queue_tail = NULL;
-	while (j) {
-		struct exec_job *next = j->next;
+	/* What never ran goes back to its owner, and so does what a done()
+	 * submits meanwhile (the thread is gone: nothing runs it). */
+	struct exec_job *j;
+	while ((j = e->queue_head)) {
+		e->queue_head = j->next;
+		if (!e->queue_head)
+			e->queue_tail = NULL;
 		e->pending--;
 		j->done(j, 1);
-		j = next;
 	}
 	loop_del(h->loop, &e->watch);
 	close(e->watch.fd);

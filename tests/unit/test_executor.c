@@ -33,6 +33,7 @@ struct tjob {
 static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
 static int order[NJOBS + 8], norder; /* executor thread only */
 static int ndone;
+static int entered; /* a job reached run() (atomic) */
 static struct host h;
 static pthread_t loop_thread;
 
@@ -46,6 +47,7 @@ static void *stop_executor(void *arg)
 static void run_job(struct exec_job *j)
 {
 	struct tjob *t = (struct tjob *)j;
+	__atomic_store_n(&entered, 1, __ATOMIC_SEQ_CST);
 	pthread_mutex_lock(&gate); /* a test may hold the executor here */
 	pthread_mutex_unlock(&gate);
 	t->ran_on = pthread_self();
@@ -71,6 +73,7 @@ static int setup(void **state)
 	memset(&h, 0, sizeof h);
 	h.loop = loop_new();
 	norder = ndone = 0;
+	entered = 0;
 	loop_thread = pthread_self();
 	alarm(30);
 	return h.loop ? 0 : -1;
@@ -121,6 +124,8 @@ static void test_stop_hands_back_what_never_ran(void **state)
 	 * executor knows it is stopping, so the jobs behind it never run. Its
 	 * done() runs on the stopping thread, standing in for the loop. */
 	loop_thread = (pthread_t)0;
+	while (!__atomic_load_n(&entered, __ATOMIC_SEQ_CST))
+		sched_yield(); /* the first job is in run(): it runs, whatever the timing */
 	pthread_t stopper;
 	assert_int_equal(pthread_create(&stopper, NULL, stop_executor, NULL), 0);
 	while (!executor_stopping(&h))
@@ -142,12 +147,49 @@ static void test_stop_hands_back_what_never_ran(void **state)
 	assert_int_equal(executor_pending(&h), 0);
 }
 
+/* A done() that submits more work while the executor stops (a queue
+ * consumer settling a batch): the new job is handed back too, not lost. */
+static struct tjob chained[2];
+
+static void done_then_submit(struct exec_job *j, int stopped)
+{
+	done_job(j, stopped);
+	executor_submit(&h, &chained[1].job);
+}
+
+static void test_a_job_submitted_while_stopping_is_handed_back(void **state)
+{
+	(void)state;
+	loop_thread = (pthread_t)0;
+	pthread_mutex_lock(&gate);
+	static struct tjob first;
+	first = (struct tjob){.job = {.run = run_job, .done = done_job}, .index = 0};
+	chained[0] = (struct tjob){.job = {.run = run_job, .done = done_then_submit}, .index = 1};
+	chained[1] = (struct tjob){.job = {.run = run_job, .done = done_job}, .index = 2};
+	executor_submit(&h, &first.job);
+	executor_submit(&h, &chained[0].job);
+	pthread_t stopper;
+	assert_int_equal(pthread_create(&stopper, NULL, stop_executor, NULL), 0);
+	while (!executor_stopping(&h))
+		sched_yield();
+	pthread_mutex_unlock(&gate);
+	pthread_join(stopper, NULL);
+	assert_int_equal(chained[0].done, 1);
+	assert_int_equal(chained[0].stopped, 1);
+	assert_int_equal(chained[1].done, 1);
+	assert_int_equal(chained[1].stopped, 1);
+	assert_false(chained[1].ran);
+	assert_null(h.executor);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_jobs_run_off_the_loop_in_order_and_each_is_done_once,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_hands_back_what_never_ran, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_job_submitted_while_stopping_is_handed_back,
+						setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
