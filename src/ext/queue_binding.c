@@ -220,6 +220,32 @@ struct delivery {
 	uint64_t t0;
 };
 
+static void settle_run(struct exec_job *job);
+static void settle_done(struct exec_job *job, int stopped);
+
+/* A batch leased for a consumer that went meanwhile (a reload, a version
+ * unloaded): visible again at once for whoever consumes the queue now. It
+ * was never delivered, but its lease counted an attempt. */
+static void give_back(struct consumer *c, struct queue_batch *batch)
+{
+	struct settle_job *s = xcalloc(1, sizeof *s);
+	size_t n = batch->count;
+	s->job.run = settle_run;
+	s->job.done = settle_done;
+	s->c = c; /* the poll's reference passes on */
+	snprintf(s->dir, sizeof s->dir, "%s", c->h->queue_dir);
+	s->ack = xcalloc(1, sizeof *s->ack);
+	s->retry_seq = xcalloc(n + 1, sizeof *s->retry_seq);
+	s->retry_delay = xcalloc(n + 1, sizeof *s->retry_delay);
+	s->dead = xcalloc(1, sizeof *s->dead);
+	for (size_t i = 0; i < n; i++)
+		s->retry_seq[s->nretry++] = batch->messages[i].seq;
+	s->batch = *batch;
+	*batch = (struct queue_batch){0};
+	c->inflight++; /* settle_done's */
+	executor_submit(c->h, &s->job);
+}
+
 static void poll_done(struct exec_job *job, int stopped)
 {
 	struct poll_job *j = (struct poll_job *)job;
@@ -227,9 +253,16 @@ static void poll_done(struct exec_job *job, int stopped)
 	c->polling = 0;
 	if (!stopped && j->rc < 0)
 		log_error("queue \"%s\": %s", c->queue, j->err);
+	/* A poll that finished as the host stops (executor_stop hands it back
+	 * after the front and the instances are gone) delivers nothing: its
+	 * batch stays in flight and the next start delivers it again. */
+	stopped = stopped || executor_stopping(c->h);
+	if (!stopped && c->stopped && j->rc > 0) {
+		give_back(c, &j->batch);
+		free(j);
+		return;
+	}
 	if (stopped || c->stopped || j->rc <= 0) {
-		/* A batch leased for a consumer that went meanwhile (a reload)
-		 * stays in flight until the next host start delivers it again. */
 		if (!stopped && !c->stopped && j->rc == 0) {
 			double ms = j->next_ms == INT64_MAX ? POLL_IDLE_MS
 							    : (double)(j->next_ms - wall_ms());
