@@ -60,6 +60,7 @@ extern const struct thaw_ext_command thaw_ext_commands[];
 	X(pool_fill_spares) X(pool_shutdown) X(pool_snapshot_adopted) X(pool_use_snapshot) \
 	X(pool_unused) X(pool_app_dispose) X(host_scheduled_run) X(host_scheduled_outcome) X(host_queue_run) \
 	X(host_ms_to_next_minute) X(bindings_setup) X(executor_stop) X(executor_submit) \
+	X(executor_stopping) \
 	X(binding_kind_register) X(binding_call_done) X(call_result_init) X(call_result_dispose) \
 	X(call_result_pair) X(call_result_pairs) X(call_arg) \
 	/* host/child.h */ \

@@ -68,6 +68,8 @@ struct bcall {
 	uint64_t offset, left;
 	struct buf mem;      /* from memory */
 	uint32_t credit;
+	int cancelled; /* the worker gave up while its job runs: kept until the job is
+			* done, so the stream id cannot be reused under it */
 	struct bcall *next;
 };
 
@@ -675,6 +677,12 @@ void binding_call_done(struct host *h, unsigned instance_id, uint32_t stream,
 			call_result_dispose(res);
 		return; /* the instance or the call went meanwhile */
 	}
+	if (c->cancelled) {
+		if (res)
+			call_result_dispose(res);
+		call_end(in, c);
+		return;
+	}
 	if (!res) {
 		call_error(in, stream, error ? error : "the call failed");
 		call_end(in, c);
@@ -713,8 +721,10 @@ int binding_on_cancel(struct instance *in, const struct thaw_frame *f)
 	if (f->len != 0)
 		return -1;
 	struct bcall *c = call_find(in, f->stream);
-	if (c)
-		call_end(in, c); /* a running job's answer finds no call: dropped */
+	if (c && c->phase == CALL_RUNNING)
+		c->cancelled = 1; /* ended when its job is done (binding_call_done) */
+	else if (c)
+		call_end(in, c);
 	return 0;
 }
 

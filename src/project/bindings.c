@@ -184,7 +184,7 @@ static const struct field producer_fields[] = {
 	STRING("binding", 1, project_queue_producer, binding, project_binding_name_valid,
 	       identifier_rule, NULL),
 	STRING("queue", 1, project_queue_producer, queue, queue_name_valid, queue_rule, NULL),
-	INT("delivery_delay", project_queue_producer, delivery_delay, 0, 86400, -1),
+	INT("delivery_delay", project_queue_producer, delivery_delay, 0, 43200, -1),
 };
 
 static const struct field consumer_fields[] = {
@@ -194,7 +194,7 @@ static const struct field consumer_fields[] = {
 	INT("max_retries", project_queue_consumer, max_retries, 0, 100, 3),
 	STRING("dead_letter_queue", 0, project_queue_consumer, dead_letter_queue, queue_name_valid,
 	       queue_rule, NULL),
-	INT("retry_delay", project_queue_consumer, retry_delay, 0, 86400, -1),
+	INT("retry_delay", project_queue_consumer, retry_delay, 0, 43200, -1),
 	INT("max_concurrency", project_queue_consumer, max_concurrency, 1, 250, -1),
 };
 

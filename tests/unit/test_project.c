@@ -628,7 +628,7 @@ static void test_bindings_malformed_entries_are_refused_naming_file_and_key(void
 		{"{\"main\":\"app.py\",\"queues\":{\"producers\":[{\"binding\":\"Q\",\"queue\":"
 		 "\"q\","
 		 "\"delivery_delay\":86401}]}}",
-		 "queues.producers[0].delivery_delay must be a whole number from 0 to 86400"},
+		 "queues.producers[0].delivery_delay must be a whole number from 0 to 43200"},
 		{"{\"main\":\"app.py\",\"queues\":{\"consumers\":[{\"queue\":\"q\",\"max_batch_"
 		 "size\":0}]}}",
 		 "queues.consumers[0].max_batch_size must be a whole number from 1 to 100"},
