@@ -93,8 +93,12 @@ def test_an_instance_dying_mid_call_leaves_no_file_open_in_the_host(tmp_path):
         assert r.status == 502
         deadline = time.monotonic() + 10
         while True:
-            open_files = [os.readlink(f"/proc/{d.pid}/fd/{fd}")
-                          for fd in os.listdir(f"/proc/{d.pid}/fd")]
+            open_files = []
+            for fd in os.listdir(f"/proc/{d.pid}/fd"):
+                try:
+                    open_files.append(os.readlink(f"/proc/{d.pid}/fd/{fd}"))
+                except FileNotFoundError:
+                    pass  # closed between the listing and the look: not open
             if huge not in open_files or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
