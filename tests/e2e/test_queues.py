@@ -10,7 +10,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from thawtest import start_dev, write_project
+from thawtest import ThawServe, start_dev, write_project
 
 CONSUMER = """
 import asyncio
@@ -179,3 +179,66 @@ def test_dev_killed_mid_delivery_delivers_the_rest_after_restart(tmp_path):
             "no message in flight at the kill was delivered again"
     finally:
         dev.stop()
+
+
+PRODUCER = """
+from workers import Response, WorkerEntrypoint
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        n = int(request.url.rsplit("=", 1)[1]) if "=" in request.url else 0
+        for start in range(0, n, 100):
+            await self.env.OUTBOX.send_batch(
+                [{"body": {"n": i}} for i in range(start, min(n, start + 100))])
+        return Response(f"sent {n}")
+"""
+
+CONSUMER_ONLY = """
+from workers import WorkerEntrypoint
+
+class Default(WorkerEntrypoint):
+    async def queue(self, batch, env, ctx):
+        for m in batch.messages:
+            await env.SEEN.put(f"n{m.body['n']}", str(m.attempts))
+            m.ack()
+"""
+
+
+def test_serve_delivers_from_a_producer_worker_to_a_consumer_only_worker(tmp_path):
+    """Two workers deployed apart share a queue on one host; the consumer has no fetch
+    handler (it deploys all the same) and records each message in KV; everything survives a
+    host restart."""
+    producer = write_project(tmp_path / "producer", PRODUCER, pyproject=False)
+    (producer / "wrangler.jsonc").write_text(json.dumps({
+        "name": "producer", "main": "src/entry.py",
+        "queues": {"producers": [{"binding": "OUTBOX", "queue": "orders"}]}}))
+    consumer = write_project(tmp_path / "consumer", CONSUMER_ONLY, pyproject=False)
+    (consumer / "wrangler.jsonc").write_text(json.dumps({
+        "name": "consumer", "main": "src/entry.py",
+        "kv_namespaces": [{"binding": "SEEN", "id": "seen"}],
+        "queues": {"consumers": [{"queue": "orders", "max_batch_size": 50,
+                                  "max_batch_timeout": 1}]}}))
+    data = tmp_path / "host" / "data"
+    host = ThawServe(data).wait_ready()
+    try:
+        for p in (consumer, producer):
+            r = host.client("deploy", p)
+            assert r.returncode == 0, r.stdout + r.stderr
+        assert host.worker_get("producer", path="/?n=300").text == "sent 300"
+        kv = data / "state" / "consumer" / "kv" / "seen.sqlite"
+        deadline = time.monotonic() + 60
+        seen = 0
+        while time.monotonic() < deadline:
+            if kv.exists():
+                db = sqlite3.connect(f"file:{kv}?mode=ro", uri=True)
+                try:
+                    seen = db.execute("SELECT count(*) FROM kv").fetchone()[0]
+                finally:
+                    db.close()
+                if seen == 300:
+                    break
+            time.sleep(0.2)
+        assert seen == 300
+    finally:
+        host.stop()
+    assert (data / "state" / "_queues" / "orders.sqlite").exists()
