@@ -205,9 +205,9 @@ class Default(WorkerEntrypoint):
 
 
 def test_serve_delivers_from_a_producer_worker_to_a_consumer_only_worker(tmp_path):
-    """Two workers deployed apart share a queue on one host; the consumer has no fetch
-    handler (it deploys all the same) and records each message in KV; everything survives a
-    host restart."""
+    """Two workers deployed apart share a queue on one host (its file is the host's, not a
+    worker's); the consumer has no fetch handler (it deploys all the same) and records each
+    message in its KV namespace."""
     producer = write_project(tmp_path / "producer", PRODUCER, pyproject=False)
     (producer / "wrangler.jsonc").write_text(json.dumps({
         "name": "producer", "main": "src/entry.py",
