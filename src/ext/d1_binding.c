@@ -54,7 +54,9 @@ struct d1_job {
 	enum d1_mode mode;
 	char *sql;
 	char *column;
-	json_t *input; /* params or statements */
+	json_t *input;  /* params or statements, parsed on the executor from: */
+	char *raw;      /* the call's body (JSON text) */
+	size_t raw_len;
 	/* results */
 	json_t *result;
 	unsigned char *dump;
@@ -90,6 +92,18 @@ static void run(struct exec_job *job)
 		}
 	}
 	long failed = -1;
+	if (j->op == D1_OP_QUERY || j->op == D1_OP_BATCH) {
+		/* Parsed here, not on the host's loop: a batch may be 64 MiB. */
+		json_error_t je;
+		j->input = j->raw_len ? json_loadb(j->raw, j->raw_len, 0, &je)
+				      : (j->op == D1_OP_QUERY ? json_array() : NULL);
+		if (!json_is_array(j->input)) {
+			snprintf(j->err, sizeof j->err, "D1_ERROR: a malformed %s call",
+				 j->op == D1_OP_QUERY ? "query" : "batch");
+			j->failed = 1;
+			return;
+		}
+	}
 	switch (j->op) {
 	case D1_OP_QUERY:
 		j->result = d1_query(r->db, j->sql, j->input, j->mode, j->column, j->err,
@@ -138,6 +152,7 @@ static void done(struct exec_job *job, int stopped)
 	}
 	json_decref(j->result);
 	json_decref(j->input);
+	free(j->raw);
 	free(j->dump);
 	free(j->sql);
 	free(j->column);
@@ -167,7 +182,6 @@ static int call(void *ctx, const struct binding_call *c, struct call_result *res
 	j->h = c->h;
 	j->instance = c->instance_id;
 	j->stream = c->stream;
-	json_error_t je;
 	if (!strcmp(c->method, "query")) {
 		j->op = D1_OP_QUERY;
 		j->sql = arg_string(&c->args, "sql");
@@ -180,19 +194,12 @@ static int call(void *ctx, const struct binding_call *c, struct call_result *res
 		free(mode);
 		j->mode = (enum d1_mode)m;
 		j->column = arg_string(&c->args, "column");
-		j->input = c->body_len ? json_loadb((const char *)c->body, c->body_len, 0, &je)
-				       : json_array();
-		if (!j->sql || m < 0 || !json_is_array(j->input)) {
+		if (!j->sql || m < 0) {
 			snprintf(err, errlen, "D1_ERROR: a malformed query call");
 			goto refuse;
 		}
 	} else if (!strcmp(c->method, "batch")) {
 		j->op = D1_OP_BATCH;
-		j->input = c->body_len ? json_loadb((const char *)c->body, c->body_len, 0, &je) : NULL;
-		if (!json_is_array(j->input)) {
-			snprintf(err, errlen, "D1_ERROR: a malformed batch call");
-			goto refuse;
-		}
 	} else if (!strcmp(c->method, "exec")) {
 		j->op = D1_OP_EXEC;
 		if (!c->body_len || memchr(c->body, 0, c->body_len)) {
@@ -208,6 +215,11 @@ static int call(void *ctx, const struct binding_call *c, struct call_result *res
 	} else {
 		snprintf(err, errlen, "TypeError: D1 databases have no method '%.64s'", c->method);
 		goto refuse;
+	}
+	if ((j->op == D1_OP_QUERY || j->op == D1_OP_BATCH) && c->body_len) {
+		j->raw = xmalloc(c->body_len);
+		memcpy(j->raw, c->body, c->body_len);
+		j->raw_len = c->body_len;
 	}
 	j->ref = ctx;
 	j->ref->refs++;
