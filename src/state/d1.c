@@ -45,6 +45,7 @@
  * json_t returned is new; parameters are borrowed for the call.
  */
 #include "state/d1.h"
+#include "state/sqlite_wal.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -556,7 +557,10 @@ struct d1_db *d1_open(const char *path, const struct d1_options *opt, char *err,
 	sqlite3_set_authorizer(d->db, authorize, d);
 	sqlite3_progress_handler(d->db, PROGRESS_OPS, progress, d);
 
-	if (setup_exec(d, "PRAGMA journal_mode = WAL", err, errlen) < 0 ||
+	d->trusted = 1;
+	int wal = thaw_sqlite_wal(d->db, d->opt.busy_timeout_ms);
+	d->trusted = 0;
+	if ((wal != SQLITE_OK && wal != SQLITE_DONE && fail_rc(d, wal, err, errlen) < 0) ||
 	    setup_exec(d, "PRAGMA synchronous = FULL", err, errlen) < 0 ||
 	    setup_exec(d, "PRAGMA foreign_keys = ON", err, errlen) < 0) {
 		char why[512];

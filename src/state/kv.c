@@ -24,6 +24,7 @@
  * Everything here blocks on the disk; see kv.h.
  */
 #include "state/kv.h"
+#include "state/sqlite_wal.h"
 
 #include <jansson.h>
 #include <sqlite3.h>
@@ -515,21 +516,12 @@ static int configure(struct kv_store *kv, char *err, size_t errlen)
 	if (rc != SQLITE_OK)
 		return db_fail(kv, err, errlen, "configuring the connection");
 
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(kv->db, "PRAGMA journal_mode = WAL", -1, &st, NULL) != SQLITE_OK)
-		return db_fail(kv, err, errlen, "setting the journal mode");
-	rc = sqlite3_step(st);
-	const unsigned char *mode = rc == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
-	int wal = mode && !strcmp((const char *)mode, "wal");
-	if (rc != SQLITE_ROW) {
-		db_fail(kv, err, errlen, "setting the journal mode");
-		sqlite3_finalize(st);
-		return KV_ERR;
-	}
-	sqlite3_finalize(st);
-	if (!wal)
+	rc = thaw_sqlite_wal(kv->db, BUSY_TIMEOUT_MS);
+	if (rc == SQLITE_DONE)
 		return err_set(err, errlen, "%s: the file system does not allow WAL mode",
 			       kv->path);
+	if (rc != SQLITE_OK)
+		return db_fail(kv, err, errlen, "setting the journal mode");
 
 	char sql[96];
 	snprintf(sql, sizeof sql, "PRAGMA synchronous = FULL; PRAGMA journal_size_limit = %d",

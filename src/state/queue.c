@@ -8,6 +8,7 @@
  * seeded from the OS), unique by constraint.
  */
 #include "state/queue.h"
+#include "state/sqlite_wal.h"
 
 #include <sqlite3.h>
 #include <stdio.h>
@@ -82,7 +83,15 @@ struct queue_store *queue_open(const char *path, char *err, size_t errlen)
 	}
 	sqlite3_busy_timeout(q->db, BUSY_TIMEOUT_MS);
 	sqlite3_db_config(q->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
-	if (exec(q, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL", err, errlen) < 0)
+	int wal = thaw_sqlite_wal(q->db, BUSY_TIMEOUT_MS);
+	if (wal != SQLITE_OK) {
+		if (wal == SQLITE_DONE)
+			snprintf(err, errlen, "%s: the file system does not allow WAL mode", path);
+		else
+			fail(q, err, errlen, "setting the journal mode");
+		goto error;
+	}
+	if (exec(q, "PRAGMA synchronous = FULL", err, errlen) < 0)
 		goto error;
 	sqlite3_stmt *st = prepare(q, "PRAGMA application_id", err, errlen);
 	if (!st)
