@@ -1226,7 +1226,11 @@ static int tail_line(struct call *c, char *line, size_t len)
 	return 0;
 }
 
-int cmd_tail(int argc, char **argv)
+/* The arguments of a command on one worker: [NAME] [--name NAME] [--json] and
+ * the common options. -1 when the command goes on (*name, *json, *ro filled),
+ * else the exit status (help printed, or usage on bad arguments). */
+static int parse_worker_args(int argc, char **argv, const char *usage, struct remote_opts *ro,
+			     const char **name, int *json)
 {
 	static const struct option opts[] = {
 		{"name", required_argument, NULL, 'n'},
@@ -1234,35 +1238,46 @@ int cmd_tail(int argc, char **argv)
 		REMOTE_COMMON_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
-	const char *cmd = "thaw tail";
-	struct remote_opts ro = {0};
-	const char *name = NULL;
-	int json = 0, c;
+	int c;
+	*name = NULL;
+	*json = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
-		if (common_opt(&ro, c, optarg))
+		if (common_opt(ro, c, optarg))
 			continue;
 		switch (c) {
 		case 'n':
-			name = optarg;
+			*name = optarg;
 			break;
 		case 'j':
-			json = 1;
+			*json = 1;
 			break;
 		case 'h':
-			fputs(tail_usage, stdout);
+			fputs(usage, stdout);
 			return 0;
 		default:
-			fputs(tail_usage, stderr);
+			fputs(usage, stderr);
 			return 2;
 		}
 	}
-	if (argc - optind > 1 || (argc - optind == 1 && name)) {
-		fputs(tail_usage, stderr);
+	if (argc - optind > 1 || (argc - optind == 1 && *name)) {
+		fputs(usage, stderr);
 		return 2;
 	}
 	if (argc - optind == 1)
-		name = argv[optind];
+		*name = argv[optind];
+	return -1;
+}
+
+int cmd_tail(int argc, char **argv)
+{
+	const char *cmd = "thaw tail";
+	struct remote_opts ro = {0};
+	const char *name;
+	int json;
+	int st = parse_worker_args(argc, argv, tail_usage, &ro, &name, &json);
+	if (st >= 0)
+		return st;
 	char *n = resolve_name(cmd, name);
 	if (!n)
 		return 1;
@@ -1538,41 +1553,13 @@ static const char crons_usage[] =
 
 int cmd_crons(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"name", required_argument, NULL, 'n'},
-		{"json", no_argument, NULL, 'j'},
-		REMOTE_COMMON_OPTIONS,
-		{NULL, 0, NULL, 0},
-	};
 	const char *cmd = "thaw crons";
 	struct remote_opts ro = {0};
-	const char *name = NULL;
-	int json = 0, c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
-		if (common_opt(&ro, c, optarg))
-			continue;
-		switch (c) {
-		case 'n':
-			name = optarg;
-			break;
-		case 'j':
-			json = 1;
-			break;
-		case 'h':
-			fputs(crons_usage, stdout);
-			return 0;
-		default:
-			fputs(crons_usage, stderr);
-			return 2;
-		}
-	}
-	if (argc - optind > 1 || (argc - optind == 1 && name)) {
-		fputs(crons_usage, stderr);
-		return 2;
-	}
-	if (argc - optind == 1)
-		name = argv[optind];
+	const char *name;
+	int json;
+	int st = parse_worker_args(argc, argv, crons_usage, &ro, &name, &json);
+	if (st >= 0)
+		return st;
 	char *n = resolve_name(cmd, name);
 	if (!n)
 		return 1;
