@@ -11,6 +11,7 @@
 #include "ext/control.h"
 
 #include "ext/bundle.h"
+#include "ext/spool.h"
 #include "ext/store.h"
 #include "host/host.h"
 
@@ -40,6 +41,9 @@ struct ctl {
 	struct loop_watch watch;
 	struct loop_timer keepalive;
 	struct ctl_stream *streams; /* every open stream */
+	struct creq *uploads;       /* every request with a spool */
+	struct creq *waiting;       /* answers waiting for the store's disk */
+	int stopping;
 };
 
 struct ctl_stream {
@@ -47,6 +51,9 @@ struct ctl_stream {
 	struct ctl *c;
 	struct buf out;
 	int decided;  /* 200 stream or a refusal chosen */
+	int durable;  /* a deploy's: a line goes out once the store has it on disk */
+	struct buf held; /* lines waiting for held_ticket to be durable */
+	uint64_t held_ticket;
 	int ended;
 	int refused;
 	unsigned status;
@@ -66,7 +73,14 @@ struct creq {
 	char worker[64];
 	char what[32];
 	struct buf body;
-	struct blob_writer *blob;
+	struct spool *spool; /* an upload's bytes on their way to a blob */
+	int spool_ended;
+	struct creq *up_next, *up_prev;
+	/* A change's answer, held until the store has the change on disk: */
+	json_t *pend_out;
+	unsigned pend_status;
+	uint64_t pend_ticket;
+	struct creq *wait_next, *wait_prev;
 	int body_failed;
 	uint64_t discarded;
 	unsigned fail_status;
@@ -77,12 +91,61 @@ struct creq {
 	struct ctl_stream *cs;
 };
 
+static void resume(struct creq *r);
+
+/* The spool can take more, or has written everything: go on. */
+static void spool_ready(void *arg)
+{
+	resume(arg);
+}
+
 static void resume(struct creq *r)
 {
 	if (r->suspended) {
 		r->suspended = 0;
 		MHD_resume_connection(r->conn);
 	}
+}
+
+static void uploads_link(struct creq *r)
+{
+	r->up_prev = NULL;
+	r->up_next = r->c->uploads;
+	if (r->up_next)
+		r->up_next->up_prev = r;
+	r->c->uploads = r;
+}
+
+static void uploads_unlink(struct creq *r)
+{
+	if (r->up_prev)
+		r->up_prev->up_next = r->up_next;
+	else if (r->c->uploads == r)
+		r->c->uploads = r->up_next;
+	if (r->up_next)
+		r->up_next->up_prev = r->up_prev;
+	r->up_next = r->up_prev = NULL;
+}
+
+/* The upload is given up: its thread drops what it wrote. */
+static void drop_spool(struct creq *r)
+{
+	if (!r->spool)
+		return;
+	spool_abandon(r->spool);
+	r->spool = NULL;
+	uploads_unlink(r);
+}
+
+/* The upload fails with status and msg (taken); the rest of its body is
+ * read and dropped. */
+static void fail_upload(struct creq *r, unsigned status, char *msg)
+{
+	drop_spool(r);
+	r->body_failed = 1;
+	r->fail_status = status;
+	free(r->fail_msg);
+	r->fail_msg = msg;
 }
 
 static void suspend(struct creq *r)
@@ -120,6 +183,7 @@ static void stream_free(struct ctl_stream *cs)
 		cs->next->prev = cs->prev;
 	c->sink->stream_gone(c->sink->arg, cs);
 	buf_free(&cs->out);
+	buf_free(&cs->held);
 	free(cs->msg);
 	free(cs);
 }
@@ -132,19 +196,27 @@ void ctl_stream_line(struct ctl_stream *cs, json_t *line)
 		goto out;
 	cs->decided = 1;
 	size_t n = strlen(text);
-	if (buf_used(&cs->out) + n + 1 > CTL_STREAM_BUFFER) {
+	if (buf_used(&cs->out) + buf_used(&cs->held) + n + 1 > CTL_STREAM_BUFFER) {
 		cs->dropped++;
 		goto out;
+	}
+	/* A deploy's line says what the store holds: it waits for the disk. */
+	uint64_t t = store_ticket(cs->c->sink->store);
+	struct buf *to = &cs->out;
+	if (cs->durable && !cs->c->stopping &&
+	    (buf_used(&cs->held) || store_durable(cs->c->sink->store, t) == 0)) {
+		to = &cs->held;
+		cs->held_ticket = t;
 	}
 	if (cs->dropped) {
 		char note[96];
 		snprintf(note, sizeof note, "{\"dropped\":%llu}\n", (unsigned long long)cs->dropped);
-		buf_append(&cs->out, note, strlen(note));
+		buf_append(to, note, strlen(note));
 		cs->dropped = 0;
 	}
-	buf_append(&cs->out, text, n);
-	buf_append(&cs->out, "\n", 1);
-	if (cs->r)
+	buf_append(to, text, n);
+	buf_append(to, "\n", 1);
+	if (cs->r && to == &cs->out)
 		resume(cs->r);
 out:
 	free(text);
@@ -174,7 +246,8 @@ static void keepalive_fn(struct loop *l, struct loop_timer *t)
 {
 	struct ctl *c = t->arg;
 	for (struct ctl_stream *cs = c->streams; cs; cs = cs->next) {
-		if (cs->decided && !cs->ended && !cs->refused && buf_used(&cs->out) == 0) {
+		if (cs->decided && !cs->ended && !cs->refused && buf_used(&cs->out) == 0 &&
+		    buf_used(&cs->held) == 0) {
 			buf_append(&cs->out, "\n", 1);
 			if (cs->r)
 				resume(cs->r);
@@ -196,10 +269,45 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max)
 		buf_shrink(&cs->out, 64 * 1024);
 		return (ssize_t)n;
 	}
-	if (cs->ended)
+	if (cs->ended && !buf_used(&cs->held))
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	suspend(r);
 	return 0;
+}
+
+/* Held lines whose changes are durable now go out. */
+static void release_held(struct ctl_stream *cs, int all)
+{
+	if (!buf_used(&cs->held))
+		return;
+	if (!all && !store_durable(cs->c->sink->store, cs->held_ticket))
+		return;
+	buf_append(&cs->out, buf_head(&cs->held), buf_used(&cs->held));
+	buf_consume(&cs->held, buf_used(&cs->held));
+	buf_shrink(&cs->held, 0);
+	if (cs->r)
+		resume(cs->r);
+}
+
+static void waiting_unlink(struct creq *r)
+{
+	if (r->wait_prev)
+		r->wait_prev->wait_next = r->wait_next;
+	else if (r->c->waiting == r)
+		r->c->waiting = r->wait_next;
+	if (r->wait_next)
+		r->wait_next->wait_prev = r->wait_prev;
+	r->wait_next = r->wait_prev = NULL;
+}
+
+void ctl_store_synced(void *arg)
+{
+	struct ctl *c = arg;
+	for (struct creq *r = c->waiting; r; r = r->wait_next)
+		if (store_durable(c->sink->store, r->pend_ticket))
+			resume(r);
+	for (struct ctl_stream *cs = c->streams; cs; cs = cs->next)
+		release_held(cs, 0);
 }
 
 /* --- answers --- */
@@ -328,9 +436,10 @@ static enum MHD_Result first_call(struct creq *r, const char *url, const char *m
 						   "'-' and '_')");
 		snprintf(r->env, sizeof r->env, "%s", env ? env : "");
 		char err[256];
-		r->blob = blob_begin(c->sink->store, err, sizeof err);
-		if (!r->blob)
+		r->spool = spool_start(c->sink->store, c->loop, spool_ready, r, err, sizeof err);
+		if (!r->spool)
 			return queue_error(r, 500, err);
+		uploads_link(r);
 		r->kind = K_UPLOAD;
 		return MHD_YES;
 	}
@@ -365,28 +474,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (*upload_size) {
 		size_t n = *upload_size;
 		*upload_size = 0;
+		if (r->kind == K_UPLOAD && !r->body_failed) {
+			const struct bundle_limits *bl = c->sink->limits;
+			if (spool_bytes(r->spool) + n > bl->max_compressed) {
+				fail_upload(r, 413, xasprintf("bundle refused: over the limit of %llu bytes",
+							    (unsigned long long)bl->max_compressed));
+				r->discarded += n;
+				return MHD_YES;
+			}
+			/* What the pipe cannot take now comes again after resume. */
+			size_t took = spool_offer(r->spool, upload, n);
+			*upload_size = n - took;
+			if (took < n)
+				suspend(r);
+			return MHD_YES;
+		}
 		if (r->body_failed) {
 			r->discarded += n;
 			return r->discarded > CTL_DISCARD_MAX ? MHD_NO : MHD_YES;
-		}
-		if (r->kind == K_UPLOAD) {
-			const struct bundle_limits *bl = c->sink->limits;
-			char err[512];
-			if (blob_size(r->blob) + n > bl->max_compressed) {
-				r->body_failed = 1;
-				r->fail_status = 413;
-				r->fail_msg = xasprintf("bundle refused: over the limit of %llu bytes",
-							(unsigned long long)bl->max_compressed);
-			} else if (blob_write(r->blob, upload, n, err, sizeof err) < 0) {
-				r->body_failed = 1;
-				r->fail_status = 500;
-				r->fail_msg = xasprintf("cannot store the upload: %s", err);
-			}
-			if (r->body_failed) {
-				blob_abort(r->blob);
-				r->blob = NULL;
-			}
-			return MHD_YES;
 		}
 		if (buf_used(&r->body) + n > CTL_JSON_MAX) {
 			r->body_failed = 1;
@@ -399,6 +504,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 
 	/* The whole request is in. */
+	if (r->pend_out) {
+		int d = store_durable(c->sink->store, r->pend_ticket);
+		if (d == 0 && !c->stopping) {
+			suspend(r); /* ctl_store_synced resumes */
+			return MHD_YES;
+		}
+		waiting_unlink(r);
+		json_t *out = r->pend_out;
+		r->pend_out = NULL;
+		if (d < 0) {
+			json_decref(out);
+			return queue_error(r, 500, "the change was made but the store could not make "
+						   "it durable (an fsync failed): see the host's log");
+		}
+		return queue_json(r, r->pend_status, out);
+	}
 	if (r->fail_status)
 		return queue_error(r, r->fail_status, r->fail_msg);
 	if (r->kind == K_UPLOAD) {
@@ -411,19 +532,34 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 				return queue_error(r, r->cs->status, r->cs->msg);
 			return queue_stream(r);
 		}
-		if (blob_size(r->blob) == 0) {
-			blob_abort(r->blob);
-			r->blob = NULL;
+		if (spool_bytes(r->spool) == 0) {
+			drop_spool(r);
 			return queue_error(r, 400, "the request has no bundle in its body");
 		}
-		/* Its fsync (up to the bundle limit) is the unpacking child's. */
+		/* The spool's thread writes the last bytes; its fsync (up to the
+		 * bundle limit) is the unpacking child's. */
+		if (!r->spool_ended) {
+			spool_end(r->spool);
+			r->spool_ended = 1;
+		}
+		if (!spool_done(r->spool)) {
+			suspend(r); /* spool_ready resumes */
+			return MHD_YES;
+		}
 		char hex[STORE_SHA_HEX + 1], err[256], *tmp;
 		uint64_t bytes;
-		struct blob_writer *w = r->blob;
-		r->blob = NULL;
+		struct blob_writer *w = spool_take(r->spool, err, sizeof err);
+		r->spool = NULL;
+		uploads_unlink(r);
+		if (!w) {
+			char m[320];
+			snprintf(m, sizeof m, "cannot store the upload: %s", err);
+			return queue_error(r, 500, m);
+		}
 		if (blob_finish(w, hex, &tmp, &bytes, err, sizeof err) < 0)
 			return queue_error(r, 500, err);
 		r->cs = stream_new(r);
+		r->cs->durable = 1;
 		c->sink->deploy(c->sink->arg, r->worker, hex, tmp, bytes, r->message, r->percentage,
 				r->env[0] ? r->env : NULL, r->cs);
 		free(tmp);
@@ -460,6 +596,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	json_decref(body);
 	if (!out)
 		out = json_pack("{s:s}", "error", "no answer");
+	/* A change is answered once the store has it on disk. */
+	uint64_t t = store_ticket(c->sink->store);
+	if (strcmp(r->method, "GET") && !c->stopping && store_durable(c->sink->store, t) == 0) {
+		r->pend_out = out;
+		r->pend_status = st;
+		r->pend_ticket = t;
+		r->wait_prev = NULL;
+		r->wait_next = c->waiting;
+		if (c->waiting)
+			c->waiting->wait_prev = r;
+		c->waiting = r;
+		suspend(r);
+		return MHD_YES;
+	}
 	return queue_json(r, st, out);
 }
 
@@ -470,8 +620,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	if (!r)
 		return;
 	*req_cls = NULL;
-	if (r->blob)
-		blob_abort(r->blob);
+	drop_spool(r);
+	if (r->pend_out) {
+		waiting_unlink(r);
+		json_decref(r->pend_out);
+	}
 	if (r->cs) {
 		r->cs->r = NULL;
 		stream_free(r->cs);
@@ -517,7 +670,16 @@ void ctl_stop(struct ctl *c)
 	if (!c)
 		return;
 	/* MHD must not be stopped with suspended connections. */
+	c->stopping = 1;
+	for (struct creq *r = c->waiting; r; r = r->wait_next)
+		resume(r);
+	while (c->uploads) {
+		struct creq *r = c->uploads;
+		fail_upload(r, 503, xstrdup("the host is shutting down"));
+		resume(r);
+	}
 	for (struct ctl_stream *cs = c->streams; cs; cs = cs->next) {
+		release_held(cs, 1);
 		cs->ended = 1;
 		if (!cs->decided) {
 			cs->decided = cs->refused = 1;

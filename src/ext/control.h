@@ -46,6 +46,10 @@ void ctl_stream_end(struct ctl_stream *cs);
 /* Before any line: answer status with {"error": msg} instead of a stream. */
 void ctl_stream_refuse(struct ctl_stream *cs, unsigned status, const char *msg);
 
+/* The store made more changes durable (store_sync_start's synced, arg the
+ * struct ctl): answers and deploy lines held for them go out. */
+void ctl_store_synced(void *arg);
+
 /* Start the control API on ip:port (bound: the port it got). NULL with err. */
 struct ctl *ctl_start(const struct ctl_sink *sink, struct loop *l, const char *ip, unsigned port,
 		      unsigned *bound, char *err, size_t errlen);

@@ -474,13 +474,7 @@ static void job_unpacked(struct deploy_job *j, json_t *res)
 		job_free(j);
 		return;
 	}
-	char *vdir = xasprintf("%s/versions", store_dir(s->st));
-	int dfd = open(vdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	free(vdir);
+	store_versions_dir_sync(s->st);
 	struct sworker *w = serve_worker_get(s, j->worker);
 	json_t *line = json_pack("{s:s, s:s, s:i, s:s, s:I, s:I}", "stage", "stored", "version",
 				 v.id, "number", v.number, "sha256", j->hex, "files", files, "bytes",

@@ -717,6 +717,11 @@ int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "thaw serve: control API: %s\n", err);
 		return 1;
 	}
+	/* From here a change's fsync is the store's thread's, not the loop's. */
+	if (store_sync_start(s->st, h->loop, ctl_store_synced, s->ctl, err, sizeof err) < 0) {
+		fprintf(stderr, "thaw serve: %s\n", err);
+		return 1;
+	}
 #ifdef THAW_SANITIZE
 	fprintf(stderr, "thaw serve: snapshots are off in this sanitizer build: instances boot\n");
 #endif
@@ -770,6 +775,7 @@ int cmd_serve(int argc, char **argv)
 
 	fprintf(stderr, "thaw serve: stopping\n");
 	child_kill_all(h);
+	store_sync_stop(s->st); /* before the answers it holds are let go */
 	ctl_stop(s->ctl);
 	front_stop(h);
 	pool_shutdown(h);

@@ -4,7 +4,9 @@
  * Layout (DIR is 0700, made at open):
  *   DIR/lock        flock()ed for as long as a store is open: one host per DIR,
  *                   since opening empties DIR/tmp under any other user's feet
- *   DIR/thaw.db     SQLite, WAL, synchronous=FULL, foreign keys on
+ *   DIR/thaw.db     SQLite, WAL, synchronous=FULL (NORMAL with the sync thread of
+ *                   store_sync_start, which makes each change durable off the
+ *                   loop), foreign keys on
  *   DIR/blobs/HEX   content-addressed files (bundles, snapshots); HEX is the
  *                   lowercase SHA-256 of the content, 64 characters
  *   DIR/tmp/        files being written; anything here at open is debris of a
@@ -42,7 +44,9 @@
  *   texts are repaired when stored.
  *
  * Everything here blocks on the disk (fsync); callers on the host loop keep
- * the calls short: one row, one blob.
+ * the calls short: one row, one blob. thaw serve starts the sync thread
+ * (store_sync_start): then no call waits for an fsync (one fdatasync of the
+ * WAL header per checkpoint aside), and its callers wait for tickets.
  */
 #include "ext/store.h"
 #include "project/project.h"
@@ -60,6 +64,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -68,6 +75,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "host/loop.h"
 
 #define INTERRUPTED_ERROR "interrupted: the host stopped while it was being deployed"
 #define MESSAGE_MAX 1000      /* bytes of a version's or deployment's message */
@@ -240,7 +248,10 @@ struct store {
 	char *dir;    /* absolute */
 	int lock_fd;  /* DIR/lock, flock()ed */
 	int blobs_fd; /* DIR/blobs, for renames into it and its fsync */
+	int versions_fd; /* DIR/versions, for its fsync */
 	sqlite3 *db;
+	struct store_sync *sync; /* durability off the loop (store_sync_start) */
+	uint64_t ticket;          /* changes made (commits, deferred dir fsyncs) */
 	sqlite3_stmt *stmt[Q_COUNT]; /* prepared on first use */
 	unsigned char secret_key[32]; /* DIR/secrets.key: secrets are sealed with it */
 };
@@ -452,9 +463,14 @@ static int begin(struct store *s, char *err, size_t errlen)
 	return exec_query(s, Q_BEGIN, err, errlen, "starting a transaction");
 }
 
+static void sync_kick(struct store *s, unsigned dirs);
+
 static int commit(struct store *s, char *err, size_t errlen)
 {
-	return exec_query(s, Q_COMMIT, err, errlen, "committing");
+	if (exec_query(s, Q_COMMIT, err, errlen, "committing") < 0)
+		return -1;
+	sync_kick(s, 0);
+	return 0;
 }
 
 static void rollback(struct store *s)
@@ -768,7 +784,7 @@ struct store *store_open(const char *dir, char *err, size_t errlen)
 		return NULL;
 	}
 	struct store *s = xcalloc(1, sizeof *s);
-	s->lock_fd = s->blobs_fd = -1;
+	s->lock_fd = s->blobs_fd = s->versions_fd = -1;
 	int dirfd = -1, tmp_fd = -1, versions_fd = -1;
 
 	s->dir = realpath(dir, NULL);
@@ -824,7 +840,7 @@ struct store *store_open(const char *dir, char *err, size_t errlen)
 	    fail_interrupted(s, err, errlen) < 0 || secret_key_load(s, dirfd, err, errlen) < 0)
 		goto error;
 
-	close(versions_fd);
+	s->versions_fd = versions_fd;
 	close(tmp_fd);
 	close(dirfd);
 	return s;
@@ -844,6 +860,7 @@ void store_close(struct store *s)
 {
 	if (!s)
 		return;
+	store_sync_stop(s);
 	for (int i = 0; i < Q_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
 	if (s->db) {
@@ -853,6 +870,8 @@ void store_close(struct store *s)
 	}
 	if (s->blobs_fd >= 0)
 		close(s->blobs_fd);
+	if (s->versions_fd >= 0)
+		close(s->versions_fd);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd); /* releases the flock */
 	free(s->dir);
@@ -862,6 +881,237 @@ void store_close(struct store *s)
 const char *store_dir(const struct store *s)
 {
 	return s->dir;
+}
+
+/* --- durability off the loop (store.h: store_sync_start) --- */
+
+#define SYNC_BLOBS 1u
+#define SYNC_VERSIONS 2u
+#define SYNC_CHECKPOINT_BYTES (4 << 20) /* the thread checkpoints a WAL this big */
+
+struct sync_watch {
+	struct loop_watch w;
+	struct store_sync *y; /* NULL once stopped (an event may still come) */
+};
+
+struct store_sync {
+	struct store *s;
+	struct loop *loop;
+	void (*synced)(void *arg);
+	void *arg;
+	int efd;
+	struct sync_watch *watch;
+	pthread_t thread;
+	char *db_path, *wal_path;
+	int blobs_fd, versions_fd; /* the store's, used by the thread for fsync */
+	/* Under mu: */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t want, done; /* tickets asked for, made durable */
+	unsigned dirs;       /* directories to fsync in the next round */
+	int failed, stop;
+};
+
+static int sync_round(struct store_sync *y, sqlite3 *ckpt, unsigned dirs)
+{
+	int ok = 1;
+	if ((dirs & SYNC_BLOBS) && fsync(y->blobs_fd) < 0) {
+		log_error("%s/blobs: fsync: %s", y->s->dir, strerror(errno));
+		ok = 0;
+	}
+	if ((dirs & SYNC_VERSIONS) && fsync(y->versions_fd) < 0) {
+		log_error("%s/versions: fsync: %s", y->s->dir, strerror(errno));
+		ok = 0;
+	}
+	int fd = open(y->wal_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno != ENOENT) {
+		log_error("%s: %s", y->wal_path, strerror(errno));
+		ok = 0;
+	}
+	if (fd >= 0) {
+		struct stat st;
+		if (fdatasync(fd) < 0) {
+			log_error("%s: fdatasync: %s", y->wal_path, strerror(errno));
+			ok = 0;
+		}
+		if (ok && ckpt && fstat(fd, &st) == 0 && st.st_size >= SYNC_CHECKPOINT_BYTES) {
+			/* PASSIVE: copies what no reader needs, never waits for the
+			 * loop's connection nor holds it up. */
+			int rc = sqlite3_wal_checkpoint_v2(ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+							   NULL);
+			if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+				log_warn("%s: checkpoint: %s", y->db_path, sqlite3_errstr(rc));
+		}
+		close(fd);
+	}
+	return ok;
+}
+
+static void *sync_main(void *arg)
+{
+	struct store_sync *y = arg;
+	sqlite3 *ckpt = NULL;
+	if (sqlite3_open_v2(y->db_path, &ckpt, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) !=
+	    SQLITE_OK) {
+		log_warn("%s: the sync thread cannot open it to checkpoint: %s", y->db_path,
+			 ckpt ? sqlite3_errmsg(ckpt) : "out of memory");
+		sqlite3_close(ckpt);
+		ckpt = NULL;
+	} else {
+		sqlite3_busy_timeout(ckpt, 1000);
+	}
+	pthread_mutex_lock(&y->mu);
+	for (;;) {
+		while (!y->stop && y->want == y->done && !y->dirs)
+			pthread_cond_wait(&y->cv, &y->mu);
+		if (y->want == y->done && !y->dirs)
+			break; /* stopping, and nothing left */
+		uint64_t g = y->want;
+		unsigned dirs = y->dirs;
+		y->dirs = 0;
+		pthread_mutex_unlock(&y->mu);
+		int ok = sync_round(y, ckpt, dirs);
+		pthread_mutex_lock(&y->mu);
+		if (!ok && !y->failed) {
+			y->failed = 1;
+			log_error("%s: changes could not be made durable: thaw serve reports every "
+				  "change from now on as failed; stop the host and check the disk",
+				  y->s->dir);
+		}
+		y->done = g;
+		uint64_t one = 1;
+		if (write(y->efd, &one, sizeof one) < 0) {
+			/* Only fails when the counter is at its maximum: already woken. */
+		}
+	}
+	pthread_mutex_unlock(&y->mu);
+	sqlite3_close(ckpt);
+	return NULL;
+}
+
+static void sync_woken(struct loop *l, struct loop_watch *w, uint32_t events)
+{
+	(void)l;
+	(void)events;
+	struct store_sync *y = ((struct sync_watch *)w)->y;
+	if (!y)
+		return;
+	uint64_t v;
+	if (read(y->efd, &v, sizeof v) < 0) {
+		/* Spurious wakeup. */
+	}
+	if (y->synced)
+		y->synced(y->arg);
+}
+
+static void sync_kick(struct store *s, unsigned dirs)
+{
+	s->ticket++;
+	struct store_sync *y = s->sync;
+	if (!y)
+		return;
+	pthread_mutex_lock(&y->mu);
+	y->want = s->ticket;
+	y->dirs |= dirs;
+	pthread_cond_signal(&y->cv);
+	pthread_mutex_unlock(&y->mu);
+}
+
+int store_sync_start(struct store *s, struct loop *l, void (*synced)(void *arg), void *arg,
+		     char *err, size_t errlen)
+{
+	if (s->sync)
+		return 0;
+	/* The loop's connection neither syncs nor checkpoints (the thread
+	 * does both); NORMAL keeps the one fsync of a WAL restarting after a
+	 * checkpoint, once per SYNC_CHECKPOINT_BYTES of changes. */
+	if (sqlite3_exec(s->db, "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0", NULL,
+			 NULL, NULL) != SQLITE_OK)
+		return db_fail(s, err, errlen, "setting synchronous = NORMAL");
+	struct store_sync *y = xcalloc(1, sizeof *y);
+	y->s = s;
+	y->loop = l;
+	y->synced = synced;
+	y->arg = arg;
+	y->blobs_fd = s->blobs_fd;
+	y->versions_fd = s->versions_fd;
+	y->db_path = xasprintf("%s/thaw.db", s->dir);
+	y->wal_path = xasprintf("%s/thaw.db-wal", s->dir);
+	y->want = y->done = s->ticket;
+	pthread_mutex_init(&y->mu, NULL);
+	pthread_cond_init(&y->cv, NULL);
+	y->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	int e = y->efd < 0 ? errno : pthread_create(&y->thread, NULL, sync_main, y);
+	if (e) {
+		if (y->efd >= 0)
+			close(y->efd);
+		free(y->db_path);
+		free(y->wal_path);
+		pthread_cond_destroy(&y->cv);
+		pthread_mutex_destroy(&y->mu);
+		free(y);
+		sqlite3_exec(s->db, "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 1000",
+			     NULL, NULL, NULL);
+		return err_set(err, errlen, "cannot start the store's sync thread: %s", strerror(e));
+	}
+	y->watch = xcalloc(1, sizeof *y->watch);
+	y->watch->y = y;
+	y->watch->w.fd = y->efd;
+	y->watch->w.fn = sync_woken;
+	if (loop_add(l, &y->watch->w, EPOLLIN) < 0)
+		fatal("cannot watch the store's sync thread: %s", strerror(errno));
+	s->sync = y;
+	return 0;
+}
+
+void store_sync_stop(struct store *s)
+{
+	struct store_sync *y = s ? s->sync : NULL;
+	if (!y)
+		return;
+	pthread_mutex_lock(&y->mu);
+	y->stop = 1;
+	pthread_cond_signal(&y->cv);
+	pthread_mutex_unlock(&y->mu);
+	pthread_join(y->thread, NULL); /* the last round made everything durable */
+	loop_del(y->loop, &y->watch->w);
+	y->watch->y = NULL;
+	loop_defer_free(y->loop, y->watch);
+	close(y->efd);
+	free(y->db_path);
+	free(y->wal_path);
+	pthread_cond_destroy(&y->cv);
+	pthread_mutex_destroy(&y->mu);
+	free(y);
+	s->sync = NULL;
+	sqlite3_exec(s->db, "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 1000", NULL,
+		     NULL, NULL);
+}
+
+uint64_t store_ticket(const struct store *s)
+{
+	return s->ticket;
+}
+
+int store_durable(const struct store *s, uint64_t ticket)
+{
+	struct store_sync *y = s->sync;
+	if (!y)
+		return 1;
+	pthread_mutex_lock(&y->mu);
+	int r = y->failed ? -1 : y->done >= ticket;
+	pthread_mutex_unlock(&y->mu);
+	return r;
+}
+
+void store_versions_dir_sync(struct store *s)
+{
+	if (s->sync) {
+		sync_kick(s, SYNC_VERSIONS);
+		return;
+	}
+	if (fsync(s->versions_fd) < 0)
+		log_warn("%s/versions: fsync: %s", s->dir, strerror(errno));
 }
 
 /* --- blobs --- */
@@ -918,7 +1168,13 @@ static int blob_install(struct store *s, const char *path, const char *hex, uint
 	if (r < 0)
 		return err_set(err, errlen, "moving %s to %s/blobs/%s: %s", path, s->dir, hex,
 			    strerror(errno));
-	/* Even when the blob existed: its rename may not be durable yet. */
+	/* Even when the blob existed: its rename may not be durable yet. With
+	 * the sync thread the fsync is its next round's, before any row that
+	 * names the blob is durable. */
+	if (s->sync) {
+		sync_kick(s, SYNC_BLOBS);
+		return 0;
+	}
 	if (fsync(s->blobs_fd) < 0)
 		return err_set(err, errlen, "fsync %s/blobs: %s", s->dir, strerror(errno));
 	return 0;

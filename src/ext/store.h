@@ -35,6 +35,7 @@
 
 #include <jansson.h>
 
+struct loop;
 struct store;
 
 #define STORE_ID_LEN 36 /* a version id is a UUID v4 in text */
@@ -48,6 +49,31 @@ struct store;
 struct store *store_open(const char *dir, char *err, size_t errlen);
 void store_close(struct store *s);
 const char *store_dir(const struct store *s);
+
+/* Durability off the host's loop (thaw serve). From store_sync_start on, a
+ * commit and a blob's move into blobs/ return before they reach the disk
+ * (SQLite synchronous=NORMAL in WAL mode: atomic, and safe if thaw itself
+ * dies, since the WAL is in the page cache); the store's own thread then
+ * makes them durable in order, each round the directories it was told of
+ * first, then the WAL (fdatasync), checkpoints the WAL itself when it
+ * grows, and calls synced(arg) on l after each round. The loop never waits
+ * for the disk, however slow an fsync is under other writers (ext4 makes
+ * one wait for a journal commit holding another file's data), and a caller
+ * that must not say "done" before the disk has it waits for its ticket:
+ *   t = store_ticket(s) after the change; store_durable(s, t) is 1 once it
+ *   is on disk, 0 before, -1 when an fsync failed (the store says so in
+ *   the log and every later ticket fails too).
+ * Without store_sync_start every change is durable when it returns
+ * (synchronous=FULL) and every ticket is 1. store_sync_stop makes what is
+ * left durable and stops the thread (store_close does it too). */
+int store_sync_start(struct store *s, struct loop *l, void (*synced)(void *arg), void *arg,
+		     char *err, size_t errlen);
+void store_sync_stop(struct store *s);
+uint64_t store_ticket(const struct store *s);
+int store_durable(const struct store *s, uint64_t ticket);
+/* DATA/versions gained or lost an entry: fsync it (now, or in the next
+ * round with store_sync_start). */
+void store_versions_dir_sync(struct store *s);
 
 /* --- blobs --- */
 

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "ext/store.h"
+#include "host/loop.h"
 
 #define SHA_ABC "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 #define SHA_EMPTY "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -1071,6 +1072,80 @@ static void test_secrets_sealed_copied_per_version(void **state)
 	version_clear(&v2);
 }
 
+/* --- durability off the loop (store_sync_start) --- */
+
+struct sync_probe {
+	struct store *s;
+	struct loop *l;
+	uint64_t want;
+	int calls, durable;
+};
+
+static void probe_synced(void *arg)
+{
+	struct sync_probe *p = arg;
+	p->calls++;
+	p->durable = store_durable(p->s, p->want);
+	if (p->durable)
+		loop_stop(p->l);
+}
+
+static void probe_timeout(struct loop *l, struct loop_timer *t)
+{
+	(void)t;
+	loop_stop(l); /* the test fails below: the sync thread never said so */
+}
+
+static void test_sync_thread_makes_changes_durable_off_the_loop(void **state)
+{
+	struct fixture *f = *state;
+	reopen(f);
+	struct version v;
+	/* Without the thread a change is durable when it returns. */
+	assert_int_equal(store_version_add(f->s, "hello", BUNDLE1, NULL, &v, f->err, sizeof f->err), 0);
+	assert_int_equal(store_durable(f->s, store_ticket(f->s)), 1);
+
+	struct sync_probe p = {.s = f->s, .l = loop_new()};
+	assert_int_equal(store_sync_start(f->s, p.l, probe_synced, &p, f->err, sizeof f->err), 0);
+	uint64_t before = store_ticket(f->s);
+	assert_int_equal(store_version_set_state(f->s, v.id, "ready", NULL), 0);
+	store_versions_dir_sync(f->s);
+	p.want = store_ticket(f->s);
+	assert_true(p.want > before); /* a commit and a directory are changes */
+	struct loop_timer t = {.fn = probe_timeout};
+	loop_timer_arm(p.l, &t, 10000);
+	assert_int_equal(loop_run(p.l), 0);
+	loop_timer_cancel(p.l, &t);
+	assert_true(p.calls >= 1);
+	assert_int_equal(p.durable, 1);
+	assert_int_equal(store_durable(f->s, p.want), 1);
+	/* The change is in the database (another connection sees it). */
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(sub(f, "thaw.db"), &db), SQLITE_OK);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT state FROM versions WHERE id = ?", -1, &st,
+					    NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(st, 1, v.id, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(st, 0), "ready");
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+
+	/* Many changes, then stop: everything made durable, and every ticket
+	 * is durable again at once after (the store is back to FULL). */
+	for (int i = 0; i < 200; i++)
+		assert_int_equal(store_version_set_state(f->s, v.id, i % 2 ? "ready" : "building",
+							 NULL),
+				 0);
+	store_sync_stop(f->s);
+	assert_int_equal(store_durable(f->s, store_ticket(f->s)), 1);
+	assert_int_equal(store_version_set_state(f->s, v.id, "ready", NULL), 0);
+	assert_int_equal(store_durable(f->s, store_ticket(f->s)), 1);
+	version_clear(&v);
+	loop_free(p.l);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1096,6 +1171,7 @@ int main(void)
 		T(test_crash_mid_blob_leaves_nothing_after_reopen),
 		T(test_cron_runs_recorded_listed_and_trimmed),
 		T(test_secrets_sealed_copied_per_version),
+		T(test_sync_thread_makes_changes_durable_off_the_loop),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
