@@ -57,6 +57,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -355,6 +356,13 @@ static int deny(struct d1_db *d, const char *fmt, ...)
 	return SQLITE_DENY;
 }
 
+/* Is name one of the caller's reserved tables (opt.reserved_prefix)? */
+static int reserved(const struct d1_db *d, const char *name)
+{
+	const char *p = d->opt.reserved_prefix;
+	return p && *p && name && !strncasecmp(name, p, strlen(p));
+}
+
 static int authorize(void *user, int action, const char *a1, const char *a2, const char *schema,
 		     const char *trigger)
 {
@@ -396,6 +404,26 @@ static int authorize(void *user, int action, const char *a1, const char *a2, con
 	case SQLITE_DELETE:
 		if (a1 && ascii_casecmp_list(a1, DENIED_TABLES, ARRAY_SIZE(DENIED_TABLES)))
 			return deny(d, "the table %s is not available in D1", a1);
+		/* fall through */
+	case SQLITE_CREATE_TABLE:
+	case SQLITE_DROP_TABLE:
+	case SQLITE_CREATE_TEMP_TABLE:
+	case SQLITE_DROP_TEMP_TABLE:
+		if (reserved(d, a1))
+			return deny(d, "access to %s is prohibited (a table of the runtime's own)", a1);
+		return SQLITE_OK;
+	case SQLITE_CREATE_INDEX:
+	case SQLITE_DROP_INDEX:
+	case SQLITE_CREATE_TEMP_INDEX:
+	case SQLITE_DROP_TEMP_INDEX:
+	case SQLITE_CREATE_TRIGGER:
+	case SQLITE_DROP_TRIGGER:
+	case SQLITE_CREATE_TEMP_TRIGGER:
+	case SQLITE_DROP_TEMP_TRIGGER:
+	case SQLITE_ALTER_TABLE:
+		if (reserved(d, a1) || reserved(d, a2))
+			return deny(d, "access to %s is prohibited (a table of the runtime's own)",
+				    reserved(d, a1) ? a1 : a2);
 		return SQLITE_OK;
 	default:
 		return SQLITE_OK;
@@ -1019,6 +1047,11 @@ static json_t *query(struct d1_db *d, const char *sql, json_t *params, enum d1_m
 			err_set(err, errlen, "D1_COLUMN_NOTFOUND: Column not found (%s)", column);
 		break;
 	}
+	case D1_CURSOR:
+		answer = json_pack("{s:O, s:O, s:I, s:I}", "columns", out.columns, "rows", out.rows,
+				   "rows_read", (json_int_t)m.rows_read, "rows_written",
+				   (json_int_t)m.rows_written);
+		break;
 	case D1_RAW:
 	case D1_RAW_NAMES:
 		answer = json_array();

@@ -24,6 +24,9 @@
  *   D1_FIRST       -> the first row as an object, or with a column its value;
  *                     null when there is no row
  *   D1_RAW         -> [[value...]...]; D1_RAW_NAMES puts [column names] first
+ *   D1_CURSOR      -> {"columns": [names], "rows": [[value...]...],
+ *                      "rows_read": n, "rows_written": n} (a Durable
+ *                      Object's sql.exec cursor)
  *
  * Errors: NULL (or -1) with err holding D1's message, prefix included
  * ("D1_ERROR: no such table: t: SQLITE_ERROR", "D1_TYPE_ERROR: ...",
@@ -74,9 +77,14 @@ struct d1_options {
 	size_t max_result_bytes;
 	size_t max_dump_bytes; /* 0: D1_DEFAULT_MAX_DUMP_BYTES */
 	int busy_timeout_ms;   /* 0: D1_DEFAULT_BUSY_TIMEOUT_MS */
+	/* Tables whose names start with this (ASCII case aside) are the
+	 * caller's own: SQL given to d1_query cannot read, write, create, drop,
+	 * alter or index them (a Durable Object's "__cf_"); borrowed for the
+	 * database's life (a string constant). NULL: none. */
+	const char *reserved_prefix;
 };
 
-enum d1_mode { D1_ALL, D1_RUN, D1_FIRST, D1_RAW, D1_RAW_NAMES };
+enum d1_mode { D1_ALL, D1_RUN, D1_FIRST, D1_RAW, D1_RAW_NAMES, D1_CURSOR };
 
 /* Open (creating) the database file at path (its directory must exist):
  * WAL, synchronous=FULL, the busy timeout, the limits and the authorizer.
