@@ -866,6 +866,8 @@ int r2_list(struct r2_store *st, const struct r2_list_options *opt, struct r2_li
 	    struct r2_err *err)
 {
 	memset(out, 0, sizeof *out);
+	/* No prefix is the empty one (memcmp and memmem take no NULL). */
+	const uint8_t *prefix = opt->prefix ? opt->prefix : (const uint8_t *)"";
 	int64_t limit = opt->limit ? opt->limit : R2_LIST_MAX;
 	if (limit < 1 || limit > R2_LIST_MAX)
 		return refuse(err, R2_E_INVALID_MAX_KEYS,
@@ -878,7 +880,7 @@ int r2_list(struct r2_store *st, const struct r2_list_options *opt, struct r2_li
 	size_t start_len = opt->prefix_len, skip_len = 0;
 	int start_inclusive = 1;
 	if (opt->prefix_len)
-		memcpy(start, opt->prefix, opt->prefix_len);
+		memcpy(start, prefix, opt->prefix_len);
 	if (opt->start_after_len &&
 	    bytes_cmp(opt->start_after, opt->start_after_len, start, start_len) >= 0) {
 		memcpy(start, opt->start_after, opt->start_after_len);
@@ -925,8 +927,8 @@ int r2_list(struct r2_store *st, const struct r2_list_options *opt, struct r2_li
 		}
 		const uint8_t *key = sqlite3_column_blob(s, 0);
 		size_t klen = (size_t)sqlite3_column_bytes(s, 0);
-		if (klen < opt->prefix_len || memcmp(key, opt->prefix, opt->prefix_len) != 0) {
-			if (bytes_cmp(key, klen, opt->prefix, opt->prefix_len) > 0)
+		if (klen < opt->prefix_len || memcmp(key, prefix, opt->prefix_len) != 0) {
+			if (bytes_cmp(key, klen, prefix, opt->prefix_len) > 0)
 				break; /* past the prefix */
 			continue;
 		}
@@ -936,7 +938,7 @@ int r2_list(struct r2_store *st, const struct r2_list_options *opt, struct r2_li
 		const uint8_t *rest = key + opt->prefix_len;
 		size_t rest_len = klen - opt->prefix_len;
 		const uint8_t *hit = NULL;
-		if (opt->delimiter_len && rest_len >= opt->delimiter_len)
+		if (opt->delimiter && opt->delimiter_len && rest_len >= opt->delimiter_len)
 			hit = memmem(rest, rest_len, opt->delimiter, opt->delimiter_len);
 		if (taken == limit) {
 			out->truncated = 1;
