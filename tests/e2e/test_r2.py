@@ -348,3 +348,14 @@ def test_a_1_gib_object_goes_in_and_out_with_the_hosts_memory_flat(tmp_path):
     print(f"host VmHWM before {hwm_before} kB, after {hwm_after} kB (+{growth_mib:.1f} MiB); "
           f"VmRSS after {rss_after} kB")
     assert growth_mib < 64, growth_mib
+
+
+def test_thaw_types_types_the_bucket_as_r2bucket(tmp_path):
+    from thawtest import run_thaw
+
+    root = project(tmp_path / "files")
+    r = run_thaw("types", root)
+    assert r.returncode == 0, r.stderr
+    text = (root / "src" / "worker_env.pyi").read_text()
+    assert "from workers._bindings import R2Bucket" in text
+    assert "    FILES: R2Bucket  # R2 bucket my-files" in text, text
