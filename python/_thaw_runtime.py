@@ -719,6 +719,8 @@ class _Call:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.head: asyncio.Future[tuple[int, Headers, Any]] = loop.create_future()
         self.body = BodyStream()
+        # Result credit goes back as the body is read (True), or at once (False).
+        self.stream_result = False
         # Credit for the request body this call sends (returned by the host's WINDOW).
         self.credit = 0
         self.credit_added = asyncio.Event()
@@ -843,14 +845,23 @@ class _Connection(asyncio.Protocol):
 
     # Binding calls (env.ASSETS.fetch): CALL out, CALL_HEAD/BODY/END/ERROR in.
     async def call_binding(self, binding: str, method: str, args: list[tuple[bytes, bytes]],
-                           body: bytes | None = None) -> tuple[int, Headers, Any]:
+                           body: Any = None,
+                           stream_result: bool = False) -> tuple[int, Headers, Any]:
+        """Call a binding's method. ``body``: bytes, or an async iterable of chunks sent as
+        they come (":body *", for kinds that spool it). ``stream_result``: the result's credit
+        goes back as its body is read, so a large result is never held whole here; its
+        body's ``_abandon()`` gives the call up."""
         thaw = self.thaw
         if self.transport is None or self.transport.is_closing():
             raise _bindings.BindingError("the connection to the host is closed")
         if len(self.calls) >= thaw.CALLS_MAX:
             raise _bindings.BindingError(
                 f"too many binding calls in flight (at most {thaw.CALLS_MAX} per instance)")
-        extra = [(b":body", str(len(body)).encode())] if body else []
+        streamed = body is not None and not isinstance(body, (bytes, bytearray, memoryview))
+        if streamed:
+            extra = [(b":body", b"*")]
+        else:
+            extra = [(b":body", str(len(body)).encode())] if body else []
         payload = thaw.encode_kv([(b":binding", binding.encode("utf-8")),
                                   (b":call", method.encode("utf-8"))] + extra + args)
         if len(payload) > thaw.MAX_PAYLOAD:
@@ -862,10 +873,18 @@ class _Connection(asyncio.Protocol):
         self.next_call = stream_id + 1 if stream_id < 0xFFFFFFFF else thaw.STREAM_WORKER_BASE
         call = _Call(asyncio.get_running_loop())
         call.credit = thaw.STREAM_WINDOW
+        if stream_result:
+            call.stream_result = True
+            call.body = BodyStream(on_consume=lambda n: self._return_call_credit(stream_id, n))
+            call.body._abandon = lambda: self._abandon_call(stream_id)  # type: ignore[attr-defined]
         self.calls[stream_id] = call
         self._send(thaw.CALL, stream_id, payload)
         try:
-            if body:
+            if streamed:
+                if not await self._send_call_stream(call, stream_id, body):
+                    return call.head.result()  # refused early (CALL_ERROR)
+                self._send(thaw.CALL_END, stream_id)
+            elif body:
                 # The request body, within the credit the host returns as it takes it.
                 view = memoryview(body)
                 offset = 0
@@ -888,10 +907,54 @@ class _Connection(asyncio.Protocol):
                     offset += size
                 self._send(thaw.CALL_END, stream_id)
             return await call.head
-        except asyncio.CancelledError:
-            if self.calls.pop(stream_id, None) is not None:
+        except BaseException:
+            # Cancelled, or a streamed body's source failed: the host drops the call.
+            if self.calls.pop(stream_id, None) is not None and self.transport is not None \
+                    and not self.transport.is_closing():
                 self._send(thaw.CANCEL, stream_id)
             raise
+
+    async def _wait_call_credit(self, call: _Call) -> bool:
+        """Wait for request-body credit; False when the call was answered meanwhile."""
+        while call.credit <= 0:
+            if call.head.done():
+                return False
+            call.credit_added.clear()
+            waiter = asyncio.ensure_future(call.credit_added.wait())
+            await asyncio.wait([waiter, call.head], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+        return not call.head.done()
+
+    async def _send_call_stream(self, call: _Call, stream_id: int, body: Any) -> bool:
+        """Send an async iterable's chunks as CALL_BODY within the call's credit, holding
+        one chunk at a time. False when the host answered first."""
+        from workers._body import _byte_chunks
+
+        async for chunk in _byte_chunks(body):
+            view = memoryview(chunk)
+            offset = 0
+            while offset < len(view):
+                if not await self._wait_call_credit(call):
+                    return False
+                size = min(RESPONSE_CHUNK, call.credit, len(view) - offset)
+                if not self.writable.is_set():
+                    await self.writable.wait()
+                if stream_id not in self.calls:
+                    raise _bindings.BindingError("the connection to the host was lost")
+                self._send(self.thaw.CALL_BODY, stream_id, bytes(view[offset:offset + size]))
+                call.credit -= size
+                offset += size
+        return not call.head.done()
+
+    def _return_call_credit(self, stream_id: int, n: int) -> None:
+        if stream_id in self.calls and n:
+            self._send(self.thaw.WINDOW, stream_id, struct.pack("<I", n))
+
+    def _abandon_call(self, stream_id: int) -> None:
+        """A streamed result nobody will read: the host stops sending it."""
+        call = self.calls.pop(stream_id, None)
+        if call is not None and self.transport is not None and not self.transport.is_closing():
+            self._send(self.thaw.CANCEL, stream_id)
 
     def _call_frame(self, frame_type: int, stream_id: int, payload: bytes) -> None:
         thaw = self.thaw
@@ -921,7 +984,8 @@ class _Connection(asyncio.Protocol):
             # Buffered here, credit returned at once: a result nobody reads
             # must not hold its call (and the host's file) open.
             call.body.push(payload)
-            self._send(thaw.WINDOW, stream_id, struct.pack("<I", len(payload)))
+            if not call.stream_result:
+                self._send(thaw.WINDOW, stream_id, struct.pack("<I", len(payload)))
         elif frame_type in (thaw.CALL_END, thaw.CALL_ERROR):
             del self.calls[stream_id]
             if frame_type == thaw.CALL_END:
@@ -931,8 +995,12 @@ class _Connection(asyncio.Protocol):
                 # A binding refuses bad arguments the way Cloudflare's runtime does: as a
                 # TypeError ("TypeError: Key name cannot be empty."); anything else is an error
                 # of the call itself.
-                call.fail(TypeError(text[11:]) if text.startswith("TypeError: ")
-                          else _bindings.BindingError(text))
+                if text.startswith("TypeError: "):
+                    call.fail(TypeError(text[11:]))
+                elif text.startswith("R2Error: "):
+                    call.fail(_bindings.R2Error(text[9:]))
+                else:
+                    call.fail(_bindings.BindingError(text))
         else:
             self._fail(f"unexpected frame of type {frame_type} on call stream {stream_id}")
 

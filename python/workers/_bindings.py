@@ -8,6 +8,7 @@ time, in a snapshot build) there is no host to call, and a call raises.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Union
@@ -32,12 +33,16 @@ def set_transport(transport: Transport | None) -> None:
 
 
 async def call(binding: str, method: str, args: list[tuple[bytes, bytes]],
-               body: bytes | None = None) -> tuple[int, Headers, Any]:
+               body: Any = None, stream_result: bool = False) -> tuple[int, Headers, Any]:
+    """``body``: bytes, or an async iterable sent chunk by chunk (R2); ``stream_result``:
+    the result's body is read as it comes, never held whole (R2's get)."""
     if _transport is None:
         raise BindingError(
             f"env.{binding}.{method}() can only be called while the worker serves requests "
             "(in a handler, not at import time)"
         )
+    if stream_result:
+        return await _transport(binding, method, args, body, stream_result=True)
     return await _transport(binding, method, args, body)
 
 
@@ -366,7 +371,440 @@ class D1Database:
         return await _body_bytes(data)
 
 
-KINDS: dict[str, Callable[[str], Any]] = {"assets": Fetcher, "kv": KVNamespace, "d1": D1Database}
+# --- R2 -------------------------------------------------------------------------------------
+
+
+class R2Error(BindingError):
+    """An R2 operation Cloudflare's R2 refuses: ``str(error)`` is ``"ACTION: MESSAGE (CODE)"``
+    as on Cloudflare; ``code`` is the v4 code (10020 for a bad key, 10039 for a bad range...),
+    ``action`` the operation ("get", "put", "uploadPart", ...)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.action, _, rest = text.partition(": ")
+        self.code = 0
+        if rest.endswith(")") and " (" in rest:
+            number = rest[rest.rindex(" (") + 2:-1]
+            self.code = int(number) if number.isdigit() else 0
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+class _R2Record(dict):  # type: ignore[type-arg]
+    """A JS-like record: by key (``m["contentType"]``) and by attribute, in camelCase or
+    snake_case (``m.contentType``, ``m.content_type``); a missing field reads as None."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if name in self:
+            return self[name]
+        return self.get(_camel(name))
+
+
+_HTTP_FIELDS = (("contentType", "content-type"), ("contentLanguage", "content-language"),
+                ("contentDisposition", "content-disposition"),
+                ("contentEncoding", "content-encoding"), ("cacheControl", "cache-control"))
+
+
+def _to_py(value: Any) -> Any:
+    to_py = getattr(value, "to_py", None)
+    return to_py() if callable(to_py) else value
+
+
+def _r2_key(key: Any) -> bytes:
+    if not isinstance(key, str):
+        raise TypeError(f"an R2 key is a str, not {type(key).__name__}")
+    return key.encode("utf-8", "surrogatepass")
+
+
+def _ms(value: Any) -> int:
+    """A date (datetime, or ms since the epoch) as ms."""
+    import datetime
+
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.timezone.utc)
+        return int(value.timestamp() * 1000)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    get_time = getattr(value, "getTime", None)  # a JS Date
+    if callable(get_time):
+        return int(get_time())
+    raise TypeError(f"expected a date, not {type(value).__name__}")
+
+
+def _http_date_ms(text: str) -> int:
+    from email.utils import parsedate_to_datetime
+
+    return int(parsedate_to_datetime(text).timestamp() * 1000)
+
+
+def _http_metadata_json(value: Any) -> bytes:
+    if isinstance(value, Headers):
+        out: dict[str, Any] = {}
+        for field, header in _HTTP_FIELDS:
+            if header in value:
+                out[field] = value.get(header)
+        if "expires" in value:
+            out["cacheExpiry"] = _http_date_ms(value.get("expires") or "")
+        return json.dumps(out).encode()
+    value = _to_py(value)
+    if not isinstance(value, dict):
+        raise TypeError("httpMetadata is a dict or Headers")
+    out = {}
+    for name, field in value.items():
+        key = _camel(str(name))
+        out[key] = _ms(field) if key == "cacheExpiry" and field is not None else field
+    return json.dumps(out).encode()
+
+
+def _only_if_json(value: Any) -> bytes:
+    if isinstance(value, Headers):
+        out: dict[str, Any] = {"secondsGranularity": True}
+        if "if-match" in value:
+            out["etagMatches"] = value.get("if-match")
+        if "if-none-match" in value:
+            out["etagDoesNotMatch"] = value.get("if-none-match")
+        if "if-modified-since" in value:
+            out["uploadedAfter"] = _http_date_ms(value.get("if-modified-since") or "")
+        if "if-unmodified-since" in value:
+            out["uploadedBefore"] = _http_date_ms(value.get("if-unmodified-since") or "")
+        return json.dumps(out).encode()
+    value = _to_py(value)
+    if not isinstance(value, dict):
+        raise TypeError("onlyIf is a dict or Headers")
+    out = {}
+    for name, field in value.items():
+        key = _camel(str(name))
+        if key in ("uploadedBefore", "uploadedAfter") and field is not None:
+            field = _ms(field)
+        out[key] = field
+    return json.dumps(out).encode()
+
+
+def _range_json(value: Any) -> bytes:
+    if isinstance(value, Headers):
+        return json.dumps({"header": value.get("range") or ""}).encode()
+    value = _to_py(value)
+    if not isinstance(value, dict):
+        raise TypeError("range is a dict ({offset, length} or {suffix}) or Headers")
+    return json.dumps({_camel(str(k)): v for k, v in value.items()}).encode()
+
+
+class R2Object:
+    """An object's metadata (``head``, ``put``, ``list``, and ``get`` when ``only_if``
+    failed): ``key``, ``version``, ``size``, ``etag``, ``http_etag`` (``httpEtag``),
+    ``uploaded`` (a UTC datetime), ``http_metadata``, ``custom_metadata``, ``checksums``,
+    ``range``, ``storage_class``; ``write_http_metadata(headers)``."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        import datetime
+
+        self.key: str = data.get("key", "")
+        self.version: str = data.get("version", "")
+        self.size: int = int(data.get("size", 0))
+        self.etag: str = data.get("etag", "")
+        self.http_etag: str = data.get("httpEtag", "")
+        self.uploaded = datetime.datetime.fromtimestamp(data.get("uploaded", 0) / 1000,
+                                                        tz=datetime.timezone.utc)
+        self.http_metadata: _R2Record | None = (
+            _R2Record(data["httpMetadata"]) if "httpMetadata" in data else None)
+        self.custom_metadata: _R2Record | None = (
+            _R2Record(data["customMetadata"]) if "customMetadata" in data else None)
+        self.checksums = _R2Record(data.get("checksums") or {})
+        self.range: _R2Record | None = _R2Record(data["range"]) if "range" in data else None
+        self.storage_class: str = data.get("storageClass", "Standard")
+
+    httpEtag = property(lambda self: self.http_etag)
+    httpMetadata = property(lambda self: self.http_metadata)
+    customMetadata = property(lambda self: self.custom_metadata)
+    storageClass = property(lambda self: self.storage_class)
+
+    def write_http_metadata(self, headers: Headers) -> None:
+        """Set the object's HTTP metadata as headers (Content-Type, Cache-Control, ...)."""
+        import email.utils
+
+        meta: dict[str, Any] = dict(self.http_metadata or {})
+        for field, header in _HTTP_FIELDS:
+            if meta.get(field):
+                headers.set(header, meta[field])
+        if meta.get("cacheExpiry") is not None:
+            headers.set("expires", email.utils.formatdate(meta["cacheExpiry"] / 1000,
+                                                          usegmt=True))
+
+    writeHttpMetadata = write_http_metadata
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.key!r} {self.size} bytes etag {self.etag}>"
+
+
+class R2ObjectBody(R2Object):
+    """An object with its body (``get``): ``body`` (an async iterator of chunks, read as it
+    arrives), ``body_used``, ``await text()``, ``bytes()``, ``json()``, ``array_buffer()``
+    (``arrayBuffer``), ``blob()``. The body can be read once."""
+
+    def __init__(self, data: dict[str, Any], body: Any) -> None:
+        super().__init__(data)
+        self._body = body
+        self._used = False
+
+    def __del__(self) -> None:
+        # A body nobody read holds its call (and a file) on the host: give it up.
+        # (A body taken, to stream into a Response, belongs to its reader.)
+        body = self.__dict__.get("_body")
+        if body is not None and not self.__dict__.get("_used", True) and not body.ended:
+            abandon = getattr(body, "_abandon", None)
+            if abandon is not None:
+                abandon()
+
+    def _take(self) -> Any:
+        from ._body import BodyUsedError
+
+        if self._used:
+            raise BodyUsedError("Body already used")
+        self._used = True
+        return self._body
+
+    @property
+    def body(self) -> Any:
+        return self._take()
+
+    @property
+    def body_used(self) -> bool:
+        return self._used
+
+    bodyUsed = body_used
+
+    async def bytes(self) -> bytes:
+        return b"".join([chunk async for chunk in self._take()])
+
+    async def array_buffer(self) -> builtins.bytes:
+        return await self.bytes()
+
+    arrayBuffer = array_buffer
+    blob = array_buffer
+
+    async def text(self) -> str:
+        return (await self.bytes()).decode("utf-8", "replace")
+
+    async def json(self) -> Any:
+        return json.loads(await self.bytes())
+
+
+class R2Objects:
+    """A page of ``list()``: ``objects``, ``truncated``, ``cursor`` (when truncated),
+    ``delimited_prefixes`` (``delimitedPrefixes``); also by key (``page["objects"]``)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.objects = [R2Object(o) for o in data.get("objects", [])]
+        self.truncated: bool = bool(data.get("truncated"))
+        self.cursor: str | None = data.get("cursor")
+        self.delimited_prefixes: list[str] = list(data.get("delimitedPrefixes", []))
+
+    delimitedPrefixes = property(lambda self: self.delimited_prefixes)
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def __repr__(self) -> str:
+        return f"<R2Objects {len(self.objects)} objects truncated={self.truncated}>"
+
+
+class R2UploadedPart(_R2Record):
+    """``upload_part``'s answer: ``part_number`` (``partNumber``) and ``etag``; pass a list
+    of them to ``complete``."""
+
+
+class R2MultipartUpload:
+    """A multipart upload: ``key``, ``upload_id`` (``uploadId``), ``await upload_part(n,
+    value)`` (``uploadPart``), ``complete(parts)``, ``abort()``."""
+
+    def __init__(self, bucket: "R2Bucket", key: str, upload_id: str) -> None:
+        self.key = key
+        self.upload_id = upload_id
+        self._bucket = bucket
+
+    uploadId = property(lambda self: self.upload_id)
+
+    def _args(self) -> list[tuple[bytes, bytes]]:
+        return [(b"key", _r2_key(self.key)), (b"upload_id", self.upload_id.encode())]
+
+    async def upload_part(self, part_number: int, value: Any,
+                          options: Any = None) -> R2UploadedPart:
+        if isinstance(part_number, bool) or not isinstance(part_number, int):
+            raise TypeError("uploadPart() takes the part number as an int")
+        args = self._args() + [(b"part_number", str(part_number).encode())]
+        _, headers, _ = await call(self._bucket._name, "upload_part", args, _r2_value(value))
+        return R2UploadedPart(partNumber=part_number, etag=headers.get("etag") or "")
+
+    uploadPart = upload_part
+
+    async def complete(self, uploaded_parts: Any) -> R2Object:
+        parts = []
+        for part in _to_py(uploaded_parts):
+            part = _to_py(part)
+            get = part.get if isinstance(part, dict) else lambda k: getattr(part, k, None)
+            number = get("partNumber")
+            if number is None:
+                number = get("part_number")
+            parts.append({"partNumber": number, "etag": get("etag")})
+        args = self._args() + [(b"parts", json.dumps(parts).encode())]
+        _, headers, _ = await call(self._bucket._name, "complete_multipart_upload", args)
+        return R2Object(json.loads(headers.get("object") or "{}"))
+
+    async def abort(self) -> None:
+        await call(self._bucket._name, "abort_multipart_upload", self._args())
+
+    def __repr__(self) -> str:
+        return f"<R2MultipartUpload {self.key!r} {self.upload_id}>"
+
+
+def _r2_value(value: Any) -> Any:
+    """A put's value as what the transport sends: bytes, or an async iterable streamed."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, R2ObjectBody):
+        return value.body
+    body = getattr(value, "body", None)  # a Request or Response: its body
+    if body is not None and not hasattr(value, "__aiter__") and hasattr(value, "_take_stream"):
+        return body if not isinstance(body, (bytes, bytearray)) else bytes(body)
+    if hasattr(value, "__aiter__") or hasattr(value, "__iter__"):
+        return value
+    raise TypeError("put() takes a str, bytes, a stream (async iterable) or None as its value, "
+                    f"not {type(value).__name__}")
+
+
+def _options(options: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    opts = _to_py(options) if options is not None else {}
+    if not isinstance(opts, dict):
+        raise TypeError("options are a dict (or keyword arguments)")
+    merged = {_camel(str(k)): v for k, v in opts.items()}
+    merged.update({_camel(k): v for k, v in kwargs.items()})
+    return {k: v for k, v in merged.items() if v is not None}
+
+
+class R2Bucket:
+    """An R2 bucket (``env.MY_BUCKET``), served by the host from files by content address and
+    an SQLite index: ``head``, ``get``, ``put``, ``delete``, ``list``,
+    ``create_multipart_upload``, ``resume_multipart_upload`` (camelCase names too). Options
+    are keyword arguments or a dict, in snake_case or camelCase (``only_if``/``onlyIf``,
+    ``http_metadata``/``httpMetadata``...). Limits and errors are Cloudflare's
+    (docs/bindings.md, "## R2"); a refusal raises :class:`R2Error`."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return f"<R2Bucket {self._name}>"
+
+    async def head(self, key: str) -> R2Object | None:
+        _, headers, _ = await call(self._name, "head", [(b"key", _r2_key(key))])
+        if headers.get("found") != "1":
+            return None
+        return R2Object(json.loads(headers.get("object") or "{}"))
+
+    async def get(self, key: str, options: Any = None, **kwargs: Any) -> R2Object | None:
+        opts = _options(options, kwargs)
+        args = [(b"key", _r2_key(key))]
+        if "onlyIf" in opts:
+            args.append((b"only_if", _only_if_json(opts["onlyIf"])))
+        if "range" in opts:
+            args.append((b"range", _range_json(opts["range"])))
+        _, headers, body = await call(self._name, "get", args, None, stream_result=True)
+        if headers.get("found") != "1":
+            return None
+        data = json.loads(headers.get("object") or "{}")
+        if headers.get("body") != "1":
+            return R2Object(data)
+        return R2ObjectBody(data, body)
+
+    async def put(self, key: str, value: Any, options: Any = None,
+                  **kwargs: Any) -> R2Object | None:
+        opts = _options(options, kwargs)
+        args = [(b"key", _r2_key(key))]
+        if "httpMetadata" in opts:
+            args.append((b"http_metadata", _http_metadata_json(opts["httpMetadata"])))
+        if "customMetadata" in opts:
+            custom = _to_py(opts["customMetadata"])
+            if not isinstance(custom, dict):
+                raise TypeError("customMetadata is a dict of str to str")
+            args.append((b"custom_metadata", json.dumps(custom).encode()))
+        if "onlyIf" in opts:
+            args.append((b"only_if", _only_if_json(opts["onlyIf"])))
+        digests = [name for name in ("md5", "sha1", "sha256", "sha384", "sha512") if name in opts]
+        if len(digests) > 1:
+            raise TypeError("You cannot specify multiple hashing algorithms.")
+        for name in digests:
+            digest = _to_py(opts[name])
+            text = digest.hex() if isinstance(digest, (bytes, bytearray, memoryview)) \
+                else str(digest)
+            args.append((name.encode(), text.encode()))
+        _, headers, _ = await call(self._name, "put", args, _r2_value(value))
+        if headers.get("found") != "1":
+            return None  # only_if did not hold
+        return R2Object(json.loads(headers.get("object") or "{}"))
+
+    async def delete(self, keys: Any) -> None:
+        keys = _to_py(keys)
+        names = [keys] if isinstance(keys, str) else list(keys)
+        for name in names:
+            if not isinstance(name, str):
+                raise TypeError(f"an R2 key is a str, not {type(name).__name__}")
+        await call(self._name, "delete", [(b"keys", json.dumps(names).encode())])
+
+    async def list(self, options: Any = None, **kwargs: Any) -> R2Objects:
+        opts = _options(options, kwargs)
+        args: list[tuple[bytes, bytes]] = []
+        for field, arg in (("prefix", b"prefix"), ("delimiter", b"delimiter"),
+                           ("cursor", b"cursor"), ("startAfter", b"start_after")):
+            if field in opts:
+                args.append((arg, str(opts[field]).encode("utf-8")))
+        if "limit" in opts:
+            limit = opts["limit"]
+            if isinstance(limit, bool) or not isinstance(limit, int):
+                raise TypeError("list() limit must be an integer")
+            args.append((b"limit", str(limit).encode()))
+        if "include" in opts:
+            include = _to_py(opts["include"])
+            args.append((b"include", ",".join(str(x) for x in include).encode()))
+        _, _, body = await call(self._name, "list", args)
+        return R2Objects(json.loads(await _body_bytes(body)))
+
+    async def create_multipart_upload(self, key: str, options: Any = None,
+                                      **kwargs: Any) -> R2MultipartUpload:
+        opts = _options(options, kwargs)
+        args = [(b"key", _r2_key(key))]
+        if "httpMetadata" in opts:
+            args.append((b"http_metadata", _http_metadata_json(opts["httpMetadata"])))
+        if "customMetadata" in opts:
+            args.append((b"custom_metadata",
+                         json.dumps(_to_py(opts["customMetadata"])).encode()))
+        _, headers, _ = await call(self._name, "create_multipart_upload", args)
+        return R2MultipartUpload(self, key, headers.get("upload_id") or "")
+
+    createMultipartUpload = create_multipart_upload
+
+    def resume_multipart_upload(self, key: str, upload_id: str) -> R2MultipartUpload:
+        """The upload ``upload_id`` of ``key`` (not checked until it is used, as on
+        Cloudflare)."""
+        _r2_key(key)
+        return R2MultipartUpload(self, key, str(upload_id))
+
+    resumeMultipartUpload = resume_multipart_upload
+
+
+KINDS: dict[str, Callable[[str], Any]] = {"assets": Fetcher, "kv": KVNamespace, "d1": D1Database,
+                                          "r2": R2Bucket}
 
 
 def make(name: str, kind: str) -> Any:

@@ -11,6 +11,7 @@ void thaw_ext_bindings_init(void)
 	kv_binding_register();
 	d1_binding_register();
 	queue_binding_register();
+	r2_binding_register();
 }
 
 const struct thaw_ext_command thaw_ext_commands[] = {

@@ -28,11 +28,20 @@
  * holds an fd of its own, never the app's assets, so a reload in thaw dev
  * (which frees them) does not touch calls in flight.
  *
- * BLOCKING: one pread of at most 64 KiB per chunk, within the credit.
+ * SPOOLS (binding.h, SPOOLED BODIES): a call whose kind spools keeps a
+ * struct spool. Bytes from the worker collect in sp->pending (loop); one
+ * write job at a time takes them (sp->writing) to the file on the executor;
+ * its done() returns their credit and starts the next. The call may end
+ * (CANCEL, the instance's close) while a write runs: the spool is then
+ * detached and freed by that job's done(), which is what owns it then.
+ *
+ * BLOCKING: one pread of at most 64 KiB per chunk, within the credit. Spool
+ * files are opened and written on the executor only.
  */
 #include "host/pool_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +53,7 @@
 #include "common/util.h"
 #include "host/assets.h"
 #include "host/binding.h"
+#include "host/executor.h"
 #include "project/project.h"
 #include "proto/frame.h"
 
@@ -56,6 +66,27 @@
 
 enum call_phase { CALL_RECEIVING, CALL_RUNNING, CALL_SENDING };
 
+/* The credit a spooled call's sender holds: the most a call keeps in memory. */
+#define SPOOL_WINDOW (1u << 20)
+/* ":body *": a spooled body of unknown length. */
+#define BODY_UNKNOWN UINT64_MAX
+
+struct bcall;
+
+struct spool {
+	struct exec_job job; /* the write in flight (busy) */
+	struct bcall *call;  /* NULL once detached */
+	char *dir;
+	int fd;              /* opened by the first write (executor) */
+	struct buf pending;  /* loop: received, not yet written */
+	struct buf writing;  /* the job's while busy */
+	uint64_t received, written;
+	uint64_t limit; /* kind->max_body */
+	int known; /* limit is the body's length (":body N") */
+	int busy, ended;
+	int error; /* errno of a failed open or write */
+};
+
 struct bcall {
 	uint32_t stream;
 	enum call_phase phase;
@@ -64,6 +95,8 @@ struct bcall {
 	struct buf args;     /* the argument pairs (receiving) */
 	struct buf body;     /* the request body as it arrives */
 	uint64_t body_expected;
+	struct spool *sp;    /* a spooled body (kind->spool_dir) */
+	struct instance *in;
 	int fd;              /* sending: the body from a file, or */
 	uint64_t offset, left;
 	struct buf mem;      /* from memory */
@@ -397,6 +430,111 @@ json_t *bindings_init_json(const struct app *a)
 	return list;
 }
 
+/* --- spools --- */
+
+static void call_end(struct instance *in, struct bcall *c);
+static void call_error(struct instance *in, uint32_t stream, const char *text);
+
+static void spool_free(struct spool *sp)
+{
+	if (sp->fd >= 0)
+		close(sp->fd);
+	buf_free(&sp->pending);
+	buf_free(&sp->writing);
+	free(sp->dir);
+	free(sp);
+}
+
+/* The call ended: free sp now, or let its write's done() do it. */
+static void spool_detach(struct spool *sp)
+{
+	if (!sp)
+		return;
+	sp->call = NULL;
+	if (!sp->busy)
+		spool_free(sp);
+}
+
+/* Executor: write what the job holds, opening the file first. */
+static void spool_run(struct exec_job *job)
+{
+	struct spool *sp = (struct spool *)job;
+	if (sp->error)
+		return;
+	if (sp->fd < 0) {
+		sp->fd = open(sp->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (sp->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+			/* No O_TMPFILE here: a named file, unlinked at once. */
+			char *path = xasprintf("%s/spool-XXXXXX", sp->dir);
+			sp->fd = mkostemp(path, O_CLOEXEC);
+			if (sp->fd >= 0)
+				unlink(path);
+			free(path);
+		}
+		if (sp->fd < 0) {
+			sp->error = errno;
+			return;
+		}
+	}
+	if (write_all(sp->fd, buf_head(&sp->writing), buf_used(&sp->writing)) < 0)
+		sp->error = errno ? errno : EIO;
+}
+
+static void call_run(struct instance *in, struct bcall *c);
+static void spool_next(struct spool *sp);
+
+/* Loop: a write finished. Return its credit; write more, or run the call. */
+static void spool_done(struct exec_job *job, int stopped)
+{
+	struct spool *sp = (struct spool *)job;
+	sp->busy = 0;
+	struct bcall *c = sp->call;
+	if (!c) {
+		spool_free(sp);
+		return;
+	}
+	struct instance *in = c->in;
+	if (stopped || sp->error) {
+		if (sp->error)
+			log_error("a binding call's body could not be written to %s: %s", sp->dir,
+				  strerror(sp->error));
+		call_error(in, c->stream,
+			   stopped ? "the host is stopping" : "the value could not be stored");
+		call_end(in, c);
+		return;
+	}
+	uint32_t n = (uint32_t)buf_used(&sp->writing);
+	sp->written += n;
+	buf_reset(&sp->writing);
+	if (n && in->state != INST_CLOSED) {
+		uint8_t p[4];
+		thaw_put_u32(p, n);
+		inst_send(in, THAW_F_WINDOW, c->stream, p, 4);
+	}
+	spool_next(sp);
+}
+
+/* Start the next write, or, with everything in and written, the call. */
+static void spool_next(struct spool *sp)
+{
+	struct bcall *c = sp->call;
+	if (sp->busy)
+		return;
+	if (buf_used(&sp->pending)) {
+		struct buf t = sp->writing;
+		sp->writing = sp->pending;
+		sp->pending = t;
+		buf_reset(&sp->pending);
+		sp->busy = 1;
+		sp->job.run = spool_run;
+		sp->job.done = spool_done;
+		executor_submit(c->in->h, &sp->job);
+		return;
+	}
+	if (sp->ended && sp->written == sp->received)
+		call_run(c->in, c);
+}
+
 /* --- calls --- */
 
 static struct bcall *call_find(struct instance *in, uint32_t stream)
@@ -417,6 +555,7 @@ static void call_end(struct instance *in, struct bcall *c)
 	}
 	in->ncalls--;
 	in->call_bodies -= c->body_expected;
+	spool_detach(c->sp);
 	if (c->fd >= 0)
 		close(c->fd);
 	if (c->b)
@@ -523,7 +662,9 @@ static void call_run(struct instance *in, struct bcall *c)
 		.method = c->method,
 		.args = {buf_head(&c->args), buf_used(&c->args)},
 		.body = c->body_expected ? buf_head(&c->body) : NULL,
-		.body_len = buf_used(&c->body),
+		.body_len = c->sp ? (size_t)c->sp->written : buf_used(&c->body),
+		.body_fd = c->sp ? c->sp->fd : -1,
+		.body_fd_len = c->sp ? c->sp->written : 0,
 		.h = in->h,
 		.instance_id = in->id,
 		.stream = c->stream,
@@ -580,7 +721,10 @@ int binding_on_call(struct instance *in, const struct thaw_frame *f)
 	const uint8_t *bv;
 	size_t bl;
 	uint64_t body = 0;
-	if (call_arg(&args, ":body", &bv, &bl)) {
+	int has_body = call_arg(&args, ":body", &bv, &bl);
+	if (has_body && bl == 1 && bv[0] == '*') {
+		body = BODY_UNKNOWN;
+	} else if (has_body) {
 		char num[24];
 		if (bl == 0 || bl >= sizeof num) {
 			buf_free(&rest);
@@ -588,24 +732,29 @@ int binding_on_call(struct instance *in, const struct thaw_frame *f)
 		}
 		memcpy(num, bv, bl);
 		num[bl] = 0;
-		if (parse_u64(num, UINT64_MAX, &body) < 0) {
+		if (parse_u64(num, UINT64_MAX - 1, &body) < 0) {
 			buf_free(&rest);
 			return -1;
 		}
 	}
 	char msg[256];
 	struct binding *b = registry_find(a, name);
+	int spooled = b && b->kind->spool_dir && has_body;
 	if (in->ncalls >= THAW_CALLS_MAX)
 		snprintf(msg, sizeof msg, "too many binding calls in flight (at most %u per instance)",
 			 THAW_CALLS_MAX);
 	else if (!b)
 		snprintf(msg, sizeof msg,
 			 "there is no binding named '%s' in this worker's configuration", name);
-	else if (body > b->kind->max_body)
+	else if (body == BODY_UNKNOWN && !spooled)
+		snprintf(msg, sizeof msg, "%s.%s needs a value of known length", name, method);
+	else if (body > b->kind->max_body && body != BODY_UNKNOWN && b->kind->too_large)
+		snprintf(msg, sizeof msg, "%s", b->kind->too_large);
+	else if (body > b->kind->max_body && body != BODY_UNKNOWN)
 		snprintf(msg, sizeof msg, "the value is too large for %s.%s (%llu bytes; at most %llu)",
 			 name, method, (unsigned long long)body,
 			 (unsigned long long)b->kind->max_body);
-	else if (in->call_bodies + body > CALL_BODIES_MAX)
+	else if (!spooled && in->call_bodies + body > CALL_BODIES_MAX)
 		snprintf(msg, sizeof msg, "too much call data in flight (at most %llu MiB per instance)",
 			 (unsigned long long)(CALL_BODIES_MAX >> 20));
 	else
@@ -624,16 +773,71 @@ int binding_on_call(struct instance *in, const struct thaw_frame *f)
 	b->refs++;
 	snprintf(c->method, sizeof c->method, "%s", method);
 	c->args = rest;
-	c->body_expected = body;
-	in->call_bodies += body;
+	c->in = in;
 	c->next = in->calls;
 	in->calls = c;
 	in->ncalls++;
+	if (spooled) {
+		struct spool *sp = xcalloc(1, sizeof *sp);
+		sp->call = c;
+		sp->fd = -1;
+		sp->dir = xstrdup(b->kind->spool_dir(b->ctx));
+		sp->limit = body == BODY_UNKNOWN ? b->kind->max_body : body;
+		sp->known = body != BODY_UNKNOWN;
+		sp->ended = body == 0;
+		c->sp = sp;
+		c->phase = CALL_RECEIVING;
+		if (body == 0) {
+			call_run(in, c);
+			return 0;
+		}
+		/* More credit than a stream starts with: fewer round trips per GiB. */
+		uint8_t p[4];
+		thaw_put_u32(p, SPOOL_WINDOW - THAW_STREAM_WINDOW);
+		inst_send(in, THAW_F_WINDOW, c->stream, p, 4);
+		return 0;
+	}
+	c->body_expected = body;
+	in->call_bodies += body;
 	if (body == 0) {
 		call_run(in, c);
 		return 0;
 	}
 	c->phase = CALL_RECEIVING;
+	return 0;
+}
+
+/* A spooled call's CALL_BODY or CALL_END. */
+static int spool_on_body(struct instance *in, struct bcall *c, const struct thaw_frame *f,
+			 int end)
+{
+	struct spool *sp = c->sp;
+	if (sp->ended)
+		return -1;
+	if (end) {
+		if (f->len != 0 || (sp->known && sp->received != sp->limit))
+			return -1;
+		sp->ended = 1;
+		spool_next(sp);
+		return 0;
+	}
+	if (buf_used(&sp->pending) + buf_used(&sp->writing) + f->len > SPOOL_WINDOW)
+		return -1; /* past the credit it was given */
+	if (sp->received + f->len > sp->limit) {
+		struct binding *b = c->b;
+		char msg[256];
+		if (b->kind->too_large)
+			snprintf(msg, sizeof msg, "%s", b->kind->too_large);
+		else
+			snprintf(msg, sizeof msg, "the value is too large (at most %llu bytes)",
+				 (unsigned long long)sp->limit);
+		call_error(in, c->stream, msg);
+		call_end(in, c); /* what else comes is dropped: an unknown stream */
+		return 0;
+	}
+	buf_append(&sp->pending, f->payload, f->len);
+	sp->received += f->len;
+	spool_next(sp);
 	return 0;
 }
 
@@ -645,6 +849,8 @@ int binding_on_call_body(struct instance *in, const struct thaw_frame *f, int en
 		return f->stream >= THAW_STREAM_WORKER_BASE ? 0 : -1; /* refused or cancelled */
 	if (c->phase != CALL_RECEIVING)
 		return -1;
+	if (c->sp)
+		return spool_on_body(in, c, f, end);
 	if (end) {
 		if (f->len != 0 || buf_used(&c->body) != c->body_expected)
 			return -1;

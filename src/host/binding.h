@@ -14,6 +14,17 @@
  *              within the worker's credit, then CALL_END.
  * A call holds a reference on its binding, so a reload (thaw dev) or a
  * version leaving (thaw serve) while calls run frees nothing under them.
+ *
+ * SPOOLED BODIES (a kind with spool_dir, R2): the request body goes to an
+ * unnamed file (O_TMPFILE) in the kind's directory instead of memory, so it
+ * may be as large as the kind's max_body (GiBs). The writes run on the state
+ * executor, one at a time per call, never on the loop; the host returns the
+ * worker's credit as each write completes, so a call holds at most
+ * SPOOL_WINDOW bytes in memory whatever its size. A spooled call may say
+ * ":body *" (a stream of unknown length, ended by CALL_END, cut off with the
+ * kind's too_large message past max_body). kind->call then gets the file as
+ * body_fd (borrowed: dup it to keep it), its length in body_len, body NULL.
+ * The file is not fsynced: a kind that keeps it does.
  */
 #ifndef THAW_HOST_BINDING_H
 #define THAW_HOST_BINDING_H
@@ -52,6 +63,8 @@ struct binding_call {
 	struct call_args args;
 	const uint8_t *body; /* the request body (":body N"), or NULL */
 	size_t body_len;
+	int body_fd; /* a spooled body (kind->spool_dir), borrowed, or -1 (empty body) */
+	uint64_t body_fd_len;
 	/* To answer later (kind->call returned 1): */
 	struct host *h;
 	unsigned instance_id;
@@ -61,6 +74,11 @@ struct binding_call {
 struct binding_kind {
 	const char *type;  /* told to the worker in INIT ("assets", "kv", ...) */
 	uint64_t max_body; /* the largest request body one call may carry (0: none) */
+	/* Non-NULL: request bodies are spooled to a file in this directory (of
+	 * ctx; it exists and outlives ctx's calls) instead of memory. */
+	const char *(*spool_dir)(void *ctx);
+	/* The refusal of a body past max_body (NULL: the host's own message). */
+	const char *too_large;
 	/* 0: res is the answer now; 1: the kind answers later with
 	 * binding_call_done (it copied what it needs from c); -1: err is sent
 	 * as CALL_ERROR. */

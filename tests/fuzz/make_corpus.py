@@ -528,6 +528,25 @@ def kv_seeds():
     }
 
 
+def r2_seeds():
+    """fuzz_r2: a byte choosing the parser (0 only_if, 1 range after an 8-byte object size,
+    2 HTTP metadata, 3 custom metadata, 4 complete()'s parts, 5 a key), then its input."""
+    size = struct.pack("<Q", 1000)
+    return {
+        "cond_etags": b"\x00" + b'{"etagMatches": ["\\"abc\\"", "W/\\"d\\"", "*"]}',
+        "cond_dates": b"\x00" + b'{"uploadedBefore": 1700000000000, "uploadedAfter": 1.5e12, '
+        b'"secondsGranularity": true, "etagDoesNotMatch": "a, b"}',
+        "range_offset": b"\x01" + size + b'{"offset": 10, "length": 2000}',
+        "range_suffix": b"\x01" + size + b'{"suffix": 0}',
+        "range_header": b"\x01" + size + b'{"header": "bytes=-5"}',
+        "http": b"\x02" + b'{"contentType": "text/plain", "cacheExpiry": 1700000000000}',
+        "custom": b"\x03" + b'{"owner": "ana", "big": "' + b"x" * 2100 + b'"}',
+        "parts": b"\x04" + b'[{"partNumber": 1, "etag": "a"}, {"partNumber": 10001, "etag": "b"}]',
+        "key": b"\x05" + "caf\u00e9/\xff".encode("latin-1"),
+        "empty": b"",
+    }
+
+
 if __name__ == "__main__":
     write("fuzz_frame", FRAME_SEEDS)
     write("fuzz_jsonc", JSONC_SEEDS)
@@ -537,3 +556,4 @@ if __name__ == "__main__":
     write("fuzz_remote", remote_seeds())
     write("fuzz_d1", d1_seeds())
     write("fuzz_kv", kv_seeds())
+    write("fuzz_r2", r2_seeds())
