@@ -547,6 +547,30 @@ def r2_seeds():
     }
 
 
+def dobj_seeds():
+    """fuzz_dobj: a byte choosing the method (0 get, 1 put, 2 delete, 3 list, 4 write,
+    5 sql, 6 size, 7 delete_all), then the arguments as JSON."""
+    import json
+
+    def c(op, args):
+        return bytes([op]) + json.dumps(args).encode()
+    return {
+        "put": c(1, {"entries": {"a": "1", "b": '{"x": 2}', "\u00e9": "3"}}),
+        "get": c(0, {"keys": ["a", "b", "missing"]}),
+        "list_prefix": c(3, {"prefix": "a", "reverse": True, "limit": 5}),
+        "list_range": c(3, {"start": "a", "end": "c"}),
+        "delete": c(2, {"keys": ["a"]}),
+        "write": c(4, {"puts": {"t": "1"}, "deletes": ["b"]}),
+        "sql_create": c(5, {"query": "CREATE TABLE IF NOT EXISTS t (x)"}),
+        "sql_params": c(5, {"query": "INSERT INTO t VALUES (?) RETURNING *", "params": [1]}),
+        "sql_reserved": c(5, {"query": "SELECT * FROM __cf_kv"}),
+        "sql_attach": c(5, {"query": "ATTACH DATABASE 'x' AS x"}),
+        "size": c(6, {}),
+        "bad_key": c(0, {"keys": [1, None]}),
+        "not_object": c(1, [1, 2]),
+    }
+
+
 if __name__ == "__main__":
     write("fuzz_frame", FRAME_SEEDS)
     write("fuzz_jsonc", JSONC_SEEDS)
@@ -557,3 +581,4 @@ if __name__ == "__main__":
     write("fuzz_d1", d1_seeds())
     write("fuzz_kv", kv_seeds())
     write("fuzz_r2", r2_seeds())
+    write("fuzz_dobj", dobj_seeds())

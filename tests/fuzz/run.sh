@@ -31,6 +31,7 @@ declare -A SOURCES=(
   [fuzz_proxy]="src/host/proxy.c src/common/util.c"
   [fuzz_assets]="src/host/assets.c src/common/util.c"
   [fuzz_d1]="src/state/d1.c src/common/util.c"
+  [fuzz_dobj]="src/state/dobj.c src/state/d1.c src/common/util.c"
   [fuzz_r2]="src/state/r2_args.c"
   [fuzz_project]="src/project/project.c src/project/bindings.c src/project/read.c src/project/cron.c src/common/jsonc.c src/common/util.c"
 )
@@ -39,6 +40,7 @@ declare -A SOURCES=(
 declare -A PKGS=(
   [fuzz_bundle]="libarchive"
   [fuzz_d1]="sqlite3"
+  [fuzz_dobj]="sqlite3"
   [fuzz_kv]="sqlite3"
 )
 
