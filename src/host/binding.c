@@ -28,6 +28,16 @@
  * holds an fd of its own, never the app's assets, so a reload in thaw dev
  * (which frees them) does not touch calls in flight.
  *
+ * FORWARDED CALLS (service bindings, service.c): binding_call_forward
+ * answers a call with an internal request to another app; its response
+ * head becomes CALL_HEAD when it arrives, its body waits in the call's mem
+ * for the worker's credit and the queue's room, and is credited back to the
+ * request only as it leaves (at most one stream window held). The call
+ * and its request find each other through a proxy_link (instance id and
+ * stream, checked against c->proxy); a call that ends for any reason
+ * abandons its request (front_internal_abandon: no more callbacks, the
+ * callee told CANCEL from the loop, never from inside an instance's code).
+ *
  * BLOCKING: one pread of at most 64 KiB per chunk, within the credit.
  */
 #include "host/pool_internal.h"
