@@ -55,10 +55,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from workers import (Context, Env, Headers, Request, Response, _bindings, _hooks, _snapshot,
-                     _sync)
+from workers import (Context, Env, Headers, Request, Response, _bindings, _hooks, _rpc,
+                     _service, _snapshot, _sync)
 from workers._body import BodyStream
-from workers._entrypoint import ScheduledController, pending_background_tasks
+from workers._entrypoint import ScheduledController, WorkerEntrypoint, pending_background_tasks
 from workers._env import env as _module_env
 from workers._env import replace_values
 from workers._log import format_exception, log, set_worker_name
@@ -146,6 +146,19 @@ def _parse_bindings(raw: Any, variables: dict[str, Any]) -> dict[str, Any]:
 
 
 _worker: _Worker | None = None
+
+
+def _entrypoint_instance(name: str, env: Env) -> Any:
+    """An instance of the entrypoint class a service binding names ("": Default), made
+    with (ctx, env) as for a request."""
+    module = _entry_module
+    cls = getattr(module, name or "Default", None) if module is not None else None
+    if name and not (isinstance(cls, type) and issubclass(cls, WorkerEntrypoint)):
+        raise TypeError(f"the worker has no entrypoint named {name!r}: a service binding's "
+                        "entrypoint is a class of the entry module that extends WorkerEntrypoint")
+    if not isinstance(cls, type):
+        raise TypeError("the worker has no default entrypoint (class Default) to call")
+    return cls(Context(), env)
 
 
 def _line_buffered_output() -> None:
@@ -257,12 +270,38 @@ def _find_queue_handler(module: Any) -> None:
         _queue_handler = call_on_queue
 
 
+# The entry module, where RPC and service fetches find their entrypoint classes.
+_entry_module: Any = None
+
+
+def _has_rpc_methods(cls: type) -> bool:
+    """Does the class define a public method that RPC may call? (One named like a misspelt
+    handler, `fetchh`, is taken for the mistake it most likely is.)"""
+    import difflib
+
+    names = [name for klass in cls.__mro__ if klass not in (object, WorkerEntrypoint)
+             for name, value in vars(klass).items()
+             if not name.startswith("_") and name not in _rpc.RESERVED and callable(value)]
+    return bool(names) and not any(
+        difflib.get_close_matches(name, ("fetch", "scheduled", "queue"), n=1, cutoff=0.75)
+        for name in names)
+
+
+def _has_entrypoints(module: Any) -> bool:
+    """Does the module define a named entrypoint (a WorkerEntrypoint subclass)?"""
+    return any(isinstance(value, type) and issubclass(value, WorkerEntrypoint)
+               and value is not WorkerEntrypoint for value in vars(module).values())
+
+
 def _find_handlers(module: Any, relative: str) -> tuple[Call | None, Scheduled | None]:
     """The module's fetch and scheduled handlers, each called with (event, ctx, env), or None.
 
     Handlers are offered (event, env, ctx), as Cloudflare offers them: `fetch(self, request,
     env, ctx)` on `class Default(WorkerEntrypoint)`, or the older module-level `on_fetch`
-    and `on_scheduled` functions. A worker needs one of them at least."""
+    and `on_scheduled` functions. A worker needs one of them at least, or RPC methods (on
+    Default, or on a named entrypoint class) for service bindings to call."""
+    global _entry_module
+    _entry_module = module
     default = getattr(module, "Default", None)
     if default is not None:
         if not isinstance(default, type):
@@ -286,7 +325,8 @@ def _find_handlers(module: Any, relative: str) -> tuple[Call | None, Scheduled |
 
             found.append(call_entrypoint)
         _find_queue_handler(module)
-        if found[0] is None and found[1] is None and _queue_handler is None:
+        if (found[0] is None and found[1] is None and _queue_handler is None
+                and not _has_rpc_methods(default)):
             raise LoadError(
                 f"{relative}: class Default has no fetch or scheduled method; "
                 "add `async def fetch(self, request)`"
@@ -315,7 +355,8 @@ def _find_handlers(module: Any, relative: str) -> tuple[Call | None, Scheduled |
 
         handlers.append(call_function)
     _find_queue_handler(module)
-    if handlers[0] is None and handlers[1] is None and _queue_handler is None:
+    if (handlers[0] is None and handlers[1] is None and _queue_handler is None
+            and not _has_entrypoints(module)):
         raise LoadError(f"{relative} defines no handler: {HANDLER_FORMS}")
     return handlers[0], handlers[1]
 
@@ -602,8 +643,9 @@ async def _serve(thaw: Any, worker: _Worker, fd: int) -> None:
         raise RuntimeError(connection.error)
 
 
-# The request (stream id) the running task handles; 0 outside requests.
-_current_stream: contextvars.ContextVar[int] = contextvars.ContextVar("thaw_stream", default=0)
+# The request (stream id) the running task handles; 0 outside requests. Service binding calls
+# name it to the host, which counts a chain's hops from it.
+_current_stream: contextvars.ContextVar[int] = _service.current_stream
 
 OUTPUT_LINE_MAX = 16 * 1024  # longer lines are sent in pieces
 
@@ -1036,6 +1078,15 @@ class _Connection(asyncio.Protocol):
                     self._handle_scheduled(stream, controller), name=f"thaw stream {stream_id}"
                 )
                 return
+            if len(pairs) >= 5 and pairs[2] == (b":event", b"rpc"):
+                if pairs[3][0] != b":entrypoint" or pairs[4][0] != b":rpc-method":
+                    raise ValueError("an RPC event needs :entrypoint and :rpc-method")
+                stream.task = asyncio.get_running_loop().create_task(
+                    self._handle_rpc(stream, pairs[3][1].decode("utf-8", "replace"),
+                                     pairs[4][1].decode("utf-8", "replace")),
+                    name=f"thaw stream {stream_id}"
+                )
+                return
             if len(pairs) >= 4 and pairs[2] == (b":event", b"queue"):
                 if pairs[3][0] != b":queue":
                     raise ValueError("a queue event needs :queue")
@@ -1046,9 +1097,12 @@ class _Connection(asyncio.Protocol):
                 return
             headers = Headers()
             cf: dict[str, str] = {}
+            entrypoint = ""
             for name, value in pairs[2:]:
                 if name.startswith(b":cf-"):  # the host's facts: request.cf
                     cf[name[4:].decode("latin-1")] = value.decode("latin-1")
+                elif name == b":entrypoint":  # a service binding to a named entrypoint
+                    entrypoint = value.decode("utf-8", "replace")
                 else:
                     headers.append(name, value)
             if "accept-encoding" in headers:
@@ -1060,7 +1114,7 @@ class _Connection(asyncio.Protocol):
             self._send(self.thaw.RESP_ERROR, stream_id, f"bad request head: {error}".encode())
             return
         stream.task = asyncio.get_running_loop().create_task(
-            self._handle(stream, request), name=f"thaw stream {stream_id}"
+            self._handle(stream, request, entrypoint), name=f"thaw stream {stream_id}"
         )
 
     def _return_credit(self, stream_id: int, increment: int) -> None:
@@ -1073,9 +1127,27 @@ class _Connection(asyncio.Protocol):
             return
         self.transport.write(self.thaw.encode(frame_type, stream_id, payload))
 
-    async def _handle(self, stream: _Stream, request: Request) -> None:
+    async def _handle(self, stream: _Stream, request: Request, entrypoint: str = "") -> None:
         _current_stream.set(stream.id)  # this task's own context
         try:
+            if entrypoint:
+                # A service binding's fetch to a named entrypoint (its class's fetch).
+                instance = _entrypoint_instance(entrypoint, self.worker.env)
+                fetch = getattr(instance, "fetch", None)
+                if not callable(fetch):
+                    await self._send_rpc_error(stream, TypeError(
+                        "Handler does not export a fetch() function."), 500)
+                    return
+                is_method = inspect.isfunction(inspect.getattr_static(type(instance), "fetch"))
+                arity = _leading(getattr(type(instance), "fetch"), is_method)
+                response = fetch(*(request, self.worker.env, instance.ctx)[:arity])
+                if inspect.isawaitable(response):
+                    response = await response
+                if not isinstance(response, Response):
+                    raise TypeError(f"the handler returned {type(response).__name__}, "
+                                    "expected a workers.Response")
+                await self._send_response(stream, response)
+                return
             if self.worker.call is None:
                 # A worker of cron triggers or queues only: every request gets this 500,
                 # marked so that a host's deploy check knows the worker itself is sound.
@@ -1198,6 +1270,55 @@ class _Connection(asyncio.Protocol):
             headers = [(b"content-type", b"application/json"),
                        (b"thaw-outcome", outcome.encode())]
             if not stream.cancelled:
+                head = struct.pack("<H", status) + self.thaw.encode_kv(headers)
+                self._send(self.thaw.RESP_HEAD, stream.id, head)
+                await self._send_body(stream, body)
+                self._send(self.thaw.RESP_END, stream.id)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if self.streams.get(stream.id) is stream:
+                del self.streams[stream.id]
+
+    async def _handle_rpc(self, stream: _Stream, entrypoint: str, method: str) -> None:
+        """Call an RPC method of an entrypoint (workers._rpc): the arguments are the request
+        body; answer 200 with `thaw-rpc: result` and the encoded result, or `thaw-rpc: error`
+        and the exception's type name and message (which the caller raises)."""
+        _current_stream.set(stream.id)
+        try:
+            data = bytearray()
+            while True:
+                chunk = await stream.body.read()
+                if chunk is None:
+                    break
+                data += chunk
+                if len(data) > _rpc.MESSAGE_MAX:
+                    raise ValueError(f"the RPC arguments are larger than {_rpc.MESSAGE_MAX} bytes")
+            args, kwargs = _rpc.decode_call(bytes(data))
+            target = _entrypoint_instance(entrypoint, self.worker.env)
+            result = _rpc.method_of(target, method)(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            body = _rpc.encode(result)
+        except asyncio.CancelledError:
+            if stream.cancelled or self.closed.done():
+                return
+            await self._send_rpc_error(stream, RuntimeError("the RPC method was cancelled"), 200)
+            return
+        except (Exception, SystemExit) as error:
+            await self._send_rpc_error(stream, error, 200)
+            return
+        await self._send_rpc(stream, 200, "result", body)
+
+    async def _send_rpc_error(self, stream: _Stream, error: BaseException, status: int) -> None:
+        log(f"error in an RPC call: {type(error).__name__}: {error}")
+        await self._send_rpc(stream, status, "error", _rpc.encode_error(error))
+
+    async def _send_rpc(self, stream: _Stream, status: int, outcome: str, body: bytes) -> None:
+        try:
+            if not stream.cancelled:
+                headers = [(b"content-type", b"application/octet-stream"),
+                           (b"thaw-rpc", outcome.encode())]
                 head = struct.pack("<H", status) + self.thaw.encode_kv(headers)
                 self._send(self.thaw.RESP_HEAD, stream.id, head)
                 await self._send_body(stream, body)

@@ -30,11 +30,17 @@
 #include "project/dotenv.h"
 
 static const char dev_usage[] =
-	"usage: thaw dev [DIR] [options]\n"
+	"usage: thaw dev [DIR [SERVICE_DIR...]] [options]\n"
 	"\n"
 	"Serve the worker project in DIR (default: the current directory) on this machine,\n"
 	"reloading it whenever a file under DIR changes. Prints \"Ready on http://IP:PORT\"\n"
 	"once it accepts requests. Ctrl-C stops it.\n"
+	"\n"
+	"Each SERVICE_DIR is another worker project that DIR's service bindings (services:\n"
+	"binding, service, entrypoint) reach by its worker name, as wrangler dev -c A -c B\n"
+	"does: it runs here too, with its own state and snapshots, but takes no requests\n"
+	"from the port and is loaded once (restart thaw dev after changing it). A binding\n"
+	"to a worker thaw dev does not serve fails when called, naming it.\n"
 	"\n"
 	"Options:\n"
 	"  --port N                 port to listen on (default 8787; 0 picks a free one)\n"
@@ -71,9 +77,16 @@ static const char dev_usage[] =
 	"(time to get an instance) and handler;dur=MS. Handler errors show their traceback\n"
 	"in the terminal and in the 500 page.\n";
 
+/* Another project, reached through service bindings only (SERVICE_DIR). */
+struct dev_service {
+	struct app app;
+	struct dev_service *next;
+};
+
 struct dev {
 	struct host h;
 	struct app app;
+	struct dev_service *services;
 	const char *env; /* --env */
 	char secrets_file[96]; /* where the secrets came from ("" none) */
 	struct loop_watch ino;
@@ -261,12 +274,12 @@ static void say_secrets(struct dev *d)
 	fputs(" (values hidden)\n", stderr);
 }
 
-/* The storage and service bindings are served by thaw-ext.so (SQLite):
+/* The storage bindings are served by thaw-ext.so (SQLite; service bindings by the host):
  * load it when the project has any. */
 static int load_state_kinds(const struct project *c, char *err, size_t errlen)
 {
 	static const char *const keys[] = {"kv_namespaces", "d1_databases", "r2_buckets",
-					   "durable_objects", "queues", "services", NULL};
+					   "durable_objects", "queues", NULL};
 	json_t *pj = project_to_json(c);
 	int needed = 0;
 	for (const char *const *k = keys; *k; k++) {
@@ -369,6 +382,80 @@ static void on_inotify(struct loop *l, struct loop_watch *w, uint32_t events)
 	}
 }
 
+/* Service bindings (host.h: service_app): the project of that worker name. */
+static struct app *dev_service_app(struct host *h, const char *name, char *why, size_t whylen)
+{
+	struct dev *d = (struct dev *)h;
+	if (!strcmp(d->app.cfg->name, name))
+		return &d->app;
+	for (struct dev_service *s = d->services; s; s = s->next)
+		if (!strcmp(s->app.cfg->name, name))
+			return &s->app;
+	snprintf(why, whylen,
+		 "thaw dev does not serve a worker named '%s': give its project to thaw dev "
+		 "after this one's (thaw dev %s DIR_OF_%s)",
+		 name, d->app.cfg->dir, name);
+	return NULL;
+}
+
+static int make_snap_dir(const char *path);
+
+/* Load SERVICE_DIR dir as another app of this host: 0, or -1 with err. */
+static int add_service(struct dev *d, const char *dir, const char *persist_to, int snapshots,
+		       int no_install, char *err, size_t errlen)
+{
+	struct project *cfg = project_load_env(dir, NULL, err, errlen);
+	if (!cfg)
+		return -1;
+	int clash = !strcmp(cfg->name, d->app.cfg->name);
+	for (struct dev_service *s = d->services; s; s = s->next)
+		clash |= !strcmp(cfg->name, s->app.cfg->name);
+	if (clash) {
+		snprintf(err, errlen, "%s: another project given to thaw dev is also named '%s'",
+			 dir, cfg->name);
+		project_free(cfg);
+		return -1;
+	}
+	if (!no_install && thaw_install_needed(cfg)) {
+		struct thaw_install_options io = {.stdout_to_stderr = 1};
+		if (thaw_install_run(cfg, &io) < 0)
+			fprintf(stderr, "thaw dev: the install for %s failed (see above)\n", cfg->name);
+	}
+	struct dev_service *s = xcalloc(1, sizeof *s);
+	struct app *a = &s->app;
+	a->h = &d->h;
+	a->cfg = cfg;
+	char secrets_from[96];
+	a->secrets = dotenv_load_dev(cfg->dir, NULL, secrets_from, sizeof secrets_from, err, errlen);
+	if (!a->secrets && err[0])
+		goto fail;
+	a->state_dir = persist_to ? xasprintf("%s/%s", persist_to, cfg->name)
+				  : xasprintf("%s/.thaw/state", cfg->dir);
+	if (load_state_kinds(cfg, err, errlen) < 0 || bindings_setup(a, err, errlen) < 0)
+		goto fail;
+	if (snapshots) {
+		a->snap_dir = xasprintf("%s/.thaw/snapshots", cfg->dir);
+		if (make_snap_dir(a->snap_dir) < 0) {
+			snprintf(err, errlen, "cannot create %s: %s", a->snap_dir, strerror(errno));
+			goto fail;
+		}
+		a->snapshots = 1;
+	}
+	s->next = d->services;
+	d->services = s;
+	fprintf(stderr, "thaw dev: serving %s (%s) from %s to service bindings\n", cfg->name,
+		cfg->main, cfg->dir);
+	return 0;
+fail:
+	bindings_dispose(a);
+	json_decref(a->secrets);
+	free(a->state_dir);
+	free(a->snap_dir);
+	project_free(cfg);
+	free(s);
+	return -1;
+}
+
 /* .thaw/snapshots, emptied of what an earlier run left. */
 static int make_snap_dir(const char *path)
 {
@@ -456,10 +543,6 @@ int cmd_dev(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (argc - optind > 1) {
-		fputs(dev_usage, stderr);
-		return 2;
-	}
 	const char *dir = optind < argc ? argv[optind] : ".";
 
 	char err[1024];
@@ -518,6 +601,15 @@ int cmd_dev(int argc, char **argv)
 		d.app.snapshots = 1;
 	}
 
+	h->service_app = dev_service_app;
+	for (int i = optind + 1; i < argc; i++) {
+		if (add_service(&d, argv[i], persist_to, d.app.snapshots, no_install, err,
+				sizeof err) < 0) {
+			fprintf(stderr, "thaw dev: %s: %s\n", argv[i], err);
+			return 1;
+		}
+	}
+
 	unsigned bound;
 	if (front_start(h, ip, (unsigned)port, &bound, err, sizeof err) < 0) {
 		fprintf(stderr, "thaw dev: %s\n", err);
@@ -550,6 +642,8 @@ int cmd_dev(int argc, char **argv)
 			h->test_scheduled ? "; /__scheduled?cron=EXPR runs one now" : "");
 	pool_fill_spares(h);
 	pool_prewarm(&d.app);
+	for (struct dev_service *s = d.services; s; s = s->next)
+		pool_prewarm(&s->app);
 	int v6 = strchr(ip, ':') != NULL;
 	printf("Ready on http://%s%s%s:%u\n", v6 ? "[" : "", ip, v6 ? "]" : "", bound);
 	fflush(stdout);
@@ -564,6 +658,14 @@ int cmd_dev(int argc, char **argv)
 	loop_free(h->loop); /* frees the instances reaped since the loop stopped */
 	json_decref(d.app.secrets);
 	free(d.app.state_dir);
+	while (d.services) {
+		struct dev_service *s = d.services;
+		d.services = s->next;
+		pool_app_dispose(&s->app);
+		json_decref(s->app.secrets);
+		free(s->app.state_dir);
+		free(s);
+	}
 	free(h->queue_dir);
 	return rc;
 }

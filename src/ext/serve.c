@@ -246,6 +246,55 @@ int serve_deploy_now(struct serve *s, struct sworker *w, struct deployment *d, c
 
 /* --- the router --- */
 
+/* The worker named name, known to this run or to the store (unknown names
+ * make nothing: a Host header must not grow our memory); NULL if neither. */
+static struct sworker *worker_known(struct serve *s, const char *name)
+{
+	if (!project_name_valid(name))
+		return NULL;
+	struct sworker *w = serve_worker_find(s, name);
+	if (!w) {
+		struct version v1 = {0};
+		if (store_version_find(s->st, name, "1", &v1) == 0)
+			w = serve_worker_get(s, name);
+		version_clear(&v1);
+	}
+	return w;
+}
+
+/* The version of w's deployment that takes a request with version key key
+ * (NULL: none), loaded; NULL with err. */
+static struct sversion *deployed_version(struct serve *s, struct sworker *w, const char *key,
+					 char *err, size_t errlen)
+{
+	const struct deployment *d = &w->dep;
+	int pick = router_version(d, w->name, key, d->n > 1 && !(key && *key) ? serve_rng(s) : 0);
+	const char *id = d->version[pick];
+	struct sversion *sv = serve_version_loaded(w, id);
+	if (!sv && (load_deployment(s, w, err, errlen) < 0 || !(sv = serve_version_loaded(w, id))))
+		return NULL;
+	return sv;
+}
+
+/* Service bindings (host.h: service_app): the worker's live deployment,
+ * split like a request without a version key. */
+static struct app *service_app(struct host *h, const char *service, char *why, size_t whylen)
+{
+	struct serve *s = (struct serve *)h;
+	struct sworker *w = worker_known(s, service);
+	if (!w || !w->has_dep) {
+		snprintf(why, whylen, "no worker named '%s' is deployed on this host", service);
+		return NULL;
+	}
+	char err[512] = "";
+	struct sversion *sv = deployed_version(s, w, NULL, err, sizeof err);
+	if (!sv) {
+		snprintf(why, whylen, "the worker cannot be loaded: %s", err);
+		return NULL;
+	}
+	return &sv->app;
+}
+
 static struct app *route(struct host *h, struct hreq *r, unsigned *status, char *msg, size_t msglen)
 {
 	struct serve *s = (struct serve *)h;
@@ -265,22 +314,13 @@ static struct app *route(struct host *h, struct hreq *r, unsigned *status, char 
 		free(r->uri);
 		r->uri = rewritten;
 	}
-	struct sworker *w = project_name_valid(name) ? serve_worker_find(s, name) : NULL;
-	if (!w && project_name_valid(name)) {
-		/* Known to the store, not yet to this run? (Unknown names make
-		 * nothing: a Host header must not grow our memory.) */
-		struct version v1 = {0};
-		if (store_version_find(s->st, name, "1", &v1) == 0)
-			w = serve_worker_get(s, name);
-		version_clear(&v1);
-	}
+	struct sworker *w = worker_known(s, name);
 	const char *ov = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "thaw-version-override");
 	if (!w || (!w->has_dep && !(ov && *ov))) {
 		*status = 404;
 		snprintf(msg, msglen, "No worker named '%.63s' is deployed here.\n", name);
 		return NULL;
 	}
-	const char *id = NULL;
 	if (ov && *ov) {
 		struct version v = {0};
 		int rc = store_version_find(s->st, name, ov, &v);
@@ -303,18 +343,13 @@ static struct app *route(struct host *h, struct hreq *r, unsigned *status, char 
 			serve_version_start(s, sv);
 		return &sv->app;
 	}
-	const struct deployment *d = &w->dep;
 	const char *key = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "thaw-version-key");
-	int pick = router_version(d, name, key, d->n > 1 && !(key && *key) ? serve_rng(s) : 0);
-	id = d->version[pick];
-	struct sversion *sv = serve_version_loaded(w, id);
+	char err[512] = "";
+	struct sversion *sv = deployed_version(s, w, key, err, sizeof err);
 	if (!sv) {
-		char err[512];
-		if (load_deployment(s, w, err, sizeof err) < 0 || !(sv = serve_version_loaded(w, id))) {
-			*status = 500;
-			snprintf(msg, msglen, "The worker cannot be loaded: %s\n", err);
-			return NULL;
-		}
+		*status = 500;
+		snprintf(msg, msglen, "The worker cannot be loaded: %s\n", err);
+		return NULL;
 	}
 	return &sv->app;
 }
@@ -687,6 +722,7 @@ int cmd_serve(int argc, char **argv)
 	const char *sdk = getenv("THAW_SDK_DIR");
 	h->sdk_dir = sdk && *sdk ? sdk : THAW_SDK_DIR;
 	h->route = route;
+	h->service_app = service_app;
 	thaw_ext_bindings_init();
 	s->sweep.fn = sweep;
 	s->sweep.arg = s;

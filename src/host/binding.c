@@ -35,6 +35,16 @@
  * (CANCEL, the instance's close) while a write runs: the spool is then
  * detached and freed by that job's done(), which is what owns it then.
  *
+ * FORWARDED CALLS (service bindings, service.c): binding_call_forward
+ * answers a call with an internal request to another app; its response
+ * head becomes CALL_HEAD when it arrives, its body waits in the call's mem
+ * for the worker's credit and the queue's room, and is credited back to the
+ * request only as it leaves (at most one stream window held). The call
+ * and its request find each other through a proxy_link (instance id and
+ * stream, checked against c->proxy); a call that ends for any reason
+ * abandons its request (front_internal_abandon: no more callbacks, the
+ * callee told CANCEL from the loop, never from inside an instance's code).
+ *
  * BLOCKING: one pread of at most 64 KiB per chunk, within the credit. Spool
  * files are opened and written on the executor only.
  */
@@ -54,6 +64,7 @@
 #include "host/assets.h"
 #include "host/binding.h"
 #include "host/executor.h"
+#include "host/service.h"
 #include "project/project.h"
 #include "proto/frame.h"
 
@@ -103,7 +114,24 @@ struct bcall {
 	uint32_t credit;
 	int cancelled; /* the worker gave up while its job runs: kept until the job is
 			* done, so the stream id cannot be reused under it */
+	unsigned depth;      /* binding_call's */
+	/* Forwarded (binding_call_forward): the internal request answering it,
+	 * until its done; the result's body waits in mem for the worker's
+	 * credit, and is credited to the request as it leaves. */
+	int forwarded;
+	struct hreq *proxy;
+	struct proxy_link *link;
+	int proxy_end; /* the response is complete: CALL_END once mem is sent */
 	struct bcall *next;
+};
+
+/* How a forwarded call's internal request finds its call again: by
+ * instance and stream, checked against the call's proxy (a stream id may be
+ * reused once the call is gone). Owned by the call. */
+struct proxy_link {
+	struct host *h;
+	unsigned instance_id;
+	uint32_t stream;
 };
 
 /* Request bodies an instance may have in flight, in all, before more calls
@@ -395,6 +423,7 @@ static int setup_registered(struct app *a, char *err, size_t errlen)
 int bindings_setup(struct app *a, char *err, size_t errlen)
 {
 	const struct project *c = a->cfg;
+	service_register(); /* the host's own kinds besides assets */
 	if (c->assets.directory) {
 		a->assets = assets_open(c->dir, &c->assets, err, errlen);
 		if (!a->assets)
@@ -556,6 +585,9 @@ static void call_end(struct instance *in, struct bcall *c)
 	in->ncalls--;
 	in->call_bodies -= c->body_expected;
 	spool_detach(c->sp);
+	if (c->proxy)
+		front_internal_abandon(c->proxy); /* no more sink calls, no done */
+	free(c->link);
 	if (c->fd >= 0)
 		close(c->fd);
 	if (c->b)
@@ -571,12 +603,18 @@ static void call_error(struct instance *in, uint32_t stream, const char *text)
 	inst_send(in, THAW_F_CALL_ERROR, stream, text, strlen(text));
 }
 
+static void proxy_pump(struct instance *in, struct bcall *c);
+
 /* Send what the credit and the instance's queue allow; CALL_END (and the
  * call's end) when done. A call held back by a full queue goes on from
  * binding_on_writable. */
 static void call_pump(struct instance *in, struct bcall *c)
 {
 	static uint8_t chunk[CALL_CHUNK];
+	if (c->forwarded) {
+		proxy_pump(in, c);
+		return;
+	}
 	while (c->left && c->credit && in->state != INST_CLOSED &&
 	       buf_used(&in->out) < CALL_QUEUE_MAX) {
 		size_t want = c->left < CALL_CHUNK ? (size_t)c->left : CALL_CHUNK;
@@ -668,6 +706,7 @@ static void call_run(struct instance *in, struct bcall *c)
 		.h = in->h,
 		.instance_id = in->id,
 		.stream = c->stream,
+		.depth = c->depth,
 	};
 	struct call_result res;
 	call_result_init(&res);
@@ -685,6 +724,30 @@ static void call_run(struct instance *in, struct bcall *c)
 		return; /* binding_call_done answers */
 	}
 	call_answer(in, c, &res);
+}
+
+/* The hops of the request a call is for (binding.h: binding_call.depth). */
+static unsigned call_depth(struct instance *in, const struct call_args *args)
+{
+	const uint8_t *v;
+	size_t vl;
+	char num[16];
+	uint64_t id;
+	unsigned deepest = 0;
+	if (call_arg(args, ":stream", &v, &vl) && vl > 0 && vl < sizeof num) {
+		memcpy(num, v, vl);
+		num[vl] = 0;
+		if (parse_u64(num, THAW_STREAM_WORKER_BASE - 1, &id) == 0)
+			for (struct hreq *r = in->streams; r; r = r->next)
+				if (r->stream == (uint32_t)id)
+					return r->depth;
+	}
+	/* A call from no request alive (a ctx.wait_until task after the
+	 * response): counted from the deepest one the instance serves. */
+	for (struct hreq *r = in->streams; r; r = r->next)
+		if (r->depth > deepest)
+			deepest = r->depth;
+	return deepest;
 }
 
 int binding_on_call(struct instance *in, const struct thaw_frame *f)
@@ -737,6 +800,7 @@ int binding_on_call(struct instance *in, const struct thaw_frame *f)
 			return -1;
 		}
 	}
+	unsigned depth = call_depth(in, &args);
 	char msg[256];
 	struct binding *b = registry_find(a, name);
 	int spooled = b && b->kind->spool_dir && has_body;
@@ -774,6 +838,7 @@ int binding_on_call(struct instance *in, const struct thaw_frame *f)
 	snprintf(c->method, sizeof c->method, "%s", method);
 	c->args = rest;
 	c->in = in;
+	c->depth = depth;
 	c->next = in->calls;
 	in->calls = c;
 	in->ncalls++;
@@ -927,7 +992,7 @@ int binding_on_cancel(struct instance *in, const struct thaw_frame *f)
 	if (f->len != 0)
 		return -1;
 	struct bcall *c = call_find(in, f->stream);
-	if (c && c->phase == CALL_RUNNING)
+	if (c && c->phase == CALL_RUNNING && !c->forwarded)
 		c->cancelled = 1; /* ended when its job is done (binding_call_done) */
 	else if (c)
 		call_end(in, c);
@@ -938,4 +1003,133 @@ void binding_instance_closed(struct instance *in)
 {
 	while (in->calls)
 		call_end(in, in->calls);
+}
+
+/* --- forwarded calls (service bindings) --- */
+
+static struct bcall *proxy_call(struct hreq *r, struct proxy_link *l, struct instance **inp)
+{
+	for (struct instance *in = l->h->all_instances; in; in = in->all_next) {
+		if (in->id != l->instance_id)
+			continue;
+		struct bcall *c = in->state != INST_CLOSED ? call_find(in, l->stream) : NULL;
+		if (!c || c->proxy != r)
+			return NULL;
+		*inp = in;
+		return c;
+	}
+	return NULL;
+}
+
+/* Send the waiting body within the worker's credit and the queue's room,
+ * crediting it to the internal request as it goes; CALL_END after the
+ * response's last byte. */
+static void proxy_pump(struct instance *in, struct bcall *c)
+{
+	while (buf_used(&c->mem) && c->credit && in->state != INST_CLOSED &&
+	       buf_used(&in->out) < CALL_QUEUE_MAX) {
+		size_t k = buf_used(&c->mem);
+		if (k > CALL_CHUNK)
+			k = CALL_CHUNK;
+		if (k > c->credit)
+			k = c->credit;
+		inst_send(in, THAW_F_CALL_BODY, c->stream, buf_head(&c->mem), k);
+		buf_consume(&c->mem, k);
+		c->credit -= (uint32_t)k;
+		front_internal_grant(c->proxy, (uint32_t)k);
+	}
+	if (!buf_used(&c->mem) && c->proxy_end && in->state != INST_CLOSED) {
+		inst_send(in, THAW_F_CALL_END, c->stream, NULL, 0);
+		call_end(in, c);
+	}
+}
+
+static void proxy_head(struct hreq *r, void *arg, unsigned status, const uint8_t *kv, size_t len)
+{
+	struct instance *in;
+	struct bcall *c = proxy_call(r, arg, &in);
+	if (!c || c->phase != CALL_RUNNING)
+		return;
+	uint8_t st[2];
+	thaw_put_u16(st, (uint16_t)status);
+	if (inst_send2(in, THAW_F_CALL_HEAD, c->stream, st, 2, kv, len) < 0) {
+		call_error(in, c->stream, "the service's response head is too large");
+		call_end(in, c);
+		return;
+	}
+	if (c->b) {
+		binding_unref(c->b);
+		c->b = NULL;
+	}
+	buf_free(&c->args);
+	buf_free(&c->body);
+	c->phase = CALL_SENDING;
+	c->credit = THAW_STREAM_WINDOW;
+}
+
+static void proxy_data(struct hreq *r, void *arg, const uint8_t *p, size_t n)
+{
+	struct instance *in;
+	struct bcall *c = proxy_call(r, arg, &in);
+	if (!c || c->phase != CALL_SENDING) {
+		front_internal_grant(r, (uint32_t)n); /* nobody to hold them for */
+		return;
+	}
+	buf_append(&c->mem, p, n); /* within r's credit: at most a window */
+	proxy_pump(in, c);
+}
+
+static const struct internal_sink proxy_sink = {.head = proxy_head, .data = proxy_data};
+
+static void proxy_done(struct hreq *r, void *arg)
+{
+	struct instance *in;
+	struct bcall *c = proxy_call(r, arg, &in);
+	if (!c)
+		return; /* cannot be: a call that ends abandons its request */
+	c->proxy = NULL;
+	if (c->phase == CALL_RUNNING) {
+		/* No head came: the failure as a response, as a client would see it. */
+		struct call_result res;
+		call_result_init(&res);
+		res.status = r->fail_status ? r->fail_status : 502;
+		call_result_pairs(&res, "content-type", "text/plain;charset=UTF-8");
+		const char *text = r->fail_body ? r->fail_body : "The service did not answer.\n";
+		buf_append(&res.body, text, strlen(text));
+		c->forwarded = 0;
+		call_answer(in, c, &res);
+		return;
+	}
+	if (r->resp_end && !r->resp_failed && !r->fail_status) {
+		c->proxy_end = 1;
+		proxy_pump(in, c);
+		return;
+	}
+	call_error(in, c->stream, "the service's response broke off before its end");
+	call_end(in, c);
+}
+
+void binding_call_forward(const struct binding_call *bc, struct app *a, const char *method,
+			  const char *uri, struct buf *head, unsigned depth, double timeout_ms)
+{
+	struct instance *in = NULL;
+	for (struct instance *i = bc->h->all_instances; i; i = i->all_next)
+		if (i->id == bc->instance_id)
+			in = i;
+	struct bcall *c = in && in->state != INST_CLOSED ? call_find(in, bc->stream) : NULL;
+	if (!c || c->phase != CALL_RUNNING || c->proxy) {
+		buf_free(head);
+		return;
+	}
+	struct proxy_link *l = xcalloc(1, sizeof *l);
+	l->h = bc->h;
+	l->instance_id = bc->instance_id;
+	l->stream = bc->stream;
+	c->link = l;
+	c->forwarded = 1;
+	struct buf body = c->body; /* the request body goes with the request */
+	c->body = (struct buf){0};
+	c->proxy = front_internal_stream(a, method, uri, head, &body, timeout_ms, &proxy_sink, l,
+					 proxy_done, l);
+	c->proxy->depth = depth;
 }

@@ -69,6 +69,10 @@ struct binding_call {
 	struct host *h;
 	unsigned instance_id;
 	uint32_t stream;
+	/* Service-binding hops of the request the call was made for: the
+	 * host's record of the request the CALL names (":stream" N), or of the
+	 * deepest request the instance serves when it names none alive. */
+	unsigned depth;
 };
 
 struct binding_kind {
@@ -110,6 +114,20 @@ int call_arg(const struct call_args *args, const char *name, const uint8_t **v, 
  * NULL). Ignored when the instance or the call has gone meanwhile. */
 void binding_call_done(struct host *h, unsigned instance_id, uint32_t stream,
 		       struct call_result *res, const char *error);
+
+/*
+ * Answer call c (kind->call then returns 1) with the response of an internal
+ * request to app a (head taken; the call's own request body, if any, is its
+ * body; method static and uri borrowed, for logs; depth its hops, see struct
+ * hreq). Its status and headers become CALL_HEAD as soon as they arrive and
+ * its body streams on as CALL_BODY: the instance serving it gets its credit
+ * back only as the bytes go to the caller, so the host holds at most one
+ * stream window of them. A failure before the head (no instance, a load
+ * error, the time limit) is answered as that status with its text; one
+ * after it is CALL_ERROR. The caller's CANCEL or death cancels the request.
+ */
+void binding_call_forward(const struct binding_call *c, struct app *a, const char *method,
+			  const char *uri, struct buf *head, unsigned depth, double timeout_ms);
 
 /* The factory of a kind configured by the project's JSON (project_to_json)
  * under config_key ("kv_namespaces"; "queues.producers": a member of an

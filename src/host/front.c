@@ -98,6 +98,8 @@ void front_resp_head(struct hreq *r, unsigned status, const uint8_t *headers, si
 	r->resp_head = 1;
 	r->t_head = now_ns();
 	loop_timer_cancel(r->h->loop, &r->timeout);
+	if (r->internal && r->sink)
+		r->sink->head(r, r->sink_arg, status, headers, len);
 	front_wake(r);
 }
 
@@ -170,14 +172,17 @@ static void internal_finish_fn(struct loop *l, struct loop_timer *t)
 	hreq_free(r);
 }
 
-struct hreq *front_internal_submit(struct app *a, const char *method, const char *uri,
+static struct hreq *internal_start(struct app *a, const char *method, const char *uri,
 				   struct buf *head, struct buf *body, double timeout_ms,
+				   const struct internal_sink *sink, void *sink_arg,
 				   void (*done)(struct hreq *r, void *arg), void *arg)
 {
 	struct host *h = a->h;
 	struct hreq *r = xcalloc(1, sizeof *r);
 	r->h = h;
 	r->internal = 1;
+	r->sink = sink;
+	r->sink_arg = sink_arg;
 	r->internal_cb = done;
 	r->internal_arg = arg;
 	r->internal_finish.fn = internal_finish_fn;
@@ -204,11 +209,42 @@ struct hreq *front_internal_submit(struct app *a, const char *method, const char
 	return r;
 }
 
+struct hreq *front_internal_submit(struct app *a, const char *method, const char *uri,
+				   struct buf *head, struct buf *body, double timeout_ms,
+				   void (*done)(struct hreq *r, void *arg), void *arg)
+{
+	return internal_start(a, method, uri, head, body, timeout_ms, NULL, NULL, done, arg);
+}
+
+struct hreq *front_internal_stream(struct app *a, const char *method, const char *uri,
+				   struct buf *head, struct buf *body, double timeout_ms,
+				   const struct internal_sink *sink, void *sink_arg,
+				   void (*done)(struct hreq *r, void *arg), void *arg)
+{
+	return internal_start(a, method, uri, head, body, timeout_ms, sink, sink_arg, done, arg);
+}
+
+void front_internal_grant(struct hreq *r, uint32_t n)
+{
+	if (r && !r->internal_done && n)
+		pool_grant(r, n);
+}
+
+void front_internal_abandon(struct hreq *r)
+{
+	if (!r || r->internal_done)
+		return;
+	r->sink = NULL;
+	r->internal_cb = NULL;
+	internal_end(r); /* from the loop: pool_forget may close the instance calling us */
+}
+
 void front_internal_cancel(struct hreq *r)
 {
 	if (!r || r->internal_done)
 		return;
 	r->internal_cb = NULL;
+	r->sink = NULL;
 	loop_timer_cancel(r->h->loop, &r->internal_finish);
 	internal_finish_fn(r->h->loop, &r->internal_finish);
 }
@@ -292,6 +328,11 @@ void front_resp_data(struct hreq *r, const uint8_t *p, size_t n)
 	int early = !r->queued;
 	if (r->resp_failed)
 		return;
+	if (r->internal && r->sink) {
+		/* The owner returns the credit as it passes the bytes on. */
+		r->sink->data(r, r->sink_arg, p, n);
+		return;
+	}
 	if (r->internal) {
 		/* Kept up to a bound for its owner; credit goes back at once. */
 		size_t room = INTERNAL_BODY_MAX - buf_used(&r->resp_body);

@@ -164,10 +164,18 @@ struct hreq {
 	/* An internal request (front_internal_submit: no connection, e.g. a
 	 * scheduled event): its owner's callback, called once it has ended. */
 	int internal, internal_done;
-	struct buf internal_body; /* its request body (<= THAW_STREAM_WINDOW), sent whole */
+	struct buf internal_body; /* its request body, whole; sent within the credit */
 	void (*internal_cb)(struct hreq *r, void *arg);
 	void *internal_arg;
 	struct loop_timer internal_finish;
+	/* A streamed internal request (front_internal_stream): its response
+	 * goes to the sink as it arrives, and credit returns only through
+	 * front_internal_grant. NULL: kept up to 4 KiB, credited at once. */
+	const struct internal_sink *sink;
+	void *sink_arg;
+	/* Service-binding hops from a client's request (0: from a client, a
+	 * cron or a queue); set by the host, never by a worker (service.c). */
+	unsigned depth;
 
 	/* The pool's. */
 	struct instance *inst;    /* serving it, or NULL */
@@ -178,6 +186,7 @@ struct hreq {
 	uint64_t t_assigned;      /* likewise */
 	uint32_t tx_credit;       /* request body bytes the instance may still take */
 	int req_end_sent;
+	int body_sending;         /* in pool_internal_body (sending may flush, which calls it) */
 	int rx_head;              /* the instance sent RESP_HEAD */
 	uint32_t rx_credit;       /* response credit the instance still holds */
 	uint32_t rx_unacked;      /* bytes sent to the client, not yet credited back */
@@ -207,6 +216,11 @@ struct host {
 	int server_timing; /* Server-Timing on every response (thaw dev; serve --server-timing) */
 	int test_scheduled; /* thaw dev --test-scheduled: /__scheduled fires the scheduled handler */
 	uint64_t max_snapshot_bytes;
+	/* Service bindings (service.c): the app that serves a request for the
+	 * worker named service now (thaw dev: the projects it was given;
+	 * thaw serve: the worker's deployment, picked like a request), or
+	 * NULL with why. NULL hook: no service is reachable. */
+	struct app *(*service_app)(struct host *h, const char *service, char *why, size_t whylen);
 	/* --trust-proxy: peers whose X-Forwarded-For/-Proto are believed (proxy.h) */
 	struct proxy_list trusted_proxies;
 	struct instance *spares;
@@ -274,7 +288,7 @@ void front_stop(struct host *h);
 /*
  * An internal request: the encoded head (taken), run by an instance of a like
  * a request from a client, with no connection; body (taken, may be NULL) is
- * its whole request body, at most THAW_STREAM_WINDOW bytes (one credit). method and uri
+ * its whole request body, sent within the stream's credit. method and uri
  * (borrowed, static for method) name it in logs. When it has ended (answered,
  * failed, timed out after timeout_ms, or the front stopping), done(r, arg) is
  * called once from the loop: r->resp_status or r->fail_status says how, the
@@ -286,6 +300,29 @@ struct hreq *front_internal_submit(struct app *a, const char *method, const char
 				   struct buf *head, struct buf *body, double timeout_ms,
 				   void (*done)(struct hreq *r, void *arg), void *arg);
 void front_internal_cancel(struct hreq *r);
+/* What a streamed internal request's owner is told as the response arrives,
+ * from the loop, before done: its head (kv borrowed), then body bytes
+ * (borrowed: the owner copies them and returns the credit with
+ * front_internal_grant once it has passed them on, so at most one stream
+ * window of them is ever held). */
+struct internal_sink {
+	void (*head)(struct hreq *r, void *arg, unsigned status, const uint8_t *kv, size_t len);
+	void (*data)(struct hreq *r, void *arg, const uint8_t *p, size_t n);
+};
+/* front_internal_submit whose response streams to sink (borrowed, static)
+ * with arg; body (taken) may be of any size: it goes to the instance
+ * within the stream's credit. done is called as for front_internal_submit,
+ * after every byte went to the sink. */
+struct hreq *front_internal_stream(struct app *a, const char *method, const char *uri,
+				   struct buf *head, struct buf *body, double timeout_ms,
+				   const struct internal_sink *sink, void *sink_arg,
+				   void (*done)(struct hreq *r, void *arg), void *arg);
+/* n bytes the sink was given have been passed on: the instance may send more. */
+void front_internal_grant(struct hreq *r, uint32_t n);
+/* The owner no longer wants r (its caller went away): no more sink calls,
+ * no done; r ends from the loop soon (the instance is told CANCEL). Safe
+ * from inside the code of any instance, the one serving r included. */
+void front_internal_abandon(struct hreq *r);
 /* scheduled.c: cron triggers' runs as internal requests. */
 #define HOST_SCHEDULED_TIMEOUT_MS (15.0 * 60 * 1000) /* a run's wall-time limit */
 #define HOST_SCHEDULED_CRON_MAX 256

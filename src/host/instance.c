@@ -185,9 +185,12 @@ static void inst_flush(struct instance *in)
 	if (!want) {
 		buf_shrink(&in->out, 1u << 20);
 		/* Uploads paused on a full queue can go on. */
-		for (struct hreq *r = in->streams; r; r = r->next)
+		for (struct hreq *r = in->streams; r; r = r->next) {
 			if (!r->upload_done && r->tx_credit)
 				front_wake(r);
+			else if (r->internal && !r->req_end_sent && r->tx_credit)
+				pool_internal_body(r);
+		}
 	}
 }
 
@@ -702,6 +705,7 @@ static int on_window(struct instance *in, const struct thaw_frame *f)
 	r->tx_credit += thaw_get_u32(f->payload);
 	if (r->tx_credit > 64u * THAW_STREAM_WINDOW)
 		return -1;
+	pool_internal_body(r);
 	front_wake(r);
 	return 0;
 }

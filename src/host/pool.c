@@ -114,22 +114,36 @@ static void attach(struct instance *in, struct hreq *r, int booted)
 	r->rx_credit = THAW_STREAM_WINDOW;
 	inst_send(in, THAW_F_REQ_HEAD, r->stream, buf_head(&r->head), buf_used(&r->head));
 	buf_free(&r->head);
-	if (r->internal && buf_used(&r->internal_body)) {
-		/* An internal request's body is whole and within one credit. */
-		size_t n = buf_used(&r->internal_body);
-		for (size_t off = 0; off < n && r->tx_credit;) {
-			size_t k = n - off < THAW_FRAME_MAX_PAYLOAD ? n - off : THAW_FRAME_MAX_PAYLOAD;
-			if (k > r->tx_credit)
-				k = r->tx_credit;
-			inst_send(in, THAW_F_REQ_BODY, r->stream, buf_head(&r->internal_body) + off, k);
-			r->tx_credit -= (uint32_t)k;
-			off += k;
-		}
+	if (r->internal)
+		pool_internal_body(r);
+	front_wake(r);
+}
+
+void pool_internal_body(struct hreq *r)
+{
+	struct instance *in = r->inst;
+	if (!in || !r->internal || r->req_end_sent || r->body_sending)
+		return;
+	r->body_sending = 1;
+	/* Whole in memory: it goes as the credit and the instance's queue allow
+	 * (on attach, WINDOW and a drained queue), then REQ_END. */
+	while (buf_used(&r->internal_body) && r->tx_credit && buf_used(&in->out) <= INST_OUT_HIGH &&
+	       in->state != INST_CLOSED) {
+		size_t k = buf_used(&r->internal_body);
+		if (k > THAW_FRAME_MAX_PAYLOAD)
+			k = THAW_FRAME_MAX_PAYLOAD;
+		if (k > r->tx_credit)
+			k = r->tx_credit;
+		inst_send(in, THAW_F_REQ_BODY, r->stream, buf_head(&r->internal_body), k);
+		r->tx_credit -= (uint32_t)k;
+		buf_consume(&r->internal_body, k);
+	}
+	if (!buf_used(&r->internal_body) && in->state != INST_CLOSED) {
 		buf_free(&r->internal_body);
 		inst_send(in, THAW_F_REQ_END, r->stream, NULL, 0);
 		r->req_end_sent = 1;
 	}
-	front_wake(r);
+	r->body_sending = 0;
 }
 
 void pool_detach(struct hreq *r)

@@ -118,6 +118,8 @@ void pool_dispatch(struct app *a);
 /* r no longer belongs to its instance (answered, failed, cancelled): the
  * instance may go idle, drain or close. r's response is not touched. */
 void pool_detach(struct hreq *r);
+/* An internal request's body: send what the credit allows, REQ_END after it. */
+void pool_internal_body(struct hreq *r);
 /* Answer every request waiting for an instance of a with status and body. */
 void pool_fail_pending(struct app *a, unsigned status, const char *body);
 

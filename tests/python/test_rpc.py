@@ -1,0 +1,111 @@
+"""The RPC value encoding and method lookup (workers._rpc): what round-trips, what is refused
+when sent, and that bytes from another worker decode to a value or to RpcDecodeError, never
+to anything else."""
+
+from __future__ import annotations
+
+import datetime
+import random
+import struct
+
+import pytest
+
+from workers import WorkerEntrypoint, _rpc
+
+
+def test_structured_values_round_trip():
+    aware = datetime.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=datetime.timezone.utc)
+    plus_two = datetime.datetime(2024, 1, 1, 12,
+                                 tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
+    value = [None, True, False, 0, -1, 2**63 - 1, -2**63, 2**200, -2**200, 1.25, float("inf"),
+             "", "héllo \U0001F600", b"", b"\x00\xff", [[], {}], {"a": {"b": [1, 2]}},
+             {1: "one", (1, 2): "pair"}, {3, "x"}, frozenset({1}), aware,
+             datetime.datetime(1900, 1, 1), datetime.date(1, 1, 1), (1, 2)]
+    got = _rpc.decode(_rpc.encode(value))
+    # A frozenset arrives as a set and a tuple as a list.
+    want = value[:-5] + [{1}, aware, datetime.datetime(1900, 1, 1), datetime.date(1, 1, 1),
+                         [1, 2]]
+    assert got == want
+    moved = _rpc.decode(_rpc.encode(plus_two))
+    assert moved == plus_two and moved.tzinfo == datetime.timezone.utc
+
+
+def test_values_that_cannot_be_sent_are_refused_when_sent():
+    for value in (object(), lambda: 1, WorkerEntrypoint, {1: object()}, 2**9000):
+        with pytest.raises(TypeError):
+            _rpc.encode(value)
+    deep: list = []
+    for _ in range(_rpc.DEPTH_MAX + 2):
+        deep = [deep]
+    with pytest.raises(TypeError, match="nested"):
+        _rpc.encode(deep)
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"TR", b"TR\x02n", b"TR\x01", b"TR\x01x", b"TR\x01nn", b"TR\x01i\x01",
+    b"TR\x01l\xff\xff\xff\x7f", b"TR\x01s\x05\x00\x00\x00abc", b"TR\x01s\x01\x00\x00\x00\xff",
+    b"TR\x01I\x00\x00", b"TR\x01I\x01\x08" + b"\x00" * 0x801,
+    b"TR\x01T" + struct.pack("<qB", 2**62, 1),
+    b"TR\x01T" + struct.pack("<qB", 0, 7), b"TR\x01D" + struct.pack("<i", 2**31 - 1),
+    b"TR\x01o\x01\x00\x00\x00o\x00\x00\x00\x00n", b"TR\x01S\x01\x00\x00\x00S\x00\x00\x00\x00",
+    b"TR\x01" + b"l\x01\x00\x00\x00" * (_rpc.DEPTH_MAX + 2) + b"n",
+])
+def test_malformed_messages_are_decode_errors(data):
+    if data == b"TR\x01o\x01\x00\x00\x00l\x00\x00\x00\x00n":
+        assert _rpc.decode(data) == {(): None}  # a list key arrives as a tuple
+        return
+    with pytest.raises(_rpc.RpcDecodeError):
+        _rpc.decode(data)
+
+
+def test_random_bytes_decode_to_a_value_or_a_decode_error():
+    rng = random.Random(7)
+    seeds = [_rpc.encode([1, "a", {"k": b"v"}, {2}, datetime.date(2020, 1, 1)])]
+    for _ in range(3000):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        try:
+            _rpc.decode(bytes(data))
+        except _rpc.RpcDecodeError:
+            pass
+
+
+def test_errors_come_back_as_builtin_types_or_rpc_error():
+    assert repr(_rpc.error_from(_rpc.encode_error(ValueError("bad")))) == "ValueError('bad')"
+    assert str(_rpc.error_from(_rpc.encode_error(KeyError("k")))) == "'k'"
+
+    class Denied(Exception):
+        pass
+
+    error = _rpc.error_from(_rpc.encode_error(Denied("no")))
+    assert isinstance(error, _rpc.RpcError) and str(error) == "Denied: no"
+    assert error.remote_type == "Denied"
+    # Passed on down a chain unchanged, not wrapped again.
+    again = _rpc.error_from(_rpc.encode_error(error))
+    assert str(again) == "Denied: no"
+    assert isinstance(_rpc.error_from(b"junk"), _rpc.RpcError)
+
+
+def test_only_public_methods_are_rpc_methods():
+    class Api(WorkerEntrypoint):
+        value = 3
+
+        async def add(self, a, b):
+            return a + b
+
+        def _private(self):
+            return 1
+
+        async def fetch(self, request):
+            return None
+
+        @property
+        def prop(self):
+            return 1
+
+    api = Api(None, None)  # type: ignore[arg-type]
+    assert _rpc.method_of(api, "add").__name__ == "add"
+    for name in ("_private", "fetch", "prop", "value", "ctx", "env", "missing", "__init__"):
+        with pytest.raises(TypeError, match=f'does not implement the method "{name}"'):
+            _rpc.method_of(api, name)
