@@ -188,6 +188,21 @@ static void stream_free(struct ctl_stream *cs)
 	free(cs);
 }
 
+/* The store could not make a change durable: the deploy's stream says so
+ * and ends, whatever it held. */
+static void stream_store_failed(struct ctl_stream *cs)
+{
+	static const char line[] =
+		"{\"stage\":\"failed\",\"error\":\"the store could not make the change "
+		"durable (an fsync failed): see the host's log\"}\n";
+	buf_reset(&cs->held);
+	if (!cs->ended)
+		buf_append(&cs->out, line, sizeof line - 1);
+	cs->ended = 1;
+	if (cs->r)
+		resume(cs->r);
+}
+
 void ctl_stream_line(struct ctl_stream *cs, json_t *line)
 {
 	char *text = json_dumps(line, JSON_COMPACT);
@@ -203,8 +218,12 @@ void ctl_stream_line(struct ctl_stream *cs, json_t *line)
 	/* A deploy's line says what the store holds: it waits for the disk. */
 	uint64_t t = store_ticket(cs->c->sink->store);
 	struct buf *to = &cs->out;
-	if (cs->durable && !cs->c->stopping &&
-	    (buf_used(&cs->held) || store_durable(cs->c->sink->store, t) == 0)) {
+	int d = cs->durable ? store_durable(cs->c->sink->store, t) : 1;
+	if (d < 0) {
+		stream_store_failed(cs);
+		goto out;
+	}
+	if (cs->durable && !cs->c->stopping && (buf_used(&cs->held) || d == 0)) {
 		to = &cs->held;
 		cs->held_ticket = t;
 	}
@@ -280,8 +299,13 @@ static void release_held(struct ctl_stream *cs, int all)
 {
 	if (!buf_used(&cs->held))
 		return;
-	if (!all && !store_durable(cs->c->sink->store, cs->held_ticket))
+	int d = all ? 1 : store_durable(cs->c->sink->store, cs->held_ticket);
+	if (d == 0)
 		return;
+	if (d < 0) {
+		stream_store_failed(cs);
+		return;
+	}
 	buf_append(&cs->out, buf_head(&cs->held), buf_used(&cs->held));
 	buf_consume(&cs->held, buf_used(&cs->held));
 	buf_shrink(&cs->held, 0);
@@ -391,6 +415,10 @@ static enum MHD_Result first_call(struct creq *r, const char *url, const char *m
 	struct ctl *c = r->c;
 	r->started = 1;
 	snprintf(r->method, sizeof r->method, "%s", method);
+	/* ctl_stop's MHD_run may start a request on a kept-alive connection:
+	 * nothing may suspend then (MHD cannot stop with a suspended one). */
+	if (c->stopping)
+		return queue_error(r, 503, "the host is shutting down");
 	const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
 	if (!c->sink->authorized(c->sink->arg, auth))
 		return queue_error(r, 401,

@@ -39,6 +39,7 @@ struct spool {
 	/* Under mu: */
 	pthread_mutex_t mu;
 	int finished, abandoned;
+	int gone; /* abandoned, read by the thread without mu (atomic) */
 	char err[256]; /* the thread's; read once finished */
 };
 
@@ -72,6 +73,9 @@ static void *spool_main(void *arg)
 			break;
 		/* After a failed write the rest is read and dropped: the loop
 		 * never waits on a pipe nobody empties. */
+		/* Given up: the rest is only drained, not hashed nor written. */
+		if (__atomic_load_n(&sp->gone, __ATOMIC_ACQUIRE))
+			failed = 1;
 		if (!failed && blob_write(sp->w, chunk, (size_t)n, sp->err, sizeof sp->err) < 0)
 			failed = 1;
 	}
@@ -257,6 +261,7 @@ void spool_abandon(struct spool *sp)
 		sp->wfd = -1;
 	}
 	pthread_t t = sp->thread;
+	__atomic_store_n(&sp->gone, 1, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&sp->mu);
 	if (!sp->finished) {
 		sp->abandoned = 1; /* the thread frees it all: sp is not ours now */

@@ -252,6 +252,7 @@ struct store {
 	sqlite3 *db;
 	struct store_sync *sync; /* durability off the loop (store_sync_start) */
 	uint64_t ticket;          /* changes made (commits, deferred dir fsyncs) */
+	int sync_failed;          /* an fsync of the sync thread failed: sticks */
 	sqlite3_stmt *stmt[Q_COUNT]; /* prepared on first use */
 	unsigned char secret_key[32]; /* DIR/secrets.key: secrets are sealed with it */
 };
@@ -467,10 +468,9 @@ static void sync_kick(struct store *s, unsigned dirs);
 
 static int commit(struct store *s, char *err, size_t errlen)
 {
-	if (exec_query(s, Q_COMMIT, err, errlen, "committing") < 0)
-		return -1;
-	sync_kick(s, 0);
-	return 0;
+	/* With the sync thread, SQLite's WAL hook takes the ticket (every
+	 * commit, a lone statement's too). */
+	return exec_query(s, Q_COMMIT, err, errlen, "committing");
 }
 
 static void rollback(struct store *s)
@@ -887,7 +887,7 @@ const char *store_dir(const struct store *s)
 
 #define SYNC_BLOBS 1u
 #define SYNC_VERSIONS 2u
-#define SYNC_CHECKPOINT_BYTES (4 << 20) /* the thread checkpoints a WAL this big */
+#define SYNC_CHECKPOINT_FRAMES 1000 /* the thread checkpoints a WAL of this many pages */
 
 struct sync_watch {
 	struct loop_watch w;
@@ -908,11 +908,12 @@ struct store_sync {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	uint64_t want, done; /* tickets asked for, made durable */
+	int64_t wal_frames;  /* in the WAL since its last restart (the WAL hook's) */
 	unsigned dirs;       /* directories to fsync in the next round */
 	int failed, stop;
 };
 
-static int sync_round(struct store_sync *y, sqlite3 *ckpt, unsigned dirs)
+static int sync_round(struct store_sync *y, sqlite3 *ckpt, unsigned dirs, int64_t frames)
 {
 	int ok = 1;
 	if ((dirs & SYNC_BLOBS) && fsync(y->blobs_fd) < 0) {
@@ -929,12 +930,13 @@ static int sync_round(struct store_sync *y, sqlite3 *ckpt, unsigned dirs)
 		ok = 0;
 	}
 	if (fd >= 0) {
-		struct stat st;
 		if (fdatasync(fd) < 0) {
 			log_error("%s: fdatasync: %s", y->wal_path, strerror(errno));
 			ok = 0;
 		}
-		if (ok && ckpt && fstat(fd, &st) == 0 && st.st_size >= SYNC_CHECKPOINT_BYTES) {
+		/* By the frames the WAL holds since it restarted, not its file's
+		 * size: SQLite reuses the file from the start and never shrinks it. */
+		if (ok && ckpt && frames >= SYNC_CHECKPOINT_FRAMES) {
 			/* PASSIVE: copies what no reader needs, never waits for the
 			 * loop's connection nor holds it up. */
 			int rc = sqlite3_wal_checkpoint_v2(ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
@@ -959,6 +961,9 @@ static void *sync_main(void *arg)
 		ckpt = NULL;
 	} else {
 		sqlite3_busy_timeout(ckpt, 1000);
+		/* A connection that never read has not opened the WAL: its
+		 * checkpoint would do nothing and say SQLITE_OK. */
+		sqlite3_exec(ckpt, "SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL);
 	}
 	pthread_mutex_lock(&y->mu);
 	for (;;) {
@@ -968,9 +973,10 @@ static void *sync_main(void *arg)
 			break; /* stopping, and nothing left */
 		uint64_t g = y->want;
 		unsigned dirs = y->dirs;
+		int64_t frames = y->wal_frames;
 		y->dirs = 0;
 		pthread_mutex_unlock(&y->mu);
-		int ok = sync_round(y, ckpt, dirs);
+		int ok = sync_round(y, ckpt, dirs, frames);
 		pthread_mutex_lock(&y->mu);
 		if (!ok && !y->failed) {
 			y->failed = 1;
@@ -1004,7 +1010,7 @@ static void sync_woken(struct loop *l, struct loop_watch *w, uint32_t events)
 		y->synced(y->arg);
 }
 
-static void sync_kick(struct store *s, unsigned dirs)
+static void sync_kick_frames(struct store *s, unsigned dirs, int64_t frames)
 {
 	s->ticket++;
 	struct store_sync *y = s->sync;
@@ -1013,8 +1019,24 @@ static void sync_kick(struct store *s, unsigned dirs)
 	pthread_mutex_lock(&y->mu);
 	y->want = s->ticket;
 	y->dirs |= dirs;
+	if (frames >= 0)
+		y->wal_frames = frames;
 	pthread_cond_signal(&y->cv);
 	pthread_mutex_unlock(&y->mu);
+}
+
+static void sync_kick(struct store *s, unsigned dirs)
+{
+	sync_kick_frames(s, dirs, -1);
+}
+
+/* SQLite calls this after every commit to the WAL (the loop's thread). */
+static int wal_committed(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	(void)db;
+	(void)name;
+	sync_kick_frames(arg, 0, frames);
+	return SQLITE_OK;
 }
 
 int store_sync_start(struct store *s, struct loop *l, void (*synced)(void *arg), void *arg,
@@ -1054,6 +1076,7 @@ int store_sync_start(struct store *s, struct loop *l, void (*synced)(void *arg),
 			     NULL, NULL, NULL);
 		return err_set(err, errlen, "cannot start the store's sync thread: %s", strerror(e));
 	}
+	sqlite3_wal_hook(s->db, wal_committed, s);
 	y->watch = xcalloc(1, sizeof *y->watch);
 	y->watch->y = y;
 	y->watch->w.fd = y->efd;
@@ -1074,6 +1097,8 @@ void store_sync_stop(struct store *s)
 	pthread_cond_signal(&y->cv);
 	pthread_mutex_unlock(&y->mu);
 	pthread_join(y->thread, NULL); /* the last round made everything durable */
+	if (y->failed)
+		s->sync_failed = 1; /* held answers must not go out as success */
 	loop_del(y->loop, &y->watch->w);
 	y->watch->y = NULL;
 	loop_defer_free(y->loop, y->watch);
@@ -1084,6 +1109,7 @@ void store_sync_stop(struct store *s)
 	pthread_mutex_destroy(&y->mu);
 	free(y);
 	s->sync = NULL;
+	/* Also replaces the WAL hook with SQLite's own checkpointing one. */
 	sqlite3_exec(s->db, "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 1000", NULL,
 		     NULL, NULL);
 }
@@ -1096,6 +1122,8 @@ uint64_t store_ticket(const struct store *s)
 int store_durable(const struct store *s, uint64_t ticket)
 {
 	struct store_sync *y = s->sync;
+	if (s->sync_failed)
+		return -1;
 	if (!y)
 		return 1;
 	pthread_mutex_lock(&y->mu);
@@ -1169,8 +1197,11 @@ static int blob_install(struct store *s, const char *path, const char *hex, uint
 		return err_set(err, errlen, "moving %s to %s/blobs/%s: %s", path, s->dir, hex,
 			    strerror(errno));
 	/* Even when the blob existed: its rename may not be durable yet. With
-	 * the sync thread the fsync is its next round's, before any row that
-	 * names the blob is durable. */
+	 * the sync thread the fsync is a later round's: a row naming the blob
+	 * committed while a round runs can reach the disk (that round's WAL
+	 * fdatasync) before blobs/ does, so after a power loss at that moment
+	 * a version may name a blob that is not there (its deploy's answer
+	 * never went out: tickets hold it). */
 	if (s->sync) {
 		sync_kick(s, SYNC_BLOBS);
 		return 0;

@@ -209,5 +209,6 @@ int loop_run(struct loop *l)
 		bury(l);
 	}
 	bury(l);
+	l->stop = 0; /* it may be run again */
 	return 0;
 }

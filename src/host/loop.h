@@ -55,7 +55,8 @@ void loop_set_hook(struct loop *l, loop_hook_fn after, long (*timeout)(void *arg
 /* Free p after the current batch of events (its watch may still be in it). */
 void loop_defer_free(struct loop *l, void *p);
 
-/* Run until loop_stop. Returns 0, or -1 on an epoll failure. */
+/* Run until loop_stop (then it may be run again). Returns 0, or -1 on an epoll
+ * failure. */
 int loop_run(struct loop *l);
 void loop_stop(struct loop *l);
 
