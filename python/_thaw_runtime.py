@@ -139,7 +139,7 @@ def _parse_bindings(raw: Any, variables: dict[str, Any]) -> dict[str, Any]:
             raise LoadError(f"the binding {name} has the name of a var or of another binding: "
                             "rename one of them")
         try:
-            made[name] = _bindings.make(name, entry["type"])
+            made[name] = _bindings.make(name, entry["type"], entry)
         except ValueError as error:
             raise LoadError(str(error)) from None
     return made

@@ -9,7 +9,10 @@ time, in a snapshot build) there is no host to call, and a call raises.
 from __future__ import annotations
 
 import builtins
+import hashlib
 import json
+import re
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, Union
 
@@ -803,12 +806,118 @@ class R2Bucket:
     resumeMultipartUpload = resume_multipart_upload
 
 
+# --- Durable Objects: the namespace and stubs (the object's side: workers._durable) ---------
+
+_DO_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class DurableObjectId:
+    """An object's id: 64 lowercase hex digits (``str(id)``), with the name it was made
+    from when it came from ``id_from_name``."""
+
+    __slots__ = ("_hex", "name")
+
+    def __init__(self, hex_id: str, name: str | None = None) -> None:
+        self._hex = hex_id
+        self.name = name
+
+    def to_string(self) -> str:
+        return self._hex
+
+    toString = to_string
+
+    def equals(self, other: Any) -> bool:
+        return isinstance(other, DurableObjectId) and other._hex == self._hex
+
+    def __eq__(self, other: Any) -> bool:
+        return self.equals(other)
+
+    def __hash__(self) -> int:
+        return hash(self._hex)
+
+    def __str__(self) -> str:
+        return self._hex
+
+    def __repr__(self) -> str:
+        return f"DurableObjectId({self._hex!r})"
+
+
+class DurableObjectNamespace:
+    """``env.ROOM``: makes ids and stubs of one Durable Object class."""
+
+    def __init__(self, binding: str, class_name: str) -> None:
+        self._binding = binding
+        self._class = class_name
+
+    def id_from_name(self, name: str) -> DurableObjectId:
+        if not isinstance(name, str):
+            raise TypeError("id_from_name() takes a str")
+        digest = hashlib.sha256(f"thaw-do\0{self._class}\0{name}".encode()).hexdigest()
+        return DurableObjectId(digest, name)
+
+    idFromName = id_from_name
+
+    def new_unique_id(self, jurisdiction: str | None = None) -> DurableObjectId:
+        return DurableObjectId(secrets.token_hex(32))
+
+    newUniqueId = new_unique_id
+
+    def id_from_string(self, text: str) -> DurableObjectId:
+        if not isinstance(text, str) or not _DO_ID_RE.match(text):
+            raise TypeError("Invalid Durable Object ID: must be 64 hex digits")
+        return DurableObjectId(text)
+
+    idFromString = id_from_string
+
+    def get(self, object_id: DurableObjectId, location_hint: str | None = None,
+            **options: Any) -> DurableObjectStub:
+        if not isinstance(object_id, DurableObjectId):
+            raise TypeError("get() takes a DurableObjectId (from id_from_name, new_unique_id "
+                            "or id_from_string)")
+        return DurableObjectStub(self._binding, object_id)
+
+    def get_by_name(self, name: str, **options: Any) -> DurableObjectStub:
+        return self.get(self.id_from_name(name))
+
+    getByName = get_by_name
+
+
+class DurableObjectStub:
+    """A stub: ``await stub.method(*args)`` calls the object's method over RPC;
+    ``await stub.fetch(request)`` its ``fetch``."""
+
+    def __init__(self, binding: str, object_id: DurableObjectId) -> None:
+        self._binding = binding
+        self.id = object_id
+        self.name = object_id.name
+
+    def __repr__(self) -> str:
+        return f"<DurableObjectStub {self._binding} {self.id}>"
+
+    async def fetch(self, request: Any, init: Any = None, **options: Any) -> Response:
+        from ._service import fetch_via
+        return await fetch_via(self._binding, [(b":id", str(self.id).encode())], request, init,
+                               options)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        from ._service import _RpcMethod
+        return _RpcMethod(self._binding, name, [(b":id", str(self.id).encode())])
+
+
 KINDS: dict[str, Callable[[str], Any]] = {"assets": Fetcher, "kv": KVNamespace, "d1": D1Database,
                                           "r2": R2Bucket}
 
 
-def make(name: str, kind: str) -> Any:
-    """The env object of a binding of type ``kind`` named ``name``."""
+def make(name: str, kind: str, entry: dict[str, Any] | None = None) -> Any:
+    """The env object of a binding of type ``kind`` named ``name`` (``entry``: the rest of
+    what the host said about it)."""
+    if kind == "durable_object":
+        class_name = (entry or {}).get("class_name")
+        if not isinstance(class_name, str):
+            raise ValueError(f"binding {name}: a Durable Object namespace needs its class_name")
+        return DurableObjectNamespace(name, class_name)
     factory = KINDS.get(kind)
     if factory is None:
         raise ValueError(f"binding {name}: this SDK does not know bindings of type {kind!r}")

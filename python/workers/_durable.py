@@ -25,144 +25,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
-import hashlib
 import json
-import re
-import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from . import _bindings, _rpc
+from ._bindings import DurableObjectId, DurableObjectNamespace, DurableObjectStub
 
-_ID_RE = re.compile(r"^[0-9a-f]{64}$")
-
-
-class DurableObject:
-    """Base class of a Durable Object class: ``class Room(DurableObject)`` with
-    ``__init__(self, ctx, env)`` (call ``super().__init__(ctx, env)``), RPC methods, and
-    optionally ``fetch(self, request)`` and ``alarm(self)``."""
-
-    def __init__(self, ctx: Any, env: Any) -> None:
-        self.ctx = ctx
-        self.env = env
-
-
-class DurableObjectId:
-    """An object's id: 64 lowercase hex digits (``str(id)``), with the name it was made
-    from when it came from ``id_from_name``."""
-
-    __slots__ = ("_hex", "name")
-
-    def __init__(self, hex_id: str, name: str | None = None) -> None:
-        self._hex = hex_id
-        self.name = name
-
-    def to_string(self) -> str:
-        return self._hex
-
-    toString = to_string
-
-    def equals(self, other: Any) -> bool:
-        return isinstance(other, DurableObjectId) and other._hex == self._hex
-
-    def __eq__(self, other: Any) -> bool:
-        return self.equals(other)
-
-    def __hash__(self) -> int:
-        return hash(self._hex)
-
-    def __str__(self) -> str:
-        return self._hex
-
-    def __repr__(self) -> str:
-        return f"DurableObjectId({self._hex!r})"
-
-
-class DurableObjectNamespace:
-    """``env.ROOM``: makes ids and stubs of one Durable Object class."""
-
-    def __init__(self, binding: str, class_name: str) -> None:
-        self._binding = binding
-        self._class = class_name
-
-    def id_from_name(self, name: str) -> DurableObjectId:
-        if not isinstance(name, str):
-            raise TypeError("id_from_name() takes a str")
-        digest = hashlib.sha256(f"thaw-do\0{self._class}\0{name}".encode()).hexdigest()
-        return DurableObjectId(digest, name)
-
-    idFromName = id_from_name
-
-    def new_unique_id(self, jurisdiction: str | None = None) -> DurableObjectId:
-        return DurableObjectId(secrets.token_hex(32))
-
-    newUniqueId = new_unique_id
-
-    def id_from_string(self, text: str) -> DurableObjectId:
-        if not isinstance(text, str) or not _ID_RE.match(text):
-            raise TypeError("Invalid Durable Object ID: must be 64 hex digits")
-        return DurableObjectId(text)
-
-    idFromString = id_from_string
-
-    def get(self, object_id: DurableObjectId, location_hint: str | None = None,
-            **options: Any) -> DurableObjectStub:
-        if not isinstance(object_id, DurableObjectId):
-            raise TypeError("get() takes a DurableObjectId (from id_from_name, new_unique_id "
-                            "or id_from_string)")
-        return DurableObjectStub(self._binding, object_id)
-
-    def get_by_name(self, name: str, **options: Any) -> DurableObjectStub:
-        return self.get(self.id_from_name(name))
-
-    getByName = get_by_name
-
-
-class DurableObjectStub:
-    """A stub: ``await stub.method(*args)`` calls the object's method over RPC;
-    ``await stub.fetch(request)`` its ``fetch``."""
-
-    def __init__(self, binding: str, object_id: DurableObjectId) -> None:
-        self._binding = binding
-        self.id = object_id
-        self.name = object_id.name
-
-    async def fetch(self, request: Any, init: Any = None, **kwargs: Any) -> Any:
-        from ._http import Request
-        req = request if isinstance(request, Request) and init is None and not kwargs \
-            else Request(request, init, **kwargs)
-        body = await req.bytes() if req.body is not None else b""
-        args = [(b":id", str(self.id).encode()), (b":method", req.method.encode()),
-                (b":url", req.url.encode())]
-        args += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in req.headers.items()]
-        status, headers, result = await _bindings.call(self._binding, "fetch", args, body or None)
-        from ._http import Response
-        data = await result.read() if hasattr(result, "read") else (result or b"")
-        return Response(data, status=status, headers=[(k, v) for k, v in headers.items()
-                                                      if not k.startswith(":")])
-
-    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return _StubMethod(self, name)
-
-
-class _StubMethod:
-    def __init__(self, stub: DurableObjectStub, name: str) -> None:
-        self._stub = stub
-        self._name = name
-
-    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        payload = _rpc.encode_call(args, kwargs)
-        status, headers, result = await _bindings.call(
-            self._stub._binding, "rpc",
-            [(b":id", str(self._stub.id).encode()), (b":rpc-method", self._name.encode())],
-            payload)
-        data = await result.read() if hasattr(result, "read") else (result or b"")
-        if headers.get("thaw-rpc") == "error":
-            raise _rpc.error_from(data)
-        return _rpc.decode(data)
-
+__all__ = ["DurableObjectId", "DurableObjectNamespace", "DurableObjectState",
+           "DurableObjectStorage", "DurableObjectStub", "SqlStorage", "SqlStorageCursor"]
 
 # --- the object's side ---------------------------------------------------------------------
 

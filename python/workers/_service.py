@@ -38,6 +38,35 @@ async def _body_bytes(body: Any, limit: int) -> bytes:
     return b"".join(parts)
 
 
+async def fetch_via(binding: str, extra: list[tuple[bytes, bytes]], request: Any, init: Any,
+                    options: dict[str, Any]) -> Response:
+    """``fetch`` through binding (a service, or a Durable Object stub with its ``:id`` in
+    ``extra``): the request goes whole, the response streams back."""
+    opts: dict[str, Any] = dict(init) if isinstance(init, dict) else {}
+    opts.update(options)
+    if not isinstance(request, (Request, str)):
+        url = getattr(request, "url", None)
+        if url is None:
+            raise TypeError(f"fetch() takes a Request or a URL, not {type(request).__name__}")
+        request = str(url)
+    if isinstance(request, str) and request.startswith("/"):
+        request = f"http://{binding.lower()}.internal{request}"
+    outgoing = Request(request, method=opts.get("method"), headers=opts.get("headers"),
+                       body=opts.get("body"))
+    data = await outgoing.bytes()
+    if len(data) > BODY_MAX:
+        raise _bindings.BindingError(f"a request body through a service binding is limited "
+                                     f"to {BODY_MAX} bytes")
+    args = [_stream_arg()] + extra + [(b":method", outgoing.method.encode("latin-1")),
+                                      (b":url", outgoing.url.encode("utf-8", "surrogateescape"))]
+    for name, value in outgoing.headers.items():
+        args.append((name.encode("latin-1"), value.encode("latin-1")))
+    status, headers, body = await _bindings.call(binding, "fetch", args, data or None)
+    if headers.get("thaw-rpc") == "error":
+        raise _rpc.error_from(await _body_bytes(body, BODY_MAX))
+    return Response._received(status, _status_phrase(status), headers, body, url=outgoing.url)
+
+
 class ServiceBinding:
     """A service binding (Cloudflare's ``Fetcher`` with RPC): ``await env.AUTH.fetch(request)``
     and ``await env.AUTH.verify(token)``. Names starting with ``_`` are not RPC methods."""
@@ -51,30 +80,7 @@ class ServiceBinding:
         return f"<ServiceBinding {self._name}>"
 
     async def fetch(self, request: Any, init: Any = None, **options: Any) -> Response:
-        opts: dict[str, Any] = dict(init) if isinstance(init, dict) else {}
-        opts.update(options)
-        if not isinstance(request, (Request, str)):
-            url = getattr(request, "url", None)
-            if url is None:
-                raise TypeError(f"fetch() takes a Request or a URL, not {type(request).__name__}")
-            request = str(url)
-        if isinstance(request, str) and request.startswith("/"):
-            request = f"http://{self._name.lower()}.internal{request}"
-        outgoing = Request(request, method=opts.get("method"), headers=opts.get("headers"),
-                           body=opts.get("body"))
-        data = await outgoing.bytes()
-        if len(data) > BODY_MAX:
-            raise _bindings.BindingError(f"a request body through a service binding is limited "
-                                         f"to {BODY_MAX} bytes")
-        args = [_stream_arg(), (b":method", outgoing.method.encode("latin-1")),
-                (b":url", outgoing.url.encode("utf-8", "surrogateescape"))]
-        for name, value in outgoing.headers.items():
-            args.append((name.encode("latin-1"), value.encode("latin-1")))
-        status, headers, body = await _bindings.call(self._name, "fetch", args, data or None)
-        if headers.get("thaw-rpc") == "error":
-            raise _rpc.error_from(await _body_bytes(body, BODY_MAX))
-        return Response._received(status, _status_phrase(status), headers, body,
-                                  url=outgoing.url)
+        return await fetch_via(self._name, [], request, init, options)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -85,11 +91,13 @@ class ServiceBinding:
 class _RpcMethod:
     """``env.AUTH.verify``: calling it calls the method in the other worker."""
 
-    __slots__ = ("_binding", "_method")
+    __slots__ = ("_binding", "_method", "_extra")
 
-    def __init__(self, binding: str, method: str) -> None:
+    def __init__(self, binding: str, method: str,
+                 extra: list[tuple[bytes, bytes]] | None = None) -> None:
         self._binding = binding
         self._method = method
+        self._extra = extra or []  # a Durable Object stub's :id
 
     def __repr__(self) -> str:
         return f"<RPC method {self._binding}.{self._method}>"
@@ -98,7 +106,8 @@ class _RpcMethod:
         message = _rpc.encode_call(args, kwargs)
         status, headers, body = await _bindings.call(
             self._binding, "rpc",
-            [_stream_arg(), (b":rpc-method", self._method.encode("utf-8"))], message)
+            [_stream_arg()] + self._extra + [(b":rpc-method", self._method.encode("utf-8"))],
+            message)
         data = await _body_bytes(body, BODY_MAX)
         outcome = headers.get("thaw-rpc")
         if status == 200 and outcome == "result":

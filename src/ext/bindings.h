@@ -19,6 +19,8 @@ void queue_binding_register(void);
 void d1_binding_register(void);
 /* r2_binding.c: R2 buckets ("r2_buckets"). */
 void r2_binding_register(void);
+/* do_binding.c: Durable Object namespaces ("durable_objects.bindings"). */
+void do_binding_register(void);
 /* STATE/d1/NAME.sqlite for a d1_databases entry (returns new). */
 char *d1_binding_path(const char *state_dir, const json_t *entry);
 

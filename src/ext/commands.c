@@ -12,6 +12,7 @@ void thaw_ext_bindings_init(void)
 	d1_binding_register();
 	queue_binding_register();
 	r2_binding_register();
+	do_binding_register();
 }
 
 const struct thaw_ext_command thaw_ext_commands[] = {

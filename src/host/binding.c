@@ -453,9 +453,15 @@ json_t *bindings_init_json(const struct app *a)
 {
 	json_t *list = json_array();
 	for (const struct binding *b = a->bindings; b; b = b->next)
-		if (!b->kind->hidden)
-			json_array_append_new(list, json_pack("{s:s, s:s}", "name", b->name, "type",
-						      b->kind->type));
+		if (!b->kind->hidden) {
+			json_t *e = json_pack("{s:s, s:s}", "name", b->name, "type", b->kind->type);
+			if (b->kind->describe) {
+				json_t *more = b->kind->describe(b->ctx);
+				json_object_update_missing(e, more);
+				json_decref(more);
+			}
+			json_array_append_new(list, e);
+		}
 	return list;
 }
 
@@ -1112,6 +1118,14 @@ static void proxy_done(struct hreq *r, void *arg)
 void binding_call_forward(const struct binding_call *bc, struct app *a, const char *method,
 			  const char *uri, struct buf *head, unsigned depth, double timeout_ms)
 {
+	binding_call_forward_pinned(bc, a, method, uri, head, depth, timeout_ms, 0, NULL, NULL);
+}
+
+void binding_call_forward_pinned(const struct binding_call *bc, struct app *a,
+				 const char *method, const char *uri, struct buf *head,
+				 unsigned depth, double timeout_ms, unsigned pin,
+				 void (*on_attach)(void *arg, unsigned instance_id), void *attach_arg)
+{
 	struct instance *in = NULL;
 	for (struct instance *i = bc->h->all_instances; i; i = i->all_next)
 		if (i->id == bc->instance_id)
@@ -1119,6 +1133,8 @@ void binding_call_forward(const struct binding_call *bc, struct app *a, const ch
 	struct bcall *c = in && in->state != INST_CLOSED ? call_find(in, bc->stream) : NULL;
 	if (!c || c->phase != CALL_RUNNING || c->proxy) {
 		buf_free(head);
+		if (on_attach)
+			on_attach(attach_arg, 0);
 		return;
 	}
 	struct proxy_link *l = xcalloc(1, sizeof *l);
@@ -1129,7 +1145,8 @@ void binding_call_forward(const struct binding_call *bc, struct app *a, const ch
 	c->forwarded = 1;
 	struct buf body = c->body; /* the request body goes with the request */
 	c->body = (struct buf){0};
-	c->proxy = front_internal_stream(a, method, uri, head, &body, timeout_ms, &proxy_sink, l,
-					 proxy_done, l);
+	c->proxy = front_internal_stream_pinned(a, method, uri, head, &body, timeout_ms,
+						&proxy_sink, l, proxy_done, l, pin, on_attach,
+						attach_arg);
 	c->proxy->depth = depth;
 }

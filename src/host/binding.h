@@ -97,6 +97,9 @@ struct binding_kind {
 	 * says so (a queue consumer). Never told to the worker, never found by
 	 * a call; made and released with the app's bindings. */
 	int hidden;
+	/* More of the binding for the worker's INIT, beside its name and type
+	 * (a Durable Object namespace's class_name); NULL: none. Returns new. */
+	json_t *(*describe)(void *ctx);
 };
 
 void call_result_init(struct call_result *res);
@@ -128,6 +131,13 @@ void binding_call_done(struct host *h, unsigned instance_id, uint32_t stream,
  */
 void binding_call_forward(const struct binding_call *c, struct app *a, const char *method,
 			  const char *uri, struct buf *head, unsigned depth, double timeout_ms);
+/* The same, to the instance pin when it is a ready one of a (a Durable
+ * Object's), and on_attach(arg, id) once with the instance it reached (0:
+ * none; also when the call had gone already). */
+void binding_call_forward_pinned(const struct binding_call *c, struct app *a,
+				 const char *method, const char *uri, struct buf *head,
+				 unsigned depth, double timeout_ms, unsigned pin,
+				 void (*on_attach)(void *arg, unsigned instance_id), void *attach_arg);
 
 /* The factory of a kind configured by the project's JSON (project_to_json)
  * under config_key ("kv_namespaces"; "queues.producers": a member of an

@@ -164,6 +164,11 @@ static void internal_finish_fn(struct loop *l, struct loop_timer *t)
 	struct hreq *r = t->arg;
 	struct host *h = r->h;
 	r->internal_done = 1;
+	if (r->on_attach) { /* it never reached an instance */
+		void (*fn)(void *, unsigned) = r->on_attach;
+		r->on_attach = NULL;
+		fn(r->attach_arg, 0);
+	}
 	pool_forget(r);
 	loop_timer_cancel(l, &r->timeout);
 	reqs_unlink(h, r);
@@ -175,7 +180,8 @@ static void internal_finish_fn(struct loop *l, struct loop_timer *t)
 static struct hreq *internal_start(struct app *a, const char *method, const char *uri,
 				   struct buf *head, struct buf *body, double timeout_ms,
 				   const struct internal_sink *sink, void *sink_arg,
-				   void (*done)(struct hreq *r, void *arg), void *arg)
+				   void (*done)(struct hreq *r, void *arg), void *arg, unsigned pin,
+				   void (*on_attach)(void *arg, unsigned id), void *attach_arg)
 {
 	struct host *h = a->h;
 	struct hreq *r = xcalloc(1, sizeof *r);
@@ -203,6 +209,9 @@ static struct hreq *internal_start(struct app *a, const char *method, const char
 	}
 	snprintf(r->rid, sizeof r->rid, "%016llx",
 		 (unsigned long long)(h->rid_prefix ^ ++h->rid_counter));
+	r->pin_instance = pin;
+	r->on_attach = on_attach;
+	r->attach_arg = attach_arg;
 	reqs_link(h, r);
 	loop_timer_arm(h->loop, &r->timeout, timeout_ms);
 	pool_submit(a, r);
@@ -213,7 +222,8 @@ struct hreq *front_internal_submit(struct app *a, const char *method, const char
 				   struct buf *head, struct buf *body, double timeout_ms,
 				   void (*done)(struct hreq *r, void *arg), void *arg)
 {
-	return internal_start(a, method, uri, head, body, timeout_ms, NULL, NULL, done, arg);
+	return internal_start(a, method, uri, head, body, timeout_ms, NULL, NULL, done, arg, 0, NULL,
+			      NULL);
 }
 
 struct hreq *front_internal_stream(struct app *a, const char *method, const char *uri,
@@ -221,7 +231,20 @@ struct hreq *front_internal_stream(struct app *a, const char *method, const char
 				   const struct internal_sink *sink, void *sink_arg,
 				   void (*done)(struct hreq *r, void *arg), void *arg)
 {
-	return internal_start(a, method, uri, head, body, timeout_ms, sink, sink_arg, done, arg);
+	return internal_start(a, method, uri, head, body, timeout_ms, sink, sink_arg, done, arg, 0,
+			      NULL, NULL);
+}
+
+struct hreq *front_internal_stream_pinned(struct app *a, const char *method, const char *uri,
+					  struct buf *head, struct buf *body, double timeout_ms,
+					  const struct internal_sink *sink, void *sink_arg,
+					  void (*done)(struct hreq *r, void *arg), void *arg,
+					  unsigned pin_instance,
+					  void (*on_attach)(void *arg, unsigned instance_id),
+					  void *attach_arg)
+{
+	return internal_start(a, method, uri, head, body, timeout_ms, sink, sink_arg, done, arg,
+			      pin_instance, on_attach, attach_arg);
 }
 
 void front_internal_grant(struct hreq *r, uint32_t n)

@@ -176,6 +176,13 @@ struct hreq {
 	/* Service-binding hops from a client's request (0: from a client, a
 	 * cron or a queue); set by the host, never by a worker (service.c). */
 	unsigned depth;
+	/* A pinned internal request (Durable Objects: one instance per object):
+	 * pin_instance, when it is a ready instance of the app, takes it
+	 * whatever its load; on_attach(arg, id) is called once, with the id of
+	 * the instance it went to, or with 0 when it ended without one. */
+	unsigned pin_instance;
+	void (*on_attach)(void *arg, unsigned instance_id);
+	void *attach_arg;
 
 	/* The pool's. */
 	struct instance *inst;    /* serving it, or NULL */
@@ -313,6 +320,19 @@ struct internal_sink {
  * with arg; body (taken) may be of any size: it goes to the instance
  * within the stream's credit. done is called as for front_internal_submit,
  * after every byte went to the sink. */
+/* front_internal_stream, pinned (hreq: pin_instance, on_attach). */
+struct hreq *front_internal_stream_pinned(struct app *a, const char *method, const char *uri,
+					  struct buf *head, struct buf *body, double timeout_ms,
+					  const struct internal_sink *sink, void *sink_arg,
+					  void (*done)(struct hreq *r, void *arg), void *arg,
+					  unsigned pin_instance,
+					  void (*on_attach)(void *arg, unsigned instance_id),
+					  void *attach_arg);
+/* A response header of r (case-insensitive name) into out (at most
+ * outlen - 1 bytes, NUL-ended): 1, or 0 when absent. */
+int hreq_resp_header(const struct hreq *r, const char *name, char *out, size_t outlen);
+/* The app whose ready instance has this id, or NULL (gone, not ready). */
+struct app *host_instance_app(struct host *h, unsigned instance_id);
 struct hreq *front_internal_stream(struct app *a, const char *method, const char *uri,
 				   struct buf *head, struct buf *body, double timeout_ms,
 				   const struct internal_sink *sink, void *sink_arg,

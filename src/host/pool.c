@@ -117,6 +117,28 @@ static void attach(struct instance *in, struct hreq *r, int booted)
 	if (r->internal)
 		pool_internal_body(r);
 	front_wake(r);
+	if (r->on_attach) { /* once: it only records where it went */
+		void (*fn)(void *, unsigned) = r->on_attach;
+		r->on_attach = NULL;
+		fn(r->attach_arg, in->id);
+	}
+}
+
+/* A ready instance of a with this id (a pinned request's), whatever its load. */
+static struct instance *pinned(struct app *a, unsigned id)
+{
+	for (struct instance *in = a->instances; in; in = in->next)
+		if (in->id == id && in->state == INST_READY && !in->reaped)
+			return in;
+	return NULL;
+}
+
+struct app *host_instance_app(struct host *h, unsigned instance_id)
+{
+	for (struct instance *in = h->all_instances; in; in = in->all_next)
+		if (in->id == instance_id && in->state == INST_READY && !in->reaped)
+			return in->app;
+	return NULL;
 }
 
 void pool_internal_body(struct hreq *r)
@@ -222,7 +244,12 @@ void pool_dispatch(struct app *a)
 void pool_submit(struct app *a, struct hreq *r)
 {
 	r->app = a;
-	struct instance *in = pick(a);
+	struct instance *in = r->pin_instance ? pinned(a, r->pin_instance) : NULL;
+	if (in) {
+		attach(in, r, 0);
+		return;
+	}
+	in = pick(a);
 	if (in && !a->pending_head) {
 		attach(in, r, 0);
 		return;

@@ -79,8 +79,7 @@ struct hreq *host_queue_run(struct app *a, const char *queue, struct buf *body,
 				     done, arg);
 }
 
-/* A response header of r (case-insensitive name) into out; 0 when absent. */
-static int resp_header(const struct hreq *r, const char *name, char *out, size_t outlen)
+int hreq_resp_header(const struct hreq *r, const char *name, char *out, size_t outlen)
 {
 	struct thaw_kv_iter it;
 	struct thaw_kv kv;
@@ -116,7 +115,7 @@ const char *host_scheduled_outcome(const struct hreq *r, char *error, size_t err
 {
 	char v[32];
 	error[0] = 0;
-	*no_retry = resp_header(r, "thaw-no-retry", v, sizeof v) && !strcmp(v, "1");
+	*no_retry = hreq_resp_header(r, "thaw-no-retry", v, sizeof v) && !strcmp(v, "1");
 	if (r->fail_status) {
 		one_line(error, errlen, r->fail_body ? r->fail_body : "",
 			 r->fail_body ? strlen(r->fail_body) : 0);
@@ -124,7 +123,7 @@ const char *host_scheduled_outcome(const struct hreq *r, char *error, size_t err
 	}
 	if (r->resp_failed || !r->resp_end)
 		return "error";
-	if (resp_header(r, "thaw-outcome", v, sizeof v) && !strcmp(v, "ok") && r->resp_status == 200)
+	if (hreq_resp_header(r, "thaw-outcome", v, sizeof v) && !strcmp(v, "ok") && r->resp_status == 200)
 		return "ok";
 	one_line(error, errlen, (const char *)buf_head(&r->resp_body), buf_used(&r->resp_body));
 	return "exception";

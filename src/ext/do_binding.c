@@ -1,0 +1,824 @@
+/*
+ * Durable Objects (durable_objects.bindings): the namespace binding a worker
+ * calls (`env.ROOM.get(id).method(...)`, `stub.fetch(...)`), the host's one
+ * live instance per object, the objects' storage and their alarms.
+ *
+ * ONE LIVE INSTANCE PER OBJECT. Every object this host knows has a record
+ * (struct do_obj, keyed by the worker's state directory, the class and the
+ * id) that names the instance holding it (pinned), if any:
+ *   - pinned to a ready instance: the call is forwarded to that instance
+ *     (binding_call_forward_pinned), whatever its load;
+ *   - not pinned (never called, or its instance is gone): the first call is
+ *     forwarded to the caller's app like any request (a ready instance or a
+ *     cold start) and every call after it waits on the record until that one
+ *     reaches an instance (on_attach), which becomes the pin;
+ *   - storage calls are served only for the instance the object is pinned
+ *     to: an instance that lost an object (it was evicted, the host pinned
+ *     it elsewhere) cannot write its storage.
+ * An object lives as long as its instance: when the instance exits (idle,
+ * killed, a reload), the next call makes the object again elsewhere, from
+ * its storage, as on Cloudflare after an eviction.
+ *
+ * THE HEAD an object's instance gets (python/_thaw_runtime.py, :event do):
+ *   :method M, :url U, :event do, :do-class C, :do-id ID, :do-binding B,
+ *   :do-op rpc|fetch|alarm, then :rpc-method NAME (rpc) or the request's
+ *   headers (fetch). C and B are the host's (this binding's configuration),
+ *   never the caller's; ID is checked to be 64 lowercase hex digits.
+ *
+ * STORAGE (src/state/dobj.h): STATE/do/CLASS/ID.sqlite per object, opened on
+ * the state executor (a small cache of open files, executor thread only);
+ * alarms in STATE/do/alarms.sqlite per worker. A storage call's answer is
+ * sent when its transaction is durable.
+ *
+ * ALARMS: one timer per worker state directory for its earliest alarm;
+ * when due, the object's alarm() is called like an RPC (routed as above);
+ * an exception or a failed delivery retries it after 2, 4, 8 ... s, six
+ * times, then the alarm is dropped with a log line (Cloudflare's policy).
+ * Alarms are read from the file when the worker's first app loads, so they
+ * survive a host restart.
+ *
+ * BLOCKING: none on the loop; SQLite runs on the executor.
+ */
+#include "ext/bindings.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "host/binding.h"
+#include "host/executor.h"
+#include "host/host.h"
+#include "host/service.h"
+#include "project/project.h"
+#include "proto/frame.h"
+#include "state/dobj.h"
+
+#define DO_BUCKETS 4096
+#define DO_STORE_CACHE 64 /* open object files, executor thread only */
+#define DO_ALARM_RETRIES 6
+#define DO_ALARM_TIMEOUT_MS (15 * 60 * 1000.0)
+#define DO_STORAGE_BODY_MAX (16u << 20)
+
+struct do_worker; /* per state directory: its alarms */
+
+struct do_ns { /* one binding of one app */
+	unsigned refs;
+	struct app *app;
+	struct host *h;
+	char binding[64];
+	char cls[128];
+	struct do_worker *w;
+	struct do_ns *w_next; /* on w->spaces */
+};
+
+struct do_worker {
+	struct do_worker *next;
+	char *state_dir;
+	struct host *h;
+	struct do_ns *spaces;          /* the bindings that name it (newest first) */
+	struct dobj_alarms *alarms;    /* executor thread only */
+	struct loop_timer timer;
+	int64_t next_ms;               /* armed for; 0: none */
+	int busy;                      /* an alarm job or delivery runs */
+};
+
+struct do_wait; /* a call waiting for its object's pin */
+
+struct do_obj {
+	struct do_obj *next; /* hash chain */
+	char *key;           /* state_dir NUL class NUL id */
+	struct do_worker *w;
+	char cls[128];
+	char id[65];
+	unsigned pinned;
+	int establishing;
+	struct do_wait *wait_head, *wait_tail;
+	struct loop_timer flush;
+	struct host *h;
+};
+
+struct do_wait {
+	struct do_wait *next;
+	struct do_ns *ns; /* a reference */
+	struct binding_call bc; /* h, instance_id, stream (the rest unset) */
+	unsigned depth;
+	struct buf head;
+	int alarm; /* an alarm delivery, not a call */
+	int64_t alarm_at;
+	int64_t attempt;
+};
+
+static struct do_obj *objects[DO_BUCKETS];
+static struct do_worker *workers;
+
+static void ns_unref(struct do_ns *ns);
+static void route(struct do_obj *o, struct do_wait *wt);
+static void alarm_schedule(struct do_worker *w);
+
+/* --- small helpers --- */
+
+static void kv_put(struct buf *b, const char *k, const void *v, size_t vl)
+{
+	uint8_t n[4];
+	size_t kl = strlen(k);
+	thaw_put_u32(n, (uint32_t)kl);
+	buf_append(b, n, 4);
+	buf_append(b, k, kl);
+	thaw_put_u32(n, (uint32_t)vl);
+	buf_append(b, n, 4);
+	buf_append(b, v, vl);
+}
+
+static int hex_id(const uint8_t *p, size_t n)
+{
+	if (n != 64)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* A class name: it becomes a directory name. */
+static int identifier(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 100 || (s[0] >= '0' && s[0] <= '9'))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+			return 0;
+	return 1;
+}
+
+static unsigned hash(const char *s, size_t n)
+{
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)s[i]) * 16777619u;
+	return h % DO_BUCKETS;
+}
+
+static void flush_fn(struct loop *l, struct loop_timer *t);
+
+static struct do_obj *obj_get(struct do_worker *w, const char *cls, const char *id)
+{
+	size_t dl = strlen(w->state_dir), cl = strlen(cls);
+	size_t kl = dl + 1 + cl + 1 + 64;
+	char *key = xmalloc(kl);
+	memcpy(key, w->state_dir, dl + 1);
+	memcpy(key + dl + 1, cls, cl + 1);
+	memcpy(key + dl + 1 + cl + 1, id, 64);
+	unsigned b = hash(key, kl);
+	for (struct do_obj *o = objects[b]; o; o = o->next)
+		if (!memcmp(o->key, key, kl)) {
+			free(key);
+			return o;
+		}
+	/* Records are kept for the host's life (one per object ever called:
+	 * ~300 bytes); a pin to a gone instance is simply stale. */
+	struct do_obj *o = xcalloc(1, sizeof *o);
+	o->key = key;
+	o->w = w;
+	o->h = w->h;
+	snprintf(o->cls, sizeof o->cls, "%s", cls);
+	memcpy(o->id, id, 64);
+	o->flush.fn = flush_fn;
+	o->flush.arg = o;
+	o->next = objects[b];
+	objects[b] = o;
+	return o;
+}
+
+static void wait_free(struct do_wait *wt)
+{
+	buf_free(&wt->head);
+	if (wt->ns)
+		ns_unref(wt->ns);
+	free(wt);
+}
+
+/* --- routing: one live instance per object --- */
+
+
+static void on_attach(void *arg, unsigned instance_id)
+{
+	struct do_obj *o = arg;
+	/* Only note it: the calls waiting go from a timer, never from inside
+	 * the pool's attach. */
+	if (instance_id)
+		o->pinned = instance_id;
+	o->establishing = 0;
+	if (o->wait_head)
+		loop_timer_arm(o->h->loop, &o->flush, 0);
+}
+
+static void flush_fn(struct loop *l, struct loop_timer *t)
+{
+	(void)l;
+	struct do_obj *o = t->arg;
+	while (o->wait_head && !o->establishing) {
+		struct do_wait *wt = o->wait_head;
+		o->wait_head = wt->next;
+		if (!o->wait_head)
+			o->wait_tail = NULL;
+		wt->next = NULL;
+		route(o, wt);
+	}
+}
+
+static void alarm_done(struct hreq *r, void *arg);
+
+struct alarm_ctx {
+	struct do_obj *o;
+	struct do_wait *wt;
+};
+
+/* Send wt (taken) to the object's instance, or to its app to be pinned. */
+static void route(struct do_obj *o, struct do_wait *wt)
+{
+	struct host *h = o->h;
+	struct app *a = o->pinned ? host_instance_app(h, o->pinned) : NULL;
+	if (!a) {
+		o->pinned = 0;
+		if (o->establishing) { /* wait for the first call's instance */
+			if (o->wait_tail)
+				o->wait_tail->next = wt;
+			else
+				o->wait_head = wt;
+			o->wait_tail = wt;
+			return;
+		}
+		o->establishing = 1;
+		a = wt->ns->app;
+	}
+	char uri[96];
+	snprintf(uri, sizeof uri, "%.40s/%.16s", o->cls, o->id);
+	if (wt->alarm) {
+		struct alarm_ctx *ac = xcalloc(1, sizeof *ac);
+		ac->o = o;
+		ac->wt = wt;
+		struct buf head = wt->head;
+		wt->head = (struct buf){0};
+		front_internal_stream_pinned(a, "ALARM", uri, &head, NULL, DO_ALARM_TIMEOUT_MS, NULL,
+					     NULL, alarm_done, ac, o->pinned,
+					     o->pinned ? NULL : on_attach, o);
+		return;
+	}
+	binding_call_forward_pinned(&wt->bc, a, "DO", uri, &wt->head, wt->depth,
+				    h->lim.timeout_ms, o->pinned, o->pinned ? NULL : on_attach, o);
+	wait_free(wt);
+}
+
+/* --- the namespace binding's calls --- */
+
+struct store_job {
+	struct exec_job job;
+	struct do_ns *ns;
+	struct do_worker *w;
+	struct host *h;
+	unsigned instance;
+	uint32_t stream;
+	char cls[128];
+	char id[65];
+	char op[16];
+	json_t *args;
+	json_t *answer; /* or NULL with err */
+	char err[512];
+	int64_t next_alarm; /* alarm ops: the worker's earliest after it (0: none) */
+	int alarm_op;
+};
+
+/* Executor thread: the open object files. */
+static struct {
+	char *path;
+	struct dobj *o;
+	uint64_t used;
+} cache[DO_STORE_CACHE];
+static uint64_t cache_clock;
+
+static struct dobj *store_open(const char *state_dir, const char *cls, const char *id, char *err,
+			       size_t errlen)
+{
+	char *path = xasprintf("%s/do/%s/%s.sqlite", state_dir, cls, id);
+	int victim = 0;
+	for (int i = 0; i < DO_STORE_CACHE; i++) {
+		if (cache[i].path && !strcmp(cache[i].path, path)) {
+			cache[i].used = ++cache_clock;
+			free(path);
+			return cache[i].o;
+		}
+		if (cache[i].used < cache[victim].used)
+			victim = i;
+	}
+	char *dir = xasprintf("%s/do/%s", state_dir, cls);
+	int rc = mkdir_p(dir, 0700);
+	free(dir);
+	if (rc < 0) {
+		err_set(err, errlen, "cannot create %s/do/%s: %s", state_dir, cls, strerror(errno));
+		free(path);
+		return NULL;
+	}
+	struct dobj *o = dobj_open(path, err, errlen);
+	if (!o) {
+		free(path);
+		return NULL;
+	}
+	dobj_close(cache[victim].o);
+	free(cache[victim].path);
+	cache[victim].path = path;
+	cache[victim].o = o;
+	cache[victim].used = ++cache_clock;
+	return o;
+}
+
+static struct dobj_alarms *alarms_of(struct do_worker *w, char *err, size_t errlen)
+{
+	if (!w->alarms) {
+		char *dir = xasprintf("%s/do", w->state_dir);
+		mkdir_p(dir, 0700);
+		char *path = xasprintf("%s/alarms.sqlite", dir);
+		w->alarms = dobj_alarms_open(path, err, errlen);
+		free(path);
+		free(dir);
+	}
+	return w->alarms;
+}
+
+static int64_t next_alarm_ms(struct do_worker *w)
+{
+	char err[256];
+	struct dobj_alarm a;
+	struct dobj_alarms *al = alarms_of(w, err, sizeof err);
+	if (!al)
+		return 0;
+	return dobj_alarm_next(al, &a, err, sizeof err) == 1 ? (a.at_ms > 0 ? a.at_ms : 1) : 0;
+}
+
+static void store_run(struct exec_job *job)
+{
+	struct store_job *j = (struct store_job *)job;
+	if (!strncmp(j->op, "alarm_", 6)) {
+		j->alarm_op = 1;
+		struct dobj_alarms *al = alarms_of(j->w, j->err, sizeof j->err);
+		if (!al)
+			return;
+		int64_t at = 0;
+		if (!strcmp(j->op, "alarm_get")) {
+			int r = dobj_alarm_get(al, j->cls, j->id, &at, j->err, sizeof j->err);
+			if (r >= 0)
+				j->answer = r ? json_pack("{s:I}", "at", (json_int_t)at)
+					      : json_pack("{s:n}", "at");
+		} else if (!strcmp(j->op, "alarm_set")) {
+			json_t *v = json_object_get(j->args, "at");
+			if (!json_is_integer(v)) {
+				snprintf(j->err, sizeof j->err,
+					 "TypeError: set_alarm() takes a time in ms since the epoch");
+				return;
+			}
+			if (dobj_alarm_set(al, j->cls, j->id, json_integer_value(v), j->err,
+					   sizeof j->err) == 0)
+				j->answer = json_object();
+		} else if (!strcmp(j->op, "alarm_delete")) {
+			if (dobj_alarm_delete(al, j->cls, j->id, j->err, sizeof j->err) == 0)
+				j->answer = json_object();
+		} else {
+			snprintf(j->err, sizeof j->err, "TypeError: no storage method %s", j->op);
+		}
+		j->next_alarm = next_alarm_ms(j->w);
+		return;
+	}
+	struct dobj *o = store_open(j->w->state_dir, j->cls, j->id, j->err, sizeof j->err);
+	if (o)
+		j->answer = dobj_call(o, j->op, j->args, j->err, sizeof j->err);
+}
+
+static void store_done(struct exec_job *job, int stopped)
+{
+	struct store_job *j = (struct store_job *)job;
+	if (stopped) {
+		binding_call_done(j->h, j->instance, j->stream, NULL, "the host is stopping");
+	} else if (!j->answer) {
+		binding_call_done(j->h, j->instance, j->stream, NULL,
+				  j->err[0] ? j->err : "Durable Object storage failed");
+	} else {
+		char *text = json_dumps(j->answer, JSON_COMPACT);
+		struct call_result res;
+		call_result_init(&res);
+		res.status = 200;
+		buf_append(&res.body, text, strlen(text));
+		free(text);
+		binding_call_done(j->h, j->instance, j->stream, &res, NULL);
+	}
+	if (!stopped && j->alarm_op) {
+		j->w->next_ms = j->next_alarm;
+		alarm_schedule(j->w);
+	}
+	json_decref(j->args);
+	json_decref(j->answer);
+	ns_unref(j->ns);
+	free(j);
+}
+
+static int arg_text(const struct binding_call *c, const char *name, char *out, size_t outlen)
+{
+	const uint8_t *v;
+	size_t n;
+	if (!call_arg(&c->args, name, &v, &n) || n >= outlen)
+		return -1;
+	memcpy(out, v, n);
+	out[n] = 0;
+	return 0;
+}
+
+static int storage_call(struct do_ns *ns, const struct binding_call *c, const char *id, char *err,
+			size_t errlen)
+{
+	char op[16];
+	if (arg_text(c, ":op", op, sizeof op) < 0) {
+		err_set(err, errlen, "TypeError: a storage call needs :op");
+		return -1;
+	}
+	struct do_obj *o = obj_get(ns->w, ns->cls, id);
+	if (!o->pinned || o->pinned != c->instance_id) {
+		err_set(err, errlen, "this instance does not hold the Durable Object %s/%.16s… (it "
+				     "was moved or evicted): its storage is refused",
+			ns->cls, id);
+		return -1;
+	}
+	json_error_t je;
+	json_t *args = c->body_len ? json_loadb((const char *)c->body, c->body_len, 0, &je)
+				   : json_object();
+	if (!json_is_object(args)) {
+		json_decref(args);
+		err_set(err, errlen, "TypeError: storage arguments must be a JSON object");
+		return -1;
+	}
+	struct store_job *j = xcalloc(1, sizeof *j);
+	j->job.run = store_run;
+	j->job.done = store_done;
+	j->ns = ns;
+	ns->refs++;
+	j->w = ns->w;
+	j->h = c->h;
+	j->instance = c->instance_id;
+	j->stream = c->stream;
+	snprintf(j->cls, sizeof j->cls, "%s", ns->cls);
+	memcpy(j->id, id, 65);
+	snprintf(j->op, sizeof j->op, "%s", op);
+	j->args = args;
+	executor_submit(c->h, &j->job);
+	return 1;
+}
+
+/* The head of an object call: rpc or fetch (from the caller's args). */
+static int call_head(struct do_ns *ns, const struct binding_call *c, const char *id, int fetch,
+		     struct buf *head, char *err, size_t errlen)
+{
+	struct buf base = {0};
+	if (fetch ? service_fetch_head(&c->args, NULL, &base, err, errlen)
+		  : service_rpc_head(&c->args, "do", NULL, &base, err, errlen))
+		return -1;
+	/* base: count, :method, :url, then (fetch) headers or (rpc) :event rpc,
+	 * :entrypoint, :rpc-method. Ours: count, :method, :url, the object's
+	 * five, then the headers or :rpc-method. */
+	const uint8_t *p = buf_head(&base), *end = p + buf_used(&base);
+	uint32_t count = thaw_get_u32(p);
+	p += 4;
+	const uint8_t *pairs[64 + 8];
+	size_t lens[64 + 8];
+	uint32_t n = 0;
+	while (p < end && n < count && n < 64 + 8) {
+		uint32_t kl = thaw_get_u32(p);
+		uint32_t vl = thaw_get_u32(p + 4 + kl);
+		pairs[n] = p;
+		lens[n] = 8u + kl + vl;
+		p += lens[n++];
+	}
+	if (n != count || n < 2) {
+		buf_free(&base);
+		err_set(err, errlen, "cannot build the call's head");
+		return -1;
+	}
+	uint8_t cnt[4];
+	uint32_t extra = fetch ? n - 2 : 1;
+	thaw_put_u32(cnt, 2 + 5 + extra);
+	buf_append(head, cnt, 4);
+	buf_append(head, pairs[0], lens[0]);
+	buf_append(head, pairs[1], lens[1]);
+	kv_put(head, ":event", "do", 2);
+	kv_put(head, ":do-class", ns->cls, strlen(ns->cls));
+	kv_put(head, ":do-id", id, 64);
+	kv_put(head, ":do-binding", ns->binding, strlen(ns->binding));
+	kv_put(head, ":do-op", fetch ? "fetch" : "rpc", fetch ? 5 : 3);
+	if (fetch)
+		for (uint32_t i = 2; i < n; i++)
+			buf_append(head, pairs[i], lens[i]);
+	else
+		buf_append(head, pairs[n - 1], lens[n - 1]); /* :rpc-method */
+	buf_free(&base);
+	return 0;
+}
+
+static int do_call(void *ctx, const struct binding_call *c, struct call_result *res, char *err,
+		   size_t errlen)
+{
+	(void)res;
+	struct do_ns *ns = ctx;
+	const uint8_t *v;
+	size_t n;
+	if (!call_arg(&c->args, ":id", &v, &n) || !hex_id(v, n)) {
+		err_set(err, errlen, "TypeError: Invalid Durable Object ID: must be 64 hex digits");
+		return -1;
+	}
+	char id[65];
+	memcpy(id, v, 64);
+	id[64] = 0;
+	if (!strcmp(c->method, "storage"))
+		return storage_call(ns, c, id, err, errlen);
+	int fetch = !strcmp(c->method, "fetch");
+	if (!fetch && strcmp(c->method, "rpc") != 0) {
+		err_set(err, errlen, "TypeError: a Durable Object namespace has no method %.40s",
+			c->method);
+		return -1;
+	}
+	if (c->depth + 1 > SERVICE_DEPTH_MAX) {
+		err_set(err, errlen, "%s", SERVICE_DEPTH_ERROR);
+		return -1;
+	}
+	struct do_wait *wt = xcalloc(1, sizeof *wt);
+	if (call_head(ns, c, id, fetch, &wt->head, err, errlen) < 0) {
+		free(wt);
+		return -1;
+	}
+	wt->ns = ns;
+	ns->refs++;
+	wt->bc.h = c->h;
+	wt->bc.instance_id = c->instance_id;
+	wt->bc.stream = c->stream;
+	wt->depth = c->depth + 1;
+	route(obj_get(ns->w, ns->cls, id), wt);
+	return 1;
+}
+
+/* --- alarms --- */
+
+struct alarm_job {
+	struct exec_job job;
+	struct do_worker *w;
+	int64_t now_ms;
+	int found;
+	struct dobj_alarm due;
+	/* a finished delivery to record first (ran): */
+	int record;
+	struct dobj_alarm ran;
+	int ok;
+	int64_t next_ms;
+};
+
+static void alarm_job_run(struct exec_job *job)
+{
+	struct alarm_job *j = (struct alarm_job *)job;
+	char err[256];
+	struct dobj_alarms *al = alarms_of(j->w, err, sizeof err);
+	if (!al) {
+		log_error("Durable Object alarms of %s: %s", j->w->state_dir, err);
+		return;
+	}
+	if (j->record) {
+		int64_t retry = 0;
+		int ok = j->ok;
+		if (!ok && j->ran.attempt + 1 >= DO_ALARM_RETRIES) {
+			log_warn("Durable Object %s/%.16s…: alarm() failed %d times: the alarm is "
+				 "dropped",
+				 j->ran.cls, j->ran.id, DO_ALARM_RETRIES);
+			ok = 1;
+		}
+		if (!ok)
+			retry = j->now_ms +
+				((int64_t)2000 << (j->ran.attempt < 10 ? j->ran.attempt : 10));
+		if (dobj_alarm_ran(al, j->ran.cls, j->ran.id, j->ran.at_ms, ok, retry, err,
+				   sizeof err) < 0)
+			log_error("Durable Object alarms: %s", err);
+	}
+	struct dobj_alarm a;
+	int r = dobj_alarm_next(al, &a, err, sizeof err);
+	j->next_ms = 0;
+	if (r == 1 && a.at_ms <= j->now_ms) {
+		j->found = 1;
+		j->due = a;
+	} else if (r == 1) {
+		j->next_ms = a.at_ms;
+	}
+}
+
+static struct do_ns *space_for(struct do_worker *w, const char *cls)
+{
+	for (struct do_ns *ns = w->spaces; ns; ns = ns->w_next)
+		if (!strcmp(ns->cls, cls))
+			return ns;
+	return NULL;
+}
+
+static void alarm_job_done(struct exec_job *job, int stopped)
+{
+	struct alarm_job *j = (struct alarm_job *)job;
+	struct do_worker *w = j->w;
+	w->busy = 0;
+	if (stopped) {
+		free(j);
+		return;
+	}
+	if (!j->found) {
+		w->next_ms = j->next_ms;
+		alarm_schedule(w);
+		free(j);
+		return;
+	}
+	struct do_ns *ns = space_for(w, j->due.cls);
+	if (!ns) { /* no app of this worker has the class now: later */
+		w->next_ms = j->now_ms + 60000;
+		alarm_schedule(w);
+		free(j);
+		return;
+	}
+	w->busy = 1; /* one delivery at a time per worker */
+	struct do_wait *wt = xcalloc(1, sizeof *wt);
+	wt->alarm = 1;
+	wt->alarm_at = j->due.at_ms;
+	wt->attempt = j->due.attempt;
+	wt->ns = ns;
+	ns->refs++;
+	char url[256];
+	snprintf(url, sizeof url, "http://do/%.100s/%.64s/alarm", ns->cls, j->due.id);
+	uint8_t cnt[4];
+	thaw_put_u32(cnt, 8);
+	buf_append(&wt->head, cnt, 4);
+	kv_put(&wt->head, ":method", "POST", 4);
+	kv_put(&wt->head, ":url", url, strlen(url));
+	kv_put(&wt->head, ":event", "do", 2);
+	kv_put(&wt->head, ":do-class", ns->cls, strlen(ns->cls));
+	kv_put(&wt->head, ":do-id", j->due.id, strlen(j->due.id));
+	kv_put(&wt->head, ":do-binding", ns->binding, strlen(ns->binding));
+	kv_put(&wt->head, ":do-op", "alarm", 5);
+	char retry[24];
+	snprintf(retry, sizeof retry, "%lld", (long long)j->due.attempt);
+	kv_put(&wt->head, ":do-retry", retry, strlen(retry));
+	struct do_obj *o = obj_get(w, ns->cls, j->due.id);
+	free(j);
+	route(o, wt);
+}
+
+/* Look for a due alarm (on the executor); the job's done() delivers it. */
+static void alarm_check(struct do_worker *w)
+{
+	struct alarm_job *j = xcalloc(1, sizeof *j);
+	j->job.run = alarm_job_run;
+	j->job.done = alarm_job_done;
+	j->w = w;
+	j->now_ms = wall_ms();
+	w->busy = 1;
+	executor_submit(w->h, &j->job);
+}
+
+static void alarm_timer(struct loop *l, struct loop_timer *t)
+{
+	(void)l;
+	struct do_worker *w = t->arg;
+	if (!w->busy)
+		alarm_check(w);
+}
+
+static void alarm_schedule(struct do_worker *w)
+{
+	loop_timer_cancel(w->h->loop, &w->timer);
+	if (!w->next_ms || w->busy)
+		return;
+	int64_t wait = w->next_ms - wall_ms();
+	loop_timer_arm(w->h->loop, &w->timer, wait > 0 ? (double)wait : 0);
+}
+
+static void alarm_delivered(struct do_wait *wt, struct do_obj *o, int ok)
+{
+	struct do_worker *w = o->w;
+	struct alarm_job *j = xcalloc(1, sizeof *j);
+	j->job.run = alarm_job_run;
+	j->job.done = alarm_job_done;
+	j->w = w;
+	j->now_ms = wall_ms();
+	j->record = 1;
+	j->ok = ok;
+	snprintf(j->ran.cls, sizeof j->ran.cls, "%s", o->cls);
+	snprintf(j->ran.id, sizeof j->ran.id, "%s", o->id);
+	j->ran.at_ms = wt->alarm_at;
+	j->ran.attempt = wt->attempt;
+	w->busy = 1;
+	executor_submit(w->h, &j->job);
+	wait_free(wt);
+}
+
+static void alarm_done(struct hreq *r, void *arg)
+{
+	struct alarm_ctx *ac = arg;
+	char outcome[16] = "";
+	int ok = r->resp_status == 200 &&
+		 hreq_resp_header(r, "thaw-rpc", outcome, sizeof outcome) &&
+		 !strcmp(outcome, "result");
+	if (!ok)
+		log_warn("Durable Object %s/%.16s…: alarm() %s (attempt %lld)", ac->o->cls,
+			 ac->o->id, r->resp_status ? "raised an exception" : "could not run",
+			 (long long)ac->wt->attempt + 1);
+	alarm_delivered(ac->wt, ac->o, ok);
+	free(ac);
+}
+
+/* --- the binding's life --- */
+
+static json_t *do_describe(void *ctx)
+{
+	struct do_ns *ns = ctx;
+	return json_pack("{s:s}", "class_name", ns->cls);
+}
+
+static void ns_unref(struct do_ns *ns)
+{
+	if (--ns->refs)
+		return;
+	struct do_worker *w = ns->w;
+	for (struct do_ns **p = &w->spaces; *p; p = &(*p)->w_next)
+		if (*p == ns) {
+			*p = ns->w_next;
+			break;
+		}
+	free(ns);
+}
+
+static void do_release(void *ctx)
+{
+	ns_unref(ctx);
+}
+
+static const struct binding_kind do_kind = {
+	.type = "durable_object",
+	.max_body = DO_STORAGE_BODY_MAX,
+	.call = do_call,
+	.release = do_release,
+	.describe = do_describe,
+};
+
+static void *do_make(struct app *a, const json_t *entry, char *err, size_t errlen)
+{
+	const char *name = json_string_value(json_object_get(entry, "name"));
+	const char *cls = json_string_value(json_object_get(entry, "class_name"));
+	const char *script = json_string_value(json_object_get(entry, "script_name"));
+	if (!a->state_dir) {
+		err_set(err, errlen, "no state directory for this worker");
+		return NULL;
+	}
+	if (!name || !cls || strlen(name) >= 64 || !identifier(cls)) {
+		err_set(err, errlen, "a Durable Object binding needs a name and a class_name");
+		return NULL;
+	}
+	if (script && *script && a->cfg && a->cfg->name && strcmp(script, a->cfg->name) != 0) {
+		err_set(err, errlen,
+			"durable_objects binding %s: script_name %s: Durable Object classes of "
+			"another worker are not served in this version (define the class in this "
+			"worker)",
+			name, script);
+		return NULL;
+	}
+	struct do_worker *w = workers;
+	while (w && strcmp(w->state_dir, a->state_dir) != 0)
+		w = w->next;
+	if (!w) {
+		w = xcalloc(1, sizeof *w);
+		w->state_dir = xstrdup(a->state_dir);
+		w->h = a->h;
+		w->timer.fn = alarm_timer;
+		w->timer.arg = w;
+		w->next = workers;
+		workers = w;
+		alarm_check(w); /* alarms set before a restart */
+	}
+	struct do_ns *ns = xcalloc(1, sizeof *ns);
+	ns->refs = 1;
+	ns->app = a;
+	ns->h = a->h;
+	ns->w = w;
+	snprintf(ns->binding, sizeof ns->binding, "%s", name);
+	snprintf(ns->cls, sizeof ns->cls, "%s", cls);
+	ns->w_next = w->spaces;
+	w->spaces = ns;
+	return ns;
+}
+
+void do_binding_register(void)
+{
+	binding_kind_register("durable_objects.bindings", "name", &do_kind, do_make);
+}
