@@ -489,12 +489,41 @@ static int call(void *ctx, const struct binding_call *c, struct call_result *res
 	return 1;
 }
 
+/* The host's refusals of a body, as Cloudflare words its errors, naming the
+ * method's action (upload_part's is uploadPart). */
+static void refusal(const char *method, enum binding_refusal why, char *out, size_t outlen)
+{
+	const char *action = method;
+	for (int op = 0; op < OP_COUNT; op++)
+		if (!strcmp(method, methods[op]))
+			action = actions[op];
+	switch (why) {
+	case BINDING_TOO_LARGE:
+		snprintf(out, outlen,
+			 "R2Error: %s: Your proposed upload exceeds the maximum allowed object size. "
+			 "(%d)",
+			 action, R2_E_TOO_LARGE);
+		break;
+	case BINDING_DISK_FULL:
+		snprintf(out, outlen,
+			 "R2Error: %s: We encountered an internal error: the host's disk is nearly "
+			 "full. Please try again later. (%d)",
+			 action, R2_E_INTERNAL);
+		break;
+	case BINDING_TOO_MANY:
+		snprintf(out, outlen,
+			 "R2Error: %s: Too many uploads in flight from this worker instance (at most "
+			 "%u); await one before starting another. (%d)",
+			 action, BINDING_SPOOLS_MAX, R2_E_INTERNAL);
+		break;
+	}
+}
+
 static const struct binding_kind r2_kind = {
 	.type = "r2",
 	.max_body = R2_VALUE_MAX,
 	.spool_dir = spool_dir,
-	.too_large = "R2Error: put: Your proposed upload exceeds the maximum allowed object size. "
-		     "(100100)",
+	.refusal = refusal,
 	.call = call,
 	.release = release,
 };
