@@ -162,6 +162,18 @@ WORKER = """
                 after = await bucket.put("held/5", b"after")
                 return Response.json({"fifth": fifth, "part": part, "sizes": sizes,
                                       "after": after.size})
+            if path == "too_large":
+                # What the SDK would send for a part of 6 GiB, without sending it: the host
+                # refuses the call on its declared length.
+                from workers import _bindings
+                async def declared(method, **args):
+                    pairs = [(b":body", str(6 << 30).encode())]
+                    pairs += [(k.encode(), v.encode()) for k, v in args.items()]
+                    return await error_of(_bindings.call("FILES", method, pairs))
+                return Response.json({
+                    "put": await declared("put", key="big"),
+                    "part": await declared("upload_part", key="big", upload_id="f" * 32,
+                                           part_number="1")})
             if path == "floor":
                 small = await error_of(bucket.put("floor/a", b"a" * 100))
                 async def streamed():
@@ -350,6 +362,18 @@ def test_r2_refuses_a_fifth_upload_in_flight_per_instance(tmp_path):
                 "await one before starting another. (10001)")
         assert r.json() == {"fifth": busy.format("put"), "part": busy.format("uploadPart"),
                             "sizes": [1001] * 4, "after": 5}, r.json()
+    finally:
+        dev.stop()
+
+
+def test_r2_names_the_action_of_an_oversized_upload(tmp_path):
+    dev = start_dev(project(tmp_path / "files"))
+    try:
+        r = dev.get("too_large")
+        assert r.status == 200, r.text
+        big = ("R2Error: {}: Your proposed upload exceeds the maximum allowed object size. "
+               "(100100)")
+        assert r.json() == {"put": big.format("put"), "part": big.format("uploadPart")}, r.json()
     finally:
         dev.stop()
 
