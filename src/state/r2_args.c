@@ -149,15 +149,22 @@ static int etag_list(json_t *v, struct r2_etag_cond *list, unsigned *count)
 	return 0;
 }
 
+/* The bound on a date in ms, either way: past any real upload time (a JS
+ * Date ends at 8.64e15), and far enough from INT64's ends that nothing done
+ * with it overflows. */
+#define MS_BOUND 9000000000000000ll
+
 static int ms_value(json_t *v, int64_t *out)
 {
 	if (json_is_integer(v)) {
-		*out = json_integer_value(v);
+		/* Clamped, not refused: 2**63 still means "after everything". */
+		json_int_t i = json_integer_value(v);
+		*out = i > MS_BOUND ? MS_BOUND : i < -MS_BOUND ? -MS_BOUND : (int64_t)i;
 		return 0;
 	}
 	if (json_is_real(v)) {
 		double d = json_real_value(v);
-		if (!(d > -9e15 && d < 9e15))
+		if (!(d > -(double)MS_BOUND && d < (double)MS_BOUND))
 			return -1;
 		*out = (int64_t)d;
 		return 0;
@@ -223,9 +230,14 @@ static int etag_in(const struct r2_etag_cond *list, unsigned n, const char *etag
 	return 0;
 }
 
+/* ms rounded down to a whole second; INT64_MIN's second is below INT64_MIN,
+ * so the bottom saturates (an upload time from the store is not bounded). */
 static int64_t floor_s(int64_t ms)
 {
-	return ms >= 0 ? ms / 1000 * 1000 : -((-ms + 999) / 1000 * 1000);
+	int64_t rem = ms % 1000;
+	if (rem < 0)
+		rem += 1000;
+	return ms < INT64_MIN + rem ? INT64_MIN : ms - rem;
 }
 
 int r2_conditional_holds(const struct r2_conditional *c, int exists, const char *etag,

@@ -536,6 +536,11 @@ def r2_seeds():
         "cond_etags": b"\x00" + b'{"etagMatches": ["\\"abc\\"", "W/\\"d\\"", "*"]}',
         "cond_dates": b"\x00" + b'{"uploadedBefore": 1700000000000, "uploadedAfter": 1.5e12, '
         b'"secondsGranularity": true, "etagDoesNotMatch": "a, b"}',
+        # Past INT64's ends once rounded to seconds: clamped, never overflowed.
+        "cond_int64_min": b"\x00" + b'{"uploadedBefore": %d, "secondsGranularity": true}'
+        % -2**63,
+        "cond_int64_max": b"\x00" + b'{"uploadedAfter": %d, "uploadedBefore": %d, '
+        b'"secondsGranularity": true}' % (2**63 - 1, 2**63 - 2),
         "range_offset": b"\x01" + size + b'{"offset": 10, "length": 2000}',
         "range_suffix": b"\x01" + size + b'{"suffix": 0}',
         "range_header": b"\x01" + size + b'{"header": "bytes=-5"}',

@@ -204,6 +204,31 @@ static void test_conditions_follow_rfc_9110(void **state)
 	assert_int_equal(r2_conditional_parse(j, strlen(j), &c, &err), R2_REFUSED);
 }
 
+static void test_conditions_on_extreme_dates_neither_overflow_nor_invert(void **state)
+{
+	(void)state;
+	struct r2_err err;
+	struct r2_conditional c;
+	/* Before the earliest date: nothing was uploaded before it. */
+	const char *j = "{\"uploadedBefore\": -9223372036854775808, \"secondsGranularity\": true}";
+	assert_int_equal(r2_conditional_parse(j, strlen(j), &c, &err), R2_OK);
+	assert_false(r2_conditional_holds(&c, 1, "abc", NOW));
+	assert_false(r2_conditional_holds(&c, 1, "abc", -NOW));
+	/* Before the latest: everything was. */
+	j = "{\"uploadedBefore\": 9223372036854775807, \"secondsGranularity\": true}";
+	assert_int_equal(r2_conditional_parse(j, strlen(j), &c, &err), R2_OK);
+	assert_true(r2_conditional_holds(&c, 1, "abc", NOW));
+	assert_true(r2_conditional_holds(&c, 1, "abc", INT64_MIN)); /* a corrupt row's time */
+	/* Modified after the latest: nothing was; after the earliest: everything. */
+	j = "{\"uploadedAfter\": 9223372036854775806}";
+	assert_int_equal(r2_conditional_parse(j, strlen(j), &c, &err), R2_OK);
+	assert_false(r2_conditional_holds(&c, 1, "abc", NOW));
+	j = "{\"uploadedAfter\": -9223372036854775807, \"secondsGranularity\": true}";
+	assert_int_equal(r2_conditional_parse(j, strlen(j), &c, &err), R2_OK);
+	assert_true(r2_conditional_holds(&c, 1, "abc", NOW));
+	assert_true(r2_conditional_holds(&c, 1, "abc", -NOW));
+}
+
 static void test_put_only_if_and_digests(void **state)
 {
 	struct fixture *f = *state;
@@ -375,6 +400,7 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test(test_ranges_resolve_as_cloudflare_does),
 		cmocka_unit_test(test_conditions_follow_rfc_9110),
+		cmocka_unit_test(test_conditions_on_extreme_dates_neither_overflow_nor_invert),
 		cmocka_unit_test_setup_teardown(test_put_only_if_and_digests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_and_metadata_are_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_delimits_pages_and_starts_after, setup,
