@@ -287,6 +287,8 @@ static void run(struct exec_job *job)
 		rc = r2_custom_metadata_parse(j->arg[A_CUSTOM], j->arg_len[A_CUSTOM], &custom, &j->err);
 	if (rc == R2_OK && (j->op == OP_PUT || j->op == OP_CREATE))
 		rc = r2_http_metadata_parse(j->arg[A_HTTP], j->arg_len[A_HTTP], &http, &j->err);
+	if (rc == R2_OK && (j->op == OP_PUT || j->op == OP_CREATE))
+		rc = r2_metadata_check(http, custom, &j->err); /* one cap on the two together */
 	if (rc != R2_OK) {
 		j->rc = rc;
 		goto out;

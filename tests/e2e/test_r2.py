@@ -188,7 +188,9 @@ WORKER = """
                 out["long_key"] = await error_of(bucket.put("k" * 1025, "x"))
                 out["empty_key"] = await error_of(bucket.get(""))
                 out["metadata"] = await error_of(bucket.put("m", "x",
-                                                            custom_metadata={"a": "b" * 2100}))
+                                                            custom_metadata={"a": "b" * 2100},
+                                                            http_metadata={
+                                                                "contentType": "t" * 6100}))
                 out["range"] = await error_of(bucket.get("notes/a.txt",
                                                          range={"offset": 100}))
                 out["suffix"] = await error_of(bucket.get("notes/a.txt", range={"suffix": 0}))

@@ -546,6 +546,9 @@ def r2_seeds():
         "range_header": b"\x01" + size + b'{"header": "bytes=-5"}',
         "http": b"\x02" + b'{"contentType": "text/plain", "cacheExpiry": 1700000000000}',
         "custom": b"\x03" + b'{"owner": "ana", "big": "' + b"x" * 2100 + b'"}',
+        "custom_past_8k": b"\x03" + b'{"owner": "ana", "big": "' + b"x" * 8190 + b'"}',
+        "http_past_8k": b"\x02" + b'{"contentType": "' + b"t" * 5000 + b'", "cacheControl": "'
+        + b"c" * 5000 + b'"}',
         "parts": b"\x04" + b'[{"partNumber": 1, "etag": "a"}, {"partNumber": 10001, "etag": "b"}]',
         "key": b"\x05" + "caf\u00e9/\xff".encode("latin-1"),
         "empty": b"",

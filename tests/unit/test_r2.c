@@ -263,11 +263,57 @@ static void test_keys_and_metadata_are_bounded(void **state)
 	assert_int_equal(put(f, key, "x", NULL, &o), R2_OK);
 	r2_object_dispose(&o);
 	assert_int_equal(r2_key_check((const uint8_t *)"\xff", 1, &f->err), R2_REFUSED);
-	char big[2200 + 32];
-	snprintf(big, sizeof big, "{\"a\":\"%2100d\"}", 1);
 	char *out = NULL;
-	assert_int_equal(r2_custom_metadata_parse(big, strlen(big), &out, &f->err), R2_REFUSED);
+	assert_int_equal(r2_custom_metadata_parse("{\"a\":1}", 7, &out, &f->err), R2_REFUSED);
+	assert_int_equal(r2_http_metadata_parse("{\"contentType\":\"a\\nb\"}", 22, &out, &f->err),
+			 R2_REFUSED);
+	assert_int_equal(r2_http_metadata_parse("{\"contentType\":\"text/x\"}", 24, &out, &f->err),
+			 R2_OK);
+	assert_string_equal(out, "{\"contentType\":\"text/x\"}");
+	free(out);
+}
+
+/* Cloudflare's one limit: 8,192 bytes of metadata, custom and HTTP together. */
+static void test_metadata_is_capped_at_8_kib_custom_and_http_together(void **state)
+{
+	struct fixture *f = *state;
+	char big[2 * R2_METADATA_MAX];
+	char *custom = NULL, *http = NULL;
+	/* Custom alone: 8192 bytes of key and value fit, one more does not. */
+	snprintf(big, sizeof big, "{\"a\":\"%*d\"}", R2_METADATA_MAX - 1, 1);
+	assert_int_equal(r2_custom_metadata_parse(big, strlen(big), &custom, &f->err), R2_OK);
+	free(custom);
+	snprintf(big, sizeof big, "{\"ab\":\"%*d\"}", R2_METADATA_MAX - 1, 1);
+	assert_int_equal(r2_custom_metadata_parse(big, strlen(big), &custom, &f->err), R2_REFUSED);
 	assert_int_equal(f->err.code, R2_E_METADATA_TOO_LARGE);
+	/* HTTP alone: five fields of 2000 are past it (each was allowed 8192). */
+	snprintf(big, sizeof big,
+		 "{\"contentType\":\"%2000d\",\"contentLanguage\":\"%2000d\","
+		 "\"contentDisposition\":\"%2000d\",\"contentEncoding\":\"%2000d\","
+		 "\"cacheControl\":\"%2000d\"}",
+		 1, 2, 3, 4, 5);
+	assert_int_equal(r2_http_metadata_parse(big, strlen(big), &http, &f->err), R2_REFUSED);
+	assert_int_equal(f->err.code, R2_E_METADATA_TOO_LARGE);
+	/* Each within the cap, the two together past it. */
+	snprintf(big, sizeof big, "{\"contentType\":\"%5000d\",\"cacheExpiry\":1}", 1);
+	assert_int_equal(r2_http_metadata_parse(big, strlen(big), &http, &f->err), R2_OK);
+	snprintf(big, sizeof big, "{\"k\":\"%3191d\"}", 1);
+	assert_int_equal(r2_custom_metadata_parse(big, strlen(big), &custom, &f->err), R2_OK);
+	assert_int_equal(r2_metadata_size(http, custom), R2_METADATA_MAX);
+	assert_int_equal(r2_metadata_check(http, custom, &f->err), R2_OK);
+	free(custom);
+	snprintf(big, sizeof big, "{\"k\":\"%3192d\"}", 1);
+	assert_int_equal(r2_custom_metadata_parse(big, strlen(big), &custom, &f->err), R2_OK);
+	assert_int_equal(r2_metadata_check(http, custom, &f->err), R2_REFUSED);
+	assert_int_equal(f->err.code, R2_E_METADATA_TOO_LARGE);
+	free(custom);
+	free(http);
+}
+
+static void test_metadata_parsers_normalise(void **state)
+{
+	struct fixture *f = *state;
+	char *out = NULL;
 	assert_int_equal(r2_custom_metadata_parse("{\"a\":1}", 7, &out, &f->err), R2_REFUSED);
 	assert_int_equal(r2_http_metadata_parse("{\"contentType\":\"a\\nb\"}", 22, &out, &f->err),
 			 R2_REFUSED);
@@ -403,6 +449,9 @@ int main(void)
 		cmocka_unit_test(test_conditions_on_extreme_dates_neither_overflow_nor_invert),
 		cmocka_unit_test_setup_teardown(test_put_only_if_and_digests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_and_metadata_are_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_metadata_is_capped_at_8_kib_custom_and_http_together,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_metadata_parsers_normalise, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_delimits_pages_and_starts_after, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_multipart_completes_aborts_and_refuses_small_parts,
