@@ -81,6 +81,40 @@ static int put(struct fixture *f, const char *key, const char *value,
 	return rc;
 }
 
+/* fsync, wrapped (tests/CMakeLists.txt: --wrap=fsync): the paths of the
+ * directories fsynced while `synced` records. */
+int __real_fsync(int fd);
+int __wrap_fsync(int fd);
+static char synced[4096];
+static int recording;
+
+int __wrap_fsync(int fd)
+{
+	struct stat sb;
+	if (recording && fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+		char proc[64], path[1024];
+		snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(proc, path, sizeof path - 1);
+		if (n > 0) {
+			path[n] = 0;
+			size_t used = strlen(synced);
+			snprintf(synced + used, sizeof synced - used, "%s\n", path);
+		}
+	}
+	return __real_fsync(fd);
+}
+
+/* Was dir (a path, exactly) fsynced while recording? */
+static int was_synced(const char *dir)
+{
+	char line[1100];
+	snprintf(line, sizeof line, "%s\n", dir);
+	for (const char *p = synced; (p = strstr(p, line)); p++)
+		if (p == synced || p[-1] == '\n')
+			return 1;
+	return 0;
+}
+
 static int count_blobs(const struct fixture *f)
 {
 	char cmd[256];
@@ -202,6 +236,36 @@ static void test_conditions_follow_rfc_9110(void **state)
 	assert_int_equal(r2_conditional_parse(j, strlen(j), &c, &err), R2_REFUSED);
 	j = "{\"nope\":1}";
 	assert_int_equal(r2_conditional_parse(j, strlen(j), &c, &err), R2_REFUSED);
+}
+
+/* A new directory's entry is fsynced into its parent before anything under
+ * it is committed: a crash cannot keep a row whose blob's directory is lost. */
+static void test_new_directories_are_fsynced_into_their_parents(void **state)
+{
+	struct fixture *f = *state;
+	char bucket[160], db[160], path[200];
+	snprintf(bucket, sizeof bucket, "%s/fresh/bucket", f->dir);
+	snprintf(db, sizeof db, "%s/fresh.sqlite", f->dir);
+	synced[0] = 0;
+	recording = 1;
+	struct r2_store *st = r2_open(db, bucket, &f->err);
+	assert_non_null(st);
+	assert_true(was_synced(f->dir));    /* fresh/ went into it */
+	snprintf(path, sizeof path, "%s/fresh", f->dir);
+	assert_true(was_synced(path));      /* bucket/ */
+	assert_true(was_synced(bucket));    /* bucket/blobs and bucket/tmp */
+	synced[0] = 0;
+	struct r2_object o;
+	int fd = body(f, "hello", 5);
+	assert_int_equal(r2_put(st, (const uint8_t *)"k", 1, fd, 5, NULL, NOW, &o, &f->err), R2_OK);
+	close(fd);
+	recording = 0;
+	r2_object_dispose(&o);
+	snprintf(path, sizeof path, "%s/blobs", bucket);
+	assert_true(was_synced(path)); /* blobs/2c (sha256 of "hello") went into it */
+	snprintf(path, sizeof path, "%s/blobs/2c", bucket);
+	assert_true(was_synced(path)); /* the blob went into blobs/2c */
+	r2_close(st);
 }
 
 static void test_conditions_on_extreme_dates_neither_overflow_nor_invert(void **state)
@@ -447,6 +511,8 @@ int main(void)
 		cmocka_unit_test(test_ranges_resolve_as_cloudflare_does),
 		cmocka_unit_test(test_conditions_follow_rfc_9110),
 		cmocka_unit_test(test_conditions_on_extreme_dates_neither_overflow_nor_invert),
+		cmocka_unit_test_setup_teardown(test_new_directories_are_fsynced_into_their_parents,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_only_if_and_digests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_and_metadata_are_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_metadata_is_capped_at_8_kib_custom_and_http_together,
