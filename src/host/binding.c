@@ -607,7 +607,8 @@ static void spool_done(struct exec_job *job, int stopped)
 		char msg[256];
 		log_warn("refused a call to %s.%s: its body would leave %s with less than %llu MiB "
 			 "free (%llu MiB now); free some space, or set THAW_SPOOL_MIN_FREE_BYTES",
-			 c->b->name, c->method, sp->dir, (unsigned long long)(sp->floor_bytes >> 20),
+			 c->b->name, c->method, sp->dir,
+			 (unsigned long long)(sp->floor_bytes >> 20),
 			 (unsigned long long)(sp->free_bytes >> 20));
 		refusal_text(c->b, c->method, BINDING_DISK_FULL, 0, msg, sizeof msg);
 		call_error(in, c->stream, msg);

@@ -250,10 +250,10 @@ static void test_new_directories_are_fsynced_into_their_parents(void **state)
 	recording = 1;
 	struct r2_store *st = r2_open(db, bucket, &f->err);
 	assert_non_null(st);
-	assert_true(was_synced(f->dir));    /* fresh/ went into it */
+	assert_true(was_synced(f->dir)); /* fresh/ went into it */
 	snprintf(path, sizeof path, "%s/fresh", f->dir);
-	assert_true(was_synced(path));      /* bucket/ */
-	assert_true(was_synced(bucket));    /* bucket/blobs and bucket/tmp */
+	assert_true(was_synced(path));   /* bucket/ */
+	assert_true(was_synced(bucket)); /* bucket/blobs and bucket/tmp */
 	synced[0] = 0;
 	struct r2_object o;
 	int fd = body(f, "hello", 5);
