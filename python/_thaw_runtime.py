@@ -944,6 +944,8 @@ class _Connection(asyncio.Protocol):
                     size = min(RESPONSE_CHUNK, call.credit, len(view) - offset)
                     if not self.writable.is_set():
                         await self.writable.wait()
+                        if call.head.done():
+                            return call.head.result()  # refused while we waited
                     self._send(thaw.CALL_BODY, stream_id, bytes(view[offset:offset + size]))
                     call.credit -= size
                     offset += size
@@ -981,6 +983,8 @@ class _Connection(asyncio.Protocol):
                 size = min(RESPONSE_CHUNK, call.credit, len(view) - offset)
                 if not self.writable.is_set():
                     await self.writable.wait()
+                if call.head.done():
+                    return False  # refused (or lost) while we waited: its own error
                 if stream_id not in self.calls:
                     raise _bindings.BindingError("the connection to the host was lost")
                 self._send(self.thaw.CALL_BODY, stream_id, bytes(view[offset:offset + size]))

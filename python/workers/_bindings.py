@@ -440,10 +440,20 @@ def _ms(value: Any) -> int:
     raise TypeError(f"expected a date, not {type(value).__name__}")
 
 
-def _http_date_ms(text: str) -> int:
+def _http_date_ms(text: str) -> int | None:
+    """An HTTP date as ms since the epoch; None when it is not a valid date, which a recipient
+    ignores (RFC 9110, sections 5.6.7, 13.1.3 and 13.1.4): a client's bad If-Modified-Since
+    is no condition, not an error of the worker."""
+    import datetime
     from email.utils import parsedate_to_datetime
 
-    return int(parsedate_to_datetime(text).timestamp() * 1000)
+    try:
+        when = parsedate_to_datetime(text)
+        if when.tzinfo is None:  # "-0000": UTC, not the host's local time
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        return int(when.timestamp() * 1000)
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
 
 
 def _http_metadata_json(value: Any) -> bytes:
@@ -452,8 +462,9 @@ def _http_metadata_json(value: Any) -> bytes:
         for field, header in _HTTP_FIELDS:
             if header in value:
                 out[field] = value.get(header)
-        if "expires" in value:
-            out["cacheExpiry"] = _http_date_ms(value.get("expires") or "")
+        expires = _http_date_ms(value.get("expires") or "") if "expires" in value else None
+        if expires is not None:  # an invalid Expires means "already expired": none kept
+            out["cacheExpiry"] = expires
         return json.dumps(out).encode()
     value = _to_py(value)
     if not isinstance(value, dict):
@@ -472,10 +483,12 @@ def _only_if_json(value: Any) -> bytes:
             out["etagMatches"] = value.get("if-match")
         if "if-none-match" in value:
             out["etagDoesNotMatch"] = value.get("if-none-match")
-        if "if-modified-since" in value:
-            out["uploadedAfter"] = _http_date_ms(value.get("if-modified-since") or "")
-        if "if-unmodified-since" in value:
-            out["uploadedBefore"] = _http_date_ms(value.get("if-unmodified-since") or "")
+        after = _http_date_ms(value.get("if-modified-since") or "")
+        if after is not None:
+            out["uploadedAfter"] = after
+        before = _http_date_ms(value.get("if-unmodified-since") or "")
+        if before is not None:
+            out["uploadedBefore"] = before
         return json.dumps(out).encode()
     value = _to_py(value)
     if not isinstance(value, dict):

@@ -287,6 +287,8 @@ static void run(struct exec_job *job)
 		rc = r2_custom_metadata_parse(j->arg[A_CUSTOM], j->arg_len[A_CUSTOM], &custom, &j->err);
 	if (rc == R2_OK && (j->op == OP_PUT || j->op == OP_CREATE))
 		rc = r2_http_metadata_parse(j->arg[A_HTTP], j->arg_len[A_HTTP], &http, &j->err);
+	if (rc == R2_OK && (j->op == OP_PUT || j->op == OP_CREATE))
+		rc = r2_metadata_check(http, custom, &j->err); /* one cap on the two together */
 	if (rc != R2_OK) {
 		j->rc = rc;
 		goto out;
@@ -489,12 +491,41 @@ static int call(void *ctx, const struct binding_call *c, struct call_result *res
 	return 1;
 }
 
+/* The host's refusals of a body, as Cloudflare words its errors, naming the
+ * method's action (upload_part's is uploadPart). */
+static void refusal(const char *method, enum binding_refusal why, char *out, size_t outlen)
+{
+	const char *action = method;
+	for (int op = 0; op < OP_COUNT; op++)
+		if (!strcmp(method, methods[op]))
+			action = actions[op];
+	switch (why) {
+	case BINDING_TOO_LARGE:
+		snprintf(out, outlen,
+			 "R2Error: %s: Your proposed upload exceeds the maximum allowed object size. "
+			 "(%d)",
+			 action, R2_E_TOO_LARGE);
+		break;
+	case BINDING_DISK_FULL:
+		snprintf(out, outlen,
+			 "R2Error: %s: We encountered an internal error: the host's disk is nearly "
+			 "full. Please try again later. (%d)",
+			 action, R2_E_INTERNAL);
+		break;
+	case BINDING_TOO_MANY:
+		snprintf(out, outlen,
+			 "R2Error: %s: Too many uploads in flight from this worker instance (at most "
+			 "%u); await one before starting another. (%d)",
+			 action, BINDING_SPOOLS_MAX, R2_E_INTERNAL);
+		break;
+	}
+}
+
 static const struct binding_kind r2_kind = {
 	.type = "r2",
 	.max_body = R2_VALUE_MAX,
 	.spool_dir = spool_dir,
-	.too_large = "R2Error: put: Your proposed upload exceeds the maximum allowed object size. "
-		     "(100100)",
+	.refusal = refusal,
 	.call = call,
 	.release = release,
 };

@@ -34,6 +34,11 @@
  * its done() returns their credit and starts the next. The call may end
  * (CANCEL, the instance's close) while a write runs: the spool is then
  * detached and freed by that job's done(), which is what owns it then.
+ * Disk use (binding.h): at most BINDING_SPOOLS_MAX spooled calls per
+ * instance (in->spooled_calls, from the CALL to call_end), and each write
+ * first checks, on the executor, that the file system keeps its floor of
+ * free space after it (sp->min_free, read from the environment on the loop
+ * when the spool is made).
  *
  * FORWARDED CALLS (service bindings, service.c): binding_call_forward
  * answers a call with an internal request to another app; its response
@@ -57,6 +62,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -81,6 +87,10 @@ enum call_phase { CALL_RECEIVING, CALL_RUNNING, CALL_SENDING };
 #define SPOOL_WINDOW (1u << 20)
 /* ":body *": a spooled body of unknown length. */
 #define BODY_UNKNOWN UINT64_MAX
+/* The free space a spool must leave on its file system: the larger of
+ * these, unless THAW_SPOOL_MIN_FREE_BYTES says otherwise. */
+#define SPOOL_FLOOR_BYTES (1ull << 30)
+#define SPOOL_FLOOR_PERCENT 5u
 
 struct bcall;
 
@@ -93,9 +103,13 @@ struct spool {
 	struct buf writing;  /* the job's while busy */
 	uint64_t received, written;
 	uint64_t limit; /* kind->max_body */
+	uint64_t min_free; /* the floor of free space, when min_free_set */
+	int min_free_set;  /* else the default (SPOOL_FLOOR_*) */
 	int known; /* limit is the body's length (":body N") */
 	int busy, ended;
 	int error; /* errno of a failed open or write */
+	int disk_full; /* a write was refused: it would have gone under the floor */
+	uint64_t free_bytes, floor_bytes; /* what the refusal saw, for the log */
 };
 
 struct bcall {
@@ -470,6 +484,68 @@ json_t *bindings_init_json(const struct app *a)
 static void call_end(struct instance *in, struct bcall *c);
 static void call_error(struct instance *in, uint32_t stream, const char *text);
 
+/* The words of a refusal of a call's body: the kind's, or the host's. */
+static void refusal_text(const struct binding *b, const char *method, enum binding_refusal why,
+			 uint64_t limit, char *out, size_t outlen)
+{
+	if (b->kind->refusal) {
+		b->kind->refusal(method, why, out, outlen);
+		return;
+	}
+	switch (why) {
+	case BINDING_TOO_LARGE:
+		snprintf(out, outlen, "the value is too large for %s.%s (at most %llu bytes)",
+			 b->name, method, (unsigned long long)limit);
+		break;
+	case BINDING_DISK_FULL:
+		snprintf(out, outlen, "%s.%s refused: the host's disk is nearly full", b->name,
+			 method);
+		break;
+	case BINDING_TOO_MANY:
+		snprintf(out, outlen, "too many uploads in flight (at most %u per instance)",
+			 BINDING_SPOOLS_MAX);
+		break;
+	}
+}
+
+/* The floor of free space THAW_SPOOL_MIN_FREE_BYTES sets: 1 with *bytes, or
+ * 0 for the default (unset; an unusable value is logged and ignored). */
+static int spool_floor_override(uint64_t *bytes)
+{
+	const char *v = getenv("THAW_SPOOL_MIN_FREE_BYTES");
+	if (!v || !*v)
+		return 0;
+	if (parse_u64(v, UINT64_MAX, bytes) == 0)
+		return 1;
+	static int warned;
+	if (!warned++)
+		log_warn("THAW_SPOOL_MIN_FREE_BYTES=%s is not a number of bytes; using the default "
+			 "floor (the larger of 1 GiB and 5%% of the disk)",
+			 v);
+	return 0;
+}
+
+/* Executor: would writing n more bytes to sp's file leave its file system
+ * under the floor? (A file system that cannot say is trusted.) */
+static int spool_over_floor(struct spool *sp, uint64_t n)
+{
+	struct statvfs st;
+	if (fstatvfs(sp->fd, &st) < 0)
+		return 0;
+	uint64_t unit = st.f_frsize ? st.f_frsize : st.f_bsize;
+	uint64_t avail = (uint64_t)st.f_bavail * unit;
+	uint64_t floor = sp->min_free;
+	if (!sp->min_free_set) {
+		uint64_t share = (uint64_t)st.f_blocks / 100 * SPOOL_FLOOR_PERCENT * unit;
+		floor = share > SPOOL_FLOOR_BYTES ? share : SPOOL_FLOOR_BYTES;
+	}
+	if (avail >= floor && avail - floor >= n)
+		return 0;
+	sp->free_bytes = avail;
+	sp->floor_bytes = floor;
+	return 1;
+}
+
 static void spool_free(struct spool *sp)
 {
 	if (sp->fd >= 0)
@@ -511,6 +587,10 @@ static void spool_run(struct exec_job *job)
 			return;
 		}
 	}
+	if (spool_over_floor(sp, buf_used(&sp->writing))) {
+		sp->disk_full = 1;
+		return;
+	}
 	if (write_all(sp->fd, buf_head(&sp->writing), buf_used(&sp->writing)) < 0)
 		sp->error = errno ? errno : EIO;
 }
@@ -529,6 +609,18 @@ static void spool_done(struct exec_job *job, int stopped)
 		return;
 	}
 	struct instance *in = c->in;
+	if (!stopped && sp->disk_full) {
+		char msg[256];
+		log_warn("refused a call to %s.%s: its body would leave %s with less than %llu MiB "
+			 "free (%llu MiB now); free some space, or set THAW_SPOOL_MIN_FREE_BYTES",
+			 c->b->name, c->method, sp->dir,
+			 (unsigned long long)(sp->floor_bytes >> 20),
+			 (unsigned long long)(sp->free_bytes >> 20));
+		refusal_text(c->b, c->method, BINDING_DISK_FULL, 0, msg, sizeof msg);
+		call_error(in, c->stream, msg);
+		call_end(in, c);
+		return;
+	}
 	if (stopped || sp->error) {
 		if (sp->error)
 			log_error("a binding call's body could not be written to %s: %s", sp->dir,
@@ -590,6 +682,8 @@ static void call_end(struct instance *in, struct bcall *c)
 	}
 	in->ncalls--;
 	in->call_bodies -= c->body_expected;
+	if (c->sp)
+		in->spooled_calls--;
 	spool_detach(c->sp);
 	if (c->proxy)
 		front_internal_abandon(c->proxy); /* no more sink calls, no done */
@@ -818,12 +912,10 @@ int binding_on_call(struct instance *in, const struct thaw_frame *f)
 			 "there is no binding named '%s' in this worker's configuration", name);
 	else if (body == BODY_UNKNOWN && !spooled)
 		snprintf(msg, sizeof msg, "%s.%s needs a value of known length", name, method);
-	else if (body > b->kind->max_body && body != BODY_UNKNOWN && b->kind->too_large)
-		snprintf(msg, sizeof msg, "%s", b->kind->too_large);
 	else if (body > b->kind->max_body && body != BODY_UNKNOWN)
-		snprintf(msg, sizeof msg, "the value is too large for %s.%s (%llu bytes; at most %llu)",
-			 name, method, (unsigned long long)body,
-			 (unsigned long long)b->kind->max_body);
+		refusal_text(b, method, BINDING_TOO_LARGE, b->kind->max_body, msg, sizeof msg);
+	else if (spooled && in->spooled_calls >= BINDING_SPOOLS_MAX)
+		refusal_text(b, method, BINDING_TOO_MANY, 0, msg, sizeof msg);
 	else if (!spooled && in->call_bodies + body > CALL_BODIES_MAX)
 		snprintf(msg, sizeof msg, "too much call data in flight (at most %llu MiB per instance)",
 			 (unsigned long long)(CALL_BODIES_MAX >> 20));
@@ -856,7 +948,9 @@ int binding_on_call(struct instance *in, const struct thaw_frame *f)
 		sp->limit = body == BODY_UNKNOWN ? b->kind->max_body : body;
 		sp->known = body != BODY_UNKNOWN;
 		sp->ended = body == 0;
+		sp->min_free_set = spool_floor_override(&sp->min_free);
 		c->sp = sp;
+		in->spooled_calls++;
 		c->phase = CALL_RECEIVING;
 		if (body == 0) {
 			call_run(in, c);
@@ -895,13 +989,8 @@ static int spool_on_body(struct instance *in, struct bcall *c, const struct thaw
 	if (buf_used(&sp->pending) + buf_used(&sp->writing) + f->len > SPOOL_WINDOW)
 		return -1; /* past the credit it was given */
 	if (sp->received + f->len > sp->limit) {
-		struct binding *b = c->b;
 		char msg[256];
-		if (b->kind->too_large)
-			snprintf(msg, sizeof msg, "%s", b->kind->too_large);
-		else
-			snprintf(msg, sizeof msg, "the value is too large (at most %llu bytes)",
-				 (unsigned long long)sp->limit);
+		refusal_text(c->b, c->method, BINDING_TOO_LARGE, sp->limit, msg, sizeof msg);
 		call_error(in, c->stream, msg);
 		call_end(in, c); /* what else comes is dropped: an unknown stream */
 		return 0;

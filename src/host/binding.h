@@ -22,9 +22,14 @@
  * worker's credit as each write completes, so a call holds at most
  * SPOOL_WINDOW bytes in memory whatever its size. A spooled call may say
  * ":body *" (a stream of unknown length, ended by CALL_END, cut off with the
- * kind's too_large message past max_body). kind->call then gets the file as
+ * kind's too-large refusal past max_body). kind->call then gets the file as
  * body_fd (borrowed: dup it to keep it), its length in body_len, body NULL.
  * The file is not fsynced: a kind that keeps it does.
+ * Disk use is bounded: an instance may have at most BINDING_SPOOLS_MAX
+ * spooled calls in flight (more are refused), and a write that would leave
+ * the spool's file system with less free space than the floor (the larger
+ * of 1 GiB and 5 % of its size; THAW_SPOOL_MIN_FREE_BYTES overrides it)
+ * refuses its call; either refusal is worded by the kind (refusal).
  */
 #ifndef THAW_HOST_BINDING_H
 #define THAW_HOST_BINDING_H
@@ -75,14 +80,26 @@ struct binding_call {
 	unsigned depth;
 };
 
+/* Spooled calls an instance may have in flight (each may hold a file of up
+ * to its kind's max_body until the call ends). */
+#define BINDING_SPOOLS_MAX 4u
+
+/* Why the host refused a call's request body (binding_kind.refusal). */
+enum binding_refusal {
+	BINDING_TOO_LARGE, /* past the kind's max_body */
+	BINDING_DISK_FULL, /* the spool's file system is nearly full */
+	BINDING_TOO_MANY,  /* BINDING_SPOOLS_MAX spooled calls in flight already */
+};
+
 struct binding_kind {
 	const char *type;  /* told to the worker in INIT ("assets", "kv", ...) */
 	uint64_t max_body; /* the largest request body one call may carry (0: none) */
 	/* Non-NULL: request bodies are spooled to a file in this directory (of
 	 * ctx; it exists and outlives ctx's calls) instead of memory. */
 	const char *(*spool_dir)(void *ctx);
-	/* The refusal of a body past max_body (NULL: the host's own message). */
-	const char *too_large;
+	/* Words the host's refusal of method's request body (why) as the
+	 * kind's own errors read, into out (NULL: the host's own words). */
+	void (*refusal)(const char *method, enum binding_refusal why, char *out, size_t outlen);
 	/* 0: res is the answer now; 1: the kind answers later with
 	 * binding_call_done (it copied what it needs from c); -1: err is sent
 	 * as CALL_ERROR. */

@@ -63,6 +63,7 @@ struct instance {
 	struct bcall *calls; /* binding calls in flight (binding.c) */
 	unsigned ncalls;
 	uint64_t call_bodies; /* request body bytes its calls in flight declared */
+	unsigned spooled_calls; /* its calls in flight with a spooled body (binding.c) */
 	struct instance *next, *prev;         /* app's live list, or spares */
 	struct instance *all_next, *all_prev; /* host's list of every process */
 	int reaped;

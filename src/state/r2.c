@@ -8,6 +8,10 @@
  *   SHA-256: linkat through /proc/self/fd, or a copy when the file system
  *   cannot link an unnamed file. An existing blob of the same address is
  *   the same bytes and is reused.
+ * - A directory the store makes (r2_open's, a new blobs/XY) has its entry
+ *   fsynced into its parent at once, before anything is linked under it and
+ *   before a row names what is: otherwise a crash could keep the COMMIT and
+ *   lose the directory with the blob.
  * - Every change of rows is one transaction (BEGIN IMMEDIATE ... COMMIT);
  *   blobs it stopped naming are unlinked after the COMMIT (blob_release), so
  *   a crash leaves garbage, never a dangling row; r2_open collects garbage.
@@ -229,6 +233,24 @@ static void collect_garbage(struct r2_store *st)
 
 /* --- open / close --- */
 
+/* Make directory p (a path of its own, edited in place and restored); a new
+ * one's entry is fsynced into its parent, so a blob or a database linked
+ * under it later is not lost with it in a crash. */
+static int mkdir_durable(char *p)
+{
+	if (mkdir(p, 0700) < 0)
+		return errno == EEXIST ? 0 : -1;
+	char *slash = strrchr(p, '/');
+	if (!slash)
+		return fsync_dir(".");
+	if (slash == p)
+		return fsync_dir("/");
+	*slash = 0;
+	int rc = fsync_dir(p);
+	*slash = '/';
+	return rc;
+}
+
 static int mkdirs(const char *path)
 {
 	char *p = xdup(path);
@@ -236,13 +258,13 @@ static int mkdirs(const char *path)
 		if (*s != '/')
 			continue;
 		*s = 0;
-		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+		if (mkdir_durable(p) < 0) {
 			free(p);
 			return -1;
 		}
 		*s = '/';
 	}
-	int rc = mkdir(p, 0700) < 0 && errno != EEXIST ? -1 : 0;
+	int rc = mkdir_durable(p);
 	free(p);
 	return rc;
 }
@@ -545,7 +567,7 @@ static int blob_store(struct r2_store *st, int fd, uint64_t len, const char *blo
 	struct stat sb;
 	if (stat(path, &sb) == 0 && (uint64_t)sb.st_size == len)
 		goto out; /* the same bytes are there */
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+	if (mkdir_durable(dir) < 0) { /* a new blobs/XY is fsynced into blobs/ */
 		rc = fail(err, "%s: %s", dir, strerror(errno));
 		goto out;
 	}

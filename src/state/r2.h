@@ -34,7 +34,9 @@
 #include <stdint.h>
 
 #define R2_KEY_MAX 1024
-#define R2_CUSTOM_METADATA_MAX 2048
+/* An object's metadata, custom and HTTP together (Cloudflare's "object
+ * metadata size"): custom keys and values plus HTTP string values, bytes. */
+#define R2_METADATA_MAX 8192
 #define R2_VALUE_MAX (5368709120ull - 5242880ull) /* 5 GiB - 5 MiB, one put or part */
 #define R2_PART_MIN (5ull << 20)                 /* every part but the last */
 #define R2_PARTS_MAX 10000
@@ -107,10 +109,18 @@ int r2_range_resolve(const struct r2_range *r, uint64_t size, uint64_t *offset, 
 		     struct r2_err *err);
 /* Normalise http metadata ({"contentType": S, "contentLanguage": S,
  * "contentDisposition": S, "contentEncoding": S, "cacheControl": S,
- * "cacheExpiry": ms}) and custom metadata ({S: S}, at most 2 KiB of keys and
- * values) into compact JSON text (*out, malloc'd; "{}" when len is 0). */
+ * "cacheExpiry": ms}) and custom metadata ({S: S}) into compact JSON text
+ * (*out, malloc'd; "{}" when len is 0). Each alone is refused past
+ * R2_METADATA_MAX (R2_E_METADATA_TOO_LARGE); r2_metadata_check bounds the
+ * two together. */
 int r2_http_metadata_parse(const char *json, size_t len, char **out, struct r2_err *err);
 int r2_custom_metadata_parse(const char *json, size_t len, char **out, struct r2_err *err);
+/* The bytes of metadata that count against R2_METADATA_MAX in normalised
+ * http and custom metadata (either NULL: none). */
+size_t r2_metadata_size(const char *http, const char *custom);
+/* R2_OK, or R2_REFUSED (R2_E_METADATA_TOO_LARGE) when the two together are
+ * past R2_METADATA_MAX. */
+int r2_metadata_check(const char *http, const char *custom, struct r2_err *err);
 /* A key: valid UTF-8, 1..R2_KEY_MAX bytes. */
 int r2_key_check(const uint8_t *key, size_t len, struct r2_err *err);
 /* Does cond hold for an object with etag (bare hex) uploaded at ms (exists

@@ -149,15 +149,22 @@ static int etag_list(json_t *v, struct r2_etag_cond *list, unsigned *count)
 	return 0;
 }
 
+/* The bound on a date in ms, either way: past any real upload time (a JS
+ * Date ends at 8.64e15), and far enough from INT64's ends that nothing done
+ * with it overflows. */
+#define MS_BOUND 9000000000000000ll
+
 static int ms_value(json_t *v, int64_t *out)
 {
 	if (json_is_integer(v)) {
-		*out = json_integer_value(v);
+		/* Clamped, not refused: 2**63 still means "after everything". */
+		json_int_t i = json_integer_value(v);
+		*out = i > MS_BOUND ? MS_BOUND : i < -MS_BOUND ? -MS_BOUND : (int64_t)i;
 		return 0;
 	}
 	if (json_is_real(v)) {
 		double d = json_real_value(v);
-		if (!(d > -9e15 && d < 9e15))
+		if (!(d > -(double)MS_BOUND && d < (double)MS_BOUND))
 			return -1;
 		*out = (int64_t)d;
 		return 0;
@@ -223,9 +230,14 @@ static int etag_in(const struct r2_etag_cond *list, unsigned n, const char *etag
 	return 0;
 }
 
+/* ms rounded down to a whole second; INT64_MIN's second is below INT64_MIN,
+ * so the bottom saturates (an upload time from the store is not bounded). */
 static int64_t floor_s(int64_t ms)
 {
-	return ms >= 0 ? ms / 1000 * 1000 : -((-ms + 999) / 1000 * 1000);
+	int64_t rem = ms % 1000;
+	if (rem < 0)
+		rem += 1000;
+	return ms < INT64_MIN + rem ? INT64_MIN : ms - rem;
 }
 
 int r2_conditional_holds(const struct r2_conditional *c, int exists, const char *etag,
@@ -396,6 +408,45 @@ static char *dump(json_t *o)
 	return json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
 }
 
+/* What an object of metadata counts: its string values (and, custom, its
+ * keys); a cacheExpiry, a number, counts nothing. */
+static size_t metadata_bytes(json_t *o, int keys)
+{
+	size_t total = 0;
+	const char *k;
+	json_t *v;
+	json_object_foreach(o, k, v) {
+		if (json_is_string(v))
+			total += json_string_length(v) + (keys ? strlen(k) : 0);
+	}
+	return total;
+}
+
+static int metadata_too_large(struct r2_err *err)
+{
+	return refuse(err, R2_E_METADATA_TOO_LARGE,
+		      "Your metadata headers exceed the maximum allowed metadata size.");
+}
+
+size_t r2_metadata_size(const char *http, const char *custom)
+{
+	size_t total = 0;
+	json_t *o = http ? json_loads(http, 0, NULL) : NULL;
+	if (json_is_object(o))
+		total += metadata_bytes(o, 0);
+	json_decref(o);
+	o = custom ? json_loads(custom, 0, NULL) : NULL;
+	if (json_is_object(o))
+		total += metadata_bytes(o, 1);
+	json_decref(o);
+	return total;
+}
+
+int r2_metadata_check(const char *http, const char *custom, struct r2_err *err)
+{
+	return r2_metadata_size(http, custom) > R2_METADATA_MAX ? metadata_too_large(err) : R2_OK;
+}
+
 int r2_http_metadata_parse(const char *json, size_t len, char **out, struct r2_err *err)
 {
 	static const char *const fields[] = {"contentType",     "contentLanguage",
@@ -415,7 +466,7 @@ int r2_http_metadata_parse(const char *json, size_t len, char **out, struct r2_e
 		int known = 0;
 		for (const char *const *f = fields; *f; f++)
 			known |= !strcmp(*f, k);
-		if (known && json_is_string(v) && json_string_length(v) <= 8192 &&
+		if (known && json_is_string(v) &&
 		    !memchr(json_string_value(v), 0, json_string_length(v)) &&
 		    !strpbrk(json_string_value(v), "\r\n")) {
 			json_object_set(clean, k, v);
@@ -428,11 +479,12 @@ int r2_http_metadata_parse(const char *json, size_t len, char **out, struct r2_e
 			json_object_set_new(clean, k, json_integer(ms));
 		} else {
 			rc = refuse(err, R2_E_INVALID_ARGUMENT, "httpMetadata.%.64s is not %s", k,
-				    known ? "a string of at most 8192 characters on one line"
-					  : "an HTTP metadata field");
+				    known ? "a string on one line" : "an HTTP metadata field");
 			break;
 		}
 	}
+	if (rc == R2_OK && metadata_bytes(clean, 0) > R2_METADATA_MAX)
+		rc = metadata_too_large(err);
 	if (rc == R2_OK)
 		*out = dump(clean);
 	json_decref(clean);
@@ -447,7 +499,6 @@ int r2_custom_metadata_parse(const char *json, size_t len, char **out, struct r2
 	if (!o)
 		return refuse(err, R2_E_INVALID_ARGUMENT, "customMetadata must be an object");
 	int rc = R2_OK;
-	size_t total = 0;
 	const char *k;
 	json_t *v;
 	json_object_foreach(o, k, v) {
@@ -456,11 +507,9 @@ int r2_custom_metadata_parse(const char *json, size_t len, char **out, struct r2
 				    "customMetadata values are strings ('%.64s' is not)", k);
 			break;
 		}
-		total += strlen(k) + json_string_length(v);
 	}
-	if (rc == R2_OK && total > R2_CUSTOM_METADATA_MAX)
-		rc = refuse(err, R2_E_METADATA_TOO_LARGE,
-			    "Your metadata headers exceed the maximum allowed metadata size.");
+	if (rc == R2_OK && metadata_bytes(o, 1) > R2_METADATA_MAX)
+		rc = metadata_too_large(err);
 	if (rc == R2_OK)
 		*out = dump(o);
 	json_decref(o);

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from thawtest import ThawServe, proc_status_kb, start_dev, write_project
+from thawtest import ThawServe, proc_status_kb, snapshots_supported, start_dev, write_project
 
 WORKER = """
-    import hashlib, json
+    import asyncio, hashlib, json
     from workers import WorkerEntrypoint, Response, Headers
 
     def describe(obj):
@@ -142,13 +142,55 @@ WORKER = """
                 got = await bucket.get("streamed.bin")
                 sizes = [len(c) async for c in got.body]
                 return Response.json({"size": obj.size, "read": sum(sizes),
-                                      "chunks": len(sizes)})
+                                      "chunks": len(sizes), "largest": max(sizes)})
+            if path == "spools":
+                # Four uploads of unknown length hold their spool files; a fifth is refused
+                # until one ends.
+                gate = asyncio.Event()
+                async def held():
+                    yield b"x" * 1000
+                    await gate.wait()
+                    yield b"y"
+                puts = [asyncio.ensure_future(bucket.put(f"held/{i}", held()))
+                        for i in range(4)]
+                await asyncio.sleep(0.3)  # their CALLs reach the host first
+                fifth = await error_of(bucket.put("held/4", b"fifth"))
+                part = await error_of(
+                    bucket.resume_multipart_upload("x", "f" * 32).upload_part(1, b"p"))
+                gate.set()
+                sizes = [o.size for o in await asyncio.gather(*puts)]
+                after = await bucket.put("held/5", b"after")
+                return Response.json({"fifth": fifth, "part": part, "sizes": sizes,
+                                      "after": after.size})
+            if path == "too_large":
+                # What the SDK would send for a part of 6 GiB, without sending it: the host
+                # refuses the call on its declared length.
+                from workers import _bindings
+                async def declared(method, **args):
+                    pairs = [(b":body", str(6 << 30).encode())]
+                    pairs += [(k.encode(), v.encode()) for k, v in args.items()]
+                    return await error_of(_bindings.call("FILES", method, pairs))
+                return Response.json({
+                    "put": await declared("put", key="big"),
+                    "part": await declared("upload_part", key="big", upload_id="f" * 32,
+                                           part_number="1")})
+            if path == "floor":
+                small = await error_of(bucket.put("floor/a", b"a" * 100))
+                async def streamed():
+                    yield b"b" * 100
+                stream = await error_of(bucket.put("floor/b", streamed()))
+                empty = await bucket.put("floor/empty", b"")  # no body: nothing spooled
+                return Response.json({"small": small, "stream": stream, "empty": empty.size,
+                                      "listed": [o.key for o in
+                                                 (await bucket.list(prefix="floor/")).objects]})
             if path == "hostile":
                 out = {}
                 out["long_key"] = await error_of(bucket.put("k" * 1025, "x"))
                 out["empty_key"] = await error_of(bucket.get(""))
                 out["metadata"] = await error_of(bucket.put("m", "x",
-                                                            custom_metadata={"a": "b" * 2100}))
+                                                            custom_metadata={"a": "b" * 2100},
+                                                            http_metadata={
+                                                                "contentType": "t" * 6100}))
                 out["range"] = await error_of(bucket.get("notes/a.txt",
                                                          range={"offset": 100}))
                 out["suffix"] = await error_of(bucket.get("notes/a.txt", range={"suffix": 0}))
@@ -233,8 +275,10 @@ def check_more(get):
     assert multi["gone"] == ("R2Error: uploadPart: The specified multipart upload does not "
                              "exist. (10024)")
     assert multi["small_listed"] is None
-    assert get("stream").json() == {"size": 1000000, "read": 1000000,
-                                    "chunks": get("stream").json()["chunks"]}
+    stream = get("stream").json()
+    # Read back as a stream of CALL_BODY frames (at most 64 KiB each), never whole.
+    assert stream["size"] == 1000000 and stream["read"] == 1000000, stream
+    assert stream["chunks"] >= 1000000 // 65536 and stream["largest"] <= 65536, stream
     bad = get("hostile").json()
     assert bad == {
         "long_key": "R2Error: put: The specified object name is not valid. (10020)",
@@ -311,6 +355,47 @@ def test_r2_on_a_host_survives_restart_redeploy_and_rollback(tmp_path):
     assert (data / "state" / "files" / "r2" / "my-files.sqlite").exists()
 
 
+def test_r2_refuses_a_fifth_upload_in_flight_per_instance(tmp_path):
+    dev = start_dev(project(tmp_path / "files"))
+    try:
+        r = dev.get("spools", timeout=60)
+        assert r.status == 200, r.text
+        busy = ("R2Error: {}: Too many uploads in flight from this worker instance (at most 4); "
+                "await one before starting another. (10001)")
+        assert r.json() == {"fifth": busy.format("put"), "part": busy.format("uploadPart"),
+                            "sizes": [1001] * 4, "after": 5}, r.json()
+    finally:
+        dev.stop()
+
+
+def test_r2_names_the_action_of_an_oversized_upload(tmp_path):
+    dev = start_dev(project(tmp_path / "files"))
+    try:
+        r = dev.get("too_large")
+        assert r.status == 200, r.text
+        big = ("R2Error: {}: Your proposed upload exceeds the maximum allowed object size. "
+               "(100100)")
+        assert r.json() == {"put": big.format("put"), "part": big.format("uploadPart")}, r.json()
+    finally:
+        dev.stop()
+
+
+def test_r2_refuses_uploads_that_would_leave_the_disk_under_its_floor(tmp_path):
+    root = project(tmp_path / "files")
+    dev = start_dev(root, env={"THAW_SPOOL_MIN_FREE_BYTES": str(1 << 62)})
+    try:
+        r = dev.get("floor")
+        assert r.status == 200, r.text
+        full = ("R2Error: put: We encountered an internal error: the host's disk is nearly "
+                "full. Please try again later. (10001)")
+        assert r.json() == {"small": full, "stream": full, "empty": 0,
+                            "listed": ["floor/empty"]}, r.json()
+        dev.wait_for(r"refused a call to FILES\.put: .*THAW_SPOOL_MIN_FREE_BYTES")
+    finally:
+        dev.stop()
+    assert not any((root / ".thaw" / "state" / "r2" / "my-files" / "tmp").iterdir())
+
+
 def rss_kb(pid: int) -> tuple[int, int]:
     return proc_status_kb(pid, "VmRSS"), proc_status_kb(pid, "VmHWM")
 
@@ -321,6 +406,8 @@ def test_a_1_gib_object_goes_in_and_out_with_the_hosts_memory_flat(tmp_path):
     root = project(tmp_path / "files")
     dev = start_dev(root, "--timeout", "600")
     try:
+        if snapshots_supported():
+            dev.wait_snapshot()  # the build's memory is the host's, not the upload's
         assert dev.get("read").status in (200, 500)  # warm: an instance and the store exist
         _, hwm_before = rss_kb(dev.pid)
         r = dev.get(f"big/put?{size}", timeout=600)

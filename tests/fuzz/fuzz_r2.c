@@ -6,8 +6,9 @@
  * rest is its input. Invariants:
  * - a refusal is R2_REFUSED with a v4 code and a message, never anything else;
  * - a resolved range lies inside the object (offset + length <= size);
- * - normalised metadata is a JSON object that parses back, and custom
- *   metadata within Cloudflare's 2 KiB;
+ * - normalised metadata is a JSON object that parses back, within
+ *   Cloudflare's 8 KiB of object metadata (R2_METADATA_MAX; custom: keys and
+ *   values, HTTP: string values);
  * - a part list has at most 10000 parts, each numbered 1..10000;
  * - an accepted key is 1..1024 bytes;
  * - conditions evaluate (for an object and for none) without fault.
@@ -79,13 +80,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (out) {
 			json_t *back = json_loads(out, 0, NULL);
 			CHECK(json_is_object(back));
-			if (which == 3) {
-				size_t total = 0;
-				const char *k;
-				json_t *v;
-				json_object_foreach(back, k, v) total += strlen(k) + json_string_length(v);
-				CHECK(total <= R2_CUSTOM_METADATA_MAX);
+			size_t total = 0;
+			const char *k;
+			json_t *v;
+			json_object_foreach(back, k, v) {
+				if (json_is_string(v))
+					total += json_string_length(v) + (which == 3 ? strlen(k) : 0);
 			}
+			CHECK(total <= R2_METADATA_MAX);
+			CHECK(total == (which == 2 ? r2_metadata_size(out, NULL)
+						   : r2_metadata_size(NULL, out)));
 			json_decref(back);
 			free(out);
 		}

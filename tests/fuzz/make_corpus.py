@@ -536,11 +536,19 @@ def r2_seeds():
         "cond_etags": b"\x00" + b'{"etagMatches": ["\\"abc\\"", "W/\\"d\\"", "*"]}',
         "cond_dates": b"\x00" + b'{"uploadedBefore": 1700000000000, "uploadedAfter": 1.5e12, '
         b'"secondsGranularity": true, "etagDoesNotMatch": "a, b"}',
+        # Past INT64's ends once rounded to seconds: clamped, never overflowed.
+        "cond_int64_min": b"\x00" + b'{"uploadedBefore": %d, "secondsGranularity": true}'
+        % -2**63,
+        "cond_int64_max": b"\x00" + b'{"uploadedAfter": %d, "uploadedBefore": %d, '
+        b'"secondsGranularity": true}' % (2**63 - 1, 2**63 - 2),
         "range_offset": b"\x01" + size + b'{"offset": 10, "length": 2000}',
         "range_suffix": b"\x01" + size + b'{"suffix": 0}',
         "range_header": b"\x01" + size + b'{"header": "bytes=-5"}',
         "http": b"\x02" + b'{"contentType": "text/plain", "cacheExpiry": 1700000000000}',
         "custom": b"\x03" + b'{"owner": "ana", "big": "' + b"x" * 2100 + b'"}',
+        "custom_past_8k": b"\x03" + b'{"owner": "ana", "big": "' + b"x" * 8190 + b'"}',
+        "http_past_8k": b"\x02" + b'{"contentType": "' + b"t" * 5000 + b'", "cacheControl": "'
+        + b"c" * 5000 + b'"}',
         "parts": b"\x04" + b'[{"partNumber": 1, "etag": "a"}, {"partNumber": 10001, "etag": "b"}]',
         "key": b"\x05" + "caf\u00e9/\xff".encode("latin-1"),
         "empty": b"",

@@ -81,6 +81,40 @@ static int put(struct fixture *f, const char *key, const char *value,
 	return rc;
 }
 
+/* fsync, wrapped (tests/CMakeLists.txt: --wrap=fsync): the paths of the
+ * directories fsynced while `synced` records. */
+int __real_fsync(int fd);
+int __wrap_fsync(int fd);
+static char synced[4096];
+static int recording;
+
+int __wrap_fsync(int fd)
+{
+	struct stat sb;
+	if (recording && fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+		char proc[64], path[1024];
+		snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(proc, path, sizeof path - 1);
+		if (n > 0) {
+			path[n] = 0;
+			size_t used = strlen(synced);
+			snprintf(synced + used, sizeof synced - used, "%s\n", path);
+		}
+	}
+	return __real_fsync(fd);
+}
+
+/* Was dir (a path, exactly) fsynced while recording? */
+static int was_synced(const char *dir)
+{
+	char line[1100];
+	snprintf(line, sizeof line, "%s\n", dir);
+	for (const char *p = synced; (p = strstr(p, line)); p++)
+		if (p == synced || p[-1] == '\n')
+			return 1;
+	return 0;
+}
+
 static int count_blobs(const struct fixture *f)
 {
 	char cmd[256];
@@ -204,6 +238,61 @@ static void test_conditions_follow_rfc_9110(void **state)
 	assert_int_equal(r2_conditional_parse(j, strlen(j), &c, &err), R2_REFUSED);
 }
 
+/* A new directory's entry is fsynced into its parent before anything under
+ * it is committed: a crash cannot keep a row whose blob's directory is lost. */
+static void test_new_directories_are_fsynced_into_their_parents(void **state)
+{
+	struct fixture *f = *state;
+	char bucket[160], db[160], path[200];
+	snprintf(bucket, sizeof bucket, "%s/fresh/bucket", f->dir);
+	snprintf(db, sizeof db, "%s/fresh.sqlite", f->dir);
+	synced[0] = 0;
+	recording = 1;
+	struct r2_store *st = r2_open(db, bucket, &f->err);
+	assert_non_null(st);
+	assert_true(was_synced(f->dir)); /* fresh/ went into it */
+	snprintf(path, sizeof path, "%s/fresh", f->dir);
+	assert_true(was_synced(path));   /* bucket/ */
+	assert_true(was_synced(bucket)); /* bucket/blobs and bucket/tmp */
+	synced[0] = 0;
+	struct r2_object o;
+	int fd = body(f, "hello", 5);
+	assert_int_equal(r2_put(st, (const uint8_t *)"k", 1, fd, 5, NULL, NOW, &o, &f->err), R2_OK);
+	close(fd);
+	recording = 0;
+	r2_object_dispose(&o);
+	snprintf(path, sizeof path, "%s/blobs", bucket);
+	assert_true(was_synced(path)); /* blobs/2c (sha256 of "hello") went into it */
+	snprintf(path, sizeof path, "%s/blobs/2c", bucket);
+	assert_true(was_synced(path)); /* the blob went into blobs/2c */
+	r2_close(st);
+}
+
+static void test_conditions_on_extreme_dates_neither_overflow_nor_invert(void **state)
+{
+	(void)state;
+	struct r2_err err;
+	struct r2_conditional c;
+	/* Before the earliest date: nothing was uploaded before it. */
+	const char *j = "{\"uploadedBefore\": -9223372036854775808, \"secondsGranularity\": true}";
+	assert_int_equal(r2_conditional_parse(j, strlen(j), &c, &err), R2_OK);
+	assert_false(r2_conditional_holds(&c, 1, "abc", NOW));
+	assert_false(r2_conditional_holds(&c, 1, "abc", -NOW));
+	/* Before the latest: everything was. */
+	j = "{\"uploadedBefore\": 9223372036854775807, \"secondsGranularity\": true}";
+	assert_int_equal(r2_conditional_parse(j, strlen(j), &c, &err), R2_OK);
+	assert_true(r2_conditional_holds(&c, 1, "abc", NOW));
+	assert_true(r2_conditional_holds(&c, 1, "abc", INT64_MIN)); /* a corrupt row's time */
+	/* Modified after the latest: nothing was; after the earliest: everything. */
+	j = "{\"uploadedAfter\": 9223372036854775806}";
+	assert_int_equal(r2_conditional_parse(j, strlen(j), &c, &err), R2_OK);
+	assert_false(r2_conditional_holds(&c, 1, "abc", NOW));
+	j = "{\"uploadedAfter\": -9223372036854775807, \"secondsGranularity\": true}";
+	assert_int_equal(r2_conditional_parse(j, strlen(j), &c, &err), R2_OK);
+	assert_true(r2_conditional_holds(&c, 1, "abc", NOW));
+	assert_true(r2_conditional_holds(&c, 1, "abc", -NOW));
+}
+
 static void test_put_only_if_and_digests(void **state)
 {
 	struct fixture *f = *state;
@@ -238,11 +327,57 @@ static void test_keys_and_metadata_are_bounded(void **state)
 	assert_int_equal(put(f, key, "x", NULL, &o), R2_OK);
 	r2_object_dispose(&o);
 	assert_int_equal(r2_key_check((const uint8_t *)"\xff", 1, &f->err), R2_REFUSED);
-	char big[2200 + 32];
-	snprintf(big, sizeof big, "{\"a\":\"%2100d\"}", 1);
 	char *out = NULL;
-	assert_int_equal(r2_custom_metadata_parse(big, strlen(big), &out, &f->err), R2_REFUSED);
+	assert_int_equal(r2_custom_metadata_parse("{\"a\":1}", 7, &out, &f->err), R2_REFUSED);
+	assert_int_equal(r2_http_metadata_parse("{\"contentType\":\"a\\nb\"}", 22, &out, &f->err),
+			 R2_REFUSED);
+	assert_int_equal(r2_http_metadata_parse("{\"contentType\":\"text/x\"}", 24, &out, &f->err),
+			 R2_OK);
+	assert_string_equal(out, "{\"contentType\":\"text/x\"}");
+	free(out);
+}
+
+/* Cloudflare's one limit: 8,192 bytes of metadata, custom and HTTP together. */
+static void test_metadata_is_capped_at_8_kib_custom_and_http_together(void **state)
+{
+	struct fixture *f = *state;
+	char big[2 * R2_METADATA_MAX];
+	char *custom = NULL, *http = NULL;
+	/* Custom alone: 8192 bytes of key and value fit, one more does not. */
+	snprintf(big, sizeof big, "{\"a\":\"%*d\"}", R2_METADATA_MAX - 1, 1);
+	assert_int_equal(r2_custom_metadata_parse(big, strlen(big), &custom, &f->err), R2_OK);
+	free(custom);
+	snprintf(big, sizeof big, "{\"ab\":\"%*d\"}", R2_METADATA_MAX - 1, 1);
+	assert_int_equal(r2_custom_metadata_parse(big, strlen(big), &custom, &f->err), R2_REFUSED);
 	assert_int_equal(f->err.code, R2_E_METADATA_TOO_LARGE);
+	/* HTTP alone: five fields of 2000 are past it (each was allowed 8192). */
+	snprintf(big, sizeof big,
+		 "{\"contentType\":\"%2000d\",\"contentLanguage\":\"%2000d\","
+		 "\"contentDisposition\":\"%2000d\",\"contentEncoding\":\"%2000d\","
+		 "\"cacheControl\":\"%2000d\"}",
+		 1, 2, 3, 4, 5);
+	assert_int_equal(r2_http_metadata_parse(big, strlen(big), &http, &f->err), R2_REFUSED);
+	assert_int_equal(f->err.code, R2_E_METADATA_TOO_LARGE);
+	/* Each within the cap, the two together past it. */
+	snprintf(big, sizeof big, "{\"contentType\":\"%5000d\",\"cacheExpiry\":1}", 1);
+	assert_int_equal(r2_http_metadata_parse(big, strlen(big), &http, &f->err), R2_OK);
+	snprintf(big, sizeof big, "{\"k\":\"%3191d\"}", 1);
+	assert_int_equal(r2_custom_metadata_parse(big, strlen(big), &custom, &f->err), R2_OK);
+	assert_int_equal(r2_metadata_size(http, custom), R2_METADATA_MAX);
+	assert_int_equal(r2_metadata_check(http, custom, &f->err), R2_OK);
+	free(custom);
+	snprintf(big, sizeof big, "{\"k\":\"%3192d\"}", 1);
+	assert_int_equal(r2_custom_metadata_parse(big, strlen(big), &custom, &f->err), R2_OK);
+	assert_int_equal(r2_metadata_check(http, custom, &f->err), R2_REFUSED);
+	assert_int_equal(f->err.code, R2_E_METADATA_TOO_LARGE);
+	free(custom);
+	free(http);
+}
+
+static void test_metadata_parsers_normalise(void **state)
+{
+	struct fixture *f = *state;
+	char *out = NULL;
 	assert_int_equal(r2_custom_metadata_parse("{\"a\":1}", 7, &out, &f->err), R2_REFUSED);
 	assert_int_equal(r2_http_metadata_parse("{\"contentType\":\"a\\nb\"}", 22, &out, &f->err),
 			 R2_REFUSED);
@@ -375,8 +510,14 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test(test_ranges_resolve_as_cloudflare_does),
 		cmocka_unit_test(test_conditions_follow_rfc_9110),
+		cmocka_unit_test(test_conditions_on_extreme_dates_neither_overflow_nor_invert),
+		cmocka_unit_test_setup_teardown(test_new_directories_are_fsynced_into_their_parents,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_only_if_and_digests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_and_metadata_are_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_metadata_is_capped_at_8_kib_custom_and_http_together,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_metadata_parsers_normalise, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_delimits_pages_and_starts_after, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_multipart_completes_aborts_and_refuses_small_parts,
