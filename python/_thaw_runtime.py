@@ -50,13 +50,13 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from workers import (Context, Env, Headers, Request, Response, _bindings, _hooks, _rpc,
-                     _service, _snapshot, _sync)
+from workers import (Context, Env, Headers, Request, Response, _bindings, _durable, _hooks,
+                     _rpc, _service, _snapshot, _sync)
 from workers._body import BodyStream
 from workers._entrypoint import ScheduledController, WorkerEntrypoint, pending_background_tasks
 from workers._env import env as _module_env
@@ -272,6 +272,8 @@ def _find_queue_handler(module: Any) -> None:
 
 # The entry module, where RPC and service fetches find their entrypoint classes.
 _entry_module: Any = None
+# The Durable Objects this instance holds, by (class, id).
+_objects: dict[tuple[str, str], Any] = {}
 
 
 def _has_rpc_methods(cls: type) -> bool:
@@ -648,6 +650,7 @@ async def _serve(thaw: Any, worker: _Worker, fd: int) -> None:
 _current_stream: contextvars.ContextVar[int] = _service.current_stream
 
 OUTPUT_LINE_MAX = 16 * 1024  # longer lines are sent in pieces
+CALLS_RESERVED = 64  # of CALLS_MAX, for calls that do not wait on other workers
 
 
 class _FrameOutput(io.TextIOBase):
@@ -819,6 +822,9 @@ class _Connection(asyncio.Protocol):
         self.writable.set()
         self.error: str | None = None
         self.calls: dict[int, _Call] = {}  # binding calls in flight, by stream id
+        # Set when a call leaves self.calls: a call waiting for one of the CALLS_MAX slots
+        # (many requests of one instance each calling a binding) goes on then.
+        self.call_freed = asyncio.Event()
         self.next_call = thaw.STREAM_WORKER_BASE
 
     # asyncio.Protocol
@@ -846,6 +852,7 @@ class _Connection(asyncio.Protocol):
         for call in self.calls.values():
             call.fail(_bindings.BindingError("the connection to the host was lost"))
         self.calls.clear()
+        self.call_freed.set()
         _bindings.set_transport(None)
         self.writable.set()
         if not self.closed.done():
@@ -896,9 +903,15 @@ class _Connection(asyncio.Protocol):
         thaw = self.thaw
         if self.transport is None or self.transport.is_closing():
             raise _bindings.BindingError("the connection to the host is closed")
-        if len(self.calls) >= thaw.CALLS_MAX:
-            raise _bindings.BindingError(
-                f"too many binding calls in flight (at most {thaw.CALLS_MAX} per instance)")
+        # A call that waits on another worker or object (rpc, fetch) may not take the last
+        # CALLS_RESERVED slots: those stay for the calls it waits on (a Durable Object's storage
+        # in this same instance), so requests waiting on objects cannot starve the objects.
+        limit = thaw.CALLS_MAX - (CALLS_RESERVED if method in ("rpc", "fetch") else 0)
+        while len(self.calls) >= limit:
+            self.call_freed.clear()
+            await self.call_freed.wait()
+            if self.transport is None or self.transport.is_closing():
+                raise _bindings.BindingError("the connection to the host is closed")
         streamed = body is not None and not isinstance(body, (bytes, bytearray, memoryview))
         if streamed:
             extra = [(b":body", b"*")]
@@ -956,6 +969,7 @@ class _Connection(asyncio.Protocol):
             if self.calls.pop(stream_id, None) is not None and self.transport is not None \
                     and not self.transport.is_closing():
                 self._send(thaw.CANCEL, stream_id)
+            self.call_freed.set()
             raise
 
     async def _wait_call_credit(self, call: _Call) -> bool:
@@ -999,6 +1013,7 @@ class _Connection(asyncio.Protocol):
     def _abandon_call(self, stream_id: int) -> None:
         """A streamed result nobody will read: the host stops sending it."""
         call = self.calls.pop(stream_id, None)
+        self.call_freed.set()
         if call is not None and self.transport is not None and not self.transport.is_closing():
             self._send(self.thaw.CANCEL, stream_id)
 
@@ -1034,6 +1049,7 @@ class _Connection(asyncio.Protocol):
                 self._send(thaw.WINDOW, stream_id, struct.pack("<I", len(payload)))
         elif frame_type in (thaw.CALL_END, thaw.CALL_ERROR):
             del self.calls[stream_id]
+            self.call_freed.set()
             if frame_type == thaw.CALL_END:
                 call.body.end()
             else:
@@ -1088,6 +1104,17 @@ class _Connection(asyncio.Protocol):
                 stream.task = asyncio.get_running_loop().create_task(
                     self._handle_rpc(stream, pairs[3][1].decode("utf-8", "replace"),
                                      pairs[4][1].decode("utf-8", "replace")),
+                    name=f"thaw stream {stream_id}"
+                )
+                return
+            if len(pairs) >= 7 and pairs[2] == (b":event", b"do"):
+                if [k for k, _ in pairs[3:7]] != [b":do-class", b":do-id", b":do-binding",
+                                                  b":do-op"]:
+                    raise ValueError("a Durable Object event needs :do-class, :do-id, "
+                                     ":do-binding and :do-op")
+                cls, oid, binding, op = (v.decode("utf-8", "replace") for _, v in pairs[3:7])
+                stream.task = asyncio.get_running_loop().create_task(
+                    self._handle_do(stream, method, url, cls, oid, binding, op, pairs[7:]),
                     name=f"thaw stream {stream_id}"
                 )
                 return
@@ -1289,6 +1316,99 @@ class _Connection(asyncio.Protocol):
         body; answer 200 with `thaw-rpc: result` and the encoded result, or `thaw-rpc: error`
         and the exception's type name and message (which the caller raises)."""
         _current_stream.set(stream.id)
+        await self._rpc_on(stream, lambda: _entrypoint_instance(entrypoint, self.worker.env),
+                           method)
+
+    def _durable_object(self, cls: str, oid: str, binding: str) -> Any:
+        """The instance's object of class ``cls`` with id ``oid``, made on its first call
+        (``Class(ctx, env)``); the host sends an object's calls to one instance only."""
+        key = (cls, oid)
+        found = _objects.get(key)
+        if found is not None:
+            return found
+        klass = getattr(_entry_module, cls, None) if _entry_module is not None else None
+        if not isinstance(klass, type):
+            raise TypeError(f"the worker's entry module has no Durable Object class {cls!r} "
+                            "(durable_objects.bindings' class_name)")
+        state = _durable.DurableObjectState(binding, _bindings.DurableObjectId(oid))
+        obj = klass(state, self.worker.env)
+        _objects[key] = obj
+        return obj
+
+    async def _handle_do(self, stream: _Stream, method: str, url: str, cls: str, oid: str,
+                         binding: str, op: str, rest: list[tuple[bytes, bytes]]) -> None:
+        """A call to a Durable Object held by this instance: an RPC method, its fetch, or
+        its alarm, each entering the object's input gate first (workers._durable)."""
+        _current_stream.set(stream.id)
+        try:
+            obj = self._durable_object(cls, oid, binding)
+        except (Exception, SystemExit) as error:
+            await self._send_rpc_error(stream, error, 500)
+            return
+        await obj.ctx._gate.enter()
+        if op == "rpc":
+            name = rest[0][1].decode("utf-8", "replace") if rest and \
+                rest[0][0] == b":rpc-method" else ""
+            await self._rpc_on(stream, lambda: obj, name)
+        elif op == "alarm":
+            retry = int(rest[0][1]) if rest and rest[0][0] == b":do-retry" else 0
+            info = {"retry_count": retry, "is_retry": retry > 0,
+                    "retryCount": retry, "isRetry": retry > 0}
+
+            async def run() -> Any:
+                alarm = getattr(obj, "alarm", None)
+                if not callable(alarm):
+                    raise TypeError("the Durable Object has no alarm() method")
+                takes = _leading(alarm, False) if not inspect.ismethod(alarm) else \
+                    _leading(alarm.__func__, True)
+                result = alarm(*((info,)[:takes]))
+                if inspect.isawaitable(result):
+                    await result
+                return None
+            await self._rpc_on(stream, lambda: None, "", call=run)
+        elif op == "fetch":
+            headers = Headers()
+            for name, value in rest:
+                headers.append(name, value)
+            request = Request._incoming(method, url, headers, stream.body, {})
+            fetch = getattr(obj, "fetch", None)
+            if not callable(fetch):
+                await self._send_rpc_error(stream, TypeError(
+                    "Handler does not export a fetch() function."), 500)
+                return
+            try:
+                response = fetch(request)
+                if inspect.isawaitable(response):
+                    response = await response
+                if not isinstance(response, Response):
+                    raise TypeError(f"fetch() returned {type(response).__name__}, "
+                                    "expected a workers.Response")
+            except (Exception, SystemExit) as error:
+                await self._send_rpc_error(stream, error, 500)
+                return
+            await self._send_response(stream, response)
+        else:
+            await self._send_rpc_error(stream, ValueError(f"unknown Durable Object op {op!r}"),
+                                       500)
+
+    async def _rpc_on(self, stream: _Stream, target_of: Callable[[], Any], method: str,
+                      call: Callable[[], Awaitable[Any]] | None = None) -> None:
+        """Run method on target_of() with the request body's arguments (or call()), and
+        answer with its encoded result or error."""
+        try:
+            if call is not None:
+                result = await call()
+                body = _rpc.encode(result)
+                await self._send_rpc(stream, 200, "result", body)
+                return
+        except asyncio.CancelledError:
+            if stream.cancelled or self.closed.done():
+                return
+            await self._send_rpc_error(stream, RuntimeError("the call was cancelled"), 200)
+            return
+        except (Exception, SystemExit) as error:
+            await self._send_rpc_error(stream, error, 200)
+            return
         try:
             data = bytearray()
             while True:
@@ -1299,7 +1419,7 @@ class _Connection(asyncio.Protocol):
                 if len(data) > _rpc.MESSAGE_MAX:
                     raise ValueError(f"the RPC arguments are larger than {_rpc.MESSAGE_MAX} bytes")
             args, kwargs = _rpc.decode_call(bytes(data))
-            target = _entrypoint_instance(entrypoint, self.worker.env)
+            target = target_of()
             result = _rpc.method_of(target, method)(*args, **kwargs)
             if inspect.isawaitable(result):
                 result = await result

@@ -23,6 +23,7 @@ leaves before the writes it made are on disk.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import datetime
 import json
@@ -74,12 +75,13 @@ class _Gate:
 
 
 def _encode_value(value: Any) -> str:
-    """A stored value as text: the RPC encoding (structured-clone-like) in latin-1."""
-    return _rpc.encode(value).decode("latin-1")
+    """A stored value as text: the RPC encoding (structured-clone-like, workers._rpc) in
+    base64, so any Python value RPC can carry can be stored, and read back as itself."""
+    return base64.b64encode(_rpc.encode(value)).decode("ascii")
 
 
 def _decode_value(text: str) -> Any:
-    return _rpc.decode(text.encode("latin-1"))
+    return _rpc.decode(base64.b64decode(text))
 
 
 def _key(key: Any) -> str:
