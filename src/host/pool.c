@@ -216,8 +216,40 @@ void pool_fail_pending(struct app *a, unsigned status, const char *body)
 	}
 }
 
+/* The least loaded ready instance of the current code, full or not: for a
+ * Durable Object's call, which must not wait behind the requests that wait
+ * for it (they may fill every instance's slots). */
+static struct instance *pick_any(struct app *a)
+{
+	struct instance *best = NULL;
+	for (struct instance *in = a->instances; in; in = in->next) {
+		if (in->state != INST_READY || in->generation != a->generation || in->reaped)
+			continue;
+		if (!best || in->inflight < best->inflight)
+			best = in;
+	}
+	return best;
+}
+
+/* Does r go to an instance whatever its load (a Durable Object's call)? */
+static int unlimited(const struct hreq *r)
+{
+	return r->pin_instance || r->on_attach;
+}
+
 void pool_dispatch(struct app *a)
 {
+	/* Objects' calls first: they need a ready instance, not a free slot. */
+	for (struct hreq *r = a->pending_head, *next; r; r = next) {
+		next = r->next;
+		if (!unlimited(r))
+			continue;
+		struct instance *in = pick_any(a);
+		if (!in)
+			break;
+		pending_remove(a, r);
+		attach(in, r, in->t_ready >= r->t_arrive);
+	}
 	while (a->pending_head) {
 		struct instance *in = pick(a);
 		if (!in)
@@ -245,6 +277,8 @@ void pool_submit(struct app *a, struct hreq *r)
 {
 	r->app = a;
 	struct instance *in = r->pin_instance ? pinned(a, r->pin_instance) : NULL;
+	if (!in && unlimited(r))
+		in = pick_any(a);
 	if (in) {
 		attach(in, r, 0);
 		return;

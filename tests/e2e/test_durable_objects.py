@@ -145,11 +145,14 @@ def wait_until(check, timeout=30.0, what="condition"):
 
 def test_durable_objects_under_dev(tmp_path):
     root = project(tmp_path / "counters")
-    dev = start_dev(root, "--max-instances", "4")
+    # At most 8 requests per instance: 40 clients at once need several instances.
+    dev = start_dev(root, "--max-instances", "4", "--concurrency", "8")
     try:
         values, pids = hammer(dev.get)
-        # Serialised through one object: every value 1..200 handed out exactly once.
+        # Serialised through one object: every value 1..200 handed out exactly once, to
+        # requests served by several instances.
         assert values == list(range(1, 201)), values[:10]
+        assert len(pids) >= 2, pids
         state = dev.get("/state?name=a").json()
         assert state["n"] == 200 and state["made_in"] == state["pid"]
         assert state["id"] == dev.get("/state?name=a").json()["id"]
