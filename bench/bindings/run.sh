@@ -38,3 +38,15 @@ print(f"{op:9} thaw p50 {t['p50_us']:8.1f} us  p99 {t['p99_us']:8.1f} us  {t['pe
       f"p50 ratio {t['p50_us'] / f['p50_us']:.1f}x")
 PY
 done
+# What the transport alone costs (a call the host answers on its loop), beside the floor of a
+# KV get: the part of a round trip no store can remove.
+curl -sf "http://127.0.0.1:$port/bench?op=transport&n=200" >/dev/null
+thaw=$(curl -sf "http://127.0.0.1:$port/bench?op=transport&n=$N")
+floor=$(grep '"op": "kv_get"' "$OUT/bindings-floor.txt")
+$PY - "$thaw" "$floor" <<'PY'
+import json, sys
+t, f = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print(f"transport thaw p50 {t['p50_us']:8.1f} us  p99 {t['p99_us']:8.1f} us  {t['per_s']:8.0f}/s | "
+      f"(a call refused on the host's loop) | p50 ratio to a KV get's floor "
+      f"{t['p50_us'] / f['p50_us']:.1f}x")
+PY

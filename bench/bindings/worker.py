@@ -2,7 +2,7 @@
 # another, and answers the latencies' p50/p99 (µs) and the calls per second.
 import time
 
-from workers import WorkerEntrypoint, Response
+from workers import WorkerEntrypoint, Response, _bindings
 
 
 def summary(samples, total):
@@ -32,5 +32,12 @@ class Default(WorkerEntrypoint):
                 await kv.put(f"k{i % 100}", "x" * 100)
             elif op == "d1_point":
                 await db.prepare("SELECT v FROM t WHERE id = ?").bind(1).first()
+            elif op == "transport":
+                # A call the host refuses on its loop (no such method): the round trip
+                # between instance and host alone, without the executor or SQLite.
+                try:
+                    await _bindings.call("KV", "no-such-method", [])
+                except Exception:  # refused: the error is the answer
+                    pass
             samples.append(time.perf_counter() - t)
         return Response.json(summary(samples, time.perf_counter() - started))
