@@ -858,9 +858,9 @@ class DurableObjectId:
 class DurableObjectNamespace:
     """``env.ROOM``: makes ids and stubs of one Durable Object class."""
 
-    def __init__(self, binding: str, class_name: str) -> None:
+    def __init__(self, binding: str, namespace: str) -> None:
         self._binding = binding
-        self._class = class_name
+        self._class = namespace  # the class's first name: ids hash it, renames keep them
 
     def id_from_name(self, name: str) -> DurableObjectId:
         if not isinstance(name, str):
@@ -930,7 +930,9 @@ def make(name: str, kind: str, entry: dict[str, Any] | None = None) -> Any:
         class_name = (entry or {}).get("class_name")
         if not isinstance(class_name, str):
             raise ValueError(f"binding {name}: a Durable Object namespace needs its class_name")
-        return DurableObjectNamespace(name, class_name)
+        namespace = (entry or {}).get("namespace")
+        return DurableObjectNamespace(name, namespace if isinstance(namespace, str)
+                                      else class_name)
     factory = KINDS.get(kind)
     if factory is None:
         raise ValueError(f"binding {name}: this SDK does not know bindings of type {kind!r}")

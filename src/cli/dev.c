@@ -279,7 +279,7 @@ static void say_secrets(struct dev *d)
 static int load_state_kinds(const struct project *c, char *err, size_t errlen)
 {
 	static const char *const keys[] = {"kv_namespaces", "d1_databases", "r2_buckets",
-					   "durable_objects", "queues", NULL};
+					   "durable_objects", "migrations", "queues", NULL};
 	json_t *pj = project_to_json(c);
 	int needed = 0;
 	for (const char *const *k = keys; *k; k++) {

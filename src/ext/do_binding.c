@@ -42,10 +42,13 @@
 #include "ext/bindings.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/log.h"
@@ -72,6 +75,7 @@ struct do_ns { /* one binding of one app */
 	struct host *h;
 	char binding[64];
 	char cls[128];
+	char origin[128]; /* the class's first name (before renamed_classes): ids hash it */
 	struct do_worker *w;
 	struct do_ns *w_next; /* on w->spaces */
 };
@@ -738,12 +742,121 @@ static void alarm_done(struct hreq *r, void *arg)
 	free(ac);
 }
 
+/* --- migrations: renamed and deleted classes, applied to storage once --- */
+
+struct migrate_job {
+	struct exec_job job;
+	struct do_worker *w;
+	json_t *migrations; /* the project's list, in order */
+};
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+/* Executor: apply the migrations whose tags STATE/do/migrations.json does not
+ * list, in order, then record them. A renamed class's directory and alarms
+ * move to its new name; a deleted class's are removed. */
+static void migrate_run(struct exec_job *job)
+{
+	struct migrate_job *j = (struct migrate_job *)job;
+	struct do_worker *w = j->w;
+	char *dir = xasprintf("%s/do", w->state_dir);
+	char *rec = xasprintf("%s/migrations.json", dir);
+	mkdir_p(dir, 0700);
+	json_t *applied = json_load_file(rec, 0, NULL);
+	if (!json_is_array(applied)) {
+		json_decref(applied);
+		applied = json_array();
+	}
+	int changed = 0;
+	char err[256];
+	size_t i;
+	json_t *m;
+	json_array_foreach(j->migrations, i, m)
+	{
+		json_t *tag = json_object_get(m, "tag");
+		int done = 0;
+		size_t k;
+		json_t *t;
+		json_array_foreach(applied, k, t) done |= json_equal(t, tag);
+		if (!json_is_string(tag) || done)
+			continue;
+		json_t *r;
+		json_array_foreach(json_object_get(m, "renamed_classes"), k, r)
+		{
+			const char *from = json_string_value(json_object_get(r, "from"));
+			const char *to = json_string_value(json_object_get(r, "to"));
+			if (!from || !to || !identifier(from) || !identifier(to))
+				continue;
+			char *a = xasprintf("%s/%s", dir, from), *b = xasprintf("%s/%s", dir, to);
+			if (rename(a, b) < 0 && errno != ENOENT)
+				log_error("Durable Objects: moving %s to %s: %s", a, b, strerror(errno));
+			free(a);
+			free(b);
+			struct dobj_alarms *al = alarms_of(w, err, sizeof err);
+			if (al && dobj_alarms_rename(al, from, to, err, sizeof err) < 0)
+				log_error("Durable Objects: %s", err);
+		}
+		json_t *d;
+		json_array_foreach(json_object_get(m, "deleted_classes"), k, d)
+		{
+			const char *cls = json_string_value(d);
+			if (!cls || !identifier(cls))
+				continue;
+			char *a = xasprintf("%s/%s", dir, cls);
+			nftw(a, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+			free(a);
+			struct dobj_alarms *al = alarms_of(w, err, sizeof err);
+			if (al && dobj_alarms_rename(al, cls, NULL, err, sizeof err) < 0)
+				log_error("Durable Objects: %s", err);
+		}
+		json_array_append(applied, tag);
+		changed = 1;
+	}
+	if (changed) {
+		char *tmp = xasprintf("%s.tmp", rec);
+		if (json_dump_file(applied, tmp, JSON_COMPACT) < 0 || rename(tmp, rec) < 0)
+			log_error("Durable Objects: cannot record the migrations applied in %s", rec);
+		free(tmp);
+	}
+	json_decref(applied);
+	free(rec);
+	free(dir);
+}
+
+static void migrate_done(struct exec_job *job, int stopped)
+{
+	(void)stopped;
+	struct migrate_job *j = (struct migrate_job *)job;
+	json_decref(j->migrations);
+	free(j);
+}
+
+static void migrate(struct do_worker *w, const struct project *p)
+{
+	json_t *pj = project_to_json(p);
+	json_t *list = json_object_get(pj, "migrations");
+	if (json_is_array(list) && json_array_size(list)) {
+		struct migrate_job *j = xcalloc(1, sizeof *j);
+		j->job.run = migrate_run;
+		j->job.done = migrate_done;
+		j->w = w;
+		j->migrations = json_incref(list);
+		executor_submit(w->h, &j->job); /* before any storage call of this app */
+	}
+	json_decref(pj);
+}
+
 /* --- the binding's life --- */
 
 static json_t *do_describe(void *ctx)
 {
 	struct do_ns *ns = ctx;
-	return json_pack("{s:s}", "class_name", ns->cls);
+	return json_pack("{s:s, s:s}", "class_name", ns->cls, "namespace", ns->origin);
 }
 
 static void ns_unref(struct do_ns *ns)
@@ -772,6 +885,63 @@ static const struct binding_kind do_kind = {
 	.describe = do_describe,
 };
 
+/* The worker (its state directory) of a, made on first use. */
+static struct do_worker *worker_of(struct app *a)
+{
+	struct do_worker *w = workers;
+	while (w && strcmp(w->state_dir, a->state_dir) != 0)
+		w = w->next;
+	if (!w) {
+		w = xcalloc(1, sizeof *w);
+		w->state_dir = xstrdup(a->state_dir);
+		w->h = a->h;
+		w->timer.fn = alarm_timer;
+		w->timer.arg = w;
+		w->next = workers;
+		workers = w;
+		alarm_check(w); /* alarms set before a restart */
+	}
+	return w;
+}
+
+/* "migrations" as a hidden kind: its factory runs for each entry when an app
+ * loads (with or without Durable Object bindings: a deleted class has none);
+ * the first entry applies the list. */
+static int migrations_call(void *ctx, const struct binding_call *c, struct call_result *res,
+			   char *err, size_t errlen)
+{
+	(void)ctx;
+	(void)c;
+	(void)res;
+	return err_set(err, errlen, "migrations are not called");
+}
+
+static void migrations_release(void *ctx)
+{
+	free(ctx);
+}
+
+static const struct binding_kind migrations_kind = {
+	.type = "do_migrations",
+	.call = migrations_call,
+	.release = migrations_release,
+	.hidden = 1,
+};
+
+static void *migrations_make(struct app *a, const json_t *entry, char *err, size_t errlen)
+{
+	(void)err;
+	(void)errlen;
+	if (a->state_dir && a->cfg) {
+		json_t *pj = project_to_json(a->cfg);
+		json_t *first = json_array_get(json_object_get(pj, "migrations"), 0);
+		if (first && json_equal(json_object_get(first, "tag"), json_object_get(entry, "tag")))
+			migrate(worker_of(a), a->cfg);
+		json_decref(pj);
+	}
+	return xcalloc(1, 1);
+}
+
 static void *do_make(struct app *a, const json_t *entry, char *err, size_t errlen)
 {
 	const char *name = json_string_value(json_object_get(entry, "name"));
@@ -793,19 +963,7 @@ static void *do_make(struct app *a, const json_t *entry, char *err, size_t errle
 			name, script);
 		return NULL;
 	}
-	struct do_worker *w = workers;
-	while (w && strcmp(w->state_dir, a->state_dir) != 0)
-		w = w->next;
-	if (!w) {
-		w = xcalloc(1, sizeof *w);
-		w->state_dir = xstrdup(a->state_dir);
-		w->h = a->h;
-		w->timer.fn = alarm_timer;
-		w->timer.arg = w;
-		w->next = workers;
-		workers = w;
-		alarm_check(w); /* alarms set before a restart */
-	}
+	struct do_worker *w = worker_of(a);
 	struct do_ns *ns = xcalloc(1, sizeof *ns);
 	ns->refs = 1;
 	ns->app = a;
@@ -813,6 +971,26 @@ static void *do_make(struct app *a, const json_t *entry, char *err, size_t errle
 	ns->w = w;
 	snprintf(ns->binding, sizeof ns->binding, "%s", name);
 	snprintf(ns->cls, sizeof ns->cls, "%s", cls);
+	/* Follow renamed_classes back to the first name: an object's id stays
+	 * the same when its class is renamed, as on Cloudflare. */
+	snprintf(ns->origin, sizeof ns->origin, "%s", cls);
+	if (a->cfg) {
+		json_t *pj = project_to_json(a->cfg);
+		json_t *list = json_object_get(pj, "migrations");
+		for (size_t i = json_array_size(list); i-- > 0;) {
+			size_t k;
+			json_t *r;
+			json_array_foreach(json_object_get(json_array_get(list, i), "renamed_classes"), k,
+					   r)
+			{
+				const char *from = json_string_value(json_object_get(r, "from"));
+				const char *to = json_string_value(json_object_get(r, "to"));
+				if (from && to && !strcmp(to, ns->origin) && strlen(from) < sizeof ns->origin)
+					snprintf(ns->origin, sizeof ns->origin, "%s", from);
+			}
+		}
+		json_decref(pj);
+	}
 	ns->w_next = w->spaces;
 	w->spaces = ns;
 	return ns;
@@ -821,4 +999,5 @@ static void *do_make(struct app *a, const json_t *entry, char *err, size_t errle
 void do_binding_register(void)
 {
 	binding_kind_register("durable_objects.bindings", "name", &do_kind, do_make);
+	binding_kind_register("migrations", "tag", &migrations_kind, migrations_make);
 }

@@ -599,3 +599,19 @@ int dobj_alarm_ran(struct dobj_alarms *a, const char *cls, const char *id, int64
 			 "WHERE class = ?1 AND id = ?2 AND at_ms = ?3",
 			 cls, id, at_ms, retry_ms, err, errlen);
 }
+
+int dobj_alarms_rename(struct dobj_alarms *a, const char *from, const char *to, char *err,
+		       size_t errlen)
+{
+	if (!to)
+		return alarm_run(a, "DELETE FROM alarms WHERE class = ?1 AND ?2 IS NOT NULL", from, "",
+				 0, 0, err, errlen);
+	/* The old name's alarm replaces one the new name may have (INSERT OR REPLACE). */
+	if (alarm_run(a,
+		      "INSERT OR REPLACE INTO alarms (class, id, at_ms, attempt) "
+		      "SELECT ?2, id, at_ms, attempt FROM alarms WHERE class = ?1",
+		      from, to, 0, 0, err, errlen) < 0)
+		return -1;
+	return alarm_run(a, "DELETE FROM alarms WHERE class = ?1 AND ?2 IS NOT NULL", from, to, 0,
+			 0, err, errlen);
+}

@@ -90,6 +90,9 @@ int dobj_alarm_next(struct dobj_alarms *a, struct dobj_alarm *out, char *err, si
 /* The alarm that was due at at_ms ran: ok, it is removed, unless alarm()
  * set another meanwhile (a different at_ms); failed, it is due again at
  * retry_ms with attempt + 1. 0, or -1 with err. */
+/* A class renamed (to) or deleted (to NULL): its alarms follow or go. */
+int dobj_alarms_rename(struct dobj_alarms *a, const char *from, const char *to, char *err,
+		       size_t errlen);
 int dobj_alarm_ran(struct dobj_alarms *a, const char *cls, const char *id, int64_t at_ms, int ok,
 		   int64_t retry_ms, char *err, size_t errlen);
 

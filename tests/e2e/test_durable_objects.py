@@ -213,3 +213,48 @@ def test_durable_objects_on_a_host_survive_restart_kill_and_redeploy(tmp_path):
         assert get("/inc?name=a").text == "101"  # the new version, the same object's data
     finally:
         host.stop()
+
+
+RENAMED = WORKER.replace("class Counter(DurableObject):", "class Tally(DurableObject):")
+
+
+def migrated_project(root: Path, stage: int) -> Path:
+    """Stage 1: class Counter; 2: renamed to Tally (renamed_classes); 3: deleted."""
+    write_project(root, WORKER if stage == 1 else RENAMED, pyproject=False)
+    migrations = [{"tag": "v1", "new_sqlite_classes": ["Counter"]}]
+    config = {"name": "counters", "main": "src/entry.py", "compatibility_date": "2025-11-01",
+              "vars": {"VERSION": str(stage)}}
+    if stage >= 2:
+        migrations.append({"tag": "v2", "renamed_classes": [{"from": "Counter", "to": "Tally"}]})
+    if stage >= 3:
+        migrations.append({"tag": "v3", "deleted_classes": ["Tally"]})
+    else:
+        config["durable_objects"] = {"bindings": [{"name": "COUNTER",
+                                                   "class_name": "Counter" if stage == 1
+                                                   else "Tally"}]}
+    config["migrations"] = migrations
+    (root / "wrangler.jsonc").write_text(json.dumps(config, indent=2))
+    return root
+
+
+def test_migrations_rename_then_delete_a_class_s_storage(tmp_path):
+    root = tmp_path / "counters"
+    state = root / ".thaw" / "state" / "do"
+    dev = start_dev(migrated_project(root, 1))
+    try:
+        assert [dev.get("/inc?name=a").text for _ in range(3)] == ["1", "2", "3"]
+    finally:
+        dev.stop()
+    assert (state / "Counter").is_dir()
+    dev = start_dev(migrated_project(root, 2))  # the class renamed: its objects keep their data
+    try:
+        assert dev.get("/inc?name=a").text == "4"
+    finally:
+        dev.stop()
+    assert (state / "Tally").is_dir() and not (state / "Counter").exists()
+    dev = start_dev(migrated_project(root, 3))  # deleted: its storage goes
+    try:
+        wait_until(lambda: not (state / "Tally").exists(), what="the deleted class's storage")
+    finally:
+        dev.stop()
+    assert json.loads((state / "migrations.json").read_text()) == ["v1", "v2", "v3"]

@@ -252,7 +252,12 @@ static void test_alarms(void **state)
 	assert_int_equal(n.at_ms, 7000);
 	assert_int_equal(n.attempt, 1);
 	assert_int_equal(dobj_alarm_ran(a, "Room", "id2", 7000, 1, 0, f->err, sizeof f->err), 0);
-	assert_int_equal(dobj_alarm_delete(a, "Room", "id1", f->err, sizeof f->err), 0);
+	/* A class renamed: its alarms follow; deleted: they go. */
+	assert_int_equal(dobj_alarms_rename(a, "Room", "Hall", f->err, sizeof f->err), 0);
+	assert_int_equal(dobj_alarm_get(a, "Room", "id1", &at, f->err, sizeof f->err), 0);
+	assert_int_equal(dobj_alarm_get(a, "Hall", "id1", &at, f->err, sizeof f->err), 1);
+	assert_int_equal(at, 9000);
+	assert_int_equal(dobj_alarms_rename(a, "Hall", NULL, f->err, sizeof f->err), 0);
 	assert_int_equal(dobj_alarm_next(a, &n, f->err, sizeof f->err), 0);
 	dobj_alarms_close(a);
 }
