@@ -211,6 +211,13 @@ def test_durable_objects_on_a_host_survive_restart_kill_and_redeploy(tmp_path):
         r = host.client("deploy", project(tmp_path / "v2", "2"))
         assert r.returncode == 0, r.stdout + r.stderr
         assert get("/inc?name=a").text == "101"  # the new version, the same object's data
+        assert get("/state?name=a").json()["version"] == "2"
+        r = host.client("rollback", "--name", "counters")
+        assert r.returncode == 0, r.stdout + r.stderr
+        # Back on version 1 (its instances hold the object from now on), the same data.
+        wait_until(lambda: (s := get("/state?name=a").json())["version"] == "1" and s,
+                   what="the rolled-back version to hold the object")
+        assert get("/inc?name=a").text == "102"
     finally:
         host.stop()
 
