@@ -650,7 +650,7 @@ async def _serve(thaw: Any, worker: _Worker, fd: int) -> None:
 _current_stream: contextvars.ContextVar[int] = _service.current_stream
 
 OUTPUT_LINE_MAX = 16 * 1024  # longer lines are sent in pieces
-CALLS_RESERVED = 64  # of CALLS_MAX, for calls that do not wait on other workers
+CALLS_RESERVED = 8  # of CALLS_MAX, for calls that do not wait on other workers
 
 
 class _FrameOutput(io.TextIOBase):
@@ -1319,20 +1319,33 @@ class _Connection(asyncio.Protocol):
         await self._rpc_on(stream, lambda: _entrypoint_instance(entrypoint, self.worker.env),
                            method)
 
-    def _durable_object(self, cls: str, oid: str, binding: str) -> Any:
+    async def _durable_object(self, cls: str, oid: str, binding: str) -> Any:
         """The instance's object of class ``cls`` with id ``oid``, made on its first call
-        (``Class(ctx, env)``); the host sends an object's calls to one instance only."""
+        (``Class(ctx, env)``); the host sends an object's calls to one instance only. Calls
+        that come while the constructor runs (it may wait, e.g. on ``sql.exec``) wait for
+        that one object."""
         key = (cls, oid)
         found = _objects.get(key)
+        if isinstance(found, asyncio.Future):
+            return await asyncio.shield(found)
         if found is not None:
             return found
         klass = getattr(_entry_module, cls, None) if _entry_module is not None else None
         if not isinstance(klass, type):
             raise TypeError(f"the worker's entry module has no Durable Object class {cls!r} "
                             "(durable_objects.bindings' class_name)")
-        state = _durable.DurableObjectState(binding, _bindings.DurableObjectId(oid))
-        obj = klass(state, self.worker.env)
+        made: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        _objects[key] = made
+        try:
+            state = _durable.DurableObjectState(binding, _bindings.DurableObjectId(oid))
+            obj = klass(state, self.worker.env)
+        except BaseException as error:
+            del _objects[key]
+            made.set_exception(error)
+            made.exception()  # retrieved: the waiters raise it too
+            raise
         _objects[key] = obj
+        made.set_result(obj)
         return obj
 
     async def _handle_do(self, stream: _Stream, method: str, url: str, cls: str, oid: str,
@@ -1341,15 +1354,15 @@ class _Connection(asyncio.Protocol):
         its alarm, each entering the object's input gate first (workers._durable)."""
         _current_stream.set(stream.id)
         try:
-            obj = self._durable_object(cls, oid, binding)
+            obj = await self._durable_object(cls, oid, binding)
         except (Exception, SystemExit) as error:
             await self._send_rpc_error(stream, error, 500)
             return
-        await obj.ctx._gate.enter()
+        gate = obj.ctx._gate
         if op == "rpc":
             name = rest[0][1].decode("utf-8", "replace") if rest and \
                 rest[0][0] == b":rpc-method" else ""
-            await self._rpc_on(stream, lambda: obj, name)
+            await self._rpc_on(stream, lambda: obj, name, gate=gate)
         elif op == "alarm":
             retry = int(rest[0][1]) if rest and rest[0][0] == b":do-retry" else 0
             info = {"retry_count": retry, "is_retry": retry > 0,
@@ -1365,7 +1378,11 @@ class _Connection(asyncio.Protocol):
                 if inspect.isawaitable(result):
                     await result
                 return None
-            await self._rpc_on(stream, lambda: None, "", call=run)
+            obj.ctx._in_alarm, obj.ctx._alarm_set = True, False
+            try:
+                await self._rpc_on(stream, lambda: None, "", call=run, gate=gate)
+            finally:
+                obj.ctx._in_alarm = False
         elif op == "fetch":
             headers = Headers()
             for name, value in rest:
@@ -1376,6 +1393,7 @@ class _Connection(asyncio.Protocol):
                 await self._send_rpc_error(stream, TypeError(
                     "Handler does not export a fetch() function."), 500)
                 return
+            await gate.enter()
             try:
                 response = fetch(request)
                 if inspect.isawaitable(response):
@@ -1392,11 +1410,15 @@ class _Connection(asyncio.Protocol):
                                        500)
 
     async def _rpc_on(self, stream: _Stream, target_of: Callable[[], Any], method: str,
-                      call: Callable[[], Awaitable[Any]] | None = None) -> None:
+                      call: Callable[[], Awaitable[Any]] | None = None,
+                      gate: Any = None) -> None:
         """Run method on target_of() with the request body's arguments (or call()), and
-        answer with its encoded result or error."""
+        answer with its encoded result or error. ``gate``: an object's input gate, entered
+        once the arguments are in, right before the method runs."""
         try:
             if call is not None:
+                if gate is not None:
+                    await gate.enter()
                 result = await call()
                 body = _rpc.encode(result)
                 await self._send_rpc(stream, 200, "result", body)
@@ -1420,7 +1442,10 @@ class _Connection(asyncio.Protocol):
                     raise ValueError(f"the RPC arguments are larger than {_rpc.MESSAGE_MAX} bytes")
             args, kwargs = _rpc.decode_call(bytes(data))
             target = target_of()
-            result = _rpc.method_of(target, method)(*args, **kwargs)
+            function = _rpc.method_of(target, method)
+            if gate is not None:
+                await gate.enter()
+            result = function(*args, **kwargs)
             if inspect.isawaitable(result):
                 result = await result
             body = _rpc.encode(result)

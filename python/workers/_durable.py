@@ -104,14 +104,18 @@ class DurableObjectStorage:
     """``ctx.storage``: the object's transactional key-value storage, its SQL database
     (``sql``) and its alarm."""
 
-    def __init__(self, binding: str, object_id: DurableObjectId, gate: _Gate) -> None:
+    def __init__(self, binding: str, object_id: DurableObjectId, gate: _Gate,
+                 state: DurableObjectState | None = None) -> None:
         self._binding = binding
         self._id = object_id
         self._gate = gate
+        self._state = state
         self.sql = SqlStorage(self)
 
-    async def _call(self, op: str, args: dict[str, Any]) -> Any:
-        self._gate.op_start()
+    async def _call(self, op: str, args: dict[str, Any], counted: bool = False) -> Any:
+        """A storage call; it holds the input gate unless the caller did (``counted``)."""
+        if not counted:
+            self._gate.op_start()
         try:
             _status, _headers, result = await _bindings.call(
                 self._binding, "storage",
@@ -174,6 +178,8 @@ class DurableObjectStorage:
             self._gate._wake()
 
     async def get_alarm(self, **options: Any) -> int | None:
+        if self._state is not None and self._state._in_alarm and not self._state._alarm_set:
+            return None  # the alarm running now is over (Cloudflare's rule)
         got = await self._call("alarm_get", {})
         at = got.get("at")
         return int(at) if at is not None else None
@@ -182,6 +188,8 @@ class DurableObjectStorage:
 
     async def set_alarm(self, scheduled_time: Any, **options: Any) -> None:
         await self._call("alarm_set", {"at": _alarm_ms(scheduled_time)})
+        if self._state is not None and self._state._in_alarm:
+            self._state._alarm_set = True
 
     setAlarm = set_alarm
 
@@ -233,7 +241,8 @@ class _Transaction:
         return existed if isinstance(key, (list, tuple)) else existed > 0
 
     async def list(self, **options: Any) -> dict[str, Any]:
-        merged = await self._storage.list(**options)
+        unlimited = {k: v for k, v in options.items() if k != "limit"}
+        merged = await self._storage.list(**unlimited)
         for k in self._deletes:
             merged.pop(k, None)
         for k, v in self._puts.items():
@@ -257,6 +266,16 @@ def _in_range(key: str, options: dict[str, Any]) -> bool:
             and (prefix is None or key.startswith(prefix)))
 
 
+class _Row(dict):  # type: ignore[type-arg]
+    """A row: a dict whose columns also read as attributes (``cursor.one().greeting``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 class SqlStorageCursor:
     """``sql.exec``'s answer: iterate it for rows as dicts, or ``to_array()``, ``one()``,
     ``raw()``; ``column_names``, ``rows_read``, ``rows_written``."""
@@ -274,7 +293,7 @@ class SqlStorageCursor:
     rowsWritten = property(lambda self: self.rows_written)
 
     def _dict(self, row: list[Any]) -> dict[str, Any]:
-        return dict(zip(self.column_names, row))
+        return _Row(zip(self.column_names, row))
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         while self._next < len(self._rows):
@@ -324,14 +343,17 @@ class SqlStorage:
 
     def exec(self, query: str, *bindings: Any) -> SqlStorageCursor:
         from ._sync import run_sync
+        # The gate closes now, before run_sync lets other tasks run.
+        self._storage._gate.op_start()
         answer = run_sync(self._storage._call(
-            "sql", {"query": query, "params": [_sql_param(b) for b in bindings]}))
+            "sql", {"query": query, "params": [_sql_param(b) for b in bindings]}, counted=True))
         return SqlStorageCursor(answer)
 
     @property
     def database_size(self) -> int:
         from ._sync import run_sync
-        return int(run_sync(self._storage._call("size", {}))["bytes"])
+        self._storage._gate.op_start()
+        return int(run_sync(self._storage._call("size", {}, counted=True))["bytes"])
 
     databaseSize = database_size
 
@@ -343,7 +365,9 @@ class DurableObjectState:
     def __init__(self, binding: str, object_id: DurableObjectId) -> None:
         self.id = object_id
         self._gate = _Gate()
-        self.storage = DurableObjectStorage(binding, object_id, self._gate)
+        self._in_alarm = False  # alarm() runs (the runtime sets it)
+        self._alarm_set = False  # set_alarm() called while it runs
+        self.storage = DurableObjectStorage(binding, object_id, self._gate, self)
 
     def block_concurrency_while(self, fn: Callable[[], Awaitable[Any]]) -> asyncio.Task[Any]:
         """Run ``fn()`` with every new call to the object held until it is done (a task:

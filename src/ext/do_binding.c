@@ -61,11 +61,13 @@
 #include "proto/frame.h"
 #include "state/dobj.h"
 
-#define DO_BUCKETS 4096
+#define DO_BUCKETS_MIN 1024
+#define DO_SWEEP_MIN 4096 /* records before the first sweep of stale ones */
+#define DO_ALARM_WAIT_MAX_MS (3600 * 1000.0) /* a later alarm is looked at again then */
 #define DO_STORE_CACHE 64 /* open object files, executor thread only */
 #define DO_ALARM_RETRIES 6
 #define DO_ALARM_TIMEOUT_MS (15 * 60 * 1000.0)
-#define DO_STORAGE_BODY_MAX (16u << 20)
+#define DO_STORAGE_BODY_MAX SERVICE_BODY_MAX /* a call's RPC arguments, as the SDK's */
 
 struct do_worker; /* per state directory: its alarms */
 
@@ -104,6 +106,7 @@ struct do_obj {
 	struct do_wait *wait_head, *wait_tail;
 	struct loop_timer flush;
 	struct host *h;
+	unsigned busy; /* alarm deliveries that hold a pointer to it */
 };
 
 struct do_wait {
@@ -117,7 +120,11 @@ struct do_wait {
 	int64_t attempt;
 };
 
-static struct do_obj *objects[DO_BUCKETS];
+/* The records, hashed; resized as they grow, and swept of stale ones (no
+ * live holder, nothing waiting, nothing in flight) whenever their number
+ * doubles, so a worker calling ever new ids keeps a bounded table. */
+static struct do_obj **objects;
+static size_t nbuckets, nobjects, sweep_at = DO_SWEEP_MIN;
 static struct do_worker *workers;
 
 static void ns_unref(struct do_ns *ns);
@@ -161,17 +168,60 @@ static int identifier(const char *s)
 	return 1;
 }
 
-static unsigned hash(const char *s, size_t n)
+static uint32_t hash(const char *s, size_t n)
 {
 	uint32_t h = 2166136261u;
 	for (size_t i = 0; i < n; i++)
 		h = (h ^ (uint8_t)s[i]) * 16777619u;
-	return h % DO_BUCKETS;
+	return h;
+}
+
+static size_t key_len(const struct do_obj *o)
+{
+	size_t dl = strlen(o->key), cl = strlen(o->key + dl + 1);
+	return dl + 1 + cl + 1 + 64;
+}
+
+static void rehash(size_t n)
+{
+	struct do_obj **t = xcalloc(n, sizeof *t);
+	for (size_t b = 0; b < nbuckets; b++)
+		for (struct do_obj *o = objects[b], *next; o; o = next) {
+			next = o->next;
+			size_t i = hash(o->key, key_len(o)) % n;
+			o->next = t[i];
+			t[i] = o;
+		}
+	free(objects);
+	objects = t;
+	nbuckets = n;
+}
+
+/* Free the records nothing refers to: no live holder, no call waiting or
+ * being placed, no alarm delivery, no flush due. */
+static void sweep(void)
+{
+	for (size_t b = 0; b < nbuckets; b++)
+		for (struct do_obj **p = &objects[b]; *p;) {
+			struct do_obj *o = *p;
+			int live = o->pinned && host_instance_app(o->h, o->pinned);
+			if (live || o->establishing || o->wait_head || o->busy ||
+			    loop_timer_armed(&o->flush)) {
+				p = &o->next;
+				continue;
+			}
+			*p = o->next;
+			free(o->key);
+			free(o);
+			nobjects--;
+		}
+	sweep_at = nobjects * 2 > DO_SWEEP_MIN ? nobjects * 2 : DO_SWEEP_MIN;
 }
 
 static void flush_fn(struct loop *l, struct loop_timer *t);
 
-static struct do_obj *obj_get(struct do_worker *w, const char *cls, const char *id)
+/* The record of (w, cls, id): found, or made when create (else NULL). */
+static struct do_obj *obj_lookup(struct do_worker *w, const char *cls, const char *id, int create)
 {
 	size_t dl = strlen(w->state_dir), cl = strlen(cls);
 	size_t kl = dl + 1 + cl + 1 + 64;
@@ -179,15 +229,26 @@ static struct do_obj *obj_get(struct do_worker *w, const char *cls, const char *
 	memcpy(key, w->state_dir, dl + 1);
 	memcpy(key + dl + 1, cls, cl + 1);
 	memcpy(key + dl + 1 + cl + 1, id, 64);
-	unsigned b = hash(key, kl);
+	if (!objects)
+		rehash(DO_BUCKETS_MIN);
+	size_t b = hash(key, kl) % nbuckets;
 	for (struct do_obj *o = objects[b]; o; o = o->next)
 		if (!memcmp(o->key, key, kl)) {
 			free(key);
 			return o;
 		}
-	/* Records are kept for the host's life (one per object ever called:
-	 * ~300 bytes); a pin to a gone instance is simply stale. */
+	if (!create) {
+		free(key);
+		return NULL;
+	}
+	if (nobjects + 1 >= sweep_at) {
+		sweep();
+		if (nobjects + 1 > nbuckets * 2)
+			rehash(nbuckets * 4);
+		b = hash(key, kl) % nbuckets;
+	}
 	struct do_obj *o = xcalloc(1, sizeof *o);
+	nobjects++;
 	o->key = key;
 	o->w = w;
 	o->h = w->h;
@@ -198,6 +259,11 @@ static struct do_obj *obj_get(struct do_worker *w, const char *cls, const char *
 	o->next = objects[b];
 	objects[b] = o;
 	return o;
+}
+
+static struct do_obj *obj_get(struct do_worker *w, const char *cls, const char *id)
+{
+	return obj_lookup(w, cls, id, 1);
 }
 
 static void wait_free(struct do_wait *wt)
@@ -238,6 +304,16 @@ static void flush_fn(struct loop *l, struct loop_timer *t)
 }
 
 static void alarm_done(struct hreq *r, void *arg);
+static void alarm_delivered(struct do_wait *wt, struct do_obj *o, int ok);
+
+/* An app of o's worker that still serves o's class (the newest), or NULL. */
+static struct app *app_for(struct do_obj *o)
+{
+	for (struct do_ns *ns = o->w->spaces; ns; ns = ns->w_next)
+		if (ns->app && !strcmp(ns->cls, o->cls))
+			return ns->app;
+	return NULL;
+}
 
 struct alarm_ctx {
 	struct do_obj *o;
@@ -259,8 +335,19 @@ static void route(struct do_obj *o, struct do_wait *wt)
 			o->wait_tail = wt;
 			return;
 		}
+		a = wt->ns->app ? wt->ns->app : app_for(o);
+		if (!a) { /* no app of the worker serves the class now */
+			if (wt->alarm) {
+				alarm_delivered(wt, o, 0);
+			} else {
+				binding_call_done(h, wt->bc.instance_id, wt->bc.stream, NULL,
+						  "no version of this worker serves the Durable Object "
+						  "class now");
+				wait_free(wt);
+			}
+			return;
+		}
 		o->establishing = 1;
-		a = wt->ns->app;
 	}
 	char uri[96];
 	snprintf(uri, sizeof uri, "%.40s/%.16s", o->cls, o->id);
@@ -268,6 +355,7 @@ static void route(struct do_obj *o, struct do_wait *wt)
 		struct alarm_ctx *ac = xcalloc(1, sizeof *ac);
 		ac->o = o;
 		ac->wt = wt;
+		o->busy++;
 		struct buf head = wt->head;
 		wt->head = (struct buf){0};
 		front_internal_stream_pinned(a, "ALARM", uri, &head, NULL, DO_ALARM_TIMEOUT_MS, NULL,
@@ -292,6 +380,8 @@ struct store_job {
 	char cls[128];
 	char id[65];
 	char op[16];
+	uint8_t *body; /* the call's JSON arguments, parsed on the executor */
+	size_t body_len;
 	json_t *args;
 	json_t *answer; /* or NULL with err */
 	char err[512];
@@ -368,6 +458,14 @@ static int64_t next_alarm_ms(struct do_worker *w)
 static void store_run(struct exec_job *job)
 {
 	struct store_job *j = (struct store_job *)job;
+	json_error_t je;
+	j->args = j->body_len ? json_loadb((const char *)j->body, j->body_len, 0, &je) : json_object();
+	free(j->body);
+	j->body = NULL;
+	if (!json_is_object(j->args)) {
+		snprintf(j->err, sizeof j->err, "TypeError: storage arguments must be a JSON object");
+		return;
+	}
 	if (!strncmp(j->op, "alarm_", 6)) {
 		j->alarm_op = 1;
 		struct dobj_alarms *al = alarms_of(j->w, j->err, sizeof j->err);
@@ -426,6 +524,7 @@ static void store_done(struct exec_job *job, int stopped)
 	}
 	json_decref(j->args);
 	json_decref(j->answer);
+	free(j->body);
 	ns_unref(j->ns);
 	free(j);
 }
@@ -449,22 +548,19 @@ static int storage_call(struct do_ns *ns, const struct binding_call *c, const ch
 		err_set(err, errlen, "TypeError: a storage call needs :op");
 		return -1;
 	}
-	struct do_obj *o = obj_get(ns->w, ns->cls, id);
-	if (!o->pinned || o->pinned != c->instance_id) {
+	struct do_obj *o = obj_lookup(ns->w, ns->cls, id, 0);
+	if (!o || !o->pinned || o->pinned != c->instance_id) {
 		err_set(err, errlen, "this instance does not hold the Durable Object %s/%.16s… (it "
 				     "was moved or evicted): its storage is refused",
 			ns->cls, id);
 		return -1;
 	}
-	json_error_t je;
-	json_t *args = c->body_len ? json_loadb((const char *)c->body, c->body_len, 0, &je)
-				   : json_object();
-	if (!json_is_object(args)) {
-		json_decref(args);
-		err_set(err, errlen, "TypeError: storage arguments must be a JSON object");
-		return -1;
-	}
 	struct store_job *j = xcalloc(1, sizeof *j);
+	/* Parsed on the executor: a body may be 32 MiB of JSON. */
+	j->body = c->body_len ? xmalloc(c->body_len) : NULL;
+	if (c->body_len)
+		memcpy(j->body, c->body, c->body_len);
+	j->body_len = c->body_len;
 	j->job.run = store_run;
 	j->job.done = store_done;
 	j->ns = ns;
@@ -476,7 +572,6 @@ static int storage_call(struct do_ns *ns, const struct binding_call *c, const ch
 	snprintf(j->cls, sizeof j->cls, "%s", ns->cls);
 	memcpy(j->id, id, 65);
 	snprintf(j->op, sizeof j->op, "%s", op);
-	j->args = args;
 	executor_submit(c->h, &j->job);
 	return 1;
 }
@@ -576,6 +671,7 @@ static int do_call(void *ctx, const struct binding_call *c, struct call_result *
 struct alarm_job {
 	struct exec_job job;
 	struct do_worker *w;
+	char *classes; /* JSON list of the classes an app serves now: only their alarms are due */
 	int64_t now_ms;
 	int found;
 	struct dobj_alarm due;
@@ -598,10 +694,10 @@ static void alarm_job_run(struct exec_job *job)
 	if (j->record) {
 		int64_t retry = 0;
 		int ok = j->ok;
-		if (!ok && j->ran.attempt + 1 >= DO_ALARM_RETRIES) {
+		if (!ok && j->ran.attempt >= DO_ALARM_RETRIES) { /* the first run and 6 retries */
 			log_warn("Durable Object %s/%.16s…: alarm() failed %d times: the alarm is "
 				 "dropped",
-				 j->ran.cls, j->ran.id, DO_ALARM_RETRIES);
+				 j->ran.cls, j->ran.id, DO_ALARM_RETRIES + 1);
 			ok = 1;
 		}
 		if (!ok)
@@ -612,7 +708,7 @@ static void alarm_job_run(struct exec_job *job)
 			log_error("Durable Object alarms: %s", err);
 	}
 	struct dobj_alarm a;
-	int r = dobj_alarm_next(al, &a, err, sizeof err);
+	int r = dobj_alarm_next_in(al, j->classes, &a, err, sizeof err);
 	j->next_ms = 0;
 	if (r == 1 && a.at_ms <= j->now_ms) {
 		j->found = 1;
@@ -625,7 +721,7 @@ static void alarm_job_run(struct exec_job *job)
 static struct do_ns *space_for(struct do_worker *w, const char *cls)
 {
 	for (struct do_ns *ns = w->spaces; ns; ns = ns->w_next)
-		if (!strcmp(ns->cls, cls))
+		if (ns->app && !strcmp(ns->cls, cls))
 			return ns;
 	return NULL;
 }
@@ -635,6 +731,8 @@ static void alarm_job_done(struct exec_job *job, int stopped)
 	struct alarm_job *j = (struct alarm_job *)job;
 	struct do_worker *w = j->w;
 	w->busy = 0;
+	free(j->classes);
+	j->classes = NULL;
 	if (stopped) {
 		free(j);
 		return;
@@ -679,6 +777,18 @@ static void alarm_job_done(struct exec_job *job, int stopped)
 	route(o, wt);
 }
 
+/* The classes some app of w serves now, as a JSON list (returns new). */
+static char *live_classes(struct do_worker *w)
+{
+	json_t *list = json_array();
+	for (struct do_ns *ns = w->spaces; ns; ns = ns->w_next)
+		if (ns->app)
+			json_array_append_new(list, json_string(ns->cls));
+	char *text = json_dumps(list, JSON_COMPACT);
+	json_decref(list);
+	return text ? text : xstrdup("[]");
+}
+
 /* Look for a due alarm (on the executor); the job's done() delivers it. */
 static void alarm_check(struct do_worker *w)
 {
@@ -686,6 +796,7 @@ static void alarm_check(struct do_worker *w)
 	j->job.run = alarm_job_run;
 	j->job.done = alarm_job_done;
 	j->w = w;
+	j->classes = live_classes(w);
 	j->now_ms = wall_ms();
 	w->busy = 1;
 	executor_submit(w->h, &j->job);
@@ -705,7 +816,9 @@ static void alarm_schedule(struct do_worker *w)
 	if (!w->next_ms || w->busy)
 		return;
 	int64_t wait = w->next_ms - wall_ms();
-	loop_timer_arm(w->h->loop, &w->timer, wait > 0 ? (double)wait : 0);
+	double ms = wait > 0 ? (double)wait : 0;
+	/* An alarm years ahead: look again in an hour (the timer's range is finite). */
+	loop_timer_arm(w->h->loop, &w->timer, ms < DO_ALARM_WAIT_MAX_MS ? ms : DO_ALARM_WAIT_MAX_MS);
 }
 
 static void alarm_delivered(struct do_wait *wt, struct do_obj *o, int ok)
@@ -715,6 +828,7 @@ static void alarm_delivered(struct do_wait *wt, struct do_obj *o, int ok)
 	j->job.run = alarm_job_run;
 	j->job.done = alarm_job_done;
 	j->w = w;
+	j->classes = live_classes(w);
 	j->now_ms = wall_ms();
 	j->record = 1;
 	j->ok = ok;
@@ -730,6 +844,13 @@ static void alarm_delivered(struct do_wait *wt, struct do_obj *o, int ok)
 static void alarm_done(struct hreq *r, void *arg)
 {
 	struct alarm_ctx *ac = arg;
+	ac->o->busy--;
+	if (executor_stopping(r->h)) { /* the host stops: not a failure of alarm() */
+		ac->o->w->busy = 0;
+		wait_free(ac->wt);
+		free(ac);
+		return;
+	}
 	char outcome[16] = "";
 	int ok = r->resp_status == 200 &&
 		 hreq_resp_header(r, "thaw-rpc", outcome, sizeof outcome) &&
@@ -874,7 +995,10 @@ static void ns_unref(struct do_ns *ns)
 
 static void do_release(void *ctx)
 {
-	ns_unref(ctx);
+	struct do_ns *ns = ctx;
+	/* Its app goes: calls and jobs still holding ns must not reach it. */
+	ns->app = NULL;
+	ns_unref(ns);
 }
 
 static const struct binding_kind do_kind = {

@@ -121,8 +121,10 @@ void loop_timer_cancel(struct loop *l, struct loop_timer *t)
 void loop_timer_arm(struct loop *l, struct loop_timer *t, double ms)
 {
 	loop_timer_cancel(l, t);
-	if (ms < 0)
+	if (!(ms >= 0)) /* negative, or NaN */
 		ms = 0;
+	if (ms > 1e12) /* ~31 years: beyond, ms * 1e6 leaves uint64_t */
+		ms = 1e12;
 	t->deadline = now_ns() + (uint64_t)(ms * 1e6);
 	if (l->nheap == l->capheap) {
 		l->capheap = l->capheap ? l->capheap * 2 : 64;

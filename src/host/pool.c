@@ -277,7 +277,8 @@ void pool_submit(struct app *a, struct hreq *r)
 {
 	r->app = a;
 	struct instance *in = r->pin_instance ? pinned(a, r->pin_instance) : NULL;
-	if (!in && unlimited(r))
+	/* A new object: an instance with a free slot if there is one, else any. */
+	if (!in && unlimited(r) && !(in = pick(a)))
 		in = pick_any(a);
 	if (in) {
 		attach(in, r, 0);

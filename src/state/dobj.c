@@ -396,11 +396,12 @@ static json_t *do_list(struct dobj *o, json_t *args, char *err, size_t errlen)
 		size_t vl = (size_t)sqlite3_column_bytes(st, 1);
 		const char *v = (const char *)sqlite3_column_text(st, 1);
 		bytes += kl + vl;
-		if (bytes > (64u << 20)) {
+		if (bytes > DOBJ_MAX_LIST_BYTES) {
 			sqlite3_finalize(st);
 			json_decref(entries);
 			return err_set(err, errlen,
-				       "RangeError: list() would return over 64 MiB: pass a limit"),
+				       "RangeError: list() would return over %u MiB: pass a limit",
+				       DOBJ_MAX_LIST_BYTES >> 20),
 			       NULL;
 		}
 		json_array_append_new(entries,
@@ -564,13 +565,19 @@ int dobj_alarm_get(struct dobj_alarms *a, const char *cls, const char *id, int64
 	return r;
 }
 
-int dobj_alarm_next(struct dobj_alarms *a, struct dobj_alarm *out, char *err, size_t errlen)
+static int alarm_next(struct dobj_alarms *a, const char *classes, struct dobj_alarm *out,
+		      char *err, size_t errlen)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(a->db,
-			       "SELECT class, id, at_ms, attempt FROM alarms ORDER BY at_ms LIMIT 1",
+			       classes ? "SELECT class, id, at_ms, attempt FROM alarms WHERE class IN "
+					 "(SELECT value FROM json_each(?1)) ORDER BY at_ms LIMIT 1"
+				       : "SELECT class, id, at_ms, attempt FROM alarms ORDER BY at_ms "
+					 "LIMIT 1",
 			       -1, &st, NULL) != SQLITE_OK)
 		return db_err(a->db, err, errlen, "alarms");
+	if (classes)
+		sqlite3_bind_text(st, 1, classes, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(st);
 	int r = 0;
 	if (rc == SQLITE_ROW) {
@@ -586,6 +593,17 @@ int dobj_alarm_next(struct dobj_alarms *a, struct dobj_alarm *out, char *err, si
 	}
 	sqlite3_finalize(st);
 	return r;
+}
+
+int dobj_alarm_next(struct dobj_alarms *a, struct dobj_alarm *out, char *err, size_t errlen)
+{
+	return alarm_next(a, NULL, out, err, errlen);
+}
+
+int dobj_alarm_next_in(struct dobj_alarms *a, const char *classes_json, struct dobj_alarm *out,
+		       char *err, size_t errlen)
+{
+	return alarm_next(a, classes_json ? classes_json : "[]", out, err, errlen);
 }
 
 int dobj_alarm_ran(struct dobj_alarms *a, const char *cls, const char *id, int64_t at_ms, int ok,

@@ -51,6 +51,7 @@
 #define DOBJ_MAX_VALUE_BYTES (2u << 20)  /* a SQLite-backed object's value limit (encoded) */
 #define DOBJ_MAX_KEYS 128                /* keys of one get, put or delete */
 #define DOBJ_MAX_WRITE_KEYS 8192         /* puts + deletes of one transaction */
+#define DOBJ_MAX_LIST_BYTES (8u << 20)   /* keys and values of one list() answer */
 
 struct dobj;
 
@@ -87,6 +88,10 @@ int dobj_alarm_delete(struct dobj_alarms *a, const char *cls, const char *id, ch
 		      size_t errlen);
 /* The earliest alarm: 1 with *out, 0 when there is none, -1 with err. */
 int dobj_alarm_next(struct dobj_alarms *a, struct dobj_alarm *out, char *err, size_t errlen);
+/* The same among the classes of classes_json (a JSON list of names): the
+ * alarms of a class no version serves now wait without holding up others. */
+int dobj_alarm_next_in(struct dobj_alarms *a, const char *classes_json, struct dobj_alarm *out,
+		       char *err, size_t errlen);
 /* The alarm that was due at at_ms ran: ok, it is removed, unless alarm()
  * set another meanwhile (a different at_ms); failed, it is due again at
  * retry_ms with attempt + 1. 0, or -1 with err. */

@@ -23,18 +23,31 @@ WORKER = """
     from workers import DurableObject, Response, WorkerEntrypoint
 
 
+    MADE = {}  # objects made in this instance, by id
+
+
     class Counter(DurableObject):
         def __init__(self, ctx, env):
             super().__init__(ctx, env)
             self.made_in = os.getpid()
+            MADE[str(ctx.id)] = MADE.get(str(ctx.id), 0) + 1
+            # Cloudflare's pattern: the schema made in the constructor (sql.exec waits).
+            ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS c (k INTEGER PRIMARY KEY, v INTEGER)")
 
-        async def increment(self, by=1):
+        async def increment(self, by=1, pad=None):
             value = (await self.ctx.storage.get("n") or 0) + by
             await self.ctx.storage.put("n", value)
             return value
 
+        async def sql_increment(self):
+            rows = self.ctx.storage.sql.exec("SELECT v FROM c WHERE k = 1").to_array()
+            value = (rows[0].v if rows else 0) + 1
+            self.ctx.storage.sql.exec("INSERT OR REPLACE INTO c (k, v) VALUES (1, ?)", value)
+            return value
+
         async def state(self):
             return {"n": await self.ctx.storage.get("n") or 0, "pid": os.getpid(),
+                    "made": MADE.get(str(self.ctx.id)),
                     "made_in": self.made_in, "id": str(self.ctx.id),
                     "alarm": await self.ctx.storage.get_alarm(),
                     "alarms": await self.ctx.storage.get("alarms") or 0,
@@ -89,6 +102,10 @@ WORKER = """
             if url.path == "/inc":
                 value = await stub.increment()
                 return Response(str(value), headers={"x-pid": str(os.getpid())})
+            if url.path == "/inc-big":  # arguments larger than a stream window
+                return Response(str(await stub.increment(pad="x" * 300000)))
+            if url.path == "/inc-sql":
+                return Response(str(await stub.sql_increment()))
             if url.path == "/state":
                 return Response.json(await stub.state())
             if url.path == "/kv":
@@ -178,7 +195,7 @@ def test_durable_objects_under_dev(tmp_path):
     finally:
         dev.stop()
     files = sorted(p.name for p in (root / ".thaw" / "state" / "do" / "Counter").iterdir())
-    assert len([f for f in files if f.endswith(".sqlite")]) == 4  # a, b, c, e (d: no storage)
+    assert len([f for f in files if f.endswith(".sqlite")]) == 5  # a, b, c, d, e
 
 
 def test_durable_objects_on_a_host_survive_restart_kill_and_redeploy(tmp_path):
@@ -265,3 +282,38 @@ def test_migrations_rename_then_delete_a_class_s_storage(tmp_path):
     finally:
         dev.stop()
     assert json.loads((state / "migrations.json").read_text()) == ["v1", "v2", "v3"]
+
+
+def host_cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_gates_hold_for_big_arguments_sql_and_a_waiting_constructor(tmp_path):
+    root = project(tmp_path / "counters")
+    dev = start_dev(root)
+    try:
+        def many(path, n=60):
+            with ThreadPoolExecutor(20) as pool:
+                got = list(pool.map(lambda _: dev.get(path), range(n)))
+            assert all(r.status == 200 for r in got), [r.text for r in got if r.status != 200][:2]
+            return sorted(int(r.text) for r in got)
+        # The first calls of a fresh object race its constructor, which waits on sql.exec:
+        # still one object; and calls whose arguments take several windows still count.
+        assert many("/inc-big?name=p") == list(range(1, 61))
+        assert dev.get("/state?name=p").json()["made"] == 1
+        # sql.exec (synchronous, waiting with run_sync) holds the gate too.
+        assert many("/inc-sql?name=q") == list(range(1, 61))
+        assert dev.get("/state?name=q").json()["made"] == 1
+        # An alarm decades ahead neither fires nor keeps the host busy.
+        r = dev.get("/alarm?name=far&ms=" + str(10**15))
+        assert r.text == "set"
+        pid = dev.proc.pid
+        before = host_cpu_seconds(pid)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.0:
+            time.sleep(0.1)
+        assert host_cpu_seconds(pid) - before < 0.5
+        assert dev.get("/state?name=far").json()["alarms"] == 0
+    finally:
+        dev.stop()
