@@ -651,6 +651,9 @@ _current_stream: contextvars.ContextVar[int] = _service.current_stream
 
 OUTPUT_LINE_MAX = 16 * 1024  # longer lines are sent in pieces
 CALLS_RESERVED = 8  # of CALLS_MAX, for calls that do not wait on other workers
+# Is the running task a Durable Object's call (its own binding calls may use the reserve)?
+_in_object: contextvars.ContextVar[bool] = contextvars.ContextVar("thaw_in_object",
+                                                                  default=False)
 
 
 class _FrameOutput(io.TextIOBase):
@@ -906,7 +909,10 @@ class _Connection(asyncio.Protocol):
         # A call that waits on another worker or object (rpc, fetch) may not take the last
         # CALLS_RESERVED slots: those stay for the calls it waits on (a Durable Object's storage
         # in this same instance), so requests waiting on objects cannot starve the objects.
-        limit = thaw.CALLS_MAX - (CALLS_RESERVED if method in ("rpc", "fetch") else 0)
+        # A Durable Object's own calls (its code calling another object) may use the reserve:
+        # the requests waiting on it hold the other slots.
+        limit = thaw.CALLS_MAX - (CALLS_RESERVED if method in ("rpc", "fetch")
+                                  and not _in_object.get() else 0)
         while len(self.calls) >= limit:
             self.call_freed.clear()
             await self.call_freed.wait()
@@ -1353,6 +1359,7 @@ class _Connection(asyncio.Protocol):
         """A call to a Durable Object held by this instance: an RPC method, its fetch, or
         its alarm, each entering the object's input gate first (workers._durable)."""
         _current_stream.set(stream.id)
+        _in_object.set(True)
         try:
             obj = await self._durable_object(cls, oid, binding)
         except (Exception, SystemExit) as error:
