@@ -66,6 +66,7 @@
 #define DO_ALARM_WAIT_MAX_MS (3600 * 1000.0) /* a later alarm is looked at again then */
 #define DO_STORE_CACHE 64 /* open object files, executor thread only */
 #define DO_ALARM_RETRIES 6
+#define DO_ALARM_CONCURRENCY 8 /* alarm() deliveries in flight per worker */
 #define DO_ALARM_TIMEOUT_MS (15 * 60 * 1000.0)
 #define DO_STORAGE_BODY_MAX SERVICE_BODY_MAX /* a call's RPC arguments, as the SDK's */
 
@@ -90,7 +91,9 @@ struct do_worker {
 	struct dobj_alarms *alarms;    /* executor thread only */
 	struct loop_timer timer;
 	int64_t next_ms;               /* armed for; 0: none */
-	int busy;                      /* an alarm job or delivery runs */
+	int scanning, rescan;          /* a scan job runs; another is wanted after it */
+	unsigned delivering;           /* alarm() deliveries in flight */
+	json_t *inflight;              /* [[class, id]..] of those: scans pass them over */
 };
 
 struct do_wait; /* a call waiting for its object's pin */
@@ -355,7 +358,6 @@ static void route(struct do_obj *o, struct do_wait *wt)
 		struct alarm_ctx *ac = xcalloc(1, sizeof *ac);
 		ac->o = o;
 		ac->wt = wt;
-		o->busy++;
 		struct buf head = wt->head;
 		wt->head = (struct buf){0};
 		front_internal_stream_pinned(a, "ALARM", uri, &head, NULL, DO_ALARM_TIMEOUT_MS, NULL,
@@ -672,6 +674,7 @@ struct alarm_job {
 	struct exec_job job;
 	struct do_worker *w;
 	char *classes; /* JSON list of the classes an app serves now: only their alarms are due */
+	char *exclude; /* JSON [[class, id]..] being delivered: not due again */
 	int64_t now_ms;
 	int found;
 	struct dobj_alarm due;
@@ -708,7 +711,9 @@ static void alarm_job_run(struct exec_job *job)
 			log_error("Durable Object alarms: %s", err);
 	}
 	struct dobj_alarm a;
-	int r = dobj_alarm_next_in(al, j->classes, &a, err, sizeof err);
+	if (!j->classes) /* a record only */
+		return;
+	int r = dobj_alarm_next_in(al, j->classes, j->exclude, &a, err, sizeof err);
 	j->next_ms = 0;
 	if (r == 1 && a.at_ms <= j->now_ms) {
 		j->found = 1;
@@ -726,39 +731,23 @@ static struct do_ns *space_for(struct do_worker *w, const char *cls)
 	return NULL;
 }
 
-static void alarm_job_done(struct exec_job *job, int stopped)
+static void alarm_scan(struct do_worker *w);
+
+/* Start delivering the due alarm a (the object's alarm(), routed as a call). */
+static void alarm_deliver(struct do_worker *w, const struct dobj_alarm *a)
 {
-	struct alarm_job *j = (struct alarm_job *)job;
-	struct do_worker *w = j->w;
-	w->busy = 0;
-	free(j->classes);
-	j->classes = NULL;
-	if (stopped) {
-		free(j);
-		return;
-	}
-	if (!j->found) {
-		w->next_ms = j->next_ms;
-		alarm_schedule(w);
-		free(j);
-		return;
-	}
-	struct do_ns *ns = space_for(w, j->due.cls);
-	if (!ns) { /* no app of this worker has the class now: later */
-		w->next_ms = j->now_ms + 60000;
-		alarm_schedule(w);
-		free(j);
-		return;
-	}
-	w->busy = 1; /* one delivery at a time per worker */
+	struct do_ns *ns = space_for(w, a->cls);
+	if (!ns)
+		return; /* the scan only finds classes an app serves: gone meanwhile */
+	struct do_obj *o = obj_get(w, ns->cls, a->id);
 	struct do_wait *wt = xcalloc(1, sizeof *wt);
 	wt->alarm = 1;
-	wt->alarm_at = j->due.at_ms;
-	wt->attempt = j->due.attempt;
+	wt->alarm_at = a->at_ms;
+	wt->attempt = a->attempt;
 	wt->ns = ns;
 	ns->refs++;
 	char url[256];
-	snprintf(url, sizeof url, "http://do/%.100s/%.64s/alarm", ns->cls, j->due.id);
+	snprintf(url, sizeof url, "http://do/%.100s/%.64s/alarm", ns->cls, a->id);
 	uint8_t cnt[4];
 	thaw_put_u32(cnt, 8);
 	buf_append(&wt->head, cnt, 4);
@@ -766,15 +755,51 @@ static void alarm_job_done(struct exec_job *job, int stopped)
 	kv_put(&wt->head, ":url", url, strlen(url));
 	kv_put(&wt->head, ":event", "do", 2);
 	kv_put(&wt->head, ":do-class", ns->cls, strlen(ns->cls));
-	kv_put(&wt->head, ":do-id", j->due.id, strlen(j->due.id));
+	kv_put(&wt->head, ":do-id", a->id, strlen(a->id));
 	kv_put(&wt->head, ":do-binding", ns->binding, strlen(ns->binding));
 	kv_put(&wt->head, ":do-op", "alarm", 5);
 	char retry[24];
-	snprintf(retry, sizeof retry, "%lld", (long long)j->due.attempt);
+	snprintf(retry, sizeof retry, "%lld", (long long)a->attempt);
 	kv_put(&wt->head, ":do-retry", retry, strlen(retry));
-	struct do_obj *o = obj_get(w, ns->cls, j->due.id);
-	free(j);
+	/* In flight: later scans pass it over; o stays while it is. */
+	json_array_append_new(w->inflight, json_pack("[s, s]", ns->cls, a->id));
+	w->delivering++;
+	o->busy++;
 	route(o, wt);
+}
+
+static void alarm_job_done(struct exec_job *job, int stopped)
+{
+	struct alarm_job *j = (struct alarm_job *)job;
+	struct do_worker *w = j->w;
+	int scan = !j->record;
+	if (scan)
+		w->scanning = 0;
+	free(j->classes);
+	free(j->exclude);
+	if (stopped) {
+		free(j);
+		return;
+	}
+	if (j->record) { /* a delivery finished: room for another, and maybe one is due */
+		alarm_scan(w);
+		free(j);
+		return;
+	}
+	if (j->found) {
+		alarm_deliver(w, &j->due);
+		free(j);
+		alarm_scan(w); /* more may be due */
+		return;
+	}
+	w->next_ms = j->next_ms;
+	free(j);
+	if (w->rescan) {
+		w->rescan = 0;
+		alarm_scan(w);
+		return;
+	}
+	alarm_schedule(w);
 }
 
 /* The classes some app of w serves now, as a JSON list (returns new). */
@@ -789,31 +814,42 @@ static char *live_classes(struct do_worker *w)
 	return text ? text : xstrdup("[]");
 }
 
-/* Look for a due alarm (on the executor); the job's done() delivers it. */
-static void alarm_check(struct do_worker *w)
+/* Look for a due alarm on the executor (one scan at a time; at most
+ * DO_ALARM_CONCURRENCY deliveries at once); its done() delivers it. */
+static void alarm_scan(struct do_worker *w)
 {
+	if (w->scanning) {
+		w->rescan = 1;
+		return;
+	}
+	if (w->delivering >= DO_ALARM_CONCURRENCY || executor_stopping(w->h))
+		return; /* a delivery's end scans again */
 	struct alarm_job *j = xcalloc(1, sizeof *j);
 	j->job.run = alarm_job_run;
 	j->job.done = alarm_job_done;
 	j->w = w;
 	j->classes = live_classes(w);
+	j->exclude = json_dumps(w->inflight, JSON_COMPACT);
 	j->now_ms = wall_ms();
-	w->busy = 1;
+	w->scanning = 1;
 	executor_submit(w->h, &j->job);
+}
+
+static void alarm_check(struct do_worker *w)
+{
+	alarm_scan(w);
 }
 
 static void alarm_timer(struct loop *l, struct loop_timer *t)
 {
 	(void)l;
-	struct do_worker *w = t->arg;
-	if (!w->busy)
-		alarm_check(w);
+	alarm_scan(t->arg);
 }
 
 static void alarm_schedule(struct do_worker *w)
 {
 	loop_timer_cancel(w->h->loop, &w->timer);
-	if (!w->next_ms || w->busy)
+	if (!w->next_ms)
 		return;
 	int64_t wait = w->next_ms - wall_ms();
 	double ms = wait > 0 ? (double)wait : 0;
@@ -821,14 +857,32 @@ static void alarm_schedule(struct do_worker *w)
 	loop_timer_arm(w->h->loop, &w->timer, ms < DO_ALARM_WAIT_MAX_MS ? ms : DO_ALARM_WAIT_MAX_MS);
 }
 
+/* Forget o's delivery in w's in-flight list. */
+static void inflight_drop(struct do_worker *w, const struct do_obj *o)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(w->inflight, i, v)
+	{
+		const char *c = json_string_value(json_array_get(v, 0));
+		const char *id = json_string_value(json_array_get(v, 1));
+		if (c && id && !strcmp(c, o->cls) && !strcmp(id, o->id)) {
+			json_array_remove(w->inflight, i);
+			break;
+		}
+	}
+	if (w->delivering)
+		w->delivering--;
+}
+
 static void alarm_delivered(struct do_wait *wt, struct do_obj *o, int ok)
 {
 	struct do_worker *w = o->w;
+	o->busy--;
 	struct alarm_job *j = xcalloc(1, sizeof *j);
 	j->job.run = alarm_job_run;
 	j->job.done = alarm_job_done;
 	j->w = w;
-	j->classes = live_classes(w);
 	j->now_ms = wall_ms();
 	j->record = 1;
 	j->ok = ok;
@@ -836,17 +890,18 @@ static void alarm_delivered(struct do_wait *wt, struct do_obj *o, int ok)
 	snprintf(j->ran.id, sizeof j->ran.id, "%s", o->id);
 	j->ran.at_ms = wt->alarm_at;
 	j->ran.attempt = wt->attempt;
-	w->busy = 1;
+	/* Recorded before the in-flight mark goes: the next scan sees the row as it is now. */
 	executor_submit(w->h, &j->job);
+	inflight_drop(w, o);
 	wait_free(wt);
 }
 
 static void alarm_done(struct hreq *r, void *arg)
 {
 	struct alarm_ctx *ac = arg;
-	ac->o->busy--;
 	if (executor_stopping(r->h)) { /* the host stops: not a failure of alarm() */
-		ac->o->w->busy = 0;
+		ac->o->busy--;
+		inflight_drop(ac->o->w, ac->o);
 		wait_free(ac->wt);
 		free(ac);
 		return;
@@ -1021,6 +1076,7 @@ static struct do_worker *worker_of(struct app *a)
 		w->h = a->h;
 		w->timer.fn = alarm_timer;
 		w->timer.arg = w;
+		w->inflight = json_array();
 		w->next = workers;
 		workers = w;
 		alarm_check(w); /* alarms set before a restart */

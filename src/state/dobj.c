@@ -565,19 +565,23 @@ int dobj_alarm_get(struct dobj_alarms *a, const char *cls, const char *id, int64
 	return r;
 }
 
-static int alarm_next(struct dobj_alarms *a, const char *classes, struct dobj_alarm *out,
-		      char *err, size_t errlen)
+static int alarm_next(struct dobj_alarms *a, const char *classes, const char *exclude,
+		      struct dobj_alarm *out, char *err, size_t errlen)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(a->db,
 			       classes ? "SELECT class, id, at_ms, attempt FROM alarms WHERE class IN "
-					 "(SELECT value FROM json_each(?1)) ORDER BY at_ms LIMIT 1"
+					 "(SELECT value FROM json_each(?1)) AND NOT EXISTS (SELECT 1 "
+					 "FROM json_each(?2) AS x WHERE x.value ->> 0 = alarms.class AND "
+					 "x.value ->> 1 = alarms.id) ORDER BY at_ms LIMIT 1"
 				       : "SELECT class, id, at_ms, attempt FROM alarms ORDER BY at_ms "
 					 "LIMIT 1",
 			       -1, &st, NULL) != SQLITE_OK)
 		return db_err(a->db, err, errlen, "alarms");
-	if (classes)
+	if (classes) {
 		sqlite3_bind_text(st, 1, classes, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, exclude ? exclude : "[]", -1, SQLITE_STATIC);
+	}
 	int rc = sqlite3_step(st);
 	int r = 0;
 	if (rc == SQLITE_ROW) {
@@ -597,13 +601,13 @@ static int alarm_next(struct dobj_alarms *a, const char *classes, struct dobj_al
 
 int dobj_alarm_next(struct dobj_alarms *a, struct dobj_alarm *out, char *err, size_t errlen)
 {
-	return alarm_next(a, NULL, out, err, errlen);
+	return alarm_next(a, NULL, NULL, out, err, errlen);
 }
 
-int dobj_alarm_next_in(struct dobj_alarms *a, const char *classes_json, struct dobj_alarm *out,
-		       char *err, size_t errlen)
+int dobj_alarm_next_in(struct dobj_alarms *a, const char *classes_json, const char *exclude_json,
+		       struct dobj_alarm *out, char *err, size_t errlen)
 {
-	return alarm_next(a, classes_json ? classes_json : "[]", out, err, errlen);
+	return alarm_next(a, classes_json ? classes_json : "[]", exclude_json, out, err, errlen);
 }
 
 int dobj_alarm_ran(struct dobj_alarms *a, const char *cls, const char *id, int64_t at_ms, int ok,

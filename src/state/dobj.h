@@ -88,10 +88,12 @@ int dobj_alarm_delete(struct dobj_alarms *a, const char *cls, const char *id, ch
 		      size_t errlen);
 /* The earliest alarm: 1 with *out, 0 when there is none, -1 with err. */
 int dobj_alarm_next(struct dobj_alarms *a, struct dobj_alarm *out, char *err, size_t errlen);
-/* The same among the classes of classes_json (a JSON list of names): the
- * alarms of a class no version serves now wait without holding up others. */
-int dobj_alarm_next_in(struct dobj_alarms *a, const char *classes_json, struct dobj_alarm *out,
-		       char *err, size_t errlen);
+/* The same among the classes of classes_json (a JSON list of names; the
+ * alarms of a class no version serves now wait without holding up others),
+ * passing over the objects of exclude_json ([[class, id]..]: being
+ * delivered; NULL: none). */
+int dobj_alarm_next_in(struct dobj_alarms *a, const char *classes_json, const char *exclude_json,
+		       struct dobj_alarm *out, char *err, size_t errlen);
 /* The alarm that was due at at_ms ran: ok, it is removed, unless alarm()
  * set another meanwhile (a different at_ms); failed, it is due again at
  * retry_ms with attempt + 1. 0, or -1 with err. */

@@ -81,11 +81,17 @@ WORKER = """
                 hidden = type(error).__name__
             return {"rows": rows, "columns": cursor.column_names, "hidden": hidden}
 
+        async def hang_alarm(self):
+            await self.ctx.storage.put("hang", True)
+
         async def alarm_in(self, ms):
             await self.ctx.storage.put("alarms", 0)
             await self.ctx.storage.set_alarm(int(time.time() * 1000) + ms)
 
         async def alarm(self):
+            if self.ctx.id.name == "hang" or await self.ctx.storage.get("hang"):
+                import asyncio
+                await asyncio.sleep(600)  # an alarm() that never ends
             fired = await self.ctx.storage.get("alarms") or 0
             await self.ctx.storage.put("alarms", fired + 1)
 
@@ -113,6 +119,8 @@ WORKER = """
             if url.path == "/sql":
                 return Response.json(await stub.sql())
             if url.path == "/alarm":
+                if q.get("hang"):
+                    await stub.hang_alarm()
                 await stub.alarm_in(int(q["ms"]))
                 return Response("set")
             if url.path == "/fetch":
@@ -305,6 +313,11 @@ def test_gates_hold_for_big_arguments_sql_and_a_waiting_constructor(tmp_path):
         # sql.exec (synchronous, waiting with run_sync) holds the gate too.
         assert many("/inc-sql?name=q") == list(range(1, 61))
         assert dev.get("/state?name=q").json()["made"] == 1
+        # An alarm() that never returns does not hold up another object's alarm.
+        assert dev.get("/alarm?name=stuck&ms=500&hang=1").text == "set"
+        assert dev.get("/alarm?name=fine&ms=1500").text == "set"
+        wait_until(lambda: dev.get("/state?name=fine").json()["alarms"] == 1, timeout=20,
+                   what="an alarm while another object's alarm() hangs")
         # An alarm decades ahead neither fires nor keeps the host busy.
         r = dev.get("/alarm?name=far&ms=" + str(10**15))
         assert r.text == "set"

@@ -252,6 +252,20 @@ static void test_alarms(void **state)
 	assert_int_equal(n.at_ms, 7000);
 	assert_int_equal(n.attempt, 1);
 	assert_int_equal(dobj_alarm_ran(a, "Room", "id2", 7000, 1, 0, f->err, sizeof f->err), 0);
+	/* Among live classes only, passing over those being delivered. */
+	assert_int_equal(dobj_alarm_set(a, "Other", "x", 1000, f->err, sizeof f->err), 0);
+	assert_int_equal(dobj_alarm_next_in(a, "[\"Room\"]", NULL, &n, f->err, sizeof f->err), 1);
+	assert_string_equal(n.cls, "Room");
+	assert_int_equal(dobj_alarm_next_in(a, "[\"Room\", \"Other\"]", "[[\"Other\", \"x\"]]", &n,
+					    f->err, sizeof f->err),
+			 1);
+	assert_string_equal(n.cls, "Room");
+	assert_int_equal(dobj_alarm_next_in(a, "[\"Room\", \"Other\"]", "[]", &n, f->err,
+					    sizeof f->err),
+			 1);
+	assert_string_equal(n.cls, "Other");
+	assert_int_equal(dobj_alarm_next_in(a, "[]", NULL, &n, f->err, sizeof f->err), 0);
+	assert_int_equal(dobj_alarm_delete(a, "Other", "x", f->err, sizeof f->err), 0);
 	/* A class renamed: its alarms follow; deleted: they go. */
 	assert_int_equal(dobj_alarms_rename(a, "Room", "Hall", f->err, sizeof f->err), 0);
 	assert_int_equal(dobj_alarm_get(a, "Room", "id1", &at, f->err, sizeof f->err), 0);
