@@ -7,6 +7,12 @@
  *
  * A stream whose connection is suspended cannot notice its client leaving,
  * so every open stream gets an empty line every CTL_KEEPALIVE_MS.
+ *
+ * A request on a worker's state (.../kv/..., .../d1/...: state_api.c) takes
+ * a raw body up to the engine's limit (a KV value, or D1's SQL in JSON),
+ * goes to the sink whole and waits, suspended, for the sink's answer from
+ * the state executor. The answer is a struct ctl_state that outlives the
+ * request when the client leaves first: whoever comes second frees it.
  */
 #include "ext/control.h"
 
@@ -24,6 +30,8 @@
 #include <unistd.h>
 
 #include "project/project.h"
+#include "state/d1.h"
+#include "state/kv.h"
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -32,6 +40,11 @@
 #define CTL_DISCARD_MAX (64ull << 20)
 #define CTL_KEEPALIVE_MS 15000
 #define CTL_STREAM_BUFFER (4u << 20) /* a slow tail reader loses lines past this */
+/* A KV value, or D1 SQL text up to D1_MAX_FILE_BYTES in a JSON body
+ * (escapes included: SQL escaped past this is refused as too large). */
+#define CTL_KV_BODY_MAX ((uint64_t)KV_VALUE_MAX)
+#define CTL_D1_BODY_MAX ((uint64_t)D1_MAX_FILE_BYTES + (1u << 20))
+#define CTL_STATE_PATH_MAX 4096
 
 struct ctl {
 	const struct ctl_sink *sink;
@@ -43,6 +56,7 @@ struct ctl {
 	struct ctl_stream *streams; /* every open stream */
 	struct creq *uploads;       /* every request with a spool */
 	struct creq *waiting;       /* answers waiting for the store's disk */
+	struct creq *states;        /* state requests waiting for their answer */
 	int stopping;
 };
 
@@ -62,7 +76,19 @@ struct ctl_stream {
 	struct ctl_stream *next, *prev;
 };
 
-enum creq_kind { K_NONE, K_JSON, K_UPLOAD, K_TAIL };
+enum creq_kind { K_NONE, K_JSON, K_UPLOAD, K_TAIL, K_STATE };
+
+struct ctl_state {
+	struct creq *r; /* NULL once the request is gone */
+	int answered;
+	unsigned status;
+	json_t *json;
+	uint8_t *value; /* a KV value's bytes */
+	size_t value_len;
+	int is_value;
+	char *metadata;
+	int64_t expiration;
+};
 
 struct creq {
 	struct ctl *c;
@@ -72,6 +98,10 @@ struct creq {
 	char method[8];
 	char worker[64];
 	char what[32];
+	char *state_path;   /* K_STATE: after "/v1/workers/NAME/" */
+	uint64_t body_max;  /* K_STATE: the body's limit */
+	struct ctl_state *state; /* K_STATE: sent to the sink, not yet queued */
+	struct creq *st_next, *st_prev;
 	struct buf body;
 	struct spool *spool; /* an upload's bytes on their way to a blob */
 	int spool_ended;
@@ -334,6 +364,65 @@ void ctl_store_synced(void *arg)
 		release_held(cs, 0);
 }
 
+/* --- state requests --- */
+
+static void states_unlink(struct creq *r)
+{
+	if (r->st_prev)
+		r->st_prev->st_next = r->st_next;
+	else if (r->c->states == r)
+		r->c->states = r->st_next;
+	if (r->st_next)
+		r->st_next->st_prev = r->st_prev;
+	r->st_next = r->st_prev = NULL;
+}
+
+static void state_free(struct ctl_state *cs)
+{
+	json_decref(cs->json);
+	free(cs->value);
+	free(cs->metadata);
+	free(cs);
+}
+
+/* The sink answered: the request (if still here) goes on. */
+static void state_answered(struct ctl_state *cs)
+{
+	cs->answered = 1;
+	if (!cs->r) {
+		state_free(cs);
+		return;
+	}
+	resume(cs->r);
+}
+
+void ctl_state_json(struct ctl_state *cs, unsigned status, json_t *j)
+{
+	if (cs->answered) {
+		json_decref(j);
+		return;
+	}
+	cs->status = status;
+	cs->json = j;
+	state_answered(cs);
+}
+
+void ctl_state_value(struct ctl_state *cs, uint8_t *value, size_t len, const char *metadata,
+		     int64_t expiration)
+{
+	if (cs->answered) {
+		free(value);
+		return;
+	}
+	cs->status = 200;
+	cs->is_value = 1;
+	cs->value = value;
+	cs->value_len = len;
+	cs->metadata = metadata ? xstrdup(metadata) : NULL;
+	cs->expiration = expiration;
+	state_answered(cs);
+}
+
 /* --- answers --- */
 
 static enum MHD_Result queue_json(struct creq *r, unsigned status, json_t *j)
@@ -365,6 +454,29 @@ static enum MHD_Result queue_error(struct creq *r, unsigned status, const char *
 	return queue_json(r, status, json_pack("{s:s}", "error", msg));
 }
 
+static enum MHD_Result queue_value(struct creq *r, struct ctl_state *cs)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+		cs->value_len, cs->value ? cs->value : (void *)"", cs->value ? MHD_RESPMEM_MUST_FREE
+									: MHD_RESPMEM_PERSISTENT);
+	if (!resp)
+		return MHD_NO;
+	cs->value = NULL;
+	MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+	MHD_add_response_header(resp, "Cache-Control", "no-store");
+	if (cs->metadata)
+		MHD_add_response_header(resp, "X-Thaw-KV-Metadata", cs->metadata);
+	if (cs->expiration) {
+		char e[32];
+		snprintf(e, sizeof e, "%lld", (long long)cs->expiration);
+		MHD_add_response_header(resp, "X-Thaw-KV-Expiration", e);
+	}
+	enum MHD_Result ok = MHD_queue_response(r->conn, 200, resp);
+	MHD_destroy_response(resp);
+	r->queued = 1;
+	return ok;
+}
+
 static enum MHD_Result queue_stream(struct creq *r)
 {
 	struct MHD_Response *resp =
@@ -381,9 +493,13 @@ static enum MHD_Result queue_stream(struct creq *r)
 
 /* --- requests --- */
 
-/* "/v1/workers[/NAME[/WHAT]]" → 0 with worker/what filled (empty when absent). */
-static int parse_path(const char *url, char *worker, size_t wn, char *what, size_t whn)
+/* "/v1/workers[/NAME[/WHAT]]" → 0 with worker/what filled (empty when absent);
+ * "/v1/workers/NAME/kv/..." or ".../d1/..." → 0 with what "kv" or "d1" and
+ * *state the rest after NAME/ (returns new; state_api.c parses it). */
+static int parse_path(const char *url, char *worker, size_t wn, char *what, size_t whn,
+		      char **state)
 {
+	*state = NULL;
 	static const char root[] = "/v1/workers";
 	worker[0] = what[0] = 0;
 	if (strncmp(url, root, sizeof root - 1) != 0)
@@ -404,6 +520,12 @@ static int parse_path(const char *url, char *worker, size_t wn, char *what, size
 		return 0;
 	p = slash + 1;
 	n = strlen(p);
+	if ((!strncmp(p, "kv/", 3) || !strncmp(p, "d1/", 3)) && n < CTL_STATE_PATH_MAX) {
+		memcpy(what, p, 2);
+		what[2] = 0;
+		*state = xstrdup(p);
+		return 0;
+	}
 	if (n == 0 || n >= whn || strchr(p, '/'))
 		return -1;
 	memcpy(what, p, n + 1);
@@ -423,11 +545,36 @@ static enum MHD_Result first_call(struct creq *r, const char *url, const char *m
 	if (!c->sink->authorized(c->sink->arg, auth))
 		return queue_error(r, 401,
 				   auth ? "wrong token" : "this API needs Authorization: Bearer TOKEN");
-	if (parse_path(url, r->worker, sizeof r->worker, r->what, sizeof r->what) < 0)
+	if (parse_path(url, r->worker, sizeof r->worker, r->what, sizeof r->what,
+		       &r->state_path) < 0)
 		return queue_error(r, 404, "no such endpoint (see docs/control-api.md)");
 	if (r->worker[0] && !project_name_valid(r->worker))
 		return queue_error(r, 400, "invalid worker name");
 	int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
+	if (r->state_path) {
+		if (!get && !post && strcmp(method, "PUT") && strcmp(method, "DELETE"))
+			return queue_error(r, 405, "only GET, PUT, POST and DELETE are used here");
+		int kv = r->what[0] == 'k';
+		r->body_max = kv ? CTL_KV_BODY_MAX : CTL_D1_BODY_MAX;
+		const char *cl =
+			MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
+		uint64_t len;
+		if (cl && parse_u64(cl, UINT64_MAX, &len) == 0 && len > r->body_max) {
+			char m[160];
+			if (kv)
+				snprintf(m, sizeof m, "KV PUT failed: 413 Value length of %llu exceeds "
+						      "limit of %d.", (unsigned long long)len,
+					 KV_VALUE_MAX);
+			else
+				snprintf(m, sizeof m, "the request body is %llu bytes, over the limit "
+						      "of %llu (SQL text: at most %u bytes)",
+					 (unsigned long long)len, (unsigned long long)r->body_max,
+					 D1_MAX_FILE_BYTES);
+			return queue_error(r, 413, m);
+		}
+		r->kind = K_STATE;
+		return MHD_YES;
+	}
 	if (!get && !post)
 		return queue_error(r, 405, "only GET and POST are used here");
 
@@ -484,6 +631,61 @@ static enum MHD_Result first_call(struct creq *r, const char *url, const char *m
 	return MHD_YES;
 }
 
+static const char *query(struct creq *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* The whole state request is in: to the sink, then wait for its answer. */
+static enum MHD_Result state_request(struct creq *r)
+{
+	struct ctl *c = r->c;
+	struct ctl_state *cs = r->state;
+	if (!cs) {
+		cs = r->state = xcalloc(1, sizeof *cs);
+		cs->r = r;
+		r->st_prev = NULL;
+		r->st_next = c->states;
+		if (c->states)
+			c->states->st_prev = r;
+		c->states = r;
+		struct ctl_state_request req = {
+			.method = r->method,
+			.worker = r->worker,
+			.path = r->state_path,
+			.body = &r->body,
+			.prefix = query(r, "prefix"),
+			.limit = query(r, "limit"),
+			.cursor = query(r, "cursor"),
+			.expiration = query(r, "expiration"),
+			.expiration_ttl = query(r, "expiration_ttl"),
+			.metadata = query(r, "metadata"),
+		};
+		c->sink->state(c->sink->arg, &req, cs);
+	}
+	if (!cs->answered) {
+		if (c->stopping) {
+			cs->r = NULL; /* the sink's answer, when it comes, frees it */
+			r->state = NULL;
+			states_unlink(r);
+			return queue_error(r, 503, "the host is shutting down");
+		}
+		suspend(r); /* ctl_state_* resumes */
+		return MHD_YES;
+	}
+	r->state = NULL;
+	states_unlink(r);
+	enum MHD_Result ok;
+	if (cs->is_value) {
+		ok = queue_value(r, cs);
+	} else {
+		ok = queue_json(r, cs->status, cs->json);
+		cs->json = NULL;
+	}
+	state_free(cs);
+	return ok;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **req_cls)
@@ -521,6 +723,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			r->discarded += n;
 			return r->discarded > CTL_DISCARD_MAX ? MHD_NO : MHD_YES;
 		}
+		if (r->kind == K_STATE) {
+			if (buf_used(&r->body) + n > r->body_max) {
+				r->body_failed = 1;
+				r->fail_status = 413;
+				r->fail_msg = r->what[0] == 'k'
+						      ? xasprintf("KV PUT failed: 413 Value length "
+								  "exceeds limit of %d.",
+								  KV_VALUE_MAX)
+						      : xasprintf("the request body is over the limit "
+								  "of %llu bytes",
+								  (unsigned long long)r->body_max);
+				buf_free(&r->body);
+				r->discarded += n;
+				return MHD_YES;
+			}
+			buf_append(&r->body, upload, n);
+			return MHD_YES;
+		}
 		if (buf_used(&r->body) + n > CTL_JSON_MAX) {
 			r->body_failed = 1;
 			r->fail_status = 413;
@@ -550,6 +770,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	if (r->fail_status)
 		return queue_error(r, r->fail_status, r->fail_msg);
+	if (r->kind == K_STATE)
+		return state_request(r);
 	if (r->kind == K_UPLOAD) {
 		if (r->cs) {
 			if (!r->cs->decided) {
@@ -657,6 +879,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		r->cs->r = NULL;
 		stream_free(r->cs);
 	}
+	if (r->state) {
+		states_unlink(r);
+		if (r->state->answered)
+			state_free(r->state);
+		else
+			r->state->r = NULL;
+	}
+	free(r->state_path);
 	buf_free(&r->body);
 	free(r->fail_msg);
 	free(r->message);
@@ -700,6 +930,8 @@ void ctl_stop(struct ctl *c)
 	/* MHD must not be stopped with suspended connections. */
 	c->stopping = 1;
 	for (struct creq *r = c->waiting; r; r = r->wait_next)
+		resume(r);
+	for (struct creq *r = c->states; r; r = r->st_next)
 		resume(r);
 	while (c->uploads) {
 		struct creq *r = c->uploads;

@@ -15,6 +15,21 @@ struct loop;
 struct store;
 struct ctl;
 struct ctl_stream;
+struct ctl_state;
+
+/* A request on a worker's state (KV keys, D1 databases: `thaw kv key` and
+ * `thaw d1` with --host), under /v1/workers/NAME/kv/... or .../d1/...
+ * Everything here is borrowed for the sink's call only, except that the sink
+ * may take the body (move the struct out and zero it). */
+struct ctl_state_request {
+	const char *method; /* GET, PUT, POST, DELETE */
+	const char *worker;
+	const char *path;   /* after "/v1/workers/NAME/" (the URL already unescaped) */
+	struct buf *body;   /* at most CTL_STATE_BODY_MAX bytes (checked before) */
+	/* Query parameters, NULL when absent: */
+	const char *prefix, *limit, *cursor;             /* a list */
+	const char *expiration, *expiration_ttl, *metadata; /* a put */
+};
 
 /* What the control API asks of its host. Borrowed by ctl_start: it must
  * outlive the ctl. */
@@ -34,6 +49,10 @@ struct ctl_sink {
 	/* GET/POST on the worker API: the status, and *out a JSON object. */
 	unsigned (*api)(void *arg, const char *method, const char *worker, const char *what,
 			json_t *body, json_t **out);
+	/* A state request: answered later, on the loop, exactly once, through
+	 * ctl_state_json or ctl_state_value (which may come after the client
+	 * left or the control API stopped: then they only free). */
+	void (*state)(void *arg, const struct ctl_state_request *req, struct ctl_state *cs);
 	/* Subscribe cs to worker's log lines: 0, or the status to answer (404). */
 	unsigned (*tail)(void *arg, const char *worker, struct ctl_stream *cs);
 	/* The client of cs went away: the sink forgets cs. */
@@ -45,6 +64,14 @@ void ctl_stream_line(struct ctl_stream *cs, json_t *line); /* takes line */
 void ctl_stream_end(struct ctl_stream *cs);
 /* Before any line: answer status with {"error": msg} instead of a stream. */
 void ctl_stream_refuse(struct ctl_stream *cs, unsigned status, const char *msg);
+
+/* The answer to a state request (takes j). */
+void ctl_state_json(struct ctl_state *cs, unsigned status, json_t *j);
+/* A KV value as the answer: 200 with the bytes (taken, malloc'd, may be
+ * NULL for 0 bytes), X-Thaw-KV-Metadata (JSON text, borrowed, NULL: none)
+ * and X-Thaw-KV-Expiration (seconds; 0: none). */
+void ctl_state_value(struct ctl_state *cs, uint8_t *value, size_t len, const char *metadata,
+		     int64_t expiration);
 
 /* The store made more changes durable (store_sync_start's synced, arg the
  * struct ctl): answers and deploy lines held for them go out. */

@@ -112,6 +112,9 @@ struct call {
 	int aborted;
 	int quiet;          /* print no failure (best-effort requests) */
 	int interrupt_ok;   /* Ctrl-C is how this one ends: say nothing */
+	/* A KV value's answer (thaw_remote_request). */
+	char *kv_metadata;
+	long long kv_expiration;
 	/* Upload from a file. */
 	int upload_fd;
 	uint64_t upload_size, uploaded;
@@ -348,6 +351,18 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
 		memcpy(c->status_line, p, k);
 		c->status_line[k] = '\0';
 	}
+	static const char meta[] = "x-thaw-kv-metadata:", exp[] = "x-thaw-kv-expiration:";
+	if (n > sizeof meta - 1 && !strncasecmp(p, meta, sizeof meta - 1)) {
+		size_t k = n, o = sizeof meta - 1;
+		while (k > o && (p[k - 1] == '\r' || p[k - 1] == '\n' || p[k - 1] == ' '))
+			k--;
+		while (o < k && p[o] == ' ')
+			o++;
+		free(c->kv_metadata);
+		c->kv_metadata = xasprintf("%.*s", (int)(k - o), p + o);
+	} else if (n > sizeof exp - 1 && !strncasecmp(p, exp, sizeof exp - 1)) {
+		c->kv_expiration = strtoll(p + sizeof exp - 1, NULL, 10);
+	}
 	if (c->r->verbose) {
 		size_t k = n;
 		while (k && (p[k - 1] == '\r' || p[k - 1] == '\n'))
@@ -426,6 +441,7 @@ static void call_init(struct call *c, struct remote *r)
 
 static void call_dispose(struct call *c)
 {
+	free(c->kv_metadata);
 	curl_easy_cleanup(c->curl);
 	buf_free(&c->body);
 	buf_free(&c->line);
@@ -1589,5 +1605,131 @@ int cmd_crons(int argc, char **argv)
 	free(path);
 	free(n);
 	remote_close(&r);
+	return rc;
+}
+
+/* --- requests for `thaw kv key` and `thaw d1` with --host (state_remote.c) --- */
+
+struct thaw_remote_conn {
+	struct remote r;
+};
+
+struct thaw_remote_conn *thaw_remote_connect(const char *cmd, const char *host,
+					     const char *token_file, int verbose)
+{
+	struct thaw_remote_conn *conn = xcalloc(1, sizeof *conn);
+	struct remote_opts o = {.host = host, .token_file = token_file, .verbose = verbose};
+	if (remote_open(&conn->r, cmd, &o) < 0) {
+		free(conn);
+		return NULL;
+	}
+	return conn;
+}
+
+void thaw_remote_disconnect(struct thaw_remote_conn *conn)
+{
+	if (!conn)
+		return;
+	remote_close(&conn->r);
+	free(conn);
+}
+
+char *thaw_remote_escape(const char *s, size_t n)
+{
+	CURL *h = curl_easy_init();
+	char *e = h ? curl_easy_escape(h, s, (int)n) : NULL;
+	if (!e)
+		fatal("out of memory");
+	char *copy = xstrdup(e);
+	curl_free(e);
+	curl_easy_cleanup(h);
+	return copy;
+}
+
+char *thaw_remote_worker_path(const char *name, const char *rest)
+{
+	char *e = thaw_remote_escape(name, strlen(name));
+	char *p = xasprintf("/v1/workers/%s%s", e, rest);
+	free(e);
+	return p;
+}
+
+void thaw_remote_answer_dispose(struct thaw_remote_answer *a)
+{
+	buf_free(&a->body);
+	free(a->kv_metadata);
+	memset(a, 0, sizeof *a);
+}
+
+int thaw_remote_request(struct thaw_remote_conn *conn, const char *method, const char *path,
+			const void *body, size_t len, const char *content_type, size_t max_body,
+			struct thaw_remote_answer *a, char *err, size_t errlen)
+{
+	struct remote *r = &conn->r;
+	memset(a, 0, sizeof *a);
+	struct call c;
+	call_init(&c, r);
+	c.max_body = max_body;
+	char *url = xasprintf("%s%s", r->host, path);
+	struct curl_slist *headers = NULL;
+	for (struct curl_slist *s = r->auth; s; s = s->next)
+		headers = curl_slist_append(headers, s->data);
+	headers = curl_slist_append(headers, "Accept: application/json, application/octet-stream");
+	headers = curl_slist_append(headers, "Expect:");
+	if (body) {
+		char *ct = xasprintf("Content-Type: %s", content_type);
+		headers = curl_slist_append(headers, ct);
+		free(ct);
+	}
+	if (!headers)
+		fatal("out of memory");
+	CURL *h = c.curl;
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "thaw/0.1.0");
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c.errbuf);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &c);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, &c);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	/* A D1 import runs under D1's time limit per statement, not per file. */
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, 3600L);
+	if (strcmp(method, "GET"))
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	if (body) {
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	}
+	if (r->verbose)
+		fprintf(stderr, "> %s %s\n> Authorization: Bearer (hidden)\n> Content-Length: %zu\n",
+			method, url, body ? len : 0);
+	CURLcode res = curl_easy_perform(h);
+	curl_slist_free_all(headers);
+	long status = 0;
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	int rc = 0;
+	if (c.aborted && c.err[0]) {
+		snprintf(err, errlen, "%s", c.err);
+		rc = -1;
+	} else if (res != CURLE_OK || !status) {
+		snprintf(err, errlen, "cannot reach the thaw host at %s: %s", r->host,
+			 c.errbuf[0] ? c.errbuf : curl_easy_strerror(res));
+		rc = -1;
+	} else {
+		a->status = status;
+		a->body = c.body;
+		memset(&c.body, 0, sizeof c.body);
+		a->kv_metadata = c.kv_metadata;
+		c.kv_metadata = NULL;
+		a->kv_expiration = c.kv_expiration;
+	}
+	free(url);
+	call_dispose(&c);
 	return rc;
 }

@@ -73,4 +73,33 @@ int thaw_remote_versions_table(const char *body, size_t len, FILE *out, char *er
  * with err. */
 int thaw_remote_crons_table(const char *body, size_t len, FILE *out, char *err, size_t errlen);
 
+/* --- one request, for `thaw kv key` and `thaw d1` with --host (remote.c) --- */
+
+#include "common/buf.h"
+
+struct thaw_remote_conn;
+/* The host (NULL: $THAW_HOST, else the default) and its token, as every
+ * remote command finds them. NULL with the reason printed (as cmd). */
+struct thaw_remote_conn *thaw_remote_connect(const char *cmd, const char *host,
+					     const char *token_file, int verbose);
+void thaw_remote_disconnect(struct thaw_remote_conn *conn); /* accepts NULL */
+
+struct thaw_remote_answer {
+	long status;
+	struct buf body;      /* a 2xx's up to max_body, an error's up to 64 KiB */
+	char *kv_metadata;    /* X-Thaw-KV-Metadata, as sent (NULL: none) */
+	long long kv_expiration; /* X-Thaw-KV-Expiration (0: none) */
+};
+void thaw_remote_answer_dispose(struct thaw_remote_answer *a);
+/* method path (under the host), with len bytes of body (NULL: none) of
+ * content_type. 0 with *a filled, whatever the status; -1 with err when no
+ * answer came (unreachable, broken, 2xx body over max_body). */
+int thaw_remote_request(struct thaw_remote_conn *conn, const char *method, const char *path,
+			const void *body, size_t len, const char *content_type, size_t max_body,
+			struct thaw_remote_answer *a, char *err, size_t errlen);
+/* Percent-encoding of n bytes of s (returns new). */
+char *thaw_remote_escape(const char *s, size_t n);
+/* "/v1/workers/NAME" + rest, NAME escaped (returns new). */
+char *thaw_remote_worker_path(const char *name, const char *rest);
+
 #endif

@@ -745,6 +745,7 @@ int cmd_serve(int argc, char **argv)
 		.authorized = token_ok,
 		.deploy = deploy,
 		.api = api,
+		.state = state_api_request,
 		.tail = tail,
 		.stream_gone = stream_gone,
 	};

@@ -167,6 +167,10 @@ void serve_crons_start(struct serve *s);
 json_t *serve_crons_json(struct serve *s, struct sworker *w, int limit);
 
 /* api.c: GET/POST on the worker API; the HTTP status, *out a JSON object. */
+/* state_api.c: the sink's state (ctl_sink), arg the struct serve. */
+struct ctl_state_request;
+struct ctl_state;
+void state_api_request(void *arg, const struct ctl_state_request *req, struct ctl_state *cs);
 unsigned api_answer(struct serve *s, const char *method, const char *worker, const char *what,
 		    json_t *body, json_t **out);
 

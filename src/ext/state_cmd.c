@@ -6,8 +6,11 @@
  * (src/state/kv_cli.c, d1_cli.c) does the work; this file finds the file and
  * strips the options that found it.
  *
- * A host's state is reached through its workers; these commands against a
- * host (--remote / --host) are not in this version and say so.
+ * With --host URL (or --remote: the host every remote command finds,
+ * $THAW_HOST or the default) the same commands work on a host's state
+ * instead, for the worker --name (default: the project's name), through the
+ * control API (state_remote.c); the host resolves the binding from the
+ * worker's deployed configuration.
  */
 #include "ext/bindings.h"
 #include "ext/ext.h"
@@ -21,6 +24,7 @@
 
 #include "common/util.h"
 #include "project/project.h"
+#include "ext/state_remote.h"
 #include "state/d1_cli.h"
 #include "state/kv_cli.h"
 
@@ -28,6 +32,8 @@ struct where {
 	const char *project, *env, *persist_to;
 	const char *binding, *namespace_id;
 	int remote;
+	const char *host, *token_file, *name;
+	int verbose;
 };
 
 /* Take our options out of argv (in place); returns the new argc, or -1 with
@@ -47,12 +53,19 @@ static int take_options(const char *cmd, int argc, char **argv, struct where *w,
 			dst = &w->binding;
 		else if (kv && !strcmp(argv[i], "--namespace-id"))
 			dst = &w->namespace_id;
+		else if (!strcmp(argv[i], "--host"))
+			dst = &w->host;
+		else if (!strcmp(argv[i], "--token-file"))
+			dst = &w->token_file;
+		else if (!strcmp(argv[i], "--name"))
+			dst = &w->name;
 		else if (!strcmp(argv[i], "--local") || !strcmp(argv[i], "--preview")) {
 			continue;
-		} else if (!strcmp(argv[i], "--remote") || !strcmp(argv[i], "--host")) {
+		} else if (!strcmp(argv[i], "--remote")) {
 			w->remote = 1;
-			if (!strcmp(argv[i], "--host") && i + 1 < argc)
-				i++;
+			continue;
+		} else if (!strcmp(argv[i], "--verbose")) {
+			w->verbose = 1;
 			continue;
 		}
 		if (dst) {
@@ -61,6 +74,8 @@ static int take_options(const char *cmd, int argc, char **argv, struct where *w,
 				return -1;
 			}
 			*dst = argv[++i];
+			if (dst == &w->host || dst == &w->token_file || dst == &w->name)
+				w->remote = 1;
 			continue;
 		}
 		argv[n++] = argv[i];
@@ -84,6 +99,40 @@ static struct project *open_project(const char *cmd, const struct where *w, char
 	return p;
 }
 
+/* The remote options, the worker named or the project's (*name returns new).
+ * -1 with the reason printed. */
+static int remote_opts(const char *cmd, const struct where *w, struct state_remote_opts *o,
+		       char **name)
+{
+	*name = NULL;
+	if (w->name) {
+		if (!project_name_valid(w->name)) {
+			fprintf(stderr, "%s: '%s' is not a worker name: use 1-63 lowercase letters, "
+					"digits, '-' or '_'\n", cmd, w->name);
+			return -1;
+		}
+		*name = xstrdup(w->name);
+	} else {
+		char err[1024];
+		struct project *p =
+			project_load_env(w->project ? w->project : ".", w->env, err, sizeof err);
+		if (!p) {
+			fprintf(stderr, "%s: which worker? give --name WORKER (no project here: "
+					"%s)\n", cmd, err);
+			return -1;
+		}
+		*name = xstrdup(p->name);
+		project_free(p);
+	}
+	*o = (struct state_remote_opts){
+		.host = w->host,
+		.token_file = w->token_file,
+		.worker = *name,
+		.verbose = w->verbose,
+	};
+	return 0;
+}
+
 static int make_dir(const char *cmd, const char *dir, const char *sub)
 {
 	char *d = xasprintf("%s/%s", dir, sub);
@@ -97,10 +146,13 @@ static int make_dir(const char *cmd, const char *dir, const char *sub)
 static const char kv_usage[] =
 	"usage: thaw kv key put|get|list|delete ... --binding NAME [--env E] [--persist-to DIR]\n"
 	"                                            [--project DIR]\n"
+	"       thaw kv key put|get|list|delete ... --binding NAME (--host URL | --remote)\n"
+	"                                            [--name WORKER] [--token-file FILE]\n"
 	"\n"
 	"Read and write a KV namespace of the project in DIR (default: here) where `thaw dev`\n"
-	"keeps it (DIR/.thaw/state, or --persist-to). NAME is the binding (or --namespace-id\n"
-	"ID). The commands after `key`:\n"
+	"keeps it (DIR/.thaw/state, or --persist-to); with --host (or --remote: $THAW_HOST),\n"
+	"the one a thaw host serves to the worker WORKER (default: the project's name).\n"
+	"NAME is the binding (or --namespace-id ID). The commands after `key`:\n"
 	"  put KEY (VALUE | --path FILE) [--ttl S] [--expiration T] [--metadata JSON]\n"
 	"  get KEY [--text | --json]     list [--prefix P] [--limit N]     delete KEY\n";
 
@@ -119,14 +171,18 @@ int cmd_kv(int argc, char **argv)
 	int n = take_options(cmd, argc - 2, argv + 2, &w, 1);
 	if (n < 0)
 		return 2;
-	if (w.remote) {
-		fprintf(stderr, "%s: a host's KV is not reachable from the command line in this "
-				"version; its workers reach it (env.NAME)\n", cmd);
-		return 2;
-	}
 	if (!w.binding && !w.namespace_id) {
 		fprintf(stderr, "%s: which namespace? give --binding NAME\n", cmd);
 		return 2;
+	}
+	if (w.remote) {
+		struct state_remote_opts o;
+		char *name;
+		if (remote_opts(cmd, &w, &o, &name) < 0)
+			return 1;
+		int rc = state_remote_kv(&o, w.binding ? w.binding : w.namespace_id, n, argv + 2);
+		free(name);
+		return rc;
 	}
 	char *state_dir = NULL;
 	json_t *pj = NULL;
@@ -162,12 +218,54 @@ static const char d1_usage[] =
 	"usage: thaw d1 execute DB (--command SQL | --file FILE) [--json]\n"
 	"       thaw d1 migrations list|apply DB\n"
 	"       thaw d1 migrations create DB NAME\n"
-	"       (each with [--env E] [--persist-to DIR] [--project DIR])\n"
+	"       (each with [--env E] [--persist-to DIR] [--project DIR], or with\n"
+	"        (--host URL | --remote) [--name WORKER] [--token-file FILE])\n"
 	"\n"
 	"Run SQL on, or migrate, a D1 database of the project in DIR (default: here) where\n"
-	"`thaw dev` keeps it (DIR/.thaw/state, or --persist-to). DB is the database_name or\n"
+	"`thaw dev` keeps it (DIR/.thaw/state, or --persist-to); with --host (or --remote:\n"
+	"$THAW_HOST), the one a thaw host serves to the worker WORKER (default: the project's\n"
+	"name), migrated with the local migration files. DB is the database_name or\n"
 	"the binding. Migrations are the NNNN_name.sql files of the database's migrations_dir,\n"
 	"each applied once, in order, in a transaction, and recorded in its migrations_table.\n";
+
+/* The local project's migrations directory for db, when there is a project
+ * that has it (returns new); else ./migrations. */
+static char *local_migrations_dir(const struct where *w, const char *db)
+{
+	char err[1024];
+	struct project *p = project_load_env(w->project ? w->project : ".", w->env, err, sizeof err);
+	if (!p)
+		return xstrdup("migrations");
+	json_t *pj = project_to_json(p), *e;
+	char *dir = NULL;
+	size_t i;
+	json_array_foreach(json_object_get(pj, "d1_databases"), i, e) {
+		const char *name = json_string_value(json_object_get(e, "database_name"));
+		const char *b = json_string_value(json_object_get(e, "binding"));
+		const char *mdir = json_string_value(json_object_get(e, "migrations_dir"));
+		if (!dir && ((name && !strcmp(name, db)) || (b && !strcmp(b, db))))
+			dir = xasprintf("%s/%s", p->dir, mdir ? mdir : "migrations");
+	}
+	if (!dir)
+		dir = xasprintf("%s/migrations", p->dir);
+	json_decref(pj);
+	project_free(p);
+	return dir;
+}
+
+static int d1_remote(const char *cmd, const struct where *w, const char *db, int argc,
+		     char **argv)
+{
+	struct state_remote_opts o;
+	char *name;
+	if (remote_opts(cmd, w, &o, &name) < 0)
+		return 1;
+	char *dir = local_migrations_dir(w, db);
+	int rc = state_remote_d1(&o, db, argc, argv, dir);
+	free(dir);
+	free(name);
+	return rc;
+}
 
 int cmd_d1(int argc, char **argv)
 {
@@ -180,11 +278,6 @@ int cmd_d1(int argc, char **argv)
 	int n = take_options(cmd, argc - 1, argv + 1, &w, 0);
 	if (n < 0)
 		return 2;
-	if (w.remote) {
-		fprintf(stderr, "%s: a host's D1 is not reachable from the command line in this "
-				"version; its workers reach it (env.NAME)\n", cmd);
-		return 2;
-	}
 	char **a = argv + 1;
 	/* The DB: after `execute`, or after `migrations VERB` (options alone: no verb). */
 	int at = n < 1 ? -1 : !strcmp(a[0], "execute") ? 1 : (!strcmp(a[0], "migrations") ? 2 : -1);
@@ -196,6 +289,8 @@ int cmd_d1(int argc, char **argv)
 	for (int i = at; i < n; i++)
 		a[i] = a[i + 1];
 	n--;
+	if (w.remote)
+		return d1_remote(cmd, &w, db, n, a);
 	char *state_dir = NULL;
 	json_t *pj = NULL;
 	struct project *p = open_project(cmd, &w, &state_dir, &pj);

@@ -1400,21 +1400,18 @@ static void names_free(char **names, size_t count)
 	free(names);
 }
 
-/* {"applied": [...], "pending": [...]}; NULL with err. */
-static json_t *migrations_state(struct d1_db *d, const char *dir, const char *table, char *err,
-				size_t errlen)
+/* {"applied": [...], "pending": [...]} for the migrations named (sorted);
+ * NULL with err. */
+static json_t *migrations_state(struct d1_db *d, char *const *names, size_t count,
+				const char *table, char *err, size_t errlen)
 {
-	char **names;
-	size_t count;
-	if (table_check(table, err, errlen) < 0 || migrations_table(d, table, err, errlen) < 0 ||
-	    migration_files(dir, &names, &count, err, errlen) < 0)
+	if (table_check(table, err, errlen) < 0 || migrations_table(d, table, err, errlen) < 0)
 		return NULL;
 	json_t *applied = json_array();
 	char sql[160];
 	snprintf(sql, sizeof sql, "SELECT id, name, applied_at FROM \"%s\" ORDER BY name", table);
 	if (trusted_sql(d, sql, NULL, applied, err, errlen) < 0) {
 		json_decref(applied);
-		names_free(names, count);
 		return NULL;
 	}
 	json_t *pending = json_array();
@@ -1430,56 +1427,109 @@ static json_t *migrations_state(struct d1_db *d, const char *dir, const char *ta
 		if (!done)
 			json_array_append_new(pending, json_string(names[i]));
 	}
-	names_free(names, count);
 	json_t *j = json_pack("{s:o, s:o}", "applied", applied, "pending", pending);
 	if (!j)
 		fatal("out of memory");
 	return j;
 }
 
+static json_t *migrations_state_dir(struct d1_db *d, const char *dir, const char *table,
+				    char *err, size_t errlen)
+{
+	char **names;
+	size_t count;
+	if (migration_files(dir, &names, &count, err, errlen) < 0)
+		return NULL;
+	json_t *j = migrations_state(d, names, count, table, err, errlen);
+	names_free(names, count);
+	return j;
+}
+
+int d1_migration_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+	if (n < 5 || n > 255 || strcmp(name + n - 4, ".sql") || name[0] == '.' || strchr(name, '/'))
+		return 0;
+	const unsigned char *p = (const unsigned char *)name;
+	for (size_t i = 0; i < n;) {
+		size_t len = utf8_decode(p + i, n - i, NULL);
+		if (!len || (len == 1 && (p[i] < 0x20 || p[i] == 0x7f)))
+			return 0;
+		i += len;
+	}
+	return 1;
+}
+
+json_t *d1_migration_files_read(const char *dir, char *err, size_t errlen)
+{
+	char **names;
+	size_t count;
+	if (migration_files(dir, &names, &count, err, errlen) < 0)
+		return NULL;
+	json_t *list = json_array();
+	for (size_t i = 0; i < count; i++) {
+		char path[4096];
+		char *text = NULL;
+		if (path_join(path, sizeof path, dir, names[i]) < 0)
+			err_set(err, errlen, "%s/%s: path too long", dir, names[i]);
+		else
+			text = sql_file_read(path, err, errlen);
+		if (!text) {
+			json_decref(list);
+			list = NULL;
+			break;
+		}
+		json_array_append_new(list, json_pack("{s:s, s:s}", "name", names[i], "sql", text));
+		free(text);
+	}
+	names_free(names, count);
+	return list;
+}
+
 json_t *d1_migrations_list(struct d1_db *d, const char *dir, const char *table, char *err,
 			   size_t errlen)
 {
 	call_begin(d);
-	json_t *r = migrations_state(d, dir, table ? table : D1_MIGRATIONS_TABLE, err, errlen);
+	json_t *r = migrations_state_dir(d, dir, table ? table : D1_MIGRATIONS_TABLE, err, errlen);
 	call_end(d, err, errlen, !r);
 	return r;
 }
 
-static int migration_apply(struct d1_db *d, const char *dir, const char *table, const char *name,
-			   char *err, size_t errlen)
+static int migration_apply(struct d1_db *d, const char *table, const char *name,
+			   const char *text, char *err, size_t errlen)
 {
-	char path[4096], why[1024];
-	if (path_join(path, sizeof path, dir, name) < 0)
-		return err_set(err, errlen, "%s/%s: path too long", dir, name);
-	char *text = sql_file_read(path, err, errlen);
-	if (!text)
-		return -1;
+	char why[1024];
 	struct meta total;
 	struct failure where;
 	long count = 0;
-	int r = -1;
 	if (begin(d, 1, err, errlen) < 0)
-		goto out;
+		return -1;
 	if (run_text(d, text, NULL, NULL, NULL, &total, &count, &where, why, sizeof why) < 0 &&
 	    strcmp(why, D1_EMPTY_ERROR)) {
 		rollback(d);
-		err_set(err, errlen, "Migration %s failed: %s", name, why);
-		goto out;
+		return err_set(err, errlen, "Migration %s failed: %s", name, why);
 	}
 	char sql[160];
 	snprintf(sql, sizeof sql, "INSERT INTO \"%s\" (name) VALUES (?1)", table);
 	if (trusted_sql(d, sql, name, NULL, why, sizeof why) < 0) {
 		rollback(d);
-		err_set(err, errlen, "Migration %s could not be recorded: %s", name, why);
-		goto out;
+		return err_set(err, errlen, "Migration %s could not be recorded: %s", name, why);
 	}
-	if (commit(d, why, sizeof why) < 0) {
-		err_set(err, errlen, "Migration %s failed: %s", name, why);
-		goto out;
-	}
-	r = 0;
-out:
+	if (commit(d, why, sizeof why) < 0)
+		return err_set(err, errlen, "Migration %s failed: %s", name, why);
+	return 0;
+}
+
+static int migration_apply_file(struct d1_db *d, const char *dir, const char *table,
+				const char *name, char *err, size_t errlen)
+{
+	char path[4096];
+	if (path_join(path, sizeof path, dir, name) < 0)
+		return err_set(err, errlen, "%s/%s: path too long", dir, name);
+	char *text = sql_file_read(path, err, errlen);
+	if (!text)
+		return -1;
+	int r = migration_apply(d, table, name, text, err, errlen);
 	free(text);
 	return r;
 }
@@ -1491,14 +1541,100 @@ int d1_migrations_apply(struct d1_db *d, const char *dir, const char *table, jso
 	if (!table)
 		table = D1_MIGRATIONS_TABLE;
 	call_begin(d);
-	json_t *state = migrations_state(d, dir, table, err, errlen);
+	json_t *state = migrations_state_dir(d, dir, table, err, errlen);
 	int r = state ? 0 : -1;
 	size_t i;
 	json_t *name;
 	json_array_foreach(json_object_get(state, "pending"), i, name) {
 		/* each migration has the whole time limit */
 		call_begin(d);
-		if (migration_apply(d, dir, table, json_string_value(name), err, errlen) < 0) {
+		if (migration_apply_file(d, dir, table, json_string_value(name), err, errlen) < 0) {
+			r = -1;
+			break;
+		}
+		json_array_append(*applied, name);
+	}
+	json_decref(state);
+	call_end(d, err, errlen, r < 0);
+	return r;
+}
+
+/* The names of migrations (an array of {"name", "sql"?}), sorted, checked. */
+static int given_names(json_t *migrations, char ***names, size_t *count, char *err,
+		       size_t errlen)
+{
+	*names = NULL;
+	*count = json_array_size(migrations);
+	if (!json_is_array(migrations) || *count > MIGRATION_FILES_MAX)
+		return err_set(err, errlen, "the migrations are an array of at most %d "
+					    "{\"name\", \"sql\"} objects", MIGRATION_FILES_MAX);
+	*names = xcalloc(*count ? *count : 1, sizeof **names);
+	for (size_t i = 0; i < *count; i++) {
+		const char *n = json_string_value(json_object_get(json_array_get(migrations, i),
+								  "name"));
+		if (!n || !d1_migration_name_valid(n)) {
+			names_free(*names, i);
+			*names = NULL;
+			return err_set(err, errlen, "migration %zu: a name is NAME.sql, printable, "
+						    "without '/'", i + 1);
+		}
+		(*names)[i] = xstrdup(n);
+	}
+	if (*count)
+		qsort(*names, *count, sizeof **names, name_compare);
+	return 0;
+}
+
+json_t *d1_migrations_list_given(struct d1_db *d, json_t *migrations, const char *table,
+				 char *err, size_t errlen)
+{
+	char **names;
+	size_t count;
+	if (given_names(migrations, &names, &count, err, errlen) < 0)
+		return NULL;
+	call_begin(d);
+	json_t *r = migrations_state(d, names, count, table ? table : D1_MIGRATIONS_TABLE, err,
+				     errlen);
+	call_end(d, err, errlen, !r);
+	names_free(names, count);
+	return r;
+}
+
+int d1_migrations_apply_given(struct d1_db *d, json_t *migrations, const char *table,
+			      json_t **applied, char *err, size_t errlen)
+{
+	*applied = json_array();
+	if (!table)
+		table = D1_MIGRATIONS_TABLE;
+	char **names;
+	size_t count;
+	if (given_names(migrations, &names, &count, err, errlen) < 0)
+		return -1;
+	call_begin(d);
+	json_t *state = migrations_state(d, names, count, table, err, errlen);
+	names_free(names, count);
+	int r = state ? 0 : -1;
+	size_t i;
+	json_t *name;
+	json_array_foreach(json_object_get(state, "pending"), i, name) {
+		const char *n = json_string_value(name), *text = NULL;
+		size_t k;
+		json_t *m;
+		json_array_foreach(migrations, k, m) {
+			if (!strcmp(json_string_value(json_object_get(m, "name")), n))
+				text = json_string_value(json_object_get(m, "sql"));
+		}
+		if (!text) {
+			r = err_set(err, errlen, "Migration %s has no \"sql\" text", n);
+			break;
+		}
+		if (strlen(text) > D1_MAX_FILE_BYTES) {
+			r = err_set(err, errlen, "Migration %s: larger than %u bytes", n,
+				    D1_MAX_FILE_BYTES);
+			break;
+		}
+		call_begin(d);
+		if (migration_apply(d, table, n, text, err, errlen) < 0) {
 			r = -1;
 			break;
 		}

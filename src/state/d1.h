@@ -143,6 +143,20 @@ json_t *d1_migrations_list(struct d1_db *db, const char *dir, const char *table,
  * err naming the file. */
 int d1_migrations_apply(struct d1_db *db, const char *dir, const char *table, json_t **applied,
 			char *err, size_t errlen);
+/* The same two, for migrations the caller holds (a host given them by `thaw
+ * d1 migrations --remote`): migrations is an array of {"name": "NNNN_x.sql",
+ * "sql": TEXT} (borrowed; list needs only the names). Names are checked
+ * (d1_migration_name_valid); a text is at most D1_MAX_FILE_BYTES. */
+json_t *d1_migrations_list_given(struct d1_db *db, json_t *migrations, const char *table,
+				 char *err, size_t errlen);
+int d1_migrations_apply_given(struct d1_db *db, json_t *migrations, const char *table,
+			      json_t **applied, char *err, size_t errlen);
+/* The migrations of dir as such an array, sorted by name (returns new), or
+ * NULL with err. A missing directory has none. */
+json_t *d1_migration_files_read(const char *dir, char *err, size_t errlen);
+/* Is name a migration file's name: NAME.sql, printable UTF-8, no '/', not
+ * starting with '.', at most 255 bytes? */
+int d1_migration_name_valid(const char *name);
 /* Create DIR (if needed) and DIR/NNNN_name.sql, NNNN one past the highest
  * number there (0001 first), with wrangler's header comment. name: letters,
  * digits, '_', '-', '.', spaces (made '_'). path receives the new file's path.

@@ -183,17 +183,49 @@ static int usage(void)
 	return 2;
 }
 
-static struct d1_db *open_db(const char *db_path, int json)
+/* The local backend: the database file, opened at the first operation. */
+struct local {
+	const char *path;
+	struct d1_db *db;
+};
+
+static struct d1_db *local_db(struct local *l, char *err, size_t errlen)
 {
-	char err[1024];
-	struct d1_options opt = {.timeout_ms = -1};
-	struct d1_db *d = d1_open(db_path, &opt, err, sizeof err);
-	if (!d)
-		fail(json, err);
-	return d;
+	if (!l->db) {
+		struct d1_options opt = {.timeout_ms = -1};
+		l->db = d1_open(l->path, &opt, err, errlen);
+	}
+	return l->db;
 }
 
-static int execute(int argc, char **argv, const char *db_path)
+static json_t *local_execute(void *arg, const char *sql, const char *file, char *err,
+			     size_t errlen)
+{
+	struct d1_db *d = local_db(arg, err, errlen);
+	if (!d)
+		return NULL;
+	return sql ? d1_execute(d, sql, err, errlen) : d1_execute_file(d, file, err, errlen);
+}
+
+static json_t *local_list(void *arg, const char *dir, const char *table, char *err,
+			  size_t errlen)
+{
+	struct d1_db *d = local_db(arg, err, errlen);
+	return d ? d1_migrations_list(d, dir, table, err, errlen) : NULL;
+}
+
+static int local_apply(void *arg, const char *dir, const char *table, json_t **applied, char *err,
+		       size_t errlen)
+{
+	struct d1_db *d = local_db(arg, err, errlen);
+	if (!d) {
+		*applied = json_array();
+		return -1;
+	}
+	return d1_migrations_apply(d, dir, table, applied, err, errlen);
+}
+
+static int execute(int argc, char **argv, const struct d1_cli_backend *b)
 {
 	const char *command = NULL, *file = NULL;
 	int json = 0;
@@ -215,15 +247,10 @@ static int execute(int argc, char **argv, const char *db_path)
 		fputs("thaw d1 execute: give either --command SQL or --file FILE\n", stderr);
 		return 2;
 	}
-	struct d1_db *d = open_db(db_path, json);
-	if (!d)
-		return 1;
 	char err[2048];
 	uint64_t t0 = now_ns();
-	json_t *results = command ? d1_execute(d, command, err, sizeof err)
-				  : d1_execute_file(d, file, err, sizeof err);
+	json_t *results = b->execute(b->arg, command, file, err, sizeof err);
 	double ms = ns_to_ms(now_ns() - t0);
-	d1_close(d);
 	if (!results)
 		return fail(json, err);
 	if (json) {
@@ -231,9 +258,9 @@ static int execute(int argc, char **argv, const char *db_path)
 		printf("%s\n", out ? out : "[]");
 		free(out);
 	} else {
-		json_t *name = json_string(db_path);
+		json_t *name = json_string(b->name);
 		char *safe = cell_text(name);
-		printf("🌀 Executing on local database %s:\n", safe);
+		printf("🌀 Executing on %s database %s:\n", b->where, safe);
 		printf("🚣 %zu command%s executed successfully in %.0f ms.\n",
 		       json_array_size(results), json_array_size(results) == 1 ? "" : "s", ms);
 		free(safe);
@@ -270,7 +297,7 @@ static void names_print(json_t *names, const char *status_ok, json_t *failed_nam
 	json_decref(rows);
 }
 
-static int migrations(int argc, char **argv, const char *db_path, const char *dir,
+static int migrations(int argc, char **argv, const struct d1_cli_backend *b, const char *dir,
 		      const char *table)
 {
 	if (argc < 2)
@@ -290,11 +317,8 @@ static int migrations(int argc, char **argv, const char *db_path, const char *di
 	}
 	if (argc != 2 || (strcmp(verb, "list") && strcmp(verb, "apply")))
 		return usage();
-	struct d1_db *d = open_db(db_path, 0);
-	if (!d)
-		return 1;
 	int status = 0;
-	json_t *state = d1_migrations_list(d, dir, table, err, sizeof err);
+	json_t *state = b->migrations_list(b->arg, dir, table, err, sizeof err);
 	json_t *pending = json_object_get(state, "pending");
 	if (!state) {
 		status = fail(0, err);
@@ -307,7 +331,7 @@ static int migrations(int argc, char **argv, const char *db_path, const char *di
 		printf("Migrations to be applied:\n");
 		names_print(pending, NULL, NULL);
 		json_t *applied = NULL;
-		int r = d1_migrations_apply(d, dir, table, &applied, err, sizeof err);
+		int r = b->migrations_apply(b->arg, dir, table, &applied, err, sizeof err);
 		json_t *failed = r < 0 ? json_array_get(pending, json_array_size(applied)) : NULL;
 		names_print(applied, "✅", failed);
 		if (r < 0)
@@ -315,19 +339,37 @@ static int migrations(int argc, char **argv, const char *db_path, const char *di
 		json_decref(applied);
 	}
 	json_decref(state);
-	d1_close(d);
 	return status;
+}
+
+int d1_cli_with(int argc, char **argv, const struct d1_cli_backend *b, const char *migrations_dir,
+		const char *migrations_table)
+{
+	if (argc < 1)
+		return usage();
+	if (!strcmp(argv[0], "execute"))
+		return execute(argc, argv, b);
+	if (!strcmp(argv[0], "migrations"))
+		return migrations(argc, argv, b, migrations_dir ? migrations_dir : "migrations",
+				  migrations_table);
+	return usage();
 }
 
 int d1_cli(int argc, char **argv, const char *db_path, const char *migrations_dir,
 	   const char *migrations_table)
 {
-	if (argc < 1 || !db_path)
+	if (!db_path)
 		return usage();
-	if (!strcmp(argv[0], "execute"))
-		return execute(argc, argv, db_path);
-	if (!strcmp(argv[0], "migrations"))
-		return migrations(argc, argv, db_path,
-				  migrations_dir ? migrations_dir : "migrations", migrations_table);
-	return usage();
+	struct local l = {.path = db_path};
+	const struct d1_cli_backend b = {
+		.arg = &l,
+		.where = "local",
+		.name = db_path,
+		.execute = local_execute,
+		.migrations_list = local_list,
+		.migrations_apply = local_apply,
+	};
+	int status = d1_cli_with(argc, argv, &b, migrations_dir, migrations_table);
+	d1_close(l.db);
+	return status;
 }

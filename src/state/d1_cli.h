@@ -17,4 +17,26 @@
 int d1_cli(int argc, char **argv, const char *db_path, const char *migrations_dir,
 	   const char *migrations_table);
 
+#include <jansson.h>
+#include <stddef.h>
+
+/* Where the work goes: the engine's functions (d1.h) with the same results
+ * and messages, on the local file (d1_cli) or a host's control API (`--host`,
+ * src/ext/state_remote.c). */
+struct d1_cli_backend {
+	void *arg;         /* first argument of every call */
+	const char *where; /* "local", "remote": for "Executing on local database X" */
+	const char *name;  /* X */
+	/* sql, or else the file at path file: d1_execute's array. */
+	json_t *(*execute)(void *arg, const char *sql, const char *file, char *err,
+			   size_t errlen);
+	json_t *(*migrations_list)(void *arg, const char *dir, const char *table, char *err,
+				   size_t errlen);
+	int (*migrations_apply)(void *arg, const char *dir, const char *table, json_t **applied,
+				char *err, size_t errlen);
+};
+/* d1_cli over any backend (borrowed); `migrations create` is always local. */
+int d1_cli_with(int argc, char **argv, const struct d1_cli_backend *b, const char *migrations_dir,
+		const char *migrations_table);
+
 #endif

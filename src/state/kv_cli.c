@@ -31,6 +31,7 @@ static const char usage_text[] =
 struct cli {
 	const char *verb;
 	FILE *out, *errout;
+	const struct kv_cli_backend *b;
 };
 
 __attribute__((format(printf, 2, 3))) static int fail(struct cli *c, const char *fmt, ...)
@@ -130,17 +131,49 @@ static int engine_fail(struct cli *c, const char *err)
 	return fail(c, "%s", err);
 }
 
-/* Opened once the arguments are good, so a typo makes no file. */
-static struct kv_store *store_open(struct cli *c, const char *store_path)
+/* The local backend: the store at a path, opened at the first operation
+ * (once the arguments are good, so a typo makes no file). */
+struct local {
+	const char *path;
+	struct kv_store *kv;
+};
+
+static struct kv_store *local_store(struct local *l, char *err, size_t errlen)
 {
-	char err[KV_ERR_LEN];
-	struct kv_store *kv = kv_open(store_path, err, sizeof err);
-	if (!kv)
-		fail(c, "%s", err);
-	return kv;
+	if (!l->kv)
+		l->kv = kv_open(l->path, err, errlen);
+	return l->kv;
 }
 
-static int cmd_put(struct cli *c, const char *store_path, int argc, char **argv, int64_t now_ms)
+static int local_get(void *arg, const void *key, size_t key_len, int64_t now_ms,
+		     struct kv_entry *out, char *err, size_t errlen)
+{
+	struct kv_store *kv = local_store(arg, err, errlen);
+	return kv ? kv_get(kv, key, key_len, now_ms, out, err, errlen) : KV_ERR;
+}
+
+static int local_put(void *arg, const void *key, size_t key_len, const void *value,
+		     size_t value_len, const struct kv_put_options *o, int64_t now_ms, char *err,
+		     size_t errlen)
+{
+	struct kv_store *kv = local_store(arg, err, errlen);
+	return kv ? kv_put(kv, key, key_len, value, value_len, o, now_ms, err, errlen) : KV_ERR;
+}
+
+static int local_delete(void *arg, const void *key, size_t key_len, char *err, size_t errlen)
+{
+	struct kv_store *kv = local_store(arg, err, errlen);
+	return kv ? kv_delete(kv, key, key_len, err, errlen) : KV_ERR;
+}
+
+static int local_list(void *arg, const struct kv_list_options *o, int64_t now_ms,
+		      struct kv_list *out, char *err, size_t errlen)
+{
+	struct kv_store *kv = local_store(arg, err, errlen);
+	return kv ? kv_list(kv, o, now_ms, out, err, errlen) : KV_ERR;
+}
+
+static int cmd_put(struct cli *c, int argc, char **argv, int64_t now_ms)
 {
 	const char *key = NULL, *value = NULL, *path = NULL;
 	struct kv_put_options o = {0};
@@ -200,18 +233,13 @@ static int cmd_put(struct cli *c, const char *store_path, int argc, char **argv,
 	} else {
 		len = strlen(value);
 	}
-	struct kv_store *kv = store_open(c, store_path);
-	if (!kv) {
-		free(data);
-		return 1;
-	}
-	int r = kv_put(kv, key, strlen(key), data ? data : value, len, &o, now_ms, err, sizeof err);
+	int r = c->b->put(c->b->arg, key, strlen(key), data ? data : value, len, &o, now_ms, err,
+			  sizeof err);
 	free(data);
-	kv_close(kv);
 	return r < 0 ? engine_fail(c, err) : 0;
 }
 
-static int cmd_get(struct cli *c, const char *store_path, int argc, char **argv, int64_t now_ms)
+static int cmd_get(struct cli *c, int argc, char **argv, int64_t now_ms)
 {
 	const char *key = NULL;
 	int text = 0, json = 0;
@@ -234,11 +262,7 @@ static int cmd_get(struct cli *c, const char *store_path, int argc, char **argv,
 
 	char err[KV_ERR_LEN];
 	struct kv_entry e;
-	struct kv_store *kv = store_open(c, store_path);
-	if (!kv)
-		return 1;
-	int r = kv_get(kv, key, strlen(key), now_ms, &e, err, sizeof err);
-	kv_close(kv);
+	int r = c->b->get(c->b->arg, key, strlen(key), now_ms, &e, err, sizeof err);
 	if (r < 0)
 		return engine_fail(c, err);
 	if (r == KV_MISSING)
@@ -267,7 +291,7 @@ static int cmd_get(struct cli *c, const char *store_path, int argc, char **argv,
 	return status;
 }
 
-static int cmd_list(struct cli *c, const char *store_path, int argc, char **argv, int64_t now_ms)
+static int cmd_list(struct cli *c, int argc, char **argv, int64_t now_ms)
 {
 	const char *prefix = NULL;
 	int64_t limit = 0; /* 0: all */
@@ -290,9 +314,6 @@ static int cmd_list(struct cli *c, const char *store_path, int argc, char **argv
 	char err[KV_ERR_LEN];
 	char *cursor = NULL;
 	int64_t printed = 0;
-	struct kv_store *kv = store_open(c, store_path);
-	if (!kv)
-		return 1;
 	int status = 0;
 	for (;;) {
 		struct kv_list_options o = {
@@ -303,7 +324,7 @@ static int cmd_list(struct cli *c, const char *store_path, int argc, char **argv
 			.cursor_len = cursor ? strlen(cursor) : 0,
 		};
 		struct kv_list page;
-		int r = kv_list(kv, &o, now_ms, &page, err, sizeof err);
+		int r = c->b->list(c->b->arg, &o, now_ms, &page, err, sizeof err);
 		free(cursor);
 		cursor = NULL;
 		if (r < 0) {
@@ -330,27 +351,22 @@ static int cmd_list(struct cli *c, const char *store_path, int argc, char **argv
 		if (!more)
 			break;
 	}
-	kv_close(kv);
 	return status;
 }
 
-static int cmd_delete(struct cli *c, const char *store_path, int argc, char **argv)
+static int cmd_delete(struct cli *c, int argc, char **argv)
 {
 	if (argc != 2 || !strncmp(argv[1], "--", 2))
 		return usage(c, "delete takes one KEY");
 	char err[KV_ERR_LEN];
-	struct kv_store *kv = store_open(c, store_path);
-	if (!kv)
-		return 1;
-	int r = kv_delete(kv, argv[1], strlen(argv[1]), err, sizeof err);
-	kv_close(kv);
+	int r = c->b->del(c->b->arg, argv[1], strlen(argv[1]), err, sizeof err);
 	return r < 0 ? engine_fail(c, err) : 0;
 }
 
-int kv_cli_run(int argc, char **argv, const char *store_path, int64_t now_ms, FILE *out,
-	       FILE *errout)
+int kv_cli_with(int argc, char **argv, const struct kv_cli_backend *b, int64_t now_ms, FILE *out,
+		FILE *errout)
 {
-	struct cli c = {.verb = argc > 0 ? argv[0] : "", .out = out, .errout = errout};
+	struct cli c = {.verb = argc > 0 ? argv[0] : "", .out = out, .errout = errout, .b = b};
 	if (argc < 1) {
 		fputs(usage_text, errout);
 		return 2;
@@ -366,15 +382,31 @@ int kv_cli_run(int argc, char **argv, const char *store_path, int64_t now_ms, FI
 	}
 	int status;
 	if (!strcmp(c.verb, "put"))
-		status = cmd_put(&c, store_path, argc, argv, now_ms);
+		status = cmd_put(&c, argc, argv, now_ms);
 	else if (!strcmp(c.verb, "get"))
-		status = cmd_get(&c, store_path, argc, argv, now_ms);
+		status = cmd_get(&c, argc, argv, now_ms);
 	else if (!strcmp(c.verb, "list"))
-		status = cmd_list(&c, store_path, argc, argv, now_ms);
+		status = cmd_list(&c, argc, argv, now_ms);
 	else
-		status = cmd_delete(&c, store_path, argc, argv);
+		status = cmd_delete(&c, argc, argv);
 	if (fflush(out) != 0 && status == 0)
 		status = fail(&c, "writing the output: %s", strerror(errno));
+	return status;
+}
+
+int kv_cli_run(int argc, char **argv, const char *store_path, int64_t now_ms, FILE *out,
+	       FILE *errout)
+{
+	struct local l = {.path = store_path};
+	const struct kv_cli_backend b = {
+		.arg = &l,
+		.get = local_get,
+		.put = local_put,
+		.del = local_delete,
+		.list = local_list,
+	};
+	int status = kv_cli_with(argc, argv, &b, now_ms, out, errout);
+	kv_close(l.kv);
 	return status;
 }
 

@@ -28,10 +28,31 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "state/kv.h"
+
 /* With the wall clock, stdout and stderr. */
 int kv_cli(int argc, char **argv, const char *store_path);
 /* With a given clock and streams (borrowed), for tests. */
 int kv_cli_run(int argc, char **argv, const char *store_path, int64_t now_ms, FILE *out,
 	       FILE *errout);
+
+/* Where the operations go: the engine's signatures (kv.h), with the same
+ * outcomes and messages, on a local file (kv_cli_run) or a host's control
+ * API (`--host`, src/ext/state_remote.c). Results are freed with
+ * kv_entry_dispose / kv_list_dispose, so they must be malloc'd the same way. */
+struct kv_cli_backend {
+	void *arg; /* first argument of every call */
+	int (*get)(void *arg, const void *key, size_t key_len, int64_t now_ms,
+		   struct kv_entry *out, char *err, size_t errlen);
+	int (*put)(void *arg, const void *key, size_t key_len, const void *value,
+		   size_t value_len, const struct kv_put_options *options, int64_t now_ms,
+		   char *err, size_t errlen);
+	int (*del)(void *arg, const void *key, size_t key_len, char *err, size_t errlen);
+	int (*list)(void *arg, const struct kv_list_options *options, int64_t now_ms,
+		    struct kv_list *out, char *err, size_t errlen);
+};
+/* The command over any backend (borrowed). */
+int kv_cli_with(int argc, char **argv, const struct kv_cli_backend *b, int64_t now_ms, FILE *out,
+		FILE *errout);
 
 #endif
