@@ -242,3 +242,44 @@ def test_serve_reaches_the_callee_deployment_after_deploy(tmp_path):
         check_rpc(host.worker_get("front", "/rpc"), "v2")
     finally:
         host.stop()
+
+
+SELFISH = """
+import asyncio
+from urllib.parse import urlparse
+from workers import Response, WorkerEntrypoint
+
+# {edit}
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        path = urlparse(request.url).path
+        if path == "/start":
+            self.ctx.wait_until(self.env.SELF.fetch("/slow"))
+            return Response("started")
+        if path == "/slow":
+            await asyncio.sleep(3)
+            return Response("slow")
+        return Response("selfish")
+"""
+
+
+def test_dev_stops_cleanly_while_a_draining_instance_serves_its_own_call(tmp_path):
+    # The callee's request ends inside the instance's close (it drains after an edit): the
+    # call it answered is gone by then, and its end must not reach the freed call (an ASan
+    # build aborts on that use after free).
+    project = write_project(tmp_path / "selfish", SELFISH.replace("{edit}", "v1"),
+                            name="selfish", files={"wrangler.jsonc": json.dumps({
+                                "services": [{"binding": "SELF", "service": "selfish"}]})})
+    dev = start_dev(project)
+    try:
+        r = dev.get("/start")
+        assert r.status == 200 and r.text == "started", r.text
+        write_project(project, SELFISH.replace("{edit}", "v2"), name="selfish")
+        import time
+        time.sleep(1.0)
+        r = dev.get("/")
+        assert r.text == "selfish"
+    finally:
+        dev.stop()
