@@ -6,7 +6,8 @@ back. ``fetch`` sends the request (its body read whole, at most BODY_MAX bytes) 
 worker's ``fetch`` handler, of the entrypoint the binding names, and returns its Response.
 Any other public attribute is an RPC method of that entrypoint: its arguments and result
 travel in the encoding of workers._rpc. The call names the request it is made for
-(``current_stream``, set by the runtime) so that the host can count the hops of a chain.
+(``current_stream``, set by the runtime); the host does not trust that name: it counts the hops
+of a chain from its own records (the deepest request the instance serves or served lately).
 """
 
 from __future__ import annotations

@@ -826,27 +826,33 @@ static void call_run(struct instance *in, struct bcall *c)
 	call_answer(in, c, &res);
 }
 
-/* The hops of the request a call is for (binding.h: binding_call.depth). */
-static unsigned call_depth(struct instance *in, const struct call_args *args)
+/* How long a request's depth still counts once it left its instance: the
+ * ctx.wait_until tasks it started may call after its response (10 s of grace
+ * when the instance closes, python/_thaw_runtime.py), with a margin. */
+#define DEPTH_MEMORY_NS (15ull * 1000000000ull)
+
+void binding_stream_ended(struct instance *in, unsigned depth)
 {
-	const uint8_t *v;
-	size_t vl;
-	char num[16];
-	uint64_t id;
+	if (depth > 0)
+		in->depth_ended_ns[depth > SERVICE_DEPTH_MAX ? SERVICE_DEPTH_MAX : depth] = now_ns();
+}
+
+/* The hops a call counts from (binding.h: binding_call.depth), from the
+ * host's own records only: the worker says which request a call is for
+ * (":stream"), but it can name any of them, and a wait_until task's call
+ * comes after its request: so the deepest request the instance serves, or
+ * served within DEPTH_MEMORY_NS. Conservative: a shallow request's calls
+ * count from a deeper one's depth while both are about. */
+static unsigned call_depth(struct instance *in)
+{
 	unsigned deepest = 0;
-	if (call_arg(args, ":stream", &v, &vl) && vl > 0 && vl < sizeof num) {
-		memcpy(num, v, vl);
-		num[vl] = 0;
-		if (parse_u64(num, THAW_STREAM_WORKER_BASE - 1, &id) == 0)
-			for (struct hreq *r = in->streams; r; r = r->next)
-				if (r->stream == (uint32_t)id)
-					return r->depth;
-	}
-	/* A call from no request alive (a ctx.wait_until task after the
-	 * response): counted from the deepest one the instance serves. */
 	for (struct hreq *r = in->streams; r; r = r->next)
 		if (r->depth > deepest)
 			deepest = r->depth;
+	uint64_t now = now_ns();
+	for (unsigned d = SERVICE_DEPTH_MAX; d > deepest; d--)
+		if (in->depth_ended_ns[d] && now - in->depth_ended_ns[d] < DEPTH_MEMORY_NS)
+			return d;
 	return deepest;
 }
 
@@ -900,7 +906,7 @@ int binding_on_call(struct instance *in, const struct thaw_frame *f)
 			return -1;
 		}
 	}
-	unsigned depth = call_depth(in, &args);
+	unsigned depth = call_depth(in);
 	char msg[256];
 	struct binding *b = registry_find(a, name);
 	int spooled = b && b->kind->spool_dir && has_body;

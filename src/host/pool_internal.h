@@ -21,6 +21,7 @@
 #include "common/buf.h"
 #include "host/host.h"
 #include "host/loop.h"
+#include "host/service.h"
 
 struct thaw_frame;
 struct bcall;
@@ -64,6 +65,9 @@ struct instance {
 	unsigned ncalls;
 	uint64_t call_bodies; /* request body bytes its calls in flight declared */
 	unsigned spooled_calls; /* its calls in flight with a spooled body (binding.c) */
+	/* When a request of each service depth last left it (binding.c counts
+	 * a call's hops from these, since its wait_until tasks outlive them). */
+	uint64_t depth_ended_ns[SERVICE_DEPTH_MAX + 1];
 	struct instance *next, *prev;         /* app's live list, or spares */
 	struct instance *all_next, *all_prev; /* host's list of every process */
 	int reaped;
@@ -109,6 +113,8 @@ struct json_t;
 struct json_t *bindings_init_json(const struct app *a);
 /* The instance is closing: its calls end with it. */
 void binding_instance_closed(struct instance *in);
+/* A request at service depth `depth` left the instance (pool_detach). */
+void binding_stream_ended(struct instance *in, unsigned depth);
 
 /* --- pool.c --- */
 

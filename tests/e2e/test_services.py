@@ -204,8 +204,10 @@ def test_dev_serves_service_fetch_rpc_named_entrypoints_and_errors(tmp_path):
         body = bytes(range(256)) * 12288  # 3 MiB: more than one stream window
         r = dev.request("POST", "/sha", body=body)
         assert r.text == f"{len(body)} {hashlib.sha256(body).hexdigest()}"
+        # Last: for 15 s after it, calls from these instances count from its depth (32).
         check_depth(dev.get("/deep"))
-        assert dev.get("/fetch").status == 200  # and it goes on serving
+        r = dev.get("/")
+        assert r.status == 404 and r.text == "front"  # and it goes on serving
     finally:
         dev.stop()
 
@@ -232,7 +234,6 @@ def test_serve_reaches_the_callee_deployment_after_deploy(tmp_path):
         assert r.status == 200, r.text
         assert r.text == "201 auth | auth v1 saw POST /hello?q=1 x-test=yes body=ping"
         check_rpc(host.worker_get("front", "/rpc"))
-        check_depth(host.worker_get("front", "/deep"))
         # A new deployment of the callee is what the caller reaches next.
         projects(tmp_path, "v2")
         r = host.client("deploy", auth)
@@ -240,6 +241,8 @@ def test_serve_reaches_the_callee_deployment_after_deploy(tmp_path):
         r = host.worker_get("front", "/fetch")
         assert r.text.startswith("201 auth | auth v2 saw"), r.text
         check_rpc(host.worker_get("front", "/rpc"), "v2")
+        # Last: for 15 s after it, calls from these instances count from its depth (32).
+        check_depth(host.worker_get("front", "/deep"))
     finally:
         host.stop()
 
@@ -281,5 +284,80 @@ def test_dev_stops_cleanly_while_a_draining_instance_serves_its_own_call(tmp_pat
         time.sleep(1.0)
         r = dev.get("/")
         assert r.text == "selfish"
+    finally:
+        dev.stop()
+
+
+LOOPER = """
+import asyncio
+from urllib.parse import urlparse, parse_qs
+from workers import Response, WorkerEntrypoint
+from workers import _service
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        url = urlparse(request.url)
+        if url.path == "/pingpong":
+            return Response.json(await self.env.SELF.hop(_service.current_stream.get(), 0))
+        if url.path == "/chain":
+            n = int(parse_qs(url.query)["n"][0])
+            print(f"chain hop {n}", flush=True)
+            if n < 60:
+                self.ctx.wait_until(self.later(n + 1))
+            return Response("ok")
+        return Response("looper")
+
+    async def later(self, n):
+        await asyncio.sleep(0.05)  # after the response: the request has left the instance
+        try:
+            await self.env.SELF.fetch(f"/chain?n={n}")
+        except Exception as error:
+            print(f"chain stopped at {n}: {error}", flush=True)
+
+    async def hop(self, root, n):
+        # Names the client's request (depth 0, alive in this instance) as the one it calls
+        # for: a forged name must not reset the count.
+        _service.current_stream.set(root)
+        if n >= 60:
+            return {"hops": n, "error": "no limit"}
+        try:
+            return await self.env.SELF.hop(root, n + 1)
+        except Exception as error:
+            return {"hops": n + 1, "error": str(error)}
+"""
+
+
+def looper_project(tmp_path):
+    return write_project(tmp_path / "looper", LOOPER, name="looper",
+                         files={"wrangler.jsonc": json.dumps({
+                             "services": [{"binding": "SELF", "service": "looper"}]})})
+
+
+def test_depth_counts_from_the_host_records_not_the_worker_named_stream(tmp_path):
+    dev = start_dev(looper_project(tmp_path), "--max-instances", "1")
+    try:
+        r = dev.get("/pingpong")
+        assert r.status == 200, r.text
+        out = r.json()
+        assert out["hops"] == 32, out
+        assert out["error"].startswith("Subrequest depth limit exceeded."), out
+    finally:
+        dev.stop()
+
+
+def test_depth_counts_calls_made_after_the_response_by_wait_until(tmp_path):
+    import time
+
+    # (Its own thaw dev: for 15 s after a deep request the instance counts from its depth.)
+    dev = start_dev(looper_project(tmp_path), "--max-instances", "1")
+    try:
+        assert dev.get("/chain?n=0").status == 200
+        deadline = time.time() + 30
+        while time.time() < deadline and "chain stopped at" not in dev.output():
+            time.sleep(0.2)
+        output = dev.output()
+        assert "chain stopped at 33: Subrequest depth limit exceeded." in output, output[-3000:]
+        assert "chain hop 33" not in output
     finally:
         dev.stop()
