@@ -75,8 +75,8 @@ struct binding_call {
 	unsigned instance_id;
 	uint32_t stream;
 	/* Service-binding hops the call counts from, from the host's records
-	 * only: the deepest request the instance serves or served lately
-	 * (binding.c: call_depth); the CALL's ":stream" is not trusted. */
+	 * only: the deepest request of the named request's chain that the
+	 * instance serves or served lately (binding.c: call_depth). */
 	unsigned depth;
 };
 

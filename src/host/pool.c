@@ -174,7 +174,7 @@ void pool_detach(struct hreq *r)
 	if (!in)
 		return;
 	stream_unlink(in, r);
-	binding_stream_ended(in, r->depth);
+	binding_stream_ended(in, r);
 	r->inst = NULL;
 	in->inflight--;
 	in->last_used = now_ns();

@@ -12,8 +12,8 @@
  *   rpc    ":call" rpc, ":stream" S, ":rpc-method" NAME, and the encoded
  *          arguments (workers/_rpc.py) as the call's body.
  * ":stream" names the request the call is made for; the host does not
- * trust it: hops count from the deepest request the instance serves or
- * served lately (binding.h: binding_call.depth).
+ * trust it alone: hops count from the deepest request of its chain that
+ * the instance serves or served lately (binding.h: binding_call.depth).
  *
  * THE HEAD the callee's runtime gets (python/_thaw_runtime.py):
  *   fetch  :method M, :url U, [:entrypoint E], then the headers (a name
