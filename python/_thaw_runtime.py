@@ -278,14 +278,15 @@ _objects: dict[tuple[str, str], Any] = {}
 
 
 def _has_rpc_methods(cls: type) -> bool:
-    """Does the class define a public method that RPC may call? (One named like a misspelt
-    handler, `fetchh`, is taken for the mistake it most likely is.)"""
+    """Does the class define a public method that RPC may call? (A class whose only public
+    methods are named like misspelt handlers, `fetchh`, is taken for the mistake it most likely
+    is; one with any other method, `add` beside `requeue`, is an RPC entrypoint.)"""
     import difflib
 
     names = [name for klass in cls.__mro__ if klass not in (object, WorkerEntrypoint)
              for name, value in vars(klass).items()
              if not name.startswith("_") and name not in _rpc.RESERVED and callable(value)]
-    return bool(names) and not any(
+    return not all(
         difflib.get_close_matches(name, ("fetch", "scheduled", "queue"), n=1, cutoff=0.75)
         for name in names)
 
