@@ -55,7 +55,7 @@ _EPOCH_DATE = datetime.date(1970, 1, 1)
 
 # Handler methods of an entrypoint, and the base class's own names: never RPC methods.
 RESERVED = frozenset({"fetch", "scheduled", "queue", "tail", "trace", "test", "email",
-                      "alarm", "ctx", "env"})
+                      "alarm", "connect", "dup", "ctx", "env"})
 
 
 class RpcError(Exception):

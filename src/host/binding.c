@@ -1266,7 +1266,11 @@ static void proxy_done(struct hreq *r, void *arg)
 		call_result_init(&res);
 		res.status = r->fail_status ? r->fail_status : 502;
 		call_result_pairs(&res, "content-type", "text/plain;charset=UTF-8");
-		const char *text = r->fail_body ? r->fail_body : "The service did not answer.\n";
+		/* The callee's error text (a load error, a traceback) only in thaw
+		 * dev, as queue_fail shows it to a client. */
+		const char *text = res.status == 500 && !r->h->dev ? "Internal Server Error\n"
+				   : r->fail_body			 ? r->fail_body
+								 : "The service did not answer.\n";
 		buf_append(&res.body, text, strlen(text));
 		c->forwarded = 0;
 		call_answer(in, c, &res);

@@ -213,6 +213,7 @@ static struct hreq *internal_start(struct app *a, const char *method, const char
 	r->on_attach = on_attach;
 	r->attach_arg = attach_arg;
 	reqs_link(h, r);
+	r->internal_timeout_ms = timeout_ms;
 	loop_timer_arm(h->loop, &r->timeout, timeout_ms);
 	pool_submit(a, r);
 	return r;

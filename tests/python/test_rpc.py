@@ -135,12 +135,18 @@ def test_only_public_methods_are_rpc_methods():
         async def fetch(self, request):
             return None
 
+        async def connect(self, socket):  # a handler (TCP sockets), as on Cloudflare
+            return None
+
+        def dup(self):  # the RpcTarget's own
+            return self
+
         @property
         def prop(self):
             return 1
 
     api = Api(None, None)  # type: ignore[arg-type]
     assert _rpc.method_of(api, "add").__name__ == "add"
-    for name in ("_private", "fetch", "prop", "value", "ctx", "env", "missing", "__init__"):
+    for name in ("_private", "fetch", "connect", "dup", "prop", "value", "ctx", "env", "missing", "__init__"):
         with pytest.raises(TypeError, match=f'does not implement the method "{name}"'):
             _rpc.method_of(api, name)
