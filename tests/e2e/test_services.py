@@ -82,6 +82,7 @@ class Quiet(WorkerEntrypoint):
 """
 
 FRONT = """
+import asyncio
 import datetime
 import json
 from urllib.parse import urlparse
@@ -105,6 +106,21 @@ class Default(WorkerEntrypoint):
             return Response(f"{r.status} {r.headers.get('x-from')} | {await r.text()}")
         if path in ("/big", "/sha"):
             return await env.AUTH.fetch(request)
+        if path == "/hold":
+            # A response not read yet is not buffered here: its credit goes back as it is read.
+            def peak_kib():
+                with open("/proc/self/status") as status:
+                    for line in status:
+                        if line.startswith("VmHWM:"):
+                            return int(line.split()[1])
+            before = peak_kib()
+            r = await env.AUTH.fetch("https://auth/big?n=67108864")
+            await asyncio.sleep(1.5)
+            held = peak_kib() - before
+            n = 0
+            async for chunk in r.body:
+                n += len(chunk)
+            return Response.json({"held_kib": held, "n": n})
         if path == "/rpc":
             moment = datetime.datetime(2024, 2, 28, 12, 30, tzinfo=datetime.timezone.utc)
             sent = [None, True, 7, 2**80, 1.5, "é", b"\\x00\\xff", [1, [2]], {"k": {"n": 1}},
@@ -201,6 +217,9 @@ def test_dev_serves_service_fetch_rpc_named_entrypoints_and_errors(tmp_path):
         # A large response streams through (bounded by the stream window on the host).
         r = dev.get("/big?n=8388608")
         assert r.status == 200 and len(r.body) == 8388608 and r.headers["x-from"] == "auth"
+        # The caller holds about a stream window of a response it has not read yet, not 64 MiB.
+        out = dev.get("/hold").json()
+        assert out["n"] == 67108864 and out["held_kib"] < 16384, out
         body = bytes(range(256)) * 12288  # 3 MiB: more than one stream window
         r = dev.request("POST", "/sha", body=body)
         assert r.text == f"{len(body)} {hashlib.sha256(body).hexdigest()}"
