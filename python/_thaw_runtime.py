@@ -50,6 +50,7 @@ import struct
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -277,14 +278,15 @@ _objects: dict[tuple[str, str], Any] = {}
 
 
 def _has_rpc_methods(cls: type) -> bool:
-    """Does the class define a public method that RPC may call? (One named like a misspelt
-    handler, `fetchh`, is taken for the mistake it most likely is.)"""
+    """Does the class define a public method that RPC may call? (A class whose only public
+    methods are named like misspelt handlers, `fetchh`, is taken for the mistake it most likely
+    is; one with any other method, `add` beside `requeue`, is an RPC entrypoint.)"""
     import difflib
 
     names = [name for klass in cls.__mro__ if klass not in (object, WorkerEntrypoint)
              for name, value in vars(klass).items()
              if not name.startswith("_") and name not in _rpc.RESERVED and callable(value)]
-    return bool(names) and not any(
+    return not all(
         difflib.get_close_matches(name, ("fetch", "scheduled", "queue"), n=1, cutoff=0.75)
         for name in names)
 
@@ -762,22 +764,50 @@ class _FrameOutput(io.TextIOBase):
 
 
 class _Call:
-    """A binding call in flight: its result head (a future) and its body."""
+    """A binding call in flight: its result head (a future) and its body.
+
+    A streamed result's body is held weakly (``hold_weakly``): only its reader holds it, so a
+    body dropped unread is collected, and the call given up (call_binding's finalizer)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.head: asyncio.Future[tuple[int, Headers, Any]] = loop.create_future()
-        self.body = BodyStream()
+        self._body: BodyStream | None = BodyStream()
+        self._body_ref: weakref.ref[BodyStream] | None = None
         # Result credit goes back as the body is read (True), or at once (False).
         self.stream_result = False
         # Credit for the request body this call sends (returned by the host's WINDOW).
         self.credit = 0
         self.credit_added = asyncio.Event()
 
+    @property
+    def body(self) -> BodyStream | None:
+        """The result's body; None once a weakly held one was dropped."""
+        if self._body_ref is not None:
+            return self._body_ref()
+        return self._body
+
+    def hold_weakly(self, body: BodyStream) -> None:
+        self._body = None
+        self._body_ref = weakref.ref(body)
+
     def fail(self, error: BaseException) -> None:
+        body = self.body
         if not self.head.done():
             self.head.set_exception(error)
-        elif not self.body.ended:
-            self.body.fail(error)
+        elif body is not None and not body.ended:
+            body.fail(error)
+
+
+def _call_body_dropped(loop: asyncio.AbstractEventLoop, connection: Any, stream_id: int,
+                       call: _Call) -> None:
+    """A streamed call result's body was collected (weakref.finalize): give the call up, from
+    the loop (a finalizer may run in the middle of any code, the connection's own included)."""
+    if connection.calls.get(stream_id) is not call or loop.is_closed():
+        return
+    try:
+        loop.call_soon(connection._abandon_call, stream_id, call)
+    except RuntimeError:
+        pass  # the loop is closing
 
 
 class _Stream:
@@ -932,18 +962,29 @@ class _Connection(asyncio.Protocol):
         while stream_id in self.calls:
             stream_id = stream_id + 1 if stream_id < 0xFFFFFFFF else thaw.STREAM_WORKER_BASE
         self.next_call = stream_id + 1 if stream_id < 0xFFFFFFFF else thaw.STREAM_WORKER_BASE
-        call = _Call(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        call = _Call(loop)
         call.credit = thaw.STREAM_WINDOW
+        result_body: BodyStream | None = None  # the only strong reference to a streamed body
         if stream_result:
             call.stream_result = True
-            call.body = BodyStream(on_consume=lambda n: self._return_call_credit(stream_id, n))
-            call.body._abandon = lambda: self._abandon_call(stream_id)  # type: ignore[attr-defined]
+            result_body = BodyStream(
+                on_consume=lambda n: self._return_call_credit(stream_id, n))
+            result_body._abandon = (  # type: ignore[attr-defined]
+                lambda: self._abandon_call(stream_id, call))
+            call.hold_weakly(result_body)
+            weakref.finalize(result_body, _call_body_dropped, loop, self, stream_id,
+                             call).atexit = False
         self.calls[stream_id] = call
+
+        def result() -> tuple[int, Headers, Any]:
+            status, headers, body = call.head.result()
+            return status, headers, result_body if result_body is not None else body
         self._send(thaw.CALL, stream_id, payload)
         try:
             if streamed:
                 if not await self._send_call_stream(call, stream_id, body):
-                    return call.head.result()  # refused early (CALL_ERROR)
+                    return result()  # refused early (CALL_ERROR)
                 self._send(thaw.CALL_END, stream_id)
             elif body:
                 # The request body, within the credit the host returns as it takes it.
@@ -952,24 +993,25 @@ class _Connection(asyncio.Protocol):
                 while offset < len(view):
                     while call.credit <= 0:
                         if call.head.done():
-                            return call.head.result()  # refused early (CALL_ERROR)
+                            return result()  # refused early (CALL_ERROR)
                         call.credit_added.clear()
                         waiter = asyncio.ensure_future(call.credit_added.wait())
                         await asyncio.wait([waiter, call.head],
                                            return_when=asyncio.FIRST_COMPLETED)
                         waiter.cancel()
                     if call.head.done():
-                        return call.head.result()
+                        return result()
                     size = min(RESPONSE_CHUNK, call.credit, len(view) - offset)
                     if not self.writable.is_set():
                         await self.writable.wait()
                         if call.head.done():
-                            return call.head.result()  # refused while we waited
+                            return result()  # refused while we waited
                     self._send(thaw.CALL_BODY, stream_id, bytes(view[offset:offset + size]))
                     call.credit -= size
                     offset += size
                 self._send(thaw.CALL_END, stream_id)
-            return await call.head
+            await call.head
+            return result()
         except BaseException:
             # Cancelled, or a streamed body's source failed: the host drops the call.
             if self.calls.pop(stream_id, None) is not None and self.transport is not None \
@@ -1016,8 +1058,11 @@ class _Connection(asyncio.Protocol):
         if stream_id in self.calls and n:
             self._send(self.thaw.WINDOW, stream_id, struct.pack("<I", n))
 
-    def _abandon_call(self, stream_id: int) -> None:
-        """A streamed result nobody will read: the host stops sending it."""
+    def _abandon_call(self, stream_id: int, call: _Call | None = None) -> None:
+        """A streamed result nobody will read: the host stops sending it. ``call``: only if
+        it is still the call on stream_id (the id may have been reused)."""
+        if call is not None and self.calls.get(stream_id) is not call:
+            return
         call = self.calls.pop(stream_id, None)
         self.call_freed.set()
         if call is not None and self.transport is not None and not self.transport.is_closing():
@@ -1040,7 +1085,9 @@ class _Connection(asyncio.Protocol):
             headers = Headers()
             for name, value in pairs:
                 headers.append(name, value)
-            call.head.set_result((struct.unpack("<H", payload[:2])[0], headers, call.body))
+            # A weakly held body is not put in the head: call_binding hands it out.
+            call.head.set_result((struct.unpack("<H", payload[:2])[0], headers,
+                                  None if call.stream_result else call.body))
         elif frame_type == thaw.WINDOW:
             if len(payload) != 4:
                 self._fail(f"WINDOW frame with a {len(payload)}-byte payload")
@@ -1049,15 +1096,22 @@ class _Connection(asyncio.Protocol):
             call.credit_added.set()
         elif frame_type == thaw.CALL_BODY:
             # Buffered here, credit returned at once: a result nobody reads
-            # must not hold its call (and the host's file) open.
-            call.body.push(payload)
+            # must not hold its call (and the host's file) open. A streamed one's
+            # credit goes back as it is read; dropped unread, the call is given up.
+            body = call.body
+            if body is None:
+                self._abandon_call(stream_id, call)
+                return
+            body.push(payload)
             if not call.stream_result:
                 self._send(thaw.WINDOW, stream_id, struct.pack("<I", len(payload)))
         elif frame_type in (thaw.CALL_END, thaw.CALL_ERROR):
             del self.calls[stream_id]
             self.call_freed.set()
             if frame_type == thaw.CALL_END:
-                call.body.end()
+                body = call.body
+                if body is not None:
+                    body.end()
             else:
                 text = payload.decode("utf-8", "replace")
                 # A binding refuses bad arguments the way Cloudflare's runtime does: as a

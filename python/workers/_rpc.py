@@ -11,8 +11,9 @@ then one value; a value is a tag byte and its payload (integers little-endian):
     d  f64       a float                 s  u32 n, n  a str, UTF-8
     b  u32 n, n  bytes (bytearray, memoryview too)
     l  u32 n, n values                   a list (a tuple too)
-    o  u32 n, n (key, value) pairs       a dict; keys are values a dict can hold (a list
-                                         key or set item arrives as a tuple)
+    o  u32 n, n (key, value) pairs       a dict; keys are str, bytes, bool, None, 64-bit
+                                         ints or tuples of these (a tuple key or set item
+                                         travels as a list, arrives as a tuple)
     S  u32 n, n values                   a set (frozenset too)
     T  i64 us, u8 aware                  a datetime: microseconds since the epoch; aware ones
                                          are sent in UTC and arrive in UTC, naive ones naive
@@ -21,8 +22,11 @@ then one value; a value is a tag byte and its payload (integers little-endian):
 Anything else (a class instance, a function, a Request) is refused with a TypeError naming
 it, as Cloudflare refuses what structured clone cannot copy. Bounds, checked both ways (the
 bytes come from another worker): at most MESSAGE_MAX bytes, DEPTH_MAX levels of nesting,
-BIGINT_MAX bytes for a large int; a count larger than the bytes left, a bad tag, truncated
-or trailing bytes, invalid UTF-8 or an unhashable key is a ``RpcDecodeError``.
+BIGINT_MAX bytes for a large int, ITEMS_MAX values in all (a list, dict or set counts
+CONTAINER_COST of them: an empty set takes 5 bytes to send and 216 to hold); a count larger
+than the bytes left, a bad tag, truncated or trailing bytes, invalid UTF-8 or a dict key or set
+item of another type (a float, a large int: keys whose hashes a sender could make collide) is a
+``RpcDecodeError``. A dict key or set item of another type is a TypeError when sent.
 
 A call's arguments are the message of ``[args, kwargs]``; its answer is the message of the
 result (header ``thaw-rpc: result``) or of ``{"type", "message"}`` (``thaw-rpc: error``),
@@ -42,6 +46,8 @@ MAGIC = b"TR\x01"
 MESSAGE_MAX = 32 << 20  # the host's SERVICE_BODY_MAX
 DEPTH_MAX = 64
 BIGINT_MAX = 1024
+ITEMS_MAX = 1_000_000
+CONTAINER_COST = 8
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _EPOCH_NAIVE = datetime.datetime(1970, 1, 1)
@@ -49,7 +55,7 @@ _EPOCH_DATE = datetime.date(1970, 1, 1)
 
 # Handler methods of an entrypoint, and the base class's own names: never RPC methods.
 RESERVED = frozenset({"fetch", "scheduled", "queue", "tail", "trace", "test", "email",
-                      "alarm", "ctx", "env"})
+                      "alarm", "connect", "dup", "ctx", "env"})
 
 
 class RpcError(Exception):
@@ -64,6 +70,24 @@ class RpcError(Exception):
 
 class RpcDecodeError(ValueError):
     """Bytes that are not a valid RPC message (from a broken or hostile peer)."""
+
+
+def _key_ok(value: Any) -> bool:
+    """May value be a dict key or set item? Types whose hash a sender cannot steer into
+    collisions cheaply (not large ints, floats or datetimes), and tuples of them."""
+    if value is None or isinstance(value, (bool, str, bytes)):
+        return True
+    if isinstance(value, int):
+        return -(1 << 63) <= value < (1 << 63)
+    if isinstance(value, tuple):
+        return all(_key_ok(item) for item in value)
+    return False
+
+
+def _check_key(value: Any, what: str) -> None:
+    if not _key_ok(value):
+        raise TypeError(f"a {what} of type {type(value).__name__} cannot be passed over RPC "
+                        "(str, bytes, bool, None, 64-bit ints and tuples of these can)")
 
 
 def _encode(value: Any, out: bytearray, depth: int) -> None:
@@ -98,11 +122,13 @@ def _encode(value: Any, out: bytearray, depth: int) -> None:
     elif isinstance(value, dict):
         out += b"o" + struct.pack("<I", len(value))
         for key, item in value.items():
+            _check_key(key, "dict key")
             _encode(key, out, depth + 1)
             _encode(item, out, depth + 1)
     elif isinstance(value, (set, frozenset)):
         out += b"S" + struct.pack("<I", len(value))
         for item in value:
+            _check_key(item, "set item")
             _encode(item, out, depth + 1)
     elif isinstance(value, datetime.datetime):
         if value.tzinfo is not None and value.utcoffset() is not None:
@@ -141,11 +167,23 @@ def _frozen(value: Any) -> Any:
 
 
 class _Reader:
-    __slots__ = ("data", "pos")
+    __slots__ = ("data", "pos", "budget")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.pos = 0
+        self.budget = ITEMS_MAX
+
+    def spend(self, n: int) -> None:
+        self.budget -= n
+        if self.budget < 0:
+            raise RpcDecodeError(f"an RPC message holds more than {ITEMS_MAX} values")
+
+    def key(self, depth: int, what: str) -> Any:
+        key = _frozen(self.value(depth))
+        if not _key_ok(key):
+            raise RpcDecodeError(f"an RPC {what} of type {type(key).__name__}")
+        return key
 
     def take(self, n: int) -> bytes:
         if n < 0 or n > len(self.data) - self.pos:
@@ -167,6 +205,7 @@ class _Reader:
         if depth > DEPTH_MAX:
             raise RpcDecodeError(f"an RPC value is nested more than {DEPTH_MAX} levels deep")
         tag = self.take(1)
+        self.spend(CONTAINER_COST if tag in (b"l", b"o", b"S") else 1)
         if tag == b"n":
             return None
         if tag == b"t":
@@ -194,17 +233,11 @@ class _Reader:
         if tag == b"o":
             result: dict[Any, Any] = {}
             for _ in range(self.count()):
-                key = _frozen(self.value(depth + 1))
-                try:
-                    result[key] = self.value(depth + 1)
-                except TypeError:
-                    raise RpcDecodeError("an RPC dict key is not hashable") from None
+                key = self.key(depth + 1, "dict key")
+                result[key] = self.value(depth + 1)
             return result
         if tag == b"S":
-            try:
-                return {_frozen(self.value(depth + 1)) for _ in range(self.count())}
-            except TypeError:
-                raise RpcDecodeError("an RPC set item is not hashable") from None
+            return {self.key(depth + 1, "set item") for _ in range(self.count())}
         if tag == b"T":
             micros = self.unpack("<q")
             aware = self.unpack("<B")

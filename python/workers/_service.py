@@ -3,10 +3,14 @@
 Both are calls of the binding over the host connection (workers._bindings.call); the host
 runs the other worker as it would run a request (src/host/service.c) and streams its answer
 back. ``fetch`` sends the request (its body read whole, at most BODY_MAX bytes) to the other
-worker's ``fetch`` handler, of the entrypoint the binding names, and returns its Response.
+worker's ``fetch`` handler, of the entrypoint the binding names, and returns its Response, whose
+body streams (read as it comes; dropped unread, the call is given up). An RPC result is read
+whole, at most BODY_MAX bytes: past that the call is given up.
 Any other public attribute is an RPC method of that entrypoint: its arguments and result
 travel in the encoding of workers._rpc. The call names the request it is made for
-(``current_stream``, set by the runtime) so that the host can count the hops of a chain.
+(``current_stream``, set by the runtime); the host does not trust that name alone: it counts the
+hops from its own records (the deepest request of that request's chain the instance serves or
+served lately).
 """
 
 from __future__ import annotations
@@ -28,13 +32,21 @@ def _stream_arg() -> tuple[bytes, bytes]:
 
 
 async def _body_bytes(body: Any, limit: int) -> bytes:
+    """A call's streamed result read whole, at most limit bytes: past it (or on any error) the
+    call is given up rather than read on."""
     parts: list[bytes] = []
     size = 0
-    async for chunk in body:
-        size += len(chunk)
-        if size > limit:
-            raise _bindings.BindingError(f"the answer is larger than {limit} bytes")
-        parts.append(chunk)
+    try:
+        async for chunk in body:
+            size += len(chunk)
+            if size > limit:
+                raise _bindings.BindingError(f"the answer is larger than {limit} bytes")
+            parts.append(chunk)
+    except BaseException:
+        abandon = getattr(body, "_abandon", None)
+        if abandon is not None:
+            abandon()
+        raise
     return b"".join(parts)
 
 
@@ -61,7 +73,10 @@ async def fetch_via(binding: str, extra: list[tuple[bytes, bytes]], request: Any
                                       (b":url", outgoing.url.encode("utf-8", "surrogateescape"))]
     for name, value in outgoing.headers.items():
         args.append((name.encode("latin-1"), value.encode("latin-1")))
-    status, headers, body = await _bindings.call(binding, "fetch", args, data or None)
+    # The response streams: its credit goes back to the host as it is read, so a large one
+    # is never held here whole; dropped unread, the call is given up.
+    status, headers, body = await _bindings.call(binding, "fetch", args, data or None,
+                                                 stream_result=True)
     if headers.get("thaw-rpc") == "error":
         raise _rpc.error_from(await _body_bytes(body, BODY_MAX))
     return Response._received(status, _status_phrase(status), headers, body, url=outgoing.url)
@@ -107,7 +122,7 @@ class _RpcMethod:
         status, headers, body = await _bindings.call(
             self._binding, "rpc",
             [_stream_arg()] + self._extra + [(b":rpc-method", self._method.encode("utf-8"))],
-            message)
+            message, stream_result=True)
         data = await _body_bytes(body, BODY_MAX)
         outcome = headers.get("thaw-rpc")
         if status == 200 and outcome == "result":

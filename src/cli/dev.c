@@ -429,7 +429,8 @@ static int add_service(struct dev *d, const char *dir, const char *persist_to, i
 	a->secrets = dotenv_load_dev(cfg->dir, NULL, secrets_from, sizeof secrets_from, err, errlen);
 	if (!a->secrets && err[0])
 		goto fail;
-	a->state_dir = persist_to ? xasprintf("%s/%s", persist_to, cfg->name)
+	/* Under services/: DIR/NAME could be the first project's kv/, d1/, ... */
+	a->state_dir = persist_to ? xasprintf("%s/services/%s", persist_to, cfg->name)
 				  : xasprintf("%s/.thaw/state", cfg->dir);
 	if (load_state_kinds(cfg, err, errlen) < 0 || bindings_setup(a, err, errlen) < 0)
 		goto fail;

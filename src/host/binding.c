@@ -129,6 +129,7 @@ struct bcall {
 	int cancelled; /* the worker gave up while its job runs: kept until the job is
 			* done, so the stream id cannot be reused under it */
 	unsigned depth;      /* binding_call's */
+	uint64_t chain;      /* of the request it counts from: its forwarded request's */
 	/* Forwarded (binding_call_forward): the internal request answering it,
 	 * until its done; the result's body waits in mem for the worker's
 	 * credit, and is credited to the request as it leaves. */
@@ -826,28 +827,102 @@ static void call_run(struct instance *in, struct bcall *c)
 	call_answer(in, c, &res);
 }
 
-/* The hops of the request a call is for (binding.h: binding_call.depth). */
-static unsigned call_depth(struct instance *in, const struct call_args *args)
+/* How long a request's depth still counts once it left its instance: the
+ * ctx.wait_until tasks it started may call after its response (10 s of grace
+ * when the instance closes, python/_thaw_runtime.py), with a margin. */
+#define DEPTH_MEMORY_NS (15ull * 1000000000ull)
+
+static uint64_t chain_new(void)
+{
+	static uint64_t chains; /* the host loop's thread only */
+	return ++chains;
+}
+
+/* r's chain: its own new one if no call named it before. */
+static uint64_t chain_of(struct hreq *r)
+{
+	if (!r->chain)
+		r->chain = chain_new();
+	return r->chain;
+}
+
+void binding_stream_ended(struct instance *in, struct hreq *r)
+{
+	uint64_t now = now_ns();
+	struct ended_stream *e = &in->ended[in->ended_next++ % INST_ENDED_MAX];
+	*e = (struct ended_stream){
+		.chain = chain_of(r), .t_end = now, .stream = r->stream, .depth = r->depth};
+	if (r->depth > 0)
+		in->depth_ended_ns[r->depth > SERVICE_DEPTH_MAX ? SERVICE_DEPTH_MAX : r->depth] = now;
+}
+
+static int ended_fresh(const struct ended_stream *e, uint64_t now)
+{
+	return e->t_end && now - e->t_end < DEPTH_MEMORY_NS;
+}
+
+/* The deepest request of chain (0: of any) the instance serves or served
+ * lately. */
+static unsigned chain_depth(struct instance *in, uint64_t chain, uint64_t now)
+{
+	unsigned deepest = 0;
+	for (struct hreq *r = in->streams; r; r = r->next)
+		if ((!chain || r->chain == chain) && r->depth > deepest)
+			deepest = r->depth;
+	for (unsigned i = 0; i < INST_ENDED_MAX; i++) {
+		const struct ended_stream *e = &in->ended[i];
+		if (ended_fresh(e, now) && (!chain || e->chain == chain) && e->depth > deepest)
+			deepest = e->depth;
+	}
+	if (!chain) /* what the record above may have lost too */
+		for (unsigned d = SERVICE_DEPTH_MAX; d > deepest; d--)
+			if (in->depth_ended_ns[d] && now - in->depth_ended_ns[d] < DEPTH_MEMORY_NS)
+				return d;
+	return deepest;
+}
+
+/*
+ * The hops a call counts from (binding.h: binding_call.depth), and the chain
+ * its request joins, from the host's records only. The worker names the
+ * request a call is for (":stream"), and may name any: so the call counts
+ * from the deepest request of that request's whole chain (the requests
+ * forwarded from it, and from them) that the instance serves or served
+ * lately, never from the named one alone: naming the chain's first request
+ * from deep in it (a ping-pong back to the same instance) or calling from a
+ * ctx.wait_until task after the response counts on. A name the host does
+ * not know counts from the deepest request of any chain. A worker can still
+ * move a call to another chain it serves at once, which bounds the hops by
+ * 32 per such chain, not by nothing.
+ */
+static unsigned call_depth(struct instance *in, const struct call_args *args, uint64_t *chain)
 {
 	const uint8_t *v;
 	size_t vl;
 	char num[16];
-	uint64_t id;
-	unsigned deepest = 0;
+	uint64_t id, now = now_ns(), latest = 0;
+	*chain = 0;
 	if (call_arg(args, ":stream", &v, &vl) && vl > 0 && vl < sizeof num) {
 		memcpy(num, v, vl);
 		num[vl] = 0;
-		if (parse_u64(num, THAW_STREAM_WORKER_BASE - 1, &id) == 0)
-			for (struct hreq *r = in->streams; r; r = r->next)
+		if (parse_u64(num, THAW_STREAM_WORKER_BASE - 1, &id) == 0) {
+			for (struct hreq *r = in->streams; r && !*chain; r = r->next)
 				if (r->stream == (uint32_t)id)
-					return r->depth;
+					*chain = chain_of(r);
+			uint64_t live = *chain;
+			for (unsigned i = 0; i < INST_ENDED_MAX && !live; i++) {
+				const struct ended_stream *e = &in->ended[i];
+				if (ended_fresh(e, now) && e->stream == (uint32_t)id &&
+				    e->t_end > latest) {
+					latest = e->t_end;
+					*chain = e->chain;
+				}
+			}
+		}
 	}
-	/* A call from no request alive (a ctx.wait_until task after the
-	 * response): counted from the deepest one the instance serves. */
-	for (struct hreq *r = in->streams; r; r = r->next)
-		if (r->depth > deepest)
-			deepest = r->depth;
-	return deepest;
+	if (*chain)
+		return chain_depth(in, *chain, now);
+	*chain = chain_new(); /* a chain of its own, from that depth on */
+	return chain_depth(in, 0, now);
 }
 
 int binding_on_call(struct instance *in, const struct thaw_frame *f)
@@ -900,7 +975,8 @@ int binding_on_call(struct instance *in, const struct thaw_frame *f)
 			return -1;
 		}
 	}
-	unsigned depth = call_depth(in, &args);
+	uint64_t chain;
+	unsigned depth = call_depth(in, &args, &chain);
 	char msg[256];
 	struct binding *b = registry_find(a, name);
 	int spooled = b && b->kind->spool_dir && has_body;
@@ -937,6 +1013,7 @@ int binding_on_call(struct instance *in, const struct thaw_frame *f)
 	c->args = rest;
 	c->in = in;
 	c->depth = depth;
+	c->chain = chain;
 	c->next = in->calls;
 	in->calls = c;
 	in->ncalls++;
@@ -1189,7 +1266,11 @@ static void proxy_done(struct hreq *r, void *arg)
 		call_result_init(&res);
 		res.status = r->fail_status ? r->fail_status : 502;
 		call_result_pairs(&res, "content-type", "text/plain;charset=UTF-8");
-		const char *text = r->fail_body ? r->fail_body : "The service did not answer.\n";
+		/* The callee's error text (a load error, a traceback) only in thaw
+		 * dev, as queue_fail shows it to a client. */
+		const char *text = res.status == 500 && !r->h->dev ? "Internal Server Error\n"
+				   : r->fail_body			 ? r->fail_body
+								 : "The service did not answer.\n";
 		buf_append(&res.body, text, strlen(text));
 		c->forwarded = 0;
 		call_answer(in, c, &res);
@@ -1238,4 +1319,5 @@ void binding_call_forward_pinned(const struct binding_call *bc, struct app *a,
 						&proxy_sink, l, proxy_done, l, pin, on_attach,
 						attach_arg);
 	c->proxy->depth = depth;
+	c->proxy->chain = c->chain;
 }

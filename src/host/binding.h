@@ -74,9 +74,9 @@ struct binding_call {
 	struct host *h;
 	unsigned instance_id;
 	uint32_t stream;
-	/* Service-binding hops of the request the call was made for: the
-	 * host's record of the request the CALL names (":stream" N), or of the
-	 * deepest request the instance serves when it names none alive. */
+	/* Service-binding hops the call counts from, from the host's records
+	 * only: the deepest request of the named request's chain that the
+	 * instance serves or served lately (binding.c: call_depth). */
 	unsigned depth;
 };
 

@@ -213,6 +213,7 @@ static struct hreq *internal_start(struct app *a, const char *method, const char
 	r->on_attach = on_attach;
 	r->attach_arg = attach_arg;
 	reqs_link(h, r);
+	r->internal_timeout_ms = timeout_ms;
 	loop_timer_arm(h->loop, &r->timeout, timeout_ms);
 	pool_submit(a, r);
 	return r;
@@ -255,19 +256,25 @@ void front_internal_grant(struct hreq *r, uint32_t n)
 
 void front_internal_abandon(struct hreq *r)
 {
-	if (!r || r->internal_done)
+	if (!r)
 		return;
+	/* Even while it finishes (internal_done, inside pool_forget, which may
+	 * close the instance whose call owns it): its owner is gone, so it must
+	 * not be told. */
 	r->sink = NULL;
 	r->internal_cb = NULL;
-	internal_end(r); /* from the loop: pool_forget may close the instance calling us */
+	if (!r->internal_done)
+		internal_end(r); /* from the loop: pool_forget may close the instance calling us */
 }
 
 void front_internal_cancel(struct hreq *r)
 {
-	if (!r || r->internal_done)
+	if (!r)
 		return;
 	r->internal_cb = NULL;
 	r->sink = NULL;
+	if (r->internal_done)
+		return; /* finishing already (internal_finish_fn): told no one now */
 	loop_timer_cancel(r->h->loop, &r->internal_finish);
 	internal_finish_fn(r->h->loop, &r->internal_finish);
 }

@@ -176,6 +176,10 @@ struct hreq {
 	/* Service-binding hops from a client's request (0: from a client, a
 	 * cron or a queue); set by the host, never by a worker (service.c). */
 	unsigned depth;
+	double internal_timeout_ms; /* an internal request's limit (front_internal_submit) */
+	/* The chain of service calls it belongs to (binding.c: call_depth):
+	 * 0 until a call names it, then its own id if it started the chain. */
+	uint64_t chain;
 	/* A pinned internal request (Durable Objects: one instance per object):
 	 * pin_instance, when it is a ready instance of the app, takes it
 	 * whatever its load; on_attach(arg, id) is called once, with the id of

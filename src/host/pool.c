@@ -174,6 +174,7 @@ void pool_detach(struct hreq *r)
 	if (!in)
 		return;
 	stream_unlink(in, r);
+	binding_stream_ended(in, r);
 	r->inst = NULL;
 	in->inflight--;
 	in->last_used = now_ns();
@@ -356,7 +357,7 @@ void pool_timeout(struct hreq *r)
 	if (!in)
 		return;
 	log_warn("request %s %s: handler exceeded the %.0f ms time limit; replacing instance %u",
-		 r->method, r->uri, r->internal ? HOST_SCHEDULED_TIMEOUT_MS : r->h->lim.timeout_ms,
+		 r->method, r->uri, r->internal ? r->internal_timeout_ms : r->h->lim.timeout_ms,
 		 in->id);
 	inst_send(in, THAW_F_CANCEL, r->stream, NULL, 0);
 	pool_detach(r);

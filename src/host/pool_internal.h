@@ -21,6 +21,7 @@
 #include "common/buf.h"
 #include "host/host.h"
 #include "host/loop.h"
+#include "host/service.h"
 
 struct thaw_frame;
 struct bcall;
@@ -32,6 +33,8 @@ enum inst_state {
 	INST_DRAINING, /* takes no new request; closed once idle */
 	INST_CLOSED,   /* socket closed, waiting to be reaped */
 };
+
+#define INST_ENDED_MAX 64u
 
 /*
  * One `thaw worker` process. Owned by its host (on h->all_instances from
@@ -64,6 +67,16 @@ struct instance {
 	unsigned ncalls;
 	uint64_t call_bodies; /* request body bytes its calls in flight declared */
 	unsigned spooled_calls; /* its calls in flight with a spooled body (binding.c) */
+	/* Requests that left it lately, for the calls of their ctx.wait_until
+	 * tasks (binding.c: call_depth): the last INST_ENDED_MAX, and when one
+	 * of each service depth last left. */
+	struct ended_stream {
+		uint64_t chain, t_end;
+		uint32_t stream;
+		unsigned depth;
+	} ended[INST_ENDED_MAX];
+	unsigned ended_next;
+	uint64_t depth_ended_ns[SERVICE_DEPTH_MAX + 1];
 	struct instance *next, *prev;         /* app's live list, or spares */
 	struct instance *all_next, *all_prev; /* host's list of every process */
 	int reaped;
@@ -109,6 +122,9 @@ struct json_t;
 struct json_t *bindings_init_json(const struct app *a);
 /* The instance is closing: its calls end with it. */
 void binding_instance_closed(struct instance *in);
+/* Request r (borrowed) left the instance (pool_detach): its depth and
+ * chain are kept a while, for calls made after it (binding.c). */
+void binding_stream_ended(struct instance *in, struct hreq *r);
 
 /* --- pool.c --- */
 

@@ -11,8 +11,9 @@
  *          headers, and its body as the call's body;
  *   rpc    ":call" rpc, ":stream" S, ":rpc-method" NAME, and the encoded
  *          arguments (workers/_rpc.py) as the call's body.
- * ":stream" names the request the call is made for: the host counts hops
- * from its own record of that request (binding.h: binding_call.depth).
+ * ":stream" names the request the call is made for; the host does not
+ * trust it alone: hops count from the deepest request of its chain that
+ * the instance serves or served lately (binding.h: binding_call.depth).
  *
  * THE HEAD the callee's runtime gets (python/_thaw_runtime.py):
  *   fetch  :method M, :url U, [:entrypoint E], then the headers (a name

@@ -82,6 +82,7 @@ class Quiet(WorkerEntrypoint):
 """
 
 FRONT = """
+import asyncio
 import datetime
 import json
 from urllib.parse import urlparse
@@ -105,6 +106,21 @@ class Default(WorkerEntrypoint):
             return Response(f"{r.status} {r.headers.get('x-from')} | {await r.text()}")
         if path in ("/big", "/sha"):
             return await env.AUTH.fetch(request)
+        if path == "/hold":
+            # A response not read yet is not buffered here: its credit goes back as it is read.
+            def peak_kib():
+                with open("/proc/self/status") as status:
+                    for line in status:
+                        if line.startswith("VmHWM:"):
+                            return int(line.split()[1])
+            before = peak_kib()
+            r = await env.AUTH.fetch("https://auth/big?n=67108864")
+            await asyncio.sleep(1.5)
+            held = peak_kib() - before
+            n = 0
+            async for chunk in r.body:
+                n += len(chunk)
+            return Response.json({"held_kib": held, "n": n})
         if path == "/rpc":
             moment = datetime.datetime(2024, 2, 28, 12, 30, tzinfo=datetime.timezone.utc)
             sent = [None, True, 7, 2**80, 1.5, "é", b"\\x00\\xff", [1, [2]], {"k": {"n": 1}},
@@ -201,6 +217,9 @@ def test_dev_serves_service_fetch_rpc_named_entrypoints_and_errors(tmp_path):
         # A large response streams through (bounded by the stream window on the host).
         r = dev.get("/big?n=8388608")
         assert r.status == 200 and len(r.body) == 8388608 and r.headers["x-from"] == "auth"
+        # The caller holds about a stream window of a response it has not read yet, not 64 MiB.
+        out = dev.get("/hold").json()
+        assert out["n"] == 67108864 and out["held_kib"] < 16384, out
         body = bytes(range(256)) * 12288  # 3 MiB: more than one stream window
         r = dev.request("POST", "/sha", body=body)
         assert r.text == f"{len(body)} {hashlib.sha256(body).hexdigest()}"
@@ -242,3 +261,118 @@ def test_serve_reaches_the_callee_deployment_after_deploy(tmp_path):
         check_rpc(host.worker_get("front", "/rpc"), "v2")
     finally:
         host.stop()
+
+
+SELFISH = """
+import asyncio
+from urllib.parse import urlparse
+from workers import Response, WorkerEntrypoint
+
+# {edit}
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        path = urlparse(request.url).path
+        if path == "/start":
+            self.ctx.wait_until(self.env.SELF.fetch("/slow"))
+            return Response("started")
+        if path == "/slow":
+            await asyncio.sleep(3)
+            return Response("slow")
+        return Response("selfish")
+"""
+
+
+def test_dev_stops_cleanly_while_a_draining_instance_serves_its_own_call(tmp_path):
+    # The callee's request ends inside the instance's close (it drains after an edit): the
+    # call it answered is gone by then, and its end must not reach the freed call (an ASan
+    # build aborts on that use after free).
+    project = write_project(tmp_path / "selfish", SELFISH.replace("{edit}", "v1"),
+                            name="selfish", files={"wrangler.jsonc": json.dumps({
+                                "services": [{"binding": "SELF", "service": "selfish"}]})})
+    dev = start_dev(project)
+    try:
+        r = dev.get("/start")
+        assert r.status == 200 and r.text == "started", r.text
+        write_project(project, SELFISH.replace("{edit}", "v2"), name="selfish")
+        import time
+        time.sleep(1.0)
+        r = dev.get("/")
+        assert r.text == "selfish"
+    finally:
+        dev.stop()
+
+
+LOOPER = """
+import asyncio
+from urllib.parse import urlparse, parse_qs
+from workers import Response, WorkerEntrypoint
+from workers import _service
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        url = urlparse(request.url)
+        if url.path == "/pingpong":
+            return Response.json(await self.env.SELF.hop(_service.current_stream.get(), 0))
+        if url.path == "/chain":
+            n = int(parse_qs(url.query)["n"][0])
+            print(f"chain hop {n}", flush=True)
+            if n < 60:
+                self.ctx.wait_until(self.later(n + 1))
+            return Response("ok")
+        return Response("looper")
+
+    async def later(self, n):
+        await asyncio.sleep(0.05)  # after the response: the request has left the instance
+        try:
+            await self.env.SELF.fetch(f"/chain?n={n}")
+        except Exception as error:
+            print(f"chain stopped at {n}: {error}", flush=True)
+
+    async def hop(self, root, n):
+        # Names the client's request (depth 0, alive in this instance) as the one it calls
+        # for: a forged name must not reset the count.
+        _service.current_stream.set(root)
+        if n >= 60:
+            return {"hops": n, "error": "no limit"}
+        try:
+            return await self.env.SELF.hop(root, n + 1)
+        except Exception as error:
+            return {"hops": n + 1, "error": str(error)}
+"""
+
+
+def looper_project(tmp_path):
+    return write_project(tmp_path / "looper", LOOPER, name="looper",
+                         files={"wrangler.jsonc": json.dumps({
+                             "services": [{"binding": "SELF", "service": "looper"}]})})
+
+
+def test_depth_counts_from_the_host_records_not_the_worker_named_stream(tmp_path):
+    dev = start_dev(looper_project(tmp_path), "--max-instances", "1")
+    try:
+        r = dev.get("/pingpong")
+        assert r.status == 200, r.text
+        out = r.json()
+        assert out["hops"] == 32, out
+        assert out["error"].startswith("Subrequest depth limit exceeded."), out
+    finally:
+        dev.stop()
+
+
+def test_depth_counts_calls_made_after_the_response_by_wait_until(tmp_path):
+    import time
+
+    dev = start_dev(looper_project(tmp_path), "--max-instances", "1")
+    try:
+        assert dev.get("/chain?n=0").status == 200
+        deadline = time.time() + 30
+        while time.time() < deadline and "chain stopped at" not in dev.output():
+            time.sleep(0.2)
+        output = dev.output()
+        assert "chain stopped at 33: Subrequest depth limit exceeded." in output, output[-3000:]
+        assert "chain hop 33" not in output
+    finally:
+        dev.stop()

@@ -51,11 +51,46 @@ def test_values_that_cannot_be_sent_are_refused_when_sent():
     b"TR\x01" + b"l\x01\x00\x00\x00" * (_rpc.DEPTH_MAX + 2) + b"n",
 ])
 def test_malformed_messages_are_decode_errors(data):
-    if data == b"TR\x01o\x01\x00\x00\x00l\x00\x00\x00\x00n":
-        assert _rpc.decode(data) == {(): None}  # a list key arrives as a tuple
-        return
     with pytest.raises(_rpc.RpcDecodeError):
         _rpc.decode(data)
+
+
+def test_a_list_key_or_set_item_arrives_as_a_tuple():
+    assert _rpc.decode(b"TR\x01o\x01\x00\x00\x00l\x00\x00\x00\x00n") == {(): None}
+    assert _rpc.decode(_rpc.encode({(1, ("a", b"b")): 1, None: {(True, -2**63)}})) == {
+        (1, ("a", b"b")): 1, None: {(True, -2**63)}}
+
+
+def big(n):
+    return b"I" + struct.pack("<H", 9) + n.to_bytes(9, "big", signed=True)
+
+
+@pytest.mark.parametrize("key", [
+    big((2**61 - 1) * 16), b"d" + struct.pack("<d", 1.5), b"T" + struct.pack("<qB", 0, 1),
+    b"D" + struct.pack("<i", 0), b"l\x01\x00\x00\x00" + big(2**70),
+])
+def test_keys_whose_hashes_a_sender_could_steer_are_refused(key):
+    # Large ints k*(2**61 - 1) all hash alike: a dict of them would take quadratic time.
+    with pytest.raises(_rpc.RpcDecodeError, match="dict key"):
+        _rpc.decode(b"TR\x01o\x01\x00\x00\x00" + key + b"n")
+    with pytest.raises(_rpc.RpcDecodeError, match="set item"):
+        _rpc.decode(b"TR\x01S\x01\x00\x00\x00" + key)
+    for value in ({2**70: 1}, {1.5}, {datetime.date(2020, 1, 1): 1}, {(1, 2**64)}):
+        with pytest.raises(TypeError, match="cannot be passed over RPC"):
+            _rpc.encode(value)
+
+
+def test_a_message_of_many_small_containers_is_refused_before_it_is_held():
+    # 4 MB of empty sets would be ~180 MB of Python objects.
+    n = 800_000
+    data = b"TR\x01l" + struct.pack("<I", n) + b"S\x00\x00\x00\x00" * n
+    with pytest.raises(_rpc.RpcDecodeError, match="more than"):
+        _rpc.decode(data)
+    n = _rpc.ITEMS_MAX
+    with pytest.raises(_rpc.RpcDecodeError, match="more than"):
+        _rpc.decode(b"TR\x01l" + struct.pack("<I", n) + b"n" * n)
+    many = list(range(100_000))  # a large message of plain values still goes
+    assert _rpc.decode(_rpc.encode(many)) == many
 
 
 def test_random_bytes_decode_to_a_value_or_a_decode_error():
@@ -100,12 +135,18 @@ def test_only_public_methods_are_rpc_methods():
         async def fetch(self, request):
             return None
 
+        async def connect(self, socket):  # a handler (TCP sockets), as on Cloudflare
+            return None
+
+        def dup(self):  # the RpcTarget's own
+            return self
+
         @property
         def prop(self):
             return 1
 
     api = Api(None, None)  # type: ignore[arg-type]
     assert _rpc.method_of(api, "add").__name__ == "add"
-    for name in ("_private", "fetch", "prop", "value", "ctx", "env", "missing", "__init__"):
+    for name in ("_private", "fetch", "connect", "dup", "prop", "value", "ctx", "env", "missing", "__init__"):
         with pytest.raises(TypeError, match=f'does not implement the method "{name}"'):
             _rpc.method_of(api, name)

@@ -150,6 +150,21 @@ def test_default_without_fetch_is_explained(tmp_path):
         load(tmp_path)
 
 
+def test_an_rpc_only_default_with_a_method_named_like_a_handler_loads(tmp_path):
+    # `requeue` is close to `queue`, but `add` makes this an RPC entrypoint, not a typo.
+    make_project(tmp_path, """
+        from workers import WorkerEntrypoint
+
+        class Default(WorkerEntrypoint):
+            async def add(self, a, b):
+                return a + b
+
+            async def requeue(self, item):
+                return item
+    """)
+    load(tmp_path)  # no LoadError
+
+
 def test_missing_main_file_is_explained(tmp_path):
     with pytest.raises(_thaw_runtime.LoadError, match="src/nope.py: no such file"):
         load(tmp_path, main="src/nope.py")
