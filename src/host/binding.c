@@ -120,6 +120,7 @@ struct bcall {
 	struct buf args;     /* the argument pairs (receiving) */
 	struct buf body;     /* the request body as it arrives */
 	uint64_t body_expected;
+	uint64_t result_held; /* bytes of its result in memory, counted in in->call_results */
 	struct spool *sp;    /* a spooled body (kind->spool_dir) */
 	struct instance *in;
 	int fd;              /* sending: the body from a file, or */
@@ -152,6 +153,7 @@ struct proxy_link {
 /* Request bodies an instance may have in flight, in all, before more calls
  * carrying one are refused. */
 #define CALL_BODIES_MAX (64ull << 20)
+#define CALL_RESULTS_MAX (256ull << 20) /* result bytes of one instance's calls in memory */
 
 /* --- the assets kind --- */
 
@@ -683,6 +685,7 @@ static void call_end(struct instance *in, struct bcall *c)
 	}
 	in->ncalls--;
 	in->call_bodies -= c->body_expected;
+	in->call_results -= c->result_held;
 	if (c->sp)
 		in->spooled_calls--;
 	spool_detach(c->sp);
@@ -752,6 +755,20 @@ static void call_pump(struct instance *in, struct bcall *c)
 /* Answer call c with res (taken): CALL_HEAD, then its body. */
 static void call_answer(struct instance *in, struct bcall *c, struct call_result *res)
 {
+	/* Results wait in memory for the worker's credit: an instance that
+	 * reads none must not make the host hold its calls' results without
+	 * bound (32 MiB of D1 rows, a KV value, ... per call). */
+	uint64_t held = res->fd < 0 ? buf_used(&res->body) : 0;
+	if (held && in->call_results + held > CALL_RESULTS_MAX) {
+		call_result_dispose(res);
+		call_error(in, c->stream,
+			   "the results of this instance's binding calls not yet read are over the "
+			   "limit of 256 MiB: read (or drop) them before calling more");
+		call_end(in, c);
+		return;
+	}
+	in->call_results += held;
+	c->result_held = held;
 	uint8_t st[2];
 	thaw_put_u16(st, (uint16_t)res->status);
 	if (!buf_used(&res->head)) {

@@ -66,6 +66,7 @@ struct instance {
 	struct bcall *calls; /* binding calls in flight (binding.c) */
 	unsigned ncalls;
 	uint64_t call_bodies; /* request body bytes its calls in flight declared */
+	uint64_t call_results; /* result bytes its calls hold in memory (binding.c) */
 	unsigned spooled_calls; /* its calls in flight with a spooled body (binding.c) */
 	/* Requests that left it lately, for the calls of their ctx.wait_until
 	 * tasks (binding.c: call_depth): the last INST_ENDED_MAX, and when one

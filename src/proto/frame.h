@@ -102,7 +102,7 @@
 /* Stream ids from here up are the instance's (binding calls). */
 #define THAW_STREAM_WORKER_BASE 0x80000000u
 /* Binding calls of one instance in flight at once, at most. */
-#define THAW_CALLS_MAX 32u
+#define THAW_CALLS_MAX 64u /* calls of one instance in flight: above the depth limit (32) */
 
 enum thaw_frame_type {
 	THAW_F_HELLO = 1,
