@@ -156,7 +156,10 @@ class DurableObjectStorage:
         return {k: _decode_value(v) for k, v in got["entries"]}
 
     async def delete_all(self, **options: Any) -> None:
+        """Everything: the key-value pairs, the SQL tables and the alarm (Cloudflare's rule
+        for SQLite-backed objects since the 2026-02-24 compatibility date)."""
         await self._call("delete_all", {})
+        await self._call("alarm_delete", {})
 
     deleteAll = delete_all
 

@@ -415,10 +415,44 @@ static json_t *do_list(struct dobj *o, json_t *args, char *err, size_t errlen)
 	return json_pack("{s:o}", "entries", entries);
 }
 
+/* deleteAll(): a SQLite-backed object's whole storage, its SQL tables too,
+ * in one transaction (virtual tables first: they drop their shadow tables). */
 static json_t *do_delete_all(struct dobj *o, char *err, size_t errlen)
 {
-	if (exec(o->db, "DELETE FROM __cf_kv", err, errlen) < 0)
+	if (exec(o->db, "BEGIN IMMEDIATE", err, errlen) < 0)
 		return NULL;
+	int failed = exec(o->db, "DELETE FROM __cf_kv", err, errlen) < 0;
+	for (int round = 0; !failed && round < 10000; round++) {
+		sqlite3_stmt *st;
+		if (sqlite3_prepare_v2(o->db,
+				       "SELECT type, name FROM sqlite_schema WHERE name NOT LIKE "
+				       "'sqlite\\_%' ESCAPE '\\' AND name <> '__cf_kv' AND type IN "
+				       "('table', 'view', 'trigger') ORDER BY (sql LIKE 'CREATE VIRTUAL%') "
+				       "DESC, type = 'table' LIMIT 1",
+				       -1, &st, NULL) != SQLITE_OK) {
+			failed = db_err(o->db, err, errlen, "deleteAll") < 0;
+			break;
+		}
+		if (sqlite3_step(st) != SQLITE_ROW) {
+			sqlite3_finalize(st);
+			break;
+		}
+		const char *type = (const char *)sqlite3_column_text(st, 0);
+		const char *name = (const char *)sqlite3_column_text(st, 1);
+		char *sql = sqlite3_mprintf("DROP %s \"%w\"",
+					    !strcmp(type, "view")      ? "VIEW"
+					    : !strcmp(type, "trigger") ? "TRIGGER"
+								       : "TABLE",
+					    name);
+		sqlite3_finalize(st);
+		failed = exec(o->db, sql, err, errlen) < 0;
+		sqlite3_free(sql);
+	}
+	if (failed || exec(o->db, "COMMIT", err, errlen) < 0) {
+		char ignore[64];
+		exec(o->db, "ROLLBACK", ignore, sizeof ignore);
+		return NULL;
+	}
 	return json_object();
 }
 

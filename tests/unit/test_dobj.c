@@ -215,6 +215,22 @@ static void test_sql_cursor_and_reserved_tables(void **state)
 	assert_non_null(r);
 	assert_true(json_integer_value(json_object_get(r, "bytes")) > 0);
 	json_decref(r);
+	/* deleteAll(): the pairs and every SQL table, view and trigger go; the
+	 * key-value table stays usable. */
+	r = call(f, "sql", "{\"query\": \"CREATE VIEW v AS SELECT * FROM t\"}");
+	assert_non_null(r);
+	json_decref(r);
+	r = call(f, "sql", "{\"query\": \"CREATE VIRTUAL TABLE docs USING fts5(body)\"}");
+	assert_non_null(r);
+	json_decref(r);
+	assert_json(call(f, "delete_all", "{}"), "{}");
+	assert_null(call(f, "sql", "{\"query\": \"SELECT * FROM t\"}"));
+	assert_non_null(strstr(f->err, "no such table"));
+	assert_json(call(f, "sql", "{\"query\": \"SELECT count(*) AS n FROM sqlite_schema\"}"),
+		    "{\"columns\": [\"n\"], \"rows\": [[1]], \"rows_read\": 1, "
+		    "\"rows_written\": 0}");
+	assert_json(call(f, "get", "{\"keys\": [\"secret\"]}"), "{\"values\": {}}");
+	assert_json(call(f, "put", "{\"entries\": {\"again\": \"1\"}}"), "{}");
 }
 
 static void test_alarms(void **state)
