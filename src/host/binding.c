@@ -880,13 +880,13 @@ static int ended_fresh(const struct ended_stream *e, uint64_t now)
 
 /* The deepest request of chain (0: of any) the instance serves or served
  * lately. */
-static unsigned chain_depth(struct instance *in, uint64_t chain, uint64_t now)
+static unsigned chain_depth(struct instance *in, uint64_t chain, uint64_t now, int with_ended)
 {
 	unsigned deepest = 0;
 	for (struct hreq *r = in->streams; r; r = r->next)
 		if ((!chain || r->chain == chain) && r->depth > deepest)
 			deepest = r->depth;
-	for (unsigned i = 0; i < INST_ENDED_MAX; i++) {
+	for (unsigned i = 0; i < INST_ENDED_MAX && with_ended; i++) {
 		const struct ended_stream *e = &in->ended[i];
 		if (ended_fresh(e, now) && (!chain || e->chain == chain) && e->depth > deepest)
 			deepest = e->depth;
@@ -917,6 +917,7 @@ static unsigned call_depth(struct instance *in, const struct call_args *args, ui
 	size_t vl;
 	char num[16];
 	uint64_t id, now = now_ns(), latest = 0;
+	int live_named = 0;
 	*chain = 0;
 	if (call_arg(args, ":stream", &v, &vl) && vl > 0 && vl < sizeof num) {
 		memcpy(num, v, vl);
@@ -926,6 +927,7 @@ static unsigned call_depth(struct instance *in, const struct call_args *args, ui
 				if (r->stream == (uint32_t)id)
 					*chain = chain_of(r);
 			uint64_t live = *chain;
+			live_named = live != 0;
 			for (unsigned i = 0; i < INST_ENDED_MAX && !live; i++) {
 				const struct ended_stream *e = &in->ended[i];
 				if (ended_fresh(e, now) && e->stream == (uint32_t)id &&
@@ -936,10 +938,14 @@ static unsigned call_depth(struct instance *in, const struct call_args *args, ui
 			}
 		}
 	}
+	/* A live request: its chain's live requests (a nested call's ancestors
+	 * are live; calls made one after another left only ended ones, which
+	 * must not add up). An ended one (a wait_until task's): those ended
+	 * lately too. */
 	if (*chain)
-		return chain_depth(in, *chain, now);
+		return chain_depth(in, *chain, now, !live_named);
 	*chain = chain_new(); /* a chain of its own, from that depth on */
-	return chain_depth(in, 0, now);
+	return chain_depth(in, 0, now, 1);
 }
 
 int binding_on_call(struct instance *in, const struct thaw_frame *f)

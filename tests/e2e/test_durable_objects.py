@@ -110,6 +110,10 @@ WORKER = """
                 return Response(str(value), headers={"x-pid": str(os.getpid())})
             if url.path == "/inc-big":  # arguments larger than a stream window
                 return Response(str(await stub.increment(pad="x" * 300000)))
+            if url.path == "/many":  # calls one after another, not nested
+                for _ in range(int(q["n"])):
+                    value = await stub.increment()
+                return Response(str(value))
             if url.path == "/inc-sql":
                 return Response(str(await stub.sql_increment()))
             if url.path == "/state":
@@ -299,7 +303,7 @@ def host_cpu_seconds(pid):
 
 def test_gates_hold_for_big_arguments_sql_and_a_waiting_constructor(tmp_path):
     root = project(tmp_path / "counters")
-    dev = start_dev(root)
+    dev = start_dev(root, "--max-instances", "1")
     try:
         def many(path, n=60):
             with ThreadPoolExecutor(20) as pool:
@@ -310,6 +314,10 @@ def test_gates_hold_for_big_arguments_sql_and_a_waiting_constructor(tmp_path):
         # still one object; and calls whose arguments take several windows still count.
         assert many("/inc-big?name=p") == list(range(1, 61))
         assert dev.get("/state?name=p").json()["made"] == 1
+        # Sequential calls from one request into objects of the same worker (its own
+        # instances) are not nested: more than the depth limit's 32 of them succeed.
+        r = dev.get("/many?name=seq&n=45")
+        assert r.status == 200 and r.text == "45", r.text[-500:]
         # sql.exec (synchronous, waiting with run_sync) holds the gate too.
         assert many("/inc-sql?name=q") == list(range(1, 61))
         assert dev.get("/state?name=q").json()["made"] == 1
