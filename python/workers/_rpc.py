@@ -166,13 +166,20 @@ def _frozen(value: Any) -> Any:
     return value
 
 
+# Tuple keys hash without randomisation (CPython's tuple hash is invertible): a sender can
+# make any number collide, and each insert then costs as many comparisons as there are keys.
+# A message may hold this many of them.
+TUPLE_KEYS_MAX = 4096
+
+
 class _Reader:
-    __slots__ = ("data", "pos", "budget")
+    __slots__ = ("data", "pos", "budget", "tuple_keys")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.pos = 0
         self.budget = ITEMS_MAX
+        self.tuple_keys = 0
 
     def spend(self, n: int) -> None:
         self.budget -= n
@@ -183,6 +190,11 @@ class _Reader:
         key = _frozen(self.value(depth))
         if not _key_ok(key):
             raise RpcDecodeError(f"an RPC {what} of type {type(key).__name__}")
+        if isinstance(key, tuple):
+            self.tuple_keys += 1
+            if self.tuple_keys > TUPLE_KEYS_MAX:
+                raise RpcDecodeError(f"an RPC message holds more than {TUPLE_KEYS_MAX} tuple "
+                                     "keys and set items")
         return key
 
     def take(self, n: int) -> bytes:

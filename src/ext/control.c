@@ -44,6 +44,8 @@
  * (escapes included: SQL escaped past this is refused as too large). */
 #define CTL_KV_BODY_MAX ((uint64_t)KV_VALUE_MAX)
 #define CTL_D1_BODY_MAX ((uint64_t)D1_MAX_FILE_BYTES + (1u << 20))
+/* Bodies of state requests (KV values, D1 SQL) in memory at once, host-wide. */
+#define CTL_STATE_BYTES_MAX (512ull << 20)
 #define CTL_STATE_PATH_MAX 4096
 
 struct ctl {
@@ -58,6 +60,7 @@ struct ctl {
 	struct creq *waiting;       /* answers waiting for the store's disk */
 	struct creq *states;        /* state requests waiting for their answer */
 	int stopping;
+	uint64_t state_bytes;       /* K_STATE bodies in memory (CTL_STATE_BYTES_MAX) */
 };
 
 struct ctl_stream {
@@ -100,6 +103,7 @@ struct creq {
 	char what[32];
 	char *state_path;   /* K_STATE: after "/v1/workers/NAME/" */
 	uint64_t body_max;  /* K_STATE: the body's limit */
+	uint64_t counted;   /* K_STATE: its body's bytes in c->state_bytes */
 	struct ctl_state *state; /* K_STATE: sent to the sink, not yet queued */
 	struct creq *st_next, *st_prev;
 	struct buf body;
@@ -738,6 +742,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 				r->discarded += n;
 				return MHD_YES;
 			}
+			if (c->state_bytes + n > CTL_STATE_BYTES_MAX) {
+				r->body_failed = 1;
+				r->fail_status = 503;
+				r->fail_msg = xasprintf("the host holds %llu MiB of other KV and D1 "
+							"requests' bodies already: retry later",
+							(unsigned long long)(CTL_STATE_BYTES_MAX >> 20));
+				buf_free(&r->body);
+				r->discarded += n;
+				return MHD_YES;
+			}
+			c->state_bytes += n;
+			r->counted += n;
 			buf_append(&r->body, upload, n);
 			return MHD_YES;
 		}
@@ -887,6 +903,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 			r->state->r = NULL;
 	}
 	free(r->state_path);
+	r->c->state_bytes -= r->counted;
 	buf_free(&r->body);
 	free(r->fail_msg);
 	free(r->message);

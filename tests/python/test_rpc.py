@@ -150,3 +150,16 @@ def test_only_public_methods_are_rpc_methods():
     for name in ("_private", "fetch", "connect", "dup", "prop", "value", "ctx", "env", "missing", "__init__"):
         with pytest.raises(TypeError, match=f'does not implement the method "{name}"'):
             _rpc.method_of(api, name)
+
+
+def test_tuple_keys_are_bounded_per_message():
+    """Tuples of ints hash alike at will (CPython's tuple hash is invertible): a message may
+    hold at most TUPLE_KEYS_MAX of them as keys or set items, so colliding ones cannot make
+    decoding quadratic without bound."""
+    import pytest
+
+    ok = {(i, i): i for i in range(_rpc.TUPLE_KEYS_MAX)}
+    assert _rpc.decode(_rpc.encode(ok)) == ok
+    too_many = {(i, i): i for i in range(_rpc.TUPLE_KEYS_MAX + 1)}
+    with pytest.raises(_rpc.RpcDecodeError, match="tuple keys"):
+        _rpc.decode(_rpc.encode(too_many))
