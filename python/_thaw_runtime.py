@@ -980,7 +980,18 @@ class _Connection(asyncio.Protocol):
         def result() -> tuple[int, Headers, Any]:
             status, headers, body = call.head.result()
             return status, headers, result_body if result_body is not None else body
-        self._send(thaw.CALL, stream_id, payload)
+        if body and not streamed and len(body) <= min(call.credit, RESPONSE_CHUNK) \
+                and self.writable.is_set():
+            # A small call whole in one write (CALL, its body, CALL_END): the host wakes
+            # once for it.
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(thaw.encode(thaw.CALL, stream_id, payload)
+                                     + thaw.encode(thaw.CALL_BODY, stream_id, bytes(body))
+                                     + thaw.encode(thaw.CALL_END, stream_id, b""))
+            call.credit -= len(body)
+            body = None
+        else:
+            self._send(thaw.CALL, stream_id, payload)
         try:
             if streamed:
                 if not await self._send_call_stream(call, stream_id, body):

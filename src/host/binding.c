@@ -753,6 +753,8 @@ static void call_pump(struct instance *in, struct bcall *c)
 }
 
 /* Answer call c with res (taken): CALL_HEAD, then its body. */
+static void call_answer_frames(struct instance *in, struct bcall *c, struct call_result *res);
+
 static void call_answer(struct instance *in, struct bcall *c, struct call_result *res)
 {
 	/* Results wait in memory for the worker's credit: an instance that
@@ -769,6 +771,15 @@ static void call_answer(struct instance *in, struct bcall *c, struct call_result
 	}
 	in->call_results += held;
 	c->result_held = held;
+	/* CALL_HEAD, a small result's body and CALL_END go in one write: the
+	 * worker wakes once for them, not three times. */
+	in->corked = 1;
+	call_answer_frames(in, c, res);
+	inst_uncork(in);
+}
+
+static void call_answer_frames(struct instance *in, struct bcall *c, struct call_result *res)
+{
 	uint8_t st[2];
 	thaw_put_u16(st, (uint16_t)res->status);
 	if (!buf_used(&res->head)) {

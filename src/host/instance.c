@@ -206,9 +206,16 @@ int inst_send2(struct instance *in, uint8_t type, uint32_t stream, const void *p
 	buf_append(&in->out, hdr, sizeof hdr);
 	buf_append(&in->out, p1, l1);
 	buf_append(&in->out, p2, l2);
-	if (!in->want_out)
+	if (!in->want_out && !in->corked)
 		inst_flush(in);
 	return 0;
+}
+
+void inst_uncork(struct instance *in)
+{
+	in->corked = 0;
+	if (in->state != INST_CLOSED && !in->want_out)
+		inst_flush(in);
 }
 
 int inst_send(struct instance *in, uint8_t type, uint32_t stream, const void *p, size_t len)

@@ -50,6 +50,7 @@ struct instance {
 	unsigned generation; /* of its app's code when it was given the app */
 	struct loop_watch w;
 	int want_out; /* EPOLLOUT registered */
+	int corked;   /* frames collect in out, written by inst_uncork (one write for several) */
 	struct buf in, out;
 	unsigned inflight, concurrency;
 	struct hreq *streams; /* requests it serves (doubly linked) */
@@ -93,6 +94,8 @@ struct instance {
 int inst_send(struct instance *in, uint8_t type, uint32_t stream, const void *p, size_t len);
 int inst_send2(struct instance *in, uint8_t type, uint32_t stream, const void *p1, size_t l1,
 	       const void *p2, size_t l2);
+/* Write what in->corked collected (several frames, one write). */
+void inst_uncork(struct instance *in);
 /* A blank process (a spare if one waits, else a new one) given to app a,
  * STARTING, of a's current generation, not linked anywhere yet; NULL if no
  * process could be started. The caller sends INIT (inst_send_init). */
