@@ -51,7 +51,7 @@ static const char types_usage[] =
 	"\n"
 	"Options:\n"
 	"  --env NAME    the configuration's environment NAME ([env.NAME])\n"
-	"  -o FILE       where to write the stub\n"
+	"  -o FILE       where to write the stub (-: standard output)\n"
 	"  -h, --help    this help\n";
 
 /* Is s a Python identifier (ASCII) that is not a keyword? */
@@ -347,10 +347,20 @@ int cmd_types(int argc, char **argv)
 			return 1;
 		}
 	}
+	int rc = 1;
+	if (out && !strcmp(out, "-")) { /* -o -: the stub on standard output */
+		rc = fwrite(buf_head(&b), 1, buf_used(&b), stdout) == buf_used(&b) &&
+				     fflush(stdout) == 0
+			     ? 0
+			     : 1;
+		buf_free(&b);
+		json_decref(secrets);
+		project_free(p);
+		return rc;
+	}
 	char tmp[PATH_MAX + 8];
 	snprintf(tmp, sizeof tmp, "%s.tmp", path);
 	FILE *f = fopen(tmp, "w");
-	int rc = 1;
 	if (!f || fwrite(buf_head(&b), 1, buf_used(&b), f) != buf_used(&b) || fclose(f) != 0) {
 		fprintf(stderr, "thaw types: cannot write %s: %s\n", tmp, strerror(errno));
 		unlink(tmp);

@@ -114,6 +114,10 @@ def test_types_for_an_environment_and_to_a_chosen_file(tmp_path):
     assert "CACHE" not in text and "AUTH" not in text  # nor are bindings
     r = run_thaw("types", p, "--env", "nope")
     assert r.returncode != 0 and "no environment 'nope'" in r.stderr
+    # -o -: the stub on standard output, no file named "-".
+    r = run_thaw("types", p, "--env", "staging", "-o", "-", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout == text, r.stderr
+    assert not (tmp_path / "-").exists()
 
 
 def test_types_stub_is_valid_utf8_and_skips_names_that_env_methods_shadow(tmp_path):
