@@ -1425,11 +1425,41 @@ class _Connection(asyncio.Protocol):
         its alarm, each entering the object's input gate first (workers._durable)."""
         _current_stream.set(stream.id)
         _in_object.set(True)
+        if op == "evict":
+            await self._evict_object(stream, (cls, oid))
+            return
         try:
             obj = await self._durable_object(cls, oid, binding)
         except (Exception, SystemExit) as error:
             await self._send_rpc_error(stream, error, 500)
             return
+        obj.ctx._active += 1
+        try:
+            await self._call_object(stream, obj, method, url, op, rest)
+        finally:
+            obj.ctx._active -= 1
+
+    async def _evict_object(self, stream: _Stream, key: tuple[str, str]) -> None:
+        """The host evicts an idle object: drop it unless a call is in it now (then the host
+        keeps it pinned here). Answers `thaw-do-evicted: 1` when the instance holds it no
+        more."""
+        found = _objects.get(key)
+        dropped = found is None
+        if found is not None and not isinstance(found, asyncio.Future):
+            ctx = found.ctx
+            gate = ctx._gate
+            if not (ctx._active or gate.ops or gate.blocked or gate.waiters):
+                del _objects[key]
+                dropped = True
+        headers = [(b"thaw-rpc", b"result"), (b"thaw-do-evicted", b"1" if dropped else b"0")]
+        self._send(self.thaw.RESP_HEAD, stream.id,
+                   struct.pack("<H", 200) + self.thaw.encode_kv(headers))
+        self._send(self.thaw.RESP_END, stream.id)
+        if self.streams.get(stream.id) is stream:
+            del self.streams[stream.id]
+
+    async def _call_object(self, stream: _Stream, obj: Any, method: str, url: str, op: str,
+                           rest: list[tuple[bytes, bytes]]) -> None:
         gate = obj.ctx._gate
         if op == "rpc":
             name = rest[0][1].decode("utf-8", "replace") if rest and \

@@ -368,6 +368,7 @@ class DurableObjectState:
     def __init__(self, binding: str, object_id: DurableObjectId) -> None:
         self.id = object_id
         self._gate = _Gate()
+        self._active = 0  # calls in the object now (the runtime counts them)
         self._in_alarm = False  # alarm() runs (the runtime sets it)
         self._alarm_set = False  # set_alarm() called while it runs
         self.storage = DurableObjectStorage(binding, object_id, self._gate, self)

@@ -109,7 +109,9 @@ struct do_obj {
 	struct do_wait *wait_head, *wait_tail;
 	struct loop_timer flush;
 	struct host *h;
-	unsigned busy; /* alarm deliveries that hold a pointer to it */
+	unsigned busy; /* alarm deliveries and evictions that hold a pointer to it */
+	uint64_t last_ns; /* its last call (now_ns clock): idle past the timeout, it is evicted */
+	int evicting;
 };
 
 struct do_wait {
@@ -133,6 +135,7 @@ static struct do_worker *workers;
 static void ns_unref(struct do_ns *ns);
 static void route(struct do_obj *o, struct do_wait *wt);
 static void alarm_schedule(struct do_worker *w);
+static void evict_start(struct host *h);
 
 /* --- small helpers --- */
 
@@ -327,6 +330,7 @@ struct alarm_ctx {
 static void route(struct do_obj *o, struct do_wait *wt)
 {
 	struct host *h = o->h;
+	o->last_ns = now_ns();
 	struct app *a = o->pinned ? host_instance_app(h, o->pinned) : NULL;
 	if (!a) {
 		o->pinned = 0;
@@ -551,6 +555,8 @@ static int storage_call(struct do_ns *ns, const struct binding_call *c, const ch
 		return -1;
 	}
 	struct do_obj *o = obj_lookup(ns->w, ns->cls, id, 0);
+	if (o)
+		o->last_ns = now_ns();
 	if (!o || !o->pinned || o->pinned != c->instance_id) {
 		err_set(err, errlen, "this instance does not hold the Durable Object %s/%.16s… (it "
 				     "was moved or evicted): its storage is refused",
@@ -1144,6 +1150,7 @@ static void *do_make(struct app *a, const json_t *entry, char *err, size_t errle
 		return NULL;
 	}
 	struct do_worker *w = worker_of(a);
+	evict_start(a->h);
 	struct do_ns *ns = xcalloc(1, sizeof *ns);
 	ns->refs = 1;
 	ns->app = a;
@@ -1174,6 +1181,105 @@ static void *do_make(struct app *a, const json_t *entry, char *err, size_t errle
 	ns->w_next = w->spaces;
 	w->spaces = ns;
 	return ns;
+}
+
+/* --- idle eviction --- */
+
+/* An object without a call for this long is dropped by its instance and
+ * unpinned: the next call makes it again (in whichever instance the host
+ * picks then), from its storage, as Cloudflare evicts an idle object.
+ * THAW_DO_IDLE_MS overrides it (tests). */
+#define DO_IDLE_MS_DEFAULT 70000.0
+static double idle_ms = DO_IDLE_MS_DEFAULT;
+static struct loop_timer evict_timer;
+static struct host *evict_host;
+
+struct evict_ctx {
+	struct do_obj *o;
+	uint64_t started;
+};
+
+static void evict_done(struct hreq *r, void *arg)
+{
+	struct evict_ctx *ec = arg;
+	struct do_obj *o = ec->o;
+	o->busy--;
+	o->evicting = 0;
+	char outcome[16] = "";
+	int dropped = r->resp_status == 200 &&
+		      hreq_resp_header(r, "thaw-do-evicted", outcome, sizeof outcome) &&
+		      !strcmp(outcome, "1");
+	/* Unpinned only when the instance dropped it and no call came since. */
+	if (dropped && o->last_ns <= ec->started && !o->wait_head && !o->establishing) {
+		o->pinned = 0;
+		log_info("Durable Object %s/%.16s… evicted (idle %.0f s)", o->cls, o->id,
+			 idle_ms / 1000);
+	}
+	free(ec);
+}
+
+static void evict(struct do_obj *o, struct app *a)
+{
+	struct do_ns *ns = NULL;
+	for (struct do_ns *n = o->w->spaces; n; n = n->w_next)
+		if (n->app == a && !strcmp(n->cls, o->cls))
+			ns = n;
+	if (!ns)
+		return;
+	struct buf head = {0};
+	char url[256];
+	snprintf(url, sizeof url, "http://do/%.100s/%.64s/evict", o->cls, o->id);
+	uint8_t cnt[4];
+	thaw_put_u32(cnt, 7);
+	buf_append(&head, cnt, 4);
+	kv_put(&head, ":method", "POST", 4);
+	kv_put(&head, ":url", url, strlen(url));
+	kv_put(&head, ":event", "do", 2);
+	kv_put(&head, ":do-class", o->cls, strlen(o->cls));
+	kv_put(&head, ":do-id", o->id, 64);
+	kv_put(&head, ":do-binding", ns->binding, strlen(ns->binding));
+	kv_put(&head, ":do-op", "evict", 5);
+	struct evict_ctx *ec = xcalloc(1, sizeof *ec);
+	ec->o = o;
+	ec->started = now_ns();
+	o->busy++;
+	o->evicting = 1;
+	front_internal_stream_pinned(a, "EVICT", url, &head, NULL, 30000.0, NULL, NULL, evict_done,
+				     ec, o->pinned, NULL, NULL);
+}
+
+static void evict_fn(struct loop *l, struct loop_timer *t)
+{
+	(void)t;
+	uint64_t now = now_ns(), idle = (uint64_t)(idle_ms * 1e6);
+	for (size_t b = 0; b < nbuckets; b++)
+		for (struct do_obj *o = objects[b]; o; o = o->next) {
+			if (!o->pinned || o->evicting || o->establishing || o->wait_head ||
+			    now - o->last_ns < idle)
+				continue;
+			struct app *a = host_instance_app(o->h, o->pinned);
+			if (!a) {
+				o->pinned = 0; /* its instance is gone: nothing to drop */
+				continue;
+			}
+			evict(o, a);
+		}
+	double every = idle_ms / 2 < 10000 ? idle_ms / 2 : 10000;
+	loop_timer_arm(l, &evict_timer, every > 50 ? every : 50);
+}
+
+static void evict_start(struct host *h)
+{
+	if (evict_host)
+		return;
+	const char *env = getenv("THAW_DO_IDLE_MS");
+	char *end;
+	double v = env ? strtod(env, &end) : 0;
+	if (env && end != env && v >= 100 && v <= 86400000)
+		idle_ms = v;
+	evict_host = h;
+	evict_timer.fn = evict_fn;
+	loop_timer_arm(h->loop, &evict_timer, idle_ms / 2 < 10000 ? idle_ms / 2 : 10000);
 }
 
 void do_binding_register(void)

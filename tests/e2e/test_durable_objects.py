@@ -338,3 +338,20 @@ def test_gates_hold_for_big_arguments_sql_and_a_waiting_constructor(tmp_path):
         assert dev.get("/state?name=far").json()["alarms"] == 0
     finally:
         dev.stop()
+
+
+def test_an_idle_object_is_evicted_and_made_again_from_its_storage(tmp_path):
+    root = project(tmp_path / "counters")
+    dev = start_dev(root, "--max-instances", "1", env={"THAW_DO_IDLE_MS": "400"})
+    try:
+        assert [dev.get("/inc?name=idle").text for _ in range(3)] == ["1", "2", "3"]
+        first = dev.get("/state?name=idle").json()
+        assert first["made"] == 1
+        mark = dev.mark()
+        dev.wait_for(r"Durable Object Counter/[0-9a-f]{16}… evicted", timeout=20, start=mark)
+        # Made again (its constructor runs a second time), with its data.
+        again = dev.get("/state?name=idle").json()
+        assert again["made"] == 2 and again["n"] == 3, again
+        assert dev.get("/inc?name=idle").text == "4"
+    finally:
+        dev.stop()
