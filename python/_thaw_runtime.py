@@ -1305,21 +1305,11 @@ class _Connection(asyncio.Protocol):
             log(f"error in the scheduled handler (cron {controller.cron!r}):\n{text}")
             last = text.rstrip("\n").rsplit("\n", 1)[-1]
             status, outcome, body = 500, "exception", (last + "\n").encode("utf-8", "replace")
-        try:
-            headers = [(b"content-type", b"text/plain; charset=utf-8"),
-                       (b"thaw-outcome", outcome.encode())]
-            if controller._no_retry:
-                headers.append((b"thaw-no-retry", b"1"))
-            if not stream.cancelled:
-                head = struct.pack("<H", status) + self.thaw.encode_kv(headers)
-                self._send(self.thaw.RESP_HEAD, stream.id, head)
-                await self._send_body(stream, body[:4096])
-                self._send(self.thaw.RESP_END, stream.id)
-        except asyncio.CancelledError:
-            pass
-        finally:
-            if self.streams.get(stream.id) is stream:
-                del self.streams[stream.id]
+        headers = [(b"content-type", b"text/plain; charset=utf-8"),
+                   (b"thaw-outcome", outcome.encode())]
+        if controller._no_retry:
+            headers.append((b"thaw-no-retry", b"1"))
+        await self._answer(stream, status, headers, body[:4096])
 
     async def _handle_queue(self, stream: _Stream, queue: str) -> None:
         """Run the queue handler on the batch in the request body (a JSON line of the
@@ -1367,20 +1357,9 @@ class _Connection(asyncio.Protocol):
             text = format_exception(error)
             log(f"error in the queue handler (queue {queue!r}):\n{text}")
             status, outcome = 500, "exception"
-        try:
-            body = json.dumps(batch._answer(), separators=(",", ":")).encode()
-            headers = [(b"content-type", b"application/json"),
-                       (b"thaw-outcome", outcome.encode())]
-            if not stream.cancelled:
-                head = struct.pack("<H", status) + self.thaw.encode_kv(headers)
-                self._send(self.thaw.RESP_HEAD, stream.id, head)
-                await self._send_body(stream, body)
-                self._send(self.thaw.RESP_END, stream.id)
-        except asyncio.CancelledError:
-            pass
-        finally:
-            if self.streams.get(stream.id) is stream:
-                del self.streams[stream.id]
+        body = json.dumps(batch._answer(), separators=(",", ":")).encode()
+        await self._answer(stream, status, [(b"content-type", b"application/json"),
+                                            (b"thaw-outcome", outcome.encode())], body)
 
     async def _handle_rpc(self, stream: _Stream, entrypoint: str, method: str) -> None:
         """Call an RPC method of an entrypoint (workers._rpc): the arguments are the request
@@ -1451,12 +1430,8 @@ class _Connection(asyncio.Protocol):
             if not (ctx._active or gate.ops or gate.blocked or gate.waiters):
                 del _objects[key]
                 dropped = True
-        headers = [(b"thaw-rpc", b"result"), (b"thaw-do-evicted", b"1" if dropped else b"0")]
-        self._send(self.thaw.RESP_HEAD, stream.id,
-                   struct.pack("<H", 200) + self.thaw.encode_kv(headers))
-        self._send(self.thaw.RESP_END, stream.id)
-        if self.streams.get(stream.id) is stream:
-            del self.streams[stream.id]
+        await self._answer(stream, 200, [(b"thaw-rpc", b"result"),
+                                         (b"thaw-do-evicted", b"1" if dropped else b"0")], b"")
 
     async def _call_object(self, stream: _Stream, obj: Any, method: str, url: str, op: str,
                            rest: list[tuple[bytes, bytes]]) -> None:
@@ -1566,10 +1541,15 @@ class _Connection(asyncio.Protocol):
         await self._send_rpc(stream, status, "error", _rpc.encode_error(error))
 
     async def _send_rpc(self, stream: _Stream, status: int, outcome: str, body: bytes) -> None:
+        await self._answer(stream, status, [(b"content-type", b"application/octet-stream"),
+                                            (b"thaw-rpc", outcome.encode())], body)
+
+    async def _answer(self, stream: _Stream, status: int, headers: list[tuple[bytes, bytes]],
+                      body: bytes) -> None:
+        """An answer made whole here (an event's outcome, an RPC result): its head, its body
+        within the stream's credit, its end; the stream is done after."""
         try:
             if not stream.cancelled:
-                headers = [(b"content-type", b"application/octet-stream"),
-                           (b"thaw-rpc", outcome.encode())]
                 head = struct.pack("<H", status) + self.thaw.encode_kv(headers)
                 self._send(self.thaw.RESP_HEAD, stream.id, head)
                 await self._send_body(stream, body)

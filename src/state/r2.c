@@ -20,6 +20,7 @@
  */
 #include "state/r2.h"
 #include "state/sqlite_wal.h"
+#include "common/util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -105,22 +106,7 @@ static int db_fail(struct r2_store *st, struct r2_err *err, const char *what)
 
 static char *xdup(const char *s)
 {
-	char *d = strdup(s ? s : "");
-	if (!d)
-		abort();
-	return d;
-}
-
-static char *xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xprintf(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	char *s = NULL;
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
+	return xstrdup(s ? s : "");
 }
 
 static void hex(const uint8_t *p, size_t n, char *out)
@@ -157,7 +143,7 @@ static int exec_sql(struct r2_store *st, const char *sql, struct r2_err *err)
 
 static char *blob_path(const struct r2_store *st, const char *blob)
 {
-	return xprintf("%s/blobs/%.2s/%s", st->dir, blob, blob);
+	return xasprintf("%s/blobs/%.2s/%s", st->dir, blob, blob);
 }
 
 static int fsync_dir(const char *dir)
@@ -208,12 +194,12 @@ static void collect_garbage(struct r2_store *st)
 				unlinkat(dirfd(d), e->d_name, 0);
 		closedir(d);
 	}
-	char *blobs = xprintf("%s/blobs", st->dir);
+	char *blobs = xasprintf("%s/blobs", st->dir);
 	DIR *top = opendir(blobs);
 	while (top && (e = readdir(top)) != NULL) {
 		if (e->d_name[0] == '.' || strlen(e->d_name) != 2)
 			continue;
-		char *sub = xprintf("%s/%s", blobs, e->d_name);
+		char *sub = xasprintf("%s/%s", blobs, e->d_name);
 		DIR *sd = opendir(sub);
 		struct dirent *f;
 		while (sd && (f = readdir(sd)) != NULL) {
@@ -287,7 +273,7 @@ static int migrate(struct r2_store *st, struct r2_err *err)
 	if (version > 0 && app != R2_APPLICATION_ID)
 		return fail(err, "%s: not an R2 bucket's index", st->db_path);
 	for (int v = version; v < n; v++) {
-		char *sql = xprintf("BEGIN IMMEDIATE; %s PRAGMA user_version = %d; COMMIT;",
+		char *sql = xasprintf("BEGIN IMMEDIATE; %s PRAGMA user_version = %d; COMMIT;",
 				    migrations[v], v + 1);
 		int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
 		free(sql);
@@ -307,8 +293,8 @@ struct r2_store *r2_open(const char *db_path, const char *dir, struct r2_err *er
 		abort();
 	st->db_path = xdup(db_path);
 	st->dir = xdup(dir);
-	st->tmp = xprintf("%s/tmp", dir);
-	char *blobs = xprintf("%s/blobs", dir);
+	st->tmp = xasprintf("%s/tmp", dir);
+	char *blobs = xasprintf("%s/blobs", dir);
 	int rc = mkdirs(st->tmp) < 0 || mkdirs(blobs) < 0 ? -1 : 0;
 	free(blobs);
 	if (rc < 0) {
@@ -545,7 +531,7 @@ static int tmp_file(struct r2_store *st, struct r2_err *err)
 {
 	int fd = open(st->tmp, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		char *path = xprintf("%s/blob-XXXXXX", st->tmp);
+		char *path = xasprintf("%s/blob-XXXXXX", st->tmp);
 		fd = mkostemp(path, O_CLOEXEC);
 		if (fd >= 0)
 			unlink(path);
@@ -562,7 +548,7 @@ static int blob_store(struct r2_store *st, int fd, uint64_t len, const char *blo
 		      struct r2_err *err)
 {
 	char *path = blob_path(st, blob);
-	char *dir = xprintf("%s/blobs/%.2s", st->dir, blob);
+	char *dir = xasprintf("%s/blobs/%.2s", st->dir, blob);
 	int rc = R2_OK;
 	struct stat sb;
 	if (stat(path, &sb) == 0 && (uint64_t)sb.st_size == len)
@@ -588,7 +574,7 @@ static int blob_store(struct r2_store *st, int fd, uint64_t len, const char *blo
 		if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) < 0) {
 			/* Not linkable (a file system without O_TMPFILE links):
 			 * copy to a named temporary file, fsync, rename. */
-			char *tmp = xprintf("%s/copy-XXXXXX", st->tmp);
+			char *tmp = xasprintf("%s/copy-XXXXXX", st->tmp);
 			int out = mkostemp(tmp, O_CLOEXEC);
 			struct digests none = {0};
 			none.md5 = md_new(EVP_md5());
