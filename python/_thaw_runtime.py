@@ -1592,6 +1592,8 @@ class _Connection(asyncio.Protocol):
                 self.thaw.record_working_set(path)
             except OSError as error:
                 log(f"could not record the working set: {error}")
+            else:
+                self._send(self.thaw.WS_DONE, 0)
 
     async def _send_body(self, stream: _Stream, data: bytes) -> None:
         view = memoryview(data)

@@ -67,6 +67,7 @@ static const char dev_usage[] =
 	"                           triggers (triggers.crons) also run on their schedule\n"
 	"  --trust-proxy ADDR[/N]   believe X-Forwarded-For and X-Forwarded-Proto from this\n"
 	"                           proxy address or network (repeatable)\n"
+HOST_SANDBOX_USAGE
 	"  --no-install             do not run `thaw install` first (it runs when the project\n"
 	"                           has dependencies and python_modules/ is missing or older\n"
 	"                           than pyproject.toml)\n"
@@ -399,6 +400,7 @@ static struct app *dev_service_app(struct host *h, const char *name, char *why, 
 }
 
 static int make_snap_dir(const char *path);
+static json_t *dev_hide(const char *dir, const char *state_dir);
 
 /* Load SERVICE_DIR dir as another app of this host: 0, or -1 with err. */
 static int add_service(struct dev *d, const char *dir, const char *persist_to, int snapshots,
@@ -442,6 +444,7 @@ static int add_service(struct dev *d, const char *dir, const char *persist_to, i
 		}
 		a->snapshots = 1;
 	}
+	a->sandbox_hide = dev_hide(cfg->dir, a->state_dir);
 	s->next = d->services;
 	d->services = s;
 	fprintf(stderr, "thaw dev: serving %s (%s) from %s to service bindings\n", cfg->name,
@@ -455,6 +458,21 @@ fail:
 	project_free(cfg);
 	free(s);
 	return -1;
+}
+
+/* What an app's sandbox covers under its project: .thaw/ (snapshots, state)
+ * and its state directory if that is elsewhere under the project. */
+static json_t *dev_hide(const char *dir, const char *state_dir)
+{
+	json_t *hide = json_array();
+	char *thaw_dir = xasprintf("%s/.thaw", dir);
+	json_array_append_new(hide, json_string(thaw_dir));
+	size_t n = strlen(dir), t = strlen(thaw_dir);
+	if (state_dir && !strncmp(state_dir, dir, n) && state_dir[n] == '/' &&
+	    !(strncmp(state_dir, thaw_dir, t) == 0 && (state_dir[t] == '/' || !state_dir[t])))
+		json_array_append_new(hide, json_string(state_dir));
+	free(thaw_dir);
+	return hide;
 }
 
 /* .thaw/snapshots, emptied of what an earlier run left. */
@@ -586,6 +604,7 @@ int cmd_dev(int argc, char **argv)
 		fprintf(stderr, "thaw dev: %s\n", err);
 		return 1;
 	}
+	d.app.sandbox_hide = dev_hide(cfg->dir, d.app.state_dir);
 	h->spares_target = 2;
 #ifdef THAW_SANITIZE
 	if (!no_snapshot)
@@ -664,9 +683,12 @@ int cmd_dev(int argc, char **argv)
 		d.services = s->next;
 		pool_app_dispose(&s->app);
 		json_decref(s->app.secrets);
+		json_decref(s->app.sandbox_hide);
 		free(s->app.state_dir);
 		free(s);
 	}
+	json_decref(d.app.sandbox_hide);
+	host_sandbox_free(h);
 	free(h->queue_dir);
 	return rc;
 }

@@ -525,6 +525,7 @@ static const char serve_usage[] =
 	"                           started (warm, snapshot, boot) and the handler's time\n"
 	"  --trust-proxy ADDR[/N]   believe X-Forwarded-For and X-Forwarded-Proto from this\n"
 	"                           proxy address or network (repeatable)\n"
+HOST_SANDBOX_USAGE
 	"  -v, --verbose            debug logging\n"
 	"  -h, --help               this help\n";
 
@@ -820,5 +821,6 @@ int cmd_serve(int argc, char **argv)
 	store_close(s->st);
 	free(h->queue_dir);
 	loop_free(h->loop);
+	host_sandbox_free(h);
 	return rc;
 }

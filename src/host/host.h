@@ -120,6 +120,9 @@ struct app {
 	const char *label;   /* "name" or "name@version" in logs */
 	int keep_snapshots;  /* images outlive the process (the store owns them) */
 	int draining;        /* out of the deployment: no instance kept idle */
+	/* Paths under its files that its sandbox covers with an empty directory
+	 * (thaw dev: the project's .thaw/); owned by the owner, may be NULL. */
+	json_t *sandbox_hide;
 };
 
 /*
@@ -242,6 +245,14 @@ struct host {
 	 * shared by the workers of a host (thaw dev: STATE/queues; thaw serve:
 	 * DATA/state/_queues). Owned by the host's owner; NULL: no queues. */
 	char *queue_dir;
+	/* The sandbox (spawn.h, src/worker/sandbox.h, docs/security.md): on
+	 * unless --no-sandbox. Each worker's instances run as its own uid,
+	 * sandbox_uid_base + its slot (slots given out by name, per host run). */
+	int sandbox;
+	uint32_t sandbox_uid_base;
+	uint64_t sandbox_tmp_bytes; /* each instance's /tmp (and /dev/shm) */
+	char **sandbox_names;       /* slot i + 1 is sandbox_names[i]'s */
+	unsigned nsandbox_names;
 };
 
 /* "name", or "name@version" in thaw serve: how logs name an app. */
@@ -259,6 +270,9 @@ enum {
 	HOST_OPT_MAX_SNAPSHOT = 'X',
 	HOST_OPT_SERVER_TIMING = 0x100,
 	HOST_OPT_TRUST_PROXY = 0x101,
+	HOST_OPT_NO_SANDBOX = 0x102,
+	HOST_OPT_SANDBOX_UID_BASE = 0x103,
+	HOST_OPT_TMP_MB = 0x104,
 };
 #define HOST_LONG_OPTIONS                                                                          \
 	{"idle-timeout", required_argument, NULL, HOST_OPT_IDLE_TIMEOUT},                           \
@@ -270,7 +284,10 @@ enum {
 	{"system-site-packages", no_argument, NULL, HOST_OPT_SYSTEM_SITE},                          \
 	{"max-snapshot-mb", required_argument, NULL, HOST_OPT_MAX_SNAPSHOT},                        \
 	{"server-timing", no_argument, NULL, HOST_OPT_SERVER_TIMING},                               \
-	{"trust-proxy", required_argument, NULL, HOST_OPT_TRUST_PROXY}
+	{"trust-proxy", required_argument, NULL, HOST_OPT_TRUST_PROXY},                             \
+	{"no-sandbox", no_argument, NULL, HOST_OPT_NO_SANDBOX},                                     \
+	{"sandbox-uid-base", required_argument, NULL, HOST_OPT_SANDBOX_UID_BASE},                   \
+	{"tmp-mb", required_argument, NULL, HOST_OPT_TMP_MB}
 /* Limits and snapshot size at their defaults. */
 void host_defaults(struct host *h);
 /* Apply one of HOST_LONG_OPTIONS: 1 done, 0 not one of them, -1 bad value
@@ -280,6 +297,17 @@ int host_option(struct host *h, const char *cmd, int c, const char *arg);
  * signalfd: SIGCHLD reaps, the others stop the loop), ignore SIGPIPE, and
  * make h->loop. 0, or -1 with err. */
 int host_loop_start(struct host *h, char *err, size_t errlen);
+/* The help text of the sandbox's options, for thaw dev's and thaw serve's usage. */
+#define HOST_SANDBOX_USAGE                                                                         \
+	"  --no-sandbox             run instances unconfined, as this user, seeing this\n"          \
+	"                           machine (for debugging only: worker code is then\n"              \
+	"                           trusted with everything this host can reach)\n"                 \
+	"  --sandbox-uid-base N     worker uids are N+1, N+2, ... (default 2000000000)\n"            \
+	"  --tmp-mb N               each instance's private /tmp, in MiB (default 64)\n"
+/* Workers that can have a sandbox uid of their own, per host run. */
+#define SANDBOX_UID_SLOTS 65536u
+/* The sandbox's teardown: the uid table (instance.c). */
+void host_sandbox_free(struct host *h);
 /* Parse a whole number option up to max; -1 with a message. */
 int host_opt_u64(const char *cmd, const char *opt, const char *v, uint64_t max, uint64_t *out);
 

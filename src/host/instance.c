@@ -96,19 +96,21 @@
  *
  * BLOCKING: nothing. Sockets are non-blocking (frames are queued in in->out
  * and flushed on EPOLLOUT); each wake-up reads a bounded amount; spawning
- * is posix_spawn of a process that then links on its own.
+ * is posix_spawn (or clone into namespaces: spawn.c) of a process that
+ * then links on its own.
  */
 #include "host/pool_internal.h"
+#include "host/spawn.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -249,37 +251,11 @@ static struct instance *proc_spawn(struct host *h)
 		log_error("socketpair: %s", strerror(errno));
 		return NULL;
 	}
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, sv[1], THAW_WORKER_FD);
-	/* Only stdio and the socket cross over, whatever the host inherited. */
-	posix_spawn_file_actions_addclosefrom_np(&fa, THAW_WORKER_FD + 1);
-	posix_spawnattr_init(&at);
-	sigset_t none, deflt;
-	sigemptyset(&none);
-	sigemptyset(&deflt);
-	sigaddset(&deflt, SIGPIPE);
-	sigaddset(&deflt, SIGINT);
-	sigaddset(&deflt, SIGTERM);
-	sigaddset(&deflt, SIGCHLD);
-	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setsigdefault(&at, &deflt);
-	/* Own process group: a Ctrl-C in the terminal is for the host, which
-	 * then stops its instances itself. */
-	posix_spawnattr_setpgroup(&at, 0);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-					      POSIX_SPAWN_SETPGROUP);
-	/* Same argv and environment for every instance: a snapshot's stack
-	 * holds them, and restores need the same stack top. */
-	char *argv[] = {(char *)self_exe(), "worker", NULL};
-	pid_t pid;
-	int rc = posix_spawn(&pid, self_exe(), &fa, &at, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
+	char err[256];
+	pid_t pid = spawn_worker(sv[1], h->sandbox, err, sizeof err);
 	close(sv[1]);
-	if (rc != 0) {
-		log_error("cannot start an instance: %s", strerror(rc));
+	if (pid < 0) {
+		log_error("cannot start an instance: %s", err);
 		close(sv[0]);
 		return NULL;
 	}
@@ -338,13 +314,97 @@ struct instance *inst_take(struct app *a)
 	return in;
 }
 
+/* Its worker's uid in the sandbox: base + slot, slots by name (0: none left). */
+static uint32_t sandbox_uid(struct host *h, const char *name)
+{
+	for (unsigned i = 0; i < h->nsandbox_names; i++)
+		if (!strcmp(h->sandbox_names[i], name))
+			return h->sandbox_uid_base + i + 1;
+	if (h->nsandbox_names >= SANDBOX_UID_SLOTS)
+		return 0;
+	h->sandbox_names =
+		xrealloc(h->sandbox_names, (h->nsandbox_names + 1) * sizeof *h->sandbox_names);
+	h->sandbox_names[h->nsandbox_names++] = xstrdup(name);
+	return h->sandbox_uid_base + h->nsandbox_names;
+}
+
+void host_sandbox_free(struct host *h)
+{
+	for (unsigned i = 0; i < h->nsandbox_names; i++)
+		free(h->sandbox_names[i]);
+	free(h->sandbox_names);
+	h->sandbox_names = NULL;
+	h->nsandbox_names = 0;
+}
+
+char *inst_out_dir(struct instance *in)
+{
+	struct app *a = in->app;
+	if (in->out_dir)
+		return in->out_dir;
+	char *d = xasprintf("%s/sbx-%u", a->snap_dir, in->id);
+	remove_tree(d); /* a crashed host's */
+	if (mkdir(d, 0700) < 0) {
+		log_warn("%s: cannot make %s: %s", app_label(a), d, strerror(errno));
+		free(d);
+		return NULL;
+	}
+	uint32_t uid = spawn_uses_userns() ? 0 : sandbox_uid(a->h, a->cfg->name);
+	if (uid && chown(d, uid, uid) < 0) {
+		log_warn("%s: cannot give %s to uid %u: %s", app_label(a), d, uid, strerror(errno));
+		rmdir(d);
+		free(d);
+		return NULL;
+	}
+	in->out_dir = d;
+	return d;
+}
+
+/* INIT's "sandbox" (src/worker/sandbox.h): whose ids, what it sees. NULL
+ * when its worker has no uid left (then it must not start). */
+static json_t *sandbox_json(struct instance *in, const char *mode, const char *snapshot)
+{
+	struct app *a = in->app;
+	struct host *h = a->h;
+	json_t *s = json_object();
+	if (spawn_uses_userns()) {
+		json_object_set_new(s, "userns", json_pack("{s:I, s:I}", "uid", (json_int_t)getuid(),
+							   "gid", (json_int_t)getgid()));
+	} else {
+		uint32_t uid = sandbox_uid(h, a->cfg->name);
+		if (!uid) {
+			json_decref(s);
+			return NULL;
+		}
+		json_object_set_new(s, "uid", json_integer(uid));
+		json_object_set_new(s, "gid", json_integer(uid));
+	}
+	json_object_set_new(s, "tmp_bytes", json_integer((json_int_t)h->sandbox_tmp_bytes));
+	json_t *ro = json_array();
+	if (snapshot && !strcmp(mode, "restore")) {
+		json_array_append_new(ro, json_string(snapshot));
+		char *ws = xasprintf("%s.ws", snapshot);
+		if (access(ws, F_OK) == 0)
+			json_array_append_new(ro, json_string(ws));
+		free(ws);
+	}
+	json_object_set_new(s, "ro", ro);
+	json_t *rw = json_array();
+	if (in->out_dir)
+		json_array_append_new(rw, json_string(in->out_dir));
+	json_object_set_new(s, "rw", rw);
+	if (a->sandbox_hide)
+		json_object_set(s, "hide", a->sandbox_hide);
+	return s;
+}
+
 void inst_send_init(struct instance *in, const char *mode, const char *snapshot, int record_ws)
 {
 	/* Everything the instance runs, and nothing it could find elsewhere: a
 	 * restored process has the builder's argv and environment. */
 	struct app *a = in->app;
 	const struct project *c = a->cfg;
-	const struct host *h = a->h;
+	struct host *h = a->h;
 	json_t *j = json_pack("{s:s, s:s, s:s, s:O, s:b, s:i, s:s, s:b, s:b, s:s}", "name", c->name,
 			      "project_dir", c->dir, "main", c->main, "vars", c->vars, "dev", h->dev,
 			      "concurrency", (int)h->lim.concurrency, "sdk_dir", h->sdk_dir,
@@ -359,10 +419,26 @@ void inst_send_init(struct instance *in, const char *mode, const char *snapshot,
 	json_object_set_new(j, "bindings", bindings_init_json(a));
 	if (snapshot)
 		json_object_set_new(j, "snapshot", json_string(snapshot));
+	json_object_set_new(j, "pid", json_integer(in->pid));
 	if (snapshot && record_ws) {
-		char *ws = xasprintf("%s.ws", snapshot);
-		json_object_set_new(j, "record_ws", json_string(ws));
+		/* Sandboxed, it writes into a directory of its own; WS_DONE then
+		 * moves the file beside the image (snapshot_ws_recorded). */
+		char *dir = h->sandbox ? inst_out_dir(in) : NULL;
+		char *ws = dir ? xasprintf("%s/image.ws", dir) : xasprintf("%s.ws", snapshot);
+		if (dir || !h->sandbox)
+			json_object_set_new(j, "record_ws", json_string(ws));
 		free(ws);
+	}
+	if (h->sandbox) {
+		json_t *sbx = sandbox_json(in, mode, snapshot);
+		if (!sbx) {
+			/* It would start unconfined: it starts not at all. */
+			log_error("%s: no sandbox uid left (%u workers)", app_label(a), SANDBOX_UID_SLOTS);
+			json_decref(j);
+			inst_close(in, "no sandbox uid left");
+			return;
+		}
+		json_object_set_new(j, "sandbox", sbx);
 	}
 	if (a->secrets && json_object_size(a->secrets)) {
 		/* A builder learns only the names (reading one at the top level is an
@@ -451,6 +527,10 @@ static void inst_free(struct instance *in)
 		free(in->snap_path);
 	}
 	free(in->image);
+	if (in->out_dir) {
+		remove_tree(in->out_dir); /* what it left there */
+		free(in->out_dir);
+	}
 	in->state = INST_CLOSED;
 	loop_defer_free(h->loop, in); /* its watch may be in this epoll batch */
 }
@@ -555,6 +635,15 @@ static int on_snap_done(struct instance *in, const struct thaw_frame *f)
 		json_unpack(j, "{s?I, s?F}", "bytes", &bytes, "ms", &ms);
 	json_decref(j);
 	snapshot_written(in, (uint64_t)bytes, ms);
+	return 0;
+}
+
+static int on_ws_done(struct instance *in, const struct thaw_frame *f)
+{
+	(void)f;
+	if ((in->state != INST_READY && in->state != INST_DRAINING) || !in->records_ws)
+		return -1;
+	snapshot_ws_recorded(in);
 	return 0;
 }
 
@@ -771,7 +860,7 @@ static const frame_handler frame_handlers[] = {
 	[THAW_F_RESP_ERROR] = on_resp_error, [THAW_F_WINDOW] = on_window,
 	[THAW_F_LOG] = on_log,               [THAW_F_CALL] = on_call,
 	[THAW_F_CANCEL] = on_cancel,         [THAW_F_CALL_BODY] = on_call_body,
-	[THAW_F_CALL_END] = on_call_end,
+	[THAW_F_CALL_END] = on_call_end,     [THAW_F_WS_DONE] = on_ws_done,
 };
 
 static int on_frame(struct instance *in, const struct thaw_frame *f)

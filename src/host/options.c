@@ -15,6 +15,7 @@
 
 #include "common/util.h"
 #include "host/child.h"
+#include "host/spawn.h"
 
 void host_defaults(struct host *h)
 {
@@ -27,6 +28,9 @@ void host_defaults(struct host *h)
 		.concurrency = 64,
 	};
 	h->max_snapshot_bytes = 1024ull << 20;
+	h->sandbox = 1;
+	h->sandbox_uid_base = 2000000000u;
+	h->sandbox_tmp_bytes = 64ull << 20;
 }
 
 int host_opt_u64(const char *cmd, const char *opt, const char *v, uint64_t max, uint64_t *out)
@@ -93,6 +97,30 @@ int host_option(struct host *h, const char *cmd, int c, const char *arg)
 		}
 		return 1;
 	}
+	case HOST_OPT_NO_SANDBOX:
+		h->sandbox = 0;
+		return 1;
+	case HOST_OPT_SANDBOX_UID_BASE:
+		/* Room for every slot below 2^31 (ids above are trouble for tools). */
+		if (host_opt_u64(cmd, "--sandbox-uid-base", arg, 0x7fffffffu - SANDBOX_UID_SLOTS,
+				 &v) < 0)
+			return -1;
+		if (v < 1000) {
+			fprintf(stderr, "%s: --sandbox-uid-base must be at least 1000 (system ids are below)\n",
+				cmd);
+			return -1;
+		}
+		h->sandbox_uid_base = (uint32_t)v;
+		return 1;
+	case HOST_OPT_TMP_MB:
+		if (host_opt_u64(cmd, "--tmp-mb", arg, 1u << 20, &v) < 0)
+			return -1;
+		if (v == 0) {
+			fprintf(stderr, "%s: --tmp-mb must be at least 1\n", cmd);
+			return -1;
+		}
+		h->sandbox_tmp_bytes = v << 20;
+		return 1;
 	case HOST_OPT_MAX_SNAPSHOT:
 		if (host_opt_u64(cmd, "--max-snapshot-mb", arg, 1u << 20, &v) < 0)
 			return -1;
@@ -137,5 +165,18 @@ int host_loop_start(struct host *h, char *err, size_t errlen)
 	h->signals.fn = on_signal;
 	h->signals.arg = h;
 	loop_add(h->loop, &h->signals, EPOLLIN);
+	if (!h->sandbox) {
+		fprintf(stderr, "thaw: WARNING: --no-sandbox: instances run unconfined, as uid %u, "
+				"with this host's view of files, processes and network: worker "
+				"code can read the host's data and token. For debugging only.\n",
+			(unsigned)geteuid());
+		return 0;
+	}
+	char why[512];
+	if (spawn_sandbox_probe(why, sizeof why) < 0) {
+		snprintf(err, errlen, "the sandbox cannot be made on this machine: %s (--no-sandbox "
+				      "runs instances unconfined, for debugging only)", why);
+		return -1;
+	}
 	return 0;
 }

@@ -64,6 +64,9 @@ struct instance {
 	unsigned served;   /* requests it has taken */
 	char *snap_path;   /* builder: the file it writes (owned until handed over) */
 	char *image;       /* restoring: the image it was given (owned) */
+	/* Sandboxed builder or working-set recorder: the only directory it may
+	 * write, made for it beside its app's images, removed with it (owned). */
+	char *out_dir;
 	struct bcall *calls; /* binding calls in flight (binding.c) */
 	unsigned ncalls;
 	uint64_t call_bodies; /* request body bytes its calls in flight declared */
@@ -104,6 +107,10 @@ struct instance *inst_take(struct app *a);
  * image to restore or write (borrowed; NULL to boot), and whether to
  * record the working set. */
 void inst_send_init(struct instance *in, const char *mode, const char *snapshot, int record_ws);
+/* A sandboxed instance's only writable directory (its app's snap_dir/sbx-ID,
+ * given to its worker's uid), made on first use and removed with it; NULL
+ * (logged) if it cannot be made. */
+char *inst_out_dir(struct instance *in);
 /* A new serving instance for a: restores a's image if it has one ready,
  * else boots. Linked on a's live list, counted in nstarting. */
 struct instance *inst_spawn(struct app *a);
@@ -158,6 +165,8 @@ void snapshot_inst_closed(struct app *a, struct instance *in);
 /* A builder sent SNAP_DONE (bytes, write ms): close it and hand the image
  * to the owner (SNAPSHOT_ADOPTING), or use it at once (thaw dev). */
 void snapshot_written(struct instance *in, uint64_t bytes, double write_ms);
+/* WS_DONE from a sandboxed recorder: its working set goes beside its image. */
+void snapshot_ws_recorded(struct instance *in);
 /* READY from a restoring instance: the image was refused (why) and it
  * booted instead, or it restored in restore_ms. */
 void snapshot_restore_refused(struct instance *in, const char *why);

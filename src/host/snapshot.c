@@ -86,9 +86,12 @@
  */
 #include "host/pool_internal.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -129,8 +132,18 @@ void pool_build_snapshot(struct app *a)
 	if (!in)
 		return;
 	in->is_builder = 1;
-	in->snap_path = xasprintf("%s/%s-%u-%u.snap", a->snap_dir, app_label(a), a->generation,
-				  ++h->snap_counter);
+	if (h->sandbox) {
+		/* It can write only in a directory of its own; snapshot_written
+		 * moves the image out of it. */
+		if (!inst_out_dir(in)) {
+			inst_close(in, "no directory to write its image in");
+			return;
+		}
+		in->snap_path = xasprintf("%s/image.snap", in->out_dir);
+	} else {
+		in->snap_path = xasprintf("%s/%s-%u-%u.snap", a->snap_dir, app_label(a),
+					  a->generation, ++h->snap_counter);
+	}
 	a->builder = in;
 	a->snap_state = SNAPSHOT_BUILDING;
 	a->snap_builds++;
@@ -168,6 +181,27 @@ void snapshot_written(struct instance *in, uint64_t bytes, double write_ms)
 {
 	struct app *a = in->app;
 	char *path = NULL;
+	if (in->generation == a->generation && in->out_dir) {
+		/* Out of the directory its (untrusted) builder can still write: a
+		 * regular file, no link, from now on out of its reach. */
+		char *to = xasprintf("%s/%s-%u-%u.snap", a->snap_dir, app_label(a), a->generation,
+				     ++a->h->snap_counter);
+		struct stat st;
+		if (lstat(in->snap_path, &st) == 0 && S_ISREG(st.st_mode) &&
+		    rename(in->snap_path, to) == 0) {
+			free(in->snap_path);
+			in->snap_path = to;
+		} else {
+			log_warn("%s: the builder left no image file at %s", app_label(a),
+				 in->snap_path);
+			free(to);
+			a->builder = NULL;
+			a->snap_state = SNAPSHOT_NONE;
+			inst_close(in, "no image written");
+			pool_dispatch(a);
+			return;
+		}
+	}
 	if (in->generation == a->generation) {
 		path = in->snap_path;
 		in->snap_path = NULL;
@@ -190,6 +224,22 @@ void snapshot_written(struct instance *in, uint64_t bytes, double write_ms)
 	} else {
 		pool_snapshot_adopted(a, path, NULL);
 	}
+}
+
+void snapshot_ws_recorded(struct instance *in)
+{
+	/* The recorder wrote OUT/image.ws; restores look for IMAGE.ws. The
+	 * file is checked by every restore that reads it (snap_restore). */
+	if (!in->out_dir || !in->image)
+		return;
+	char *from = xasprintf("%s/image.ws", in->out_dir);
+	char *to = xasprintf("%s.ws", in->image);
+	struct stat st;
+	if (lstat(from, &st) == 0 && S_ISREG(st.st_mode) && access(to, F_OK) < 0 &&
+	    rename(from, to) < 0)
+		log_warn("%s: cannot keep the working set: %s", app_label(in->app), strerror(errno));
+	free(from);
+	free(to);
 }
 
 void pool_snapshot_adopted(struct app *a, char *path, const char *why)

@@ -16,6 +16,7 @@
 #include <Python.h>
 
 #include "worker/pymod.h"
+#include "worker/sandbox.h"
 #include "worker/worker.h"
 
 #include <errno.h>
@@ -231,6 +232,16 @@ static PyObject *ready_with(PyObject *ready, const char *key, json_t *value)
 	return out;
 }
 
+/* The pid the host knows this instance by (INIT's "pid": inside a sandbox
+ * getpid() is 1), for log lines. */
+static int host_pid(const void *init, size_t len)
+{
+	json_t *j = json_loadb(init, len, 0, NULL);
+	json_int_t pid = json_integer_value(json_object_get(j, "pid"));
+	json_decref(j);
+	return pid > 0 && pid < (1 << 30) ? (int)pid : (int)getpid();
+}
+
 static _Noreturn void worker_exit(int code)
 {
 	fflush(stdout);
@@ -251,9 +262,17 @@ int worker_main(int argc, char **argv)
 	/* The host owns our lifetime: die with it, ignore the terminal's signals
 	 * (it is in another process group), and never die of SIGPIPE. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	char prefix[64];
+	if (sbx_started_sandboxed() && !sbx_in_stage2()) {
+		/* Started sandboxed: the shared part of its root first (returns
+		 * only on failure: it execs itself again from inside). */
+		char err[512];
+		sbx_stage1(err, sizeof err);
+		fprintf(stderr, "thaw worker: %s\n", err);
+		return 1;
+	}
 	prctl(PR_SET_NAME, "thaw-spare"); /* until it is given work (ps, top) */
 	signal(SIGPIPE, SIG_IGN);
-	char prefix[64];
 	snprintf(prefix, sizeof prefix, "thaw worker %d", (int)getpid());
 	log_set_prefix(prefix);
 
@@ -285,7 +304,18 @@ int worker_main(int argc, char **argv)
 	}
 	if (!c.mode)
 		c.mode = "boot";
-	snprintf(prefix, sizeof prefix, "%s[%d]", c.name, (int)getpid());
+	json_t *sbx = json_object_get(c.root, "sandbox");
+	if (sbx || sbx_started_sandboxed()) {
+		/* Before anything of the worker's runs, restored or imported. */
+		char err[512];
+		struct sbx_paths sp = {.project_dir = c.project_dir, .sdk_dir = c.sdk_dir};
+		if (sbx_enter(sbx, &sp, err, sizeof err) < 0) {
+			log_error("%s", err);
+			send_frame(fd, THAW_F_LOAD_ERROR, 0, err, strlen(err));
+			worker_exit(1);
+		}
+	}
+	snprintf(prefix, sizeof prefix, "%s[%d]", c.name, host_pid(init, len));
 	log_set_prefix(prefix);
 	char comm[16];
 	snprintf(comm, sizeof comm, "thaw:%s", c.name);
@@ -384,7 +414,10 @@ int worker_main(int argc, char **argv)
 		/* SNAP_RESTORED: a new process, resumed from the image. Children it
 		 * starts get address randomisation back. */
 		personality(personality(0xffffffff) & ~(unsigned)ADDR_NO_RANDOMIZE);
-		snprintf(prefix, sizeof prefix, "%s[%d]", c.name, (int)getpid());
+		size_t clen = 0;
+		const char *carried = snap_carried(&clen);
+		snprintf(prefix, sizeof prefix, "%s[%d]", c.name,
+			 carried ? host_pid(carried, clen) : (int)getpid());
 		log_set_prefix(prefix);
 		prctl(PR_SET_NAME, comm);
 		/* A restored process is, to Python, the child of a fork of the
@@ -392,8 +425,6 @@ int worker_main(int argc, char **argv)
 		 * state, and run the os.register_at_fork(after_in_child=) hooks
 		 * (random reseeds, logging's locks, libraries that cache the pid). */
 		PyOS_AfterFork_Child();
-		size_t clen = 0;
-		const char *carried = snap_carried(&clen);
 		double restore_ms = snap_restore_ms();
 		PyObject *arg = carried ? PyUnicode_DecodeUTF8(carried, (Py_ssize_t)clen, "strict") : NULL;
 		snap_release();

@@ -1,0 +1,210 @@
+/*
+ * Starting instance processes (spawn.h).
+ *
+ * The sandboxed way is clone(CLONE_VM | CLONE_VFORK | namespaces) with a
+ * small stack of its own, which is what posix_spawn does without the
+ * namespaces: the host (a big process) is never copied, and it waits only
+ * until the child has exec'ed. Until then the child shares the host's
+ * memory, so it runs raw system calls only (no libc state, no sanitizer
+ * interceptors), with every signal blocked until each one that has a
+ * handler here is back at its default.
+ */
+
+#include "host/spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <poll.h>
+#include <sys/personality.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "proto/frame.h"
+
+extern char **environ;
+
+#define SANDBOX_NS (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS)
+#define CHILD_STACK (64u * 1024)
+
+/* The kernel's struct sigaction for rt_sigaction (x86_64 layout). */
+struct ksigaction {
+	void *handler;
+	unsigned long flags;
+	void *restorer;
+	uint64_t mask;
+};
+
+struct spawn_args {
+	const char *path;
+	char *const *argv;
+	char *const *envp;
+	int sock;
+	volatile int err; /* errno of the step that failed in the child, 0 if none */
+};
+
+static int child_fail(struct spawn_args *a, long rc)
+{
+	a->err = (int)-rc;
+	syscall(SYS_exit, 127);
+	return 127;
+}
+
+/* Raw system calls only: see the top of this file. */
+static int spawn_child(void *p)
+{
+	struct spawn_args *a = p;
+	for (int s = 1; s <= 64; s++) {
+		struct ksigaction old, dfl = {.handler = SIG_DFL};
+		if (syscall(SYS_rt_sigaction, s, NULL, &old, 8) != 0)
+			continue;
+		int reset = old.handler != SIG_DFL && old.handler != SIG_IGN;
+		/* What the host ignores that an instance must not. */
+		reset |= s == SIGPIPE || s == SIGINT || s == SIGTERM || s == SIGCHLD;
+		if (reset)
+			syscall(SYS_rt_sigaction, s, &dfl, NULL, 8);
+	}
+	/* Own process group: a Ctrl-C in the terminal is for the host, which
+	 * then stops its instances itself. */
+	long rc = syscall(SYS_setpgid, 0, 0);
+	if (rc < 0)
+		return child_fail(a, rc);
+#ifndef THAW_SANITIZE
+	/* Deterministic address space for snapshots (else main.c re-execs). */
+	long pers = syscall(SYS_personality, 0xffffffffUL);
+	if (pers >= 0 && !(pers & ADDR_NO_RANDOMIZE))
+		syscall(SYS_personality, (unsigned long)pers | ADDR_NO_RANDOMIZE);
+#endif
+	if (a->sock == THAW_WORKER_FD)
+		rc = syscall(SYS_fcntl, a->sock, F_SETFD, 0);
+	else
+		rc = syscall(SYS_dup3, a->sock, THAW_WORKER_FD, 0);
+	if (rc < 0)
+		return child_fail(a, rc);
+	/* Only stdio and the socket cross over, whatever the host inherited. */
+	syscall(SYS_close_range, THAW_WORKER_FD + 1, ~0U, 0);
+	uint64_t none = 0;
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
+	rc = syscall(SYS_execve, a->path, a->argv, a->envp);
+	return child_fail(a, rc);
+}
+
+int spawn_uses_userns(void)
+{
+	return geteuid() != 0;
+}
+
+static pid_t clone_child(struct spawn_args *a, char *err, size_t errlen)
+{
+	int flags = CLONE_VM | CLONE_VFORK | SANDBOX_NS | SIGCHLD;
+	if (spawn_uses_userns())
+		flags |= CLONE_NEWUSER;
+	void *stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stack == MAP_FAILED) {
+		err_set(err, errlen, "mmap: %s", strerror(errno));
+		return -1;
+	}
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	a->err = 0;
+	pid_t pid = clone(spawn_child, (char *)stack + CHILD_STACK, flags, a);
+	int e = errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	munmap(stack, CHILD_STACK);
+	if (pid < 0) {
+		err_set(err, errlen, "clone into new namespaces: %s", strerror(e));
+		return -1;
+	}
+	if (a->err) {
+		/* It exited before exec: reap it here, nobody else knows it. */
+		int e2 = a->err, st;
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+		err_set(err, errlen, "%s: %s", a->path, strerror(e2));
+		return -1;
+	}
+	return pid;
+}
+
+static pid_t plain_spawn(int sock, char *const argv[], char *err, size_t errlen)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, sock, THAW_WORKER_FD);
+	posix_spawn_file_actions_addclosefrom_np(&fa, THAW_WORKER_FD + 1);
+	posix_spawnattr_init(&at);
+	sigset_t none, deflt;
+	sigemptyset(&none);
+	sigemptyset(&deflt);
+	sigaddset(&deflt, SIGPIPE);
+	sigaddset(&deflt, SIGINT);
+	sigaddset(&deflt, SIGTERM);
+	sigaddset(&deflt, SIGCHLD);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &deflt);
+	posix_spawnattr_setpgroup(&at, 0);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+					      POSIX_SPAWN_SETPGROUP);
+	pid_t pid;
+	int rc = posix_spawn(&pid, argv[0], &fa, &at, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	if (rc != 0) {
+		err_set(err, errlen, "%s", strerror(rc));
+		return -1;
+	}
+	return pid;
+}
+
+pid_t spawn_worker(int sock, int sandbox, char *err, size_t errlen)
+{
+	/* Same argv and environment for every instance: a snapshot's stack
+	 * holds them, and restores need the same stack top. */
+	char *argv[] = {(char *)self_exe(), "worker", NULL};
+	if (!sandbox)
+		return plain_spawn(sock, argv, err, errlen);
+	struct spawn_args a = {.path = argv[0], .argv = argv, .envp = environ, .sock = sock};
+	return clone_child(&a, err, errlen);
+}
+
+int spawn_sandbox_probe(char *err, size_t errlen)
+{
+	/* A whole spare: the namespaces, then its own root (sandbox.c's first
+	 * stage), then HELLO. What goes wrong in it is on stderr. */
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return err_set(err, errlen, "socketpair: %s", strerror(errno));
+	pid_t pid = spawn_worker(sv[1], 1, err, errlen);
+	close(sv[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		return -1;
+	}
+	struct pollfd p = {.fd = sv[0], .events = POLLIN};
+	char b[64];
+	int n = poll(&p, 1, 30000);
+	ssize_t got = n > 0 ? read(sv[0], b, sizeof b) : -1;
+	close(sv[0]); /* EOF before INIT: it exits */
+	if (got <= 0)
+		kill(pid, SIGKILL);
+	int st;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (got <= 0)
+		return err_set(err, errlen, "a sandboxed instance did not start (%s)",
+			       n == 0 ? "no answer in 30 s"
+			       : WIFEXITED(st) ? "it exited; its message is above"
+					       : "it was killed");
+	return 0;
+}

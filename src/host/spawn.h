@@ -1,0 +1,37 @@
+/*
+ * Starting instance processes (`thaw worker`), sandboxed or not.
+ *
+ * A sandboxed instance is created by clone() directly into new PID, mount,
+ * IPC and UTS namespaces (and a user namespace when the host is not root):
+ * it is PID 1 of a namespace of its own from its first instruction, so it
+ * never sees the host's processes, and every process it starts dies with
+ * it. It execs `thaw worker` there still privileged inside those
+ * namespaces; the worker finishes the sandbox itself once INIT says whose
+ * code it runs (src/worker/sandbox.c): its root, its uid, its filters.
+ * Unsandboxed (--no-sandbox), it is a plain posix_spawn as before.
+ */
+#ifndef THAW_HOST_SPAWN_H
+#define THAW_HOST_SPAWN_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/*
+ * Start `self_exe() worker` with sock as fd THAW_WORKER_FD and nothing else
+ * but stdio open, every signal unblocked and at its default, in a process
+ * group of its own. sandbox: in new namespaces (see above). Returns the
+ * pid, or -1 with err.
+ */
+pid_t spawn_worker(int sock, int sandbox, char *err, size_t errlen);
+
+/*
+ * Can this host make sandboxed instances? Tried once at host start by
+ * spawning a child into the namespaces: 0, or -1 with err saying why not
+ * (the host then refuses to start unless --no-sandbox).
+ */
+int spawn_sandbox_probe(char *err, size_t errlen);
+
+/* Does spawn_worker(…, 1, …) add a user namespace (the host is not root)? */
+int spawn_uses_userns(void);
+
+#endif

@@ -1,0 +1,443 @@
+/*
+ * The instance's side of the sandbox: see sandbox.h for what it builds.
+ *
+ * Two stages, so that every file the process maps has, in /proc/self/maps,
+ * the same path it has inside the sandbox (a snapshot records its
+ * libraries by path and a restore checks them by path):
+ *
+ *   1. sbx_stage1, in a spare, before HELLO: the parts every worker shares
+ *      (/usr, /etc files, /dev, /proc, the thaw executable) are bound into a
+ *      new root, the old root is kept at /.old, the process pivots into the
+ *      new root and execs itself again from there. Spares are made ahead of
+ *      need, so this costs no cold start anything.
+ *   2. sbx_enter, after INIT: the worker's own parts (its version, the SDK,
+ *      the image) are bound from /.old, which is then detached; /tmp is
+ *      mounted at its size; the root goes read-only; the uid drops.
+ *
+ * Paths under /.old are opened with openat2(RESOLVE_IN_ROOT), so a symbolic
+ * link on the host resolves as it would on the host, not in the new root.
+ */
+
+#include "worker/sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <linux/capability.h>
+#include <linux/mount.h>
+#include <linux/openat2.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+extern char **environ;
+
+/* Where the new root is assembled in stage 1 (in this mount namespace
+ * only), and where the old root waits for stage 2 inside it. */
+#define STAGE "/tmp"
+#define OLD "/.old"
+
+/* The few /etc files a process needs; what is absent is skipped. Never
+ * all of /etc: /etc/shadow, /etc/ssl/private and the host's configuration
+ * are none of a worker's business. */
+static const char *const etc_files[] = {
+	"/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/resolv.conf", "/etc/hosts",
+	"/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf", "/etc/localtime",
+	"/etc/services", "/etc/protocols", "/etc/mime.types", "/etc/ssl/certs",
+	"/etc/ssl/openssl.cnf", "/etc/ca-certificates.conf", NULL,
+};
+static const char *const dev_nodes[] = {"null", "zero", "full", "random", "urandom", NULL};
+/* Top-level names that merged-/usr systems make links into /usr. */
+static const char *const usr_links[] = {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+					NULL};
+
+static int fail(char *err, size_t errlen, const char *what, const char *path)
+{
+	return err_set(err, errlen, "sandbox: %s %s: %s", what, path ? path : "", strerror(errno));
+}
+
+/* mkdir -p of path's parents (0755), then path itself as a directory or an
+ * empty file. */
+static int make_target(const char *path, int is_dir)
+{
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	char *slash = strrchr(tmp, '/');
+	if (slash && slash != tmp) {
+		*slash = 0;
+		if (mkdir_p(tmp, 0755) < 0)
+			return -1;
+	}
+	if (is_dir)
+		return mkdir(path, 0755) < 0 && errno != EEXIST ? -1 : 0;
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0)
+		return errno == EEXIST ? 0 : -1;
+	close(fd);
+	return 0;
+}
+
+/* Mount flags on target and everything under it (rec), or on it alone. */
+static int set_attr_rec(const char *target, int ro, int rec)
+{
+	struct mount_attr a = {.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+					   (ro ? MOUNT_ATTR_RDONLY : 0)};
+	if (syscall(SYS_mount_setattr, AT_FDCWD, target, rec ? AT_RECURSIVE : 0, &a, sizeof a) == 0)
+		return 0;
+	/* Older kernels: the top mount only. */
+	unsigned long fl = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | (ro ? MS_RDONLY : 0);
+	return mount(NULL, target, NULL, fl, NULL);
+}
+
+static int set_attr(const char *target, int ro)
+{
+	return set_attr_rec(target, ro, 1);
+}
+
+/* Bind what fd names (an O_PATH fd) at target, read-only or not. */
+static int bind_fd(int fd, const char *target, int ro, char *err, size_t errlen)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return fail(err, errlen, "stat", target);
+	if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) {
+		errno = EINVAL;
+		return fail(err, errlen, "not a file or directory:", target);
+	}
+	if (make_target(target, S_ISDIR(st.st_mode)) < 0)
+		return fail(err, errlen, "cannot make", target);
+	char src[64];
+	snprintf(src, sizeof src, "/proc/self/fd/%d", fd);
+	if (mount(src, target, NULL, MS_BIND | MS_REC, NULL) < 0)
+		return fail(err, errlen, "bind", target);
+	if (set_attr(target, ro) < 0)
+		return fail(err, errlen, "remount", target);
+	return 0;
+}
+
+static int tmpfs_at(const char *target, const char *opts, char *err, size_t errlen)
+{
+	if (make_target(target, 1) < 0)
+		return fail(err, errlen, "cannot make", target);
+	if (mount("thaw", target, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+		return fail(err, errlen, "tmpfs", target);
+	return 0;
+}
+
+/* A path the host gave: absolute, no "." or ".." component, not "/". */
+static int path_ok(const char *p)
+{
+	if (!p || p[0] != '/' || !p[1] || strlen(p) >= PATH_MAX - sizeof STAGE - sizeof OLD)
+		return 0;
+	for (const char *c = p; *c; ) {
+		while (*c == '/')
+			c++;
+		const char *e = strchrnul(c, '/');
+		size_t n = (size_t)(e - c);
+		if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+			return 0;
+		c = e;
+	}
+	return 1;
+}
+
+/* --- stage 1 --- */
+
+static int stage1_bind(const char *path, int optional, char *err, size_t errlen)
+{
+	int fd = open(path, O_PATH | O_CLOEXEC);
+	if (fd < 0) {
+		if (optional && (errno == ENOENT || errno == ENOTDIR))
+			return 0;
+		return fail(err, errlen, "open", path);
+	}
+	char target[PATH_MAX + sizeof STAGE];
+	snprintf(target, sizeof target, STAGE "%s", path);
+	int rc = bind_fd(fd, target, 1, err, errlen);
+	close(fd);
+	return rc;
+}
+
+static int under_usr(const char *p)
+{
+	return !strncmp(p, "/usr/", 5);
+}
+
+int sbx_started_sandboxed(void)
+{
+	return getpid() == 1;
+}
+
+int sbx_stage1(char *err, size_t errlen)
+{
+	/* Nothing done here reaches the host's mount namespace. */
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return fail(err, errlen, "make / private", NULL);
+	const char *exe = self_exe();
+	char exe_path[PATH_MAX];
+	snprintf(exe_path, sizeof exe_path, "%s", exe);
+	int exe_fd = open(exe_path, O_PATH | O_CLOEXEC);
+	if (exe_fd < 0)
+		return fail(err, errlen, "open", exe_path);
+	/* Only the mount points live in the staging tmpfs; it goes read-only
+	 * in stage 2. */
+	if (mount("thaw", STAGE, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=4096,mode=0755") <
+	    0) {
+		close(exe_fd);
+		return fail(err, errlen, "tmpfs", STAGE);
+	}
+	int rc = 0;
+	char target[PATH_MAX + sizeof STAGE];
+	/* /usr: the embedded Python and its standard library, the system's
+	 * libraries, and its site-packages (read only when asked to). */
+	rc |= stage1_bind("/usr", 0, err, errlen);
+	for (int i = 0; !rc && usr_links[i]; i++) {
+		char link[PATH_MAX];
+		ssize_t n = readlink(usr_links[i], link, sizeof link - 1);
+		snprintf(target, sizeof target, STAGE "%s", usr_links[i]);
+		if (n > 0) {
+			link[n] = 0;
+			if (symlink(link, target) < 0)
+				rc = fail(err, errlen, "symlink", target);
+		} else if (errno != ENOENT) {
+			rc = stage1_bind(usr_links[i], 1, err, errlen); /* not merged: a directory */
+		}
+	}
+	for (int i = 0; !rc && etc_files[i]; i++)
+		rc = stage1_bind(etc_files[i], 1, err, errlen);
+	const char *py[] = {THAW_PY_PREFIX, THAW_PY_STDLIB, THAW_PY_DYNLOAD};
+	for (size_t i = 0; !rc && i < sizeof py / sizeof py[0]; i++)
+		if (!under_usr(py[i]) && strcmp(py[i], "/usr") != 0)
+			rc = stage1_bind(py[i], 1, err, errlen);
+	if (!rc) {
+		snprintf(target, sizeof target, STAGE "%s", exe_path);
+		rc = bind_fd(exe_fd, target, 1, err, errlen);
+	}
+	close(exe_fd);
+	/* /dev: a few harmless nodes in a tmpfs of their own. */
+	if (!rc)
+		rc = tmpfs_at(STAGE "/dev", "size=64k,nr_inodes=64,mode=0755", err, errlen);
+	for (int i = 0; !rc && dev_nodes[i]; i++) {
+		char src[64];
+		snprintf(src, sizeof src, "/dev/%s", dev_nodes[i]);
+		rc = stage1_bind(src, 0, err, errlen);
+	}
+	if (!rc && (symlink("/proc/self/fd", STAGE "/dev/fd") < 0 ||
+		    symlink("/proc/self/fd/0", STAGE "/dev/stdin") < 0 ||
+		    symlink("/proc/self/fd/1", STAGE "/dev/stdout") < 0 ||
+		    symlink("/proc/self/fd/2", STAGE "/dev/stderr") < 0 ||
+		    make_target(STAGE "/dev/shm", 1) < 0))
+		rc = fail(err, errlen, "cannot make", STAGE "/dev");
+	if (!rc && set_attr(STAGE "/dev", 1) < 0)
+		rc = fail(err, errlen, "remount", STAGE "/dev");
+	/* /proc of this PID namespace: this process and its own children. */
+	if (!rc && (make_target(STAGE "/proc", 1) < 0 ||
+		    mount("proc", STAGE "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0))
+		rc = fail(err, errlen, "mount", "/proc");
+	if (!rc && (make_target(STAGE "/tmp", 1) < 0 || make_target(STAGE OLD, 1) < 0))
+		rc = fail(err, errlen, "cannot make", STAGE "/tmp");
+	if (rc)
+		return -1;
+	if (chdir(STAGE) < 0)
+		return fail(err, errlen, "chdir", STAGE);
+	if (syscall(SYS_pivot_root, ".", "." OLD) < 0)
+		return fail(err, errlen, "pivot_root", NULL);
+	if (chdir("/") < 0)
+		return fail(err, errlen, "chdir", "/");
+	/* Again, from inside: every library mapped from the new root. The
+	 * same argv as the host gave (a snapshot's stack holds it). */
+	char *argv[] = {exe_path, "worker", NULL};
+	execve(exe_path, argv, environ);
+	return fail(err, errlen, "exec", exe_path);
+}
+
+int sbx_in_stage2(void)
+{
+	struct statfs sf;
+	struct stat st;
+	return getpid() == 1 && statfs("/", &sf) == 0 && sf.f_type == 0x01021994 /* tmpfs */ &&
+	       stat(OLD, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* --- stage 2 --- */
+
+struct entry {
+	const char *path;
+	enum { E_RO, E_RW, E_HIDE } kind;
+};
+
+static int entry_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct entry *)a)->path, ((const struct entry *)b)->path);
+}
+
+static int add_list(struct entry *e, size_t *n, size_t max, json_t *arr, int kind, char *err,
+		    size_t errlen)
+{
+	size_t i;
+	json_t *v;
+	if (!arr)
+		return 0;
+	if (!json_is_array(arr))
+		return err_set(err, errlen, "sandbox: a path list is not an array");
+	json_array_foreach(arr, i, v)
+	{
+		const char *p = json_string_value(v);
+		if (!path_ok(p))
+			return err_set(err, errlen, "sandbox: bad path %s", p ? p : "(not a string)");
+		if (*n == max)
+			return err_set(err, errlen, "sandbox: too many paths");
+		e[(*n)++] = (struct entry){p, kind};
+	}
+	return 0;
+}
+
+/* Bind old-root path at the same path in the new root. */
+static int stage2_bind(int oldfd, const char *path, int ro, char *err, size_t errlen)
+{
+	struct open_how how = {.flags = O_PATH | O_CLOEXEC,
+			       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+	int fd = (int)syscall(SYS_openat2, oldfd, path + 1, &how, sizeof how);
+	if (fd < 0)
+		return fail(err, errlen, "open", path);
+	int rc = bind_fd(fd, path, ro, err, errlen);
+	close(fd);
+	return rc;
+}
+
+/* Empty the bounding and ambient sets (needs CAP_SETPCAP: before setuid). */
+static int drop_bounding(void)
+{
+	for (int c = 0; c <= CAP_LAST_CAP; c++)
+		if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+			return -1;
+	prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+	return 0;
+}
+
+static int drop_caps(void)
+{
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct d[2] = {{0}};
+	return (int)syscall(SYS_capset, &h, d);
+}
+
+static int write_proc(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = write_all(fd, text, strlen(text));
+	close(fd);
+	return rc;
+}
+
+int sbx_enter(json_t *spec, const struct sbx_paths *p, char *err, size_t errlen)
+{
+	if (!json_is_object(spec))
+		return err_set(err, errlen, "sandbox: no description in INIT");
+	if (!sbx_in_stage2())
+		return err_set(err, errlen, "sandbox: this instance was not started in one "
+					    "(the host and the instance disagree)");
+	json_int_t uid = -1, gid = -1, tmp = 64 << 20, nsuid = -1, nsgid = -1;
+	json_t *ro = NULL, *rw = NULL, *hide = NULL;
+	json_error_t je;
+	if (json_unpack_ex(spec, &je, 0, "{s?I, s?I, s?I, s?o, s?o, s?o, s?{s:I, s:I}}", "uid", &uid,
+			   "gid", &gid, "tmp_bytes", &tmp, "ro", &ro, "rw", &rw, "hide", &hide,
+			   "userns", "uid", &nsuid, "gid", &nsgid) < 0)
+		return err_set(err, errlen, "sandbox: %s", je.text);
+	if (tmp < 4096 || tmp > ((json_int_t)1 << 40))
+		return err_set(err, errlen, "sandbox: bad tmp_bytes");
+	if (nsuid >= 0) {
+		/* A host that is not root: this user namespace maps only the
+		 * host's own ids, to 0 here. */
+		char line[64];
+		snprintf(line, sizeof line, "0 %lld 1\n", (long long)nsuid);
+		if (write_proc("/proc/self/uid_map", line) < 0 ||
+		    write_proc("/proc/self/setgroups", "deny") < 0)
+			return fail(err, errlen, "map the user namespace", NULL);
+		snprintf(line, sizeof line, "0 %lld 1\n", (long long)nsgid);
+		if (write_proc("/proc/self/gid_map", line) < 0)
+			return fail(err, errlen, "map the user namespace", NULL);
+	} else if (uid <= 0 || gid <= 0 || uid > 0x7fffffff || gid > 0x7fffffff) {
+		return err_set(err, errlen, "sandbox: no unprivileged uid and gid");
+	}
+
+	struct entry e[64];
+	size_t n = 0;
+	if (!path_ok(p->project_dir) || !path_ok(p->sdk_dir))
+		return err_set(err, errlen, "sandbox: bad project or SDK path");
+	e[n++] = (struct entry){p->project_dir, E_RO};
+	e[n++] = (struct entry){p->sdk_dir, E_RO};
+	if (add_list(e, &n, 64, ro, E_RO, err, errlen) < 0 ||
+	    add_list(e, &n, 64, rw, E_RW, err, errlen) < 0 ||
+	    add_list(e, &n, 64, hide, E_HIDE, err, errlen) < 0)
+		return -1;
+	/* Parents before what lies under them: a hidden directory is covered
+	 * before the image inside it is bound back. */
+	qsort(e, n, sizeof e[0], entry_cmp);
+
+	/* The private /tmp first: a version under the host's /tmp is bound
+	 * on top of it, in directories the worker cannot change (root's). */
+	char opts[96];
+	snprintf(opts, sizeof opts, "size=%lld,nr_inodes=65536,mode=1777", (long long)tmp);
+	if (mount("thaw", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0 ||
+	    mount("thaw", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+		return fail(err, errlen, "tmpfs", "/tmp");
+	int oldfd = open(OLD, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (oldfd < 0)
+		return fail(err, errlen, "open", OLD);
+	int rc = 0;
+	for (size_t i = 0; !rc && i < n; i++) {
+		if (e[i].kind == E_HIDE)
+			rc = tmpfs_at(e[i].path, "size=64k,nr_inodes=256,mode=0755", err, errlen);
+		else
+			rc = stage2_bind(oldfd, e[i].path, e[i].kind == E_RO, err, errlen);
+	}
+	close(oldfd);
+	for (size_t i = 0; !rc && i < n; i++)
+		if (e[i].kind == E_HIDE && set_attr_rec(e[i].path, 1, 0) < 0)
+			rc = fail(err, errlen, "remount", e[i].path);
+	if (rc)
+		return -1;
+	/* Nothing of the host's file system is left. */
+	if (umount2(OLD, MNT_DETACH) < 0 || rmdir(OLD) < 0)
+		return fail(err, errlen, "detach the host's root", NULL);
+	if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+		return fail(err, errlen, "make / read-only", NULL);
+	if (sethostname("thaw", 4) < 0)
+		return fail(err, errlen, "sethostname", NULL);
+
+	/* Its worker's ids, no groups, no capabilities. */
+	if (drop_bounding() < 0)
+		return fail(err, errlen, "drop capabilities", NULL);
+	if (nsuid < 0) {
+		if (setgroups(0, NULL) < 0 || setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) < 0)
+			return fail(err, errlen, "setgid", NULL);
+		if (setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0)
+			return fail(err, errlen, "setuid", NULL);
+	}
+	if (drop_caps() < 0)
+		return fail(err, errlen, "drop capabilities", NULL);
+	/* A uid change makes the process undumpable, which would make its own
+	 * /proc/self files root's: the snapshot engine reads them. ptrace stays
+	 * refused by the seccomp filter and the PID namespace. */
+	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+		return fail(err, errlen, "PR_SET_DUMPABLE", NULL);
+	if (chdir("/") < 0)
+		return fail(err, errlen, "chdir", "/");
+	return 0;
+}
