@@ -464,13 +464,18 @@ fail:
  * and its state directory if that is elsewhere under the project. */
 static json_t *dev_hide(const char *dir, const char *state_dir)
 {
+	/* Made now if missing: a directory made after an instance started
+	 * would be in its view. */
 	json_t *hide = json_array();
 	char *thaw_dir = xasprintf("%s/.thaw", dir);
+	mkdir_p(thaw_dir, 0755);
 	json_array_append_new(hide, json_string(thaw_dir));
 	size_t n = strlen(dir), t = strlen(thaw_dir);
 	if (state_dir && !strncmp(state_dir, dir, n) && state_dir[n] == '/' &&
-	    !(strncmp(state_dir, thaw_dir, t) == 0 && (state_dir[t] == '/' || !state_dir[t])))
+	    !(strncmp(state_dir, thaw_dir, t) == 0 && (state_dir[t] == '/' || !state_dir[t]))) {
+		mkdir_p(state_dir, 0700);
 		json_array_append_new(hide, json_string(state_dir));
+	}
 	free(thaw_dir);
 	return hide;
 }

@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -152,6 +153,16 @@ static int path_ok(const char *p)
 		c = e;
 	}
 	return 1;
+}
+
+static int write_proc(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = write_all(fd, text, strlen(text));
+	close(fd);
+	return rc;
 }
 
 /* --- stage 1 --- */
@@ -305,17 +316,129 @@ static int add_list(struct entry *e, size_t *n, size_t max, json_t *arr, int kin
 	return 0;
 }
 
-/* Bind old-root path at the same path in the new root. */
-static int stage2_bind(int oldfd, const char *path, int ro, char *err, size_t errlen)
+/*
+ * Idmapped binds. The version's files belong to whoever made them (the host,
+ * root, in thaw serve; the developer in thaw dev), often with modes that
+ * keep others out (0600, 0700). Rather than loosen them, the read-only bind
+ * of such a tree is idmapped: its owner's ids show as the worker's, so the
+ * worker reads what its owner could, and writes nothing (read-only).
+ * An idmapping is a user namespace whose uid_map says "owner -> worker": a
+ * child made with CLONE_NEWUSER holds it while its maps are written and its
+ * namespace file is opened.
+ */
+struct idmaps {
+	uid_t to;     /* the worker's uid and gid */
+	int usable;   /* 0 after the kernel or the file system said no */
+	struct {
+		uid_t uid;
+		gid_t gid;
+		int fd;
+	} m[4];
+	int n;
+};
+
+static int idmap_child(void *arg)
+{
+	char c;
+	int *p = arg;
+	close(p[1]);
+	/* Wait for the parent to be done with this namespace (EOF). */
+	while (read(p[0], &c, 1) < 0 && errno == EINTR)
+		;
+	_exit(0);
+}
+
+static int idmap_userns(struct idmaps *im, uid_t uid, gid_t gid)
+{
+	for (int i = 0; i < im->n; i++)
+		if (im->m[i].uid == uid && im->m[i].gid == gid)
+			return im->m[i].fd;
+	if (im->n == (int)(sizeof im->m / sizeof im->m[0]))
+		return -1;
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	static char stack[16384] __attribute__((aligned(16)));
+	pid_t pid = clone(idmap_child, stack + sizeof stack, CLONE_NEWUSER | SIGCHLD, p);
+	close(p[0]);
+	int fd = -1;
+	if (pid > 0) {
+		char path[64], line[64];
+		snprintf(line, sizeof line, "%u %u 1\n", (unsigned)uid, (unsigned)im->to);
+		snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
+		int ok = write_proc(path, line) == 0;
+		snprintf(line, sizeof line, "%u %u 1\n", (unsigned)gid, (unsigned)im->to);
+		snprintf(path, sizeof path, "/proc/%d/gid_map", (int)pid);
+		ok = ok && write_proc(path, line) == 0;
+		snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
+		if (ok)
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+	}
+	close(p[1]);
+	if (pid > 0)
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	if (fd >= 0)
+		im->m[im->n++] = (typeof(im->m[0])){uid, gid, fd};
+	return fd;
+}
+
+/* A read-only idmapped bind of what fd names at target: 1 done, 0 not
+ * possible here (the caller binds plainly), -1 error. */
+static int bind_idmapped(struct idmaps *im, int fd, const struct stat *st, const char *target)
+{
+	if (!im->usable)
+		return 0;
+	int ns = idmap_userns(im, st->st_uid, st->st_gid);
+	if (ns < 0) {
+		im->usable = 0;
+		return 0;
+	}
+	int t = (int)syscall(SYS_open_tree, fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+	if (t < 0)
+		return -1;
+	struct mount_attr a = {.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+					   MOUNT_ATTR_NODEV,
+			       .userns_fd = (uint64_t)ns};
+	if (syscall(SYS_mount_setattr, t, "", AT_EMPTY_PATH, &a, sizeof a) < 0) {
+		int e = errno;
+		close(t);
+		if (e == EINVAL || e == ENOSYS || e == EPERM || e == EOPNOTSUPP) {
+			im->usable = 0; /* this file system cannot: plain binds from now */
+			return 0;
+		}
+		errno = e;
+		return -1;
+	}
+	int rc = make_target(target, S_ISDIR(st->st_mode)) < 0
+			 ? -1
+			 : (int)syscall(SYS_move_mount, t, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
+	close(t);
+	return rc < 0 ? -1 : 1;
+}
+
+/* Bind old-root path at the same path in the new root (idmapped when it is
+ * read-only and not the worker's own). */
+static int stage2_bind(int oldfd, struct idmaps *im, const char *path, int ro, char *err,
+		       size_t errlen)
 {
 	struct open_how how = {.flags = O_PATH | O_CLOEXEC,
 			       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
 	int fd = (int)syscall(SYS_openat2, oldfd, path + 1, &how, sizeof how);
 	if (fd < 0)
 		return fail(err, errlen, "open", path);
-	int rc = bind_fd(fd, path, ro, err, errlen);
+	struct stat st;
+	int rc = 0;
+	if (ro && im && fstat(fd, &st) == 0 && (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) &&
+	    (st.st_uid != im->to || st.st_gid != im->to)) {
+		rc = bind_idmapped(im, fd, &st, path);
+		if (rc < 0)
+			rc = fail(err, errlen, "idmapped bind", path);
+	}
+	if (rc == 0)
+		rc = bind_fd(fd, path, ro, err, errlen);
 	close(fd);
-	return rc;
+	return rc < 0 ? -1 : 0;
 }
 
 /* Empty the bounding and ambient sets (needs CAP_SETPCAP: before setuid). */
@@ -335,15 +458,6 @@ static int drop_caps(void)
 	return (int)syscall(SYS_capset, &h, d);
 }
 
-static int write_proc(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int rc = write_all(fd, text, strlen(text));
-	close(fd);
-	return rc;
-}
 
 int sbx_enter(json_t *spec, const struct sbx_paths *p, char *err, size_t errlen)
 {
@@ -400,16 +514,25 @@ int sbx_enter(json_t *spec, const struct sbx_paths *p, char *err, size_t errlen)
 	int oldfd = open(OLD, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (oldfd < 0)
 		return fail(err, errlen, "open", OLD);
+	/* Idmapped binds need a root host (not a user namespace of our own). */
+	struct idmaps im = {.to = (uid_t)uid, .usable = nsuid < 0};
 	int rc = 0;
 	for (size_t i = 0; !rc && i < n; i++) {
+		struct stat st;
+		if (e[i].kind == E_HIDE && fstatat(oldfd, e[i].path + 1, &st, AT_SYMLINK_NOFOLLOW) < 0 &&
+		    errno == ENOENT)
+			continue; /* nothing there to hide (thaw dev makes them first) */
 		if (e[i].kind == E_HIDE)
 			rc = tmpfs_at(e[i].path, "size=64k,nr_inodes=256,mode=0755", err, errlen);
 		else
-			rc = stage2_bind(oldfd, e[i].path, e[i].kind == E_RO, err, errlen);
+			rc = stage2_bind(oldfd, &im, e[i].path, e[i].kind == E_RO, err, errlen);
 	}
 	close(oldfd);
+	for (int i = 0; i < im.n; i++)
+		close(im.m[i].fd);
 	for (size_t i = 0; !rc && i < n; i++)
-		if (e[i].kind == E_HIDE && set_attr_rec(e[i].path, 1, 0) < 0)
+		if (e[i].kind == E_HIDE && access(e[i].path, F_OK) == 0 &&
+		    set_attr_rec(e[i].path, 1, 0) < 0)
 			rc = fail(err, errlen, "remount", e[i].path);
 	if (rc)
 		return -1;
