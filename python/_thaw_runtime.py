@@ -365,6 +365,24 @@ def _find_handlers(module: Any, relative: str) -> tuple[Call | None, Scheduled |
     return handlers[0], handlers[1]
 
 
+_host_pid: int | None = None
+
+
+def host_pid() -> int:
+    """The pid the host knows this instance by. Inside the sandbox the instance is PID 1 of a
+    namespace of its own (``os.getpid() == 1``); logs and tests name it by this one."""
+    return _host_pid if _host_pid is not None else os.getpid()
+
+
+def _note_host_pid(config_json: str) -> None:
+    global _host_pid
+    try:
+        pid = json.loads(config_json).get("pid")
+    except (ValueError, AttributeError):
+        return
+    _host_pid = pid if isinstance(pid, int) and pid > 0 else None
+
+
 def _parse_config(config_json: str) -> _Config:
     try:
         config = json.loads(config_json)
@@ -427,6 +445,7 @@ def load(config_json: str) -> str:
     global _worker
     started = time.perf_counter()
     config = _parse_config(config_json)
+    _note_host_pid(config_json)
     set_worker_name(config.name)
     main = config.main
     path = os.path.normpath(os.path.join(config.project_dir, main))
@@ -521,6 +540,7 @@ def after_restore(init_json: str) -> str:
     if worker is None or not worker.snapshot_built:
         raise RuntimeError("after_restore() must follow a load() with \"snapshot_build\": true")
     config = _parse_config(init_json)
+    _note_host_pid(init_json)
     if (os.path.normpath(config.project_dir) != os.path.normpath(worker.project_dir)
             or config.main != worker.main):
         raise LoadError(

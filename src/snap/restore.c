@@ -224,8 +224,13 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 	}
 	uint64_t self_code = (uint64_t)(uintptr_t)&snap_restore_core;
 	int code_ok = 0, stack_ok = 0;
+	const char *replaced = NULL; /* our own code's file, gone from its path */
 	for (size_t c = 0; c < ncur; c++) {
 		const struct cur_map *m = &cur[c];
+		size_t ml = strlen(m->path);
+		if (self_code >= m->lo && self_code < m->hi && ml > 10 &&
+		    !strcmp(m->path + ml - 10, " (deleted)"))
+			replaced = m->path;
 		for (uint32_t i = 0; i < h->nregions; i++) {
 			const struct snap_region *r = &img.regions[i];
 			if (r->kind == SNAP_R_STACK && !strcmp(m->path, "[stack]") && r->end == m->hi)
@@ -235,6 +240,14 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 			    img.deps[r->dep].ino == m->ino && !strcmp(snap_dep_path(&img, r->dep), m->path))
 				code_ok = 1;
 		}
+	}
+	if (!code_ok && replaced) {
+		/* In a sandbox the old file stays bound at its path, so the checks
+		 * above passed: the binary was replaced on disk after this process
+		 * started. New processes run the new one: the image must go. */
+		err_set(err, errlen, "%.*s changed since the snapshot was made (replaced on disk)",
+			(int)(strlen(replaced) - 10), replaced);
+		goto out;
 	}
 	if (!code_ok) {
 		err_set(err, errlen, "this binary's code is not where the image has it (another build?)");

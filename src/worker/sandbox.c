@@ -212,6 +212,13 @@ int sbx_stage1(char *err, size_t errlen)
 	}
 	int rc = 0;
 	char target[PATH_MAX + sizeof STAGE];
+	/* The private /tmp before anything: what is bound under the host's /tmp
+	 * (the executable, a version) lands on top of it, in directories the
+	 * worker cannot change (root's, in a sticky /tmp). Sized in stage 2. */
+	if (tmpfs_at(STAGE "/tmp", "size=1m,nr_inodes=65536,mode=1777", err, errlen) < 0) {
+		close(exe_fd);
+		return -1;
+	}
 	/* /usr: the embedded Python and its standard library, the system's
 	 * libraries, and its site-packages (read only when asked to). */
 	rc |= stage1_bind("/usr", 0, err, errlen);
@@ -249,17 +256,18 @@ int sbx_stage1(char *err, size_t errlen)
 	if (!rc && (symlink("/proc/self/fd", STAGE "/dev/fd") < 0 ||
 		    symlink("/proc/self/fd/0", STAGE "/dev/stdin") < 0 ||
 		    symlink("/proc/self/fd/1", STAGE "/dev/stdout") < 0 ||
-		    symlink("/proc/self/fd/2", STAGE "/dev/stderr") < 0 ||
-		    make_target(STAGE "/dev/shm", 1) < 0))
+		    symlink("/proc/self/fd/2", STAGE "/dev/stderr") < 0))
 		rc = fail(err, errlen, "cannot make", STAGE "/dev");
-	if (!rc && set_attr(STAGE "/dev", 1) < 0)
+	if (!rc)
+		rc = tmpfs_at(STAGE "/dev/shm", "size=1m,nr_inodes=65536,mode=1777", err, errlen);
+	if (!rc && set_attr_rec(STAGE "/dev", 1, 0) < 0)
 		rc = fail(err, errlen, "remount", STAGE "/dev");
 	/* /proc of this PID namespace: this process and its own children. */
 	if (!rc && (make_target(STAGE "/proc", 1) < 0 ||
 		    mount("proc", STAGE "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0))
 		rc = fail(err, errlen, "mount", "/proc");
-	if (!rc && (make_target(STAGE "/tmp", 1) < 0 || make_target(STAGE OLD, 1) < 0))
-		rc = fail(err, errlen, "cannot make", STAGE "/tmp");
+	if (!rc && make_target(STAGE OLD, 1) < 0)
+		rc = fail(err, errlen, "cannot make", STAGE OLD);
 	if (rc)
 		return -1;
 	if (chdir(STAGE) < 0)
@@ -288,6 +296,7 @@ int sbx_in_stage2(void)
 struct entry {
 	const char *path;
 	enum { E_RO, E_RW, E_HIDE } kind;
+	int optional; /* the host's "ro" extras: missing is fine */
 };
 
 static int entry_cmp(const void *a, const void *b)
@@ -311,7 +320,7 @@ static int add_list(struct entry *e, size_t *n, size_t max, json_t *arr, int kin
 			return err_set(err, errlen, "sandbox: bad path %s", p ? p : "(not a string)");
 		if (*n == max)
 			return err_set(err, errlen, "sandbox: too many paths");
-		e[(*n)++] = (struct entry){p, kind};
+		e[(*n)++] = (struct entry){p, kind, kind == E_RO};
 	}
 	return 0;
 }
@@ -419,12 +428,14 @@ static int bind_idmapped(struct idmaps *im, int fd, const struct stat *st, const
 
 /* Bind old-root path at the same path in the new root (idmapped when it is
  * read-only and not the worker's own). */
-static int stage2_bind(int oldfd, struct idmaps *im, const char *path, int ro, char *err,
-		       size_t errlen)
+static int stage2_bind(int oldfd, struct idmaps *im, const char *path, int ro, int optional,
+		       char *err, size_t errlen)
 {
 	struct open_how how = {.flags = O_PATH | O_CLOEXEC,
 			       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
 	int fd = (int)syscall(SYS_openat2, oldfd, path + 1, &how, sizeof how);
+	if (fd < 0 && errno == ENOENT && optional)
+		return 0; /* an image removed meanwhile: its restore refuses, it boots */
 	if (fd < 0)
 		return fail(err, errlen, "open", path);
 	struct stat st;
@@ -494,8 +505,8 @@ int sbx_enter(json_t *spec, const struct sbx_paths *p, char *err, size_t errlen)
 	size_t n = 0;
 	if (!path_ok(p->project_dir) || !path_ok(p->sdk_dir))
 		return err_set(err, errlen, "sandbox: bad project or SDK path");
-	e[n++] = (struct entry){p->project_dir, E_RO};
-	e[n++] = (struct entry){p->sdk_dir, E_RO};
+	e[n++] = (struct entry){p->project_dir, E_RO, 0};
+	e[n++] = (struct entry){p->sdk_dir, E_RO, 0};
 	if (add_list(e, &n, 64, ro, E_RO, err, errlen) < 0 ||
 	    add_list(e, &n, 64, rw, E_RW, err, errlen) < 0 ||
 	    add_list(e, &n, 64, hide, E_HIDE, err, errlen) < 0)
@@ -504,13 +515,12 @@ int sbx_enter(json_t *spec, const struct sbx_paths *p, char *err, size_t errlen)
 	 * before the image inside it is bound back. */
 	qsort(e, n, sizeof e[0], entry_cmp);
 
-	/* The private /tmp first: a version under the host's /tmp is bound
-	 * on top of it, in directories the worker cannot change (root's). */
+	/* The private /tmp (mounted by stage 1) at its size. */
 	char opts[96];
 	snprintf(opts, sizeof opts, "size=%lld,nr_inodes=65536,mode=1777", (long long)tmp);
-	if (mount("thaw", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0 ||
-	    mount("thaw", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
-		return fail(err, errlen, "tmpfs", "/tmp");
+	if (mount(NULL, "/tmp", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, opts) < 0 ||
+	    mount(NULL, "/dev/shm", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+		return fail(err, errlen, "resize", "/tmp");
 	int oldfd = open(OLD, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (oldfd < 0)
 		return fail(err, errlen, "open", OLD);
@@ -525,7 +535,8 @@ int sbx_enter(json_t *spec, const struct sbx_paths *p, char *err, size_t errlen)
 		if (e[i].kind == E_HIDE)
 			rc = tmpfs_at(e[i].path, "size=64k,nr_inodes=256,mode=0755", err, errlen);
 		else
-			rc = stage2_bind(oldfd, &im, e[i].path, e[i].kind == E_RO, err, errlen);
+			rc = stage2_bind(oldfd, &im, e[i].path, e[i].kind == E_RO, e[i].optional,
+					 err, errlen);
 	}
 	close(oldfd);
 	for (int i = 0; i < im.n; i++)

@@ -28,6 +28,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/buf.h"
@@ -242,6 +243,37 @@ static int host_pid(const void *init, size_t len)
 	return pid > 0 && pid < (1 << 30) ? (int)pid : (int)getpid();
 }
 
+static _Noreturn void worker_exit(int code);
+
+/*
+ * A sandboxed builder runs as PID 2 under a PID 1 that only waits for it.
+ * Every instance restored from its image is PID 1, so each one's process id
+ * differs from the builder's, and libraries that notice a fork by a change
+ * of process id (OpenSSL's random generators, for one) reseed in each
+ * restored instance as they would in the child of a fork.
+ */
+static void builder_not_pid1(void)
+{
+	pid_t child = fork();
+	if (child < 0) {
+		log_error("cannot fork the snapshot builder: %s", strerror(errno));
+		worker_exit(1);
+	}
+	if (child == 0)
+		return;
+	close(THAW_WORKER_FD); /* the builder's alone: its end is the host's EOF */
+	for (;;) {
+		int st;
+		pid_t p = waitpid(-1, &st, 0);
+		if (p < 0 && errno == EINTR)
+			continue;
+		if (p < 0)
+			_exit(1);
+		if (p == child) /* PID 1 cannot die of a signal it sends itself: say it */
+			_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+	}
+}
+
 static _Noreturn void worker_exit(int code)
 {
 	fflush(stdout);
@@ -334,6 +366,8 @@ int worker_main(int argc, char **argv)
 		log_warn("snapshot %s refused: %s; booting instead", c.snapshot, refused);
 	}
 	int build = !strcmp(c.mode, "build") && c.snapshot;
+	if (build && sbx_started_sandboxed())
+		builder_not_pid1();
 
 	if (python_init(&c) < 0) {
 		const char *msg = "cannot initialise the Python runtime (see the log)";

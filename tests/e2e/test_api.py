@@ -94,7 +94,7 @@ class Default(WorkerEntrypoint):
             r = await fetch(q["u"])
             return Response(f"{r.status}:" + await r.text())
         if path == "/pid":
-            return Response(str(os.getpid()))
+            return Response(str(__import__("_thaw_runtime").host_pid()))
         return Response("not found", status=404)
 '''
 

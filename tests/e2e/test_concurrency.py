@@ -25,7 +25,7 @@ class Default(WorkerEntrypoint):
             await asyncio.sleep(float(q.get("sleep", "0.1")))
         finally:
             IN_FLIGHT -= 1
-        return Response.json({"id": q.get("id"), "pid": os.getpid(), "peak": PEAK})
+        return Response.json({"id": q.get("id"), "pid": __import__("_thaw_runtime").host_pid(), "peak": PEAK})
 """
 
 

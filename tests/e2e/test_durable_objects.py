@@ -29,7 +29,7 @@ WORKER = """
     class Counter(DurableObject):
         def __init__(self, ctx, env):
             super().__init__(ctx, env)
-            self.made_in = os.getpid()
+            self.made_in = __import__("_thaw_runtime").host_pid()
             MADE[str(ctx.id)] = MADE.get(str(ctx.id), 0) + 1
             # Cloudflare's pattern: the schema made in the constructor (sql.exec waits).
             ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS c (k INTEGER PRIMARY KEY, v INTEGER)")
@@ -46,7 +46,7 @@ WORKER = """
             return value
 
         async def state(self):
-            return {"n": await self.ctx.storage.get("n") or 0, "pid": os.getpid(),
+            return {"n": await self.ctx.storage.get("n") or 0, "pid": __import__("_thaw_runtime").host_pid(),
                     "made": MADE.get(str(self.ctx.id)),
                     "made_in": self.made_in, "id": str(self.ctx.id),
                     "alarm": await self.ctx.storage.get_alarm(),
@@ -107,7 +107,7 @@ WORKER = """
             stub = ns.get(ns.id_from_name(q.get("name", "a")))
             if url.path == "/inc":
                 value = await stub.increment()
-                return Response(str(value), headers={"x-pid": str(os.getpid())})
+                return Response(str(value), headers={"x-pid": str(__import__("_thaw_runtime").host_pid())})
             if url.path == "/inc-big":  # arguments larger than a stream window
                 return Response(str(await stub.increment(pad="x" * 300000)))
             if url.path == "/many":  # calls one after another, not nested

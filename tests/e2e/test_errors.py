@@ -12,6 +12,7 @@ from thawtest import THAW_BIN, ThawDev, proc_alive, thaw_env
 
 FAILING = """
 import asyncio
+import ctypes
 import os
 import signal
 import time
@@ -31,7 +32,7 @@ class Default(WorkerEntrypoint):
         if path == "/exit":
             os._exit(1)
         if path == "/kill":
-            os.kill(os.getpid(), signal.SIGKILL)
+            ctypes.string_at(0)  # a crash (PID 1 of its namespace cannot signal itself to death)
         if path == "/sleep":
             print("sleep-marker: the slow request is in the instance", flush=True)
             await asyncio.sleep(10)
@@ -45,7 +46,7 @@ class Default(WorkerEntrypoint):
             return None
         if path == "/body":
             return Response(str(len(await request.bytes())))
-        return Response(f"ok {os.getpid()}")
+        return Response(f"ok {__import__('_thaw_runtime').host_pid()}")
 """
 
 

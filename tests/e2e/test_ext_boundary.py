@@ -52,7 +52,7 @@ class Default(WorkerEntrypoint):
             maps = f.read()
         with open("/proc/self/comm") as f:
             comm = f.read().strip()
-        return Response.json({"pid": os.getpid(), "comm": comm, "maps": maps})
+        return Response.json({"pid": __import__("_thaw_runtime").host_pid(), "comm": comm, "maps": maps})
 """
 
 

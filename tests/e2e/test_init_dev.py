@@ -90,7 +90,7 @@ def test_sigint_exits_zero_and_leaves_no_child(project):
 
         class Default(WorkerEntrypoint):
             async def fetch(self, request):
-                return Response(str(os.getpid()))
+                return Response(str(__import__("_thaw_runtime").host_pid()))
         """
     )
     d = start_dev(p)

@@ -14,7 +14,7 @@ class Default(WorkerEntrypoint):
     async def fetch(self, request):
         q = parse_qs(urlparse(request.url).query)
         await asyncio.sleep(float(q.get("sleep", ["0"])[0]))
-        return Response(str(os.getpid()), status=int(q.get("status", ["200"])[0]))
+        return Response(str(__import__("_thaw_runtime").host_pid()), status=int(q.get("status", ["200"])[0]))
 """
 
 

@@ -55,7 +55,7 @@ class Order(BaseModel):
 
 @app.get("/")
 async def root():
-    return {"hello": "from a snapshot", "pid": os.getpid()}
+    return {"hello": "from a snapshot", "pid": __import__("_thaw_runtime").host_pid()}
 
 
 @app.get("/square/{n}")
@@ -181,7 +181,7 @@ class Node:
 
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
-        out = {"pid": os.getpid(), "loaded_before": LOADED_BEFORE}
+        out = {"pid": __import__("_thaw_runtime").host_pid(), "loaded_before": LOADED_BEFORE}
         out["json"] = json.loads(DATA)
         out["decimal"] = str(ONE_SEVENTH * 7)
         out["decimal_c"] = decimal.Decimal is _decimal.Decimal
@@ -399,7 +399,7 @@ ssl.RAND_bytes(16)  # OpenSSL's generator is initialised in the snapshot
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
         return Response.json({
-            "pid": os.getpid(),
+            "pid": __import__("_thaw_runtime").host_pid(),
             "at_import": AT_IMPORT,
             "random": [random.random() for _ in range(5)],
             "bits": random.getrandbits(64),
@@ -468,7 +468,7 @@ class Default(WorkerEntrypoint):
         if sleep:
             print(f"holding the instance for {sleep} s", flush=True)
         await asyncio.sleep(sleep)
-        return Response.json({"pid": os.getpid(), "calls": CALLS})
+        return Response.json({"pid": __import__("_thaw_runtime").host_pid(), "calls": CALLS})
 """
 
 EXPECTED_HOOKS = ["before-2:plain-call", "before-1", "after-1", "after-2:kw:3"]
@@ -526,7 +526,7 @@ from workers import WorkerEntrypoint, Response
 
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
-        return Response(f"hello {os.getpid()}")
+        return Response(f"hello {__import__('_thaw_runtime').host_pid()}")
 """
 
 

@@ -25,7 +25,7 @@ from workers import WorkerEntrypoint, Response
 
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
-        return Response(f"hello {os.getpid()}")
+        return Response(f"hello {__import__('_thaw_runtime').host_pid()}")
 """
 
 
@@ -207,10 +207,9 @@ def test_foreign_binary_snapshot_is_refused_booted_and_rebuilt(project, dev, tmp
 def test_foreign_library_snapshot_is_refused_booted_and_rebuilt(project, dev, tmp_path):
     # A shared library loaded by dlopen (ctypes) at top level from a directory of ours; it
     # changes after the snapshot was made.
-    libdir = tmp_path / "lib"
-    libdir.mkdir()
-    lib = libdir / "libbz2copy.so"
-    shutil.copy2("/usr/lib/x86_64-linux-gnu/libbz2.so.1.0", lib)
+    # In the project (the fixture's first one): the sandbox shows an instance nothing else of
+    # the machine's files.
+    lib = tmp_path / "proj1" / "lib" / "libbz2copy.so"
     p = project(f"""
         import ctypes
         import os
@@ -222,8 +221,11 @@ def test_foreign_library_snapshot_is_refused_booted_and_rebuilt(project, dev, tm
         class Default(WorkerEntrypoint):
             async def fetch(self, request):
                 assert LIB.BZ2_bzlibVersion().startswith(b"1.")
-                return Response(f"hello {{os.getpid()}}")
+                return Response(f"hello {{__import__('_thaw_runtime').host_pid()}}")
         """)
+    assert lib.parent.parent == p
+    lib.parent.mkdir()
+    shutil.copy2("/usr/lib/x86_64-linux-gnu/libbz2.so.1.0", lib)
     d = dev(p, "--idle-timeout", "0")
     d.wait_snapshot()
     r = d.get("/")

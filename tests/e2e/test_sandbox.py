@@ -1,0 +1,234 @@
+"""The sandbox (docs/security.md): a worker deployed to `thaw serve` is a stranger's code. Each
+attack below is made by a worker over HTTP, on a host that serves another worker throughout,
+and the test asserts the specific refusal (the errno, or what is not there), not just that
+the host survived. The same attacks at the top level fail the deploy, and nothing of them is
+in a stored image. `--no-sandbox` is the control: the same probes then succeed, so these tests
+would fail without the sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from thawtest import THAW_BIN, ThawServe, start_dev, write_project
+
+ATTACKER = '''
+import ctypes, errno, json, os, signal, socket
+from workers import WorkerEntrypoint, Response
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+def outcome(fn):
+    try:
+        value = fn()
+    except OSError as e:
+        return {"errno": errno.errorcode.get(e.errno, str(e.errno))}
+    return {"ok": value if isinstance(value, (int, str, list)) else repr(value)[:100]}
+
+def c_call(fn, *args):
+    ctypes.set_errno(0)
+    rc = fn(*args)
+    if rc == -1:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    return rc
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read(64).decode("latin-1")
+
+def write(path):
+    with open(path, "ab") as f:
+        f.write(b"#")
+    return "written"
+
+def fill_tmp():
+    total = 0
+    chunk = b"x" * (1 << 20)
+    try:
+        with open("/tmp/fill", "wb") as f:
+            while total < (1 << 31):
+                f.write(chunk)
+                f.flush()
+                total += len(chunk)
+    except OSError as e:
+        return {"errno": errno.errorcode.get(e.errno), "written_mb": total >> 20}
+    finally:
+        os.unlink("/tmp/fill")
+    return {"ok": total}
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        q = dict(p.split("=", 1) for p in request.url.split("?", 1)[1].split("&")) if "?" in request.url else {}
+        what = request.url.split("?")[0].rsplit("/", 1)[1]
+        if what == "ids":
+            status = open("/proc/self/status").read()
+            caps = status.split("CapEff:")[1].split()[0]
+            out = {"pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid(),
+                   "groups": os.getgroups(), "caps": caps,
+                   "procs": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+                   "root": sorted(os.listdir("/"))}
+        elif what == "read":
+            out = outcome(lambda: read(q["path"]))
+        elif what == "write":
+            out = outcome(lambda: write(q["path"]))
+        elif what == "kill":
+            out = outcome(lambda: os.kill(int(q["pid"]), int(q["sig"])))
+        elif what == "tmp":
+            out = fill_tmp()
+        elif what == "raw":
+            out = outcome(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+        elif what == "mount":
+            out = outcome(lambda: c_call(libc.mount, b"none", b"/tmp", b"tmpfs", 0, None))
+        elif what == "chroot":
+            out = outcome(lambda: c_call(libc.chroot, b"/tmp"))
+        elif what == "setuid":
+            out = outcome(lambda: c_call(libc.setuid, 0))
+        else:
+            out = {"error": what}
+        return Response(json.dumps(out), headers={"content-type": "application/json"})
+'''
+
+VICTIM = '''
+from workers import WorkerEntrypoint, Response
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        return Response("victim " + self.env.SECRET_TOKEN[:2])
+'''
+
+VICTIM_SECRET = "victim-secret-value-7f3a9"
+
+
+def deploy(host: ThawServe, project: Path):
+    r = host.client("deploy", project, "--no-index")
+    m = re.search(r"^version: (\S+)$", r.stdout, re.M)
+    return r, m.group(1) if m else None
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sandbox")
+    h = ThawServe(root / "data").wait_ready()
+    victim = write_project(root / "victim", VICTIM, name="victim")
+    r, vv = deploy(h, victim)
+    assert vv, r.stdout + r.stderr
+    r = subprocess.run([THAW_BIN, "secret", "put", "SECRET_TOKEN", "--name", "victim", "--host",
+                        h.control, "--token-file", str(h.token_file)], input=VICTIM_SECRET,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    attacker = write_project(root / "attacker", ATTACKER, name="attacker")
+    r, va = deploy(h, attacker)
+    assert va, r.stdout + r.stderr
+    h.victim_version = vv
+    h.attacker_version = va
+    yield h
+    if h.alive():
+        h.stop()
+
+
+def attack(host, what, **q):
+    qs = "&".join(f"{k}={v}" for k, v in q.items())
+    r = host.worker_get("attacker", f"/{what}" + (f"?{qs}" if qs else ""), timeout=60)
+    assert r.status == 200, r
+    # The other worker is served all along.
+    v = host.worker_get("victim")
+    assert v.status == 200 and v.text == "victim " + VICTIM_SECRET[:2], v
+    return r.json()
+
+
+def test_identity_processes_and_capabilities(host):
+    ids = attack(host, "ids")
+    assert ids["pid"] == 1 and ids["procs"] == [1], ids  # its own PID namespace
+    assert ids["uid"] >= 1000 and ids["uid"] == ids["gid"] and ids["groups"] == [], ids
+    assert int(ids["caps"], 16) == 0, ids
+    assert set(ids["root"]) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc",
+                                "sbin", "tmp", "usr"} | {str(host.data).split("/")[1],
+                                                         THAW_BIN.split("/")[1]}, ids
+    assert attack(host, "setuid") == {"errno": "EPERM"}
+
+
+def test_the_hosts_data_is_not_there(host):
+    data = host.data
+    for path in (data / "token", host.token_file, data / "thaw.db", data / "secrets.key",
+                 data / "versions" / host.victim_version / "src" / "entry.py",
+                 f"/proc/{host.pid}/environ", "/etc/shadow", "/root", "/home"):
+        assert attack(host, "read", path=path) == {"errno": "ENOENT"}, path
+    blobs = [p for p in (data / "blobs").rglob("*") if p.is_file()]
+    assert blobs
+    for blob in blobs:
+        assert attack(host, "read", path=blob) == {"errno": "ENOENT"}, blob
+
+
+def test_its_own_files_are_read_only(host):
+    own = host.data / "versions" / host.attacker_version / "src" / "entry.py"
+    assert "ok" in attack(host, "read", path=own)
+    assert attack(host, "write", path=own)["errno"] in ("EROFS", "EACCES")
+
+
+def test_signals_reach_nothing_outside(host):
+    assert attack(host, "kill", pid=-1, sig=int(signal.SIGKILL)) == {"errno": "ESRCH"}
+    assert attack(host, "kill", pid=host.pid, sig=int(signal.SIGKILL)) == {"errno": "ESRCH"}
+    assert host.alive()
+
+
+def test_tmp_is_private_and_capped(host):
+    out = attack(host, "tmp")
+    assert out["errno"] == "ENOSPC" and 32 <= out["written_mb"] <= 64, out
+
+
+def test_privileged_operations_are_refused(host):
+    assert attack(host, "raw") == {"errno": "EPERM"}
+    assert attack(host, "mount") == {"errno": "EPERM"}
+    assert attack(host, "chroot") == {"errno": "EPERM"}
+
+
+TOP_LEVEL = '''
+from workers import WorkerEntrypoint, Response
+open({path!r}).read()
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        return Response("never")
+'''
+
+
+def test_a_top_level_attack_fails_the_deploy(host, tmp_path):
+    token_path = host.token_file
+    project = write_project(tmp_path / "toplevel", TOP_LEVEL.format(path=str(token_path)),
+                            name="toplevel")
+    r, version = deploy(host, project)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "FileNotFoundError" in out and str(token_path) in out, out
+    token = host.token.encode()
+    for blob in (host.data / "blobs").rglob("*"):
+        if blob.is_file():
+            assert token not in blob.read_bytes(), blob
+
+
+def test_thaw_dev_is_sandboxed_too_and_no_sandbox_is_the_control(tmp_path):
+    secret = tmp_path / "host-secret"
+    secret.write_text("host secret\n")
+    secret.chmod(0o600)
+    project = write_project(tmp_path / "dev", ATTACKER, name="devattacker")
+    d = start_dev(project, "--no-snapshot")
+    try:
+        assert d.get(f"/read?path={secret}").json() == {"errno": "ENOENT"}
+        assert d.get("/ids").json()["pid"] == 1
+    finally:
+        d.stop()
+    d = start_dev(project, "--no-snapshot", "--no-sandbox")
+    try:
+        d.wait_for("WARNING: --no-sandbox", stream="stderr")
+        assert d.get(f"/read?path={secret}").json() == {"ok": "host secret\n"}
+        assert d.get("/ids").json()["pid"] != 1
+    finally:
+        d.stop()
