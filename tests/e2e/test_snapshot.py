@@ -7,6 +7,7 @@ sanitizer build, which never snapshots.
 """
 
 import json
+import socket
 import textwrap
 import threading
 import time
@@ -735,14 +736,19 @@ def test_build_failure_is_shown_even_if_a_request_raced_the_build(project, dev, 
     # The first process to run the top level (the snapshot builder, started with `thaw dev`)
     # leaves a marker and takes 3 s; the request is sent once the marker is there, so the
     # instance it boots (which skips the wait) is ready while the build still runs.
-    marker = tmp_path / "builder-started"
+    # Instances share no writable file (each has a private /tmp), so the top level asks a
+    # socket of the test's whether it is the first to run: the first is told to take 3 s.
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(30)
     p = project(f"""
         import os
+        import socket
         import time
         from workers import WorkerEntrypoint, Response
 
-        if not os.path.exists({str(marker)!r}):
-            open({str(marker)!r}, "w").close()
+        with socket.create_connection(("127.0.0.1", {server.getsockname()[1]})) as s:
+            first = s.recv(1) == b"1"
+        if first:
             time.sleep(3)
         TOKEN = os.urandom(8)
 
@@ -750,15 +756,30 @@ def test_build_failure_is_shown_even_if_a_request_raced_the_build(project, dev, 
             async def fetch(self, request):
                 return Response(TOKEN.hex())
         """)
+
+    def answer():
+        n = 0
+        try:
+            while True:
+                conn, _ = server.accept()
+                conn.sendall(b"1" if n == 0 else b"0")
+                conn.close()
+                n += 1
+                if n == 1:
+                    started.set()
+        except OSError:
+            pass
+
+    started = threading.Event()
+    threading.Thread(target=answer, daemon=True).start()
     d = dev(p)
-    deadline = time.monotonic() + 30
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    assert started.wait(30), "the snapshot builder never ran the top level"
     r = d.get("/")  # boots while the snapshot is being built
     assert r.status == 200 and r.timing()[0] == "boot", r
     d.wait_for(r"consumed entropy", stream="stderr", timeout=30)
     r = d.get("/")
     assert r.status == 500, f"the build failed, yet the worker still answers: {r}"
+    server.close()
 
 
 # --------------------------------------------------------------------------- shared mappings
@@ -809,11 +830,13 @@ def test_read_only_shared_file_mappings_are_carried_into_restored_instances(proj
 
 @needs_snapshots
 @pytest.mark.parametrize("setup, named", [
-    ("fd = os.open(PATH, os.O_RDWR)\n"
+    # A writable copy in the instance's private /tmp: the project is read-only to it.
+    ("import shutil\nshutil.copy(PATH, '/tmp/data.bin')\n"
+     "fd = os.open('/tmp/data.bin', os.O_RDWR)\n"
      "ADDR = libc.mmap(None, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)\n"
      "os.close(fd)\n"
      "ctypes.memmove(ADDR, b'changed', 7)\n",
-     "a writable shared mapping of {data} (MAP_SHARED with PROT_WRITE"),
+     "a writable shared mapping of /tmp/data.bin (MAP_SHARED with PROT_WRITE"),
     ("import mmap\nM = mmap.mmap(-1, 4096)\nM.write(b'x')\nADDR = 0\n",
      "an anonymous shared mapping (MAP_SHARED|MAP_ANONYMOUS"),
     ("libc.shmat.restype = ctypes.c_void_p\n"
