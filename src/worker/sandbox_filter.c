@@ -162,8 +162,8 @@
 #define LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET (1ULL << 0)
 #define LANDLOCK_SCOPE_SIGNAL (1ULL << 1)
 #endif
-#define RULE_PATH_BENEATH 1 /* LANDLOCK_RULE_PATH_BENEATH */
-#define RULE_NET_PORT 2     /* LANDLOCK_RULE_NET_PORT, ABI 4 */
+#define RULE_PATH_BENEATH 1   /* LANDLOCK_RULE_PATH_BENEATH */
+#define RULE_NET_PORT 2       /* LANDLOCK_RULE_NET_PORT, ABI 4 */
 #define NR_OPEN_TREE_ATTR 467 /* Linux 6.15, unknown to libseccomp 2.5.4 */
 
 /* struct landlock_ruleset_attr as of ABI 6. The kernel takes a larger
@@ -186,6 +186,7 @@ struct denied_call {
 	int nr;
 };
 
+/* clang-format off */
 #define DENY(call) {#call, SCMP_SYS(call)}
 /* Grouped and ordered as in the comment at the top of this file, which says
  * why each is here. */
@@ -210,6 +211,7 @@ static const struct denied_call denied[] = {
 	/* ENOSYS, not EPERM: see the top of this file */
 	DENY(clone3),
 };
+/* clang-format on */
 #undef DENY
 #define NDENIED (sizeof denied / sizeof denied[0])
 
@@ -241,8 +243,9 @@ static int deny_if(scmp_filter_ctx ctx, int nr, unsigned n, const struct scmp_ar
 
 static int deny_clone_namespaces(scmp_filter_ctx ctx)
 {
-	static const uint64_t ns_flags[] = {CLONE_NEWNS,  CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
-					    CLONE_NEWUSER, CLONE_NEWPID,    CLONE_NEWNET};
+	static const uint64_t ns_flags[] = {CLONE_NEWNS,  CLONE_NEWCGROUP, CLONE_NEWUTS,
+					    CLONE_NEWIPC, CLONE_NEWUSER,   CLONE_NEWPID,
+					    CLONE_NEWNET};
 	int rc = 0;
 	for (size_t i = 0; i < sizeof ns_flags / sizeof ns_flags[0] && rc == 0; i++) {
 		struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags[i], ns_flags[i]);
@@ -266,8 +269,7 @@ static int deny_personality_changes(scmp_filter_ctx ctx)
 
 static bool family_allowed(int family)
 {
-	return family == AF_UNIX || family == AF_INET || family == AF_INET6 ||
-	       family == AF_NETLINK;
+	return family == AF_UNIX || family == AF_INET || family == AF_INET6 || family == AF_NETLINK;
 }
 
 static int deny_sockets(scmp_filter_ctx ctx)
@@ -288,10 +290,8 @@ static int deny_sockets(scmp_filter_ctx ctx)
 	static const int raw_types[] = {SOCK_RAW, SOCK_PACKET};
 	for (size_t f = 0; f < 2 && rc == 0; f++)
 		for (size_t t = 0; t < 2 && rc == 0; t++) {
-			c[0] = SCMP_A0(SCMP_CMP_MASKED_EQ, LOW32,
-							    (uint64_t)ip_families[f]);
-			c[1] = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf,
-							    (uint64_t)raw_types[t]);
+			c[0] = SCMP_A0(SCMP_CMP_MASKED_EQ, LOW32, (uint64_t)ip_families[f]);
+			c[1] = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, (uint64_t)raw_types[t]);
 			rc = deny_if(ctx, SCMP_SYS(socket), 2, c);
 		}
 	/* Netlink: route only. */
@@ -435,8 +435,7 @@ static int landlock_scope(int abi, unsigned *applied, char *err, size_t errlen)
 	};
 	int fd = landlock_create_ruleset(&attr, sizeof attr, 0);
 	if (fd < 0)
-		return err_set(err, errlen, "landlock_create_ruleset (scope): %s",
-			       strerror(errno));
+		return err_set(err, errlen, "landlock_create_ruleset (scope): %s", strerror(errno));
 	int rc = allow_reparenting(fd);
 	if (rc < 0) {
 		close(fd);
@@ -503,8 +502,9 @@ static uint64_t fs_rights(int abi)
 
 /* The rights a rule on a file (not a directory) may carry. */
 #define FILE_RIGHTS                                                                                \
-	(LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_READ_FILE | \
-	 LANDLOCK_ACCESS_FS_TRUNCATE | LANDLOCK_ACCESS_FS_IOCTL_DEV)
+	(LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |                              \
+	 LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_TRUNCATE |                              \
+	 LANDLOCK_ACCESS_FS_IOCTL_DEV)
 
 static int add_path_rules(int ruleset, const char *const *paths, uint64_t access, char *err,
 			  size_t errlen)
@@ -556,10 +556,12 @@ int sbx_landlock_net(const uint16_t *allowed_ports, size_t n, char *err, size_t 
 	int abi = sbx_landlock_abi();
 	if (abi < 4)
 		return err_set(err, errlen,
-			       "landlock ABI %d has no network rules (needs ABI 4, Linux 6.7)", abi);
+			       "landlock ABI %d has no network rules (needs ABI 4, Linux 6.7)",
+			       abi);
 	struct ruleset_attr attr = {
 		.handled_access_fs = LANDLOCK_ACCESS_FS_REFER,
-		.handled_access_net = LANDLOCK_ACCESS_NET_BIND_TCP | LANDLOCK_ACCESS_NET_CONNECT_TCP,
+		.handled_access_net = LANDLOCK_ACCESS_NET_BIND_TCP |
+				      LANDLOCK_ACCESS_NET_CONNECT_TCP,
 	};
 	int fd = landlock_create_ruleset(&attr, sizeof attr, 0);
 	if (fd < 0)
@@ -582,7 +584,6 @@ int sbx_landlock_net(const uint16_t *allowed_ports, size_t n, char *err, size_t 
 	}
 	rc = landlock_enforce(fd);
 	if (rc < 0)
-		return err_set(err, errlen, "landlock_restrict_self (network): %s",
-			       strerror(-rc));
+		return err_set(err, errlen, "landlock_restrict_self (network): %s", strerror(-rc));
 	return 0;
 }

@@ -8,16 +8,20 @@
  * writes each failed expectation to a pipe and exits 1; the test prints them.
  *
  * The expectations are chosen so that an unfiltered child fails them (a
- * no-op sbx_filter_apply makes every test but the working-calls ones fail)
+ * no-op sbx_filter_apply fails all but the tests of what must keep working,
+ * of the list and of the two optional rulesets)
  * and so that an unfiltered child, even as root, harms nothing: no signal to
  * the test process but signal 0, mounts on paths that do not exist,
  * namespaces only in children that exit at once.
  */
+/* cmocka.h needs these before it */
+/* clang-format off */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+/* clang-format on */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -132,6 +136,8 @@ static void run_child(void (*body)(void *), void *arg, int filter)
 	close(p[1]);
 	int st;
 	assert_int_equal(waitpid(pid, &st, 0), pid);
+	/* A grandchild left behind may hold the pipe: read what is there. */
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
 	char msg[8192];
 	size_t n = 0;
 	ssize_t r;
@@ -183,19 +189,17 @@ static int listed(const char *const *list, const char *name)
 static void denied_list_holds_every_dangerous_family(void **state)
 {
 	(void)state;
+	/* clang-format off */
 	static const char *const required[] = {
-		"ptrace",	 "process_vm_readv", "process_vm_writev", "mount",
-		"umount2",	 "pivot_root",	     "chroot",		  "unshare",
-		"setns",	 "clone3",	     "bpf",		  "perf_event_open",
-		"keyctl",	 "add_key",	     "request_key",	  "kexec_load",
-		"kexec_file_load", "init_module",    "finit_module",	  "delete_module",
-		"userfaultfd",	 "io_uring_setup",   "io_uring_enter",	  "io_uring_register",
-		"open_by_handle_at", "swapon",	     "swapoff",		  "reboot",
-		"settimeofday",	 "clock_settime",    "adjtimex",	  "acct",
-		"quotactl",	 "lookup_dcookie",   "move_mount",	  "open_tree",
-		"fsopen",	 "fsconfig",	     "fsmount",		  "fspick",
-		"mount_setattr", "syslog",	     "vhangup",		  "iopl",
-		"ioperm",	 NULL};
+		"ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2",
+		"pivot_root", "chroot", "unshare", "setns", "clone3", "bpf", "perf_event_open",
+		"keyctl", "add_key", "request_key", "kexec_load", "kexec_file_load", "init_module",
+		"finit_module", "delete_module", "userfaultfd", "io_uring_setup", "io_uring_enter",
+		"io_uring_register", "open_by_handle_at", "swapon", "swapoff", "reboot",
+		"settimeofday", "clock_settime", "adjtimex", "acct", "quotactl", "lookup_dcookie",
+		"move_mount", "open_tree", "fsopen", "fsconfig", "fsmount", "fspick",
+		"mount_setattr", "syslog", "vhangup", "iopl", "ioperm", NULL};
+	/* clang-format on */
 	const char *const *denied = sbx_filter_denied();
 	for (size_t i = 0; required[i]; i++)
 		if (!listed(denied, required[i]))
@@ -245,10 +249,18 @@ static __attribute__((noreturn)) void sleep_forever(void)
 		pause();
 }
 
+/* In a grandchild: unfiltered, it would become its parent's tracee. */
+static int traceme_refused(void)
+{
+	errno = 0;
+	return ptrace(PTRACE_TRACEME, 0, NULL, NULL) == -1 && errno == EPERM ? 0 : 1;
+}
+
 static void other_processes(void *arg)
 {
 	(void)arg;
-	EXPECT_ERRNO(ptrace(PTRACE_TRACEME, 0, NULL, NULL), EPERM);
+	int st = in_grandchild(traceme_refused);
+	EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "ptrace(PTRACE_TRACEME) was not refused");
 	pid_t child = fork();
 	if (child == 0)
 		sleep_forever();
@@ -273,24 +285,40 @@ static void ptrace_and_other_processes_memory_are_refused(void **state)
 	run_child(other_processes, NULL, FILTERED);
 }
 
+/* Each unshare in a grandchild of its own, so that one that (unfiltered)
+ * succeeded cannot change what the next one meets. */
+static unsigned long unshare_flags;
+static int unshare_refused(void)
+{
+	errno = 0;
+	return unshare((int)unshare_flags) == -1 && errno == EPERM ? 0 : 1;
+}
+
 static void namespaces_and_mounts(void *arg)
 {
 	(void)arg;
+	/* Paths that do not exist: unfiltered, these fail with ENOENT. */
 	EXPECT_ERRNO(mount("none", "/nonexistent-thaw-sbx", "tmpfs", 0, NULL), EPERM);
 	EXPECT_ERRNO(umount2("/nonexistent-thaw-sbx", MNT_DETACH), EPERM);
-	EXPECT_ERRNO(unshare(CLONE_NEWUSER), EPERM);
-	EXPECT_ERRNO(unshare(CLONE_NEWNET), EPERM);
-	EXPECT_ERRNO(unshare(CLONE_NEWNS), EPERM);
+	EXPECT_ERRNO(syscall(SYS_pivot_root, "/nonexistent-thaw-sbx", "/nonexistent-thaw-sbx"),
+		     EPERM);
+	EXPECT_ERRNO(chroot("/"), EPERM);
+	EXPECT_ERRNO(syscall(SYS_fsopen, "tmpfs", 0), EPERM);
+	EXPECT_ERRNO(syscall(SYS_open_tree, AT_FDCWD, "/", 0), EPERM);
 	int ns = open("/proc/self/ns/uts", O_RDONLY | O_CLOEXEC);
 	EXPECT(ns >= 0, "open /proc/self/ns/uts: %s", strerror(errno));
 	EXPECT_ERRNO(setns(ns, CLONE_NEWUTS), EPERM);
-	EXPECT_ERRNO(chroot("/"), EPERM);
-	EXPECT_ERRNO(syscall(SYS_pivot_root, "/", "/"), EPERM);
-	EXPECT_ERRNO(syscall(SYS_fsopen, "tmpfs", 0), EPERM);
-	EXPECT_ERRNO(syscall(SYS_open_tree, AT_FDCWD, "/", 0), EPERM);
+	static const unsigned long unshares[] = {CLONE_NEWUSER, CLONE_NEWNET, CLONE_NEWNS,
+						 CLONE_FILES};
+	for (size_t i = 0; i < sizeof unshares / sizeof unshares[0]; i++) {
+		unshare_flags = unshares[i];
+		int st = in_grandchild(unshare_refused);
+		EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "unshare(0x%lx) was not refused",
+		       unshares[i]);
+	}
 
-	static const unsigned long ns_flags[] = {CLONE_NEWUSER, CLONE_NEWNS,  CLONE_NEWPID,
-						 CLONE_NEWNET,	CLONE_NEWUTS, CLONE_NEWIPC,
+	static const unsigned long ns_flags[] = {CLONE_NEWUSER,  CLONE_NEWNS,  CLONE_NEWPID,
+						 CLONE_NEWNET,   CLONE_NEWUTS, CLONE_NEWIPC,
 						 CLONE_NEWCGROUP};
 	for (size_t i = 0; i < sizeof ns_flags / sizeof ns_flags[0]; i++) {
 		errno = 0;
@@ -375,10 +403,17 @@ static void personalities(void *arg)
 	EXPECT(last == 0, "personality is 0x%lx after personality(0)", last);
 	EXPECT_OK(syscall(SYS_personality, 0xffffffffUL));
 
-	static const unsigned long refused[] = {
-		PER_BSD,      ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, PER_LINUX32, UNAME26,
-		ADDR_COMPAT_LAYOUT, 1,		 0x80000000UL,	    0x7fffffffUL, 0xfffffffeUL,
-		0x0040000UL | PER_LINUX};
+	static const unsigned long refused[] = {PER_BSD,
+						ADDR_NO_RANDOMIZE,
+						READ_IMPLIES_EXEC,
+						PER_LINUX32,
+						UNAME26,
+						ADDR_COMPAT_LAYOUT,
+						1,
+						0x80000000UL,
+						0x7fffffffUL,
+						0xfffffffeUL,
+						0x0040000UL | PER_LINUX};
 	for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
 		errno = 0;
 		long rc = syscall(SYS_personality, refused[i]);
@@ -427,9 +462,12 @@ static void sockets(void *arg)
 
 	/* What a worker uses. */
 	static const int ok[][3] = {
-		{AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0},  {AF_INET, SOCK_DGRAM, 0},
-		{AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0}, {AF_INET6, SOCK_DGRAM, IPPROTO_UDP},
-		{AF_UNIX, SOCK_STREAM, 0},                 {AF_UNIX, SOCK_DGRAM, 0},
+		{AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0},
+		{AF_INET, SOCK_DGRAM, 0},
+		{AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0},
+		{AF_INET6, SOCK_DGRAM, IPPROTO_UDP},
+		{AF_UNIX, SOCK_STREAM, 0},
+		{AF_UNIX, SOCK_DGRAM, 0},
 		{AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE},
 		{AF_NETLINK, SOCK_DGRAM, NETLINK_ROUTE},
 	};
@@ -710,8 +748,8 @@ static void report_names_what_was_applied(void **state)
 		assert_int_equal(rep.landlock_scopes,
 				 SBX_SCOPE_SIGNAL | SBX_SCOPE_ABSTRACT_UNIX_SOCKET);
 		char want[96];
-		snprintf(want, sizeof want, "seccomp on, landlock ABI %d scope signal+abstract-unix",
-			 abi);
+		snprintf(want, sizeof want,
+			 "seccomp on, landlock ABI %d scope signal+abstract-unix", abi);
 		assert_string_equal(rep.summary, want);
 	} else {
 		assert_int_equal(rep.landlock_scopes, 0);
@@ -725,7 +763,9 @@ static long int80_getpid(void)
 {
 	long rc;
 	/* The 64-bit kernel clears r8-r11 on the way back from int $0x80. */
-	__asm__ volatile("int $0x80" : "=a"(rc) : "a"(20L /* i386 getpid */)
+	__asm__ volatile("int $0x80"
+			 : "=a"(rc)
+			 : "a"(20L /* i386 getpid */)
 			 : "memory", "r8", "r9", "r10", "r11");
 	return rc;
 }
@@ -804,6 +844,12 @@ static void files(void *arg)
 		       strstr(err, "/nonexistent-thaw-sbx"),
 	       "a missing path: %s", err);
 
+	/* A network layer between the filter's and this one: neither may stop
+	 * renames beneath rw (see allow_reparenting in sandbox_filter.c). */
+	const uint16_t port = 443;
+	if (sbx_landlock_abi() >= 4)
+		EXPECT_OK(sbx_landlock_net(&port, 1, err, sizeof err));
+
 	const char *const ro_paths[] = {ro, "/usr", "/bin", NULL};
 	const char *const rw_paths[] = {rw, "/dev/null", NULL};
 	if (sbx_landlock_fs(ro_paths, rw_paths, err, sizeof err) < 0) {
@@ -824,8 +870,11 @@ static void files(void *arg)
 	snprintf(path, sizeof path, "%s/sub/new", rw);
 	EXPECT(can_open(path, O_WRONLY | O_CREAT) == 0, "create beneath rw");
 	snprintf(path2, sizeof path2, "%s/moved", rw);
-	EXPECT_OK(rename(path, path2));
+	EXPECT_OK(rename(path, path2)); /* to another directory */
+	snprintf(path, sizeof path, "%s/sub/linked", rw);
+	EXPECT_OK(link(path2, path));
 	EXPECT_OK(unlink(path2));
+	EXPECT_OK(unlink(path));
 	EXPECT(can_open("/dev/null", O_WRONLY) == 0, "write /dev/null (an rw file)");
 
 	snprintf(path, sizeof path, "%s/f", out);
