@@ -88,13 +88,16 @@
  *
  * Arguments are compared the way the kernel reads them: an int or unsigned
  * int argument by its low 32 bits (SCMP_CMP_MASKED_EQ with 0xffffffff), so
- * garbage in the upper half of a register cannot slip a value past a rule,
- * and a 64-bit value above 0xffffffff is refused where the rule is an
- * allow-list (personality, socket families): refusing too much, never too
- * little. libseccomp allows one comparison per argument per rule, so "not 0
- * and not 0xffffffff" is written as 33 rules: above 0xffffffff, or, for some
- * bit i, bit i set and bit i+1 (mod 32) clear, which holds exactly for every
- * 32-bit value with both a set and a clear bit.
+ * garbage in the upper half of a register cannot slip a value past a rule.
+ * personality matches the kernel exactly, upper half ignored: ctypes passes
+ * personality(0xffffffff) as a sign-extended -1, and that query must work.
+ * libseccomp allows one comparison per argument per rule, so "low half
+ * neither 0 nor 0xffffffff" is written as 32 rules: for some bit i, bit i set
+ * and bit i+1 (mod 32) clear, which holds exactly for the 32-bit values that
+ * have both a set and a clear bit. The socket families are an allow-list
+ * with a "greater than" that sees all 64 bits: a family with its upper half
+ * set is refused although the kernel would read only the low half (glibc
+ * never passes one; refusing too much, never too little).
  *
  * Other ABIs: the filter is for x86_64 alone. A system call of any other
  * architecture (i386 through int $0x80 or sysenter) or of the x32 ABI (number
@@ -254,14 +257,14 @@ static int deny_clone_namespaces(scmp_filter_ctx ctx)
 	return rc;
 }
 
-/* Everything but 0 and 0xffffffff: see the top of this file for the proof. */
+/* A low half other than 0 and 0xffffffff: see the top of this file for the
+ * proof. */
 static int deny_personality_changes(scmp_filter_ctx ctx)
 {
-	struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_GT, LOW32);
-	int rc = deny_if(ctx, SCMP_SYS(personality), 1, &c);
+	int rc = 0;
 	for (unsigned i = 0; i < 32 && rc == 0; i++) {
 		uint64_t bit = 1ULL << i, next = 1ULL << ((i + 1) % 32);
-		c = SCMP_A0(SCMP_CMP_MASKED_EQ, bit | next, bit);
+		struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_MASKED_EQ, bit | next, bit);
 		rc = deny_if(ctx, SCMP_SYS(personality), 1, &c);
 	}
 	return rc;
