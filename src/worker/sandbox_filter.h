@@ -36,7 +36,8 @@ struct sbx_filter_report {
 	int landlock_abi;         /* 0: this kernel has no landlock (or it is off) */
 	unsigned landlock_scopes; /* SBX_SCOPE_* */
 	/* "seccomp on, landlock ABI 7 scope signal+abstract-unix", or
-	 * "seccomp on, landlock ABI 3 (no scoping: needs ABI 6)" */
+	 * "seccomp on, landlock ABI 3 without scoping (needs ABI 6)", or
+	 * "seccomp on, no landlock" */
 	char summary[96];
 };
 
