@@ -39,7 +39,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/util.h"
+#include "worker/sandbox_filter.h"
 
 extern char **environ;
 
@@ -573,5 +575,10 @@ int sbx_enter(json_t *spec, const struct sbx_paths *p, char *err, size_t errlen)
 		return fail(err, errlen, "PR_SET_DUMPABLE", NULL);
 	if (chdir("/") < 0)
 		return fail(err, errlen, "chdir", "/");
+	/* Last: no_new_privs, landlock scopes, the seccomp filter. */
+	struct sbx_filter_report rep;
+	if (sbx_filter_apply(NULL, &rep, err, errlen) < 0)
+		return -1;
+	log_debug("sandbox: uid %lld, %s", (long long)uid, rep.summary);
 	return 0;
 }

@@ -90,6 +90,9 @@ class Default(WorkerEntrypoint):
             out = outcome(lambda: c_call(libc.mount, b"none", b"/tmp", b"tmpfs", 0, None))
         elif what == "chroot":
             out = outcome(lambda: c_call(libc.chroot, b"/tmp"))
+        elif what == "syscall":
+            args = [int(a) for a in q.get("args", "").split(",") if a]
+            out = outcome(lambda: c_call(libc.syscall, int(q["nr"]), *[ctypes.c_long(a) for a in args]))
         elif what == "setuid":
             out = outcome(lambda: c_call(libc.setuid, 0))
         else:
@@ -102,7 +105,8 @@ from workers import WorkerEntrypoint, Response
 
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
-        return Response("victim " + self.env.SECRET_TOKEN[:2])
+        secret = getattr(self.env, "SECRET_TOKEN", None)
+        return Response("victim " + (secret[:2] if secret else "--"))
 '''
 
 VICTIM_SECRET = "victim-secret-value-7f3a9"
@@ -125,9 +129,12 @@ def host(tmp_path_factory):
                         h.control, "--token-file", str(h.token_file)], input=VICTIM_SECRET,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+    blobs = lambda: {p for p in (h.data / "blobs").rglob("*") if p.is_file()}
+    before = blobs()
     attacker = write_project(root / "attacker", ATTACKER, name="attacker")
     r, va = deploy(h, attacker)
     assert va, r.stdout + r.stderr
+    h.attacker_blobs = blobs() - before
     h.victim_version = vv
     h.attacker_version = va
     yield h
@@ -164,8 +171,18 @@ def test_the_hosts_data_is_not_there(host):
         assert attack(host, "read", path=path) == {"errno": "ENOENT"}, path
     blobs = [p for p in (data / "blobs").rglob("*") if p.is_file()]
     assert blobs
+    # Of every blob (both bundles, the victim's images), an instance sees only the image it
+    # was restored from, and that image's working set: its own.
+    seen = {}
     for blob in blobs:
-        assert attack(host, "read", path=blob) == {"errno": "ENOENT"}, blob
+        out = attack(host, "read", path=blob)
+        if out != {"errno": "ENOENT"}:
+            seen[blob] = out
+    ws = [str(b) for b in seen if str(b).endswith(".ws")]
+    images = [b for b in seen if not str(b).endswith(".ws")]
+    assert len(images) <= 1 and all(seen[b]["ok"].startswith("THAWSNP1") for b in images), seen
+    assert all(w[:-3] in map(str, images) for w in ws), seen
+    assert set(images) <= host.attacker_blobs, seen
 
 
 def test_its_own_files_are_read_only(host):
@@ -189,6 +206,34 @@ def test_privileged_operations_are_refused(host):
     assert attack(host, "raw") == {"errno": "EPERM"}
     assert attack(host, "mount") == {"errno": "EPERM"}
     assert attack(host, "chroot") == {"errno": "EPERM"}
+
+
+# x86_64 system call numbers and arguments that would succeed (or fail otherwise than EPERM)
+# without the seccomp filter: an unprivileged process may create a user namespace, trace a
+# child, make a keyring, a userfaultfd or an io_uring, and each would answer differently.
+SYSCALLS = {
+    "ptrace(PTRACE_TRACEME)": (101, [0, 0, 0, 0]),
+    "ptrace(PTRACE_ATTACH, 2)": (101, [16, 2, 0, 0]),
+    "process_vm_readv": (310, [1, 0, 0, 0, 0, 0]),
+    "unshare(CLONE_NEWUSER)": (272, [0x10000000]),
+    "unshare(CLONE_NEWNET)": (272, [0x40000000]),
+    "setns": (308, [0, 0]),
+    "bpf": (321, [0, 0, 0]),
+    "perf_event_open": (298, [0, 0, -1, -1, 0]),
+    "keyctl": (250, [0, 0, 0, 0, 0]),
+    "add_key": (248, [0, 0, 0, 0, 0]),
+    "userfaultfd": (323, [0]),
+    "io_uring_setup": (425, [8, 0]),
+    "kexec_load": (246, [0, 0, 0, 0]),
+    "init_module": (175, [0, 0, 0]),
+    "personality(ADDR_NO_RANDOMIZE)": (135, [0x0040000]),
+}
+
+
+@pytest.mark.parametrize("name", list(SYSCALLS))
+def test_dangerous_system_calls_get_eperm(host, name):
+    nr, args = SYSCALLS[name]
+    assert attack(host, "syscall", nr=nr, args=",".join(map(str, args))) == {"errno": "EPERM"}
 
 
 TOP_LEVEL = '''
