@@ -295,6 +295,8 @@ int sbx_in_stage2(void)
 
 /* --- stage 2 --- */
 
+
+
 struct entry {
 	const char *path;
 	enum { E_RO, E_RW, E_HIDE } kind;
@@ -359,6 +361,42 @@ static int idmap_child(void *arg)
 	_exit(0);
 }
 
+/* Holders made ahead by sbx_prepare (a spare, before it has work): a
+ * cold start then writes a map instead of making a process. */
+#define HOLDERS 2
+static struct holder {
+	pid_t pid;  /* 0: none */
+	int wfd;    /* its pipe: closing it lets it go */
+} holders[HOLDERS];
+
+static pid_t holder_new(int *wfd)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	static char stack[16384] __attribute__((aligned(16)));
+	pid_t pid = clone(idmap_child, stack + sizeof stack, CLONE_NEWUSER | SIGCHLD, p);
+	close(p[0]);
+	if (pid < 0) {
+		close(p[1]);
+		return -1;
+	}
+	*wfd = p[1];
+	return pid;
+}
+
+/* Let every holder go and reap it (they exit at EOF on their pipe). */
+static void holders_release(void)
+{
+	for (int i = 0; i < HOLDERS; i++)
+		if (holders[i].pid > 0) {
+			close(holders[i].wfd);
+			while (waitpid(holders[i].pid, NULL, 0) < 0 && errno == EINTR)
+				;
+			holders[i].pid = 0;
+		}
+}
+
 static int idmap_userns(struct idmaps *im, uid_t uid, gid_t gid)
 {
 	for (int i = 0; i < im->n; i++)
@@ -366,12 +404,16 @@ static int idmap_userns(struct idmaps *im, uid_t uid, gid_t gid)
 			return im->m[i].fd;
 	if (im->n == (int)(sizeof im->m / sizeof im->m[0]))
 		return -1;
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -1;
-	static char stack[16384] __attribute__((aligned(16)));
-	pid_t pid = clone(idmap_child, stack + sizeof stack, CLONE_NEWUSER | SIGCHLD, p);
-	close(p[0]);
+	int wfd = -1;
+	pid_t pid = -1;
+	for (int i = 0; i < HOLDERS && pid < 0; i++)
+		if (holders[i].pid > 0) {
+			pid = holders[i].pid;
+			wfd = holders[i].wfd;
+			holders[i].pid = 0;
+		}
+	if (pid < 0)
+		pid = holder_new(&wfd);
 	int fd = -1;
 	if (pid > 0) {
 		char path[64], line[64];
@@ -384,11 +426,10 @@ static int idmap_userns(struct idmaps *im, uid_t uid, gid_t gid)
 		snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
 		if (ok)
 			fd = open(path, O_RDONLY | O_CLOEXEC);
-	}
-	close(p[1]);
-	if (pid > 0)
+		close(wfd);
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
+	}
 	if (fd >= 0)
 		im->m[im->n++] = (typeof(im->m[0])){uid, gid, fd};
 	return fd;
@@ -472,6 +513,19 @@ static int drop_caps(void)
 }
 
 
+static struct sbx_filter_prepared filter;
+static int filter_ready;
+
+int sbx_prepare(char *err, size_t errlen)
+{
+	if (sbx_filter_prepare(&filter, NULL, err, errlen) < 0)
+		return -1;
+	filter_ready = 1;
+	for (int i = 0; i < HOLDERS; i++)
+		holders[i].pid = holder_new(&holders[i].wfd);
+	return 0;
+}
+
 int sbx_enter(json_t *spec, const struct sbx_paths *p, char *err, size_t errlen)
 {
 	if (!json_is_object(spec))
@@ -543,6 +597,7 @@ int sbx_enter(json_t *spec, const struct sbx_paths *p, char *err, size_t errlen)
 	close(oldfd);
 	for (int i = 0; i < im.n; i++)
 		close(im.m[i].fd);
+	holders_release();
 	for (size_t i = 0; !rc && i < n; i++)
 		if (e[i].kind == E_HIDE && access(e[i].path, F_OK) == 0 &&
 		    set_attr_rec(e[i].path, 1, 0) < 0)
@@ -575,9 +630,13 @@ int sbx_enter(json_t *spec, const struct sbx_paths *p, char *err, size_t errlen)
 		return fail(err, errlen, "PR_SET_DUMPABLE", NULL);
 	if (chdir("/") < 0)
 		return fail(err, errlen, "chdir", "/");
-	/* Last: no_new_privs, landlock scopes, the seccomp filter. */
+	/* Last: no_new_privs, landlock scopes, the seccomp filter (built ahead
+	 * by sbx_prepare). */
 	struct sbx_filter_report rep;
-	if (sbx_filter_apply(NULL, &rep, err, errlen) < 0)
+	if (!filter_ready && sbx_filter_prepare(&filter, NULL, err, errlen) < 0)
+		return -1;
+	filter_ready = 0;
+	if (sbx_filter_enforce(&filter, &rep, err, errlen) < 0)
 		return -1;
 	log_debug("sandbox: uid %lld, %s", (long long)uid, rep.summary);
 	return 0;

@@ -131,6 +131,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/seccomp.h>
+#include <stdlib.h>
 #include <linux/landlock.h>
 #include <linux/netlink.h>
 #include <sched.h>
@@ -326,7 +328,9 @@ static int deny_tty_injection(scmp_filter_ctx ctx)
 	return rc;
 }
 
-static int seccomp_apply(char *err, size_t errlen)
+/* The filter as a BPF program (libseccomp builds it, the kernel's format):
+ * *prog's filter is malloc'ed. 0, or -1 with err. */
+static int seccomp_build(struct sock_fprog *prog, char *err, size_t errlen)
 {
 	const char *what = "seccomp_init";
 	int rc = -ENOMEM;
@@ -363,10 +367,37 @@ static int seccomp_apply(char *err, size_t errlen)
 	if (rc < 0)
 		goto error;
 
-	what = "seccomp_load";
-	rc = seccomp_load(ctx);
+	/* Exported, not loaded: loading is a single system call later (the
+	 * instance's cold start pays only that). The program is a few KiB:
+	 * a pipe holds it whole. */
+	what = "seccomp_export_bpf";
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		rc = -errno;
+		goto error;
+	}
+	rc = seccomp_export_bpf(ctx, pfd[1]);
+	close(pfd[1]);
+	size_t cap = 65536, got = 0;
+	uint8_t *buf = rc < 0 ? NULL : malloc(cap);
+	while (buf && got < cap) {
+		ssize_t n = read(pfd[0], buf + got, cap - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(pfd[0]);
+	if (rc == 0 && (!buf || got == 0 || got == cap || got % sizeof(struct sock_filter))) {
+		rc = -EINVAL;
+		free(buf);
+		buf = NULL;
+	}
 	if (rc < 0)
 		goto error;
+	prog->filter = (struct sock_filter *)buf;
+	prog->len = (unsigned short)(got / sizeof(struct sock_filter));
 	seccomp_release(ctx);
 	return 0;
 
@@ -427,57 +458,100 @@ static int allow_reparenting(int ruleset)
 	return rc;
 }
 
-static int landlock_scope(int abi, unsigned *applied, char *err, size_t errlen)
+/* The scope ruleset (not enforced yet): its fd, -1 when the ABI has no
+ * scopes, or -2 with err. */
+static int landlock_scope_ruleset(int abi, char *err, size_t errlen)
 {
-	*applied = 0;
 	if (abi < 6)
-		return 0;
+		return -1;
 	struct ruleset_attr attr = {
 		.handled_access_fs = LANDLOCK_ACCESS_FS_REFER,
 		.scoped = LANDLOCK_SCOPE_SIGNAL | LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET,
 	};
-	int fd = landlock_create_ruleset(&attr, sizeof attr, 0);
+	int fd = landlock_create_ruleset(&attr, sizeof attr, O_CLOEXEC);
 	if (fd < 0)
-		return err_set(err, errlen, "landlock_create_ruleset (scope): %s", strerror(errno));
+		fd = landlock_create_ruleset(&attr, sizeof attr, 0);
+	if (fd < 0) {
+		err_set(err, errlen, "landlock_create_ruleset (scope): %s", strerror(errno));
+		return -2;
+	}
 	int rc = allow_reparenting(fd);
 	if (rc < 0) {
 		close(fd);
-		return err_set(err, errlen, "landlock: rule for /: %s", strerror(-rc));
+		err_set(err, errlen, "landlock: rule for /: %s", strerror(-rc));
+		return -2;
 	}
-	rc = landlock_enforce(fd);
-	if (rc < 0)
-		return err_set(err, errlen, "landlock_restrict_self (scope): %s", strerror(-rc));
-	*applied = SBX_SCOPE_SIGNAL | SBX_SCOPE_ABSTRACT_UNIX_SOCKET;
-	return 0;
+	return fd;
 }
 
-int sbx_filter_apply(const struct sbx_filter_opts *o, struct sbx_filter_report *report, char *err,
-		     size_t errlen)
+int sbx_filter_prepare(struct sbx_filter_prepared *p, const struct sbx_filter_opts *o, char *err,
+		       size_t errlen)
 {
 	static const struct sbx_filter_opts defaults;
-	struct sbx_filter_report local;
 	if (!o)
 		o = &defaults;
-	if (!report)
-		report = &local;
-	memset(report, 0, sizeof *report);
-
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		return err_set(err, errlen, "prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(errno));
-
-	report->landlock_abi = sbx_landlock_abi();
-	if (report->landlock_abi < 6 && o->require_landlock_scope)
+	memset(p, 0, sizeof *p);
+	p->ruleset = -1;
+	p->abi = sbx_landlock_abi();
+	if (p->abi < 6 && o->require_landlock_scope)
 		return err_set(err, errlen,
 			       "landlock cannot scope signals and abstract unix sockets here "
 			       "(landlock ABI %d; scoping needs ABI 6, Linux 6.12, with landlock "
 			       "in the lsm= list)",
-			       report->landlock_abi);
-	if (landlock_scope(report->landlock_abi, &report->landlock_scopes, err, errlen) < 0)
+			       p->abi);
+	int fd = landlock_scope_ruleset(p->abi, err, errlen);
+	if (fd == -2)
 		return -1;
-
-	if (seccomp_apply(err, errlen) < 0)
+	p->ruleset = fd;
+	if (seccomp_build(&p->prog, err, errlen) < 0) {
+		sbx_filter_discard(p);
 		return -1;
+	}
+	return 0;
+}
 
+void sbx_filter_discard(struct sbx_filter_prepared *p)
+{
+	if (p->ruleset >= 0)
+		close(p->ruleset);
+	p->ruleset = -1;
+	free(p->prog.filter);
+	p->prog.filter = NULL;
+	p->prog.len = 0;
+}
+
+int sbx_filter_enforce(struct sbx_filter_prepared *p, struct sbx_filter_report *report, char *err,
+		       size_t errlen)
+{
+	struct sbx_filter_report local;
+	if (!report)
+		report = &local;
+	memset(report, 0, sizeof *report);
+	report->landlock_abi = p->abi;
+	int rc = -1;
+	if (!p->prog.filter) {
+		err_set(err, errlen, "seccomp filter: not prepared");
+		goto out;
+	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		err_set(err, errlen, "prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(errno));
+		goto out;
+	}
+	if (p->ruleset >= 0) {
+		int lr = landlock_enforce(p->ruleset); /* closes it */
+		p->ruleset = -1;
+		if (lr < 0) {
+			err_set(err, errlen, "landlock_restrict_self (scope): %s", strerror(-lr));
+			goto out;
+		}
+		report->landlock_scopes = SBX_SCOPE_SIGNAL | SBX_SCOPE_ABSTRACT_UNIX_SOCKET;
+	}
+	/* One thread here (the caller's promise): no TSYNC needed. */
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &p->prog) < 0) {
+		err_set(err, errlen, "seccomp filter: load: %s", strerror(errno));
+		goto out;
+	}
+	rc = 0;
 	if (report->landlock_scopes)
 		snprintf(report->summary, sizeof report->summary,
 			 "seccomp on, landlock ABI %d scope signal+abstract-unix",
@@ -488,7 +562,18 @@ int sbx_filter_apply(const struct sbx_filter_opts *o, struct sbx_filter_report *
 			 report->landlock_abi);
 	else
 		snprintf(report->summary, sizeof report->summary, "seccomp on, no landlock");
-	return 0;
+out:
+	sbx_filter_discard(p);
+	return rc;
+}
+
+int sbx_filter_apply(const struct sbx_filter_opts *o, struct sbx_filter_report *report, char *err,
+		     size_t errlen)
+{
+	struct sbx_filter_prepared p;
+	if (sbx_filter_prepare(&p, o, err, errlen) < 0)
+		return -1;
+	return sbx_filter_enforce(&p, report, err, errlen);
 }
 
 static uint64_t fs_rights(int abi)

@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <linux/filter.h>
+
 struct sbx_filter_opts {
 	/* Fail rather than go on with seccomp alone when the kernel's landlock
 	 * cannot scope signals and abstract unix sockets (landlock ABI < 6,
@@ -40,6 +42,23 @@ struct sbx_filter_report {
 	 * "seccomp on, no landlock" */
 	char summary[96];
 };
+
+/* The filter, built ahead (sbx_filter_prepare: libseccomp's work, the
+ * landlock ruleset) and put in force later in one go (sbx_filter_enforce:
+ * three system calls). A spare prepares it before it is given work, so a
+ * cold start pays only the enforcing. */
+struct sbx_filter_prepared {
+	struct sock_fprog prog; /* the seccomp program (malloc'ed filter) */
+	int ruleset;            /* the landlock scope ruleset, or -1 */
+	int abi;                /* this kernel's landlock ABI */
+};
+int sbx_filter_prepare(struct sbx_filter_prepared *p, const struct sbx_filter_opts *o, char *err,
+		       size_t errlen);
+/* Enforce what p holds (then discarded, whatever happens). 0, or -1 with err. */
+int sbx_filter_enforce(struct sbx_filter_prepared *p, struct sbx_filter_report *report, char *err,
+		       size_t errlen);
+/* Free what p holds, unused. */
+void sbx_filter_discard(struct sbx_filter_prepared *p);
 
 /* Apply no_new_privs, landlock scoping (as far as the kernel's ABI goes) and
  * the seccomp filter to the calling process. o may be NULL (defaults);

@@ -303,6 +303,13 @@ int worker_main(int argc, char **argv)
 		fprintf(stderr, "thaw worker: %s\n", err);
 		return 1;
 	}
+	if (sbx_started_sandboxed()) {
+		char err[512];
+		if (sbx_prepare(err, sizeof err) < 0) {
+			fprintf(stderr, "thaw worker: %s\n", err);
+			return 1;
+		}
+	}
 	prctl(PR_SET_NAME, "thaw-spare"); /* until it is given work (ps, top) */
 	signal(SIGPIPE, SIG_IGN);
 	snprintf(prefix, sizeof prefix, "thaw worker %d", (int)getpid());
