@@ -46,8 +46,8 @@ int sbx_stage1(char *err, size_t errlen);
 /* Is this process past sbx_stage1 (in the new root, the host's at /.old)? */
 int sbx_in_stage2(void);
 /* In stage 2, before HELLO: build the seccomp program and the landlock
- * ruleset, and make the processes that will hold idmappings, so that
- * sbx_enter (on the cold start's path) only puts them in force. 0, or -1. */
+ * ruleset, so that sbx_enter (on the cold start's path) only puts them in
+ * force. 0, or -1. */
 int sbx_prepare(char *err, size_t errlen);
 /* Is this process PID 1 of a namespace, i.e. started sandboxed? */
 int sbx_started_sandboxed(void);
