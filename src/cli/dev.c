@@ -23,6 +23,7 @@
 #include "cli/install.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "proto/frame.h"
 #include "host/child.h"
 #include "host/executor.h"
 #include "host/host.h"
@@ -631,6 +632,26 @@ int cmd_dev(int argc, char **argv)
 		if (add_service(&d, argv[i], persist_to, d.app.snapshots, no_install, err,
 				sizeof err) < 0) {
 			fprintf(stderr, "thaw dev: %s: %s\n", argv[i], err);
+			return 1;
+		}
+	}
+	if (h->sandbox) {
+		/* What instances may be shown parts of: each project (its images
+		 * are under its .thaw/) and the SDK. */
+		const char *roots[THAW_ROOTS_MAX];
+		size_t n = 0;
+		roots[n++] = h->sdk_dir;
+		roots[n++] = cfg->dir;
+		struct dev_service *s;
+		for (s = d.services; s && n < THAW_ROOTS_MAX; s = s->next)
+			roots[n++] = s->app.cfg->dir;
+		if (s) {
+			fprintf(stderr, "thaw dev: at most %d projects run sandboxed at once\n",
+				THAW_ROOTS_MAX - 1);
+			return 1;
+		}
+		if (host_sandbox_roots(h, roots, n, err, sizeof err) < 0) {
+			fprintf(stderr, "thaw dev: %s\n", err);
 			return 1;
 		}
 	}

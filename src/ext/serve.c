@@ -731,6 +731,20 @@ int cmd_serve(int argc, char **argv)
 
 	if (host_loop_start(h, err, sizeof err) < 0)
 		fatal("%s", err);
+	if (h->sandbox) {
+		/* What an instance may be shown parts of: its version, its image
+		 * (a blob, or a builder's output under tmp/), the SDK. */
+		char *versions = xasprintf("%s/versions", store_dir(s->st));
+		char *blobs = xasprintf("%s/blobs", store_dir(s->st));
+		char *tmp = xasprintf("%s/tmp", store_dir(s->st));
+		const char *roots[] = {h->sdk_dir, versions, blobs, tmp};
+		int rc = host_sandbox_roots(h, roots, 4, err, sizeof err);
+		free(versions);
+		free(blobs);
+		free(tmp);
+		if (rc < 0)
+			fatal("%s", err);
+	}
 
 	unsigned bound;
 	if (front_start(h, ip, (unsigned)port, &bound, err, sizeof err) < 0) {

@@ -253,6 +253,11 @@ struct host {
 	uint64_t sandbox_tmp_bytes; /* each instance's /tmp (and /dev/shm) */
 	char **sandbox_names;       /* slot i + 1 is sandbox_names[i]'s */
 	unsigned nsandbox_names;
+	/* The directories whose trees instances may be shown parts of (their
+	 * versions, images, output directories, the SDK): every spare gets a
+	 * clone of each before it drops the host's root (spawn.h). */
+	int sandbox_roots_fd;       /* memfd: the paths, one per line; -1 until set */
+	unsigned nsandbox_roots;
 };
 
 /* "name", or "name@version" in thaw serve: how logs name an app. */
@@ -306,8 +311,12 @@ int host_loop_start(struct host *h, char *err, size_t errlen);
 	"  --tmp-mb N               each instance's private /tmp, in MiB (default 64)\n"
 /* Workers that can have a sandbox uid of their own, per host run. */
 #define SANDBOX_UID_SLOTS 65536u
-/* The sandbox's teardown: the uid table (instance.c). */
+/* The sandbox's teardown: the uid table and the roots (instance.c). */
 void host_sandbox_free(struct host *h);
+/* Set the sandbox's roots (see struct host), before the first spare: 0, or
+ * -1 with err (not an absolute path to a directory, too many). */
+int host_sandbox_roots(struct host *h, const char *const *paths, size_t n, char *err,
+		       size_t errlen);
 /* Parse a whole number option up to max; -1 with a message. */
 int host_opt_u64(const char *cmd, const char *opt, const char *v, uint64_t max, uint64_t *out);
 

@@ -103,12 +103,14 @@
 #include "host/spawn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -252,7 +254,7 @@ static struct instance *proc_spawn(struct host *h)
 		return NULL;
 	}
 	char err[256];
-	pid_t pid = spawn_worker(sv[1], h->sandbox, err, sizeof err);
+	pid_t pid = spawn_worker(h, sv[1], h->sandbox, err, sizeof err);
 	close(sv[1]);
 	if (pid < 0) {
 		log_error("cannot start an instance: %s", err);
@@ -314,6 +316,21 @@ struct instance *inst_take(struct app *a)
 	return in;
 }
 
+static void host_sandbox_free_roots(struct host *h);
+
+/* fd moved above every number a spawned spare's fds are put on (the child
+ * dups the roots to SPAWN_ROOTS_FD.., which must never be one of them). */
+static int high_fd(int fd)
+{
+	if (fd < 0 || fd >= 64)
+		return fd;
+	int h = fcntl(fd, F_DUPFD_CLOEXEC, 64);
+	int e = errno;
+	close(fd);
+	errno = e;
+	return h;
+}
+
 /* Its worker's uid in the sandbox: base + slot, slots by name (0: none left). */
 static uint32_t sandbox_uid(struct host *h, const char *name)
 {
@@ -328,8 +345,50 @@ static uint32_t sandbox_uid(struct host *h, const char *name)
 	return h->sandbox_uid_base + h->nsandbox_names;
 }
 
+int host_sandbox_roots(struct host *h, const char *const *paths, size_t n, char *err,
+		       size_t errlen)
+{
+	if (n > SPAWN_ROOTS_MAX)
+		return err_set(err, errlen, "more than %d sandbox roots", SPAWN_ROOTS_MAX);
+	struct buf list = {0};
+	for (size_t i = 0; i < n; i++) {
+		struct stat st;
+		if (paths[i][0] != '/' || strchr(paths[i], '\n') || stat(paths[i], &st) < 0 ||
+		    !S_ISDIR(st.st_mode)) {
+			buf_free(&list);
+			return err_set(err, errlen, "sandbox root %s: %s", paths[i],
+				       paths[i][0] != '/' ? "not an absolute path" : "not a directory");
+		}
+		buf_append(&list, paths[i], strlen(paths[i]));
+		buf_append(&list, "\n", 1);
+	}
+	int mfd = high_fd(memfd_create("thaw-roots", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+	if (mfd < 0 || write_all(mfd, buf_head(&list), buf_used(&list)) < 0 ||
+	    fcntl(mfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0) {
+		err_set(err, errlen, "sandbox roots: memfd: %s", strerror(errno));
+		if (mfd >= 0)
+			close(mfd);
+		buf_free(&list);
+		return -1;
+	}
+	buf_free(&list);
+	host_sandbox_free_roots(h);
+	h->sandbox_roots_fd = mfd;
+	h->nsandbox_roots = (unsigned)n;
+	return 0;
+}
+
+static void host_sandbox_free_roots(struct host *h)
+{
+	h->nsandbox_roots = 0;
+	if (h->sandbox_roots_fd >= 0)
+		close(h->sandbox_roots_fd);
+	h->sandbox_roots_fd = -1;
+}
+
 void host_sandbox_free(struct host *h)
 {
+	host_sandbox_free_roots(h);
 	for (unsigned i = 0; i < h->nsandbox_names; i++)
 		free(h->sandbox_names[i]);
 	free(h->sandbox_names);

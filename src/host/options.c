@@ -31,6 +31,7 @@ void host_defaults(struct host *h)
 	h->sandbox = 1;
 	h->sandbox_uid_base = 2000000000u;
 	h->sandbox_tmp_bytes = 64ull << 20;
+	h->sandbox_roots_fd = -1;
 }
 
 int host_opt_u64(const char *cmd, const char *opt, const char *v, uint64_t max, uint64_t *out)
@@ -173,7 +174,7 @@ int host_loop_start(struct host *h, char *err, size_t errlen)
 		return 0;
 	}
 	char why[512];
-	if (spawn_sandbox_probe(why, sizeof why) < 0) {
+	if (spawn_sandbox_probe(h, why, sizeof why) < 0) {
 		snprintf(err, errlen, "the sandbox cannot be made on this machine: %s (--no-sandbox "
 				      "runs instances unconfined, for debugging only)", why);
 		return -1;

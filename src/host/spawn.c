@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "host/host.h"
 #include "proto/frame.h"
 
 extern char **environ;
@@ -48,6 +49,7 @@ struct spawn_args {
 	char *const *argv;
 	char *const *envp;
 	int sock;
+	int roots_fd;          /* -1: none */
 	volatile int err; /* errno of the step that failed in the child, 0 if none */
 };
 
@@ -89,8 +91,16 @@ static int spawn_child(void *p)
 		rc = syscall(SYS_dup3, a->sock, THAW_WORKER_FD, 0);
 	if (rc < 0)
 		return child_fail(a, rc);
-	/* Only stdio and the socket cross over, whatever the host inherited. */
-	syscall(SYS_close_range, THAW_WORKER_FD + 1, ~0U, 0);
+	/* Only stdio, the socket and the roots cross over, whatever the host
+	 * inherited. The host's fds are close-on-exec, their copies here not. */
+	unsigned last = THAW_WORKER_FD;
+	if (a->roots_fd >= 0) {
+		rc = syscall(SYS_dup3, a->roots_fd, SPAWN_ROOTS_FD, 0);
+		if (rc < 0)
+			return child_fail(a, rc);
+		last = SPAWN_ROOTS_FD;
+	}
+	syscall(SYS_close_range, last + 1, ~0U, 0);
 	uint64_t none = 0;
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
 	rc = syscall(SYS_execve, a->path, a->argv, a->envp);
@@ -167,25 +177,26 @@ static pid_t plain_spawn(int sock, char *const argv[], char *err, size_t errlen)
 	return pid;
 }
 
-pid_t spawn_worker(int sock, int sandbox, char *err, size_t errlen)
+pid_t spawn_worker(const struct host *h, int sock, int sandbox, char *err, size_t errlen)
 {
 	/* Same argv and environment for every instance: a snapshot's stack
 	 * holds them, and restores need the same stack top. */
 	char *argv[] = {(char *)self_exe(), "worker", NULL};
 	if (!sandbox)
 		return plain_spawn(sock, argv, err, errlen);
-	struct spawn_args a = {.path = argv[0], .argv = argv, .envp = environ, .sock = sock};
+	struct spawn_args a = {.path = argv[0], .argv = argv, .envp = environ, .sock = sock,
+			       .roots_fd = h->sandbox_roots_fd};
 	return clone_child(&a, err, errlen);
 }
 
-int spawn_sandbox_probe(char *err, size_t errlen)
+int spawn_sandbox_probe(const struct host *h, char *err, size_t errlen)
 {
 	/* A whole spare: the namespaces, then its own root (sandbox.c's first
 	 * stage), then HELLO. What goes wrong in it is on stderr. */
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return err_set(err, errlen, "socketpair: %s", strerror(errno));
-	pid_t pid = spawn_worker(sv[1], 1, err, errlen);
+	pid_t pid = spawn_worker(h, sv[1], 1, err, errlen);
 	close(sv[1]);
 	if (pid < 0) {
 		close(sv[0]);

@@ -16,20 +16,26 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "proto/frame.h"
+
 /*
  * Start `self_exe() worker` with sock as fd THAW_WORKER_FD and nothing else
  * but stdio open, every signal unblocked and at its default, in a process
  * group of its own. sandbox: in new namespaces (see above). Returns the
  * pid, or -1 with err.
  */
-pid_t spawn_worker(int sock, int sandbox, char *err, size_t errlen);
+struct host;
+pid_t spawn_worker(const struct host *h, int sock, int sandbox, char *err, size_t errlen);
+/* A sandboxed spare's roots: THAW_ROOTS_FD (proto/frame.h). */
+#define SPAWN_ROOTS_FD THAW_ROOTS_FD
+#define SPAWN_ROOTS_MAX THAW_ROOTS_MAX
 
 /*
  * Can this host make sandboxed instances? Tried once at host start by
  * spawning a child into the namespaces: 0, or -1 with err saying why not
  * (the host then refuses to start unless --no-sandbox).
  */
-int spawn_sandbox_probe(char *err, size_t errlen);
+int spawn_sandbox_probe(const struct host *h, char *err, size_t errlen);
 
 /* Does spawn_worker(…, 1, …) add a user namespace (the host is not root)? */
 int spawn_uses_userns(void);

@@ -91,6 +91,11 @@
 /* The fd on which an instance (`thaw worker`) finds its end of the
  * socketpair: the host dup2s it there before exec. */
 #define THAW_WORKER_FD 3
+/* A sandboxed spare's roots (src/worker/sandbox.c): the directories whose
+ * trees it may show parts of, one path per line in a sealed memfd on this fd;
+ * at most THAW_ROOTS_MAX. It clones each into THAW_ROOTS_FD + 1 + i. */
+#define THAW_ROOTS_FD 4
+#define THAW_ROOTS_MAX 16
 
 #include <stddef.h>
 #include <stdint.h>

@@ -40,15 +40,18 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "proto/frame.h"
 #include "common/util.h"
 #include "worker/sandbox_filter.h"
 
 extern char **environ;
 
 /* Where the new root is assembled in stage 1 (in this mount namespace
- * only), and where the old root waits for stage 2 inside it. */
+ * only), where the old root goes until it is detached, and the mark of a
+ * process past stage 1. */
 #define STAGE "/tmp"
 #define OLD "/.old"
+#define MARK "/.thaw"
 
 /* The few /etc files a process needs; what is absent is skipped. Never
  * all of /etc: /etc/shadow, /etc/ssl/private and the host's configuration
@@ -194,11 +197,47 @@ int sbx_started_sandboxed(void)
 	return getpid() == 1;
 }
 
+/* The roots' paths (THAW_ROOTS_FD), NUL-separated in buf: their count, or
+ * -1 with err. None given (the fd closed) is 0. */
+static int roots_read(char *buf, size_t size, const char **paths, char *err, size_t errlen)
+{
+	ssize_t n = pread(THAW_ROOTS_FD, buf, size - 1, 0);
+	if (n < 0 && errno == EBADF)
+		return 0;
+	if (n < 0 || (size_t)n == size - 1)
+		return err_set(err, errlen, "sandbox: the host's list of roots is unreadable");
+	buf[n] = 0;
+	int count = 0;
+	for (char *line = buf, *nl; *line; line = nl + 1) {
+		nl = strchr(line, '\n');
+		if (!nl || count == THAW_ROOTS_MAX || !path_ok(line == nl ? NULL : (*nl = 0, line)))
+			return err_set(err, errlen, "sandbox: a bad root in the host's list");
+		paths[count++] = line;
+	}
+	return count;
+}
+
 int sbx_stage1(char *err, size_t errlen)
 {
 	/* Nothing done here reaches the host's mount namespace. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		return fail(err, errlen, "make / private", NULL);
+	/* Clones of the roots' trees, detached from every namespace: stage 2
+	 * binds a version, an image, the SDK out of them without the host's
+	 * root still being there to detach (a detach costs an RCU grace
+	 * period, 0.2-2 ms, which the cold start must not pay). Not
+	 * close-on-exec: they cross the exec below. */
+	char rbuf[THAW_ROOTS_MAX * (PATH_MAX + 1)];
+	const char *roots[THAW_ROOTS_MAX];
+	int nroots = roots_read(rbuf, sizeof rbuf, roots, err, errlen);
+	if (nroots < 0)
+		return -1;
+	for (int i = 0; i < nroots; i++) {
+		int t = (int)syscall(SYS_open_tree, AT_FDCWD, roots[i], OPEN_TREE_CLONE | AT_RECURSIVE);
+		if (t < 0 || (t != THAW_ROOTS_FD + 1 + i &&
+			      (dup3(t, THAW_ROOTS_FD + 1 + i, 0) < 0 || close(t) < 0)))
+			return fail(err, errlen, "clone the tree of", roots[i]);
+	}
 	const char *exe = self_exe();
 	char exe_path[PATH_MAX];
 	snprintf(exe_path, sizeof exe_path, "%s", exe);
@@ -268,7 +307,7 @@ int sbx_stage1(char *err, size_t errlen)
 	if (!rc && (make_target(STAGE "/proc", 1) < 0 ||
 		    mount("proc", STAGE "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0))
 		rc = fail(err, errlen, "mount", "/proc");
-	if (!rc && make_target(STAGE OLD, 1) < 0)
+	if (!rc && (make_target(STAGE OLD, 1) < 0 || make_target(STAGE MARK, 0) < 0))
 		rc = fail(err, errlen, "cannot make", STAGE OLD);
 	if (rc)
 		return -1;
@@ -278,6 +317,9 @@ int sbx_stage1(char *err, size_t errlen)
 		return fail(err, errlen, "pivot_root", NULL);
 	if (chdir("/") < 0)
 		return fail(err, errlen, "chdir", "/");
+	/* Nothing of the host's file system is left but the roots' clones. */
+	if (umount2(OLD, MNT_DETACH) < 0 || rmdir(OLD) < 0)
+		return fail(err, errlen, "detach the host's root", NULL);
 	/* Again, from inside: every library mapped from the new root. The
 	 * same argv as the host gave (a snapshot's stack holds it). */
 	char *argv[] = {exe_path, "worker", NULL};
@@ -290,7 +332,7 @@ int sbx_in_stage2(void)
 	struct statfs sf;
 	struct stat st;
 	return getpid() == 1 && statfs("/", &sf) == 0 && sf.f_type == 0x01021994 /* tmpfs */ &&
-	       stat(OLD, &st) == 0 && S_ISDIR(st.st_mode);
+	       lstat(MARK, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == 0;
 }
 
 /* --- stage 2 --- */
@@ -451,32 +493,87 @@ static int bind_idmapped(struct idmaps *im, int fd, const struct stat *st, const
 
 /* Bind old-root path at the same path in the new root (idmapped when it is
  * read-only and not the worker's own). */
-static int stage2_bind(int oldfd, struct idmaps *im, const char *path, int ro, int optional,
-		       char *err, size_t errlen)
+/* The roots' clones, made by stage 1 (fd THAW_ROOTS_FD + 1 + i). */
+struct roots {
+	char buf[THAW_ROOTS_MAX * (PATH_MAX + 1)];
+	const char *path[THAW_ROOTS_MAX];
+	int n;
+};
+
+/* Open path in the clone of the root it lies under (the longest), resolving
+ * inside that tree as the host would (RESOLVE_IN_ROOT): an O_PATH fd, or -1
+ * (errno; ENOTDIR: under none of them). */
+static int root_open(const struct roots *r, const char *path)
 {
+	int best = -1;
+	size_t blen = 0;
+	for (int i = 0; i < r->n; i++) {
+		size_t l = strlen(r->path[i]);
+		if (l > blen && !strncmp(path, r->path[i], l) && (path[l] == '/' || !path[l])) {
+			best = i;
+			blen = l;
+		}
+	}
+	if (best < 0) {
+		errno = ENOTDIR;
+		return -1;
+	}
+	const char *rel = path[blen] ? path + blen + 1 : ".";
 	struct open_how how = {.flags = O_PATH | O_CLOEXEC,
 			       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
-	int fd = (int)syscall(SYS_openat2, oldfd, path + 1, &how, sizeof how);
+	return (int)syscall(SYS_openat2, THAW_ROOTS_FD + 1 + best, rel, &how, sizeof how);
+}
+
+/* A bind of what fd (in a root's clone) names at target: a clone of it,
+ * flagged, then moved into place. 0, or -1 with errno. */
+static int bind_clone(int fd, const struct stat *st, const char *target, int ro)
+{
+	int t = (int)syscall(SYS_open_tree, fd, "",
+			     OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
+	if (t < 0)
+		return -1;
+	struct mount_attr a = {.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+					   (ro ? MOUNT_ATTR_RDONLY : 0)};
+	int rc = (int)syscall(SYS_mount_setattr, t, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a);
+	if (rc == 0)
+		rc = make_target(target, S_ISDIR(st->st_mode));
+	if (rc == 0)
+		rc = (int)syscall(SYS_move_mount, t, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
+	int e = errno;
+	close(t);
+	errno = e;
+	return rc;
+}
+
+static int stage2_bind(const struct roots *roots, struct idmaps *im, const char *path, int ro,
+		       int optional, char *err, size_t errlen)
+{
+	int fd = root_open(roots, path);
+	if (fd < 0 && errno == ENOTDIR)
+		return err_set(err, errlen, "sandbox: %s is under none of the host's roots", path);
 	if (fd < 0 && errno == ENOENT && optional)
 		return 0; /* an image removed meanwhile: its restore refuses, it boots */
 	if (fd < 0)
 		return fail(err, errlen, "open", path);
 	struct stat st;
+	if (fstat(fd, &st) < 0 || (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))) {
+		close(fd);
+		return err_set(err, errlen, "sandbox: %s is not a file or directory", path);
+	}
 	int rc = 0;
 	/* Only what others may not read (a 0700 project, a 0600 image): an
 	 * idmapping costs a process on the cold start's path (~0.5 ms), a
 	 * plain bind tens of microseconds. thaw serve's versions are 0755/0644
 	 * (bundle.c), so they never need one. */
-	if (ro && im && fstat(fd, &st) == 0 && (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) &&
-	    (st.st_uid != im->to || st.st_gid != im->to) &&
+	if (ro && im && (st.st_uid != im->to || st.st_gid != im->to) &&
 	    (st.st_mode & (S_ISDIR(st.st_mode) ? 0005 : 0004)) !=
 		    (S_ISDIR(st.st_mode) ? 0005u : 0004u)) {
 		rc = bind_idmapped(im, fd, &st, path);
 		if (rc < 0)
 			rc = fail(err, errlen, "idmapped bind", path);
 	}
-	if (rc == 0)
-		rc = bind_fd(fd, path, ro, err, errlen);
+	if (rc == 0 && bind_clone(fd, &st, path, ro) < 0)
+		rc = fail(err, errlen, "bind", path);
 	close(fd);
 	return rc < 0 ? -1 : 0;
 }
@@ -561,24 +658,26 @@ int sbx_enter(json_t *spec, const struct sbx_paths *p, char *err, size_t errlen)
 	if (mount(NULL, "/tmp", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, opts) < 0 ||
 	    mount(NULL, "/dev/shm", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
 		return fail(err, errlen, "resize", "/tmp");
-	int oldfd = open(OLD, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (oldfd < 0)
-		return fail(err, errlen, "open", OLD);
+	static struct roots roots;
+	roots.n = roots_read(roots.buf, sizeof roots.buf, roots.path, err, errlen);
+	if (roots.n < 0)
+		return -1;
 	/* Idmapped binds need a root host (not a user namespace of our own). */
 	struct idmaps im = {.to = (uid_t)uid, .usable = nsuid < 0};
 	int rc = 0;
 	for (size_t i = 0; !rc && i < n; i++) {
 		struct stat st;
-		if (e[i].kind == E_HIDE && fstatat(oldfd, e[i].path + 1, &st, AT_SYMLINK_NOFOLLOW) < 0 &&
-		    errno == ENOENT)
+		if (e[i].kind == E_HIDE && lstat(e[i].path, &st) < 0 && errno == ENOENT)
 			continue; /* nothing there to hide (thaw dev makes them first) */
 		if (e[i].kind == E_HIDE)
 			rc = tmpfs_at(e[i].path, "size=64k,nr_inodes=256,mode=0755", err, errlen);
 		else
-			rc = stage2_bind(oldfd, &im, e[i].path, e[i].kind == E_RO, e[i].optional,
+			rc = stage2_bind(&roots, &im, e[i].path, e[i].kind == E_RO, e[i].optional,
 					 err, errlen);
 	}
-	close(oldfd);
+	/* The roots' clones go: nothing of them but what is bound stays. */
+	for (int i = 0; i <= roots.n; i++)
+		close(THAW_ROOTS_FD + i);
 	for (int i = 0; i < im.n; i++)
 		close(im.m[i].fd);
 	for (size_t i = 0; !rc && i < n; i++)
@@ -587,9 +686,6 @@ int sbx_enter(json_t *spec, const struct sbx_paths *p, char *err, size_t errlen)
 			rc = fail(err, errlen, "remount", e[i].path);
 	if (rc)
 		return -1;
-	/* Nothing of the host's file system is left. */
-	if (umount2(OLD, MNT_DETACH) < 0 || rmdir(OLD) < 0)
-		return fail(err, errlen, "detach the host's root", NULL);
 	if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
 		return fail(err, errlen, "make / read-only", NULL);
 	if (sethostname("thaw", 4) < 0)
