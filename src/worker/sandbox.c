@@ -638,6 +638,11 @@ int sbx_prepare(char *err, size_t errlen)
 	if (sbx_filter_prepare(&filter, NULL, err, errlen) < 0)
 		return -1;
 	filter_ready = 1;
+	/* The bounding set limits only what an exec could gain: empty it
+	 * now, off the cold start's path (it needs CAP_SETPCAP, held until
+	 * the uid changes in sbx_enter). */
+	if (drop_bounding() < 0)
+		return fail(err, errlen, "drop capabilities", NULL);
 	return 0;
 }
 
@@ -730,9 +735,8 @@ int sbx_enter(json_t *spec, const struct sbx_paths *p, char *err, size_t errlen)
 	if (sethostname("thaw", 4) < 0)
 		return fail(err, errlen, "sethostname", NULL);
 
-	/* Its worker's ids, no groups, no capabilities. */
-	if (drop_bounding() < 0)
-		return fail(err, errlen, "drop capabilities", NULL);
+	/* Its worker's ids, no groups, no capabilities (the bounding set is
+	 * empty since sbx_prepare). */
 	if (nsuid < 0) {
 		if (setgroups(0, NULL) < 0 || setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) < 0)
 			return fail(err, errlen, "setgid", NULL);

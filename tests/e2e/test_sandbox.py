@@ -157,7 +157,7 @@ def test_identity_processes_and_capabilities(host):
     assert ids["pid"] == 1 and ids["procs"] == [1], ids  # its own PID namespace
     assert ids["uid"] >= 1000 and ids["uid"] == ids["gid"] and ids["groups"] == [], ids
     assert int(ids["caps"], 16) == 0, ids
-    assert set(ids["root"]) <= {".thaw", "bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc",
+    assert set(ids["root"]) <= {".roots", ".thaw", "bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc",
                                 "sbin", "tmp", "usr"} | {str(host.data).split("/")[1],
                                                          THAW_BIN.split("/")[1]}, ids
     assert attack(host, "setuid") == {"errno": "EPERM"}

@@ -74,6 +74,7 @@ static size_t sample_payload(uint8_t type, uint8_t *out, size_t cap)
 	case THAW_F_RESP_ERROR: text = "Traceback: ZeroDivisionError"; break;
 	case THAW_F_LOG: text = "hello from the worker"; break;
 	case THAW_F_SNAP_DONE: text = "{\"bytes\": 14458880, \"ms\": 13.4}"; break;
+	case THAW_F_WS_DONE: text = ""; break;
 	case THAW_F_REQ_BODY: text = "a=1&b=\x01\x02"; break;
 	case THAW_F_RESP_BODY: text = "<html>\r\n</html>"; break;
 	case THAW_F_CALL_BODY: text = "body{}"; break;
