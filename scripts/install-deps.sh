@@ -12,6 +12,7 @@ PKGS=(
   libarchive-dev libzstd-dev zstd
   libcurl4-openssl-dev  # thaw deploy/versions/rollout/tail (the control API client)
   libseccomp-dev  # the instance sandbox's system-call filter, linked statically into thaw
+  nftables  # thaw serve keeps instances off its control API with one nftables rule
   # runtime python used by instances and tests
   python3 python3-pip python3-pytest python3-fastapi python3-httpx python3-pydantic
   python3-jinja2 python3-uvicorn python3-starlette

@@ -5,6 +5,7 @@
  * workers' log lines (the host's log and `thaw tail`).
  */
 #include "ext/serve.h"
+#include "ext/netguard.h"
 #include "ext/ext.h"
 #include "ext/router.h"
 
@@ -769,6 +770,18 @@ int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "thaw serve: control API: %s\n", err);
 		return 1;
 	}
+	int guarded = 0;
+	if (h->sandbox) {
+		/* Instances never reach the control API (docs/security.md). */
+		if (netguard_start(h->sandbox_uid_base + 1, h->sandbox_uid_base + SANDBOX_UID_SLOTS,
+				   cbound, err, sizeof err) == 0)
+			guarded = 1;
+		else
+			fprintf(stderr,
+				"thaw serve: warning: instances can connect to the control API's port "
+				"(%s); its token still guards it\n",
+				err);
+	}
 	/* From here a change's fsync is the store's thread's, not the loop's. */
 	if (store_sync_start(s->st, h->loop, ctl_store_synced, s->ctl, err, sizeof err) < 0) {
 		fprintf(stderr, "thaw serve: %s\n", err);
@@ -826,6 +839,8 @@ int cmd_serve(int argc, char **argv)
 	int rc = loop_run(h->loop) < 0 ? 1 : 0;
 
 	fprintf(stderr, "thaw serve: stopping\n");
+	if (guarded)
+		netguard_stop();
 	child_kill_all(h);
 	store_sync_stop(s->st); /* before the answers it holds are let go */
 	ctl_stop(s->ctl);

@@ -90,6 +90,8 @@ class Default(WorkerEntrypoint):
             out = outcome(lambda: c_call(libc.mount, b"none", b"/tmp", b"tmpfs", 0, None))
         elif what == "chroot":
             out = outcome(lambda: c_call(libc.chroot, b"/tmp"))
+        elif what == "connect":
+            out = outcome(lambda: socket.create_connection(("127.0.0.1", int(q["port"])), timeout=5).close())
         elif what == "syscall":
             args = [int(a) for a in q.get("args", "").split(",") if a]
             out = outcome(lambda: c_call(libc.syscall, int(q["nr"]), *[ctypes.c_long(a) for a in args]))
@@ -121,7 +123,15 @@ def deploy(host: ThawServe, project: Path):
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
     root = tmp_path_factory.mktemp("sandbox")
-    h = ThawServe(root / "data").wait_ready()
+    h = ThawServe(root / "data")
+    try:
+        yield from _deployed(h.wait_ready(), root)
+    finally:
+        if h.alive():
+            h.stop()
+
+
+def _deployed(h, root):
     victim = write_project(root / "victim", VICTIM, name="victim")
     r, vv = deploy(h, victim)
     assert vv, r.stdout + r.stderr
@@ -138,8 +148,6 @@ def host(tmp_path_factory):
     h.victim_version = vv
     h.attacker_version = va
     yield h
-    if h.alive():
-        h.stop()
 
 
 def attack(host, what, **q):
@@ -195,6 +203,14 @@ def test_signals_reach_nothing_outside(host):
     assert attack(host, "kill", pid=-1, sig=int(signal.SIGKILL)) == {"errno": "ESRCH"}
     assert attack(host, "kill", pid=host.pid, sig=int(signal.SIGKILL)) == {"errno": "ESRCH"}
     assert host.alive()
+
+
+def test_the_control_api_is_out_of_reach_the_network_is_not(host):
+    # One nftables rule on the workers' uids (src/ext/netguard.c): refused at connect.
+    assert attack(host, "connect", port=host.control_port) == {"errno": "ECONNREFUSED"}
+    assert attack(host, "connect", port=host.port) == {"ok": "None"}
+    # ...and the host still answers its operator there.
+    assert host.api("GET", "/v1/workers").status == 200
 
 
 def test_tmp_is_private_and_capped(host):
