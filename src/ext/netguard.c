@@ -15,6 +15,7 @@
 #include "ext/netguard.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>

@@ -738,8 +738,14 @@ int cmd_serve(int argc, char **argv)
 		char *versions = xasprintf("%s/versions", store_dir(s->st));
 		char *blobs = xasprintf("%s/blobs", store_dir(s->st));
 		char *tmp = xasprintf("%s/tmp", store_dir(s->st));
-		const char *roots[] = {h->sdk_dir, versions, blobs, tmp};
-		int rc = host_sandbox_roots(h, roots, 4, err, sizeof err);
+		/* Builders' and recorders' own directories: out of tmp/, which
+		 * holds nothing but unfinished writes. Left by a crash: gone. */
+		h->sandbox_out_base = xasprintf("%s/sandbox", store_dir(s->st));
+		remove_tree(h->sandbox_out_base);
+		if (mkdir_p(h->sandbox_out_base, 0700) < 0)
+			fatal("cannot make %s: %s", h->sandbox_out_base, strerror(errno));
+		const char *roots[] = {h->sdk_dir, versions, blobs, tmp, h->sandbox_out_base};
+		int rc = host_sandbox_roots(h, roots, 5, err, sizeof err);
 		free(versions);
 		free(blobs);
 		free(tmp);

@@ -256,6 +256,9 @@ struct host {
 	/* The directories whose trees instances may be shown parts of (their
 	 * versions, images, output directories, the SDK): every spare gets a
 	 * clone of each before it drops the host's root (spawn.h). */
+	/* Where sandboxed builders and working-set recorders get their
+	 * directory (NULL: beside their app's images, in its snap_dir). */
+	char *sandbox_out_base;
 	int sandbox_roots_fd;       /* memfd: the paths, one per line; -1 until set */
 	unsigned nsandbox_roots;
 };

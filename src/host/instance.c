@@ -389,6 +389,8 @@ static void host_sandbox_free_roots(struct host *h)
 void host_sandbox_free(struct host *h)
 {
 	host_sandbox_free_roots(h);
+	free(h->sandbox_out_base);
+	h->sandbox_out_base = NULL;
 	for (unsigned i = 0; i < h->nsandbox_names; i++)
 		free(h->sandbox_names[i]);
 	free(h->sandbox_names);
@@ -401,7 +403,8 @@ char *inst_out_dir(struct instance *in)
 	struct app *a = in->app;
 	if (in->out_dir)
 		return in->out_dir;
-	char *d = xasprintf("%s/sbx-%u", a->snap_dir, in->id);
+	char *d = xasprintf("%s/sbx-%u",
+			    a->h->sandbox_out_base ? a->h->sandbox_out_base : a->snap_dir, in->id);
 	remove_tree(d); /* a crashed host's */
 	if (mkdir(d, 0700) < 0) {
 		log_warn("%s: cannot make %s: %s", app_label(a), d, strerror(errno));

@@ -28,6 +28,7 @@
 #include <linux/mount.h>
 #include <linux/openat2.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -750,6 +751,10 @@ int sbx_enter(json_t *spec, const struct sbx_paths *p, char *err, size_t errlen)
 	 * refused by the seccomp filter and the PID namespace. */
 	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
 		return fail(err, errlen, "PR_SET_DUMPABLE", NULL);
+	/* The uid change cleared the parent-death signal too: die with the
+	 * host still (a host gone meanwhile: EOF on the socket ends us). */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		return fail(err, errlen, "PR_SET_PDEATHSIG", NULL);
 	if (chdir("/") < 0)
 		return fail(err, errlen, "chdir", "/");
 	/* Last: no_new_privs, landlock scopes, the seccomp filter (built ahead

@@ -5,6 +5,8 @@ appears in no log, answer, bundle, version listing, snapshot or file of the data
 
 from __future__ import annotations
 
+import os
+
 import json
 import subprocess
 from pathlib import Path
@@ -46,7 +48,9 @@ vars = {{ MODE = "staging" }}
 
 def grep_tree(root: Path, needle: str) -> list[str]:
     hits = []
-    for p in Path(root).rglob("*"):
+    # os.walk, not rglob: an instance's own directory may go while the walk runs.
+    paths = (Path(d) / f for d, _, files in os.walk(root) for f in files)
+    for p in paths:
         if p.is_file() and not p.is_symlink():
             try:
                 if needle.encode() in p.read_bytes():
