@@ -263,17 +263,29 @@ static struct sworker *worker_known(struct serve *s, const char *name)
 }
 
 /* The version of w's deployment that takes a request with version key key
- * (NULL: none), loaded; NULL with err. */
+ * and version override ov (NULL: none of either), loaded; NULL with err.
+ * An override that names no version of the deployment is not applied. */
 static struct sversion *deployed_version(struct serve *s, struct sworker *w, const char *key,
-					 char *err, size_t errlen)
+					 const char *ov, char *err, size_t errlen)
 {
 	const struct deployment *d = &w->dep;
-	int pick = router_version(d, w->name, key, d->n > 1 && !(key && *key) ? serve_rng(s) : 0);
-	const char *id = d->version[pick];
-	struct sversion *sv = serve_version_loaded(w, id);
-	if (!sv && (load_deployment(s, w, err, errlen) < 0 || !(sv = serve_version_loaded(w, id))))
-		return NULL;
-	return sv;
+	struct sversion *loaded[DEPLOY_MAX_VERSIONS] = {NULL};
+	int numbers[DEPLOY_MAX_VERSIONS] = {0};
+	for (int i = 0; i < d->n; i++) {
+		loaded[i] = serve_version_loaded(w, d->version[i]);
+		if (!loaded[i] && (load_deployment(s, w, err, errlen) < 0 ||
+				   !(loaded[i] = serve_version_loaded(w, d->version[i])))) {
+			if (!err[0])
+				snprintf(err, errlen, "version %s cannot be loaded", d->version[i]);
+			return NULL;
+		}
+		numbers[i] = loaded[i]->v.number;
+	}
+	int pick = router_override(d, numbers, ov);
+	if (pick < 0)
+		pick = router_version(d, w->name, key,
+				      d->n > 1 && !(key && *key) ? serve_rng(s) : 0);
+	return loaded[pick];
 }
 
 /* Service bindings (host.h: service_app): the worker's live deployment,
@@ -287,7 +299,7 @@ static struct app *service_app(struct host *h, const char *service, char *why, s
 		return NULL;
 	}
 	char err[512] = "";
-	struct sversion *sv = deployed_version(s, w, NULL, err, sizeof err);
+	struct sversion *sv = deployed_version(s, w, NULL, NULL, err, sizeof err);
 	if (!sv) {
 		snprintf(why, whylen, "the worker cannot be loaded: %s", err);
 		return NULL;
@@ -316,18 +328,19 @@ static struct app *route(struct host *h, struct hreq *r, unsigned *status, char 
 	}
 	struct sworker *w = worker_known(s, name);
 	const char *ov = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "thaw-version-override");
-	if (!w || (!w->has_dep && !(ov && *ov))) {
+	if (!w || (!w->has_dep && !is_probe)) {
 		*status = 404;
 		snprintf(msg, msglen, "No worker named '%.63s' is deployed here.\n", name);
 		return NULL;
 	}
-	if (ov && *ov) {
+	if (is_probe) {
+		/* The deploy check's own path: the version being deployed, which
+		 * no deployment holds yet (any state: it is still building). */
 		struct version v = {0};
-		int rc = store_version_find(s->st, name, ov, &v);
-		if (rc < 0 || (strcmp(v.state, "ready") != 0 && !is_probe)) {
+		int rc = ov && *ov ? store_version_find(s->st, name, ov, &v) : STORE_FIND_NONE;
+		if (rc < 0) {
 			*status = 400;
-			snprintf(msg, msglen, "thaw-version-override: %s version of '%s' is %.40s.\n",
-				 rc == STORE_FIND_AMBIGUOUS ? "more than one" : "no ready", name, ov);
+			snprintf(msg, msglen, "the deploy check names no version of '%s'.\n", name);
 			version_clear(&v);
 			return NULL;
 		}
@@ -339,13 +352,13 @@ static struct app *route(struct host *h, struct hreq *r, unsigned *status, char 
 			snprintf(msg, msglen, "The version cannot be loaded: %s\n", err);
 			return NULL;
 		}
-		if (!is_probe && sv->app.snap_state == SNAPSHOT_NONE && !sv->app.builder)
-			serve_version_start(s, sv);
 		return &sv->app;
 	}
+	/* Anyone can send an override: it reaches the deployment's versions
+	 * only (router.h), else the request is split like any other. */
 	const char *key = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "thaw-version-key");
 	char err[512] = "";
-	struct sversion *sv = deployed_version(s, w, key, err, sizeof err);
+	struct sversion *sv = deployed_version(s, w, key, ov, err, sizeof err);
 	if (!sv) {
 		*status = 500;
 		snprintf(msg, msglen, "The worker cannot be loaded: %s\n", err);

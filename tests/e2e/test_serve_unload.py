@@ -1,6 +1,6 @@
 """`thaw serve` frees a version once it has left the deployment and its last instance is gone, so
 a host that lives through many deploys does not grow with each; the version still loads again
-from the store when a request asks for it by override."""
+from the store when a rollback brings it back."""
 
 from __future__ import annotations
 
@@ -38,9 +38,10 @@ def test_a_version_that_left_the_deployment_is_unloaded(tmp_path):
         assert host.worker_get("shop").text == "two"
         # The deployed version is never unloaded.
         assert f"shop@{two[:8]}: unloaded" not in host.output_since(mark)
-        # Gone from memory, not from the store: an override loads it again.
-        r = host.worker_get("shop", headers={"thaw-version-override": one})
+        # Gone from memory, not from the store: a rollback loads it again.
+        r = host.client("rollback", one, "--name", "shop")
+        assert r.returncode == 0, r.stdout + r.stderr
+        r = host.worker_get("shop")
         assert r.status == 200 and r.text == "one", r
     finally:
         host.stop()
-    assert f"shop@{two[:8]}: unloaded" not in host.output()
