@@ -541,6 +541,47 @@ static const char serve_usage[] =
 	"  -v, --verbose            debug logging\n"
 	"  -h, --help               this help\n";
 
+/* Wipe the value of every NAME=VALUE entry of the environment block the
+ * kernel gave this process, in place: /proc/PID/environ reads that block
+ * (mm->env_start..env_end), not `environ`, so unsetenv alone leaves the
+ * value there for any process of the same user to read. The entries stay
+ * (NAME= and NUL bytes); `environ` still points into the block, so this
+ * comes before unsetenv drops the pointers. 0, or -1 when the block was
+ * not found (then the entries `environ` points at are wiped instead). */
+static int environ_block_wipe(const char *name)
+{
+	size_t nlen = strlen(name);
+	unsigned long long start = 0, end = 0;
+	size_t len = 0;
+	char *stat = read_file("/proc/self/stat", 4096, &len);
+	const char *p = stat ? memrchr(stat, ')', len) : NULL;
+	if (p) {
+		/* Fields after the name, from the 3rd: env_start is the 50th,
+		 * env_end the 51st (proc(5)). */
+		int field = 2;
+		for (p++; *p && field < 50; p++)
+			if (*p == ' ')
+				field++;
+		if (field != 50 || sscanf(p, "%llu %llu", &start, &end) != 2)
+			start = end = 0;
+	}
+	free(stat);
+	if (!start || end <= start || end - start > (64u << 20)) {
+		for (char **e = environ; e && *e; e++)
+			if (!strncmp(*e, name, nlen) && (*e)[nlen] == '=')
+				explicit_bzero(*e + nlen + 1, strlen(*e + nlen + 1));
+		return -1;
+	}
+	char *block = (char *)(uintptr_t)start, *stop = (char *)(uintptr_t)end;
+	for (char *e = block; e < stop;) {
+		size_t n = strnlen(e, (size_t)(stop - e));
+		if (n > nlen && !strncmp(e, name, nlen) && e[nlen] == '=')
+			explicit_bzero(e + nlen + 1, n - nlen - 1);
+		e += n + 1;
+	}
+	return 0;
+}
+
 /* The token: --token-file, else $THAW_TOKEN, else DIR/token (made once). */
 static int load_token(struct serve *s, const char *file, char *err, size_t errlen)
 {
@@ -582,7 +623,13 @@ static int load_token(struct serve *s, const char *file, char *err, size_t errle
 		}
 		free(path);
 	}
-	/* The environment crosses into instances: the token must not. */
+	/* Neither instances (spawned with `environ`) nor anyone reading
+	 * /proc/PID/environ may see the token: wipe its bytes where the kernel
+	 * put them, then drop the entry. Every instance is spawned after this,
+	 * so all have the same environment (a restore needs its builder's). */
+	if (environ_block_wipe("THAW_TOKEN") < 0)
+		log_warn("cannot find this process's environment block: THAW_TOKEN may still be "
+			 "readable in /proc/%d/environ (use --token-file)", (int)getpid());
 	unsetenv("THAW_TOKEN");
 	while (len && (tok[len - 1] == '\n' || tok[len - 1] == '\r' || tok[len - 1] == ' ' ||
 		       tok[len - 1] == '\t'))
