@@ -253,12 +253,8 @@ static struct sworker *worker_known(struct serve *s, const char *name)
 	if (!project_name_valid(name))
 		return NULL;
 	struct sworker *w = serve_worker_find(s, name);
-	if (!w) {
-		struct version v1 = {0};
-		if (store_version_find(s->st, name, "1", &v1) == 0)
-			w = serve_worker_get(s, name);
-		version_clear(&v1);
-	}
+	if (!w && store_worker_exists(s->st, name))
+		w = serve_worker_get(s, name);
 	return w;
 }
 
@@ -405,10 +401,7 @@ static void on_output(struct app *a, struct hreq *r, uint32_t stream, int channe
 static unsigned tail(void *arg, const char *worker, struct ctl_stream *cs)
 {
 	struct serve *s = arg;
-	struct version v = {0};
-	int known = store_version_find(s->st, worker, "1", &v) == 0;
-	version_clear(&v);
-	if (!known)
+	if (!store_worker_exists(s->st, worker))
 		return 404;
 	struct sworker *w = serve_worker_get(s, worker);
 	struct tail_sub *t = xcalloc(1, sizeof *t);
@@ -451,18 +444,23 @@ static unsigned api(void *arg, const char *method, const char *worker, const cha
 }
 
 /* Versions that left the deployment, whose last instance is gone, are freed:
- * a long-running host does not grow with every deploy. A request routed to
- * one later (an override) loads it again from the store. */
+ * a long-running host does not grow with every deploy. A rollout or rollback
+ * to one later loads it again from the store; a deleted one's files go now. */
 static void version_free(struct sversion *sv)
 {
+	struct serve *s = sv->s;
 	log_info("%s: unloaded (not deployed, no instance left)", sv->label);
 	child_cancel(sv->adopter);
 	pool_app_dispose(&sv->app);
 	json_decref(sv->app.secrets);
 	free(sv->app.state_dir);
-	version_clear(&sv->v);
 	free(sv->adopt_tmp);
+	struct version v = sv->v; /* takes its strings */
+	int deleted = sv->deleted;
 	free(sv);
+	if (deleted)
+		gc_version_unloaded(s, &v); /* nothing uses its files now */
+	version_clear(&v);
 }
 
 static void sweep(struct loop *l, struct loop_timer *t)
@@ -503,6 +501,15 @@ static const struct app_hooks serve_hooks = {
 	.output = on_output,
 };
 
+/* The store made changes durable: the answers that waited for them go out,
+ * and the files that waited for them go. */
+static void store_synced(void *arg)
+{
+	struct serve *s = arg;
+	ctl_store_synced(s->ctl);
+	gc_synced(s);
+}
+
 /* --- the command --- */
 
 static const char serve_usage[] =
@@ -533,6 +540,9 @@ static const char serve_usage[] =
 	"  --max-bundle-mb N        largest bundle accepted (default 256)\n"
 	"  --max-bundle-files N     most files in a bundle (default 5000)\n"
 	"  --max-snapshot-mb N      refuse snapshots larger than this (default 1024)\n"
+	"  --keep-versions N|all    after each deploy, delete a worker's versions beyond its\n"
+	"                           newest N, except those of its current deployment and of\n"
+	"                           the one before (default 10)\n"
 	"  --system-site-packages   let workers import the system's Python packages\n"
 	"  --server-timing          add Server-Timing to every response: how its instance\n"
 	"                           started (warm, snapshot, boot) and the handler's time\n"
@@ -657,6 +667,7 @@ int cmd_serve(int argc, char **argv)
 		{"path-routing", no_argument, NULL, 'P'},
 		{"max-bundle-mb", required_argument, NULL, 'b'},
 		{"max-bundle-files", required_argument, NULL, 'F'},
+		{"keep-versions", required_argument, NULL, 'K'},
 		HOST_LONG_OPTIONS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
@@ -667,6 +678,7 @@ int cmd_serve(int argc, char **argv)
 	struct host *h = &s->h;
 	host_defaults(h);
 	bundle_limits_default(&s->bl);
+	s->keep_versions = SERVE_KEEP_VERSIONS;
 	const char *data = NULL, *ip = "127.0.0.1", *control = "127.0.0.1:8788", *token_file = NULL;
 	uint64_t port = 8787, v;
 	char err[1024];
@@ -721,6 +733,16 @@ int cmd_serve(int argc, char **argv)
 				return 2;
 			}
 			s->bl.max_files = v;
+			break;
+		case 'K':
+			if (!strcmp(optarg, "all")) {
+				s->keep_versions = -1;
+			} else if (host_opt_u64("thaw serve", "--keep-versions", optarg, 1000000,
+						&v) < 0) {
+				return 2;
+			} else {
+				s->keep_versions = (int)v;
+			}
 			break;
 		case 'v':
 			thaw_log_level = LOG_DEBUG;
@@ -815,7 +837,7 @@ int cmd_serve(int argc, char **argv)
 		return 1;
 	}
 	/* From here a change's fsync is the store's thread's, not the loop's. */
-	if (store_sync_start(s->st, h->loop, ctl_store_synced, s->ctl, err, sizeof err) < 0) {
+	if (store_sync_start(s->st, h->loop, store_synced, s, err, sizeof err) < 0) {
 		fprintf(stderr, "thaw serve: %s\n", err);
 		return 1;
 	}
@@ -843,6 +865,10 @@ int cmd_serve(int argc, char **argv)
 		free(dir);
 	}
 	json_decref(old);
+
+	/* Files a crash left unnamed, versions beyond --keep-versions: before
+	 * any version is loaded. */
+	gc_start(s);
 
 	/* Every deployed worker serves again, from its stored images. */
 	pool_fill_spares(h);
