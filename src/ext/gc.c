@@ -313,3 +313,12 @@ void gc_start(struct serve *s)
 		gc_keep(s, json_string_value(n));
 	json_decref(names);
 }
+
+void gc_stop(struct serve *s)
+{
+	while (s->gc_files) {
+		struct gc_file *f = s->gc_files;
+		s->gc_files = f->next;
+		free(f);
+	}
+}

@@ -899,6 +899,7 @@ int cmd_serve(int argc, char **argv)
 	fprintf(stderr, "thaw serve: stopping\n");
 	child_kill_all(h);
 	store_sync_stop(s->st); /* before the answers it holds are let go */
+	gc_stop(s);
 	ctl_stop(s->ctl);
 	front_stop(h);
 	pool_shutdown(h);

@@ -189,6 +189,9 @@ void gc_synced(struct serve *s);
 /* At start, before any version is loaded: remove the files a crash left
  * unnamed, then apply --keep-versions to every deployed worker. */
 void gc_start(struct serve *s);
+/* The host stops: forget the files still waiting (the next start removes
+ * them, since nothing names them). */
+void gc_stop(struct serve *s);
 
 /* crons.c: cron triggers. Count (log, record) the runs missed while the host
  * was down, then run every deployed trigger each minute. */
