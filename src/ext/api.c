@@ -1,7 +1,8 @@
 /*
  * thaw serve's worker API (docs/control-api.md): workers, versions and
- * deployments as JSON, rollout and rollback. Every answer is an HTTP status
- * and a JSON object; every change goes to the store first (serve_deploy_now).
+ * deployments as JSON, rollout, rollback, deleting a version. Every answer
+ * is an HTTP status and a JSON object; every change goes to the store first
+ * (serve_deploy_now, gc_version_delete).
  */
 #include "ext/serve.h"
 
@@ -150,6 +151,60 @@ static unsigned api_rollback(struct serve *s, struct sworker *w, json_t *body, j
 	return st;
 }
 
+/* DELETE .../versions/REF: the version and, once nothing names them, its
+ * files. Refused while it is in the current deployment or being deployed. */
+static unsigned api_version_delete(struct serve *s, struct sworker *w, const char *ref,
+				   json_t **out)
+{
+	size_t len = strlen(ref);
+	int ok = len >= 1 && len <= STORE_ID_LEN + 1;
+	for (size_t i = 0; ok && i < len; i++)
+		ok = strchr("0123456789abcdefABCDEF-", ref[i]) || (i == 0 && ref[i] == '#');
+	if (!ok) {
+		*out = error_json("a version is named by its id, a prefix of it (4+ characters) or "
+				  "its number (3 or #3)");
+		return 400;
+	}
+	struct version v = {0};
+	int rc = store_version_find(s->st, w->name, ref, &v);
+	if (rc == STORE_FIND_AMBIGUOUS) {
+		*out = error_json("'%s' names more than one version of %s", ref, w->name);
+		return 400;
+	}
+	if (rc < 0) {
+		*out = error_json("%s has no version '%s'", w->name, ref);
+		return 404;
+	}
+	struct version gone;
+	char err[512];
+	rc = gc_version_delete(s, v.id, 1, &gone, err, sizeof err);
+	unsigned st = 200;
+	if (rc == STORE_DELETE_DEPLOYED) {
+		*out = error_json("version %d of %s is in its current deployment: roll out or roll "
+				  "back to another version before deleting it",
+				  v.number, w->name);
+		st = 409;
+	} else if (rc == STORE_DELETE_BUILDING) {
+		*out = error_json("version %d of %s is being deployed: delete it once its deploy "
+				  "has ended",
+				  v.number, w->name);
+		st = 409;
+	} else if (rc == STORE_DELETE_NONE) {
+		*out = error_json("%s has no version '%s'", w->name, ref);
+		st = 404;
+	} else if (rc < 0) {
+		log_error("%s: deleting version %s: %s", w->name, v.id, err);
+		*out = error_json("cannot delete the version (see the host's log)");
+		st = 500;
+	} else {
+		log_info("%s: version %d (%.8s) deleted", w->name, gone.number, gone.id);
+		*out = json_pack("{s:o}", "deleted", version_json(&gone));
+		version_clear(&gone);
+	}
+	version_clear(&v);
+	return st;
+}
+
 /*
  * GET: the worker's secret names. POST {"name": N, "value": V} sets one,
  * {"name": N, "delete": true} removes it. A change makes a new version, as on
@@ -290,6 +345,8 @@ unsigned api_answer(struct serve *s, const char *method, const char *worker, con
 		return api_rollout(s, w, body, out);
 	if (!get && !strcmp(what, "rollback"))
 		return api_rollback(s, w, body, out);
+	if (!strncmp(what, "versions/", 9) && !strcmp(method, "DELETE"))
+		return api_version_delete(s, w, what + 9, out);
 	*out = error_json("no such endpoint: %s /v1/workers/%s/%s", method, worker, what);
 	return 404;
 }

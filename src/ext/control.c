@@ -100,7 +100,7 @@ struct creq {
 	enum creq_kind kind;
 	char method[8];
 	char worker[64];
-	char what[32];
+	char what[64]; /* "versions", ..., or "versions/REF" (a DELETE) */
 	char *state_path;   /* K_STATE: after "/v1/workers/NAME/" */
 	uint64_t body_max;  /* K_STATE: the body's limit */
 	uint64_t counted;   /* K_STATE: its body's bytes in c->state_bytes */
@@ -497,7 +497,8 @@ static enum MHD_Result queue_stream(struct creq *r)
 
 /* --- requests --- */
 
-/* "/v1/workers[/NAME[/WHAT]]" → 0 with worker/what filled (empty when absent);
+/* "/v1/workers[/NAME[/WHAT]]" → 0 with worker/what filled (empty when absent;
+ * WHAT may be "versions/REF", one version, whose REF api.c checks);
  * "/v1/workers/NAME/kv/..." or ".../d1/..." → 0 with what "kv" or "d1" and
  * *state the rest after NAME/ (returns new; state_api.c parses it). */
 static int parse_path(const char *url, char *worker, size_t wn, char *what, size_t whn,
@@ -530,7 +531,9 @@ static int parse_path(const char *url, char *worker, size_t wn, char *what, size
 		*state = xstrdup(p);
 		return 0;
 	}
-	if (n == 0 || n >= whn || strchr(p, '/'))
+	const char *sl = strchr(p, '/');
+	if (n == 0 || n >= whn ||
+	    (sl && (strncmp(p, "versions/", 9) != 0 || !sl[1] || strchr(sl + 1, '/'))))
 		return -1;
 	memcpy(what, p, n + 1);
 	return 0;
@@ -579,7 +582,11 @@ static enum MHD_Result first_call(struct creq *r, const char *url, const char *m
 		r->kind = K_STATE;
 		return MHD_YES;
 	}
-	if (!get && !post)
+	int one_version = !strncmp(r->what, "versions/", 9);
+	if (one_version && strcmp(method, "DELETE") != 0)
+		return queue_error(r, 405, "a version is deleted with DELETE (GET .../versions lists "
+					   "them)");
+	if (!one_version && !get && !post)
 		return queue_error(r, 405, "only GET and POST are used here");
 
 	if (post && !strcmp(r->what, "versions")) {

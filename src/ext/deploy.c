@@ -55,12 +55,12 @@ static void job_refuse(struct deploy_job *j, unsigned status, const char *msg)
 		ctl_stream_refuse(j->cs, status, msg);
 }
 
-/* Remove files (an unpacked bundle, an old image) in a child: deleting a
- * big tree or file is work the loop does not do. If the child cannot start,
- * DIR/tmp is emptied at the next start anyway; a blob stays until then. */
-static void remove_later(struct serve *s, const char *a, const char *b)
+/* Remove a tree in DIR/tmp (an unpacked bundle) in a child: deleting a big
+ * tree is work the loop does not do. If the child cannot start, DIR/tmp is
+ * emptied at the next start anyway. (Blobs go through gc.c.) */
+static void remove_later(struct serve *s, const char *a)
 {
-	char *argv[] = {"/bin/rm", "-rf", "--", (char *)a, (char *)b, NULL};
+	char *argv[] = {"/bin/rm", "-rf", "--", (char *)a, NULL};
 	char err[256];
 	if (!child_start(&s->h, argv, 0, NULL, NULL, err, sizeof err))
 		log_warn("cannot remove %s: %s", a, err);
@@ -75,7 +75,7 @@ struct remove_after {
 static void remove_after_exit(void *arg, int status, const uint8_t *out, size_t len, int overflow)
 {
 	struct remove_after *r = arg;
-	remove_later(r->s, r->dir, NULL);
+	remove_later(r->s, r->dir);
 	free(r);
 }
 
@@ -108,13 +108,20 @@ static void job_free(struct deploy_job *j)
 		close(j->probe.fd);
 	}
 	if (j->unpack_dir[0])
-		remove_later(s, j->unpack_dir, NULL);
+		remove_later(s, j->unpack_dir);
 	if (j->upload)
 		unlink(j->upload); /* in DIR/tmp, so the next start would remove it too */
 	free(j->upload);
 	buf_free(&j->probe_in);
 	buf_free(&j->probe_out);
 	free(j->message);
+	if (!j->sv) {
+		/* Refused before a version named its bundle: the blob goes unless
+		 * a version names it (the same bundle deployed before). */
+		gc_release_blob(s, j->hex);
+	} else {
+		gc_keep(s, j->worker);
+	}
 	loop_defer_free(s->h.loop, j);
 }
 
@@ -347,6 +354,7 @@ static void adopt_done(void *arg, int status, const uint8_t *out, size_t len, in
 	if (res)
 		json_unpack(res, "{s?s, s?I}", "sha256", &hex, "bytes", &bytes);
 	char *path = NULL;
+	char unused[STORE_SHA_HEX + 1] = ""; /* a blob this leaves unnamed */
 	if (!res || !hex || !(path = blob_path(s->st, hex))) {
 		if (res)
 			snprintf(why, sizeof why, "the image check answered no valid SHA-256");
@@ -357,25 +365,22 @@ static void adopt_done(void *arg, int status, const uint8_t *out, size_t len, in
 		snap_remove(tmp);
 	} else if (store_version_set_snapshot(s->st, sv->v.id, hex, (uint64_t)bytes) < 0) {
 		snprintf(why, sizeof why, "cannot record the snapshot in the store");
-		snap_remove(path); /* named by no row */
+		snprintf(unused, sizeof unused, "%s", hex); /* unless a row names it */
 		free(path);
 		path = NULL;
 	} else {
-		/* The image it replaces goes (restored instances keep their
-		 * mappings), removed by a child: unlinking a big file is work. */
-		if (sv->v.snapshot[0] && strcmp(sv->v.snapshot, hex) != 0) {
-			char *old = blob_path(s->st, sv->v.snapshot);
-			char *ws = xasprintf("%s.ws", old);
-			remove_later(s, old, ws);
-			free(ws);
-			free(old);
-		}
+		/* The image it replaces goes, unless another version names it
+		 * (restored instances keep their mappings). */
+		if (sv->v.snapshot[0] && strcmp(sv->v.snapshot, hex) != 0)
+			snprintf(unused, sizeof unused, "%s", sv->v.snapshot);
 		snprintf(sv->v.snapshot, sizeof sv->v.snapshot, "%s", hex);
 		sv->v.snapshot_bytes = (uint64_t)bytes;
 	}
 	json_decref(res);
 	free(tmp);
 	pool_snapshot_adopted(&sv->app, path, path ? NULL : why);
+	if (unused[0])
+		gc_release_blob(s, unused);
 }
 
 void deploy_adopt_snapshot(struct app *a, const char *tmp)
@@ -416,10 +421,17 @@ void deploy_on_event(struct app *a, enum app_event ev, const char *detail, doubl
 			log_warn("%s: rebuilding its snapshot failed: %s", sv->label, detail);
 		break;
 	case APP_RESTORE_REFUSED:
-		if (j)
+		if (j) {
 			job_fail(j, "the new snapshot was refused at restore: %s", detail);
-		else
-			store_version_set_snapshot(sv->s->st, sv->v.id, "", 0);
+		} else if (sv->v.snapshot[0] &&
+			   store_version_set_snapshot(sv->s->st, sv->v.id, "", 0) == 0) {
+			/* The pool dropped it (the store's file: not removed there). */
+			char old[STORE_SHA_HEX + 1];
+			snprintf(old, sizeof old, "%s", sv->v.snapshot);
+			sv->v.snapshot[0] = 0;
+			sv->v.snapshot_bytes = 0;
+			gc_release_blob(sv->s, old);
+		}
 		break;
 	case APP_RESTORED:
 		if (j) {

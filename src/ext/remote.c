@@ -1,6 +1,6 @@
 /*
- * `thaw deploy`, `thaw versions list`, `thaw rollout`, `thaw rollback` and
- * `thaw tail`: the client of a `thaw serve` host's control API
+ * `thaw deploy`, `thaw versions list|delete`, `thaw rollout`, `thaw rollback`
+ * and `thaw tail`: the client of a `thaw serve` host's control API
  * (docs/control-api.md), over libcurl. Answers are read and printed by
  * remote_fmt.c (see remote.h).
  *
@@ -530,6 +530,8 @@ static int call_perform(struct call *c, const char *method, const char *path, co
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 	if (!c->on_line)
 		curl_easy_setopt(h, CURLOPT_TIMEOUT, 300L);
+	if (strcmp(method, "GET") && strcmp(method, "POST"))
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
 	if (!strcmp(method, "POST")) {
 		curl_easy_setopt(h, CURLOPT_POST, 1L);
 		if (c->upload_fd >= 0) {
@@ -619,16 +621,17 @@ static json_t *get_json(struct remote *r, const char *path, char **raw, int quie
 	return j;
 }
 
-/* POST a JSON body; returns the answer object (new) or NULL, reason printed. */
-static json_t *post_json(struct remote *r, const char *path, json_t *body)
+/* POST a JSON body (or DELETE, body NULL); returns the answer object (new)
+ * or NULL, reason printed. */
+static json_t *send_json(struct remote *r, const char *method, const char *path, json_t *body)
 {
-	char *s = json_dumps(body, JSON_COMPACT);
-	if (!s)
+	char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	if (body && !s)
 		fatal("out of memory");
 	struct call c;
 	call_init(&c, r);
 	json_t *j = NULL;
-	if (call_perform(&c, "POST", path, s, NULL) == 0) {
+	if (call_perform(&c, method, path, s, NULL) == 0) {
 		char err[256];
 		j = thaw_remote_parse_object((const char *)buf_head(&c.body), buf_used(&c.body), err,
 					     sizeof err);
@@ -638,6 +641,11 @@ static json_t *post_json(struct remote *r, const char *path, json_t *body)
 	call_dispose(&c);
 	free(s);
 	return j;
+}
+
+static json_t *post_json(struct remote *r, const char *path, json_t *body)
+{
+	return send_json(r, "POST", path, body);
 }
 
 /* "/v1/workers/NAME" + rest, NAME escaped. */
@@ -985,18 +993,65 @@ out:
 	return rc;
 }
 
-/* --- thaw versions list --- */
+/* --- thaw versions list, thaw versions delete --- */
 
 static const char versions_usage[] =
 	"usage: thaw versions list [NAME] [--json] [options]\n"
+	"       thaw versions delete VERSION [NAME] [--json] [options]\n"
 	"\n"
-	"List the versions of worker NAME (default: the project in the current directory) on a\n"
+	"list: the versions of worker NAME (default: the project in the current directory) on a\n"
 	"thaw host: number, id, when it was made, state, its share of the traffic now, message.\n"
 	"A failed version shows the first line of its error.\n"
+	"\n"
+	"delete: remove VERSION (its id, a unique prefix of 4+ characters, or its number: 3 or\n"
+	"#3) from the host, with its bundle and snapshot unless another version uses them. A\n"
+	"version of the current deployment is refused: roll out or roll back first. (The host\n"
+	"also deletes old versions by itself: `thaw serve --keep-versions`.)\n"
 	"\n"
 	"Options:\n"
 	"  --name NAME          the worker (same as the NAME argument)\n"
 	"  --json               print the host's JSON answer as it is\n" REMOTE_COMMON_HELP;
+
+static int ref_valid(const char *cmd, const char *v);
+
+/* thaw versions delete VERSION: the host's answer {"deleted": version}. */
+static int versions_delete(struct remote *r, const char *cmd, const char *name, const char *ref,
+			   int json)
+{
+	CURL *h = curl_easy_init();
+	char *e = h ? curl_easy_escape(h, ref, 0) : NULL;
+	if (!e)
+		fatal("out of memory");
+	char *rest = xasprintf("/versions/%s", e);
+	curl_free(e);
+	curl_easy_cleanup(h);
+	char *path = worker_path(r, name, rest);
+	free(rest);
+	json_t *ans = send_json(r, "DELETE", path, NULL);
+	free(path);
+	int rc = 1;
+	const json_t *v = json_object_get(ans, "deleted");
+	const json_t *id = json_object_get(v, "id"), *num = json_object_get(v, "number");
+	if (!ans) {
+		/* the reason is printed */
+	} else if (json) {
+		char *text = json_dumps(ans, JSON_COMPACT);
+		if (!text)
+			fatal("out of memory");
+		puts(text);
+		free(text);
+		rc = 0;
+	} else if (json_is_string(id) && thaw_remote_id_valid(json_string_value(id)) &&
+		   json_is_integer(num)) {
+		printf("deleted version %lld of %s (%s)\n", (long long)json_integer_value(num), name,
+		       json_string_value(id));
+		rc = 0;
+	} else {
+		fprintf(stderr, "%s: the host's answer names no deleted version\n", cmd);
+	}
+	json_decref(ans);
+	return rc;
+}
 
 int cmd_versions(int argc, char **argv)
 {
@@ -1006,7 +1061,6 @@ int cmd_versions(int argc, char **argv)
 		REMOTE_COMMON_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
-	const char *cmd = "thaw versions list";
 	struct remote_opts ro = {0};
 	const char *name = NULL;
 	int json = 0, c;
@@ -1029,13 +1083,21 @@ int cmd_versions(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind >= argc || strcmp(argv[optind], "list") != 0 || argc - optind > 2 ||
-	    (argc - optind == 2 && name)) {
+	int npos = argc - optind;
+	int del = npos >= 1 && !strcmp(argv[optind], "delete");
+	const char *cmd = del ? "thaw versions delete" : "thaw versions list";
+	/* list [NAME] | delete VERSION [NAME] */
+	int need = del ? 2 : 1;
+	if (npos < 1 || (!del && strcmp(argv[optind], "list") != 0) || npos < need ||
+	    npos > need + 1 || (npos == need + 1 && name)) {
 		fputs(versions_usage, stderr);
 		return 2;
 	}
-	if (argc - optind == 2)
-		name = argv[optind + 1];
+	if (npos == need + 1)
+		name = argv[optind + need];
+	const char *ref = del ? argv[optind + 1] : NULL;
+	if (ref && !ref_valid(cmd, ref))
+		return 2;
 	char *n = resolve_name(cmd, name);
 	if (!n)
 		return 1;
@@ -1044,10 +1106,16 @@ int cmd_versions(int argc, char **argv)
 		free(n);
 		return 1;
 	}
+	int rc = 1;
+	if (del) {
+		rc = versions_delete(&r, cmd, n, ref, json);
+		free(n);
+		remote_close(&r);
+		return rc;
+	}
 	char *path = worker_path(&r, n, "/versions");
 	char *raw = NULL;
 	json_t *j = get_json(&r, path, &raw, 0);
-	int rc = 1;
 	if (j) {
 		char err[256];
 		if (json) {

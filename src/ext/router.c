@@ -5,6 +5,7 @@
 #include "ext/router.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/util.h"
@@ -113,4 +114,28 @@ int router_version(const struct deployment *d, const char *worker, const char *k
 		return 0;
 	uint32_t b = key && *key ? router_bucket(worker, key) : (uint32_t)(random % ROUTER_BUCKETS);
 	return (double)b >= d->percentage[0] * 100 ? 1 : 0;
+}
+
+int router_override(const struct deployment *d, const int numbers[], const char *ov)
+{
+	if (!ov || !*ov)
+		return -1;
+	size_t len = strlen(ov);
+	/* A number: "N" or "#N", at most 9 digits (no overflow). */
+	const char *digits = ov[0] == '#' ? ov + 1 : ov;
+	size_t nd = strspn(digits, "0123456789");
+	long number = nd >= 1 && nd <= 9 && !digits[nd] ? strtol(digits, NULL, 10) : -1;
+	/* An id or a prefix of one: ids are lowercase, compared as they are. */
+	int prefix = ov[0] != '#' && len >= 4 && len <= STORE_ID_LEN;
+	int found = -1;
+	for (int i = 0; i < d->n && i < DEPLOY_MAX_VERSIONS; i++) {
+		int match = (prefix && !strncmp(d->version[i], ov, len)) ||
+			    (number >= 1 && numbers[i] == number);
+		if (!match)
+			continue;
+		if (found >= 0)
+			return -1; /* names both */
+		found = i;
+	}
+	return found;
 }

@@ -19,8 +19,14 @@
  * modulo 10,000), or a random one without a key; buckets below
  * percentage[0] * 100 go to version 0, the rest to version 1. So a key
  * always lands in the same bucket, and a version whose share grows keeps
- * every key it had. A version override is the caller's business (it needs
- * the store).
+ * every key it had.
+ *
+ * AN OVERRIDE (router_override): a thaw-version-override header reaches a
+ * version of the current deployment only, as Cloudflare's
+ * Cloudflare-Workers-Version-Overrides does: one that names no version of
+ * it, or names both, is not applied and the request is split as any other.
+ * The deploy check reaches a version before it is deployed by its own path
+ * (serve.c: the per-host probe secret), not through this rule.
  */
 #ifndef THAW_EXT_ROUTER_H
 #define THAW_EXT_ROUTER_H
@@ -65,5 +71,12 @@ uint32_t router_bucket(const char *worker, const char *key);
  * (used only without a key). */
 int router_version(const struct deployment *d, const char *worker, const char *key,
 		   uint64_t random);
+
+/* The index in d of the version a thaw-version-override header's value ov
+ * (a client's bytes, NUL-terminated; NULL for none) names: its id, a prefix
+ * of the id of 4 or more characters, or its number ("3" or "#3", numbers[i]
+ * being the number of d->version[i]). -1 when it names none of d's versions,
+ * or more than one. */
+int router_override(const struct deployment *d, const int numbers[], const char *ov);
 
 #endif

@@ -254,27 +254,35 @@ static struct sworker *worker_known(struct serve *s, const char *name)
 	if (!project_name_valid(name))
 		return NULL;
 	struct sworker *w = serve_worker_find(s, name);
-	if (!w) {
-		struct version v1 = {0};
-		if (store_version_find(s->st, name, "1", &v1) == 0)
-			w = serve_worker_get(s, name);
-		version_clear(&v1);
-	}
+	if (!w && store_worker_exists(s->st, name))
+		w = serve_worker_get(s, name);
 	return w;
 }
 
 /* The version of w's deployment that takes a request with version key key
- * (NULL: none), loaded; NULL with err. */
+ * and version override ov (NULL: none of either), loaded; NULL with err.
+ * An override that names no version of the deployment is not applied. */
 static struct sversion *deployed_version(struct serve *s, struct sworker *w, const char *key,
-					 char *err, size_t errlen)
+					 const char *ov, char *err, size_t errlen)
 {
 	const struct deployment *d = &w->dep;
-	int pick = router_version(d, w->name, key, d->n > 1 && !(key && *key) ? serve_rng(s) : 0);
-	const char *id = d->version[pick];
-	struct sversion *sv = serve_version_loaded(w, id);
-	if (!sv && (load_deployment(s, w, err, errlen) < 0 || !(sv = serve_version_loaded(w, id))))
-		return NULL;
-	return sv;
+	struct sversion *loaded[DEPLOY_MAX_VERSIONS] = {NULL};
+	int numbers[DEPLOY_MAX_VERSIONS] = {0};
+	for (int i = 0; i < d->n; i++) {
+		loaded[i] = serve_version_loaded(w, d->version[i]);
+		if (!loaded[i] && (load_deployment(s, w, err, errlen) < 0 ||
+				   !(loaded[i] = serve_version_loaded(w, d->version[i])))) {
+			if (!err[0])
+				snprintf(err, errlen, "version %s cannot be loaded", d->version[i]);
+			return NULL;
+		}
+		numbers[i] = loaded[i]->v.number;
+	}
+	int pick = router_override(d, numbers, ov);
+	if (pick < 0)
+		pick = router_version(d, w->name, key,
+				      d->n > 1 && !(key && *key) ? serve_rng(s) : 0);
+	return loaded[pick];
 }
 
 /* Service bindings (host.h: service_app): the worker's live deployment,
@@ -288,7 +296,7 @@ static struct app *service_app(struct host *h, const char *service, char *why, s
 		return NULL;
 	}
 	char err[512] = "";
-	struct sversion *sv = deployed_version(s, w, NULL, err, sizeof err);
+	struct sversion *sv = deployed_version(s, w, NULL, NULL, err, sizeof err);
 	if (!sv) {
 		snprintf(why, whylen, "the worker cannot be loaded: %s", err);
 		return NULL;
@@ -317,18 +325,19 @@ static struct app *route(struct host *h, struct hreq *r, unsigned *status, char 
 	}
 	struct sworker *w = worker_known(s, name);
 	const char *ov = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "thaw-version-override");
-	if (!w || (!w->has_dep && !(ov && *ov))) {
+	if (!w || (!w->has_dep && !is_probe)) {
 		*status = 404;
 		snprintf(msg, msglen, "No worker named '%.63s' is deployed here.\n", name);
 		return NULL;
 	}
-	if (ov && *ov) {
+	if (is_probe) {
+		/* The deploy check's own path: the version being deployed, which
+		 * no deployment holds yet (any state: it is still building). */
 		struct version v = {0};
-		int rc = store_version_find(s->st, name, ov, &v);
-		if (rc < 0 || (strcmp(v.state, "ready") != 0 && !is_probe)) {
+		int rc = ov && *ov ? store_version_find(s->st, name, ov, &v) : STORE_FIND_NONE;
+		if (rc < 0) {
 			*status = 400;
-			snprintf(msg, msglen, "thaw-version-override: %s version of '%s' is %.40s.\n",
-				 rc == STORE_FIND_AMBIGUOUS ? "more than one" : "no ready", name, ov);
+			snprintf(msg, msglen, "the deploy check names no version of '%s'.\n", name);
 			version_clear(&v);
 			return NULL;
 		}
@@ -340,13 +349,13 @@ static struct app *route(struct host *h, struct hreq *r, unsigned *status, char 
 			snprintf(msg, msglen, "The version cannot be loaded: %s\n", err);
 			return NULL;
 		}
-		if (!is_probe && sv->app.snap_state == SNAPSHOT_NONE && !sv->app.builder)
-			serve_version_start(s, sv);
 		return &sv->app;
 	}
+	/* Anyone can send an override: it reaches the deployment's versions
+	 * only (router.h), else the request is split like any other. */
 	const char *key = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "thaw-version-key");
 	char err[512] = "";
-	struct sversion *sv = deployed_version(s, w, key, err, sizeof err);
+	struct sversion *sv = deployed_version(s, w, key, ov, err, sizeof err);
 	if (!sv) {
 		*status = 500;
 		snprintf(msg, msglen, "The worker cannot be loaded: %s\n", err);
@@ -393,10 +402,7 @@ static void on_output(struct app *a, struct hreq *r, uint32_t stream, int channe
 static unsigned tail(void *arg, const char *worker, struct ctl_stream *cs)
 {
 	struct serve *s = arg;
-	struct version v = {0};
-	int known = store_version_find(s->st, worker, "1", &v) == 0;
-	version_clear(&v);
-	if (!known)
+	if (!store_worker_exists(s->st, worker))
 		return 404;
 	struct sworker *w = serve_worker_get(s, worker);
 	struct tail_sub *t = xcalloc(1, sizeof *t);
@@ -439,18 +445,23 @@ static unsigned api(void *arg, const char *method, const char *worker, const cha
 }
 
 /* Versions that left the deployment, whose last instance is gone, are freed:
- * a long-running host does not grow with every deploy. A request routed to
- * one later (an override) loads it again from the store. */
+ * a long-running host does not grow with every deploy. A rollout or rollback
+ * to one later loads it again from the store; a deleted one's files go now. */
 static void version_free(struct sversion *sv)
 {
+	struct serve *s = sv->s;
 	log_info("%s: unloaded (not deployed, no instance left)", sv->label);
 	child_cancel(sv->adopter);
 	pool_app_dispose(&sv->app);
 	json_decref(sv->app.secrets);
 	free(sv->app.state_dir);
-	version_clear(&sv->v);
 	free(sv->adopt_tmp);
+	struct version v = sv->v; /* takes its strings */
+	int deleted = sv->deleted;
 	free(sv);
+	if (deleted)
+		gc_version_unloaded(s, &v); /* nothing uses its files now */
+	version_clear(&v);
 }
 
 static void sweep(struct loop *l, struct loop_timer *t)
@@ -491,6 +502,15 @@ static const struct app_hooks serve_hooks = {
 	.output = on_output,
 };
 
+/* The store made changes durable: the answers that waited for them go out,
+ * and the files that waited for them go. */
+static void store_synced(void *arg)
+{
+	struct serve *s = arg;
+	ctl_store_synced(s->ctl);
+	gc_synced(s);
+}
+
 /* --- the command --- */
 
 static const char serve_usage[] =
@@ -521,6 +541,9 @@ static const char serve_usage[] =
 	"  --max-bundle-mb N        largest bundle accepted (default 256)\n"
 	"  --max-bundle-files N     most files in a bundle (default 5000)\n"
 	"  --max-snapshot-mb N      refuse snapshots larger than this (default 1024)\n"
+	"  --keep-versions N|all    after each deploy, delete a worker's versions beyond its\n"
+	"                           newest N, except those of its current deployment and of\n"
+	"                           the one before (default 10)\n"
 	"  --system-site-packages   let workers import the system's Python packages\n"
 	"  --server-timing          add Server-Timing to every response: how its instance\n"
 	"                           started (warm, snapshot, boot) and the handler's time\n"
@@ -529,6 +552,47 @@ static const char serve_usage[] =
 HOST_SANDBOX_USAGE
 	"  -v, --verbose            debug logging\n"
 	"  -h, --help               this help\n";
+
+/* Wipe the value of every NAME=VALUE entry of the environment block the
+ * kernel gave this process, in place: /proc/PID/environ reads that block
+ * (mm->env_start..env_end), not `environ`, so unsetenv alone leaves the
+ * value there for any process of the same user to read. The entries stay
+ * (NAME= and NUL bytes); `environ` still points into the block, so this
+ * comes before unsetenv drops the pointers. 0, or -1 when the block was
+ * not found (then the entries `environ` points at are wiped instead). */
+static int environ_block_wipe(const char *name)
+{
+	size_t nlen = strlen(name);
+	unsigned long long start = 0, end = 0;
+	size_t len = 0;
+	char *stat = read_file("/proc/self/stat", 4096, &len);
+	const char *p = stat ? memrchr(stat, ')', len) : NULL;
+	if (p) {
+		/* Fields after the name, from the 3rd: env_start is the 50th,
+		 * env_end the 51st (proc(5)). */
+		int field = 2;
+		for (p++; *p && field < 50; p++)
+			if (*p == ' ')
+				field++;
+		if (field != 50 || sscanf(p, "%llu %llu", &start, &end) != 2)
+			start = end = 0;
+	}
+	free(stat);
+	if (!start || end <= start || end - start > (64u << 20)) {
+		for (char **e = environ; e && *e; e++)
+			if (!strncmp(*e, name, nlen) && (*e)[nlen] == '=')
+				explicit_bzero(*e + nlen + 1, strlen(*e + nlen + 1));
+		return -1;
+	}
+	char *block = (char *)(uintptr_t)start, *stop = (char *)(uintptr_t)end;
+	for (char *e = block; e < stop;) {
+		size_t n = strnlen(e, (size_t)(stop - e));
+		if (n > nlen && !strncmp(e, name, nlen) && e[nlen] == '=')
+			explicit_bzero(e + nlen + 1, n - nlen - 1);
+		e += n + 1;
+	}
+	return 0;
+}
 
 /* The token: --token-file, else $THAW_TOKEN, else DIR/token (made once). */
 static int load_token(struct serve *s, const char *file, char *err, size_t errlen)
@@ -571,7 +635,13 @@ static int load_token(struct serve *s, const char *file, char *err, size_t errle
 		}
 		free(path);
 	}
-	/* The environment crosses into instances: the token must not. */
+	/* Neither instances (spawned with `environ`) nor anyone reading
+	 * /proc/PID/environ may see the token: wipe its bytes where the kernel
+	 * put them, then drop the entry. Every instance is spawned after this,
+	 * so all have the same environment (a restore needs its builder's). */
+	if (environ_block_wipe("THAW_TOKEN") < 0)
+		log_warn("cannot find this process's environment block: THAW_TOKEN may still be "
+			 "readable in /proc/%d/environ (use --token-file)", (int)getpid());
 	unsetenv("THAW_TOKEN");
 	while (len && (tok[len - 1] == '\n' || tok[len - 1] == '\r' || tok[len - 1] == ' ' ||
 		       tok[len - 1] == '\t'))
@@ -599,6 +669,7 @@ int cmd_serve(int argc, char **argv)
 		{"path-routing", no_argument, NULL, 'P'},
 		{"max-bundle-mb", required_argument, NULL, 'b'},
 		{"max-bundle-files", required_argument, NULL, 'F'},
+		{"keep-versions", required_argument, NULL, 'K'},
 		HOST_LONG_OPTIONS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
@@ -609,6 +680,7 @@ int cmd_serve(int argc, char **argv)
 	struct host *h = &s->h;
 	host_defaults(h);
 	bundle_limits_default(&s->bl);
+	s->keep_versions = SERVE_KEEP_VERSIONS;
 	const char *data = NULL, *ip = "127.0.0.1", *control = "127.0.0.1:8788", *token_file = NULL;
 	uint64_t port = 8787, v;
 	char err[1024];
@@ -663,6 +735,16 @@ int cmd_serve(int argc, char **argv)
 				return 2;
 			}
 			s->bl.max_files = v;
+			break;
+		case 'K':
+			if (!strcmp(optarg, "all")) {
+				s->keep_versions = -1;
+			} else if (host_opt_u64("thaw serve", "--keep-versions", optarg, 1000000,
+						&v) < 0) {
+				return 2;
+			} else {
+				s->keep_versions = (int)v;
+			}
 			break;
 		case 'v':
 			thaw_log_level = LOG_DEBUG;
@@ -789,7 +871,7 @@ int cmd_serve(int argc, char **argv)
 				err);
 	}
 	/* From here a change's fsync is the store's thread's, not the loop's. */
-	if (store_sync_start(s->st, h->loop, ctl_store_synced, s->ctl, err, sizeof err) < 0) {
+	if (store_sync_start(s->st, h->loop, store_synced, s, err, sizeof err) < 0) {
 		fprintf(stderr, "thaw serve: %s\n", err);
 		return 1;
 	}
@@ -817,6 +899,10 @@ int cmd_serve(int argc, char **argv)
 		free(dir);
 	}
 	json_decref(old);
+
+	/* Files a crash left unnamed, versions beyond --keep-versions: before
+	 * any version is loaded. */
+	gc_start(s);
 
 	/* Every deployed worker serves again, from its stored images. */
 	pool_fill_spares(h);
@@ -849,6 +935,7 @@ int cmd_serve(int argc, char **argv)
 		netguard_stop();
 	child_kill_all(h);
 	store_sync_stop(s->st); /* before the answers it holds are let go */
+	gc_stop(s);
 	ctl_stop(s->ctl);
 	front_stop(h);
 	pool_shutdown(h);

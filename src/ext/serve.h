@@ -43,6 +43,11 @@
 #include "host/host.h"
 
 struct sworker;
+struct gc_file;
+
+/* --keep-versions by default: versions of a worker kept (besides those of its
+ * current and previous deployments). */
+#define SERVE_KEEP_VERSIONS 10
 
 struct sversion {
 	struct serve *s;
@@ -53,6 +58,7 @@ struct sversion {
 	struct deploy_job *job; /* being deployed */
 	struct child *adopter;  /* `thaw adopt-snapshot` of a new image, while it runs */
 	char *adopt_tmp;        /* the image it adopts */
+	int deleted;            /* its row is gone (gc.c): its files go once it is unloaded */
 	struct sversion *next;
 };
 
@@ -109,6 +115,8 @@ struct serve {
 	struct deploy_job *jobs;
 	struct ctl_sink sink; /* what the control API calls */
 	struct loop_timer sweep; /* frees versions nothing uses (serve_sweep_soon) */
+	int keep_versions;         /* --keep-versions: versions kept per worker (-1: all) */
+	struct gc_file *gc_files;  /* files to remove once their change is durable (gc.c) */
 	char data_ip[64];
 	unsigned data_port;
 	struct router router;
@@ -159,6 +167,31 @@ void deploy_stream_gone(struct serve *s, struct ctl_stream *cs);
 /* The pool hooks of a version (host.h's app_hooks). */
 void deploy_adopt_snapshot(struct app *a, const char *tmp);
 void deploy_on_event(struct app *a, enum app_event ev, const char *detail, double num);
+
+/* gc.c: deleting versions and the files nothing names (the rules are at
+ * the top of gc.c). */
+/* Delete the stored version id (protect: store_version_delete's) and, once
+ * that is durable, its files that nothing else uses; a version still
+ * loaded keeps them until it is unloaded. 0, or store_version_delete's
+ * answer with err; *gone is the deleted row (version_clear it). */
+int gc_version_delete(struct serve *s, const char *id, int protect, struct version *gone,
+		      char *err, size_t errlen);
+/* Apply --keep-versions to worker: delete its versions beyond the newest N
+ * that no deployment it could return to names. */
+void gc_keep(struct serve *s, const char *worker);
+/* A blob someone stopped using (a refused deploy's bundle, a replaced
+ * image): removed, once durable, if nothing names or uses it. */
+void gc_release_blob(struct serve *s, const char *hex);
+/* A deleted version (sv->deleted) was unloaded: its files may go now. */
+void gc_version_unloaded(struct serve *s, const struct version *v);
+/* The store made more changes durable: remove what waited for them. */
+void gc_synced(struct serve *s);
+/* At start, before any version is loaded: remove the files a crash left
+ * unnamed, then apply --keep-versions to every deployed worker. */
+void gc_start(struct serve *s);
+/* The host stops: forget the files still waiting (the next start removes
+ * them, since nothing names them). */
+void gc_stop(struct serve *s);
 
 /* crons.c: cron triggers. Count (log, record) the runs missed while the host
  * was down, then run every deployed trigger each minute. */

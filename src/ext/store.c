@@ -26,11 +26,20 @@
  *               message)
  *   deployment_versions(deployment -> deployments, slot 0|1,
  *                       version -> versions, percentage in (0,100])
+ *   (migration 4: workers.last_number, the highest number given; indexes of
+ *   versions by bundle and by snapshot)
  * A worker's current deployment is its newest deployments row (highest id);
- * the previous one is the row before it. Deployments are never edited or
- * deleted: a rollback is a new deployment made of the previous one's
- * versions, so rolling back twice returns to where one started, as
- * `git revert` would.
+ * the previous one is the row before it. Deployments are never edited: a
+ * rollback is a new deployment made of the previous one's versions, so
+ * rolling back twice returns to where one started, as `git revert` would.
+ * A deployment is deleted only with a version it names
+ * (store_version_delete), which is never one of the current deployment.
+ *
+ * Blobs are counted, not owned: a blob is in use while a versions row names
+ * it (bundle or snapshot), and only a caller that has seen no row name it
+ * (store_blob_referenced) after the row's deletion is durable removes it.
+ * A crash between the two leaves an unnamed blob, never a row naming a
+ * missing one; thaw serve removes unnamed blobs at start.
  *
  * Invariants:
  * - A blob is fsynced, renamed into blobs/ and blobs/ fsynced before blob_*
@@ -152,6 +161,15 @@ static const char *const migrations[] = {
 	"  value TEXT NOT NULL,\n"
 	"  PRIMARY KEY (version, name)\n"
 	") STRICT;\n",
+	/* 4: versions can be deleted. Blobs are counted by the versions naming
+	 * them (indexes for that question); a worker remembers the highest
+	 * number it gave, so a deleted version's number is never given again. */
+	"CREATE INDEX versions_by_bundle ON versions (bundle);\n"
+	"CREATE INDEX versions_by_snapshot ON versions (snapshot);\n"
+	"ALTER TABLE workers ADD COLUMN last_number INTEGER NOT NULL DEFAULT 0 "
+	"CHECK (last_number >= 0);\n"
+	"UPDATE workers SET last_number = "
+	"(SELECT coalesce(max(number), 0) FROM versions WHERE versions.worker = workers.name);\n",
 };
 
 #define VERSION_COLUMNS                                                                            \
@@ -188,6 +206,16 @@ enum query {
 	Q_SECRET_NAMES,
 	Q_VERSION_SECRETS_COPY,
 	Q_VERSION_SECRETS,
+	Q_WORKER_NUMBER,
+	Q_WORKER_EXISTS,
+	Q_VERSION_DEPLOYED,
+	Q_VERSION_DEPLOYMENTS_DROP,
+	Q_DEPLOYMENTS_EMPTY_DROP,
+	Q_VERSION_SECRETS_DROP,
+	Q_VERSION_DROP,
+	Q_BLOB_REFERENCED,
+	Q_VERSIONS_BEYOND,
+	Q_VERSION_EXISTS,
 	Q_COUNT
 };
 
@@ -198,8 +226,10 @@ static const char *const query_sql[Q_COUNT] = {
 	[Q_FAIL_BUILDING] = "UPDATE versions SET state = 'failed', error = ?1 "
 			    "WHERE state = 'building'",
 	[Q_WORKER_ADD] = "INSERT OR IGNORE INTO workers (name, created_ms) VALUES (?1, ?2)",
-	[Q_VERSION_NEXT_NUMBER] = "SELECT coalesce(max(number), 0) + 1 FROM versions "
-				  "WHERE worker = ?1",
+	/* Past both the newest version and any number given before (deleted) */
+	[Q_VERSION_NEXT_NUMBER] = "SELECT max(coalesce((SELECT max(number) FROM versions "
+				  "WHERE worker = ?1), 0), coalesce((SELECT last_number FROM "
+				  "workers WHERE name = ?1), 0)) + 1",
 	[Q_VERSION_ADD] = "INSERT INTO versions (id, worker, number, created_ms, message, bundle, "
 			  "state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'building')",
 	[Q_VERSION_GET] = "SELECT " VERSION_COLUMNS " FROM versions WHERE id = ?1",
@@ -242,6 +272,33 @@ static const char *const query_sql[Q_COUNT] = {
 	[Q_VERSION_SECRETS_COPY] = "INSERT INTO version_secrets (version, name, value) "
 				   "SELECT ?1, name, value FROM secrets WHERE worker = ?2",
 	[Q_VERSION_SECRETS] = "SELECT name, value FROM version_secrets WHERE version = ?1",
+	[Q_WORKER_NUMBER] = "UPDATE workers SET last_number = max(last_number, ?2) WHERE name = ?1",
+	[Q_WORKER_EXISTS] = "SELECT 1 FROM workers WHERE name = ?1",
+	/* ?1 in the worker ?2's current deployment (?3 = 1) or in it or the
+	 * one before it, the one `thaw rollback` returns to (?3 = 2) */
+	[Q_VERSION_DEPLOYED] = "SELECT 1 FROM deployment_versions WHERE version = ?1 AND "
+			       "deployment IN (SELECT id FROM deployments WHERE worker = ?2 "
+			       "ORDER BY id DESC LIMIT ?3)",
+	/* Deployments naming a version that goes: their versions, then them */
+	[Q_VERSION_DEPLOYMENTS_DROP] = "DELETE FROM deployment_versions WHERE deployment IN "
+				       "(SELECT deployment FROM deployment_versions "
+				       "WHERE version = ?1)",
+	[Q_DEPLOYMENTS_EMPTY_DROP] = "DELETE FROM deployments WHERE worker = ?1 AND NOT EXISTS "
+				     "(SELECT 1 FROM deployment_versions "
+				     "WHERE deployment = deployments.id)",
+	[Q_VERSION_SECRETS_DROP] = "DELETE FROM version_secrets WHERE version = ?1",
+	[Q_VERSION_DROP] = "DELETE FROM versions WHERE id = ?1",
+	[Q_BLOB_REFERENCED] = "SELECT 1 FROM versions WHERE bundle = ?1 UNION ALL "
+			      "SELECT 1 FROM versions WHERE snapshot = ?1 LIMIT 1",
+	/* The worker ?1's versions past its newest ?2, oldest first, but for
+	 * those being deployed and those of its two newest deployments */
+	[Q_VERSIONS_BEYOND] = "SELECT id FROM versions WHERE worker = ?1 AND state != 'building' "
+			      "AND number <= (SELECT number FROM versions WHERE worker = ?1 "
+			      "ORDER BY number DESC LIMIT 1 OFFSET ?2) "
+			      "AND id NOT IN (SELECT version FROM deployment_versions WHERE "
+			      "deployment IN (SELECT id FROM deployments WHERE worker = ?1 "
+			      "ORDER BY id DESC LIMIT 2)) ORDER BY number LIMIT ?3",
+	[Q_VERSION_EXISTS] = "SELECT 1 FROM versions WHERE id = ?1",
 };
 
 struct store {
@@ -1498,6 +1555,16 @@ int store_version_add(struct store *s, const char *worker, const char *bundle_he
 		db_fail(s, err, errlen, "adding the version");
 		goto error;
 	}
+	if (!(st = query(s, Q_WORKER_NUMBER, err, errlen)))
+		goto error;
+	rc = bind(st, "ti", worker, (int64_t)nv.number);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	done(st);
+	if (rc != SQLITE_DONE) {
+		db_fail(s, err, errlen, "numbering the version");
+		goto error;
+	}
 	/* The version keeps the worker's secrets as they are now. */
 	if (!(st = query(s, Q_VERSION_SECRETS_COPY, err, errlen)))
 		goto error;
@@ -1742,10 +1809,11 @@ json_t *store_version_project(struct store *s, const char *id)
 
 json_t *version_json(const struct version *v)
 {
-	return json_pack("{s:s, s:i, s:I, s:o, s:s, s:o, s:I, s:s}", "id", v->id, "number",
+	return json_pack("{s:s, s:i, s:I, s:o, s:s, s:o, s:I, s:s, s:o}", "id", v->id, "number",
 			 v->number, "created", (json_int_t)v->created_ms, "message",
 			 json_text(v->message), "state", v->state, "error", json_text(v->error),
-			 "snapshot_bytes", (json_int_t)v->snapshot_bytes, "bundle", v->bundle);
+			 "snapshot_bytes", (json_int_t)v->snapshot_bytes, "bundle", v->bundle,
+			 "snapshot", v->snapshot[0] ? json_string(v->snapshot) : json_null());
 }
 
 json_t *store_versions_json(struct store *s, const char *worker)
@@ -1777,6 +1845,167 @@ json_t *store_versions_json(struct store *s, const char *worker)
 	}
 	done(st);
 	return out;
+}
+
+int store_worker_exists(struct store *s, const char *worker)
+{
+	char err[256];
+	if (!project_name_valid(worker))
+		return 0;
+	sqlite3_stmt *st = query(s, Q_WORKER_EXISTS, err, sizeof err);
+	if (!st) {
+		log_error("%s", err);
+		return 0;
+	}
+	int rc = bind(st, "t", worker);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		log_error("%s/thaw.db: finding a worker: %s", s->dir, sqlite3_errmsg(s->db));
+	done(st);
+	return rc == SQLITE_ROW;
+}
+
+/* Run a prepared query whose answer is "a row or none": 1, 0, or -1 with err. */
+static int exists_query(struct store *s, sqlite3_stmt *st, int rc, char *err, size_t errlen,
+			const char *what)
+{
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	int r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_fail(s, err, errlen, what);
+	done(st);
+	return r;
+}
+
+/* Run the statement q, which returns no rows, with its one argument arg.
+ * 0, or -1 with err. */
+static int drop_query(struct store *s, enum query q, const char *arg, char *err, size_t errlen,
+		      const char *what)
+{
+	sqlite3_stmt *st = query(s, q, err, errlen);
+	if (!st)
+		return -1;
+	int rc = bind(st, "t", arg);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	done(st);
+	return rc == SQLITE_DONE ? 0 : db_fail(s, err, errlen, what);
+}
+
+int store_version_delete(struct store *s, const char *id, int protect, struct version *gone,
+			 char *err, size_t errlen)
+{
+	memset(gone, 0, sizeof *gone);
+	if (!id_valid(id)) {
+		err_set(err, errlen, "not a version id");
+		return STORE_DELETE_NONE;
+	}
+	if (begin(s, err, errlen) < 0)
+		return STORE_DELETE_FAILED;
+	/* Checked inside the transaction: no deployment can slip in between. */
+	struct version v;
+	int r = STORE_DELETE_FAILED;
+	if (store_version_get(s, id, &v) < 0) {
+		err_set(err, errlen, "no version %s", id);
+		r = STORE_DELETE_NONE;
+		goto error;
+	}
+	if (!strcmp(v.state, "building")) {
+		err_set(err, errlen, "version %d of %s is being deployed", v.number, v.worker);
+		r = STORE_DELETE_BUILDING;
+		goto error;
+	}
+	sqlite3_stmt *st = query(s, Q_VERSION_DEPLOYED, err, errlen);
+	if (!st)
+		goto error;
+	int deployed = exists_query(s, st, bind(st, "tti", id, v.worker, (int64_t)(protect > 1 ? 2 : 1)),
+				    err, errlen, "reading the deployments");
+	if (deployed < 0)
+		goto error;
+	if (deployed) {
+		err_set(err, errlen, "version %d of %s is in its %s deployment", v.number,
+			v.worker, protect > 1 ? "current or previous" : "current");
+		r = STORE_DELETE_DEPLOYED;
+		goto error;
+	}
+	if (drop_query(s, Q_VERSION_DEPLOYMENTS_DROP, id, err, errlen,
+		       "removing the deployments of the version") < 0 ||
+	    drop_query(s, Q_DEPLOYMENTS_EMPTY_DROP, v.worker, err, errlen,
+		       "removing the deployments of the version") < 0 ||
+	    drop_query(s, Q_VERSION_SECRETS_DROP, id, err, errlen,
+		       "removing the version's secrets") < 0 ||
+	    drop_query(s, Q_VERSION_DROP, id, err, errlen, "removing the version") < 0)
+		goto error;
+	if (commit(s, err, errlen) < 0)
+		goto error;
+	*gone = v;
+	return 0;
+error:
+	version_clear(&v);
+	rollback(s);
+	return r;
+}
+
+int store_blob_referenced(struct store *s, const char *hex)
+{
+	char err[256];
+	if (!hex_valid(hex))
+		return 0;
+	sqlite3_stmt *st = query(s, Q_BLOB_REFERENCED, err, sizeof err);
+	int r = st ? exists_query(s, st, bind(st, "t", hex), err, sizeof err,
+				  "counting a blob's versions")
+		   : -1;
+	if (r < 0)
+		log_error("%s", err);
+	return r;
+}
+
+/* The ids one query answers (its first column), checked. NULL on an error. */
+static json_t *ids_of(struct store *s, sqlite3_stmt *st, int rc, const char *what)
+{
+	json_t *out = json_array();
+	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+		rc = sqlite3_step(st);
+		if (rc != SQLITE_ROW)
+			break;
+		const char *id = (const char *)sqlite3_column_text(st, 0);
+		if (id && id_valid(id))
+			json_array_append_new(out, json_string(id));
+	}
+	if (rc != SQLITE_DONE) {
+		log_error("%s/thaw.db: %s: %s", s->dir, what, sqlite3_errmsg(s->db));
+		json_decref(out);
+		out = NULL;
+	}
+	done(st);
+	return out;
+}
+
+json_t *store_versions_beyond(struct store *s, const char *worker, int keep, int limit)
+{
+	char err[256];
+	if (!project_name_valid(worker) || keep < 0 || limit < 1)
+		return json_array();
+	sqlite3_stmt *st = query(s, Q_VERSIONS_BEYOND, err, sizeof err);
+	if (!st) {
+		log_error("%s", err);
+		return NULL;
+	}
+	return ids_of(s, st, bind(st, "tii", worker, (int64_t)keep, (int64_t)limit),
+		      "listing old versions");
+}
+
+int store_version_exists(struct store *s, const char *id)
+{
+	char err[256];
+	if (!id_valid(id))
+		return 0;
+	sqlite3_stmt *st = query(s, Q_VERSION_EXISTS, err, sizeof err);
+	int r = st ? exists_query(s, st, bind(st, "t", id), err, sizeof err, "finding a version")
+		   : -1;
+	if (r < 0)
+		log_error("%s", err);
+	return r;
 }
 
 /* --- deployments --- */

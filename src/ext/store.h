@@ -152,6 +152,40 @@ json_t *store_versions_without_project(struct store *s);
 json_t *store_versions_json(struct store *s, const char *worker);
 json_t *version_json(const struct version *v);
 
+/* 1 when worker has a row (a version was ever stored for it), else 0 (an
+ * error is logged and answers 0). */
+int store_worker_exists(struct store *s, const char *worker);
+
+/* --- deleting versions; which blobs are still named --- */
+
+/* store_version_delete's answers besides 0. */
+enum {
+	STORE_DELETE_NONE = -1,     /* no such version */
+	STORE_DELETE_DEPLOYED = -2, /* in a deployment it protects */
+	STORE_DELETE_BUILDING = -3, /* being deployed */
+	STORE_DELETE_FAILED = -4,   /* a database error */
+};
+/* Delete the version id with its secrets, unless it is building or in the
+ * worker's current deployment (protect 1) or in the current or the previous
+ * one, which `thaw rollback` returns to (protect 2). Older deployments that
+ * name it go with it (a deployment is never left half). One transaction;
+ * the version's files (its blobs, DATA/versions/ID) are the caller's to
+ * remove afterwards, once nothing names them: *gone receives the row
+ * (version_clear it). 0, or one of the answers above with err. */
+int store_version_delete(struct store *s, const char *id, int protect, struct version *gone,
+			 char *err, size_t errlen);
+/* 1 when a version names hex as its bundle or its snapshot, 0 when none
+ * does; -1 on an error (logged), which a caller takes as "named". */
+int store_blob_referenced(struct store *s, const char *hex);
+/* The ids of worker's versions beyond its newest keep (by number), oldest
+ * first and at most limit, except those building and those in its current
+ * or previous deployment: what a policy keeping keep versions deletes. A
+ * JSON array (NULL on an error, logged). */
+json_t *store_versions_beyond(struct store *s, const char *worker, int keep, int limit);
+/* 1 when a version id is stored, 0 when not (or id is not one); -1 on an
+ * error (logged), which a caller takes as "stored". */
+int store_version_exists(struct store *s, const char *id);
+
 /* A deployment: 1 or 2 versions whose percentages sum to 100. */
 #define DEPLOY_MAX_VERSIONS 2
 struct deployment {

@@ -118,7 +118,7 @@ struct app {
 	const struct app_hooks *hooks; /* NULL in thaw dev */
 	void *owner;
 	const char *label;   /* "name" or "name@version" in logs */
-	int keep_snapshots;  /* images outlive the process (the store owns them) */
+	int keep_snapshots;  /* the owner (the store) removes images, never the pool */
 	int draining;        /* out of the deployment: no instance kept idle */
 	/* Paths under its files that its sandbox covers with an empty directory
 	 * (thaw dev: the project's .thaw/); owned by the owner, may be NULL. */

@@ -57,8 +57,10 @@
  *       a->keep_snapshots (the store owns it)
  *
  *   "Dropped" (snapshot_drop): the file is removed (snap_remove, with its
- *   .ws; instances restored from it keep their mappings), a->snap_path
- *   freed, READY becomes NONE, and the working set will be asked again.
+ *   .ws; instances restored from it keep their mappings) unless
+ *   a->keep_snapshots (its owner removes it: APP_RESTORE_REFUSED says so),
+ *   a->snap_path freed, READY becomes NONE, and the working set will be
+ *   asked again.
  *
  *   The working set: the first instance restored from a READY image
  *   (snapshot_assign) is asked to record the pages it writes into
@@ -109,7 +111,11 @@ static void snapshot_drop(struct app *a)
 {
 	a->snap_ws_asked = 0;
 	if (a->snap_path) {
-		snap_remove(a->snap_path); /* mappings of restored instances stay valid */
+		/* Mappings of restored instances stay valid. An image the owner
+		 * keeps is the owner's to remove (thaw serve: a blob another
+		 * version may name). */
+		if (!a->keep_snapshots)
+			snap_remove(a->snap_path);
 		free(a->snap_path);
 		a->snap_path = NULL;
 	}

@@ -297,7 +297,11 @@ def test_serve_assets_switch_with_the_version(tmp_path):
         assert host.worker_get("shop", "/version.txt").text == "v2\n"
         assert host.worker_get("shop", "/api/x").text == "worker v2: GET /api/x"
         assert host.worker_get("shop", "/via-binding/version.txt").text == "v2\n"
-        # The old version still has its own assets, with its own code.
+        # The old version still has its own assets, with its own code (an override reaches
+        # a version of the deployment only: v1 comes back at 0.01 %).
+        r = host.api("POST", "/v1/workers/shop/rollout",
+                     json.dumps({"version": v1, "percentage": 0.01}))
+        assert r.status == 200, r
         old = {"thaw-version-override": v1}
         assert host.worker_get("shop", "/version.txt", headers=old).text == "v1\n"
         assert host.worker_get("shop", "/api/x", headers=old).text == "worker v1: GET /api/x"

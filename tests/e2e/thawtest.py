@@ -488,9 +488,11 @@ CONTROL_RE = re.compile(r"Control API on http://(\S+):(\d+)")
 
 class ThawServe(ThawDev):
     """One running `thaw serve --data DATA` with its data plane and control API on port 0 and
-    the control token in DATA/../token (TOKEN). Same output and lifecycle helpers as ThawDev."""
+    the control token in DATA/../token (TOKEN), given to the host with --token-file, or with
+    token_in_env in $THAW_TOKEN (the file is still there for the client commands). Same output
+    and lifecycle helpers as ThawDev."""
 
-    def __init__(self, data, args=(), env=None, binary=None, token=TOKEN):
+    def __init__(self, data, args=(), env=None, binary=None, token=TOKEN, token_in_env=False):
         require_binary()
         self.data = Path(data)
         self.data.parent.mkdir(parents=True, exist_ok=True)
@@ -498,9 +500,11 @@ class ThawServe(ThawDev):
         self.token_file.write_text(token + "\n")
         self.token = token
         self.project = self.data
+        token_args = [] if token_in_env else ["--token-file", str(self.token_file)]
+        if token_in_env:
+            env = {**(env or {}), "THAW_TOKEN": token}
         self.args = [str(binary or THAW_BIN), "serve", "--data", str(data), "--port", "0",
-                     "--control", "127.0.0.1:0", "--token-file", str(self.token_file),
-                     *map(str, args)]
+                     "--control", "127.0.0.1:0", *token_args, *map(str, args)]
         self.lines = []
         self.cond = threading.Condition()
         self.proc = subprocess.Popen(self.args, env=thaw_env(env), stdin=subprocess.DEVNULL,

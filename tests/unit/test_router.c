@@ -218,6 +218,67 @@ static void test_version_choice(void **state)
 	assert_int_equal(router_version(&d, "w", NULL, 1), 1);
 }
 
+/* An override reaches the current deployment's versions only: by id, by a
+ * prefix of 4+ characters, or by number; anything else (another version,
+ * garbage, a value naming both) is not applied. */
+static void test_override_names_a_deployed_version_only(void **state)
+{
+	struct deployment d;
+	memset(&d, 0, sizeof d);
+	d.n = 2;
+	strcpy(d.version[0], "0a1b2c3d-0000-4000-8000-000000000007");
+	strcpy(d.version[1], "0a1b9999-0000-4000-8000-000000000003");
+	d.percentage[0] = 10;
+	d.percentage[1] = 90;
+	const int numbers[2] = {7, 3};
+
+	assert_int_equal(router_override(&d, numbers, "0a1b2c3d-0000-4000-8000-000000000007"), 0);
+	assert_int_equal(router_override(&d, numbers, "0a1b2c"), 0);
+	assert_int_equal(router_override(&d, numbers, "0a1b9"), 1);
+	assert_int_equal(router_override(&d, numbers, "7"), 0);
+	assert_int_equal(router_override(&d, numbers, "#3"), 1);
+	/* Versions that exist but are not deployed, and numbers of none. */
+	assert_int_equal(router_override(&d, numbers, "1"), -1);
+	assert_int_equal(router_override(&d, numbers, "#5"), -1);
+	assert_int_equal(router_override(&d, numbers, "ffffffff"), -1);
+	/* A prefix of both, or too short to be a prefix. */
+	assert_int_equal(router_override(&d, numbers, "0a1b"), -1);
+	assert_int_equal(router_override(&d, numbers, "0a1"), -1);
+	/* Malformed: empty, longer than an id, signs, spaces, huge numbers,
+	 * "#" before an id, upper case, bytes past a NUL never read. */
+	assert_int_equal(router_override(&d, numbers, NULL), -1);
+	assert_int_equal(router_override(&d, numbers, ""), -1);
+	assert_int_equal(router_override(&d, numbers, "#"), -1);
+	assert_int_equal(router_override(&d, numbers, "-3"), -1);
+	assert_int_equal(router_override(&d, numbers, "+3"), -1);
+	assert_int_equal(router_override(&d, numbers, " 3"), -1);
+	assert_int_equal(router_override(&d, numbers, "3 "), -1);
+	assert_int_equal(router_override(&d, numbers, "0000000003"), -1); /* 10 digits */
+	assert_int_equal(router_override(&d, numbers, "000000003"), 1);
+	assert_int_equal(router_override(&d, numbers, "99999999999999999999999"), -1);
+	assert_int_equal(router_override(&d, numbers, "#0a1b2c3d"), -1);
+	assert_int_equal(router_override(&d, numbers, "0A1B2C3D"), -1);
+	assert_int_equal(router_override(&d, numbers, "0a1b2c3d-0000-4000-8000-0000000000070"), -1);
+	char big[5000];
+	memset(big, '7', sizeof big - 1);
+	big[sizeof big - 1] = 0;
+	assert_int_equal(router_override(&d, numbers, big), -1);
+
+	/* A 4+-digit value is both a number and a prefix: naming two is none. */
+	struct deployment n;
+	memset(&n, 0, sizeof n);
+	n.n = 2;
+	strcpy(n.version[0], "1234abcd-0000-4000-8000-000000000000");
+	strcpy(n.version[1], "ffff0000-0000-4000-8000-000000000000");
+	const int nums[2] = {5, 1234};
+	assert_int_equal(router_override(&n, nums, "1234"), -1);
+	assert_int_equal(router_override(&n, nums, "12345"), -1);
+	assert_int_equal(router_override(&n, nums, "1234a"), 0);
+	/* No deployment: nothing to name. */
+	n.n = 0;
+	assert_int_equal(router_override(&n, nums, "5"), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -227,6 +288,7 @@ int main(void)
 		cmocka_unit_test(test_path_routing),
 		cmocka_unit_test(test_buckets),
 		cmocka_unit_test(test_version_choice),
+		cmocka_unit_test(test_override_names_a_deployed_version_only),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -204,7 +204,7 @@ static void test_open_creates_layout_and_schema(void **state)
 	assert_string_equal(store_dir(f->s), f->dir);
 
 	sqlite3 *db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 3);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 4);
 	assert_int_equal(db_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
 				    "name IN ('workers', 'versions', 'deployments', "
 				    "'deployment_versions')"),
@@ -268,7 +268,7 @@ static void test_migrations_are_idempotent(void **state)
 	for (int i = 0; i < 3; i++)
 		reopen(f);
 	db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 3);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 4);
 	assert_int_equal(db_int(db, "SELECT count(*) FROM sqlite_master"), objects);
 	assert_int_equal(db_int(db, "SELECT count(*) FROM versions"), 1);
 	sqlite3_close(db);
@@ -282,14 +282,14 @@ static void test_future_schema_is_refused(void **state)
 	store_close(f->s);
 	f->s = NULL;
 	sqlite3 *db = db_side(f);
-	db_exec(db, "PRAGMA user_version = 4");
+	db_exec(db, "PRAGMA user_version = 5");
 	sqlite3_close(db);
 
 	assert_null(store_open(f->dir, f->err, sizeof f->err));
-	if (!strstr(f->err, "schema version 4, newer than this thaw knows (3)"))
+	if (!strstr(f->err, "schema version 5, newer than this thaw knows (4)"))
 		fail_msg("unexpected error: %s", f->err);
 	db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 4); /* left alone */
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 5); /* left alone */
 	sqlite3_close(db);
 }
 
@@ -305,7 +305,9 @@ static void test_migration_2_adds_the_project(void **state)
 	store_close(f->s);
 	f->s = NULL;
 	sqlite3 *db = db_side(f);
-	db_exec(db, "ALTER TABLE versions DROP COLUMN project; DROP TABLE cron_runs; DROP TABLE secrets; "
+	db_exec(db, "DROP INDEX versions_by_bundle; DROP INDEX versions_by_snapshot; "
+		    "ALTER TABLE workers DROP COLUMN last_number; "
+		    "ALTER TABLE versions DROP COLUMN project; DROP TABLE cron_runs; DROP TABLE secrets; "
 		    "DROP TABLE version_secrets; PRAGMA user_version = 1");
 	sqlite3_close(db);
 
@@ -326,7 +328,7 @@ static void test_migration_2_adds_the_project(void **state)
 	assert_null(store_version_project(f->s, "nope"));
 	json_decref(p);
 	db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 3);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 4);
 	sqlite3_close(db);
 	version_clear(&g);
 	version_clear(&v);
@@ -579,7 +581,12 @@ static void test_version_state_and_snapshot(void **state)
 	assert_true(json_is_null(json_object_get(j, "error")));
 	assert_int_equal(json_integer_value(json_object_get(j, "snapshot_bytes")), 0);
 	assert_string_equal(json_string_value(json_object_get(j, "bundle")), BUNDLE1);
-	assert_int_equal(json_object_size(j), 8);
+	assert_true(json_is_null(json_object_get(j, "snapshot")));
+	assert_int_equal(json_object_size(j), 9);
+	json_decref(j);
+	snprintf(g.snapshot, sizeof g.snapshot, "%s", SHA_ABC);
+	j = version_json(&g);
+	assert_string_equal(json_string_value(json_object_get(j, "snapshot")), SHA_ABC);
 	json_decref(j);
 	version_clear(&g);
 	version_clear(&a);
@@ -768,6 +775,184 @@ static void test_current_and_previous_after_three_deploys(void **state)
 	deployment_clear(&d3);
 	version_clear(&a);
 	version_clear(&b);
+}
+
+/* --- deleting versions --- */
+
+#define SNAP1 "5555555555555555555555555555555555555555555555555555555555555555"
+
+/* Migration 4: a store made before versions could be deleted learns the
+ * highest number each worker gave. */
+static void test_migration_4_remembers_the_numbers_given(void **state)
+{
+	struct fixture *f = *state;
+	reopen(f);
+	struct version v[3];
+	for (int i = 0; i < 3; i++)
+		add_version(f, "hello", BUNDLE1, "failed", &v[i]);
+	store_close(f->s);
+	f->s = NULL;
+	sqlite3 *db = db_side(f);
+	db_exec(db, "DROP INDEX versions_by_bundle; DROP INDEX versions_by_snapshot; "
+		    "ALTER TABLE workers DROP COLUMN last_number; PRAGMA user_version = 3");
+	sqlite3_close(db);
+	reopen(f);
+	db = db_side(f);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 4);
+	assert_int_equal(db_int(db, "SELECT last_number FROM workers WHERE name = 'hello'"), 3);
+	sqlite3_close(db);
+	/* The newest goes; its number is not given again. */
+	struct version gone, next;
+	assert_int_equal(store_version_delete(f->s, v[2].id, 2, &gone, f->err, sizeof f->err), 0);
+	add_version(f, "hello", BUNDLE1, "ready", &next);
+	assert_int_equal(next.number, 4);
+	version_clear(&gone);
+	version_clear(&next);
+	for (int i = 0; i < 3; i++)
+		version_clear(&v[i]);
+}
+
+static void test_version_delete_spares_deployed_and_building_versions(void **state)
+{
+	struct fixture *f = *state;
+	reopen(f);
+	struct version a, b, c, x, bld, gone;
+	add_version(f, "hello", BUNDLE1, "ready", &a);
+	add_version(f, "hello", BUNDLE2, "ready", &b);
+	add_version(f, "hello", BUNDLE1, "ready", &c);
+	add_version(f, "hello", BUNDLE1, "building", &bld);
+	assert_int_equal(store_secret_put(f->s, "hello", "K", "v", f->err, sizeof f->err), 0);
+	add_version(f, "hello", BUNDLE1, "failed", &x); /* number 5, with a secret */
+	assert_int_equal(store_version_set_snapshot(f->s, b.id, SNAP1, 10), 0);
+	struct deployment d1 = dep(a.id, 100, NULL, 0), d2 = dep(b.id, 50, a.id, 50),
+			  d3 = dep(c.id, 100, NULL, 0);
+	assert_int_equal(store_deploy(f->s, "hello", &d1, f->err, sizeof f->err), 0);
+	assert_int_equal(store_deploy(f->s, "hello", &d2, f->err, sizeof f->err), 0);
+	assert_int_equal(store_deploy(f->s, "hello", &d3, f->err, sizeof f->err), 0);
+	assert_int_equal(store_blob_referenced(f->s, BUNDLE2), 1);
+	assert_int_equal(store_blob_referenced(f->s, SNAP1), 1);
+
+	/* The current deployment's version, the previous one's when asked,
+	 * one being deployed, and nothing that is not a version id. */
+	assert_int_equal(store_version_delete(f->s, c.id, 1, &gone, f->err, sizeof f->err),
+			 STORE_DELETE_DEPLOYED);
+	assert_non_null(strstr(f->err, "version 3 of hello is in its current deployment"));
+	assert_int_equal(store_version_delete(f->s, b.id, 2, &gone, f->err, sizeof f->err),
+			 STORE_DELETE_DEPLOYED);
+	assert_non_null(strstr(f->err, "current or previous"));
+	assert_int_equal(store_version_delete(f->s, bld.id, 2, &gone, f->err, sizeof f->err),
+			 STORE_DELETE_BUILDING);
+	assert_int_equal(store_version_delete(f->s, "00000000-0000-4000-8000-000000000000", 1,
+					      &gone, f->err, sizeof f->err),
+			 STORE_DELETE_NONE);
+	assert_int_equal(store_version_delete(f->s, "../../etc/passwd", 1, &gone, f->err,
+					      sizeof f->err),
+			 STORE_DELETE_NONE);
+	struct version g;
+	assert_int_equal(store_version_get(f->s, c.id, &g), 0);
+	version_clear(&g);
+
+	/* b is only in the previous deployment: it may go when only the current
+	 * one is protected, and that deployment goes with it. */
+	assert_int_equal(store_version_delete(f->s, b.id, 1, &gone, f->err, sizeof f->err), 0);
+	assert_string_equal(gone.id, b.id);
+	assert_string_equal(gone.bundle, BUNDLE2);
+	assert_string_equal(gone.snapshot, SNAP1);
+	version_clear(&gone);
+	assert_int_equal(store_version_get(f->s, b.id, &g), -1);
+	assert_int_equal(store_blob_referenced(f->s, BUNDLE2), 0);
+	assert_int_equal(store_blob_referenced(f->s, SNAP1), 0);
+	assert_int_equal(store_blob_referenced(f->s, BUNDLE1), 1);
+	assert_int_equal(store_blob_referenced(f->s, "not hex"), 0);
+	struct deployment cur, prev;
+	assert_int_equal(store_deployment_current(f->s, "hello", &cur), 0);
+	assert_int_equal(cur.id, d3.id);
+	assert_int_equal(store_deployment_previous(f->s, "hello", &prev), 0);
+	assert_int_equal(prev.id, d1.id); /* what a rollback returns to now */
+	deployment_clear(&cur);
+	deployment_clear(&prev);
+	sqlite3 *db = db_side(f);
+	assert_int_equal(db_int(db, "SELECT count(*) FROM deployments"), 2);
+	assert_int_equal(db_int(db, "SELECT count(*) FROM deployment_versions"), 2);
+	sqlite3_close(db);
+	/* a is in the previous deployment now. */
+	assert_int_equal(store_version_delete(f->s, a.id, 2, &gone, f->err, sizeof f->err),
+			 STORE_DELETE_DEPLOYED);
+
+	/* The newest version goes with its secrets; its number is not reused. */
+	json_t *sec = store_version_secrets(f->s, x.id);
+	assert_int_equal(json_object_size(sec), 1);
+	json_decref(sec);
+	assert_int_equal(store_version_delete(f->s, x.id, 2, &gone, f->err, sizeof f->err), 0);
+	version_clear(&gone);
+	db = db_side(f);
+	assert_int_equal(db_int(db, "SELECT count(*) FROM version_secrets"), 0); /* x alone had one */
+	sqlite3_close(db);
+	struct version y;
+	add_version(f, "hello", BUNDLE1, "ready", &y);
+	assert_int_equal(y.number, 6);
+	assert_int_equal(store_version_find(f->s, "hello", "5", &g), STORE_FIND_NONE);
+	assert_true(store_worker_exists(f->s, "hello"));
+	assert_false(store_worker_exists(f->s, "nobody"));
+	assert_false(store_worker_exists(f->s, "../x"));
+
+	version_clear(&a);
+	version_clear(&b);
+	version_clear(&c);
+	version_clear(&x);
+	version_clear(&y);
+	version_clear(&bld);
+}
+
+static void test_versions_beyond_keep_spare_deployments(void **state)
+{
+	struct fixture *f = *state;
+	reopen(f);
+	struct version v[8], o;
+	for (int i = 1; i <= 6; i++)
+		add_version(f, "hello", BUNDLE1, i == 4 ? "failed" : "ready", &v[i]);
+	add_version(f, "hello", BUNDLE1, "building", &v[7]);
+	add_version(f, "other", BUNDLE1, "ready", &o);
+	struct deployment d1 = dep(v[2].id, 100, NULL, 0), d2 = dep(v[5].id, 100, NULL, 0);
+	assert_int_equal(store_deploy(f->s, "hello", &d1, f->err, sizeof f->err), 0);
+	assert_int_equal(store_deploy(f->s, "hello", &d2, f->err, sizeof f->err), 0);
+
+	struct {
+		int keep, limit;
+		int want[8]; /* version numbers, oldest first, 0-terminated */
+	} cases[] = {
+		{2, 100, {1, 3, 4, 0}},    /* 7 and 6 kept; 2 and 5 deployed */
+		{2, 2, {1, 3, 0}},         /* at most limit */
+		{0, 100, {1, 3, 4, 6, 0}}, /* 7 is building */
+		{5, 100, {1, 0}},
+		{7, 100, {0}},
+		{100, 100, {0}},
+		{-1, 100, {0}},
+		{0, 0, {0}},
+	};
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		json_t *ids = store_versions_beyond(f->s, "hello", cases[c].keep, cases[c].limit);
+		assert_non_null(ids);
+		size_t n = 0;
+		while (cases[c].want[n])
+			n++;
+		if (json_array_size(ids) != n)
+			fail_msg("keep %d: %zu versions, expected %zu", cases[c].keep,
+				 json_array_size(ids), n);
+		for (size_t i = 0; i < n; i++)
+			assert_string_equal(json_string_value(json_array_get(ids, i)),
+					    v[cases[c].want[i]].id);
+		json_decref(ids);
+	}
+	json_t *ids = store_versions_beyond(f->s, "Not A Name", 0, 10);
+	assert_int_equal(json_array_size(ids), 0);
+	json_decref(ids);
+	assert_int_equal(store_version_exists(f->s, v[1].id), 1);
+	assert_int_equal(store_version_exists(f->s, "00000000-0000-4000-8000-000000000000"), 0);
+	assert_int_equal(store_version_exists(f->s, "../versions"), 0);
+	for (int i = 1; i <= 7; i++)
+		version_clear(&v[i]);
+	version_clear(&o);
 }
 
 /* --- blobs --- */
@@ -1187,6 +1372,9 @@ int main(void)
 		T(test_building_version_fails_on_reopen),
 		T(test_deploy_validation),
 		T(test_current_and_previous_after_three_deploys),
+		T(test_migration_4_remembers_the_numbers_given),
+		T(test_version_delete_spares_deployed_and_building_versions),
+		T(test_versions_beyond_keep_spare_deployments),
 		T(test_blob_content_and_sha256),
 		T(test_blob_same_content_is_stored_once),
 		T(test_blob_abort_leaves_nothing),
