@@ -27,6 +27,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#ifdef THAW_SANITIZE
+#include <sanitizer/asan_interface.h>
+#endif
+
 #include "common/util.h"
 #include "host/host.h"
 #include "proto/frame.h"
@@ -53,7 +57,12 @@ struct spawn_args {
 	volatile int err; /* errno of the step that failed in the child, 0 if none */
 };
 
-static int child_fail(struct spawn_args *a, long rc)
+/* The child shares the host's memory, sanitizer shadow included: its frames
+ * must not poison (and never unpoison) the shadow of a stack it leaves
+ * behind. */
+#define CHILD_CODE __attribute__((no_sanitize("address", "undefined")))
+
+CHILD_CODE static int child_fail(struct spawn_args *a, long rc)
 {
 	a->err = (int)-rc;
 	syscall(SYS_exit, 127);
@@ -61,7 +70,7 @@ static int child_fail(struct spawn_args *a, long rc)
 }
 
 /* Raw system calls only: see the top of this file. */
-static int spawn_child(void *p)
+CHILD_CODE static int spawn_child(void *p)
 {
 	struct spawn_args *a = p;
 	for (int s = 1; s <= 64; s++) {
@@ -130,6 +139,9 @@ static pid_t clone_child(struct spawn_args *a, char *err, size_t errlen)
 	pid_t pid = clone(spawn_child, (char *)stack + CHILD_STACK, flags, a);
 	int e = errno;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+#ifdef THAW_SANITIZE
+	ASAN_UNPOISON_MEMORY_REGION(stack, CHILD_STACK);
+#endif
 	munmap(stack, CHILD_STACK);
 	if (pid < 0) {
 		err_set(err, errlen, "clone into new namespaces: %s", strerror(e));
