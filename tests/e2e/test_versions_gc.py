@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import threading
 import time
 import uuid
@@ -29,16 +30,18 @@ ENTRY = """
     class Default(WorkerEntrypoint):
         async def fetch(self, request):
             if request.url.endswith("/hold"):
+                # Held until the test's socket says go (instances see none of its files).
+                reader, writer = await asyncio.open_connection("127.0.0.1", int(self.env.FLAG))
                 print("holding", flush=True)
-                while not os.path.exists(self.env.FLAG):
-                    await asyncio.sleep(0.01)
+                await reader.read(1)
+                writer.close()
             if self.env.VERSION == "broken":
                 return Response("broken", status=500)
             return Response(self.env.VERSION)
 """
 
 
-def make(root, version, flag="/nonexistent", name="shop"):
+def make(root, version, flag=0, name="shop"):
     return write_project(root, ENTRY, vars={"VERSION": version, "FLAG": str(flag)}, name=name)
 
 
@@ -250,12 +253,15 @@ def test_bad_keep_versions_is_refused(tmp_path):
 
 def test_a_deleted_version_keeps_its_files_while_it_serves(tmp_path, hosts):
     host = hosts()
-    flag = tmp_path / "flag"
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(30)
+    flag = server.getsockname()[1]
     v1 = deploy(host, make(tmp_path / "p", "one", flag))
     result = {}
     t = threading.Thread(target=lambda: result.update(r=host.worker_get("shop", "/hold")))
     mark = host.mark()
     t.start()
+    conn, _ = server.accept()
     host.wait_for("holding", start=mark)  # the request is in v1's instance
     deploy(host, make(tmp_path / "p", "two", flag))
     r = host.client("versions", "delete", v1, "--name", "shop")
@@ -263,7 +269,9 @@ def test_a_deleted_version_keeps_its_files_while_it_serves(tmp_path, hosts):
     assert 1 not in versions(host)
     # Its request is still running: its files stay until it is unloaded.
     assert (host.data / "versions" / v1).is_dir()
-    flag.write_text("go")
+    conn.sendall(b"g")
+    conn.close()
+    server.close()
     t.join(30)
     assert result["r"].status == 200 and result["r"].text == "one", result
     host.wait_for(rf"shop@{v1[:8]}: unloaded", start=mark, timeout=30)
