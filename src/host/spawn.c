@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <poll.h>
@@ -54,6 +55,11 @@ struct spawn_args {
 	char *const *envp;
 	int sock;
 	int roots_fd;          /* -1: none */
+	/* CLONE_NEWUSER: the child's maps ("0 ID 1\n"), written by the child
+	 * itself before it execs. A process whose uid has no mapping in its
+	 * user namespace is not root there, so execve would drop every
+	 * capability it has in it and stage 1 could mount nothing. */
+	char uid_map[32], gid_map[32];
 	volatile int err; /* errno of the step that failed in the child, 0 if none */
 };
 
@@ -67,6 +73,20 @@ CHILD_CODE static int child_fail(struct spawn_args *a, long rc)
 	a->err = (int)-rc;
 	syscall(SYS_exit, 127);
 	return 127;
+}
+
+/* Raw: write text to /proc/self/NAME. 0 or -errno. */
+static long write_self(const char *path, const char *text)
+{
+	long fd = syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fd;
+	size_t n = 0;
+	while (text[n])
+		n++;
+	long rc = syscall(SYS_write, fd, text, n);
+	syscall(SYS_close, fd);
+	return rc < 0 ? rc : (size_t)rc == n ? 0 : -EIO;
 }
 
 /* Raw system calls only: see the top of this file. */
@@ -88,6 +108,13 @@ CHILD_CODE static int spawn_child(void *p)
 	long rc = syscall(SYS_setpgid, 0, 0);
 	if (rc < 0)
 		return child_fail(a, rc);
+	if (a->uid_map[0]) {
+		/* setgroups first: an unprivileged gid_map needs it denied. */
+		if ((rc = write_self("/proc/self/setgroups", "deny")) < 0 ||
+		    (rc = write_self("/proc/self/uid_map", a->uid_map)) < 0 ||
+		    (rc = write_self("/proc/self/gid_map", a->gid_map)) < 0)
+			return child_fail(a, rc);
+	}
 #ifndef THAW_SANITIZE
 	/* Deterministic address space for snapshots (else main.c re-execs). */
 	long pers = syscall(SYS_personality, 0xffffffffUL);
@@ -109,7 +136,10 @@ CHILD_CODE static int spawn_child(void *p)
 			return child_fail(a, rc);
 		last = SPAWN_ROOTS_FD;
 	}
-	syscall(SYS_close_range, last + 1, ~0U, 0);
+	/* No exec if that fails: the host's database, its listening sockets... */
+	rc = syscall(SYS_close_range, last + 1, ~0U, 0);
+	if (rc < 0)
+		return child_fail(a, rc);
 	uint64_t none = 0;
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
 	rc = syscall(SYS_execve, a->path, a->argv, a->envp);
@@ -124,8 +154,12 @@ int spawn_uses_userns(void)
 static pid_t clone_child(struct spawn_args *a, char *err, size_t errlen)
 {
 	int flags = CLONE_VM | CLONE_VFORK | SANDBOX_NS | SIGCHLD;
-	if (spawn_uses_userns())
+	a->uid_map[0] = a->gid_map[0] = 0;
+	if (spawn_uses_userns()) {
 		flags |= CLONE_NEWUSER;
+		snprintf(a->uid_map, sizeof a->uid_map, "0 %u 1\n", (unsigned)geteuid());
+		snprintf(a->gid_map, sizeof a->gid_map, "0 %u 1\n", (unsigned)getegid());
+	}
 	void *stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE,
 			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
 	if (stack == MAP_FAILED) {
