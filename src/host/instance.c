@@ -703,8 +703,10 @@ static int on_snap_done(struct instance *in, const struct thaw_frame *f)
 static int on_ws_done(struct instance *in, const struct thaw_frame *f)
 {
 	(void)f;
-	if ((in->state != INST_READY && in->state != INST_DRAINING) || !in->records_ws)
-		return -1;
+	if ((in->state != INST_READY && in->state != INST_DRAINING) || !in->records_ws ||
+	    in->ws_done)
+		return -1; /* once: a second one is a worker trying its luck */
+	in->ws_done = 1;
 	snapshot_ws_recorded(in);
 	return 0;
 }

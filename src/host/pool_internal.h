@@ -61,6 +61,7 @@ struct instance {
 	int restoring;     /* INIT asked for a restore */
 	int from_snapshot; /* READY came from a restored image */
 	int records_ws;    /* asked to record the image's working set */
+	int ws_done;       /* it sent WS_DONE (once only) */
 	unsigned served;   /* requests it has taken */
 	char *snap_path;   /* builder: the file it writes (owned until handed over) */
 	char *image;       /* restoring: the image it was given (owned) */

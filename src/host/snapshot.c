@@ -89,6 +89,7 @@
 #include "host/pool_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,45 @@ void snapshot_inst_closed(struct app *a, struct instance *in)
 	}
 }
 
+/*
+ * Take the file at from, in a directory its (untrusted, possibly still
+ * running) worker can write, as to, in one it cannot: exactly the regular
+ * file that is at from when it is opened, never a symbolic link, directory
+ * or other file a racing worker renames there meanwhile. The inode is
+ * opened without following links, checked on the fd, and hard-linked from
+ * the fd; nothing is done by path twice. 0, or -1 with errno.
+ */
+static int take_worker_file(const char *from, const char *to, uint64_t max_bytes)
+{
+	int fd = open(from, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	struct stat st;
+	int rc = -1;
+	if (fstat(fd, &st) < 0)
+		goto out;
+	if (!S_ISREG(st.st_mode)) {
+		errno = EINVAL;
+		goto out;
+	}
+	if ((uint64_t)st.st_size > max_bytes) {
+		errno = EFBIG;
+		goto out;
+	}
+	char proc[64];
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+	rc = linkat(AT_FDCWD, proc, AT_FDCWD, to, AT_SYMLINK_FOLLOW);
+out:
+	if (rc < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
 void snapshot_written(struct instance *in, uint64_t bytes, double write_ms)
 {
 	struct app *a = in->app;
@@ -192,14 +232,13 @@ void snapshot_written(struct instance *in, uint64_t bytes, double write_ms)
 		 * regular file, no link, from now on out of its reach. */
 		char *to = xasprintf("%s/%s-%u-%u.snap", a->snap_dir, app_label(a), a->generation,
 				     ++a->h->snap_counter);
-		struct stat st;
-		if (lstat(in->snap_path, &st) == 0 && S_ISREG(st.st_mode) &&
-		    rename(in->snap_path, to) == 0) {
+		if (take_worker_file(in->snap_path, to, a->h->max_snapshot_bytes + (64u << 20)) == 0) {
+			unlink(in->snap_path);
 			free(in->snap_path);
 			in->snap_path = to;
 		} else {
-			log_warn("%s: the builder left no image file at %s", app_label(a),
-				 in->snap_path);
+			log_warn("%s: the builder left no image file at %s: %s", app_label(a),
+				 in->snap_path, strerror(errno));
 			free(to);
 			a->builder = NULL;
 			a->snap_state = SNAPSHOT_NONE;
@@ -236,14 +275,15 @@ void snapshot_ws_recorded(struct instance *in)
 {
 	/* The recorder wrote OUT/image.ws; restores look for IMAGE.ws. The
 	 * file is checked by every restore that reads it (snap_restore). */
-	if (!in->out_dir || !in->image)
-		return;
+	struct app *a = in->app;
+	if (!in->out_dir || !in->image || in->generation != a->generation || !a->snap_path ||
+	    strcmp(a->snap_path, in->image) != 0)
+		return; /* its image is not the current one any more */
 	char *from = xasprintf("%s/image.ws", in->out_dir);
 	char *to = xasprintf("%s.ws", in->image);
-	struct stat st;
-	if (lstat(from, &st) == 0 && S_ISREG(st.st_mode) && access(to, F_OK) < 0 &&
-	    rename(from, to) < 0)
-		log_warn("%s: cannot keep the working set: %s", app_label(in->app), strerror(errno));
+	/* A working set is a few ranges per mapping: far below this. */
+	if (take_worker_file(from, to, 64u << 20) < 0 && errno != EEXIST)
+		log_warn("%s: cannot keep the working set: %s", app_label(a), strerror(errno));
 	free(from);
 	free(to);
 }

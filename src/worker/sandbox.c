@@ -525,7 +525,7 @@ struct roots {
 /* Open path in the clone of the root it lies under (the longest), resolving
  * inside that tree as the host would (RESOLVE_IN_ROOT): an O_PATH fd, or -1
  * (errno; ENOTDIR: under none of them). */
-static int root_open(const struct roots *r, const char *path)
+static int root_open(const struct roots *r, const char *path, int nofollow)
 {
 	int best = -1;
 	size_t blen = 0;
@@ -546,7 +546,7 @@ static int root_open(const struct roots *r, const char *path)
 	if (dfd < 0)
 		return -1;
 	const char *rel = path[blen] ? path + blen + 1 : ".";
-	struct open_how how = {.flags = O_PATH | O_CLOEXEC,
+	struct open_how how = {.flags = O_PATH | O_CLOEXEC | (nofollow ? O_NOFOLLOW : 0),
 			       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
 	int fd = (int)syscall(SYS_openat2, dfd, rel, &how, sizeof how);
 	int e = errno;
@@ -583,7 +583,12 @@ static int bind_clone(int fd, const struct stat *st, const char *target, int ro)
 static int stage2_bind(const struct roots *roots, struct idmaps *im, const char *path, int ro,
 		       int optional, char *err, size_t errlen)
 {
-	int fd = root_open(roots, path);
+	/* The optional ones are the host's extras (an image, its working set):
+	 * files the host made in directories of its own, so a link there, or
+	 * anything but a regular file, is not theirs: a link planted by a
+	 * worker (say IMAGE.ws -> "/") would be resolved in that root's clone
+	 * and bind what it names: a whole directory of other workers' files. */
+	int fd = root_open(roots, path, optional);
 	if (fd < 0 && errno == ENOTDIR)
 		return err_set(err, errlen, "sandbox: %s is under none of the host's roots", path);
 	if (fd < 0 && errno == ENOENT && optional)
@@ -591,6 +596,11 @@ static int stage2_bind(const struct roots *roots, struct idmaps *im, const char 
 	if (fd < 0)
 		return fail(err, errlen, "open", path);
 	struct stat st;
+	if (optional && fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+		log_warn("sandbox: %s is not a regular file: not bound", path);
+		close(fd);
+		return 0;
+	}
 	if (fstat(fd, &st) < 0 || (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))) {
 		close(fd);
 		return err_set(err, errlen, "sandbox: %s is not a file or directory", path);
