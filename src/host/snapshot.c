@@ -237,12 +237,16 @@ void snapshot_written(struct instance *in, uint64_t bytes, double write_ms)
 			free(in->snap_path);
 			in->snap_path = to;
 		} else {
-			log_warn("%s: the builder left no image file at %s: %s", app_label(a),
-				 in->snap_path, strerror(errno));
+			char *why = xasprintf("the builder left no image file at %s: %s",
+					      in->snap_path, strerror(errno));
+			log_warn("%s: %s", app_label(a), why);
 			free(to);
 			a->builder = NULL;
 			a->snap_state = SNAPSHOT_NONE;
 			inst_close(in, "no image written");
+			/* Nothing else ends the build (a deploy waits on it). */
+			app_event(a, APP_SNAPSHOT_FAILED, why, 0);
+			free(why);
 			pool_dispatch(a);
 			return;
 		}
