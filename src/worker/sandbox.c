@@ -98,21 +98,25 @@ static int make_target(const char *path, int is_dir)
 	return 0;
 }
 
-/* Mount flags on target and everything under it (rec), or on it alone. */
-static int set_attr_rec(const char *target, int ro, int rec)
+/* Mount flags on target and everything under it (rec), or on it alone.
+ * A device node's own bind (dev) keeps devices usable: nodev there would
+ * make open() of /dev/null itself EACCES. */
+static int set_attr_flags(const char *target, int ro, int rec, int dev)
 {
-	struct mount_attr a = {.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+	struct mount_attr a = {.attr_set = MOUNT_ATTR_NOSUID |
+					   (dev ? MOUNT_ATTR_NOEXEC : MOUNT_ATTR_NODEV) |
 					   (ro ? MOUNT_ATTR_RDONLY : 0)};
 	if (syscall(SYS_mount_setattr, AT_FDCWD, target, rec ? AT_RECURSIVE : 0, &a, sizeof a) == 0)
 		return 0;
 	/* Older kernels: the top mount only. */
-	unsigned long fl = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | (ro ? MS_RDONLY : 0);
+	unsigned long fl = MS_REMOUNT | MS_BIND | MS_NOSUID | (dev ? MS_NOEXEC : MS_NODEV) |
+			   (ro ? MS_RDONLY : 0);
 	return mount(NULL, target, NULL, fl, NULL);
 }
 
-static int set_attr(const char *target, int ro)
+static int set_attr_rec(const char *target, int ro, int rec)
 {
-	return set_attr_rec(target, ro, 1);
+	return set_attr_flags(target, ro, rec, 0);
 }
 
 /* Bind what fd names (an O_PATH fd) at target, read-only or not. */
@@ -131,7 +135,7 @@ static int bind_fd(int fd, const char *target, int ro, char *err, size_t errlen)
 	snprintf(src, sizeof src, "/proc/self/fd/%d", fd);
 	if (mount(src, target, NULL, MS_BIND | MS_REC, NULL) < 0)
 		return fail(err, errlen, "bind", target);
-	if (set_attr(target, ro) < 0)
+	if (set_attr_flags(target, ro, !S_ISCHR(st.st_mode), S_ISCHR(st.st_mode)) < 0)
 		return fail(err, errlen, "remount", target);
 	return 0;
 }

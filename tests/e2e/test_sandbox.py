@@ -199,6 +199,14 @@ def test_its_own_files_are_read_only(host):
     assert attack(host, "write", path=own)["errno"] in ("EROFS", "EACCES")
 
 
+def test_its_dev_nodes_work(host):
+    # Bound from the host's /dev: a nodev bind would make every open() of them EACCES
+    # (subprocess.DEVNULL, logging to os.devnull, C libraries reading /dev/urandom).
+    assert attack(host, "read", path="/dev/zero") == {"ok": "\x00" * 64}
+    assert attack(host, "write", path="/dev/null") == {"ok": "written"}
+    assert len(attack(host, "read", path="/dev/urandom")["ok"]) == 64
+
+
 def test_signals_reach_nothing_outside(host):
     assert attack(host, "kill", pid=-1, sig=int(signal.SIGKILL)) == {"errno": "ESRCH"}
     assert attack(host, "kill", pid=host.pid, sig=int(signal.SIGKILL)) == {"errno": "ESRCH"}
