@@ -6,7 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <dirent.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -285,17 +285,115 @@ int mkdir_p(const char *path, unsigned mode)
 	return 0;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path) < 0 && errno != ENOENT ? -1 : 0;
-}
 
 int remove_tree(const char *path)
 {
 	struct stat st;
 	if (lstat(path, &st) < 0)
 		return errno == ENOENT ? 0 : -1;
-	return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) < 0 ? -1 : 0;
+	if (!S_ISDIR(st.st_mode))
+		return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && errno == EACCES && chmod(path, 0700) == 0)
+		fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = empty_dir_fd(fd);
+	close(fd);
+	return rc < 0 || (rmdir(path) < 0 && errno != ENOENT) ? -1 : 0;
+}
+
+/* Move every entry of the directory sfd into dirfd, under names of its
+ * own. 0 or -1. */
+static int move_up(int sfd, int dirfd, unsigned long *seq)
+{
+	int dfd = dup(sfd);
+	DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		return -1;
+	}
+	int rc = 0;
+	struct dirent *e;
+	while (rc == 0 && (e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		for (;;) {
+			char name[32];
+			snprintf(name, sizeof name, ".rm-%lu", (*seq)++);
+			if (renameat2(sfd, e->d_name, dirfd, name, RENAME_NOREPLACE) == 0)
+				break;
+			if (errno != EEXIST) {
+				rc = -1;
+				break;
+			}
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+/*
+ * Empty the directory dirfd: by file descriptor, never following a link,
+ * and with no limit of depth or path length (a tree an untrusted process
+ * made may be nested thousands deep, past PATH_MAX, which nftw and a
+ * descriptor per level cannot walk). A directory that is not empty has its
+ * entries moved up into dirfd, then goes; passes until one finds nothing
+ * (removing while reading may make readdir skip entries). 0 or -1.
+ */
+int empty_dir_fd(int dirfd)
+{
+	int fd = dup(dirfd);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	unsigned long seq = 0;
+	int rc = 0;
+	for (int found = 1; found && rc == 0;) {
+		found = 0;
+		rewinddir(d);
+		struct dirent *e;
+		while (rc == 0 && (e = readdir(d))) {
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			found = 1;
+			struct stat st;
+			if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+				if (errno != ENOENT)
+					rc = -1;
+				continue;
+			}
+			if (!S_ISDIR(st.st_mode)) {
+				if (unlinkat(dirfd, e->d_name, 0) < 0 && errno != ENOENT)
+					rc = -1;
+				continue;
+			}
+			if (unlinkat(dirfd, e->d_name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+				continue;
+			if (errno != ENOTEMPTY && errno != EEXIST) {
+				rc = -1;
+				continue;
+			}
+			const int how = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+			int sfd = openat(dirfd, e->d_name, how);
+			if (sfd < 0 && errno == EACCES && fchmodat(dirfd, e->d_name, 0700, 0) == 0)
+				sfd = openat(dirfd, e->d_name, how);
+			if (sfd < 0) {
+				rc = -1;
+				continue;
+			}
+			if ((st.st_mode & 0700) != 0700)
+				(void)fchmod(sfd, 0700); /* its entries must be movable */
+			rc = move_up(sfd, dirfd, &seq);
+			close(sfd);
+		}
+	}
+	closedir(d);
+	return rc;
 }
 
 int spawn_piped(char *const argv[], pid_t *pid, int *out_fd, char *err, size_t errlen)

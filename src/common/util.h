@@ -54,5 +54,8 @@ int print_answer(void *j);
 /* Remove path and, if it is a directory, everything under it (symlinks
  * are removed, never followed). 0, or -1 with errno. */
 int remove_tree(const char *path);
+/* Empty the directory dirfd (remove_tree's walk: by fd, no link followed,
+ * any depth). 0, or -1 with errno. */
+int empty_dir_fd(int dirfd);
 
 #endif

@@ -90,7 +90,6 @@
 #define MESSAGE_MAX 1000      /* bytes of a version's or deployment's message */
 #define ERROR_MAX (16 * 1024) /* bytes of a failed version's error, truncated beyond */
 #define ADOPT_CHUNK (1u << 20)
-#define TMP_MAX_DEPTH 128
 
 /* Each migration takes the schema from user_version i to i + 1. Append only:
  * a released migration is never edited. */
@@ -598,71 +597,13 @@ static int version_from_row(sqlite3_stmt *st, struct version *v)
 /* --- opening --- */
 
 /* Remove everything inside the directory dirfd, never following a symlink
- * (a link is removed, not what it points to). 0 or -1 with err. */
-static int empty_dir(int dirfd, const char *path, int depth, char *err, size_t errlen)
+ * and at any depth (util.c's empty_dir_fd: an instance's leftovers may be
+ * nested past PATH_MAX). 0 or -1 with err. */
+static int empty_dir(int dirfd, const char *path, char *err, size_t errlen)
 {
-	if (depth > TMP_MAX_DEPTH)
-		return err_set(err, errlen, "%s: directories nested too deep to remove", path);
-	int fd = dup(dirfd);
-	if (fd < 0)
-		return err_set(err, errlen, "dup: %s", strerror(errno));
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		int e = errno;
-		close(fd);
-		return err_set(err, errlen, "%s: %s", path, strerror(e));
-	}
-	int r = 0;
-	/* Passes until one finds nothing: removing entries while reading a
-	 * directory may make readdir skip some. */
-	for (int found = 1; found && r == 0;) {
-		found = 0;
-		rewinddir(d);
-		struct dirent *e;
-		errno = 0;
-		while (r == 0 && (e = readdir(d))) {
-			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-				continue;
-			found = 1;
-			const char *name = e->d_name;
-			struct stat st;
-			if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-				r = err_set(err, errlen, "%s/%s: %s", path, name, strerror(errno));
-				break;
-			}
-			if (S_ISDIR(st.st_mode)) {
-				/* Ours to remove even when made read-only (unpacked
-				 * files may carry such modes). */
-				const int how = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-				int sfd = openat(dirfd, name, how);
-				if (sfd < 0 && errno == EACCES &&
-				    fchmodat(dirfd, name, 0700, 0) == 0)
-					sfd = openat(dirfd, name, how);
-				if (sfd >= 0 && (st.st_mode & 0700) != 0700)
-					(void)fchmod(sfd, 0700);
-				if (sfd < 0) {
-					r = err_set(err, errlen, "%s/%s: %s", path, name,
-						 strerror(errno));
-					break;
-				}
-				char *sub = xasprintf("%s/%s", path, name);
-				r = empty_dir(sfd, sub, depth + 1, err, errlen);
-				free(sub);
-				close(sfd);
-				if (r == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0)
-					r = err_set(err, errlen, "removing %s/%s: %s", path, name,
-						 strerror(errno));
-			} else if (unlinkat(dirfd, name, 0) < 0) {
-				r = err_set(err, errlen, "removing %s/%s: %s", path, name,
-					 strerror(errno));
-			}
-			errno = 0;
-		}
-		if (r == 0 && errno)
-			r = err_set(err, errlen, "reading %s: %s", path, strerror(errno));
-	}
-	closedir(d);
-	return r;
+	if (empty_dir_fd(dirfd) < 0)
+		return err_set(err, errlen, "emptying %s: %s", path, strerror(errno));
+	return 0;
 }
 
 /* Make DIR/name a directory (not a symlink) and open it. fd or -1 with err. */
@@ -872,7 +813,7 @@ struct store *store_open(const char *dir, char *err, size_t errlen)
 		goto error;
 	char tmp_path[PATH_MAX];
 	snprintf(tmp_path, sizeof tmp_path, "%s/tmp", s->dir);
-	if (empty_dir(tmp_fd, tmp_path, 0, err, errlen) < 0)
+	if (empty_dir(tmp_fd, tmp_path, err, errlen) < 0)
 		goto error;
 	/* The subdirectories' entries are durable before any blob lands in them. */
 	if (fsync(dirfd) < 0) {
