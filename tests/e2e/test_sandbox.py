@@ -301,3 +301,92 @@ def test_thaw_dev_is_sandboxed_too_and_no_sandbox_is_the_control(tmp_path):
         assert d.get("/ids").json()["pid"] != 1
     finally:
         d.stop()
+
+
+WS_RACER = r'''
+import asyncio, gc, json, os, time
+from workers import WorkerEntrypoint, Response
+import _thaw_runtime as rt
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        what = request.url.split("?")[0].rsplit("/", 1)[1]
+        if what == "read":
+            out = {}
+            for root, dirs, files in os.walk(os.path.dirname(os.path.dirname(__file__)) + "/.thaw"):
+                for f in files:
+                    try:
+                        out[f] = open(os.path.join(root, f), "rb").read(64).decode("latin-1")
+                    except OSError as e:
+                        out[f] = str(e)
+            return Response(json.dumps(out))
+        if what == "exit":
+            os._exit(0)
+        target = request.url.split("target=", 1)[1]
+        ws, rt._worker.record_ws = rt._worker.record_ws, None
+        if not ws:
+            return Response("not the recorder")
+        conn = next(o for o in gc.get_objects() if type(o).__name__ == "_Connection")
+        pid = os.fork()
+        if pid == 0:  # swaps a regular file and a link to the host's file, as fast as it can
+            s, r = os.path.dirname(ws) + "/s", os.path.dirname(ws) + "/r"
+            while True:
+                try:
+                    os.symlink(target, s)
+                except FileExistsError:
+                    pass
+                open(r, "wb").close()
+                os.rename(r, ws)
+                os.rename(s, ws)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3:
+            conn._send(conn.thaw.WS_DONE, 0)  # "the working set is there": take it
+            await asyncio.sleep(0.0005)
+        os.kill(pid, 9)
+        return Response("raced")
+'''
+
+
+def test_a_recorder_cannot_make_the_host_take_a_link_as_its_working_set(tmp_path):
+    # The first restored instance records the working set in its out dir and says WS_DONE;
+    # the host moves the file beside the image, and every later restore binds IMAGE.ws. A
+    # link swapped in between the host's check and its move would be bound, resolved on the
+    # host's side, and give the next instance a host file of the attacker's choosing. The
+    # race is lost as often as won, so this asserts what makes it unwinnable: a second
+    # WS_DONE is a broken protocol, and what the host keeps is never a link.
+    secret = tmp_path / "host-secret"
+    secret.write_text("host secret\n")
+    secret.chmod(0o600)
+    project = write_project(tmp_path / "racer", WS_RACER, name="wsracer")
+    d = start_dev(project)
+    try:
+        d.wait_snapshot()
+        assert d.get(f"/race?target={secret}", timeout=60).status == 502
+        d.wait_for(r"broke the protocol \(WS_DONE frame\)", stream="stderr")
+        assert not any(p.is_symlink() for p in d.snapshot_dir().glob("*.ws"))
+        seen = d.get("/read").json()
+        assert not any("host secret" in v for v in seen.values()), seen
+    finally:
+        d.stop()
+
+
+def test_a_link_beside_the_image_is_not_bound(tmp_path):
+    # What a won race (or any mistake on the host's side) would leave: IMAGE.ws a link to a
+    # host file. Restores bind the host's extras only as the regular files the host made.
+    secret = tmp_path / "host-secret"
+    secret.write_text("host secret\n")
+    secret.chmod(0o600)
+    project = write_project(tmp_path / "planted", WS_RACER, name="planted")
+    d = start_dev(project)
+    try:
+        d.wait_snapshot()
+        image = d.snapshot_file()
+        ws = Path(str(image) + ".ws")
+        if ws.exists() or ws.is_symlink():
+            ws.unlink()
+        ws.symlink_to(secret)
+        d.get("/exit")  # the next instance restores with IMAGE.ws there
+        seen = d.get("/read").json()
+        assert not any("host secret" in v for v in seen.values()), seen
+    finally:
+        d.stop()
