@@ -588,11 +588,17 @@ static void inst_free(struct instance *in)
 		snap_remove(in->snap_path);
 		free(in->snap_path);
 	}
-	free(in->image);
 	if (in->out_dir) {
+		/* A recorder closed as soon as its first request ended (idle
+		 * timeout 0, draining) is gone before its WS_DONE is read: its
+		 * working set is taken now, from a directory nothing writes any
+		 * more (its PID namespace died with it). */
+		if (in->app && in->records_ws && !in->ws_done)
+			snapshot_ws_recorded(in);
 		remove_tree(in->out_dir); /* what it left there */
 		free(in->out_dir);
 	}
+	free(in->image);
 	in->state = INST_CLOSED;
 	loop_defer_free(h->loop, in); /* its watch may be in this epoll batch */
 }

@@ -286,7 +286,7 @@ void snapshot_ws_recorded(struct instance *in)
 	char *from = xasprintf("%s/image.ws", in->out_dir);
 	char *to = xasprintf("%s.ws", in->image);
 	/* A working set is a few ranges per mapping: far below this. */
-	if (take_worker_file(from, to, 64u << 20) < 0 && errno != EEXIST)
+	if (take_worker_file(from, to, 64u << 20) < 0 && errno != EEXIST && errno != ENOENT)
 		log_warn("%s: cannot keep the working set: %s", app_label(a), strerror(errno));
 	free(from);
 	free(to);
