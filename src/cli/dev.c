@@ -472,11 +472,14 @@ static json_t *dev_hide(const char *dir, const char *state_dir)
 	mkdir_p(thaw_dir, 0755);
 	json_array_append_new(hide, json_string(thaw_dir));
 	size_t n = strlen(dir), t = strlen(thaw_dir);
-	if (state_dir && !strncmp(state_dir, dir, n) && state_dir[n] == '/' &&
-	    !(strncmp(state_dir, thaw_dir, t) == 0 && (state_dir[t] == '/' || !state_dir[t]))) {
-		mkdir_p(state_dir, 0700);
-		json_array_append_new(hide, json_string(state_dir));
-	}
+	/* Compared by its real path, as dir is one: a relative --persist-to
+	 * (`--persist-to state`) or one through a link names a directory under
+	 * the project differently, and was left in view. */
+	char real[PATH_MAX];
+	if (state_dir && mkdir_p(state_dir, 0700) == 0 && realpath(state_dir, real) &&
+	    !strncmp(real, dir, n) && real[n] == '/' &&
+	    !(strncmp(real, thaw_dir, t) == 0 && (real[t] == '/' || !real[t])))
+		json_array_append_new(hide, json_string(real));
 	free(thaw_dir);
 	return hide;
 }
