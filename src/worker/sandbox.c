@@ -299,8 +299,14 @@ int sbx_stage1(char *err, size_t errlen)
 		if (!under_usr(py[i]) && strcmp(py[i], "/usr") != 0)
 			rc = stage1_bind(py[i], 1, err, errlen);
 	if (!rc) {
+		/* Installed under /usr (/usr/local/bin/thaw), it is in view at its
+		 * path already, in a read-only bind where no mount point can be
+		 * made (and an open for writing of a running binary is ETXTBSY). */
+		struct stat xs, ts;
 		snprintf(target, sizeof target, STAGE "%s", exe_path);
-		rc = bind_fd(exe_fd, target, 1, err, errlen);
+		if (!(fstat(exe_fd, &xs) == 0 && stat(target, &ts) == 0 && xs.st_dev == ts.st_dev &&
+		      xs.st_ino == ts.st_ino))
+			rc = bind_fd(exe_fd, target, 1, err, errlen);
 	}
 	close(exe_fd);
 	/* /dev: a few harmless nodes in a tmpfs of their own. */
