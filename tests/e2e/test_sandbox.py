@@ -354,14 +354,16 @@ def test_a_recorder_cannot_make_the_host_take_a_link_as_its_working_set(tmp_path
     # host's side, and give the next instance a host file of the attacker's choosing. The
     # race is lost as often as won, so this asserts what makes it unwinnable: a second
     # WS_DONE is a broken protocol, and what the host keeps is never a link.
-    secret = tmp_path / "host-secret"
-    secret.write_text("host secret\n")
-    secret.chmod(0o600)
     project = write_project(tmp_path / "racer", WS_RACER, name="wsracer")
     d = start_dev(project)
     try:
         d.wait_snapshot()
-        assert d.get(f"/race?target={secret}", timeout=60).status == 502
+        # Resolved in the clone of the project's tree: its hidden .thaw/state is in reach.
+        secret = project / ".thaw" / "state" / "host-secret"
+        secret.parent.mkdir(parents=True, exist_ok=True)
+        secret.write_text("host secret\n")
+        secret.chmod(0o600)
+        assert d.get("/race?target=../state/host-secret", timeout=60).status == 502
         d.wait_for(r"broke the protocol \(WS_DONE frame\)", stream="stderr")
         assert not any(p.is_symlink() for p in d.snapshot_dir().glob("*.ws"))
         seen = d.get("/read").json()
@@ -373,18 +375,19 @@ def test_a_recorder_cannot_make_the_host_take_a_link_as_its_working_set(tmp_path
 def test_a_link_beside_the_image_is_not_bound(tmp_path):
     # What a won race (or any mistake on the host's side) would leave: IMAGE.ws a link to a
     # host file. Restores bind the host's extras only as the regular files the host made.
-    secret = tmp_path / "host-secret"
-    secret.write_text("host secret\n")
-    secret.chmod(0o600)
     project = write_project(tmp_path / "planted", WS_RACER, name="planted")
     d = start_dev(project)
     try:
         d.wait_snapshot()
+        secret = project / ".thaw" / "state" / "host-secret"
+        secret.parent.mkdir(parents=True, exist_ok=True)
+        secret.write_text("host secret\n")
+        secret.chmod(0o600)
         image = d.snapshot_file()
         ws = Path(str(image) + ".ws")
         if ws.exists() or ws.is_symlink():
             ws.unlink()
-        ws.symlink_to(secret)
+        ws.symlink_to("../state/host-secret")  # resolved alike by the host and in the clone
         d.get("/exit")  # the next instance restores with IMAGE.ws there
         seen = d.get("/read").json()
         assert not any("host secret" in v for v in seen.values()), seen
