@@ -393,3 +393,44 @@ def test_a_link_beside_the_image_is_not_bound(tmp_path):
         assert not any("host secret" in v for v in seen.values()), seen
     finally:
         d.stop()
+
+
+LISTER = r'''
+import json, os
+from workers import WorkerEntrypoint, Response
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        what = request.url.split("?")[0].rsplit("/", 1)[1]
+        if what == "exit":
+            os._exit(0)
+        out = {}
+        for line in open("/proc/self/mountinfo"):
+            point = line.split()[4]
+            if "/blobs/" in point:
+                out[point] = sorted(os.listdir(point)) if os.path.isdir(point) else "file"
+        return Response(json.dumps(out))
+'''
+
+
+def test_a_link_beside_a_stored_image_does_not_show_the_blobs(tmp_path):
+    # thaw serve: images and working sets are blobs; a link IMAGE.ws -> "/" (what a won race
+    # on the working set's move left) was resolved in the clone of DATA/blobs and bound the
+    # whole directory: every worker's bundles and images.
+    h = ThawServe(tmp_path / "data").wait_ready()
+    try:
+        r, victim = deploy(h, write_project(tmp_path / "victim", VICTIM, name="victim"))
+        assert victim, r.stdout + r.stderr
+        r, lister = deploy(h, write_project(tmp_path / "lister", LISTER, name="lister"))
+        assert lister, r.stdout + r.stderr
+        mounts = h.worker_get("lister", "/").json()
+        image = next(p for p, kind in mounts.items() if kind == "file" and not p.endswith(".ws"))
+        ws = Path(image + ".ws")
+        if ws.exists() or ws.is_symlink():
+            ws.unlink()
+        ws.symlink_to("/")
+        h.worker_get("lister", "/exit")
+        seen = h.worker_get("lister", "/").json()
+        assert all(kind == "file" for kind in seen.values()), seen
+    finally:
+        h.stop()
