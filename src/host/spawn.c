@@ -76,7 +76,7 @@ CHILD_CODE static int child_fail(struct spawn_args *a, long rc)
 }
 
 /* Raw: write text to /proc/self/NAME. 0 or -errno. */
-static long write_self(const char *path, const char *text)
+CHILD_CODE static long write_self(const char *path, const char *text)
 {
 	long fd = syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
