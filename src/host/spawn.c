@@ -151,6 +151,31 @@ int spawn_uses_userns(void)
 	return geteuid() != 0;
 }
 
+/*
+ * A sandboxed instance's whole environment: fixed, not the host's (which
+ * may hold the operator's credentials), the same for every instance of the
+ * host (a snapshot's stack holds it, and a restore needs the same stack
+ * top). The sanitizers' settings pass, for the sanitizer build's tests.
+ */
+static char *const *sandbox_env(void)
+{
+	static char *env[16];
+	if (env[0])
+		return env;
+	size_t n = 0;
+	env[n++] = "PATH=/usr/local/bin:/usr/bin:/bin";
+	env[n++] = "HOME=/tmp";
+	env[n++] = "LANG=C.UTF-8";
+	static const char *const pass[] = {"ASAN_OPTIONS=", "LSAN_OPTIONS=", "UBSAN_OPTIONS=",
+					   "TZ=", NULL};
+	for (char **e = environ; e && *e; e++)
+		for (size_t i = 0; pass[i]; i++)
+			if (!strncmp(*e, pass[i], strlen(pass[i])) && n < 15)
+				env[n++] = *e;
+	env[n] = NULL;
+	return env;
+}
+
 static pid_t clone_child(struct spawn_args *a, char *err, size_t errlen)
 {
 	int flags = CLONE_VM | CLONE_VFORK | SANDBOX_NS | SIGCHLD;
@@ -230,7 +255,7 @@ pid_t spawn_worker(const struct host *h, int sock, int sandbox, char *err, size_
 	char *argv[] = {(char *)self_exe(), "worker", NULL};
 	if (!sandbox)
 		return plain_spawn(sock, argv, err, errlen);
-	struct spawn_args a = {.path = argv[0], .argv = argv, .envp = environ, .sock = sock,
+	struct spawn_args a = {.path = argv[0], .argv = argv, .envp = sandbox_env(), .sock = sock,
 			       .roots_fd = h->sandbox_roots_fd};
 	return clone_child(&a, err, errlen);
 }

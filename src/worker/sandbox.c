@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
@@ -153,6 +154,9 @@ static int tmpfs_at(const char *target, const char *opts, char *err, size_t errl
 static int path_ok(const char *p)
 {
 	if (!p || p[0] != '/' || !p[1] || strlen(p) >= PATH_MAX - sizeof STAGE - sizeof OLD)
+		return 0;
+	/* Clean paths only: the binds' order (parents first) relies on it. */
+	if (strstr(p, "//") || p[strlen(p) - 1] == '/')
 		return 0;
 	for (const char *c = p; *c; ) {
 		while (*c == '/')
@@ -761,6 +765,11 @@ int sbx_enter(json_t *spec, const struct sbx_paths *p, char *err, size_t errlen)
 	}
 	if (drop_caps() < 0)
 		return fail(err, errlen, "drop capabilities", NULL);
+	/* Dumpable again (below) for the snapshot engine's /proc reads, but
+	 * never a core file: its memory is no one's to keep. */
+	struct rlimit nocore = {0, 0};
+	if (setrlimit(RLIMIT_CORE, &nocore) < 0)
+		return fail(err, errlen, "setrlimit(RLIMIT_CORE)", NULL);
 	/* A uid change makes the process undumpable, which would make its own
 	 * /proc/self files root's: the snapshot engine reads them. ptrace stays
 	 * refused by the seccomp filter and the PID namespace. */

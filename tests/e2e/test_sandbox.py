@@ -90,6 +90,8 @@ class Default(WorkerEntrypoint):
             out = outcome(lambda: c_call(libc.mount, b"none", b"/tmp", b"tmpfs", 0, None))
         elif what == "chroot":
             out = outcome(lambda: c_call(libc.chroot, b"/tmp"))
+        elif what == "env":
+            out = {"ok": sorted(os.environ)}
         elif what == "connect":
             out = outcome(lambda: socket.create_connection(("127.0.0.1", int(q["port"])), timeout=5).close())
         elif what == "syscall":
@@ -123,7 +125,7 @@ def deploy(host: ThawServe, project: Path):
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
     root = tmp_path_factory.mktemp("sandbox")
-    h = ThawServe(root / "data")
+    h = ThawServe(root / "data", env={"OPERATOR_SECRET": "aws-key-of-the-operator"})
     try:
         yield from _deployed(h.wait_ready(), root)
     finally:
@@ -205,6 +207,12 @@ def test_its_dev_nodes_work(host):
     assert attack(host, "read", path="/dev/zero") == {"ok": "\x00" * 64}
     assert attack(host, "write", path="/dev/null") == {"ok": "written"}
     assert len(attack(host, "read", path="/dev/urandom")["ok"]) == 64
+
+
+def test_the_hosts_environment_is_not_passed_on(host):
+    names = set(attack(host, "env")["ok"])
+    assert "OPERATOR_SECRET" not in names and "THAW_TOKEN" not in names
+    assert names - {"ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS"} <= {"PATH", "HOME", "LANG"}, names
 
 
 def test_signals_reach_nothing_outside(host):
