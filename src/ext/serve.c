@@ -525,6 +525,7 @@ static const char serve_usage[] =
 	"                           started (warm, snapshot, boot) and the handler's time\n"
 	"  --trust-proxy ADDR[/N]   believe X-Forwarded-For and X-Forwarded-Proto from this\n"
 	"                           proxy address or network (repeatable)\n"
+	HOST_LIMITS_HELP
 	"  -v, --verbose            debug logging\n"
 	"  -h, --help               this help\n";
 

@@ -24,6 +24,7 @@
 #include "common/buf.h"
 #include "host/loop.h"
 #include "host/proxy.h"
+#include "project/limits.h"
 
 struct MHD_Daemon;
 struct MHD_Connection;
@@ -120,6 +121,7 @@ struct app {
 	const char *label;   /* "name" or "name@version" in logs */
 	int keep_snapshots;  /* images outlive the process (the store owns them) */
 	int draining;        /* out of the deployment: no instance kept idle */
+	int limits_clamped_said; /* its limits over the host's caps were logged (limits.c) */
 };
 
 /*
@@ -201,6 +203,7 @@ struct hreq {
 	int rx_head;              /* the instance sent RESP_HEAD */
 	uint32_t rx_credit;       /* response credit the instance still holds */
 	uint32_t rx_unacked;      /* bytes sent to the client, not yet credited back */
+	uint64_t cpu_start_ns;    /* its instance's CPU time when it was attached (limits.c) */
 };
 
 struct host {
@@ -242,6 +245,11 @@ struct host {
 	 * shared by the workers of a host (thaw dev: STATE/queues; thaw serve:
 	 * DATA/state/_queues). Owned by the host's owner; NULL: no queues. */
 	char *queue_dir;
+	/* Instances' resource limits (limits.c): the values of workers that set
+	 * none, the most a worker may set (--limit, --max-limit), and how they
+	 * are enforced (the host's cgroups; NULL before host_loop_start). */
+	struct project_limits limit_defaults, limit_caps;
+	struct host_limits_state *limits_state;
 };
 
 /* "name", or "name@version" in thaw serve: how logs name an app. */
@@ -259,6 +267,8 @@ enum {
 	HOST_OPT_MAX_SNAPSHOT = 'X',
 	HOST_OPT_SERVER_TIMING = 0x100,
 	HOST_OPT_TRUST_PROXY = 0x101,
+	HOST_OPT_LIMIT = 0x102,
+	HOST_OPT_MAX_LIMIT = 0x103,
 };
 #define HOST_LONG_OPTIONS                                                                          \
 	{"idle-timeout", required_argument, NULL, HOST_OPT_IDLE_TIMEOUT},                           \
@@ -270,7 +280,9 @@ enum {
 	{"system-site-packages", no_argument, NULL, HOST_OPT_SYSTEM_SITE},                          \
 	{"max-snapshot-mb", required_argument, NULL, HOST_OPT_MAX_SNAPSHOT},                        \
 	{"server-timing", no_argument, NULL, HOST_OPT_SERVER_TIMING},                               \
-	{"trust-proxy", required_argument, NULL, HOST_OPT_TRUST_PROXY}
+	{"trust-proxy", required_argument, NULL, HOST_OPT_TRUST_PROXY},                             \
+	{"limit", required_argument, NULL, HOST_OPT_LIMIT},                                         \
+	{"max-limit", required_argument, NULL, HOST_OPT_MAX_LIMIT}
 /* Limits and snapshot size at their defaults. */
 void host_defaults(struct host *h);
 /* Apply one of HOST_LONG_OPTIONS: 1 done, 0 not one of them, -1 bad value
@@ -282,6 +294,27 @@ int host_option(struct host *h, const char *cmd, int c, const char *arg);
 int host_loop_start(struct host *h, char *err, size_t errlen);
 /* Parse a whole number option up to max; -1 with a message. */
 int host_opt_u64(const char *cmd, const char *opt, const char *v, uint64_t max, uint64_t *out);
+/* What --limit and --max-limit say, for the commands' --help. */
+#define HOST_LIMITS_HELP                                                                           \
+	"  --limit NAME=N           an instance's limit for workers that set none\n"                \
+	"                           ([tool.thaw.limits] names: memory_mb 128, cpu_ms 30000,\n"       \
+	"                           pids 64, open_files 1024, file_size_mb 1024, tmp_mb 64,\n"      \
+	"                           subrequests 10000 by default; repeatable)\n"                     \
+	"  --max-limit NAME=N       the most a worker may set (memory_mb 4096, cpu_ms 300000,\n"     \
+	"                           pids 4096, open_files 65536, file_size_mb 65536,\n"              \
+	"                           tmp_mb 16384, subrequests 10000000 by default); a worker\n"    \
+	"                           over it is refused (docs/limits.md)\n"
+
+/* limits.c: instances' resource limits (docs/limits.md). */
+/* Open the host's cgroups and log, in one line, how each limit is enforced.
+ * -1 with err when a --limit default is over its --max-limit. (Called by
+ * host_loop_start.) */
+int host_limits_start(struct host *h, char *err, size_t errlen);
+/* Remove the host's cgroups (pool_shutdown, once every instance is reaped). */
+void host_limits_stop(struct host *h);
+/* Are p's limits within the host's caps? 0, or -1 with err naming the key
+ * (a deploy or thaw dev refuses such a project). */
+int host_limits_check(const struct host *h, const struct project *p, char *err, size_t errlen);
 
 /* front.c */
 /* Run a libmicrohttpd daemon (started with MHD_USE_EPOLL) from loop l: its

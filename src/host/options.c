@@ -27,6 +27,7 @@ void host_defaults(struct host *h)
 		.concurrency = 64,
 	};
 	h->max_snapshot_bytes = 1024ull << 20;
+	project_limits_host_defaults(&h->limit_defaults, &h->limit_caps);
 }
 
 int host_opt_u64(const char *cmd, const char *opt, const char *v, uint64_t max, uint64_t *out)
@@ -93,6 +94,17 @@ int host_option(struct host *h, const char *cmd, int c, const char *arg)
 		}
 		return 1;
 	}
+	case HOST_OPT_LIMIT:
+	case HOST_OPT_MAX_LIMIT: {
+		char err[256];
+		int cap = c == HOST_OPT_MAX_LIMIT;
+		if (project_limits_parse_flag(cap ? &h->limit_caps : &h->limit_defaults, arg, err,
+					      sizeof err) < 0) {
+			fprintf(stderr, "%s: %s: %s\n", cmd, cap ? "--max-limit" : "--limit", err);
+			return -1;
+		}
+		return 1;
+	}
 	case HOST_OPT_MAX_SNAPSHOT:
 		if (host_opt_u64(cmd, "--max-snapshot-mb", arg, 1u << 20, &v) < 0)
 			return -1;
@@ -137,5 +149,5 @@ int host_loop_start(struct host *h, char *err, size_t errlen)
 	h->signals.fn = on_signal;
 	h->signals.arg = h;
 	loop_add(h->loop, &h->signals, EPOLLIN);
-	return 0;
+	return host_limits_start(h, err, errlen);
 }

@@ -91,6 +91,10 @@
 /* The fd on which an instance (`thaw worker`) finds its end of the
  * socketpair: the host dup2s it there before exec. */
 #define THAW_WORKER_FD 3
+/* The exit status of an instance that ran out of its memory limit without
+ * the kernel killing it (a MemoryError under RLIMIT_DATA): it answers its
+ * requests 503 first, then exits with this (src/host/limits.c). */
+#define THAW_EXIT_MEMORY 86
 
 #include <stddef.h>
 #include <stdint.h>
