@@ -466,10 +466,12 @@ struct cgroup_host *cgroup_host_open(char *why, size_t whylen)
 		err_set(why, whylen, "no cgroup hierarchy is mounted");
 	} else {
 		char offered[512] = "";
-		if (lay->v2[0] && get_file(lay->v2, "cgroup.controllers", offered, sizeof offered) >= 0 &&
+		if (lay->v2[0] &&
+		    get_file(lay->v2, "cgroup.controllers", offered, sizeof offered) >= 0 &&
 		    (has_word(offered, "memory", " \n") || has_word(offered, "pids", " \n")))
 			ok = open_v2(ch, lay->v2, why, whylen);
-		else if (lay->v1[CGROUP_MEMORY][0] || lay->v1[CGROUP_PIDS][0] || lay->v1[CGROUP_CPU][0])
+		else if (lay->v1[CGROUP_MEMORY][0] || lay->v1[CGROUP_PIDS][0] ||
+			 lay->v1[CGROUP_CPU][0])
 			ok = open_v1(ch, lay, why, whylen);
 		else
 			err_set(why, whylen, "no cgroup hierarchy offers memory, pids or cpuacct");
@@ -491,7 +493,8 @@ void cgroup_host_close(struct cgroup_host *ch)
 	for (int c = 0; c < CGROUP_NCTL; c++) {
 		int seen = 0;
 		for (int k = 0; k < c; k++)
-			seen |= ch->parent[k] && ch->parent[c] && !strcmp(ch->parent[k], ch->parent[c]);
+			seen |= ch->parent[k] && ch->parent[c] &&
+				!strcmp(ch->parent[k], ch->parent[c]);
 		if (ch->parent[c] && !seen)
 			remove_tree_wait(ch->parent[c]);
 	}
@@ -567,8 +570,9 @@ int cgroup_limit_memory(struct cgroup *g, uint64_t bytes, char *err, size_t errl
 				       strerror(errno));
 	} else if (g->ch->memsw) {
 		if (put_file(dir, "memory.memsw.limit_in_bytes", v) < 0)
-			return err_set(err, errlen, "cannot write %s/memory.memsw.limit_in_bytes: %s",
-				       dir, strerror(errno));
+			return err_set(err, errlen,
+				       "cannot write %s/memory.memsw.limit_in_bytes: %s", dir,
+				       strerror(errno));
 	} else {
 		put_file(dir, "memory.swappiness", "0"); /* best effort without swap accounting */
 	}

@@ -69,8 +69,7 @@ struct cgroup_host {
 	/* The host's thaw-PID group of each controller in use (NULL: that
 	 * controller is not available; v2: the same path for all). */
 	char *parent[CGROUP_NCTL];
-	int memsw;     /* v1: memory.memsw.limit_in_bytes exists (swap accounted) */
-	int swap_max;  /* v2: memory.swap.max exists */
+	int memsw;      /* v1: memory.memsw.limit_in_bytes exists (swap accounted) */
 	char what[512]; /* "cgroup v1 memory, pids, cpuacct under ..." for the log */
 };
 

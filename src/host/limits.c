@@ -118,7 +118,8 @@ static void describe(const struct host *h, char *out, size_t outlen)
 	const char *v = ch && ch->mode == CGROUP_V2 ? "cgroup v2 " : "cgroup v1 ";
 	char mem[128], pids[96], cpu[96];
 	if (ch && ch->parent[CGROUP_MEMORY])
-		snprintf(mem, sizeof mem, "%s%s + RLIMIT_DATA", v, cgroup_ctl_file(ch, CGROUP_MEMORY));
+		snprintf(mem, sizeof mem, "%s%s + RLIMIT_DATA", v,
+			 cgroup_ctl_file(ch, CGROUP_MEMORY));
 	else
 		snprintf(mem, sizeof mem, "RLIMIT_DATA only (no memory cgroup)");
 	if (ch && ch->parent[CGROUP_PIDS])
@@ -261,14 +262,15 @@ int inst_limits_apply(struct instance *in)
 	in->limits = li;
 	li->cpu_timer.fn = cpu_tick;
 	li->cpu_timer.arg = in;
-	unsigned clamped =
-		project_limits_effective(&a->cfg->limits, &h->limit_defaults, &h->limit_caps, &li->eff);
+	unsigned clamped = project_limits_effective(&a->cfg->limits, &h->limit_defaults,
+						    &h->limit_caps, &li->eff);
 	if (clamped && !a->limits_clamped_said) {
 		/* A version stored before the caps were lowered: it runs, within them. */
 		a->limits_clamped_said = 1;
 		for (int i = 0; i < PROJECT_LIMIT_COUNT; i++)
 			if (clamped & (1u << i))
-				log_warn("%s: limits.%s = %llu is over this host's cap; it runs with %llu",
+				log_warn("%s: limits.%s = %llu is over this host's cap; it runs "
+					 "with %llu",
 					 app_label(a), project_limit_info[i].name,
 					 (unsigned long long)a->cfg->limits.v[i],
 					 (unsigned long long)li->eff.v[i]);
@@ -285,8 +287,8 @@ int inst_limits_apply(struct instance *in)
 	li->cg = cgroup_create(s->cg, name, err, sizeof err);
 	if (!li->cg ||
 	    (s->cg->parent[CGROUP_MEMORY] &&
-	     cgroup_limit_memory(li->cg, li->eff.v[PROJECT_LIMIT_MEMORY_MB] << 20, err, sizeof err) <
-		     0) ||
+	     cgroup_limit_memory(li->cg, li->eff.v[PROJECT_LIMIT_MEMORY_MB] << 20, err,
+				 sizeof err) < 0) ||
 	    (s->cg->parent[CGROUP_PIDS] &&
 	     cgroup_limit_pids(li->cg, li->eff.v[PROJECT_LIMIT_PIDS], err, sizeof err) < 0) ||
 	    cgroup_attach(li->cg, in->pid, err, sizeof err) < 0) {
@@ -311,7 +313,8 @@ json_t *inst_limits_init_json(const struct instance *in, int builder)
 		fatal("cannot encode the instance's limits");
 	if (!builder) /* a builder writes its image, whatever the size */
 		json_object_set_new(j, "fsize_bytes",
-				    json_integer((json_int_t)(e->v[PROJECT_LIMIT_FILE_SIZE_MB] << 20)));
+				    json_integer(
+					    (json_int_t)(e->v[PROJECT_LIMIT_FILE_SIZE_MB] << 20)));
 	return j;
 }
 

@@ -23,8 +23,8 @@
  * business making large.
  */
 const struct project_limit_info project_limit_info[PROJECT_LIMIT_COUNT] = {
-	[PROJECT_LIMIT_MEMORY_MB] = {"memory_mb", "memory of one instance (MiB)", 32, 1u << 20,
-				     128, 4096, 0},
+	[PROJECT_LIMIT_MEMORY_MB] = {"memory_mb", "memory of one instance (MiB)", 32, 1u << 20, 128,
+				     4096, 0},
 	[PROJECT_LIMIT_CPU_MS] = {"cpu_ms", "CPU time of one request (ms)", 1, 86400000, 30000,
 				  300000, 1},
 	[PROJECT_LIMIT_PIDS] = {"pids", "processes and threads of one instance", 8, 1u << 20, 64,
@@ -68,12 +68,14 @@ static int take_value(int k, const json_t *v, const char *where, uint64_t *out, 
 {
 	const struct project_limit_info *li = &project_limit_info[k];
 	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-	    (uint64_t)json_integer_value(v) < li->min || (uint64_t)json_integer_value(v) > li->max) {
-		snprintf(err, errlen, "%s: limits.%s must be a whole number from %llu to %llu (%s)%s",
-			 where, li->name, (unsigned long long)li->min, (unsigned long long)li->max,
+	    (uint64_t)json_integer_value(v) < li->min ||
+	    (uint64_t)json_integer_value(v) > li->max) {
+		snprintf(err, errlen,
+			 "%s: limits.%s must be a whole number from %llu to %llu (%s)%s", where,
+			 li->name, (unsigned long long)li->min, (unsigned long long)li->max,
 			 li->what,
-			 json_is_integer(v) ? ""
-			 : json_is_real(v)  ? ", not a fraction"
+			 json_is_integer(v)  ? ""
+			 : json_is_real(v)   ? ", not a fraction"
 			 : json_is_string(v) ? ", not a string"
 					     : "");
 		return -1;
@@ -82,8 +84,8 @@ static int take_value(int k, const json_t *v, const char *where, uint64_t *out, 
 	return 0;
 }
 
-int project_limits_take(struct project_limits *l, const json_t *j, int wrangler,
-			const char *where, char *err, size_t errlen)
+int project_limits_take(struct project_limits *l, const json_t *j, int wrangler, const char *where,
+			char *err, size_t errlen)
 {
 	if (!json_is_object(j)) {
 		snprintf(err, errlen, "%s: 'limits' must be a table, as limits = { cpu_ms = 50 }",
@@ -98,13 +100,14 @@ int project_limits_take(struct project_limits *l, const json_t *j, int wrangler,
 		char names[160];
 		if (k < 0) {
 			known_keys(names, sizeof names, wrangler);
-			snprintf(err, errlen, "%s: limits.%.64s is not a limit thaw knows (%s)", where,
-				 key, names);
+			snprintf(err, errlen, "%s: limits.%.64s is not a limit thaw knows (%s)",
+				 where, key, names);
 			return -1;
 		}
 		if (wrangler && !project_limit_info[k].wrangler) {
 			snprintf(err, errlen,
-				 "%s: limits.%s is thaw's, not wrangler's: set it in pyproject.toml "
+				 "%s: limits.%s is thaw's, not wrangler's: set it in "
+				 "pyproject.toml "
 				 "under [tool.thaw.limits]",
 				 where, key);
 			return -1;
@@ -129,15 +132,13 @@ json_t *project_limits_to_json(const struct project_limits *l)
 	return j;
 }
 
-int project_limits_from_json(struct project_limits *l, const json_t *j, char *err,
-			     size_t errlen)
+int project_limits_from_json(struct project_limits *l, const json_t *j, char *err, size_t errlen)
 {
 	memset(l, 0, sizeof *l);
 	return project_limits_take(l, j, 0, "malformed project description", err, errlen);
 }
 
-int project_limits_parse_flag(struct project_limits *l, const char *arg, char *err,
-			      size_t errlen)
+int project_limits_parse_flag(struct project_limits *l, const char *arg, char *err, size_t errlen)
 {
 	const char *eq = strchr(arg, '=');
 	char name[32];
@@ -151,14 +152,16 @@ int project_limits_parse_flag(struct project_limits *l, const char *arg, char *e
 	if (k < 0) {
 		char names[160];
 		known_keys(names, sizeof names, 0);
-		snprintf(err, errlen, "expects NAME=N with NAME one of %s, not '%.64s'", names, arg);
+		snprintf(err, errlen, "expects NAME=N with NAME one of %s, not '%.64s'", names,
+			 arg);
 		return -1;
 	}
 	const struct project_limit_info *li = &project_limit_info[k];
 	uint64_t v;
 	if (parse_u64(eq + 1, li->max, &v) < 0 || v < li->min) {
-		snprintf(err, errlen, "%s must be a whole number from %llu to %llu (%s), not '%.32s'",
-			 li->name, (unsigned long long)li->min, (unsigned long long)li->max, li->what,
+		snprintf(err, errlen,
+			 "%s must be a whole number from %llu to %llu (%s), not '%.32s'", li->name,
+			 (unsigned long long)li->min, (unsigned long long)li->max, li->what,
 			 eq + 1);
 		return -1;
 	}

@@ -65,20 +65,18 @@ int project_limit_find(const char *name);
  * holds (key by key). wrangler: the table is wrangler's (only its keys).
  * where names the file for messages. 0, or -1 with err naming the key.
  */
-int project_limits_take(struct project_limits *l, const json_t *j, int wrangler,
-			const char *where, char *err, size_t errlen);
+int project_limits_take(struct project_limits *l, const json_t *j, int wrangler, const char *where,
+			char *err, size_t errlen);
 /* The limits as JSON {KEY: N..} (returns new), or NULL when none is set. */
 json_t *project_limits_to_json(const struct project_limits *l);
 /* From the reader's answer: like project_limits_take with every key
  * allowed, into a zeroed l. */
-int project_limits_from_json(struct project_limits *l, const json_t *j, char *err,
-			     size_t errlen);
+int project_limits_from_json(struct project_limits *l, const json_t *j, char *err, size_t errlen);
 
 /*
  * "NAME=N" of a host flag (--limit, --max-limit) into l: 0, or -1 with err.
  */
-int project_limits_parse_flag(struct project_limits *l, const char *arg, char *err,
-			      size_t errlen);
+int project_limits_parse_flag(struct project_limits *l, const char *arg, char *err, size_t errlen);
 /* Every key at the host's default value (defaults), or its default cap (caps). */
 void project_limits_host_defaults(struct project_limits *defaults, struct project_limits *caps);
 /*

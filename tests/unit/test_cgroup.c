@@ -68,9 +68,10 @@ static void test_layout_container_mount_root_and_escapes(void **state)
 {
 	/* A container sees its own group as the mount's root; a path outside
 	 * the mount is not reachable. */
-	const char *mi = "50 40 0:30 /docker/abc /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
-			 "51 40 0:31 /docker/abc /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n"
-			 "52 40 0:32 / /mnt/my\\040groups rw - cgroup cgroup rw,cpuacct\n";
+	const char *mi =
+		"50 40 0:30 /docker/abc /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+		"51 40 0:31 /docker/abc /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n"
+		"52 40 0:32 / /mnt/my\\040groups rw - cgroup cgroup rw,cpuacct\n";
 	const char *sc = "4:memory:/docker/abc/inner\n3:pids:/elsewhere\n2:cpuacct:/x\n";
 	struct cgroup_layout l;
 	assert_int_equal(cgroup_layout_parse(mi, sc, &l), 0);
@@ -82,7 +83,8 @@ static void test_layout_container_mount_root_and_escapes(void **state)
 static void test_layout_nothing_usable(void **state)
 {
 	struct cgroup_layout l;
-	assert_int_equal(cgroup_layout_parse("22 1 0:20 / /sys rw - sysfs sysfs rw\n", "0::/\n", &l),
+	assert_int_equal(cgroup_layout_parse("22 1 0:20 / /sys rw - sysfs sysfs rw\n", "0::/\n",
+					     &l),
 			 -1);
 	assert_int_equal(cgroup_layout_parse("garbage\n\n - - -\n", "nonsense", &l), -1);
 	assert_int_equal(cgroup_layout_parse("", "", &l), -1);
@@ -281,8 +283,9 @@ static void test_a_crashed_hosts_groups_are_removed_by_the_next(void **state)
 		_exit(0);
 	assert_int_equal(waitpid(dead, NULL, 0), dead);
 	char stale[PATH_MAX], child[PATH_MAX + 8];
-	int c = ch->parent[CGROUP_MEMORY] ? CGROUP_MEMORY : ch->parent[CGROUP_PIDS] ? CGROUP_PIDS
-										     : CGROUP_CPU;
+	int c = ch->parent[CGROUP_MEMORY] ? CGROUP_MEMORY
+		: ch->parent[CGROUP_PIDS] ? CGROUP_PIDS
+					  : CGROUP_CPU;
 	snprintf(stale, sizeof stale, "%s", ch->parent[c]);
 	char *slash = strrchr(stale, '/');
 	snprintf(slash + 1, sizeof stale - (size_t)(slash + 1 - stale), "thaw-%d", (int)dead);
@@ -347,8 +350,8 @@ int main(void)
 						open_host, close_host),
 		cmocka_unit_test_setup_teardown(test_pids_limit_refuses_the_next_fork_with_eagain,
 						open_host, close_host),
-		cmocka_unit_test_setup_teardown(test_cpu_time_grows_while_a_process_spins, open_host,
-						close_host),
+		cmocka_unit_test_setup_teardown(test_cpu_time_grows_while_a_process_spins,
+						open_host, close_host),
 		cmocka_unit_test_setup_teardown(test_a_crashed_hosts_groups_are_removed_by_the_next,
 						open_host, close_host),
 		cmocka_unit_test(test_close_removes_the_hosts_groups_and_what_is_in_them),

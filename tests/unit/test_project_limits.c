@@ -117,13 +117,14 @@ static void test_wrangler_cpu_ms_and_subrequests_pyproject_wins_key_by_key(void 
 {
 	put("wrangler.toml", "{\"name\":\"w\",\"main\":\"src/entry.py\","
 			     "\"limits\":{\"cpu_ms\":1000,\"subrequests\":50}}");
-	put("pyproject.toml", "{\"tool\":{\"thaw\":{\"limits\":{\"cpu_ms\":20,\"memory_mb\":64}}}}");
+	put("pyproject.toml",
+	    "{\"tool\":{\"thaw\":{\"limits\":{\"cpu_ms\":20,\"memory_mb\":64}}}}");
 	char err[512];
 	struct project *p = read_dir(err, sizeof err);
 	if (!p)
 		fail_msg("%s", err);
-	assert_int_equal(p->limits.v[PROJECT_LIMIT_CPU_MS], 20);       /* pyproject's */
-	assert_int_equal(p->limits.v[PROJECT_LIMIT_SUBREQUESTS], 50);  /* wrangler's, kept */
+	assert_int_equal(p->limits.v[PROJECT_LIMIT_CPU_MS], 20);      /* pyproject's */
+	assert_int_equal(p->limits.v[PROJECT_LIMIT_SUBREQUESTS], 50); /* wrangler's, kept */
 	assert_int_equal(p->limits.v[PROJECT_LIMIT_MEMORY_MB], 64);
 	assert_false(p->limits.set & (1u << PROJECT_LIMIT_PIDS));
 	project_free(p);
@@ -141,9 +142,11 @@ static void test_wrangler_cpu_ms_and_subrequests_pyproject_wins_key_by_key(void 
 
 static void test_bad_values_are_refused_naming_the_key_and_range(void **state)
 {
-	expect_refused("pyproject.toml", "{\"tool\":{\"thaw\":{\"limits\":{\"memory_mb\":\"128\"}}}}",
+	expect_refused("pyproject.toml",
+		       "{\"tool\":{\"thaw\":{\"limits\":{\"memory_mb\":\"128\"}}}}",
 		       "limits.memory_mb must be a whole number from 32 to 1048576");
-	expect_refused("pyproject.toml", "{\"tool\":{\"thaw\":{\"limits\":{\"memory_mb\":\"128\"}}}}",
+	expect_refused("pyproject.toml",
+		       "{\"tool\":{\"thaw\":{\"limits\":{\"memory_mb\":\"128\"}}}}",
 		       "not a string");
 	expect_refused("pyproject.toml", "{\"tool\":{\"thaw\":{\"limits\":{\"cpu_ms\":0}}}}",
 		       "limits.cpu_ms must be a whole number from 1 to 86400000");
@@ -170,15 +173,16 @@ static void test_bad_values_are_refused_naming_the_key_and_range(void **state)
 		       "limits.memory_mb is thaw's, not wrangler's: set it in pyproject.toml");
 	expect_refused("wrangler.jsonc",
 		       "{\"name\":\"w\",\"main\":\"src/entry.py\",\"limits\":{\"cpu\":64}}",
-		       "wrangler.jsonc: limits.cpu is not a limit thaw knows (cpu_ms, subrequests)");
+		       "wrangler.jsonc: limits.cpu is not a limit thaw knows (cpu_ms, "
+		       "subrequests)");
 }
 
 static void test_malformed_answers_are_refused(void **state)
 {
 	static const char *const bad[] = {
-		"{\"memory_mb\":1}",          "{\"memory_mb\":null}",  "{\"x\":1}",
-		"{\"pids\":1e3}",             "{\"cpu_ms\":\"5\"}",    "[]",
-		"{\"subrequests\":-5}",       "{\"file_size_mb\":0}",  "7",
+		"{\"memory_mb\":1}",    "{\"memory_mb\":null}", "{\"x\":1}",
+		"{\"pids\":1e3}",       "{\"cpu_ms\":\"5\"}",   "[]",
+		"{\"subrequests\":-5}", "{\"file_size_mb\":0}", "7",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		char text[512], err[512];
@@ -233,12 +237,13 @@ static void test_flags_caps_and_effective_values(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_every_key_read_from_tool_thaw, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_every_key_read_from_tool_thaw, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(
 			test_wrangler_cpu_ms_and_subrequests_pyproject_wins_key_by_key, setup,
 			teardown),
-		cmocka_unit_test_setup_teardown(test_bad_values_are_refused_naming_the_key_and_range,
-						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_bad_values_are_refused_naming_the_key_and_range, setup, teardown),
 		cmocka_unit_test(test_malformed_answers_are_refused),
 		cmocka_unit_test(test_flags_caps_and_effective_values),
 	};
