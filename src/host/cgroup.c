@@ -486,6 +486,16 @@ struct cgroup_host *cgroup_host_open(char *why, size_t whylen)
 	return ch;
 }
 
+struct cgroup_host *cgroup_host_open_v2(const char *own, char *why, size_t whylen)
+{
+	struct cgroup_host *ch = xcalloc(1, sizeof *ch);
+	if (open_v2(ch, own, why, whylen) < 0) {
+		cgroup_host_close(ch);
+		return NULL;
+	}
+	return ch;
+}
+
 void cgroup_host_close(struct cgroup_host *ch)
 {
 	if (!ch)

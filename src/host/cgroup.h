@@ -76,6 +76,10 @@ struct cgroup_host {
 /* Open the host's groups (see above). Returns new, or NULL with why (no
  * cgroup filesystem, not writable: not root, ...). */
 struct cgroup_host *cgroup_host_open(char *why, size_t whylen);
+/* The same in the cgroup2 hierarchy, the host's group there being own,
+ * whatever controllers it offers (a hybrid host's v2 has none, but groups,
+ * cgroup.procs, cpu.stat and cgroup.kill work): for tests of the v2 side. */
+struct cgroup_host *cgroup_host_open_v2(const char *own, char *why, size_t whylen);
 /* Kill what is left in the host's groups, remove them, free ch (NULL ok). */
 void cgroup_host_close(struct cgroup_host *ch);
 /* The name of ctl's interface, for messages: "memory.max" and so on. */

@@ -9,7 +9,9 @@
  *     counted; with pids.max 8 the process that fills the group gets EAGAIN
  *     from its next fork; the CPU time read grows while a process spins;
  *     kill + remove empties and removes a group; a crashed host's groups are
- *     removed by the next host.
+ *     removed by the next host; on the cgroup2 hierarchy (which a hybrid
+ *     host mounts without controllers): a group, a process moved into it,
+ *     its CPU time, cgroup.kill.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -339,6 +341,56 @@ static void test_close_removes_the_hosts_groups_and_what_is_in_them(void **state
 			assert_int_equal(access(parents[c], F_OK), -1);
 }
 
+/* The v2 interface where this host has one: on a hybrid host its cgroup2
+ * offers no controller, but its groups, cgroup.procs, cpu.stat and
+ * cgroup.kill are v2's own and are what a v2 host uses. */
+static void test_v2_groups_attach_cpu_and_kill(void **state)
+{
+	if (geteuid() != 0)
+		skip();
+	size_t n;
+	char *mi = read_file("/proc/self/mountinfo", 4u << 20, &n);
+	char *sc = read_file("/proc/self/cgroup", 1u << 20, &n);
+	struct cgroup_layout lay;
+	int found = mi && sc && cgroup_layout_parse(mi, sc, &lay) == 0 && lay.v2[0];
+	free(mi);
+	free(sc);
+	if (!found) {
+		fprintf(stderr, "test_cgroup: no cgroup2 hierarchy: the v2 test is skipped\n");
+		skip();
+	}
+	char why[512], err[256];
+	struct cgroup_host *h = cgroup_host_open_v2(lay.v2, why, sizeof why);
+	if (!h)
+		fail_msg("%s", why);
+	assert_int_equal(h->mode, CGROUP_V2);
+	assert_non_null(h->parent[CGROUP_CPU]);
+	assert_string_equal(cgroup_ctl_file(h, CGROUP_CPU), "cpu.stat");
+	struct cgroup *g = cgroup_create(h, "t-v2", err, sizeof err);
+	if (!g)
+		fail_msg("%s", err);
+	uint64_t start = 0, now = 0;
+	assert_int_equal(cgroup_cpu_ns(g, &start), 0);
+	pid_t pid = spawn_in(g, spin);
+	uint64_t deadline = now_ns() + 10ull * 1000000000;
+	while (now_ns() < deadline) {
+		assert_int_equal(cgroup_cpu_ns(g, &now), 0);
+		if (now - start >= 50 * 1000000ull)
+			break;
+		usleep(5000);
+	}
+	assert_true(now - start >= 50 * 1000000ull);
+	assert_int_equal(cgroup_kill(g), 1); /* cgroup.kill */
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	remove_group(g);
+	char parent[PATH_MAX];
+	snprintf(parent, sizeof parent, "%s", h->parent[CGROUP_CPU]);
+	cgroup_host_close(h);
+	assert_int_equal(access(parent, F_OK), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -355,6 +407,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_a_crashed_hosts_groups_are_removed_by_the_next,
 						open_host, close_host),
 		cmocka_unit_test(test_close_removes_the_hosts_groups_and_what_is_in_them),
+		cmocka_unit_test(test_v2_groups_attach_cpu_and_kill),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
