@@ -60,6 +60,12 @@ int worker_apply_rlimits(const json_t *limits, int before_restore, char *err, si
 				       map[i].key);
 		if (before_restore && map[i].after_restore)
 			continue;
+#ifdef THAW_SANITIZE
+		/* The sanitizers' shadow memory is terabytes of writable address
+		 * space: any RLIMIT_DATA would refuse their next mmap. */
+		if (map[i].resource == RLIMIT_DATA)
+			continue;
+#endif
 		if (set_limit(map[i].resource, map[i].name, (uint64_t)json_integer_value(v), err,
 			      errlen) < 0)
 			return -1;

@@ -16,6 +16,8 @@
  * whole image and opens every file it maps at once; RLIMIT_DATA and
  * RLIMIT_NOFILE then wait for the call made after the restore. A value above
  * the current hard limit (which only root may raise) stays at the hard limit.
+ * Sanitizer builds set no RLIMIT_DATA (their shadow memory is terabytes of
+ * address space).
  * 0, or -1 with err (a malformed object, or setrlimit refused).
  */
 int worker_apply_rlimits(const json_t *limits, int before_restore, char *err, size_t errlen);

@@ -28,7 +28,7 @@ import time
 
 import pytest
 
-from thawtest import ThawServe, run_thaw, write_project
+from thawtest import ThawServe, run_thaw, snapshots_supported
 
 ENTRY = """
 import asyncio
@@ -235,12 +235,15 @@ def test_memory_over_the_limit_is_a_503_and_the_host_serves_throughout(project, 
     r = d.get("/ok")
     assert r.status == 200 and r.text == "ok", r
 
-    # All at once: RLIMIT_DATA refuses it, the runtime answers 503 and the instance goes.
+    # All at once: RLIMIT_DATA refuses it, the runtime answers 503 and the instance goes (a
+    # sanitizer build sets no RLIMIT_DATA: its cgroup stops it as the pages are touched).
     mark = d.mark()
     r = d.get("/alloc-once")
     assert r.status == 503 and r.text == MEMORY_503, r
-    d.wait_for(r"exceeded its memory limit \(128 MiB, RLIMIT_DATA: a MemoryError it did not "
-               r"survive\)", start=mark)
+    how = r"RLIMIT_DATA: a MemoryError it did not survive\)"
+    if not snapshots_supported():
+        how = f"({how}|cgroup)"
+    d.wait_for(r"exceeded its memory limit \(128 MiB, " + how, start=mark)
     r = d.get("/ok")
     assert r.status == 200 and r.text == "ok", r
 
@@ -264,7 +267,7 @@ def test_cpu_ms_stops_a_busy_loop_but_not_a_handler_that_waits(project, dev, sta
     assert elapsed < 5, f"the busy loop ran {elapsed:.1f} s before it was stopped"
     m = d.wait_for(r"GET /spin used (\d+) ms of CPU time, over its limit of 50 ms \(cpu_ms\); "
                    r"replacing instance", start=mark)
-    assert 50 < int(m.group(1)) < 1000, m.group(0)
+    assert 50 <= int(m.group(1)) < 1000, m.group(0)
     # The worker serves on, from a new instance.
     r = d.get("/sleep")
     assert r.status == 200 and r.text == "slept", r
