@@ -141,11 +141,12 @@ int host_limits_start(struct host *h, char *err, size_t errlen)
 	for (int i = 0; i < PROJECT_LIMIT_COUNT; i++)
 		if (h->limit_defaults.v[i] > h->limit_caps.v[i])
 			return err_set(err, errlen,
-				       "--limit %s=%llu is over its cap %llu: raise --max-limit %s",
+				       "the default %s=%llu is over its cap of %llu: raise "
+				       "--max-limit %s or lower --limit %s",
 				       project_limit_info[i].name,
 				       (unsigned long long)h->limit_defaults.v[i],
 				       (unsigned long long)h->limit_caps.v[i],
-				       project_limit_info[i].name);
+				       project_limit_info[i].name, project_limit_info[i].name);
 	struct host_limits_state *s = xcalloc(1, sizeof *s);
 	s->owner = getpid();
 	s->h = h;

@@ -377,6 +377,10 @@ def test_bad_limits_are_refused_naming_the_field(project):
 
     r = run_thaw("dev", root, "--port", "0", "--limit", "pids=lots", timeout=60)
     assert r.returncode == 2 and "--limit: pids must be a whole number" in r.stderr, r.stderr
+    r = run_thaw("dev", root, "--port", "0", "--limit", "pids=100", "--max-limit", "pids=80",
+                 timeout=60)
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "the default pids=100 is over its cap of 80" in r.stderr, r.stderr
 
 
 # --------------------------------------------------------------------------- thaw serve
@@ -389,12 +393,12 @@ def deploy(host, root):
 
 def test_serve_refuses_a_deploy_over_its_caps_and_serves_others_while_one_runs_out(
         tmp_path, project):
-    host = ThawServe(tmp_path / "host" / "data", ["--max-limit", "memory_mb=256"]).wait_ready()
+    host = ThawServe(tmp_path / "host" / "data", ["--max-limit", "memory_mb=768"]).wait_ready()
     try:
         greedy = limits_project(project, {"memory_mb": 1024}, name="greedy")
         r, out = deploy(host, greedy)
         assert r.returncode != 0, out
-        assert "limits.memory_mb = 1024 is over this host's cap of 256" in out, out
+        assert "limits.memory_mb = 1024 is over this host's cap of 768" in out, out
 
         hog = limits_project(project, {"memory_mb": 128}, name="hog")
         calm = limits_project(project, {}, name="calm")
