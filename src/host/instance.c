@@ -507,7 +507,8 @@ void inst_lost(struct instance *in, const char *why)
 	if (was_starting && a->nstarting == 0) {
 		/* It died before it was ready, without saying why: do not loop
 		 * on respawning for the requests that waited on it. */
-		pool_fail_pending(a, status, over ? over : "The worker instance exited while starting.\n");
+		pool_fail_pending(a, status,
+				  over ? over : "The worker instance exited while starting.\n");
 	}
 	pool_dispatch(a);
 }
