@@ -56,8 +56,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from workers import (Context, Env, Headers, Request, Response, _bindings, _durable, _hooks,
-                     _rpc, _service, _snapshot, _sync)
+from workers import (Context, Env, Headers, Request, Response, _bindings, _durable, _fetch,
+                     _hooks, _rpc, _service, _snapshot, _sync)
 from workers._body import BodyStream
 from workers._entrypoint import ScheduledController, WorkerEntrypoint, pending_background_tasks
 from workers._env import env as _module_env
@@ -96,6 +96,8 @@ class _Worker:
     record_ws: str | None = None
     capture_output: bool = False
     scheduled: Scheduled | None = None
+    memory_bytes: int = 0  # the instance's memory limit (0: none), for its 503's message
+    subrequests: int | None = None  # fetch() calls a request may make (None: unlimited)
 
 
 @dataclass
@@ -112,6 +114,8 @@ class _Config:
     secrets: dict[str, str] | None = None
     secret_names: frozenset[str] = frozenset()
     bindings: dict[str, Any] | None = None  # name -> the binding's env object
+    memory_bytes: int = 0
+    subrequests: int | None = None
 
 
 def _env_values(config: _Config, with_secrets: bool = True) -> dict[str, Any]:
@@ -419,12 +423,22 @@ def _parse_config(config_json: str) -> _Config:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise LoadError("INIT config: secret_names must be a list of strings")
     bindings = _parse_bindings(config.get("bindings"), variables)
+    # The instance's limits (src/host/limits.c): the C side set its rlimits already.
+    limits = config.get("limits") or {}
+    if not isinstance(limits, dict):
+        raise LoadError("INIT config: limits must be an object")
+    memory_bytes, subrequests = limits.get("memory_bytes", 0), limits.get("subrequests")
+    if not isinstance(memory_bytes, int) or memory_bytes < 0:
+        raise LoadError("INIT config: limits.memory_bytes must be a whole number")
+    if subrequests is not None and (not isinstance(subrequests, int) or subrequests < 0):
+        raise LoadError("INIT config: limits.subrequests must be a whole number")
     return _Config(name=name, project_dir=project_dir, main=main, variables=variables,
                    concurrency=concurrency, dev=bool(config.get("dev", False)),
                    snapshot_build=snapshot_build, allow_entropy_at_import=allow_entropy,
                    capture_output=bool(config.get("capture_output", False)),
                    bindings=bindings, secrets=secrets,
-                   secret_names=frozenset(names) | frozenset(secrets or ()))
+                   secret_names=frozenset(names) | frozenset(secrets or ()),
+                   memory_bytes=memory_bytes, subrequests=subrequests)
 
 
 def load(config_json: str) -> str:
@@ -471,7 +485,8 @@ def load(config_json: str) -> str:
                       concurrency=config.concurrency, dev=config.dev,
                       project_dir=config.project_dir, main=main,
                       snapshot_built=config.snapshot_build,
-                      capture_output=config.capture_output)
+                      capture_output=config.capture_output, memory_bytes=config.memory_bytes,
+                      subrequests=config.subrequests)
     ready: dict[str, Any] = {"concurrency": config.concurrency}
     if config.snapshot_build:
         _settle_heap()
@@ -554,6 +569,7 @@ def after_restore(init_json: str) -> str:
     worker.concurrency = config.concurrency
     worker.dev = config.dev
     worker.capture_output = config.capture_output
+    worker.memory_bytes, worker.subrequests = config.memory_bytes, config.subrequests
     _run_hooks(_hooks.AFTER_RESTORE, worker.project_dir)
     # The host asks the first instance restored from an image to record the
     # pages its first request touches, for later restores to fault in ahead.
@@ -840,6 +856,7 @@ class _Stream:
         self.credit = credit
         self.credit_added = asyncio.Event()
         self.cancelled = False
+        self.head_sent = False
 
     def add_credit(self, increment: int) -> None:
         self.credit += increment
@@ -1247,10 +1264,54 @@ class _Connection(asyncio.Protocol):
     def _send(self, frame_type: int, stream_id: int, payload: bytes = b"") -> None:
         if self.transport is None or self.transport.is_closing():
             return
+        stream = self.streams.get(stream_id)
+        if stream is not None and frame_type == self.thaw.RESP_HEAD:
+            stream.head_sent = True
         self.transport.write(self.thaw.encode(frame_type, stream_id, payload))
+
+    def _memory_exceeded(self, error: BaseException) -> bool:
+        """A MemoryError that left a handler, in an instance with a memory limit: the limit
+        (RLIMIT_DATA) was reached. Answer every request this instance holds 503, as the host
+        does when the kernel kills an instance over its cgroup's limit, and exit with
+        EXIT_MEMORY once that is written: the heap may be in any state, so the instance is
+        replaced. False (the error is the handler's like any other) without a limit."""
+        limit = self.worker.memory_bytes
+        if not isinstance(error, MemoryError) or not limit:
+            return False
+        if self.error is not None:
+            return True  # already on its way out
+        self.error = "exceeded its memory limit"
+        body = f"Worker exceeded its memory limit ({limit >> 20} MiB).\n".encode()
+        log(f"MemoryError: the instance is over its memory limit ({limit >> 20} MiB); "
+            "answering its requests 503 and exiting")
+        for stream in list(self.streams.values()):
+            if stream.cancelled or stream.head_sent:
+                continue
+            self._send(self.thaw.RESP_HEAD, stream.id, struct.pack("<H", 503) + self.thaw.encode_kv(
+                [(b"content-type", b"text/plain; charset=utf-8")]))
+            if stream.credit >= len(body):
+                self._send(self.thaw.RESP_BODY, stream.id, body)
+            self._send(self.thaw.RESP_END, stream.id)
+        self._exit_when_written(time.monotonic() + 1.0)
+        return True
+
+    def _exit_when_written(self, deadline: float) -> None:
+        transport = self.transport
+        if (transport is not None and not transport.is_closing()
+                and transport.get_write_buffer_size() and time.monotonic() < deadline):
+            asyncio.get_running_loop().call_later(0.005, self._exit_when_written, deadline)
+            return
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except (OSError, ValueError, MemoryError):
+                pass
+        os._exit(self.thaw.EXIT_MEMORY)
 
     async def _handle(self, stream: _Stream, request: Request, entrypoint: str = "") -> None:
         _current_stream.set(stream.id)  # this task's own context
+        _fetch.begin_request(self.worker.subrequests)
         try:
             if entrypoint:
                 # A service binding's fetch to a named entrypoint (its class's fetch).
@@ -1292,6 +1353,8 @@ class _Connection(asyncio.Protocol):
                 return  # the client or the host went away: nothing more to send
             self._report_error(stream, request, "the handler was cancelled (CancelledError)")
         except (Exception, SystemExit) as error:
+            if self._memory_exceeded(error):
+                return
             error.__traceback__ = _user_traceback(error.__traceback__)
             self._report_error(stream, request, format_exception(error))
         finally:
@@ -1305,6 +1368,7 @@ class _Connection(asyncio.Protocol):
         `thaw-outcome: ok|exception`, `thaw-no-retry: 1` when the handler asked for it,
         and the error's last line as the body."""
         _current_stream.set(stream.id)
+        _fetch.begin_request(self.worker.subrequests)
         status, outcome, body = 200, "ok", b"Ran scheduled event\n"
         try:
             if self.worker.scheduled is None:
@@ -1320,6 +1384,8 @@ class _Connection(asyncio.Protocol):
                 return
             status, outcome, body = 500, "exception", b"CancelledError\n"
         except (Exception, SystemExit) as error:
+            if self._memory_exceeded(error):
+                return
             error.__traceback__ = _user_traceback(error.__traceback__)
             text = format_exception(error)
             log(f"error in the scheduled handler (cron {controller.cron!r}):\n{text}")
@@ -1337,6 +1403,7 @@ class _Connection(asyncio.Protocol):
         `{"acked": [i..], "retried": [[i, delay]..]}`: what the handler said explicitly
         (the host applies Cloudflare's rule to the rest)."""
         _current_stream.set(stream.id)
+        _fetch.begin_request(self.worker.subrequests)
         status, outcome = 200, "ok"
         batch = _bindings.MessageBatch(queue)
         try:
@@ -1373,6 +1440,8 @@ class _Connection(asyncio.Protocol):
                 return
             status, outcome = 500, "exception"
         except (Exception, SystemExit) as error:
+            if self._memory_exceeded(error):
+                return
             error.__traceback__ = _user_traceback(error.__traceback__)
             text = format_exception(error)
             log(f"error in the queue handler (queue {queue!r}):\n{text}")
@@ -1386,6 +1455,7 @@ class _Connection(asyncio.Protocol):
         body; answer 200 with `thaw-rpc: result` and the encoded result, or `thaw-rpc: error`
         and the exception's type name and message (which the caller raises)."""
         _current_stream.set(stream.id)
+        _fetch.begin_request(self.worker.subrequests)
         await self._rpc_on(stream, lambda: _entrypoint_instance(entrypoint, self.worker.env),
                            method)
 
@@ -1423,6 +1493,7 @@ class _Connection(asyncio.Protocol):
         """A call to a Durable Object held by this instance: an RPC method, its fetch, or
         its alarm, each entering the object's input gate first (workers._durable)."""
         _current_stream.set(stream.id)
+        _fetch.begin_request(self.worker.subrequests)
         _in_object.set(True)
         if op == "evict":
             await self._evict_object(stream, (cls, oid))
@@ -1557,6 +1628,8 @@ class _Connection(asyncio.Protocol):
         await self._send_rpc(stream, 200, "result", body)
 
     async def _send_rpc_error(self, stream: _Stream, error: BaseException, status: int) -> None:
+        if self._memory_exceeded(error):
+            return
         log(f"error in an RPC call: {type(error).__name__}: {error}")
         await self._send_rpc(stream, status, "error", _rpc.encode_error(error))
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -14,6 +16,36 @@ from ._http import REDIRECT_STATUSES, Request, Response
 
 # The Fetch standard's limit.
 MAX_REDIRECTS = 20
+
+# Cloudflare's words when a request has made all the subrequests it may.
+TOO_MANY_SUBREQUESTS = "Too many subrequests."
+
+
+class _Budget:
+    """The subrequests a request has left: fetch() calls and the redirects they follow, as
+    Cloudflare counts them (``limits.subrequests``). Shared by the request's tasks (they copy
+    the context, not the budget) and by the threads that run its fetches."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+        self.lock = threading.Lock()
+
+    def take(self) -> None:
+        with self.lock:
+            if self.left <= 0:
+                raise RuntimeError(TOO_MANY_SUBREQUESTS)
+            self.left -= 1
+
+
+# The budget of the request the running task serves; None outside requests (a worker's top
+# level, an after_restore hook) and without a limit: nothing is counted.
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("thaw_subrequests",
+                                                                        default=None)
+
+
+def begin_request(limit: int | None) -> None:
+    """The runtime starts a request with ``limit`` subrequests (None: unlimited)."""
+    _budget.set(_Budget(limit) if limit is not None else None)
 
 
 class _Redirects(urllib.request.HTTPRedirectHandler):
@@ -31,10 +63,11 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
     max_redirections = MAX_REDIRECTS + 1
     max_repeats = MAX_REDIRECTS + 1
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, budget: _Budget | None = None) -> None:
         super().__init__()
         self.mode = mode
         self.followed = 0
+        self.budget = budget
 
     def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
                          headers: Any, newurl: str) -> urllib.request.Request | None:
@@ -49,6 +82,8 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         if self.followed >= MAX_REDIRECTS:
             raise OSError(f"fetch: {req.full_url} redirected ({code}) more than "
                           f"{MAX_REDIRECTS} times")
+        if self.budget is not None:
+            self.budget.take()  # each request of a redirect chain is a subrequest
         method, data = req.get_method(), req.data
         if (code == 303 and method != "HEAD") or (code in (301, 302) and method == "POST"):
             method, data = "GET", None
@@ -66,14 +101,14 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
 
 
 def _send(url: str, method: str, headers: Headers, body: bytes | None, redirect: str,
-          timeout: float | None) -> Response:
+          timeout: float | None, budget: _Budget | None = None) -> Response:
     request = urllib.request.Request(url, data=body, method=method)
     for name, value in headers.items():
         if request.has_header(name.capitalize()):
             # urllib keeps one value per name; repeat values the way HTTP allows.
             value = f"{request.get_header(name.capitalize())}, {value}"
         request.add_header(name, value)
-    redirects = _Redirects(redirect)
+    redirects = _Redirects(redirect, budget)
     opener = urllib.request.build_opener(redirects)
     try:
         with opener.open(request, timeout=timeout) as reply:
@@ -114,6 +149,8 @@ async def fetch(
     returned as it is) or "error". HTTP error statuses come back as
     Responses (``raise_for_status()`` raises for them); network errors raise
     ``urllib.error.URLError`` / ``OSError``. ``cf`` is accepted and ignored.
+    Past the request's ``limits.subrequests`` (each redirect counts too), it
+    raises ``RuntimeError("Too many subrequests.")``, as Cloudflare does.
     """
     if isinstance(resource, Request):
         request = Request(resource, method=method, headers=headers, body=body,
@@ -125,11 +162,14 @@ async def fetch(
     if scheme not in ("http", "https"):
         # urllib would also open file:, ftp: and data: URLs; fetch is HTTP only.
         raise TypeError(f"fetch() takes http: and https: URLs, not {request.url!r}")
+    budget = _budget.get()
+    if budget is not None:
+        budget.take()
     data = await request.bytes()
     # Methods that carry a body get an explicit empty one (Content-Length: 0).
     payload = data if data or request.method in ("POST", "PUT", "PATCH") else None
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(
         None, _send, request.url, request.method, request.headers, payload, request.redirect,
-        timeout,
+        timeout, budget,
     )

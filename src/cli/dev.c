@@ -69,6 +69,7 @@ static const char dev_usage[] =
 	"  --trust-proxy ADDR[/N]   believe X-Forwarded-For and X-Forwarded-Proto from this\n"
 	"                           proxy address or network (repeatable)\n"
 HOST_SANDBOX_USAGE
+	HOST_LIMITS_HELP
 	"  --no-install             do not run `thaw install` first (it runs when the project\n"
 	"                           has dependencies and python_modules/ is missing or older\n"
 	"                           than pyproject.toml)\n"
@@ -308,7 +309,8 @@ static void reader_done(void *arg, int status, const uint8_t *out, size_t len, i
 		snprintf(err, sizeof err, "the configuration reader's answer is too large");
 	fprintf(stderr, "\n%s changed: reloading %s\n", d->changed[0] ? d->changed : "project",
 		a->cfg->name);
-	if (c && load_secrets(d, c->dir, err, sizeof err) < 0) {
+	if (c && (host_limits_check(&d->h, c, err, sizeof err) < 0 ||
+		  load_secrets(d, c->dir, err, sizeof err) < 0)) {
 		project_free(c);
 		c = NULL;
 	}
@@ -410,6 +412,10 @@ static int add_service(struct dev *d, const char *dir, const char *persist_to, i
 	struct project *cfg = project_load_env(dir, NULL, err, errlen);
 	if (!cfg)
 		return -1;
+	if (host_limits_check(&d->h, cfg, err, errlen) < 0) {
+		project_free(cfg);
+		return -1;
+	}
 	int clash = !strcmp(cfg->name, d->app.cfg->name);
 	for (struct dev_service *s = d->services; s; s = s->next)
 		clash |= !strcmp(cfg->name, s->app.cfg->name);
@@ -575,7 +581,8 @@ int cmd_dev(int argc, char **argv)
 
 	char err[1024];
 	struct project *cfg = project_load_env(dir, d.env, err, sizeof err);
-	if (!cfg || load_secrets(&d, cfg->dir, err, sizeof err) < 0) {
+	if (!cfg || host_limits_check(h, cfg, err, sizeof err) < 0 ||
+	    load_secrets(&d, cfg->dir, err, sizeof err) < 0) {
 		fprintf(stderr, "thaw dev: %s\n", err);
 		project_free(cfg);
 		return 1;

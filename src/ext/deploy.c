@@ -459,7 +459,14 @@ static void job_unpacked(struct deploy_job *j, json_t *res)
 		job_free(j);
 		return;
 	}
+	/* Limits over the host's caps: refused here, before anything is stored. */
+	int over = host_limits_check(&s->h, cfg, err, sizeof err) < 0;
 	project_free(cfg);
+	if (over) {
+		job_refuse(j, 422, err);
+		job_free(j);
+		return;
+	}
 	struct version v = {0};
 	if (store_version_add(s->st, j->worker, j->hex, j->message, &v, err, sizeof err) < 0) {
 		job_refuse(j, 500, err);

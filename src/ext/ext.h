@@ -65,6 +65,7 @@ extern const struct thaw_ext_command thaw_ext_commands[];
 	X(call_result_pair) X(call_result_pairs) X(call_arg) \
 	X(binding_call_forward_pinned) X(front_internal_stream_pinned) X(host_instance_app) \
 	X(hreq_resp_header) X(service_fetch_head) X(service_rpc_head) X(host_sandbox_free) X(host_sandbox_roots) \
+	X(hreq_resp_header) X(service_fetch_head) X(service_rpc_head) X(host_limits_check) \
 	/* host/child.h */ \
 	X(child_answer) X(child_cancel) X(child_kill) X(child_kill_all) X(child_start) \
 	/* project/project.h */ \

@@ -550,6 +550,7 @@ static const char serve_usage[] =
 	"  --trust-proxy ADDR[/N]   believe X-Forwarded-For and X-Forwarded-Proto from this\n"
 	"                           proxy address or network (repeatable)\n"
 HOST_SANDBOX_USAGE
+	HOST_LIMITS_HELP
 	"  -v, --verbose            debug logging\n"
 	"  -h, --help               this help\n";
 

@@ -24,6 +24,7 @@
 #include "common/buf.h"
 #include "host/loop.h"
 #include "host/proxy.h"
+#include "project/limits.h"
 
 struct MHD_Daemon;
 struct MHD_Connection;
@@ -123,6 +124,7 @@ struct app {
 	/* Paths under its files that its sandbox covers with an empty directory
 	 * (thaw dev: the project's .thaw/); owned by the owner, may be NULL. */
 	json_t *sandbox_hide;
+	int limits_clamped_said; /* its limits over the host's caps were logged (limits.c) */
 };
 
 /*
@@ -204,6 +206,7 @@ struct hreq {
 	int rx_head;              /* the instance sent RESP_HEAD */
 	uint32_t rx_credit;       /* response credit the instance still holds */
 	uint32_t rx_unacked;      /* bytes sent to the client, not yet credited back */
+	uint64_t cpu_start_ns;    /* its instance's CPU time when it was attached (limits.c) */
 };
 
 struct host {
@@ -250,7 +253,6 @@ struct host {
 	 * sandbox_uid_base + its slot (slots given out by name, per host run). */
 	int sandbox;
 	uint32_t sandbox_uid_base;
-	uint64_t sandbox_tmp_bytes; /* each instance's /tmp (and /dev/shm) */
 	char **sandbox_names;       /* slot i + 1 is sandbox_names[i]'s */
 	unsigned nsandbox_names;
 	/* The directories whose trees instances may be shown parts of (their
@@ -261,6 +263,11 @@ struct host {
 	char *sandbox_out_base;
 	int sandbox_roots_fd;       /* memfd: the paths, one per line; -1 until set */
 	unsigned nsandbox_roots;
+	/* Instances' resource limits (limits.c): the values of workers that set
+	 * none, the most a worker may set (--limit, --max-limit), and how they
+	 * are enforced (the host's cgroups; NULL before host_loop_start). */
+	struct project_limits limit_defaults, limit_caps;
+	struct host_limits_state *limits_state;
 };
 
 /* "name", or "name@version" in thaw serve: how logs name an app. */
@@ -280,7 +287,8 @@ enum {
 	HOST_OPT_TRUST_PROXY = 0x101,
 	HOST_OPT_NO_SANDBOX = 0x102,
 	HOST_OPT_SANDBOX_UID_BASE = 0x103,
-	HOST_OPT_TMP_MB = 0x104,
+	HOST_OPT_LIMIT = 0x104,
+	HOST_OPT_MAX_LIMIT = 0x105,
 };
 #define HOST_LONG_OPTIONS                                                                          \
 	{"idle-timeout", required_argument, NULL, HOST_OPT_IDLE_TIMEOUT},                           \
@@ -295,7 +303,8 @@ enum {
 	{"trust-proxy", required_argument, NULL, HOST_OPT_TRUST_PROXY},                             \
 	{"no-sandbox", no_argument, NULL, HOST_OPT_NO_SANDBOX},                                     \
 	{"sandbox-uid-base", required_argument, NULL, HOST_OPT_SANDBOX_UID_BASE},                   \
-	{"tmp-mb", required_argument, NULL, HOST_OPT_TMP_MB}
+	{"limit", required_argument, NULL, HOST_OPT_LIMIT},                                         \
+	{"max-limit", required_argument, NULL, HOST_OPT_MAX_LIMIT}
 /* Limits and snapshot size at their defaults. */
 void host_defaults(struct host *h);
 /* Apply one of HOST_LONG_OPTIONS: 1 done, 0 not one of them, -1 bad value
@@ -310,8 +319,7 @@ int host_loop_start(struct host *h, char *err, size_t errlen);
 	"  --no-sandbox             run instances unconfined, as this user, seeing this\n"          \
 	"                           machine (for debugging only: worker code is then\n"              \
 	"                           trusted with everything this host can reach)\n"                 \
-	"  --sandbox-uid-base N     worker uids are N+1, N+2, ... (default 2000000000)\n"            \
-	"  --tmp-mb N               each instance's private /tmp, in MiB (default 64)\n"
+	"  --sandbox-uid-base N     worker uids are N+1, N+2, ... (default 2000000000)\n"
 /* Workers that can have a sandbox uid of their own, per host run. */
 #define SANDBOX_UID_SLOTS 65536u
 /* The sandbox's teardown: the uid table and the roots (instance.c). */
@@ -322,6 +330,27 @@ int host_sandbox_roots(struct host *h, const char *const *paths, size_t n, char 
 		       size_t errlen);
 /* Parse a whole number option up to max; -1 with a message. */
 int host_opt_u64(const char *cmd, const char *opt, const char *v, uint64_t max, uint64_t *out);
+/* What --limit and --max-limit say, for the commands' --help. */
+#define HOST_LIMITS_HELP                                                                           \
+	"  --limit NAME=N           an instance's limit for workers that set none\n"                \
+	"                           ([tool.thaw.limits] names: memory_mb 128, cpu_ms 30000,\n"       \
+	"                           pids 64, open_files 1024, file_size_mb 1024, tmp_mb 64,\n"      \
+	"                           subrequests 10000 by default; repeatable)\n"                     \
+	"  --max-limit NAME=N       the most a worker may set (memory_mb 4096, cpu_ms 300000,\n"     \
+	"                           pids 4096, open_files 65536, file_size_mb 65536,\n"              \
+	"                           tmp_mb 16384, subrequests 10000000 by default); a worker\n"    \
+	"                           over it is refused (docs/limits.md)\n"
+
+/* limits.c: instances' resource limits (docs/limits.md). */
+/* Open the host's cgroups and log, in one line, how each limit is enforced.
+ * -1 with err when a --limit default is over its --max-limit. (Called by
+ * host_loop_start.) */
+int host_limits_start(struct host *h, char *err, size_t errlen);
+/* Remove the host's cgroups (pool_shutdown, once every instance is reaped). */
+void host_limits_stop(struct host *h);
+/* Are p's limits within the host's caps? 0, or -1 with err naming the key
+ * (a deploy or thaw dev refuses such a project). */
+int host_limits_check(const struct host *h, const struct project *p, char *err, size_t errlen);
 
 /* front.c */
 /* Run a libmicrohttpd daemon (started with MHD_USE_EPOLL) from loop l: its

@@ -313,6 +313,10 @@ struct instance *inst_take(struct app *a)
 	in->state = INST_STARTING;
 	in->generation = a->generation;
 	in->t_spawn = now_ns();
+	if (inst_limits_apply(in) < 0) { /* before INIT: it never runs unconfined */
+		inst_close(in, "its limits could not be applied");
+		return NULL;
+	}
 	return in;
 }
 
@@ -441,7 +445,6 @@ static json_t *sandbox_json(struct instance *in, const char *mode, const char *s
 		json_object_set_new(s, "uid", json_integer(uid));
 		json_object_set_new(s, "gid", json_integer(uid));
 	}
-	json_object_set_new(s, "tmp_bytes", json_integer((json_int_t)h->sandbox_tmp_bytes));
 	json_t *ro = json_array();
 	if (snapshot && !strcmp(mode, "restore")) {
 		json_array_append_new(ro, json_string(snapshot));
@@ -479,6 +482,7 @@ void inst_send_init(struct instance *in, const char *mode, const char *snapshot,
 	if (a->version_id)
 		json_object_set_new(j, "version", json_string(a->version_id));
 	json_object_set_new(j, "bindings", bindings_init_json(a));
+	json_object_set_new(j, "limits", inst_limits_init_json(in, !strcmp(mode, "build")));
 	if (snapshot)
 		json_object_set_new(j, "snapshot", json_string(snapshot));
 	json_object_set_new(j, "pid", json_integer(in->pid));
@@ -599,12 +603,13 @@ static void inst_free(struct instance *in)
 		free(in->out_dir);
 	}
 	free(in->image);
+	inst_limits_free(in);
 	in->state = INST_CLOSED;
 	loop_defer_free(h->loop, in); /* its watch may be in this epoll batch */
 }
 
-/* The instance is gone (crashed, killed, broke the protocol). */
-static void inst_lost(struct instance *in, const char *why)
+/* The instance is gone (crashed, killed, broke the protocol, over a limit). */
+void inst_lost(struct instance *in, const char *why)
 {
 	struct app *a = in->app;
 	int was_starting = in->state == INST_STARTING && in->linked;
@@ -612,8 +617,11 @@ static void inst_lost(struct instance *in, const char *why)
 			   in->generation == a->generation && in->state != INST_CLOSED;
 	int restore_died = was_starting && in->restoring && in->generation == a->generation &&
 			   snapshot_is_current(a, in);
+	unsigned status = 502;
+	char limit[160];
+	const char *over = inst_limits_lost(in, &status, limit, sizeof limit);
 	if (in->state != INST_CLOSED) {
-		log_warn("instance %u (pid %d) %s", in->id, (int)in->pid, why);
+		log_warn("instance %u (pid %d) %s%s", in->id, (int)in->pid, why, limit);
 		if (!in->reaped)
 			kill(in->pid, SIGKILL);
 	}
@@ -621,8 +629,10 @@ static void inst_lost(struct instance *in, const char *why)
 		struct hreq *r = in->streams;
 		pool_detach(r);
 		if (!r->rx_head)
-			front_fail(r, 502, "The worker instance serving this request exited before it "
-					   "answered.\n");
+			front_fail(r, status,
+				   over ? over
+					: "The worker instance serving this request exited before it "
+					  "answered.\n");
 		else
 			front_resp_abort(r);
 	}
@@ -644,7 +654,8 @@ static void inst_lost(struct instance *in, const char *why)
 	if (was_starting && a->nstarting == 0) {
 		/* It died before it was ready, without saying why: do not loop
 		 * on respawning for the requests that waited on it. */
-		pool_fail_pending(a, 502, "The worker instance exited while starting.\n");
+		pool_fail_pending(a, status,
+				  over ? over : "The worker instance exited while starting.\n");
 	}
 	pool_dispatch(a);
 }
@@ -660,6 +671,7 @@ int pool_reaped(struct host *h, pid_t pid, int status)
 	if (!in)
 		return 0;
 	in->reaped = 1;
+	inst_limits_reaped(in, status);
 	if (in->state != INST_CLOSED)
 		inst_drain(in);
 	if (in->state != INST_CLOSED) {

@@ -30,8 +30,13 @@ void host_defaults(struct host *h)
 	h->max_snapshot_bytes = 1024ull << 20;
 	h->sandbox = 1;
 	h->sandbox_uid_base = 2000000000u;
-	h->sandbox_tmp_bytes = 64ull << 20;
 	h->sandbox_roots_fd = -1;
+	project_limits_host_defaults(&h->limit_defaults, &h->limit_caps);
+#ifdef THAW_SANITIZE
+	/* An instance under ASan holds its shadow and quarantine too (60 MiB
+	 * resident at rest, up to 256 MiB of quarantine). */
+	h->limit_defaults.v[PROJECT_LIMIT_MEMORY_MB] = 512;
+#endif
 }
 
 int host_opt_u64(const char *cmd, const char *opt, const char *v, uint64_t max, uint64_t *out)
@@ -113,15 +118,17 @@ int host_option(struct host *h, const char *cmd, int c, const char *arg)
 		}
 		h->sandbox_uid_base = (uint32_t)v;
 		return 1;
-	case HOST_OPT_TMP_MB:
-		if (host_opt_u64(cmd, "--tmp-mb", arg, 1u << 20, &v) < 0)
-			return -1;
-		if (v == 0) {
-			fprintf(stderr, "%s: --tmp-mb must be at least 1\n", cmd);
+	case HOST_OPT_LIMIT:
+	case HOST_OPT_MAX_LIMIT: {
+		char err[256];
+		int cap = c == HOST_OPT_MAX_LIMIT;
+		if (project_limits_parse_flag(cap ? &h->limit_caps : &h->limit_defaults, arg, err,
+					      sizeof err) < 0) {
+			fprintf(stderr, "%s: %s: %s\n", cmd, cap ? "--max-limit" : "--limit", err);
 			return -1;
 		}
-		h->sandbox_tmp_bytes = v << 20;
 		return 1;
+	}
 	case HOST_OPT_MAX_SNAPSHOT:
 		if (host_opt_u64(cmd, "--max-snapshot-mb", arg, 1u << 20, &v) < 0)
 			return -1;
@@ -180,4 +187,5 @@ int host_loop_start(struct host *h, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+	return host_limits_start(h, err, errlen);
 }

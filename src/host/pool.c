@@ -112,6 +112,7 @@ static void attach(struct instance *in, struct hreq *r, int booted)
 	r->start_desc = !booted ? "warm" : in->from_snapshot ? "snapshot" : "boot";
 	r->tx_credit = THAW_STREAM_WINDOW;
 	r->rx_credit = THAW_STREAM_WINDOW;
+	inst_limits_request_started(in, r);
 	inst_send(in, THAW_F_REQ_HEAD, r->stream, buf_head(&r->head), buf_used(&r->head));
 	buf_free(&r->head);
 	if (r->internal)
@@ -493,4 +494,5 @@ void pool_shutdown(struct host *h)
 			break;
 		pool_reaped(h, pid, status);
 	}
+	host_limits_stop(h); /* the instances' groups, and what they left running */
 }

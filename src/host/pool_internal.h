@@ -86,6 +86,7 @@ struct instance {
 	struct instance *next, *prev;         /* app's live list, or spares */
 	struct instance *all_next, *all_prev; /* host's list of every process */
 	int reaped;
+	struct inst_limits *limits; /* its cgroup and CPU sampling (limits.c); NULL: none */
 };
 
 /* Bytes queued towards an instance above which uploads pause. */
@@ -119,6 +120,30 @@ struct instance *inst_spawn(struct app *a);
  * its socket (EOF makes the worker exit), SIGKILL in 2 s if not reaped.
  * Its requests must have been detached already. Idempotent. */
 void inst_close(struct instance *in, const char *why);
+/* The instance is gone or must go now (crashed, killed, broke the
+ * protocol, over a limit): SIGKILL, its requests answered (502, or 503
+ * when a limit was the cause), closed; see the state machine. */
+void inst_lost(struct instance *in, const char *why);
+
+/* --- limits.c: an instance's resource limits (docs/limits.md) --- */
+
+/* in was just given its app (inst_take): its cgroup is made, limited and
+ * joined before it sees INIT. 0, or -1 (logged): it must not run. */
+int inst_limits_apply(struct instance *in);
+/* INIT's "limits" for in (returns new); a builder gets no file size limit
+ * (it writes the image). */
+json_t *inst_limits_init_json(const struct instance *in, int builder);
+/* r was just attached to in: its CPU time counts from now. */
+void inst_limits_request_started(struct instance *in, struct hreq *r);
+/* in's process was reaped with status (before what it held is answered). */
+void inst_limits_reaped(struct instance *in, int status);
+/* in is lost: when one of its limits was why, the body to answer its
+ * requests with, *status (503), and what to add to the log line in why;
+ * else NULL. */
+const char *inst_limits_lost(struct instance *in, unsigned *status, char *why, size_t whylen);
+/* in is being freed: its group is emptied and removed (retried while its
+ * processes leave). */
+void inst_limits_free(struct instance *in);
 
 /* --- binding.c: calls of bindings by worker code (frame.h: CALL) --- */
 

@@ -114,6 +114,9 @@ json_t *project_to_json(const struct project *p)
 	if (assets)
 		json_object_set_new(j, "assets", assets);
 	project_bindings_to_json(p, j);
+	json_t *limits = project_limits_to_json(&p->limits);
+	if (limits)
+		json_object_set_new(j, "limits", limits);
 	return j;
 }
 
@@ -185,6 +188,11 @@ struct project *project_from_json(const json_t *j, const char *dir, char *err, s
 		return NULL;
 	}
 	if (project_bindings_from_json(p, j, err, errlen) < 0) {
+		project_free(p);
+		return NULL;
+	}
+	const json_t *limits = json_object_get(j, "limits");
+	if (limits && project_limits_from_json(&p->limits, limits, err, errlen) < 0) {
 		project_free(p);
 		return NULL;
 	}

@@ -17,7 +17,8 @@
  *                            "assets": {..} (absent: none; see below),
  *                            "kv_namespaces", "d1_databases", "r2_buckets",
  *                            "durable_objects", "migrations", "queues",
- *                            "services" (absent: none; bindings.h)}}
+ *                            "services" (absent: none; bindings.h),
+ *                            "limits": {KEY: N..} (absent: none set; limits.h)}}
  *   {"ok": false, "error": S}
  *
  *   The child's output is treated as hostile like the files it read: every
@@ -38,6 +39,7 @@
 #include <stdio.h>
 
 #include "project/bindings.h"
+#include "project/limits.h"
 
 #define PROJECT_MAX_FILE_BYTES (1u << 20) /* a configuration file, at most */
 #define PROJECT_MAX_JSON_BYTES (4u << 20) /* the reader's whole answer, at most */
@@ -92,6 +94,7 @@ struct project {
 	json_t *crons; /* triggers.crons: array of cron expressions (cron.h), each valid */
 	char *env;     /* the environment selected ([env.NAME], --env), or NULL */
 	struct project_assets assets; /* static assets (directory NULL: none) */
+	struct project_limits limits; /* [tool.thaw.limits] over wrangler's limits (limits.h) */
 
 	/* Storage and service bindings (bindings.h): each kind its own array. */
 	struct project_kv *kv_namespaces;

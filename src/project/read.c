@@ -161,6 +161,11 @@ static int take(struct project *c, const char *file, json_t *t, const char *cons
 		} else if (!strcmp(key, "assets")) {
 			if (take_assets(c, file, v, err, errlen) < 0)
 				return -1;
+		} else if (!strcmp(key, "limits")) {
+			/* wrangler's table has Cloudflare's keys; [tool.thaw.limits] all. */
+			int wrangler = strncmp(file, "pyproject.toml", 14) != 0;
+			if (project_limits_take(&c->limits, v, wrangler, file, err, errlen) < 0)
+				return -1;
 		} else {
 			int taken = project_bindings_take(c, key, v, file, 1, notes, err, errlen);
 			if (taken < 0)

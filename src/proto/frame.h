@@ -96,6 +96,10 @@
  * at most THAW_ROOTS_MAX. It clones each into THAW_ROOTS_FD + 1 + i. */
 #define THAW_ROOTS_FD 4
 #define THAW_ROOTS_MAX 16
+/* The exit status of an instance that ran out of its memory limit without
+ * the kernel killing it (a MemoryError under RLIMIT_DATA): it answers its
+ * requests 503 first, then exits with this (src/host/limits.c). */
+#define THAW_EXIT_MEMORY 86
 
 #include <stddef.h>
 #include <stdint.h>

@@ -276,6 +276,7 @@ PyObject *thaw_pymod_init(void)
 		{"CALLS_MAX", THAW_CALLS_MAX},
 		{"MAX_PAYLOAD", THAW_FRAME_MAX_PAYLOAD},
 		{"STREAM_WINDOW", THAW_STREAM_WINDOW},
+		{"EXIT_MEMORY", THAW_EXIT_MEMORY},
 	};
 	for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++) {
 		if (PyModule_AddIntConstant(m, consts[i].name, consts[i].value) < 0) {

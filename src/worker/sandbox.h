@@ -22,7 +22,8 @@
  * The INIT's "sandbox" object (written by the host, trusted):
  *   {"uid": N, "gid": N,            the worker's ids (root host), or
  *    "userns": {"uid": N, "gid": N}, the host's ids to map to 0 (no root)
- *    "tmp_bytes": N,                /tmp's and /dev/shm's size each
+ *    "tmp_bytes": N,                /tmp's and /dev/shm's size each (the
+ *                                   worker's tmp_mb: INIT's limits.tmp_bytes)
  *    "ro": [path...],               more read-only binds (the image)
  *    "rw": [path...],               writable binds (output directories)
  *    "hide": [path...]}             covered with an empty read-only tmpfs

@@ -15,6 +15,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "worker/limits.h"
 #include "worker/pymod.h"
 #include "worker/sandbox.h"
 #include "worker/worker.h"
@@ -344,6 +345,9 @@ int worker_main(int argc, char **argv)
 	if (!c.mode)
 		c.mode = "boot";
 	json_t *sbx = json_object_get(c.root, "sandbox");
+	json_t *tmp_limit = json_object_get(json_object_get(c.root, "limits"), "tmp_bytes");
+	if (json_is_object(sbx) && json_is_integer(tmp_limit) && !json_object_get(sbx, "tmp_bytes"))
+		json_object_set(sbx, "tmp_bytes", tmp_limit); /* the worker's tmp_mb */
 	if (sbx || sbx_started_sandboxed()) {
 		/* Before anything of the worker's runs, restored or imported. */
 		char err[512];
@@ -360,8 +364,18 @@ int worker_main(int argc, char **argv)
 	snprintf(comm, sizeof comm, "thaw:%s", c.name);
 	prctl(PR_SET_NAME, comm);
 
+	/* The instance's rlimits, before any of the worker's code runs (a
+	 * restore's own needs put two of them after it: limits.h). */
+	int restoring = !strcmp(c.mode, "restore") && c.snapshot;
+	const json_t *limits = json_object_get(c.root, "limits");
+	char lerr[256];
+	if (worker_apply_rlimits(limits, restoring, lerr, sizeof lerr) < 0) {
+		send_frame(fd, THAW_F_LOAD_ERROR, 0, lerr, strlen(lerr));
+		worker_exit(1);
+	}
+
 	char refused[512] = "";
-	if (!strcmp(c.mode, "restore") && c.snapshot) {
+	if (restoring) {
 #ifdef THAW_SANITIZE
 		snprintf(refused, sizeof refused, "snapshots are off in sanitizer builds");
 #else
@@ -371,6 +385,10 @@ int worker_main(int argc, char **argv)
 		snap_restore(c.snapshot, init, len, refused, sizeof refused);
 #endif
 		log_warn("snapshot %s refused: %s; booting instead", c.snapshot, refused);
+		if (worker_apply_rlimits(limits, 0, lerr, sizeof lerr) < 0) {
+			send_frame(fd, THAW_F_LOAD_ERROR, 0, lerr, strlen(lerr));
+			worker_exit(1);
+		}
 	}
 	int build = !strcmp(c.mode, "build") && c.snapshot;
 	if (build && sbx_started_sandboxed())
@@ -467,6 +485,17 @@ int worker_main(int argc, char **argv)
 		 * (random reseeds, logging's locks, libraries that cache the pid). */
 		PyOS_AfterFork_Child();
 		double restore_ms = snap_restore_ms();
+		/* This instance's own limits (its INIT came across the restore),
+		 * all of them now that the image is in place. */
+		json_t *mine = carried ? json_loadb(carried, clen, 0, NULL) : NULL;
+		char rerr[256];
+		int limited = worker_apply_rlimits(json_object_get(mine, "limits"), 0, rerr,
+						   sizeof rerr);
+		json_decref(mine);
+		if (limited < 0) {
+			send_frame(fd, THAW_F_LOAD_ERROR, 0, rerr, strlen(rerr));
+			worker_exit(3);
+		}
 		PyObject *arg = carried ? PyUnicode_DecodeUTF8(carried, (Py_ssize_t)clen, "strict") : NULL;
 		snap_release();
 		Py_DECREF(ready);

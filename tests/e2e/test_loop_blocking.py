@@ -157,6 +157,9 @@ def host(tmp_path):
 def test_warm_requests_keep_answering_while_a_large_snapshot_is_adopted(tmp_path, host):
     a = write_project(tmp_path / "alpha", HELLO, name="alpha")
     b = write_project(tmp_path / "bigone", BIG, name="bigone")
+    # Its 768 MiB are far over the default memory limit (128 MiB, docs/limits.md).
+    with open(b / "pyproject.toml", "a") as f:
+        f.write("[tool.thaw.limits]\nmemory_mb = 3072\n")
     lines = deploy_stream(host, "alpha", pack(a, tmp_path / "a.tar.zst"), lambda _: None)
     assert lines[-1]["stage"] == "live", lines
     hammer = Hammer(host, "alpha")

@@ -10,7 +10,7 @@
  * Invariants: a project that comes out obeys the name and entry-module rules,
  * its bindings obey theirs (names valid and bounded, counts and numbers in
  * range, defaults filled in, migrations_dir inside, the cross-kind rules of
- * project_bindings_check), and it survives project_to_json ->
+ * project_bindings_check), its limits are in their ranges, and it survives project_to_json ->
  * project_from_json unchanged; a refusal leaves a terminated message.
  */
 #include <stdint.h>
@@ -84,6 +84,11 @@ static void check_bindings(const struct project *p)
 	for (size_t i = 0; i < p->nmigrations; i++)
 		CHECK(p->migrations[i].tag &&
 		      p->migrations[i].nnew_classes <= PROJECT_MAX_MIGRATION_CLASSES);
+	CHECK(p->limits.set < (1u << PROJECT_LIMIT_COUNT));
+	for (int i = 0; i < PROJECT_LIMIT_COUNT; i++)
+		CHECK(!(p->limits.set & (1u << i)) ||
+		      (p->limits.v[i] >= project_limit_info[i].min &&
+		       p->limits.v[i] <= project_limit_info[i].max));
 }
 
 static void check(struct project *p, const char *err, size_t errlen)

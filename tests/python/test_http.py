@@ -177,6 +177,12 @@ def test_request_without_body_reads_empty():
 class _Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers["content-length"]))
+        if self.path == "/hop":  # one redirect, to /echo
+            self.send_response(307)
+            self.send_header("location", "/echo")
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
         status = 404 if self.path == "/missing" else 200
         reply = json.dumps({"path": self.path, "body": body.decode(),
                             "x": self.headers.get("x-test")}).encode()
@@ -215,3 +221,47 @@ def test_fetch_returns_http_errors_as_responses(server):
     assert response.status == 404
     assert not response.ok
     assert run(response.json())["body"] == "q"
+
+
+def test_fetch_counts_a_requests_subrequests_and_refuses_past_the_limit(server):
+    from workers import _fetch
+
+    async def main():
+        _fetch.begin_request(3)
+        for _ in range(3):
+            assert (await fetch(server + "/echo", method="POST", body="x")).status == 200
+        with pytest.raises(RuntimeError, match=r"^Too many subrequests\.$"):
+            await fetch(server + "/echo", method="POST", body="x")
+
+    run(main())
+
+
+def test_a_redirect_is_a_subrequest_and_tasks_share_their_requests_budget(server):
+    from workers import _fetch
+
+    async def redirected():
+        _fetch.begin_request(1)
+        await fetch(server + "/hop", method="POST", body="x")
+
+    with pytest.raises(RuntimeError, match="Too many subrequests"):
+        run(redirected())
+
+    async def two_tasks():
+        _fetch.begin_request(1)
+        tasks = [asyncio.create_task(fetch(server + "/echo", method="POST", body="x"))
+                 for _ in range(2)]
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = run(two_tasks())
+    assert sorted(type(r).__name__ for r in results) == ["Response", "RuntimeError"]
+
+
+def test_no_budget_counts_nothing(server):
+    from workers import _fetch
+
+    async def main():
+        _fetch.begin_request(None)
+        for _ in range(5):
+            await fetch(server + "/hop", method="POST", body="x")
+
+    run(main())
