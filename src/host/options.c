@@ -178,14 +178,15 @@ int host_loop_start(struct host *h, char *err, size_t errlen)
 				"with this host's view of files, processes and network: worker "
 				"code can read the host's data and token. For debugging only.\n",
 			(unsigned)geteuid());
-		return 0;
+	} else {
+		char why[512];
+		if (spawn_sandbox_probe(h, why, sizeof why) < 0) {
+			snprintf(err, errlen,
+				 "the sandbox cannot be made on this machine: %s (--no-sandbox runs "
+				 "instances unconfined, for debugging only)",
+				 why);
+			return -1;
+		}
 	}
-	char why[512];
-	if (spawn_sandbox_probe(h, why, sizeof why) < 0) {
-		snprintf(err, errlen, "the sandbox cannot be made on this machine: %s (--no-sandbox "
-				      "runs instances unconfined, for debugging only)", why);
-		return -1;
-	}
-	return 0;
 	return host_limits_start(h, err, errlen);
 }

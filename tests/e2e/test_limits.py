@@ -23,6 +23,7 @@ import errno
 import http.server
 import os
 import re
+import socket
 import threading
 import time
 
@@ -70,12 +71,11 @@ class Default(WorkerEntrypoint):
         if path == "/ok":
             return Response("ok")
         if path == "/alloc":
-            # Say it started, wait for the test's go, then touch 10 GiB, 16 MiB at a time.
-            open(q["started"], "w").close()
-            for _ in range(3000):
-                if os.path.exists(q["go"]):
-                    break
-                await asyncio.sleep(0.01)
+            # Say it started, wait for the test's go (a socket of the test's: an instance sees
+            # none of its files), then touch 10 GiB, 16 MiB at a time.
+            reader, writer = await asyncio.open_connection("127.0.0.1", int(q["gate"]))
+            await reader.read(1)
+            writer.close()
             held = []
             for _ in range(640):
                 chunk = bytearray(16 << 20)
@@ -179,6 +179,33 @@ def cgroup_dirs(host_pid):
     return found
 
 
+class Gate:
+    """A socket of the test's that a handler connects to and waits on for one byte."""
+
+    def __init__(self):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(60)
+        self.port = self.server.getsockname()[1]
+        self.conn = None
+        self.started = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        try:
+            self.conn, _ = self.server.accept()
+            self.started.set()
+        except OSError:
+            pass
+
+    def wait_started(self, timeout):
+        return self.started.wait(timeout)
+
+    def go(self):
+        self.conn.sendall(b"g")
+        self.conn.close()
+        self.server.close()
+
+
 class Background:
     """One request sent on a thread; .join() gives its Resp (or raises what it raised)."""
 
@@ -215,14 +242,14 @@ def test_memory_over_the_limit_is_a_503_and_the_host_serves_throughout(project, 
     # An instance restored (or booted) under the limit serves.
     assert r.timing()[0] in start_mode.first_descs() | {"warm"}
 
-    started, go = tmp_path / "started", tmp_path / "go"
-    hog = Background(d, f"/alloc?started={started}&go={go}")
-    assert poll(started.exists, timeout=30), d.output()
+    gate = Gate()
+    hog = Background(d, f"/alloc?gate={gate.port}")
+    assert gate.wait_started(30), d.output()
     # Meanwhile another instance answers.
     r = d.get("/ok")
     assert r.status == 200 and r.text == "ok", r
     mark = d.mark()
-    go.touch()
+    gate.go()
     r = hog.join()
     assert r.status == 503, r
     assert r.text == MEMORY_503, r
@@ -405,12 +432,11 @@ def test_serve_refuses_a_deploy_over_its_caps_and_serves_others_while_one_runs_o
         for root in (hog, calm):
             r, out = deploy(host, root)
             assert r.returncode == 0, out
-        started, go = tmp_path / "started", tmp_path / "go"
-        req = Background(host, f"/alloc?started={started}&go={go}",
-                         headers={"Host": "hog.localhost"})
-        assert poll(started.exists, timeout=30), host.output()
+        gate = Gate()
+        req = Background(host, f"/alloc?gate={gate.port}", headers={"Host": "hog.localhost"})
+        assert gate.wait_started(30), host.output()
         assert host.worker_get("calm", "/ok").text == "ok"
-        go.touch()
+        gate.go()
         r = req.join()
         assert r.status == 503 and r.text == MEMORY_503, r
         assert host.worker_get("calm", "/ok").text == "ok"
