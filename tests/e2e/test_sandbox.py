@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from thawtest import THAW_BIN, ThawServe, start_dev, write_project
+from thawtest import THAW_BIN, ThawServe, require_snapshots, start_dev, write_project
 
 ATTACKER = '''
 import ctypes, errno, json, os, signal, socket
@@ -356,6 +356,7 @@ class Default(WorkerEntrypoint):
 
 
 def test_a_recorder_cannot_make_the_host_take_a_link_as_its_working_set(tmp_path):
+    require_snapshots()  # about images: the sanitizer build makes none
     # The first restored instance records the working set in its out dir and says WS_DONE;
     # the host moves the file beside the image, and every later restore binds IMAGE.ws. A
     # link swapped in between the host's check and its move would be bound, resolved on the
@@ -381,6 +382,7 @@ def test_a_recorder_cannot_make_the_host_take_a_link_as_its_working_set(tmp_path
 
 
 def test_a_link_beside_the_image_is_not_bound(tmp_path):
+    require_snapshots()  # about images: the sanitizer build makes none
     # What a won race (or any mistake on the host's side) would leave: IMAGE.ws a link to a
     # host file. Restores bind the host's extras only as the regular files the host made.
     project = write_project(tmp_path / "planted", WS_RACER, name="planted")
@@ -422,6 +424,7 @@ class Default(WorkerEntrypoint):
 
 
 def test_a_link_beside_a_stored_image_does_not_show_the_blobs(tmp_path):
+    require_snapshots()  # about images: the sanitizer build makes none
     # thaw serve: images and working sets are blobs; a link IMAGE.ws -> "/" (what a won race
     # on the working set's move left) was resolved in the clone of DATA/blobs and bound the
     # whole directory: every worker's bundles and images.
