@@ -36,6 +36,7 @@ import asyncio
 import json
 import os
 import tempfile
+import threading
 import time
 import urllib.parse
 
@@ -90,6 +91,14 @@ class Default(WorkerEntrypoint):
             while time.monotonic() < end:
                 pass
             return Response("spun for 10 s")
+        if path == "/spin-after":
+            # A thread left spinning once the response is sent.
+            def spin():
+                end = time.monotonic() + 10
+                while time.monotonic() < end:
+                    pass
+            threading.Thread(target=spin, daemon=True).start()
+            return Response("spinning")
         if path == "/sleep":
             await asyncio.sleep(0.5)
             return Response("slept")
@@ -296,6 +305,20 @@ def test_cpu_ms_stops_a_busy_loop_but_not_a_handler_that_waits(project, dev, sta
                    r"replacing instance", start=mark)
     assert 50 <= int(m.group(1)) < 1000, m.group(0)
     # The worker serves on, from a new instance.
+    r = d.get("/sleep")
+    assert r.status == 200 and r.text == "slept", r
+
+
+def test_cpu_ms_stops_what_a_request_left_running(project, dev):
+    root = limits_project(project, {"cpu_ms": 50})
+    d = dev(root, "--no-snapshot")
+    mark = d.mark()
+    r = d.get("/spin-after")
+    assert r.status == 200 and r.text == "spinning", r
+    m = d.wait_for(r"instance (\d+) used (\d+) ms of CPU time while it held no request .*"
+                   r"over its limit of 50 ms \(cpu_ms\); replacing it", start=mark, timeout=5)
+    assert 50 <= int(m.group(2)) < 1000, m.group(0)
+    # The next request is not charged the thread's CPU: a new instance serves it.
     r = d.get("/sleep")
     assert r.status == 200 and r.text == "slept", r
 
