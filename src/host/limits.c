@@ -443,6 +443,13 @@ const char *inst_limits_lost(struct instance *in, unsigned *status, char *why, s
 	return NULL;
 }
 
+void inst_limits_exiting(struct instance *in, const char *why, size_t len)
+{
+	struct inst_limits *li = in->limits;
+	if (li && len == 6 && !memcmp(why, "memory", 6))
+		li->hit = LIMIT_MEMORY;
+}
+
 void inst_limits_free(struct instance *in)
 {
 	struct inst_limits *li = in->limits;

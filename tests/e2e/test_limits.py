@@ -84,6 +84,10 @@ class Default(WorkerEntrypoint):
                 held.append(chunk)
             return Response(f"allocated {len(held) * 16} MiB")
         if path == "/alloc-once":
+            if "gate" in q:
+                reader, writer = await asyncio.open_connection("127.0.0.1", int(q["gate"]))
+                await reader.read(1)
+                writer.close()
             block = bytearray(10 << 30)
             return Response(f"allocated {len(block)} bytes")
         if path == "/spin":
@@ -282,6 +286,25 @@ def test_memory_over_the_limit_is_a_503_and_the_host_serves_throughout(project, 
     d.wait_for(r"exceeded its memory limit \(128 MiB, " + how, start=mark)
     r = d.get("/ok")
     assert r.status == 200 and r.text == "ok", r
+
+
+def test_a_memory_error_loses_no_request_waiting_for_its_instance(project, dev):
+    root = limits_project(project, {"memory_mb": 128})
+    # One instance, one request at a time: the others wait for the one that fails.
+    d = dev(root, "--concurrency", "1", "--max-instances", "1", "--no-snapshot")
+    gate = Gate()
+    hog = Background(d, f"/alloc-once?gate={gate.port}")
+    assert gate.wait_started(30), d.output()
+    waiting = [Background(d, "/ok") for _ in range(3)]
+    time.sleep(0.3)
+    gate.go()
+    r = hog.join()
+    assert r.status == 503 and r.text == MEMORY_503, r
+    # They were not given to the instance on its way out: another one serves them.
+    for w in waiting:
+        r = w.join()
+        assert r.status == 200 and r.text == "ok", r
+    assert "connection failed" not in d.output()
 
 
 # --------------------------------------------------------------------------- CPU
