@@ -1284,6 +1284,9 @@ class _Connection(asyncio.Protocol):
         body = f"Worker exceeded its memory limit ({limit >> 20} MiB).\n".encode()
         log(f"MemoryError: the instance is over its memory limit ({limit >> 20} MiB); "
             "answering its requests 503 and exiting")
+        # First: the host gives it no more requests (else one sent after these answers
+        # would be lost with the instance, a 502 for a request that never ran).
+        self._send(self.thaw.EXITING, 0, b"memory")
         for stream in list(self.streams.values()):
             if stream.cancelled or stream.head_sent:
                 continue

@@ -49,6 +49,7 @@
  *             pool_drain, holding nothing, nothing pending  CLOSED     pool_drain
  *             (busy ones stay READY: the rule above closes them)
  *             one of its requests timed out                 DRAINING   pool_timeout
+ *             EXITING frame (it is going)                   DRAINING   on_exiting
  *   DRAINING  its last request ends                         CLOSED     pool_detach ("drained")
  *             one of its requests timed out, holding        CLOSED     pool_timeout
  *             nothing else; holding more: SIGKILL in 1 s
@@ -63,7 +64,8 @@
  *
  *   Frames an instance may send: HELLO always; nothing else while SPARE;
  *   READY only STARTING and not a builder; SNAP_DONE only STARTING and a
- *   builder; LOAD_ERROR only STARTING; RESP_HEAD, RESP_BODY, RESP_END,
+ *   builder; LOAD_ERROR only STARTING; EXITING only READY or DRAINING;
+ *   RESP_HEAD, RESP_BODY, RESP_END,
  *   RESP_ERROR, WINDOW and LOG in any other state (a stream it no longer
  *   holds, e.g. cancelled meanwhile, is ignored); CALL only READY or
  *   DRAINING, and CANCEL only on one of its call streams (binding.c).
@@ -729,6 +731,19 @@ static int on_ws_done(struct instance *in, const struct thaw_frame *f)
 	return 0;
 }
 
+/* EXITING: it answers what it holds and goes (a MemoryError under its
+ * limit): no new request is given it, its pending ones wait for another. */
+static int on_exiting(struct instance *in, const struct thaw_frame *f)
+{
+	if (in->state != INST_READY && in->state != INST_DRAINING)
+		return -1;
+	inst_limits_exiting(in, (const char *)f->payload, f->len);
+	in->state = INST_DRAINING;
+	if (in->inflight == 0)
+		inst_close(in, "exiting");
+	return 0;
+}
+
 static int on_ready(struct instance *in, const struct thaw_frame *f)
 {
 	struct app *a = in->app;
@@ -943,6 +958,7 @@ static const frame_handler frame_handlers[] = {
 	[THAW_F_LOG] = on_log,               [THAW_F_CALL] = on_call,
 	[THAW_F_CANCEL] = on_cancel,         [THAW_F_CALL_BODY] = on_call_body,
 	[THAW_F_CALL_END] = on_call_end,     [THAW_F_WS_DONE] = on_ws_done,
+	[THAW_F_EXITING] = on_exiting,
 };
 
 static int on_frame(struct instance *in, const struct thaw_frame *f)

@@ -18,7 +18,10 @@
  *                 process's CPU clock; a request whose instance used more
  *                 than cpu_ms since the request was attached ends the
  *                 instance: 503 "Worker exceeded CPU time limit." for it and
- *                 the others the instance held.
+ *                 the others the instance held. Once it has held one, the
+ *                 sampling goes on while it holds none: more than cpu_ms
+ *                 used in a stretch without requests (a thread or task left
+ *                 running) ends it too (sampled every 100 ms).
  *   pids          the cgroup's pids.max (no cgroup: not enforced).
  *   open_files, file_size_mb   RLIMIT_NOFILE, RLIMIT_FSIZE, set by the
  *                 instance on itself from INIT (src/worker/limits.c).
@@ -65,6 +68,8 @@
  * never touched, so it must sit above what the cgroup counts (pages really
  * in use). A restored instance holds about 18 MiB of it. */
 #define LIMITS_DATA_HEADROOM (256ull << 20)
+/* The CPU sampling period of an instance that holds no request. */
+#define IDLE_SAMPLE_MS 100
 #define REMOVE_RETRY_MS 20
 #define REMOVE_TRIES 500 /* 10 s */
 
@@ -91,6 +96,11 @@ struct inst_limits {
 	clockid_t clock;           /* its process's CPU clock (no cgroup CPU) */
 	int has_clock;
 	struct loop_timer cpu_timer;
+	/* CPU time when it last held no request (idle_valid): what it uses
+	 * from then on without one (a thread or task left running after its
+	 * response) is limited too, by the same cpu_ms. */
+	uint64_t idle_start_ns;
+	int idle_valid;
 	enum limit_hit hit;
 	int exited, status; /* reaped, with this status */
 	char memory_body[96];
@@ -334,8 +344,12 @@ void inst_limits_request_started(struct instance *in, struct hreq *r)
 	if (inst_cpu_ns(in, &now) < 0)
 		return; /* cannot be measured: not limited */
 	r->cpu_start_ns = now;
-	if (!loop_timer_armed(&li->cpu_timer))
+	if (!loop_timer_armed(&li->cpu_timer) || li->idle_valid) {
+		/* (from the idle period to the request's, once: re-arming at every
+		 * request would put the sample off for as long as they come) */
+		li->idle_valid = 0;
 		loop_timer_arm(in->h->loop, &li->cpu_timer, sample_ms(li));
+	}
 }
 
 static void cpu_tick(struct loop *l, struct loop_timer *t)
@@ -343,9 +357,29 @@ static void cpu_tick(struct loop *l, struct loop_timer *t)
 	struct instance *in = t->arg;
 	struct inst_limits *li = in->limits;
 	uint64_t now;
-	if (in->state == INST_CLOSED || in->reaped || !in->streams || inst_cpu_ns(in, &now) < 0)
-		return; /* idle: the next request arms it again */
+	if (in->state == INST_CLOSED || in->reaped || inst_cpu_ns(in, &now) < 0)
+		return; /* the next request arms it again */
 	uint64_t limit = li->eff.v[PROJECT_LIMIT_CPU_MS] * 1000000ull;
+	if (!in->streams) {
+		/* Holding no request, it may still run what one left behind: at
+		 * most cpu_ms of CPU per stretch without requests. */
+		if (!li->idle_valid) {
+			li->idle_valid = 1;
+			li->idle_start_ns = now;
+		} else if (now > li->idle_start_ns && now - li->idle_start_ns > limit) {
+			li->hit = LIMIT_CPU;
+			log_warn("%s: instance %u used %.0f ms of CPU time while it held no request "
+				 "(threads or tasks left running), over its limit of %llu ms (cpu_ms); "
+				 "replacing it",
+				 app_label(in->app), in->id, (double)(now - li->idle_start_ns) / 1e6,
+				 (unsigned long long)li->eff.v[PROJECT_LIMIT_CPU_MS]);
+			inst_lost(in, "exceeded its CPU time limit");
+			return;
+		}
+		loop_timer_arm(l, t, IDLE_SAMPLE_MS);
+		return;
+	}
+	li->idle_valid = 0;
 	for (struct hreq *r = in->streams; r; r = r->next) {
 		uint64_t used = now > r->cpu_start_ns ? now - r->cpu_start_ns : 0;
 		if (used <= limit)
@@ -407,6 +441,13 @@ const char *inst_limits_lost(struct instance *in, unsigned *status, char *why, s
 		return li->memory_body;
 	}
 	return NULL;
+}
+
+void inst_limits_exiting(struct instance *in, const char *why, size_t len)
+{
+	struct inst_limits *li = in->limits;
+	if (li && len == 6 && !memcmp(why, "memory", 6))
+		li->hit = LIMIT_MEMORY;
 }
 
 void inst_limits_free(struct instance *in)

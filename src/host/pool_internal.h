@@ -141,6 +141,9 @@ void inst_limits_reaped(struct instance *in, int status);
  * requests with, *status (503), and what to add to the log line in why;
  * else NULL. */
 const char *inst_limits_lost(struct instance *in, unsigned *status, char *why, size_t whylen);
+/* in said EXITING with why (not NUL-terminated): "memory" makes its
+ * requests' answers, should it die holding some, the memory limit's. */
+void inst_limits_exiting(struct instance *in, const char *why, size_t len);
 /* in is being freed: its group is emptied and removed (retried while its
  * processes leave). */
 void inst_limits_free(struct instance *in);

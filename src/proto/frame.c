@@ -12,6 +12,7 @@ int thaw_frame_type_valid(unsigned t)
 	case THAW_F_LOAD_ERROR:
 	case THAW_F_SNAP_DONE:
 	case THAW_F_WS_DONE:
+	case THAW_F_EXITING:
 	case THAW_F_REQ_HEAD:
 	case THAW_F_REQ_BODY:
 	case THAW_F_REQ_END:
@@ -42,6 +43,7 @@ const char *thaw_frame_type_name(unsigned t)
 	case THAW_F_LOAD_ERROR: return "LOAD_ERROR";
 	case THAW_F_SNAP_DONE: return "SNAP_DONE";
 	case THAW_F_WS_DONE: return "WS_DONE";
+	case THAW_F_EXITING: return "EXITING";
 	case THAW_F_REQ_HEAD: return "REQ_HEAD";
 	case THAW_F_REQ_BODY: return "REQ_BODY";
 	case THAW_F_REQ_END: return "REQ_END";

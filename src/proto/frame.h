@@ -120,6 +120,9 @@ enum thaw_frame_type {
 	THAW_F_LOAD_ERROR = 4,
 	THAW_F_SNAP_DONE = 5,
 	THAW_F_WS_DONE = 6, /* a recorder wrote the working set it was asked for */
+	/* The instance is going (payload: why, "memory"): it takes no new
+	 * request; it still answers what it holds, then exits. */
+	THAW_F_EXITING = 7,
 	THAW_F_REQ_HEAD = 16,
 	THAW_F_REQ_BODY = 17,
 	THAW_F_REQ_END = 18,

@@ -36,6 +36,7 @@ import asyncio
 import json
 import os
 import tempfile
+import threading
 import time
 import urllib.parse
 
@@ -83,6 +84,10 @@ class Default(WorkerEntrypoint):
                 held.append(chunk)
             return Response(f"allocated {len(held) * 16} MiB")
         if path == "/alloc-once":
+            if "gate" in q:
+                reader, writer = await asyncio.open_connection("127.0.0.1", int(q["gate"]))
+                await reader.read(1)
+                writer.close()
             block = bytearray(10 << 30)
             return Response(f"allocated {len(block)} bytes")
         if path == "/spin":
@@ -90,6 +95,14 @@ class Default(WorkerEntrypoint):
             while time.monotonic() < end:
                 pass
             return Response("spun for 10 s")
+        if path == "/spin-after":
+            # A thread left spinning once the response is sent.
+            def spin():
+                end = time.monotonic() + 10
+                while time.monotonic() < end:
+                    pass
+            threading.Thread(target=spin, daemon=True).start()
+            return Response("spinning")
         if path == "/sleep":
             await asyncio.sleep(0.5)
             return Response("slept")
@@ -275,6 +288,25 @@ def test_memory_over_the_limit_is_a_503_and_the_host_serves_throughout(project, 
     assert r.status == 200 and r.text == "ok", r
 
 
+def test_a_memory_error_loses_no_request_waiting_for_its_instance(project, dev):
+    root = limits_project(project, {"memory_mb": 128})
+    # One instance, one request at a time: the others wait for the one that fails.
+    d = dev(root, "--concurrency", "1", "--max-instances", "1", "--no-snapshot")
+    gate = Gate()
+    hog = Background(d, f"/alloc-once?gate={gate.port}")
+    assert gate.wait_started(30), d.output()
+    waiting = [Background(d, "/ok") for _ in range(3)]
+    time.sleep(0.3)
+    gate.go()
+    r = hog.join()
+    assert r.status == 503 and r.text == MEMORY_503, r
+    # They were not given to the instance on its way out: another one serves them.
+    for w in waiting:
+        r = w.join()
+        assert r.status == 200 and r.text == "ok", r
+    assert "connection failed" not in d.output()
+
+
 # --------------------------------------------------------------------------- CPU
 
 
@@ -296,6 +328,20 @@ def test_cpu_ms_stops_a_busy_loop_but_not_a_handler_that_waits(project, dev, sta
                    r"replacing instance", start=mark)
     assert 50 <= int(m.group(1)) < 1000, m.group(0)
     # The worker serves on, from a new instance.
+    r = d.get("/sleep")
+    assert r.status == 200 and r.text == "slept", r
+
+
+def test_cpu_ms_stops_what_a_request_left_running(project, dev):
+    root = limits_project(project, {"cpu_ms": 50})
+    d = dev(root, "--no-snapshot")
+    mark = d.mark()
+    r = d.get("/spin-after")
+    assert r.status == 200 and r.text == "spinning", r
+    m = d.wait_for(r"instance (\d+) used (\d+) ms of CPU time while it held no request .*"
+                   r"over its limit of 50 ms \(cpu_ms\); replacing it", start=mark, timeout=5)
+    assert 50 <= int(m.group(2)) < 1000, m.group(0)
+    # The next request is not charged the thread's CPU: a new instance serves it.
     r = d.get("/sleep")
     assert r.status == 200 and r.text == "slept", r
 

@@ -23,7 +23,7 @@
 static const uint8_t all_types[] = {
 	THAW_F_HELLO,     THAW_F_INIT,      THAW_F_READY,     THAW_F_LOAD_ERROR, THAW_F_REQ_HEAD,
 	THAW_F_REQ_BODY,  THAW_F_REQ_END,   THAW_F_CANCEL,    THAW_F_RESP_HEAD,  THAW_F_RESP_BODY,
-	THAW_F_RESP_END,  THAW_F_RESP_ERROR, THAW_F_WINDOW,   THAW_F_LOG,       THAW_F_SNAP_DONE, THAW_F_WS_DONE,
+	THAW_F_RESP_END,  THAW_F_RESP_ERROR, THAW_F_WINDOW,   THAW_F_LOG,       THAW_F_SNAP_DONE, THAW_F_WS_DONE, THAW_F_EXITING,
 	THAW_F_CALL,      THAW_F_CALL_HEAD, THAW_F_CALL_BODY, THAW_F_CALL_END,  THAW_F_CALL_ERROR,
 };
 #define N_TYPES (sizeof(all_types) / sizeof(all_types[0]))
@@ -75,6 +75,7 @@ static size_t sample_payload(uint8_t type, uint8_t *out, size_t cap)
 	case THAW_F_LOG: text = "hello from the worker"; break;
 	case THAW_F_SNAP_DONE: text = "{\"bytes\": 14458880, \"ms\": 13.4}"; break;
 	case THAW_F_WS_DONE: text = ""; break;
+	case THAW_F_EXITING: text = "memory"; break;
 	case THAW_F_REQ_BODY: text = "a=1&b=\x01\x02"; break;
 	case THAW_F_RESP_BODY: text = "<html>\r\n</html>"; break;
 	case THAW_F_CALL_BODY: text = "body{}"; break;
