@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -613,6 +614,28 @@ int cgroup_attach(struct cgroup *g, pid_t pid, char *err, size_t errlen)
 				       g->dir[c], strerror(errno));
 	}
 	return 0;
+}
+
+int cgroup_procs_open(struct cgroup *g, int *fds, int max)
+{
+	int n = 0;
+	for (int c = 0; c < CGROUP_NCTL; c++) {
+		if (!g->dir[c] || dir_seen(g, c))
+			continue;
+		char path[PATH_MAX];
+		if (n == max || snprintf(path, sizeof path, "%s/cgroup.procs", g->dir[c]) >=
+					(int)sizeof path)
+			goto fail;
+		fds[n] = open(path, O_WRONLY | O_CLOEXEC);
+		if (fds[n] < 0)
+			goto fail;
+		n++;
+	}
+	return n;
+fail:
+	while (n > 0)
+		close(fds[--n]);
+	return -1;
 }
 
 int cgroup_cpu_ns(struct cgroup *g, uint64_t *ns)

@@ -101,6 +101,11 @@ int cgroup_limit_memory(struct cgroup *g, uint64_t bytes, char *err, size_t errl
 int cgroup_limit_pids(struct cgroup *g, uint64_t max, char *err, size_t errlen);
 /* Move process pid (all its threads) into the group. 0, or -1 with err. */
 int cgroup_attach(struct cgroup *g, pid_t pid, char *err, size_t errlen);
+/* The cgroup.procs files of g, opened for writing (close-on-exec), at most
+ * max: a process given them joins g by writing "0" to each (spawn.h: a
+ * sandboxed spare does, so that the migration's wait is its own, not the
+ * host loop's). Their count, or -1. */
+int cgroup_procs_open(struct cgroup *g, int *fds, int max);
 /* CPU time the group's processes used, in ns (all threads, children
  * included). 0, or -1 when the host has no CPU accounting. */
 int cgroup_cpu_ns(struct cgroup *g, uint64_t *ns);

@@ -103,6 +103,7 @@
  */
 #include "host/pool_internal.h"
 #include "host/spawn.h"
+#include "host/cgroup.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -127,6 +128,7 @@
 extern char **environ;
 
 static void inst_io(struct loop *l, struct loop_watch *w, uint32_t events);
+static int high_fd(int fd);
 
 /* --- lists --- */
 
@@ -255,18 +257,34 @@ static struct instance *proc_spawn(struct host *h)
 		log_error("socketpair: %s", strerror(errno));
 		return NULL;
 	}
+	/* Sandboxed, it joins its control group itself, first thing: the
+	 * migration's wait (an RCU grace period, ~10 ms) is then its own, not
+	 * this loop's (limits.c attaches an unsandboxed one at take). */
+	unsigned id = h->next_instance_id + 1;
+	int cg_fds[THAW_CGROUP_MAX], ncg = 0;
+	struct cgroup *cg = h->sandbox ? inst_limits_spare_cgroup(h, id, cg_fds, &ncg) : NULL;
+	for (int i = 0; i < ncg; i++)
+		cg_fds[i] = high_fd(cg_fds[i]);
 	char err[256];
-	pid_t pid = spawn_worker(h, sv[1], h->sandbox, err, sizeof err);
+	pid_t pid = spawn_worker(h, sv[1], h->sandbox, cg_fds, ncg, err, sizeof err);
 	close(sv[1]);
+	for (int i = 0; i < ncg; i++)
+		if (cg_fds[i] >= 0)
+			close(cg_fds[i]);
 	if (pid < 0) {
 		log_error("cannot start an instance: %s", err);
 		close(sv[0]);
+		if (cg) {
+			cgroup_remove(cg);
+			cgroup_free(cg);
+		}
 		return NULL;
 	}
 	set_nonblock(sv[0]);
 	struct instance *in = xcalloc(1, sizeof *in);
 	in->h = h;
 	in->id = ++h->next_instance_id;
+	in->spare_cg = cg;
 	in->pid = pid;
 	in->state = INST_SPARE;
 	in->concurrency = h->lim.concurrency;
@@ -606,6 +624,7 @@ static void inst_free(struct instance *in)
 	}
 	free(in->image);
 	inst_limits_free(in);
+	inst_limits_spare_gone(in);
 	in->state = INST_CLOSED;
 	loop_defer_free(h->loop, in); /* its watch may be in this epoll batch */
 }

@@ -44,7 +44,11 @@
  *
  * BLOCKING: small cgroupfs reads and writes only (a group's creation, a CPU
  * read per sample and per request attached); opening and closing the host's
- * groups wait up to a second, before and after the loop runs.
+ * groups wait up to a second, before and after the loop runs. Moving a
+ * process into a group is not small: the kernel waits for an RCU grace
+ * period (6-16 ms measured here). A sandboxed spare therefore joins the
+ * group made for it itself, first thing (spawn.h, THAW_CGROUP_FD); only an
+ * unsandboxed instance is moved by the host, at take.
  */
 #include "host/pool_internal.h"
 
@@ -60,6 +64,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "host/cgroup.h"
+#include "proto/frame.h"
 #include "project/project.h"
 #include "proto/frame.h"
 
@@ -265,6 +270,37 @@ static int inst_cpu_ns(struct instance *in, uint64_t *ns)
 	return 0;
 }
 
+struct cgroup *inst_limits_spare_cgroup(struct host *h, unsigned id, int *fds, int *nfds)
+{
+	struct host_limits_state *s = h->limits_state;
+	*nfds = 0;
+	if (!s || !s->cg)
+		return NULL;
+	char name[32], err[512];
+	snprintf(name, sizeof name, "i%u", id);
+	struct cgroup *g = cgroup_create(s->cg, name, err, sizeof err);
+	if (!g) {
+		log_warn("instance %u: no control group made ahead: %s", id, err);
+		return NULL;
+	}
+	*nfds = cgroup_procs_open(g, fds, THAW_CGROUP_MAX);
+	if (*nfds < 0) {
+		*nfds = 0;
+		cgroup_remove(g);
+		cgroup_free(g);
+		return NULL;
+	}
+	return g;
+}
+
+void inst_limits_spare_gone(struct instance *in)
+{
+	if (in->spare_cg && in->h->limits_state) {
+		remove_later(in->h, in->spare_cg);
+		in->spare_cg = NULL;
+	}
+}
+
 int inst_limits_apply(struct instance *in)
 {
 	struct host *h = in->h;
@@ -295,14 +331,18 @@ int inst_limits_apply(struct instance *in)
 		return 0;
 	char name[32], err[512];
 	snprintf(name, sizeof name, "i%u", in->id);
-	li->cg = cgroup_create(s->cg, name, err, sizeof err);
+	/* A sandboxed spare joined its group itself (spawn.h); else the host
+	 * moves the process, and waits for the migration on its loop. */
+	int joined = in->spare_cg != NULL;
+	li->cg = joined ? in->spare_cg : cgroup_create(s->cg, name, err, sizeof err);
+	in->spare_cg = NULL;
 	if (!li->cg ||
 	    (s->cg->parent[CGROUP_MEMORY] &&
 	     cgroup_limit_memory(li->cg, li->eff.v[PROJECT_LIMIT_MEMORY_MB] << 20, err,
 				 sizeof err) < 0) ||
 	    (s->cg->parent[CGROUP_PIDS] &&
 	     cgroup_limit_pids(li->cg, li->eff.v[PROJECT_LIMIT_PIDS], err, sizeof err) < 0) ||
-	    cgroup_attach(li->cg, in->pid, err, sizeof err) < 0) {
+	    (!joined && cgroup_attach(li->cg, in->pid, err, sizeof err) < 0)) {
 		log_error("%s: instance %u cannot be given its limits: %s", app_label(a), in->id,
 			  err);
 		return -1;

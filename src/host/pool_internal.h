@@ -68,6 +68,9 @@ struct instance {
 	/* Sandboxed builder or working-set recorder: the only directory it may
 	 * write, made for it beside its app's images, removed with it (owned). */
 	char *out_dir;
+	/* Sandboxed spare: the control group it joined itself at start, until
+	 * inst_limits_apply takes it over (limits.c). */
+	struct cgroup *spare_cg;
 	struct bcall *calls; /* binding calls in flight (binding.c) */
 	unsigned ncalls;
 	uint64_t call_bodies; /* request body bytes its calls in flight declared */
@@ -147,6 +150,13 @@ void inst_limits_exiting(struct instance *in, const char *why, size_t len);
 /* in is being freed: its group is emptied and removed (retried while its
  * processes leave). */
 void inst_limits_free(struct instance *in);
+/* A control group made for a spare about to be spawned (its id), with its
+ * cgroup.procs files opened into fds (*nfds of them, at most
+ * THAW_CGROUP_MAX), or NULL (no cgroups: limits.c attaches at take, or
+ * not at all). */
+struct cgroup *inst_limits_spare_cgroup(struct host *h, unsigned id, int *fds, int *nfds);
+/* A spare that never got work is gone: its group goes (after its reap). */
+void inst_limits_spare_gone(struct instance *in);
 
 /* --- binding.c: calls of bindings by worker code (frame.h: CALL) --- */
 

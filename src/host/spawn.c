@@ -55,6 +55,8 @@ struct spawn_args {
 	char *const *envp;
 	int sock;
 	int roots_fd;          /* -1: none */
+	const int *cg_fds;     /* cgroup.procs files, to THAW_CGROUP_FD.. */
+	int ncg;
 	/* CLONE_NEWUSER: the child's maps ("0 ID 1\n"), written by the child
 	 * itself before it execs. A process whose uid has no mapping in its
 	 * user namespace is not root there, so execve would drop every
@@ -135,6 +137,12 @@ CHILD_CODE static int spawn_child(void *p)
 		if (rc < 0)
 			return child_fail(a, rc);
 		last = SPAWN_ROOTS_FD;
+	}
+	for (int i = 0; i < a->ncg; i++) {
+		rc = syscall(SYS_dup3, a->cg_fds[i], THAW_CGROUP_FD + i, 0);
+		if (rc < 0)
+			return child_fail(a, rc);
+		last = (unsigned)(THAW_CGROUP_FD + i);
 	}
 	/* No exec if that fails: the host's database, its listening sockets... */
 	rc = syscall(SYS_close_range, last + 1, ~0U, 0);
@@ -248,7 +256,8 @@ static pid_t plain_spawn(int sock, char *const argv[], char *err, size_t errlen)
 	return pid;
 }
 
-pid_t spawn_worker(const struct host *h, int sock, int sandbox, char *err, size_t errlen)
+pid_t spawn_worker(const struct host *h, int sock, int sandbox, const int *cg_fds, int ncg,
+		   char *err, size_t errlen)
 {
 	/* Same argv and environment for every instance: a snapshot's stack
 	 * holds them, and restores need the same stack top. */
@@ -256,7 +265,7 @@ pid_t spawn_worker(const struct host *h, int sock, int sandbox, char *err, size_
 	if (!sandbox)
 		return plain_spawn(sock, argv, err, errlen);
 	struct spawn_args a = {.path = argv[0], .argv = argv, .envp = sandbox_env(), .sock = sock,
-			       .roots_fd = h->sandbox_roots_fd};
+			       .roots_fd = h->sandbox_roots_fd, .cg_fds = cg_fds, .ncg = ncg};
 	return clone_child(&a, err, errlen);
 }
 
@@ -267,7 +276,7 @@ int spawn_sandbox_probe(const struct host *h, char *err, size_t errlen)
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return err_set(err, errlen, "socketpair: %s", strerror(errno));
-	pid_t pid = spawn_worker(h, sv[1], 1, err, errlen);
+	pid_t pid = spawn_worker(h, sv[1], 1, NULL, 0, err, errlen);
 	close(sv[1]);
 	if (pid < 0) {
 		close(sv[0]);

@@ -25,7 +25,8 @@
  * pid, or -1 with err.
  */
 struct host;
-pid_t spawn_worker(const struct host *h, int sock, int sandbox, char *err, size_t errlen);
+pid_t spawn_worker(const struct host *h, int sock, int sandbox, const int *cg_fds, int ncg,
+		   char *err, size_t errlen);
 /* A sandboxed spare's roots: THAW_ROOTS_FD (proto/frame.h). */
 #define SPAWN_ROOTS_FD THAW_ROOTS_FD
 #define SPAWN_ROOTS_MAX THAW_ROOTS_MAX

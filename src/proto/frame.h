@@ -96,6 +96,11 @@
  * at most THAW_ROOTS_MAX. It clones each into THAW_ROOTS_FD + 1 + i. */
 #define THAW_ROOTS_FD 4
 #define THAW_ROOTS_MAX 16
+/* A sandboxed spare's control groups: cgroup.procs files open for writing on
+ * THAW_CGROUP_FD.. (at most THAW_CGROUP_MAX, one per controller hierarchy);
+ * it writes "0" to each first thing, and closes them. */
+#define THAW_CGROUP_FD 5
+#define THAW_CGROUP_MAX 4
 /* The exit status of an instance that ran out of its memory limit without
  * the kernel killing it (a MemoryError under RLIMIT_DATA): it answers its
  * requests 503 first, then exits with this (src/host/limits.c). */

@@ -227,8 +227,28 @@ static int roots_read(char *buf, size_t size, const char **paths, char *err, siz
 	return count;
 }
 
+/* Join the control groups the host made for this spare (THAW_CGROUP_FD..:
+ * their cgroup.procs files), before anything else it does is charged or
+ * could escape them. */
+static int join_cgroups(char *err, size_t errlen)
+{
+	for (int i = 0; i < THAW_CGROUP_MAX; i++) {
+		int fd = THAW_CGROUP_FD + i;
+		struct stat st;
+		if (fstat(fd, &st) < 0)
+			break;
+		ssize_t n = write(fd, "0", 1);
+		close(fd);
+		if (n != 1)
+			return fail(err, errlen, "join its control group", NULL);
+	}
+	return 0;
+}
+
 int sbx_stage1(char *err, size_t errlen)
 {
+	if (join_cgroups(err, errlen) < 0)
+		return -1;
 	/* Nothing done here reaches the host's mount namespace. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		return fail(err, errlen, "make / private", NULL);
