@@ -63,7 +63,10 @@ static const char *const etc_files[] = {
 	"/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/resolv.conf", "/etc/hosts",
 	"/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf", "/etc/localtime",
 	"/etc/services", "/etc/protocols", "/etc/mime.types", "/etc/ssl/certs",
-	"/etc/ssl/openssl.cnf", "/etc/ca-certificates.conf", NULL,
+	"/etc/ssl/openssl.cnf", "/etc/ca-certificates.conf",
+	/* Debian's alternatives: libblas.so.3 and friends are links through it
+	 * (numpy's C extensions load their BLAS by that name). */
+	"/etc/alternatives", NULL,
 };
 static const char *const dev_nodes[] = {"null", "zero", "full", "random", "urandom", NULL};
 /* Top-level names that merged-/usr systems make links into /usr. */
