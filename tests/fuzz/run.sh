@@ -35,8 +35,8 @@ declare -A SOURCES=(
   [fuzz_dobj]="src/state/dobj.c src/state/d1.c src/common/util.c"
   [fuzz_r2]="src/state/r2_args.c"
   [fuzz_state_path]="src/ext/state_path.c src/common/util.c"
-  [fuzz_router]="src/ext/router.c src/project/project.c src/project/bindings.c src/project/read.c src/project/cron.c src/common/jsonc.c src/common/util.c"
-  [fuzz_project]="src/project/project.c src/project/bindings.c src/project/read.c src/project/cron.c src/common/jsonc.c src/common/util.c"
+  [fuzz_router]="src/ext/router.c src/project/project.c src/project/bindings.c src/project/read.c src/project/limits.c src/project/cron.c src/common/jsonc.c src/common/util.c"
+  [fuzz_project]="src/project/project.c src/project/bindings.c src/project/read.c src/project/limits.c src/project/cron.c src/common/jsonc.c src/common/util.c"
 )
 
 # pkg-config packages a target links besides jansson (none when absent).
