@@ -257,12 +257,11 @@ static struct instance *proc_spawn(struct host *h)
 		log_error("socketpair: %s", strerror(errno));
 		return NULL;
 	}
-	/* Sandboxed, it joins its control group itself, first thing: the
-	 * migration's wait (an RCU grace period, ~10 ms) is then its own, not
-	 * this loop's (limits.c attaches an unsandboxed one at take). */
+	/* It joins its control group itself, first thing: the migration's
+	 * wait (an RCU grace period, ~10 ms) is then its own, not this loop's. */
 	unsigned id = h->next_instance_id + 1;
 	int cg_fds[THAW_CGROUP_MAX], ncg = 0;
-	struct cgroup *cg = h->sandbox ? inst_limits_spare_cgroup(h, id, cg_fds, &ncg) : NULL;
+	struct cgroup *cg = inst_limits_spare_cgroup(h, id, cg_fds, &ncg);
 	for (int i = 0; i < ncg; i++)
 		cg_fds[i] = high_fd(cg_fds[i]);
 	char err[256];

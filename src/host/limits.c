@@ -46,9 +46,9 @@
  * read per sample and per request attached); opening and closing the host's
  * groups wait up to a second, before and after the loop runs. Moving a
  * process into a group is not small: the kernel waits for an RCU grace
- * period (6-16 ms measured here). A sandboxed spare therefore joins the
- * group made for it itself, first thing (spawn.h, THAW_CGROUP_FD); only an
- * unsandboxed instance is moved by the host, at take.
+ * period (6-16 ms measured here). A spare therefore joins the group made
+ * for it itself, first thing (spawn.h, THAW_CGROUP_FD); the host moves a
+ * process only when that group could not be made ahead.
  */
 #include "host/pool_internal.h"
 

@@ -225,13 +225,16 @@ static pid_t clone_child(struct spawn_args *a, char *err, size_t errlen)
 	return pid;
 }
 
-static pid_t plain_spawn(int sock, char *const argv[], char *err, size_t errlen)
+static pid_t plain_spawn(int sock, char *const argv[], const int *cg_fds, int ncg, char *err,
+			 size_t errlen)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, sock, THAW_WORKER_FD);
-	posix_spawn_file_actions_addclosefrom_np(&fa, THAW_WORKER_FD + 1);
+	for (int i = 0; i < ncg; i++) /* it joins its control group itself */
+		posix_spawn_file_actions_adddup2(&fa, cg_fds[i], THAW_CGROUP_FD + i);
+	posix_spawn_file_actions_addclosefrom_np(&fa, ncg ? THAW_CGROUP_FD + ncg : THAW_WORKER_FD + 1);
 	posix_spawnattr_init(&at);
 	sigset_t none, deflt;
 	sigemptyset(&none);
@@ -263,7 +266,7 @@ pid_t spawn_worker(const struct host *h, int sock, int sandbox, const int *cg_fd
 	 * holds them, and restores need the same stack top. */
 	char *argv[] = {(char *)self_exe(), "worker", NULL};
 	if (!sandbox)
-		return plain_spawn(sock, argv, err, errlen);
+		return plain_spawn(sock, argv, cg_fds, ncg, err, errlen);
 	struct spawn_args a = {.path = argv[0], .argv = argv, .envp = sandbox_env(), .sock = sock,
 			       .roots_fd = h->sandbox_roots_fd, .cg_fds = cg_fds, .ncg = ncg};
 	return clone_child(&a, err, errlen);

@@ -233,7 +233,7 @@ static int roots_read(char *buf, size_t size, const char **paths, char *err, siz
 /* Join the control groups the host made for this spare (THAW_CGROUP_FD..:
  * their cgroup.procs files), before anything else it does is charged or
  * could escape them. */
-static int join_cgroups(char *err, size_t errlen)
+int sbx_join_cgroups(char *err, size_t errlen)
 {
 	for (int i = 0; i < THAW_CGROUP_MAX; i++) {
 		int fd = THAW_CGROUP_FD + i;
@@ -250,7 +250,7 @@ static int join_cgroups(char *err, size_t errlen)
 
 int sbx_stage1(char *err, size_t errlen)
 {
-	if (join_cgroups(err, errlen) < 0)
+	if (sbx_join_cgroups(err, errlen) < 0)
 		return -1;
 	/* Nothing done here reaches the host's mount namespace. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)

@@ -44,6 +44,9 @@ struct sbx_paths {
  * root): build the shared part of the root, pivot into it and exec `thaw
  * worker` again from there. Returns only on failure, with err. */
 int sbx_stage1(char *err, size_t errlen);
+/* Join the control groups the host made for this process (their
+ * cgroup.procs files at THAW_CGROUP_FD..), and close them. 0, or -1. */
+int sbx_join_cgroups(char *err, size_t errlen);
 /* Is this process past sbx_stage1 (in the new root, the host's at /.old)? */
 int sbx_in_stage2(void);
 /* In stage 2, before HELLO: build the seccomp program and the landlock

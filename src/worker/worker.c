@@ -296,6 +296,15 @@ int worker_main(int argc, char **argv)
 	 * (it is in another process group), and never die of SIGPIPE. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	char prefix[64];
+	if (!sbx_started_sandboxed()) {
+		/* Unsandboxed (--no-sandbox): its control group, as a spare does in
+		 * sbx_stage1. */
+		char err[512];
+		if (sbx_join_cgroups(err, sizeof err) < 0) {
+			fprintf(stderr, "thaw worker: %s\n", err);
+			return 1;
+		}
+	}
 	if (sbx_started_sandboxed() && !sbx_in_stage2()) {
 		/* Started sandboxed: the shared part of its root first (returns
 		 * only on failure: it execs itself again from inside). */
