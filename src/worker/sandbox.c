@@ -285,6 +285,16 @@ int sbx_stage1(char *err, size_t errlen)
 	const char *exe = self_exe();
 	char exe_path[PATH_MAX];
 	snprintf(exe_path, sizeof exe_path, "%s", exe);
+	size_t el = strlen(exe_path);
+	if (el > 10 && !strcmp(exe_path + el - 10, " (deleted)")) {
+		/* The file this spare runs was replaced since it started (a
+		 * rebuild), and a deleted file cannot be bound: become the one
+		 * now at its path, as a spare started now would be. */
+		exe_path[el - 10] = 0;
+		char *argv[] = {exe_path, "worker", NULL};
+		execve(exe_path, argv, environ);
+		return fail(err, errlen, "exec", exe_path);
+	}
 	int exe_fd = open(exe_path, O_PATH | O_CLOEXEC);
 	if (exe_fd < 0)
 		return fail(err, errlen, "open", exe_path);
