@@ -344,6 +344,14 @@ int sbx_stage1(char *err, size_t errlen)
 		if (!(fstat(exe_fd, &xs) == 0 && stat(target, &ts) == 0 && xs.st_dev == ts.st_dev &&
 		      xs.st_ino == ts.st_ino))
 			rc = bind_fd(exe_fd, target, 1, err, errlen);
+		if (rc < 0 && fstat(exe_fd, &xs) == 0 && xs.st_nlink == 0) {
+			/* Replaced on disk while this ran (a deleted file cannot be
+			 * bound): start over as the binary now at its path. */
+			umount2(STAGE, MNT_DETACH);
+			char *argv[] = {exe_path, "worker", NULL};
+			execve(exe_path, argv, environ);
+			rc = fail(err, errlen, "exec", exe_path);
+		}
 	}
 	close(exe_fd);
 	/* /dev: a few harmless nodes in a tmpfs of their own. */
