@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import os
 import re
-import time
 
-from thawtest import ThawServe, proc_descendants, write_project
+from thawtest import ThawServe, proc_descendants, wait_until, write_project
 
 ENTRY = """
     from workers import WorkerEntrypoint, Response
@@ -18,15 +17,6 @@ ENTRY = """
         async def fetch(self, request):
             return Response("{text}")
 """
-
-
-def wait_until(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def deploy(host, project):

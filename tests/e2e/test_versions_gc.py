@@ -16,12 +16,11 @@ import os
 import re
 import socket
 import threading
-import time
 import uuid
 
 import pytest
 
-from thawtest import ThawServe, run_thaw, write_project
+from thawtest import ThawServe, run_thaw, wait_until, write_project
 
 ENTRY = """
     import asyncio, os
@@ -56,15 +55,6 @@ def deploy(host, project, *args, ok=True):
 def versions(host):
     j = host.api("GET", "/v1/workers/shop/versions").json()
     return {v["number"]: v for v in j["versions"]}
-
-
-def wait_until(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def blob(host, hexdigest):

@@ -109,6 +109,16 @@ def require_snapshots():
         pytest.skip(f"this thaw build does not snapshot ({thaw_version().strip()})")
 
 
+def wait_until(predicate, timeout=30.0, what="condition"):
+    """Poll predicate() until it holds; AssertionError naming `what` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def proc_children(pid):
     """Pids (with their start times) of the processes whose parent is `pid`, found in /proc."""
     found = []
