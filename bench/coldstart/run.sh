@@ -67,10 +67,10 @@ kill "$zpid"; wait "$zpid" 2>/dev/null || true
 
 echo
 echo "idle memory: $INSTANCES instances each way, PSS summed over the instance processes"
-port=$(free_port); start_thaw "$OUT/pss-boot" "$port" --idle-timeout 600 --no-snapshot --max-instances "$INSTANCES" --concurrency 1
+port=$(free_port); start_thaw "$OUT/pss-boot" "$port" --idle-timeout 600 --no-snapshot --max-instances "$INSTANCES" --max-instances-per-worker "$INSTANCES" --concurrency 1
 PB=$($PY bench/coldstart/measure.py pss "$port" "$THAW_PID" "$INSTANCES")
 stop "$THAW_PID"
-port=$(free_port); start_thaw "$OUT/pss-snap" "$port" --idle-timeout 600 --max-instances "$INSTANCES" --concurrency 1
+port=$(free_port); start_thaw "$OUT/pss-snap" "$port" --idle-timeout 600 --max-instances "$INSTANCES" --max-instances-per-worker "$INSTANCES" --concurrency 1
 PS=$($PY bench/coldstart/measure.py pss "$port" "$THAW_PID" "$INSTANCES")
 stop "$THAW_PID"
 echo "booted:   $PB"

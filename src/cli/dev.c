@@ -52,7 +52,7 @@ static const char dev_usage[] =
 	"                           over it the client gets 504 and the instance is replaced\n"
 	"  --max-body-bytes N       largest request body accepted (default 104857600); 413 above\n"
 	"  --max-header-bytes N     largest request head accepted (default 32768); 431 above\n"
-	"  --max-instances N        instances of the worker at most (default 4)\n"
+	HOST_CAPACITY_USAGE
 	"  --concurrency N          requests in flight per instance (default 64)\n"
 	"  --system-site-packages   let the worker import the system's Python packages\n"
 	"                           (/usr/lib/python3/dist-packages), as a venv would\n"

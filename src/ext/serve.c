@@ -536,7 +536,7 @@ static const char serve_usage[] =
 	"  --timeout SECONDS        wall-time limit for a handler to answer (default 30)\n"
 	"  --max-body-bytes N       largest request body (default 104857600); 413 above\n"
 	"  --max-header-bytes N     largest request head (default 32768); 431 above\n"
-	"  --max-instances N        instances per version at most (default 4)\n"
+	HOST_CAPACITY_USAGE
 	"  --concurrency N          requests in flight per instance (default 64)\n"
 	"  --max-bundle-mb N        largest bundle accepted (default 256)\n"
 	"  --max-bundle-files N     most files in a bundle (default 5000)\n"

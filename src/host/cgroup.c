@@ -27,8 +27,8 @@
 
 #include "common/util.h"
 
-/* v1 hierarchies by controller; CPU time is cpuacct's. */
-static const char *const v1_names[CGROUP_NCTL] = {"memory", "pids", "cpuacct"};
+/* v1 hierarchies by controller; CPU time is cpuacct's, its share cpu's. */
+static const char *const v1_names[CGROUP_NCTL] = {"memory", "pids", "cpuacct", "cpu"};
 
 /* --- files --- */
 
@@ -356,9 +356,9 @@ static int v2_enable_below(const char *own, char *why, size_t whylen)
 	if (get_file(own, "cgroup.controllers", offered, sizeof offered) < 0)
 		return err_set(why, whylen, "cgroup v2: cannot read %s/cgroup.controllers: %s", own,
 			       strerror(errno));
-	static const char *const want[] = {"memory", "pids"};
+	static const char *const want[] = {"memory", "pids", "cpu"};
 	int moved = 0;
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < 3; i++) {
 		if (!has_word(offered, want[i], " \n"))
 			continue;
 		if (get_file(own, "cgroup.subtree_control", enabled, sizeof enabled) >= 0 &&
@@ -382,6 +382,8 @@ static int v2_enable_below(const char *own, char *why, size_t whylen)
 				continue;
 			}
 		}
+		if (!strcmp(want[i], "cpu"))
+			continue; /* shares are a nicety: counting CPU needs no controller */
 		return err_set(why, whylen,
 			       "cgroup v2: cannot enable the %s controller below %s (%s): run thaw "
 			       "in a cgroup of its own (systemd: Delegate=yes)",
@@ -407,14 +409,18 @@ static int open_v2(struct cgroup_host *ch, const char *own, char *why, size_t wh
 		     put_file(parent, "cgroup.subtree_control", "+memory") == 0;
 	int pids = has_word(offered, "pids", " \n") &&
 		   put_file(parent, "cgroup.subtree_control", "+pids") == 0;
+	int cpu = has_word(offered, "cpu", " \n") &&
+		  put_file(parent, "cgroup.subtree_control", "+cpu") == 0;
 	ch->mode = CGROUP_V2;
 	ch->parent[CGROUP_CPU] = xstrdup(parent); /* cpu.stat is in every group */
 	if (memory)
 		ch->parent[CGROUP_MEMORY] = xstrdup(parent);
 	if (pids)
 		ch->parent[CGROUP_PIDS] = xstrdup(parent);
-	snprintf(ch->what, sizeof ch->what, "cgroup v2 group %.400s (%s%scpu.stat)", parent,
-		 memory ? "memory, " : "", pids ? "pids, " : "");
+	if (cpu)
+		ch->parent[CGROUP_WEIGHT] = xstrdup(parent);
+	snprintf(ch->what, sizeof ch->what, "cgroup v2 group %.400s (%s%s%scpu.stat)", parent,
+		 memory ? "memory, " : "", pids ? "pids, " : "", cpu ? "cpu.weight, " : "");
 	return 0;
 }
 
@@ -516,9 +522,10 @@ void cgroup_host_close(struct cgroup_host *ch)
 
 const char *cgroup_ctl_file(const struct cgroup_host *ch, enum cgroup_ctl ctl)
 {
-	static const char *const v2[CGROUP_NCTL] = {"memory.max", "pids.max", "cpu.stat"};
+	static const char *const v2[CGROUP_NCTL] = {"memory.max", "pids.max", "cpu.stat",
+						    "cpu.weight"};
 	static const char *const v1[CGROUP_NCTL] = {"memory.limit_in_bytes", "pids.max",
-						    "cpuacct.usage"};
+						    "cpuacct.usage", "cpu.shares"};
 	return ch && ch->mode == CGROUP_V2 ? v2[ctl] : v1[ctl];
 }
 
@@ -602,6 +609,26 @@ int cgroup_limit_pids(struct cgroup *g, uint64_t max, char *err, size_t errlen)
 	return 0;
 }
 
+int cgroup_set_weight(struct cgroup *g, unsigned weight, char *err, size_t errlen)
+{
+	const char *dir = g->dir[CGROUP_WEIGHT];
+	if (!dir)
+		return err_set(err, errlen, "no cpu controller");
+	if (weight < 1)
+		weight = 1;
+	if (weight > 10000)
+		weight = 10000;
+	unsigned long v = g->ch->mode == CGROUP_V2 ? weight : (unsigned long)weight * 1024 / 100;
+	if (v < 2)
+		v = 2; /* v1's least */
+	char s[24];
+	snprintf(s, sizeof s, "%lu", v);
+	if (put_file(dir, cgroup_ctl_file(g->ch, CGROUP_WEIGHT), s) < 0)
+		return err_set(err, errlen, "cannot write %s/%s: %s", dir,
+			       cgroup_ctl_file(g->ch, CGROUP_WEIGHT), strerror(errno));
+	return 0;
+}
+
 int cgroup_attach(struct cgroup *g, pid_t pid, char *err, size_t errlen)
 {
 	char v[24];
@@ -674,6 +701,69 @@ uint64_t cgroup_oom_kills(const struct cgroup *g)
 	if (keyed_value(buf, "oom_kill", &v) < 0)
 		return 0;
 	return v;
+}
+
+/* --- memory in use --- */
+
+/* Memory the group at dir holds, less its page cache of files when
+ * with_cache_out (what reclaim would take back first: images, libraries):
+ * anonymous memory, tmpfs and kernel memory. */
+static int dir_memory(const struct cgroup_host *ch, const char *dir, uint64_t *used,
+		      uint64_t *file_cache)
+{
+	char buf[64];
+	if (get_file(dir, ch->mode == CGROUP_V2 ? "memory.current" : "memory.usage_in_bytes", buf,
+		     sizeof buf) <= 0)
+		return -1;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(buf, &end, 10);
+	if (errno || end == buf)
+		return -1;
+	*used = v;
+	if (!file_cache)
+		return 0;
+	/* memory.stat: v2 "file" (tmpfs included: "shmem"), v1 the
+	 * hierarchical "total_cache" (likewise "total_shmem"). */
+	char stat[8192];
+	uint64_t file = 0, shmem = 0;
+	if (get_file(dir, "memory.stat", stat, sizeof stat) <= 0)
+		return -1;
+	int v2 = ch->mode == CGROUP_V2;
+	if (keyed_value(stat, v2 ? "file" : "total_cache", &file) < 0)
+		return -1;
+	keyed_value(stat, v2 ? "shmem" : "total_shmem", &shmem);
+	*file_cache = file > shmem ? file - shmem : 0;
+	return 0;
+}
+
+int cgroup_host_memory(const struct cgroup_host *ch, uint64_t *used, uint64_t *file_cache)
+{
+	if (!ch || !ch->parent[CGROUP_MEMORY])
+		return -1;
+	return dir_memory(ch, ch->parent[CGROUP_MEMORY], used, file_cache);
+}
+
+int cgroup_memory(const struct cgroup *g, uint64_t *used)
+{
+	uint64_t cache;
+	if (!g->dir[CGROUP_MEMORY] || dir_memory(g->ch, g->dir[CGROUP_MEMORY], used, &cache) < 0)
+		return -1;
+	*used = *used > cache ? *used - cache : 0;
+	return 0;
+}
+
+int cgroup_host_limit_memory(struct cgroup_host *ch, uint64_t bytes, char *err, size_t errlen)
+{
+	const char *dir = ch ? ch->parent[CGROUP_MEMORY] : NULL;
+	if (!dir)
+		return err_set(err, errlen, "no memory controller");
+	char v[32];
+	snprintf(v, sizeof v, "%llu", (unsigned long long)bytes);
+	if (put_file(dir, cgroup_ctl_file(ch, CGROUP_MEMORY), v) < 0)
+		return err_set(err, errlen, "cannot write %s/%s: %s", dir,
+			       cgroup_ctl_file(ch, CGROUP_MEMORY), strerror(errno));
+	return 0;
 }
 
 int cgroup_kill(struct cgroup *g)

@@ -10,10 +10,12 @@
  *     CPU time from cpu.stat usage_usec (always there); an OOM kill from
  *     memory.events oom_kill; everything killed at once with cgroup.kill.
  *   cgroup v1 (a hierarchy per controller, as on the development VM): the
- *     same names in each of the memory, pids and cpuacct hierarchies, under
+ *     same names in each of the memory, pids, cpuacct and cpu hierarchies, under
  *     the host's own group of each: memory.limit_in_bytes (and
  *     memory.memsw.limit_in_bytes where swap is accounted), pids.max, CPU
- *     time from cpuacct.usage, an OOM kill from memory.oom_control's oom_kill.
+ *     time from cpuacct.usage, an OOM kill from memory.oom_control's oom_kill,
+ *     the CPU share in cpu.shares (v2: cpu.weight, with the cpu controller
+ *     enabled below the host's group where it is offered).
  * Where the hierarchies are is read from /proc/self/mountinfo and
  * /proc/self/cgroup, never assumed. A hybrid layout (v1 controllers beside
  * an empty cgroup2 mount) is v1: v2 is used only when the host's v2 group
@@ -48,7 +50,9 @@
 #include <sys/types.h>
 
 enum cgroup_mode { CGROUP_NONE, CGROUP_V1, CGROUP_V2 };
-enum cgroup_ctl { CGROUP_MEMORY, CGROUP_PIDS, CGROUP_CPU, CGROUP_NCTL };
+/* CGROUP_CPU counts CPU time (v1 cpuacct; v2 cpu.stat, in every group);
+ * CGROUP_WEIGHT shares it out (v1 cpu.shares; v2 cpu.weight). */
+enum cgroup_ctl { CGROUP_MEMORY, CGROUP_PIDS, CGROUP_CPU, CGROUP_WEIGHT, CGROUP_NCTL };
 
 /*
  * Where the host's own groups are, as read from mountinfo and
@@ -99,6 +103,10 @@ struct cgroup *cgroup_create(struct cgroup_host *ch, const char *name, char *err
 int cgroup_limit_memory(struct cgroup *g, uint64_t bytes, char *err, size_t errlen);
 /* Processes and threads of the group at most max. 0, or -1 with err. */
 int cgroup_limit_pids(struct cgroup *g, uint64_t max, char *err, size_t errlen);
+/* The group's share of contended CPU, on cgroup v2's scale (1..10000,
+ * default 100; v1's cpu.shares is 1024 for 100). 0, or -1 with err (no cpu
+ * controller). */
+int cgroup_set_weight(struct cgroup *g, unsigned weight, char *err, size_t errlen);
 /* Move process pid (all its threads) into the group. 0, or -1 with err. */
 int cgroup_attach(struct cgroup *g, pid_t pid, char *err, size_t errlen);
 /* The cgroup.procs files of g, opened for writing (close-on-exec), at most
@@ -111,6 +119,17 @@ int cgroup_procs_open(struct cgroup *g, int *fds, int max);
 int cgroup_cpu_ns(struct cgroup *g, uint64_t *ns);
 /* How many times the kernel's OOM killer killed in the group. */
 uint64_t cgroup_oom_kills(const struct cgroup *g);
+/* Memory in use by the host's instance groups together (the hierarchy's
+ * usage: memory.current, memory.usage_in_bytes; O(1) to read) and, when
+ * file_cache is not NULL, how much of it is page cache of files (memory.stat:
+ * reclaimable, shared between instances: images, libraries; tmpfs not
+ * included). 0, or -1 without a memory controller. */
+int cgroup_host_memory(const struct cgroup_host *ch, uint64_t *used, uint64_t *file_cache);
+/* One group's memory less its page cache of files. 0, or -1. */
+int cgroup_memory(const struct cgroup *g, uint64_t *used);
+/* Limit the host's instance groups together (the kernel's backstop: past it
+ * the OOM killer picks inside them, never the host). 0, or -1 with err. */
+int cgroup_host_limit_memory(struct cgroup_host *ch, uint64_t bytes, char *err, size_t errlen);
 /* SIGKILL every process in the group. The number of processes seen (0:
  * none left), or -1 when the group cannot be read. */
 int cgroup_kill(struct cgroup *g);

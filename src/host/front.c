@@ -91,6 +91,14 @@ void front_fail(struct hreq *r, unsigned status, const char *body)
 	front_wake(r);
 }
 
+void front_fail_retry(struct hreq *r, unsigned status, const char *body, unsigned retry_after)
+{
+	if (r->fail_status || r->queued)
+		return;
+	r->fail_retry_after = retry_after;
+	front_fail(r, status, body);
+}
+
 void front_resp_head(struct hreq *r, unsigned status, const uint8_t *headers, size_t len)
 {
 	r->resp_status = status;
@@ -325,6 +333,11 @@ static enum MHD_Result queue_text(struct hreq *r, unsigned status, const char *b
 	if (!resp)
 		return MHD_NO;
 	add_header(resp, "Content-Type", "text/plain;charset=UTF-8");
+	if (r->fail_retry_after && status == r->fail_status) {
+		char v[16];
+		snprintf(v, sizeof v, "%u", r->fail_retry_after);
+		add_header(resp, "Retry-After", v);
+	}
 	add_timing(r, resp);
 	enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
 	MHD_destroy_response(resp);

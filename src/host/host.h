@@ -35,8 +35,12 @@ struct host_limits {
 	uint64_t max_body_bytes;
 	double timeout_ms;      /* wall time from arrival to response head */
 	double idle_timeout_ms; /* idle instances are evicted after this */
-	unsigned max_instances; /* per app */
 	unsigned concurrency;   /* requests in flight per instance */
+	/* The host's room (capacity.c, docs/limits.md): */
+	unsigned max_instances;            /* serving instances of all workers together */
+	unsigned max_instances_per_worker; /* of one worker, its versions together */
+	uint64_t max_memory;               /* bytes, all instances together; 0: the default */
+	double queue_timeout_ms;           /* a cold start waits this long for room, then 503 */
 };
 
 struct hreq;
@@ -125,6 +129,9 @@ struct app {
 	 * (thaw dev: the project's .thaw/); owned by the owner, may be NULL. */
 	json_t *sandbox_hide;
 	int limits_clamped_said; /* its limits over the host's caps were logged (limits.c) */
+	/* Waiting for room on the host (capacity.c): on h's FIFO of such apps. */
+	int room_waiting;
+	struct app *room_next, *room_prev;
 };
 
 /*
@@ -162,6 +169,7 @@ struct hreq {
 	uint64_t spill_wr, spill_rd;
 	uint64_t pregranted; /* bytes credited back on arrival, not yet sent */
 	unsigned fail_status;
+	unsigned fail_retry_after; /* seconds, for a Retry-After header; 0: none */
 	char *fail_body;
 	struct assets_reply *asset; /* answered from static assets (front.c), or NULL */
 	int worker_only; /* set by the router: never from assets (thaw serve's deploy check) */
@@ -268,6 +276,9 @@ struct host {
 	 * are enforced (the host's cgroups; NULL before host_loop_start). */
 	struct project_limits limit_defaults, limit_caps;
 	struct host_limits_state *limits_state;
+	/* The host's room for instances (capacity.c); NULL before host_loop_start. */
+	struct host_capacity *capacity;
+	unsigned ninstances; /* serving instances (on an app's live list), all apps */
 };
 
 /* "name", or "name@version" in thaw serve: how logs name an app. */
@@ -289,6 +300,9 @@ enum {
 	HOST_OPT_SANDBOX_UID_BASE = 0x103,
 	HOST_OPT_LIMIT = 0x104,
 	HOST_OPT_MAX_LIMIT = 0x105,
+	HOST_OPT_MAX_PER_WORKER = 0x106,
+	HOST_OPT_MAX_MEMORY = 0x107,
+	HOST_OPT_QUEUE_TIMEOUT = 0x108,
 };
 #define HOST_LONG_OPTIONS                                                                          \
 	{"idle-timeout", required_argument, NULL, HOST_OPT_IDLE_TIMEOUT},                           \
@@ -304,7 +318,10 @@ enum {
 	{"no-sandbox", no_argument, NULL, HOST_OPT_NO_SANDBOX},                                     \
 	{"sandbox-uid-base", required_argument, NULL, HOST_OPT_SANDBOX_UID_BASE},                   \
 	{"limit", required_argument, NULL, HOST_OPT_LIMIT},                                         \
-	{"max-limit", required_argument, NULL, HOST_OPT_MAX_LIMIT}
+	{"max-limit", required_argument, NULL, HOST_OPT_MAX_LIMIT},                                 \
+	{"max-instances-per-worker", required_argument, NULL, HOST_OPT_MAX_PER_WORKER},             \
+	{"max-memory", required_argument, NULL, HOST_OPT_MAX_MEMORY},                               \
+	{"queue-timeout", required_argument, NULL, HOST_OPT_QUEUE_TIMEOUT}
 /* Limits and snapshot size at their defaults. */
 void host_defaults(struct host *h);
 /* Apply one of HOST_LONG_OPTIONS: 1 done, 0 not one of them, -1 bad value
@@ -320,6 +337,17 @@ int host_loop_start(struct host *h, char *err, size_t errlen);
 	"                           machine (for debugging only: worker code is then\n"              \
 	"                           trusted with everything this host can reach)\n"                 \
 	"  --sandbox-uid-base N     worker uids are N+1, N+2, ... (default 2000000000)\n"
+/* The help text of the host's room (capacity.c), for both commands' usage. */
+#define HOST_CAPACITY_USAGE                                                                        \
+	"  --max-instances N        instances of all workers together at most (default 1000)\n"    \
+	"  --max-instances-per-worker N\n"                                                           \
+	"                           instances of one worker (its versions together) at most\n"     \
+	"                           (default 4)\n"                                                  \
+	"  --max-memory MB          memory of all instances together at most (default 3/4 of\n"    \
+	"                           RAM); past it idle instances are evicted, least recently\n"    \
+	"                           used first, then cold starts wait\n"                            \
+	"  --queue-timeout SECONDS  how long a cold start waits for room before 503 with\n"        \
+	"                           Retry-After (default 2)\n"
 /* Workers that can have a sandbox uid of their own, per host run. */
 #define SANDBOX_UID_SLOTS 65536u
 /* The sandbox's teardown: the uid table and the roots (instance.c). */
@@ -348,6 +376,11 @@ int host_opt_u64(const char *cmd, const char *opt, const char *v, uint64_t max, 
 int host_limits_start(struct host *h, char *err, size_t errlen);
 /* Remove the host's cgroups (pool_shutdown, once every instance is reaped). */
 void host_limits_stop(struct host *h);
+/* capacity.c: the host's room for instances. Start: the defaults filled in
+ * (--max-memory: 3/4 of RAM), the instances' group limited, one log line.
+ * (Called by host_loop_start, after host_limits_start.) */
+int host_capacity_start(struct host *h, char *err, size_t errlen);
+void host_capacity_stop(struct host *h);
 /* Are p's limits within the host's caps? 0, or -1 with err naming the key
  * (a deploy or thaw dev refuses such a project). */
 int host_limits_check(const struct host *h, const struct project *p, char *err, size_t errlen);
@@ -449,6 +482,8 @@ void front_wake(struct hreq *r);
 /* Answer r, which has no response head yet, with status and a text body
  * (borrowed). Ignored once r is answered. */
 void front_fail(struct hreq *r, unsigned status, const char *body);
+/* The same with a Retry-After of retry_after seconds (a host at capacity). */
+void front_fail_retry(struct hreq *r, unsigned status, const char *body, unsigned retry_after);
 /* The response head: status, and the headers as a kv list (borrowed). */
 void front_resp_head(struct hreq *r, unsigned status, const uint8_t *headers, size_t len);
 /* Response body bytes (borrowed). */

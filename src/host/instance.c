@@ -141,6 +141,8 @@ static void app_link(struct app *a, struct instance *in)
 		a->instances->prev = in;
 	a->instances = in;
 	a->nlive++;
+	a->h->ninstances++;
+	inst_limits_share(a);
 }
 
 static void app_unlink(struct app *a, struct instance *in)
@@ -154,6 +156,9 @@ static void app_unlink(struct app *a, struct instance *in)
 	in->next = in->prev = NULL;
 	in->linked = 0;
 	a->nlive--;
+	a->h->ninstances--;
+	inst_limits_share(a);
+	capacity_kick(a->h); /* room for an app waiting for one */
 }
 
 static void spare_unlink(struct host *h, struct instance *in)
@@ -622,6 +627,7 @@ static void inst_free(struct instance *in)
 		free(in->out_dir);
 	}
 	free(in->image);
+	capacity_reaped(in);
 	inst_limits_free(in);
 	inst_limits_spare_gone(in);
 	in->state = INST_CLOSED;

@@ -53,6 +53,7 @@
 #include "host/pool_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +65,6 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "host/cgroup.h"
-#include "proto/frame.h"
 #include "project/project.h"
 #include "proto/frame.h"
 
@@ -107,6 +107,7 @@ struct inst_limits {
 	uint64_t idle_start_ns;
 	int idle_valid;
 	enum limit_hit hit;
+	unsigned weight;           /* its group's CPU weight (cgroup v2 scale) */
 	int exited, status; /* reaped, with this status */
 	char memory_body[96];
 };
@@ -145,10 +146,16 @@ static void describe(const struct host *h, char *out, size_t outlen)
 		snprintf(cpu, sizeof cpu, "%s%s", v, cgroup_ctl_file(ch, CGROUP_CPU));
 	else
 		snprintf(cpu, sizeof cpu, "the instance's process CPU clock");
+	char share[96];
+	if (ch && ch->parent[CGROUP_WEIGHT])
+		snprintf(share, sizeof share, "%s%s", v, cgroup_ctl_file(ch, CGROUP_WEIGHT));
+	else
+		snprintf(share, sizeof share, "not shared by worker (no cpu cgroup)");
 	snprintf(out, outlen,
-		 "memory by %s; processes by %s; CPU time by %s, sampled every 10-100 ms; open "
-		 "files and file size by RLIMIT_NOFILE and RLIMIT_FSIZE; subrequests by the SDK",
-		 mem, pids, cpu);
+		 "memory by %s; processes by %s; CPU time by %s, sampled every 10-100 ms, shared "
+		 "equally between workers by %s; open files and file size by RLIMIT_NOFILE and "
+		 "RLIMIT_FSIZE; subrequests by the SDK",
+		 mem, pids, cpu, share);
 }
 
 int host_limits_start(struct host *h, char *err, size_t errlen)
@@ -309,6 +316,7 @@ int inst_limits_apply(struct instance *in)
 	in->limits = li;
 	li->cpu_timer.fn = cpu_tick;
 	li->cpu_timer.arg = in;
+	li->weight = 100; /* a new group's */
 	unsigned clamped = project_limits_effective(&a->cfg->limits, &h->limit_defaults,
 						    &h->limit_caps, &li->eff);
 	if (clamped && !a->limits_clamped_said) {
@@ -500,4 +508,73 @@ void inst_limits_free(struct instance *in)
 		remove_later(in->h, li->cg);
 	free(li);
 	in->limits = NULL;
+}
+
+/* --- memory, for the host's room (capacity.c) --- */
+
+struct cgroup_host *host_limits_cgroups(const struct host *h)
+{
+	return h->limits_state ? h->limits_state->cg : NULL;
+}
+
+/* Private resident memory of pid (statm: resident less file-backed and
+ * shared pages), in bytes: 0, or -1. */
+static int statm_private(pid_t pid, uint64_t *bytes)
+{
+	char path[64], buf[128];
+	snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	unsigned long long size, resident, shared;
+	if (sscanf(buf, "%llu %llu %llu", &size, &resident, &shared) != 3)
+		return -1;
+	*bytes = (resident > shared ? resident - shared : 0) * (uint64_t)sysconf(_SC_PAGESIZE);
+	return 0;
+}
+
+int inst_limits_memory(const struct instance *in, uint64_t *bytes)
+{
+	const struct cgroup *g = in->limits ? in->limits->cg : in->spare_cg;
+	if (g && g->dir[CGROUP_MEMORY])
+		return cgroup_memory(g, bytes);
+	if (in->reaped || in->pid <= 0)
+		return -1;
+	return statm_private(in->pid, bytes);
+}
+
+/* --- CPU shared between workers --- */
+
+static int same_worker(const struct instance *in, const struct app *a)
+{
+	return in->linked && in->app && (in->app == a || !strcmp(in->app->cfg->name, a->cfg->name)) &&
+	       in->limits && in->limits->cg && in->limits->cg->dir[CGROUP_WEIGHT];
+}
+
+void inst_limits_share(struct app *a)
+{
+	struct host *h = a->h;
+	unsigned n = 0;
+	for (struct instance *in = h->all_instances; in; in = in->all_next)
+		n += same_worker(in, a);
+	if (!n)
+		return;
+	/* Each worker weighs 100 (one group's default) whatever its number of
+	 * instances: a worker with four busy instances gets no more contended
+	 * CPU than one with a single instance. */
+	unsigned w = 100 / n ? 100 / n : 1;
+	for (struct instance *in = h->all_instances; in; in = in->all_next) {
+		if (!same_worker(in, a) || in->limits->weight == w)
+			continue;
+		char err[256];
+		if (cgroup_set_weight(in->limits->cg, w, err, sizeof err) == 0)
+			in->limits->weight = w;
+		else
+			log_debug("instance %u: %s", in->id, err);
+	}
 }

@@ -24,8 +24,10 @@ void host_defaults(struct host *h)
 		.max_body_bytes = 100u << 20,
 		.timeout_ms = 30000,
 		.idle_timeout_ms = 300000,
-		.max_instances = 4,
 		.concurrency = 64,
+		.max_instances = 1000,
+		.max_instances_per_worker = 4,
+		.queue_timeout_ms = 2000,
 	};
 	h->max_snapshot_bytes = 1024ull << 20;
 	h->sandbox = 1;
@@ -73,9 +75,12 @@ int host_option(struct host *h, const char *cmd, int c, const char *arg)
 		return host_opt_u64(cmd, "--max-header-bytes", arg, 512 * 1024,
 				    &h->lim.max_header_bytes) < 0 ? -1 : 1;
 	case HOST_OPT_MAX_INSTANCES:
+	case HOST_OPT_MAX_PER_WORKER:
 	case HOST_OPT_CONCURRENCY: {
-		const char *name = c == HOST_OPT_MAX_INSTANCES ? "--max-instances" : "--concurrency";
-		if (host_opt_u64(cmd, name, arg, 10000, &v) < 0)
+		const char *name = c == HOST_OPT_MAX_INSTANCES	 ? "--max-instances"
+				   : c == HOST_OPT_MAX_PER_WORKER ? "--max-instances-per-worker"
+								  : "--concurrency";
+		if (host_opt_u64(cmd, name, arg, 100000, &v) < 0)
 			return -1;
 		if (v == 0) {
 			fprintf(stderr, "%s: %s must be at least 1\n", cmd, name);
@@ -83,10 +88,29 @@ int host_option(struct host *h, const char *cmd, int c, const char *arg)
 		}
 		if (c == HOST_OPT_MAX_INSTANCES)
 			h->lim.max_instances = (unsigned)v;
+		else if (c == HOST_OPT_MAX_PER_WORKER)
+			h->lim.max_instances_per_worker = (unsigned)v;
 		else
 			h->lim.concurrency = (unsigned)v;
 		return 1;
 	}
+	case HOST_OPT_MAX_MEMORY:
+		/* MiB, as --limit memory_mb. */
+		if (host_opt_u64(cmd, "--max-memory", arg, 1ull << 30, &v) < 0)
+			return -1;
+		if (v < 16) {
+			fprintf(stderr, "%s: --max-memory is in MiB and must be at least 16\n", cmd);
+			return -1;
+		}
+		h->lim.max_memory = v << 20;
+		return 1;
+	case HOST_OPT_QUEUE_TIMEOUT:
+		if (parse_seconds(arg, &secs) < 0) {
+			fprintf(stderr, "%s: --queue-timeout expects seconds, not '%s'\n", cmd, arg);
+			return -1;
+		}
+		h->lim.queue_timeout_ms = secs * 1000;
+		return 1;
 	case HOST_OPT_SYSTEM_SITE:
 		h->system_site_packages = 1;
 		return 1;
@@ -188,5 +212,7 @@ int host_loop_start(struct host *h, char *err, size_t errlen)
 			return -1;
 		}
 	}
-	return host_limits_start(h, err, errlen);
+	if (host_limits_start(h, err, errlen) < 0)
+		return -1;
+	return host_capacity_start(h, err, errlen);
 }

@@ -34,6 +34,7 @@
 
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -179,6 +180,8 @@ void pool_detach(struct hreq *r)
 	r->inst = NULL;
 	in->inflight--;
 	in->last_used = now_ns();
+	if (in->inflight == 0)
+		capacity_kick(in->h); /* one more idle instance: room for those waiting */
 	if (in->inflight == 0 && in->state == INST_DRAINING)
 		inst_close(in, "drained");
 	else if (in->inflight == 0 && in->state == INST_READY) {
@@ -218,6 +221,23 @@ void pool_fail_pending(struct app *a, unsigned status, const char *body)
 	}
 }
 
+unsigned pool_fail_waited(struct app *a, uint64_t t, unsigned status, const char *body,
+			  unsigned retry_after)
+{
+	unsigned n = 0;
+	for (struct hreq *r = a->pending_head, *next; r; r = next) {
+		next = r->next;
+		if (r->t_arrive >= t)
+			continue;
+		pending_remove(a, r);
+		r->start_desc = "boot";
+		r->t_assigned = now_ns();
+		front_fail_retry(r, status, body, retry_after);
+		n++;
+	}
+	return n;
+}
+
 /* The least loaded ready instance of the current code, full or not: for a
  * Durable Object's call, which must not wait behind the requests that wait
  * for it (they may fill every instance's slots). */
@@ -231,6 +251,24 @@ static struct instance *pick_any(struct app *a)
 			best = in;
 	}
 	return best;
+}
+
+/* May a worker have one more instance of a? Its versions together hold at
+ * most max_instances_per_worker; a version with none may always start one
+ * (a rollout's new version never starves behind the old). */
+static int worker_may_grow(const struct app *a)
+{
+	const struct host *h = a->h;
+	unsigned cap = h->lim.max_instances_per_worker;
+	if (a->nlive == 0)
+		return 1;
+	if (a->nlive >= cap)
+		return 0;
+	unsigned n = 0;
+	for (const struct instance *in = h->all_instances; in; in = in->all_next)
+		if (in->linked && (in->app == a || !strcmp(in->app->cfg->name, a->cfg->name)))
+			n++;
+	return n < cap;
 }
 
 /* Does r go to an instance whatever its load (a Durable Object's call)? */
@@ -261,16 +299,24 @@ void pool_dispatch(struct app *a)
 		/* It waited: for a boot if this instance never served before. */
 		attach(in, r, in->t_ready >= r->t_arrive);
 	}
-	if (!a->pending_head)
+	if (!a->pending_head) {
+		capacity_unwait(a);
 		return;
+	}
 	if (a->load_error) {
+		capacity_unwait(a);
 		pool_fail_pending(a, 500, a->load_error);
 		return;
 	}
-	/* Start another instance if the ones starting cannot take them all. */
+	/* Start another instance if the ones starting cannot take them all,
+	 * the worker is under its share and the host has room (or waits). */
 	unsigned capacity = a->nstarting * a->h->lim.concurrency;
-	if (a->npending > capacity && a->nlive < a->h->lim.max_instances)
-		inst_spawn(a);
+	if (a->npending > capacity && worker_may_grow(a)) {
+		if (capacity_admit(a))
+			inst_spawn(a);
+		else
+			capacity_wait(a);
+	}
 }
 
 /* --- what the front asks --- */
@@ -404,7 +450,7 @@ void pool_prewarm(struct app *a)
 		pool_build_snapshot(a);
 		return;
 	}
-	if (a->nlive < a->h->lim.max_instances && a->nstarting == 0)
+	if (a->nstarting == 0 && worker_may_grow(a) && capacity_admit(a))
 		inst_spawn(a);
 }
 
@@ -442,6 +488,7 @@ void pool_app_dispose(struct app *a)
 {
 	if (!a)
 		return;
+	capacity_unwait(a);
 	if (a->snap_path && !a->keep_snapshots)
 		snap_remove(a->snap_path);
 	free(a->snap_path);
@@ -494,5 +541,6 @@ void pool_shutdown(struct host *h)
 			break;
 		pool_reaped(h, pid, status);
 	}
+	host_capacity_stop(h);
 	host_limits_stop(h); /* the instances' groups, and what they left running */
 }

@@ -89,6 +89,7 @@ struct instance {
 	struct instance *next, *prev;         /* app's live list, or spares */
 	struct instance *all_next, *all_prev; /* host's list of every process */
 	int reaped;
+	uint64_t evict_bytes; /* evicted: its memory, counted as gone until its reap (capacity.c) */
 	struct inst_limits *limits; /* its cgroup and CPU sampling (limits.c); NULL: none */
 };
 
@@ -157,6 +158,30 @@ void inst_limits_free(struct instance *in);
 struct cgroup *inst_limits_spare_cgroup(struct host *h, unsigned id, int *fds, int *nfds);
 /* A spare that never got work is gone: its group goes (after its reap). */
 void inst_limits_spare_gone(struct instance *in);
+/* The number of a's worker's live instances changed: each now weighs 100/n
+ * in the contest for CPU, so that every worker weighs the same. */
+void inst_limits_share(struct app *a);
+/* The host's instance groups, or NULL (no cgroups). */
+struct cgroup_host *host_limits_cgroups(const struct host *h);
+/* What in holds of memory that is its own: its group's memory less page
+ * cache, or without a memory cgroup its private resident pages. 0, or -1. */
+int inst_limits_memory(const struct instance *in, uint64_t *bytes);
+
+/* --- capacity.c: the host's room for instances (docs/limits.md) --- */
+
+/* May a start one more instance now? Evicts idle instances (least recently
+ * used first, any worker) to make room; 1 yes (a leaves the waiters), 0 no:
+ * the caller makes it wait (capacity_wait). */
+int capacity_admit(struct app *a);
+/* a waits for room (FIFO of apps; a no-op when it already waits). */
+void capacity_wait(struct app *a);
+/* a no longer waits (nothing pending, or disposed). */
+void capacity_unwait(struct app *a);
+/* Room may have come: an instance left its app's list, went idle or was
+ * reaped. Waiting apps are dispatched after the current event. */
+void capacity_kick(struct host *h);
+/* in's process was reaped: the memory counted as leaving with it has left. */
+void capacity_reaped(struct instance *in);
 
 /* --- binding.c: calls of bindings by worker code (frame.h: CALL) --- */
 
@@ -189,6 +214,10 @@ void pool_detach(struct hreq *r);
 void pool_internal_body(struct hreq *r);
 /* Answer every request waiting for an instance of a with status and body. */
 void pool_fail_pending(struct app *a, unsigned status, const char *body);
+/* Answer those that arrived before t (ns) with status, body and a
+ * Retry-After of retry_after seconds: how many. */
+unsigned pool_fail_waited(struct app *a, uint64_t t, unsigned status, const char *body,
+			  unsigned retry_after);
 
 /* --- snapshot.c --- */
 

@@ -309,7 +309,8 @@ void pool_snapshot_adopted(struct app *a, char *path, const char *why)
 		fflush(stderr);
 		app_event(a, APP_SNAPSHOT_BUILT, path, (double)a->adopt_bytes);
 		/* Validate it with a restore, which also leaves a warm instance. */
-		if (a->snap_state == SNAPSHOT_READY && a->nlive == 0 && !a->build_failed)
+		if (a->snap_state == SNAPSHOT_READY && a->nlive == 0 && !a->build_failed &&
+		    capacity_admit(a))
 			inst_spawn(a);
 	} else {
 		a->snap_state = SNAPSHOT_NONE;

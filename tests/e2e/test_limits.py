@@ -22,14 +22,12 @@ from __future__ import annotations
 import errno
 import http.server
 import os
-import re
-import socket
 import threading
 import time
 
 import pytest
 
-from thawtest import ThawServe, run_thaw, snapshots_supported
+from thawtest import Background, Gate, ThawServe, run_thaw, snapshots_supported
 
 ENTRY = """
 import asyncio
@@ -190,55 +188,6 @@ def cgroup_dirs(host_pid):
         if root.count("/") > 6:
             dirs[:] = []
     return found
-
-
-class Gate:
-    """A socket of the test's that a handler connects to and waits on for one byte."""
-
-    def __init__(self):
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.server.settimeout(60)
-        self.port = self.server.getsockname()[1]
-        self.conn = None
-        self.started = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        try:
-            self.conn, _ = self.server.accept()
-            self.started.set()
-        except OSError:
-            pass
-
-    def wait_started(self, timeout):
-        return self.started.wait(timeout)
-
-    def go(self):
-        self.conn.sendall(b"g")
-        self.conn.close()
-        self.server.close()
-
-
-class Background:
-    """One request sent on a thread; .join() gives its Resp (or raises what it raised)."""
-
-    def __init__(self, d, path, **kw):
-        self.result = self.error = None
-        self.thread = threading.Thread(target=self._run, args=(d, path, kw), daemon=True)
-        self.thread.start()
-
-    def _run(self, d, path, kw):
-        try:
-            self.result = d.get(path, **kw)
-        except BaseException as e:  # handed to join()
-            self.error = e
-
-    def join(self, timeout=60):
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "the request did not end"
-        if self.error:
-            raise self.error
-        return self.result
 
 
 # --------------------------------------------------------------------------- memory

@@ -565,3 +565,52 @@ class ThawServe(ThawDev):
              str(self.token_file)],
             cwd=cwd, env=thaw_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
             timeout=timeout)
+
+
+class Gate:
+    """A socket of the test's that a handler connects to and waits on for one byte."""
+
+    def __init__(self):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(60)
+        self.port = self.server.getsockname()[1]
+        self.conn = None
+        self.started = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        try:
+            self.conn, _ = self.server.accept()
+            self.started.set()
+        except OSError:
+            pass
+
+    def wait_started(self, timeout):
+        return self.started.wait(timeout)
+
+    def go(self):
+        self.conn.sendall(b"g")
+        self.conn.close()
+        self.server.close()
+
+
+class Background:
+    """One request sent on a thread; .join() gives its Resp (or raises what it raised)."""
+
+    def __init__(self, d, path, **kw):
+        self.result = self.error = None
+        self.thread = threading.Thread(target=self._run, args=(d, path, kw), daemon=True)
+        self.thread.start()
+
+    def _run(self, d, path, kw):
+        try:
+            self.result = d.get(path, **kw)
+        except BaseException as e:  # handed to join()
+            self.error = e
+
+    def join(self, timeout=60):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the request did not end"
+        if self.error:
+            raise self.error
+        return self.result

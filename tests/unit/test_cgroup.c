@@ -61,6 +61,8 @@ static void test_layout_v1_host_per_controller(void **state)
 	assert_string_equal(l.v1[CGROUP_MEMORY], "/sys/fs/cgroup/memory/process_api/e54a");
 	assert_string_equal(l.v1[CGROUP_PIDS], "/sys/fs/cgroup/pids");
 	assert_string_equal(l.v1[CGROUP_CPU], "/sys/fs/cgroup/cpu,cpuacct/a/b");
+	/* Shares and counting in one co-mounted hierarchy: the same group. */
+	assert_string_equal(l.v1[CGROUP_WEIGHT], "/sys/fs/cgroup/cpu,cpuacct/a/b");
 	/* The hybrid layout's empty cgroup2 is found too; cgroup_host_open
 	 * uses it only if it offers controllers. */
 	assert_string_equal(l.v2, "/sys/fs/cgroup/unified");
@@ -80,6 +82,7 @@ static void test_layout_container_mount_root_and_escapes(void **state)
 	assert_string_equal(l.v1[CGROUP_MEMORY], "/sys/fs/cgroup/memory/inner");
 	assert_string_equal(l.v1[CGROUP_PIDS], "");
 	assert_string_equal(l.v1[CGROUP_CPU], "/mnt/my groups/x");
+	assert_string_equal(l.v1[CGROUP_WEIGHT], ""); /* no cpu hierarchy */
 }
 
 static void test_layout_nothing_usable(void **state)
@@ -275,6 +278,70 @@ static void test_cpu_time_grows_while_a_process_spins(void **state)
 	remove_group(g);
 }
 
+/* A child that holds 64 MiB of its own (touched) until killed. */
+static void hold_64m(void)
+{
+	size_t n = 64u << 20;
+	volatile char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		_exit(91);
+	for (size_t i = 0; i < n; i += 4096)
+		p[i] = 1; /* volatile: the compiler may not drop the touch */
+	for (;;)
+		pause();
+}
+
+static void test_memory_in_use_is_counted_for_the_group_and_the_host(void **state)
+{
+	if (!ch || !ch->parent[CGROUP_MEMORY])
+		skip();
+	char err[256];
+	struct cgroup *g = cgroup_create(ch, "t-mem", err, sizeof err);
+	if (!g)
+		fail_msg("%s", err);
+	uint64_t host0 = 0, cache = 0, own = 0, host1 = 0;
+	assert_int_equal(cgroup_host_memory(ch, &host0, &cache), 0);
+	pid_t pid = spawn_in(g, hold_64m);
+	/* Wait for its 64 MiB to be charged (it touches them after the move). */
+	uint64_t deadline = now_ns() + 10ull * 1000000000;
+	while (now_ns() < deadline) {
+		assert_int_equal(cgroup_memory(g, &own), 0);
+		if (own >= 64ull << 20)
+			break;
+		usleep(5000);
+	}
+	if (own < 64ull << 20 || own >= 96ull << 20)
+		fail_msg("the group holds %llu bytes, not 64 MiB and a little", (unsigned long long)own);
+	assert_int_equal(cgroup_host_memory(ch, &host1, NULL), 0);
+	assert_true(host1 >= host0 + (60ull << 20)); /* the hierarchy counts its children */
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	remove_group(g);
+}
+
+static void test_cpu_weight_is_written_on_the_kernels_scale(void **state)
+{
+	if (!ch || !ch->parent[CGROUP_WEIGHT])
+		skip();
+	char err[256], buf[32] = "";
+	struct cgroup *g = cgroup_create(ch, "t-weight", err, sizeof err);
+	if (!g)
+		fail_msg("%s", err);
+	assert_int_equal(cgroup_set_weight(g, 25, err, sizeof err), 0);
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/%s", g->dir[CGROUP_WEIGHT],
+		 cgroup_ctl_file(ch, CGROUP_WEIGHT));
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(buf, sizeof buf, f));
+	fclose(f);
+	assert_int_equal(atoi(buf), ch->mode == CGROUP_V2 ? 25 : 256);
+	/* Out of range is clamped, never refused. */
+	assert_int_equal(cgroup_set_weight(g, 0, err, sizeof err), 0);
+	assert_int_equal(cgroup_set_weight(g, 1u << 30, err, sizeof err), 0);
+	remove_group(g);
+}
+
 static void test_a_crashed_hosts_groups_are_removed_by_the_next(void **state)
 {
 	if (!ch)
@@ -403,6 +470,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pids_limit_refuses_the_next_fork_with_eagain,
 						open_host, close_host),
 		cmocka_unit_test_setup_teardown(test_cpu_time_grows_while_a_process_spins,
+						open_host, close_host),
+		cmocka_unit_test_setup_teardown(test_memory_in_use_is_counted_for_the_group_and_the_host,
+						open_host, close_host),
+		cmocka_unit_test_setup_teardown(test_cpu_weight_is_written_on_the_kernels_scale,
 						open_host, close_host),
 		cmocka_unit_test_setup_teardown(test_a_crashed_hosts_groups_are_removed_by_the_next,
 						open_host, close_host),

@@ -1,0 +1,226 @@
+"""The host's room for instances (capacity.c, docs/limits.md "The host's memory and its fair
+share"), end to end against `thaw serve` with several workers:
+
+  * --max-instances: a cold start past it evicts the idle instance used least lately, whatever
+    its worker; the evicted process is gone and the log says which limit;
+  * with nothing idle, a cold start waits --queue-timeout and is answered 503 with Retry-After;
+    one that waits while room comes (an instance going idle) is served;
+  * --max-instances-per-worker: a worker's second instance is not started while the first one
+    is busy, and another worker still gets one;
+  * --max-memory: instances that grow past it make the host evict idle ones (least recently
+    used first) while the busy ones serve on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from thawtest import Background, Gate, ThawServe, snapshots_supported, wait_until, write_project
+
+ENTRY = """
+import asyncio
+import json
+import urllib.parse
+
+from workers import Response, WorkerEntrypoint
+
+import _thaw_runtime
+
+HELD = []
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        url = urllib.parse.urlsplit(request.url)
+        q = dict(urllib.parse.parse_qsl(url.query))
+        if "gate" in q:
+            # Busy until the test says go (a socket of the test's).
+            reader, writer = await asyncio.open_connection("127.0.0.1", int(q["gate"]))
+            await reader.read(1)
+            writer.close()
+        if "mb" in q:
+            block = bytearray(int(q["mb"]) << 20)
+            block[::4096] = b"\\x01" * len(range(0, len(block), 4096))
+            HELD.append(block)
+        return Response(json.dumps({"pid": _thaw_runtime.host_pid(),
+                                    "held_mb": sum(len(b) for b in HELD) >> 20}))
+"""
+
+
+def worker(tmp_path, name):
+    return write_project(tmp_path / name, ENTRY, name=name)
+
+
+def deploy(host, root):
+    r = host.client("deploy", root, "--no-install")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def pid_of(host, name, path="/"):
+    r = host.worker_get(name, path)
+    assert r.status == 200, (r, host.output())
+    return r.json()["pid"]
+
+
+def gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] in "ZX"
+    except FileNotFoundError:
+        return True
+
+
+def serve(tmp_path, *args):
+    return ThawServe(tmp_path / "host" / "data", ["-v", "--idle-timeout", "600", *args]).wait_ready()
+
+
+def test_a_cold_start_past_max_instances_evicts_the_least_recently_used_idle_instance(tmp_path):
+    host = serve(tmp_path, "--max-instances", "2")
+    try:
+        for name in ("w1", "w2", "w3"):
+            deploy(host, worker(tmp_path, name))  # the third deploy's restore evicts one
+        p2 = pid_of(host, "w2")
+        p3 = pid_of(host, "w3")
+        mark = host.mark()
+        p1 = pid_of(host, "w1")  # w2 was used least lately: it goes
+        wait_until(lambda: gone(p2), what="w2's evicted instance to exit")
+        out = host.output_since(mark)
+        assert "w2" in out and "evicted" in out and "--max-instances" in out, out
+        assert pid_of(host, "w3") == p3, "w3's instance was used after w2's: it stays"
+        assert pid_of(host, "w1") == p1
+        p2b = pid_of(host, "w2")  # now w3's is the oldest
+        assert p2b != p2
+        wait_until(lambda: gone(p3), what="w3's evicted instance to exit")
+        assert not gone(p1) and not gone(p2b)
+    finally:
+        host.stop()
+
+
+def test_with_nothing_idle_a_cold_start_waits_then_gets_503_with_retry_after(tmp_path):
+    host = serve(tmp_path, "--max-instances", "1", "--queue-timeout", "1")
+    try:
+        for name in ("busy", "other"):
+            deploy(host, worker(tmp_path, name))
+        gate = Gate()
+        held = Background(host, f"/?gate={gate.port}", headers={"Host": "busy.localhost"})
+        assert gate.wait_started(30), host.output()
+        t0 = time.monotonic()
+        r = host.worker_get("other")
+        waited = time.monotonic() - t0
+        assert r.status == 503, r
+        assert r.headers.get("Retry-After") == "1", r.headers
+        assert "at capacity" in r.text, r.text
+        assert waited >= 0.9, f"answered after {waited:.2f} s, before --queue-timeout"
+        assert "refused (503): no room on the host" in host.output()
+        gate.go()
+        assert held.join().status == 200
+        # Room again (the busy one is idle, so it can be evicted): served.
+        assert host.worker_get("other").status == 200
+    finally:
+        host.stop()
+
+
+def test_a_cold_start_that_waits_while_room_comes_is_served(tmp_path):
+    host = serve(tmp_path, "--max-instances", "1", "--queue-timeout", "60")
+    try:
+        for name in ("busy", "other"):
+            deploy(host, worker(tmp_path, name))
+        gate = Gate()
+        held = Background(host, f"/?gate={gate.port}", headers={"Host": "busy.localhost"})
+        assert gate.wait_started(30), host.output()
+        mark = host.mark()
+        waiting = Background(host, "/", headers={"Host": "other.localhost"})
+        host.wait_for(r"other\S* waits for room on the host", start=mark)
+        gate.go()
+        assert held.join().status == 200
+        r = waiting.join()
+        assert r.status == 200, r
+    finally:
+        host.stop()
+
+
+def test_one_worker_holds_at_most_its_share_and_others_still_start(tmp_path):
+    host = serve(tmp_path, "--max-instances-per-worker", "1", "--concurrency", "1")
+    try:
+        for name in ("hog", "calm"):
+            deploy(host, worker(tmp_path, name))
+        gate = Gate()
+        first = Background(host, f"/?gate={gate.port}", headers={"Host": "hog.localhost"})
+        assert gate.wait_started(30), host.output()
+        second = Background(host, "/", headers={"Host": "hog.localhost"})
+        # Another worker starts and answers while hog's second request waits for hog's one.
+        assert host.worker_get("calm").status == 200
+        assert second.thread.is_alive(), "hog's second request was served by a second instance"
+        gate.go()
+        a, b = first.join(), second.join()
+        assert a.status == b.status == 200
+        assert a.json()["pid"] == b.json()["pid"], "hog got more than its one instance"
+    finally:
+        host.stop()
+
+
+def test_instances_growing_past_max_memory_make_the_host_evict_idle_ones(tmp_path):
+    if not snapshots_supported():
+        pytest.skip("sanitizer build: ASan's shadow memory makes an instance several times "
+                    "larger, and the figures below are for the release build")
+    if not os.path.isdir("/sys/fs/cgroup/memory") and not os.path.exists(
+            "/sys/fs/cgroup/memory.max"):
+        pytest.skip("no memory cgroup on this machine")
+    host = serve(tmp_path, "--max-memory", "300")
+    try:
+        for name in ("w1", "w2", "w3"):
+            deploy(host, worker(tmp_path, name))
+        p1 = pid_of(host, "w1", "/?mb=100")
+        p2 = pid_of(host, "w2", "/?mb=100")
+        mark = host.mark()
+        # A third 100 MiB puts the three over 300 MiB: the least recently used idle one goes.
+        p3 = pid_of(host, "w3", "/?mb=100")
+        wait_until(lambda: gone(p1), what="w1's instance to be evicted")
+        out = host.output_since(mark)
+        assert "w1" in out and "evicted" in out and "--max-memory" in out, out
+        assert not gone(p2) and not gone(p3)
+        assert host.worker_get("w2").json() == {"pid": p2, "held_mb": 100}
+    finally:
+        host.stop()
+
+
+def cpu_weight(pid):
+    """The CPU weight of process pid's group, on cgroup v2's scale, or None without one."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = [line.rstrip("\n").split(":", 2) for line in f]
+    for _, ctrls, path in lines:
+        if "cpu" in ctrls.split(","):
+            with open(f"/sys/fs/cgroup/{ctrls}{path}/cpu.shares") as g:
+                return int(g.read()) * 100 // 1024
+    for _, ctrls, path in lines:
+        if ctrls == "" and os.path.exists(f"/sys/fs/cgroup{path}/cpu.weight"):
+            with open(f"/sys/fs/cgroup{path}/cpu.weight") as g:
+                return int(g.read())
+    return None
+
+
+def test_each_worker_weighs_the_same_for_cpu_whatever_its_instances(tmp_path):
+    host = serve(tmp_path, "--max-instances-per-worker", "2", "--concurrency", "1")
+    try:
+        for name in ("hog", "calm"):
+            deploy(host, worker(tmp_path, name))
+        calm = pid_of(host, "calm")
+        if cpu_weight(calm) is None:
+            pytest.skip("no cpu cgroup controller on this machine")
+        gates = [Gate(), Gate()]
+        held = [Background(host, f"/?gate={g.port}", headers={"Host": "hog.localhost"})
+                for g in gates]
+        for g in gates:
+            assert g.wait_started(30), host.output()
+        # hog has two instances: each weighs half of calm's one.
+        assert cpu_weight(calm) == 100
+        for g in gates:
+            g.go()
+        pids = {b.join().json()["pid"] for b in held}
+        assert len(pids) == 2, pids
+        assert [cpu_weight(p) for p in sorted(pids)] == [50, 50]
+    finally:
+        host.stop()
