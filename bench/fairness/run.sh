@@ -5,7 +5,8 @@
 # BURN_MS of CPU per request) is driven at saturation by wrk with 64
 # connections. Alternated ROUNDS times; the ratio flood/alone of calm's p50
 # and p99 is the bound docs/limits.md states. Not a test.
-# N probe requests per phase (default 500), ROUNDS (default 2), BURN_MS (5).
+# N probe requests per phase (default 500), ROUNDS (default 2), BURN_MS (5);
+# BINS="OLD NEW" compares binaries, alternated in each round.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${N:-500}
@@ -42,40 +43,53 @@ class Default(WorkerEntrypoint):
         return Response('burnt')"
 
 echo "t0ken-fairness-bench" >"$work/token"
-"$THAW" serve --data "$work/data" --port 0 --control 127.0.0.1:0 --token-file "$work/token" \
-	--concurrency 1 >"$work/out" 2>"$OUT/fairness-serve.log" &
-host_pid=$!
-for _ in $(seq 300); do grep -q "^Ready" "$work/out" 2>/dev/null && break; sleep 0.1; done
-port=$(sed -n 's|^Ready.*http://[^:]*:\([0-9]*\).*|\1|p' "$work/out" | head -1)
-control=$(sed -n 's|^Control API.*http://\([^ /]*\).*|\1|p' "$work/out" | head -1)
-[[ -n $port && -n $control ]] || { cat "$work/out" "$OUT/fairness-serve.log" >&2; exit 1; }
-for w in calm flood; do
-	"$THAW" deploy "$work/$w" --no-install --host "http://$control" --token-file "$work/token" >/dev/null
-done
-curl -sf -H "Host: calm.localhost" "http://127.0.0.1:$port/" >/dev/null
+start_host() { # binary
+	rm -rf "$work/data" "$work/out"
+	"$1" serve --data "$work/data" --port 0 --control 127.0.0.1:0 --token-file "$work/token" \
+		--concurrency 1 >"$work/out" 2>"$OUT/fairness-serve.log" &
+	host_pid=$!
+	for _ in $(seq 300); do grep -q "^Ready" "$work/out" 2>/dev/null && break; sleep 0.1; done
+	port=$(sed -n 's|^Ready.*http://[^:]*:\([0-9]*\).*|\1|p' "$work/out" | head -1)
+	control=$(sed -n 's|^Control API.*http://\([^ /]*\).*|\1|p' "$work/out" | head -1)
+	[[ -n $port && -n $control ]] || { cat "$work/out" "$OUT/fairness-serve.log" >&2; exit 1; }
+	for w in calm flood; do
+		"$1" deploy "$work/$w" --no-install --host "http://$control" --token-file "$work/token" >/dev/null 2>&1
+	done
+	curl -sf -H "Host: calm.localhost" "http://127.0.0.1:$port/" >/dev/null
+}
+stop_host() { kill -INT "$host_pid"; wait "$host_pid" 2>/dev/null || true; host_pid=; }
 
+# BINS: the binaries to compare (default: this one), alternated each round.
+read -r -a bins <<<"${BINS:-$THAW}"
 echo "fairness: calm probed ${N}x at 50/s, alone and under flood's wrk -c64 (${BURN_MS} ms CPU a request); $(nproc) cores, $(uname -r)"
 declare -A ALL
 for r in $(seq "$ROUNDS"); do
-	j=$($PY bench/fairness/probe.py "$port" calm.localhost "$N" 0.02)
-	ALL[alone]+="$j"$'\n'
-	printf 'round %d alone  %s\n' "$r" "$j"
-	wrk -t1 -c64 -d600s -H "Host: flood.localhost" "http://127.0.0.1:$port/" >"$OUT/fairness-wrk.txt" 2>&1 &
-	wrk_pid=$!
-	sleep 2 # the flood's instances started and saturated
-	j=$($PY bench/fairness/probe.py "$port" calm.localhost "$N" 0.02)
-	kill -INT "$wrk_pid"; wait "$wrk_pid" 2>/dev/null || true
-	ALL[flood]+="$j"$'\n'
-	printf 'round %d flood  %s   (flood: %s req/s)\n' "$r" "$j" "$(awk '/Requests\/sec/ {print $2}' "$OUT/fairness-wrk.txt")"
+	for i in "${!bins[@]}"; do
+		start_host "${bins[$i]}"
+		j=$($PY bench/fairness/probe.py "$port" calm.localhost "$N" 0.02)
+		ALL[$i-alone]+="$j"$'\n'
+		printf 'round %d bin %d alone  %s\n' "$r" "$i" "$j"
+		wrk -t1 -c64 -d600s -H "Host: flood.localhost" "http://127.0.0.1:$port/" >"$OUT/fairness-wrk.txt" 2>&1 &
+		wrk_pid=$!
+		sleep 2 # the flood's instances started and saturated
+		j=$($PY bench/fairness/probe.py "$port" calm.localhost "$N" 0.02)
+		kill -INT "$wrk_pid"; wait "$wrk_pid" 2>/dev/null || true
+		ALL[$i-flood]+="$j"$'\n'
+		printf 'round %d bin %d flood  %s   (flood: %s req/s)\n' "$r" "$i" "$j" "$(awk '/Requests\/sec/ {print $2}' "$OUT/fairness-wrk.txt")"
+		stop_host
+	done
 done
-$PY - "${ALL[alone]}" "${ALL[flood]}" <<'PYEOF'
+for i in "${!bins[@]}"; do
+	echo
+	echo "bin $i: ${bins[$i]}"
+	$PY - "${ALL[$i-alone]}" "${ALL[$i-flood]}" <<'PYEOF'
 import json, statistics, sys
 def merged(text):
     rows = [json.loads(l) for l in text.splitlines() if l.strip()]
     assert all(r["bad"] == 0 for r in rows), rows
     return {k: statistics.median(r[k] for r in rows) for k in ("p50", "p99", "max")}
 a, f = merged(sys.argv[1]), merged(sys.argv[2])
-print()
 for k in ("p50", "p99", "max"):
-    print(f"calm {k}: alone {a[k]:7.2f} ms   under flood {f[k]:7.2f} ms   ({f[k]/a[k]:.1f}x)")
+    print(f"  calm {k}: alone {a[k]:7.2f} ms   under flood {f[k]:7.2f} ms   ({f[k]/a[k]:.1f}x)")
 PYEOF
+done
