@@ -99,14 +99,25 @@ def test_a_cold_start_past_max_instances_evicts_the_least_recently_used_idle_ins
         host.stop()
 
 
-def test_with_nothing_idle_a_cold_start_waits_then_gets_503_with_retry_after(tmp_path):
-    host = serve(tmp_path, "--max-instances", "1", "--queue-timeout", "1")
+def full_host(tmp_path, queue_timeout):
+    """A host of one instance at most, held busy by worker "busy" until gate.go(); worker
+    "other" deployed beside it. Returns (host, gate, the busy request)."""
+    host = serve(tmp_path, "--max-instances", "1", "--queue-timeout", str(queue_timeout))
     try:
         for name in ("busy", "other"):
             deploy(host, worker(tmp_path, name))
         gate = Gate()
         held = Background(host, f"/?gate={gate.port}", headers={"Host": "busy.localhost"})
         assert gate.wait_started(30), host.output()
+    except BaseException:
+        host.stop(check=False)
+        raise
+    return host, gate, held
+
+
+def test_with_nothing_idle_a_cold_start_waits_then_gets_503_with_retry_after(tmp_path):
+    host, gate, held = full_host(tmp_path, 1)
+    try:
         t0 = time.monotonic()
         r = host.worker_get("other")
         waited = time.monotonic() - t0
@@ -124,13 +135,8 @@ def test_with_nothing_idle_a_cold_start_waits_then_gets_503_with_retry_after(tmp
 
 
 def test_a_cold_start_that_waits_while_room_comes_is_served(tmp_path):
-    host = serve(tmp_path, "--max-instances", "1", "--queue-timeout", "60")
+    host, gate, held = full_host(tmp_path, 60)
     try:
-        for name in ("busy", "other"):
-            deploy(host, worker(tmp_path, name))
-        gate = Gate()
-        held = Background(host, f"/?gate={gate.port}", headers={"Host": "busy.localhost"})
-        assert gate.wait_started(30), host.output()
         mark = host.mark()
         waiting = Background(host, "/", headers={"Host": "other.localhost"})
         host.wait_for(r"other\S* waits for room on the host", start=mark)
