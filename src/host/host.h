@@ -172,7 +172,8 @@ struct hreq {
 	unsigned fail_retry_after; /* seconds, for a Retry-After header; 0: none */
 	char *fail_body;
 	struct assets_reply *asset; /* answered from static assets (front.c), or NULL */
-	int worker_only; /* set by the router: never from assets (thaw serve's deploy check) */
+	int worker_only; /* set by the router for thaw serve's deploy check: never from assets,
+			  * and an instance for it even on a host without room (pool.c) */
 	struct loop_timer timeout; /* arrival to response head; expiry asks pool_timeout */
 	/* An internal request (front_internal_submit: no connection, e.g. a
 	 * scheduled event): its owner's callback, called once it has ended. */

@@ -134,6 +134,18 @@ def test_with_nothing_idle_a_cold_start_waits_then_gets_503_with_retry_after(tmp
         host.stop()
 
 
+def test_a_deploy_to_a_full_host_is_validated_all_the_same(tmp_path):
+    host, gate, held = full_host(tmp_path, 1)
+    try:
+        # Its build and its check are the operator's: they go past the host's room.
+        deploy(host, worker(tmp_path, "new"))
+        gate.go()
+        assert held.join().status == 200
+        assert host.worker_get("new").status == 200
+    finally:
+        host.stop()
+
+
 def test_a_cold_start_that_waits_while_room_comes_is_served(tmp_path):
     host, gate, held = full_host(tmp_path, 60)
     try:
