@@ -125,6 +125,7 @@ struct app {
 	 * (thaw dev: the project's .thaw/); owned by the owner, may be NULL. */
 	json_t *sandbox_hide;
 	int limits_clamped_said; /* its limits over the host's caps were logged (limits.c) */
+	int outbound_unenforced_said; /* outbound = false under --no-sandbox was logged */
 };
 
 /*
