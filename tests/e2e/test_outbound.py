@@ -173,7 +173,7 @@ def assert_denied(probes):
     assert probes["udp"]["errno"] == "EACCES", probes
     f = probes["fetch"]
     assert f["errno"] == "EACCES" and f["type"] == "PermissionError", probes
-    assert "outbound = false" in f["message"] and f"127.0.0.1" in f["message"], probes
+    assert "outbound = false" in f["message"] and "127.0.0.1" in f["message"], probes
 
 
 def test_outbound_false_refuses_tcp_udp_and_fetch_in_handlers_and_at_top_level(host, listeners):
