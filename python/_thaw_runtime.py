@@ -116,6 +116,7 @@ class _Config:
     bindings: dict[str, Any] | None = None  # name -> the binding's env object
     memory_bytes: int = 0
     subrequests: int | None = None
+    outbound: bool = True  # [tool.thaw] outbound (false: the sandbox refuses IP sockets)
 
 
 def _env_values(config: _Config, with_secrets: bool = True) -> dict[str, Any]:
@@ -432,13 +433,16 @@ def _parse_config(config_json: str) -> _Config:
         raise LoadError("INIT config: limits.memory_bytes must be a whole number")
     if subrequests is not None and (not isinstance(subrequests, int) or subrequests < 0):
         raise LoadError("INIT config: limits.subrequests must be a whole number")
+    outbound = config.get("outbound", True)
+    if not isinstance(outbound, bool):
+        raise LoadError("INIT config: outbound must be true or false")
     return _Config(name=name, project_dir=project_dir, main=main, variables=variables,
                    concurrency=concurrency, dev=bool(config.get("dev", False)),
                    snapshot_build=snapshot_build, allow_entropy_at_import=allow_entropy,
                    capture_output=bool(config.get("capture_output", False)),
                    bindings=bindings, secrets=secrets,
                    secret_names=frozenset(names) | frozenset(secrets or ()),
-                   memory_bytes=memory_bytes, subrequests=subrequests)
+                   memory_bytes=memory_bytes, subrequests=subrequests, outbound=outbound)
 
 
 def load(config_json: str) -> str:
@@ -461,6 +465,7 @@ def load(config_json: str) -> str:
     config = _parse_config(config_json)
     _note_host_pid(config_json)
     set_worker_name(config.name)
+    _fetch.set_outbound(config.outbound)  # the top level's fetch() too
     main = config.main
     path = os.path.normpath(os.path.join(config.project_dir, main))
     if not main.endswith(".py"):
@@ -570,6 +575,7 @@ def after_restore(init_json: str) -> str:
     worker.dev = config.dev
     worker.capture_output = config.capture_output
     worker.memory_bytes, worker.subrequests = config.memory_bytes, config.subrequests
+    _fetch.set_outbound(config.outbound)
     _run_hooks(_hooks.AFTER_RESTORE, worker.project_dir)
     # The host asks the first instance restored from an image to record the
     # pages its first request touches, for later restores to fault in ahead.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import errno
 import threading
 import urllib.error
 import urllib.parse
@@ -41,6 +42,21 @@ class _Budget:
 # level, an after_restore hook) and without a limit: nothing is counted.
 _budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("thaw_subrequests",
                                                                         default=None)
+
+
+# [tool.thaw] outbound = false: the sandbox refuses this instance every IP socket (EACCES);
+# fetch() says why before it tries. The runtime sets it from INIT, at load and after a restore.
+_outbound = True
+
+OUTBOUND_DENIED = ("outbound connections are off for this worker ([tool.thaw] outbound = false "
+                   "in pyproject.toml): fetch() can reach no network; service bindings and "
+                   "the other bindings in env still work")
+
+
+def set_outbound(allowed: bool) -> None:
+    """The runtime says whether this worker may open connections (``[tool.thaw] outbound``)."""
+    global _outbound
+    _outbound = allowed
 
 
 def begin_request(limit: int | None) -> None:
@@ -151,6 +167,8 @@ async def fetch(
     ``urllib.error.URLError`` / ``OSError``. ``cf`` is accepted and ignored.
     Past the request's ``limits.subrequests`` (each redirect counts too), it
     raises ``RuntimeError("Too many subrequests.")``, as Cloudflare does.
+    A worker with ``[tool.thaw] outbound = false`` gets a ``PermissionError``
+    that says so (errno EACCES, as the sandbox answers its sockets).
     """
     if isinstance(resource, Request):
         request = Request(resource, method=method, headers=headers, body=body,
@@ -162,6 +180,8 @@ async def fetch(
     if scheme not in ("http", "https"):
         # urllib would also open file:, ftp: and data: URLs; fetch is HTTP only.
         raise TypeError(f"fetch() takes http: and https: URLs, not {request.url!r}")
+    if not _outbound:
+        raise PermissionError(errno.EACCES, f"fetch({request.url}) refused: {OUTBOUND_DENIED}")
     budget = _budget.get()
     if budget is not None:
         budget.take()

@@ -132,6 +132,7 @@ struct app {
 	/* Waiting for room on the host (capacity.c): on h's FIFO of such apps. */
 	int room_waiting;
 	struct app *room_next, *room_prev;
+	int outbound_unenforced_said; /* outbound = false under --no-sandbox was logged */
 };
 
 /*

@@ -503,6 +503,15 @@ void inst_send_init(struct instance *in, const char *mode, const char *snapshot,
 		fatal("cannot encode the instance configuration");
 	if (!h->dev) /* thaw serve: lines go to the host's log and tails */
 		json_object_set_new(j, "capture_output", json_true());
+	/* The sandbox enforces it (worker.c passes it on to sbx_enter); the SDK's
+	 * fetch() refuses with a message that names the setting. */
+	json_object_set_new(j, "outbound", json_boolean(!c->outbound_denied));
+	if (c->outbound_denied && !h->sandbox && !a->outbound_unenforced_said) {
+		log_warn("%s: outbound = false is not enforced with --no-sandbox: its code can "
+			 "open sockets (fetch() still refuses)",
+			 app_label(a));
+		a->outbound_unenforced_said = 1;
+	}
 	if (a->version_id)
 		json_object_set_new(j, "version", json_string(a->version_id));
 	json_object_set_new(j, "bindings", bindings_init_json(a));

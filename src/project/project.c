@@ -108,6 +108,8 @@ json_t *project_to_json(const struct project *p)
 		fatal("cannot encode a project");
 	if (p->crons && json_array_size(p->crons))
 		json_object_set(j, "crons", p->crons);
+	if (p->outbound_denied)
+		json_object_set_new(j, "outbound", json_false());
 	if (p->env)
 		json_object_set_new(j, "env", json_string(p->env));
 	json_t *assets = project_assets_to_json(&p->assets);
@@ -125,13 +127,13 @@ struct project *project_from_json(const json_t *j, const char *dir, char *err, s
 	const char *name = NULL, *main = NULL, *sources = "";
 	json_t *vars = NULL, *deps = NULL, *crons = NULL;
 	const char *env = NULL;
-	int entropy = 0;
+	int entropy = 0, outbound = 1;
 	json_error_t je;
 	if (!json_is_object(j) ||
-	    json_unpack_ex((json_t *)j, &je, 0, "{s:s, s:s, s:o, s:o, s?s, s?b, s?o, s?s}", "name",
-			   &name, "main", &main, "vars", &vars, "dependencies", &deps, "sources",
-			   &sources, "allow_entropy_at_import", &entropy, "crons", &crons, "env",
-			   &env) < 0) {
+	    json_unpack_ex((json_t *)j, &je, 0, "{s:s, s:s, s:o, s:o, s?s, s?b, s?o, s?s, s?b}",
+			   "name", &name, "main", &main, "vars", &vars, "dependencies", &deps,
+			   "sources", &sources, "allow_entropy_at_import", &entropy, "crons",
+			   &crons, "env", &env, "outbound", &outbound) < 0) {
 		snprintf(err, errlen, "malformed project description: %s",
 			 json_is_object(j) ? je.text : "not an object");
 		return NULL;
@@ -171,6 +173,7 @@ struct project *project_from_json(const json_t *j, const char *dir, char *err, s
 	p->vars = json_deep_copy(vars);
 	p->dependencies = json_deep_copy(deps);
 	p->allow_entropy_at_import = entropy;
+	p->outbound_denied = !outbound;
 	p->crons = crons ? json_deep_copy(crons) : json_array();
 	p->env = env ? xstrdup(env) : NULL;
 	if (!p->vars || !p->dependencies || !p->crons)

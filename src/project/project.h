@@ -13,6 +13,7 @@
  *   {"ok": true, "project": {"name": S, "main": S, "vars": {..},
  *                            "dependencies": [S..], "sources": S,
  *                            "allow_entropy_at_import": B, "crons": [S..],
+ *                            "outbound": false (absent: true),
  *                            "env": S (absent: none),
  *                            "assets": {..} (absent: none; see below),
  *                            "kv_namespaces", "d1_databases", "r2_buckets",
@@ -91,6 +92,9 @@ struct project {
 	json_t *dependencies; /* [project].dependencies: array of strings */
 	char *sources; /* the files read, for messages ("wrangler.toml + pyproject.toml") */
 	int allow_entropy_at_import; /* [tool.thaw] allow_entropy_at_import */
+	/* [tool.thaw] outbound = false: no TCP or UDP outside the instance
+	 * (docs/security.md, "Network"); 0, the default, allows it. */
+	int outbound_denied;
 	json_t *crons; /* triggers.crons: array of cron expressions (cron.h), each valid */
 	char *env;     /* the environment selected ([env.NAME], --env), or NULL */
 	struct project_assets assets; /* static assets (directory NULL: none) */

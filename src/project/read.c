@@ -148,6 +148,27 @@ static int take(struct project *c, const char *file, json_t *t, const char *cons
 				return -1;
 			}
 			c->allow_entropy_at_import = json_is_true(v);
+		} else if (!strcmp(key, "outbound")) {
+			/* thaw's own: Cloudflare has no switch for a worker's outbound
+			 * network, so a wrangler file that says it is refused, never
+			 * ignored (the worker would keep its network). */
+			if (strncmp(file, "pyproject.toml", 14) != 0) {
+				snprintf(err, errlen,
+					 "%s: 'outbound' is thaw's own setting, not wrangler's: "
+					 "put `outbound = false` under [tool.thaw] in "
+					 "pyproject.toml",
+					 file);
+				return -1;
+			}
+			if (!json_is_boolean(v)) {
+				snprintf(err, errlen,
+					 "%s: 'outbound' must be true (the default: the worker may "
+					 "open connections) or false (no TCP or UDP outside its "
+					 "instance)",
+					 file);
+				return -1;
+			}
+			c->outbound_denied = json_is_false(v);
 		} else if (!strcmp(key, "triggers")) {
 			if (take_triggers(c, file, v, notes, err, errlen) < 0)
 				return -1;

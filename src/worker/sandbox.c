@@ -721,10 +721,12 @@ int sbx_enter(json_t *spec, const struct sbx_paths *p, char *err, size_t errlen)
 					    "(the host and the instance disagree)");
 	json_int_t uid = -1, gid = -1, tmp = 64 << 20, nsuid = -1, nsgid = -1;
 	json_t *ro = NULL, *rw = NULL, *hide = NULL;
+	int outbound = 1;
 	json_error_t je;
-	if (json_unpack_ex(spec, &je, 0, "{s?I, s?I, s?I, s?o, s?o, s?o, s?{s:I, s:I}}", "uid", &uid,
-			   "gid", &gid, "tmp_bytes", &tmp, "ro", &ro, "rw", &rw, "hide", &hide,
-			   "userns", "uid", &nsuid, "gid", &nsgid) < 0)
+	if (json_unpack_ex(spec, &je, 0, "{s?I, s?I, s?I, s?o, s?o, s?o, s?{s:I, s:I}, s?b}", "uid",
+			   &uid, "gid", &gid, "tmp_bytes", &tmp, "ro", &ro, "rw", &rw, "hide",
+			   &hide, "userns", "uid", &nsuid, "gid", &nsgid, "outbound",
+			   &outbound) < 0)
 		return err_set(err, errlen, "sandbox: %s", je.text);
 	if (tmp < 4096 || tmp > ((json_int_t)1 << 40))
 		return err_set(err, errlen, "sandbox: bad tmp_bytes");
@@ -828,7 +830,7 @@ int sbx_enter(json_t *spec, const struct sbx_paths *p, char *err, size_t errlen)
 	if (!filter_ready && sbx_filter_prepare(&filter, NULL, err, errlen) < 0)
 		return -1;
 	filter_ready = 0;
-	if (sbx_filter_enforce(&filter, &rep, err, errlen) < 0)
+	if (sbx_filter_enforce(&filter, outbound == 0, &rep, err, errlen) < 0)
 		return -1;
 	log_debug("sandbox: uid %lld, %s", (long long)uid, rep.summary);
 	return 0;

@@ -26,7 +26,9 @@
  *                                   worker's tmp_mb: INIT's limits.tmp_bytes)
  *    "ro": [path...],               more read-only binds (the image)
  *    "rw": [path...],               writable binds (output directories)
- *    "hide": [path...]}             covered with an empty read-only tmpfs
+ *    "hide": [path...],             covered with an empty read-only tmpfs
+ *    "outbound": B}                 false: no IP sockets (the worker's
+ *                                   [tool.thaw] outbound: INIT's outbound)
  */
 #ifndef THAW_WORKER_SANDBOX_H
 #define THAW_WORKER_SANDBOX_H

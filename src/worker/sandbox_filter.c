@@ -99,6 +99,21 @@
  * set is refused although the kernel would read only the low half (glibc
  * never passes one; refusing too much, never too little).
  *
+ * No outbound network ([tool.thaw] outbound = false, deny_outbound): a second,
+ * small filter, loaded after the first, refuses socket() for AF_INET and
+ * AF_INET6 whatever the type, with EACCES. It is at socket(), not connect(),
+ * so that UDP (sendto needs no connect; DNS is UDP), SCTP, MPTCP and TCP Fast
+ * Open (sendto with MSG_FASTOPEN connects without a connect()) are all one
+ * rule. EACCES, not the deny-list's EPERM, because it is a per-worker policy
+ * and because landlock answers the same: the landlock layer then also
+ * handles TCP connect and bind with no port allowed (ABI 4), for an IP
+ * socket the instance did not make (it has none: the spawn closes every fd
+ * but its socket to the host, and a snapshot holds no open socket), so that
+ * the first layer is not the only one. AF_UNIX and netlink route stay: the
+ * host's socket, socketpair, asyncio's self-pipe and getaddrinfo's address
+ * reads, none of which leaves the instance. Both variants are prepared
+ * ahead; the second filter is a few instructions, built once per spare.
+ *
  * Other ABIs: the filter is for x86_64 alone. A system call of any other
  * architecture (i386 through int $0x80 or sysenter) or of the x32 ABI (number
  * with bit 30 set; libseccomp checks it) kills the process (SIGSYS):
@@ -328,6 +343,39 @@ static int deny_tty_injection(scmp_filter_ctx ctx)
 	return rc;
 }
 
+/* Export ctx's program into prog (its filter malloc'ed): exported, not
+ * loaded, since loading is a single system call later (the instance's cold
+ * start pays only that). A program is a few KiB: a pipe holds it whole.
+ * 0, or -errno. */
+static int export_program(scmp_filter_ctx ctx, struct sock_fprog *prog)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -errno;
+	int rc = seccomp_export_bpf(ctx, pfd[1]);
+	close(pfd[1]);
+	size_t cap = 65536, got = 0;
+	uint8_t *buf = rc < 0 ? NULL : malloc(cap);
+	while (buf && got < cap) {
+		ssize_t n = read(pfd[0], buf + got, cap - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(pfd[0]);
+	if (rc == 0 && (!buf || got == 0 || got == cap || got % sizeof(struct sock_filter)))
+		rc = -EINVAL;
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	prog->filter = (struct sock_filter *)buf;
+	prog->len = (unsigned short)(got / sizeof(struct sock_filter));
+	return 0;
+}
+
 /* The filter as a BPF program (libseccomp builds it, the kernel's format):
  * *prog's filter is malloc'ed. 0, or -1 with err. */
 static int seccomp_build(struct sock_fprog *prog, char *err, size_t errlen)
@@ -367,42 +415,51 @@ static int seccomp_build(struct sock_fprog *prog, char *err, size_t errlen)
 	if (rc < 0)
 		goto error;
 
-	/* Exported, not loaded: loading is a single system call later (the
-	 * instance's cold start pays only that). The program is a few KiB:
-	 * a pipe holds it whole. */
 	what = "seccomp_export_bpf";
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		rc = -errno;
+	if ((rc = export_program(ctx, prog)) < 0)
 		goto error;
-	}
-	rc = seccomp_export_bpf(ctx, pfd[1]);
-	close(pfd[1]);
-	size_t cap = 65536, got = 0;
-	uint8_t *buf = rc < 0 ? NULL : malloc(cap);
-	while (buf && got < cap) {
-		ssize_t n = read(pfd[0], buf + got, cap - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(pfd[0]);
-	if (rc == 0 && (!buf || got == 0 || got == cap || got % sizeof(struct sock_filter))) {
-		rc = -EINVAL;
-		free(buf);
-		buf = NULL;
-	}
-	if (rc < 0)
-		goto error;
-	prog->filter = (struct sock_filter *)buf;
-	prog->len = (unsigned short)(got / sizeof(struct sock_filter));
 	seccomp_release(ctx);
 	return 0;
 
 error:
 	err_set(err, errlen, "seccomp filter: %s: %s", what, strerror(-rc));
+	seccomp_release(ctx);
+	return -1;
+}
+
+/* deny_outbound's filter: socket(AF_INET or AF_INET6, any type) -> EACCES
+ * (see the top of this file). A second program rather than a second build
+ * of the whole first one: a spare prepares it without knowing whether its
+ * worker will want it, and this one costs little. 0, or -1 with err. */
+static int outbound_build(struct sock_fprog *prog, char *err, size_t errlen)
+{
+	const char *what = "seccomp_init";
+	int rc = -ENOMEM;
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+	if (!ctx)
+		goto error;
+	what = "seccomp_attr_set";
+	rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+	if (rc == 0)
+		rc = seccomp_attr_set(ctx, SCMP_FLTATR_API_SYSRAWRC, 1);
+	what = "socket";
+	static const int ip_families[] = {AF_INET, AF_INET6};
+	for (size_t f = 0; f < 2 && rc == 0; f++) {
+		struct scmp_arg_cmp c =
+			SCMP_A0(SCMP_CMP_MASKED_EQ, LOW32, (uint64_t)ip_families[f]);
+		rc = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket), 1, &c);
+	}
+	if (rc == 0) {
+		what = "seccomp_export_bpf";
+		rc = export_program(ctx, prog);
+	}
+	if (rc < 0)
+		goto error;
+	seccomp_release(ctx);
+	return 0;
+
+error:
+	err_set(err, errlen, "seccomp outbound filter: %s: %s", what, strerror(-rc));
 	seccomp_release(ctx);
 	return -1;
 }
@@ -484,6 +541,36 @@ static int landlock_scope_ruleset(int abi, char *err, size_t errlen)
 	return fd;
 }
 
+/* deny_outbound's ruleset (not enforced yet): the scopes of ABI 6 plus TCP
+ * connect and bind handled with no port allowed. Its fd, -1 when the ABI has
+ * no network rules (before 4), or -2 with err. */
+static int landlock_closed_ruleset(int abi, char *err, size_t errlen)
+{
+	if (abi < 4)
+		return -1;
+	struct ruleset_attr attr = {
+		.handled_access_fs = LANDLOCK_ACCESS_FS_REFER,
+		.handled_access_net = LANDLOCK_ACCESS_NET_BIND_TCP |
+				      LANDLOCK_ACCESS_NET_CONNECT_TCP,
+		.scoped = abi >= 6 ? LANDLOCK_SCOPE_SIGNAL | LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET
+				   : 0,
+	};
+	int fd = landlock_create_ruleset(&attr, sizeof attr, O_CLOEXEC);
+	if (fd < 0)
+		fd = landlock_create_ruleset(&attr, sizeof attr, 0);
+	if (fd < 0) {
+		err_set(err, errlen, "landlock_create_ruleset (no outbound): %s", strerror(errno));
+		return -2;
+	}
+	int rc = allow_reparenting(fd);
+	if (rc < 0) {
+		close(fd);
+		err_set(err, errlen, "landlock: rule for /: %s", strerror(-rc));
+		return -2;
+	}
+	return fd;
+}
+
 int sbx_filter_prepare(struct sbx_filter_prepared *p, const struct sbx_filter_opts *o, char *err,
 		       size_t errlen)
 {
@@ -491,7 +578,7 @@ int sbx_filter_prepare(struct sbx_filter_prepared *p, const struct sbx_filter_op
 	if (!o)
 		o = &defaults;
 	memset(p, 0, sizeof *p);
-	p->ruleset = -1;
+	p->ruleset = p->closed_ruleset = -1;
 	p->abi = sbx_landlock_abi();
 	if (p->abi < 6 && o->require_landlock_scope)
 		return err_set(err, errlen,
@@ -503,25 +590,44 @@ int sbx_filter_prepare(struct sbx_filter_prepared *p, const struct sbx_filter_op
 	if (fd == -2)
 		return -1;
 	p->ruleset = fd;
-	if (seccomp_build(&p->prog, err, errlen) < 0) {
+	fd = landlock_closed_ruleset(p->abi, err, errlen);
+	if (fd == -2) {
+		sbx_filter_discard(p);
+		return -1;
+	}
+	p->closed_ruleset = fd;
+	if (seccomp_build(&p->prog, err, errlen) < 0 ||
+	    outbound_build(&p->outbound, err, errlen) < 0) {
 		sbx_filter_discard(p);
 		return -1;
 	}
 	return 0;
 }
 
-void sbx_filter_discard(struct sbx_filter_prepared *p)
+static void close_ruleset(int *fd)
 {
-	if (p->ruleset >= 0)
-		close(p->ruleset);
-	p->ruleset = -1;
-	free(p->prog.filter);
-	p->prog.filter = NULL;
-	p->prog.len = 0;
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
 }
 
-int sbx_filter_enforce(struct sbx_filter_prepared *p, struct sbx_filter_report *report, char *err,
-		       size_t errlen)
+static void free_program(struct sock_fprog *prog)
+{
+	free(prog->filter);
+	prog->filter = NULL;
+	prog->len = 0;
+}
+
+void sbx_filter_discard(struct sbx_filter_prepared *p)
+{
+	close_ruleset(&p->ruleset);
+	close_ruleset(&p->closed_ruleset);
+	free_program(&p->prog);
+	free_program(&p->outbound);
+}
+
+int sbx_filter_enforce(struct sbx_filter_prepared *p, bool deny_outbound,
+		       struct sbx_filter_report *report, char *err, size_t errlen)
 {
 	struct sbx_filter_report local;
 	if (!report)
@@ -529,7 +635,7 @@ int sbx_filter_enforce(struct sbx_filter_prepared *p, struct sbx_filter_report *
 	memset(report, 0, sizeof *report);
 	report->landlock_abi = p->abi;
 	int rc = -1;
-	if (!p->prog.filter) {
+	if (!p->prog.filter || !p->outbound.filter) {
 		err_set(err, errlen, "seccomp filter: not prepared");
 		goto out;
 	}
@@ -537,31 +643,46 @@ int sbx_filter_enforce(struct sbx_filter_prepared *p, struct sbx_filter_report *
 		err_set(err, errlen, "prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(errno));
 		goto out;
 	}
-	if (p->ruleset >= 0) {
-		int lr = landlock_enforce(p->ruleset); /* closes it */
-		p->ruleset = -1;
+	/* One landlock layer: the scopes, or the scopes and no TCP. */
+	int *ruleset = deny_outbound && p->closed_ruleset >= 0 ? &p->closed_ruleset : &p->ruleset;
+	if (*ruleset >= 0) {
+		int lr = landlock_enforce(*ruleset); /* closes it */
+		*ruleset = -1;
 		if (lr < 0) {
-			err_set(err, errlen, "landlock_restrict_self (scope): %s", strerror(-lr));
+			err_set(err, errlen, "landlock_restrict_self (%s): %s",
+				deny_outbound ? "no outbound" : "scope", strerror(-lr));
 			goto out;
 		}
-		report->landlock_scopes = SBX_SCOPE_SIGNAL | SBX_SCOPE_ABSTRACT_UNIX_SOCKET;
+		if (p->abi >= 6)
+			report->landlock_scopes = SBX_SCOPE_SIGNAL | SBX_SCOPE_ABSTRACT_UNIX_SOCKET;
+		report->landlock_tcp_denied = deny_outbound;
 	}
 	/* One thread here (the caller's promise): no TSYNC needed. */
 	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &p->prog) < 0) {
 		err_set(err, errlen, "seccomp filter: load: %s", strerror(errno));
 		goto out;
 	}
+	if (deny_outbound && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &p->outbound) < 0) {
+		err_set(err, errlen, "seccomp outbound filter: load: %s", strerror(errno));
+		goto out;
+	}
+	report->outbound_denied = deny_outbound;
 	rc = 0;
+	int n;
 	if (report->landlock_scopes)
-		snprintf(report->summary, sizeof report->summary,
-			 "seccomp on, landlock ABI %d scope signal+abstract-unix",
-			 report->landlock_abi);
+		n = snprintf(report->summary, sizeof report->summary,
+			     "seccomp on, landlock ABI %d scope signal+abstract-unix",
+			     report->landlock_abi);
 	else if (report->landlock_abi)
-		snprintf(report->summary, sizeof report->summary,
-			 "seccomp on, landlock ABI %d without scoping (needs ABI 6)",
-			 report->landlock_abi);
+		n = snprintf(report->summary, sizeof report->summary,
+			     "seccomp on, landlock ABI %d without scoping (needs ABI 6)",
+			     report->landlock_abi);
 	else
-		snprintf(report->summary, sizeof report->summary, "seccomp on, no landlock");
+		n = snprintf(report->summary, sizeof report->summary, "seccomp on, no landlock");
+	if (deny_outbound && n > 0 && (size_t)n < sizeof report->summary)
+		snprintf(report->summary + n, sizeof report->summary - (size_t)n,
+			 "; outbound denied (IP sockets%s)",
+			 report->landlock_tcp_denied ? ", landlock TCP" : "");
 out:
 	sbx_filter_discard(p);
 	return rc;
@@ -573,7 +694,7 @@ int sbx_filter_apply(const struct sbx_filter_opts *o, struct sbx_filter_report *
 	struct sbx_filter_prepared p;
 	if (sbx_filter_prepare(&p, o, err, errlen) < 0)
 		return -1;
-	return sbx_filter_enforce(&p, report, err, errlen);
+	return sbx_filter_enforce(&p, o && o->deny_outbound, report, err, errlen);
 }
 
 static uint64_t fs_rights(int abi)

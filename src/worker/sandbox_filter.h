@@ -25,6 +25,14 @@ struct sbx_filter_opts {
 	 * cannot scope signals and abstract unix sockets (landlock ABI < 6,
 	 * before Linux 6.12, or landlock not enabled at boot). */
 	bool require_landlock_scope;
+	/* No network outside the instance ([tool.thaw] outbound = false): a
+	 * second seccomp filter refuses socket() for AF_INET and AF_INET6,
+	 * whatever the type (TCP, UDP and so DNS, SCTP, ...), and the landlock
+	 * layer (ABI 4+) handles TCP connect and bind with no port allowed, for
+	 * an IP socket that exists anyway. Both answer EACCES. AF_UNIX (the
+	 * host's socket, socketpair, asyncio's self-pipe) and netlink route
+	 * stay. For sbx_filter_apply; a prepared filter is told at enforce. */
+	bool deny_outbound;
 };
 
 /* Landlock scopes, as applied (struct sbx_filter_report.landlock_scopes). */
@@ -37,10 +45,14 @@ enum {
 struct sbx_filter_report {
 	int landlock_abi;         /* 0: this kernel has no landlock (or it is off) */
 	unsigned landlock_scopes; /* SBX_SCOPE_* */
+	bool outbound_denied;     /* deny_outbound's seccomp filter is loaded */
+	bool landlock_tcp_denied; /* ... and landlock refuses TCP connect and bind */
 	/* "seccomp on, landlock ABI 7 scope signal+abstract-unix", or
 	 * "seccomp on, landlock ABI 3 without scoping (needs ABI 6)", or
-	 * "seccomp on, no landlock" */
-	char summary[96];
+	 * "seccomp on, no landlock"; with deny_outbound, followed by
+	 * "; outbound denied (IP sockets, landlock TCP)" (or without
+	 * ", landlock TCP" below ABI 4) */
+	char summary[160];
 };
 
 /* The filter, built ahead (sbx_filter_prepare: libseccomp's work, the
@@ -48,22 +60,28 @@ struct sbx_filter_report {
  * three system calls). A spare prepares it before it is given work, so a
  * cold start pays only the enforcing. */
 struct sbx_filter_prepared {
-	struct sock_fprog prog; /* the seccomp program (malloc'ed filter) */
-	int ruleset;            /* the landlock scope ruleset, or -1 */
-	int abi;                /* this kernel's landlock ABI */
+	struct sock_fprog prog;     /* the seccomp program (malloc'ed filter) */
+	struct sock_fprog outbound; /* the second one, for deny_outbound */
+	int ruleset;                /* the landlock scope ruleset, or -1 */
+	int closed_ruleset;         /* scopes + TCP with no port (ABI 4+), or -1 */
+	int abi;                    /* this kernel's landlock ABI */
 };
+/* Both variants are prepared (o's deny_outbound is not read): the spare
+ * does not know yet whose code it will run. */
 int sbx_filter_prepare(struct sbx_filter_prepared *p, const struct sbx_filter_opts *o, char *err,
 		       size_t errlen);
-/* Enforce what p holds (then discarded, whatever happens). 0, or -1 with err. */
-int sbx_filter_enforce(struct sbx_filter_prepared *p, struct sbx_filter_report *report, char *err,
-		       size_t errlen);
+/* Enforce what p holds (then discarded, whatever happens), with the outbound
+ * rules when deny_outbound. 0, or -1 with err. */
+int sbx_filter_enforce(struct sbx_filter_prepared *p, bool deny_outbound,
+		       struct sbx_filter_report *report, char *err, size_t errlen);
 /* Free what p holds, unused. */
 void sbx_filter_discard(struct sbx_filter_prepared *p);
 
 /* Apply no_new_privs, landlock scoping (as far as the kernel's ABI goes) and
- * the seccomp filter to the calling process. o may be NULL (defaults);
- * report, when not NULL, says what was applied. 0, or -1 with err (then the
- * process may be partly restricted already and should exit). */
+ * the seccomp filter (with o->deny_outbound, its rules too) to the calling
+ * process. o may be NULL (defaults); report, when not NULL, says what was
+ * applied. 0, or -1 with err (then the process may be partly restricted
+ * already and should exit). */
 int sbx_filter_apply(const struct sbx_filter_opts *o, struct sbx_filter_report *report, char *err,
 		     size_t errlen);
 

@@ -357,6 +357,9 @@ int worker_main(int argc, char **argv)
 	json_t *tmp_limit = json_object_get(json_object_get(c.root, "limits"), "tmp_bytes");
 	if (json_is_object(sbx) && json_is_integer(tmp_limit) && !json_object_get(sbx, "tmp_bytes"))
 		json_object_set(sbx, "tmp_bytes", tmp_limit); /* the worker's tmp_mb */
+	json_t *outbound = json_object_get(c.root, "outbound");
+	if (json_is_object(sbx) && json_is_boolean(outbound) && !json_object_get(sbx, "outbound"))
+		json_object_set(sbx, "outbound", outbound); /* [tool.thaw] outbound */
 	if (sbx || sbx_started_sandboxed()) {
 		/* Before anything of the worker's runs, restored or imported. */
 		char err[512];

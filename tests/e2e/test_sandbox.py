@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from thawtest import THAW_BIN, ThawServe, require_snapshots, start_dev, write_project
+from thawtest import (THAW_BIN, ThawServe, require_snapshots, snapshots_supported, start_dev,
+                      write_project)
 
 ATTACKER = '''
 import ctypes, errno, json, os, signal, socket
@@ -107,6 +108,8 @@ class Default(WorkerEntrypoint):
 VICTIM = '''
 from workers import WorkerEntrypoint, Response
 
+MARKER = "victim-code-marker-5d1c0b"  # in its files, its bundle and its image; no one else's
+
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
         secret = getattr(self.env, "SECRET_TOKEN", None)
@@ -114,6 +117,8 @@ class Default(WorkerEntrypoint):
 '''
 
 VICTIM_SECRET = "victim-secret-value-7f3a9"
+VICTIM_MARKER = b"victim-code-marker-5d1c0b"
+OPERATOR_SECRET = "aws-key-of-the-operator"
 
 
 def deploy(host: ThawServe, project: Path):
@@ -125,7 +130,7 @@ def deploy(host: ThawServe, project: Path):
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
     root = tmp_path_factory.mktemp("sandbox")
-    h = ThawServe(root / "data", env={"OPERATOR_SECRET": "aws-key-of-the-operator"})
+    h = ThawServe(root / "data", env={"OPERATOR_SECRET": OPERATOR_SECRET})
     try:
         yield from _deployed(h.wait_ready(), root)
     finally:
@@ -268,27 +273,175 @@ def test_dangerous_system_calls_get_eperm(host, name):
     assert attack(host, "syscall", nr=nr, args=",".join(map(str, args))) == {"errno": "EPERM"}
 
 
-TOP_LEVEL = '''
-from workers import WorkerEntrypoint, Response
-open({path!r}).read()
+# The attacks above, made by a worker's top level: in thaw serve, the snapshot builder (PID 2
+# under a waiting PID 1). What it takes is kept in a global, so that an attack the sandbox failed
+# to stop would leave its loot in the image. A refusal is an OSError that ends the top level and
+# so fails the deploy; the note added names the errno (Python's message gives only its number).
+TOP_LEVEL = """
+import ctypes, errno, os, signal, socket
+from workers import WorkerEntrypoint, Response, env
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+def c_call(fn, *args):
+    ctypes.set_errno(0)
+    rc = fn(*args)
+    if rc == -1:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    return rc
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+def plant(path):
+    with open(path, "ab") as f:
+        f.write("-".join(["planted", "by", "the", "top", "level", "91c2"]).encode())
+
+ATTACKS = {
+    "read": lambda: read(env.TARGET),
+    "plant": lambda: plant(os.path.join(os.path.dirname(__file__), env.TARGET)),
+    "kill": lambda: os.kill(int(env.TARGET), signal.SIGKILL),
+    "ptrace": lambda: c_call(libc.ptrace, 16, 1, None, None),  # PTRACE_ATTACH to its PID 1
+    "mount": lambda: c_call(libc.mount, b"none", b"/tmp", b"tmpfs", 0, None),
+    "unshare": lambda: c_call(libc.unshare, 0x10000000),  # CLONE_NEWUSER
+    "raw": lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
+    "connect": lambda: socket.create_connection(("127.0.0.1", int(env.TARGET)), timeout=5),
+}
+
+# Attacks that are no error when contained: the top level checks the contained result itself
+# and raises only if it does not hold, so the deploy fails only when containment fails.
+def processes():
+    seen = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+    if seen != [int(p) for p in env.TARGET.split(",")]:
+        raise RuntimeError(f"the top level sees other processes: {seen}")
+    return seen
+
+def environment():
+    leaked = sorted(set(os.environ) - {"PATH", "HOME", "LANG", "ASAN_OPTIONS", "LSAN_OPTIONS",
+                                       "UBSAN_OPTIONS"})
+    if leaked:
+        raise RuntimeError(f"the top level was given the host's environment: {leaked}")
+    return dict(os.environ)
+
+CONTAINED = {"processes": processes, "environment": environment}
+
+if env.ATTACK in CONTAINED:
+    LOOT = CONTAINED[env.ATTACK]()
+else:
+    try:
+        LOOT = ATTACKS[env.ATTACK]()
+    except OSError as e:
+        e.add_note(f"top-level attack {env.ATTACK} refused: {errno.errorcode.get(e.errno)}")
+        raise
 
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
-        return Response("never")
-'''
+        return Response(repr(LOOT)[:200])
+"""
 
 
-def test_a_top_level_attack_fails_the_deploy(host, tmp_path):
-    token_path = host.token_file
-    project = write_project(tmp_path / "toplevel", TOP_LEVEL.format(path=str(token_path)),
-                            name="toplevel")
-    r, version = deploy(host, project)
+def files_holding(root: Path, secret: bytes):
+    """The files under root whose bytes contain secret."""
+    found = set()
+    for p in root.rglob("*"):
+        try:
+            if p.is_file() and not p.is_symlink() and secret in p.read_bytes():
+                found.add(p)
+        except OSError:
+            pass  # a file that went meanwhile (a builder's, the WAL)
+    return found
+
+
+def victim_image(host):
+    versions = host.api("GET", "/v1/workers/victim/versions").json()["versions"]
+    image = versions[0]["snapshot"]
+    if not image:
+        pytest.skip("no image of the victim (this build does not snapshot)")
+    return host.data / "blobs" / image
+
+
+# Each attack at the top level: (attack, its target, the errno it must fail with, the secret it
+# is after: bytes that no new file under DATA may hold afterwards).
+TOP_ATTACKS = {
+    "read the token": lambda h: ("read", h.token_file, "ENOENT", h.token.encode()),
+    "read DATA/thaw.db": lambda h: ("read", h.data / "thaw.db", "ENOENT", b"SQLite format 3\0"),
+    "read DATA/secrets.key": lambda h: ("read", h.data / "secrets.key", "ENOENT",
+                                        (h.data / "secrets.key").read_bytes()),
+    "read another worker's bundle": lambda h: (
+        "read", h.data / "versions" / h.victim_version / "src" / "entry.py", "ENOENT",
+        VICTIM_MARKER),
+    "read another worker's snapshot": lambda h: ("read", victim_image(h), "ENOENT",
+                                                 VICTIM_MARKER),
+    "read /proc/HOSTPID/environ": lambda h: ("read", f"/proc/{h.pid}/environ", "ENOENT",
+                                             OPERATOR_SECRET.encode()),
+    "read /etc/shadow": lambda h: ("read", "/etc/shadow", "ENOENT",
+                                   Path("/etc/shadow").read_bytes().split(b"\n")[0]),
+    "kill(-1, SIGKILL)": lambda h: ("kill", -1, "ESRCH", None),
+    "kill(hostpid, SIGKILL)": lambda h: ("kill", h.pid, "ESRCH", None),
+    "ptrace its PID 1": lambda h: ("ptrace", "", "EPERM", None),
+    "mount": lambda h: ("mount", "", "EPERM", None),
+    "unshare(CLONE_NEWUSER)": lambda h: ("unshare", "", "EPERM", None),
+    "raw socket": lambda h: ("raw", "", "EPERM", None),
+    "write into its own version directory": lambda h: (
+        # Its files are root's, bound read-only: the permission check refuses first.
+        "plant", "entry.py", "EACCES", b"planted-by-the-top-level-91c2"),
+    "connect to the control API": lambda h: ("connect", h.control_port, "ECONNREFUSED", None),
+}
+
+
+def deploy_attack(host, tmp_path, what, attack, target):
+    """Deploy the top level attacking as `what` says: (the deploy, the worker's versions, the
+    blobs the deploy added)."""
+    name = "top-" + re.sub(r"[^a-z0-9]+", "-", what.lower()).strip("-")[:40].strip("-")
+    blobs_before = {p for p in (host.data / "blobs").iterdir()}
+    project = write_project(tmp_path / name, TOP_LEVEL, name=name,
+                            vars={"ATTACK": attack, "TARGET": str(target)})
+    r, _ = deploy(host, project)
+    versions = host.api("GET", f"/v1/workers/{name}/versions").json()["versions"]
+    new_blobs = {p.name for p in (host.data / "blobs").iterdir()} - {p.name for p in blobs_before}
+    return r, versions, new_blobs
+
+
+@pytest.mark.parametrize("what", list(TOP_ATTACKS))
+def test_each_attack_at_top_level_fails_the_deploy(host, tmp_path, what):
+    attack, target, want, secret = TOP_ATTACKS[what](host)
+    holders = files_holding(host.data, secret) if secret else set()
+    r, versions, new_blobs = deploy_attack(host, tmp_path, what, attack, target)
     out = r.stdout + r.stderr
-    assert r.returncode != 0 and "FileNotFoundError" in out and str(token_path) in out, out
-    token = host.token.encode()
-    for blob in (host.data / "blobs").rglob("*"):
-        if blob.is_file():
-            assert token not in blob.read_bytes(), blob
+    # The deploy fails, and says why: the errno, in the output and in the failed version.
+    assert r.returncode != 0, out
+    assert f"top-level attack {attack} refused: {want}\n" in out, out
+    assert len(versions) == 1 and versions[0]["state"] == "failed", versions
+    assert f"top-level attack {attack} refused: {want}\n" in versions[0]["error"], versions
+    # Nothing of it is stored: no image, no blob but its bundle...
+    assert versions[0]["snapshot"] is None, versions
+    assert new_blobs <= {versions[0]["bundle"]}, new_blobs
+    # ...and no file under DATA holds what it was after but those that held it before (the
+    # database's own files hold its header: they are the database).
+    if secret:
+        gained = {p for p in files_holding(host.data, secret) - holders
+                  if not p.name.startswith("thaw.db")}
+        assert not gained, gained
+    assert host.alive()
+    v = host.worker_get("victim")
+    assert v.status == 200 and v.text == "victim " + VICTIM_SECRET[:2], v
+
+
+def test_contained_attacks_at_top_level_deploy_and_keep_nothing_of_the_host(host, tmp_path):
+    # Listing the processes and reading the environment fail nothing when contained: the top
+    # level raises if it sees more than itself (PID 2) and its waiting PID 1, or a variable of
+    # the host's, and the deploy then fails. Contained, it deploys, and its image holds none of
+    # the host's environment.
+    pids = "1,2" if snapshots_supported() else "1"  # no snapshot build: the instance's top level
+    holders = files_holding(host.data, OPERATOR_SECRET.encode())
+    for attack, target in (("processes", pids), ("environment", "")):
+        r, versions, _ = deploy_attack(host, tmp_path, attack, attack, target)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert versions[0]["state"] == "ready", versions
+        assert (versions[0]["snapshot"] is not None) == snapshots_supported(), versions
+    assert files_holding(host.data, OPERATOR_SECRET.encode()) == holders
 
 
 def test_thaw_dev_is_sandboxed_too_and_no_sandbox_is_the_control(tmp_path):

@@ -113,6 +113,9 @@ static void test_malformed_answers(void **state)
 		{"{\"ok\":true,\"project\":{\"name\":\"ok\",\"main\":\"a.py\",\"vars\":{},\"dependencies\":[],"
 		 "\"allow_entropy_at_import\":\"yes\"}}",
 		 "malformed"},
+		{"{\"ok\":true,\"project\":{\"name\":\"ok\",\"main\":\"a.py\",\"vars\":{},"
+		 "\"dependencies\":[],\"outbound\":0}}",
+		 "malformed"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
 		char err[512];
@@ -170,6 +173,13 @@ static int teardown(void **state)
 {
 	remove_tree(dir);
 	return 0;
+}
+
+static void unlink_at_dir(const char *name)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	unlink(path);
 }
 
 static struct project *read_dir(char *err, size_t errlen)
@@ -268,6 +278,79 @@ static void test_read_refusals(void **state)
 	put("pyproject.toml", "[1, 2]");
 	assert_null(read_dir(err, sizeof err));
 	assert_non_null(strstr(err, "top level must be a table"));
+}
+
+/* [tool.thaw] outbound: a boolean, false denies; thaw's own key, so a
+ * wrangler file that sets it is refused (ignoring it would leave the
+ * worker its network); an environment inherits it and may change it. */
+static void test_read_outbound(void **state)
+{
+	char err[512];
+	put("src/entry.py", "");
+	put("pyproject.toml", "{\"tool\":{\"thaw\":{\"name\":\"w\"}}}");
+	struct project *p = read_dir(err, sizeof err);
+	if (!p)
+		fail_msg("%s", err);
+	assert_false(p->outbound_denied); /* the default: outbound allowed */
+	json_t *j = project_to_json(p);
+	assert_null(json_object_get(j, "outbound"));
+	json_decref(j);
+	project_free(p);
+
+	put("pyproject.toml", "{\"tool\":{\"thaw\":{\"name\":\"w\",\"outbound\":false,"
+			      "\"env\":{\"open\":{\"outbound\":true},\"same\":{}}}}}");
+	p = read_dir(err, sizeof err);
+	if (!p)
+		fail_msg("%s", err);
+	assert_true(p->outbound_denied);
+	j = project_to_json(p);
+	assert_true(json_is_false(json_object_get(j, "outbound")));
+	struct project *q = project_from_json(j, "/x", err, sizeof err);
+	if (!q)
+		fail_msg("%s", err);
+	assert_true(q->outbound_denied);
+	json_decref(j);
+	project_free(q);
+	project_free(p);
+	p = project_read_env(dir, "open", json_as_toml, NULL, err, sizeof err);
+	if (!p)
+		fail_msg("%s", err);
+	assert_false(p->outbound_denied);
+	project_free(p);
+	p = project_read_env(dir, "same", json_as_toml, NULL, err, sizeof err);
+	if (!p)
+		fail_msg("%s", err);
+	assert_true(p->outbound_denied); /* inherited from the top level */
+	project_free(p);
+
+	const char *bad[] = {"\"no\"", "0", "1", "[]", "{}", "\"false\""};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		char text[128];
+		snprintf(text, sizeof text, "{\"tool\":{\"thaw\":{\"outbound\":%s}}}", bad[i]);
+		put("pyproject.toml", text);
+		assert_null(read_dir(err, sizeof err));
+		if (!strstr(err, "pyproject.toml [tool.thaw]: 'outbound' must be true") ||
+		    !strstr(err, "or false"))
+			fail_msg("outbound = %s: %s", bad[i], err);
+	}
+
+	unlink_at_dir("pyproject.toml");
+	put("wrangler.jsonc", "{\"name\":\"w\",\"main\":\"src/entry.py\",\"outbound\":false}");
+	assert_null(read_dir(err, sizeof err));
+	assert_non_null(strstr(err, "wrangler.jsonc: 'outbound' is thaw's own setting"));
+	assert_non_null(strstr(err, "[tool.thaw] in pyproject.toml"));
+	put("wrangler.jsonc", "{\"name\":\"w\",\"main\":\"src/entry.py\","
+			      "\"env\":{\"e\":{\"outbound\":false}}}");
+	assert_null(project_read_env(dir, "e", json_as_toml, NULL, err, sizeof err));
+	assert_non_null(strstr(err, "'outbound' is thaw's own setting"));
+	/* In pyproject.toml beside a wrangler file, it is taken. */
+	put("wrangler.jsonc", "{\"name\":\"w\",\"main\":\"src/entry.py\"}");
+	put("pyproject.toml", "{\"tool\":{\"thaw\":{\"outbound\":false}}}");
+	p = read_dir(err, sizeof err);
+	if (!p)
+		fail_msg("%s", err);
+	assert_true(p->outbound_denied);
+	project_free(p);
 }
 
 static void test_requires_python(void **state)
@@ -977,6 +1060,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_read_pyproject_over_wrangler, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_refusals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_outbound, setup, teardown),
 		cmocka_unit_test(test_requires_python),
 		cmocka_unit_test_setup_teardown(
 			test_read_notes_a_requires_python_that_excludes_the_embedded_one, setup,

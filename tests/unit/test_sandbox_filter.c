@@ -109,7 +109,7 @@ static long last;
 			child_fail(__LINE__, "%s: failed: %s", #expr, strerror(errno));            \
 	} while (0)
 
-enum { FILTERED = 1 };
+enum { FILTERED = 1, NO_OUTBOUND = 2 /* FILTERED with deny_outbound */ };
 
 /* Forks; the child applies the filter (when `filter`), runs body and exits 0
  * when every expectation held. The test fails with the child's messages
@@ -126,7 +126,8 @@ static void run_child(void (*body)(void *), void *arg, int filter)
 		failures = 0;
 		char err[256];
 		struct sbx_filter_report rep;
-		if (filter && sbx_filter_apply(NULL, &rep, err, sizeof err) < 0) {
+		struct sbx_filter_opts o = {.deny_outbound = filter == NO_OUTBOUND};
+		if (filter && sbx_filter_apply(&o, &rep, err, sizeof err) < 0) {
 			child_fail(__LINE__, "sbx_filter_apply: %s", err);
 			_exit(1);
 		}
@@ -649,6 +650,110 @@ static void snapshot_restore_calls_work(void **state)
 	run_child(restore_calls, NULL, FILTERED);
 }
 
+/* ---- no outbound network (deny_outbound) ---- */
+
+struct outbound_case {
+	uint16_t port; /* a loopback TCP listener of the parent's */
+	int tcp;       /* a TCP socket made before the filter (as one passed in would be) */
+	int udp;       /* a UDP socket of the parent's, bound on loopback */
+	uint16_t udp_port;
+};
+
+static void no_outbound(void *arg)
+{
+	const struct outbound_case *c = arg;
+	/* Every IP socket, whatever its type: EACCES from the second filter. */
+	static const int refused[][3] = {
+		{AF_INET, SOCK_STREAM, 0},
+		{AF_INET6, SOCK_STREAM, 0},
+		{AF_INET, SOCK_DGRAM, 0},
+		{AF_INET6, SOCK_DGRAM, IPPROTO_UDP},
+		{AF_INET, SOCK_STREAM, IPPROTO_SCTP},
+		{AF_INET, SOCK_SEQPACKET, 0},
+		{AF_INET, SOCK_RAW, IPPROTO_ICMP},
+	};
+	for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+		EXPECT_ERRNO(socket(refused[i][0], refused[i][1] | SOCK_CLOEXEC, refused[i][2]),
+			     EACCES);
+	EXPECT_ERRNO(tcp_connect(c->port), EACCES);
+	/* The TCP socket it had before: landlock refuses its connect and bind. */
+	if (sbx_landlock_abi() >= 4) {
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_port = htons(c->port),
+					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		EXPECT_ERRNO(connect(c->tcp, (struct sockaddr *)&a, sizeof a), EACCES);
+		a.sin_port = 0;
+		EXPECT_ERRNO(bind(c->tcp, (struct sockaddr *)&a, sizeof a), EACCES);
+	}
+	/* What stays: unix sockets (the host's, socketpair, asyncio's
+	 * self-pipe) and netlink route (getaddrinfo's address reads). */
+	int sv[2];
+	EXPECT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+	EXPECT(write(sv[0], "x", 1) == 1 && read(sv[1], (char[1]){0}, 1) == 1, "socketpair");
+	close(sv[0]);
+	close(sv[1]);
+	EXPECT_OK(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+	close((int)last);
+	EXPECT_OK(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+	close((int)last);
+	struct addrinfo hints = {.ai_flags = AI_ADDRCONFIG, .ai_socktype = SOCK_STREAM}, *res;
+	int g = getaddrinfo("127.0.0.1", "80", &hints, &res);
+	EXPECT(g == 0, "getaddrinfo: %s", gai_strerror(g));
+	if (g == 0)
+		freeaddrinfo(res);
+}
+
+static void outbound_denied_refuses_every_ip_socket_and_keeps_unix_ones(void **state)
+{
+	(void)state;
+	struct outbound_case c;
+	int lfd = tcp_listener(&c.port);
+	c.tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(c.tcp >= 0);
+	run_child(no_outbound, &c, NO_OUTBOUND);
+	/* Nothing reached the listener. */
+	fcntl(lfd, F_SETFL, O_NONBLOCK);
+	assert_int_equal(accept(lfd, NULL, NULL), -1);
+	assert_int_equal(errno, EAGAIN);
+	close(c.tcp);
+	close(lfd);
+}
+
+/* The same process without deny_outbound (the default): the listener is
+ * reached, UDP is sent. The control of the test above. */
+static void outbound_allowed(void *arg)
+{
+	const struct outbound_case *c = arg;
+	EXPECT_OK(tcp_connect(c->port));
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons(c->udp_port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	EXPECT_OK(sendto(fd, "u", 1, 0, (struct sockaddr *)&a, sizeof a));
+	close(fd);
+}
+
+static void outbound_allowed_by_default(void **state)
+{
+	(void)state;
+	struct outbound_case c = {.tcp = -1};
+	int lfd = tcp_listener(&c.port);
+	c.udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof a;
+	assert_int_equal(bind(c.udp, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(getsockname(c.udp, (struct sockaddr *)&a, &len), 0);
+	c.udp_port = ntohs(a.sin_port);
+	run_child(outbound_allowed, &c, FILTERED);
+	char b;
+	assert_int_equal(recv(c.udp, &b, 1, MSG_DONTWAIT), 1);
+	int conn = accept(lfd, NULL, NULL);
+	assert_true(conn >= 0);
+	close(conn);
+	close(c.udp);
+	close(lfd);
+}
+
 /* ---- landlock scoping ---- */
 
 static void signals(void *arg)
@@ -726,15 +831,15 @@ static void abstract_unix_sockets_outside_are_unreachable(void **state)
 	close(l);
 }
 
-static void report_names_what_was_applied(void **state)
+static struct sbx_filter_report applied(bool deny_outbound)
 {
-	(void)state;
 	int abi = sbx_landlock_abi();
 	int p[2];
 	assert_int_equal(pipe(p), 0);
 	pid_t pid = fork();
 	if (pid == 0) {
-		struct sbx_filter_opts o = {.require_landlock_scope = abi >= 6};
+		struct sbx_filter_opts o = {.require_landlock_scope = abi >= 6,
+					    .deny_outbound = deny_outbound};
 		struct sbx_filter_report rep;
 		char err[256];
 		if (sbx_filter_apply(&o, &rep, err, sizeof err) < 0)
@@ -747,11 +852,21 @@ static void report_names_what_was_applied(void **state)
 	assert_int_equal(read(p[0], &rep, sizeof rep), sizeof rep);
 	close(p[0]);
 	waitpid(pid, NULL, 0);
+	return rep;
+}
+
+static void report_names_what_was_applied(void **state)
+{
+	(void)state;
+	int abi = sbx_landlock_abi();
+	struct sbx_filter_report rep = applied(false);
 	assert_int_equal(rep.landlock_abi, abi);
+	assert_false(rep.outbound_denied);
+	assert_false(rep.landlock_tcp_denied);
+	char want[sizeof rep.summary + 64];
 	if (abi >= 6) {
 		assert_int_equal(rep.landlock_scopes,
 				 SBX_SCOPE_SIGNAL | SBX_SCOPE_ABSTRACT_UNIX_SOCKET);
-		char want[96];
 		snprintf(want, sizeof want,
 			 "seccomp on, landlock ABI %d scope signal+abstract-unix", abi);
 		assert_string_equal(rep.summary, want);
@@ -759,6 +874,14 @@ static void report_names_what_was_applied(void **state)
 		assert_int_equal(rep.landlock_scopes, 0);
 		assert_true(strncmp(rep.summary, "seccomp on, ", 12) == 0);
 	}
+
+	struct sbx_filter_report closed = applied(true);
+	assert_true(closed.outbound_denied);
+	assert_int_equal(closed.landlock_tcp_denied, abi >= 4);
+	assert_int_equal(closed.landlock_scopes, rep.landlock_scopes);
+	snprintf(want, sizeof want, "%s; outbound denied (IP sockets%s)", rep.summary,
+		 abi >= 4 ? ", landlock TCP" : "");
+	assert_string_equal(closed.summary, want);
 }
 
 /* ---- other ABIs ---- */
@@ -967,6 +1090,8 @@ int main(void)
 		cmocka_unit_test(personality_allows_only_the_query_and_per_linux),
 		cmocka_unit_test(raw_packet_and_exotic_sockets_are_refused),
 		cmocka_unit_test(tcp_to_a_loopback_listener_works),
+		cmocka_unit_test(outbound_denied_refuses_every_ip_socket_and_keeps_unix_ones),
+		cmocka_unit_test(outbound_allowed_by_default),
 		cmocka_unit_test(threads_fork_vfork_and_exec_work_and_stay_filtered),
 		cmocka_unit_test(snapshot_restore_calls_work),
 		cmocka_unit_test(signals_reach_only_the_sandbox_domain),
