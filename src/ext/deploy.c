@@ -415,8 +415,12 @@ void deploy_on_event(struct app *a, enum app_event ev, const char *detail, doubl
 		}
 		break;
 	case APP_SNAPSHOT_FAILED:
+		/* A one-line reason (a disk full: "... No space left on device")
+		 * stays on the first line, the one `thaw versions list` shows; a
+		 * traceback starts on the next. */
 		if (j)
-			job_fail(j, "the snapshot build failed:\n%s", detail ? detail : "");
+			job_fail(j, "the snapshot build failed:%s%s",
+				 detail && strchr(detail, '\n') ? "\n" : " ", detail ? detail : "");
 		else
 			log_warn("%s: rebuilding its snapshot failed: %s", sv->label, detail);
 		break;
