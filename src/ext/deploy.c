@@ -534,8 +534,9 @@ static void unpack_done(void *arg, int status, const uint8_t *out, size_t len, i
 	if (!res) {
 		/* The host's disk was full: 507, and not the bundle's fault. */
 		int no_space = 0;
-		json_t *ans = overflow ? NULL
-				       : json_loadb((const char *)out, len, JSON_DISABLE_EOF_CHECK, NULL);
+		json_t *ans = NULL;
+		if (!overflow)
+			ans = json_loadb((const char *)out, len, JSON_DISABLE_EOF_CHECK, NULL);
 		if (ans)
 			json_unpack(ans, "{s?b}", "no_space", &no_space);
 		json_decref(ans);

@@ -749,7 +749,8 @@ int pool_stopped(struct host *h, pid_t pid, int sig)
 		if (in->is_builder) {
 			/* Its build fails with the reason (a deploy waits on it). */
 			char why[96];
-			snprintf(why, sizeof why, "was stopped by signal %d (%s)", sig, strsignal(sig));
+			snprintf(why, sizeof why, "was stopped by signal %d (%s)", sig,
+				 strsignal(sig));
 			inst_lost(in, why);
 			break;
 		}
