@@ -1103,6 +1103,15 @@ static void archive_failed(struct reader *rd, const char *name)
 			name ? show(&sh, name) : "", name ? ": " : "", why ? why : "read error");
 }
 
+/* A write into the destination failed with e: note a full disk (the
+ * host's fault, not the bundle's); e is returned. */
+static int dest_error(struct reader *rd, int e)
+{
+	if (e == ENOSPC || e == EDQUOT)
+		rd->st->no_space = 1;
+	return e;
+}
+
 /* Read (and with a destination, write) one regular file's data. */
 static int read_file_data(struct reader *rd, const char *path, mode_t mode)
 {
@@ -1112,7 +1121,8 @@ static int read_file_data(struct reader *rd, const char *path, mode_t mode)
 		const char *slash = strrchr(path, '/');
 		int dirfd = slash ? open_dirs(rd->dest, path, (size_t)(slash - path)) : dup(rd->dest);
 		if (dirfd < 0) {
-			err_set(rd->err, rd->errlen, "%s: %s", show(&sh, path), strerror(errno));
+			err_set(rd->err, rd->errlen, "%s: %s", show(&sh, path),
+				strerror(dest_error(rd, errno)));
 			return -1;
 		}
 		fd = openat(dirfd, slash ? slash + 1 : path,
@@ -1120,7 +1130,8 @@ static int read_file_data(struct reader *rd, const char *path, mode_t mode)
 		int e = errno;
 		close(dirfd);
 		if (fd < 0) {
-			err_set(rd->err, rd->errlen, "%s: %s", show(&sh, path), strerror(e));
+			err_set(rd->err, rd->errlen, "%s: %s", show(&sh, path),
+				strerror(dest_error(rd, e)));
 			return -1;
 		}
 	}
@@ -1143,7 +1154,7 @@ static int read_file_data(struct reader *rd, const char *path, mode_t mode)
 		}
 		if (fd >= 0 && write_all(fd, rd->buf, (size_t)n) != 0) {
 			err_set(rd->err, rd->errlen, "%s: writing: %s", show(&sh, path),
-				strerror(errno));
+				strerror(dest_error(rd, errno)));
 			rc = -1;
 			break;
 		}
@@ -1155,7 +1166,7 @@ static int read_file_data(struct reader *rd, const char *path, mode_t mode)
 		}
 		if (close(fd) != 0 && rc == 0) {
 			err_set(rd->err, rd->errlen, "%s: writing: %s", show(&sh, path),
-				strerror(errno));
+				strerror(dest_error(rd, errno)));
 			rc = -1;
 		}
 	}
@@ -1169,7 +1180,8 @@ static int make_dir(struct reader *rd, const char *path)
 	int fd = open_dirs(rd->dest, path, strlen(path));
 	if (fd < 0) {
 		struct shown sh;
-		err_set(rd->err, rd->errlen, "%s: %s", show(&sh, path), strerror(errno));
+		err_set(rd->err, rd->errlen, "%s: %s", show(&sh, path),
+			strerror(dest_error(rd, errno)));
 		return -1;
 	}
 	int rc = fchmod(fd, 0755);

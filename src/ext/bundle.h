@@ -29,6 +29,9 @@ void bundle_limits_default(struct bundle_limits *l);
 
 struct bundle_stats {
 	uint64_t files, dirs, bytes;
+	/* bundle_read: unpacking failed for want of space where it writes
+	 * (ENOSPC, EDQUOT): the host's disk, not the bundle, is at fault. */
+	int no_space;
 };
 
 /*

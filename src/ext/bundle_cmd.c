@@ -9,6 +9,8 @@
  *     failure. Exactly one JSON line goes to stdout:
  *       {"ok":true,"files":N,"dirs":N,"bytes":N}   exit 0
  *       {"ok":false,"error":"..."}                 exit 1
+ *     with "no_space":true added when DESTDIR's file system was full
+ *     (ENOSPC, EDQUOT): the host's disk, not the bundle, is at fault.
  *     With --read-project, the unpacked project's configuration is read too
  *     (by the config reader, project.h) and the ok answer gains
  *     "project":{...} or, when it cannot be read, "project_error":"...", so
@@ -47,6 +49,8 @@ static int print_result(int ok, const struct bundle_stats *st, const char *error
 	json_t *j = ok ? json_pack("{sbsIsIsI}", "ok", 1, "files", (json_int_t)st->files, "dirs",
 				   (json_int_t)st->dirs, "bytes", (json_int_t)st->bytes)
 		       : json_pack("{sbss}", "ok", 0, "error", error);
+	if (!ok && st && st->no_space)
+		json_object_set_new(j, "no_space", json_true());
 	if (ok && project_dir) {
 		char err[2048];
 		struct project *p = project_load_env(project_dir, project_env, err, sizeof err);
@@ -157,7 +161,7 @@ int cmd_unpack_bundle(int argc, char **argv)
 	close(fd);
 	if (rc != 0) {
 		nftw(dest, remove_one, 16, FTW_DEPTH | FTW_PHYS);
-		return print_result(0, NULL, msg, NULL);
+		return print_result(0, &st, msg, NULL);
 	}
 	return print_result(1, &st, NULL, read_project ? dest : NULL);
 }

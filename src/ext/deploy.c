@@ -415,8 +415,12 @@ void deploy_on_event(struct app *a, enum app_event ev, const char *detail, doubl
 		}
 		break;
 	case APP_SNAPSHOT_FAILED:
+		/* A one-line reason (a disk full: "... No space left on device")
+		 * stays on the first line, the one `thaw versions list` shows; a
+		 * traceback starts on the next. */
 		if (j)
-			job_fail(j, "the snapshot build failed:\n%s", detail ? detail : "");
+			job_fail(j, "the snapshot build failed:%s%s",
+				 detail && strchr(detail, '\n') ? "\n" : " ", detail ? detail : "");
 		else
 			log_warn("%s: rebuilding its snapshot failed: %s", sv->label, detail);
 		break;
@@ -528,10 +532,19 @@ static void unpack_done(void *arg, int status, const uint8_t *out, size_t len, i
 	char why[1100], msg[1200];
 	json_t *res = child_answer(status, out, len, overflow, "unpacker", why, sizeof why);
 	if (!res) {
-		snprintf(msg, sizeof msg, "bundle refused: %s", why);
+		/* The host's disk was full: 507, and not the bundle's fault. */
+		int no_space = 0;
+		json_t *ans = NULL;
+		if (!overflow)
+			ans = json_loadb((const char *)out, len, JSON_DISABLE_EOF_CHECK, NULL);
+		if (ans)
+			json_unpack(ans, "{s?b}", "no_space", &no_space);
+		json_decref(ans);
+		snprintf(msg, sizeof msg, "%s: %s",
+			 no_space ? "cannot unpack the bundle" : "bundle refused", why);
 		log_warn("deploy of %s: %s", j->worker, msg);
 		/* A refused bundle is not kept (it never became a blob). */
-		job_refuse(j, 422, msg);
+		job_refuse(j, no_space ? 507 : 422, msg);
 		job_free(j);
 		return;
 	}

@@ -182,7 +182,14 @@ void host_reap(struct host *h)
 {
 	int status;
 	pid_t pid;
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+	while ((pid = waitpid(-1, &status, WNOHANG | WUNTRACED)) > 0) {
+		if (WIFSTOPPED(status)) {
+			/* A stopped instance would hold what it is given until
+			 * each request times out: the pool replaces it. A stopped
+			 * helper child is left to its caller's time limit. */
+			pool_stopped(h, pid, WSTOPSIG(status));
+			continue;
+		}
 		if (pool_reaped(h, pid, status))
 			continue;
 		struct child *c;

@@ -523,6 +523,10 @@ void pool_timeout(struct hreq *r);
 /* pid exited with status: if it is an instance, handle it and return 1;
  * else 0 (called by host_reap, child.c). instance.c */
 int pool_reaped(struct host *h, pid_t pid, int status);
+/* pid was stopped by signal sig (SIGSTOP...): if it is an instance, it takes
+ * no more work and goes (at once when it holds nothing, else when what it
+ * holds has timed out), and 1 is returned; else 0. instance.c */
+int pool_stopped(struct host *h, pid_t pid, int sig);
 /* Keep the pre-spawned blank workers topped up. instance.c */
 void pool_fill_spares(struct host *h);
 /* Start a new generation: old instances drain, the next request boots anew. */

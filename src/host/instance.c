@@ -17,7 +17,8 @@
  *             idle timer runs while it holds none.
  *   DRAINING  takes no new request; closed when its last one ends.
  *   CLOSED    off every list but h->all_instances, socket closed (EOF makes
- *             the worker exit), SIGKILL if not reaped within 2 s.
+ *             the worker exit), SIGKILL if not reaped within 2 s (at once
+ *             if it was stopped: a stopped process reads no EOF).
  *   (freed)   pool_reaped(): its pid was reaped; inst_free, deferred to the
  *             end of the loop's batch (its watch may still be in it).
  *
@@ -53,7 +54,15 @@
  *   DRAINING  its last request ends                         CLOSED     pool_detach ("drained")
  *             one of its requests timed out, holding        CLOSED     pool_timeout
  *             nothing else; holding more: SIGKILL in 1 s
- *             (its exit then makes it lost)
+ *             (its exit then makes it lost), unless it was
+ *             stopped (each request then times out itself)
+ *   SPARE,    stopped (SIGSTOP...: host_reap's WUNTRACED)   CLOSED     pool_stopped
+ *   STARTING  (a spare is replaced; a serving instance's
+ *             requests wait for another; a builder is lost:
+ *             its build fails with the reason)
+ *   READY     stopped, holding nothing                      CLOSED     pool_stopped
+ *             stopped, holding requests: they run to their  DRAINING   pool_stopped
+ *             time limit (504), the last one closes it
  *   any       lost (not CLOSED yet): its process exited     CLOSED     inst_lost
  *             (after the frames it sent before exiting are
  *             handled: inst_drain), EOF or an error on its
@@ -603,8 +612,11 @@ void inst_close(struct instance *in, const char *why)
 	buf_free(&in->in);
 	buf_free(&in->out);
 	log_debug("instance %u: closed (%s)", in->id, why);
-	/* EOF on its socket makes the worker exit; make sure it does. */
-	if (!in->reaped)
+	/* EOF on its socket makes the worker exit; make sure it does. A
+	 * stopped process reads no EOF: SIGKILL ends it, stopped or not. */
+	if (!in->reaped && in->stopped)
+		kill(in->pid, SIGKILL);
+	else if (!in->reaped)
 		loop_timer_arm(in->h->loop, &in->kill_timer, 2000);
 }
 
@@ -722,6 +734,56 @@ int pool_reaped(struct host *h, pid_t pid, int status)
 	inst_free(in);
 	if (a && a->draining && a->hooks && a->hooks->unused && pool_unused(a))
 		a->hooks->unused(a);
+	return 1;
+}
+
+int pool_stopped(struct host *h, pid_t pid, int sig)
+{
+	struct instance *in;
+	for (in = h->all_instances; in; in = in->all_next)
+		if (in->pid == pid)
+			break;
+	if (!in || in->reaped)
+		return 0;
+	if (in->stopped)
+		return 1;
+	in->stopped = 1;
+	struct app *a = in->app;
+	log_warn("instance %u (pid %d) was stopped by signal %d (%s): it takes no more requests%s",
+		 in->id, (int)in->pid, sig, strsignal(sig),
+		 in->inflight ? " and is killed once those it holds have timed out" : "");
+	switch (in->state) {
+	case INST_CLOSED:
+		kill(in->pid, SIGKILL); /* closed but not gone: EOF does not wake it */
+		break;
+	case INST_SPARE:
+		inst_close(in, "stopped");
+		pool_fill_spares(h);
+		break;
+	case INST_STARTING:
+		if (in->is_builder) {
+			/* Its build fails with the reason (a deploy waits on it). */
+			char why[96];
+			snprintf(why, sizeof why, "was stopped by signal %d (%s)", sig,
+				 strsignal(sig));
+			inst_lost(in, why);
+			break;
+		}
+		/* Not lost: nothing is wrong with its code or image. Its
+		 * requests wait for another instance. */
+		inst_close(in, "stopped while starting");
+		pool_dispatch(a);
+		break;
+	case INST_READY:
+	case INST_DRAINING:
+		/* What it holds runs to its time limit (pool_timeout): a stopped
+		 * process burns no CPU, and a SIGCONT may still let it answer. */
+		in->state = INST_DRAINING;
+		if (in->inflight == 0)
+			inst_close(in, "stopped");
+		pool_dispatch(a);
+		break;
+	}
 	return 1;
 }
 

@@ -428,7 +428,7 @@ void pool_timeout(struct hreq *r)
 	if (in->state != INST_CLOSED) {
 		if (in->inflight == 0)
 			inst_close(in, "timed out");
-		else
+		else if (!in->stopped) /* stopped: burns nothing, the others time out too */
 			loop_timer_arm(in->h->loop, &in->kill_timer, 1000);
 	}
 	front_fail(r, 504, "The worker did not answer within the time limit.\n");

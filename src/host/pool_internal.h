@@ -90,6 +90,7 @@ struct instance {
 	struct instance *all_next, *all_prev; /* host's list of every process */
 	int reaped;
 	uint64_t evict_bytes; /* evicted: its memory, counted as gone until its reap (capacity.c) */
+	int stopped; /* reported stopped (SIGSTOP...): takes no work, killed when closed */
 	struct inst_limits *limits; /* its cgroup and CPU sampling (limits.c); NULL: none */
 };
 
@@ -121,7 +122,8 @@ char *inst_out_dir(struct instance *in);
  * else boots. Linked on a's live list, counted in nstarting. */
 struct instance *inst_spawn(struct app *a);
 /* Stop giving it work and let the process go: leaves every list, closes
- * its socket (EOF makes the worker exit), SIGKILL in 2 s if not reaped.
+ * its socket (EOF makes the worker exit), SIGKILL in 2 s if not reaped
+ * (at once if it was stopped: EOF does not wake it).
  * Its requests must have been detached already. Idempotent. */
 void inst_close(struct instance *in, const char *why);
 /* The instance is gone or must go now (crashed, killed, broke the

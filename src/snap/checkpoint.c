@@ -52,6 +52,7 @@ struct scratch {
 	uint32_t strings_len;
 	uint64_t *pm;
 	char err[256];
+	int write_errno; /* why writing the image failed (ENOSPC: the disk is full) */
 };
 
 
@@ -185,7 +186,8 @@ static int full_read(int fd, char *buf, size_t max, size_t *len)
 	return 0;
 }
 
-static int full_write(int fd, const void *p, size_t len)
+/* 0, or the negative errno of the write that failed. */
+static long full_write(int fd, const void *p, size_t len)
 {
 	const char *c = p;
 	while (len) {
@@ -193,7 +195,7 @@ static int full_write(int fd, const void *p, size_t len)
 		if (r == -EINTR)
 			continue;
 		if (r <= 0)
-			return -1;
+			return r < 0 ? r : -EIO;
 		c += r;
 		len -= (size_t)r;
 	}
@@ -630,8 +632,17 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 	}
 	th = snap_hash(0, tcopy, tl);
 	hdr.table_hash = th;
-	if (SYS3(SYS_lseek, fd, (long)hdr.table_off, SEEK_SET) < 0 || full_write(fd, tcopy, tl) < 0) {
-		why = "cannot write the snapshot";
+	/* A failed write keeps its errno in scratch, and the success path
+	 * stores nothing: the stack is one of the runs, and nothing in it may
+	 * change between that run's write and its hash below (a call made
+	 * between them, or a counter kept in memory, did: "data checksum
+	 * mismatch" at adoption). */
+	long wr = SYS3(SYS_lseek, fd, (long)hdr.table_off, SEEK_SET);
+	if (wr >= 0)
+		wr = full_write(fd, tcopy, tl);
+	if (wr < 0) {
+		s->write_errno = (int)-wr;
+		why = "cannot write the image";
 		goto refuse;
 	}
 	/* Data: straight from memory, in run order. */
@@ -639,9 +650,12 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 	for (uint32_t i = 0; i < s->nruns; i++) {
 		const struct snap_run *u = &s->runs[i];
 		size_t n = u->npages * SNAP_PAGE;
-		if (SYS3(SYS_lseek, fd, (long)u->data_off, SEEK_SET) < 0 ||
-		    full_write(fd, (const void *)u->start, n) < 0) {
-			why = "cannot write the snapshot (disk full?)";
+		long r = SYS3(SYS_lseek, fd, (long)u->data_off, SEEK_SET);
+		if (r >= 0)
+			r = full_write(fd, (const void *)u->start, n);
+		if (r < 0) {
+			s->write_errno = (int)-r;
+			why = "cannot write the image";
 			goto refuse;
 		}
 		dh = snap_data_hash(dh, (const void *)u->start, n);
@@ -649,9 +663,16 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 	hdr.data_hash = dh;
 	hdr.header_hash = 0;
 	hdr.header_hash = snap_hash(0, &hdr, sizeof hdr);
-	if (SYS4(SYS_pwrite64, fd, &hdr, sizeof hdr, 0) != (long)sizeof hdr ||
-	    SYS2(SYS_ftruncate, fd, (long)hdr.file_size) < 0 || SYS1(SYS_fsync, fd) < 0) {
-		why = "cannot write the snapshot";
+	wr = SYS4(SYS_pwrite64, fd, &hdr, sizeof hdr, 0);
+	if (wr >= 0 && wr != (long)sizeof hdr)
+		wr = -EIO; /* a short write of one page's header */
+	if (wr >= 0)
+		wr = SYS2(SYS_ftruncate, fd, (long)hdr.file_size);
+	if (wr >= 0)
+		wr = SYS1(SYS_fsync, fd);
+	if (wr < 0) {
+		s->write_errno = (int)-wr;
+		why = "cannot write the image";
 		goto refuse;
 	}
 	/* ---- the image is complete: libc again ---- */
@@ -681,6 +702,8 @@ refuse:
 	if (too_big)
 		err_set(err, errlen, "the image would be %llu bytes, over the maximum of %llu",
 		     (unsigned long long)hdr.file_size, (unsigned long long)max_bytes);
+	else if (s->write_errno)
+		err_set(err, errlen, "%s: %s", s->err, strerror(s->write_errno));
 	else
 		err_set(err, errlen, "%s", s->err);
 	munmap(scr, SCRATCH_SIZE);
