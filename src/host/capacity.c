@@ -176,8 +176,13 @@ static void wait_unlink(struct host_capacity *c, struct app *a)
 void capacity_unwait(struct app *a)
 {
 	struct host_capacity *c = a->h->capacity;
-	if (c && a->room_waiting)
-		wait_unlink(c, a);
+	if (!c || !a->room_waiting)
+		return;
+	int head = c->waiters == a;
+	wait_unlink(c, a);
+	/* Those behind it waited for it alone, maybe with room there for them. */
+	if (head)
+		capacity_kick(a->h);
 }
 
 void capacity_wait(struct app *a)
@@ -260,7 +265,7 @@ static void wait_tick_fn(struct loop *l, struct loop_timer *t)
 	for (struct app *a = c->waiters, *next; a; a = next) {
 		next = a->room_next;
 		if (!a->pending_head) {
-			wait_unlink(c, a);
+			capacity_unwait(a);
 			continue;
 		}
 		if (a->nlive)
@@ -278,7 +283,7 @@ static void wait_tick_fn(struct loop *l, struct loop_timer *t)
 				 (double)h->lim.max_memory / (1 << 20));
 		}
 		if (!a->pending_head)
-			wait_unlink(c, a);
+			capacity_unwait(a);
 	}
 	if (c->waiters)
 		loop_timer_arm(l, t, WAIT_TICK_MS);
