@@ -10,8 +10,11 @@
  * request) are evicted, least recently used first whatever their worker,
  * until there is room. When nothing idle is left the app waits: apps wait
  * in one FIFO, and as room comes (an instance leaves its app's list, goes
- * idle, or is reaped) they are dispatched in order, each evicting what it
- * needs; an app behind another never overtakes it. The requests of a waiting
+ * idle, or is reaped; and every 50 ms while any waits, for memory a busy
+ * instance gives back) they are dispatched in order, each evicting what it
+ * needs; an app behind another never overtakes it. An app leaves the FIFO
+ * as soon as it needs no more room (nothing pending, or what it has
+ * starting takes what waits): a head that no longer asks holds no one up. The requests of a waiting
  * app that has no instance at all are answered 503 with Retry-After once
  * they have waited --queue-timeout: the host refuses work it cannot take
  * rather than letting memory grow into the kernel's OOM killer. (An app with
@@ -176,8 +179,13 @@ static void wait_unlink(struct host_capacity *c, struct app *a)
 void capacity_unwait(struct app *a)
 {
 	struct host_capacity *c = a->h->capacity;
-	if (c && a->room_waiting)
-		wait_unlink(c, a);
+	if (!c || !a->room_waiting)
+		return;
+	int head = c->waiters == a;
+	wait_unlink(c, a);
+	/* Those behind it waited for it alone, maybe with room there for them. */
+	if (head)
+		capacity_kick(a->h);
 }
 
 void capacity_wait(struct app *a)
@@ -251,7 +259,8 @@ void capacity_reaped(struct instance *in)
 	capacity_kick(in->h);
 }
 
-/* Requests of waiting apps with no instance of their own that waited too long. */
+/* Requests of waiting apps with no instance of their own that waited too long;
+ * and room looked for again (the waiters kicked). */
 static void wait_tick_fn(struct loop *l, struct loop_timer *t)
 {
 	struct host_capacity *c = t->arg;
@@ -260,7 +269,7 @@ static void wait_tick_fn(struct loop *l, struct loop_timer *t)
 	for (struct app *a = c->waiters, *next; a; a = next) {
 		next = a->room_next;
 		if (!a->pending_head) {
-			wait_unlink(c, a);
+			capacity_unwait(a);
 			continue;
 		}
 		if (a->nlive)
@@ -278,10 +287,13 @@ static void wait_tick_fn(struct loop *l, struct loop_timer *t)
 				 (double)h->lim.max_memory / (1 << 20));
 		}
 		if (!a->pending_head)
-			wait_unlink(c, a);
+			capacity_unwait(a);
 	}
-	if (c->waiters)
+	if (c->waiters) {
+		/* Room also comes without an event: a busy instance gives memory back. */
+		capacity_kick(h);
 		loop_timer_arm(l, t, WAIT_TICK_MS);
+	}
 }
 
 /* Once a second: the page cache's share, and instances grown past the limit. */

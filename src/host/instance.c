@@ -44,6 +44,8 @@
  *             is armed (on_ready always; pool_detach only
  *             when nothing is pending)
  *             idle timer, holding nothing                   CLOSED     idle_timer_fn
+ *             holding nothing, evicted for room on the      CLOSED     capacity.c: evict
+ *             host (least recently used first)                         (capacity_admit, tick)
  *             reload / its generation's build failed:       CLOSED     pool_reload,
  *             holding nothing                                          snapshot_build_failed
  *             ... holding requests                          DRAINING   (same)

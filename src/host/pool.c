@@ -328,6 +328,10 @@ void pool_dispatch(struct app *a)
 			inst_spawn(a);
 		else
 			capacity_wait(a);
+	} else {
+		/* What it has (starting) takes what waits, or it is at its share:
+		 * it needs no room on the host, and must not hold up those behind. */
+		capacity_unwait(a);
 	}
 }
 
@@ -357,6 +361,8 @@ void pool_forget(struct hreq *r)
 {
 	if (r->pending) {
 		pending_remove(r->app, r);
+		if (r->app->room_waiting)
+			capacity_kick(r->h); /* it may need no room now (pool_dispatch says) */
 		return;
 	}
 	struct instance *in = r->inst;
@@ -408,6 +414,8 @@ void pool_timeout(struct hreq *r)
 	struct instance *in = r->inst;
 	if (r->pending) {
 		pending_remove(r->app, r);
+		if (r->app->room_waiting)
+			capacity_kick(r->h); /* it may need no room now (pool_dispatch says) */
 		r->start_desc = "boot";
 		r->t_assigned = now_ns();
 		front_fail(r, 504, "The worker did not start within the time limit.\n");

@@ -14,6 +14,8 @@ share"), end to end against `thaw serve` with several workers:
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import time
 
 import pytest
@@ -125,7 +127,7 @@ def test_with_nothing_idle_a_cold_start_waits_then_gets_503_with_retry_after(tmp
         assert r.headers.get("Retry-After") == "1", r.headers
         assert "at capacity" in r.text, r.text
         assert waited >= 0.9, f"answered after {waited:.2f} s, before --queue-timeout"
-        assert "refused (503): no room on the host" in host.output()
+        host.wait_for(r"refused \(503\): no room on the host")  # (read from its pipe)
         gate.go()
         assert held.join().status == 200
         # Room again (the busy one is idle, so it can be evicted): served.
@@ -240,5 +242,200 @@ def test_each_worker_weighs_the_same_for_cpu_whatever_its_instances(tmp_path):
         pids = {b.join().json()["pid"] for b in held}
         assert len(pids) == 2, pids
         assert [cpu_weight(p) for p in sorted(pids)] == [50, 50]
+    finally:
+        host.stop()
+
+
+SLOW_START = """
+import json
+import socket
+
+from workers import Response, WorkerEntrypoint, register_after_restore
+
+import _thaw_runtime
+
+
+@register_after_restore
+def wait_for_the_test():
+    # Held while the test says so: this instance stays STARTING.
+    s = socket.create_connection(("127.0.0.1", PORT))
+    s.recv(1)
+    s.close()
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        return Response(json.dumps({"pid": _thaw_runtime.host_pid()}))
+"""
+
+STREAMING = """
+import asyncio
+import json
+import urllib.parse
+
+from workers import Response, WorkerEntrypoint
+
+
+async def held(port):
+    yield b"head sent; "
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await reader.read(1)
+    writer.close()
+    yield b"done"
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(request.url).query))
+        if "gate" in q:
+            return Response(held(int(q["gate"])))
+        return Response("ok")
+"""
+
+
+class Switch:
+    """A socket the test's after_restore hook connects to: answered at once while open,
+    held while closed (until opened again)."""
+
+    def __init__(self):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.lock = threading.Lock()
+        self.holding = False
+        self.held = []
+        self.nheld = threading.Semaphore(0)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with self.lock:
+                if self.holding:
+                    self.held.append(conn)
+                    self.nheld.release()
+                    continue
+            conn.sendall(b"g")
+            conn.close()
+
+    def hold(self):
+        with self.lock:
+            self.holding = True
+
+    def release(self):
+        with self.lock:
+            self.holding = False
+            held, self.held = self.held, []
+        for c in held:
+            c.sendall(b"g")
+            c.close()
+
+
+@pytest.mark.skipif(not snapshots_supported(), reason="after_restore hooks need snapshots")
+def test_a_waiting_app_that_no_longer_needs_room_does_not_block_the_apps_behind_it(tmp_path):
+    # slow waits first in line for a second instance while its first one is still starting;
+    # then its pending requests drop to what that one will take (one timed out): it needs no
+    # room any more. Room comes (busy's instance goes idle): other, behind it, gets it.
+    switch = Switch()
+    host = serve(tmp_path, "--max-instances", "2", "--concurrency", "1", "--timeout", "4",
+                 "--queue-timeout", "2")
+    try:
+        deploy(host, write_project(tmp_path / "slow", SLOW_START.replace("PORT", str(switch.port)),
+                                   name="slow"))
+        deploy(host, write_project(tmp_path / "busy", STREAMING, name="busy"))
+        deploy(host, worker(tmp_path, "other"))  # evicts slow's instance: the LRU idle one
+        gate = Gate()
+        streaming = Background(host, f"/?gate={gate.port}", headers={"Host": "busy.localhost"})
+        assert gate.wait_started(30), host.output()
+        switch.hold()
+        first = Background(host, "/", headers={"Host": "slow.localhost"})  # evicts other's
+        assert switch.nheld.acquire(timeout=30), host.output()  # slow's instance is starting
+        time.sleep(2)
+        mark = host.mark()
+        second = Background(host, "/", headers={"Host": "slow.localhost"})
+        host.wait_for(r"slow\S* waits for room on the host", start=mark)
+        assert first.join().status == 504  # now slow's starting instance can take what waits
+        mark = host.mark()
+        waiting = Background(host, "/", headers={"Host": "other.localhost"})
+        host.wait_for(r"other\S* waits for room on the host", start=mark)
+        gate.go()  # busy's instance is idle: room for other
+        assert streaming.join().status == 200
+        r = waiting.join()
+        assert r.status == 200, (r, host.output_since(mark))
+        second.join()
+    finally:
+        switch.release()
+        host.stop()
+
+
+BIG = """
+import asyncio
+import json
+import urllib.parse
+
+from workers import Response, WorkerEntrypoint
+
+import _thaw_runtime
+
+
+async def gate(port):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await reader.read(1)
+    writer.close()
+
+
+async def held(mb, first, second):
+    block = bytearray(mb << 20)
+    block[::4096] = b"\\x01" * len(range(0, len(block), 4096))
+    yield b"holding; "
+    await gate(first)
+    del block
+    yield b"freed; "
+    await gate(second)
+    yield b"done"
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(request.url).query))
+        if "mb" in q:
+            return Response(held(int(q["mb"]), int(q["g1"]), int(q["g2"])))
+        return Response(json.dumps({"pid": _thaw_runtime.host_pid()}))
+"""
+
+
+def test_memory_freed_by_a_busy_instance_is_room_for_a_waiting_cold_start(tmp_path):
+    # No instance goes idle or away: the memory a busy one gives back is room all the same.
+    if not snapshots_supported():
+        pytest.skip("sanitizer build: ASan's shadow memory makes an instance several times "
+                    "larger, and the figures below are for the release build")
+    if not os.path.isdir("/sys/fs/cgroup/memory") and not os.path.exists(
+            "/sys/fs/cgroup/memory.max"):
+        pytest.skip("no memory cgroup on this machine")
+    host = serve(tmp_path, "--max-memory", "300", "--queue-timeout", "5", "--max-limit",
+                 "memory_mb=512")
+    try:
+        deploy(host, worker(tmp_path, "other"))
+        big = write_project(tmp_path / "big", BIG, name="big")
+        with open(big / "pyproject.toml", "a") as f:
+            f.write("\n[tool.thaw.limits]\nmemory_mb = 400\n")
+        deploy(host, big)
+        p_other = pid_of(host, "other")
+        g1, g2 = Gate(), Gate()
+        streaming = Background(host, f"/?mb=290&g1={g1.port}&g2={g2.port}",
+                               headers={"Host": "big.localhost"})
+        assert g1.wait_started(30), host.output()
+        wait_until(lambda: gone(p_other), what="other's idle instance to be evicted")
+        mark = host.mark()
+        waiting = Background(host, "/", headers={"Host": "other.localhost"})
+        host.wait_for(r"other\S* waits for room on the host", start=mark)
+        g1.go()  # big gives its 290 MiB back, and stays busy
+        r = waiting.join()
+        assert r.status == 200, (r, host.output_since(mark))
+        assert g2.wait_started(30)
+        g2.go()
+        assert streaming.join().status == 200
     finally:
         host.stop()
