@@ -26,7 +26,8 @@
  * instances and reclaimable, sampled from memory.stat every second. That
  * leaves anonymous memory, tmpfs (/tmp) and kernel memory: what instances
  * cost. Without a memory cgroup it is the sum of the instances' private
- * resident pages (/proc/PID/statm), taken at most every 200 ms. A new
+ * resident pages (/proc/PID/statm), taken at most every 200 ms. (An
+ * admission that finds no room samples the page cache again first.) A new
  * instance is reckoned to need the host's average per process (at least
  * 8 MiB). An evicted instance's memory (read when it is evicted) counts as
  * gone from then until its reap. Instances growing past --max-memory on
@@ -34,7 +35,8 @@
  * instance group is limited to --max-memory plus an eighth (past that the
  * OOM killer picks inside it, never the host).
  *
- * DEFAULTS: --max-memory 3/4 of the machine's RAM; --max-instances 1000;
+ * DEFAULTS: --max-memory 3/4 of the machine's RAM (or of the host's own
+ * memory cgroup limit, when that is lower); --max-instances 1000;
  * --max-instances-per-worker 4; --queue-timeout 2 s.
  *
  * BLOCKING: small cgroupfs and /proc reads (one per admission, memory.stat
@@ -125,9 +127,17 @@ static int short_of(struct host_capacity *c, const struct app *a)
 	if (c->h->ninstances >= lim->max_instances)
 		return EVICT_INSTANCES;
 	uint64_t used = memory_used(c);
-	if (used + need_of(c, a, used) > lim->max_memory)
-		return EVICT_MEMORY;
-	return -1;
+	if (used + need_of(c, a, used) <= lim->max_memory)
+		return -1;
+	/* Short by the page cache sampled up to a second ago? An image restored
+	 * meanwhile is cache, not instance memory: look again before evicting. */
+	uint64_t all;
+	if (c->cg && cgroup_host_memory(c->cg, &all, &c->file_cache) == 0) {
+		used = memory_used(c);
+		if (used + need_of(c, a, used) <= lim->max_memory)
+			return -1;
+	}
+	return EVICT_MEMORY;
 }
 
 /* The idle instance used least lately, any worker's, or NULL. */
@@ -329,15 +339,19 @@ static uint64_t ram_bytes(void)
 int host_capacity_start(struct host *h, char *err, size_t errlen)
 {
 	struct host_limits *lim = &h->lim;
+	struct cgroup_host *cg = host_limits_cgroups(h);
 	if (!lim->max_memory) {
-		uint64_t ram = ram_bytes();
+		/* 3/4 of what the host may use: the machine's RAM, or less when
+		 * its own group (a container, a systemd MemoryMax=) is limited. */
+		uint64_t ram = ram_bytes(), own;
+		if (cg && cgroup_host_own_memory_limit(cg, &own) == 0 && (!ram || own < ram))
+			ram = own;
 		lim->max_memory = ram ? ram / 4 * 3 : 4ull << 30;
 	}
 	if (lim->max_instances_per_worker > lim->max_instances)
 		lim->max_instances_per_worker = lim->max_instances;
 	struct host_capacity *c = xcalloc(1, sizeof *c);
 	c->h = h;
-	struct cgroup_host *cg = host_limits_cgroups(h);
 	uint64_t used;
 	if (cg && cgroup_host_memory(cg, &used, &c->file_cache) == 0)
 		c->cg = cg;

@@ -753,6 +753,36 @@ int cgroup_memory(const struct cgroup *g, uint64_t *used)
 	return 0;
 }
 
+int cgroup_host_own_memory_limit(const struct cgroup_host *ch, uint64_t *bytes)
+{
+	const char *dir = ch ? ch->parent[CGROUP_MEMORY] : NULL;
+	const char *slash = dir ? strrchr(dir, '/') : NULL;
+	if (!slash || slash == dir)
+		return -1;
+	char own[PATH_MAX], buf[64];
+	snprintf(own, sizeof own, "%.*s", (int)(slash - dir), dir);
+	if (get_file(own, cgroup_ctl_file(ch, CGROUP_MEMORY), buf, sizeof buf) <= 0)
+		return -1; /* the root group has no limit file */
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(buf, &end, 10);
+	if (errno || end == buf || v >= (1ull << 60)) /* "max", or v1's "none" (~2^63) */
+		return -1;
+	*bytes = v;
+	return 0;
+}
+
+int cgroup_host_set_weight(struct cgroup_host *ch, unsigned weight)
+{
+	const char *dir = ch ? ch->parent[CGROUP_WEIGHT] : NULL;
+	if (!dir)
+		return -1;
+	struct cgroup g = {.ch = ch, .cpu_fd = -1};
+	g.dir[CGROUP_WEIGHT] = (char *)dir;
+	char err[16];
+	return cgroup_set_weight(&g, weight, err, sizeof err);
+}
+
 int cgroup_host_limit_memory(struct cgroup_host *ch, uint64_t bytes, char *err, size_t errlen)
 {
 	const char *dir = ch ? ch->parent[CGROUP_MEMORY] : NULL;

@@ -127,6 +127,13 @@ uint64_t cgroup_oom_kills(const struct cgroup *g);
 int cgroup_host_memory(const struct cgroup_host *ch, uint64_t *used, uint64_t *file_cache);
 /* One group's memory less its page cache of files. 0, or -1. */
 int cgroup_memory(const struct cgroup *g, uint64_t *used);
+/* The memory limit of the host's own group (the parent of its instance
+ * groups: a container's, a systemd service's MemoryMax=). 0, or -1 when
+ * there is none (or no memory controller). */
+int cgroup_host_own_memory_limit(const struct cgroup_host *ch, uint64_t *bytes);
+/* The CPU weight of the host's instance groups together (cgroup_set_weight's
+ * scale). 0, or -1 (no cpu controller, or not writable). */
+int cgroup_host_set_weight(struct cgroup_host *ch, unsigned weight);
 /* Limit the host's instance groups together (the kernel's backstop: past it
  * the OOM killer picks inside them, never the host). 0, or -1 with err. */
 int cgroup_host_limit_memory(struct cgroup_host *ch, uint64_t bytes, char *err, size_t errlen);

@@ -176,6 +176,12 @@ int host_limits_start(struct host *h, char *err, size_t errlen)
 	h->limits_state = s;
 	char why[1024], how[768];
 	s->cg = cgroup_host_open(why, sizeof why);
+	/* All instances together weigh as one process per CPU against the
+	 * host's own processes: as much as they did before they had a group,
+	 * while the host's loop keeps a fair part of a contended machine. */
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	if (s->cg)
+		cgroup_host_set_weight(s->cg, (unsigned)(100 * (ncpu > 0 && ncpu < 100 ? ncpu : 1)));
 	describe(h, how, sizeof how);
 	if (s->cg)
 		log_info("limits: %s (%s)", how, s->cg->what);

@@ -271,22 +271,25 @@ static int worker_may_grow(const struct app *a)
 	return n < cap;
 }
 
-/* Does the deploy check of a's version wait (thaw serve's probe)? It is the
- * operator's, as the snapshot build before it: a deploy to a host full of
- * busy instances validates over the host's room (by one instance, which
- * the next cold start may evict once it is idle). */
-static int deploy_check_waits(const struct app *a)
-{
-	for (const struct hreq *r = a->pending_head; r; r = r->next)
-		if (r->worker_only)
-			return 1;
-	return 0;
-}
-
 /* Does r go to an instance whatever its load (a Durable Object's call)? */
 static int unlimited(const struct hreq *r)
 {
 	return r->pin_instance || r->on_attach;
+}
+
+/* May a start an instance past the host's room? For the deploy check of
+ * its version (thaw serve's probe: the operator's, as the snapshot build
+ * before it), and, when a has no instance at all, for a call from another
+ * worker (a service binding, a Durable Object): its caller holds an
+ * instance while it waits, so on a host full of busy callers the callee
+ * could never start. One instance over, which the next cold start may
+ * evict once it is idle. */
+static int past_the_room(const struct app *a)
+{
+	for (const struct hreq *r = a->pending_head; r; r = r->next)
+		if (r->worker_only || (a->nlive == 0 && (r->depth > 0 || unlimited(r))))
+			return 1;
+	return 0;
 }
 
 void pool_dispatch(struct app *a)
@@ -324,7 +327,7 @@ void pool_dispatch(struct app *a)
 	 * the worker is under its share and the host has room (or waits). */
 	unsigned capacity = a->nstarting * a->h->lim.concurrency;
 	if (a->npending > capacity && worker_may_grow(a)) {
-		if (capacity_admit(a) || deploy_check_waits(a))
+		if (capacity_admit(a) || past_the_room(a))
 			inst_spawn(a);
 		else
 			capacity_wait(a);

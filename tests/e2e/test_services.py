@@ -208,7 +208,9 @@ def check_depth(r):
 
 def test_dev_serves_service_fetch_rpc_named_entrypoints_and_errors(tmp_path):
     auth, front = projects(tmp_path)
-    dev = start_dev(front, auth, "--max-instances", "2")
+    # One instance for the whole host: the caller holds it while it calls, and the callee still
+    # starts (a call from another worker goes past the host's room, else neither could go on).
+    dev = start_dev(front, auth, "--max-instances", "1")
     try:
         r = dev.get("/fetch")
         assert r.status == 200, r.text
