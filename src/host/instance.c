@@ -265,14 +265,85 @@ static void idle_timer_fn(struct loop *l, struct loop_timer *t)
 		inst_close(in, "idle");
 }
 
+/* --- its raw output (fds 1 and 2) --- */
+
+/* One line the worker's process wrote to fd 1 or 2 itself (os.write, a C
+ * library, a subprocess): the worker's, as its print()s are (on_log). */
+static void out_line(struct instance *in, const char *text, size_t len)
+{
+	struct app *a = in->app;
+	if (a && a->hooks && a->hooks->output) {
+		a->hooks->output(a, NULL, 0, 2, text, len);
+		return;
+	}
+	/* thaw dev (the developer's own code, to their terminal), or a spare. */
+	fprintf(stderr, "%.*s\n", (int)len, text);
+	fflush(stderr);
+}
+
+static void out_close(struct instance *in)
+{
+	if (in->ow.fd < 0)
+		return;
+	if (in->oused)
+		out_line(in, in->oline, in->oused);
+	in->oused = 0;
+	loop_del(in->h->loop, &in->ow);
+	close(in->ow.fd);
+	in->ow.fd = -1;
+}
+
+/* Read what it wrote, at most INST_OUT_BUDGET a wake-up: whole lines go out,
+ * a line past INST_LINE_MAX in pieces. EOF (every writer gone) closes it. */
+static void out_io(struct loop *l, struct loop_watch *w, uint32_t events)
+{
+	struct instance *in = w->arg;
+	size_t budget = INST_OUT_BUDGET;
+	if (!in->oline)
+		in->oline = xmalloc(INST_LINE_MAX);
+	while (budget > 0 && in->ow.fd >= 0) {
+		ssize_t n = read(in->ow.fd, in->oline + in->oused, INST_LINE_MAX - in->oused);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			out_close(in);
+			return;
+		}
+		budget -= (size_t)n < budget ? (size_t)n : budget;
+		in->oused += (size_t)n;
+		size_t start = 0;
+		for (size_t i = 0; i < in->oused; i++) {
+			if (in->oline[i] == '\n') {
+				out_line(in, in->oline + start, i - start);
+				start = i + 1;
+			}
+		}
+		if (start == 0 && in->oused == INST_LINE_MAX) {
+			out_line(in, in->oline, in->oused); /* no newline in a whole line's room */
+			start = in->oused;
+		}
+		memmove(in->oline, in->oline + start, in->oused - start);
+		in->oused -= start;
+	}
+}
+
 /* Start a blank `thaw worker`: exec'ed and linked, waiting for INIT. */
 static struct instance *proc_spawn(struct host *h)
 {
-	int sv[2];
+	int sv[2], op[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		log_error("socketpair: %s", strerror(errno));
 		return NULL;
 	}
+	if (pipe2(op, O_CLOEXEC) < 0) {
+		log_error("pipe: %s", strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+		return NULL;
+	}
+	op[1] = high_fd(op[1]);
 	/* It joins its control group itself, first thing: the migration's
 	 * wait (an RCU grace period, ~10 ms) is then its own, not this loop's. */
 	unsigned id = h->next_instance_id + 1;
@@ -281,14 +352,16 @@ static struct instance *proc_spawn(struct host *h)
 	for (int i = 0; i < ncg; i++)
 		cg_fds[i] = high_fd(cg_fds[i]);
 	char err[256];
-	pid_t pid = spawn_worker(h, sv[1], h->sandbox, cg_fds, ncg, err, sizeof err);
+	pid_t pid = spawn_worker(h, sv[1], op[1], h->sandbox, cg_fds, ncg, err, sizeof err);
 	close(sv[1]);
+	close(op[1]);
 	for (int i = 0; i < ncg; i++)
 		if (cg_fds[i] >= 0)
 			close(cg_fds[i]);
 	if (pid < 0) {
 		log_error("cannot start an instance: %s", err);
 		close(sv[0]);
+		close(op[0]);
 		if (cg) {
 			cgroup_remove(cg);
 			cgroup_free(cg);
@@ -312,6 +385,11 @@ static struct instance *proc_spawn(struct host *h)
 	in->kill_timer.fn = kill_timer_fn;
 	in->kill_timer.arg = in;
 	loop_add(h->loop, &in->w, EPOLLIN);
+	set_nonblock(op[0]);
+	in->ow.fd = op[0];
+	in->ow.fn = out_io;
+	in->ow.arg = in;
+	loop_add(h->loop, &in->ow, EPOLLIN);
 	in->all_next = h->all_instances;
 	if (h->all_instances)
 		h->all_instances->all_prev = in;
@@ -650,6 +728,10 @@ static void inst_free(struct instance *in)
 		free(in->out_dir);
 	}
 	free(in->image);
+	if (in->ow.fd >= 0) /* what it wrote last, then the pipe goes */
+		out_io(h->loop, &in->ow, EPOLLIN);
+	out_close(in);
+	free(in->oline);
 	capacity_reaped(in);
 	inst_limits_free(in);
 	inst_limits_spare_gone(in);

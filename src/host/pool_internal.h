@@ -49,6 +49,11 @@ struct instance {
 	enum inst_state state;
 	unsigned generation; /* of its app's code when it was given the app */
 	struct loop_watch w;
+	/* Its fds 1 and 2: a pipe whose lines reach the log as the worker's
+	 * (instance.c, out_io), read until EOF or its free; fd -1 when closed. */
+	struct loop_watch ow;
+	char *oline; /* a line being gathered (INST_LINE_MAX), allocated on first use */
+	size_t oused;
 	int want_out; /* EPOLLOUT registered */
 	int corked;   /* frames collect in out, written by inst_uncork (one write for several) */
 	struct buf in, out;
@@ -93,6 +98,11 @@ struct instance {
 	int stopped; /* reported stopped (SIGSTOP...): takes no work, killed when closed */
 	struct inst_limits *limits; /* its cgroup and CPU sampling (limits.c); NULL: none */
 };
+
+/* The longest line of an instance's raw output: longer ones are cut in lines
+ * of this size. And what one wake-up reads of it (then the others' turn). */
+#define INST_LINE_MAX 4096u
+#define INST_OUT_BUDGET (64u * 1024)
 
 /* Bytes queued towards an instance above which uploads pause. */
 #define INST_OUT_HIGH (1u << 20)

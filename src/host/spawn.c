@@ -54,6 +54,7 @@ struct spawn_args {
 	char *const *argv;
 	char *const *envp;
 	int sock;
+	int out;               /* onto fds 1 and 2, or -1 */
 	int roots_fd;          /* -1: none */
 	const int *cg_fds;     /* cgroup.procs files, to THAW_CGROUP_FD.. */
 	int ncg;
@@ -123,6 +124,9 @@ CHILD_CODE static int spawn_child(void *p)
 	if (pers >= 0 && !(pers & ADDR_NO_RANDOMIZE))
 		syscall(SYS_personality, (unsigned long)pers | ADDR_NO_RANDOMIZE);
 #endif
+	for (int fd = 1; a->out >= 0 && fd <= 2; fd++)
+		if ((rc = syscall(SYS_dup3, a->out, fd, 0)) < 0)
+			return child_fail(a, rc);
 	if (a->sock == THAW_WORKER_FD)
 		rc = syscall(SYS_fcntl, a->sock, F_SETFD, 0);
 	else
@@ -225,12 +229,16 @@ static pid_t clone_child(struct spawn_args *a, char *err, size_t errlen)
 	return pid;
 }
 
-static pid_t plain_spawn(int sock, char *const argv[], const int *cg_fds, int ncg, char *err,
-			 size_t errlen)
+static pid_t plain_spawn(int sock, int out, char *const argv[], const int *cg_fds, int ncg,
+			 char *err, size_t errlen)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	posix_spawn_file_actions_init(&fa);
+	if (out >= 0) {
+		posix_spawn_file_actions_adddup2(&fa, out, 1);
+		posix_spawn_file_actions_adddup2(&fa, out, 2);
+	}
 	posix_spawn_file_actions_adddup2(&fa, sock, THAW_WORKER_FD);
 	for (int i = 0; i < ncg; i++) /* it joins its control group itself */
 		posix_spawn_file_actions_adddup2(&fa, cg_fds[i], THAW_CGROUP_FD + i);
@@ -259,16 +267,16 @@ static pid_t plain_spawn(int sock, char *const argv[], const int *cg_fds, int nc
 	return pid;
 }
 
-pid_t spawn_worker(const struct host *h, int sock, int sandbox, const int *cg_fds, int ncg,
-		   char *err, size_t errlen)
+pid_t spawn_worker(const struct host *h, int sock, int out, int sandbox, const int *cg_fds,
+		   int ncg, char *err, size_t errlen)
 {
 	/* Same argv and environment for every instance: a snapshot's stack
 	 * holds them, and restores need the same stack top. */
 	char *argv[] = {(char *)self_exe(), "worker", NULL};
 	if (!sandbox)
-		return plain_spawn(sock, argv, cg_fds, ncg, err, errlen);
+		return plain_spawn(sock, out, argv, cg_fds, ncg, err, errlen);
 	struct spawn_args a = {.path = argv[0], .argv = argv, .envp = sandbox_env(), .sock = sock,
-			       .roots_fd = h->sandbox_roots_fd, .cg_fds = cg_fds, .ncg = ncg};
+			       .out = out, .roots_fd = h->sandbox_roots_fd, .cg_fds = cg_fds, .ncg = ncg};
 	return clone_child(&a, err, errlen);
 }
 
@@ -279,7 +287,7 @@ int spawn_sandbox_probe(const struct host *h, char *err, size_t errlen)
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return err_set(err, errlen, "socketpair: %s", strerror(errno));
-	pid_t pid = spawn_worker(h, sv[1], 1, NULL, 0, err, errlen);
+	pid_t pid = spawn_worker(h, sv[1], -1, 1, NULL, 0, err, errlen);
 	close(sv[1]);
 	if (pid < 0) {
 		close(sv[0]);

@@ -21,12 +21,14 @@
 /*
  * Start `self_exe() worker` with sock as fd THAW_WORKER_FD and nothing else
  * but stdio open, every signal unblocked and at its default, in a process
- * group of its own. sandbox: in new namespaces (see above). Returns the
- * pid, or -1 with err.
+ * group of its own. out: its stdout and stderr (a pipe the host reads: what
+ * worker code writes to fds 1 and 2 directly reaches the host's log as the
+ * worker's, never as the host's own lines), or -1 for the host's. sandbox:
+ * in new namespaces (see above). Returns the pid, or -1 with err.
  */
 struct host;
-pid_t spawn_worker(const struct host *h, int sock, int sandbox, const int *cg_fds, int ncg,
-		   char *err, size_t errlen);
+pid_t spawn_worker(const struct host *h, int sock, int out, int sandbox, const int *cg_fds,
+		   int ncg, char *err, size_t errlen);
 /* A sandboxed spare's roots: THAW_ROOTS_FD (proto/frame.h). */
 #define SPAWN_ROOTS_FD THAW_ROOTS_FD
 #define SPAWN_ROOTS_MAX THAW_ROOTS_MAX

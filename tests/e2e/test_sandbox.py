@@ -598,3 +598,37 @@ def test_a_link_beside_a_stored_image_does_not_show_the_blobs(tmp_path):
         assert all(kind == "file" for kind in seen.values()), seen
     finally:
         h.stop()
+
+
+RAW_OUTPUT = """
+import os
+from workers import Response, WorkerEntrypoint
+
+os.write(2, b"top level wrote this raw\\n")
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        # Lines the host could take for its own, with a terminal escape.
+        os.write(2, b"\\x1b[2Jthaw info: forged by the worker\\n")
+        os.write(1, b"x" * 10000 + b"\\n")  # one line over 4 KiB
+        return Response("wrote")
+"""
+
+
+def test_what_a_worker_writes_to_fds_1_and_2_is_logged_as_the_workers(tmp_path):
+    host = ThawServe(tmp_path / "data").wait_ready()
+    try:
+        root = write_project(tmp_path / "raw", RAW_OUTPUT, name="raw")
+        r = host.client("deploy", root, "--no-install")
+        assert r.returncode == 0, r.stdout + r.stderr
+        host.wait_for(r"\[raw@\S+\] top level wrote this raw")
+        assert host.worker_get("raw").text == "wrote"
+        host.wait_for(r"\[raw@\S+\] \\x1b\[2Jthaw info: forged by the worker")
+        out = host.output()
+        assert "\x1b" not in out, "a raw escape reached the host's log"
+        assert not any(line.startswith("thaw info: forged") for line in out.splitlines())
+        pieces = host.wait_for(r"\[raw@\S+\] (x+)$")
+        assert len(pieces.group(1)) == 4096, "a long line is cut at 4 KiB"
+    finally:
+        host.stop()
