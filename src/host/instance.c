@@ -276,7 +276,7 @@ static void out_line(struct instance *in, const char *text, size_t len)
 		a->hooks->output(a, NULL, 0, 2, text, len);
 		return;
 	}
-	/* thaw dev (the developer's own code, to their terminal), or a spare. */
+	/* A spare, or an app whose owner takes no output (not thaw serve). */
 	fprintf(stderr, "%.*s\n", (int)len, text);
 	fflush(stderr);
 }
@@ -332,12 +332,14 @@ static void out_io(struct loop *l, struct loop_watch *w, uint32_t events)
 /* Start a blank `thaw worker`: exec'ed and linked, waiting for INIT. */
 static struct instance *proc_spawn(struct host *h)
 {
-	int sv[2], op[2];
+	int sv[2], op[2] = {-1, -1};
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		log_error("socketpair: %s", strerror(errno));
 		return NULL;
 	}
-	if (pipe2(op, O_CLOEXEC) < 0) {
+	/* thaw dev: the developer's own code, writing to their terminal as it
+	 * would anywhere (stdout stays stdout). */
+	if (!h->dev && pipe2(op, O_CLOEXEC) < 0) {
 		log_error("pipe: %s", strerror(errno));
 		close(sv[0]);
 		close(sv[1]);
@@ -354,14 +356,16 @@ static struct instance *proc_spawn(struct host *h)
 	char err[256];
 	pid_t pid = spawn_worker(h, sv[1], op[1], h->sandbox, cg_fds, ncg, err, sizeof err);
 	close(sv[1]);
-	close(op[1]);
+	if (op[1] >= 0)
+		close(op[1]);
 	for (int i = 0; i < ncg; i++)
 		if (cg_fds[i] >= 0)
 			close(cg_fds[i]);
 	if (pid < 0) {
 		log_error("cannot start an instance: %s", err);
 		close(sv[0]);
-		close(op[0]);
+		if (op[0] >= 0)
+			close(op[0]);
 		if (cg) {
 			cgroup_remove(cg);
 			cgroup_free(cg);
@@ -385,11 +389,13 @@ static struct instance *proc_spawn(struct host *h)
 	in->kill_timer.fn = kill_timer_fn;
 	in->kill_timer.arg = in;
 	loop_add(h->loop, &in->w, EPOLLIN);
-	set_nonblock(op[0]);
 	in->ow.fd = op[0];
 	in->ow.fn = out_io;
 	in->ow.arg = in;
-	loop_add(h->loop, &in->ow, EPOLLIN);
+	if (op[0] >= 0) {
+		set_nonblock(op[0]);
+		loop_add(h->loop, &in->ow, EPOLLIN);
+	}
 	in->all_next = h->all_instances;
 	if (h->all_instances)
 		h->all_instances->all_prev = in;

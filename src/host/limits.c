@@ -376,10 +376,11 @@ json_t *inst_limits_init_json(const struct instance *in, int builder)
 			      (json_int_t)e->v[PROJECT_LIMIT_CPU_MS]);
 	if (!j)
 		fatal("cannot encode the instance's limits");
-	if (!builder) /* a builder writes its image, whatever the size */
-		json_object_set_new(j, "fsize_bytes",
-				    json_integer(
-					    (json_int_t)(e->v[PROJECT_LIMIT_FILE_SIZE_MB] << 20)));
+	/* A builder writes its image: any file it writes may be as large as
+	 * the largest image the host takes, and no larger (its directory is
+	 * on the host's disk). */
+	uint64_t fsize = builder ? in->h->max_snapshot_bytes : e->v[PROJECT_LIMIT_FILE_SIZE_MB] << 20;
+	json_object_set_new(j, "fsize_bytes", json_integer((json_int_t)fsize));
 	return j;
 }
 
