@@ -207,15 +207,18 @@ static struct instance *pick(struct app *a)
 	return best;
 }
 
-void pool_fail_pending(struct app *a, unsigned status, const char *body)
+unsigned pool_fail_pending(struct app *a, unsigned status, const char *body)
 {
+	unsigned n = 0;
 	while (a->pending_head) {
 		struct hreq *r = a->pending_head;
 		pending_remove(a, r);
 		r->start_desc = "boot";
 		r->t_assigned = now_ns();
 		front_fail(r, status, body);
+		n++;
 	}
+	return n;
 }
 
 /* The least loaded ready instance of the current code, full or not: for a
