@@ -238,11 +238,11 @@ bg+=($!)
 
 minutes=$(((DURATION + 59) / 60))
 say ""
-hdr=$(printf '%-4s %8s %7s %8s %8s %8s %8s %8s %6s %5s %5s %5s %5s %6s %7s %5s %5s' \
-	min requests rps warm-p50 warm-p99 cold-p99 up-p99 2xx 500 502 unexp kills lost colds RSS-MiB fds insts)
+hdr=$(printf '%-4s %8s %7s %8s %8s %8s %8s %8s %6s %5s %4s %5s %5s %5s %6s %7s %5s %5s' \
+	min requests rps warm-p50 warm-p99 cold-p99 up-p99 2xx 500 502 cut unexp kills lost colds RSS-MiB fds insts)
 say "$hdr"
 declare -a RSS FDS
-tot_req=0 tot_2xx=0 tot_500=0 tot_502=0 tot_unexp=0 tot_colds=0 tot_bad502=0
+tot_req=0 tot_2xx=0 tot_500=0 tot_502=0 tot_unexp=0 tot_colds=0 tot_bad502=0 tot_read=0
 log_start=$(lines)
 elapsed=0
 for m in $(seq "$minutes"); do
@@ -265,7 +265,7 @@ for m in $(seq "$minutes"); do
 	RSS[m]=$(host_rss_kb) FDS[m]=$(host_fds)
 	insts=$(children)
 	l1=$(lines)
-	req=0 ok=0 s500=0 s502=0 unexp=0
+	req=0 ok=0 s500=0 s502=0 unexp=0 reads=0
 	for mode in warm cold boom upload; do
 		f=$work/m$m-$mode.txt
 		grep -q "^soak $mode " "$f" || { echo "wrk $mode gave no summary:" >&2; cat "$f" >&2; unexp=$((unexp + 1)); continue; }
@@ -275,27 +275,41 @@ for m in $(seq "$minutes"); do
 		tot_bad502=$((tot_bad502 + $(kv "$f" bad502)))
 		# 500 is expected from /boom only; a 2xx there is a wrong answer (bad)
 		if [[ $mode == boom ]]; then s500=$((s500 + $(kv "$f" s500))); else unexp=$((unexp + $(kv "$f" s500))); fi
-		for k in sother bad bad502 connect read write timeout; do unexp=$((unexp + $(kv "$f" $k))); done
+		for k in sother bad bad502 connect write timeout; do unexp=$((unexp + $(kv "$f" $k))); done
+		reads=$((reads + $(kv "$f" read)))
 	done
 	kills=$(awk -v a="$ts0" -v b="$ts1" '$1 >= a && $1 < b' "$work/kills.log" | wc -l)
-	lost=$(sed -n "$((l0 + 1)),${l1}p" "$LOG" | grep -c 'thaw warn: instance [0-9]* (pid [0-9]*) ' || true)
-	colds=$(sed -n "$((l0 + 1)),${l1}p" "$LOG" | grep -c 'thaw debug: instance [0-9]*: pid [0-9]* \(restoring\|booting\)' || true)
-	# A 502 is a request on an instance that died: none in a minute without kills.
+	sed -n "$((l0 + 1)),${l1}p" "$LOG" >"$work/slice.log"
+	lost=$(grep -c 'thaw warn: instance [0-9]* (pid [0-9]*) [^:]*\($\|;\)' "$work/slice.log" || true)
+	# What the host says the instances' ends did: requests answered 502 (held,
+	# or waiting for an instance that died starting) and responses cut short.
+	h502=$(sed -n 's/.*requests it held: \([0-9]*\) answered 502.*/\1/p; s/.*: \([0-9]*\) requests waiting for it answered 502$/\1/p' \
+		"$work/slice.log" | awk '{n += $1} END {print n + 0}')
+	hcut=$(sed -n 's/.*requests it held: .*, \([0-9]*\) cut short$/\1/p' "$work/slice.log" | awk '{n += $1} END {print n + 0}')
+	colds=$(grep -c 'thaw debug: instance [0-9]*: pid [0-9]* \(restoring\|booting\)' "$work/slice.log" || true)
+	# A 502 is a request the host answered so because its instance died (the
+	# host's lines count them): no more 502s than that, none in a minute without
+	# kills. A read error is a response cut short by an instance's end (its head
+	# had gone out): no more than the host's lines count.
+	((s502 <= h502)) || unexp=$((unexp + s502 - h502))
 	if ((s502 > 0 && kills == 0)); then unexp=$((unexp + s502)); fi
+	((reads <= hcut)) || unexp=$((unexp + reads - hcut))
 	rps=$($PY -c "print(f'{$req / ($ts1 - $ts0):.0f}')")
-	say "$(printf '%-4s %8d %7s %8s %8s %8s %8s %8d %6d %5d %5d %5d %5d %6d %7d %5d %5d' \
+	say "$(printf '%-4s %8d %7s %8s %8s %8s %8s %8d %6d %5d %4d %5d %5d %5d %6d %7d %5d %5d' \
 		"$m" "$req" "$rps" "$(kv "$work/m$m-warm.txt" p50)" "$(kv "$work/m$m-warm.txt" p99)" \
 		"$(kv "$work/m$m-cold.txt" p99)" "$(kv "$work/m$m-upload.txt" p99)" \
-		"$ok" "$s500" "$s502" "$unexp" "$kills" "$lost" "$colds" "$((RSS[m] / 1024))" "${FDS[m]}" "$insts")"
+		"$ok" "$s500" "$s502" "$reads" "$unexp" "$kills" "$lost" "$colds" "$((RSS[m] / 1024))" "${FDS[m]}" "$insts")"
 	tot_req=$((tot_req + req)) tot_2xx=$((tot_2xx + ok)) tot_500=$((tot_500 + s500))
-	tot_502=$((tot_502 + s502)) tot_unexp=$((tot_unexp + unexp)) tot_colds=$((tot_colds + colds))
+	tot_502=$((tot_502 + s502)) tot_read=$((tot_read + reads)) tot_unexp=$((tot_unexp + unexp)) tot_colds=$((tot_colds + colds))
 	kill -0 "$host_pid" 2>/dev/null || { say "the host (pid $host_pid) is gone"; break; }
 done
 for p in "${bg[@]}"; do kill "$p" 2>/dev/null || true; done
 wait "${bg[@]}" 2>/dev/null || true
 bg=()
-say "(latency in ms; unexp: answers not explained, see below; lost: instances the host logged as lost;"
-say " colds: instances started (restored or booted); insts: the host's child processes at the minute's end)"
+say "(latency in ms; 502: answered so because the instance died; cut: responses cut short by an instance's"
+say " end after their head went out (wrk read errors); unexp: answers not explained, see below; lost:"
+say " instances the host logged as lost; colds: instances started (restored or booted); insts: the host's"
+say " child processes at the minute's end)"
 say ""
 
 # --- accounting ---
@@ -305,14 +319,17 @@ kill -0 "$host_pid" 2>/dev/null || { alive=0; problems+=("the host exited: $(tai
 nkills=$(wc -l <"$work/kills.log")
 say "kills: $nkills ($(awk '{print $3}' "$work/kills.log" | sort | uniq -c | awk '{printf "%s%s %s", s, $1, $2; s=", "}'))"
 # Every instance the host lost is one this script killed.
-sed -n "$((log_start + 1)),\$p" "$LOG" | sed -n 's/.*thaw warn: instance [0-9]* (pid \([0-9]*\)) \(.*\)/\1 \2/p' >"$work/lost.txt"
+sed -n "$((log_start + 1)),\$p" "$LOG" | grep -v 'requests waiting for it answered' |
+	sed -n 's/.*thaw warn: instance [0-9]* (pid \([0-9]*\)) \(.*\)/\1 \2/p' >"$work/lost.txt"
 lost_total=$(wc -l <"$work/lost.txt")
 lost_unexplained=$(awk 'NR == FNR {k[$2] = 1; next} !($1 in k)' "$work/kills.log" "$work/lost.txt")
-say "instances lost (host log): $lost_total, by reason: $(cut -d' ' -f2- "$work/lost.txt" | sort | uniq -c | awk '{$1 = $1; printf "%s%s", s, $0; s="; "}')"
+say "instances lost (host log): $lost_total, by reason: $(cut -d' ' -f2- "$work/lost.txt" | sed 's/; requests it held.*//' | sort | uniq -c | awk '{$1 = $1; printf "%s%s", s, $0; s="; "}')"
 if [[ -n $lost_unexplained ]]; then
 	problems+=("instances lost that were not killed: $(echo "$lost_unexplained" | head -5 | tr '\n' ';')")
 fi
-say "requests: $tot_req, 2xx $tot_2xx, 500 (from /boom) $tot_500, 502 (instance killed) $tot_502, unexplained $tot_unexp"
+say "requests: $tot_req, 2xx $tot_2xx, 500 (from /boom) $tot_500, 502 (instance killed) $tot_502, cut short $tot_read, unexplained $tot_unexp"
+sed -n "$((log_start + 1)),\$p" "$LOG" >"$work/slice.log"
+say "the host's lines: $(sed -n 's/.*requests it held: \([0-9]*\) answered 502.*/\1/p' "$work/slice.log" | awk '{n += $1} END {print n + 0}') requests answered 502 by instances killed while holding them, $(sed -n 's/.*: \([0-9]*\) requests waiting for it answered 502$/\1/p' "$work/slice.log" | awk '{n += $1} END {print n + 0}') waiting for one killed starting, $(sed -n 's/.*requests it held: .*, \([0-9]*\) cut short$/\1/p' "$work/slice.log" | awk '{n += $1} END {print n + 0}') responses cut short"
 ((tot_unexp == 0)) || problems+=("$tot_unexp answers unexplained (per minute above; wrk outputs in $work)")
 redeploy_n=$(wc -l <"$work/redeploys.log")
 redeploy_failed=$(grep -c FAILED "$work/redeploys.log" || true)
