@@ -119,12 +119,21 @@ void front_resp_end(struct hreq *r)
 	front_wake(r);
 }
 
-void front_resp_abort(struct hreq *r)
+int front_resp_abort(struct hreq *r, unsigned status, const char *body)
 {
+	if (!r->internal && !r->queued && !r->fail_status) {
+		/* MHD has not been given the response (the upload is still
+		 * arriving, or the head came in the read that found the end):
+		 * nothing of it went out, so the client can still be told. What
+		 * was buffered of it is freed with r. */
+		front_fail(r, status, body);
+		return 1;
+	}
 	r->resp_failed = 1;
 	if (r->internal)
 		internal_end(r);
 	front_wake(r);
+	return 0;
 }
 
 static void timeout_fn(struct loop *l, struct loop_timer *t)

@@ -492,9 +492,13 @@ void front_resp_head(struct hreq *r, unsigned status, const uint8_t *headers, si
 void front_resp_data(struct hreq *r, const uint8_t *p, size_t n);
 /* The response is complete. */
 void front_resp_end(struct hreq *r);
-/* The response broke after its head (the instance died or raised): the
- * connection is cut short. */
-void front_resp_abort(struct hreq *r);
+/* The response broke after its head (the instance died or raised). If none
+ * of it has gone out yet (MHD was not given it: its upload is still arriving,
+ * or the head came in the same read as the instance's end), r is answered
+ * status with a text body (borrowed) instead, as front_fail, and 1 is
+ * returned; else the connection is cut short, 0. An internal request is
+ * always cut short (its owner may have seen the head). */
+int front_resp_abort(struct hreq *r, unsigned status, const char *body);
 
 /* binding.c: an app's assets and bindings, made from a->cfg (after every
  * change of cfg: bindings_dispose first). 0, or -1 with err. */

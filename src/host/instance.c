@@ -82,8 +82,10 @@
  *   DRAINING, and CANCEL only on one of its call streams (binding.c).
  *   Anything else is lost.
  *
- *   Lost (inst_lost): SIGKILL; each request it held is answered 502 if no
- *   response head came yet, else its response is aborted; then, if it was a
+ *   Lost (inst_lost): SIGKILL; each request it held is answered 502 if none
+ *   of its response went to the client yet (no head came, or MHD was not
+ *   given it: front_resp_abort), else its response is cut short, and the
+ *   log line counts both; then, if it was a
  *   serving instance restoring its app's current image, the image is
  *   dropped and rebuilt (snapshot_restore_died) and requests wait for a
  *   boot; a builder of the current generation lost before SNAP_DONE ends
@@ -757,21 +759,33 @@ void inst_lost(struct instance *in, const char *why)
 	unsigned status = 502;
 	char limit[160];
 	const char *over = inst_limits_lost(in, &status, limit, sizeof limit);
-	if (in->state != INST_CLOSED) {
-		log_warn("instance %u (pid %d) %s%s", in->id, (int)in->pid, why, limit);
-		if (!in->reaped)
-			kill(in->pid, SIGKILL);
-	}
+	const char *body = over ? over
+				: "The worker instance serving this request exited before it answered.\n";
+	int was_open = in->state != INST_CLOSED;
+	if (was_open && !in->reaped)
+		kill(in->pid, SIGKILL);
+	/* Each request it held is answered, or its response cut short if some of
+	 * it went out already; the log line counts both, so that every failed
+	 * request can be traced to an instance's end. */
+	unsigned answered = 0, cut = 0;
 	while (in->streams) {
 		struct hreq *r = in->streams;
 		pool_detach(r);
-		if (!r->rx_head)
-			front_fail(r, status,
-				   over ? over
-					: "The worker instance serving this request exited before it "
-					  "answered.\n");
-		else
-			front_resp_abort(r);
+		if (!r->rx_head) {
+			front_fail(r, status, body);
+			answered++;
+		} else if (front_resp_abort(r, status, body)) {
+			answered++;
+		} else {
+			cut++;
+		}
+	}
+	if (was_open) {
+		char held[96] = "";
+		if (answered || cut)
+			snprintf(held, sizeof held, "; requests it held: %u answered %u, %u cut short",
+				 answered, status, cut);
+		log_warn("instance %u (pid %d) %s%s%s", in->id, (int)in->pid, why, limit, held);
 	}
 	inst_close(in, why);
 	if (!a)
@@ -791,8 +805,11 @@ void inst_lost(struct instance *in, const char *why)
 	if (was_starting && a->nstarting == 0) {
 		/* It died before it was ready, without saying why: do not loop
 		 * on respawning for the requests that waited on it. */
-		pool_fail_pending(a, status,
-				  over ? over : "The worker instance exited while starting.\n");
+		unsigned n = pool_fail_pending(a, status,
+					       over ? over : "The worker instance exited while starting.\n");
+		if (n)
+			log_warn("instance %u (pid %d) %s while starting: %u requests waiting for it "
+				 "answered %u", in->id, (int)in->pid, why, n, status);
 	}
 	pool_dispatch(a);
 }
@@ -1057,7 +1074,9 @@ static int on_resp_error(struct instance *in, const struct thaw_frame *f)
 		return 0;
 	pool_detach(r);
 	if (r->rx_head) {
-		front_resp_abort(r);
+		/* A response that broke after its head: a 500 if none of it went
+		 * out yet, else cut short. */
+		front_resp_abort(r, 500, "Internal Server Error\n");
 	} else if (in->h->dev) {
 		char *body = xasprintf("Error in the worker %s while handling %s %s:\n\n%.*s",
 				       app_label(a), r->method, r->uri, (int)f->len,

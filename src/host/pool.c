@@ -210,15 +210,18 @@ static struct instance *pick(struct app *a)
 	return best;
 }
 
-void pool_fail_pending(struct app *a, unsigned status, const char *body)
+unsigned pool_fail_pending(struct app *a, unsigned status, const char *body)
 {
+	unsigned n = 0;
 	while (a->pending_head) {
 		struct hreq *r = a->pending_head;
 		pending_remove(a, r);
 		r->start_desc = "boot";
 		r->t_assigned = now_ns();
 		front_fail(r, status, body);
+		n++;
 	}
+	return n;
 }
 
 unsigned pool_fail_waited(struct app *a, uint64_t t, unsigned status, const char *body,

@@ -224,8 +224,9 @@ void pool_dispatch(struct app *a);
 void pool_detach(struct hreq *r);
 /* An internal request's body: send what the credit allows, REQ_END after it. */
 void pool_internal_body(struct hreq *r);
-/* Answer every request waiting for an instance of a with status and body. */
-void pool_fail_pending(struct app *a, unsigned status, const char *body);
+/* Answer every request waiting for an instance of a with status and body;
+ * how many there were. */
+unsigned pool_fail_pending(struct app *a, unsigned status, const char *body);
 /* Answer those that arrived before t (ns) with status, body and a
  * Retry-After of retry_after seconds: how many. */
 unsigned pool_fail_waited(struct app *a, uint64_t t, unsigned status, const char *body,

@@ -1,5 +1,7 @@
 """The errors users meet: 500, 502, 504, a worker without handler, a busy port, limits."""
 
+import http.client
+import re
 import signal
 import socket
 import subprocess
@@ -251,3 +253,71 @@ def test_body_over_limit_by_chunked_upload_gives_413(project, dev):
         d.port, b"POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + big)
     assert status == 413
     assert d.get("/").status == 200
+
+
+HEAD_THEN_END = """
+import os
+from urllib.parse import urlparse
+from workers import WorkerEntrypoint, Response
+
+
+async def exits():
+    os._exit(1)
+    yield b"never"
+
+
+async def raises():
+    raise ValueError("raised-after-the-head")
+    yield b"never"
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        # The body is not read: the response head goes out while the upload goes on.
+        path = urlparse(request.url).path
+        if path == "/exit":
+            return Response(exits())
+        if path == "/raise":
+            return Response(raises())
+        return Response("ok")
+"""
+
+
+@pytest.mark.parametrize("path,status,logged", [
+    ("/exit", 502, r"instance \d+ \(pid \d+\) (exited|closed|connection)"),
+    ("/raise", 500, r"raised-after-the-head"),
+])
+def test_response_broken_during_the_upload_is_answered_at_once(project, dev, path, status, logged):
+    """The instance sent its response head and then died (or its streamed body raised) while the
+    client was still uploading: nothing of the response had gone to the client (it is given to
+    HTTP only once the upload ends), so the client gets a 502 (a 500) when its upload ends. It
+    used to get nothing: the response was marked broken, the rest of the upload waited for an
+    instance that was gone, and the connection hung until libmicrohttpd's 120 s timeout (found
+    by bench/soak)."""
+    d = dev(project(HEAD_THEN_END))
+    assert d.get("/").text == "ok"
+    mark = d.mark()
+    sock = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    try:
+        sock.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: 100000\r\n\r\n" + b"a" * 10)
+        d.wait_for(logged, start=mark)  # the head came, then the end
+        # The instance's frames come in order: once it answered this, the host has handled
+        # the end of the first (a RESP_ERROR comes after the traceback's lines).
+        assert d.get("/").text == "ok"
+        sock.sendall(b"a" * 99990)
+        resp = http.client.HTTPResponse(sock)
+        try:
+            resp.begin()
+        except (TimeoutError, socket.timeout):
+            pytest.fail("no answer 10 s after the upload ended: the connection was left hanging")
+        body = resp.read()
+        assert resp.status == status, (resp.status, body)
+        if status == 502:
+            assert body == b"The worker instance serving this request exited before it answered.\n"
+            # The host's line counts what the instance's end did to the requests it held.
+            assert re.search(r"\(pid \d+\) [^\n]*; requests it held: 1 answered 502, 0 cut short",
+                             d.output_since(mark)), d.output_since(mark)
+    finally:
+        sock.close()
+    assert d.get("/").text == "ok"
