@@ -44,6 +44,9 @@ UPLOAD_KB=${SOAK_UPLOAD_KB:-256}
 KILL_EVERY=${SOAK_KILL_EVERY:-3}
 REDEPLOY_EVERY=${SOAK_REDEPLOY_EVERY:-15}
 IDLE_TIMEOUT=${SOAK_IDLE_TIMEOUT:-1}
+# The host's room: fewer instances than workers, so that cold starts evict
+# idle instances of other workers (least recently used) all along.
+MAX_INSTANCES=${SOAK_MAX_INSTANCES:-50}
 PY=/usr/bin/python3
 OUT=bench/results
 mkdir -p "$OUT"
@@ -79,14 +82,15 @@ URL=http://127.0.0.1:$port
 CTL=http://127.0.0.1:$cport
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/token"
 "$THAW" serve --data "$work/data" --port "$port" --control "127.0.0.1:$cport" \
-	--token-file "$work/token" --path-routing --idle-timeout "$IDLE_TIMEOUT" -v >"$LOG" 2>&1 &
+	--token-file "$work/token" --path-routing --idle-timeout "$IDLE_TIMEOUT" \
+	--max-instances "$MAX_INSTANCES" -v >"$LOG" 2>&1 &
 host_pid=$!
 for _ in $(seq 100); do grep -q "Ready on" "$LOG" && break; sleep 0.1; done
 grep -q "Ready on" "$LOG" || { cat "$LOG" >&2; exit 1; }
 
 : >"$RESULT"
 say "thaw soak: $WORKERS workers (hot $HOT), ${DURATION}s, $(nproc) cores, $(uname -r), $(date -u +%FT%TZ)"
-say "  host: thaw serve --path-routing --idle-timeout $IDLE_TIMEOUT (pid $host_pid), $("$THAW" --version | head -1)"
+say "  host: thaw serve --path-routing --idle-timeout $IDLE_TIMEOUT --max-instances $MAX_INSTANCES (pid $host_pid), $("$THAW" --version | head -1)"
 say "  load: warm -c$WARM_CONNS, cold -c$COLD_CONNS every ${COLD_DELAY_MS} ms, boom -c1 every ${BOOM_DELAY_MS} ms, upload -c$UPLOAD_CONNS x ${UPLOAD_KB} KiB"
 say "  chaos: kill -9 of an instance every ${KILL_EVERY}s, a re-deploy every ${REDEPLOY_EVERY}s"
 say "  (a shared 2-core machine: other builds and tests may run beside it)"
@@ -336,6 +340,7 @@ redeploy_failed=$(grep -c FAILED "$work/redeploys.log" || true)
 say "re-deploys during the run: $redeploy_n, failed $redeploy_failed"
 ((redeploy_failed == 0)) || problems+=("$redeploy_failed re-deploys failed: $(cat "$work"/deploy-fail-* | tr '\n' ' ' | head -c 600)")
 say "cold starts (instances started) during the run: $tot_colds"
+say "evicted for room (--max-instances $MAX_INSTANCES, least recently used): $(grep -c ' evicted (idle' "$work/slice.log" || true); refused for want of room (503): $(sed -n 's/.*: \([0-9]*\) requests\{0,1\} refused (503).*/\1/p' "$work/slice.log" | awk '{n += $1} END {print n + 0}')"
 say "host warnings and errors during the run (numbers masked):"
 sed -n "$((log_start + 1)),\$p" "$LOG" | grep 'thaw \(warn\|error\)' | sed 's/^[0-9:.]* //; s/[0-9][0-9]*/N/g' |
 	sort | uniq -c | sort -rn | head -20 | sed 's/^/  /' | tee -a "$RESULT"
