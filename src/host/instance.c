@@ -351,6 +351,14 @@ static struct instance *proc_spawn(struct host *h)
 		return NULL;
 	}
 	op[1] = high_fd(op[1]);
+	if (op[0] >= 0 && op[1] < 0) {
+		/* No fd left: it would write to the host's own stdout and stderr. */
+		log_error("pipe: %s", strerror(errno));
+		close(op[0]);
+		close(sv[0]);
+		close(sv[1]);
+		return NULL;
+	}
 	/* It joins its control group itself, first thing: the migration's
 	 * wait (an RCU grace period, ~10 ms) is then its own, not this loop's. */
 	unsigned id = h->next_instance_id + 1;
