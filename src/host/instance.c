@@ -57,14 +57,17 @@
  *             one of its requests timed out, holding        CLOSED     pool_timeout
  *             nothing else; holding more: SIGKILL in 1 s
  *             (its exit then makes it lost), unless it was
- *             stopped (each request then times out itself)
+ *             stopped (each request then times out itself,
+ *             pool_stopped's kill timer ends the rest)
  *   SPARE,    stopped (SIGSTOP...: host_reap's WUNTRACED)   CLOSED     pool_stopped
  *   STARTING  (a spare is replaced; a serving instance's
  *             requests wait for another; a builder is lost:
  *             its build fails with the reason)
  *   READY     stopped, holding nothing                      CLOSED     pool_stopped
  *             stopped, holding requests: they run to their  DRAINING   pool_stopped
- *             time limit (504), the last one closes it
+ *             time limit (504), the last one closes it; it
+ *             is killed once the longest limit has passed
+ *             (a streamed response has none left: lost)
  *   any       lost (not CLOSED yet): its process exited     CLOSED     inst_lost
  *             (after the frames it sent before exiting are
  *             handled: inst_drain), EOF or an error on its
@@ -348,6 +351,14 @@ static struct instance *proc_spawn(struct host *h)
 		return NULL;
 	}
 	op[1] = high_fd(op[1]);
+	if (op[0] >= 0 && op[1] < 0) {
+		/* No fd left: it would write to the host's own stdout and stderr. */
+		log_error("pipe: %s", strerror(errno));
+		close(op[0]);
+		close(sv[0]);
+		close(sv[1]);
+		return NULL;
+	}
 	/* It joins its control group itself, first thing: the migration's
 	 * wait (an RCU grace period, ~10 ms) is then its own, not this loop's. */
 	unsigned id = h->next_instance_id + 1;
@@ -884,10 +895,22 @@ int pool_stopped(struct host *h, pid_t pid, int sig)
 	case INST_READY:
 	case INST_DRAINING:
 		/* What it holds runs to its time limit (pool_timeout): a stopped
-		 * process burns no CPU, and a SIGCONT may still let it answer. */
+		 * process burns no CPU, and a SIGCONT may still let it answer.
+		 * A request whose response head came has no time limit left
+		 * (front_resp_head): the process is killed once the longest
+		 * limit of what it holds has passed (its end then answers or
+		 * cuts short what is left), so that a stopped process never
+		 * holds a streamed response, and its memory, for ever. */
 		in->state = INST_DRAINING;
-		if (in->inflight == 0)
+		if (in->inflight == 0) {
 			inst_close(in, "stopped");
+		} else if (!in->kill_timer.slot) { /* armed: by pool_timeout, sooner */
+			double ms = h->lim.timeout_ms;
+			for (struct hreq *r = in->streams; r; r = r->next)
+				if (r->internal && r->internal_timeout_ms > ms)
+					ms = r->internal_timeout_ms;
+			loop_timer_arm(h->loop, &in->kill_timer, ms + 1000);
+		}
 		pool_dispatch(a);
 		break;
 	}

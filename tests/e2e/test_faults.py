@@ -22,6 +22,7 @@ import hashlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -41,6 +42,12 @@ ENTRY = """
             if request.url.endswith("/hold"):
                 print("hold-marker: the request is in the instance", flush=True)
                 await asyncio.sleep(60)
+            if request.url.endswith("/trickle"):
+                async def body():
+                    yield b"first\\n"
+                    await asyncio.sleep(60)
+                    yield b"never\\n"
+                return Response(body(), headers={"content-type": "text/plain"})
             return Response(f"{self.env.VERSION} {__import__('_thaw_runtime').host_pid()}")
 """
 
@@ -347,6 +354,38 @@ def test_a_stopped_instance_times_out_what_it_holds_and_is_replaced(host):
     wait_until(lambda: gone(pid, start), timeout=10, what=f"the stopped instance {pid} to go")
     version, pid3 = answer(h)
     assert pid3 != pid
+
+
+def test_a_stopped_instance_streaming_a_response_is_killed_at_the_time_limit(host):
+    # Its response's head went out, so the request has no time limit of its own left: the
+    # stopped process must still not hold it (and its memory) for ever.
+    h = host()
+    _, pid = answer(h)
+    start = proc_stat(pid)["starttime"]
+    sock = socket.create_connection(("127.0.0.1", h.port), timeout=60)
+    sock.sendall(b"GET /trickle HTTP/1.1\r\nHost: shop.localhost\r\n\r\n")
+    got = b""
+    while b"first" not in got:
+        chunk = sock.recv(65536)
+        assert chunk, got
+        got += chunk
+    assert got.startswith(b"HTTP/1.1 200"), got
+    mark = h.mark()
+    os.kill(pid, signal.SIGSTOP)
+    h.wait_for(rf"instance \d+ \(pid {pid}\) was stopped", start=mark)
+    t0 = time.monotonic()
+    try:
+        while chunk := sock.recv(65536):  # until the host ends the connection
+            got += chunk
+    except (socket.timeout, OSError):
+        pass
+    took = time.monotonic() - t0
+    sock.close()
+    assert b"never" not in got, got
+    assert took < TIMEOUT_S + 10, f"the stream was held {took:.1f} s by a stopped instance"
+    wait_until(lambda: gone(pid, start), timeout=10, what=f"the stopped instance {pid} to go")
+    version, new_pid = answer(h)
+    assert new_pid != pid
 
 
 def test_a_stopped_idle_instance_is_replaced_at_once(host):
