@@ -10,9 +10,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/util.h"
 #include "host/child.h"
 #include "host/spawn.h"
@@ -211,6 +213,25 @@ int host_loop_start(struct host *h, char *err, size_t errlen)
 				 why);
 			return -1;
 		}
+	}
+	/* Each instance holds about four of the host's fds (its socket, its
+	 * output pipe, its cgroup's CPU file, a spare's cgroup.procs): take
+	 * what the hard limit allows, and say so when --max-instances cannot
+	 * fit in it. Instances get their own limit (open_files) from INIT. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		if (rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+			getrlimit(RLIMIT_NOFILE, &rl);
+		}
+		uint64_t want = 4ull * h->lim.max_instances + 256;
+		if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+			log_warn("open files: the host may hold %llu, and %u instances want about %llu: "
+				 "raise its limit (ulimit -n, systemd LimitNOFILE=) or lower "
+				 "--max-instances",
+				 (unsigned long long)rl.rlim_cur, h->lim.max_instances,
+				 (unsigned long long)want);
 	}
 	if (host_limits_start(h, err, errlen) < 0)
 		return -1;
