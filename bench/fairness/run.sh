@@ -6,7 +6,10 @@
 # connections. Alternated ROUNDS times; the ratio flood/alone of calm's p50
 # and p99 is the bound docs/limits.md states. Not a test.
 # N probe requests per phase (default 500), ROUNDS (default 2), BURN_MS (5);
-# BINS="OLD NEW" compares binaries, alternated in each round.
+# BINS="OLD NEW" compares binaries, alternated in each round. Then the CPU
+# share: worker "solo" (the same burner, one connection: one instance) driven
+# beside the flood (four instances); with the CPU shared by worker it gets
+# about half of the contended CPU, by instance about a fifth.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${N:-500}
@@ -33,6 +36,15 @@ project calm 'from workers import Response, WorkerEntrypoint
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
         return Response("calm")'
+burner() { printf '%s\n' "import time
+from workers import Response, WorkerEntrypoint
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        end = time.process_time() + $BURN_MS / 1000
+        while time.process_time() < end:
+            pass
+        return Response('burnt')"; }
+project solo "$(burner)"
 project flood "import time
 from workers import Response, WorkerEntrypoint
 class Default(WorkerEntrypoint):
@@ -52,7 +64,7 @@ start_host() { # binary
 	port=$(sed -n 's|^Ready.*http://[^:]*:\([0-9]*\).*|\1|p' "$work/out" | head -1)
 	control=$(sed -n 's|^Control API.*http://\([^ /]*\).*|\1|p' "$work/out" | head -1)
 	[[ -n $port && -n $control ]] || { cat "$work/out" "$OUT/fairness-serve.log" >&2; exit 1; }
-	for w in calm flood; do
+	for w in calm flood solo; do
 		"$1" deploy "$work/$w" --no-install --host "http://$control" --token-file "$work/token" >/dev/null 2>&1
 	done
 	curl -sf -H "Host: calm.localhost" "http://127.0.0.1:$port/" >/dev/null
@@ -76,6 +88,15 @@ for r in $(seq "$ROUNDS"); do
 		kill -INT "$wrk_pid"; wait "$wrk_pid" 2>/dev/null || true
 		ALL[$i-flood]+="$j"$'\n'
 		printf 'round %d bin %d flood  %s   (flood: %s req/s)\n' "$r" "$i" "$j" "$(awk '/Requests\/sec/ {print $2}' "$OUT/fairness-wrk.txt")"
+		# CPU shares: solo (one connection, so one instance) burns beside the
+		# flood (four instances): its share of the contended CPU, in req/s.
+		wrk -t1 -c64 -d12s -H "Host: flood.localhost" "http://127.0.0.1:$port/" >"$OUT/fairness-wrk.txt" 2>&1 &
+		wrk_pid=$!
+		sleep 2
+		solo=$(wrk -t1 -c1 -d8s -H "Host: solo.localhost" "http://127.0.0.1:$port/" | awk '/Requests\/sec/ {print $2}')
+		wait "$wrk_pid" 2>/dev/null || true
+		ALL[$i-solo]+="$solo"$'\n'
+		printf 'round %d bin %d share  solo %s req/s beside the flood (alone it can do %d)\n' "$r" "$i" "$solo" $((1000 / BURN_MS))
 		stop_host
 	done
 done
@@ -92,4 +113,6 @@ a, f = merged(sys.argv[1]), merged(sys.argv[2])
 for k in ("p50", "p99", "max"):
     print(f"  calm {k}: alone {a[k]:7.2f} ms   under flood {f[k]:7.2f} ms   ({f[k]/a[k]:.1f}x)")
 PYEOF
+	printf '  solo beside the flood: %s req/s (median of the rounds; one instance burning %d ms a request)\n' \
+		"$(printf '%s' "${ALL[$i-solo]}" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')" "$BURN_MS"
 done
