@@ -515,6 +515,27 @@ static int allow_reparenting(int ruleset)
 	return rc;
 }
 
+/* A ruleset of attr with the rule that allows reparenting under /: its fd,
+ * or -2 with err (what names it in the message). */
+static int ruleset_made(const struct ruleset_attr *attr, const char *what, char *err,
+			size_t errlen)
+{
+	int fd = landlock_create_ruleset(attr, sizeof *attr, O_CLOEXEC);
+	if (fd < 0)
+		fd = landlock_create_ruleset(attr, sizeof *attr, 0);
+	if (fd < 0) {
+		err_set(err, errlen, "landlock_create_ruleset (%s): %s", what, strerror(errno));
+		return -2;
+	}
+	int rc = allow_reparenting(fd);
+	if (rc < 0) {
+		close(fd);
+		err_set(err, errlen, "landlock: rule for /: %s", strerror(-rc));
+		return -2;
+	}
+	return fd;
+}
+
 /* The scope ruleset (not enforced yet): its fd, -1 when the ABI has no
  * scopes, or -2 with err. */
 static int landlock_scope_ruleset(int abi, char *err, size_t errlen)
@@ -525,20 +546,7 @@ static int landlock_scope_ruleset(int abi, char *err, size_t errlen)
 		.handled_access_fs = LANDLOCK_ACCESS_FS_REFER,
 		.scoped = LANDLOCK_SCOPE_SIGNAL | LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET,
 	};
-	int fd = landlock_create_ruleset(&attr, sizeof attr, O_CLOEXEC);
-	if (fd < 0)
-		fd = landlock_create_ruleset(&attr, sizeof attr, 0);
-	if (fd < 0) {
-		err_set(err, errlen, "landlock_create_ruleset (scope): %s", strerror(errno));
-		return -2;
-	}
-	int rc = allow_reparenting(fd);
-	if (rc < 0) {
-		close(fd);
-		err_set(err, errlen, "landlock: rule for /: %s", strerror(-rc));
-		return -2;
-	}
-	return fd;
+	return ruleset_made(&attr, "scope", err, errlen);
 }
 
 /* deny_outbound's ruleset (not enforced yet): the scopes of ABI 6 plus TCP
@@ -555,20 +563,7 @@ static int landlock_closed_ruleset(int abi, char *err, size_t errlen)
 		.scoped = abi >= 6 ? LANDLOCK_SCOPE_SIGNAL | LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET
 				   : 0,
 	};
-	int fd = landlock_create_ruleset(&attr, sizeof attr, O_CLOEXEC);
-	if (fd < 0)
-		fd = landlock_create_ruleset(&attr, sizeof attr, 0);
-	if (fd < 0) {
-		err_set(err, errlen, "landlock_create_ruleset (no outbound): %s", strerror(errno));
-		return -2;
-	}
-	int rc = allow_reparenting(fd);
-	if (rc < 0) {
-		close(fd);
-		err_set(err, errlen, "landlock: rule for /: %s", strerror(-rc));
-		return -2;
-	}
-	return fd;
+	return ruleset_made(&attr, "no outbound", err, errlen);
 }
 
 int sbx_filter_prepare(struct sbx_filter_prepared *p, const struct sbx_filter_opts *o, char *err,
