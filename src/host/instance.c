@@ -298,8 +298,25 @@ static void out_close(struct instance *in)
 	in->ow.fd = -1;
 }
 
+/* Where to cut n bytes of text so that no UTF-8 sequence is split: n, or
+ * the start of a sequence that p's end leaves incomplete. */
+static size_t utf8_cut(const char *p, size_t n)
+{
+	size_t i = n, back = 0;
+	while (i > 0 && back < 3 && ((unsigned char)p[i - 1] & 0xC0) == 0x80) {
+		i--;
+		back++;
+	}
+	if (i == 0)
+		return n;
+	unsigned char lead = (unsigned char)p[i - 1];
+	size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+	return need > 1 && n - (i - 1) < need && i > 1 ? i - 1 : n;
+}
+
 /* Read what it wrote, at most INST_OUT_BUDGET a wake-up: whole lines go out,
- * a line past INST_LINE_MAX in pieces. EOF (every writer gone) closes it. */
+ * a line past INST_LINE_MAX in pieces (cut between characters). EOF (every
+ * writer gone) closes it. */
 static void out_io(struct loop *l, struct loop_watch *w, uint32_t events)
 {
 	struct instance *in = w->arg;
@@ -319,15 +336,20 @@ static void out_io(struct loop *l, struct loop_watch *w, uint32_t events)
 		budget -= (size_t)n < budget ? (size_t)n : budget;
 		in->oused += (size_t)n;
 		size_t start = 0;
-		for (size_t i = 0; i < in->oused; i++) {
+		if (in->ocut && in->oline[0] == '\n')
+			start = 1; /* the end of a line that went out cut: no empty line */
+		in->ocut = 0;
+		for (size_t i = start; i < in->oused; i++) {
 			if (in->oline[i] == '\n') {
 				out_line(in, in->oline + start, i - start);
 				start = i + 1;
 			}
 		}
 		if (start == 0 && in->oused == INST_LINE_MAX) {
-			out_line(in, in->oline, in->oused); /* no newline in a whole line's room */
-			start = in->oused;
+			/* No newline in a whole line's room. */
+			start = utf8_cut(in->oline, in->oused);
+			out_line(in, in->oline, start);
+			in->ocut = 1;
 		}
 		memmove(in->oline, in->oline + start, in->oused - start);
 		in->oused -= start;

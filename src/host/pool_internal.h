@@ -54,6 +54,7 @@ struct instance {
 	struct loop_watch ow;
 	char *oline; /* a line being gathered (INST_LINE_MAX), allocated on first use */
 	size_t oused;
+	int ocut;    /* the last line went out cut at INST_LINE_MAX: a newline next ends it */
 	int want_out; /* EPOLLOUT registered */
 	int corked;   /* frames collect in out, written by inst_uncork (one write for several) */
 	struct buf in, out;

@@ -612,6 +612,9 @@ class Default(WorkerEntrypoint):
         # Lines the host could take for its own, with a terminal escape.
         os.write(2, b"\\x1b[2Jthaw info: forged by the worker\\n")
         os.write(1, b"x" * 10000 + b"\\n")  # one line over 4 KiB
+        # A cut that would split a character moves before it; a newline just past a cut ends
+        # the line (no empty one).
+        os.write(1, b"y" * 4095 + "é".encode() + b"\\n" + b"z" * 4096 + b"\\n")
         return Response("wrote")
 """
 
@@ -630,5 +633,11 @@ def test_what_a_worker_writes_to_fds_1_and_2_is_logged_as_the_workers(tmp_path):
         assert not any(line.startswith("thaw info: forged") for line in out.splitlines())
         pieces = host.wait_for(r"\[raw@\S+\] (x+)$")
         assert len(pieces.group(1)) == 4096, "a long line is cut at 4 KiB"
+        host.wait_for(r"\[raw@\S+\] z{4096}$")
+        lines = [line.split("] ", 1)[1] for line in host.output().splitlines()
+                 if line.startswith("[raw@") and "] " in line]
+        assert "y" * 4095 in lines and "é" in lines, "a character split by the cut"
+        z = lines.index("z" * 4096)
+        assert lines[z + 1:z + 2] != [""], "an empty line after a cut"
     finally:
         host.stop()
