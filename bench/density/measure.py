@@ -6,6 +6,8 @@ Runs with Debian's /usr/bin/python3 beside the host, never as thaw.
         worker, worker by worker (KIND: first, warm, cold); JSON lines to OUT
   measure.py pss HOSTPID                       the host's children: JSON
   measure.py disk DATADIR                      bytes by kind: JSON
+  measure.py pagecache DATADIR                 page cache held by blobs: JSON
+  measure.py vmstat | meminfo                  /proc/vmstat, /proc/meminfo: JSON
   measure.py report DIR                        the results table (stdout)
 """
 import http.client
@@ -149,6 +151,26 @@ def disk(data):
                       "total_apparent": total[0], "total_allocated": total[1]}))
 
 
+def pagecache(data):
+    """Bytes of the page cache holding each kind of blob (fincore)."""
+    import subprocess
+    blobs = [os.path.join(data, "blobs", b) for b in os.listdir(os.path.join(data, "blobs"))]
+    out = {"image": 0, "working set": 0, "bundle": 0}
+    for i in range(0, len(blobs), 200):
+        r = subprocess.run(["fincore", "--bytes", "--noheadings", "--raw", "-o", "RES,SIZE,FILE"]
+                           + blobs[i:i + 200], capture_output=True, text=True, check=True)
+        for line in r.stdout.splitlines():
+            res, size, name = line.split(" ", 2)
+            kind = "working set" if name.endswith(".ws") else "image" if int(size) > 65536 else "bundle"
+            out[kind] += int(res)
+    print(json.dumps(out))
+
+
+def vmstat():
+    with open("/proc/vmstat") as f:
+        return {k: int(v) for k, v in (l.split() for l in f)}
+
+
 def load_lines(path):
     with open(path) as f:
         return [json.loads(l) for l in f if l.strip()]
@@ -216,6 +238,15 @@ def report(d):
     row("    of which starting the instance (host's)",
         ms3([r["start_ms"] for r in first if r["start_ms"] is not None]))
     row(f"  warm request right after", ms3([r["ms"] for r in warm]))
+    v0, v1 = meta["vmstat_before"], meta["vmstat_after"]
+    row("  reclaim during the first requests (pages)",
+        "scanned %d, stolen %d, file refaults %d" % tuple(
+            v1.get(k, 0) - v0.get(k, 0) for k in ("pgscan_file", "pgsteal_file",
+                                                  "workingset_refault_file")))
+    tenths = [pct([r["ms"] for r in first[i * len(first) // 10:(i + 1) * len(first) // 10]], 50)
+              for i in range(10)] if len(first) >= 10 else []
+    if tenths:
+        row("  first request p50 by tenth of the pass", " ".join(f"{x:.0f}" for x in tenths))
     row("with every instance killed, one more request each", "")
     row(f"  steady-state cold start ({len(cold)})", ms3([r["ms"] for r in cold]))
     row("    of which starting the instance (host's)",
@@ -242,6 +273,12 @@ def report(d):
     row("  host RSS (before the requests -> all alive)",
         f"{meta['host_rss_before_kb'] / 1024:.1f} -> {mem['host_rss_kb'] / 1024:.1f} MiB")
     row("  host's open files (all alive)", f"{mem['host_fds']}")
+    pc = json.load(open(f"{d}/pagecache.json"))
+    row("  page cache holding the images (all alive)", f"{pc['image'] / 1e9:7.2f} GB "
+        f"({pc['image'] / max(1, n) / MB:.2f} MB per worker)")
+    mi = meta["meminfo_alive_kb"]
+    row("  MemFree / Cached / MemAvailable (all alive)",
+        f"{mi['MemFree'] / 1e6:.2f} / {mi['Cached'] / 1e6:.2f} / {mi['MemAvailable'] / 1e6:.2f} GB")
     row("  blank spares beside them", f"{len(spares)} "
         f"({sum(c['pss_kb'] for c in spares) / 1024:.1f} MiB PSS)")
 
@@ -269,6 +306,13 @@ if __name__ == "__main__":
         requests(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:])
     elif cmd == "pss":
         pss(int(sys.argv[2]))
+    elif cmd == "pagecache":
+        pagecache(sys.argv[2])
+    elif cmd == "vmstat":
+        print(json.dumps(vmstat()))
+    elif cmd == "meminfo":
+        with open("/proc/meminfo") as f:
+            print(json.dumps({l.split(":")[0]: int(l.split()[1]) for l in f}))
     elif cmd == "disk":
         disk(sys.argv[2])
     elif cmd == "report":

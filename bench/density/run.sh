@@ -78,7 +78,8 @@ start_host() { # LOG IDLE_TIMEOUT [more options]
 }
 
 say "thaw density: $N distinct hello workers on one host, $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(date -u +%FT%TZ)"
-say "  $("$THAW" --version | head -1); vm.max_map_count $(sysctl -n vm.max_map_count), ulimit -n $(ulimit -n)"
+dev=$(basename "$(df --output=source "$work" | tail -1)")
+say "  $("$THAW" --version | head -1); vm.max_map_count $(sysctl -n vm.max_map_count), ulimit -n $(ulimit -n), $dev read_ahead_kb $(cat "/sys/block/$dev/queue/read_ahead_kb" 2>/dev/null || echo ?)"
 say "  (a shared machine: other builds and tests may run beside it; load average now $(cut -d' ' -f1-3 /proc/loadavg))"
 
 # --- the workers: the `thaw init` template, each with its own name and text ---
@@ -150,14 +151,18 @@ start_host "$work/serve.log" 86400
 sleep 2 # its blank spares
 memavail0=$(meminfo MemAvailable)
 host_rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$host_pid/status")
+$M vmstat >"$work/vmstat0.json"
 t=$(now_ms)
 $M requests "$port" "$work/names" "$work/pass1.jsonl" first warm
+$M vmstat >"$work/vmstat1.json"
 say "first + warm request to each of $N workers: $((($(now_ms) - t) / 1000)) s"
 
 # --- 3. all N alive ---
 sleep 2
 $M pss "$host_pid" >"$work/alive.json"
 memavail1=$(meminfo MemAvailable)
+$M meminfo >"$work/meminfo1.json"
+$M pagecache "$DATA" >"$work/pagecache.json"
 
 # --- 4. every instance killed; one more request each ---
 mapfile -t pids < <($PY -c 'import json,sys; print("\n".join(str(c["pid"]) for c in json.load(open(sys.argv[1]))["children"] if not c["spare"]))' "$work/alive.json")
@@ -183,13 +188,15 @@ t=$(now_ms)
 $M requests "$port" "$work/names" "$work/pass2.jsonl" cold
 say "one more request to each: $((($(now_ms) - t) / 1000)) s"
 
-printf '{"n": %d, "jobs": %d, "solo": %d, "deploy_wall_s": %s, "memavail_before_kb": %d, "memavail_alive_kb": %d, "host_rss_before_kb": %d}\n' \
+printf '{"n": %d, "jobs": %d, "solo": %d, "deploy_wall_s": %s, "memavail_before_kb": %d, "memavail_alive_kb": %d, "host_rss_before_kb": %d, "meminfo_alive_kb": %s, "vmstat_before": %s, "vmstat_after": %s}\n' \
 	"$N" "$JOBS" "$SOLO" "$(awk -v a="$dep_t0" -v b="$dep_t1" 'BEGIN {print (b - a) / 1000}')" \
-	"$memavail0" "$memavail1" "$host_rss0" >"$work/meta.json"
+	"$memavail0" "$memavail1" "$host_rss0" "$(cat "$work/meminfo1.json")" \
+	"$(cat "$work/vmstat0.json")" "$(cat "$work/vmstat1.json")" >"$work/meta.json"
 say ""
 $M report "$work" | tee -a "$RESULT"
 say ""
 say "host warnings and errors after the restart (numbers masked):"
 grep 'thaw \(warn\|error\)' "$work/serve.log" | sed 's/^[0-9:.]* //; s/[0-9][0-9]*/N/g' |
 	sort | uniq -c | sort -rn | head -12 | sed 's/^/  /' | tee -a "$RESULT" || true
+say "load average at the end: $(cut -d" " -f1-3 /proc/loadavg)"
 say "(results in $RESULT)"
