@@ -21,18 +21,9 @@ import pytest
 from thawtest import (THAW_BIN, ThawServe, require_snapshots, snapshots_supported, start_dev,
                       write_project)
 
-ATTACKER = '''
-import ctypes, errno, json, os, signal, socket
-from workers import WorkerEntrypoint, Response
-
+# Both attackers' libc calls: OSError with the errno, as Python's own calls raise.
+LIBC = '''
 libc = ctypes.CDLL(None, use_errno=True)
-
-def outcome(fn):
-    try:
-        value = fn()
-    except OSError as e:
-        return {"errno": errno.errorcode.get(e.errno, str(e.errno))}
-    return {"ok": value if isinstance(value, (int, str, list)) else repr(value)[:100]}
 
 def c_call(fn, *args):
     ctypes.set_errno(0)
@@ -41,6 +32,20 @@ def c_call(fn, *args):
         e = ctypes.get_errno()
         raise OSError(e, os.strerror(e))
     return rc
+'''
+
+ATTACKER = '''
+import ctypes, errno, json, os, signal, socket
+from workers import WorkerEntrypoint, Response
+''' + LIBC + '''
+
+def outcome(fn):
+    try:
+        value = fn()
+    except OSError as e:
+        return {"errno": errno.errorcode.get(e.errno, str(e.errno))}
+    return {"ok": value if isinstance(value, (int, str, list)) else repr(value)[:100]}
+
 
 def read(path):
     with open(path, "rb") as f:
@@ -280,17 +285,7 @@ def test_dangerous_system_calls_get_eperm(host, name):
 TOP_LEVEL = """
 import ctypes, errno, os, signal, socket
 from workers import WorkerEntrypoint, Response, env
-
-libc = ctypes.CDLL(None, use_errno=True)
-
-def c_call(fn, *args):
-    ctypes.set_errno(0)
-    rc = fn(*args)
-    if rc == -1:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-    return rc
-
+""" + LIBC + """
 def read(path):
     with open(path, "rb") as f:
         return f.read()
