@@ -121,9 +121,9 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "--version")) {
 #ifdef THAW_SANITIZE
-		puts("thaw 0.1.0 (sanitizer build: snapshots off)");
+		puts("thaw " THAW_VERSION " (sanitizer build: snapshots off)");
 #else
-		puts("thaw 0.1.0");
+		puts("thaw " THAW_VERSION);
 #endif
 		return 0;
 	}

@@ -19,6 +19,9 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
+/* The release, as `thaw --version` and /metrics say it. */
+#define THAW_VERSION "0.1.0"
+
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 uint64_t now_ns(void); /* CLOCK_MONOTONIC */

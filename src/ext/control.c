@@ -20,9 +20,11 @@
 #include "ext/spool.h"
 #include "ext/store.h"
 #include "host/host.h"
+#include "host/loop.h"
 
 #include <errno.h>
 #include <microhttpd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -495,6 +497,66 @@ static enum MHD_Result queue_stream(struct creq *r)
 	return ok;
 }
 
+static void __attribute__((format(printf, 2, 3))) put(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *t = NULL;
+	int n = vasprintf(&t, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		fatal("out of memory");
+	buf_append(b, t, (size_t)n);
+	free(t);
+}
+
+/* GET /metrics: the Prometheus text format (version 0.0.4). The host's
+ * first metrics: its loop's iteration times; docs/control-api.md lists
+ * them. */
+static void metrics_loop(struct buf *b, const struct loop *l)
+{
+	struct loop_stats st;
+	loop_get_stats(l, &st);
+	put(b, "# HELP thaw_loop_iteration_seconds Wall time of each iteration of the host's "
+		      "event loop (the handling of one epoll_wait's events, timers and hooks).\n"
+		      "# TYPE thaw_loop_iteration_seconds histogram\n");
+	uint64_t cum = 0;
+	for (size_t i = 0; i < LOOP_STAT_BUCKETS; i++) {
+		cum += st.le[i];
+		put(b, "thaw_loop_iteration_seconds_bucket{le=\"%g\"} %llu\n",
+			   loop_stat_bounds_ms[i] / 1000, (unsigned long long)cum);
+	}
+	put(b,
+		   "thaw_loop_iteration_seconds_bucket{le=\"+Inf\"} %llu\n"
+		   "thaw_loop_iteration_seconds_sum %.9f\n"
+		   "thaw_loop_iteration_seconds_count %llu\n"
+		   "# HELP thaw_loop_iteration_max_seconds The longest iteration of the host's event "
+		   "loop since it started.\n"
+		   "# TYPE thaw_loop_iteration_max_seconds gauge\n"
+		   "thaw_loop_iteration_max_seconds %.9f\n",
+		   (unsigned long long)st.iterations, (double)st.busy_ns / 1e9,
+		   (unsigned long long)st.iterations, (double)st.max_ns / 1e9);
+}
+
+static enum MHD_Result queue_metrics(struct creq *r)
+{
+	struct buf b = {0};
+	put(&b, "# HELP thaw_build_info The thaw binary serving.\n"
+		       "# TYPE thaw_build_info gauge\n"
+		       "thaw_build_info{version=\"" THAW_VERSION "\"} 1\n");
+	metrics_loop(&b, r->c->loop);
+	struct MHD_Response *resp = MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
+	buf_free(&b);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	MHD_add_response_header(resp, "Cache-Control", "no-store");
+	enum MHD_Result ok = MHD_queue_response(r->conn, 200, resp);
+	MHD_destroy_response(resp);
+	r->queued = 1;
+	return ok;
+}
+
 /* --- requests --- */
 
 /* "/v1/workers[/NAME[/WHAT]]" → 0 with worker/what filled (empty when absent;
@@ -552,6 +614,11 @@ static enum MHD_Result first_call(struct creq *r, const char *url, const char *m
 	if (!c->sink->authorized(c->sink->arg, auth))
 		return queue_error(r, 401,
 				   auth ? "wrong token" : "this API needs Authorization: Bearer TOKEN");
+	if (!strcmp(url, "/metrics")) {
+		if (strcmp(method, "GET"))
+			return queue_error(r, 405, "/metrics is read with GET");
+		return queue_metrics(r);
+	}
 	if (parse_path(url, r->worker, sizeof r->worker, r->what, sizeof r->what,
 		       &r->state_path) < 0)
 		return queue_error(r, 404, "no such endpoint (see docs/control-api.md)");

@@ -52,7 +52,7 @@ extern const struct thaw_ext_command thaw_ext_commands[];
 	X(write_all) X(xasprintf) X(xcalloc) X(remove_tree) \
 	X(xmalloc) X(xrealloc) X(xstrdup) \
 	/* host/loop.h */ \
-	X(loop_add) X(loop_defer_free) X(loop_del) X(loop_free) X(loop_mod) \
+	X(loop_add) X(loop_defer_free) X(loop_del) X(loop_free) X(loop_get_stats) X(loop_mod) X(loop_stat_bounds_ms) \
 	X(loop_run) X(loop_timer_arm) X(loop_timer_cancel) \
 	/* host/host.h (front, options, pools) */ \
 	X(front_start) X(front_stop) X(host_defaults) X(host_listen) X(host_loop_start) X(host_mhd_attach) \

@@ -1,6 +1,8 @@
 #include "host/loop.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -22,7 +24,15 @@ struct loop {
 		void *arg;
 	} hooks[LOOP_MAX_HOOKS];
 	int nhooks;
+	struct loop_stats stats;
+	/* This iteration's longest callback, for the slow-iteration log. */
+	uint64_t worst_ns;
+	const void *worst_fn;
+	const char *worst_kind;
 };
+
+const double loop_stat_bounds_ms[LOOP_STAT_BUCKETS] = {0.1, 0.25, 0.5, 1,   2.5, 5,    10,
+						       25,  50,   75,  100, 250, 1000, 5000};
 
 static void bury(struct loop *l);
 
@@ -166,14 +176,72 @@ void loop_stop(struct loop *l)
 	l->stop = 1;
 }
 
+/* A callback that ran from t0 to now: the iteration's longest so far? */
+static uint64_t timed(struct loop *l, uint64_t t0, const void *fn, const char *kind)
+{
+	uint64_t t1 = now_ns();
+	if (t1 - t0 > l->worst_ns) {
+		l->worst_ns = t1 - t0;
+		l->worst_fn = fn;
+		l->worst_kind = kind;
+	}
+	return t1;
+}
+
 static void run_timers(struct loop *l)
 {
 	uint64_t now = now_ns();
 	while (l->nheap && l->heap[0]->deadline <= now) {
 		struct loop_timer *t = l->heap[0];
 		loop_timer_cancel(l, t);
-		t->fn(l, t);
+		loop_timer_fn fn = t->fn;
+		uint64_t t0 = now_ns();
+		fn(l, t);
+		timed(l, t0, (const void *)fn, "timer");
 	}
+}
+
+/* The function's name when the executable exports it (ENABLE_EXPORTS),
+ * else where it is, for addr2line. */
+static void fn_name(const void *fn, char *out, size_t n)
+{
+	Dl_info di;
+	if (dladdr(fn, &di) && di.dli_sname && di.dli_saddr == fn)
+		snprintf(out, n, "%s", di.dli_sname);
+	else if (dladdr(fn, &di) && di.dli_fname)
+		snprintf(out, n, "%s+%#lx", di.dli_fname,
+			 (unsigned long)((const char *)fn - (const char *)di.dli_fbase));
+	else
+		snprintf(out, n, "%p", fn);
+}
+
+static void count_iteration(struct loop *l, uint64_t ns)
+{
+	struct loop_stats *s = &l->stats;
+	s->iterations++;
+	s->busy_ns += ns;
+	if (ns > s->max_ns)
+		s->max_ns = ns;
+	double ms = (double)ns / 1e6;
+	size_t i = 0;
+	while (i < LOOP_STAT_BUCKETS && ms > loop_stat_bounds_ms[i])
+		i++;
+	if (i < LOOP_STAT_BUCKETS)
+		s->le[i]++;
+	else
+		s->over++;
+	if (ms > LOOP_SLOW_MS) {
+		char name[256];
+		fn_name(l->worst_fn, name, sizeof name);
+		log_warn("the host's loop was busy %.0f ms in one iteration (the longest part: "
+			 "%.0f ms in the %s %s); requests waited that long",
+			 ms, (double)l->worst_ns / 1e6, l->worst_kind ? l->worst_kind : "?", name);
+	}
+}
+
+void loop_get_stats(const struct loop *l, struct loop_stats *out)
+{
+	*out = l->stats;
 }
 
 int loop_run(struct loop *l)
@@ -201,14 +269,25 @@ int loop_run(struct loop *l)
 			log_error("epoll_wait: %s", strerror(errno));
 			return -1;
 		}
+		uint64_t start = now_ns(), t0 = start;
+		l->worst_ns = 0;
+		l->worst_fn = NULL;
+		l->worst_kind = NULL;
 		for (int i = 0; i < n; i++) {
 			struct loop_watch *w = evs[i].data.ptr;
-			w->fn(l, w, evs[i].events);
+			loop_fd_fn fn = w->fn;
+			fn(l, w, evs[i].events);
+			t0 = timed(l, t0, (const void *)fn, "watch");
 		}
 		run_timers(l);
-		for (int i = 0; i < l->nhooks; i++)
-			l->hooks[i].after(l, l->hooks[i].arg);
+		t0 = now_ns();
+		for (int i = 0; i < l->nhooks; i++) {
+			loop_hook_fn fn = l->hooks[i].after;
+			fn(l, l->hooks[i].arg);
+			t0 = timed(l, t0, (const void *)fn, "hook");
+		}
 		bury(l);
+		count_iteration(l, now_ns() - start);
 	}
 	bury(l);
 	l->stop = 0; /* it may be run again */

@@ -55,6 +55,28 @@ void loop_set_hook(struct loop *l, loop_hook_fn after, long (*timeout)(void *arg
 /* Free p after the current batch of events (its watch may still be in it). */
 void loop_defer_free(struct loop *l, void *p);
 
+/*
+ * What the loop has spent: every iteration (the handling of what one
+ * epoll_wait returned, its timers and hooks) is timed on the wall clock and
+ * counted in a histogram whose upper bounds are loop_stat_bounds_ms. Wall
+ * time includes time the thread waited for a CPU, so on a loaded machine a
+ * short iteration may count a few milliseconds more; an iteration that
+ * blocks (an fsync, a hash over a big file) counts all of it. An iteration
+ * over LOOP_SLOW_MS is also logged with the callback that took longest.
+ */
+#define LOOP_STAT_BUCKETS 14
+#define LOOP_SLOW_MS 100
+extern const double loop_stat_bounds_ms[LOOP_STAT_BUCKETS];
+struct loop_stats {
+	uint64_t iterations;
+	uint64_t busy_ns;               /* the iterations' sum */
+	uint64_t max_ns;                /* the longest one */
+	uint64_t le[LOOP_STAT_BUCKETS]; /* not cumulative: bucket i holds
+					   (bounds[i-1], bounds[i]] */
+	uint64_t over;                  /* over the last bound */
+};
+void loop_get_stats(const struct loop *l, struct loop_stats *out);
+
 /* Run until loop_stop (then it may be run again). Returns 0, or -1 on an epoll
  * failure. */
 int loop_run(struct loop *l);

@@ -8,6 +8,13 @@ after another on a keep-alive connection, on a fixed schedule, and times each on
 moment B's bundle is sent until B's "live" stage line arrives (the image is adopted before
 "built" today; "live" holds wherever the adoption ends up in the pipeline). If that work ran on
 the loop, A would wait for all of it.
+
+What fails a test is the loop's own account of itself: the host times every iteration of its
+loop (thaw_loop_iteration_seconds on /metrics), and the tests read how many iterations of the
+deploy's window went over a bound. A's latencies are printed, and bound only loosely: they also
+hold whatever else the machine does to A's instance. On the CI's VM that once was a single
+request of ~120 ms while the loop never spent over 30 ms in an iteration (perf sched: A's
+instance itself ran ~80 ms of CPU for that one request; what it ran is not known).
 """
 
 from __future__ import annotations
@@ -57,6 +64,9 @@ BIG = f"""
 # fsyncs the image itself fails unless it does all of it at over ~3 GB/s; one that leaves it to a
 # child passes unless the machine stalls A for 250 ms over 1 % of a few seconds.
 P99_BOUND_MS = 250.0
+# The loop itself: verifying, hashing and fsyncing 820 MB takes one iteration well over a second
+# on this VM; no iteration of the loop that leaves it to a child has been seen over 35 ms.
+LOOP_BOUND_S = 0.25
 
 
 def pack(project, dest):
@@ -136,6 +146,27 @@ class Hammer:
         self.conn.close()
 
 
+def loop_histogram(host):
+    """The host's loop iteration histogram from /metrics: {upper bound in s: cumulative count}."""
+    r = host.api("GET", "/metrics")
+    assert r.status == 200, (r.status, r.body[:300])
+    counts = {}
+    for line in r.body.decode().splitlines():
+        if line.startswith("thaw_loop_iteration_seconds_bucket{le=\""):
+            le = line.split('"')[1]
+            counts[float("inf") if le == "+Inf" else float(le)] = int(line.split()[-1])
+    assert counts and float("inf") in counts, r.body[:500]
+    return counts
+
+
+def iterations_over(before, after, seconds):
+    """How many loop iterations between two histograms took longer than seconds (a bound of
+    the histogram's)."""
+    assert seconds in after, (seconds, sorted(after))
+    inf = float("inf")
+    return (after[inf] - after[seconds]) - (before[inf] - before[seconds])
+
+
 def percentile(values, p):
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
@@ -174,10 +205,12 @@ def test_warm_requests_keep_answering_while_a_large_snapshot_is_adopted(tmp_path
         if obj["stage"] in ("live", "failed"):
             hammer.finish()
 
+    loop_before = loop_histogram(host)
     hammer.start()
     t0 = time.monotonic()
     lines = deploy_stream(host, "bigone", bundle, on_line)
     hammer.finish()
+    loop_after = loop_histogram(host)
     assert lines and lines[-1]["stage"] == "live", f"{lines}\n{host.output()[-3000:]}"
     [built] = [line for line in lines if line["stage"] == "built"]
     assert built["snapshot_bytes"] >= PAGES * 4096, built
@@ -189,7 +222,10 @@ def test_warm_requests_keep_answering_while_a_large_snapshot_is_adopted(tmp_path
               f"snapshot: {built['snapshot_bytes'] / 1e6:.0f} MB): "
               f"p50 {percentile(lat, 50):.1f} ms, p99 {p99:.1f} ms, max {worst:.1f} ms")
     print(report)
-    assert p99 < P99_BOUND_MS, f"the host loop blocked while it adopted a snapshot: {report}"
+    slow = iterations_over(loop_before, loop_after, LOOP_BOUND_S)
+    assert slow == 0, (f"{slow} iterations of the host's loop took over {LOOP_BOUND_S * 1000:.0f} "
+                       f"ms while it adopted a snapshot: {report}\n{host.output()[-2000:]}")
+    assert p99 < P99_BOUND_MS, f"warm requests stalled while a snapshot was adopted: {report}"
     assert host.worker_get("bigone").text == str(PAGES * 4096)
 
 
@@ -199,10 +235,13 @@ def test_warm_requests_keep_answering_while_a_large_snapshot_is_adopted(tmp_path
 # runs of each in one session on this VM (its disk writes back ~3 GB/s, so the fsync is short):
 #   fsync on the loop (blob_commit, the code before): p99 94, 114, 100 ms; max 114, 139, 120 ms;
 #   fsync in the unpacking child: p99 4.2, 3.9, 16.1 ms; max 9.8, 7.6, 29.1 ms.
-# p99 over 60 ms needs ~80 ms of stall, ~4x this loop's worst seen; a slower disk only makes
-# the code before fail by more.
+# The bound is on the loop's iterations, which the host times itself: with the fsync on the loop
+# one iteration holds all of it (110-135 ms above); without it, the longest iteration seen in
+# this test was 30 ms (its wall time includes waiting for a CPU while the unpacker, the client
+# and writeback share two cores). A slower disk only makes the code before fail by more.
+# A's latencies get the loose bound of the snapshot test (see the top of the file).
 UPLOAD_MB = 320
-BUNDLE_P99_BOUND_MS = 60.0
+BUNDLE_LOOP_BOUND_S = 0.075
 
 
 @pytest.fixture
@@ -237,10 +276,12 @@ def test_warm_requests_keep_answering_while_a_large_bundle_is_stored(tmp_path, b
         if obj["stage"] in ("live", "failed"):
             hammer.finish()
 
+    loop_before = loop_histogram(host)
     hammer.start()
     t0 = time.monotonic()
     lines = deploy_stream(host, "heavy", bundle, on_line)
     hammer.finish()
+    loop_after = loop_histogram(host)
     assert lines and lines[-1]["stage"] == "live", f"{lines}\n{host.output()[-3000:]}"
     assert not hammer.errors, hammer.errors[:5]
     lat = hammer.latencies
@@ -250,4 +291,8 @@ def test_warm_requests_keep_answering_while_a_large_bundle_is_stored(tmp_path, b
               f"bundle: {len(bundle) / 1e6:.0f} MB): p50 {percentile(lat, 50):.1f} ms, "
               f"p99 {p99:.1f} ms, max {worst:.1f} ms")
     print(report)
-    assert p99 < BUNDLE_P99_BOUND_MS, f"the host loop blocked while it stored a bundle: {report}"
+    slow = iterations_over(loop_before, loop_after, BUNDLE_LOOP_BOUND_S)
+    assert slow == 0, (f"{slow} iterations of the host's loop took over "
+                       f"{BUNDLE_LOOP_BOUND_S * 1000:.0f} ms while it stored a bundle: {report}\n"
+                       f"{host.output()[-2000:]}")
+    assert p99 < P99_BOUND_MS, f"warm requests stalled while a bundle was stored: {report}"

@@ -636,6 +636,63 @@ static void test_deferred_frees_pending_at_loop_free_are_freed(void **state)
 		loop_defer_free(l, malloc(64));
 }
 
+/* ---- what the loop spent ---- */
+
+static long block_ms[3];
+
+/* Each of the three timers blocks its own iteration for block_ms[i]. */
+static void on_block(struct loop *lp, struct loop_timer *t)
+{
+	intptr_t i = (intptr_t)t->arg;
+	sleep_ms(block_ms[i]);
+	record((int)i);
+	if (i < 2)
+		loop_timer_arm(lp, &timers[i + 1], 0);
+	else
+		loop_stop(lp);
+}
+
+static uint64_t counted_over(const struct loop_stats *s, double ms)
+{
+	uint64_t n = s->over;
+	for (size_t i = 0; i < LOOP_STAT_BUCKETS; i++)
+		if (loop_stat_bounds_ms[i] > ms)
+			n += s->le[i];
+	return n;
+}
+
+static void test_every_iteration_is_counted_in_the_bucket_of_its_duration(void **state)
+{
+	(void)state;
+	init_timers(3);
+	for (int i = 0; i < 3; i++)
+		timers[i].fn = on_block;
+	/* One iteration each: none, one that blocks 30 ms, one past LOOP_SLOW_MS
+	 * (logged). */
+	block_ms[0] = 0;
+	block_ms[1] = 30;
+	block_ms[2] = LOOP_SLOW_MS + 10;
+	loop_timer_arm(l, &timers[0], 0);
+	assert_int_equal(loop_run(l), 0);
+	assert_int_equal(nfired, 3);
+	struct loop_stats s;
+	loop_get_stats(l, &s);
+	uint64_t sum = s.over;
+	for (size_t i = 0; i < LOOP_STAT_BUCKETS; i++) {
+		sum += s.le[i];
+		if (i)
+			assert_true(loop_stat_bounds_ms[i] > loop_stat_bounds_ms[i - 1]);
+	}
+	assert_int_equal(sum, s.iterations);
+	assert_true(s.iterations >= 3);
+	/* The blocking ones are where their durations put them, and only they
+	 * are: a sleep lasts at least what it asks for. */
+	assert_int_equal(counted_over(&s, 25), 2);
+	assert_int_equal(counted_over(&s, LOOP_SLOW_MS), 1);
+	assert_true(s.max_ns >= (uint64_t)(LOOP_SLOW_MS + 10) * 1000000);
+	assert_true(s.busy_ns >= s.max_ns + 30 * 1000000ull);
+}
+
 #define TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -657,6 +714,7 @@ int main(void)
 		TEST(test_only_watches_asking_for_input_fire),
 		TEST(test_deferred_free_waits_for_the_end_of_the_batch),
 		TEST(test_deferred_frees_pending_at_loop_free_are_freed),
+		TEST(test_every_iteration_is_counted_in_the_bucket_of_its_duration),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
