@@ -59,6 +59,8 @@ static const char dev_usage[] =
 	"  --no-snapshot            boot every instance instead of restoring it from a\n"
 	"                           memory snapshot of the initialised worker\n"
 	"  --max-snapshot-mb N      refuse snapshots larger than this (default 1024)\n"
+	"  --no-base-image          build every snapshot from a fresh interpreter, not on the\n"
+	"                           host's base image (docs/snapshots.md, \"The base image\")\n"
 	"  --env NAME               use the environment NAME of the configuration\n"
 	"                           ([env.NAME] in wrangler.toml) and .dev.vars.NAME\n"
 	"  --persist-to DIR         keep the bindings' state (KV, D1, ...) in DIR\n"
@@ -635,6 +637,15 @@ int cmd_dev(int argc, char **argv)
 			return 1;
 		}
 		d.app.snapshots = 1;
+		/* Every build (this project's, its services') restores the base
+		 * first: made once per thaw dev, beside this project's images. */
+		char *base_dir = xasprintf("%s/base", d.app.snap_dir);
+		if (!h->no_base && make_snap_dir(base_dir) == 0)
+			h->base = pool_base_new(h, base_dir);
+		else if (!h->no_base)
+			fprintf(stderr, "thaw dev: cannot create %s (%s): no base image\n", base_dir,
+				strerror(errno));
+		free(base_dir);
 	}
 
 	h->service_app = dev_service_app;
@@ -712,6 +723,11 @@ int cmd_dev(int argc, char **argv)
 	pool_shutdown(h);
 	executor_stop(h); /* the bindings' jobs in flight finish or are handed back */
 	loop_free(h->loop); /* frees the instances reaped since the loop stopped */
+	if (h->base) {
+		struct app *b = h->base;
+		pool_app_dispose(b); /* its image too */
+		free(b);
+	}
 	json_decref(d.app.secrets);
 	free(d.app.state_dir);
 	while (d.services) {

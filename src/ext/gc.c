@@ -102,7 +102,7 @@ static int blob_in_use(struct serve *s, const char *hex)
 			used = !strcmp(sv->v.bundle, hex) || !strcmp(sv->v.snapshot, hex) ||
 			       (sv->app.snap_path && path && !strcmp(sv->app.snap_path, path));
 	free(path);
-	return used || store_blob_referenced(s->st, hex) != 0;
+	return used || serve_base_blob(s, hex) || store_blob_referenced(s->st, hex) != 0;
 }
 
 static int version_in_use(struct serve *s, const char *id)

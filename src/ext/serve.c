@@ -541,6 +541,8 @@ static const char serve_usage[] =
 	"  --max-bundle-mb N        largest bundle accepted (default 256)\n"
 	"  --max-bundle-files N     most files in a bundle (default 5000)\n"
 	"  --max-snapshot-mb N      refuse snapshots larger than this (default 1024)\n"
+	"  --no-base-image          build every snapshot from a fresh interpreter, not on the\n"
+	"                           host's base image (docs/snapshots.md, \"The base image\")\n"
 	"  --keep-versions N|all    after each deploy, delete a worker's versions beyond its\n"
 	"                           newest N, except those of its current deployment and of\n"
 	"                           the one before (default 10)\n"
@@ -904,6 +906,8 @@ int cmd_serve(int argc, char **argv)
 	/* Files a crash left unnamed, versions beyond --keep-versions: before
 	 * any version is loaded. */
 	gc_start(s);
+	/* Before any version: their builds start on it. */
+	serve_base_start(s, !h->no_base);
 
 	/* Every deployed worker serves again, from its stored images. */
 	pool_fill_spares(h);
@@ -944,6 +948,7 @@ int cmd_serve(int argc, char **argv)
 	store_close(s->st);
 	free(h->queue_dir);
 	loop_free(h->loop);
+	serve_base_stop(s); /* after its builder, freed with the loop */
 	host_sandbox_free(h);
 	return rc;
 }

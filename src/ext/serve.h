@@ -125,7 +125,19 @@ struct serve {
 	struct loop_timer cron_timer;
 	int64_t cron_minute;  /* the last minute whose triggers were looked at */
 	struct scron *crons;  /* runs in progress */
+	/* the base image (serve_base.c) */
+	struct app *base;            /* NULL: builds start from a fresh interpreter */
+	struct child *base_adopter;  /* checking and storing a new one */
+	char *base_adopt_tmp;
+	char base_key[96];
 };
+
+/* serve_base.c: the host's base image. Start: made the app, the stored
+ * image taken when it still fits (enabled 0: no base). Stop: after
+ * pool_shutdown and child_kill_all. Blob: is hex the base's image? */
+void serve_base_start(struct serve *s, int enabled);
+void serve_base_stop(struct serve *s);
+int serve_base_blob(const struct serve *s, const char *hex);
 
 /* serve.c */
 uint64_t serve_rng(struct serve *s); /* spread, not secrecy */

@@ -169,6 +169,13 @@ static const char *const migrations[] = {
 	"CHECK (last_number >= 0);\n"
 	"UPDATE workers SET last_number = "
 	"(SELECT coalesce(max(number), 0) FROM versions WHERE versions.worker = workers.name);\n",
+	/* 5: the host's base images (docs/snapshots.md "The base image"), one
+	 * per kind of instance (key), each a blob that counts as named. */
+	"CREATE TABLE bases (\n"
+	"  key TEXT PRIMARY KEY NOT NULL CHECK (length(key) BETWEEN 1 AND 256),\n"
+	"  blob TEXT NOT NULL CHECK (length(blob) = 64 AND blob NOT GLOB '*[^0-9a-f]*'),\n"
+	"  created_ms INTEGER NOT NULL\n"
+	") STRICT;\n",
 };
 
 #define VERSION_COLUMNS                                                                            \
@@ -213,6 +220,8 @@ enum query {
 	Q_VERSION_SECRETS_DROP,
 	Q_VERSION_DROP,
 	Q_BLOB_REFERENCED,
+	Q_BASE_GET,
+	Q_BASE_PUT,
 	Q_VERSIONS_BEYOND,
 	Q_VERSION_EXISTS,
 	Q_COUNT
@@ -288,7 +297,11 @@ static const char *const query_sql[Q_COUNT] = {
 	[Q_VERSION_SECRETS_DROP] = "DELETE FROM version_secrets WHERE version = ?1",
 	[Q_VERSION_DROP] = "DELETE FROM versions WHERE id = ?1",
 	[Q_BLOB_REFERENCED] = "SELECT 1 FROM versions WHERE bundle = ?1 UNION ALL "
-			      "SELECT 1 FROM versions WHERE snapshot = ?1 LIMIT 1",
+			      "SELECT 1 FROM versions WHERE snapshot = ?1 UNION ALL "
+			      "SELECT 1 FROM bases WHERE blob = ?1 LIMIT 1",
+	[Q_BASE_GET] = "SELECT blob FROM bases WHERE key = ?1",
+	[Q_BASE_PUT] = "INSERT INTO bases (key, blob, created_ms) VALUES (?1, ?2, ?3) "
+		       "ON CONFLICT (key) DO UPDATE SET blob = ?2, created_ms = ?3",
 	/* The worker ?1's versions past its newest ?2, oldest first, but for
 	 * those being deployed and those of its two newest deployments */
 	[Q_VERSIONS_BEYOND] = "SELECT id FROM versions WHERE worker = ?1 AND state != 'building' "
@@ -1691,6 +1704,55 @@ int store_version_set_snapshot(struct store *s, const char *id, const char *hex,
 			r = 0;
 		else
 			snprintf(err, sizeof err, "no version %s", id);
+		done(st);
+	}
+	if (r < 0)
+		log_error("%s", err);
+	return r;
+}
+
+int store_base_get(struct store *s, const char *key, char hex[STORE_SHA_HEX + 1])
+{
+	char err[256];
+	hex[0] = 0;
+	sqlite3_stmt *st = query(s, Q_BASE_GET, err, sizeof err);
+	if (!st)
+		return -1;
+	int r = 0, rc = bind(st, "t", key);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const char *t = (const char *)sqlite3_column_text(st, 0);
+		if (t && hex_valid(t)) {
+			snprintf(hex, STORE_SHA_HEX + 1, "%s", t);
+			r = 1;
+		}
+	} else if (rc != SQLITE_DONE) {
+		db_fail(s, err, sizeof err, "reading a base image");
+		log_error("%s", err);
+		r = -1;
+	}
+	done(st);
+	return r;
+}
+
+int store_base_put(struct store *s, const char *key, const char *hex)
+{
+	char err[256];
+	if (!key || !*key || strlen(key) > 256 || !hex_valid(hex)) {
+		log_error("store_base_put: invalid key or SHA-256");
+		return -1;
+	}
+	sqlite3_stmt *st = query(s, Q_BASE_PUT, err, sizeof err);
+	int r = -1;
+	if (st) {
+		int rc = bind(st, "tti", key, hex, (int64_t)wall_ms());
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st);
+		if (rc == SQLITE_DONE)
+			r = 0;
+		else
+			db_fail(s, err, sizeof err, "recording a base image");
 		done(st);
 	}
 	if (r < 0)

@@ -139,6 +139,12 @@ int store_version_find(struct store *s, const char *worker, const char *ref, str
 int store_version_set_state(struct store *s, const char *id, const char *state, const char *error);
 /* hex "" or NULL clears the snapshot. */
 int store_version_set_snapshot(struct store *s, const char *id, const char *hex, uint64_t bytes);
+/* The host's base image for key (the kind of instance it serves): 1 with
+ * its blob's HEX, 0 when none is recorded, -1 on a database error. */
+int store_base_get(struct store *s, const char *key, char hex[STORE_SHA_HEX + 1]);
+/* Record hex as key's base image (replacing the previous one, which the
+ * caller releases: gc_release_blob). 0, or -1. */
+int store_base_put(struct store *s, const char *key, const char *hex);
 /* The version's project (project_to_json's object), recorded once its
  * bundle is unpacked. 0 / -1 (logged). Borrows project. */
 int store_version_set_project(struct store *s, const char *id, const json_t *project);

@@ -133,6 +133,13 @@ struct app {
 	int room_waiting;
 	struct app *room_next, *room_prev;
 	int outbound_unenforced_said; /* outbound = false under --no-sandbox was logged */
+	/* The base image (snapshot.c): is this app the host's base? Is its
+	 * build waiting for the base (on h->base_waiting, by base_next)? The
+	 * base its READY image was built on (the sandbox shows it), or NULL. */
+	int is_base;
+	int base_waiting;
+	struct app *base_next;
+	char *snap_base;
 };
 
 /*
@@ -253,6 +260,14 @@ struct host {
 	struct instance *spares;
 	unsigned nspares, spares_target;
 	unsigned snap_counter;
+	/* The base image (snapshot.c, docs/snapshots.md "The base image"): an
+	 * app of its own, set up by the owner (thaw dev, thaw serve), whose
+	 * READY image every other app's snapshot build restores first. NULL:
+	 * builds start from a fresh interpreter. Apps whose build waits for it
+	 * are on base_waiting. */
+	struct app *base;
+	struct app *base_waiting;
+	int no_base; /* --no-base-image: every build boots its own interpreter */
 	struct executor *executor; /* the state executor (executor.h), started on first use */
 	/* Queues' files (one per queue name): host-wide, because a queue is
 	 * shared by the workers of a host (thaw dev: STATE/queues; thaw serve:
@@ -305,6 +320,7 @@ enum {
 	HOST_OPT_MAX_PER_WORKER = 0x106,
 	HOST_OPT_MAX_MEMORY = 0x107,
 	HOST_OPT_QUEUE_TIMEOUT = 0x108,
+	HOST_OPT_NO_BASE = 0x109,
 };
 #define HOST_LONG_OPTIONS                                                                          \
 	{"idle-timeout", required_argument, NULL, HOST_OPT_IDLE_TIMEOUT},                           \
@@ -323,7 +339,8 @@ enum {
 	{"max-limit", required_argument, NULL, HOST_OPT_MAX_LIMIT},                                 \
 	{"max-instances-per-worker", required_argument, NULL, HOST_OPT_MAX_PER_WORKER},             \
 	{"max-memory", required_argument, NULL, HOST_OPT_MAX_MEMORY},                               \
-	{"queue-timeout", required_argument, NULL, HOST_OPT_QUEUE_TIMEOUT}
+	{"queue-timeout", required_argument, NULL, HOST_OPT_QUEUE_TIMEOUT},                         \
+	{"no-base-image", no_argument, NULL, HOST_OPT_NO_BASE}
 /* Limits and snapshot size at their defaults. */
 void host_defaults(struct host *h);
 /* Apply one of HOST_LONG_OPTIONS: 1 done, 0 not one of them, -1 bad value
@@ -544,6 +561,11 @@ void pool_drain(struct app *a);
 void pool_shutdown(struct host *h);
 /* snapshot.c: build a snapshot of the app's current generation (if enabled). */
 void pool_build_snapshot(struct app *a);
+/* snapshot.c: the app that makes the host's base image, its images in
+ * snap_dir (the owner sets hooks and keep_snapshots, then h->base; it is
+ * disposed of as any app: pool_app_dispose, then free it and its cfg is
+ * freed with it). */
+struct app *pool_base_new(struct host *h, const char *snap_dir);
 /* snapshot.c: start using an image stored earlier (thaw serve after a restart). */
 void pool_use_snapshot(struct app *a, const char *path);
 /* Nothing refers to the app any more: no instance (even one not reaped

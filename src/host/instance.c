@@ -600,6 +600,13 @@ static json_t *sandbox_json(struct instance *in, const char *mode, const char *s
 		json_object_set_new(s, "gid", json_integer(uid));
 	}
 	json_t *ro = json_array();
+	/* The base image a build restores first, or the one the image being
+	 * restored was built on: shown at its own path, as the image names it. */
+	if (in->is_builder && in->base)
+		json_array_append_new(ro, json_string(in->base));
+	else if (snapshot && !strcmp(mode, "restore") && a->snap_base &&
+		 snapshot_is_current(a, in))
+		json_array_append_new(ro, json_string(a->snap_base));
 	if (snapshot && !strcmp(mode, "restore")) {
 		json_array_append_new(ro, json_string(snapshot));
 		char *ws = xasprintf("%s.ws", snapshot);
@@ -648,6 +655,8 @@ void inst_send_init(struct instance *in, const char *mode, const char *snapshot,
 	json_object_set_new(j, "limits", inst_limits_init_json(in, !strcmp(mode, "build")));
 	if (snapshot)
 		json_object_set_new(j, "snapshot", json_string(snapshot));
+	if (in->is_builder && in->base)
+		json_object_set_new(j, "base", json_string(in->base));
 	json_object_set_new(j, "pid", json_integer(in->pid));
 	if (snapshot && record_ws) {
 		/* Sandboxed, it writes into a directory of its own; WS_DONE then
@@ -769,6 +778,7 @@ static void inst_free(struct instance *in)
 		free(in->out_dir);
 	}
 	free(in->image);
+	free(in->base);
 	if (in->ow.fd >= 0) /* what it wrote last, then the pipe goes */
 		out_io(h->loop, &in->ow, EPOLLIN);
 	out_close(in);
@@ -960,10 +970,12 @@ static int on_snap_done(struct instance *in, const struct thaw_frame *f)
 	json_t *j = json_loadb((const char *)f->payload, f->len, 0, NULL);
 	json_int_t bytes = 0;
 	double ms = 0;
+	const char *refused = NULL;
 	if (j)
-		json_unpack(j, "{s?I, s?F}", "bytes", &bytes, "ms", &ms);
+		json_unpack(j, "{s?I, s?F, s?s}", "bytes", &bytes, "ms", &ms, "base_refused",
+			    &refused);
+	snapshot_written(in, (uint64_t)bytes, ms, refused);
 	json_decref(j);
-	snapshot_written(in, (uint64_t)bytes, ms);
 	return 0;
 }
 

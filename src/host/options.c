@@ -132,6 +132,9 @@ int host_option(struct host *h, const char *cmd, int c, const char *arg)
 	case HOST_OPT_NO_SANDBOX:
 		h->sandbox = 0;
 		return 1;
+	case HOST_OPT_NO_BASE:
+		h->no_base = 1;
+		return 1;
 	case HOST_OPT_SANDBOX_UID_BASE:
 		/* Room for every slot below 2^31 (ids above are trouble for tools). */
 		if (host_opt_u64(cmd, "--sandbox-uid-base", arg, 0x7fffffffu - SANDBOX_UID_SLOTS,

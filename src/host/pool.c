@@ -515,9 +515,12 @@ void pool_app_dispose(struct app *a)
 	if (!a)
 		return;
 	capacity_unwait(a);
+	snapshot_app_gone(a);
 	if (a->snap_path && !a->keep_snapshots)
 		snap_remove(a->snap_path);
 	free(a->snap_path);
+	free(a->snap_base);
+	a->snap_base = NULL;
 	free(a->snap_dir);
 	free(a->load_error);
 	bindings_dispose(a);

@@ -71,6 +71,7 @@ struct instance {
 	unsigned served;   /* requests it has taken */
 	char *snap_path;   /* builder: the file it writes (owned until handed over) */
 	char *image;       /* restoring: the image it was given (owned) */
+	char *base;        /* builder: the base image it restores first, or NULL (owned) */
 	/* Sandboxed builder or working-set recorder: the only directory it may
 	 * write, made for it beside its app's images, removed with it (owned). */
 	char *out_dir;
@@ -244,9 +245,12 @@ int snapshot_is_current(const struct app *a, const struct instance *in);
 /* in is closing: what its app's image state loses with it (a builder, the
  * working-set recorder). */
 void snapshot_inst_closed(struct app *a, struct instance *in);
-/* A builder sent SNAP_DONE (bytes, write ms): close it and hand the image
- * to the owner (SNAPSHOT_ADOPTING), or use it at once (thaw dev). */
-void snapshot_written(struct instance *in, uint64_t bytes, double write_ms);
+/* A builder sent SNAP_DONE (bytes, write ms; refused: why it could not
+ * restore the base it was given, or NULL): close it and hand the image to
+ * the owner (SNAPSHOT_ADOPTING), or use it at once (thaw dev). */
+void snapshot_written(struct instance *in, uint64_t bytes, double write_ms, const char *refused);
+/* a is going away: off the base's waiting list (and no longer the base). */
+void snapshot_app_gone(struct app *a);
 /* WS_DONE from a sandboxed recorder: its working set goes beside its image. */
 void snapshot_ws_recorded(struct instance *in);
 /* READY from a restoring instance: the image was refused (why) and it

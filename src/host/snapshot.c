@@ -98,6 +98,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "project/project.h"
 #include "snap/snap.h"
 
 /* Builds tried per generation before the app just boots. */
@@ -111,6 +112,8 @@ int snapshot_is_current(const struct app *a, const struct instance *in)
 static void snapshot_drop(struct app *a)
 {
 	a->snap_ws_asked = 0;
+	free(a->snap_base);
+	a->snap_base = NULL;
 	if (a->snap_path) {
 		/* Mappings of restored instances stay valid. An image the owner
 		 * keeps is the owner's to remove (thaw serve: a blob another
@@ -130,15 +133,117 @@ static void app_event(struct app *a, enum app_event ev, const char *detail, doub
 		a->hooks->event(a, ev, detail, num);
 }
 
+/* The READY image's base, which a sandbox must show its restores at the
+ * same path (one header read, when the image becomes the app's). */
+static void note_base(struct app *a)
+{
+	char base[4096], err[256];
+	free(a->snap_base);
+	a->snap_base = NULL;
+	if (snap_base_of(a->snap_path, base, sizeof base, err, sizeof err) == 1)
+		a->snap_base = xstrdup(base);
+}
+
+/* --- the base image --- */
+
+static void base_unwait(struct app *a)
+{
+	struct host *h = a->h;
+	if (!a->base_waiting)
+		return;
+	for (struct app **p = &h->base_waiting; *p; p = &(*p)->base_next)
+		if (*p == a) {
+			*p = a->base_next;
+			break;
+		}
+	a->base_next = NULL;
+	a->base_waiting = 0;
+}
+
+/* Is the base being made (so a build should wait for it)? */
+static int base_pending(const struct host *h)
+{
+	const struct app *b = h->base;
+	return b && !b->build_failed && b->snap_builds < SNAPSHOT_MAX_BUILDS &&
+	       (b->snap_state == SNAPSHOT_BUILDING || b->snap_state == SNAPSHOT_ADOPTING);
+}
+
+/* The base is ready, or will not be (its build failed): the builds that
+ * waited for it start, on it or from a fresh interpreter. */
+static void base_settled(struct host *h)
+{
+	while (h->base_waiting) {
+		struct app *a = h->base_waiting;
+		base_unwait(a);
+		pool_build_snapshot(a);
+	}
+}
+
+struct app *pool_base_new(struct host *h, const char *snap_dir)
+{
+	struct app *b = xcalloc(1, sizeof *b);
+	struct project *p = xcalloc(1, sizeof *p);
+	/* No worker can be called so (a dot is not allowed in a worker's
+	 * name): the base builder never shares a worker's sandbox uid. Its
+	 * "project" is the SDK, which every sandbox shows anyway. */
+	p->name = xstrdup("thaw.base");
+	p->dir = xstrdup(h->sdk_dir);
+	p->main = xstrdup("base.py");
+	p->vars = json_object();
+	b->h = h;
+	b->cfg = p;
+	b->label = "base";
+	b->is_base = 1;
+	b->snap_dir = xstrdup(snap_dir);
+#ifndef THAW_SANITIZE
+	b->snapshots = 1;
+#endif
+	return b;
+}
+
+void snapshot_app_gone(struct app *a)
+{
+	base_unwait(a);
+	if (a->h->base == a)
+		a->h->base = NULL;
+}
+
+/* A builder could not restore the base (why): drop it, so that the next
+ * build makes it again first. The image that builder wrote is whole. */
+static void base_refused(struct host *h, const char *base, const char *why)
+{
+	struct app *b = h->base;
+	if (!b || !b->snap_path || strcmp(b->snap_path, base) != 0)
+		return; /* an older base, already replaced */
+	log_warn("the base image %s was refused (%s): making it again", base, why);
+	snapshot_drop(b);
+	b->snap_builds = 0;
+}
+
 void pool_build_snapshot(struct app *a)
 {
 	struct host *h = a->h;
-	if (!a->snapshots || a->builder || a->snap_builds >= SNAPSHOT_MAX_BUILDS)
+	if (!a->snapshots || a->builder || a->snap_builds >= SNAPSHOT_MAX_BUILDS || a->base_waiting)
 		return;
+	struct app *b = h->base;
+	if (b && b != a && b->snap_state != SNAPSHOT_READY) {
+		/* Built on the base, or not before it is known that there will
+		 * be none: wait for it, making it first if nothing does. */
+		if (b->snap_state == SNAPSHOT_NONE && !b->build_failed)
+			pool_build_snapshot(b);
+		if (base_pending(h)) {
+			a->base_waiting = 1;
+			a->base_next = h->base_waiting;
+			h->base_waiting = a;
+			return;
+		}
+	}
 	struct instance *in = inst_take(a);
 	if (!in)
 		return;
 	in->is_builder = 1;
+	if (b && b != a && b->snap_state == SNAPSHOT_READY)
+		in->base = xstrdup(b->snap_path);
 	if (h->sandbox) {
 		/* It can write only in a directory of its own; snapshot_written
 		 * moves the image out of it. */
@@ -154,7 +259,7 @@ void pool_build_snapshot(struct app *a)
 	a->builder = in;
 	a->snap_state = SNAPSHOT_BUILDING;
 	a->snap_builds++;
-	inst_send_init(in, "build", in->snap_path, 0);
+	inst_send_init(in, a->is_base ? "base" : "build", in->snap_path, 0);
 	pool_fill_spares(h);
 }
 
@@ -181,6 +286,14 @@ void snapshot_inst_closed(struct app *a, struct instance *in)
 			a->snap_state = SNAPSHOT_NONE;
 		if (in->snap_path)
 			snap_remove(in->snap_path); /* whatever it left behind */
+		if (a->is_base) {
+			/* The builds waiting for it go without it, this time. */
+			if (!a->build_failed)
+				log_warn("the base image could not be made; snapshot builds start from a "
+					 "fresh interpreter");
+			a->build_failed = 1;
+			base_settled(a->h);
+		}
 	}
 }
 
@@ -223,10 +336,12 @@ out:
 	return 0;
 }
 
-void snapshot_written(struct instance *in, uint64_t bytes, double write_ms)
+void snapshot_written(struct instance *in, uint64_t bytes, double write_ms, const char *refused)
 {
 	struct app *a = in->app;
 	char *path = NULL;
+	if (refused && in->base)
+		base_refused(a->h, in->base, refused);
 	if (in->generation == a->generation && in->out_dir) {
 		/* Out of the directory its (untrusted) builder can still write: a
 		 * regular file, no link, from now on out of its reach. */
@@ -303,10 +418,15 @@ void pool_snapshot_adopted(struct app *a, char *path, const char *why)
 		snapshot_drop(a);
 		a->snap_path = path;
 		a->snap_state = SNAPSHOT_READY;
-		fprintf(stderr, "thaw: snapshot of %s: %.1f MB, written in %.0f ms (built in %.0f ms)\n",
-			app_label(a), (double)a->adopt_bytes / 1e6, a->adopt_write_ms,
-			a->adopt_build_ms);
+		note_base(a);
+		fprintf(stderr, "thaw: %s%s: %.1f MB, written in %.0f ms (built in %.0f ms)\n",
+			a->is_base ? "base image" : "snapshot of ", a->is_base ? "" : app_label(a),
+			(double)a->adopt_bytes / 1e6, a->adopt_write_ms, a->adopt_build_ms);
 		fflush(stderr);
+		if (a->is_base) {
+			base_settled(a->h);
+			return;
+		}
 		app_event(a, APP_SNAPSHOT_BUILT, path, (double)a->adopt_bytes);
 		/* Validate it with a restore, which also leaves a warm instance. */
 		if (a->snap_state == SNAPSHOT_READY && a->nlive == 0 && !a->build_failed &&
@@ -315,6 +435,11 @@ void pool_snapshot_adopted(struct app *a, char *path, const char *why)
 	} else {
 		a->snap_state = SNAPSHOT_NONE;
 		log_warn("%s: the snapshot could not be stored: %s", app_label(a), why ? why : "?");
+		if (a->is_base) {
+			a->build_failed = 1;
+			base_settled(a->h);
+			return;
+		}
 		app_event(a, APP_SNAPSHOT_FAILED, why, 0);
 	}
 	pool_dispatch(a);
@@ -381,6 +506,9 @@ void pool_use_snapshot(struct app *a, const char *path)
 	snapshot_drop(a);
 	a->snap_path = xstrdup(path);
 	a->snap_state = SNAPSHOT_READY;
+	note_base(a);
+	if (a->is_base)
+		base_settled(a->h);
 }
 
 void snapshot_shutdown(struct app *a)

@@ -51,6 +51,8 @@ struct scratch {
 	char *strings;
 	uint32_t strings_len;
 	uint64_t *pm;
+	uint64_t *cmp;          /* one page of a mapped file, to compare with memory */
+	uint64_t same_pages;    /* written pages found equal to their file's: not saved */
 	char err[256];
 	int write_errno; /* why writing the image failed (ENOSPC: the disk is full) */
 };
@@ -308,7 +310,28 @@ static int add_run(struct scratch *s, uint64_t start, uint64_t npages)
 }
 
 /* Find the pages of the current region worth saving. */
-static int scan_pages(struct scratch *s, int pm_fd, struct snap_region *r)
+/*
+ * Does the page at addr hold exactly what its file holds at off? A private
+ * file mapping's page that was written (so the pagemap shows it anonymous)
+ * but holds its file's bytes again, or was written with the same bytes, is
+ * restored as well by mapping the file: it is not saved. For an image built
+ * on a base this is most of what the build wrote to the base's pages (a
+ * reference count raised and lowered again): they stay the base's, shared.
+ * Past the file's end (a mapping's tail) nothing is equal.
+ */
+static int same_as_file(struct scratch *s, int fd, uint64_t off, uint64_t addr)
+{
+	long got = SYS4(SYS_pread64, fd, s->cmp, SNAP_PAGE, off);
+	if (got != (long)SNAP_PAGE)
+		return 0;
+	const volatile uint64_t *mem = (const uint64_t *)addr;
+	for (unsigned i = 0; i < SNAP_PAGE / 8; i++)
+		if (mem[i] != s->cmp[i])
+			return 0;
+	return 1;
+}
+
+static int scan_pages(struct scratch *s, int pm_fd, struct snap_region *r, int file_fd)
 {
 	r->run_first = s->nruns;
 	r->run_count = 0;
@@ -331,6 +354,11 @@ static int scan_pages(struct scratch *s, int pm_fd, struct snap_region *r)
 								    (e & PM_SWAPPED)
 							  : (e & (PM_PRESENT | PM_SWAPPED)) != 0;
 			uint64_t addr = r->start + (base + i) * SNAP_PAGE;
+			if (keep && file_fd >= 0 && (e & PM_PRESENT) &&
+			    same_as_file(s, file_fd, r->file_off + (base + i) * SNAP_PAGE, addr)) {
+				keep = 0;
+				s->same_pages++;
+			}
 			if (keep) {
 				if (run_len && gap) {
 					/* A small hole of zero pages inside anonymous memory:
@@ -449,7 +477,15 @@ static int build_table(struct scratch *s, uint64_t scratch_lo, uint64_t scratch_
 		} else {
 			r->kind = SNAP_R_ANON;
 		}
-		if (scan_pages(s, pm_fd, r) < 0) {
+		/* A private file mapping's written pages are compared with the
+		 * file's (same_as_file). */
+		int file_fd = r->kind == SNAP_R_FILE && (r->prot & PROT_READ)
+				      ? (int)SYS2(SYS_open, path, O_RDONLY | O_CLOEXEC)
+				      : -1;
+		int scanned = scan_pages(s, pm_fd, r, file_fd);
+		if (file_fd >= 0)
+			SYS1(SYS_close, file_fd);
+		if (scanned < 0) {
 			*why = "too many saved page runs, or pagemap unreadable";
 			rc = -1;
 		}
@@ -511,6 +547,8 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 	at += SNAP_MAX_STRINGS;
 	s->pm = (uint64_t *)at;
 	at += PAGEMAP_CHUNK * 8;
+	s->cmp = (uint64_t *)at;
+	at += SNAP_PAGE;
 	s->runs = (struct snap_run *)at;
 	s->max_runs = (uint32_t)((scr + SCRATCH_SIZE - at) / sizeof *s->runs);
 

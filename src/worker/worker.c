@@ -46,8 +46,9 @@ struct wcfg {
 	const char *project_dir;
 	const char *main;
 	const char *sdk_dir;
-	const char *mode;     /* "boot" (default), "build" or "restore" */
-	const char *snapshot; /* build: where to write; restore: what to map */
+	const char *mode;     /* "boot" (default), "build", "restore" or "base" */
+	const char *snapshot; /* build, base: where to write; restore: what to map */
+	const char *base;     /* build: the base image to restore and build on, or NULL */
 	json_int_t max_snapshot_bytes;
 	int system_site_packages;
 };
@@ -134,16 +135,20 @@ static int python_init(const struct wcfg *c)
 	 * goes before the project's dependencies: Cloudflare's own `workers`
 	 * package (workers-runtime-sdk), installed as a dependency, must not
 	 * replace thaw's. */
+	/* A base image has no project: a build on it adds the project's
+	 * entries where they would be (_thaw_runtime._add_project_paths). */
+	int base = !strcmp(c->mode, "base");
 	char *main_path = xasprintf("%s/%s", c->project_dir, c->main);
 	char *slash = strrchr(main_path, '/');
 	*slash = 0;
 	char *src = xasprintf("%s/src", c->project_dir);
 	char *mods = xasprintf("%s/python_modules", c->project_dir);
-	int bad = append_path(&pc, main_path);
-	if (strcmp(main_path, src) != 0 && dir_exists(src))
+	int bad = base ? 0 : append_path(&pc, main_path);
+	if (!base && strcmp(main_path, src) != 0 && dir_exists(src))
 		bad |= append_path(&pc, src);
 	bad |= append_path(&pc, c->sdk_dir);
-	bad |= append_path(&pc, mods);
+	if (!base)
+		bad |= append_path(&pc, mods);
 	bad |= append_path(&pc, THAW_PY_STDLIB);
 	bad |= append_path(&pc, THAW_PY_DYNLOAD);
 	if (c->system_site_packages) {
@@ -282,6 +287,114 @@ static _Noreturn void worker_exit(int code)
 	_exit(code);
 }
 
+#ifndef THAW_SANITIZE
+/*
+ * The builder's end: checkpoint this process to path. In the builder it
+ * sends SNAP_DONE (with base_refused, when a base was refused on the way)
+ * or LOAD_ERROR saying why, and exits; it returns only in a process
+ * restored from the image. what names the code for messages.
+ */
+static void checkpoint_or_exit(int fd, const char *path, uint64_t max_bytes, const char *what,
+			       const char *base_refused)
+{
+	/* The quiet point: one thread, no Python frame on the stack. */
+	fflush(stdout);
+	fflush(stderr);
+	int keep[] = {fd};
+	struct snap_checkpoint_opts o = {.keep_fds = keep, .nkeep = 1, .max_bytes = max_bytes};
+	struct snap_stats sst = {0};
+	char err[512];
+	/* As around a fork: the before-fork hooks run and the import lock is
+	 * taken, so that a restored process (the "child") finds them as
+	 * PyOS_AfterFork_Child expects; the builder (the "parent") lets them go
+	 * if it stays. */
+	PyOS_BeforeFork();
+	int r = snap_checkpoint(path, &o, &sst, err, sizeof err);
+	if (r == SNAP_RESTORED)
+		return;
+	PyOS_AfterFork_Parent();
+	if (r == SNAP_WRITTEN) {
+		json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:f}", "bytes", (json_int_t)sst.file_bytes,
+				      "saved_pages", (json_int_t)sst.saved_pages, "regions",
+				      (json_int_t)sst.regions, "deps", (json_int_t)sst.deps, "ms",
+				      sst.ms);
+		if (j && base_refused && base_refused[0])
+			json_object_set_new(j, "base_refused", json_string(base_refused));
+		char *msg = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		json_decref(j);
+		if (!msg)
+			worker_exit(1);
+		send_frame(fd, THAW_F_SNAP_DONE, 0, msg, strlen(msg));
+		free(msg);
+		worker_exit(0);
+	}
+	char msg[1024];
+	if (r == SNAP_ERR_THREADS)
+		snprintf(msg, sizeof msg,
+			 "cannot snapshot %s: top-level code started a thread (%s): start it in an "
+			 "after_restore hook",
+			 what, err);
+	else if (r == SNAP_ERR_FD)
+		snprintf(msg, sizeof msg,
+			 "cannot snapshot %s: top-level code left a file or socket open: %s: open it "
+			 "in the handler or an after_restore hook",
+			 what, err);
+	else if (r == SNAP_ERR_TOO_BIG)
+		snprintf(msg, sizeof msg,
+			 "cannot snapshot %s: %s (raise --max-snapshot-mb or import less at top level)",
+			 what, err);
+	else
+		snprintf(msg, sizeof msg, "cannot snapshot %s: %s", what, err);
+	send_frame(fd, THAW_F_LOAD_ERROR, 0, msg, strlen(msg));
+	worker_exit(3);
+}
+
+/*
+ * In a process just restored from the base image: build the worker that
+ * init (the builder's INIT, carried across the restore; taken) names, as a
+ * builder started afresh would: load it, then checkpoint. Returns only in a
+ * process restored from the worker's image, with the worker's name in name.
+ */
+static void become_builder(int fd, PyObject *rt, char *init, char *name, size_t namelen)
+{
+	json_t *j = init ? json_loads(init, 0, NULL) : NULL;
+	const char *wname = NULL, *main = NULL, *snapshot = NULL;
+	json_int_t max = 0;
+	if (!j || json_unpack(j, "{s:s, s:s, s:s, s?I}", "name", &wname, "main", &main, "snapshot",
+			      &snapshot, "max_snapshot_bytes", &max) < 0) {
+		const char *msg = "the base image was restored without a builder's INIT";
+		send_frame(fd, THAW_F_LOAD_ERROR, 0, msg, strlen(msg));
+		worker_exit(1);
+	}
+	snprintf(name, namelen, "%s", wname);
+	char prefix[96], comm[16];
+	snprintf(prefix, sizeof prefix, "%s[%d]", wname, host_pid(init, strlen(init)));
+	log_set_prefix(prefix);
+	snprintf(comm, sizeof comm, "thaw:%s", wname);
+	prctl(PR_SET_NAME, comm);
+	char lerr[256];
+	if (worker_apply_rlimits(json_object_get(j, "limits"), 0, lerr, sizeof lerr) < 0) {
+		send_frame(fd, THAW_F_LOAD_ERROR, 0, lerr, strlen(lerr));
+		worker_exit(1);
+	}
+	PyObject *ready = PyObject_CallMethod(rt, "load", "s", init);
+	if (!ready || !PyUnicode_Check(ready)) {
+		char *text = ready ? xstrdup("_thaw_runtime.load did not return a string")
+				   : exception_text();
+		send_frame(fd, THAW_F_LOAD_ERROR, 0, text, strlen(text));
+		free(text);
+		worker_exit(3);
+	}
+	Py_DECREF(ready);
+	char *path = xstrdup(snapshot), *what = xstrdup(main);
+	json_decref(j);
+	free(init);
+	checkpoint_or_exit(fd, path, (uint64_t)max, what, NULL);
+	free(path);
+	free(what);
+}
+#endif
+
 int worker_main(int argc, char **argv)
 {
 	int fd = THAW_WORKER_FD;
@@ -343,11 +456,11 @@ int worker_main(int argc, char **argv)
 	struct wcfg c = {0};
 	c.root = json_loadb((const char *)init, len, 0, &jerr);
 	if (!c.root ||
-	    json_unpack_ex(c.root, &jerr, 0, "{s:s, s:s, s:s, s:s, s?b, s?s, s?s, s?I}", "name",
+	    json_unpack_ex(c.root, &jerr, 0, "{s:s, s:s, s:s, s:s, s?b, s?s, s?s, s?I, s?s}", "name",
 			   &c.name, "project_dir", &c.project_dir, "main", &c.main, "sdk_dir",
 			   &c.sdk_dir, "system_site_packages", &c.system_site_packages, "mode",
 			   &c.mode, "snapshot", &c.snapshot, "max_snapshot_bytes",
-			   &c.max_snapshot_bytes) < 0) {
+			   &c.max_snapshot_bytes, "base", &c.base) < 0) {
 		log_error("bad INIT from host: %s", jerr.text);
 		worker_exit(1);
 	}
@@ -403,8 +516,31 @@ int worker_main(int argc, char **argv)
 		}
 	}
 	int build = !strcmp(c.mode, "build") && c.snapshot;
-	if (build && sbx_started_sandboxed())
+	int base = !strcmp(c.mode, "base") && c.snapshot;
+	if ((build || base) && sbx_started_sandboxed())
 		builder_not_pid1();
+	char base_refused[512] = "";
+	if (build && c.base) {
+#ifdef THAW_SANITIZE
+		snprintf(base_refused, sizeof base_refused, "snapshots are off in sanitizer builds");
+#else
+		/* Build on the base: restore it (nothing of its working set is
+		 * populated, so the pages this build does not write stay the
+		 * base's), and go on as its builder in become_builder below.
+		 * Returns only if the base is refused: this process is then
+		 * untouched and builds from a fresh interpreter instead. */
+		if (worker_apply_rlimits(limits, 1, lerr, sizeof lerr) == 0)
+			snap_restore(c.base, init, len, base_refused, sizeof base_refused);
+		else
+			snprintf(base_refused, sizeof base_refused, "%s", lerr);
+#endif
+		log_warn("base image %s refused: %s; building from a fresh interpreter", c.base,
+			 base_refused);
+		if (worker_apply_rlimits(limits, 0, lerr, sizeof lerr) < 0) {
+			send_frame(fd, THAW_F_LOAD_ERROR, 0, lerr, strlen(lerr));
+			worker_exit(1);
+		}
+	}
 
 	if (python_init(&c) < 0) {
 		const char *msg = "cannot initialise the Python runtime (see the log)";
@@ -414,7 +550,9 @@ int worker_main(int argc, char **argv)
 
 	PyObject *rt = PyImport_ImportModule("_thaw_runtime");
 	PyObject *ready = NULL;
-	if (rt)
+	if (rt && base)
+		ready = PyObject_CallMethod(rt, "prepare_base", NULL);
+	else if (rt)
 		ready = PyObject_CallMethod(rt, "load", "s#", (const char *)init, (Py_ssize_t)len);
 	if (!ready || !PyUnicode_Check(ready)) {
 		char *text = ready ? xstrdup("_thaw_runtime.load did not return a string")
@@ -426,62 +564,15 @@ int worker_main(int argc, char **argv)
 	free(init);
 	init = NULL;
 
-	if (build) {
+	if (build || base) {
 #ifdef THAW_SANITIZE
 		const char *msg = "snapshots are off in sanitizer builds";
 		send_frame(fd, THAW_F_LOAD_ERROR, 0, msg, strlen(msg));
 		worker_exit(3);
 #else
-		/* The quiet point: one thread, no Python frame on the stack. */
-		fflush(stdout);
-		fflush(stderr);
-		int keep[] = {fd};
-		struct snap_checkpoint_opts o = {.keep_fds = keep, .nkeep = 1,
-						 .max_bytes = (uint64_t)c.max_snapshot_bytes};
-		struct snap_stats sst = {0};
-		char err[512];
-		/* As around a fork: the before-fork hooks run and the import lock
-		 * is taken, so that a restored process (the "child") finds them as
-		 * PyOS_AfterFork_Child expects; the builder (the "parent") lets
-		 * them go if it stays. */
-		PyOS_BeforeFork();
-		int r = snap_checkpoint(c.snapshot, &o, &sst, err, sizeof err);
-		if (r != SNAP_RESTORED)
-			PyOS_AfterFork_Parent();
-		if (r == SNAP_WRITTEN) {
-			char msg[256];
-			int n = snprintf(msg, sizeof msg,
-					 "{\"bytes\": %llu, \"saved_pages\": %llu, \"regions\": %llu, "
-					 "\"deps\": %llu, \"ms\": %.2f}",
-					 (unsigned long long)sst.file_bytes,
-					 (unsigned long long)sst.saved_pages,
-					 (unsigned long long)sst.regions, (unsigned long long)sst.deps,
-					 sst.ms);
-			send_frame(fd, THAW_F_SNAP_DONE, 0, msg, (size_t)n);
-			worker_exit(0);
-		}
-		if (r != SNAP_RESTORED) {
-			char msg[1024];
-			if (r == SNAP_ERR_THREADS)
-				snprintf(msg, sizeof msg,
-					 "cannot snapshot %s: top-level code started a thread (%s): "
-					 "start it in an after_restore hook",
-					 c.main, err);
-			else if (r == SNAP_ERR_FD)
-				snprintf(msg, sizeof msg,
-					 "cannot snapshot %s: top-level code left a file or socket "
-					 "open: %s: open it in the handler or an after_restore hook",
-					 c.main, err);
-			else if (r == SNAP_ERR_TOO_BIG)
-				snprintf(msg, sizeof msg,
-					 "cannot snapshot %s: %s (raise --max-snapshot-mb or import "
-					 "less at top level)",
-					 c.main, err);
-			else
-				snprintf(msg, sizeof msg, "cannot snapshot %s: %s", c.main, err);
-			send_frame(fd, THAW_F_LOAD_ERROR, 0, msg, strlen(msg));
-			worker_exit(3);
-		}
+		/* Returns only in a process restored from the image. */
+		checkpoint_or_exit(fd, c.snapshot, (uint64_t)c.max_snapshot_bytes,
+				   base ? "the base image" : c.main, base_refused);
 		/* SNAP_RESTORED: a new process, resumed from the image. Children it
 		 * starts get address randomisation back. */
 		personality(personality(0xffffffff) & ~(unsigned)ADDR_NO_RANDOMIZE);
@@ -497,6 +588,30 @@ int worker_main(int argc, char **argv)
 		 * (random reseeds, logging's locks, libraries that cache the pid). */
 		PyOS_AfterFork_Child();
 		double restore_ms = snap_restore_ms();
+		if (base) {
+			/* Restored from the base: this process is a worker's snapshot
+			 * builder now (its INIT came across the restore). */
+			char *mine = NULL;
+			if (carried) {
+				mine = xcalloc(1, clen + 1);
+				memcpy(mine, carried, clen);
+			}
+			snap_release();
+			Py_DECREF(ready);
+			ready = NULL;
+			char name[64];
+			become_builder(fd, rt, mine, name, sizeof name);
+			/* Returns in a process restored from the worker's image. */
+			personality(personality(0xffffffff) & ~(unsigned)ADDR_NO_RANDOMIZE);
+			carried = snap_carried(&clen);
+			snprintf(prefix, sizeof prefix, "%.40s[%d]", name,
+				 carried ? host_pid(carried, clen) : (int)getpid());
+			log_set_prefix(prefix);
+			snprintf(comm, sizeof comm, "thaw:%.10s", name);
+			prctl(PR_SET_NAME, comm);
+			PyOS_AfterFork_Child();
+			restore_ms = snap_restore_ms();
+		}
 		/* This instance's own limits (its INIT came across the restore),
 		 * all of them now that the image is in place. */
 		json_t *mine = carried ? json_loadb(carried, clen, 0, NULL) : NULL;
@@ -510,7 +625,7 @@ int worker_main(int argc, char **argv)
 		}
 		PyObject *arg = carried ? PyUnicode_DecodeUTF8(carried, (Py_ssize_t)clen, "strict") : NULL;
 		snap_release();
-		Py_DECREF(ready);
+		Py_XDECREF(ready);
 		ready = arg ? PyObject_CallMethod(rt, "after_restore", "O", arg) : NULL;
 		Py_XDECREF(arg);
 		if (!ready || !PyUnicode_Check(ready)) {
