@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "snap/restore.h"
 #include "snap/sys.h"
 
 extern const ptrdiff_t __rseq_offset;
@@ -51,6 +52,13 @@ struct scratch {
 	char *strings;
 	uint32_t strings_len;
 	uint64_t *pm;
+	/* The image this process was restored from (all 0: none), and its dep
+	 * once a FILE region of that file is found: the image's base. */
+	uint64_t base_dev, base_ino;
+	uint32_t base_dep;
+	/* The table as snap_base_pages reads it (set before the context is
+	 * saved, so that counting needs no stack-sized copy of a header). */
+	struct snap_image view;
 	char err[256];
 	int write_errno; /* why writing the image failed (ENOSPC: the disk is full) */
 };
@@ -446,6 +454,15 @@ static int build_table(struct scratch *s, uint64_t scratch_lo, uint64_t scratch_
 				rc = -1;
 				break;
 			}
+			/* A private mapping of the image we were restored from:
+			 * what of it we have not written is the base's, and this
+			 * image a delta over it. By device and inode, as the
+			 * restore saw the file: its path may differ here (a
+			 * sandbox binds it elsewhere). */
+			const struct snap_dep *d = &s->deps[r->dep];
+			if (!shared && s->base_ino && s->base_dep == SNAP_NO_BASE &&
+			    d->dev == s->base_dev && d->ino == s->base_ino)
+				s->base_dep = r->dep;
 		} else {
 			r->kind = SNAP_R_ANON;
 		}
@@ -513,6 +530,14 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 	at += PAGEMAP_CHUNK * 8;
 	s->runs = (struct snap_run *)at;
 	s->max_runs = (uint32_t)((scr + SCRATCH_SIZE - at) / sizeof *s->runs);
+	s->view.regions = s->regions;
+	s->view.runs = s->runs;
+	s->base_dep = SNAP_NO_BASE;
+	/* snap_release keeps the image's identity: a process that served a
+	 * while and let its scratch go still names its base. */
+	uint64_t base_hash = snap_restored_info.image_hash;
+	s->base_dev = snap_restored_info.image_dev;
+	s->base_ino = base_hash ? snap_restored_info.image_ino : 0;
 
 	/* The header's kernel-side state, taken while libc may still be used. */
 	struct snap_header *h = (struct snap_header *)(s->pm); /* reuse: filled before scans */
@@ -597,6 +622,11 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 	}
 	hdr.data_len = data - hdr.data_off;
 	hdr.file_size = data;
+	hdr.base_dep = s->base_dep;
+	hdr.base_hash = s->base_dep == SNAP_NO_BASE ? 0 : base_hash;
+	s->view.h.nregions = s->nregions;
+	s->view.h.base_dep = s->base_dep;
+	uint64_t base_pages = snap_base_pages(&s->view);
 	if (max_bytes && hdr.file_size > max_bytes) {
 		why = "the image is larger than the configured maximum";
 		too_big = 1;
@@ -691,6 +721,7 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 		st->regions = hdr.nregions;
 		st->runs = hdr.nruns;
 		st->deps = hdr.ndeps;
+		st->base_pages = base_pages;
 		st->ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
 	}
 	munmap(scr, SCRATCH_SIZE);
