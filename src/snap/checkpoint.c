@@ -663,10 +663,10 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 	th = snap_hash(0, tcopy, tl);
 	hdr.table_hash = th;
 	/* A failed write keeps its errno in scratch, and the success path
-	 * stores nothing: the stack is one of the runs, and nothing in it may
-	 * change between that run's write and its hash below (a call made
-	 * between them, or a counter kept in memory, did: "data checksum
-	 * mismatch" at adoption). */
+	 * stores nothing: the stack is one of the runs, and what it holds
+	 * should change as little as possible while it is written (a call made
+	 * between a run's write and its hash, or a counter kept in memory, did:
+	 * "data checksum mismatch" at adoption). */
 	long wr = SYS3(SYS_lseek, fd, (long)hdr.table_off, SEEK_SET);
 	if (wr >= 0)
 		wr = full_write(fd, tcopy, tl);
@@ -675,20 +675,43 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 		why = "cannot write the image";
 		goto refuse;
 	}
-	/* Data: straight from memory, in run order. */
+	/*
+	 * Data: straight from memory, in run order, but for the stack's run.
+	 * This loop runs on that stack, and the compiler may keep its
+	 * variables there (gcc -O3 keeps the running hash and a length in
+	 * this very frame): written straight from memory, the stack's bytes
+	 * would change between their write and their hash. So the stack is
+	 * copied into scratch first, and written and hashed from the copy: the
+	 * file holds what was hashed, the stack as it was at one moment after
+	 * the context was saved, which is all a restore needs of it (it
+	 * resumes at the saved context, above anything that changed). A stack
+	 * too large for what scratch has left is written as before.
+	 */
+	uint64_t *stack_copy = (uint64_t *)(tcopy + page_align(tl));
+	uint32_t stack_run = UINT32_MAX;
+	for (uint32_t i = 0; i < s->nregions; i++)
+		if (s->regions[i].kind == SNAP_R_STACK && s->regions[i].run_count)
+			stack_run = s->regions[i].run_first;
 	uint64_t dh = 0;
 	for (uint32_t i = 0; i < s->nruns; i++) {
 		const struct snap_run *u = &s->runs[i];
 		size_t n = u->npages * SNAP_PAGE;
+		const void *from = (const void *)u->start;
+		if (i == stack_run && (uint64_t)((uint8_t *)stack_copy - scr) + n <= SCRATCH_SIZE) {
+			const uint64_t *word = from;
+			for (size_t k = 0; k < n / 8; k++)
+				stack_copy[k] = word[k];
+			from = stack_copy;
+		}
 		long r = SYS3(SYS_lseek, fd, (long)u->data_off, SEEK_SET);
 		if (r >= 0)
-			r = full_write(fd, (const void *)u->start, n);
+			r = full_write(fd, from, n);
 		if (r < 0) {
 			s->write_errno = (int)-r;
 			why = "cannot write the image";
 			goto refuse;
 		}
-		dh = snap_data_hash(dh, (const void *)u->start, n);
+		dh = snap_data_hash(dh, from, n);
 	}
 	hdr.data_hash = dh;
 	hdr.header_hash = 0;
