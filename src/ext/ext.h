@@ -56,7 +56,7 @@ extern const struct thaw_ext_command thaw_ext_commands[];
 	X(loop_run) X(loop_timer_arm) X(loop_timer_cancel) \
 	/* host/host.h (front, options, pools) */ \
 	X(front_start) X(front_stop) X(host_defaults) X(host_listen) X(host_loop_start) X(host_mhd_attach) \
-	X(host_mhd_log) X(host_opt_u64) X(host_option) X(pool_build_snapshot) X(pool_drain) \
+	X(host_mhd_log) X(host_opt_u64) X(host_option) X(pool_base_new) X(pool_build_snapshot) X(pool_drain) \
 	X(pool_fill_spares) X(pool_shutdown) X(pool_snapshot_adopted) X(pool_use_snapshot) \
 	X(pool_unused) X(pool_app_dispose) X(host_scheduled_run) X(host_scheduled_outcome) X(host_queue_run) \
 	X(host_ms_to_next_minute) X(bindings_setup) X(executor_stop) X(executor_submit) \
@@ -73,7 +73,8 @@ extern const struct thaw_ext_command thaw_ext_commands[];
 	X(project_to_json) X(cron_parse) X(cron_matches) X(project_env_name_valid) \
 	X(project_load_env) \
 	/* snap/snap.h (reading and checking images, never restoring) */ \
-	X(snap_check_file) X(snap_image_free) X(snap_open) X(snap_remove) X(snap_verify_data) \
+	X(snap_check_file) X(snap_hash) X(snap_image_free) X(snap_open) X(snap_remove) \
+	X(snap_verify_data) \
 	/* cli/install.h (thaw deploy installs first) */ \
 	X(thaw_install_needed) X(thaw_install_option) X(thaw_install_run)
 

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "snap/restore.h"
 #include "snap/sys.h"
 
 extern const ptrdiff_t __rseq_offset;
@@ -51,8 +52,15 @@ struct scratch {
 	char *strings;
 	uint32_t strings_len;
 	uint64_t *pm;
-	uint64_t *cmp;          /* one page of a mapped file, to compare with memory */
-	uint64_t same_pages;    /* written pages found equal to their file's: not saved */
+	uint64_t *cmp;       /* one page of a mapped file, to compare with memory */
+	uint64_t same_pages; /* written pages found equal to their file's: not saved */
+	/* The image this process was restored from (all 0: none), and its dep
+	 * once a FILE region of that file is found: the image's base. */
+	uint64_t base_dev, base_ino;
+	uint32_t base_dep;
+	/* The table as snap_base_pages reads it (set before the context is
+	 * saved, so that counting needs no stack-sized copy of a header). */
+	struct snap_image view;
 	char err[256];
 	int write_errno; /* why writing the image failed (ENOSPC: the disk is full) */
 };
@@ -474,6 +482,15 @@ static int build_table(struct scratch *s, uint64_t scratch_lo, uint64_t scratch_
 				rc = -1;
 				break;
 			}
+			/* A private mapping of the image we were restored from:
+			 * what of it we have not written is the base's, and this
+			 * image a delta over it. By device and inode, as the
+			 * restore saw the file: its path may differ here (a
+			 * sandbox binds it elsewhere). */
+			const struct snap_dep *d = &s->deps[r->dep];
+			if (!shared && s->base_ino && s->base_dep == SNAP_NO_BASE &&
+			    d->dev == s->base_dev && d->ino == s->base_ino)
+				s->base_dep = r->dep;
 		} else {
 			r->kind = SNAP_R_ANON;
 		}
@@ -551,6 +568,14 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 	at += SNAP_PAGE;
 	s->runs = (struct snap_run *)at;
 	s->max_runs = (uint32_t)((scr + SCRATCH_SIZE - at) / sizeof *s->runs);
+	s->view.regions = s->regions;
+	s->view.runs = s->runs;
+	s->base_dep = SNAP_NO_BASE;
+	/* snap_release keeps the image's identity: a process that served a
+	 * while and let its scratch go still names its base. */
+	uint64_t base_hash = snap_restored_info.image_hash;
+	s->base_dev = snap_restored_info.image_dev;
+	s->base_ino = base_hash ? snap_restored_info.image_ino : 0;
 
 	/* The header's kernel-side state, taken while libc may still be used. */
 	struct snap_header *h = (struct snap_header *)(s->pm); /* reuse: filled before scans */
@@ -635,6 +660,11 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 	}
 	hdr.data_len = data - hdr.data_off;
 	hdr.file_size = data;
+	hdr.base_dep = s->base_dep;
+	hdr.base_hash = s->base_dep == SNAP_NO_BASE ? 0 : base_hash;
+	s->view.h.nregions = s->nregions;
+	s->view.h.base_dep = s->base_dep;
+	uint64_t base_pages = snap_base_pages(&s->view);
 	if (max_bytes && hdr.file_size > max_bytes) {
 		why = "the image is larger than the configured maximum";
 		too_big = 1;
@@ -671,10 +701,10 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 	th = snap_hash(0, tcopy, tl);
 	hdr.table_hash = th;
 	/* A failed write keeps its errno in scratch, and the success path
-	 * stores nothing: the stack is one of the runs, and nothing in it may
-	 * change between that run's write and its hash below (a call made
-	 * between them, or a counter kept in memory, did: "data checksum
-	 * mismatch" at adoption). */
+	 * stores nothing: the stack is one of the runs, and what it holds
+	 * should change as little as possible while it is written (a call made
+	 * between a run's write and its hash, or a counter kept in memory, did:
+	 * "data checksum mismatch" at adoption). */
 	long wr = SYS3(SYS_lseek, fd, (long)hdr.table_off, SEEK_SET);
 	if (wr >= 0)
 		wr = full_write(fd, tcopy, tl);
@@ -683,20 +713,43 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 		why = "cannot write the image";
 		goto refuse;
 	}
-	/* Data: straight from memory, in run order. */
+	/*
+	 * Data: straight from memory, in run order, but for the stack's run.
+	 * This loop runs on that stack, and the compiler may keep its
+	 * variables there (gcc -O3 keeps the running hash and a length in
+	 * this very frame): written straight from memory, the stack's bytes
+	 * would change between their write and their hash. So the stack is
+	 * copied into scratch first, and written and hashed from the copy: the
+	 * file holds what was hashed, the stack as it was at one moment after
+	 * the context was saved, which is all a restore needs of it (it
+	 * resumes at the saved context, above anything that changed). A stack
+	 * too large for what scratch has left is written as before.
+	 */
+	uint64_t *stack_copy = (uint64_t *)(tcopy + page_align(tl));
+	uint32_t stack_run = UINT32_MAX;
+	for (uint32_t i = 0; i < s->nregions; i++)
+		if (s->regions[i].kind == SNAP_R_STACK && s->regions[i].run_count)
+			stack_run = s->regions[i].run_first;
 	uint64_t dh = 0;
 	for (uint32_t i = 0; i < s->nruns; i++) {
 		const struct snap_run *u = &s->runs[i];
 		size_t n = u->npages * SNAP_PAGE;
+		const void *from = (const void *)u->start;
+		if (i == stack_run && (uint64_t)((uint8_t *)stack_copy - scr) + n <= SCRATCH_SIZE) {
+			const uint64_t *word = from;
+			for (size_t k = 0; k < n / 8; k++)
+				stack_copy[k] = word[k];
+			from = stack_copy;
+		}
 		long r = SYS3(SYS_lseek, fd, (long)u->data_off, SEEK_SET);
 		if (r >= 0)
-			r = full_write(fd, (const void *)u->start, n);
+			r = full_write(fd, from, n);
 		if (r < 0) {
 			s->write_errno = (int)-r;
 			why = "cannot write the image";
 			goto refuse;
 		}
-		dh = snap_data_hash(dh, (const void *)u->start, n);
+		dh = snap_data_hash(dh, from, n);
 	}
 	hdr.data_hash = dh;
 	hdr.header_hash = 0;
@@ -729,6 +782,7 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 		st->regions = hdr.nregions;
 		st->runs = hdr.nruns;
 		st->deps = hdr.ndeps;
+		st->base_pages = base_pages;
 		st->ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
 	}
 	munmap(scr, SCRATCH_SIZE);

@@ -8,14 +8,16 @@
  * restoring process can know (its vDSO address, that ASLR is off, where its
  * code and stack sit) stays in restore.c.
  *
- * Cost: a stat per dep, a read of /proc/cpuinfo and, for snap_check_file,
- * the image's header and table (never its data): the host calls it from its
- * loop, as it did its own copy of the rule.
+ * Cost: a stat per dep, a read of /proc/cpuinfo, for a delta one header of
+ * its base (a page) and, for snap_check_file, the image's header and table
+ * (never its data): the host calls it from its loop, as it did its own copy
+ * of the rule.
  */
 #include "common/util.h"
 #include "snap/snap.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -75,16 +77,67 @@ int snap_check_host(const struct snap_image *img, char *err, size_t errlen)
 		return err_set(err, errlen, "made on another CPU model (%s; this is %s)", img->h.cpu,
 				 id);
 	/* The deps before the binary: a binary rebuilt in place is then
-	 * reported as the file that changed. */
+	 * reported as the file that changed. The base is named as such, so
+	 * that the host can tell a delta left behind by its base (built again
+	 * on the current one) from an image whose library was upgraded. */
 	for (uint32_t i = 0; i < img->h.ndeps; i++) {
 		const char *p = snap_dep_path(img, i);
+		int base = i == img->h.base_dep;
 		struct stat st;
-		if (stat(p, &st) < 0)
+		if (stat(p, &st) < 0) {
+			if (base && errno == ENOENT)
+				return err_set(err, errlen, "its base image %s is missing", p);
+			if (base)
+				return err_set(err, errlen, "its base image %s: %s", p,
+					       strerror(errno));
 			return err_set(err, errlen, "%s: %s", p, strerror(errno));
-		if (!snap_dep_matches(&img->deps[i], &st))
+		}
+		if (!snap_dep_matches(&img->deps[i], &st)) {
+			if (base)
+				return err_set(err, errlen,
+					       "its base image %s has changed since the image was "
+					       "built on it",
+					       p);
 			return err_set(err, errlen, "%s changed since the snapshot was made", p);
+		}
+	}
+	if (img->h.base_dep != SNAP_NO_BASE) {
+		const char *p = snap_dep_path(img, img->h.base_dep);
+		int fd = open(p, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0)
+			return err_set(err, errlen, "its base image %s: %s", p, strerror(errno));
+		int rc = snap_check_base(img, fd, err, errlen);
+		close(fd);
+		if (rc < 0)
+			return -1;
 	}
 	return made_by_this_binary(img, err, errlen);
+}
+
+int snap_check_base(const struct snap_image *img, int fd, char *err, size_t errlen)
+{
+	if (img->h.base_dep == SNAP_NO_BASE)
+		return 0;
+	const char *p = snap_dep_path(img, img->h.base_dep);
+	/* The header alone: its hash covers the table's hash, and through it
+	 * every region and run a delta maps from the base. */
+	struct snap_header h;
+	size_t got = 0;
+	while (got < sizeof h) {
+		ssize_t n = pread(fd, (char *)&h + got, sizeof h - got, (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	if (got == sizeof h) {
+		uint64_t claimed = h.header_hash;
+		h.header_hash = 0;
+		if (snap_hash(0, &h, sizeof h) == claimed && claimed == img->h.base_hash)
+			return 0;
+	}
+	return err_set(err, errlen, "its base image %s is not the base it was built on", p);
 }
 
 int snap_check_file(const char *path, char *err, size_t errlen)

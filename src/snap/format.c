@@ -105,6 +105,14 @@ int snap_parse(const void *header, size_t header_len, const void *table, size_t 
 		return err_set(err, errlen, "unterminated identity string");
 	if (h.rseq_len > 4096 || h.tid_offset > 4096 || (h.tid_offset & 3))
 		return err_set(err, errlen, "thread state out of range");
+	/* The reserved word is zero and an image without a base has no base
+	 * hash: a writer that set either meant something this reader does not
+	 * know. */
+	if (h.pad3 != 0 || (h.base_dep == SNAP_NO_BASE && h.base_hash != 0))
+		return err_set(err, errlen, "base fields out of range");
+	if (h.base_dep != SNAP_NO_BASE && h.base_dep >= h.ndeps)
+		return err_set(err, errlen, "base dependency %u out of range (%u deps)", h.base_dep,
+			       h.ndeps);
 
 	void *copy = malloc(tlen ? tlen : 1);
 	if (!copy)
@@ -118,8 +126,8 @@ int snap_parse(const void *header, size_t header_len, const void *table, size_t 
 	img->strings = (char *)(img->deps + h.ndeps);
 
 	uint64_t prev_end = 0;
-	int have_stack = 0, rip_ok = 0;
-	uint32_t next_run = 0;
+	int have_stack = 0, rip_ok = 0, base_mapped = 0;
+	uint32_t next_run = 0, rip_dep = SNAP_NO_BASE;
 	for (uint32_t i = 0; i < h.nregions; i++) {
 		const struct snap_region *r = &img->regions[i];
 		if (!aligned(r->start) || !aligned(r->end) || r->start >= r->end ||
@@ -153,8 +161,12 @@ int snap_parse(const void *header, size_t header_len, const void *table, size_t 
 			}
 		}
 		if (r->kind == SNAP_R_FILE && (r->prot & 4) && h.ctx.rip >= r->start &&
-		    h.ctx.rip < r->end)
+		    h.ctx.rip < r->end) {
 			rip_ok = 1;
+			rip_dep = r->dep;
+		}
+		if (r->kind == SNAP_R_FILE && r->dep == h.base_dep)
+			base_mapped = 1;
 		/* Runs: in order, consecutive, inside the region and the data. */
 		if (r->run_first != next_run || r->run_count > h.nruns - r->run_first) {
 			err_set(err, errlen, "region %u: bad run range", i);
@@ -190,6 +202,14 @@ int snap_parse(const void *header, size_t header_len, const void *table, size_t 
 		err_set(err, errlen, "resume address outside executable file mappings");
 		goto bad;
 	}
+	/* A base is an image the process was restored from: some of its memory
+	 * comes from the base's file, and the code that resumes is the binary's,
+	 * which no image can be. */
+	if (h.base_dep != SNAP_NO_BASE && (!base_mapped || h.base_dep == rip_dep)) {
+		err_set(err, errlen, "base dependency %u: %s", h.base_dep,
+			base_mapped ? "is the binary that resumes" : "no file region maps it");
+		goto bad;
+	}
 	for (uint32_t i = 0; i < h.ndeps; i++) {
 		const struct snap_dep *d = &img->deps[i];
 		if (d->path_len == 0 || d->path_off > h.strings_len ||
@@ -216,6 +236,23 @@ void snap_image_free(struct snap_image *img)
 const char *snap_dep_path(const struct snap_image *img, uint32_t i)
 {
 	return img->strings + img->deps[i].path_off;
+}
+
+uint64_t snap_base_pages(const struct snap_image *img)
+{
+	uint64_t pages = 0;
+	if (img->h.base_dep == SNAP_NO_BASE)
+		return 0;
+	for (uint32_t i = 0; i < img->h.nregions; i++) {
+		const struct snap_region *r = &img->regions[i];
+		if (r->kind != SNAP_R_FILE || r->dep != img->h.base_dep)
+			continue;
+		/* Runs lie inside their region without overlapping (snap_parse). */
+		pages += (r->end - r->start) / SNAP_PAGE;
+		for (uint32_t k = 0; k < r->run_count; k++)
+			pages -= img->runs[r->run_first + k].npages;
+	}
+	return pages;
 }
 
 static int read_at(int fd, void *buf, size_t len, uint64_t off)
@@ -279,6 +316,25 @@ int snap_open(const char *path, int *fd_out, struct snap_image *img, char *err, 
 	else
 		close(fd);
 	return 0;
+}
+
+int snap_base_of(const char *image_path, char *base_path, size_t n, char *err, size_t errlen)
+{
+	struct snap_image img;
+	if (snap_open(image_path, NULL, &img, err, errlen) < 0)
+		return -1;
+	int rc = 0;
+	if (img.h.base_dep != SNAP_NO_BASE) {
+		const char *base = snap_dep_path(&img, img.h.base_dep);
+		if (snprintf(base_path, n, "%s", base) >= (int)n)
+			rc = err_set(err, errlen,
+				     "%s: the path of its base image is longer than %zu bytes",
+				     image_path, n);
+		else
+			rc = 1;
+	}
+	snap_image_free(&img);
+	return rc;
 }
 
 int snap_verify_data(int fd, const struct snap_image *img, char *err, size_t errlen)
@@ -374,6 +430,20 @@ int snap_inspect(const char *path, FILE *out, int verify_data)
 		(unsigned long long)h->file_size, (unsigned long long)saved);
 	fprintf(out, "  address     %llu bytes mapped in %u regions, %u runs\n",
 		(unsigned long long)mapped, h->nregions, h->nruns);
+	if (h->base_dep == SNAP_NO_BASE)
+		fprintf(out, "  base        none\n");
+	else
+		fprintf(out, "  base        %s (header hash %016llx)\n",
+			snap_dep_path(&img, h->base_dep), (unsigned long long)h->base_hash);
+	/* What a delta costs against what it shares: the pages in this file,
+	 * the pages its base provides, and the mmap calls a restore makes (one
+	 * per region and one per run, roughly what it takes). */
+	uint64_t own = saved / SNAP_PAGE, from_base = snap_base_pages(&img);
+	fprintf(out, "  pages       %llu own (%.1f MiB), %llu from the base (%.1f MiB)\n",
+		(unsigned long long)own, (double)own * SNAP_PAGE / (1 << 20),
+		(unsigned long long)from_base, (double)from_base * SNAP_PAGE / (1 << 20));
+	fprintf(out, "  mappings    %llu at restore (%u regions + %u runs)\n",
+		(unsigned long long)h->nregions + h->nruns, h->nregions, h->nruns);
 	time_t made = (time_t)(h->created_unix_ns / 1000000000ull);
 	struct tm tm;
 	char when[64] = "?";

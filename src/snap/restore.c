@@ -211,9 +211,24 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 		/* Again on the fd that will be mapped: the file may have been
 		 * replaced since snap_check_host looked at its path. */
 		if (!snap_dep_matches(&img.deps[i], &st)) {
-			err_set(err, errlen, "%s changed since the snapshot was made", p);
+			if (i == h->base_dep)
+				err_set(err, errlen,
+					"its base image %s has changed since the image was "
+					"built on it",
+					p);
+			else
+				err_set(err, errlen, "%s changed since the snapshot was made", p);
 			goto out;
 		}
+	}
+	if (h->base_dep != SNAP_NO_BASE && snap_check_base(&img, fds[h->base_dep], err, errlen) < 0)
+		goto out;
+	/* Who we are restored from, for a checkpoint that will name it as its
+	 * base: the identity of the file being mapped, not of its path. */
+	struct stat image_st;
+	if (fstat(fd, &image_st) < 0) {
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
+		goto out;
 	}
 
 	/* This process's own layout must agree with the image where it matters:
@@ -317,6 +332,8 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 		.t0_ns = (uint64_t)ts0.tv_sec * 1000000000ull + (uint64_t)ts0.tv_nsec,
 	};
 	p->info.image_hash = h->header_hash;
+	p->info.image_dev = (uint64_t)image_st.st_dev;
+	p->info.image_ino = (uint64_t)image_st.st_ino;
 	p->info_dst = &snap_restored_info;
 	/* Clip each recorded range to the image's regions that allow it. */
 	for (size_t k = 0; k < nws; k++) {

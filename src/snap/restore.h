@@ -22,7 +22,9 @@ struct plan_populate {
 };
 
 /* Written by the core into the binary's .bss (same address in the image),
- * read by the restored process. */
+ * read by the restored process. The image's identity outlives
+ * snap_release: a later checkpoint looks for that file among its mappings to
+ * name it as its base. Only 64-bit words (the core copies it word by word). */
 struct snap_restored {
 	uint64_t magic;
 	uint64_t scratch, scratch_len;
@@ -30,6 +32,7 @@ struct snap_restored {
 	uint64_t t0_ns, t1_ns;
 	uint64_t image_hash;
 	uint64_t populated_pages;
+	uint64_t image_dev, image_ino; /* the image file (fstat of the fd it was mapped from) */
 };
 #define SNAP_RESTORED_MAGIC 0x444552524f545345ull
 extern struct snap_restored snap_restored_info;

@@ -14,9 +14,12 @@
  *                       restore maps them MAP_PRIVATE straight from the file
  *
  *   header_hash covers the header (with itself zeroed), table_hash the table,
- *   data_hash every data byte (snap_data_hash: chained page by page). The first two are checked on every restore;
- *   data_hash by snap_verify_data (once per file, by whoever stores it),
- *   because reading every page at each restore would cost what mapping saves.
+ *   data_hash every data byte (snap_data_hash: chained page by page). The
+ *   first two are checked on every restore; data_hash by snap_verify_data
+ *   (once per file, by whoever stores it), because reading every page at
+ *   each restore would cost what mapping saves. The version is 2 (it added
+ *   the base, below); a file of any other version is refused, and the host
+ *   builds the image again.
  *
  * WHAT IS SAVED
  *   - every mapping from /proc/self/maps, as a region: its address range,
@@ -44,6 +47,27 @@
  *     dispositions and the signal mask, the rseq registration, the offset of
  *     glibc's cached thread id in the TCB, the kernel release and CPU model.
  *
+ * A BASE
+ *   An image may be a delta over another image, its base: a process restored
+ *   from the base (a blank interpreter, checkpointed once per host) runs more
+ *   code and is checkpointed again. Whatever it still has from the base is a
+ *   MAP_PRIVATE mapping of the base's file, so it is recorded like any
+ *   library: FILE regions whose dep is the base file, mapping the base's
+ *   pages copy-on-write at restore, with the pages the process wrote since
+ *   saved as its own runs laid over them. Only those own pages are in the
+ *   file. The header names the base: base_dep is its index in deps, and
+ *   base_hash the base's own header_hash (SNAP_NO_BASE and 0 when the
+ *   process was not restored from an image, or maps nothing of it any more).
+ *   The checkpoint knows the base because the restore left the image's
+ *   device, inode and header_hash in the process (struct snap_restored).
+ *   Restoring a delta needs its base unchanged: besides the identity every
+ *   dep must keep, the base's header must still hash to base_hash
+ *   (snap_check_host, and snap_restore again on the fd it maps). A base is
+ *   mapped by at least one FILE region and is never the image's own binary,
+ *   the file the resume address lies in (snap_parse). A delta may itself be
+ *   a base: each image names only the image it was restored from; older
+ *   ones are among its deps like any file it maps.
+ *
  * INVARIANTS
  *   - Checkpoint runs with one thread, and after the context is saved it
  *     neither allocates nor touches stdio: the heap being written must not
@@ -54,8 +78,9 @@
  *     stack top sit where they sat in the checkpointed process.
  *   - Everything is validated before anything is replaced: the file's
  *     structure, that the image fits this host (snap_check_host: kernel,
- *     CPU, this binary, every dep's identity), the vDSO address, and that
- *     every file this process already maps is where the image expects it.
+ *     CPU, this binary, every dep's identity, a delta's base header), the
+ *     vDSO address, and that every file this process already maps is where
+ *     the image expects it.
  *     A refusal leaves the process untouched (it then boots normally).
  *     The checks are structural; the hashes catch corruption, not forgery:
  *     images must be stored where only the host can write.
@@ -76,13 +101,14 @@
 #include <stdio.h>
 
 #define SNAP_MAGIC "THAWSNP1"
-#define SNAP_VERSION 1u
+#define SNAP_VERSION 2u
 #define SNAP_PAGE 4096u
 #define SNAP_MAX_REGIONS 65536u
 #define SNAP_MAX_RUNS (1u << 20)
 #define SNAP_MAX_DEPS 4096u
 #define SNAP_MAX_STRINGS (1u << 20)
 #define SNAP_USER_TOP 0x800000000000ull
+#define SNAP_NO_BASE 0xffffffffu /* base_dep of an image that is no delta */
 
 enum snap_kind {
 	SNAP_R_FILE = 1,
@@ -123,6 +149,9 @@ struct snap_header {
 	struct snap_sigaction sigs[64];
 	char kernel[128];
 	char cpu[128];
+	uint32_t base_dep;  /* index into deps of the base image, or SNAP_NO_BASE */
+	uint32_t pad3;      /* zero */
+	uint64_t base_hash; /* the base image's header_hash; 0 without a base */
 	uint64_t table_hash;
 	uint64_t header_hash;
 };
@@ -192,6 +221,11 @@ void snap_cpu_id(char *out, size_t n);
  *   - the CPU model and flags are (glibc chose its string routines by them);
  *   - every dep still has its recorded identity at its path: device, inode,
  *     size, mtime to the nanosecond (a missing dep is refused too);
+ *   - a delta's base is there, unchanged, and still the image it was built
+ *     on: its header hashes to base_hash (snap_check_base). These refusals
+ *     name it as the base ("its base image PATH is missing", "... has
+ *     changed since the image was built on it", "... is not the base it was
+ *     built on"): the host then knows to rebuild from the current base;
  *   - it was made by this very thaw binary, not another build: the file
  *     this process runs (/proc/self/exe), or the file now at that path
  *     (what the host starts instances from, should a new build have been
@@ -206,6 +240,26 @@ void snap_cpu_id(char *out, size_t n);
 int snap_check_host(const struct snap_image *img, char *err, size_t errlen);
 /* snap_open + snap_check_host: is the image file at path usable here? */
 int snap_check_file(const char *path, char *err, size_t errlen);
+/*
+ * Is the file open on fd (img's base dep) the base img was built on? Reads
+ * its header: it must be whole, hash to its own header_hash, and that must
+ * be img->h.base_hash. 0 if so (or if img has no base), else -1 with err
+ * naming the base. Borrows img and fd (its offset is not moved).
+ */
+int snap_check_base(const struct snap_image *img, int fd, char *err, size_t errlen);
+/*
+ * The base the image at image_path was built on, for a host that must make
+ * it reachable (bind it into an instance's sandbox). Returns 1 and the
+ * base's path in base_path (n bytes), 0 when the image has no base, -1 with
+ * err when the image cannot be read or is invalid, or its base's path does
+ * not fit in n. Reads the header and table only; checks nothing of the host.
+ */
+int snap_base_of(const char *image_path, char *base_path, size_t n, char *err, size_t errlen);
+/* Pages a restore maps from img's base: the extent of the FILE regions whose
+ * dep is the base, less the image's own runs laid over them (0 without a
+ * base). Pure arithmetic on the table: checkpoint calls it after the
+ * context is saved. */
+uint64_t snap_base_pages(const struct snap_image *img);
 /* Does st (of a dep's path or of an fd opened on it) show d's identity:
  * device, inode, size, mtime sec and nsec? 1 if so, else 0. */
 struct stat;
@@ -229,6 +283,7 @@ struct snap_checkpoint_opts {
 
 struct snap_stats {
 	uint64_t file_bytes, saved_pages, regions, runs, deps;
+	uint64_t base_pages; /* mapped from the base at restore (snap_base_pages) */
 	double ms;
 };
 
@@ -247,6 +302,9 @@ enum {
  * Returns SNAP_WRITTEN in this process, SNAP_RESTORED when a restored process
  * resumes here, or -1 with err (nothing written). Refusals: more than one
  * thread, an fd not in keep_fds, a shared mapping, over max_bytes.
+ * A process restored from an image that it still maps (a FILE region of
+ * that very file, by device and inode) writes a delta naming it as its base
+ * (see A BASE above); any other process writes an image without one.
  */
 int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, struct snap_stats *st,
 		    char *err, size_t errlen);

@@ -11,7 +11,8 @@
  *
  * An accepted image must satisfy everything snap.h promises (each region,
  * run and dep in bounds, runs consecutive, one stack holding rsp, rip in an
- * executable file mapping); a refused one must say why and leave nothing
+ * executable file mapping, a base mapped by a FILE region and not the
+ * binary's file); a refused one must say why and leave nothing
  * allocated. The same file, written to a memfd, goes through snap_open (same
  * answer, same reason), and when accepted through snap_verify_data and
  * snap_inspect. Any broken invariant traps.
@@ -92,6 +93,8 @@ static void check_header(const struct snap_image *img, const uint8_t *hdr, size_
 	CHECK(inside(h->data_off, h->data_len, size));
 	CHECK(memchr(h->kernel, 0, sizeof h->kernel) && memchr(h->cpu, 0, sizeof h->cpu));
 	CHECK(h->rseq_len <= 4096 && h->tid_offset <= 4096 && h->tid_offset % 4 == 0);
+	CHECK(h->pad3 == 0);
+	CHECK(h->base_dep == SNAP_NO_BASE ? h->base_hash == 0 : h->base_dep < h->ndeps);
 
 	/* The table is one private block, laid out in the documented order. */
 	CHECK((void *)img->regions == img->table);
@@ -119,8 +122,8 @@ static void check_table(const struct snap_image *img)
 {
 	const struct snap_header *h = &img->h;
 	uint64_t prev_end = 0;
-	uint32_t stacks = 0, next_run = 0;
-	int rip_in_text = 0;
+	uint32_t stacks = 0, next_run = 0, rip_dep = SNAP_NO_BASE;
+	int rip_in_text = 0, base_mapped = 0;
 	for (uint32_t i = 0; i < h->nregions; i++) {
 		const struct snap_region *r = &img->regions[i];
 		CHECK(r->start % PAGE == 0 && r->end % PAGE == 0);
@@ -132,8 +135,12 @@ static void check_table(const struct snap_image *img)
 		if (r->kind == SNAP_R_FILE || r->kind == SNAP_R_SHARED)
 			CHECK(r->dep < h->ndeps && r->file_off % PAGE == 0);
 		if (r->kind == SNAP_R_FILE) {
-			if ((r->prot & PROT_EXEC) && h->ctx.rip >= r->start && h->ctx.rip < r->end)
+			if ((r->prot & PROT_EXEC) && h->ctx.rip >= r->start &&
+			    h->ctx.rip < r->end) {
 				rip_in_text = 1;
+				rip_dep = r->dep;
+			}
+			base_mapped |= r->dep == h->base_dep;
 		}
 		if (r->kind == SNAP_R_STACK) {
 			stacks++;
@@ -147,6 +154,9 @@ static void check_table(const struct snap_image *img)
 	}
 	CHECK(next_run == h->nruns);
 	CHECK(stacks == 1 && rip_in_text);
+	/* A base is mapped privately somewhere, and is not the binary that resumes. */
+	if (h->base_dep != SNAP_NO_BASE)
+		CHECK(base_mapped && h->base_dep != rip_dep);
 	for (uint32_t i = 0; i < h->ndeps; i++) {
 		const struct snap_dep *d = &img->deps[i];
 		CHECK(d->path_len >= 1 && d->path_off < h->strings_len);

@@ -91,7 +91,8 @@ M64 = (1 << 64) - 1
 PAGE = 4096
 USER_TOP = 0x800000000000
 FILE, ANON, HEAP, STACK = 1, 2, 3, 4
-HEADER_SIZE = 2536  # sizeof(struct snap_header)
+HEADER_SIZE = 2552  # sizeof(struct snap_header)
+NO_BASE = 0xFFFFFFFF  # SNAP_NO_BASE
 TABLE_OFF = PAGE
 
 
@@ -119,11 +120,12 @@ def data_hash(data):
     return h
 
 
-# struct snap_header, little-endian, no padding: 2536 bytes.
+# struct snap_header (version 2), little-endian, no padding: 2552 bytes.
 HEADER_FMT = ("<8sIIQQ IIII QQQQQ"  # magic .. data_hash
               "8QIHHQ"  # ctx: rbx rbp r12 r13 r14 r15 rsp rip, mxcsr, fpucw, pad, fs_base
               "QQQ IIII Q"  # brk vdso_start rseq_addr, rseq_len rseq_sig tid_offset pad2, sigmask
-              "256Q 128s128s QQ")  # sigs[64], kernel, cpu, table_hash, header_hash
+              "256Q 128s128s"  # sigs[64], kernel, cpu
+              "IIQ QQ")  # base_dep pad3 base_hash, table_hash, header_hash
 HEADER_FIELDS = ("magic version header_size file_size created nregions nruns ndeps strings_len "
                  "table_off table_len data_off data_len data_hash "
                  "rbx rbp r12 r13 r14 r15 rsp rip mxcsr fpucw pad fs_base "
@@ -133,7 +135,8 @@ assert struct.calcsize(HEADER_FMT) == HEADER_SIZE
 
 def pack_header(f):
     values = [f[name] for name in HEADER_FIELDS] + list(f["sigs"])
-    values += [f["kernel"], f["cpu"], f["table_hash"], f["header_hash"]]
+    values += [f["kernel"], f["cpu"], f["base_dep"], f["pad3"], f["base_hash"]]
+    values += [f["table_hash"], f["header_hash"]]
     return struct.pack(HEADER_FMT, *values)
 
 
@@ -144,14 +147,15 @@ def region(start, end, prot, kind, file_off=0, dep=0):
 def base_snapshot():
     """The shape of a small worker image: binary text + data, heap, libc text, stack."""
     return dict(
-        header=dict(magic=b"THAWSNP1", version=1, header_size=HEADER_SIZE,
+        header=dict(magic=b"THAWSNP1", version=2, header_size=HEADER_SIZE,
                     created=1700000000 * 10**9,
                     rbx=1, rbp=0x7fffffffe600, r12=3, r13=4, r14=5, r15=6, rsp=0x7fffffffe5c0,
                     rip=0x555555555123, mxcsr=0x1F80, fpucw=0x37F, pad=0, fs_base=0x7ffff7d8a740,
                     brk=0x55555557a000, vdso_start=0x7ffff7fc1000, rseq_addr=0x7ffff7d8ae00,
                     rseq_len=32, rseq_sig=0x53053053, tid_offset=0x2D0, pad2=0, sigmask=1 << 13,
                     sigs=[0] * 256, kernel=b"x86_64 6.1.0-18-amd64 #1 SMP Debian",
-                    cpu=b"Test CPU @ 3.00GHz flags:0123456789abcdef"),
+                    cpu=b"Test CPU @ 3.00GHz flags:0123456789abcdef",
+                    base_dep=NO_BASE, pad3=0, base_hash=0),
         # runs: (region index, start, npages); build_snapshot sets run_first/run_count
         regions=[region(0x555555554000, 0x555555556000, 5, FILE, 0, 0),
                  region(0x555555556000, 0x555555558000, 3, FILE, 0x2000, 0),
@@ -241,6 +245,13 @@ def snap_seeds():
     big["runs"][-1] = (6, 0x7fffffffd000, 2)
     no_runs = base_snapshot()
     no_runs["runs"] = []
+    # A delta (snap.h, A BASE): a region mapping its base image's file (dep 2),
+    # with a page of its own laid over it; the header names the base.
+    delta = base_snapshot()
+    delta["regions"].insert(3, region(0x7ffff7a00000, 0x7ffff7a10000, 3, FILE, 0x5000, 2))
+    delta["runs"] = [(1, 0x555555557000, 1), (3, 0x7ffff7a04000, 1), (5, 0x7fffffffe000, 1)]
+    delta["deps"].append(b"/var/lib/thaw/base.snap")
+    delta["header"].update(base_dep=2, base_hash=0x0123456789ABCDEF)
 
     def orphan_run(h, parts):
         parts["regions"][4]["run_count"] = 0
@@ -287,6 +298,18 @@ def snap_seeds():
         "orphan_run": build_snapshot(base, 1, orphan_run),
         "dep_relative": build_snapshot(base, 1, set_in("deps", 0, path_off=1, path_len=18)),
         "dep_out_of_strings": build_snapshot(base, 1, set_in("deps", 1, path_len=0xFFFFFFFF)),
+        # Format version 1 (no base fields): refused, the host rebuilds.
+        "version_1": build_snapshot(base, tweak=with_header(version=1)),
+        # A delta over a base image, valid; and one field away from valid.
+        "delta": build_snapshot(delta),
+        "delta_fixup": build_snapshot(delta, mode=1, hashes=False),
+        "base_dep_out_of_range": build_snapshot(delta, 1, with_header(base_dep=3)),
+        "base_is_the_binary": build_snapshot(delta, 1, with_header(base_dep=0)),
+        "base_not_mapped": build_snapshot(delta, 1, set_in("regions", 3, dep=1)),
+        "base_shared": build_snapshot(base, 1, lambda h, parts: (
+            parts["regions"][3].update(kind=5, prot=1), h.update(base_dep=1, base_hash=7))),
+        "base_hash_without_base": build_snapshot(base, 1, with_header(base_hash=7)),
+        "base_pad_set": build_snapshot(delta, 1, with_header(pad3=1)),
         "empty": b"",
     }
     return seeds

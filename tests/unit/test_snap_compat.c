@@ -35,6 +35,7 @@ static struct fixture {
 	char dir[64];
 	char lib[128];  /* a dep we can touch, rewrite and remove */
 	char snap[128]; /* where snap_check_file's image is written */
+	char base[128]; /* a base image's file, for the deltas */
 	char exe[4096]; /* /proc/self/exe's target */
 	struct snap_header h;
 	struct snap_dep deps[MAX_DEPS];
@@ -86,6 +87,7 @@ static int setup(void **state)
 		return -1;
 	snprintf(fx.lib, sizeof fx.lib, "%s/libworker.so", fx.dir);
 	snprintf(fx.snap, sizeof fx.snap, "%s/image.snap", fx.dir);
+	snprintf(fx.base, sizeof fx.base, "%s/base.snap", fx.dir);
 	ssize_t n = readlink("/proc/self/exe", fx.exe, sizeof fx.exe - 1);
 	if (n <= 0)
 		return -1;
@@ -97,6 +99,7 @@ static int setup(void **state)
 
 	snap_kernel_id(fx.h.kernel, sizeof fx.h.kernel);
 	snap_cpu_id(fx.h.cpu, sizeof fx.h.cpu);
+	fx.h.base_dep = SNAP_NO_BASE;
 	add_dep(fx.exe);
 	add_dep(fx.lib);
 	fx.img.h = fx.h;
@@ -110,6 +113,7 @@ static int teardown(void **state)
 	(void)state;
 	snap_remove(fx.snap);
 	unlink(fx.lib);
+	unlink(fx.base);
 	static const char *const leftovers[] = {"other", "thaw", "thaw.new"};
 	for (size_t i = 0; i < sizeof leftovers / sizeof leftovers[0]; i++) {
 		char p[160];
@@ -269,6 +273,7 @@ static void child_replaced_binary(void **state)
 	snprintf(fx.lib, sizeof fx.lib, "%s/libworker.so", child_dir);
 	snap_kernel_id(fx.h.kernel, sizeof fx.h.kernel);
 	snap_cpu_id(fx.h.cpu, sizeof fx.h.cpu);
+	fx.h.base_dep = SNAP_NO_BASE;
 	fx.img.deps = fx.deps;
 	fx.img.strings = fx.strings;
 	reset_deps();
@@ -412,25 +417,41 @@ static void test_dep_matches_compares_every_identity_field(void **state)
 /* ---- snap_check_file ---- */
 
 #define TEXT_START 0x400000ull
+#define BASEMAP_START 0x10000000ull
 #define STACK_START 0x7ffffffde000ull
 #define STACK_END 0x7ffffffff000ull
 
 /* Write the fixture's image as the smallest file snap_open accepts. */
 static void write_image(void)
 {
-	struct snap_region regions[2] = {
-		{.start = TEXT_START, .end = TEXT_START + SNAP_PAGE, .prot = 5, .kind = SNAP_R_FILE,
+	/* A delta has a region of its base's besides (snap_parse wants one). */
+	struct snap_region regions[3] = {
+		{.start = TEXT_START,
+		 .end = TEXT_START + SNAP_PAGE,
+		 .prot = 5,
+		 .kind = SNAP_R_FILE,
 		 .dep = 0},
+		{.start = BASEMAP_START,
+		 .end = BASEMAP_START + SNAP_PAGE,
+		 .prot = 3,
+		 .kind = SNAP_R_FILE,
+		 .dep = fx.h.base_dep},
 		{.start = STACK_START, .end = STACK_END, .prot = 3, .kind = SNAP_R_STACK},
 	};
+	uint32_t nregions = 3;
+	if (fx.h.base_dep == SNAP_NO_BASE) {
+		regions[1] = regions[2];
+		nregions = 2;
+	}
+	size_t regions_len = nregions * sizeof(struct snap_region);
 	struct snap_header h = fx.h;
 	memcpy(h.magic, SNAP_MAGIC, 8);
 	h.version = SNAP_VERSION;
 	h.header_size = sizeof h;
-	h.nregions = 2;
+	h.nregions = nregions;
 	h.strings_len = fx.strings_len;
 	h.table_off = SNAP_PAGE;
-	h.table_len = sizeof regions + h.ndeps * sizeof(struct snap_dep) + fx.strings_len;
+	h.table_len = regions_len + h.ndeps * sizeof(struct snap_dep) + fx.strings_len;
 	h.data_off = (h.table_off + h.table_len + SNAP_PAGE - 1) / SNAP_PAGE * SNAP_PAGE;
 	h.file_size = h.data_off;
 	h.ctx.rip = TEXT_START + 0x100;
@@ -438,9 +459,9 @@ static void write_image(void)
 	uint8_t *buf = calloc(1, h.file_size);
 	assert_non_null(buf);
 	uint8_t *t = buf + h.table_off;
-	memcpy(t, regions, sizeof regions);
-	memcpy(t + sizeof regions, fx.deps, h.ndeps * sizeof(struct snap_dep));
-	memcpy(t + sizeof regions + h.ndeps * sizeof(struct snap_dep), fx.strings, fx.strings_len);
+	memcpy(t, regions, regions_len);
+	memcpy(t + regions_len, fx.deps, h.ndeps * sizeof(struct snap_dep));
+	memcpy(t + regions_len + h.ndeps * sizeof(struct snap_dep), fx.strings, fx.strings_len);
 	h.table_hash = snap_hash(0, t, h.table_len);
 	h.header_hash = 0;
 	h.header_hash = snap_hash(0, &h, sizeof h);
@@ -493,6 +514,159 @@ static void test_check_file_refuses_what_snap_open_refuses(void **state)
 	close(fd);
 	assert_int_equal(snap_check_file(fx.snap, err, sizeof err), -1);
 	assert_mentions(err, "bad magic");
+}
+
+/* ---- a delta's base ---- */
+
+/*
+ * Make fx.base a base image as far as a delta's checks read it: a header
+ * that hashes to its header_hash (made at `created`), then a page of
+ * anything. Returns that hash.
+ */
+static uint64_t write_base(uint64_t created)
+{
+	struct snap_header h;
+	memset(&h, 0, sizeof h);
+	memcpy(h.magic, SNAP_MAGIC, 8);
+	h.version = SNAP_VERSION;
+	h.header_size = sizeof h;
+	h.created_unix_ns = created;
+	h.base_dep = SNAP_NO_BASE;
+	h.header_hash = snap_hash(0, &h, sizeof h);
+	static uint8_t page[SNAP_PAGE];
+	memset(page, 0x5a, sizeof page);
+	int fd = open(fx.base, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, &h, sizeof h), (ssize_t)sizeof h);
+	assert_int_equal(write(fd, page, sizeof page), (ssize_t)sizeof page);
+	close(fd);
+	return h.header_hash;
+}
+
+/* The fixture's image becomes a delta built on a fresh fx.base (dep 2). */
+static void make_delta(void)
+{
+	uint64_t hash = write_base(1700000000000000001ull);
+	set_mtime(fx.base, 1700000000, 987654321);
+	add_dep(fx.base);
+	fx.h.base_dep = fx.h.ndeps - 1;
+	fx.h.base_hash = hash;
+}
+
+/* Refused with exactly "its base image BASE " and then `what`. */
+static void expect_base_refused(const char *what)
+{
+	char err[1024] = "", want[1024];
+	snprintf(want, sizeof want, "its base image %s %s", fx.base, what);
+	assert_int_equal(snap_check_host(image(), err, sizeof err), -1);
+	assert_string_equal(err, want);
+}
+
+static void test_delta_whose_base_is_intact_fits(void **state)
+{
+	(void)state;
+	make_delta();
+	expect_fits();
+	write_image();
+	char err[1024] = "";
+	if (snap_check_file(fx.snap, err, sizeof err) != 0)
+		fail_msg("delta file refused: %s", err);
+}
+
+static void test_delta_whose_base_is_missing_is_refused_naming_the_base(void **state)
+{
+	(void)state;
+	make_delta();
+	write_image();
+	assert_int_equal(unlink(fx.base), 0);
+	expect_base_refused("is missing");
+	char err[1024] = "";
+	assert_int_equal(snap_check_file(fx.snap, err, sizeof err), -1);
+	assert_mentions(err, "its base image");
+	assert_mentions(err, "is missing");
+}
+
+static void test_delta_whose_base_changed_is_refused_naming_the_base(void **state)
+{
+	(void)state;
+	make_delta();
+	/* Touched: only the mtime differs. */
+	set_mtime(fx.base, 1700000001, 987654321);
+	expect_base_refused("has changed since the image was built on it");
+	set_mtime(fx.base, 1700000000, 987654321);
+	expect_fits();
+	/* Replaced by a copy, mtime and all: only the inode differs. */
+	char copy[160];
+	snprintf(copy, sizeof copy, "%s/other", fx.dir);
+	struct stat st;
+	assert_int_equal(stat(fx.base, &st), 0);
+	copy_file(fx.base, copy, 0);
+	set_mtime(copy, 1700000000, 987654321);
+	assert_int_equal(rename(copy, fx.base), 0);
+	expect_base_refused("has changed since the image was built on it");
+	write_image();
+	char err[1024] = "";
+	assert_int_equal(snap_check_file(fx.snap, err, sizeof err), -1);
+	assert_mentions(err, "has changed since the image was built on it");
+}
+
+static void test_delta_whose_base_is_another_image_is_refused(void **state)
+{
+	(void)state;
+	make_delta();
+	/* Rewritten in place as another image of the same size, its mtime put
+	 * back: its identity is the recorded one, its header is not. */
+	write_base(1700000000000000002ull);
+	set_mtime(fx.base, 1700000000, 987654321);
+	expect_base_refused("is not the base it was built on");
+	write_base(1700000000000000001ull);
+	set_mtime(fx.base, 1700000000, 987654321);
+	expect_fits();
+	/* The delta was built on another base than the one there. */
+	fx.h.base_hash ^= 1;
+	expect_base_refused("is not the base it was built on");
+}
+
+static void test_check_base_wants_a_whole_header_hashing_to_base_hash(void **state)
+{
+	(void)state;
+	make_delta();
+	char err[1024] = "";
+	int fd = open(fx.base, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(snap_check_base(image(), fd, err, sizeof err), 0);
+	/* The offset of the fd is left alone. */
+	assert_int_equal(lseek(fd, 0, SEEK_CUR), 0);
+	/* A header whose hash field is right but whose bytes are not. */
+	struct snap_header h;
+	assert_int_equal(pread(fd, &h, sizeof h, 0), (ssize_t)sizeof h);
+	h.created_unix_ns ^= 1;
+	assert_int_equal(pwrite(fd, &h, sizeof h, 0), (ssize_t)sizeof h);
+	assert_int_equal(snap_check_base(image(), fd, err, sizeof err), -1);
+	assert_mentions(err, "is not the base it was built on");
+	h.created_unix_ns ^= 1;
+	assert_int_equal(pwrite(fd, &h, sizeof h, 0), (ssize_t)sizeof h);
+	assert_int_equal(snap_check_base(image(), fd, err, sizeof err), 0);
+	/* Shorter than a header. */
+	assert_int_equal(ftruncate(fd, sizeof h - 1), 0);
+	assert_int_equal(snap_check_base(image(), fd, err, sizeof err), -1);
+	assert_mentions(err, "is not the base it was built on");
+	close(fd);
+	/* No base: nothing to read. */
+	fx.h.base_dep = SNAP_NO_BASE;
+	fx.h.base_hash = 0;
+	assert_int_equal(snap_check_base(image(), -1, err, sizeof err), 0);
+}
+
+static void test_deps_other_than_the_base_are_not_called_base(void **state)
+{
+	(void)state;
+	make_delta();
+	assert_int_equal(unlink(fx.lib), 0);
+	char err[1024] = "";
+	assert_int_equal(snap_check_host(image(), err, sizeof err), -1);
+	assert_mentions(err, fx.lib);
+	assert_null(strstr(err, "base"));
 }
 
 /* ---- snap_remove ---- */
@@ -576,6 +750,12 @@ int main(int argc, char **argv)
 		TEST(test_check_file_accepts_a_fitting_image_file),
 		TEST(test_check_file_applies_the_host_rule),
 		TEST(test_check_file_refuses_what_snap_open_refuses),
+		TEST(test_delta_whose_base_is_intact_fits),
+		TEST(test_delta_whose_base_is_missing_is_refused_naming_the_base),
+		TEST(test_delta_whose_base_changed_is_refused_naming_the_base),
+		TEST(test_delta_whose_base_is_another_image_is_refused),
+		TEST(test_check_base_wants_a_whole_header_hashing_to_base_hash),
+		TEST(test_deps_other_than_the_base_are_not_called_base),
 		TEST(test_remove_takes_the_image_its_working_set_and_temporaries),
 		TEST(test_remove_is_fine_when_some_or_all_are_missing),
 	};

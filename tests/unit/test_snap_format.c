@@ -170,6 +170,7 @@ static void base_spec(struct spec *s)
 	h->tid_offset = 0x2d0;
 	h->sigmask = 1ull << 13;
 	h->sigs[1].handler = 0x7ffff7dd1000;
+	h->base_dep = SNAP_NO_BASE;
 	strcpy(h->kernel, "x86_64 6.1.0-18-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1");
 	strcpy(h->cpu, "Test CPU @ 3.00GHz flags:0123456789abcdef");
 
@@ -271,6 +272,47 @@ static void build_base(struct image *im)
 {
 	struct spec s;
 	base_spec(&s);
+	build_image(im, &s);
+}
+
+/*
+ * A delta (snap.h, A BASE): the same process as base_spec's, restored from a
+ * base image and checkpointed again. A region between the heap and libc maps
+ * the base's file (dep 2) copy-on-write, with two pages of its own laid over
+ * it; the header names the base. Regions: text, data, heap, the base's,
+ * libc, stack; runs: data, the base region's, stack.
+ */
+#define BASE_PATH "/var/lib/thaw/base.snap"
+#define BASE_DEP 2u
+#define BASE_HASH 0x0123456789abcdefull
+#define BASEMAP_START 0x7ffff7a00000ull /* 64 pages, rw-, file offset 0x5000 */
+#define BASEMAP_END 0x7ffff7a40000ull
+#define BASEMAP_RUN 0x7ffff7a10000ull /* two pages of its own */
+enum { D_TEXT, D_DATA, D_HEAP, D_BASEMAP, D_LIBC, D_STACK, DELTA_REGIONS };
+
+static void delta_spec(struct spec *s)
+{
+	base_spec(s);
+	clear_runs(s);
+	struct snap_region libc = s->regions[R_LIBC], stack = s->regions[R_STACK];
+	s->nregions = R_LIBC;
+	add_run(s, D_DATA, DATA_RUN, 1);
+	uint32_t dep = add_dep(s, BASE_PATH, 3003);
+	uint32_t r = add_region(s, BASEMAP_START, BASEMAP_END, 3, SNAP_R_FILE);
+	s->regions[r].dep = dep;
+	s->regions[r].file_off = 0x5000;
+	add_run(s, r, BASEMAP_RUN, 2);
+	s->regions[s->nregions++] = libc;
+	s->regions[s->nregions++] = stack;
+	add_run(s, D_STACK, STACK_RUN, 2);
+	s->h.base_dep = dep;
+	s->h.base_hash = BASE_HASH;
+}
+
+static void build_delta(struct image *im)
+{
+	struct spec s;
+	delta_spec(&s);
 	build_image(im, &s);
 }
 
@@ -607,14 +649,19 @@ static void test_bad_magic_is_rejected(void **state)
 static void test_other_format_version_is_rejected(void **state)
 {
 	(void)state;
+	assert_int_equal(SNAP_VERSION, 2);
 	struct image im;
 	build_base(&im);
-	im.h->version = SNAP_VERSION + 1;
-	seal(&im);
-	expect_rejected(&im, "version 2");
-	im.h->version = 0;
-	seal(&im);
-	expect_rejected(&im, "version 0");
+	/* Version 1 had no base fields: the host rebuilds such an image. */
+	const uint32_t versions[] = {1, 3, 0, UINT32_MAX};
+	for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++) {
+		im.h->version = versions[i];
+		seal(&im);
+		char want[64];
+		snprintf(want, sizeof want, "snapshot format version %u, this thaw reads 2",
+			 versions[i]);
+		expect_rejected(&im, want);
+	}
 	image_free(&im);
 }
 
@@ -1500,6 +1547,191 @@ static void test_empty_dep_path_is_rejected(void **state)
 	expect_dep_rejected(0, 0, 0, "dependency 0: bad path");
 }
 
+/* ---- a base ---- */
+
+static void test_delta_names_its_base_and_counts_the_pages_it_maps_from_it(void **state)
+{
+	(void)state;
+	struct image im;
+	build_delta(&im);
+	struct snap_image img;
+	char err[256];
+	if (parse(&im, &img, err, sizeof err) != 0)
+		fail_msg("delta refused: %s", err);
+	assert_int_equal(img.h.base_dep, BASE_DEP);
+	assert_string_equal(snap_dep_path(&img, img.h.base_dep), BASE_PATH);
+	assert_int_equal(img.h.base_hash, BASE_HASH);
+	/* 64 pages of the base's region, less its two own. */
+	assert_int_equal(snap_base_pages(&img), 62);
+	snap_image_free(&img);
+	image_free(&im);
+
+	/* Without a base nothing is mapped from one, though deps are mapped. */
+	build_base(&im);
+	if (parse(&im, &img, err, sizeof err) != 0)
+		fail_msg("image refused: %s", err);
+	assert_int_equal(img.h.base_dep, SNAP_NO_BASE);
+	assert_int_equal(img.h.base_hash, 0);
+	assert_int_equal(snap_base_pages(&img), 0);
+	snap_image_free(&img);
+	image_free(&im);
+
+	/* Every FILE region of the base counts, and only those. */
+	struct spec s;
+	delta_spec(&s);
+	s.regions[D_LIBC].dep = BASE_DEP; /* 4 pages, no runs */
+	build_image(&im, &s);
+	if (parse(&im, &img, err, sizeof err) != 0)
+		fail_msg("delta refused: %s", err);
+	assert_int_equal(snap_base_pages(&img), 66);
+	snap_image_free(&img);
+	image_free(&im);
+}
+
+static void test_inspect_shows_the_base_own_pages_base_pages_and_mappings(void **state)
+{
+	(void)state;
+	struct image im;
+	build_delta(&im);
+	int rc;
+	char *out = inspect(write_file(&im, im.len), 0, &rc);
+	assert_int_equal(rc, 0);
+	assert_mentions(out, "  base        " BASE_PATH " (header hash 0123456789abcdef)\n");
+	assert_mentions(out, "  pages       5 own (0.0 MiB), 62 from the base (0.2 MiB)\n");
+	assert_mentions(out, "  mappings    9 at restore (6 regions + 3 runs)\n");
+	/* The lines that were there before the base are all still there. */
+	assert_mentions(out, "  address     ");
+	assert_mentions(out, "6 regions, 3 runs");
+	assert_mentions(out, "7ffff7a00000-7ffff7a40000 rw- file       256 KiB saved      "
+			     "8 KiB " BASE_PATH);
+	free(out);
+	image_free(&im);
+
+	build_base(&im);
+	out = inspect(write_file(&im, im.len), 0, &rc);
+	assert_int_equal(rc, 0);
+	assert_mentions(out, "  base        none\n");
+	assert_mentions(out, "  pages       3 own (0.0 MiB), 0 from the base (0.0 MiB)\n");
+	assert_mentions(out, "  mappings    7 at restore (5 regions + 2 runs)\n");
+	free(out);
+	image_free(&im);
+}
+
+static void test_base_of_gives_the_base_path_none_or_why_not(void **state)
+{
+	(void)state;
+	struct image im;
+	char base[256], err[256];
+	build_delta(&im);
+	write_file(&im, im.len);
+	strcpy(base, "untouched");
+	assert_int_equal(snap_base_of(tmp_path, base, sizeof base, err, sizeof err), 1);
+	assert_string_equal(base, BASE_PATH);
+	/* Exactly the path and its NUL fit; one byte less does not. */
+	assert_int_equal(snap_base_of(tmp_path, base, sizeof BASE_PATH, err, sizeof err), 1);
+	assert_string_equal(base, BASE_PATH);
+	err[0] = 0;
+	assert_int_equal(snap_base_of(tmp_path, base, sizeof BASE_PATH - 1, err, sizeof err), -1);
+	assert_mentions(err, "the path of its base image is longer than");
+	image_free(&im);
+
+	build_base(&im);
+	write_file(&im, im.len);
+	strcpy(base, "untouched");
+	assert_int_equal(snap_base_of(tmp_path, base, sizeof base, err, sizeof err), 0);
+	assert_string_equal(base, "untouched");
+	/* An invalid image, and no image at all: why, in err. */
+	im.h->version = 1;
+	seal(&im);
+	write_file(&im, im.len);
+	assert_int_equal(snap_base_of(tmp_path, base, sizeof base, err, sizeof err), -1);
+	assert_mentions(err, "snapshot format version 1");
+	unlink(tmp_path);
+	assert_int_equal(snap_base_of(tmp_path, base, sizeof base, err, sizeof err), -1);
+	assert_mentions(err, tmp_path);
+	image_free(&im);
+}
+
+static void test_base_dep_out_of_range_is_rejected(void **state)
+{
+	(void)state;
+	const uint32_t deps[] = {3, 4, 99, SNAP_NO_BASE - 1};
+	for (size_t i = 0; i < sizeof deps / sizeof deps[0]; i++) {
+		struct image im;
+		build_delta(&im);
+		im.h->base_dep = deps[i];
+		seal(&im);
+		char want[64];
+		snprintf(want, sizeof want, "base dependency %u out of range (3 deps)", deps[i]);
+		expect_rejected(&im, want);
+		image_free(&im);
+	}
+}
+
+static void test_base_that_is_the_resuming_binary_is_rejected(void **state)
+{
+	(void)state;
+	/* Dep 0 holds the text rip is in: the binary, never an image. */
+	struct image im;
+	build_delta(&im);
+	im.h->base_dep = 0;
+	seal(&im);
+	expect_rejected(&im, "base dependency 0: is the binary that resumes");
+	image_free(&im);
+	/* Resuming in libc instead, the binary's file may be named (snap_parse
+	 * cannot tell which dep is the binary but by rip), and libc may not. */
+	build_delta(&im);
+	im.h->ctx.rip = LIBC_START + 0x40;
+	im.h->base_dep = 0;
+	seal(&im);
+	expect_accepted(&im);
+	im.h->base_dep = 1;
+	seal(&im);
+	expect_rejected(&im, "base dependency 1: is the binary that resumes");
+	image_free(&im);
+}
+
+static void test_base_no_file_region_maps_is_rejected(void **state)
+{
+	(void)state;
+	/* The base's region maps libc instead: nothing of the base is left. */
+	struct image im;
+	build_delta(&im);
+	im.regions[D_BASEMAP].dep = 1;
+	seal(&im);
+	expect_rejected(&im, "base dependency 2: no file region maps it");
+	image_free(&im);
+	/* A read-only shared view of it is not the base's memory. */
+	build_base(&im);
+	im.regions[R_LIBC].kind = SNAP_R_SHARED;
+	im.regions[R_LIBC].prot = 1;
+	im.h->base_dep = 1;
+	im.h->base_hash = BASE_HASH;
+	seal(&im);
+	expect_rejected(&im, "base dependency 1: no file region maps it");
+	im.regions[R_LIBC].kind = SNAP_R_FILE; /* a private one is */
+	seal(&im);
+	expect_accepted(&im);
+	image_free(&im);
+}
+
+static void test_base_fields_out_of_range_are_rejected(void **state)
+{
+	(void)state;
+	struct image im;
+	build_delta(&im);
+	im.h->pad3 = 1;
+	seal(&im);
+	expect_rejected(&im, "base fields out of range");
+	image_free(&im);
+	/* No base, yet a base hash. */
+	build_base(&im);
+	im.h->base_hash = BASE_HASH;
+	seal(&im);
+	expect_rejected(&im, "base fields out of range");
+	image_free(&im);
+}
+
 #define TEST(f) cmocka_unit_test_teardown(f, free_live_images)
 
 int main(void)
@@ -1553,6 +1785,13 @@ int main(void)
 		TEST(test_dep_path_with_embedded_nul_is_rejected),
 		TEST(test_dep_path_outside_the_strings_is_rejected),
 		TEST(test_empty_dep_path_is_rejected),
+		TEST(test_delta_names_its_base_and_counts_the_pages_it_maps_from_it),
+		TEST(test_inspect_shows_the_base_own_pages_base_pages_and_mappings),
+		TEST(test_base_of_gives_the_base_path_none_or_why_not),
+		TEST(test_base_dep_out_of_range_is_rejected),
+		TEST(test_base_that_is_the_resuming_binary_is_rejected),
+		TEST(test_base_no_file_region_maps_is_rejected),
+		TEST(test_base_fields_out_of_range_are_rejected),
 	};
 	return cmocka_run_group_tests(tests, make_tmp_dir, remove_tmp_dir);
 }

@@ -204,7 +204,7 @@ static void test_open_creates_layout_and_schema(void **state)
 	assert_string_equal(store_dir(f->s), f->dir);
 
 	sqlite3 *db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 4);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 5);
 	assert_int_equal(db_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
 				    "name IN ('workers', 'versions', 'deployments', "
 				    "'deployment_versions')"),
@@ -268,7 +268,7 @@ static void test_migrations_are_idempotent(void **state)
 	for (int i = 0; i < 3; i++)
 		reopen(f);
 	db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 4);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 5);
 	assert_int_equal(db_int(db, "SELECT count(*) FROM sqlite_master"), objects);
 	assert_int_equal(db_int(db, "SELECT count(*) FROM versions"), 1);
 	sqlite3_close(db);
@@ -282,14 +282,14 @@ static void test_future_schema_is_refused(void **state)
 	store_close(f->s);
 	f->s = NULL;
 	sqlite3 *db = db_side(f);
-	db_exec(db, "PRAGMA user_version = 5");
+	db_exec(db, "PRAGMA user_version = 6");
 	sqlite3_close(db);
 
 	assert_null(store_open(f->dir, f->err, sizeof f->err));
-	if (!strstr(f->err, "schema version 5, newer than this thaw knows (4)"))
+	if (!strstr(f->err, "schema version 6, newer than this thaw knows (5)"))
 		fail_msg("unexpected error: %s", f->err);
 	db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 5); /* left alone */
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 6); /* left alone */
 	sqlite3_close(db);
 }
 
@@ -308,7 +308,7 @@ static void test_migration_2_adds_the_project(void **state)
 	db_exec(db, "DROP INDEX versions_by_bundle; DROP INDEX versions_by_snapshot; "
 		    "ALTER TABLE workers DROP COLUMN last_number; "
 		    "ALTER TABLE versions DROP COLUMN project; DROP TABLE cron_runs; DROP TABLE secrets; "
-		    "DROP TABLE version_secrets; PRAGMA user_version = 1");
+		    "DROP TABLE version_secrets; DROP TABLE bases; PRAGMA user_version = 1");
 	sqlite3_close(db);
 
 	reopen(f);
@@ -328,7 +328,7 @@ static void test_migration_2_adds_the_project(void **state)
 	assert_null(store_version_project(f->s, "nope"));
 	json_decref(p);
 	db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 4);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 5);
 	sqlite3_close(db);
 	version_clear(&g);
 	version_clear(&v);
@@ -794,11 +794,12 @@ static void test_migration_4_remembers_the_numbers_given(void **state)
 	f->s = NULL;
 	sqlite3 *db = db_side(f);
 	db_exec(db, "DROP INDEX versions_by_bundle; DROP INDEX versions_by_snapshot; "
-		    "ALTER TABLE workers DROP COLUMN last_number; PRAGMA user_version = 3");
+		    "ALTER TABLE workers DROP COLUMN last_number; DROP TABLE bases; "
+		    "PRAGMA user_version = 3");
 	sqlite3_close(db);
 	reopen(f);
 	db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 4);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 5);
 	assert_int_equal(db_int(db, "SELECT last_number FROM workers WHERE name = 'hello'"), 3);
 	sqlite3_close(db);
 	/* The newest goes; its number is not given again. */
@@ -956,6 +957,38 @@ static void test_versions_beyond_keep_spare_deployments(void **state)
 }
 
 /* --- blobs --- */
+
+/* Migration 5: the host's base images, one per key; the blob a row names
+ * counts as referenced (the garbage collector keeps it). */
+static void test_base_images_are_recorded_by_key_and_keep_their_blob(void **state)
+{
+	struct fixture *f = *state;
+	reopen(f);
+	char hex[STORE_SHA_HEX + 1];
+	assert_int_equal(store_base_get(f->s, "python-site-0", hex), 0);
+	assert_string_equal(hex, "");
+	assert_int_equal(store_blob_referenced(f->s, SNAP1), 0);
+	assert_int_equal(store_base_put(f->s, "python-site-0", SNAP1), 0);
+	assert_int_equal(store_base_get(f->s, "python-site-0", hex), 1);
+	assert_string_equal(hex, SNAP1);
+	assert_int_equal(store_blob_referenced(f->s, SNAP1), 1);
+	/* Another key is another row; a new base for a key replaces its old. */
+	assert_int_equal(store_base_get(f->s, "python-site-1", hex), 0);
+	assert_int_equal(store_base_put(f->s, "python-site-0", BUNDLE2), 0);
+	assert_int_equal(store_base_get(f->s, "python-site-0", hex), 1);
+	assert_string_equal(hex, BUNDLE2);
+	assert_int_equal(store_blob_referenced(f->s, SNAP1), 0);
+	assert_int_equal(store_blob_referenced(f->s, BUNDLE2), 1);
+	/* Bad input is refused, nothing recorded. */
+	assert_int_equal(store_base_put(f->s, "python-site-0", "not-a-sha"), -1);
+	assert_int_equal(store_base_put(f->s, "", SNAP1), -1);
+	assert_int_equal(store_base_get(f->s, "python-site-0", hex), 1);
+	assert_string_equal(hex, BUNDLE2);
+	/* It survives a reopen. */
+	reopen(f);
+	assert_int_equal(store_base_get(f->s, "python-site-0", hex), 1);
+	assert_string_equal(hex, BUNDLE2);
+}
 
 static void test_blob_content_and_sha256(void **state)
 {
@@ -1376,6 +1409,7 @@ int main(void)
 		T(test_deploy_validation),
 		T(test_current_and_previous_after_three_deploys),
 		T(test_migration_4_remembers_the_numbers_given),
+		T(test_base_images_are_recorded_by_key_and_keep_their_blob),
 		T(test_version_delete_spares_deployed_and_building_versions),
 		T(test_versions_beyond_keep_spare_deployments),
 		T(test_blob_content_and_sha256),
