@@ -521,7 +521,7 @@ static void job_unpacked(struct deploy_job *j, json_t *res)
 	j->t_build = now_ns();
 	job_line(j, json_pack("{s:s}", "stage", "building"));
 	pool_build_snapshot(&sv->app);
-	if (!sv->app.builder && j->stage == JOB_BUILD)
+	if (!sv->app.builder && !sv->app.base_waiting && j->stage == JOB_BUILD)
 		job_fail(j, "cannot start the snapshot build");
 }
 

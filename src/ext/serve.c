@@ -176,7 +176,7 @@ void serve_version_start(struct serve *s, struct sversion *sv)
 {
 	struct app *a = &sv->app;
 	a->draining = 0;
-	if (a->snap_state != SNAPSHOT_NONE || a->builder || !a->snapshots)
+	if (a->snap_state != SNAPSHOT_NONE || a->builder || a->base_waiting || !a->snapshots)
 		return;
 	if (sv->v.snapshot[0]) {
 		char *path = blob_path(s->st, sv->v.snapshot);

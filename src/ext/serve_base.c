@@ -89,7 +89,9 @@ static void base_adopt_done(void *arg, int status, const uint8_t *out, size_t le
 	json_int_t bytes = 0;
 	if (res)
 		json_unpack(res, "{s?s, s?I}", "sha256", &hex, "bytes", &bytes);
-	char *path = NULL, old[STORE_SHA_HEX + 1] = "";
+	char *path = NULL, old[STORE_SHA_HEX + 1] = "", mine[STORE_SHA_HEX + 1] = "";
+	if (hex && strlen(hex) == STORE_SHA_HEX)
+		snprintf(mine, sizeof mine, "%s", hex); /* res goes before the end */
 	if (!res || !hex || !(path = blob_path(s->st, hex))) {
 		if (res)
 			snprintf(why, sizeof why, "the image check answered no valid SHA-256");
@@ -110,11 +112,11 @@ static void base_adopt_done(void *arg, int status, const uint8_t *out, size_t le
 	json_decref(res);
 	free(tmp);
 	if (path)
-		log_info("the base image is %s (%.1f MB)", hex, (double)bytes / 1e6);
+		log_info("the base image is %s (%.1f MB)", mine, (double)bytes / 1e6);
 	pool_snapshot_adopted(b, path, path ? NULL : why);
 	/* The base it replaces (images built on it are refused from now on,
 	 * and built again on this one). */
-	if (old[0] && (!hex || strcmp(old, hex) != 0))
+	if (old[0] && strcmp(old, mine) != 0)
 		gc_release_blob(s, old);
 }
 

@@ -499,7 +499,7 @@ void pool_drain(struct app *a)
 
 int pool_unused(const struct app *a)
 {
-	if (a->npending || a->builder || a->snap_state == SNAPSHOT_ADOPTING)
+	if (a->npending || a->builder || a->base_waiting || a->snap_state == SNAPSHOT_ADOPTING)
 		return 0;
 	for (const struct instance *in = a->h->all_instances; in; in = in->all_next)
 		if (in->app == a)

@@ -289,7 +289,8 @@ void snapshot_inst_closed(struct app *a, struct instance *in)
 		if (a->is_base) {
 			/* The builds waiting for it go without it, this time. */
 			if (!a->build_failed)
-				log_warn("the base image could not be made; snapshot builds start from a "
+				log_warn("the base image could not be made; snapshot builds start "
+					 "from a "
 					 "fresh interpreter");
 			a->build_failed = 1;
 			base_settled(a->h);
@@ -347,7 +348,8 @@ void snapshot_written(struct instance *in, uint64_t bytes, double write_ms, cons
 		 * regular file, no link, from now on out of its reach. */
 		char *to = xasprintf("%s/%s-%u-%u.snap", a->snap_dir, app_label(a), a->generation,
 				     ++a->h->snap_counter);
-		if (take_worker_file(in->snap_path, to, a->h->max_snapshot_bytes + (64u << 20)) == 0) {
+		if (take_worker_file(in->snap_path, to, a->h->max_snapshot_bytes + (64u << 20)) ==
+		    0) {
 			unlink(in->snap_path);
 			free(in->snap_path);
 			in->snap_path = to;

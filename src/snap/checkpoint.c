@@ -65,7 +65,6 @@ struct scratch {
 	int write_errno; /* why writing the image failed (ENOSPC: the disk is full) */
 };
 
-
 /* --- refusals, with libc --- */
 
 static int count_threads(void)
@@ -132,7 +131,8 @@ static int check_shared_maps(char *err, size_t errlen)
 		unsigned long lo, hi, ino;
 		char perms[5];
 		int path_at = 0;
-		if (sscanf(line, "%lx-%lx %4s %*x %*x:%*x %lu %n", &lo, &hi, perms, &ino, &path_at) < 4 ||
+		if (sscanf(line, "%lx-%lx %4s %*x %*x:%*x %lu %n", &lo, &hi, perms, &ino,
+			   &path_at) < 4 ||
 		    perms[3] != 's')
 			continue;
 		char *path = line + path_at;
@@ -141,35 +141,40 @@ static int check_shared_maps(char *err, size_t errlen)
 		size_t pl = strlen(path);
 		int deleted = pl > 10 && !strcmp(path + pl - 10, " (deleted)");
 		if (!strncmp(path, "/SYSV", 5))
-			rc = err_set(err, errlen,
-				     "a System V shared memory segment (key 0x%.8s, %lu KiB at 0x%lx) "
-				     "is attached: shared memory cannot be carried into a snapshot; "
-				     "attach it in an after_restore hook",
-				     path + 5, kib, lo);
+			rc = err_set(
+				err, errlen,
+				"a System V shared memory segment (key 0x%.8s, %lu KiB at 0x%lx) "
+				"is attached: shared memory cannot be carried into a snapshot; "
+				"attach it in an after_restore hook",
+				path + 5, kib, lo);
 		else if (!strncmp(path, "/memfd:", 7))
 			rc = err_set(err, errlen,
 				     "a shared mapping of memfd \"%.*s\" (%lu KiB at 0x%lx): an "
-				     "in-memory file cannot be mapped again after a restore; map it in "
+				     "in-memory file cannot be mapped again after a restore; map "
+				     "it in "
 				     "an after_restore hook",
 				     (int)(deleted ? pl - 17 : pl - 7), path + 7, kib, lo);
 		else if (ino == 0 || path[0] != '/' || !strcmp(path, "/dev/zero (deleted)"))
 			rc = err_set(err, errlen,
 				     "an anonymous shared mapping (MAP_SHARED|MAP_ANONYMOUS, or "
-				     "mmap.mmap(-1, ...); %lu KiB at 0x%lx): shared memory cannot be "
+				     "mmap.mmap(-1, ...); %lu KiB at 0x%lx): shared memory cannot "
+				     "be "
 				     "carried into a snapshot; make it in an after_restore hook",
 				     kib, lo);
 		else if (deleted)
 			rc = err_set(err, errlen,
-				     "a shared mapping of %s (%lu KiB at 0x%lx): the file is deleted, "
+				     "a shared mapping of %s (%lu KiB at 0x%lx): the file is "
+				     "deleted, "
 				     "so it cannot be mapped again after a restore",
 				     path, kib, lo);
 		else if (perms[1] == 'w')
-			rc = err_set(err, errlen,
-				     "a writable shared mapping of %s (MAP_SHARED with PROT_WRITE, "
-				     "%lu KiB at 0x%lx): writes through it must reach the file, which "
-				     "a restored copy cannot do; map it in an after_restore hook, or "
-				     "read-only",
-				     path, kib, lo);
+			rc = err_set(
+				err, errlen,
+				"a writable shared mapping of %s (MAP_SHARED with PROT_WRITE, "
+				"%lu KiB at 0x%lx): writes through it must reach the file, which "
+				"a restored copy cannot do; map it in an after_restore hook, or "
+				"read-only",
+				path, kib, lo);
 	}
 	fclose(f);
 	return rc;
@@ -304,8 +309,8 @@ static uint32_t dep_for(struct scratch *s, const char *path, uint64_t ino, const
 
 static int add_run(struct scratch *s, uint64_t start, uint64_t npages)
 {
-	if (s->nruns && s->runs[s->nruns - 1].start + s->runs[s->nruns - 1].npages * SNAP_PAGE ==
-			     start &&
+	if (s->nruns &&
+	    s->runs[s->nruns - 1].start + s->runs[s->nruns - 1].npages * SNAP_PAGE == start &&
 	    s->nregions && s->regions[s->nregions - 1].run_count) {
 		s->runs[s->nruns - 1].npages += npages;
 		return 0;
@@ -445,8 +450,8 @@ static int build_table(struct scratch *s, uint64_t scratch_lo, uint64_t scratch_
 			*vdso = lo;
 			continue;
 		}
-		if (path[0] == '[' && (seq(path, "[vvar]") || seq(path, "[vsyscall]") ||
-				       seq(path, "[vvar_vclock]")))
+		if (path[0] == '[' &&
+		    (seq(path, "[vvar]") || seq(path, "[vsyscall]") || seq(path, "[vvar_vclock]")))
 			continue;
 		int shared = perms[3] == 's';
 		if (shared && (perms[1] == 'w' || path[0] != '/' || ino == 0)) {
@@ -523,7 +528,8 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int threads = count_threads();
 	if (threads != 1) {
-		err_set(err, errlen, "%d threads are running (a snapshot needs exactly one)", threads);
+		err_set(err, errlen, "%d threads are running (a snapshot needs exactly one)",
+			threads);
 		return SNAP_ERR_THREADS;
 	}
 	char tmp[4096];
@@ -615,7 +621,8 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 		munmap(scr, SCRATCH_SIZE);
 		close(fd);
 		unlink(tmp);
-		return err_set(err, errlen, "cannot find the thread id in the thread control block");
+		return err_set(err, errlen,
+			       "cannot find the thread id in the thread control block");
 	}
 	uint64_t max_bytes = o->max_bytes;
 	int too_big = 0;
@@ -625,10 +632,17 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 	if (snap_ctx_save(&s->ctx))
 		return SNAP_RESTORED; /* we are a restored process */
 
-	hdr.ctx = (struct snap_ctx){.rbx = s->ctx.rbx, .rbp = s->ctx.rbp, .r12 = s->ctx.r12,
-				    .r13 = s->ctx.r13, .r14 = s->ctx.r14, .r15 = s->ctx.r15,
-				    .rsp = s->ctx.rsp, .rip = s->ctx.rip, .mxcsr = s->ctx.mxcsr,
-				    .fpucw = s->ctx.fpucw, .fs_base = tp};
+	hdr.ctx = (struct snap_ctx){.rbx = s->ctx.rbx,
+				    .rbp = s->ctx.rbp,
+				    .r12 = s->ctx.r12,
+				    .r13 = s->ctx.r13,
+				    .r14 = s->ctx.r14,
+				    .r15 = s->ctx.r15,
+				    .rsp = s->ctx.rsp,
+				    .rip = s->ctx.rip,
+				    .mxcsr = s->ctx.mxcsr,
+				    .fpucw = s->ctx.fpucw,
+				    .fs_base = tp};
 	hdr.brk = (uint64_t)SYS1(SYS_brk, 0);
 
 	const char *why = NULL;
@@ -783,7 +797,8 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 		st->runs = hdr.nruns;
 		st->deps = hdr.ndeps;
 		st->base_pages = base_pages;
-		st->ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+		st->ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+			 (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
 	}
 	munmap(scr, SCRATCH_SIZE);
 	return SNAP_WRITTEN;
@@ -793,7 +808,7 @@ refuse:
 	unlink(tmp);
 	if (too_big)
 		err_set(err, errlen, "the image would be %llu bytes, over the maximum of %llu",
-		     (unsigned long long)hdr.file_size, (unsigned long long)max_bytes);
+			(unsigned long long)hdr.file_size, (unsigned long long)max_bytes);
 	else if (s->write_errno)
 		err_set(err, errlen, "%s: %s", s->err, strerror(s->write_errno));
 	else

@@ -195,12 +195,14 @@ static char *exception_text(void)
 		PyException_SetTraceback(value, tb);
 	char *out = NULL;
 	PyObject *s = NULL;
-	if (type && PyType_Check(type) && strcmp(((PyTypeObject *)type)->tp_name, "LoadError") == 0) {
+	if (type && PyType_Check(type) &&
+	    strcmp(((PyTypeObject *)type)->tp_name, "LoadError") == 0) {
 		s = PyObject_Str(value);
 	} else {
 		PyObject *mod = PyImport_ImportModule("traceback");
 		PyObject *lines = mod ? PyObject_CallMethod(mod, "format_exception", "OOO", type,
-							    value ? value : Py_None, tb ? tb : Py_None)
+							    value ? value : Py_None,
+							    tb ? tb : Py_None)
 				      : NULL;
 		if (lines) {
 			PyObject *empty = PyUnicode_FromString("");
@@ -314,8 +316,10 @@ static void checkpoint_or_exit(int fd, const char *path, uint64_t max_bytes, con
 		return;
 	PyOS_AfterFork_Parent();
 	if (r == SNAP_WRITTEN) {
-		json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:f}", "bytes", (json_int_t)sst.file_bytes,
-				      "saved_pages", (json_int_t)sst.saved_pages, "regions",
+		json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:f}", "bytes",
+				      (json_int_t)sst.file_bytes, "saved_pages",
+				      (json_int_t)sst.saved_pages, "base_pages",
+				      (json_int_t)sst.base_pages, "regions",
 				      (json_int_t)sst.regions, "deps", (json_int_t)sst.deps, "ms",
 				      sst.ms);
 		if (j && base_refused && base_refused[0])
@@ -336,12 +340,14 @@ static void checkpoint_or_exit(int fd, const char *path, uint64_t max_bytes, con
 			 what, err);
 	else if (r == SNAP_ERR_FD)
 		snprintf(msg, sizeof msg,
-			 "cannot snapshot %s: top-level code left a file or socket open: %s: open it "
+			 "cannot snapshot %s: top-level code left a file or socket open: %s: open "
+			 "it "
 			 "in the handler or an after_restore hook",
 			 what, err);
 	else if (r == SNAP_ERR_TOO_BIG)
 		snprintf(msg, sizeof msg,
-			 "cannot snapshot %s: %s (raise --max-snapshot-mb or import less at top level)",
+			 "cannot snapshot %s: %s (raise --max-snapshot-mb or import less at top "
+			 "level)",
 			 what, err);
 	else
 		snprintf(msg, sizeof msg, "cannot snapshot %s: %s", what, err);
@@ -400,8 +406,9 @@ int worker_main(int argc, char **argv)
 	int fd = THAW_WORKER_FD;
 	struct stat st;
 	if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
-		fprintf(stderr, "thaw worker: this mode is internal: `thaw dev` and `thaw serve` start "
-				"it with a socket on fd %d\n",
+		fprintf(stderr,
+			"thaw worker: this mode is internal: `thaw dev` and `thaw serve` start "
+			"it with a socket on fd %d\n",
 			fd);
 		return 2;
 	}
@@ -456,10 +463,10 @@ int worker_main(int argc, char **argv)
 	struct wcfg c = {0};
 	c.root = json_loadb((const char *)init, len, 0, &jerr);
 	if (!c.root ||
-	    json_unpack_ex(c.root, &jerr, 0, "{s:s, s:s, s:s, s:s, s?b, s?s, s?s, s?I, s?s}", "name",
-			   &c.name, "project_dir", &c.project_dir, "main", &c.main, "sdk_dir",
-			   &c.sdk_dir, "system_site_packages", &c.system_site_packages, "mode",
-			   &c.mode, "snapshot", &c.snapshot, "max_snapshot_bytes",
+	    json_unpack_ex(c.root, &jerr, 0, "{s:s, s:s, s:s, s:s, s?b, s?s, s?s, s?I, s?s}",
+			   "name", &c.name, "project_dir", &c.project_dir, "main", &c.main,
+			   "sdk_dir", &c.sdk_dir, "system_site_packages", &c.system_site_packages,
+			   "mode", &c.mode, "snapshot", &c.snapshot, "max_snapshot_bytes",
 			   &c.max_snapshot_bytes, "base", &c.base) < 0) {
 		log_error("bad INIT from host: %s", jerr.text);
 		worker_exit(1);
@@ -522,7 +529,8 @@ int worker_main(int argc, char **argv)
 	char base_refused[512] = "";
 	if (build && c.base) {
 #ifdef THAW_SANITIZE
-		snprintf(base_refused, sizeof base_refused, "snapshots are off in sanitizer builds");
+		snprintf(base_refused, sizeof base_refused,
+			 "snapshots are off in sanitizer builds");
 #else
 		/* Build on the base: restore it (nothing of its working set is
 		 * populated, so the pages this build does not write stay the
@@ -616,14 +624,15 @@ int worker_main(int argc, char **argv)
 		 * all of them now that the image is in place. */
 		json_t *mine = carried ? json_loadb(carried, clen, 0, NULL) : NULL;
 		char rerr[256];
-		int limited = worker_apply_rlimits(json_object_get(mine, "limits"), 0, rerr,
-						   sizeof rerr);
+		int limited =
+			worker_apply_rlimits(json_object_get(mine, "limits"), 0, rerr, sizeof rerr);
 		json_decref(mine);
 		if (limited < 0) {
 			send_frame(fd, THAW_F_LOAD_ERROR, 0, rerr, strlen(rerr));
 			worker_exit(3);
 		}
-		PyObject *arg = carried ? PyUnicode_DecodeUTF8(carried, (Py_ssize_t)clen, "strict") : NULL;
+		PyObject *arg = carried ? PyUnicode_DecodeUTF8(carried, (Py_ssize_t)clen, "strict")
+					: NULL;
 		snap_release();
 		Py_XDECREF(ready);
 		ready = arg ? PyObject_CallMethod(rt, "after_restore", "O", arg) : NULL;

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 
-from thawtest import ThawServe, proc_descendants, wait_until, write_project
+from thawtest import ThawServe, base_blobs, proc_descendants, wait_until, write_project
 
 ENTRY = """
     from workers import WorkerEntrypoint, Response
@@ -87,6 +87,7 @@ def test_many_deploys_in_a_row_leave_the_host_bounded(tmp_path):
         wait_until(lambda: len(os.listdir(host.data / "versions")) == keep,
                    what="old version directories removed")
         named = {h for v in listed for h in (v["bundle"], v["snapshot"]) if h}
+        named |= base_blobs(host)  # the host's base image stays
         # An image's working set (HEX.ws, HEX.ws.tmp) belongs to it.
         wait_until(lambda: {b[:64] for b in os.listdir(host.data / "blobs")} == named,
                    what="old blobs removed")

@@ -20,7 +20,7 @@ import uuid
 
 import pytest
 
-from thawtest import ThawServe, run_thaw, wait_until, write_project
+from thawtest import ThawServe, base_blobs, run_thaw, wait_until, write_project
 
 ENTRY = """
     import asyncio, os
@@ -143,6 +143,7 @@ def test_versions_delete_removes_a_version_and_only_the_files_no_other_version_u
     host = hosts(data=host.data)
     assert host.worker_get("shop").text == "four"
     named = {v[k] for v in versions(host).values() for k in ("bundle", "snapshot") if v.get(k)}
+    named |= base_blobs(host)  # the host's base image, named by the store's bases table
     on_disk = blob_families(host)
     assert on_disk == named, (on_disk, named)
     assert sorted(os.listdir(host.data / "versions")) == sorted([v3, v4])
@@ -181,6 +182,7 @@ def test_a_refused_deploy_never_removes_a_blob_an_earlier_version_uses(tmp_path,
     for w in ("shop", "other"):
         for v in host.api("GET", f"/v1/workers/{w}/versions").json()["versions"]:
             named |= {v["bundle"]} | ({v["snapshot"]} if v["snapshot"] else set())
+    named |= base_blobs(host)
     wait_until(lambda: blob_families(host) == named, what="the refused bundle's blob to go")
 
     # After a restart, version 1 still starts from its bundle and image.

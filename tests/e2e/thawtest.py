@@ -23,6 +23,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import textwrap
 import threading
@@ -565,6 +566,16 @@ class ThawServe(ThawDev):
              str(self.token_file)],
             cwd=cwd, env=thaw_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
             timeout=timeout)
+
+
+def base_blobs(host):
+    """The blobs a `thaw serve` host's store names as its base images (the `bases` table,
+    docs/snapshots.md "The base image"), read-only beside the running host."""
+    db = sqlite3.connect(f"file:{host.data / 'thaw.db'}?mode=ro", uri=True)
+    try:
+        return {row[0] for row in db.execute("SELECT blob FROM bases")}
+    finally:
+        db.close()
 
 
 class Gate:
