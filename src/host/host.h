@@ -137,6 +137,7 @@ struct app {
 	 * build waiting for the base (on h->base_waiting, by base_next)? The
 	 * base its READY image was built on (the sandbox shows it), or NULL. */
 	int is_base;
+	uint64_t base_ident[4]; /* the base: its file's device, inode, size, mtime (ns) */
 	int base_waiting;
 	struct app *base_next;
 	char *snap_base;

@@ -133,10 +133,25 @@ static void app_event(struct app *a, enum app_event ev, const char *detail, doub
 		a->hooks->event(a, ev, detail, num);
 }
 
+static void file_ident(const char *path, uint64_t id[4])
+{
+	struct stat st;
+	memset(id, 0, 4 * sizeof *id);
+	if (path && stat(path, &st) == 0) {
+		id[0] = (uint64_t)st.st_dev;
+		id[1] = (uint64_t)st.st_ino;
+		id[2] = (uint64_t)st.st_size;
+		id[3] = (uint64_t)st.st_mtim.tv_sec * 1000000000ull + (uint64_t)st.st_mtim.tv_nsec;
+	}
+}
+
 /* The READY image's base, which a sandbox must show its restores at the
- * same path (one header read, when the image becomes the app's). */
+ * same path (one header read, when the image becomes the app's); for the
+ * base itself, its file's identity (a build checks it has not changed). */
 static void note_base(struct app *a)
 {
+	if (a->is_base)
+		file_ident(a->snap_path, a->base_ident);
 	char base[4096], err[256];
 	free(a->snap_base);
 	a->snap_base = NULL;
@@ -226,6 +241,23 @@ void pool_build_snapshot(struct app *a)
 	if (!a->snapshots || a->builder || a->snap_builds >= SNAPSHOT_MAX_BUILDS || a->base_waiting)
 		return;
 	struct app *b = h->base;
+	char why[512];
+	uint64_t now[4];
+	if (b && b != a && b->snap_state == SNAPSHOT_READY)
+		file_ident(b->snap_path, now);
+	if (b && b != a && b->snap_state == SNAPSHOT_READY &&
+	    (memcmp(now, b->base_ident, sizeof now) != 0 ||
+	     snap_check_file(b->snap_path, why, sizeof why) < 0)) {
+		/* Gone, changed (written over in place, too), or of another
+		 * binary: made again first (a header and a stat of each file it
+		 * maps, once per build). */
+		if (memcmp(now, b->base_ident, sizeof now) != 0)
+			snprintf(why, sizeof why, "%s since it was made",
+				 now[1] ? "changed" : "gone");
+		log_warn("the base image %s is unusable (%s): making it again", b->snap_path, why);
+		snapshot_drop(b);
+		b->snap_builds = 0;
+	}
 	if (b && b != a && b->snap_state != SNAPSHOT_READY) {
 		/* Built on the base, or not before it is known that there will
 		 * be none: wait for it, making it first if nothing does. */
