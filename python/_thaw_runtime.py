@@ -465,7 +465,7 @@ def load(config_json: str) -> str:
     config = _parse_config(config_json)
     _note_host_pid(config_json)
     raw = json.loads(config_json)
-    if raw.get("base") and config.snapshot_build:
+    if _is_base and config.snapshot_build:
         _add_project_paths(raw, config)  # restored from the base: a build on it
     set_worker_name(config.name)
     _fetch.set_outbound(config.outbound)  # the top level's fetch() too
@@ -511,7 +511,9 @@ def prepare_base() -> str:
     and runs only the worker's top level, so the pages nobody writes stay the base's, shared
     by every instance of every worker through the page cache.
     """
+    global _is_base
     started = time.perf_counter()
+    _is_base = True
     for name in BASE_MODULES:
         __import__(name)
     _rehearse()
@@ -519,6 +521,9 @@ def prepare_base() -> str:
     return json.dumps({"base": True,
                        "load_ms": round((time.perf_counter() - started) * 1000.0, 3)})
 
+
+# This process was prepared as a base image (a build restored from it adds the project's paths).
+_is_base = False
 
 # Standard modules the base imports besides what this runtime and the SDK need: none yet; each
 # one costs every worker's restore its pages but saves the builds that import it their time.

@@ -3,7 +3,8 @@
 # needs a new instance (thaw dev --idle-timeout 0: every instance is evicted
 # after its request), for the FastAPI + pydantic + httpx worker in app/:
 #   (a) plain boot            thaw dev --no-snapshot
-#   (b) restore from snapshot thaw dev
+#   (b) restore from snapshot thaw dev (the image built on the base image)
+#   (b') the same, whole image  thaw dev --no-base-image (as before issue 13)
 #   (c) zygote fork baseline  a pre-initialised Python process forking a child
 #                             per request (zygote.py)
 # plus the PSS of 20 idle restored instances vs 20 booted ones.
@@ -56,7 +57,15 @@ stop "$THAW_PID"
 port=$(free_port); start_thaw "$OUT/cold-snap" "$port" --idle-timeout 0
 row "snapshot restore" "$($PY bench/coldstart/measure.py latency "$port" "$N" "$GAP")"
 snapsize=$(grep -o 'snapshot of [^:]*: [0-9.]* MB' "$OUT/cold-snap.err" | tail -1 | awk '{print $(NF-1)}')
+built=$(grep -o 'snapshot of .*built in [0-9]* ms' "$OUT/cold-snap.err" | tail -1 | grep -o 'built in [0-9]*' | grep -o '[0-9]*$')
 stop "$THAW_PID"
+
+port=$(free_port); start_thaw "$OUT/cold-whole" "$port" --idle-timeout 0 --no-base-image
+row "restore, whole image" "$($PY bench/coldstart/measure.py latency "$port" "$N" "$GAP")"
+wholesize=$(grep -o 'snapshot of [^:]*: [0-9.]* MB' "$OUT/cold-whole.err" | tail -1 | awk '{print $(NF-1)}')
+wholebuilt=$(grep -o 'built in [0-9]* ms' "$OUT/cold-whole.err" | tail -1 | grep -o '[0-9]*')
+stop "$THAW_PID"
+echo "snapshot build: on the base ${built:-?} ms, whole ${wholebuilt:-?} ms; image ${snapsize:-?} MB on the base, ${wholesize:-?} MB whole"
 
 port=$(free_port)
 $PY bench/coldstart/zygote.py "$port" "$APP/src" >"$OUT/zygote.out" 2>&1 &

@@ -18,7 +18,9 @@
 #
 # Environment: DENSITY_N (1000), DENSITY_JOBS (2: parallel deploys),
 # DENSITY_SOLO (20: deploys timed alone first), DENSITY_KEEP=1 keeps the work
-# directory (else removed; it holds N images, ~18 MB each today).
+# directory (else removed; it holds N images), DENSITY_HOST_ARGS: more options
+# for `thaw serve` (--no-base-image: every image whole, the figures before the
+# base image, for a comparison in one session).
 # Output: the table on stdout and in bench/results/density-DATE.txt.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -70,7 +72,7 @@ start_host() { # LOG IDLE_TIMEOUT [more options]
 	shift 2
 	"$THAW" serve --data "$DATA" --port "$port" --control "127.0.0.1:$cport" \
 		--token-file "$work/token" --path-routing --server-timing --idle-timeout "$idle" \
-		--max-instances "$MAXI" -v "$@" >"$log" 2>&1 &
+		--max-instances "$MAXI" -v ${DENSITY_HOST_ARGS:-} "$@" >"$log" 2>&1 &
 	host_pid=$!
 	for _ in $(seq 300); do grep -q "Ready on" "$log" && return 0; sleep 0.1; done
 	cat "$log" >&2
@@ -79,6 +81,7 @@ start_host() { # LOG IDLE_TIMEOUT [more options]
 
 say "thaw density: $N distinct hello workers on one host, $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(date -u +%FT%TZ)"
 dev=$(basename "$(df --output=source "$work" | tail -1)")
+say "  host options: ${DENSITY_HOST_ARGS:-(none)}"
 say "  $("$THAW" --version | head -1); vm.max_map_count $(sysctl -n vm.max_map_count), ulimit -n $(ulimit -n), $dev read_ahead_kb $(cat "/sys/block/$dev/queue/read_ahead_kb" 2>/dev/null || echo ?)"
 say "  (a shared machine: other builds and tests may run beside it; load average now $(cut -d' ' -f1-3 /proc/loadavg))"
 

@@ -105,6 +105,7 @@ static void base_adopt_done(void *arg, int status, const uint8_t *out, size_t le
 		if (store_base_put(s->st, s->base_key, hex) < 0) {
 			snprintf(why, sizeof why, "cannot record the base image in the store");
 			snprintf(old, sizeof old, "%s", hex); /* unnamed: released below */
+			mine[0] = 0;
 			free(path);
 			path = NULL;
 		}

@@ -269,6 +269,7 @@ struct host {
 	struct app *base;
 	struct app *base_waiting;
 	int no_base; /* --no-base-image: every build boots its own interpreter */
+	int stopping; /* pool_shutdown has begun: nothing new is built */
 	struct executor *executor; /* the state executor (executor.h), started on first use */
 	/* Queues' files (one per queue name): host-wide, because a queue is
 	 * shared by the workers of a host (thaw dev: STATE/queues; thaw serve:

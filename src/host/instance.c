@@ -117,9 +117,9 @@
  * is posix_spawn (or clone into namespaces: spawn.c) of a process that
  * then links on its own.
  */
+#include "host/cgroup.h"
 #include "host/pool_internal.h"
 #include "host/spawn.h"
-#include "host/cgroup.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -503,8 +503,7 @@ static uint32_t sandbox_uid(struct host *h, const char *name)
 	return h->sandbox_uid_base + h->nsandbox_names;
 }
 
-int host_sandbox_roots(struct host *h, const char *const *paths, size_t n, char *err,
-		       size_t errlen)
+int host_sandbox_roots(struct host *h, const char *const *paths, size_t n, char *err, size_t errlen)
 {
 	if (n > SPAWN_ROOTS_MAX)
 		return err_set(err, errlen, "more than %d sandbox roots", SPAWN_ROOTS_MAX);
@@ -515,7 +514,8 @@ int host_sandbox_roots(struct host *h, const char *const *paths, size_t n, char 
 		    !S_ISDIR(st.st_mode)) {
 			buf_free(&list);
 			return err_set(err, errlen, "sandbox root %s: %s", paths[i],
-				       paths[i][0] != '/' ? "not an absolute path" : "not a directory");
+				       paths[i][0] != '/' ? "not an absolute path"
+							  : "not a directory");
 		}
 		buf_append(&list, paths[i], strlen(paths[i]));
 		buf_append(&list, "\n", 1);
@@ -588,8 +588,9 @@ static json_t *sandbox_json(struct instance *in, const char *mode, const char *s
 	struct host *h = a->h;
 	json_t *s = json_object();
 	if (spawn_uses_userns()) {
-		json_object_set_new(s, "userns", json_pack("{s:I, s:I}", "uid", (json_int_t)getuid(),
-							   "gid", (json_int_t)getgid()));
+		json_object_set_new(s, "userns",
+				    json_pack("{s:I, s:I}", "uid", (json_int_t)getuid(), "gid",
+					      (json_int_t)getgid()));
 	} else {
 		uint32_t uid = sandbox_uid(h, a->cfg->name);
 		if (!uid) {
@@ -604,8 +605,7 @@ static json_t *sandbox_json(struct instance *in, const char *mode, const char *s
 	 * restored was built on: shown at its own path, as the image names it. */
 	if (in->is_builder && in->base)
 		json_array_append_new(ro, json_string(in->base));
-	else if (snapshot && !strcmp(mode, "restore") && a->snap_base &&
-		 snapshot_is_current(a, in))
+	else if (snapshot && !strcmp(mode, "restore") && a->snap_base && snapshot_is_current(a, in))
 		json_array_append_new(ro, json_string(a->snap_base));
 	if (snapshot && !strcmp(mode, "restore")) {
 		json_array_append_new(ro, json_string(snapshot));
@@ -632,8 +632,8 @@ void inst_send_init(struct instance *in, const char *mode, const char *snapshot,
 	const struct project *c = a->cfg;
 	struct host *h = a->h;
 	json_t *j = json_pack("{s:s, s:s, s:s, s:O, s:b, s:i, s:s, s:b, s:b, s:s}", "name", c->name,
-			      "project_dir", c->dir, "main", c->main, "vars", c->vars, "dev", h->dev,
-			      "concurrency", (int)h->lim.concurrency, "sdk_dir", h->sdk_dir,
+			      "project_dir", c->dir, "main", c->main, "vars", c->vars, "dev",
+			      h->dev, "concurrency", (int)h->lim.concurrency, "sdk_dir", h->sdk_dir,
 			      "system_site_packages", h->system_site_packages,
 			      "allow_entropy_at_import", c->allow_entropy_at_import, "mode", mode);
 	if (!j)
@@ -652,7 +652,8 @@ void inst_send_init(struct instance *in, const char *mode, const char *snapshot,
 	if (a->version_id)
 		json_object_set_new(j, "version", json_string(a->version_id));
 	json_object_set_new(j, "bindings", bindings_init_json(a));
-	json_object_set_new(j, "limits", inst_limits_init_json(in, !strcmp(mode, "build")));
+	int building = !strcmp(mode, "build") || !strcmp(mode, "base");
+	json_object_set_new(j, "limits", inst_limits_init_json(in, building));
 	if (snapshot)
 		json_object_set_new(j, "snapshot", json_string(snapshot));
 	if (in->is_builder && in->base)
@@ -671,7 +672,8 @@ void inst_send_init(struct instance *in, const char *mode, const char *snapshot,
 		json_t *sbx = sandbox_json(in, mode, snapshot);
 		if (!sbx) {
 			/* It would start unconfined: it starts not at all. */
-			log_error("%s: no sandbox uid left (%u workers)", app_label(a), SANDBOX_UID_SLOTS);
+			log_error("%s: no sandbox uid left (%u workers)", app_label(a),
+				  SANDBOX_UID_SLOTS);
 			json_decref(j);
 			inst_close(in, "no sandbox uid left");
 			return;
@@ -684,15 +686,17 @@ void inst_send_init(struct instance *in, const char *mode, const char *snapshot,
 		json_t *names = json_array();
 		const char *k;
 		json_t *v;
-		json_object_foreach(a->secrets, k, v) json_array_append_new(names, json_string(k));
+		json_object_foreach(a->secrets, k, v)
+			json_array_append_new(names, json_string(k));
 		json_object_set_new(j, "secret_names", names);
 		if (strcmp(mode, "build") != 0)
 			json_object_set(j, "secrets", a->secrets);
 	}
-	if (!strcmp(mode, "build")) {
+	if (building) {
 		json_object_set_new(j, "snapshot_build", json_true());
-		json_object_set_new(j, "max_snapshot_bytes",
-				    json_integer((json_int_t)a->h->max_snapshot_bytes));
+		if (!a->is_base) /* the host's own image: no worker's cap */
+			json_object_set_new(j, "max_snapshot_bytes",
+					    json_integer((json_int_t)a->h->max_snapshot_bytes));
 	}
 	char *s = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
@@ -802,8 +806,9 @@ void inst_lost(struct instance *in, const char *why)
 	unsigned status = 502;
 	char limit[160];
 	const char *over = inst_limits_lost(in, &status, limit, sizeof limit);
-	const char *body = over ? over
-				: "The worker instance serving this request exited before it answered.\n";
+	const char *body =
+		over ? over
+		     : "The worker instance serving this request exited before it answered.\n";
 	int was_open = in->state != INST_CLOSED;
 	if (was_open && !in->reaped)
 		kill(in->pid, SIGKILL);
@@ -826,8 +831,9 @@ void inst_lost(struct instance *in, const char *why)
 	if (was_open) {
 		char held[96] = "";
 		if (answered || cut)
-			snprintf(held, sizeof held, "; requests it held: %u answered %u, %u cut short",
-				 answered, status, cut);
+			snprintf(held, sizeof held,
+				 "; requests it held: %u answered %u, %u cut short", answered,
+				 status, cut);
 		log_warn("instance %u (pid %d) %s%s%s", in->id, (int)in->pid, why, limit, held);
 	}
 	inst_close(in, why);
@@ -848,11 +854,15 @@ void inst_lost(struct instance *in, const char *why)
 	if (was_starting && a->nstarting == 0) {
 		/* It died before it was ready, without saying why: do not loop
 		 * on respawning for the requests that waited on it. */
-		unsigned n = pool_fail_pending(a, status,
-					       over ? over : "The worker instance exited while starting.\n");
+		unsigned n =
+			pool_fail_pending(a, status,
+					  over ? over
+					       : "The worker instance exited while starting.\n");
 		if (n)
-			log_warn("instance %u (pid %d) %s while starting: %u requests waiting for it "
-				 "answered %u", in->id, (int)in->pid, why, n, status);
+			log_warn("instance %u (pid %d) %s while starting: %u requests waiting for "
+				 "it "
+				 "answered %u",
+				 in->id, (int)in->pid, why, n, status);
 	}
 	pool_dispatch(a);
 }
@@ -1083,7 +1093,8 @@ static int on_resp_head(struct instance *in, const struct thaw_frame *f)
 	if (r->rx_head || f->len < 2)
 		return -1;
 	unsigned status = thaw_get_u16(f->payload);
-	if (status < 200 || status > 599 || thaw_kv_validate(f->payload + 2, f->len - 2, &err) < 0) {
+	if (status < 200 || status > 599 ||
+	    thaw_kv_validate(f->payload + 2, f->len - 2, &err) < 0) {
 		log_warn("instance %u sent a bad response head (%s)", in->id,
 			 err ? err : "status out of range");
 		pool_detach(r);
@@ -1173,8 +1184,8 @@ static int on_log(struct instance *in, const struct thaw_frame *f)
 	const char *text = (const char *)f->payload + 1;
 	size_t len = f->len - 1;
 	if (a->hooks && a->hooks->output) {
-		a->hooks->output(a, f->stream ? find_stream(in, f->stream) : NULL, f->stream, channel,
-				 text, len);
+		a->hooks->output(a, f->stream ? find_stream(in, f->stream) : NULL, f->stream,
+				 channel, text, len);
 	} else {
 		FILE *out = channel == 1 ? stdout : stderr;
 		fprintf(out, "%.*s\n", (int)len, text);
@@ -1212,13 +1223,20 @@ typedef int (*frame_handler)(struct instance *in, const struct thaw_frame *f);
 /* Instance-to-host types; a host-to-instance type coming the other way has
  * no handler and breaks the protocol. */
 static const frame_handler frame_handlers[] = {
-	[THAW_F_SNAP_DONE] = on_snap_done,   [THAW_F_READY] = on_ready,
-	[THAW_F_LOAD_ERROR] = on_load_error, [THAW_F_RESP_HEAD] = on_resp_head,
-	[THAW_F_RESP_BODY] = on_resp_body,   [THAW_F_RESP_END] = on_resp_end,
-	[THAW_F_RESP_ERROR] = on_resp_error, [THAW_F_WINDOW] = on_window,
-	[THAW_F_LOG] = on_log,               [THAW_F_CALL] = on_call,
-	[THAW_F_CANCEL] = on_cancel,         [THAW_F_CALL_BODY] = on_call_body,
-	[THAW_F_CALL_END] = on_call_end,     [THAW_F_WS_DONE] = on_ws_done,
+	[THAW_F_SNAP_DONE] = on_snap_done,
+	[THAW_F_READY] = on_ready,
+	[THAW_F_LOAD_ERROR] = on_load_error,
+	[THAW_F_RESP_HEAD] = on_resp_head,
+	[THAW_F_RESP_BODY] = on_resp_body,
+	[THAW_F_RESP_END] = on_resp_end,
+	[THAW_F_RESP_ERROR] = on_resp_error,
+	[THAW_F_WINDOW] = on_window,
+	[THAW_F_LOG] = on_log,
+	[THAW_F_CALL] = on_call,
+	[THAW_F_CANCEL] = on_cancel,
+	[THAW_F_CALL_BODY] = on_call_body,
+	[THAW_F_CALL_END] = on_call_end,
+	[THAW_F_WS_DONE] = on_ws_done,
 	[THAW_F_EXITING] = on_exiting,
 };
 
@@ -1301,7 +1319,8 @@ static void inst_io(struct loop *l, struct loop_watch *w, uint32_t events)
 		size_t got = 0;
 		int r = inst_recv(in, &got);
 		if (r == RECV_EOF || r == RECV_FAILED)
-			inst_lost(in, r == RECV_EOF ? "closed its connection" : "connection failed");
+			inst_lost(in,
+				  r == RECV_EOF ? "closed its connection" : "connection failed");
 		if (r != RECV_MORE || got < 65536)
 			return;
 	}

@@ -107,7 +107,7 @@ struct inst_limits {
 	uint64_t idle_start_ns;
 	int idle_valid;
 	enum limit_hit hit;
-	unsigned weight;           /* its group's CPU weight (cgroup v2 scale) */
+	unsigned weight;    /* its group's CPU weight (cgroup v2 scale) */
 	int exited, status; /* reaped, with this status */
 	char memory_body[96];
 };
@@ -181,7 +181,8 @@ int host_limits_start(struct host *h, char *err, size_t errlen)
 	 * while the host's loop keeps a fair part of a contended machine. */
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	if (s->cg)
-		cgroup_host_set_weight(s->cg, (unsigned)(100 * (ncpu > 0 && ncpu < 100 ? ncpu : 1)));
+		cgroup_host_set_weight(s->cg,
+				       (unsigned)(100 * (ncpu > 0 && ncpu < 100 ? ncpu : 1)));
 	describe(h, how, sizeof how);
 	if (s->cg)
 		log_info("limits: %s (%s)", how, s->cg->what);
@@ -379,7 +380,16 @@ json_t *inst_limits_init_json(const struct instance *in, int builder)
 	/* A builder writes its image: any file it writes may be as large as
 	 * the largest image the host takes, and no larger (its directory is
 	 * on the host's disk). */
-	uint64_t fsize = builder ? in->h->max_snapshot_bytes : e->v[PROJECT_LIMIT_FILE_SIZE_MB] << 20;
+	uint64_t fsize = builder ? in->h->max_snapshot_bytes
+				 : e->v[PROJECT_LIMIT_FILE_SIZE_MB] << 20;
+	if (in->app && in->app->is_base) {
+		/* The host's own image, of the host's own code: no worker's
+		 * limits on its size or files (--max-snapshot-mb and --limit are
+		 * for workers). */
+		fsize = (uint64_t)4 << 30;
+		if (e->v[PROJECT_LIMIT_OPEN_FILES] < 1024)
+			json_object_set_new(j, "nofile", json_integer(1024));
+	}
 	json_object_set_new(j, "fsize_bytes", json_integer((json_int_t)fsize));
 	return j;
 }
@@ -423,10 +433,13 @@ static void cpu_tick(struct loop *l, struct loop_timer *t)
 			li->idle_start_ns = now;
 		} else if (now > li->idle_start_ns && now - li->idle_start_ns > limit) {
 			li->hit = LIMIT_CPU;
-			log_warn("%s: instance %u used %.0f ms of CPU time while it held no request "
-				 "(threads or tasks left running), over its limit of %llu ms (cpu_ms); "
+			log_warn("%s: instance %u used %.0f ms of CPU time while it held no "
+				 "request "
+				 "(threads or tasks left running), over its limit of %llu ms "
+				 "(cpu_ms); "
 				 "replacing it",
-				 app_label(in->app), in->id, (double)(now - li->idle_start_ns) / 1e6,
+				 app_label(in->app), in->id,
+				 (double)(now - li->idle_start_ns) / 1e6,
 				 (unsigned long long)li->eff.v[PROJECT_LIMIT_CPU_MS]);
 			inst_lost(in, "exceeded its CPU time limit");
 			return;
@@ -559,8 +572,9 @@ int inst_limits_memory(const struct instance *in, uint64_t *bytes)
 
 static int same_worker(const struct instance *in, const struct app *a)
 {
-	return in->linked && in->app && (in->app == a || !strcmp(in->app->cfg->name, a->cfg->name)) &&
-	       in->limits && in->limits->cg && in->limits->cg->dir[CGROUP_WEIGHT];
+	return in->linked && in->app &&
+	       (in->app == a || !strcmp(in->app->cfg->name, a->cfg->name)) && in->limits &&
+	       in->limits->cg && in->limits->cg->dir[CGROUP_WEIGHT];
 }
 
 void inst_limits_share(struct app *a)

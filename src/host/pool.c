@@ -40,10 +40,10 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "snap/snap.h"
 #include "host/child.h"
 #include "project/project.h"
 #include "proto/frame.h"
+#include "snap/snap.h"
 
 /* --- lists --- */
 
@@ -189,7 +189,8 @@ void pool_detach(struct hreq *r)
 			if (in->h->lim.idle_timeout_ms <= 0 || in->app->draining)
 				inst_close(in, "idle timeout 0");
 			else
-				loop_timer_arm(in->h->loop, &in->idle_timer, in->h->lim.idle_timeout_ms);
+				loop_timer_arm(in->h->loop, &in->idle_timer,
+					       in->h->lim.idle_timeout_ms);
 		}
 	}
 }
@@ -488,6 +489,7 @@ const char *app_label(const struct app *a)
 void pool_drain(struct app *a)
 {
 	a->draining = 1;
+	snapshot_app_gone(a); /* a build it waited for the base for is not wanted */
 	for (struct instance *in = a->instances, *next; in; in = next) {
 		next = in->next;
 		if (in->state == INST_READY && in->inflight == 0 && a->npending == 0)
@@ -543,6 +545,7 @@ static int live_count(struct host *h)
 
 void pool_shutdown(struct host *h)
 {
+	h->stopping = 1; /* a builder closed below starts no other build */
 	for (struct instance *in = h->all_instances; in; in = in->all_next) {
 		if (in->state != INST_CLOSED) {
 			while (in->streams)

@@ -148,15 +148,27 @@ static void file_ident(const char *path, uint64_t id[4])
 /* The READY image's base, which a sandbox must show its restores at the
  * same path (one header read, when the image becomes the app's); for the
  * base itself, its file's identity (a build checks it has not changed). */
-static void note_base(struct app *a)
+static int note_base(struct app *a)
 {
 	if (a->is_base)
 		file_ident(a->snap_path, a->base_ident);
 	char base[4096], err[256];
 	free(a->snap_base);
 	a->snap_base = NULL;
-	if (snap_base_of(a->snap_path, base, sizeof base, err, sizeof err) == 1)
-		a->snap_base = xstrdup(base);
+	int named = snap_base_of(a->snap_path, base, sizeof base, err, sizeof err);
+	if (named != 1)
+		return named == 0 ? 0 : -1;
+	/* The header is the builder's work, and a worker's code can write it:
+	 * the sandbox shows restores only the host's own base, never a path
+	 * an image names. An image on another base is not used. */
+	const struct app *b = a->h->base;
+	if (a->is_base || !b || !b->snap_path || strcmp(base, b->snap_path) != 0) {
+		log_warn("%s: its image names %s as its base, not the host's base image: not used",
+			 app_label(a), base);
+		return -1;
+	}
+	a->snap_base = xstrdup(base);
+	return 0;
 }
 
 /* --- the base image --- */
@@ -179,7 +191,7 @@ static void base_unwait(struct app *a)
 static int base_pending(const struct host *h)
 {
 	const struct app *b = h->base;
-	return b && !b->build_failed && b->snap_builds < SNAPSHOT_MAX_BUILDS &&
+	return b && !b->build_failed &&
 	       (b->snap_state == SNAPSHOT_BUILDING || b->snap_state == SNAPSHOT_ADOPTING);
 }
 
@@ -187,11 +199,36 @@ static int base_pending(const struct host *h)
  * waited for it start, on it or from a fresh interpreter. */
 static void base_settled(struct host *h)
 {
-	while (h->base_waiting) {
+	/* Until the list is empty or the base is being made again (a build
+	 * that finds it unusable drops it and waits anew: not a loop). */
+	while (h->base_waiting && !base_pending(h) && !h->stopping) {
 		struct app *a = h->base_waiting;
 		base_unwait(a);
 		pool_build_snapshot(a);
+		/* Nothing started and nothing to wait for: a deploy waiting on
+		 * this build must not wait for its timeout. */
+		if (!a->builder && !a->base_waiting && a->snap_state == SNAPSHOT_NONE)
+			app_event(a, APP_SNAPSHOT_FAILED, "cannot start the snapshot build", 0);
 	}
+}
+
+/* The base's build ended without an image: try again (as any app does, up
+ * to SNAPSHOT_MAX_BUILDS), else builds go without it for this run. */
+static void base_failed(struct app *b)
+{
+	if (b->snap_state == SNAPSHOT_BUILDING || b->snap_state == SNAPSHOT_ADOPTING)
+		b->snap_state = SNAPSHOT_NONE;
+	if (!b->h->stopping && b->snap_builds < SNAPSHOT_MAX_BUILDS)
+		pool_build_snapshot(b);
+	if (!base_pending(b->h)) {
+		if (!b->build_failed)
+			log_warn("the base image could not be made (%u tries); snapshot builds "
+				 "start "
+				 "from a fresh interpreter",
+				 b->snap_builds);
+		b->build_failed = 1;
+	}
+	base_settled(b->h);
 }
 
 struct app *pool_base_new(struct host *h, const char *snap_dir)
@@ -230,6 +267,17 @@ static void base_refused(struct host *h, const char *base, const char *why)
 	struct app *b = h->base;
 	if (!b || !b->snap_path || strcmp(b->snap_path, base) != 0)
 		return; /* an older base, already replaced */
+	/* The builder's word is not taken for it (its limits, or its code,
+	 * may have made the restore fail): the host checks the base itself. */
+	uint64_t now[4];
+	char mine[512];
+	file_ident(b->snap_path, now);
+	if (memcmp(now, b->base_ident, sizeof now) == 0 &&
+	    snap_check_file(b->snap_path, mine, sizeof mine) == 0) {
+		log_warn("a builder could not restore the base image (%s); it is fine here: kept",
+			 why);
+		return;
+	}
 	log_warn("the base image %s was refused (%s): making it again", base, why);
 	snapshot_drop(b);
 	b->snap_builds = 0;
@@ -238,7 +286,8 @@ static void base_refused(struct host *h, const char *base, const char *why)
 void pool_build_snapshot(struct app *a)
 {
 	struct host *h = a->h;
-	if (!a->snapshots || a->builder || a->snap_builds >= SNAPSHOT_MAX_BUILDS || a->base_waiting)
+	if (!a->snapshots || a->builder || a->snap_builds >= SNAPSHOT_MAX_BUILDS ||
+	    a->base_waiting || h->stopping)
 		return;
 	struct app *b = h->base;
 	char why[512];
@@ -318,15 +367,8 @@ void snapshot_inst_closed(struct app *a, struct instance *in)
 			a->snap_state = SNAPSHOT_NONE;
 		if (in->snap_path)
 			snap_remove(in->snap_path); /* whatever it left behind */
-		if (a->is_base) {
-			/* The builds waiting for it go without it, this time. */
-			if (!a->build_failed)
-				log_warn("the base image could not be made; snapshot builds start "
-					 "from a "
-					 "fresh interpreter");
-			a->build_failed = 1;
-			base_settled(a->h);
-		}
+		if (a->is_base)
+			base_failed(a);
 	}
 }
 
@@ -393,6 +435,11 @@ void snapshot_written(struct instance *in, uint64_t bytes, double write_ms, cons
 			a->builder = NULL;
 			a->snap_state = SNAPSHOT_NONE;
 			inst_close(in, "no image written");
+			if (a->is_base) {
+				free(why);
+				base_failed(a);
+				return;
+			}
 			/* Nothing else ends the build (a deploy waits on it). */
 			app_event(a, APP_SNAPSHOT_FAILED, why, 0);
 			free(why);
@@ -452,7 +499,13 @@ void pool_snapshot_adopted(struct app *a, char *path, const char *why)
 		snapshot_drop(a);
 		a->snap_path = path;
 		a->snap_state = SNAPSHOT_READY;
-		note_base(a);
+		if (note_base(a) < 0) {
+			snapshot_drop(a);
+			a->snap_state = SNAPSHOT_ADOPTING; /* refused, below */
+			path = NULL;
+			why = "the image names a base image other than the host's";
+			goto refused;
+		}
 		fprintf(stderr, "thaw: %s%s: %.1f MB, written in %.0f ms (built in %.0f ms)\n",
 			a->is_base ? "base image" : "snapshot of ", a->is_base ? "" : app_label(a),
 			(double)a->adopt_bytes / 1e6, a->adopt_write_ms, a->adopt_build_ms);
@@ -467,11 +520,11 @@ void pool_snapshot_adopted(struct app *a, char *path, const char *why)
 		    capacity_admit(a))
 			inst_spawn(a);
 	} else {
+	refused:
 		a->snap_state = SNAPSHOT_NONE;
 		log_warn("%s: the snapshot could not be stored: %s", app_label(a), why ? why : "?");
 		if (a->is_base) {
-			a->build_failed = 1;
-			base_settled(a->h);
+			base_failed(a);
 			return;
 		}
 		app_event(a, APP_SNAPSHOT_FAILED, why, 0);
@@ -540,7 +593,12 @@ void pool_use_snapshot(struct app *a, const char *path)
 	snapshot_drop(a);
 	a->snap_path = xstrdup(path);
 	a->snap_state = SNAPSHOT_READY;
-	note_base(a);
+	if (note_base(a) < 0) {
+		/* Built on a base this host no longer has: built again. */
+		snapshot_drop(a);
+		pool_build_snapshot(a);
+		return;
+	}
 	if (a->is_base)
 		base_settled(a->h);
 }

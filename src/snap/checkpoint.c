@@ -502,8 +502,17 @@ static int build_table(struct scratch *s, uint64_t scratch_lo, uint64_t scratch_
 		/* A private file mapping's written pages are compared with the
 		 * file's (same_as_file). */
 		int file_fd = r->kind == SNAP_R_FILE && (r->prot & PROT_READ)
-				      ? (int)SYS2(SYS_open, path, O_RDONLY | O_CLOEXEC)
+				      ? (int)SYS2(SYS_open, path,
+						  O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
 				      : -1;
+		struct stat fst;
+		if (file_fd >= 0 && (SYS2(SYS_fstat, file_fd, &fst) != 0 || !S_ISREG(fst.st_mode) ||
+				     (uint64_t)fst.st_ino != ino)) {
+			/* Not the file the mapping shows (renamed over meanwhile):
+			 * nothing is compared, every written page is saved. */
+			SYS1(SYS_close, file_fd);
+			file_fd = -1;
+		}
 		int scanned = scan_pages(s, pm_fd, r, file_fd);
 		if (file_fd >= 0)
 			SYS1(SYS_close, file_fd);
@@ -526,7 +535,14 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
 {
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* A thread the top level joined may still be leaving the kernel (its
+	 * Python state is gone before its task is): up to 200 ms for it. */
 	int threads = count_threads();
+	for (int i = 0; threads > 1 && i < 200; i++) {
+		struct timespec ms = {0, 1000000};
+		nanosleep(&ms, NULL);
+		threads = count_threads();
+	}
 	if (threads != 1) {
 		err_set(err, errlen, "%d threads are running (a snapshot needs exactly one)",
 			threads);

@@ -499,9 +499,11 @@ int worker_main(int argc, char **argv)
 	/* The instance's rlimits, before any of the worker's code runs (a
 	 * restore's own needs put two of them after it: limits.h). */
 	int restoring = !strcmp(c.mode, "restore") && c.snapshot;
+	/* A build on the base restores it first: a restore's rlimits too. */
+	int restore_limits = restoring || (!strcmp(c.mode, "build") && c.snapshot && c.base);
 	const json_t *limits = json_object_get(c.root, "limits");
 	char lerr[256];
-	if (worker_apply_rlimits(limits, restoring, lerr, sizeof lerr) < 0) {
+	if (worker_apply_rlimits(limits, restore_limits, lerr, sizeof lerr) < 0) {
 		send_frame(fd, THAW_F_LOAD_ERROR, 0, lerr, strlen(lerr));
 		worker_exit(1);
 	}

@@ -210,3 +210,22 @@ def test_no_base_image_builds_whole_images(tmp_path):
         assert d.get("/").text == "whole"
     finally:
         d.stop()
+
+
+def test_a_workers_own_limits_neither_fail_nor_drop_the_base(tmp_path):
+    # Its builder restores the base under a restore's rlimits (the worker's own come after),
+    # and the host's base builder is not held to a worker's limits or --max-snapshot-mb: with
+    # 16 open files and 8 MB images, the base (~16 MB) is made and the worker is built on it.
+    require_snapshots()
+    project = write_project(tmp_path / "p", ENTRY.format(text="limited"), name="limited")
+    d = start_dev(project, "--limit", "open_files=16", "--max-snapshot-mb", "8")
+    try:
+        d.wait_for(BASE_LINE, stream="stderr", timeout=60)
+        d.wait_snapshot()
+        [base] = (project / ".thaw" / "snapshots" / "base").glob("*.snap")
+        assert inspected_base(d.snapshot_file())[0] == str(base)
+        assert d.get("/").text == "limited"
+        out = d.output()
+        assert "refused" not in out and "could not be made" not in out, out
+    finally:
+        d.stop()
