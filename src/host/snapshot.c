@@ -223,8 +223,7 @@ static void base_failed(struct app *b)
 	if (!base_pending(b->h)) {
 		if (!b->build_failed)
 			log_warn("the base image could not be made (%u tries); snapshot builds "
-				 "start "
-				 "from a fresh interpreter",
+				 "start from a fresh interpreter",
 				 b->snap_builds);
 		b->build_failed = 1;
 	}
