@@ -540,21 +540,42 @@ class Default(WorkerEntrypoint):
 
 
 def _rehearse() -> None:
-    """Walk a blank worker through what a build does (its config, an entry module compiled and
-    run under the entropy watch, its handlers found) and forget it: the caches and first-use
-    state that walk leaves are then the base's, shared, instead of written into every worker's
-    image by its own build (a hello worker's own pages fell from ~2,000 to ~600 with it)."""
-    config = _parse_config(json.dumps({"name": "base", "project_dir": os.path.dirname(__file__),
-                                       "main": "base.py", "snapshot_build": True}))
-    watch = _snapshot.EntropyWatch(config.project_dir)
-    watch.install()
+    """Walk a blank worker through what a build does and forget it: its config read, its entry
+    module imported from a file under the entropy watch (spec, loader, compiler), its handlers
+    found, its env and worker object made. The caches and first-use state that walk leaves are
+    then the base's, shared, instead of written into every worker's image by its own build."""
+    directory = f"/tmp/thaw-base-{os.getpid()}"
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "thaw_base_rehearsal.py")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(_REHEARSAL)
+    saved_path = list(sys.path)
     try:
-        module = type(sys)("_thaw_rehearsal")
-        exec(compile(_REHEARSAL, "<base>", "exec"), module.__dict__)
-        _find_handlers(module, "<base>")
+        config = _parse_config(json.dumps({"name": "base", "project_dir": directory,
+                                           "main": "thaw_base_rehearsal.py",
+                                           "snapshot_build": True, "vars": {"X": 1}}))
+        values = _env_values(config, with_secrets=False)
+        watch = _snapshot.EntropyWatch(config.project_dir)
+        watch.install()
+        try:
+            module = _import_entry(path, config.main)
+            call, scheduled = _find_handlers(module, config.main)
+        finally:
+            watch.remove()
+        watch.finish()
+        _Worker(name=config.name, env=Env(values), call=call, scheduled=scheduled,
+                concurrency=config.concurrency, dev=False, project_dir=directory,
+                main=config.main, snapshot_built=True)
     finally:
-        watch.remove()
-    watch.finish()
+        sys.modules.pop("thaw_base_rehearsal", None)
+        sys.path[:] = saved_path
+        importlib.invalidate_caches()
+        for root, dirs, files in os.walk(directory, topdown=False):
+            for name in files:
+                os.unlink(os.path.join(root, name))
+            for name in dirs:
+                os.rmdir(os.path.join(root, name))
+        os.rmdir(directory)
 
 
 def _add_project_paths(raw: dict[str, Any], config: _Config) -> None:

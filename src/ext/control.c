@@ -31,12 +31,12 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "project/project.h"
-#include "state/d1.h"
-#include "state/kv.h"
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "project/project.h"
+#include "state/d1.h"
+#include "state/kv.h"
 
 #define CTL_JSON_MAX (64u * 1024)
 #define CTL_DISCARD_MAX (64ull << 20)
@@ -62,15 +62,15 @@ struct ctl {
 	struct creq *waiting;       /* answers waiting for the store's disk */
 	struct creq *states;        /* state requests waiting for their answer */
 	int stopping;
-	uint64_t state_bytes;       /* K_STATE bodies in memory (CTL_STATE_BYTES_MAX) */
+	uint64_t state_bytes; /* K_STATE bodies in memory (CTL_STATE_BYTES_MAX) */
 };
 
 struct ctl_stream {
 	struct creq *r;
 	struct ctl *c;
 	struct buf out;
-	int decided;  /* 200 stream or a refusal chosen */
-	int durable;  /* a deploy's: a line goes out once the store has it on disk */
+	int decided;     /* 200 stream or a refusal chosen */
+	int durable;     /* a deploy's: a line goes out once the store has it on disk */
 	struct buf held; /* lines waiting for held_ticket to be durable */
 	uint64_t held_ticket;
 	int ended;
@@ -102,10 +102,10 @@ struct creq {
 	enum creq_kind kind;
 	char method[8];
 	char worker[64];
-	char what[64]; /* "versions", ..., or "versions/REF" (a DELETE) */
-	char *state_path;   /* K_STATE: after "/v1/workers/NAME/" */
-	uint64_t body_max;  /* K_STATE: the body's limit */
-	uint64_t counted;   /* K_STATE: its body's bytes in c->state_bytes */
+	char what[64];           /* "versions", ..., or "versions/REF" (a DELETE) */
+	char *state_path;        /* K_STATE: after "/v1/workers/NAME/" */
+	uint64_t body_max;       /* K_STATE: the body's limit */
+	uint64_t counted;        /* K_STATE: its body's bytes in c->state_bytes */
 	struct ctl_state *state; /* K_STATE: sent to the sink, not yet queued */
 	struct creq *st_next, *st_prev;
 	struct buf body;
@@ -265,7 +265,8 @@ void ctl_stream_line(struct ctl_stream *cs, json_t *line)
 	}
 	if (cs->dropped) {
 		char note[96];
-		snprintf(note, sizeof note, "{\"dropped\":%llu}\n", (unsigned long long)cs->dropped);
+		snprintf(note, sizeof note, "{\"dropped\":%llu}\n",
+			 (unsigned long long)cs->dropped);
 		buf_append(to, note, strlen(note));
 		cs->dropped = 0;
 	}
@@ -431,21 +432,16 @@ void ctl_state_value(struct ctl_state *cs, uint8_t *value, size_t len, const cha
 
 /* --- answers --- */
 
-static enum MHD_Result queue_json(struct creq *r, unsigned status, json_t *j)
+/* A whole answer of n bytes (text: taken, malloc'ed) of type. */
+static enum MHD_Result queue_body(struct creq *r, unsigned status, char *text, size_t n,
+				  const char *type)
 {
-	char *text = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	if (!text)
-		return MHD_NO;
-	size_t n = strlen(text);
-	text[n] = 0;
-	struct MHD_Response *resp =
-		MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_FREE);
+	struct MHD_Response *resp = MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_FREE);
 	if (!resp) {
 		free(text);
 		return MHD_NO;
 	}
-	MHD_add_response_header(resp, "Content-Type", "application/json");
+	MHD_add_response_header(resp, "Content-Type", type);
 	MHD_add_response_header(resp, "Cache-Control", "no-store");
 	if (status == 401)
 		MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"thaw\"");
@@ -455,6 +451,15 @@ static enum MHD_Result queue_json(struct creq *r, unsigned status, json_t *j)
 	return ok;
 }
 
+static enum MHD_Result queue_json(struct creq *r, unsigned status, json_t *j)
+{
+	char *text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (!text)
+		return MHD_NO;
+	return queue_body(r, status, text, strlen(text), "application/json");
+}
+
 static enum MHD_Result queue_error(struct creq *r, unsigned status, const char *msg)
 {
 	return queue_json(r, status, json_pack("{s:s}", "error", msg));
@@ -462,9 +467,10 @@ static enum MHD_Result queue_error(struct creq *r, unsigned status, const char *
 
 static enum MHD_Result queue_value(struct creq *r, struct ctl_state *cs)
 {
-	struct MHD_Response *resp = MHD_create_response_from_buffer(
-		cs->value_len, cs->value ? cs->value : (void *)"", cs->value ? MHD_RESPMEM_MUST_FREE
-									: MHD_RESPMEM_PERSISTENT);
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(cs->value_len, cs->value ? cs->value : (void *)"",
+						cs->value ? MHD_RESPMEM_MUST_FREE
+							  : MHD_RESPMEM_PERSISTENT);
 	if (!resp)
 		return MHD_NO;
 	cs->value = NULL;
@@ -485,8 +491,8 @@ static enum MHD_Result queue_value(struct creq *r, struct ctl_state *cs)
 
 static enum MHD_Result queue_stream(struct creq *r)
 {
-	struct MHD_Response *resp =
-		MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, r, NULL);
+	struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024,
+								      stream_reader, r, NULL);
 	if (!resp)
 		return MHD_NO;
 	MHD_add_response_header(resp, "Content-Type", "application/x-ndjson");
@@ -518,43 +524,36 @@ static void metrics_loop(struct buf *b, const struct loop *l)
 	struct loop_stats st;
 	loop_get_stats(l, &st);
 	put(b, "# HELP thaw_loop_iteration_seconds Wall time of each iteration of the host's "
-		      "event loop (the handling of one epoll_wait's events, timers and hooks).\n"
-		      "# TYPE thaw_loop_iteration_seconds histogram\n");
+	       "event loop (the handling of one epoll_wait's events, timers and hooks).\n"
+	       "# TYPE thaw_loop_iteration_seconds histogram\n");
 	uint64_t cum = 0;
 	for (size_t i = 0; i < LOOP_STAT_BUCKETS; i++) {
 		cum += st.le[i];
 		put(b, "thaw_loop_iteration_seconds_bucket{le=\"%g\"} %llu\n",
-			   loop_stat_bounds_ms[i] / 1000, (unsigned long long)cum);
+		    loop_stat_bounds_ms[i] / 1000, (unsigned long long)cum);
 	}
 	put(b,
-		   "thaw_loop_iteration_seconds_bucket{le=\"+Inf\"} %llu\n"
-		   "thaw_loop_iteration_seconds_sum %.9f\n"
-		   "thaw_loop_iteration_seconds_count %llu\n"
-		   "# HELP thaw_loop_iteration_max_seconds The longest iteration of the host's event "
-		   "loop since it started.\n"
-		   "# TYPE thaw_loop_iteration_max_seconds gauge\n"
-		   "thaw_loop_iteration_max_seconds %.9f\n",
-		   (unsigned long long)st.iterations, (double)st.busy_ns / 1e9,
-		   (unsigned long long)st.iterations, (double)st.max_ns / 1e9);
+	    "thaw_loop_iteration_seconds_bucket{le=\"+Inf\"} %llu\n"
+	    "thaw_loop_iteration_seconds_sum %.9f\n"
+	    "thaw_loop_iteration_seconds_count %llu\n"
+	    "# HELP thaw_loop_iteration_max_seconds The longest iteration of the host's event "
+	    "loop since it started.\n"
+	    "# TYPE thaw_loop_iteration_max_seconds gauge\n"
+	    "thaw_loop_iteration_max_seconds %.9f\n",
+	    (unsigned long long)st.iterations, (double)st.busy_ns / 1e9,
+	    (unsigned long long)st.iterations, (double)st.max_ns / 1e9);
 }
 
 static enum MHD_Result queue_metrics(struct creq *r)
 {
 	struct buf b = {0};
 	put(&b, "# HELP thaw_build_info The thaw binary serving.\n"
-		       "# TYPE thaw_build_info gauge\n"
-		       "thaw_build_info{version=\"" THAW_VERSION "\"} 1\n");
+		"# TYPE thaw_build_info gauge\n"
+		"thaw_build_info{version=\"" THAW_VERSION "\"} 1\n");
 	metrics_loop(&b, r->c->loop);
-	struct MHD_Response *resp = MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
-	buf_free(&b);
-	if (!resp)
-		return MHD_NO;
-	MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-	MHD_add_response_header(resp, "Cache-Control", "no-store");
-	enum MHD_Result ok = MHD_queue_response(r->conn, 200, resp);
-	MHD_destroy_response(resp);
-	r->queued = 1;
-	return ok;
+	/* The buffer's bytes start at data (nothing consumed): taken as they are. */
+	return queue_body(r, 200, (char *)b.data, b.len,
+			  "text/plain; version=0.0.4; charset=utf-8");
 }
 
 /* --- requests --- */
@@ -613,14 +612,15 @@ static enum MHD_Result first_call(struct creq *r, const char *url, const char *m
 	const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
 	if (!c->sink->authorized(c->sink->arg, auth))
 		return queue_error(r, 401,
-				   auth ? "wrong token" : "this API needs Authorization: Bearer TOKEN");
+				   auth ? "wrong token"
+					: "this API needs Authorization: Bearer TOKEN");
 	if (!strcmp(url, "/metrics")) {
 		if (strcmp(method, "GET"))
 			return queue_error(r, 405, "/metrics is read with GET");
 		return queue_metrics(r);
 	}
-	if (parse_path(url, r->worker, sizeof r->worker, r->what, sizeof r->what,
-		       &r->state_path) < 0)
+	if (parse_path(url, r->worker, sizeof r->worker, r->what, sizeof r->what, &r->state_path) <
+	    0)
 		return queue_error(r, 404, "no such endpoint (see docs/control-api.md)");
 	if (r->worker[0] && !project_name_valid(r->worker))
 		return queue_error(r, 400, "invalid worker name");
@@ -636,12 +636,14 @@ static enum MHD_Result first_call(struct creq *r, const char *url, const char *m
 		if (cl && parse_u64(cl, UINT64_MAX, &len) == 0 && len > r->body_max) {
 			char m[160];
 			if (kv)
-				snprintf(m, sizeof m, "KV PUT failed: 413 Value length of %llu exceeds "
-						      "limit of %d.", (unsigned long long)len,
-					 KV_VALUE_MAX);
+				snprintf(m, sizeof m,
+					 "KV PUT failed: 413 Value length of %llu exceeds "
+					 "limit of %d.",
+					 (unsigned long long)len, KV_VALUE_MAX);
 			else
-				snprintf(m, sizeof m, "the request body is %llu bytes, over the limit "
-						      "of %llu (SQL text: at most %u bytes)",
+				snprintf(m, sizeof m,
+					 "the request body is %llu bytes, over the limit "
+					 "of %llu (SQL text: at most %u bytes)",
 					 (unsigned long long)len, (unsigned long long)r->body_max,
 					 D1_MAX_FILE_BYTES);
 			return queue_error(r, 413, m);
@@ -651,8 +653,9 @@ static enum MHD_Result first_call(struct creq *r, const char *url, const char *m
 	}
 	int one_version = !strncmp(r->what, "versions/", 9);
 	if (one_version && strcmp(method, "DELETE") != 0)
-		return queue_error(r, 405, "a version is deleted with DELETE (GET .../versions lists "
-					   "them)");
+		return queue_error(r, 405,
+				   "a version is deleted with DELETE (GET .../versions lists "
+				   "them)");
 	if (!one_version && !get && !post)
 		return queue_error(r, 405, "only GET and POST are used here");
 
@@ -667,15 +670,16 @@ static enum MHD_Result first_call(struct creq *r, const char *url, const char *m
 				 (unsigned long long)len, (unsigned long long)bl->max_compressed);
 			return queue_error(r, 413, m);
 		}
-		const char *pct = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND,
-							      "percentage");
+		const char *pct =
+			MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "percentage");
 		r->percentage = 100;
 		if (pct && *pct) {
 			char *end;
 			errno = 0;
 			double p = strtod(pct, &end);
 			if (errno || *end || !(p > 0 && p <= 100))
-				return queue_error(r, 400, "percentage must be a number in (0, 100]");
+				return queue_error(r, 400,
+						   "percentage must be a number in (0, 100]");
 			r->percentage = p;
 		}
 		const char *msg =
@@ -683,10 +687,12 @@ static enum MHD_Result first_call(struct creq *r, const char *url, const char *m
 		if (msg && strlen(msg) > 4096)
 			return queue_error(r, 400, "message too long (4096 bytes at most)");
 		r->message = msg && *msg ? xstrdup(msg) : NULL;
-		const char *env = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "env");
+		const char *env =
+			MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "env");
 		if (env && *env && !project_env_name_valid(env))
-			return queue_error(r, 400, "env must be an environment name (letters, digits, "
-						   "'-' and '_')");
+			return queue_error(r, 400,
+					   "env must be an environment name (letters, digits, "
+					   "'-' and '_')");
 		snprintf(r->env, sizeof r->env, "%s", env ? env : "");
 		char err[256];
 		r->spool = spool_start(c->sink->store, c->loop, spool_ready, r, err, sizeof err);
@@ -785,8 +791,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (r->kind == K_UPLOAD && !r->body_failed) {
 			const struct bundle_limits *bl = c->sink->limits;
 			if (spool_bytes(r->spool) + n > bl->max_compressed) {
-				fail_upload(r, 413, xasprintf("bundle refused: over the limit of %llu bytes",
-							    (unsigned long long)bl->max_compressed));
+				fail_upload(r, 413,
+					    xasprintf("bundle refused: over the limit of %llu "
+						      "bytes",
+						      (unsigned long long)bl->max_compressed));
 				r->discarded += n;
 				return MHD_YES;
 			}
@@ -805,13 +813,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			if (buf_used(&r->body) + n > r->body_max) {
 				r->body_failed = 1;
 				r->fail_status = 413;
-				r->fail_msg = r->what[0] == 'k'
-						      ? xasprintf("KV PUT failed: 413 Value length "
-								  "exceeds limit of %d.",
-								  KV_VALUE_MAX)
-						      : xasprintf("the request body is over the limit "
-								  "of %llu bytes",
-								  (unsigned long long)r->body_max);
+				r->fail_msg =
+					r->what[0] == 'k'
+						? xasprintf("KV PUT failed: 413 Value length "
+							    "exceeds limit of %d.",
+							    KV_VALUE_MAX)
+						: xasprintf("the request body is over the limit "
+							    "of %llu bytes",
+							    (unsigned long long)r->body_max);
 				buf_free(&r->body);
 				r->discarded += n;
 				return MHD_YES;
@@ -819,9 +828,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			if (c->state_bytes + n > CTL_STATE_BYTES_MAX) {
 				r->body_failed = 1;
 				r->fail_status = 503;
-				r->fail_msg = xasprintf("the host holds %llu MiB of other KV and D1 "
-							"requests' bodies already: retry later",
-							(unsigned long long)(CTL_STATE_BYTES_MAX >> 20));
+				r->fail_msg =
+					xasprintf("the host holds %llu MiB of other KV and D1 "
+						  "requests' bodies already: retry later",
+						  (unsigned long long)(CTL_STATE_BYTES_MAX >> 20));
 				buf_free(&r->body);
 				r->discarded += n;
 				return MHD_YES;
@@ -853,8 +863,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		r->pend_out = NULL;
 		if (d < 0) {
 			json_decref(out);
-			return queue_error(r, 500, "the change was made but the store could not make "
-						   "it durable (an fsync failed): see the host's log");
+			return queue_error(r, 500,
+					   "the change was made but the store could not make "
+					   "it durable (an fsync failed): see the host's log");
 		}
 		return queue_json(r, r->pend_status, out);
 	}
@@ -926,8 +937,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			if (parsed)
 				snprintf(m, sizeof m, "the body must be a JSON object");
 			else
-				snprintf(m, sizeof m, "the body must be a JSON object (%s at line %d, "
-						      "column %d)", je.text, je.line, je.column);
+				snprintf(m, sizeof m,
+					 "the body must be a JSON object (%s at line %d, "
+					 "column %d)",
+					 je.text, je.line, je.column);
 			return queue_error(r, 400, m);
 		}
 	}
@@ -1002,7 +1015,8 @@ struct ctl *ctl_start(const struct ctl_sink *sink, struct loop *l, const char *i
 				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)128 * 1024,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
-				  MHD_OPTION_EXTERNAL_LOGGER, host_mhd_log, "control", MHD_OPTION_END);
+				  MHD_OPTION_EXTERNAL_LOGGER, host_mhd_log, "control",
+				  MHD_OPTION_END);
 	if (!c->mhd || host_mhd_attach(l, c->mhd, &c->watch) < 0) {
 		snprintf(err, errlen, "cannot start the control API's HTTP server");
 		if (c->mhd)

@@ -11,14 +11,14 @@
  */
 #include "ext/serve.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -38,8 +38,8 @@
 #define UNPACK_MAX_ANSWER (PROJECT_MAX_JSON_BYTES + 4096)
 #define ADOPT_MAX_ANSWER 4096
 
-static void job_fail(struct deploy_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
+static void job_fail(struct deploy_job *j, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 static void job_line(struct deploy_job *j, json_t *line)
 {
@@ -172,7 +172,8 @@ static void job_timeout(struct loop *l, struct loop_timer *t)
 		job_fail(j, "the health request through a restored instance did not answer in %d s",
 			 PROBE_TIMEOUT_MS / 1000);
 	else
-		job_fail(j, "the deployment did not finish in %d minutes", DEPLOY_TIMEOUT_MS / 60000);
+		job_fail(j, "the deployment did not finish in %d minutes",
+			 DEPLOY_TIMEOUT_MS / 60000);
 }
 
 /* The new deployment once the version is validated: it alone, or at P %
@@ -225,7 +226,8 @@ static void probe_io(struct loop *l, struct loop_watch *w, uint32_t events)
 {
 	struct deploy_job *j = w->arg;
 	if (buf_used(&j->probe_out)) {
-		ssize_t n = send(w->fd, buf_head(&j->probe_out), buf_used(&j->probe_out), MSG_NOSIGNAL);
+		ssize_t n =
+			send(w->fd, buf_head(&j->probe_out), buf_used(&j->probe_out), MSG_NOSIGNAL);
 		if (n > 0)
 			buf_consume(&j->probe_out, (size_t)n);
 		else if (n < 0 && errno != EAGAIN && errno != EINTR) {
@@ -338,6 +340,45 @@ static void probe_start(struct deploy_job *j)
 	loop_add(s->h.loop, &j->probe, EPOLLIN | EPOLLOUT);
 }
 
+struct child *adopt_start(struct serve *s, const char *tmp, child_done_fn done, void *arg,
+			  char *err, size_t errlen)
+{
+	char *argv[] = {(char *)self_exe(), "adopt-snapshot", (char *)tmp, (char *)store_dir(s->st),
+			NULL};
+	struct child *c = child_start(&s->h, argv, ADOPT_MAX_ANSWER, done, arg, err, errlen);
+	if (!c)
+		unlink(tmp);
+	return c;
+}
+
+char *adopt_answer(struct serve *s, const char *tmp, int status, const uint8_t *out, size_t len,
+		   int overflow, char hex[STORE_SHA_HEX + 1], uint64_t *bytes, char *why,
+		   size_t whylen)
+{
+	hex[0] = 0;
+	*bytes = 0;
+	json_t *res = child_answer(status, out, len, overflow, "image check", why, whylen);
+	const char *h = NULL;
+	json_int_t n = 0;
+	if (res)
+		json_unpack(res, "{s?s, s?I}", "sha256", &h, "bytes", &n);
+	char *path = res && h ? blob_path(s->st, h) : NULL;
+	if (!path) {
+		if (res)
+			snprintf(why, whylen, "the image check answered no valid SHA-256");
+	} else if (blob_install_file(s->st, tmp, h, (uint64_t)n, why, whylen) < 0) {
+		free(path);
+		path = NULL;
+	} else {
+		snprintf(hex, STORE_SHA_HEX + 1, "%s", h);
+		*bytes = (uint64_t)n;
+	}
+	json_decref(res);
+	if (!path)
+		snap_remove(tmp);
+	return path;
+}
+
 /* A version's new image is checked and stored by a child (`thaw
  * adopt-snapshot`): then it is recorded and the pool told. */
 static void adopt_done(void *arg, int status, const uint8_t *out, size_t len, int overflow)
@@ -347,22 +388,12 @@ static void adopt_done(void *arg, int status, const uint8_t *out, size_t len, in
 	char *tmp = sv->adopt_tmp;
 	sv->adopter = NULL;
 	sv->adopt_tmp = NULL;
-	char why[1100];
-	json_t *res = child_answer(status, out, len, overflow, "image check", why, sizeof why);
-	const char *hex = NULL;
-	json_int_t bytes = 0;
-	if (res)
-		json_unpack(res, "{s?s, s?I}", "sha256", &hex, "bytes", &bytes);
-	char *path = NULL;
+	char why[1100], hex[STORE_SHA_HEX + 1];
+	uint64_t bytes;
+	char *path = adopt_answer(s, tmp, status, out, len, overflow, hex, &bytes, why, sizeof why);
 	char unused[STORE_SHA_HEX + 1] = ""; /* a blob this leaves unnamed */
-	if (!res || !hex || !(path = blob_path(s->st, hex))) {
-		if (res)
-			snprintf(why, sizeof why, "the image check answered no valid SHA-256");
-		snap_remove(tmp);
-	} else if (blob_install_file(s->st, tmp, hex, (uint64_t)bytes, why, sizeof why) < 0) {
-		free(path);
-		path = NULL;
-		snap_remove(tmp);
+	if (!path) {
+		/* refused: why says so */
 	} else if (store_version_set_snapshot(s->st, sv->v.id, hex, (uint64_t)bytes) < 0) {
 		snprintf(why, sizeof why, "cannot record the snapshot in the store");
 		snprintf(unused, sizeof unused, "%s", hex); /* unless a row names it */
@@ -376,7 +407,6 @@ static void adopt_done(void *arg, int status, const uint8_t *out, size_t len, in
 		snprintf(sv->v.snapshot, sizeof sv->v.snapshot, "%s", hex);
 		sv->v.snapshot_bytes = (uint64_t)bytes;
 	}
-	json_decref(res);
 	free(tmp);
 	pool_snapshot_adopted(&sv->app, path, path ? NULL : why);
 	if (unused[0])
@@ -388,14 +418,11 @@ void deploy_adopt_snapshot(struct app *a, const char *tmp)
 	struct sversion *sv = a->owner;
 	struct serve *s = sv->s;
 	char err[512];
-	char *argv[] = {(char *)self_exe(), "adopt-snapshot", (char *)tmp, (char *)store_dir(s->st),
-			NULL};
 	child_cancel(sv->adopter);
 	free(sv->adopt_tmp);
 	sv->adopt_tmp = xstrdup(tmp);
-	sv->adopter = child_start(&s->h, argv, ADOPT_MAX_ANSWER, adopt_done, sv, err, sizeof err);
+	sv->adopter = adopt_start(s, tmp, adopt_done, sv, err, sizeof err);
 	if (!sv->adopter) {
-		unlink(tmp);
 		free(sv->adopt_tmp);
 		sv->adopt_tmp = NULL;
 		pool_snapshot_adopted(a, NULL, err);
@@ -409,8 +436,9 @@ void deploy_on_event(struct app *a, enum app_event ev, const char *detail, doubl
 	switch (ev) {
 	case APP_SNAPSHOT_BUILT:
 		if (j && j->stage == JOB_BUILD) {
-			job_line(j, json_pack("{s:s, s:I, s:f}", "stage", "built", "snapshot_bytes",
-					      (json_int_t)num, "ms", ns_to_ms(now_ns() - j->t_build)));
+			job_line(j,
+				 json_pack("{s:s, s:I, s:f}", "stage", "built", "snapshot_bytes",
+					   (json_int_t)num, "ms", ns_to_ms(now_ns() - j->t_build)));
 			probe_start(j);
 		}
 		break;
@@ -459,7 +487,10 @@ static void job_unpacked(struct deploy_job *j, json_t *res)
 	json_unpack(res, "{s?s, s?o}", "project_error", &perr, "project", &pj);
 	struct project *cfg = pj ? project_from_json(pj, j->unpack_dir, err, sizeof err) : NULL;
 	if (!cfg) {
-		job_refuse(j, 422, perr ? perr : pj ? err : "the bundle's configuration was not read");
+		job_refuse(j, 422,
+			   perr ? perr
+			   : pj ? err
+				: "the bundle's configuration was not read");
 		job_free(j);
 		return;
 	}
@@ -500,8 +531,8 @@ static void job_unpacked(struct deploy_job *j, json_t *res)
 	store_versions_dir_sync(s->st);
 	struct sworker *w = serve_worker_get(s, j->worker);
 	json_t *line = json_pack("{s:s, s:s, s:i, s:s, s:I, s:I}", "stage", "stored", "version",
-				 v.id, "number", v.number, "sha256", j->hex, "files", files, "bytes",
-				 bytes);
+				 v.id, "number", v.number, "sha256", j->hex, "files", files,
+				 "bytes", bytes);
 	job_line(j, line);
 	struct sversion *sv = serve_version_load(s, w, &v, err, sizeof err);
 	version_clear(&v);
@@ -595,9 +626,21 @@ static void unpack_start(struct deploy_job *j, const char *file)
 	snprintf(files, sizeof files, "%llu", (unsigned long long)s->bl.max_files);
 	snprintf(total, sizeof total, "%llu", (unsigned long long)s->bl.max_total);
 	snprintf(compressed, sizeof compressed, "%llu", (unsigned long long)s->bl.max_compressed);
-	char *argv[] = {(char *)self_exe(), "unpack-bundle", (char *)file, j->unpack_dir,
-			"--max-files", files, "--max-total", total, "--max-compressed", compressed,
-			"--read-project", "--sync-sha256", j->hex, j->env[0] ? "--env" : NULL, j->env,
+	char *argv[] = {(char *)self_exe(),
+			"unpack-bundle",
+			(char *)file,
+			j->unpack_dir,
+			"--max-files",
+			files,
+			"--max-total",
+			total,
+			"--max-compressed",
+			compressed,
+			"--read-project",
+			"--sync-sha256",
+			j->hex,
+			j->env[0] ? "--env" : NULL,
+			j->env,
 			NULL};
 	char err[512];
 	j->unpacker = child_start(&s->h, argv, UNPACK_MAX_ANSWER, unpack_done, j, err, sizeof err);
@@ -618,8 +661,8 @@ void deploy_start(struct serve *s, const char *worker, const char *hex, const ch
 	unpack_start(j, j->upload);
 }
 
-void deploy_start_stored(struct serve *s, const char *worker, const char *hex,
-			 const char *message, const char *env)
+void deploy_start_stored(struct serve *s, const char *worker, const char *hex, const char *message,
+			 const char *env)
 {
 	struct deploy_job *j = job_new(s, worker, hex, message, 100, env, NULL);
 	char *path = blob_path(s->st, hex);

@@ -40,6 +40,7 @@
 #include "ext/control.h"
 #include "ext/router.h"
 #include "ext/store.h"
+#include "host/child.h"
 #include "host/host.h"
 
 struct sworker;
@@ -131,6 +132,16 @@ struct serve {
 	char *base_adopt_tmp;
 	char base_key[96];
 };
+
+/* deploy.c: a new image (at tmp) is checked and stored by a child, `thaw
+ * adopt-snapshot` (tmp is removed if it cannot start); then adopt_answer
+ * reads its answer: the blob's path (new) with hex and bytes, or NULL with
+ * why (tmp removed). */
+struct child *adopt_start(struct serve *s, const char *tmp, child_done_fn done, void *arg,
+			  char *err, size_t errlen);
+char *adopt_answer(struct serve *s, const char *tmp, int status, const uint8_t *out, size_t len,
+		   int overflow, char hex[STORE_SHA_HEX + 1], uint64_t *bytes, char *why,
+		   size_t whylen);
 
 /* serve_base.c: the host's base image. Start: made the app, the stored
  * image taken when it still fits (enabled 0: no base). Stop: after

@@ -32,7 +32,6 @@
 #include "host/child.h"
 #include "snap/snap.h"
 
-#define BASE_ADOPT_MAX_ANSWER 4096
 #define SDK_WALK_DEPTH 8
 
 /* The SDK's files by name, size and modification time, folded into h (a
@@ -83,34 +82,20 @@ static void base_adopt_done(void *arg, int status, const uint8_t *out, size_t le
 	char *tmp = s->base_adopt_tmp;
 	s->base_adopter = NULL;
 	s->base_adopt_tmp = NULL;
-	char why[1100];
-	json_t *res = child_answer(status, out, len, overflow, "image check", why, sizeof why);
-	const char *hex = NULL;
-	json_int_t bytes = 0;
-	if (res)
-		json_unpack(res, "{s?s, s?I}", "sha256", &hex, "bytes", &bytes);
-	char *path = NULL, old[STORE_SHA_HEX + 1] = "", mine[STORE_SHA_HEX + 1] = "";
-	if (hex && strlen(hex) == STORE_SHA_HEX)
-		snprintf(mine, sizeof mine, "%s", hex); /* res goes before the end */
-	if (!res || !hex || !(path = blob_path(s->st, hex))) {
-		if (res)
-			snprintf(why, sizeof why, "the image check answered no valid SHA-256");
-		snap_remove(tmp);
-	} else if (blob_install_file(s->st, tmp, hex, (uint64_t)bytes, why, sizeof why) < 0) {
-		free(path);
-		path = NULL;
-		snap_remove(tmp);
-	} else {
+	char why[1100], mine[STORE_SHA_HEX + 1], old[STORE_SHA_HEX + 1] = "";
+	uint64_t bytes;
+	char *path =
+		adopt_answer(s, tmp, status, out, len, overflow, mine, &bytes, why, sizeof why);
+	if (path) {
 		store_base_get(s->st, s->base_key, old);
-		if (store_base_put(s->st, s->base_key, hex) < 0) {
+		if (store_base_put(s->st, s->base_key, mine) < 0) {
 			snprintf(why, sizeof why, "cannot record the base image in the store");
-			snprintf(old, sizeof old, "%s", hex); /* unnamed: released below */
+			snprintf(old, sizeof old, "%s", mine); /* unnamed: released below */
 			mine[0] = 0;
 			free(path);
 			path = NULL;
 		}
 	}
-	json_decref(res);
 	free(tmp);
 	if (path)
 		log_info("the base image is %s (%.1f MB)", mine, (double)bytes / 1e6);
@@ -125,15 +110,11 @@ static void base_adopt(struct app *b, const char *tmp)
 {
 	struct serve *s = b->owner;
 	char err[512];
-	char *argv[] = {(char *)self_exe(), "adopt-snapshot", (char *)tmp, (char *)store_dir(s->st),
-			NULL};
 	child_cancel(s->base_adopter);
 	free(s->base_adopt_tmp);
 	s->base_adopt_tmp = xstrdup(tmp);
-	s->base_adopter = child_start(&s->h, argv, BASE_ADOPT_MAX_ANSWER, base_adopt_done, s, err,
-				      sizeof err);
+	s->base_adopter = adopt_start(s, tmp, base_adopt_done, s, err, sizeof err);
 	if (!s->base_adopter) {
-		unlink(tmp);
 		free(s->base_adopt_tmp);
 		s->base_adopt_tmp = NULL;
 		pool_snapshot_adopted(b, NULL, err);

@@ -289,6 +289,18 @@ static _Noreturn void worker_exit(int code)
 	_exit(code);
 }
 
+/* ready (a new reference, or NULL with a Python exception set) must be the
+ * READY JSON text that what returned: else LOAD_ERROR says why, and exit. */
+static PyObject *ready_or_exit(int fd, PyObject *ready, const char *what)
+{
+	if (ready && PyUnicode_Check(ready))
+		return ready;
+	char *text = ready ? xasprintf("%s did not return a string", what) : exception_text();
+	send_frame(fd, THAW_F_LOAD_ERROR, 0, text, strlen(text));
+	free(text);
+	worker_exit(3);
+}
+
 #ifndef THAW_SANITIZE
 /*
  * The builder's end: checkpoint this process to path. In the builder it
@@ -383,15 +395,8 @@ static void become_builder(int fd, PyObject *rt, char *init, char *name, size_t 
 		send_frame(fd, THAW_F_LOAD_ERROR, 0, lerr, strlen(lerr));
 		worker_exit(1);
 	}
-	PyObject *ready = PyObject_CallMethod(rt, "load", "s", init);
-	if (!ready || !PyUnicode_Check(ready)) {
-		char *text = ready ? xstrdup("_thaw_runtime.load did not return a string")
-				   : exception_text();
-		send_frame(fd, THAW_F_LOAD_ERROR, 0, text, strlen(text));
-		free(text);
-		worker_exit(3);
-	}
-	Py_DECREF(ready);
+	Py_DECREF(ready_or_exit(fd, PyObject_CallMethod(rt, "load", "s", init),
+				"_thaw_runtime.load"));
 	char *path = xstrdup(snapshot), *what = xstrdup(main);
 	json_decref(j);
 	free(init);
@@ -564,13 +569,8 @@ int worker_main(int argc, char **argv)
 		ready = PyObject_CallMethod(rt, "prepare_base", NULL);
 	else if (rt)
 		ready = PyObject_CallMethod(rt, "load", "s#", (const char *)init, (Py_ssize_t)len);
-	if (!ready || !PyUnicode_Check(ready)) {
-		char *text = ready ? xstrdup("_thaw_runtime.load did not return a string")
-				   : exception_text();
-		send_frame(fd, THAW_F_LOAD_ERROR, 0, text, strlen(text));
-		free(text);
-		worker_exit(3);
-	}
+	ready = ready_or_exit(fd, ready,
+			      base ? "_thaw_runtime.prepare_base" : "_thaw_runtime.load");
 	free(init);
 	init = NULL;
 
@@ -639,13 +639,7 @@ int worker_main(int argc, char **argv)
 		Py_XDECREF(ready);
 		ready = arg ? PyObject_CallMethod(rt, "after_restore", "O", arg) : NULL;
 		Py_XDECREF(arg);
-		if (!ready || !PyUnicode_Check(ready)) {
-			char *text = ready ? xstrdup("after_restore did not return a string")
-					   : exception_text();
-			send_frame(fd, THAW_F_LOAD_ERROR, 0, text, strlen(text));
-			free(text);
-			worker_exit(3);
-		}
+		ready = ready_or_exit(fd, ready, "_thaw_runtime.after_restore");
 		/* Tell the host how long the restore took. */
 		ready = ready_with(ready, "restore_ms", json_real(restore_ms));
 #endif
