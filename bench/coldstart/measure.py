@@ -8,6 +8,9 @@ import sys
 import time
 import concurrent.futures
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from procs import worker_children  # noqa: E402  (bench/procs.py)
+
 
 def latency(port: int, n: int, gap: float) -> list[float]:
     out = []
@@ -37,25 +40,8 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def children_pss(pid: int) -> list[int]:
-    kids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) != pid:
-                continue
-            with open(f"/proc/{d}/comm") as f:
-                if f.read().strip() == "thaw-spare":
-                    continue  # blank pre-spawned processes are not instances
-            with open(f"/proc/{d}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        kids.append(int(line.split()[1]))
-        except (OSError, ValueError, IndexError):
-            pass
-    return kids
+    """PSS (kB) of each instance of the host (blank pre-spawned spares are not instances)."""
+    return [c["pss_kb"] for c in worker_children(pid) if not c["spare"]]
 
 
 def fill(port: int, n: int) -> None:

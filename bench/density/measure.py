@@ -17,6 +17,9 @@ import sqlite3
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from procs import worker_children  # noqa: E402  (bench/procs.py)
+
 MB = 1000 * 1000
 MiB = 1024 * 1024
 
@@ -69,40 +72,8 @@ def requests(port, names_file, out, kinds):
                       f"({time.perf_counter() - t_start:.1f} s)", file=sys.stderr, flush=True)
 
 
-def children(host_pid):
-    """The host's children running `thaw worker`: instances and blank spares."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) != host_pid or fields[0] == "Z":
-                continue
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-            if b"worker" not in argv[1:]:
-                continue
-            with open(f"/proc/{d}/comm") as f:
-                comm = f.read().strip()
-            roll = {}
-            with open(f"/proc/{d}/smaps_rollup") as f:
-                for line in f:
-                    k, _, v = line.partition(":")
-                    if v.strip().endswith("kB"):
-                        roll[k] = int(v.split()[0])
-            out.append({"pid": int(d), "comm": comm, "spare": comm == "thaw-spare",
-                        "rss_kb": roll.get("Rss", 0), "pss_kb": roll.get("Pss", 0),
-                        "pss_anon_kb": roll.get("Pss_Anon", 0),
-                        "pss_file_kb": roll.get("Pss_File", 0)})
-        except (OSError, ValueError, IndexError):
-            pass
-    return out
-
-
 def pss(host_pid):
-    kids = children(host_pid)
+    kids = worker_children(host_pid)
     with open(f"/proc/{host_pid}/status") as f:
         rss = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
     fds = len(os.listdir(f"/proc/{host_pid}/fd"))
