@@ -3,6 +3,7 @@ instance, and PSS of a server's idle instances."""
 import http.client
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -57,12 +58,36 @@ def fill(port: int, n: int) -> None:
         raise SystemExit(f"fill failed: {codes}")
 
 
+STEPS = re.compile(
+    r"restored in (?P<total>[0-9.]+) ms: INIT in transit (?P<init>[0-9.]+), setup (?P<setup>[0-9.]+), "
+    r"checks (?P<checks>[0-9.]+), mapping (?P<mapping>[0-9.]+) \((?P<maps>\d+) mappings, "
+    r"(?P<copied>\d+) pages read in\), populating (?P<populating>[0-9.]+) \((?P<pages>\d+) pages\), "
+    r"Python (?P<python>[0-9.]+), READY in transit (?P<ready>[0-9.]+)")
+
+
+def steps(log: str) -> None:
+    """Medians of the restore steps `thaw dev -v` logged (restores after the first, which has
+    no working set yet)."""
+    rows = [m.groupdict() for m in map(STEPS.search, open(log, errors="replace")) if m][1:]
+    if not rows:
+        print("  (no restore steps in the log)")
+        return
+    med = {k: statistics.median(float(r[k]) for r in rows) for k in rows[0]}
+    print(f"  steps, median of {len(rows)} restores (ms): INIT in transit {med['init']:.2f}, "
+          f"setup {med['setup']:.2f}, checks {med['checks']:.2f}, mapping {med['mapping']:.2f} "
+          f"({med['maps']:.0f} mappings, {med['copied']:.0f} pages read in), populating "
+          f"{med['populating']:.2f} ({med['pages']:.0f} pages), Python {med['python']:.2f}, "
+          f"READY in transit {med['ready']:.2f}; INIT to READY {med['total']:.2f}")
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "latency":
         xs = latency(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
         print(json.dumps({"n": len(xs), "p50": pct(xs, 50), "p95": pct(xs, 95),
                           "p99": pct(xs, 99), "mean": statistics.mean(xs)}))
+    elif cmd == "steps":
+        steps(sys.argv[2])
     elif cmd == "pss":
         port, pid, n = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
         fill(port, n)

@@ -7,7 +7,9 @@
 #   (b') the same, whole image  thaw dev --no-base-image (as before issue 13)
 #   (c) zygote fork baseline  a pre-initialised Python process forking a child
 #                             per request (zygote.py)
-# plus the PSS of 20 idle restored instances vs 20 booted ones.
+# plus the PSS of 20 idle restored instances vs 20 booted ones, and for the
+# restores, where their milliseconds went (thaw dev -v logs each restore's
+# steps: docs/snapshots.md, "What the milliseconds are spent on").
 # Not a test. N (requests per mode, default 40), GAP (s between requests, 0.1).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -54,14 +56,16 @@ port=$(free_port); start_thaw "$OUT/cold-boot" "$port" --idle-timeout 0 --no-sna
 row "boot (--no-snapshot)" "$($PY bench/coldstart/measure.py latency "$port" "$N" "$GAP")"
 stop "$THAW_PID"
 
-port=$(free_port); start_thaw "$OUT/cold-snap" "$port" --idle-timeout 0
+port=$(free_port); start_thaw "$OUT/cold-snap" "$port" --idle-timeout 0 -v
 row "snapshot restore" "$($PY bench/coldstart/measure.py latency "$port" "$N" "$GAP")"
+$PY bench/coldstart/measure.py steps "$OUT/cold-snap.err"
 snapsize=$(grep -o 'snapshot of [^:]*: [0-9.]* MB' "$OUT/cold-snap.err" | tail -1 | awk '{print $(NF-1)}')
 built=$(grep -o 'snapshot of .*built in [0-9]* ms' "$OUT/cold-snap.err" | tail -1 | grep -o 'built in [0-9]*' | grep -o '[0-9]*$')
 stop "$THAW_PID"
 
-port=$(free_port); start_thaw "$OUT/cold-whole" "$port" --idle-timeout 0 --no-base-image
+port=$(free_port); start_thaw "$OUT/cold-whole" "$port" --idle-timeout 0 --no-base-image -v
 row "restore, whole image" "$($PY bench/coldstart/measure.py latency "$port" "$N" "$GAP")"
+$PY bench/coldstart/measure.py steps "$OUT/cold-whole.err"
 wholesize=$(grep -o 'snapshot of [^:]*: [0-9.]* MB' "$OUT/cold-whole.err" | tail -1 | awk '{print $(NF-1)}')
 wholebuilt=$(grep -o 'built in [0-9]* ms' "$OUT/cold-whole.err" | tail -1 | grep -o '[0-9]*')
 stop "$THAW_PID"

@@ -109,6 +109,7 @@ struct app {
 	char *snap_path;         /* valid image of the current generation */
 	unsigned snap_builds;    /* builds tried for the current generation */
 	int snap_ws_asked;       /* an instance was asked to record the working set */
+	int snap_checked;        /* snap_path passed snap_check_file on this host */
 	struct instance *builder;
 	uint64_t adopt_bytes;     /* the image being adopted: its size, */
 	double adopt_write_ms, adopt_build_ms; /* write and build times, for the log */
@@ -568,7 +569,9 @@ void pool_build_snapshot(struct app *a);
  * disposed of as any app: pool_app_dispose, then free it and its cfg is
  * freed with it). */
 struct app *pool_base_new(struct host *h, const char *snap_dir);
-/* snapshot.c: start using an image stored earlier (thaw serve after a restart). */
+/* snapshot.c: start using an image stored earlier (thaw serve after a
+ * restart), which the caller has checked with snap_check_file: restores of
+ * it skip what that checked (SNAP_RESTORE_CHECKED). */
 void pool_use_snapshot(struct app *a, const char *path);
 /* Nothing refers to the app any more: no instance (even one not reaped
  * yet), no request, no builder, no image being adopted. */

@@ -656,6 +656,8 @@ void inst_send_init(struct instance *in, const char *mode, const char *snapshot,
 	json_object_set_new(j, "limits", inst_limits_init_json(in, building));
 	if (snapshot)
 		json_object_set_new(j, "snapshot", json_string(snapshot));
+	if (snapshot && !strcmp(mode, "restore") && in->image_checked)
+		json_object_set_new(j, "image_checked", json_true());
 	if (in->is_builder && in->base)
 		json_object_set_new(j, "base", json_string(in->base));
 	json_object_set_new(j, "pid", json_integer(in->pid));
@@ -702,6 +704,7 @@ void inst_send_init(struct instance *in, const char *mode, const char *snapshot,
 	json_decref(j);
 	if (!s)
 		fatal("cannot encode the instance configuration");
+	in->t_init = now_ns();
 	inst_send(in, THAW_F_INIT, 0, s, strlen(s));
 	free(s);
 }
@@ -1013,6 +1016,36 @@ static int on_exiting(struct instance *in, const struct thaw_frame *f)
 	return 0;
 }
 
+/* Where a restore's milliseconds went, from the READY's "times" (the
+ * worker's CLOCK_MONOTONIC marks; the same clock as the host's). Untrusted:
+ * only marks in order, between INIT and now, are shown. */
+static void log_restore_times(struct instance *in, const json_t *t)
+{
+	if (thaw_log_level < LOG_DEBUG || !json_is_object(t))
+		return;
+	static const char *const keys[] = {"asked", "begun", "core", "mapped", "done", "ready"};
+	uint64_t m[7];
+	m[0] = in->t_init;
+	for (size_t i = 0; i < 6; i++) {
+		json_t *v = json_object_get(t, keys[i]);
+		m[i + 1] = json_is_integer(v) ? (uint64_t)json_integer_value(v) : 0;
+		if (m[i + 1] < m[i])
+			return;
+	}
+	uint64_t now = now_ns();
+	if (m[6] > now)
+		return;
+	long long pages = json_integer_value(json_object_get(t, "pages"));
+	long long copied = json_integer_value(json_object_get(t, "copied"));
+	long long maps = json_integer_value(json_object_get(t, "mappings"));
+	log_debug("instance %u restored in %.2f ms: INIT in transit %.2f, setup %.2f, checks %.2f, "
+		  "mapping %.2f (%lld mappings, %lld pages read in), populating %.2f (%lld pages), "
+		  "Python %.2f, READY in transit %.2f",
+		  in->id, ns_to_ms(now - m[0]), ns_to_ms(m[1] - m[0]), ns_to_ms(m[2] - m[1]),
+		  ns_to_ms(m[3] - m[2]), ns_to_ms(m[4] - m[3]), maps, copied, ns_to_ms(m[5] - m[4]),
+		  pages, ns_to_ms(m[6] - m[5]), ns_to_ms(now - m[6]));
+}
+
 static int on_ready(struct instance *in, const struct thaw_frame *f)
 {
 	struct app *a = in->app;
@@ -1030,6 +1063,7 @@ static int on_ready(struct instance *in, const struct thaw_frame *f)
 		snapshot_restore_refused(in, refused);
 	else if (in->restoring)
 		snapshot_restored(in, restore_ms);
+	log_restore_times(in, json_object_get(j, "times"));
 	json_decref(j);
 	if (conc > 0 && (unsigned long long)conc < in->concurrency)
 		in->concurrency = (unsigned)conc;

@@ -61,6 +61,7 @@ struct instance {
 	unsigned inflight, concurrency;
 	struct hreq *streams; /* requests it serves (doubly linked) */
 	uint64_t t_spawn, t_ready, last_used;
+	uint64_t t_init; /* INIT sent */
 	struct loop_timer idle_timer, kill_timer;
 	int linked;        /* on its app's live list */
 	int is_builder;    /* builds a snapshot; never serves */
@@ -71,6 +72,7 @@ struct instance {
 	unsigned served;   /* requests it has taken */
 	char *snap_path;   /* builder: the file it writes (owned until handed over) */
 	char *image;       /* restoring: the image it was given (owned) */
+	int image_checked; /* ...which the host has checked (INIT "image_checked") */
 	char *base;        /* builder: the base image it restores first, or NULL (owned) */
 	/* Sandboxed builder or working-set recorder: the only directory it may
 	 * write, made for it beside its app's images, removed with it (owned). */

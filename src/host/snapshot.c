@@ -112,6 +112,7 @@ int snapshot_is_current(const struct app *a, const struct instance *in)
 static void snapshot_drop(struct app *a)
 {
 	a->snap_ws_asked = 0;
+	a->snap_checked = 0;
 	free(a->snap_base);
 	a->snap_base = NULL;
 	if (a->snap_path) {
@@ -351,8 +352,10 @@ void snapshot_assign(struct app *a, struct instance *in)
 	if (record)
 		a->snap_ws_asked = 1;
 	in->records_ws = record;
-	if (in->restoring)
+	if (in->restoring) {
 		in->image = xstrdup(a->snap_path);
+		in->image_checked = a->snap_checked;
+	}
 }
 
 void snapshot_inst_closed(struct app *a, struct instance *in)
@@ -505,6 +508,10 @@ void pool_snapshot_adopted(struct app *a, char *path, const char *why)
 			why = "the image names a base image other than the host's";
 			goto refused;
 		}
+		/* Checked against this machine once here, not by every restore
+		 * (a refusal is left to the first restore, which says why). */
+		char why_not[512];
+		a->snap_checked = snap_check_file(path, why_not, sizeof why_not) == 0;
 		fprintf(stderr, "thaw: %s%s: %.1f MB, written in %.0f ms (built in %.0f ms)\n",
 			a->is_base ? "base image" : "snapshot of ", a->is_base ? "" : app_label(a),
 			(double)a->adopt_bytes / 1e6, a->adopt_write_ms, a->adopt_build_ms);
@@ -592,6 +599,7 @@ void pool_use_snapshot(struct app *a, const char *path)
 	snapshot_drop(a);
 	a->snap_path = xstrdup(path);
 	a->snap_state = SNAPSHOT_READY;
+	a->snap_checked = 1; /* by the caller */
 	if (note_base(a) < 0) {
 		/* Built on a base this host no longer has: built again. */
 		snapshot_drop(a);

@@ -26,9 +26,14 @@ extern const ptrdiff_t __rseq_offset;
 extern const unsigned int __rseq_size;
 
 struct snap_restored snap_restored_info;
+static uint64_t asked_ns;
+
+void snap_restore_asked(uint64_t mono_ns)
+{
+	asked_ns = mono_ns;
+}
 
 #define CORE_STACK (256u * 1024u)
-
 
 struct cur_map {
 	uint64_t lo, hi, off, ino;
@@ -36,51 +41,125 @@ struct cur_map {
 	char path[256];
 };
 
+static uint64_t hex_field(const char **p, const char *end)
+{
+	uint64_t v = 0;
+	for (; *p < end; (*p)++) {
+		char c = **p;
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (d < 0)
+			break;
+		v = v << 4 | (uint64_t)d;
+	}
+	return v;
+}
+
+static uint64_t dec_field(const char **p, const char *end)
+{
+	uint64_t v = 0;
+	for (; *p < end && **p >= '0' && **p <= '9'; (*p)++)
+		v = v * 10 + (uint64_t)(**p - '0');
+	return v;
+}
+
+/* One line of /proc/self/maps: "lo-hi perms off dev ino   path". */
+static int parse_maps_line(const char *p, const char *end, struct cur_map *c)
+{
+	c->lo = hex_field(&p, end);
+	if (p >= end || *p++ != '-')
+		return -1;
+	c->hi = hex_field(&p, end);
+	if (end - p < 6 || *p++ != ' ')
+		return -1;
+	memcpy(c->perms, p, 4);
+	c->perms[4] = 0;
+	p += 4;
+	if (*p++ != ' ')
+		return -1;
+	c->off = hex_field(&p, end);
+	if (p >= end || *p++ != ' ')
+		return -1;
+	while (p < end && *p != ' ') /* dev */
+		p++;
+	if (p >= end || *p++ != ' ')
+		return -1;
+	c->ino = dec_field(&p, end);
+	while (p < end && *p == ' ')
+		p++;
+	size_t k = (size_t)(end - p);
+	if (k >= sizeof c->path)
+		k = sizeof c->path - 1;
+	memcpy(c->path, p, k);
+	c->path[k] = 0;
+	return 0;
+}
+
+/* This process's mappings, in address order: one read(2) loop and a parser
+ * of our own (stdio's scanf was a third of a restore's checks). */
 static int read_maps(struct cur_map **out, size_t *n)
 {
-	FILE *f = fopen("/proc/self/maps", "re");
-	if (!f)
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return -1;
-	size_t cap = 256, cnt = 0;
-	struct cur_map *m = malloc(cap * sizeof *m);
-	char line[1024];
-	while (m && fgets(line, sizeof line, f)) {
-		if (cnt == cap) {
-			cap *= 2;
-			struct cur_map *nm = realloc(m, cap * sizeof *m);
-			if (!nm) {
-				free(m);
-				m = NULL;
+	size_t cap = 64 * 1024, len = 0;
+	char *buf = malloc(cap);
+	for (;;) {
+		if (!buf)
+			break;
+		if (cap - len < 4096) {
+			char *nb = realloc(buf, cap * 2);
+			if (!nb) {
+				free(buf);
+				buf = NULL;
 				break;
 			}
-			m = nm;
+			buf = nb;
+			cap *= 2;
 		}
-		struct cur_map *c = &m[cnt];
-		unsigned long long lo, hi, off, ino;
-		int pos = 0;
-		c->path[0] = 0;
-		if (sscanf(line, "%llx-%llx %4s %llx %*s %llu %n", &lo, &hi, c->perms, &off, &ino,
-			   &pos) < 5)
+		ssize_t r = read(fd, buf + len, cap - len);
+		if (r < 0 && errno == EINTR)
 			continue;
-		c->lo = lo;
-		c->hi = hi;
-		c->off = off;
-		c->ino = ino;
-		if (pos > 0) {
-			size_t k = strcspn(line + pos, "\n");
-			if (k >= sizeof c->path)
-				k = sizeof c->path - 1;
-			memcpy(c->path, line + pos, k);
-			c->path[k] = 0;
+		if (r < 0) {
+			free(buf);
+			buf = NULL;
 		}
-		cnt++;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
 	}
-	fclose(f);
+	close(fd);
+	if (!buf)
+		return -1;
+	size_t lines = 0;
+	for (size_t i = 0; i < len; i++)
+		lines += buf[i] == '\n';
+	struct cur_map *m = malloc((lines + 1) * sizeof *m);
+	size_t cnt = 0;
+	for (const char *p = buf, *end = buf + len; m && p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *eol = nl ? nl : end;
+		if (cnt <= lines && parse_maps_line(p, eol, &m[cnt]) == 0)
+			cnt++;
+		p = nl ? nl + 1 : end;
+	}
+	free(buf);
 	if (!m)
 		return -1;
 	*out = m;
 	*n = cnt;
 	return 0;
+}
+
+void snap_restore_prepare(void)
+{
+	/* Warm what every restore's checks use first, while this process
+	 * waits for work: the page faults of its code and buffers are then
+	 * not taken on a request's path. Nothing is kept: the mappings may
+	 * change before the restore. */
+	struct cur_map *cur = NULL;
+	size_t ncur = 0;
+	if (read_maps(&cur, &ncur) == 0)
+		free(cur);
 }
 
 static int special(const char *path)
@@ -123,6 +202,76 @@ static uint64_t find_gap(const struct snap_image *img, const struct cur_map *cur
 	return (best + (best_len - size) / 2) & ~(uint64_t)(SNAP_PAGE - 1);
 }
 
+/* The first of the image's regions (sorted, disjoint: snap_parse) that ends
+ * above addr. */
+static uint32_t first_region_above(const struct snap_image *img, uint64_t addr)
+{
+	uint32_t lo = 0, hi = img->h.nregions;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (img->regions[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* The mapping of this process that starts at addr, or NULL (cur is sorted). */
+static const struct cur_map *cur_at(const struct cur_map *cur, size_t ncur, uint64_t addr)
+{
+	size_t lo = 0, hi = ncur;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (cur[mid].lo < addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < ncur && cur[lo].lo == addr ? &cur[lo] : NULL;
+}
+
+/*
+ * Which saved runs to read into place rather than map from the image: those
+ * the write set covers at least half of. Their pages would be copied on the
+ * first write anyway (populating), so reading them costs no memory a mapping
+ * would have spared, and saves a mapping each: an own run of a delta splits
+ * the base's mapping it lies in (~4 us a mapping here, where a hello image
+ * has ~290 such runs of 1-2 pages). Runs in regions that are not writable,
+ * and the stack's (read in anyway), are mapped. The ranges must be sorted and
+ * disjoint (as snap_record_ws writes them); otherwise nothing is read in.
+ */
+static void mark_copies(const struct snap_image *img, struct snap_plan *p,
+			const struct snap_ws_range *ws, size_t nwrite)
+{
+	memset(p->copy, 0, img->h.nruns);
+	for (size_t k = 1; k < nwrite; k++)
+		if (ws[k].start < ws[k - 1].start + ws[k - 1].npages * SNAP_PAGE)
+			return;
+	size_t w = 0;
+	for (uint32_t i = 0; i < img->h.nregions; i++) {
+		const struct snap_region *r = &img->regions[i];
+		if (r->kind == SNAP_R_STACK || r->kind == SNAP_R_SHARED ||
+		    !(r->prot & PROT_WRITE) || !(r->prot & PROT_READ))
+			continue;
+		for (uint32_t k = r->run_first; k < r->run_first + r->run_count; k++) {
+			const struct snap_run *u = &img->runs[k];
+			uint64_t lo = u->start, hi = u->start + u->npages * SNAP_PAGE, in = 0;
+			while (w < nwrite && ws[w].start + ws[w].npages * SNAP_PAGE <= lo)
+				w++;
+			for (size_t j = w; j < nwrite && ws[j].start < hi; j++) {
+				uint64_t a = ws[j].start > lo ? ws[j].start : lo;
+				uint64_t e = ws[j].start + ws[j].npages * SNAP_PAGE;
+				in += ((e < hi ? e : hi) - a) / SNAP_PAGE;
+			}
+			if (in * 2 >= u->npages) {
+				p->copy[k] = 1;
+				p->info.copied_pages += u->npages;
+			}
+		}
+	}
+}
+
 /* Read IMAGE.ws if present and made for this image; anything odd: ignore it. */
 static void load_ws(const char *image, uint64_t image_hash, struct snap_ws_range **out, size_t *n,
 		    size_t *nwrite)
@@ -140,7 +289,8 @@ static void load_ws(const char *image, uint64_t image_hash, struct snap_ws_range
 	if (fstat(fd, &st) < 0 || read(fd, &wh, sizeof wh) != (ssize_t)sizeof wh ||
 	    memcmp(wh.magic, SNAP_WS_MAGIC, 8) != 0 || wh.image_hash != image_hash ||
 	    wh.nwrite > SNAP_WS_MAX_RANGES || wh.nread > SNAP_WS_MAX_RANGES ||
-	    (uint64_t)st.st_size != sizeof wh + ((uint64_t)wh.nwrite + wh.nread) * sizeof(struct snap_ws_range)) {
+	    (uint64_t)st.st_size !=
+		    sizeof wh + ((uint64_t)wh.nwrite + wh.nread) * sizeof(struct snap_ws_range)) {
 		close(fd);
 		return;
 	}
@@ -155,7 +305,8 @@ static void load_ws(const char *image, uint64_t image_hash, struct snap_ws_range
 	close(fd);
 	for (size_t i = 0; i < cnt; i++) {
 		if ((r[i].start & (SNAP_PAGE - 1)) || r[i].npages == 0 ||
-		    r[i].start >= SNAP_USER_TOP || r[i].npages > (SNAP_USER_TOP - r[i].start) / SNAP_PAGE) {
+		    r[i].start >= SNAP_USER_TOP ||
+		    r[i].npages > (SNAP_USER_TOP - r[i].start) / SNAP_PAGE) {
 			free(r);
 			return;
 		}
@@ -165,7 +316,8 @@ static void load_ws(const char *image, uint64_t image_hash, struct snap_ws_range
 	*nwrite = wh.nwrite;
 }
 
-int snap_restore(const char *path, const void *carry, size_t carry_len, char *err, size_t errlen)
+int snap_restore(const char *path, unsigned flags, const void *carry, size_t carry_len, char *err,
+		 size_t errlen)
 {
 	struct timespec ts0;
 	clock_gettime(CLOCK_MONOTONIC, &ts0);
@@ -179,8 +331,9 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 	const struct snap_header *h = &img.h;
 
 	/* The machine, the binary and the deps must be the ones the image
-	 * expects (the same rule the host applies to a stored image)... */
-	if (snap_check_host(&img, err, errlen) < 0)
+	 * expects (the same rule the host applies to a stored image, once:
+	 * SNAP_RESTORE_CHECKED)... */
+	if (!(flags & SNAP_RESTORE_CHECKED) && snap_check_host(&img, err, errlen) < 0)
 		goto out;
 	/* ...and so must this process. */
 	int pers = personality(0xffffffff);
@@ -190,7 +343,7 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 	}
 	if (getauxval(AT_SYSINFO_EHDR) != h->vdso_start) {
 		err_set(err, errlen, "the vDSO is at 0x%lx, the image expects 0x%llx",
-		     getauxval(AT_SYSINFO_EHDR), (unsigned long long)h->vdso_start);
+			getauxval(AT_SYSINFO_EHDR), (unsigned long long)h->vdso_start);
 		goto out;
 	}
 	fds = calloc(h->ndeps ? h->ndeps : 1, sizeof *fds);
@@ -205,7 +358,14 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 		struct stat st;
 		fds[i] = open(p, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not hang us */
 		if (fds[i] < 0 || fstat(fds[i], &st) < 0) {
-			err_set(err, errlen, "%s: %s", p, strerror(errno));
+			/* Worded as snap_check_host words it (the host tells a
+			 * delta whose base went from a broken image by it). */
+			if (i == h->base_dep && errno == ENOENT)
+				err_set(err, errlen, "its base image %s is missing", p);
+			else if (i == h->base_dep)
+				err_set(err, errlen, "its base image %s: %s", p, strerror(errno));
+			else
+				err_set(err, errlen, "%s: %s", p, strerror(errno));
 			goto out;
 		}
 		/* Again on the fd that will be mapped: the file may have been
@@ -248,11 +408,13 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 			replaced = m->path;
 		for (uint32_t i = 0; i < h->nregions; i++) {
 			const struct snap_region *r = &img.regions[i];
-			if (r->kind == SNAP_R_STACK && !strcmp(m->path, "[stack]") && r->end == m->hi)
+			if (r->kind == SNAP_R_STACK && !strcmp(m->path, "[stack]") &&
+			    r->end == m->hi)
 				stack_ok = 1;
 			if (self_code >= m->lo && self_code < m->hi && r->kind == SNAP_R_FILE &&
 			    r->start == m->lo && r->end == m->hi && r->file_off == m->off &&
-			    img.deps[r->dep].ino == m->ino && !strcmp(snap_dep_path(&img, r->dep), m->path))
+			    img.deps[r->dep].ino == m->ino &&
+			    !strcmp(snap_dep_path(&img, r->dep), m->path))
 				code_ok = 1;
 		}
 	}
@@ -265,7 +427,8 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 		goto out;
 	}
 	if (!code_ok) {
-		err_set(err, errlen, "this binary's code is not where the image has it (another build?)");
+		err_set(err, errlen,
+			"this binary's code is not where the image has it (another build?)");
 		goto out;
 	}
 	if (!stack_ok) {
@@ -283,8 +446,9 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 	size_t pop_max = nws + (size_t)h->nregions * 2 + 4;
 	size_t sz = CORE_STACK + sizeof(struct snap_plan) + unmap_max * sizeof(struct plan_range) +
 		    (size_t)h->nregions * sizeof(struct plan_op) +
-		    (size_t)h->nruns * sizeof(struct snap_run) + (size_t)h->ndeps * sizeof(int) +
-		    pop_max * sizeof(struct plan_populate) + carry_len + 64 * 7;
+		    (size_t)h->nruns * (sizeof(struct snap_run) + 1) +
+		    (size_t)h->ndeps * sizeof(int) + pop_max * sizeof(struct plan_populate) +
+		    carry_len + 64 * 8;
 	sz = (sz + SNAP_PAGE - 1) & ~(size_t)(SNAP_PAGE - 1);
 	uint64_t where = find_gap(&img, cur, ncur, sz);
 	if (!where) {
@@ -294,7 +458,9 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 	uint8_t *scr = mmap((void *)where, sz, PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	if (scr == MAP_FAILED || (uint64_t)scr != where) {
-		err_set(err, errlen, "cannot map the restore's scratch memory at 0x%llx (%zu bytes): %s", (unsigned long long)where, sz, strerror(errno));
+		err_set(err, errlen,
+			"cannot map the restore's scratch memory at 0x%llx (%zu bytes): %s",
+			(unsigned long long)where, sz, strerror(errno));
 		goto out;
 	}
 	uint8_t *at = scr + CORE_STACK;
@@ -308,6 +474,7 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 	p->unmap = TAKE(struct plan_range, unmap_max);
 	p->ops = TAKE(struct plan_op, h->nregions);
 	p->runs = TAKE(struct snap_run, h->nruns);
+	p->copy = TAKE(uint8_t, h->nruns);
 	p->fds = TAKE(int, h->ndeps);
 	p->pop = TAKE(struct plan_populate, pop_max);
 	uint8_t *carry_copy = TAKE(uint8_t, carry_len);
@@ -330,6 +497,7 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 		.carry = (uint64_t)(uintptr_t)carry_copy,
 		.carry_len = carry_len,
 		.t0_ns = (uint64_t)ts0.tv_sec * 1000000000ull + (uint64_t)ts0.tv_nsec,
+		.t_asked_ns = asked_ns,
 	};
 	p->info.image_hash = h->header_hash;
 	p->info.image_dev = (uint64_t)image_st.st_dev;
@@ -339,9 +507,10 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 	for (size_t k = 0; k < nws; k++) {
 		int write = k < nwrite;
 		uint64_t lo = ws[k].start, hi = ws[k].start + ws[k].npages * SNAP_PAGE;
-		for (uint32_t i = 0; i < h->nregions && p->npop < pop_max; i++) {
+		for (uint32_t i = first_region_above(&img, lo);
+		     i < h->nregions && img.regions[i].start < hi && p->npop < pop_max; i++) {
 			const struct snap_region *r = &img.regions[i];
-			if (r->end <= lo || r->start >= hi || r->kind == SNAP_R_STACK)
+			if (r->kind == SNAP_R_STACK)
 				continue;
 			if (!(r->prot & PROT_READ) || (write && !(r->prot & PROT_WRITE)))
 				continue;
@@ -351,6 +520,7 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 			p->info.populated_pages += (b - a) / SNAP_PAGE;
 		}
 	}
+	mark_copies(&img, p, ws, nwrite);
 	free(ws);
 
 	/* What this process maps that the image does not: unmapped first. */
@@ -359,10 +529,9 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 		if (special(m->path) || !strcmp(m->path, "[stack]") || m->lo == where)
 			continue;
 		uint64_t lo = m->lo;
-		for (uint32_t i = 0; i < h->nregions && lo < m->hi; i++) {
+		for (uint32_t i = first_region_above(&img, lo);
+		     i < h->nregions && lo < m->hi && img.regions[i].start < m->hi; i++) {
 			const struct snap_region *r = &img.regions[i];
-			if (r->end <= lo || r->start >= m->hi)
-				continue;
 			if (r->start > lo && p->nunmap < unmap_max)
 				p->unmap[p->nunmap++] = (struct plan_range){lo, r->start};
 			lo = r->end;
@@ -373,17 +542,22 @@ int snap_restore(const char *path, const void *carry, size_t carry_len, char *er
 	for (uint32_t i = 0; i < h->nregions; i++) {
 		const struct snap_region *r = &img.regions[i];
 		struct plan_op *o = &p->ops[p->nops++];
-		*o = (struct plan_op){.start = r->start, .end = r->end, .file_off = r->file_off,
-				      .prot = r->prot, .kind = r->kind, .fd = -1,
-				      .run_first = r->run_first, .run_count = r->run_count};
+		*o = (struct plan_op){.start = r->start,
+				      .end = r->end,
+				      .file_off = r->file_off,
+				      .prot = r->prot,
+				      .kind = r->kind,
+				      .fd = -1,
+				      .run_first = r->run_first,
+				      .run_count = r->run_count};
 		if (r->kind == SNAP_R_FILE || r->kind == SNAP_R_SHARED) {
 			char want_share = r->kind == SNAP_R_SHARED ? 's' : 'p';
 			o->fd = fds[r->dep];
 			/* Already mapped, same file, same place, same rights, and
 			 * nothing to lay over: leave it (this is how the code now
 			 * running stays put). */
-			for (size_t c = 0; c < ncur && !r->run_count; c++) {
-				const struct cur_map *m = &cur[c];
+			const struct cur_map *m = r->run_count ? NULL : cur_at(cur, ncur, r->start);
+			if (m) {
 				int prot = (m->perms[0] == 'r' ? PROT_READ : 0) |
 					   (m->perms[1] == 'w' ? PROT_WRITE : 0) |
 					   (m->perms[2] == 'x' ? PROT_EXEC : 0);
@@ -441,6 +615,17 @@ const void *snap_carried(size_t *len)
 	return (const void *)(uintptr_t)snap_restored_info.carry;
 }
 
+int snap_restore_times(struct snap_restore_times *t)
+{
+	if (snap_restored_info.magic != SNAP_RESTORED_MAGIC)
+		return -1;
+	const struct snap_restored *i = &snap_restored_info;
+	*t = (struct snap_restore_times){i->t_asked_ns,   i->t0_ns,   i->t_core_ns,
+					 i->t_mapped_ns,  i->t1_ns,   i->populated_pages,
+					 i->copied_pages, i->mappings};
+	return 0;
+}
+
 double snap_restore_ms(void)
 {
 	if (snap_restored_info.magic != SNAP_RESTORED_MAGIC)
@@ -471,12 +656,14 @@ static int ws_scan(int pm_fd, uint64_t lo, uint64_t hi, int want_write, struct s
 	uint64_t pages = (hi - lo) / SNAP_PAGE, run_start = 0, run_len = 0;
 	for (uint64_t base = 0; base < pages; base += 4096) {
 		uint64_t cnt = pages - base < 4096 ? pages - base : 4096;
-		if (pread(pm_fd, buf, cnt * 8, (off_t)((lo / SNAP_PAGE + base) * 8)) != (ssize_t)(cnt * 8))
+		if (pread(pm_fd, buf, cnt * 8, (off_t)((lo / SNAP_PAGE + base) * 8)) !=
+		    (ssize_t)(cnt * 8))
 			return -1;
 		for (uint64_t i = 0; i <= cnt; i++) {
 			int hit = 0;
 			if (i < cnt && (buf[i] & (1ull << 63)))
-				hit = want_write ? !(buf[i] & (1ull << 61)) : !!(buf[i] & (1ull << 61));
+				hit = want_write ? !(buf[i] & (1ull << 61))
+						 : !!(buf[i] & (1ull << 61));
 			uint64_t addr = lo + (base + i) * SNAP_PAGE;
 			if (hit) {
 				if (!run_len)
@@ -536,7 +723,9 @@ int snap_record_ws(const char *ws_path, char *err, size_t errlen)
 		free(r);
 		return err_set(err, errlen, "cannot read the page map");
 	}
-	struct snap_ws_header wh = {.nwrite = (uint32_t)nw, .nread = (uint32_t)nr, .image_hash = image};
+	struct snap_ws_header wh = {.nwrite = (uint32_t)nw,
+				    .nread = (uint32_t)nr,
+				    .image_hash = image};
 	memcpy(wh.magic, SNAP_WS_MAGIC, 8);
 	uint64_t hsh;
 	/* The hash covers write ranges then read ranges, as one buffer. */

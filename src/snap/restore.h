@@ -30,9 +30,13 @@ struct snap_restored {
 	uint64_t scratch, scratch_len;
 	uint64_t carry, carry_len;
 	uint64_t t0_ns, t1_ns;
+	uint64_t t_asked_ns;  /* snap_restore_asked: when the caller was asked to restore */
+	uint64_t t_core_ns;   /* the careful half done: the core starts */
+	uint64_t t_mapped_ns; /* every region mapped; populating starts */
 	uint64_t image_hash;
 	uint64_t populated_pages;
-	uint64_t image_dev, image_ino; /* the image file (fstat of the fd it was mapped from) */
+	uint64_t copied_pages, mappings; /* runs read in rather than mapped; mmap calls */
+	uint64_t image_dev, image_ino;   /* the image file (fstat of the fd it was mapped from) */
 };
 #define SNAP_RESTORED_MAGIC 0x444552524f545345ull
 extern struct snap_restored snap_restored_info;
@@ -51,6 +55,7 @@ struct snap_plan {
 	struct plan_op *ops;
 	uint32_t nops;
 	struct snap_run *runs;
+	uint8_t *copy; /* per run: read it into place (it is in the write set) */
 	struct plan_populate *pop;
 	uint32_t npop;
 	int *fds;

@@ -39,9 +39,25 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.sec * 1000000000ull + (uint64_t)ts.nsec;
 }
 
+/* A run's saved bytes, read into the memory mapped at its address. */
+static void read_run(const struct snap_plan *p, const struct snap_run *u, const char *why)
+{
+	uint64_t n = u->npages * SNAP_PAGE, done = 0;
+	while (done < n) {
+		long r = SYS4(SYS_pread64, p->snap_fd, u->start + done, n - done,
+			      u->data_off + done);
+		if (r == -4 /* EINTR: every signal is blocked, but be safe */)
+			continue;
+		if (r <= 0)
+			die(why);
+		done += (uint64_t)r;
+	}
+}
+
 void snap_restore_core(void *arg)
 {
 	struct snap_plan *p = arg;
+	p->info.t_core_ns = mono_ns();
 	uint64_t all = ~0ull;
 	SYS4(SYS_rt_sigprocmask, SIG_SETMASK, &all, 0, 8);
 
@@ -62,45 +78,53 @@ void snap_restore_core(void *arg)
 				if (a == o->start)
 					break;
 			}
-			for (uint32_t k = 0; k < o->run_count; k++) {
-				const struct snap_run *u = &p->runs[o->run_first + k];
-				uint64_t n = u->npages * SNAP_PAGE, done = 0;
-				while (done < n) {
-					long r = SYS4(SYS_pread64, p->snap_fd, u->start + done, n - done,
-						      u->data_off + done);
-					if (r <= 0)
-						die("cannot read the saved stack");
-					done += (uint64_t)r;
-				}
-			}
+			for (uint32_t k = 0; k < o->run_count; k++)
+				read_run(p, &p->runs[o->run_first + k],
+					 "cannot read the saved stack");
 			continue;
 		}
 		if (!o->skip_base) {
 			long r;
 			if (o->kind == SNAP_R_FILE)
-				r = SYS6(SYS_mmap, o->start, len, o->prot, MAP_PRIVATE | MAP_FIXED, o->fd,
-					 o->file_off);
+				r = SYS6(SYS_mmap, o->start, len, o->prot, MAP_PRIVATE | MAP_FIXED,
+					 o->fd, o->file_off);
 			else if (o->kind == SNAP_R_SHARED) /* read-only: the fd is O_RDONLY */
-				r = SYS6(SYS_mmap, o->start, len, o->prot, MAP_SHARED | MAP_FIXED, o->fd,
-					 o->file_off);
+				r = SYS6(SYS_mmap, o->start, len, o->prot, MAP_SHARED | MAP_FIXED,
+					 o->fd, o->file_off);
 			else
 				r = SYS6(SYS_mmap, o->start, len, o->prot,
 					 MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
 			if ((uint64_t)r != o->start)
 				die("cannot map a region");
 		}
+		if (!o->skip_base)
+			p->info.mappings++;
 		for (uint32_t k = 0; k < o->run_count; k++) {
 			const struct snap_run *u = &p->runs[o->run_first + k];
+			if (p->copy[o->run_first + k])
+				continue; /* read in below */
 			long r = SYS6(SYS_mmap, u->start, u->npages * SNAP_PAGE, o->prot,
 				      MAP_PRIVATE | MAP_FIXED, p->snap_fd, u->data_off);
 			if ((uint64_t)r != u->start)
 				die("cannot map saved pages");
+			p->info.mappings++;
 		}
 	}
 
+	p->info.t_mapped_ns = mono_ns();
 	/* Fault in, in bulk, the pages the first restored instance touched. */
 	for (uint32_t i = 0; i < p->npop; i++)
 		SYS3(SYS_madvise, p->pop[i].start, p->pop[i].len, p->pop[i].advice);
+	/* The runs in the write set: read in (over the copies just made, in
+	 * bulk, of what lay beneath) instead of one more mapping each. */
+	for (uint32_t i = 0; i < p->nops; i++) {
+		const struct plan_op *o = &p->ops[i];
+		if (o->kind == SNAP_R_STACK)
+			continue;
+		for (uint32_t k = 0; k < o->run_count; k++)
+			if (p->copy[o->run_first + k])
+				read_run(p, &p->runs[o->run_first + k], "cannot read saved pages");
+	}
 
 	for (int sig = 1; sig <= 64; sig++) {
 		if (sig == SIGKILL || sig == SIGSTOP)

@@ -166,7 +166,7 @@ struct snap_region {
 };
 
 struct snap_run {
-	uint64_t start;    /* address */
+	uint64_t start; /* address */
 	uint64_t npages;
 	uint64_t data_off; /* offset in the snapshot file */
 };
@@ -278,7 +278,7 @@ void snap_remove(const char *image_path);
 struct snap_checkpoint_opts {
 	const int *keep_fds; /* fds allowed to be open besides the output */
 	size_t nkeep;
-	uint64_t max_bytes;  /* refuse an image larger than this (0: no limit) */
+	uint64_t max_bytes; /* refuse an image larger than this (0: no limit) */
 };
 
 struct snap_stats {
@@ -315,14 +315,26 @@ int snap_checkpoint(const char *path, const struct snap_checkpoint_opts *o, stru
  * if the image is refused; the process is then unchanged.
  * `carry`/`carry_len`: bytes handed to the restored process (snap_carried).
  */
-int snap_restore(const char *path, const void *carry, size_t carry_len, char *err, size_t errlen);
+int snap_restore(const char *path, unsigned flags, const void *carry, size_t carry_len, char *err,
+		 size_t errlen);
+/* flags: the host has checked this image against the machine once
+ * (snap_check_file: kernel, CPU, every dep by path, the base's header), so a
+ * restore skips those and keeps the checks on what it maps: each dep's
+ * identity on the fd it maps, the base's header on its fd, the vDSO, the
+ * code and the stack's place. */
+#define SNAP_RESTORE_CHECKED 1u
+/* In a process that may restore soon: warm the restore's own code paths. */
+void snap_restore_prepare(void);
 
 /*
  * Working set. A restored process calls snap_record_ws after its first
  * request: every page it has touched is listed in ws_path (written pages:
  * present and anonymous, read pages: present and file-backed). Restores of
  * the same image find IMAGE.ws and populate those pages in bulk
- * (MADV_POPULATE_WRITE / _READ) instead of taking a fault for each.
+ * (MADV_POPULATE_WRITE / _READ) instead of taking a fault for each; a saved
+ * run at least half in the written set is read into place over the populated
+ * pages instead of mapped (a mapping each spared: a delta's own runs are
+ * short and many).
  *
  * File: "THAWWS01", u32 nwrite, u32 nread, u64 image header_hash, u64 hash
  * of the ranges, then (nwrite + nread) ranges of {u64 start, u64 npages}.
@@ -345,6 +357,17 @@ uint64_t snap_image_hash(void);
 /* In a restored process: the carried bytes and restore timing; then free. */
 const void *snap_carried(size_t *len);
 double snap_restore_ms(void);
+/* Where a restore's time went, CLOCK_MONOTONIC ns: asked (the caller's own
+ * mark, snap_restore_asked, or 0), begun (snap_restore entered), core (the
+ * checks and the plan done), mapped (every region mapped), done (populated,
+ * about to resume). */
+struct snap_restore_times {
+	uint64_t asked, begun, core, mapped, done;
+	uint64_t populated_pages, copied_pages, mappings;
+};
+int snap_restore_times(struct snap_restore_times *t);
+/* Before snap_restore: when the restore was asked for (for the times above). */
+void snap_restore_asked(uint64_t mono_ns);
 void snap_release(void);
 
 #endif

@@ -457,9 +457,13 @@ int worker_main(int argc, char **argv)
 
 	uint8_t type;
 	size_t len;
+#ifndef THAW_SANITIZE
+	snap_restore_prepare(); /* while no request waits */
+#endif
 	uint8_t *init = recv_frame(fd, &type, &len);
 	if (!init)
-		worker_exit(0); /* the host closed before sending work */
+		worker_exit(0);       /* the host closed before sending work */
+	snap_restore_asked(now_ns()); /* for the READY's "times" */
 	if (type != THAW_F_INIT) {
 		log_error("expected INIT from host, got %s", thaw_frame_type_name(type));
 		worker_exit(1);
@@ -521,7 +525,9 @@ int worker_main(int argc, char **argv)
 		/* Returns only if the image is refused; this process is then
 		 * untouched and boots instead. On success it resumes below, in
 		 * the image's snap_checkpoint, as a restored process. */
-		snap_restore(c.snapshot, init, len, refused, sizeof refused);
+		json_t *checked = json_object_get(c.root, "image_checked");
+		snap_restore(c.snapshot, json_is_true(checked) ? SNAP_RESTORE_CHECKED : 0, init,
+			     len, refused, sizeof refused);
 #endif
 		log_warn("snapshot %s refused: %s; booting instead", c.snapshot, refused);
 		if (worker_apply_rlimits(limits, 0, lerr, sizeof lerr) < 0) {
@@ -545,7 +551,7 @@ int worker_main(int argc, char **argv)
 		 * Returns only if the base is refused: this process is then
 		 * untouched and builds from a fresh interpreter instead. */
 		if (worker_apply_rlimits(limits, 1, lerr, sizeof lerr) == 0)
-			snap_restore(c.base, init, len, base_refused, sizeof base_refused);
+			snap_restore(c.base, 0, init, len, base_refused, sizeof base_refused);
 		else
 			snprintf(base_refused, sizeof base_refused, "%s", lerr);
 #endif
@@ -635,13 +641,27 @@ int worker_main(int argc, char **argv)
 		}
 		PyObject *arg = carried ? PyUnicode_DecodeUTF8(carried, (Py_ssize_t)clen, "strict")
 					: NULL;
+		struct snap_restore_times times;
+		int timed = snap_restore_times(&times) == 0;
 		snap_release();
 		Py_XDECREF(ready);
 		ready = arg ? PyObject_CallMethod(rt, "after_restore", "O", arg) : NULL;
 		Py_XDECREF(arg);
 		ready = ready_or_exit(fd, ready, "_thaw_runtime.after_restore");
-		/* Tell the host how long the restore took. */
+		/* Tell the host how long the restore took, and where the time went
+		 * (CLOCK_MONOTONIC ns, comparable with the host's). */
 		ready = ready_with(ready, "restore_ms", json_real(restore_ms));
+		if (timed)
+			ready = ready_with(
+				ready, "times",
+				json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "asked",
+					  (json_int_t)times.asked, "begun", (json_int_t)times.begun,
+					  "core", (json_int_t)times.core, "mapped",
+					  (json_int_t)times.mapped, "done", (json_int_t)times.done,
+					  "pages", (json_int_t)times.populated_pages, "copied",
+					  (json_int_t)times.copied_pages, "mappings",
+					  (json_int_t)times.mappings, "ready",
+					  (json_int_t)now_ns()));
 #endif
 	} else if (refused[0]) {
 		ready = ready_with(ready, "restore_refused", json_string(refused));

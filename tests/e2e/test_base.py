@@ -231,3 +231,40 @@ def test_a_workers_own_limits_neither_fail_nor_drop_the_base(tmp_path):
         assert "refused" not in out and "could not be made" not in out, out
     finally:
         d.stop()
+
+
+RESTORED_RE = (r"instance \d+ restored in (?P<total>[0-9.]+) ms: INIT in transit (?P<a>[0-9.]+), "
+               r"setup (?P<b>[0-9.]+), checks (?P<c>[0-9.]+), mapping (?P<d>[0-9.]+) "
+               r"\((?P<maps>\d+) mappings, (?P<copied>\d+) pages read in\), populating "
+               r"(?P<e>[0-9.]+) \((?P<pages>\d+) pages\), Python (?P<f>[0-9.]+), READY in transit "
+               r"(?P<g>[0-9.]+)")
+
+
+def test_a_restore_says_where_its_time_went_and_reads_its_write_set_in(tmp_path):
+    """thaw dev -v logs each restore's milliseconds by step; once the first restore recorded its
+    working set, the own runs a restore would write anyway are read into place, not mapped: it
+    makes fewer mappings than the image has regions and runs."""
+    require_snapshots()
+    project = write_project(tmp_path / "p", ENTRY.format(text="timed"), name="timed")
+    d = start_dev(project, "--idle-timeout", "0", "-v")
+    try:
+        d.wait_snapshot()
+        image = d.snapshot_file()
+        # The first restore records the working set (IMAGE.ws) after its first request.
+        assert d.get("/").text == "timed"
+        wait_until(lambda: os.path.exists(str(image) + ".ws"), what="the working set")
+        listed = int(re.search(r"mappings\s+(\d+) at restore", inspect(image)).group(1))
+        mark = d.mark()
+        r = d.get("/")
+        assert r.status == 200 and r.text == "timed" and r.timing()[0] == "snapshot", r
+        m = d.wait_for(RESTORED_RE, start=mark, stream="stderr", timeout=10)
+        steps = [float(m.group(k)) for k in "abcdefg"]
+        # The steps cover the whole restore, INIT sent to READY received (each printed to
+        # 0.01 ms), and none is negative.
+        assert abs(sum(steps) - float(m.group("total"))) <= 0.05, m.group(0)
+        assert int(m.group("pages")) > 100, m.group(0)  # the write set was populated
+        copied, maps = int(m.group("copied")), int(m.group("maps"))
+        assert copied > 50, m.group(0)
+        assert 0 < maps < listed * 2 // 3, (m.group(0), listed)
+    finally:
+        d.stop()

@@ -343,12 +343,16 @@ class Default(WorkerEntrypoint):
 def files_holding(root: Path, secret: bytes):
     """The files under root whose bytes contain secret."""
     found = set()
-    for p in root.rglob("*"):
-        try:
-            if p.is_file() and not p.is_symlink() and secret in p.read_bytes():
-                found.add(p)
-        except OSError:
-            pass  # a file that went meanwhile (a builder's, the WAL)
+    # os.walk, not Path.rglob: rglob raises when a directory goes while it is walked (an
+    # instance's own directory), os.walk skips it.
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            p = Path(dirpath) / name
+            try:
+                if p.is_file() and not p.is_symlink() and secret in p.read_bytes():
+                    found.add(p)
+            except OSError:
+                pass  # a file that went meanwhile (a builder's, the WAL)
     return found
 
 

@@ -171,7 +171,7 @@ static int restore_refused(const char *image)
 		marker[i] = pattern(7, i);
 	maps_without_heap(before, sizeof before);
 	char err[512] = "";
-	if (snap_restore(image, "x", 1, err, sizeof err) != -1) {
+	if (snap_restore(image, 0, "x", 1, err, sizeof err) != -1) {
 		dprintf(1, "not refused\n");
 		return 20;
 	}
@@ -204,7 +204,7 @@ static int child_main(const char *role, const char *arg)
 		return make_chain(arg);
 	if (!strcmp(role, "--restore")) {
 		char err[512];
-		snap_restore(arg, NULL, 0, err, sizeof err);
+		snap_restore(arg, 0, NULL, 0, err, sizeof err);
 		dprintf(2, "restore of %s refused: %s\n", arg, err);
 		return 30;
 	}
