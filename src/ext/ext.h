@@ -66,6 +66,9 @@ extern const struct thaw_ext_command thaw_ext_commands[];
 	X(binding_call_forward_pinned) X(front_internal_stream_pinned) X(host_instance_app) \
 	X(hreq_resp_header) X(service_fetch_head) X(service_rpc_head) X(host_sandbox_free) X(host_sandbox_roots) \
 	X(hreq_resp_header) X(service_fetch_head) X(service_rpc_head) X(host_limits_check) \
+	/* host/memstat.h */ \
+	X(host_memory_start) X(host_memory_stop) X(host_memory_swept_ms) X(host_memory_sweeps) \
+	X(pool_app_memory) \
 	/* host/child.h */ \
 	X(child_answer) X(child_cancel) X(child_kill) X(child_kill_all) X(child_start) \
 	/* project/project.h */ \
