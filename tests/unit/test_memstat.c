@@ -9,11 +9,12 @@
  *   - memstat_read on this process: Pss > 0, own + shared = Pss within the
  *     kernel's rounding; on a pid that is gone: -1.
  */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+/* after the four above */
+#include <cmocka.h>
 
 #include <stdio.h>
 #include <stdlib.h>
