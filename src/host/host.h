@@ -581,8 +581,8 @@ void pool_app_dispose(struct app *a);
 /* memory.c: instances' memory (memstat.h), sampled. */
 /* An app's instances, from the last sweep. */
 struct app_memory {
-	unsigned instances; /* serving now (on its live list) */
-	unsigned sampled;   /* of which read by a sweep */
+	unsigned instances;        /* serving now (on its live list) */
+	unsigned sampled;          /* of which read by a sweep */
 	uint64_t pss, own, shared; /* bytes, the sampled ones summed */
 };
 void pool_app_memory(const struct app *a, struct app_memory *out);

@@ -431,8 +431,8 @@ int snap_ws_info(const char *ws_path, struct snap_ws_info *out, char *err, size_
 	if (wh.nwrite > SNAP_WS_MAX_RANGES || wh.nread > SNAP_WS_MAX_RANGES ||
 	    (uint64_t)st.st_size !=
 		    sizeof wh + ((uint64_t)wh.nwrite + wh.nread) * sizeof(struct snap_ws_range)) {
-		err_set(err, errlen, "%u + %u ranges do not fit its %llu bytes", wh.nwrite, wh.nread,
-			(unsigned long long)st.st_size);
+		err_set(err, errlen, "%u + %u ranges do not fit its %llu bytes", wh.nwrite,
+			wh.nread, (unsigned long long)st.st_size);
 		goto out;
 	}
 	size_t cnt = (size_t)wh.nwrite + wh.nread;
@@ -480,8 +480,9 @@ static void inspect_ws(const char *path, const struct snap_header *h, FILE *out)
 	else if (rc < 0)
 		fprintf(out, "  working set %s: invalid, restores ignore it: %s\n", ws, err);
 	else if (wi.image_hash != h->header_hash)
-		fprintf(out, "  working set %s: made for another image (header hash %016llx), "
-			     "restores ignore it\n",
+		fprintf(out,
+			"  working set %s: made for another image (header hash %016llx), "
+			"restores ignore it\n",
 			ws, (unsigned long long)wi.image_hash);
 	else
 		fprintf(out,

@@ -1657,8 +1657,9 @@ static void test_working_set_file_is_summed_and_checked(void **state)
 	assert_mentions(out, "  working set none (no ");
 	free(out);
 
-	const struct snap_ws_range r[] = {
-		{0x555555556000, 2}, {0x555555559000, 3}, {0x7ffff7a00000, 10}};
+	const struct snap_ws_range r[] = {{0x555555556000, 2},
+					  {0x555555559000, 3},
+					  {0x7ffff7a00000, 10}};
 	write_ws(im.h->header_hash, r, 2, 1, 0, 0);
 	assert_int_equal(snap_ws_info(ws, &wi, err, sizeof err), 1);
 	assert_int_equal(wi.nwrite, 2);
