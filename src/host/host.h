@@ -72,10 +72,11 @@ enum snap_state {
 
 /* What a pool tells its owner (thaw serve) about its app. */
 enum app_event {
-	APP_SNAPSHOT_BUILT,    /* detail: the image path; num: its size in bytes */
-	APP_SNAPSHOT_FAILED,   /* detail: the load error of the build (traceback) */
-	APP_RESTORE_REFUSED,   /* detail: why the image was refused */
-	APP_RESTORED,          /* num: restore ms */
+	APP_SNAPSHOT_BUILT,  /* detail: the image path; num: its size in bytes */
+	APP_SNAPSHOT_FAILED, /* detail: the load error of the build (traceback) */
+	APP_RESTORE_REFUSED, /* detail: why the image was refused */
+	APP_RESTORED,        /* num: restore ms */
+	APP_WS_RECORDED,     /* detail: the image whose IMAGE.ws was kept; num: its bytes */
 };
 
 struct app_hooks {
