@@ -34,7 +34,7 @@
 #include <sys/types.h>
 
 #define MEMSTAT_MAX_TEXT 4096u
-#define MEMSTAT_BATCH 16u
+#define MEMSTAT_BATCH 8u
 #define MEMSTAT_BATCH_GAP_MS 20.0
 
 /* One process's figures, in bytes. */
