@@ -17,6 +17,7 @@ PKGS=(
   python3 python3-pip python3-pytest python3-fastapi python3-httpx python3-pydantic
   python3-jinja2 python3-uvicorn python3-starlette
   python3-mypy  # `thaw types` stubs are checked with mypy
+  prometheus  # its promtool checks GET /metrics's text (tests/e2e/test_density.py)
   # benchmarks
   wrk
   # the fidelity corpus (tests/fidelity/cases.py): popular packages a worker imports

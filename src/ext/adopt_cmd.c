@@ -7,7 +7,10 @@
  *   - it is hashed (SHA-256) and fsynced (blob_hash_file), and left where it
  *     is.
  * Exactly one JSON line goes to stdout:
- *   {"ok":true,"sha256":HEX,"bytes":N}   exit 0
+ *   {"ok":true,"sha256":HEX,"bytes":N,"own_pages":N,"base_pages":N,"base":PATH|null}
+ *                                        exit 0
+ * (own_pages: the pages the image holds; base_pages: those it maps from its
+ * base, whose path base is: what the host reports as its disk figures).
  *   {"ok":false,"error":"..."}           exit 1
  * The host then renames it into blobs/ and records it (blob_install_file, a
  * short transaction): a child killed halfway leaves only DATADIR/tmp debris,
@@ -39,13 +42,25 @@ int cmd_adopt_snapshot(int argc, char **argv)
 		return print_answer(json_pack("{s:b, s:s}", "ok", 0, "error", err));
 	int bad = snap_verify_data(fd, &img, err, sizeof err);
 	close(fd);
+	uint64_t own = 0, from_base = snap_base_pages(&img);
+	for (uint32_t i = 0; i < img.h.nruns; i++)
+		own += img.runs[i].npages;
+	json_t *base = img.h.base_dep == SNAP_NO_BASE
+			       ? json_null()
+			       : json_string(snap_dep_path(&img, img.h.base_dep));
 	snap_image_free(&img);
-	if (bad < 0)
+	if (bad < 0) {
+		json_decref(base);
 		return print_answer(json_pack("{s:b, s:s}", "ok", 0, "error", err));
+	}
 	(void)dir; /* the host's; named so the process list says which store */
 	char hex[STORE_SHA_HEX + 1];
 	uint64_t bytes = 0;
-	if (blob_hash_file(image, hex, &bytes, err, sizeof err) < 0)
+	if (blob_hash_file(image, hex, &bytes, err, sizeof err) < 0) {
+		json_decref(base);
 		return print_answer(json_pack("{s:b, s:s}", "ok", 0, "error", err));
-	return print_answer(json_pack("{s:b, s:s, s:I}", "ok", 1, "sha256", hex, "bytes", (json_int_t)bytes));
+	}
+	return print_answer(json_pack("{s:b, s:s, s:I, s:I, s:I, s:o}", "ok", 1, "sha256", hex,
+				      "bytes", (json_int_t)bytes, "own_pages", (json_int_t)own,
+				      "base_pages", (json_int_t)from_base, "base", base));
 }

@@ -293,6 +293,14 @@ unsigned api_answer(struct serve *s, const char *method, const char *worker, con
 		   json_t *body, json_t **out)
 {
 	int get = !strcmp(method, "GET");
+	if (!worker[0] && !strcmp(what, "density")) {
+		*out = density_json(s);
+		if (!*out) {
+			*out = error_json("cannot read the versions (see the host's log)");
+			return 500;
+		}
+		return 200;
+	}
 	if (!worker[0]) {
 		if (!get) {
 			*out = error_json("use GET here");
@@ -323,8 +331,9 @@ unsigned api_answer(struct serve *s, const char *method, const char *worker, con
 			*out = error_json("no worker named '%s' was deployed here", worker);
 			return 404;
 		}
-		*out = json_pack("{s:o, s:o}", "versions", versions, "deployment",
-				 w->has_dep ? deployment_json(&w->dep) : json_null());
+		*out = json_pack("{s:o, s:o, s:o}", "versions", versions, "deployment",
+				 w->has_dep ? deployment_json(&w->dep) : json_null(), "bases",
+				 density_bases_json(s));
 		return 200;
 	}
 	if (get && (!strcmp(what, "deployment") || !what[0])) {

@@ -551,6 +551,8 @@ static enum MHD_Result queue_metrics(struct creq *r)
 		"# TYPE thaw_build_info gauge\n"
 		"thaw_build_info{version=\"" THAW_VERSION "\"} 1\n");
 	metrics_loop(&b, r->c->loop);
+	if (r->c->sink->metrics)
+		r->c->sink->metrics(r->c->sink->arg, &b);
 	/* The buffer's bytes start at data (nothing consumed): taken as they are. */
 	return queue_body(r, 200, (char *)b.data, b.len,
 			  "text/plain; version=0.0.4; charset=utf-8");
@@ -618,6 +620,13 @@ static enum MHD_Result first_call(struct creq *r, const char *url, const char *m
 		if (strcmp(method, "GET"))
 			return queue_error(r, 405, "/metrics is read with GET");
 		return queue_metrics(r);
+	}
+	if (!strcmp(url, "/v1/density")) {
+		if (strcmp(method, "GET"))
+			return queue_error(r, 405, "/v1/density is read with GET");
+		snprintf(r->what, sizeof r->what, "density");
+		r->kind = K_JSON;
+		return MHD_YES;
 	}
 	if (parse_path(url, r->worker, sizeof r->worker, r->what, sizeof r->what, &r->state_path) <
 	    0)

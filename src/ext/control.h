@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+struct buf;
 struct bundle_limits;
 struct loop;
 struct store;
@@ -57,6 +58,8 @@ struct ctl_sink {
 	unsigned (*tail)(void *arg, const char *worker, struct ctl_stream *cs);
 	/* The client of cs went away: the sink forgets cs. */
 	void (*stream_gone)(void *arg, struct ctl_stream *cs);
+	/* GET /metrics: append the host's own metrics (text format) to b. */
+	void (*metrics)(void *arg, struct buf *b);
 };
 
 /* An ndjson response being streamed: the deploy's progress, or a tail. */

@@ -352,16 +352,24 @@ struct child *adopt_start(struct serve *s, const char *tmp, child_done_fn done, 
 }
 
 char *adopt_answer(struct serve *s, const char *tmp, int status, const uint8_t *out, size_t len,
-		   int overflow, char hex[STORE_SHA_HEX + 1], uint64_t *bytes, char *why,
-		   size_t whylen)
+		   int overflow, char hex[STORE_SHA_HEX + 1], uint64_t *bytes,
+		   struct image_pages *pages, char *why, size_t whylen)
 {
 	hex[0] = 0;
 	*bytes = 0;
 	json_t *res = child_answer(status, out, len, overflow, "image check", why, whylen);
-	const char *h = NULL;
-	json_int_t n = 0;
+	const char *h = NULL, *base = NULL;
+	json_int_t n = 0, own = -1, from_base = -1;
 	if (res)
-		json_unpack(res, "{s?s, s?I}", "sha256", &h, "bytes", &n);
+		json_unpack(res, "{s?s, s?I, s?I, s?I, s?s}", "sha256", &h, "bytes", &n,
+			    "own_pages", &own, "base_pages", &from_base, "base", &base);
+	if (pages) {
+		pages->own = own >= 0 ? own : -1;
+		pages->base = from_base >= 0 ? from_base : -1;
+		pages->base_hex[0] = 0;
+		if (base)
+			density_blob_of(s, base, pages->base_hex);
+	}
 	char *path = res && h ? blob_path(s->st, h) : NULL;
 	if (!path) {
 		if (res)
@@ -390,7 +398,9 @@ static void adopt_done(void *arg, int status, const uint8_t *out, size_t len, in
 	sv->adopt_tmp = NULL;
 	char why[1100], hex[STORE_SHA_HEX + 1];
 	uint64_t bytes;
-	char *path = adopt_answer(s, tmp, status, out, len, overflow, hex, &bytes, why, sizeof why);
+	struct image_pages pages;
+	char *path = adopt_answer(s, tmp, status, out, len, overflow, hex, &bytes, &pages, why,
+				  sizeof why);
 	char unused[STORE_SHA_HEX + 1] = ""; /* a blob this leaves unnamed */
 	if (!path) {
 		/* refused: why says so */
@@ -406,6 +416,7 @@ static void adopt_done(void *arg, int status, const uint8_t *out, size_t len, in
 			snprintf(unused, sizeof unused, "%s", sv->v.snapshot);
 		snprintf(sv->v.snapshot, sizeof sv->v.snapshot, "%s", hex);
 		sv->v.snapshot_bytes = (uint64_t)bytes;
+		density_image_adopted(sv, &pages);
 	}
 	free(tmp);
 	pool_snapshot_adopted(&sv->app, path, path ? NULL : why);
@@ -471,6 +482,9 @@ void deploy_on_event(struct app *a, enum app_event ev, const char *detail, doubl
 			j->restore_ms = num;
 		}
 		break;
+	case APP_WS_RECORDED:
+		density_ws_recorded(sv, detail, num);
+		break;
 	}
 }
 
@@ -529,6 +543,10 @@ static void job_unpacked(struct deploy_job *j, json_t *res)
 		return;
 	}
 	store_versions_dir_sync(s->st);
+	/* Its disk figures: the bundle as stored and its unpacked files. */
+	store_version_set_files(s->st, v.id, (int64_t)j->upload_bytes, (int64_t)bytes);
+	v.bundle_bytes = (int64_t)j->upload_bytes;
+	v.files_bytes = (int64_t)bytes;
 	struct sworker *w = serve_worker_get(s, j->worker);
 	json_t *line = json_pack("{s:s, s:s, s:i, s:s, s:I, s:I}", "stage", "stored", "version",
 				 v.id, "number", v.number, "sha256", j->hex, "files", files,
@@ -666,6 +684,10 @@ void deploy_start_stored(struct serve *s, const char *worker, const char *hex, c
 {
 	struct deploy_job *j = job_new(s, worker, hex, message, 100, env, NULL);
 	char *path = blob_path(s->st, hex);
+	struct stat st;
+	if (path && stat(path, &st) == 0)
+		j->upload_bytes =
+			(uint64_t)st.st_size; /* the bundle's size, for its disk figures */
 	unpack_start(j, path);
 	free(path);
 }

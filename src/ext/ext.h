@@ -66,6 +66,9 @@ extern const struct thaw_ext_command thaw_ext_commands[];
 	X(binding_call_forward_pinned) X(front_internal_stream_pinned) X(host_instance_app) \
 	X(hreq_resp_header) X(service_fetch_head) X(service_rpc_head) X(host_sandbox_free) X(host_sandbox_roots) \
 	X(hreq_resp_header) X(service_fetch_head) X(service_rpc_head) X(host_limits_check) \
+	/* host/host.h (memory.c) */ \
+	X(host_memory_start) X(host_memory_swept_ms) X(host_memory_sweeps) \
+	X(pool_app_memory) \
 	/* host/child.h */ \
 	X(child_answer) X(child_cancel) X(child_kill) X(child_kill_all) X(child_start) \
 	/* project/project.h */ \
@@ -74,7 +77,7 @@ extern const struct thaw_ext_command thaw_ext_commands[];
 	X(project_load_env) \
 	/* snap/snap.h (reading and checking images, never restoring) */ \
 	X(snap_check_file) X(snap_hash) X(snap_image_free) X(snap_open) X(snap_remove) \
-	X(snap_verify_data) \
+	X(snap_verify_data) X(snap_base_pages) X(snap_dep_path) \
 	/* cli/install.h (thaw deploy installs first) */ \
 	X(thaw_install_needed) X(thaw_install_option) X(thaw_install_run)
 

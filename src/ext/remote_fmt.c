@@ -362,6 +362,41 @@ static double share_of(const json_t *deployment, const char *id)
 	return NAN;
 }
 
+/* A size for a table's cell: "2.3 MB", "11.7 KB", or "-" when not known. */
+static void size_cell(char *out, size_t n, double bytes)
+{
+	if (isnan(bytes) || bytes < 0 || bytes > 1e18)
+		snprintf(out, n, "-");
+	else if (bytes < 1e6)
+		snprintf(out, n, "%.1f KB", bytes / 1e3);
+	else
+		snprintf(out, n, "%.1f MB", bytes / 1e6);
+}
+
+/* Under the versions: the base images their images are built on, each
+ * once, with its size and how many versions use it. */
+static void put_bases(FILE *out, const json_t *bases)
+{
+	size_t i;
+	const json_t *b;
+	if (!json_is_array(bases))
+		return;
+	json_array_foreach(bases, i, b) {
+		if (i == 16)
+			break;
+		char size[16];
+		size_cell(size, sizeof size, num_field(b, "bytes"));
+		const char *blob = str_field(b, "blob");
+		double n = num_field(b, "versions");
+		fputs("base image ", out);
+		size_t bn = blob ? strlen(blob) : 0;
+		thaw_remote_put_safe(out, blob ? blob : "?", blob ? (bn > 8 ? 8 : bn) : 1, 0, 1);
+		fprintf(out, "%s: %s on disk, shared by %.0f version%s of this host\n",
+			json_is_true(json_object_get(b, "current")) ? " (current)" : "", size,
+			isnan(n) ? 0 : n, n == 1 ? "" : "s");
+	}
+}
+
 int thaw_remote_versions_table(const char *body, size_t len, FILE *out, char *err,
 			       size_t errlen)
 {
@@ -380,8 +415,8 @@ int thaw_remote_versions_table(const char *body, size_t len, FILE *out, char *er
 		json_decref(j);
 		return 0;
 	}
-	fprintf(out, "%5s  %-8s  %-19s  %-9s  %7s  %s\n", "#", "ID", "CREATED", "STATE", "TRAFFIC",
-		"MESSAGE");
+	fprintf(out, "%5s  %-8s  %-19s  %-9s  %7s  %8s  %8s  %8s  %s\n", "#", "ID", "CREATED",
+		"STATE", "TRAFFIC", "IMAGE", "BASE", "WS", "MESSAGE");
 	size_t i;
 	const json_t *v;
 	json_array_foreach(versions, i, v) {
@@ -417,6 +452,16 @@ int thaw_remote_versions_table(const char *body, size_t len, FILE *out, char *er
 		fclose(m);
 		when[sizeof when - 1] = '\0';
 		fprintf(out, "%-19s  %-9s  %7s  ", when, state, traffic);
+		/* What it holds on disk: its image (own pages), the pages it
+		 * maps from the base, its working set. */
+		const json_t *disk = json_object_get(v, "disk");
+		char image[16], base[16], ws[16];
+		double base_pages = num_field(disk, "image_base_pages");
+		size_cell(image, sizeof image,
+			  str_field(v, "snapshot") ? num_field(disk, "image") : NAN);
+		size_cell(base, sizeof base, base_pages * 4096);
+		size_cell(ws, sizeof ws, num_field(disk, "working_set"));
+		fprintf(out, "%8s  %8s  %8s  ", image, base, ws);
 		const char *msg = str_field(v, "message");
 		if (msg)
 			thaw_remote_put_safe(out, msg, strlen(msg), 60, 1);
@@ -430,6 +475,7 @@ int thaw_remote_versions_table(const char *body, size_t len, FILE *out, char *er
 			fputc('\n', out);
 		}
 	}
+	put_bases(out, json_object_get(j, "bases"));
 	json_decref(j);
 	return 0;
 }

@@ -184,6 +184,7 @@ void serve_version_start(struct serve *s, struct sversion *sv)
 		/* Checked before it is first used, so an upgraded host rebuilds
 		 * instead of having every first restore refused. */
 		if (snap_check_file(path, why, sizeof why) == 0) {
+			density_image_loaded(sv, path);
 			pool_use_snapshot(a, path);
 			free(path);
 			return;
@@ -444,6 +445,11 @@ static unsigned api(void *arg, const char *method, const char *worker, const cha
 	return api_answer(arg, method, worker, what, body, out);
 }
 
+static void metrics(void *arg, struct buf *b)
+{
+	density_metrics(arg, b);
+}
+
 /* Versions that left the deployment, whose last instance is gone, are freed:
  * a long-running host does not grow with every deploy. A rollout or rollback
  * to one later loads it again from the store; a deleted one's files go now. */
@@ -535,8 +541,8 @@ static const char serve_usage[] =
 	"  --idle-timeout SECONDS   evict an idle instance after this long (default 300)\n"
 	"  --timeout SECONDS        wall-time limit for a handler to answer (default 30)\n"
 	"  --max-body-bytes N       largest request body (default 104857600); 413 above\n"
-	"  --max-header-bytes N     largest request head (default 32768); 431 above\n"
-	HOST_CAPACITY_USAGE
+	"  --max-header-bytes N     largest request head (default 32768); 431 "
+	"above\n" HOST_CAPACITY_USAGE
 	"  --concurrency N          requests in flight per instance (default 64)\n"
 	"  --max-bundle-mb N        largest bundle accepted (default 256)\n"
 	"  --max-bundle-files N     most files in a bundle (default 5000)\n"
@@ -546,14 +552,15 @@ static const char serve_usage[] =
 	"  --keep-versions N|all    after each deploy, delete a worker's versions beyond its\n"
 	"                           newest N, except those of its current deployment and of\n"
 	"                           the one before (default 10)\n"
+	"  --memory-sample-seconds N\n"
+	"                           read the PSS of every serving instance every N seconds\n"
+	"                           (default 10; 0: never), for GET /v1/density and /metrics\n"
 	"  --system-site-packages   let workers import the system's Python packages\n"
 	"  --server-timing          add Server-Timing to every response: how its instance\n"
 	"                           started (warm, snapshot, boot) and the handler's time\n"
 	"  --trust-proxy ADDR[/N]   believe X-Forwarded-For and X-Forwarded-Proto from this\n"
-	"                           proxy address or network (repeatable)\n"
-HOST_SANDBOX_USAGE
-	HOST_LIMITS_HELP
-	"  -v, --verbose            debug logging\n"
+	"                           proxy address or network (repeatable)\n" HOST_SANDBOX_USAGE
+		HOST_LIMITS_HELP "  -v, --verbose            debug logging\n"
 	"  -h, --help               this help\n";
 
 /* Wipe the value of every NAME=VALUE entry of the environment block the
@@ -673,6 +680,7 @@ int cmd_serve(int argc, char **argv)
 		{"max-bundle-mb", required_argument, NULL, 'b'},
 		{"max-bundle-files", required_argument, NULL, 'F'},
 		{"keep-versions", required_argument, NULL, 'K'},
+		{"memory-sample-seconds", required_argument, NULL, 'm'},
 		HOST_LONG_OPTIONS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
@@ -684,6 +692,7 @@ int cmd_serve(int argc, char **argv)
 	host_defaults(h);
 	bundle_limits_default(&s->bl);
 	s->keep_versions = SERVE_KEEP_VERSIONS;
+	uint64_t memory_sample_s = SERVE_MEMORY_SAMPLE_S;
 	const char *data = NULL, *ip = "127.0.0.1", *control = "127.0.0.1:8788", *token_file = NULL;
 	uint64_t port = 8787, v;
 	char err[1024];
@@ -748,6 +757,11 @@ int cmd_serve(int argc, char **argv)
 			} else {
 				s->keep_versions = (int)v;
 			}
+			break;
+		case 'm':
+			if (host_opt_u64("thaw serve", "--memory-sample-seconds", optarg, 86400,
+					 &memory_sample_s) < 0)
+				return 2;
 			break;
 		case 'v':
 			thaw_log_level = LOG_DEBUG;
@@ -855,6 +869,7 @@ int cmd_serve(int argc, char **argv)
 		.state = state_api_request,
 		.tail = tail,
 		.stream_gone = stream_gone,
+		.metrics = metrics,
 	};
 	s->ctl = ctl_start(&s->sink, h->loop, cip, cport, &cbound, err, sizeof err);
 	if (!s->ctl) {
@@ -928,6 +943,8 @@ int cmd_serve(int argc, char **argv)
 	fprintf(stderr, "thaw serve: %u worker%s deployed in %s\n", nworkers, nworkers == 1 ? "" : "s",
 		store_dir(s->st));
 	serve_crons_start(s);
+	/* The instances' memory, for the density figures (density.c). */
+	host_memory_start(h, (double)memory_sample_s * 1000);
 	int v6 = strchr(ip, ':') != NULL, c6 = strchr(cip, ':') != NULL;
 	printf("Control API on http://%s%s%s:%u\n", c6 ? "[" : "", cip, c6 ? "]" : "", cbound);
 	printf("Ready on http://%s%s%s:%u\n", v6 ? "[" : "", ip, v6 ? "]" : "", bound);

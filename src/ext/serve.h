@@ -49,6 +49,8 @@ struct gc_file;
 /* --keep-versions by default: versions of a worker kept (besides those of its
  * current and previous deployments). */
 #define SERVE_KEEP_VERSIONS 10
+/* --memory-sample-seconds by default: how often instances' PSS is read. */
+#define SERVE_MEMORY_SAMPLE_S 10
 
 struct sversion {
 	struct serve *s;
@@ -131,17 +133,45 @@ struct serve {
 	struct child *base_adopter;  /* checking and storing a new one */
 	char *base_adopt_tmp;
 	char base_key[96];
+	uint64_t base_bytes; /* the current base image's size (0 while none) */
 };
 
 /* deploy.c: a new image (at tmp) is checked and stored by a child, `thaw
  * adopt-snapshot` (tmp is removed if it cannot start); then adopt_answer
  * reads its answer: the blob's path (new) with hex and bytes, or NULL with
- * why (tmp removed). */
+ * why (tmp removed). pages (may be NULL) receives its pages: own and from
+ * the base (-1 when the child did not say), and the base's blob when the
+ * base is one of the store's. */
+struct image_pages {
+	int64_t own, base;
+	char base_hex[STORE_SHA_HEX + 1];
+};
 struct child *adopt_start(struct serve *s, const char *tmp, child_done_fn done, void *arg,
 			  char *err, size_t errlen);
 char *adopt_answer(struct serve *s, const char *tmp, int status, const uint8_t *out, size_t len,
-		   int overflow, char hex[STORE_SHA_HEX + 1], uint64_t *bytes, char *why,
-		   size_t whylen);
+		   int overflow, char hex[STORE_SHA_HEX + 1], uint64_t *bytes,
+		   struct image_pages *pages, char *why, size_t whylen);
+/* density.c: what versions hold on disk and workers in memory (the rules
+ * are at the top of density.c). The blob HEX of a path DATA/blobs/HEX of
+ * s's store into hex ("" when it is not one). */
+void density_blob_of(struct serve *s, const char *path, char hex[STORE_SHA_HEX + 1]);
+/* sv's new image was adopted (sv->v.snapshot is it): its pages recorded. */
+void density_image_adopted(struct sversion *sv, const struct image_pages *pages);
+/* An instance kept IMAGE.ws (bytes) for image (a path): recorded if it is
+ * still sv's image. */
+void density_ws_recorded(struct sversion *sv, const char *image, double bytes);
+/* sv starts from its stored image at path: the figures not known yet (an
+ * image stored before they were kept, a working set recorded by an earlier
+ * run) are taken now. */
+void density_image_loaded(struct sversion *sv, const char *path);
+/* GET /v1/density (returns new; NULL on a database error, logged). */
+json_t *density_json(struct serve *s);
+/* The base images versions are built on, and the current one: [{"blob",
+ * "bytes", "versions", "current"}] (returns new). */
+json_t *density_bases_json(struct serve *s);
+/* The density gauges for /metrics, appended to b. */
+struct buf;
+void density_metrics(struct serve *s, struct buf *b);
 
 /* serve_base.c: the host's base image. Start: made the app, the stored
  * image taken when it still fits (enabled 0: no base). Stop: after

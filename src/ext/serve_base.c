@@ -84,8 +84,8 @@ static void base_adopt_done(void *arg, int status, const uint8_t *out, size_t le
 	s->base_adopt_tmp = NULL;
 	char why[1100], mine[STORE_SHA_HEX + 1], old[STORE_SHA_HEX + 1] = "";
 	uint64_t bytes;
-	char *path =
-		adopt_answer(s, tmp, status, out, len, overflow, mine, &bytes, why, sizeof why);
+	char *path = adopt_answer(s, tmp, status, out, len, overflow, mine, &bytes, NULL, why,
+				  sizeof why);
 	if (path) {
 		store_base_get(s->st, s->base_key, old);
 		if (store_base_put(s->st, s->base_key, mine) < 0) {
@@ -97,8 +97,10 @@ static void base_adopt_done(void *arg, int status, const uint8_t *out, size_t le
 		}
 	}
 	free(tmp);
-	if (path)
+	if (path) {
 		log_info("the base image is %s (%.1f MB)", mine, (double)bytes / 1e6);
+		s->base_bytes = bytes;
+	}
 	pool_snapshot_adopted(b, path, path ? NULL : why);
 	/* The base it replaces (images built on it are refused from now on,
 	 * and built again on this one). */

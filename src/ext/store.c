@@ -28,6 +28,10 @@
  *                       version -> versions, percentage in (0,100])
  *   (migration 4: workers.last_number, the highest number given; indexes of
  *   versions by bundle and by snapshot)
+ *   (migration 6: a version's disk figures, NULL until known: bundle_bytes,
+ *   files_bytes (its unpacked files), image_own_pages, image_base_pages,
+ *   image_base HEX (the base image's blob), ws_bytes (IMAGE.ws); a new
+ *   snapshot clears the last four)
  * A worker's current deployment is its newest deployments row (highest id);
  * the previous one is the row before it. Deployments are never edited: a
  * rollback is a new deployment made of the previous one's versions, so
@@ -131,7 +135,8 @@ static const char *const migrations[] = {
 	"CREATE INDEX deployment_versions_by_version ON deployment_versions (version);\n",
 	/* 2: a version's project, as the config reader described it (JSON) */
 	"ALTER TABLE versions ADD COLUMN project TEXT "
-	"CHECK (project IS NULL OR (substr(project, 1, 1) = '{' AND length(project) <= 8388608));\n",
+	"CHECK (project IS NULL OR (substr(project, 1, 1) = '{' AND length(project) <= "
+	"8388608));\n",
 	/* 3: cron trigger runs; secrets (the worker's current ones, and each
 	 * version's copy, taken when the version is made) */
 	"CREATE TABLE cron_runs (\n"
@@ -176,10 +181,23 @@ static const char *const migrations[] = {
 	"  blob TEXT NOT NULL CHECK (length(blob) = 64 AND blob NOT GLOB '*[^0-9a-f]*'),\n"
 	"  created_ms INTEGER NOT NULL\n"
 	") STRICT;\n",
+	/* 6: what a version holds on disk (docs/snapshots.md "Density"), NULL
+	 * until known: set when its bundle is stored and unpacked, its image
+	 * adopted or first loaded, its working set recorded. */
+	"ALTER TABLE versions ADD COLUMN bundle_bytes INTEGER CHECK (bundle_bytes >= 0);\n"
+	"ALTER TABLE versions ADD COLUMN files_bytes INTEGER CHECK (files_bytes >= 0);\n"
+	"ALTER TABLE versions ADD COLUMN image_own_pages INTEGER CHECK (image_own_pages >= 0);\n"
+	"ALTER TABLE versions ADD COLUMN image_base_pages INTEGER "
+	"CHECK (image_base_pages >= 0);\n"
+	"ALTER TABLE versions ADD COLUMN image_base TEXT CHECK (image_base IS NULL OR "
+	"(length(image_base) = 64 AND image_base NOT GLOB '*[^0-9a-f]*'));\n"
+	"ALTER TABLE versions ADD COLUMN ws_bytes INTEGER CHECK (ws_bytes >= 0);\n",
 };
 
 #define VERSION_COLUMNS                                                                            \
-	"id, worker, number, created_ms, message, bundle, state, error, snapshot, snapshot_bytes"
+	"id, worker, number, created_ms, message, bundle, state, error, snapshot, "                \
+	"snapshot_bytes, "                                                                         \
+	"bundle_bytes, files_bytes, image_own_pages, image_base_pages, image_base, ws_bytes"
 
 enum query {
 	Q_BEGIN,
@@ -224,6 +242,10 @@ enum query {
 	Q_BASE_PUT,
 	Q_VERSIONS_BEYOND,
 	Q_VERSION_EXISTS,
+	Q_VERSION_SET_FILES,
+	Q_VERSION_SET_IMAGE_PAGES,
+	Q_VERSION_SET_WS,
+	Q_VERSIONS_ALL,
 	Q_COUNT
 };
 
@@ -248,8 +270,9 @@ static const char *const query_sql[Q_COUNT] = {
 				"WHERE id >= ?1 AND id < ?2 AND (?3 IS NULL OR worker = ?3) "
 				"ORDER BY id LIMIT 2",
 	[Q_VERSION_SET_STATE] = "UPDATE versions SET state = ?2, error = ?3 WHERE id = ?1",
-	[Q_VERSION_SET_SNAPSHOT] = "UPDATE versions SET snapshot = ?2, snapshot_bytes = ?3 "
-				   "WHERE id = ?1",
+	[Q_VERSION_SET_SNAPSHOT] = "UPDATE versions SET snapshot = ?2, snapshot_bytes = ?3, "
+				   "image_own_pages = NULL, image_base_pages = NULL, "
+				   "image_base = NULL, ws_bytes = NULL WHERE id = ?1",
 	[Q_VERSION_SET_PROJECT] = "UPDATE versions SET project = ?2 WHERE id = ?1",
 	[Q_VERSION_GET_PROJECT] = "SELECT project FROM versions WHERE id = ?1",
 	[Q_VERSIONS_WITHOUT_PROJECT] = "SELECT id FROM versions WHERE project IS NULL "
@@ -265,8 +288,9 @@ static const char *const query_sql[Q_COUNT] = {
 	[Q_DEPLOYMENT_VERSIONS] = "SELECT version, percentage FROM deployment_versions "
 				  "WHERE deployment = ?1 ORDER BY slot",
 	[Q_WORKERS_DEPLOYED] = "SELECT DISTINCT worker FROM deployments ORDER BY worker",
-	[Q_CRON_RUN_ADD] = "INSERT INTO cron_runs (worker, version, cron, scheduled_ms, duration_ms, "
-			   "outcome, error, no_retry) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[Q_CRON_RUN_ADD] =
+		"INSERT INTO cron_runs (worker, version, cron, scheduled_ms, duration_ms, "
+		"outcome, error, no_retry) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	/* keep the newest CRON_RUNS_KEPT runs of a worker */
 	[Q_CRON_RUNS_TRIM] = "DELETE FROM cron_runs WHERE worker = ?1 AND id <= (SELECT id FROM "
 			     "cron_runs WHERE worker = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
@@ -311,6 +335,14 @@ static const char *const query_sql[Q_COUNT] = {
 			      "deployment IN (SELECT id FROM deployments WHERE worker = ?1 "
 			      "ORDER BY id DESC LIMIT 2)) ORDER BY number LIMIT ?3",
 	[Q_VERSION_EXISTS] = "SELECT 1 FROM versions WHERE id = ?1",
+	[Q_VERSION_SET_FILES] =
+		"UPDATE versions SET bundle_bytes = ?2, files_bytes = ?3 WHERE id = ?1",
+	/* only while ?5 is still its image: an answer about an older one changes nothing */
+	[Q_VERSION_SET_IMAGE_PAGES] =
+		"UPDATE versions SET image_own_pages = ?2, image_base_pages = ?3, "
+		"image_base = ?4 WHERE id = ?1 AND snapshot = ?5",
+	[Q_VERSION_SET_WS] = "UPDATE versions SET ws_bytes = ?2 WHERE id = ?1 AND snapshot = ?3",
+	[Q_VERSIONS_ALL] = "SELECT " VERSION_COLUMNS " FROM versions ORDER BY worker, number",
 };
 
 struct store {
@@ -498,6 +530,7 @@ static int bind(sqlite3_stmt *st, const char *fmt, ...)
 		case 'd':
 			rc = sqlite3_bind_double(st, at, va_arg(ap, double));
 			break;
+
 		default:
 			rc = SQLITE_MISUSE;
 		}
@@ -602,6 +635,24 @@ static int version_from_row(sqlite3_stmt *st, struct version *v)
 	v->number = (int)number;
 	v->created_ms = sqlite3_column_int64(st, 3);
 	v->snapshot_bytes = (uint64_t)bytes;
+	/* The disk figures: -1 when NULL (not known) or out of range. */
+	int64_t *figures[] = {&v->bundle_bytes, &v->files_bytes, &v->image_own_pages,
+			      &v->image_base_pages};
+	for (int i = 0; i < 4; i++) {
+		int col = 10 + i;
+		*figures[i] = sqlite3_column_type(st, col) == SQLITE_INTEGER
+				      ? sqlite3_column_int64(st, col)
+				      : -1;
+		if (*figures[i] < -1)
+			*figures[i] = -1;
+	}
+	if (column_copy(st, 14, v->image_base, sizeof v->image_base, 1) < 0 ||
+	    (v->image_base[0] && !hex_valid(v->image_base)))
+		v->image_base[0] = 0;
+	v->ws_bytes = sqlite3_column_type(st, 15) == SQLITE_INTEGER ? sqlite3_column_int64(st, 15)
+								    : -1;
+	if (v->ws_bytes < -1)
+		v->ws_bytes = -1;
 	v->message = column_dup(st, 4);
 	v->error = column_dup(st, 7);
 	return 0;
@@ -1711,6 +1762,75 @@ int store_version_set_snapshot(struct store *s, const char *id, const char *hex,
 	return r;
 }
 
+/* One UPDATE of a version's disk figures (fmt and the values as bind's). */
+static int set_figures(struct store *s, enum query q, const char *what, const char *fmt, ...)
+{
+	char err[256];
+	sqlite3_stmt *st = query(s, q, err, sizeof err);
+	if (!st) {
+		log_error("%s", err);
+		return -1;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	int rc = SQLITE_OK;
+	for (int i = 0; fmt[i] && rc == SQLITE_OK; i++) {
+		int at = i + 1;
+		if (fmt[i] == 't') {
+			const char *t = va_arg(ap, const char *);
+			rc = t ? sqlite3_bind_text(st, at, t, -1, SQLITE_TRANSIENT)
+			       : sqlite3_bind_null(st, at);
+		} else {
+			int64_t n = va_arg(ap, int64_t);
+			rc = n < 0 ? sqlite3_bind_null(st, at) : sqlite3_bind_int64(st, at, n);
+		}
+	}
+	va_end(ap);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	int r = 0;
+	if (rc != SQLITE_DONE) {
+		db_fail(s, err, sizeof err, what);
+		log_error("%s", err);
+		r = -1;
+	}
+	done(st);
+	return r;
+}
+
+static int id_ok(const char *id)
+{
+	return id && strnlen(id, STORE_ID_LEN + 1) == STORE_ID_LEN;
+}
+
+int store_version_set_files(struct store *s, const char *id, int64_t bundle_bytes,
+			    int64_t files_bytes)
+{
+	if (!id_ok(id))
+		return -1;
+	return set_figures(s, Q_VERSION_SET_FILES, "setting a version's file sizes", "tnn", id,
+			   bundle_bytes, files_bytes);
+}
+
+int store_version_set_image_pages(struct store *s, const char *id, const char *snapshot,
+				  int64_t own_pages, int64_t base_pages, const char *base_hex)
+{
+	if (!id_ok(id) || !snapshot || !hex_valid(snapshot) ||
+	    (base_hex && base_hex[0] && !hex_valid(base_hex)))
+		return -1;
+	return set_figures(s, Q_VERSION_SET_IMAGE_PAGES, "setting a version's image pages", "tnntt",
+			   id, own_pages, base_pages, base_hex && base_hex[0] ? base_hex : NULL,
+			   snapshot);
+}
+
+int store_version_set_ws(struct store *s, const char *id, const char *snapshot, int64_t bytes)
+{
+	if (!id_ok(id) || !snapshot || !hex_valid(snapshot))
+		return -1;
+	return set_figures(s, Q_VERSION_SET_WS, "setting a version's working set", "tnt", id, bytes,
+			   snapshot);
+}
+
 int store_base_get(struct store *s, const char *key, char hex[STORE_SHA_HEX + 1])
 {
 	char err[256];
@@ -1810,13 +1930,72 @@ json_t *store_version_project(struct store *s, const char *id)
 	return j;
 }
 
+static json_t *figure(int64_t n)
+{
+	return n < 0 ? json_null() : json_integer((json_int_t)n);
+}
+
+void version_disk(const struct version *v, uint64_t *own, uint64_t *shared)
+{
+	uint64_t o = v->snapshot[0] ? v->snapshot_bytes : 0;
+	const int64_t parts[] = {v->ws_bytes, v->bundle_bytes, v->files_bytes};
+	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+		if (parts[i] > 0)
+			o += (uint64_t)parts[i];
+	*own = o;
+	*shared = v->snapshot[0] && v->image_base_pages > 0 ? (uint64_t)v->image_base_pages * 4096
+							    : 0;
+}
+
+json_t *version_disk_json(const struct version *v)
+{
+	uint64_t own, shared;
+	version_disk(v, &own, &shared);
+	int imaged = v->snapshot[0] != 0;
+	return json_pack("{s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "own", (json_int_t)own,
+			 "shared", (json_int_t)shared, "image",
+			 (json_int_t)(imaged ? v->snapshot_bytes : 0), "image_own_pages",
+			 figure(imaged ? v->image_own_pages : -1), "image_base_pages",
+			 figure(imaged ? v->image_base_pages : -1), "base",
+			 imaged && v->image_base[0] ? json_string(v->image_base) : json_null(),
+			 "working_set", figure(imaged ? v->ws_bytes : -1), "bundle",
+			 figure(v->bundle_bytes), "files", figure(v->files_bytes));
+}
+
 json_t *version_json(const struct version *v)
 {
-	return json_pack("{s:s, s:i, s:I, s:o, s:s, s:o, s:I, s:s, s:o}", "id", v->id, "number",
-			 v->number, "created", (json_int_t)v->created_ms, "message",
+	return json_pack("{s:s, s:i, s:I, s:o, s:s, s:o, s:I, s:s, s:o, s:o}", "id", v->id,
+			 "number", v->number, "created", (json_int_t)v->created_ms, "message",
 			 json_text(v->message), "state", v->state, "error", json_text(v->error),
 			 "snapshot_bytes", (json_int_t)v->snapshot_bytes, "bundle", v->bundle,
-			 "snapshot", v->snapshot[0] ? json_string(v->snapshot) : json_null());
+			 "snapshot", v->snapshot[0] ? json_string(v->snapshot) : json_null(),
+			 "disk", version_disk_json(v));
+}
+
+int store_versions_each(struct store *s, void (*fn)(void *arg, const struct version *v), void *arg)
+{
+	char err[256];
+	sqlite3_stmt *st = query(s, Q_VERSIONS_ALL, err, sizeof err);
+	if (!st) {
+		log_error("%s", err);
+		return -1;
+	}
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct version v;
+		if (version_from_row(st, &v) < 0)
+			continue;
+		fn(arg, &v);
+		version_clear(&v);
+	}
+	int r = 0;
+	if (rc != SQLITE_DONE) {
+		db_fail(s, err, sizeof err, "listing the versions");
+		log_error("%s", err);
+		r = -1;
+	}
+	done(st);
+	return r;
 }
 
 json_t *store_versions_json(struct store *s, const char *worker)

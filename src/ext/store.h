@@ -122,6 +122,13 @@ struct version {
 	char *error;           /* failed: why; else NULL */
 	char snapshot[STORE_SHA_HEX + 1]; /* "" when none */
 	uint64_t snapshot_bytes;
+	/* On disk (docs/snapshots.md "Density"); -1 while not known. */
+	int64_t bundle_bytes;               /* its bundle blob */
+	int64_t files_bytes;                /* its unpacked files, DATA/versions/ID */
+	int64_t image_own_pages;            /* pages its image holds itself */
+	int64_t image_base_pages;           /* pages its image maps from the base */
+	char image_base[STORE_SHA_HEX + 1]; /* the base's blob, "" when none or not known */
+	int64_t ws_bytes;                   /* IMAGE.ws, its working set */
 };
 void version_clear(struct version *v); /* frees message/error */
 
@@ -156,7 +163,25 @@ json_t *store_version_project(struct store *s, const char *id);
 json_t *store_versions_without_project(struct store *s);
 /* JSON array of the worker's versions, newest first (NULL on a database error, logged). */
 json_t *store_versions_json(struct store *s, const char *worker);
+/* version_json has "disk": version_disk_json (docs/control-api.md). */
 json_t *version_json(const struct version *v);
+/* What a version holds on disk, in bytes: own (its image file, working set,
+ * bundle and unpacked files, those known) and shared (the pages its image
+ * maps from the base, which the base's file holds once for every version). */
+void version_disk(const struct version *v, uint64_t *own, uint64_t *shared);
+json_t *version_disk_json(const struct version *v);
+/* Call fn for every stored version, by worker then number (v borrowed for
+ * the call). 0, or -1 on a database error (logged). One read of the table. */
+int store_versions_each(struct store *s, void (*fn)(void *arg, const struct version *v), void *arg);
+/* A version's disk figures (negative: not known, stored NULL). 0 / -1
+ * (logged). The image's figures are taken only while snapshot (HEX) is
+ * still the version's image (an answer about an older image changes
+ * nothing); store_version_set_snapshot clears them. */
+int store_version_set_files(struct store *s, const char *id, int64_t bundle_bytes,
+			    int64_t files_bytes);
+int store_version_set_image_pages(struct store *s, const char *id, const char *snapshot,
+				  int64_t own_pages, int64_t base_pages, const char *base_hex);
+int store_version_set_ws(struct store *s, const char *id, const char *snapshot, int64_t bytes);
 
 /* 1 when worker has a row (a version was ever stored for it), else 0 (an
  * error is logged and answers 0). */

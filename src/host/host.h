@@ -72,10 +72,11 @@ enum snap_state {
 
 /* What a pool tells its owner (thaw serve) about its app. */
 enum app_event {
-	APP_SNAPSHOT_BUILT,    /* detail: the image path; num: its size in bytes */
-	APP_SNAPSHOT_FAILED,   /* detail: the load error of the build (traceback) */
-	APP_RESTORE_REFUSED,   /* detail: why the image was refused */
-	APP_RESTORED,          /* num: restore ms */
+	APP_SNAPSHOT_BUILT,  /* detail: the image path; num: its size in bytes */
+	APP_SNAPSHOT_FAILED, /* detail: the load error of the build (traceback) */
+	APP_RESTORE_REFUSED, /* detail: why the image was refused */
+	APP_RESTORED,        /* num: restore ms */
+	APP_WS_RECORDED,     /* detail: the image whose IMAGE.ws was kept; num: its bytes */
 };
 
 struct app_hooks {
@@ -299,6 +300,8 @@ struct host {
 	/* The host's room for instances (capacity.c); NULL before host_loop_start. */
 	struct host_capacity *capacity;
 	unsigned ninstances; /* serving instances (on an app's live list), all apps */
+	/* The instances' memory sampler (memstat.h); NULL when not started. */
+	struct host_memory *memory;
 };
 
 /* "name", or "name@version" in thaw serve: how logs name an app. */
@@ -579,6 +582,22 @@ int pool_unused(const struct app *a);
 /* Free what the pool keeps for an app that is unused (its images stay on
  * disk when keep_snapshots); the struct itself is the caller's. */
 void pool_app_dispose(struct app *a);
+/* memory.c: instances' memory (memstat.h), sampled. */
+/* An app's instances, from the last sweep. */
+struct app_memory {
+	unsigned instances;        /* serving now (on its live list) */
+	unsigned sampled;          /* of which read by a sweep */
+	uint64_t pss, own, shared; /* bytes, the sampled ones summed */
+};
+void pool_app_memory(const struct app *a, struct app_memory *out);
+
+/* Sample every serving instance every period_ms (0: stop); stop (pool_shutdown does). */
+void host_memory_start(struct host *h, double period_ms);
+void host_memory_stop(struct host *h);
+/* When the last sweep ended (wall ms), 0 before the first; the sweeps so far. */
+int64_t host_memory_swept_ms(const struct host *h);
+uint64_t host_memory_sweeps(const struct host *h);
+
 /* snapshot.c: the owner's answer to adopt_snapshot: path (taken; NULL:
  * refused, why says why). */
 void pool_snapshot_adopted(struct app *a, char *path, const char *why);

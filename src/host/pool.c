@@ -573,6 +573,7 @@ void pool_shutdown(struct host *h)
 			break;
 		pool_reaped(h, pid, status);
 	}
+	host_memory_stop(h);
 	host_capacity_stop(h);
 	host_limits_stop(h); /* the instances' groups, and what they left running */
 }

@@ -21,6 +21,7 @@
 #include "common/buf.h"
 #include "host/host.h"
 #include "host/loop.h"
+#include "host/memstat.h"
 #include "host/service.h"
 
 struct thaw_frame;
@@ -101,6 +102,10 @@ struct instance {
 	uint64_t evict_bytes; /* evicted: its memory, counted as gone until its reap (capacity.c) */
 	int stopped; /* reported stopped (SIGSTOP...): takes no work, killed when closed */
 	struct inst_limits *limits; /* its cgroup and CPU sampling (limits.c); NULL: none */
+	/* Its memory as the last sweep read it (memstat.c): mem_ok once read. */
+	struct memstat mem;
+	uint64_t mem_sweep;
+	int mem_ok;
 };
 
 /* The longest line of an instance's raw output: longer ones are cut in lines

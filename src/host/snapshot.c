@@ -484,8 +484,15 @@ void snapshot_ws_recorded(struct instance *in)
 	char *from = xasprintf("%s/image.ws", in->out_dir);
 	char *to = xasprintf("%s.ws", in->image);
 	/* A working set is a few ranges per mapping: far below this. */
-	if (take_worker_file(from, to, 64u << 20) < 0 && errno != EEXIST && errno != ENOENT)
-		log_warn("%s: cannot keep the working set: %s", app_label(a), strerror(errno));
+	struct stat st;
+	if (take_worker_file(from, to, 64u << 20) < 0) {
+		if (errno != EEXIST && errno != ENOENT)
+			log_warn("%s: cannot keep the working set: %s", app_label(a),
+				 strerror(errno));
+	} else if (a->hooks && a->hooks->event && stat(to, &st) == 0) {
+		/* Its owner counts it in the image's disk figures. */
+		a->hooks->event(a, APP_WS_RECORDED, in->image, (double)st.st_size);
+	}
 	free(from);
 	free(to);
 }

@@ -409,6 +409,92 @@ static const char *kind_name(uint32_t k)
 	}
 }
 
+int snap_ws_info(const char *ws_path, struct snap_ws_info *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof *out);
+	int fd = open(ws_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : err_set(err, errlen, "%s", strerror(errno));
+	struct snap_ws_header wh;
+	struct stat st;
+	struct snap_ws_range *r = NULL;
+	int rc = -1;
+	if (fstat(fd, &st) < 0) {
+		err_set(err, errlen, "%s", strerror(errno));
+		goto out;
+	}
+	out->bytes = (uint64_t)st.st_size;
+	if (read(fd, &wh, sizeof wh) != (ssize_t)sizeof wh || memcmp(wh.magic, SNAP_WS_MAGIC, 8)) {
+		err_set(err, errlen, "not a working-set file");
+		goto out;
+	}
+	if (wh.nwrite > SNAP_WS_MAX_RANGES || wh.nread > SNAP_WS_MAX_RANGES ||
+	    (uint64_t)st.st_size !=
+		    sizeof wh + ((uint64_t)wh.nwrite + wh.nread) * sizeof(struct snap_ws_range)) {
+		err_set(err, errlen, "%u + %u ranges do not fit its %llu bytes", wh.nwrite,
+			wh.nread, (unsigned long long)st.st_size);
+		goto out;
+	}
+	size_t cnt = (size_t)wh.nwrite + wh.nread;
+	r = malloc(cnt ? cnt * sizeof *r : 1);
+	if (!r) {
+		err_set(err, errlen, "out of memory");
+		goto out;
+	}
+	if ((cnt && read(fd, r, cnt * sizeof *r) != (ssize_t)(cnt * sizeof *r)) ||
+	    snap_hash(0, r, cnt * sizeof *r) != wh.ranges_hash) {
+		err_set(err, errlen, "its ranges do not match their hash");
+		goto out;
+	}
+	for (size_t i = 0; i < cnt; i++) {
+		if ((r[i].start & (SNAP_PAGE - 1)) || r[i].npages == 0 ||
+		    r[i].start >= SNAP_USER_TOP ||
+		    r[i].npages > (SNAP_USER_TOP - r[i].start) / SNAP_PAGE) {
+			err_set(err, errlen, "range %zu is outside the user address space", i);
+			goto out;
+		}
+		/* At most 2^20 ranges of at most 2^35 pages each: no overflow. */
+		if (i < wh.nwrite)
+			out->write_pages += r[i].npages;
+		else
+			out->read_pages += r[i].npages;
+	}
+	out->nwrite = wh.nwrite;
+	out->nread = wh.nread;
+	out->image_hash = wh.image_hash;
+	rc = 1;
+out:
+	free(r);
+	close(fd);
+	return rc;
+}
+
+/* inspect's line for IMAGE.ws, the working set restores of the image populate. */
+static void inspect_ws(const char *path, const struct snap_header *h, FILE *out)
+{
+	char *ws = xasprintf("%s.ws", path), err[256];
+	struct snap_ws_info wi;
+	int rc = snap_ws_info(ws, &wi, err, sizeof err);
+	if (rc == 0)
+		fprintf(out, "  working set none (no %s)\n", ws);
+	else if (rc < 0)
+		fprintf(out, "  working set %s: invalid, restores ignore it: %s\n", ws, err);
+	else if (wi.image_hash != h->header_hash)
+		fprintf(out,
+			"  working set %s: made for another image (header hash %016llx), "
+			"restores ignore it\n",
+			ws, (unsigned long long)wi.image_hash);
+	else
+		fprintf(out,
+			"  working set %s: %llu bytes; %llu pages written (%.1f MiB, %u ranges), "
+			"%llu read (%.1f MiB, %u ranges)\n",
+			ws, (unsigned long long)wi.bytes, (unsigned long long)wi.write_pages,
+			(double)wi.write_pages * SNAP_PAGE / (1 << 20), wi.nwrite,
+			(unsigned long long)wi.read_pages,
+			(double)wi.read_pages * SNAP_PAGE / (1 << 20), wi.nread);
+	free(ws);
+}
+
 int snap_inspect(const char *path, FILE *out, int verify_data)
 {
 	char err[256];
@@ -433,8 +519,9 @@ int snap_inspect(const char *path, FILE *out, int verify_data)
 	if (h->base_dep == SNAP_NO_BASE)
 		fprintf(out, "  base        none\n");
 	else
-		fprintf(out, "  base        %s (header hash %016llx)\n",
-			snap_dep_path(&img, h->base_dep), (unsigned long long)h->base_hash);
+		fprintf(out, "  base        %s (header hash %016llx, %llu bytes)\n",
+			snap_dep_path(&img, h->base_dep), (unsigned long long)h->base_hash,
+			(unsigned long long)img.deps[h->base_dep].size);
 	/* What a delta costs against what it shares: the pages in this file,
 	 * the pages its base provides, and the mmap calls a restore makes (one
 	 * per region and one per run, roughly what it takes). */
@@ -444,6 +531,7 @@ int snap_inspect(const char *path, FILE *out, int verify_data)
 		(unsigned long long)from_base, (double)from_base * SNAP_PAGE / (1 << 20));
 	fprintf(out, "  mappings    %llu at restore (%u regions + %u runs)\n",
 		(unsigned long long)h->nregions + h->nruns, h->nregions, h->nruns);
+	inspect_ws(path, h, out);
 	time_t made = (time_t)(h->created_unix_ns / 1000000000ull);
 	struct tm tm;
 	char when[64] = "?";

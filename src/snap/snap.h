@@ -351,6 +351,17 @@ struct snap_ws_range {
 	uint64_t start, npages;
 };
 int snap_record_ws(const char *ws_path, char *err, size_t errlen);
+/* What a working-set file holds, for readers (thaw snapshot inspect): its
+ * size, its ranges and pages written and read, the image it was made for.
+ * The same checks as a restore's (magic, size, ranges' hash, each range in
+ * the user address space), except that the image is not compared: 1 with
+ * out filled, 0 when there is no such file, -1 with err (out->bytes set
+ * when the file could be stat'ed). */
+struct snap_ws_info {
+	uint64_t bytes, image_hash, write_pages, read_pages;
+	uint32_t nwrite, nread;
+};
+int snap_ws_info(const char *ws_path, struct snap_ws_info *out, char *err, size_t errlen);
 /* The header_hash of the image this process was restored from (0: none). */
 uint64_t snap_image_hash(void);
 

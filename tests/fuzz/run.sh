@@ -31,6 +31,7 @@ declare -A SOURCES=(
   [fuzz_proxy]="src/host/proxy.c src/common/util.c"
   [fuzz_service]="src/host/service.c src/proto/frame.c src/common/buf.c src/common/util.c"
   [fuzz_assets]="src/host/assets.c src/common/util.c"
+  [fuzz_memstat]="src/host/memstat.c"
   [fuzz_d1]="src/state/d1.c src/common/util.c"
   [fuzz_dobj]="src/state/dobj.c src/state/d1.c src/common/util.c"
   [fuzz_r2]="src/state/r2_args.c"

@@ -185,20 +185,36 @@ static void test_versions_table(void **state)
 	tzset();
 	const char *body =
 		"{\"versions\": ["
-		"{\"id\": \"" V2 "\", \"number\": 2, \"created\": 1714566896000, \"message\": \"two\", "
-		"\"state\": \"ready\", \"error\": null},"
-		"{\"id\": \"" V3 "\", \"number\": 3, \"created\": 1714566896000, \"message\": \"three\", "
+		"{\"id\": \"" V2
+		"\", \"number\": 2, \"created\": 1714566896000, \"message\": \"two\", "
+		"\"state\": \"ready\", \"error\": null, \"snapshot\": \"abcd\", \"disk\": "
+		"{\"own\": 2400000, "
+		"\"shared\": 15982592, \"image\": 2310144, \"image_own_pages\": 558, "
+		"\"image_base_pages\": 3902, \"working_set\": 11744}},"
+		"{\"id\": \"" V3
+		"\", \"number\": 3, \"created\": 1714566896000, \"message\": \"three\", "
 		"\"state\": \"failed\", \"error\": \"entropy at import\\nTraceback\"}],"
-		"\"deployment\": {\"id\": \"d\", \"versions\": [{\"id\": \"" V2 "\", \"percentage\": 100}]}}";
+		"\"deployment\": {\"id\": \"d\", \"versions\": [{\"id\": \"" V2
+		"\", \"percentage\": 100}]},"
+		"\"bases\": [{\"blob\": \"a142f707616a4033\", \"bytes\": 18288640, \"versions\": "
+		"2, "
+		"\"current\": true}, {\"blob\": \"\\u001b[2J\", \"bytes\": null, \"versions\": 1, "
+		"\"current\": false}]}";
 	struct capture c;
 	char err[256];
 	cap_open(&c);
 	assert_int_equal(thaw_remote_versions_table(body, strlen(body), c.f, err, sizeof err), 0);
 	assert_string_equal(cap_text(&c),
-			    "    #  ID        CREATED              STATE      TRAFFIC  MESSAGE\n"
-			    "    2  2f2e2d2c  2024-05-01 12:34:56  ready         100%  two\n"
-			    "    3  1f2e4a5b  2024-05-01 12:34:56  failed           -  three\n"
-			    "       error: entropy at import\n");
+			    "    #  ID        CREATED              STATE      TRAFFIC     IMAGE    "
+			    "  BASE        WS  MESSAGE\n"
+			    "    2  2f2e2d2c  2024-05-01 12:34:56  ready         100%    2.3 MB   "
+			    "16.0 MB   11.7 KB  two\n"
+			    "    3  1f2e4a5b  2024-05-01 12:34:56  failed           -         -    "
+			    "     -         -  three\n"
+			    "       error: entropy at import\n"
+			    "base image a142f707 (current): 18.3 MB on disk, shared by 2 versions "
+			    "of this host\n"
+			    "base image \\x1b[2J: - on disk, shared by 1 version of this host\n");
 	cap_free(&c);
 	assert_int_equal(thaw_remote_versions_table("{\"versions\": 1}", 15, stdout, err, sizeof err), -1);
 	assert_non_null(strstr(err, "no versions list"));

@@ -452,8 +452,10 @@ static void test_inspect_shows_the_base_and_its_pages(void **state)
 	assert_int_equal(snap_inspect(path_b, f, 0), 0);
 	fclose(f);
 	char want[512];
-	snprintf(want, sizeof want, "  base        %s (header hash %016llx)\n", path_a,
-		 (unsigned long long)header_hash(path_a));
+	struct stat st;
+	assert_int_equal(stat(path_a, &st), 0);
+	snprintf(want, sizeof want, "  base        %s (header hash %016llx, %llu bytes)\n", path_a,
+		 (unsigned long long)header_hash(path_a), (unsigned long long)st.st_size);
 	assert_mentions(out, want);
 	snprintf(want, sizeof want, "  pages       %llu own (", (unsigned long long)stats_b.saved);
 	assert_mentions(out, want);

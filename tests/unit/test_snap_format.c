@@ -375,6 +375,9 @@ static int make_tmp_dir(void **state)
 static int remove_tmp_dir(void **state)
 {
 	(void)state;
+	char ws[160];
+	snprintf(ws, sizeof ws, "%s.ws", tmp_path);
+	unlink(ws);
 	unlink(tmp_path);
 	return rmdir(tmp_dir);
 }
@@ -1596,7 +1599,8 @@ static void test_inspect_shows_the_base_own_pages_base_pages_and_mappings(void *
 	int rc;
 	char *out = inspect(write_file(&im, im.len), 0, &rc);
 	assert_int_equal(rc, 0);
-	assert_mentions(out, "  base        " BASE_PATH " (header hash 0123456789abcdef)\n");
+	assert_mentions(out, "  base        " BASE_PATH
+			     " (header hash 0123456789abcdef, 16780219 bytes)\n");
 	assert_mentions(out, "  pages       5 own (0.0 MiB), 62 from the base (0.2 MiB)\n");
 	assert_mentions(out, "  mappings    9 at restore (6 regions + 3 runs)\n");
 	/* The lines that were there before the base are all still there. */
@@ -1614,6 +1618,95 @@ static void test_inspect_shows_the_base_own_pages_base_pages_and_mappings(void *
 	assert_mentions(out, "  pages       3 own (0.0 MiB), 0 from the base (0.0 MiB)\n");
 	assert_mentions(out, "  mappings    7 at restore (5 regions + 2 runs)\n");
 	free(out);
+	image_free(&im);
+}
+
+/* Write IMAGE.ws for tmp_path: header, write ranges then read ranges; the
+ * hash as snap_record_ws makes it unless bad_hash. */
+static void write_ws(uint64_t image_hash, const struct snap_ws_range *r, uint32_t nw, uint32_t nr,
+		     int bad_hash, size_t extra)
+{
+	char ws[160];
+	snprintf(ws, sizeof ws, "%s.ws", tmp_path);
+	struct snap_ws_header wh = {.nwrite = nw, .nread = nr, .image_hash = image_hash};
+	memcpy(wh.magic, SNAP_WS_MAGIC, 8);
+	wh.ranges_hash = snap_hash(0, r, (nw + nr) * sizeof *r) + (bad_hash ? 1 : 0);
+	FILE *f = fopen(ws, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(&wh, sizeof wh, 1, f), 1);
+	if (nw + nr)
+		assert_int_equal(fwrite(r, sizeof *r, nw + nr, f), nw + nr);
+	for (size_t i = 0; i < extra; i++)
+		fputc(0, f);
+	fclose(f);
+}
+
+static void test_working_set_file_is_summed_and_checked(void **state)
+{
+	(void)state;
+	struct image im;
+	build_delta(&im);
+	write_file(&im, im.len);
+	char ws[160], err[256];
+	snprintf(ws, sizeof ws, "%s.ws", tmp_path);
+	struct snap_ws_info wi;
+	unlink(ws);
+	assert_int_equal(snap_ws_info(ws, &wi, err, sizeof err), 0);
+	int rc;
+	char *out = inspect(tmp_path, 0, &rc);
+	assert_mentions(out, "  working set none (no ");
+	free(out);
+
+	const struct snap_ws_range r[] = {{0x555555556000, 2},
+					  {0x555555559000, 3},
+					  {0x7ffff7a00000, 10}};
+	write_ws(im.h->header_hash, r, 2, 1, 0, 0);
+	assert_int_equal(snap_ws_info(ws, &wi, err, sizeof err), 1);
+	assert_int_equal(wi.nwrite, 2);
+	assert_int_equal(wi.nread, 1);
+	assert_int_equal(wi.write_pages, 5);
+	assert_int_equal(wi.read_pages, 10);
+	assert_int_equal(wi.image_hash, im.h->header_hash);
+	assert_int_equal(wi.bytes, sizeof(struct snap_ws_header) + 3 * sizeof r[0]);
+	out = inspect(tmp_path, 0, &rc);
+	assert_int_equal(rc, 0);
+	assert_mentions(out, ".ws: 80 bytes; 5 pages written (0.0 MiB, 2 ranges), 10 read "
+			     "(0.0 MiB, 1 ranges)\n");
+	free(out);
+
+	/* Another image's: shown, but said to be ignored. */
+	write_ws(im.h->header_hash + 1, r, 2, 1, 0, 0);
+	out = inspect(tmp_path, 0, &rc);
+	assert_mentions(out, "made for another image");
+	free(out);
+
+	/* What a restore would ignore is refused here, saying why. */
+	write_ws(im.h->header_hash, r, 2, 1, 1, 0);
+	assert_int_equal(snap_ws_info(ws, &wi, err, sizeof err), -1);
+	assert_mentions(err, "hash");
+	write_ws(im.h->header_hash, r, 2, 1, 0, 1);
+	assert_int_equal(snap_ws_info(ws, &wi, err, sizeof err), -1);
+	assert_mentions(err, "do not fit");
+	write_ws(im.h->header_hash, r, 2, 1, 0, 0);
+	assert_int_equal(truncate(ws, (off_t)(sizeof(struct snap_ws_header) + 2 * sizeof r[0])), 0);
+	assert_int_equal(snap_ws_info(ws, &wi, err, sizeof err), -1); /* one range short */
+	assert_mentions(err, "do not fit");
+	const struct snap_ws_range odd[] = {{0x555555556001, 1}};
+	write_ws(im.h->header_hash, odd, 1, 0, 0, 0);
+	assert_int_equal(snap_ws_info(ws, &wi, err, sizeof err), -1);
+	const struct snap_ws_range huge[] = {{0x7ffffffff000, 2}};
+	write_ws(im.h->header_hash, huge, 0, 1, 0, 0);
+	assert_int_equal(snap_ws_info(ws, &wi, err, sizeof err), -1);
+	out = inspect(tmp_path, 0, &rc);
+	assert_int_equal(rc, 0); /* the image is fine */
+	assert_mentions(out, "invalid, restores ignore it: range 0 is outside");
+	free(out);
+	FILE *f = fopen(ws, "w");
+	fputs("THAWWS0", f);
+	fclose(f);
+	assert_int_equal(snap_ws_info(ws, &wi, err, sizeof err), -1);
+	assert_mentions(err, "not a working-set file");
+	unlink(ws);
 	image_free(&im);
 }
 
@@ -1788,6 +1881,7 @@ int main(void)
 		TEST(test_delta_names_its_base_and_counts_the_pages_it_maps_from_it),
 		TEST(test_inspect_shows_the_base_own_pages_base_pages_and_mappings),
 		TEST(test_base_of_gives_the_base_path_none_or_why_not),
+		TEST(test_working_set_file_is_summed_and_checked),
 		TEST(test_base_dep_out_of_range_is_rejected),
 		TEST(test_base_that_is_the_resuming_binary_is_rejected),
 		TEST(test_base_no_file_region_maps_is_rejected),

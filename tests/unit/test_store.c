@@ -34,6 +34,7 @@
 #define SHA_MILLION_A "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
 #define BUNDLE1 "1111111111111111111111111111111111111111111111111111111111111111"
 #define BUNDLE2 "2222222222222222222222222222222222222222222222222222222222222222"
+#define BASE_HEX "4444444444444444444444444444444444444444444444444444444444444444"
 
 struct fixture {
 	char root[64];  /* mkdtemp */
@@ -163,6 +164,13 @@ static void db_exec(sqlite3 *db, const char *sql)
 		fail_msg("%s: %s", sql, msg);
 }
 
+/* What migration 6 added, taken away again (a store made before it). */
+#define UNDO_6                                                                                     \
+	"ALTER TABLE versions DROP COLUMN bundle_bytes; ALTER TABLE versions DROP COLUMN "         \
+	"files_bytes; ALTER TABLE versions DROP COLUMN image_own_pages; ALTER TABLE versions "     \
+	"DROP COLUMN image_base_pages; ALTER TABLE versions DROP COLUMN image_base; ALTER TABLE "  \
+	"versions DROP COLUMN ws_bytes; "
+
 static void add_version(struct fixture *f, const char *worker, const char *bundle,
 			const char *state, struct version *v)
 {
@@ -204,7 +212,7 @@ static void test_open_creates_layout_and_schema(void **state)
 	assert_string_equal(store_dir(f->s), f->dir);
 
 	sqlite3 *db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 5);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 6);
 	assert_int_equal(db_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
 				    "name IN ('workers', 'versions', 'deployments', "
 				    "'deployment_versions')"),
@@ -268,7 +276,7 @@ static void test_migrations_are_idempotent(void **state)
 	for (int i = 0; i < 3; i++)
 		reopen(f);
 	db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 5);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 6);
 	assert_int_equal(db_int(db, "SELECT count(*) FROM sqlite_master"), objects);
 	assert_int_equal(db_int(db, "SELECT count(*) FROM versions"), 1);
 	sqlite3_close(db);
@@ -282,14 +290,14 @@ static void test_future_schema_is_refused(void **state)
 	store_close(f->s);
 	f->s = NULL;
 	sqlite3 *db = db_side(f);
-	db_exec(db, "PRAGMA user_version = 6");
+	db_exec(db, "PRAGMA user_version = 7");
 	sqlite3_close(db);
 
 	assert_null(store_open(f->dir, f->err, sizeof f->err));
-	if (!strstr(f->err, "schema version 6, newer than this thaw knows (5)"))
+	if (!strstr(f->err, "schema version 7, newer than this thaw knows (6)"))
 		fail_msg("unexpected error: %s", f->err);
 	db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 6); /* left alone */
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 7); /* left alone */
 	sqlite3_close(db);
 }
 
@@ -305,10 +313,12 @@ static void test_migration_2_adds_the_project(void **state)
 	store_close(f->s);
 	f->s = NULL;
 	sqlite3 *db = db_side(f);
-	db_exec(db, "DROP INDEX versions_by_bundle; DROP INDEX versions_by_snapshot; "
-		    "ALTER TABLE workers DROP COLUMN last_number; "
-		    "ALTER TABLE versions DROP COLUMN project; DROP TABLE cron_runs; DROP TABLE secrets; "
-		    "DROP TABLE version_secrets; DROP TABLE bases; PRAGMA user_version = 1");
+	db_exec(db,
+		"DROP INDEX versions_by_bundle; DROP INDEX versions_by_snapshot; "
+		"ALTER TABLE workers DROP COLUMN last_number; "
+		"ALTER TABLE versions DROP COLUMN project; DROP TABLE cron_runs; DROP TABLE "
+		"secrets; "
+		"DROP TABLE version_secrets; DROP TABLE bases; " UNDO_6 "PRAGMA user_version = 1");
 	sqlite3_close(db);
 
 	reopen(f);
@@ -328,9 +338,94 @@ static void test_migration_2_adds_the_project(void **state)
 	assert_null(store_version_project(f->s, "nope"));
 	json_decref(p);
 	db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 5);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 6);
 	sqlite3_close(db);
 	version_clear(&g);
+	version_clear(&v);
+}
+
+static void count_version(void *arg, const struct version *v)
+{
+	json_array_append_new(arg,
+			      json_pack("{s:s, s:i}", "worker", v->worker, "number", v->number));
+}
+
+/* Migration 6: what a version holds on disk, NULL (-1) until known; a new
+ * image forgets its old image's figures, and a late answer about an old
+ * image changes nothing. */
+static void test_disk_figures_are_kept_per_version_and_cleared_with_its_image(void **state)
+{
+	struct fixture *f = *state;
+	reopen(f);
+	struct version v, g;
+	add_version(f, "hello", BUNDLE1, "ready", &v);
+	assert_int_equal(store_version_get(f->s, v.id, &g), 0);
+	assert_int_equal(g.bundle_bytes, -1);
+	assert_int_equal(g.files_bytes, -1);
+	assert_int_equal(g.image_own_pages, -1);
+	assert_int_equal(g.image_base_pages, -1);
+	assert_int_equal(g.ws_bytes, -1);
+	assert_string_equal(g.image_base, "");
+	uint64_t own, shared;
+	version_disk(&g, &own, &shared);
+	assert_int_equal(own, 0);
+	assert_int_equal(shared, 0);
+	version_clear(&g);
+
+	assert_int_equal(store_version_set_files(f->s, v.id, 4000, 16000), 0);
+	assert_int_equal(store_version_set_snapshot(f->s, v.id, SHA_ABC, 2100000), 0);
+	assert_int_equal(store_version_set_image_pages(f->s, v.id, SHA_ABC, 500, 3300, BASE_HEX),
+			 0);
+	assert_int_equal(store_version_set_ws(f->s, v.id, SHA_ABC, 12000), 0);
+	/* About another image than the version's: nothing changes. */
+	assert_int_equal(store_version_set_image_pages(f->s, v.id, BUNDLE2, 1, 1, NULL), 0);
+	assert_int_equal(store_version_set_ws(f->s, v.id, BUNDLE2, 1), 0);
+	/* Not a hash: refused. */
+	assert_int_equal(store_version_set_image_pages(f->s, v.id, SHA_ABC, 1, 1, "../x"), -1);
+	assert_int_equal(store_version_get(f->s, v.id, &g), 0);
+	assert_int_equal(g.bundle_bytes, 4000);
+	assert_int_equal(g.files_bytes, 16000);
+	assert_int_equal(g.image_own_pages, 500);
+	assert_int_equal(g.image_base_pages, 3300);
+	assert_string_equal(g.image_base, BASE_HEX);
+	assert_int_equal(g.ws_bytes, 12000);
+	version_disk(&g, &own, &shared);
+	assert_int_equal(own, 2100000 + 12000 + 4000 + 16000);
+	assert_int_equal(shared, 3300 * 4096);
+	json_t *j = version_json(&g);
+	json_t *d = json_object_get(j, "disk");
+	assert_int_equal(json_integer_value(json_object_get(d, "own")), own);
+	assert_int_equal(json_integer_value(json_object_get(d, "shared")), shared);
+	assert_int_equal(json_integer_value(json_object_get(d, "image")), 2100000);
+	assert_int_equal(json_integer_value(json_object_get(d, "image_own_pages")), 500);
+	assert_int_equal(json_integer_value(json_object_get(d, "image_base_pages")), 3300);
+	assert_string_equal(json_string_value(json_object_get(d, "base")), BASE_HEX);
+	assert_int_equal(json_integer_value(json_object_get(d, "working_set")), 12000);
+	assert_int_equal(json_integer_value(json_object_get(d, "bundle")), 4000);
+	assert_int_equal(json_integer_value(json_object_get(d, "files")), 16000);
+	json_decref(j);
+	version_clear(&g);
+
+	/* A new image: its figures are not known yet; the files' stay. */
+	assert_int_equal(store_version_set_snapshot(f->s, v.id, BASE_HEX, 9000), 0);
+	assert_int_equal(store_version_get(f->s, v.id, &g), 0);
+	assert_int_equal(g.image_own_pages, -1);
+	assert_int_equal(g.image_base_pages, -1);
+	assert_int_equal(g.ws_bytes, -1);
+	assert_string_equal(g.image_base, "");
+	assert_int_equal(g.bundle_bytes, 4000);
+	version_clear(&g);
+
+	/* Every version, by worker then number. */
+	struct version w2;
+	add_version(f, "another", BUNDLE2, "ready", &w2);
+	json_t *all = json_array();
+	assert_int_equal(store_versions_each(f->s, count_version, all), 0);
+	assert_int_equal(json_array_size(all), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(all, 0), "worker")),
+			    "another");
+	json_decref(all);
+	version_clear(&w2);
 	version_clear(&v);
 }
 
@@ -582,7 +677,7 @@ static void test_version_state_and_snapshot(void **state)
 	assert_int_equal(json_integer_value(json_object_get(j, "snapshot_bytes")), 0);
 	assert_string_equal(json_string_value(json_object_get(j, "bundle")), BUNDLE1);
 	assert_true(json_is_null(json_object_get(j, "snapshot")));
-	assert_int_equal(json_object_size(j), 9);
+	assert_int_equal(json_object_size(j), 10);
 	json_decref(j);
 	snprintf(g.snapshot, sizeof g.snapshot, "%s", SHA_ABC);
 	j = version_json(&g);
@@ -794,12 +889,12 @@ static void test_migration_4_remembers_the_numbers_given(void **state)
 	f->s = NULL;
 	sqlite3 *db = db_side(f);
 	db_exec(db, "DROP INDEX versions_by_bundle; DROP INDEX versions_by_snapshot; "
-		    "ALTER TABLE workers DROP COLUMN last_number; DROP TABLE bases; "
+		    "ALTER TABLE workers DROP COLUMN last_number; DROP TABLE bases; " UNDO_6
 		    "PRAGMA user_version = 3");
 	sqlite3_close(db);
 	reopen(f);
 	db = db_side(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 5);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 6);
 	assert_int_equal(db_int(db, "SELECT last_number FROM workers WHERE name = 'hello'"), 3);
 	sqlite3_close(db);
 	/* The newest goes; its number is not given again. */
@@ -1400,6 +1495,7 @@ int main(void)
 		T(test_migrations_are_idempotent),
 		T(test_future_schema_is_refused),
 		T(test_migration_2_adds_the_project),
+		T(test_disk_figures_are_kept_per_version_and_cleared_with_its_image),
 		T(test_second_open_of_a_dir_is_refused),
 		T(test_version_add_and_get),
 		T(test_version_add_refuses_bad_input),
