@@ -281,12 +281,14 @@ static void load_ws(const char *image, uint64_t image_hash, struct snap_ws_range
 	*n = *nwrite = 0;
 	if (snprintf(path, sizeof path, "%s.ws", image) >= (int)sizeof path)
 		return;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* Not a FIFO or a device left in its place: a restore must not block. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
 	if (fd < 0)
 		return;
 	struct snap_ws_header wh;
 	struct stat st;
-	if (fstat(fd, &st) < 0 || read(fd, &wh, sizeof wh) != (ssize_t)sizeof wh ||
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    read(fd, &wh, sizeof wh) != (ssize_t)sizeof wh ||
 	    memcmp(wh.magic, SNAP_WS_MAGIC, 8) != 0 || wh.image_hash != image_hash ||
 	    wh.nwrite > SNAP_WS_MAX_RANGES || wh.nread > SNAP_WS_MAX_RANGES ||
 	    (uint64_t)st.st_size !=

@@ -268,3 +268,26 @@ def test_a_restore_says_where_its_time_went_and_reads_its_write_set_in(tmp_path)
         assert 0 < maps < listed * 2 // 3, (m.group(0), listed)
     finally:
         d.stop()
+
+
+@pytest.mark.parametrize("sandbox", [[], ["--no-sandbox"]], ids=["sandbox", "no-sandbox"])
+def test_a_working_set_that_is_not_a_regular_file_is_ignored(tmp_path, sandbox):
+    """IMAGE.ws replaced by a FIFO (nothing ever writes to it): a restore must not wait on it;
+    it restores without populating ahead."""
+    require_snapshots()
+    project = write_project(tmp_path / "p", ENTRY.format(text="fifo"), name="fifo")
+    d = start_dev(project, "--idle-timeout", "0", "-v", *sandbox)
+    try:
+        d.wait_snapshot()
+        image = str(d.snapshot_file())
+        assert d.get("/").text == "fifo"
+        wait_until(lambda: os.path.exists(image + ".ws"), what="the working set")
+        os.unlink(image + ".ws")
+        os.mkfifo(image + ".ws")
+        mark = d.mark()
+        r = d.get("/", timeout=10)
+        assert r.status == 200 and r.text == "fifo" and r.timing()[0] == "snapshot", r
+        m = d.wait_for(RESTORED_RE, start=mark, stream="stderr", timeout=10)
+        assert int(m.group("pages")) == 0 and int(m.group("copied")) == 0, m.group(0)
+    finally:
+        d.stop()
