@@ -83,8 +83,11 @@
  * owns it until it answers; a->snap_path is the app's (freed and, unless
  * keep_snapshots at shutdown, removed by this file).
  *
- * BLOCKING: nothing. Building is a builder instance; verifying and storing
- * the image is the owner's, off the loop; snap_remove unlinks.
+ * BLOCKING: little. Building is a builder instance; verifying and storing
+ * the image is the owner's, off the loop; snap_remove unlinks. Once per
+ * image (adopted) and per base build, snap_check_file reads its header and
+ * table, stats its deps and reads /proc/cpuinfo (well under a millisecond),
+ * so that no restore has to.
  */
 #include "host/pool_internal.h"
 

@@ -38,7 +38,7 @@ void snap_restore_asked(uint64_t mono_ns)
 struct cur_map {
 	uint64_t lo, hi, off, ino;
 	char perms[5];
-	char path[256];
+	const char *path; /* into read_maps' buffer, whole: no length limit */
 };
 
 static uint64_t hex_field(const char **p, const char *end)
@@ -62,7 +62,8 @@ static uint64_t dec_field(const char **p, const char *end)
 	return v;
 }
 
-/* One line of /proc/self/maps: "lo-hi perms off dev ino   path". */
+/* One line of /proc/self/maps: "lo-hi perms off dev ino   path", ending at
+ * end, where a NUL is (the line's newline replaced). */
 static int parse_maps_line(const char *p, const char *end, struct cur_map *c)
 {
 	c->lo = hex_field(&p, end);
@@ -86,17 +87,14 @@ static int parse_maps_line(const char *p, const char *end, struct cur_map *c)
 	c->ino = dec_field(&p, end);
 	while (p < end && *p == ' ')
 		p++;
-	size_t k = (size_t)(end - p);
-	if (k >= sizeof c->path)
-		k = sizeof c->path - 1;
-	memcpy(c->path, p, k);
-	c->path[k] = 0;
+	c->path = p;
 	return 0;
 }
 
 /* This process's mappings, in address order: one read(2) loop and a parser
- * of our own (stdio's scanf was a third of a restore's checks). */
-static int read_maps(struct cur_map **out, size_t *n)
+ * of our own (stdio's scanf was a third of a restore's checks). The paths
+ * point into *text: free both. */
+static int read_maps(struct cur_map **out, size_t *n, char **text)
 {
 	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -130,23 +128,27 @@ static int read_maps(struct cur_map **out, size_t *n)
 	close(fd);
 	if (!buf)
 		return -1;
+	buf[len] = 0; /* room: at least 4096 bytes were free before the last read */
 	size_t lines = 0;
 	for (size_t i = 0; i < len; i++)
 		lines += buf[i] == '\n';
 	struct cur_map *m = malloc((lines + 1) * sizeof *m);
 	size_t cnt = 0;
-	for (const char *p = buf, *end = buf + len; m && p < end;) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *eol = nl ? nl : end;
+	for (char *p = buf, *end = buf + len; m && p < end;) {
+		char *nl = memchr(p, '\n', (size_t)(end - p));
+		char *eol = nl ? nl : end;
+		*eol = 0;
 		if (cnt <= lines && parse_maps_line(p, eol, &m[cnt]) == 0)
 			cnt++;
 		p = nl ? nl + 1 : end;
 	}
-	free(buf);
-	if (!m)
+	if (!m) {
+		free(buf);
 		return -1;
+	}
 	*out = m;
 	*n = cnt;
+	*text = buf;
 	return 0;
 }
 
@@ -158,8 +160,11 @@ void snap_restore_prepare(void)
 	 * change before the restore. */
 	struct cur_map *cur = NULL;
 	size_t ncur = 0;
-	if (read_maps(&cur, &ncur) == 0)
+	char *text = NULL;
+	if (read_maps(&cur, &ncur, &text) == 0) {
 		free(cur);
+		free(text);
+	}
 }
 
 static int special(const char *path)
@@ -232,15 +237,19 @@ static const struct cur_map *cur_at(const struct cur_map *cur, size_t ncur, uint
 }
 
 /*
- * Which saved runs to read into place rather than map from the image: those
- * the write set covers at least half of. Their pages would be copied on the
- * first write anyway (populating), so reading them costs no memory a mapping
- * would have spared, and saves a mapping each: an own run of a delta splits
- * the base's mapping it lies in (~4 us a mapping here, where a hello image
- * has ~290 such runs of 1-2 pages). Runs in regions that are not writable,
- * and the stack's (read in anyway), are mapped. The ranges must be sorted and
+ * Which saved runs to read into place rather than map from the image: short
+ * ones the write set covers whole. Their pages are copied by populating
+ * anyway (a copy of what lies beneath, then the run's bytes over it), so
+ * reading them costs no memory a mapping would have spared, and saves a
+ * mapping each: an own run of a delta splits the base's mapping it lies in
+ * (~4 us a mapping here, where a hello image has ~290 such runs, nearly all
+ * of 1-4 pages). A run partly outside the write set stays mapped (its other
+ * pages would become private), and so does a long one (a mapping is cheaper
+ * than copying each page twice). Runs in regions that are not writable, and
+ * the stack's (read in anyway), are mapped. The ranges must be sorted and
  * disjoint (as snap_record_ws writes them); otherwise nothing is read in.
  */
+#define COPY_MAX_PAGES 4
 static void mark_copies(const struct snap_image *img, struct snap_plan *p,
 			const struct snap_ws_range *ws, size_t nwrite)
 {
@@ -264,7 +273,7 @@ static void mark_copies(const struct snap_image *img, struct snap_plan *p,
 				uint64_t e = ws[j].start + ws[j].npages * SNAP_PAGE;
 				in += ((e < hi ? e : hi) - a) / SNAP_PAGE;
 			}
-			if (in * 2 >= u->npages) {
+			if (in == u->npages && u->npages <= COPY_MAX_PAGES) {
 				p->copy[k] = 1;
 				p->info.copied_pages += u->npages;
 			}
@@ -327,6 +336,7 @@ int snap_restore(const char *path, unsigned flags, const void *carry, size_t car
 	int fd = -1, rc = -1;
 	int *fds = NULL;
 	struct cur_map *cur = NULL;
+	char *maps_text = NULL;
 	size_t ncur = 0;
 	if (snap_open(path, &fd, &img, err, errlen) < 0)
 		return -1;
@@ -395,7 +405,7 @@ int snap_restore(const char *path, unsigned flags, const void *carry, size_t car
 
 	/* This process's own layout must agree with the image where it matters:
 	 * the code running now, and the stack's top. */
-	if (read_maps(&cur, &ncur) < 0) {
+	if (read_maps(&cur, &ncur, &maps_text) < 0) {
 		err_set(err, errlen, "cannot read /proc/self/maps");
 		goto out;
 	}
@@ -441,7 +451,8 @@ int snap_restore(const char *path, unsigned flags, const void *carry, size_t car
 	/* The recorded working set, if a first restore left one. */
 	struct snap_ws_range *ws = NULL;
 	size_t nws = 0, nwrite = 0;
-	load_ws(path, h->header_hash, &ws, &nws, &nwrite);
+	if (!(flags & SNAP_RESTORE_NO_WS))
+		load_ws(path, h->header_hash, &ws, &nws, &nwrite);
 
 	/* Lay the plan out in scratch memory free in both layouts. */
 	size_t unmap_max = ncur * 4 + 4;
@@ -591,6 +602,7 @@ int snap_restore(const char *path, unsigned flags, const void *carry, size_t car
 		}
 	}
 	free(cur);
+	free(maps_text);
 	free(fds);
 	snap_image_free(&img);
 	snap_switch_stack(p, snap_restore_core, scr + CORE_STACK);
@@ -603,6 +615,7 @@ out:
 		free(fds);
 	}
 	free(cur);
+	free(maps_text);
 	if (fd >= 0)
 		close(fd);
 	snap_image_free(&img);
@@ -696,11 +709,13 @@ int snap_record_ws(const char *ws_path, char *err, size_t errlen)
 		return err_set(err, errlen, "this process was not restored from a snapshot");
 	struct cur_map *cur = NULL;
 	size_t ncur = 0;
-	if (read_maps(&cur, &ncur) < 0)
+	char *maps_text = NULL;
+	if (read_maps(&cur, &ncur, &maps_text) < 0)
 		return err_set(err, errlen, "cannot read /proc/self/maps");
 	int pm_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (pm_fd < 0) {
 		free(cur);
+		free(maps_text);
 		return err_set(err, errlen, "cannot open /proc/self/pagemap: %s", strerror(errno));
 	}
 	struct snap_ws_range *w = NULL, *r = NULL;
@@ -720,6 +735,7 @@ int snap_record_ws(const char *ws_path, char *err, size_t errlen)
 	}
 	close(pm_fd);
 	free(cur);
+	free(maps_text);
 	if (bad || nw > SNAP_WS_MAX_RANGES || nr > SNAP_WS_MAX_RANGES) {
 		free(w);
 		free(r);

@@ -323,6 +323,7 @@ int snap_restore(const char *path, unsigned flags, const void *carry, size_t car
  * identity on the fd it maps, the base's header on its fd, the vDSO, the
  * code and the stack's place. */
 #define SNAP_RESTORE_CHECKED 1u
+#define SNAP_RESTORE_NO_WS 2u /* see Working set below */
 /* In a process that may restore soon: warm the restore's own code paths. */
 void snap_restore_prepare(void);
 
@@ -332,9 +333,11 @@ void snap_restore_prepare(void);
  * present and anonymous, read pages: present and file-backed). Restores of
  * the same image find IMAGE.ws and populate those pages in bulk
  * (MADV_POPULATE_WRITE / _READ) instead of taking a fault for each; a saved
- * run at least half in the written set is read into place over the populated
- * pages instead of mapped (a mapping each spared: a delta's own runs are
- * short and many).
+ * run of at most 4 pages, all in the written set, is read into place over the
+ * populated pages instead of mapped (a mapping each spared: a delta's own runs
+ * are short and many). SNAP_RESTORE_NO_WS ignores IMAGE.ws: a restore that
+ * will be checkpointed again (a build on the base) must keep every page it
+ * does not write a mapping of the base's file.
  *
  * File: "THAWWS01", u32 nwrite, u32 nread, u64 image header_hash, u64 hash
  * of the ranges, then (nwrite + nread) ranges of {u64 start, u64 npages}.

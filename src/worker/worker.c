@@ -551,7 +551,8 @@ int worker_main(int argc, char **argv)
 		 * Returns only if the base is refused: this process is then
 		 * untouched and builds from a fresh interpreter instead. */
 		if (worker_apply_rlimits(limits, 1, lerr, sizeof lerr) == 0)
-			snap_restore(c.base, 0, init, len, base_refused, sizeof base_refused);
+			snap_restore(c.base, SNAP_RESTORE_NO_WS, init, len, base_refused,
+				     sizeof base_refused);
 		else
 			snprintf(base_refused, sizeof base_refused, "%s", lerr);
 #endif

@@ -211,6 +211,22 @@ def test_foreign_binary_snapshot_is_refused_booted_and_rebuilt(project, dev, tmp
     refused_then_rebuilt(d, mark, rf"{re.escape(str(binary))}.*changed since the snapshot")
 
 
+def test_a_binary_at_a_long_path_restores(project, dev, tmp_path):
+    # /proc/self/maps names the binary by its whole path; a restore compares it with the
+    # image's dependency. A path over 255 characters was cut short and never matched: every
+    # restore refused, every image rebuilt.
+    binary = tmp_path / ("d" * 120) / ("e" * 120) / "thaw"
+    assert len(str(binary)) > 260
+    binary.parent.mkdir(parents=True)
+    shutil.copy2(THAW_BIN, binary)
+    d = dev(project(HELLO), "--idle-timeout", "0", binary=binary)
+    d.wait_snapshot()
+    for _ in range(3):
+        r = d.get("/")
+        assert r.status == 200 and r.timing()[0] == "snapshot", (r, d.output()[-2000:])
+    assert "refused" not in d.output()
+
+
 def test_foreign_library_snapshot_is_refused_booted_and_rebuilt(project, dev, tmp_path):
     # A shared library loaded by dlopen (ctypes) at top level from a directory of ours; it
     # changes after the snapshot was made.
