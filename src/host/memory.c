@@ -18,7 +18,9 @@
  *   - in->mem_sweep == m->sweep: the instance was handed to the thread (or
  *     read) in the current sweep; a sweep ends when no serving instance is
  *     left unread and no batch is in flight.
- *   - One batch in flight at most (m->in_flight, loop side); the thread
+ *   - One batch in flight at most: one is handed over by period_tick when
+ *     no sweep is going, or by the batch timer, armed only once the last
+ *     batch's results are applied, so jobs[] and results[] suffice; the thread
  *     sees only (id, pid) pairs, never an instance: a result is applied to
  *     the instance that still has that id and that pid and still serves
  *     (one closed or reaped meanwhile is skipped; ids are never reused).
@@ -66,7 +68,6 @@ struct host_memory {
 	double period_ms;
 	uint64_t sweep; /* the current (or last) sweep's number, from 1 */
 	int sweeping;
-	int in_flight; /* a batch is with the thread (loop side) */
 	int64_t swept_ms;
 	uint64_t sweeps; /* completed */
 	/* The thread and what it shares with the loop (under mu). */
@@ -110,6 +111,15 @@ void pool_app_memory(const struct app *a, struct app_memory *out)
 
 /* --- the sampler thread --- */
 
+/* host_memory_stop waits for the read in progress, not for the batch. */
+static int stopping(struct host_memory *m)
+{
+	pthread_mutex_lock(&m->mu);
+	int stop = m->stopping;
+	pthread_mutex_unlock(&m->mu);
+	return stop;
+}
+
 static void *sampler_main(void *arg)
 {
 	struct host_memory *m = arg;
@@ -125,12 +135,14 @@ static void *sampler_main(void *arg)
 		memcpy(jobs, m->jobs, n * sizeof jobs[0]);
 		m->njobs = 0;
 		pthread_mutex_unlock(&m->mu);
-		for (size_t i = 0; i < n; i++) {
+		for (size_t i = 0; i < n && !stopping(m); i++) {
 			results[i].id = jobs[i].id;
 			results[i].pid = jobs[i].pid;
 			results[i].ok = memstat_read(jobs[i].pid, &results[i].mem) == 0;
 		}
 		pthread_mutex_lock(&m->mu);
+		if (m->stopping)
+			break;
 		memcpy(m->results, results, n * sizeof results[0]);
 		m->nresults = n;
 		uint64_t one = 1;
@@ -157,7 +169,6 @@ static void sweep_end(struct host_memory *m)
 
 static void batch_tick(struct loop *l, struct loop_timer *t)
 {
-	(void)l;
 	struct host_memory *m = t->arg;
 	struct memory_job jobs[MEMSTAT_BATCH];
 	size_t n = 0;
@@ -174,7 +185,6 @@ static void batch_tick(struct loop *l, struct loop_timer *t)
 		sweep_end(m);
 		return;
 	}
-	m->in_flight = 1;
 	pthread_mutex_lock(&m->mu);
 	memcpy(m->jobs, jobs, n * sizeof jobs[0]);
 	m->njobs = n;
@@ -192,7 +202,6 @@ static struct instance *find(struct host *h, unsigned id, pid_t pid)
 
 static void on_results(struct loop *l, struct loop_watch *w, uint32_t events)
 {
-	(void)events;
 	struct host_memory *m = w->arg;
 	uint64_t count;
 	while (read(w->fd, &count, sizeof count) < 0 && errno == EINTR)
@@ -212,7 +221,6 @@ static void on_results(struct loop *l, struct loop_watch *w, uint32_t events)
 		in->mem = results[i].mem;
 		in->mem_ok = results[i].ok;
 	}
-	m->in_flight = 0;
 	for (struct instance *in = m->h->all_instances; in; in = in->all_next)
 		if (unread(m, in)) {
 			loop_timer_arm(l, &m->batch, MEMSTAT_BATCH_GAP_MS);

@@ -318,3 +318,39 @@ def test_version_disk_series_are_only_for_versions_served_or_deployed(tmp_path):
             sum(v["disk"]["own"] for v in w["versions"])
     finally:
         host.stop()
+
+
+def test_the_current_base_is_listed_first_and_counts_on_disk_only_once_a_version_uses_it(
+        tmp_path):
+    """Versions built on another base than the current one (here, the store says so): the
+    current base is listed first, with no versions, and is not in the host's shared disk, which
+    counts the bases versions are built on."""
+    require_snapshots()
+    host = ThawServe(tmp_path / "data", args=SAMPLE).wait_ready()
+    try:
+        deploy(host, tmp_path, "alpha")
+        [current] = density(host)["bases"]
+        assert current["current"] and current["versions"] == 1, current
+    finally:
+        host.stop()
+    other = "ab" * 32  # no such blob
+    db = sqlite3.connect(tmp_path / "data" / "thaw.db")
+    db.execute("UPDATE versions SET image_base = ? WHERE worker = 'alpha'", (other,))
+    db.commit()
+    db.close()
+    host = ThawServe(tmp_path / "data", args=SAMPLE).wait_ready()
+    try:
+        assert host.worker_get("alpha").text == "alpha"
+        d = density(host)
+        assert d["bases"] == [
+            {"blob": current["blob"], "bytes": current["bytes"], "versions": 0, "current": True},
+            {"blob": other, "bytes": None, "versions": 1, "current": False},
+        ], d["bases"]
+        assert d["total"]["disk"]["shared"] == 0, d["total"]
+        assert host.api("GET", "/v1/workers/alpha/versions").json()["bases"] == d["bases"]
+        _, m = metrics(host)
+        assert m['thaw_disk_bytes{kind="shared"}'] == 0
+        assert m["thaw_base_image_bytes"] == current["bytes"]
+        assert m["thaw_base_image_versions"] == 0
+    finally:
+        host.stop()
