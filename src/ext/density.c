@@ -25,8 +25,18 @@
  * anonymous and tmpfs pages, shared its share of file pages (the base, its
  * image, libraries). Nothing here reads /proc.
  *
- * BLOCKING: a read of the versions table and a stat per base image for an
- * answer; a header and table read for a legacy image at load.
+ * BASES: one grouped query of the versions table (store_image_bases_each)
+ * and the current base, listed first even before a version is built on it;
+ * the host's shared disk counts only the bases some version is built on.
+ *
+ * /metrics: a version's disk series only while it is loaded or in its
+ * worker's current or previous deployment (however many versions are kept,
+ * the series stay bounded); the totals count every version.
+ *
+ * BLOCKING: a read of the versions table, the bases' query and a stat per
+ * base image for an answer (for /metrics, also a query per worker with a
+ * deployment: its previous one); a header and table read for a legacy image
+ * at load, a stat of a legacy version's bundle.
  */
 #include "ext/serve.h"
 
@@ -41,8 +51,6 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "snap/snap.h"
-
-#define DENSITY_MAX_BASES 16 /* distinct bases named by versions, reported */
 
 void density_blob_of(struct serve *s, const char *path, char hex[STORE_SHA_HEX + 1])
 {
@@ -79,6 +87,21 @@ void density_ws_recorded(struct sversion *sv, const char *image, double bytes)
 	store_version_set_ws(sv->s->st, sv->v.id, hex, (int64_t)bytes);
 }
 
+void density_version_loaded(struct sversion *sv)
+{
+	struct version *v = &sv->v;
+	if (v->bundle_bytes >= 0)
+		return;
+	/* Stored before the figures were kept (migration 6): its blob, once. */
+	char *path = blob_path(sv->s->st, v->bundle);
+	struct stat st;
+	if (path && stat(path, &st) == 0) {
+		v->bundle_bytes = (int64_t)st.st_size;
+		store_version_set_files(sv->s->st, v->id, v->bundle_bytes, v->files_bytes);
+	}
+	free(path);
+}
+
 void density_image_loaded(struct sversion *sv, const char *path)
 {
 	struct version *v = &sv->v;
@@ -112,38 +135,25 @@ void density_image_loaded(struct sversion *sv, const char *path)
 	}
 }
 
-/* --- the figures of every version --- */
+/* --- memory --- */
 
-struct base_use {
-	char hex[STORE_SHA_HEX + 1];
-	uint64_t versions;
-	int64_t bytes; /* -1: gone */
-	int current;
-};
-
-struct tally {
-	struct serve *s;
-	json_t *workers; /* [{name, versions: [...], disk, memory}] */
-	json_t *worker;  /* the one being filled (borrowed from workers) */
-	uint64_t w_own, w_shared;
-	uint64_t own, shared_refs;
-	struct base_use bases[DENSITY_MAX_BASES];
-	size_t nbases;
-	/* for /metrics */
-	struct buf *metrics;
-};
-
+/* own and shared are null when a sampled instance's kernel did not split
+ * its Pss (memstat.h): unknown, not zero. */
 static json_t *memory_json(const struct app_memory *m)
 {
-	return json_pack("{s:I, s:I, s:I, s:i, s:i}", "own", (json_int_t)m->own, "shared",
-			 (json_int_t)m->shared, "pss", (json_int_t)m->pss, "instances",
-			 (int)m->instances, "sampled", (int)m->sampled);
+	int known = m->split == m->sampled;
+	return json_pack("{s:o, s:o, s:I, s:i, s:i}", "own",
+			 known ? json_integer((json_int_t)m->own) : json_null(), "shared",
+			 known ? json_integer((json_int_t)m->shared) : json_null(), "pss",
+			 (json_int_t)m->pss, "instances", (int)m->instances, "sampled",
+			 (int)m->sampled);
 }
 
 static void memory_add(struct app_memory *sum, const struct app_memory *m)
 {
 	sum->instances += m->instances;
 	sum->sampled += m->sampled;
+	sum->split += m->split;
 	sum->pss += m->pss;
 	sum->own += m->own;
 	sum->shared += m->shared;
@@ -161,20 +171,140 @@ static void worker_memory(struct serve *s, const char *name, struct app_memory *
 	}
 }
 
-static void base_count(struct tally *t, const char *hex)
+/* --- the base images --- */
+
+struct base_use {
+	char hex[STORE_SHA_HEX + 1];
+	uint64_t versions;
+	int64_t bytes; /* -1: gone */
+	int current;
+};
+
+struct bases {
+	struct base_use *list; /* the current one first, when the host has one */
+	size_t n, cap;
+};
+
+static struct base_use *base_add(struct bases *b, const char *hex, uint64_t versions)
 {
-	for (size_t i = 0; i < t->nbases; i++)
-		if (!strcmp(t->bases[i].hex, hex)) {
-			t->bases[i].versions++;
-			return;
-		}
-	if (t->nbases == DENSITY_MAX_BASES)
-		return;
-	struct base_use *b = &t->bases[t->nbases++];
-	snprintf(b->hex, sizeof b->hex, "%s", hex);
-	b->versions = 1;
-	b->bytes = -1;
+	if (b->n == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 8;
+		b->list = xrealloc(b->list, b->cap * sizeof *b->list);
+	}
+	struct base_use *u = &b->list[b->n++];
+	memset(u, 0, sizeof *u);
+	snprintf(u->hex, sizeof u->hex, "%s", hex);
+	u->versions = versions;
+	u->bytes = -1;
+	return u;
 }
+
+static void base_found(void *arg, const char *hex, uint64_t versions)
+{
+	struct bases *b = arg;
+	if (b->n && b->list[0].current && !strcmp(b->list[0].hex, hex))
+		b->list[0].versions = versions;
+	else
+		base_add(b, hex, versions);
+}
+
+/* The current base's blob and size: 1, or 0 when the host has none ready. */
+static int base_current(struct serve *s, char hex[STORE_SHA_HEX + 1], uint64_t *bytes)
+{
+	hex[0] = 0;
+	*bytes = 0;
+	if (!s->base || !s->base->snap_path)
+		return 0;
+	density_blob_of(s, s->base->snap_path, hex);
+	if (!hex[0])
+		return 0;
+	if (!s->base_bytes) {
+		struct stat st;
+		if (stat(s->base->snap_path, &st) == 0)
+			s->base_bytes = (uint64_t)st.st_size;
+	}
+	*bytes = s->base_bytes;
+	return 1;
+}
+
+/* Every base the versions' images are built on (one grouped query) and the
+ * current one, first, even when no version is built on it yet; each sized.
+ * 0, or -1 (logged; b empty). */
+static int bases_read(struct serve *s, struct bases *b)
+{
+	memset(b, 0, sizeof *b);
+	char cur[STORE_SHA_HEX + 1];
+	uint64_t cur_bytes;
+	if (base_current(s, cur, &cur_bytes)) {
+		struct base_use *u = base_add(b, cur, 0);
+		u->bytes = (int64_t)cur_bytes;
+		u->current = 1;
+	}
+	if (store_image_bases_each(s->st, base_found, b) < 0) {
+		free(b->list);
+		memset(b, 0, sizeof *b);
+		return -1;
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		struct base_use *u = &b->list[i];
+		if (u->current)
+			continue;
+		char *path = blob_path(s->st, u->hex);
+		struct stat st;
+		if (path && stat(path, &st) == 0)
+			u->bytes = (int64_t)st.st_size;
+		free(path);
+	}
+	return 0;
+}
+
+/* The bases' disk: each one some version is built on, once (the current
+ * base counts only once a version is built on it). */
+static uint64_t bases_bytes(const struct bases *b)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < b->n; i++)
+		if (b->list[i].versions > 0 && b->list[i].bytes > 0)
+			n += (uint64_t)b->list[i].bytes;
+	return n;
+}
+
+/* Takes b's list. */
+static json_t *bases_json(struct bases *b)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < b->n; i++) {
+		const struct base_use *u = &b->list[i];
+		json_array_append_new(a,
+				      json_pack("{s:s, s:o, s:I, s:b}", "blob", u->hex, "bytes",
+						u->bytes < 0 ? json_null()
+							     : json_integer((json_int_t)u->bytes),
+						"versions", (json_int_t)u->versions, "current",
+						u->current));
+	}
+	free(b->list);
+	memset(b, 0, sizeof *b);
+	return a;
+}
+
+json_t *density_bases_json(struct serve *s)
+{
+	struct bases b;
+	if (bases_read(s, &b) < 0)
+		return json_array();
+	return bases_json(&b);
+}
+
+/* --- GET /v1/density: every version --- */
+
+struct tally {
+	struct serve *s;
+	json_t *workers; /* [{name, versions: [...], disk, memory}] */
+	json_t *worker;  /* the one being filled (borrowed from workers) */
+	uint64_t w_own, w_shared;
+	uint64_t own, shared_refs;
+	struct app_memory memory; /* the workers' summed */
+};
 
 static void worker_close(struct tally *t)
 {
@@ -182,6 +312,7 @@ static void worker_close(struct tally *t)
 		return;
 	struct app_memory m;
 	worker_memory(t->s, json_string_value(json_object_get(t->worker, "name")), &m);
+	memory_add(&t->memory, &m);
 	json_object_set_new(t->worker, "disk",
 			    json_pack("{s:I, s:I}", "own", (json_int_t)t->w_own, "shared",
 				      (json_int_t)t->w_shared));
@@ -205,8 +336,6 @@ static void tally_version(void *arg, const struct version *v)
 	t->w_shared += shared;
 	t->own += own;
 	t->shared_refs += shared;
-	if (v->snapshot[0] && v->image_base[0])
-		base_count(t, v->image_base);
 	json_t *j = json_pack("{s:s, s:i, s:s, s:o}", "id", v->id, "number", v->number, "state",
 			      v->state, "disk", version_disk_json(v));
 	struct sworker *w = serve_worker_find(t->s, v->worker);
@@ -221,88 +350,6 @@ static void tally_version(void *arg, const struct version *v)
 	json_array_append_new(json_object_get(t->worker, "versions"), j);
 }
 
-/* The current base's blob and size: 1, or 0 when the host has none ready. */
-static int base_current(struct serve *s, char hex[STORE_SHA_HEX + 1], uint64_t *bytes)
-{
-	hex[0] = 0;
-	*bytes = 0;
-	if (!s->base || !s->base->snap_path)
-		return 0;
-	density_blob_of(s, s->base->snap_path, hex);
-	if (!hex[0])
-		return 0;
-	if (!s->base_bytes) {
-		struct stat st;
-		if (stat(s->base->snap_path, &st) == 0)
-			s->base_bytes = (uint64_t)st.st_size;
-	}
-	*bytes = s->base_bytes;
-	return 1;
-}
-
-/* Every version tallied; the bases sized (the current one listed even when
- * no version is built on it yet). 0, or -1 (logged). */
-static int tally(struct serve *s, struct tally *t)
-{
-	memset(t, 0, sizeof *t);
-	t->s = s;
-	t->workers = json_array();
-	if (store_versions_each(s->st, tally_version, t) < 0) {
-		json_decref(t->workers);
-		return -1;
-	}
-	worker_close(t);
-	char cur[STORE_SHA_HEX + 1];
-	uint64_t cur_bytes;
-	int have = base_current(s, cur, &cur_bytes);
-	int listed = 0;
-	for (size_t i = 0; i < t->nbases; i++) {
-		struct base_use *b = &t->bases[i];
-		if (have && !strcmp(b->hex, cur)) {
-			b->current = 1;
-			b->bytes = (int64_t)cur_bytes;
-			listed = 1;
-			continue;
-		}
-		char *path = blob_path(s->st, b->hex);
-		struct stat st;
-		if (path && stat(path, &st) == 0)
-			b->bytes = (int64_t)st.st_size;
-		free(path);
-	}
-	if (have && !listed && t->nbases < DENSITY_MAX_BASES) {
-		struct base_use *b = &t->bases[t->nbases++];
-		snprintf(b->hex, sizeof b->hex, "%s", cur);
-		b->bytes = (int64_t)cur_bytes;
-		b->current = 1;
-	}
-	return 0;
-}
-
-static uint64_t bases_bytes(const struct tally *t)
-{
-	uint64_t n = 0;
-	for (size_t i = 0; i < t->nbases; i++)
-		if (t->bases[i].bytes > 0)
-			n += (uint64_t)t->bases[i].bytes;
-	return n;
-}
-
-static json_t *base_json(const struct base_use *b)
-{
-	return json_pack("{s:s, s:o, s:I, s:b}", "blob", b->hex, "bytes",
-			 b->bytes < 0 ? json_null() : json_integer((json_int_t)b->bytes),
-			 "versions", (json_int_t)b->versions, "current", b->current);
-}
-
-static json_t *bases_json(const struct tally *t)
-{
-	json_t *a = json_array();
-	for (size_t i = 0; i < t->nbases; i++)
-		json_array_append_new(a, base_json(&t->bases[i]));
-	return a;
-}
-
 static json_t *sampling_json(struct serve *s)
 {
 	int64_t at = host_memory_swept_ms(&s->h);
@@ -312,36 +359,18 @@ static json_t *sampling_json(struct serve *s)
 
 json_t *density_json(struct serve *s)
 {
-	struct tally t;
-	if (tally(s, &t) < 0)
+	struct tally t = {.s = s, .workers = json_array()};
+	struct bases b;
+	if (store_versions_each(s->st, tally_version, &t) < 0 || bases_read(s, &b) < 0) {
+		json_decref(t.workers);
 		return NULL;
-	struct app_memory total = {0};
-	size_t i;
-	json_t *w;
-	json_array_foreach(t.workers, i, w) {
-		json_t *m = json_object_get(w, "memory");
-		struct app_memory wm = {
-			.instances = (unsigned)json_integer_value(json_object_get(m, "instances")),
-			.sampled = (unsigned)json_integer_value(json_object_get(m, "sampled")),
-			.pss = (uint64_t)json_integer_value(json_object_get(m, "pss")),
-			.own = (uint64_t)json_integer_value(json_object_get(m, "own")),
-			.shared = (uint64_t)json_integer_value(json_object_get(m, "shared")),
-		};
-		memory_add(&total, &wm);
 	}
+	worker_close(&t);
+	uint64_t shared = bases_bytes(&b);
 	return json_pack("{s:o, s:o, s:o, s:{s:{s:I, s:I, s:I}, s:o}}", "memory_sampling",
-			 sampling_json(s), "bases", bases_json(&t), "workers", t.workers, "total",
-			 "disk", "own", (json_int_t)t.own, "shared", (json_int_t)bases_bytes(&t),
-			 "referenced", (json_int_t)t.shared_refs, "memory", memory_json(&total));
-}
-
-json_t *density_bases_json(struct serve *s)
-{
-	struct tally t;
-	if (tally(s, &t) < 0)
-		return json_array();
-	json_decref(t.workers);
-	return bases_json(&t);
+			 sampling_json(s), "bases", bases_json(&b), "workers", t.workers, "total",
+			 "disk", "own", (json_int_t)t.own, "shared", (json_int_t)shared,
+			 "referenced", (json_int_t)t.shared_refs, "memory", memory_json(&t.memory));
 }
 
 /* --- /metrics --- */
@@ -373,31 +402,122 @@ static void put_label(struct buf *b, const char *v)
 	}
 }
 
+static void put_buf(struct buf *b, const struct buf *lines)
+{
+	if (buf_used(lines))
+		buf_append(b, buf_head(lines), buf_used(lines));
+}
+
+/* One pass over the versions table, building no JSON: the host's disk
+ * summed, a disk series for each version a worker serves or may serve again
+ * (loaded, or in its current or previous deployment: bounded however many
+ * versions are kept; /v1/density lists them all), the memory series of each
+ * worker with a version. */
+struct gauges {
+	struct serve *s;
+	char (*deployed)[STORE_ID_LEN + 1]; /* sorted */
+	size_t ndeployed, capdeployed;
+	char worker[64]; /* the one whose versions the scan is in */
+	struct sworker *w;
+	uint64_t own;
+	struct app_memory memory;
+	struct buf disk, pss, instances, sampled;
+};
+
+static void deployed_add(struct gauges *g, const struct deployment *d)
+{
+	for (int i = 0; i < d->n && i < DEPLOY_MAX_VERSIONS; i++) {
+		if (g->ndeployed == g->capdeployed) {
+			g->capdeployed = g->capdeployed ? g->capdeployed * 2 : 16;
+			g->deployed = xrealloc(g->deployed, g->capdeployed * sizeof *g->deployed);
+		}
+		snprintf(g->deployed[g->ndeployed++], STORE_ID_LEN + 1, "%.*s", STORE_ID_LEN,
+			 d->version[i]);
+	}
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* The versions of every worker's current and previous deployment: a query
+ * per worker with a deployment. */
+static void deployed_read(struct gauges *g)
+{
+	for (struct sworker *w = g->s->workers; w; w = w->next) {
+		if (!w->has_dep)
+			continue;
+		deployed_add(g, &w->dep);
+		struct deployment d = {0};
+		if (store_deployment_previous(g->s->st, w->name, &d) == 0)
+			deployed_add(g, &d);
+		deployment_clear(&d);
+	}
+	if (g->ndeployed)
+		qsort(g->deployed, g->ndeployed, sizeof *g->deployed, id_cmp);
+}
+
+static void worker_gauges(struct gauges *g, const char *name)
+{
+	struct app_memory m;
+	worker_memory(g->s, name, &m);
+	memory_add(&g->memory, &m);
+	if (m.split == m.sampled) /* else not known: no series */
+		for (int shared = 0; shared < 2; shared++) {
+			put(&g->pss, "thaw_worker_pss_bytes{worker=\"");
+			put_label(&g->pss, name);
+			put(&g->pss, "\",kind=\"%s\"} %llu\n", shared ? "shared" : "own",
+			    (unsigned long long)(shared ? m.shared : m.own));
+		}
+	put(&g->instances, "thaw_worker_instances{worker=\"");
+	put_label(&g->instances, name);
+	put(&g->instances, "\"} %u\n", m.instances);
+	put(&g->sampled, "thaw_worker_instances_sampled{worker=\"");
+	put_label(&g->sampled, name);
+	put(&g->sampled, "\"} %u\n", m.sampled);
+}
+
+static void gauge_version(void *arg, const struct version *v)
+{
+	struct gauges *g = arg;
+	if (strcmp(g->worker, v->worker)) {
+		snprintf(g->worker, sizeof g->worker, "%s", v->worker);
+		g->w = serve_worker_find(g->s, v->worker);
+		worker_gauges(g, v->worker);
+	}
+	uint64_t own, shared;
+	version_disk(v, &own, &shared);
+	g->own += own;
+	if (!(g->w && serve_version_loaded(g->w, v->id)) &&
+	    !(g->ndeployed &&
+	      bsearch(v->id, g->deployed, g->ndeployed, sizeof *g->deployed, id_cmp)))
+		return;
+	for (int kind = 0; kind < 2; kind++) {
+		put(&g->disk, "thaw_version_disk_bytes{worker=\"");
+		put_label(&g->disk, v->worker);
+		put(&g->disk, "\",version=\"%d\",kind=\"%s\"} %llu\n", v->number,
+		    kind ? "shared" : "own", (unsigned long long)(kind ? shared : own));
+	}
+}
+
 void density_metrics(struct serve *s, struct buf *b)
 {
-	struct tally t;
-	if (tally(s, &t) < 0)
-		return;
-	put(b, "# HELP thaw_version_disk_bytes Bytes a stored version holds on disk: own (its "
-	       "image file, working set, bundle and unpacked files) and shared (the pages its "
-	       "image maps from the base image, which holds them once for every version).\n"
+	struct gauges g = {.s = s};
+	struct bases bases;
+	deployed_read(&g);
+	if (store_versions_each(s->st, gauge_version, &g) < 0 || bases_read(s, &bases) < 0)
+		goto out;
+	put(b, "# HELP thaw_version_disk_bytes Bytes a version holds on disk, for each version "
+	       "loaded or in its worker's current or previous deployment: own (its image file, "
+	       "working set, bundle and unpacked files) and shared (the pages its image maps "
+	       "from the base image, which holds them once for every version).\n"
 	       "# TYPE thaw_version_disk_bytes gauge\n");
-	size_t i, k;
-	json_t *w, *v;
-	json_array_foreach(t.workers, i, w) {
-		const char *name = json_string_value(json_object_get(w, "name"));
-		json_array_foreach(json_object_get(w, "versions"), k, v) {
-			json_t *d = json_object_get(v, "disk");
-			for (int shared = 0; shared < 2; shared++) {
-				put(b, "thaw_version_disk_bytes{worker=\"");
-				put_label(b, name);
-				put(b, "\",version=\"%lld\",kind=\"%s\"} %lld\n",
-				    (long long)json_integer_value(json_object_get(v, "number")),
-				    shared ? "shared" : "own",
-				    (long long)json_integer_value(
-					    json_object_get(d, shared ? "shared" : "own")));
-			}
-		}
+	put_buf(b, &g.disk);
+	uint64_t cur_bytes = 0, cur_versions = 0;
+	if (bases.n && bases.list[0].current) {
+		cur_bytes = bases.list[0].bytes > 0 ? (uint64_t)bases.list[0].bytes : 0;
+		cur_versions = bases.list[0].versions;
 	}
 	put(b,
 	    "# HELP thaw_disk_bytes Bytes the host's versions hold on disk: own (summed over the "
@@ -405,13 +525,8 @@ void density_metrics(struct serve *s, struct buf *b)
 	    "# TYPE thaw_disk_bytes gauge\n"
 	    "thaw_disk_bytes{kind=\"own\"} %llu\n"
 	    "thaw_disk_bytes{kind=\"shared\"} %llu\n",
-	    (unsigned long long)t.own, (unsigned long long)bases_bytes(&t));
-	uint64_t cur_bytes = 0, cur_versions = 0;
-	for (size_t j = 0; j < t.nbases; j++)
-		if (t.bases[j].current) {
-			cur_bytes = t.bases[j].bytes > 0 ? (uint64_t)t.bases[j].bytes : 0;
-			cur_versions = t.bases[j].versions;
-		}
+	    (unsigned long long)g.own, (unsigned long long)bases_bytes(&bases));
+	free(bases.list);
 	put(b,
 	    "# HELP thaw_base_image_bytes The size of the host's current base image (0: none).\n"
 	    "# TYPE thaw_base_image_bytes gauge\n"
@@ -421,46 +536,35 @@ void density_metrics(struct serve *s, struct buf *b)
 	    "# TYPE thaw_base_image_versions gauge\n"
 	    "thaw_base_image_versions %llu\n",
 	    (unsigned long long)cur_bytes, (unsigned long long)cur_versions);
-
-	struct app_memory total = {0};
 	put(b, "# HELP thaw_worker_pss_bytes PSS of a worker's serving instances, last sampled: "
 	       "own (anonymous and tmpfs pages) and shared (its share of file pages: the base "
-	       "image, its image, libraries).\n"
+	       "image, its image, libraries); none when the kernel does not split PSS.\n"
 	       "# TYPE thaw_worker_pss_bytes gauge\n");
-	struct buf inst = {0};
-	put(&inst, "# HELP thaw_worker_instances A worker's serving instances, and of them those "
-		   "whose memory the last samples read.\n"
-		   "# TYPE thaw_worker_instances gauge\n");
-	json_array_foreach(t.workers, i, w) {
-		const char *name = json_string_value(json_object_get(w, "name"));
-		struct app_memory m;
-		worker_memory(s, name, &m);
-		memory_add(&total, &m);
-		for (int shared = 0; shared < 2; shared++) {
-			put(b, "thaw_worker_pss_bytes{worker=\"");
-			put_label(b, name);
-			put(b, "\",kind=\"%s\"} %llu\n", shared ? "shared" : "own",
-			    (unsigned long long)(shared ? m.shared : m.own));
-		}
-		for (int sampled = 0; sampled < 2; sampled++) {
-			put(&inst, "thaw_worker_instances{worker=\"");
-			put_label(&inst, name);
-			put(&inst, "\",state=\"%s\"} %u\n", sampled ? "sampled" : "serving",
-			    sampled ? m.sampled : m.instances);
-		}
-	}
-	buf_append(b, inst.data, inst.len);
-	buf_free(&inst);
-	int64_t at = host_memory_swept_ms(&s->h);
+	put_buf(b, &g.pss);
+	put(b, "# HELP thaw_worker_instances A worker's serving instances.\n"
+	       "# TYPE thaw_worker_instances gauge\n");
+	put_buf(b, &g.instances);
+	put(b, "# HELP thaw_worker_instances_sampled A worker's serving instances whose memory "
+	       "the last samples read.\n"
+	       "# TYPE thaw_worker_instances_sampled gauge\n");
+	put_buf(b, &g.sampled);
+	put(b, "# HELP thaw_pss_bytes PSS of every worker's serving instances, last sampled.\n"
+	       "# TYPE thaw_pss_bytes gauge\n");
+	if (g.memory.split == g.memory.sampled)
+		put(b,
+		    "thaw_pss_bytes{kind=\"own\"} %llu\n"
+		    "thaw_pss_bytes{kind=\"shared\"} %llu\n",
+		    (unsigned long long)g.memory.own, (unsigned long long)g.memory.shared);
 	put(b,
-	    "# HELP thaw_pss_bytes PSS of every worker's serving instances, last sampled.\n"
-	    "# TYPE thaw_pss_bytes gauge\n"
-	    "thaw_pss_bytes{kind=\"own\"} %llu\n"
-	    "thaw_pss_bytes{kind=\"shared\"} %llu\n"
 	    "# HELP thaw_memory_sampled_timestamp_seconds When the host last finished reading its "
 	    "instances' memory (0: not yet).\n"
 	    "# TYPE thaw_memory_sampled_timestamp_seconds gauge\n"
 	    "thaw_memory_sampled_timestamp_seconds %.3f\n",
-	    (unsigned long long)total.own, (unsigned long long)total.shared, (double)at / 1000);
-	json_decref(t.workers);
+	    (double)host_memory_swept_ms(&s->h) / 1000);
+out:
+	free(g.deployed);
+	buf_free(&g.disk);
+	buf_free(&g.pss);
+	buf_free(&g.instances);
+	buf_free(&g.sampled);
 }

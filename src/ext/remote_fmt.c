@@ -362,15 +362,23 @@ static double share_of(const json_t *deployment, const char *id)
 	return NAN;
 }
 
-/* A size for a table's cell: "2.3 MB", "11.7 KB", or "-" when not known. */
+/* A size for a table's cell: "2.3 MB", "11.7 KB", "1.5 GB", or "-" when not
+ * known; at most 8 characters (the columns are %8s): the unit grows before
+ * the figure, as printed, would reach 1000.0. */
 static void size_cell(char *out, size_t n, double bytes)
 {
-	if (isnan(bytes) || bytes < 0 || bytes > 1e18)
+	static const char *const units[] = {"KB", "MB", "GB", "TB", "PB", "EB"};
+	if (isnan(bytes) || bytes < 0 || bytes > 1e18) {
 		snprintf(out, n, "-");
-	else if (bytes < 1e6)
-		snprintf(out, n, "%.1f KB", bytes / 1e3);
-	else
-		snprintf(out, n, "%.1f MB", bytes / 1e6);
+		return;
+	}
+	double v = bytes / 1e3;
+	size_t u = 0;
+	while (v >= 999.95 && u + 1 < sizeof units / sizeof units[0]) {
+		v /= 1e3;
+		u++;
+	}
+	snprintf(out, n, "%.1f %s", v, units[u]);
 }
 
 /* Under the versions: the base images their images are built on, each

@@ -167,6 +167,7 @@ struct sversion *serve_version_load(struct serve *s, struct sworker *w, const st
 	a->secrets = store_version_secrets(s->st, v->id);
 	sv->next = w->versions;
 	w->versions = sv;
+	density_version_loaded(sv);
 	return sv;
 }
 

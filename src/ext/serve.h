@@ -160,6 +160,9 @@ void density_image_adopted(struct sversion *sv, const struct image_pages *pages)
 /* An instance kept IMAGE.ws (bytes) for image (a path): recorded if it is
  * still sv's image. */
 void density_ws_recorded(struct sversion *sv, const char *image, double bytes);
+/* sv was loaded: a figure not known yet that needs no child (the bundle's
+ * size of a version stored before migration 6: a stat) is taken now. */
+void density_version_loaded(struct sversion *sv);
 /* sv starts from its stored image at path: the figures not known yet (an
  * image stored before they were kept, a working set recorded by an earlier
  * run) are taken now. */

@@ -246,6 +246,7 @@ enum query {
 	Q_VERSION_SET_IMAGE_PAGES,
 	Q_VERSION_SET_WS,
 	Q_VERSIONS_ALL,
+	Q_IMAGE_BASES,
 	Q_COUNT
 };
 
@@ -343,6 +344,9 @@ static const char *const query_sql[Q_COUNT] = {
 		"image_base = ?4 WHERE id = ?1 AND snapshot = ?5",
 	[Q_VERSION_SET_WS] = "UPDATE versions SET ws_bytes = ?2 WHERE id = ?1 AND snapshot = ?3",
 	[Q_VERSIONS_ALL] = "SELECT " VERSION_COLUMNS " FROM versions ORDER BY worker, number",
+	[Q_IMAGE_BASES] = "SELECT image_base, count(*) FROM versions WHERE snapshot IS NOT NULL "
+			  "AND snapshot <> '' AND image_base IS NOT NULL GROUP BY image_base "
+			  "ORDER BY image_base",
 };
 
 struct store {
@@ -635,15 +639,19 @@ static int version_from_row(sqlite3_stmt *st, struct version *v)
 	v->number = (int)number;
 	v->created_ms = sqlite3_column_int64(st, 3);
 	v->snapshot_bytes = (uint64_t)bytes;
-	/* The disk figures: -1 when NULL (not known) or out of range. */
+	/* The disk figures: -1 when NULL (not known) or out of range (a page
+	 * count over STORE_MAX_PAGES, a byte count over STORE_MAX_PAGES pages:
+	 * neither is a file, and pages * 4096 summed stays within 64 bits). */
 	int64_t *figures[] = {&v->bundle_bytes, &v->files_bytes, &v->image_own_pages,
 			      &v->image_base_pages};
+	const int64_t limits[] = {STORE_MAX_PAGES * 4096, STORE_MAX_PAGES * 4096, STORE_MAX_PAGES,
+				  STORE_MAX_PAGES};
 	for (int i = 0; i < 4; i++) {
 		int col = 10 + i;
 		*figures[i] = sqlite3_column_type(st, col) == SQLITE_INTEGER
 				      ? sqlite3_column_int64(st, col)
 				      : -1;
-		if (*figures[i] < -1)
+		if (*figures[i] < -1 || *figures[i] > limits[i])
 			*figures[i] = -1;
 	}
 	if (column_copy(st, 14, v->image_base, sizeof v->image_base, 1) < 0 ||
@@ -651,7 +659,7 @@ static int version_from_row(sqlite3_stmt *st, struct version *v)
 		v->image_base[0] = 0;
 	v->ws_bytes = sqlite3_column_type(st, 15) == SQLITE_INTEGER ? sqlite3_column_int64(st, 15)
 								    : -1;
-	if (v->ws_bytes < -1)
+	if (v->ws_bytes < -1 || v->ws_bytes > STORE_MAX_PAGES * 4096)
 		v->ws_bytes = -1;
 	v->message = column_dup(st, 4);
 	v->error = column_dup(st, 7);
@@ -1970,6 +1978,33 @@ json_t *version_json(const struct version *v)
 			 "snapshot_bytes", (json_int_t)v->snapshot_bytes, "bundle", v->bundle,
 			 "snapshot", v->snapshot[0] ? json_string(v->snapshot) : json_null(),
 			 "disk", version_disk_json(v));
+}
+
+int store_image_bases_each(struct store *s,
+			   void (*fn)(void *arg, const char *hex, uint64_t versions), void *arg)
+{
+	char err[256];
+	sqlite3_stmt *st = query(s, Q_IMAGE_BASES, err, sizeof err);
+	if (!st) {
+		log_error("%s", err);
+		return -1;
+	}
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char hex[STORE_SHA_HEX + 1];
+		if (column_copy(st, 0, hex, sizeof hex, 0) < 0 || !hex_valid(hex))
+			continue; /* what version_from_row would not take either */
+		int64_t n = sqlite3_column_int64(st, 1);
+		fn(arg, hex, n > 0 ? (uint64_t)n : 0);
+	}
+	int r = 0;
+	if (rc != SQLITE_DONE) {
+		db_fail(s, err, sizeof err, "listing the base images");
+		log_error("%s", err);
+		r = -1;
+	}
+	done(st);
+	return r;
 }
 
 int store_versions_each(struct store *s, void (*fn)(void *arg, const struct version *v), void *arg)

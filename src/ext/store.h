@@ -130,6 +130,9 @@ struct version {
 	char image_base[STORE_SHA_HEX + 1]; /* the base's blob, "" when none or not known */
 	int64_t ws_bytes;                   /* IMAGE.ws, its working set */
 };
+/* The most pages (and, times 4096, bytes) a figure read back from the
+ * store may be: larger is a corrupt row, taken as not known. */
+#define STORE_MAX_PAGES ((int64_t)1 << 40)
 void version_clear(struct version *v); /* frees message/error */
 
 /* Record a new version of worker (creating the worker) in state building.
@@ -173,6 +176,11 @@ json_t *version_disk_json(const struct version *v);
 /* Call fn for every stored version, by worker then number (v borrowed for
  * the call). 0, or -1 on a database error (logged). One read of the table. */
 int store_versions_each(struct store *s, void (*fn)(void *arg, const struct version *v), void *arg);
+/* Call fn for each base image that stored versions' images are built on
+ * (image_base HEX), with how many versions' are, by HEX. 0, or -1 on a
+ * database error (logged). One grouped query. */
+int store_image_bases_each(struct store *s,
+			   void (*fn)(void *arg, const char *hex, uint64_t versions), void *arg);
 /* A version's disk figures (negative: not known, stored NULL). 0 / -1
  * (logged). The image's figures are taken only while snapshot (HEX) is
  * still the version's image (an answer about an older image changes

@@ -587,11 +587,14 @@ void pool_app_dispose(struct app *a);
 struct app_memory {
 	unsigned instances;        /* serving now (on its live list) */
 	unsigned sampled;          /* of which read by a sweep */
-	uint64_t pss, own, shared; /* bytes, the sampled ones summed */
+	unsigned split;            /* of those, with own and shared known (memstat.h) */
+	uint64_t pss;              /* bytes, the sampled ones summed */
+	uint64_t own, shared;      /* bytes, the split ones summed */
 };
 void pool_app_memory(const struct app *a, struct app_memory *out);
 
-/* Sample every serving instance every period_ms (0: stop); stop (pool_shutdown does). */
+/* Sample every serving instance every period_ms (0: stop), reading on a
+ * thread of its own; stop (pool_shutdown does) joins it. */
 void host_memory_start(struct host *h, double period_ms);
 void host_memory_stop(struct host *h);
 /* When the last sweep ended (wall ms), 0 before the first; the sweeps so far. */

@@ -87,6 +87,7 @@ int memstat_parse(const char *text, size_t len, struct memstat *out)
 		goto bad;
 	uint64_t parts = out->pss_anon + out->pss_file + out->pss_shmem;
 	if ((seen & (7u << 2)) == (7u << 2)) {
+		out->split = 1;
 		uint64_t diff = parts > out->pss ? parts - out->pss : out->pss - parts;
 		if (diff > (uint64_t)MEMSTAT_SLACK_KB * 1024)
 			goto bad;

@@ -412,7 +412,9 @@ static const char *kind_name(uint32_t k)
 int snap_ws_info(const char *ws_path, struct snap_ws_info *out, char *err, size_t errlen)
 {
 	memset(out, 0, sizeof *out);
-	int fd = open(ws_path, O_RDONLY | O_CLOEXEC);
+	/* Not blocking on a FIFO (or a device) put where the file would be, nor
+	 * followed through a link: only a regular file is read. */
+	int fd = open(ws_path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : err_set(err, errlen, "%s", strerror(errno));
 	struct snap_ws_header wh;
@@ -421,6 +423,10 @@ int snap_ws_info(const char *ws_path, struct snap_ws_info *out, char *err, size_
 	int rc = -1;
 	if (fstat(fd, &st) < 0) {
 		err_set(err, errlen, "%s", strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		err_set(err, errlen, "not a regular file");
 		goto out;
 	}
 	out->bytes = (uint64_t)st.st_size;

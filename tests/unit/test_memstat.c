@@ -1,7 +1,8 @@
 /*
  * Tests for instances' memory figures (src/host/memstat.c).
  *   - memstat_parse on smaps_rollup texts: this kernel's (6.18) whole text;
- *     an older kernel's without Pss_Dirty; fields missing but Pss; the
+ *     an older kernel's without Pss_Dirty; fields missing but Pss (own and
+ *     shared unknown: split 0, unless all three parts are there); the
  *     refusals: no Pss, a field twice, a number without " kB", junk after
  *     it, a number over 2^40 kB, an empty number, a NUL byte, a text over
  *     MEMSTAT_MAX_TEXT, parts that do not add up to Pss. Every input sits
@@ -75,6 +76,7 @@ static void test_this_kernels_rollup_is_read_whole(void **state)
 	assert_int_equal(m.pss_file, 415 * 1024);
 	assert_int_equal(m.pss_shmem, 0);
 	assert_int_equal(m.swap_pss, 4 * 1024);
+	assert_int_equal(m.split, 1);
 	/* The last line need not end with a newline. */
 	assert_int_equal(parse(rollup_6_18, strlen(rollup_6_18) - 1, &m), 0);
 	assert_int_equal(m.swap_pss, 4 * 1024);
@@ -92,14 +94,22 @@ static void test_an_older_kernels_rollup_without_pss_dirty(void **state)
 	assert_int_equal(m.pss_anon + m.pss_file, m.pss);
 }
 
-static void test_only_pss_is_needed(void **state)
+static void test_only_pss_is_needed_but_without_its_parts_own_and_shared_are_unknown(void **state)
 {
 	struct memstat m;
 	assert_int_equal(parse_str("Pss: 10 kB\n", &m), 0);
 	assert_int_equal(m.pss, 10240);
 	assert_int_equal(m.pss_anon + m.pss_file + m.pss_shmem, 0);
-	/* Parts that are all there must add up; some of them are not checked. */
+	assert_int_equal(m.split, 0); /* a kernel before 5.8: not own 0, shared 0 */
+	/* Parts that are all there must add up; some of them are not checked,
+	 * and do not split it. */
 	assert_int_equal(parse_str("Pss: 1000 kB\nPss_Anon: 10 kB\n", &m), 0);
+	assert_int_equal(m.split, 0);
+	assert_int_equal(parse_str("Pss: 1000 kB\nPss_Anon: 600 kB\nPss_File: 400 kB\n", &m), 0);
+	assert_int_equal(m.split, 0);
+	const char *all = "Pss: 1000 kB\nPss_Anon: 600 kB\nPss_File: 400 kB\nPss_Shmem: 0 kB\n";
+	assert_int_equal(parse_str(all, &m), 0);
+	assert_int_equal(m.split, 1);
 }
 
 static void test_malformed_texts_are_refused_and_zeroed(void **state)
@@ -125,6 +135,7 @@ static void test_malformed_texts_are_refused_and_zeroed(void **state)
 			fail_msg("accepted: %s", bad[i]);
 		assert_int_equal(m.pss, 0);
 		assert_int_equal(m.rss, 0);
+		assert_int_equal(m.split, 0);
 	}
 	/* A NUL inside a line. */
 	struct memstat m;
@@ -163,7 +174,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_this_kernels_rollup_is_read_whole),
 		cmocka_unit_test(test_an_older_kernels_rollup_without_pss_dirty),
-		cmocka_unit_test(test_only_pss_is_needed),
+		cmocka_unit_test(
+			test_only_pss_is_needed_but_without_its_parts_own_and_shared_are_unknown),
 		cmocka_unit_test(test_malformed_texts_are_refused_and_zeroed),
 		cmocka_unit_test(test_this_process_is_read_and_its_parts_add_up),
 	};

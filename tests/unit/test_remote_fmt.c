@@ -220,6 +220,34 @@ static void test_versions_table(void **state)
 	assert_non_null(strstr(err, "no versions list"));
 }
 
+static void test_versions_table_sizes_of_a_gigabyte_and_more_keep_their_columns(void **state)
+{
+	setenv("TZ", "UTC", 1);
+	tzset();
+	/* 1.5 GB image, 2.3 GB from the base (561524 pages), a working set that
+	 * would print as 1000.0 MB. */
+	const char *body =
+		"{\"versions\": [{\"id\": \"" V2
+		"\", \"number\": 2, \"created\": 1714566896000, \"message\": \"big\", "
+		"\"state\": \"ready\", \"error\": null, \"snapshot\": \"abcd\", \"disk\": "
+		"{\"image\": 1500000000, \"image_base_pages\": 561524, "
+		"\"working_set\": 999960000}}], \"deployment\": null, "
+		"\"bases\": [{\"blob\": \"a142f707616a4033\", \"bytes\": 1234567890123, "
+		"\"versions\": 1, \"current\": true}]}";
+	struct capture c;
+	char err[256];
+	cap_open(&c);
+	assert_int_equal(thaw_remote_versions_table(body, strlen(body), c.f, err, sizeof err), 0);
+	assert_string_equal(cap_text(&c),
+			    "    #  ID        CREATED              STATE      TRAFFIC     IMAGE    "
+			    "  BASE        WS  MESSAGE\n"
+			    "    2  2f2e2d2c  2024-05-01 12:34:56  ready            -    1.5 GB   "
+			    " 2.3 GB    1.0 GB  big\n"
+			    "base image a142f707 (current): 1.2 TB on disk, shared by 1 version "
+			    "of this host\n");
+	cap_free(&c);
+}
+
 static void test_crons_table(void **state)
 {
 	setenv("TZ", "UTC", 1);
@@ -254,6 +282,8 @@ int main(void)
 		cmocka_unit_test(test_stage_lines_that_break_the_contract_are_refused),
 		cmocka_unit_test(test_tail_line_format),
 		cmocka_unit_test(test_versions_table),
+		cmocka_unit_test(
+			test_versions_table_sizes_of_a_gigabyte_and_more_keep_their_columns),
 		cmocka_unit_test(test_crons_table),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1710,6 +1710,35 @@ static void test_working_set_file_is_summed_and_checked(void **state)
 	image_free(&im);
 }
 
+static void test_working_set_that_is_a_fifo_or_a_link_is_refused_without_blocking(void **state)
+{
+	(void)state;
+	char ws[160], target[176], err[256];
+	snprintf(ws, sizeof ws, "%s.ws", tmp_path);
+	snprintf(target, sizeof target, "%s.target", ws);
+	struct snap_ws_info wi;
+	unlink(ws);
+	assert_int_equal(mkfifo(ws, 0600), 0);
+	/* Opened without O_NONBLOCK, a FIFO no one writes blocks forever:
+	 * the alarm ends the test instead of hanging the suite. */
+	alarm(10);
+	assert_int_equal(snap_ws_info(ws, &wi, err, sizeof err), -1);
+	alarm(0);
+	assert_mentions(err, "not a regular file");
+	unlink(ws);
+
+	/* A link to a working-set file is not followed. */
+	static const uint8_t zeros[sizeof(struct snap_ws_header)];
+	FILE *f = fopen(target, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(zeros, sizeof zeros, 1, f), 1);
+	fclose(f);
+	assert_int_equal(symlink(target, ws), 0);
+	assert_int_equal(snap_ws_info(ws, &wi, err, sizeof err), -1);
+	unlink(ws);
+	unlink(target);
+}
+
 static void test_base_of_gives_the_base_path_none_or_why_not(void **state)
 {
 	(void)state;
@@ -1882,6 +1911,7 @@ int main(void)
 		TEST(test_inspect_shows_the_base_own_pages_base_pages_and_mappings),
 		TEST(test_base_of_gives_the_base_path_none_or_why_not),
 		TEST(test_working_set_file_is_summed_and_checked),
+		TEST(test_working_set_that_is_a_fifo_or_a_link_is_refused_without_blocking),
 		TEST(test_base_dep_out_of_range_is_rejected),
 		TEST(test_base_that_is_the_resuming_binary_is_rejected),
 		TEST(test_base_no_file_region_maps_is_rejected),

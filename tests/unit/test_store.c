@@ -429,6 +429,66 @@ static void test_disk_figures_are_kept_per_version_and_cleared_with_its_image(vo
 	version_clear(&v);
 }
 
+static void count_base(void *arg, const char *hex, uint64_t versions)
+{
+	json_object_set_new(arg, hex, json_integer((json_int_t)versions));
+}
+
+static void test_bases_are_listed_once_with_their_versions_by_one_query(void **state)
+{
+	struct fixture *f = *state;
+	reopen(f);
+	struct version a, b, c, d;
+	add_version(f, "hello", BUNDLE1, "ready", &a);
+	add_version(f, "hello", BUNDLE2, "ready", &b);
+	add_version(f, "other", BUNDLE1, "ready", &c);
+	add_version(f, "other", BUNDLE2, "ready", &d);
+	assert_int_equal(store_version_set_snapshot(f->s, a.id, SHA_ABC, 1), 0);
+	assert_int_equal(store_version_set_snapshot(f->s, b.id, BUNDLE1, 1), 0);
+	assert_int_equal(store_version_set_snapshot(f->s, c.id, BUNDLE2, 1), 0);
+	assert_int_equal(store_version_set_image_pages(f->s, a.id, SHA_ABC, 1, 2, BASE_HEX), 0);
+	assert_int_equal(store_version_set_image_pages(f->s, b.id, BUNDLE1, 1, 2, BASE_HEX), 0);
+	assert_int_equal(store_version_set_image_pages(f->s, c.id, BUNDLE2, 1, 2, SHA_ABC), 0);
+	/* d has no image: it names no base. */
+	json_t *bases = json_object();
+	assert_int_equal(store_image_bases_each(f->s, count_base, bases), 0);
+	assert_int_equal(json_object_size(bases), 2);
+	assert_int_equal(json_integer_value(json_object_get(bases, BASE_HEX)), 2);
+	assert_int_equal(json_integer_value(json_object_get(bases, SHA_ABC)), 1);
+	json_decref(bases);
+	version_clear(&a);
+	version_clear(&b);
+	version_clear(&c);
+	version_clear(&d);
+}
+
+static void test_absurd_figures_in_the_store_are_taken_as_not_known(void **state)
+{
+	struct fixture *f = *state;
+	reopen(f);
+	struct version v, g;
+	add_version(f, "hello", BUNDLE1, "ready", &v);
+	assert_int_equal(store_version_set_snapshot(f->s, v.id, SHA_ABC, 2100000), 0);
+	sqlite3 *db = db_side(f);
+	/* 2^40 pages is the most taken; 2^62 pages would make pages * 4096 wrap. */
+	db_exec(db, "UPDATE versions SET image_own_pages = 1099511627776, "
+		    "image_base_pages = 4611686018427387904, bundle_bytes = 9223372036854775807, "
+		    "files_bytes = 4503599627370497, ws_bytes = 9223372036854775807");
+	sqlite3_close(db);
+	assert_int_equal(store_version_get(f->s, v.id, &g), 0);
+	assert_int_equal(g.image_own_pages, (int64_t)1 << 40);
+	assert_int_equal(g.image_base_pages, -1);
+	assert_int_equal(g.bundle_bytes, -1);
+	assert_int_equal(g.files_bytes, -1);
+	assert_int_equal(g.ws_bytes, -1);
+	uint64_t own, shared;
+	version_disk(&g, &own, &shared);
+	assert_int_equal(own, 2100000);
+	assert_int_equal(shared, 0);
+	version_clear(&g);
+	version_clear(&v);
+}
+
 static void test_second_open_of_a_dir_is_refused(void **state)
 {
 	struct fixture *f = *state;
@@ -1496,6 +1556,8 @@ int main(void)
 		T(test_future_schema_is_refused),
 		T(test_migration_2_adds_the_project),
 		T(test_disk_figures_are_kept_per_version_and_cleared_with_its_image),
+		T(test_bases_are_listed_once_with_their_versions_by_one_query),
+		T(test_absurd_figures_in_the_store_are_taken_as_not_known),
 		T(test_second_open_of_a_dir_is_refused),
 		T(test_version_add_and_get),
 		T(test_version_add_refuses_bad_input),
