@@ -41,6 +41,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -259,7 +260,13 @@ void host_memory_start(struct host *h, double period_ms)
 	m->wake.arg = m;
 	if (m->wake.fd < 0 || loop_add(h->loop, &m->wake, EPOLLIN) < 0)
 		fatal("memory sampler: eventfd: %s", strerror(errno));
+	/* The thread takes no signal: the loop's signalfd must see every one
+	 * (a SIGCHLD taken by this thread would go unread: no child reaped). */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	int rc = pthread_create(&m->thread, NULL, sampler_main, m);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) /* out of threads is out of memory here */
 		fatal("memory sampler: cannot start its thread: %s", strerror(rc));
 	h->memory = m;
