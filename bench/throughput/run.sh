@@ -8,7 +8,8 @@
 # tree over the wrk run: for thaw the host and its instance, spares included)
 # and the ratios thaw / uvicorn. Results go to bench/results/.
 #   DURATION (s, default 10), CONNECTIONS (default 32), THREADS (default 1),
-#   H11=0 to skip the asyncio + h11 row.
+#   H11=0 to skip the asyncio + h11 row, THAW_BASELINE=path/to/another/thaw
+#   for a row of another build (a commit before a change) in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10}
@@ -52,13 +53,18 @@ tpid= upid=
 trap 'kill $tpid $upid 2>/dev/null || true' EXIT
 echo "$(date -u '+%F %T') wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$SUMMARY"
 
-port=$(free_port)
-"$THAW" dev examples/hello --port "$port" --max-instances 1 >/dev/null 2>"$OUT/thaw.log" &
-tpid=$!
-wait_http "$port" || { echo "thaw dev did not start" >&2; cat "$OUT/thaw.log" >&2; exit 1; }
-run_wrk thaw "$port" "$tpid"
-kill -INT $tpid; wait $tpid || true
-tpid=
+thaw_dev() { # name binary
+	local port
+	port=$(free_port)
+	"$2" dev examples/hello --port "$port" --max-instances 1 >/dev/null 2>"$OUT/$1.log" &
+	tpid=$!
+	wait_http "$port" || { echo "$2 dev did not start" >&2; cat "$OUT/$1.log" >&2; exit 1; }
+	run_wrk "$1" "$port" "$tpid"
+	kill -INT $tpid; wait $tpid || true
+	tpid=
+}
+[ -z "${THAW_BASELINE:-}" ] || thaw_dev thaw-baseline "$THAW_BASELINE"
+thaw_dev thaw "$THAW"
 
 uvicorn() { # name port args...
 	local name=$1 port=$2
@@ -74,10 +80,18 @@ uvicorn uvicorn-uvloop-httptools "$(free_port)" --loop uvloop --http httptools
 [ "$H11" = 0 ] || uvicorn uvicorn-asyncio-h11 "$(free_port)" --loop asyncio --http h11
 
 $PY - "$RPS_thaw" "$CPU_thaw" "$RPS_uvicorn_uvloop_httptools" "$CPU_uvicorn_uvloop_httptools" \
-	"${RPS_uvicorn_asyncio_h11:-0}" "${CPU_uvicorn_asyncio_h11:-0}" <<'PYEOF' | tee -a "$SUMMARY"
+	"${RPS_uvicorn_asyncio_h11:-0}" "${CPU_uvicorn_asyncio_h11:-0}" \
+	"${RPS_thaw_baseline:-0}" "${CPU_thaw_baseline:-0}" <<'PYEOF' | tee -a "$SUMMARY"
 import sys
-rt, ct, ru, cu, rh, ch = map(float, sys.argv[1:])
-print(f"thaw / uvicorn (uvloop + httptools): {rt / ru:.2f}x requests/s, {ct / cu:.2f}x CPU per request")
-if rh:
-    print(f"thaw / uvicorn (asyncio + h11):      {rt / rh:.2f}x requests/s, {ct / ch:.2f}x CPU per request")
+rt, ct, ru, cu, rh, ch, rb, cb = map(float, sys.argv[1:])
+for name, r, c in (("thaw", rt, ct), ("thaw-baseline", rb, cb)):
+    if not r:
+        continue
+    print(f"{name} / uvicorn (uvloop + httptools): {r / ru:.2f}x requests/s, "
+          f"{c / cu:.2f}x CPU per request")
+    if rh:
+        print(f"{name} / uvicorn (asyncio + h11):      {r / rh:.2f}x requests/s, "
+              f"{c / ch:.2f}x CPU per request")
+if rb:
+    print(f"thaw / thaw-baseline: {rt / rb:.2f}x requests/s, {ct / cb:.2f}x CPU per request")
 PYEOF
