@@ -953,17 +953,20 @@ class _Stream:
         self.task: asyncio.Task[None] | None = None
         self.body = body if body is not None else BodyStream()
         self.credit = credit
-        self.credit_added = asyncio.Event()
+        self.credit_added: asyncio.Event | None = None  # made when a sender waits
         self.cancelled = False
         self.head_sent = False
 
     def add_credit(self, increment: int) -> None:
         self.credit += increment
-        self.credit_added.set()
+        if self.credit_added is not None:
+            self.credit_added.set()
 
     async def take_credit(self, wanted: int) -> int:
         """Wait for response credit; take up to ``wanted`` bytes of it."""
         while self.credit <= 0:
+            if self.credit_added is None:
+                self.credit_added = asyncio.Event()
             self.credit_added.clear()
             await self.credit_added.wait()
         taken = min(wanted, self.credit)
