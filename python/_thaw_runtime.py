@@ -786,6 +786,7 @@ async def _serve(thaw: Any, worker: _Worker, fd: int) -> None:
 _current_stream: contextvars.ContextVar[int] = _service.current_stream
 
 OUTPUT_LINE_MAX = 16 * 1024  # longer lines are sent in pieces
+OUTPUT_COALESCE = 64 * 1024  # frames queued for the host past this are written at once
 CALLS_RESERVED = 8  # of CALLS_MAX, for calls that do not wait on other workers
 # Is the running task a Durable Object's call (its own binding calls may use the reserve)?
 _in_object: contextvars.ContextVar[bool] = contextvars.ContextVar("thaw_in_object",
@@ -947,22 +948,25 @@ def _call_body_dropped(loop: asyncio.AbstractEventLoop, connection: Any, stream_
 class _Stream:
     """One request in flight: its task, its request body, its response credit."""
 
-    def __init__(self, stream_id: int, credit: int) -> None:
+    def __init__(self, stream_id: int, credit: int, body: BodyStream | None = None) -> None:
         self.id = stream_id
         self.task: asyncio.Task[None] | None = None
-        self.body = BodyStream()
+        self.body = body if body is not None else BodyStream()
         self.credit = credit
-        self.credit_added = asyncio.Event()
+        self.credit_added: asyncio.Event | None = None  # made when a sender waits
         self.cancelled = False
         self.head_sent = False
 
     def add_credit(self, increment: int) -> None:
         self.credit += increment
-        self.credit_added.set()
+        if self.credit_added is not None:
+            self.credit_added.set()
 
     async def take_credit(self, wanted: int) -> int:
         """Wait for response credit; take up to ``wanted`` bytes of it."""
         while self.credit <= 0:
+            if self.credit_added is None:
+                self.credit_added = asyncio.Event()
             self.credit_added.clear()
             await self.credit_added.wait()
         taken = min(wanted, self.credit)
@@ -994,6 +998,11 @@ class _Connection(asyncio.Protocol):
         # (many requests of one instance each calling a binding) goes on then.
         self.call_freed = asyncio.Event()
         self.next_call = thaw.STREAM_WORKER_BASE
+        self.loop = asyncio.get_running_loop()
+        # Frames written in one turn of the loop go out in one write at its end (_write).
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._flush_scheduled = False
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -1014,6 +1023,8 @@ class _Connection(asyncio.Protocol):
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._out.clear()
+        self._out_bytes = 0
         for stream in self.streams.values():
             stream.cancel()
         self.streams.clear()
@@ -1120,6 +1131,7 @@ class _Connection(asyncio.Protocol):
             # A small call whole in one write (CALL, its body, CALL_END): the host wakes
             # once for it.
             if self.transport is not None and not self.transport.is_closing():
+                self._flush()
                 self.transport.write(thaw.encode(thaw.CALL, stream_id, payload)
                                      + thaw.encode(thaw.CALL_BODY, stream_id, bytes(body))
                                      + thaw.encode(thaw.CALL_END, stream_id, b""))
@@ -1276,12 +1288,39 @@ class _Connection(asyncio.Protocol):
         log(message + "; closing the connection")
         self.error = message
         if self.transport is not None:
+            self._flush()
             self.transport.close()
 
     def _start_request(self, stream_id: int, payload: bytes) -> None:
         if stream_id == 0 or stream_id in self.streams:
             self._fail(f"REQ_HEAD for stream {stream_id}, which is not a new stream")
             return
+        # An HTTP request's head is decoded in C, its headers checked and folded as
+        # Headers.append does; an event's (None) below.
+        try:
+            head = self.thaw.request_head(payload)
+        except self.thaw.ProtocolError as error:
+            self._fail(f"malformed REQ_HEAD key/value list: {error}")
+            return
+        except ValueError as error:
+            log(f"rejecting stream {stream_id}: {error}")
+            self._send(self.thaw.RESP_ERROR, stream_id, f"bad request head: {error}".encode())
+            return
+        if head is None:
+            self._start_event(stream_id, payload)
+            return
+        method, url, entries, cf, entrypoint = head
+        body = BodyStream(on_consume=lambda n: self._return_credit(stream_id, n))
+        stream = _Stream(stream_id, self.thaw.STREAM_WINDOW, body)
+        self.streams[stream_id] = stream
+        request = Request._incoming(method, url, Headers._of(entries), body, cf)
+        stream.task = self.loop.create_task(
+            self._handle(stream, request, entrypoint), name=f"thaw stream {stream_id}"
+        )
+
+    def _start_event(self, stream_id: int, payload: bytes) -> None:
+        """A REQ_HEAD whose third pair is ":event": a cron trigger, an RPC call, a Durable
+        Object's call or a queue's batch."""
         try:
             pairs = self.thaw.decode_kv(payload)
         except self.thaw.ProtocolError as error:
@@ -1362,10 +1401,45 @@ class _Connection(asyncio.Protocol):
     def _send(self, frame_type: int, stream_id: int, payload: bytes = b"") -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        stream = self.streams.get(stream_id)
-        if stream is not None and frame_type == self.thaw.RESP_HEAD:
-            stream.head_sent = True
+        self._flush()  # (in order after the responses queued before it)
         self.transport.write(self.thaw.encode(frame_type, stream_id, payload))
+
+    def _queue(self, frame_type: int, stream_id: int, payload: bytes = b"") -> None:
+        """A response's frame (RESP_HEAD, RESP_BODY, RESP_END), queued (_write)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if frame_type == self.thaw.RESP_HEAD:
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                stream.head_sent = True
+        self._write(self.thaw.encode(frame_type, stream_id, payload))
+
+    def _write(self, data: bytes) -> None:
+        """Queue response frames for the host. Those of one turn of the loop (the responses
+        of every request that turn ran) go out in one write at its end, or at once past
+        OUTPUT_COALESCE bytes: each write wakes the host. Other frames flush the queue
+        and go at once (_send)."""
+        self._out.append(data)
+        self._out_bytes += len(data)
+        if self._out_bytes >= OUTPUT_COALESCE:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush_scheduled = False
+        self._flush()
+
+    def _flush(self) -> None:
+        out = self._out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._out_bytes = 0
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
     def _memory_exceeded(self, error: BaseException) -> bool:
         """A MemoryError that left a handler, in an instance with a memory limit: the limit
@@ -1388,19 +1462,20 @@ class _Connection(asyncio.Protocol):
         for stream in list(self.streams.values()):
             if stream.cancelled or stream.head_sent:
                 continue
-            self._send(self.thaw.RESP_HEAD, stream.id, struct.pack("<H", 503) + self.thaw.encode_kv(
-                [(b"content-type", b"text/plain; charset=utf-8")]))
+            self._queue(self.thaw.RESP_HEAD, stream.id, struct.pack("<H", 503)
+                        + self.thaw.encode_kv([(b"content-type", b"text/plain; charset=utf-8")]))
             if stream.credit >= len(body):
-                self._send(self.thaw.RESP_BODY, stream.id, body)
-            self._send(self.thaw.RESP_END, stream.id)
+                self._queue(self.thaw.RESP_BODY, stream.id, body)
+            self._queue(self.thaw.RESP_END, stream.id)
         self._exit_when_written(time.monotonic() + 1.0)
         return True
 
     def _exit_when_written(self, deadline: float) -> None:
+        self._flush()
         transport = self.transport
         if (transport is not None and not transport.is_closing()
                 and transport.get_write_buffer_size() and time.monotonic() < deadline):
-            asyncio.get_running_loop().call_later(0.005, self._exit_when_written, deadline)
+            self.loop.call_later(0.005, self._exit_when_written, deadline)
             return
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -1745,9 +1820,9 @@ class _Connection(asyncio.Protocol):
         try:
             if not stream.cancelled:
                 head = struct.pack("<H", status) + self.thaw.encode_kv(headers)
-                self._send(self.thaw.RESP_HEAD, stream.id, head)
+                self._queue(self.thaw.RESP_HEAD, stream.id, head)
                 await self._send_body(stream, body)
-                self._send(self.thaw.RESP_END, stream.id)
+                self._queue(self.thaw.RESP_END, stream.id)
         except asyncio.CancelledError:
             pass
         finally:
@@ -1761,17 +1836,27 @@ class _Connection(asyncio.Protocol):
             self._send(self.thaw.RESP_ERROR, stream.id, data[-self.thaw.MAX_PAYLOAD:])
 
     async def _send_response(self, stream: _Stream, response: Response) -> None:
-        headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in response.headers.items()]
-        head = struct.pack("<H", response.status) + self.thaw.encode_kv(headers)
-        if len(head) > self.thaw.MAX_PAYLOAD:
-            raise ValueError(f"response headers too large ({len(head)} bytes encoded)")
+        thaw = self.thaw
+        headers = response.headers
+        entries = headers._entries if type(headers) is Headers else list(headers.items())
         buffered = response._buffered()
+        if (buffered is not None and len(buffered) <= min(stream.credit, RESPONSE_CHUNK)
+                and self.writable.is_set()):
+            # The common case: head, body and end made in C, one write.
+            frames = thaw.response(stream.id, response.status, entries, buffered)
+            if self.transport is not None and not self.transport.is_closing():
+                stream.head_sent = True
+                stream.credit -= len(buffered)
+                self._write(frames)
+            self._after_response()
+            return
+        head = thaw.response(stream.id, response.status, entries)[12:]  # the RESP_HEAD payload
         if buffered is not None:
-            self._send(self.thaw.RESP_HEAD, stream.id, head)
+            self._queue(self.thaw.RESP_HEAD, stream.id, head)
             await self._send_body(stream, buffered)
         else:
             chunks = response._take_stream()
-            self._send(self.thaw.RESP_HEAD, stream.id, head)
+            self._queue(self.thaw.RESP_HEAD, stream.id, head)
             try:
                 async for chunk in chunks:
                     await self._send_body(stream, chunk)
@@ -1779,7 +1864,10 @@ class _Connection(asyncio.Protocol):
                 aclose = getattr(chunks, "aclose", None)
                 if aclose is not None:
                     await aclose()
-        self._send(self.thaw.RESP_END, stream.id)
+        self._queue(self.thaw.RESP_END, stream.id)
+        self._after_response()
+
+    def _after_response(self) -> None:
         if getattr(self.worker, "record_ws", None):
             path, self.worker.record_ws = self.worker.record_ws, None
             try:
@@ -1796,6 +1884,6 @@ class _Connection(asyncio.Protocol):
             size = await stream.take_credit(min(RESPONSE_CHUNK, len(view) - offset))
             if not self.writable.is_set():
                 await self.writable.wait()
-            self._send(self.thaw.RESP_BODY, stream.id, bytes(view[offset : offset + size]))
+            self._queue(self.thaw.RESP_BODY, stream.id, bytes(view[offset : offset + size]))
             offset += size
 

@@ -19,7 +19,7 @@ PKGS=(
   python3-mypy  # `thaw types` stubs are checked with mypy
   prometheus  # its promtool checks GET /metrics's text (tests/e2e/test_density.py)
   # benchmarks
-  wrk
+  wrk python3-uvloop python3-httptools  # uvicorn's fastest configuration, the throughput baseline
   # the fidelity corpus (tests/fidelity/cases.py): popular packages a worker imports
   python3-aiohttp python3-anyio python3-argon2 python3-arrow python3-attr python3-babel
   python3-bcrypt python3-bottle python3-brotli python3-bs4 python3-cachetools python3-cbor2

@@ -80,6 +80,14 @@ class Headers:
                 ) from None
             self.append(name, value)
 
+    @classmethod
+    def _of(cls, entries: list[tuple[str, str]]) -> Headers:
+        """Headers holding ``entries`` as they are: (lowercased name, value) pairs already
+        checked and folded as ``append`` does (the runtime's request heads, made in C)."""
+        headers = cls.__new__(cls)
+        headers._entries = entries
+        return headers
+
     # Reads, as http.client.HTTPMessage.
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of ``name`` (the first ``set-cookie``), or ``default``."""

@@ -16,11 +16,11 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 NULL_BODY_STATUSES = frozenset({101, 204, 205, 304})
 
 
+_PHRASES = {s.value: s.phrase for s in HTTPStatus}
+
+
 def _status_phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
+    return _PHRASES.get(status, "")
 
 
 REDIRECT_MODES = ("follow", "manual", "error")
@@ -203,8 +203,11 @@ class Response(HasBody):
         self.url: str = ""
         self.redirected: bool = False
         self._set_body(body)
-        if isinstance(body, str) and "content-type" not in self.headers:
-            self.headers.set("content-type", TEXT_PLAIN)
+        if isinstance(body, str):
+            if headers is None:  # (the common case, without the checks a name needs)
+                self.headers._entries.append(("content-type", TEXT_PLAIN))
+            elif "content-type" not in self.headers:
+                self.headers.set("content-type", TEXT_PLAIN)
 
     @classmethod
     def _received(

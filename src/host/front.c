@@ -496,17 +496,31 @@ static enum MHD_Result queue_stream(struct hreq *r)
 				size = n;
 		}
 	}
+	/* The whole response is here already (the common case: a handler that
+	 * returns a body): one buffer, so MHD states its length and writes the
+	 * head and the body in one send, where a streamed response costs a
+	 * 64 KiB block and a send per chunk. Only when the worker stated no
+	 * other length: a wrong Content-Length stays the worker's error. */
+	size_t have = buf_used(&r->resp_body);
+	int whole = r->resp_end && !r->resp_failed && r->spill_fd < 0 &&
+		    (size == MHD_SIZE_UNKNOWN || size == have);
 	/* HEAD: no body goes out, and libmicrohttpd 0.9.75 would still send a
 	 * chunked terminator for an unknown size, corrupting the connection's
 	 * next response. Give it an empty buffer instead (the worker's own
 	 * Content-Length, if any, is lost: MHD states 0). */
 	int head = !strcmp(r->method, "HEAD");
-	struct MHD_Response *resp =
-		head && size == MHD_SIZE_UNKNOWN
-			? MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT)
-			: MHD_create_response_from_callback(size, 64 * 1024, body_reader, r, NULL);
+	struct MHD_Response *resp;
+	if (whole)
+		resp = MHD_create_response_from_buffer(have, (void *)buf_head(&r->resp_body),
+						       MHD_RESPMEM_MUST_COPY);
+	else if (head && size == MHD_SIZE_UNKNOWN)
+		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	else
+		resp = MHD_create_response_from_callback(size, 64 * 1024, body_reader, r, NULL);
 	if (!resp)
 		return MHD_NO;
+	if (whole)
+		buf_free(&r->resp_body);
 	thaw_kv_begin(&it, buf_head(&r->resp_headers), buf_used(&r->resp_headers), &err);
 	while (thaw_kv_next(&it, &kv, &err) == 1) {
 		char name[256], value[8192];
@@ -862,7 +876,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 			r->resp_status, ms, r->start_desc && strcmp(r->start_desc, "boot") == 0
 						   ? " (cold start)" : "",
 			how);
-		fflush(stdout);
+		h->log_pending = 1; /* flushed after MHD's turn (front_after) */
 	}
 	asset_free(r);
 	reqs_unlink(h, r);
@@ -899,7 +913,30 @@ static long mhd_timeout(void *arg)
 	return -1;
 }
 
-int host_mhd_attach(struct loop *l, struct MHD_Daemon *d, struct loop_watch *w)
+/* The front's turn: MHD reads requests and writes responses. The frames it
+ * makes for instances (a request's head and end, for every connection it
+ * served) collect and go out in one write per instance after it, and the
+ * dev log's lines in one write: a write to a socket wakes its reader, and
+ * on this path the wake-ups are the cost (docs/architecture.md). */
+static void front_after(struct loop *l, void *arg)
+{
+	struct host *h = arg;
+	pool_cork(h);
+	MHD_run(h->mhd);
+	pool_uncork(h);
+	if (h->log_pending) {
+		h->log_pending = 0;
+		fflush(stdout);
+	}
+}
+
+static long front_timeout(void *arg)
+{
+	return mhd_timeout(((struct host *)arg)->mhd);
+}
+
+static int mhd_attach(struct loop *l, struct MHD_Daemon *d, struct loop_watch *w,
+		      loop_hook_fn after, long (*timeout)(void *arg), void *arg)
 {
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_EPOLL_FD);
 	if (!di)
@@ -908,8 +945,13 @@ int host_mhd_attach(struct loop *l, struct MHD_Daemon *d, struct loop_watch *w)
 	w->fn = mhd_io;
 	w->arg = d;
 	loop_add(l, w, EPOLLIN);
-	loop_set_hook(l, mhd_after, mhd_timeout, d);
+	loop_set_hook(l, after, timeout, arg);
 	return 0;
+}
+
+int host_mhd_attach(struct loop *l, struct MHD_Daemon *d, struct loop_watch *w)
+{
+	return mhd_attach(l, d, w, mhd_after, mhd_timeout, d);
 }
 
 int host_listen(const char *ip, unsigned port, const char *flag, unsigned *bound_port, char *err,
@@ -987,7 +1029,7 @@ int front_start(struct host *h, const char *ip, unsigned port, unsigned *bound_p
 		close(fd);
 		return -1;
 	}
-	if (host_mhd_attach(h->loop, h->mhd, &h->mhd_watch) < 0) {
+	if (mhd_attach(h->loop, h->mhd, &h->mhd_watch, front_after, front_timeout, h) < 0) {
 		snprintf(err, errlen, "libmicrohttpd has no epoll support");
 		MHD_stop_daemon(h->mhd);
 		return -1;

@@ -302,6 +302,12 @@ struct host {
 	unsigned ninstances; /* serving instances (on an app's live list), all apps */
 	/* The instances' memory sampler (memstat.h); NULL when not started. */
 	struct host_memory *memory;
+	/* While set (pool_cork: the front's MHD turn), frames for instances
+	 * collect in their buffers; the instances are on corked_instances until
+	 * pool_uncork writes each one's in one send (instance.c). */
+	int cork_instances;
+	struct instance *corked_instances;
+	int log_pending; /* the dev log has lines in stdout's buffer (front.c) */
 };
 
 /* "name", or "name@version" in thaw serve: how logs name an app. */
@@ -545,6 +551,10 @@ void pool_end_body(struct hreq *r);
 void pool_grant(struct hreq *r, uint32_t n);
 /* r's time limit passed before its response head: answer 504. */
 void pool_timeout(struct hreq *r);
+/* Between pool_cork and pool_uncork, frames for instances collect; pool_uncork
+ * writes each instance's in one send. instance.c */
+void pool_cork(struct host *h);
+void pool_uncork(struct host *h);
 
 /* The pool's calls from its owner (thaw dev, thaw serve) and the host. */
 /* pid exited with status: if it is an instance, handle it and return 1;

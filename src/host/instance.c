@@ -235,6 +235,12 @@ int inst_send2(struct instance *in, uint8_t type, uint32_t stream, const void *p
 	buf_append(&in->out, hdr, sizeof hdr);
 	buf_append(&in->out, p1, l1);
 	buf_append(&in->out, p2, l2);
+	if (in->h->cork_instances && !in->corked_listed) {
+		in->corked = 1;
+		in->corked_listed = 1;
+		in->corked_next = in->h->corked_instances;
+		in->h->corked_instances = in;
+	}
 	if (!in->want_out && !in->corked)
 		inst_flush(in);
 	return 0;
@@ -245,6 +251,25 @@ void inst_uncork(struct instance *in)
 	in->corked = 0;
 	if (in->state != INST_CLOSED && !in->want_out)
 		inst_flush(in);
+}
+
+void pool_cork(struct host *h)
+{
+	h->cork_instances = 1;
+}
+
+void pool_uncork(struct host *h)
+{
+	h->cork_instances = 0;
+	/* Instances are freed only after the loop's iteration (loop_defer_free),
+	 * so every one listed during it is still here. */
+	while (h->corked_instances) {
+		struct instance *in = h->corked_instances;
+		h->corked_instances = in->corked_next;
+		in->corked_next = NULL;
+		in->corked_listed = 0;
+		inst_uncork(in);
+	}
 }
 
 int inst_send(struct instance *in, uint8_t type, uint32_t stream, const void *p, size_t len)
@@ -768,6 +793,12 @@ static void inst_free(struct instance *in)
 		h->all_instances = in->all_next;
 	if (in->all_next)
 		in->all_next->all_prev = in->all_prev;
+	if (in->corked_listed) /* (not expected: only the front's turn lists them) */
+		for (struct instance **p = &h->corked_instances; *p; p = &(*p)->corked_next)
+			if (*p == in) {
+				*p = in->corked_next;
+				break;
+			}
 	if (in->snap_path) {
 		/* A builder that never handed its image over: whatever it wrote,
 		 * finished or not, is garbage now that it is gone. */

@@ -43,12 +43,12 @@
  * process group is killed at reap instead (it is its own group's leader).
  *
  * BLOCKING: small cgroupfs reads and writes only (a group's creation, a CPU
- * read per sample and per request attached); opening and closing the host's
- * groups wait up to a second, before and after the loop runs. Moving a
- * process into a group is not small: the kernel waits for an RCU grace
- * period (6-16 ms measured here). A spare therefore joins the group made
- * for it itself, first thing (spawn.h, THAW_CGROUP_FD); the host moves a
- * process only when that group could not be made ahead.
+ * read per sample and per loop iteration that attaches requests); opening
+ * and closing the host's groups wait up to a second, before and after the
+ * loop runs. Moving a process into a group is not small: the kernel waits
+ * for an RCU grace period (6-16 ms measured here). A spare therefore joins
+ * the group made for it itself, first thing (spawn.h, THAW_CGROUP_FD); the
+ * host moves a process only when that group could not be made ahead.
  */
 #include "host/pool_internal.h"
 
@@ -106,6 +106,11 @@ struct inst_limits {
 	 * response) is limited too, by the same cpu_ms. */
 	uint64_t idle_start_ns;
 	int idle_valid;
+	/* The CPU time read for a request attached in loop iteration
+	 * start_iteration (+ 1: 0 is none): the others attached in the same
+	 * iteration (one front turn serves every connection that is ready)
+	 * take it too, one read of the cgroup instead of one each. */
+	uint64_t start_ns, start_iteration;
 	enum limit_hit hit;
 	unsigned weight;    /* its group's CPU weight (cgroup v2 scale) */
 	int exited, status; /* reaped, with this status */
@@ -405,9 +410,15 @@ void inst_limits_request_started(struct instance *in, struct hreq *r)
 	struct inst_limits *li = in->limits;
 	if (!li)
 		return;
-	uint64_t now = 0;
-	if (inst_cpu_ns(in, &now) < 0)
-		return; /* cannot be measured: not limited */
+	uint64_t now = 0, iteration = loop_iteration(in->h->loop) + 1;
+	if (li->start_iteration == iteration) {
+		now = li->start_ns;
+	} else {
+		if (inst_cpu_ns(in, &now) < 0)
+			return; /* cannot be measured: not limited */
+		li->start_ns = now;
+		li->start_iteration = iteration;
+	}
 	r->cpu_start_ns = now;
 	if (!loop_timer_armed(&li->cpu_timer) || li->idle_valid) {
 		/* (from the idle period to the request's, once: re-arming at every

@@ -244,6 +244,11 @@ void loop_get_stats(const struct loop *l, struct loop_stats *out)
 	*out = l->stats;
 }
 
+uint64_t loop_iteration(const struct loop *l)
+{
+	return l->stats.iterations;
+}
+
 int loop_run(struct loop *l)
 {
 	struct epoll_event evs[64];

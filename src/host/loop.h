@@ -76,6 +76,9 @@ struct loop_stats {
 	uint64_t over;                  /* over the last bound */
 };
 void loop_get_stats(const struct loop *l, struct loop_stats *out);
+/* The number of the iteration running (or the last one): equal for all that
+ * one batch of events, its timers and hooks do. */
+uint64_t loop_iteration(const struct loop *l);
 
 /* Run until loop_stop (then it may be run again). Returns 0, or -1 on an epoll
  * failure. */

@@ -58,6 +58,8 @@ struct instance {
 	int ocut;    /* the last line went out cut at INST_LINE_MAX: a newline next ends it */
 	int want_out; /* EPOLLOUT registered */
 	int corked;   /* frames collect in out, written by inst_uncork (one write for several) */
+	struct instance *corked_next; /* on h->corked_instances (host.h), or NULL */
+	int corked_listed;
 	struct buf in, out;
 	unsigned inflight, concurrency;
 	struct hreq *streams; /* requests it serves (doubly linked) */

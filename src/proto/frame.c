@@ -209,3 +209,35 @@ int thaw_kv_validate(const uint8_t *buf, size_t len, const char **err)
 	}
 	return 0;
 }
+
+int thaw_http_token(const uint8_t *p, size_t n)
+{
+	if (n == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = p[i];
+		int ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+			 (c >= 'A' && c <= 'Z') || (c && strchr("!#$%&'*+-.^_`|~", c));
+		if (!ok)
+			return 0;
+	}
+	return 1;
+}
+
+int thaw_http_value(const uint8_t **p, size_t *n)
+{
+	const uint8_t *s = *p;
+	size_t len = *n;
+	while (len && (s[0] == ' ' || s[0] == '\t')) {
+		s++;
+		len--;
+	}
+	while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+		len--;
+	*p = s;
+	*n = len;
+	for (size_t i = 0; i < len; i++)
+		if (s[i] == '\r' || s[i] == '\n' || s[i] == 0)
+			return -1;
+	return 0;
+}

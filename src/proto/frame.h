@@ -203,6 +203,18 @@ int thaw_kv_next(struct thaw_kv_iter *it, struct thaw_kv *kv, const char **err);
 /* Validate a whole list: 0 if well-formed (every pair in bounds, no trailing bytes). */
 int thaw_kv_validate(const uint8_t *buf, size_t len, const char **err);
 
+/*
+ * HTTP header fields as the workers SDK keeps them (python/workers/
+ * _headers.py, whose rules these are; the instance builds a request's
+ * headers in C with them, src/worker/pymod.c).
+ * thaw_http_token: 1 when p[0..n) is a header name, an RFC 9110 token (at
+ * least one of the characters !#$%&'*+-.^_`|~, digits and letters), else 0.
+ * thaw_http_value: trims spaces and tabs from both ends of *p[0..*n) (moving
+ * *p, shrinking *n); 0, or -1 when what is left holds a CR, LF or NUL.
+ */
+int thaw_http_token(const uint8_t *p, size_t n);
+int thaw_http_value(const uint8_t **p, size_t *n);
+
 static inline uint32_t thaw_get_u32(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;

@@ -52,6 +52,14 @@ class Default(WorkerEntrypoint):
                 {"seen": seen, "get": request.headers.get("X-Probe")},
                 headers={"x-echo": request.headers.get("x-probe") or "", "x-static": "yes"},
             )
+        if path == "/head-entries":
+            return Response.json(
+                {"items": request.headers.items(), "cf": dict(request.cf),
+                 "method": request.method, "url": request.url,
+                 "types": sorted({type(n).__name__ + type(v).__name__
+                                  for n, v in request.headers.items()})},
+                headers=[("x-latin", "caf\xe9"), ("X-Upper", "kept"),
+                         ("set-cookie", "a=1"), ("set-cookie", "b=2")])
         if path == "/headers-obj":
             h = Headers({"x-one": "1"})
             h.append("x-two", "2")
@@ -174,6 +182,44 @@ def test_request_and_response_headers_round_trip(api):
     assert r.headers["X-Echo"] == "probe-value-42"
     assert r.headers["X-Static"] == "yes"
     assert r.headers["Content-Type"].startswith("application/json")
+
+
+def test_request_head_decoded_as_headers_append_would(api):
+    # The instance builds request.headers in C from the host's frame: the same entries
+    # Headers.append makes (names lowercased, values trimmed, a repeated name's values
+    # joined by ", " in its first place, set-cookie kept apart, Latin-1 kept), the
+    # host's facts in request.cf, and the response's headers encoded back as Latin-1.
+    raw = (b"GET /head-entries?q=%C3%A9 HTTP/1.1\r\nHost: h.example\r\n"
+           b"X-Rep: a\r\nX-Other: o\r\nx-rep: b\r\nX-Rep:\r\nX-Pad: \t padded \t\r\n"
+           b"Set-Cookie: c=1\r\nSet-Cookie: d=2\r\nX-Latin: caf\xe9\r\n"
+           b"Accept-Encoding: gzip\r\nAccept-Encoding: br\r\nConnection: close\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", api.port), timeout=30) as s:
+        s.sendall(raw)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0].startswith(b"HTTP/1.1 200"), lines[0]
+    assert b"x-latin: caf\xe9" in [line.lower() for line in lines[1:]], lines
+    assert b"X-Upper: kept" in lines or b"x-upper: kept" in lines, lines
+    assert [line for line in lines if line.lower().startswith(b"set-cookie:")] == [
+        b"set-cookie: a=1", b"set-cookie: b=2"], lines
+    got = json.loads(body)
+    items = [tuple(item) for item in got["items"]]
+    names = [n for n, _ in items]
+    assert got["types"] == ["strstr"]
+    assert got["method"] == "GET"
+    assert got["url"] == "http://h.example/head-entries?q=%C3%A9"
+    assert ("x-rep", "a, b, ") in items and names.count("x-rep") == 1  # (as append joins "")
+    assert names.index("x-rep") < names.index("x-other")  # where it first came
+    assert ("x-pad", "padded") in items
+    assert [v for n, v in items if n == "set-cookie"] == ["c=1", "d=2"]
+    assert ("x-latin", "caf\xe9") in items
+    assert ("accept-encoding", "gzip, br") in items
+    assert got["cf"]["clientAcceptEncoding"] == "gzip, br"
+    assert got["cf"]["httpProtocol"] == "HTTP/1.1"
+    assert all(n == n.lower() for n in names)
 
 
 def test_headers_object_in_response(api):

@@ -8,7 +8,8 @@
  * The frames seen that way must be exactly those seen by decoding the whole
  * input at once. REQ_HEAD and RESP_HEAD payloads, and the raw input, go
  * through the key/value iterator and validator, and a valid list must encode
- * back to the same bytes. Any broken invariant traps.
+ * back to the same bytes; each pair goes through the header-field checks
+ * (thaw_http_token, thaw_http_value). Any broken invariant traps.
  *
  * Every buffer handed to the codec is allocated to its exact size, so with
  * AddressSanitizer a read past the end is reported.
@@ -63,6 +64,21 @@ static void check_kv_list(const uint8_t *buf, size_t len)
 		CHECK(it.p == kv->val + kv->vlen);
 		CHECK(it.left == (size_t)(end - it.p));
 		expect_next = it.p;
+		/* Each pair as the instance reads a request head's header
+		 * (pymod.c): a name is a token or not, a value trims within its
+		 * bytes and holds no CR, LF or NUL once accepted. */
+		if (thaw_http_token(kv->key, kv->klen))
+			for (uint32_t i = 0; i < kv->klen; i++)
+				CHECK(kv->key[i] > 32 && kv->key[i] < 127 && kv->key[i] != ':');
+		const uint8_t *vp = kv->val;
+		size_t vn = kv->vlen;
+		int vr = thaw_http_value(&vp, &vn);
+		CHECK(vp >= kv->val && vp + vn <= kv->val + kv->vlen);
+		CHECK(vn == 0 ||
+		      (vp[0] != ' ' && vp[0] != '\t' && vp[vn - 1] != ' ' && vp[vn - 1] != '\t'));
+		if (vr == 0)
+			for (size_t i = 0; i < vn; i++)
+				CHECK(vp[i] != '\r' && vp[i] != '\n' && vp[i] != 0);
 		n++;
 	}
 	CHECK(r == 0 || r == -1);

@@ -756,6 +756,72 @@ static void test_kv_huge_lengths_do_not_overflow(void **state)
 	assert_int_equal(thaw_kv_validate(c, sizeof(c), &err), 0);
 }
 
+/* Header names (request heads the instance decodes in C): exactly the RFC
+ * 9110 token characters, at least one, every byte read within bounds. */
+static void test_http_token_accepts_exactly_token_characters(void **state)
+{
+	static const char tchar[] = "!#$%&'*+-.^_`|~0123456789"
+				    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+	for (unsigned c = 0; c < 256; c++) {
+		uint8_t b = (uint8_t)c;
+		struct fenced fc;
+		const uint8_t *in = fenced_copy(&fc, &b, 1);
+		int want = c != 0 && strchr(tchar, (int)c) != NULL;
+		assert_int_equal(thaw_http_token(in, 1), want);
+		fenced_free(&fc);
+	}
+	struct fenced fc;
+	const uint8_t *in = fenced_copy(&fc, "Content-Type", 12);
+	assert_int_equal(thaw_http_token(in, 12), 1);
+	assert_int_equal(thaw_http_token(in, 0), 0);
+	fenced_free(&fc);
+	/* A bad byte anywhere (first, middle, last) makes it no token. */
+	const char *bad[] = {":method", "x y", "x\n", "x:", "\xe9t\xe9", "a\0b"};
+	size_t lens[] = {7, 3, 2, 2, 3, 3};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		in = fenced_copy(&fc, bad[i], lens[i]);
+		assert_int_equal(thaw_http_token(in, lens[i]), 0);
+		fenced_free(&fc);
+	}
+}
+
+/* Header values: spaces and tabs trimmed at both ends (never past either
+ * end), CR, LF and NUL refused wherever they are after the trim. */
+static void test_http_value_trims_and_refuses_cr_lf_nul(void **state)
+{
+	static const struct {
+		const char *in;
+		size_t len;
+		int rc;
+		const char *out;
+	} cases[] = {
+		{"text/plain", 10, 0, "text/plain"},
+		{" \t a b \t ", 9, 0, "a b"},
+		{"   ", 3, 0, ""},
+		{"\t", 1, 0, ""},
+		{"", 0, 0, ""},
+		{"caf\xe9", 4, 0, "caf\xe9"},
+		{"a\r\nb", 4, -1, NULL},
+		{"a\nb", 3, -1, NULL},
+		{"a\0b", 3, -1, NULL},
+		{" \n", 2, -1, NULL},
+		{"\r ", 2, -1, NULL},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct fenced fc;
+		const uint8_t *p = fenced_copy(&fc, cases[i].in, cases[i].len);
+		const uint8_t *start = p;
+		size_t n = cases[i].len;
+		assert_int_equal(thaw_http_value(&p, &n), cases[i].rc);
+		assert_true(p >= start && p + n <= start + cases[i].len);
+		if (cases[i].out) {
+			assert_int_equal(n, strlen(cases[i].out));
+			assert_memory_equal(p, cases[i].out, n);
+		}
+		fenced_free(&fc);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -782,6 +848,8 @@ int main(void)
 		cmocka_unit_test(test_kv_every_truncation_rejected_without_overread),
 		cmocka_unit_test(test_kv_trailing_bytes_rejected_by_validate),
 		cmocka_unit_test(test_kv_huge_lengths_do_not_overflow),
+		cmocka_unit_test(test_http_token_accepts_exactly_token_characters),
+		cmocka_unit_test(test_http_value_trims_and_refuses_cr_lf_nul),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
