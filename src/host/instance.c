@@ -732,6 +732,11 @@ void inst_send_init(struct instance *in, const char *mode, const char *snapshot,
 	in->t_init = now_ns();
 	inst_send(in, THAW_F_INIT, 0, s, strlen(s));
 	free(s);
+	/* At once, not at the front's turn's end: a spare is spawned right
+	 * after (pool_fill_spares), and the restore should not wait for it
+	 * (corked, INIT waited ~3.5 ms, the spawn's time). */
+	if (in->corked)
+		inst_uncork(in);
 }
 
 struct instance *inst_spawn(struct app *a)
