@@ -1856,10 +1856,15 @@ class _Connection(asyncio.Protocol):
             await self._send_body(stream, buffered)
         else:
             chunks = response._take_stream()
+            # A stream's head and each chunk go out as they are made: its producer may not
+            # yield to the loop between chunks (a sync generator), and the end of the turn
+            # could be seconds away (the host would answer 504 before the head).
             self._queue(self.thaw.RESP_HEAD, stream.id, head)
+            self._flush()
             try:
                 async for chunk in chunks:
                     await self._send_body(stream, chunk)
+                    self._flush()
             finally:
                 aclose = getattr(chunks, "aclose", None)
                 if aclose is not None:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Union
 
 # RFC 9110 token characters: what a header name may be made of.
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FORBIDDEN_IN_VALUE = re.compile(r"[\r\n\x00]")
 
 HeadersInit = Union["Headers", Mapping[str, object], Iterable[tuple[str, object]], None]
@@ -18,7 +18,7 @@ def _name(name: str | bytes) -> str:
         name = bytes(name).decode("latin-1")
     if not isinstance(name, str):
         raise TypeError(f"header name must be str, not {type(name).__name__}")
-    if not _TOKEN.match(name):
+    if not _TOKEN.fullmatch(name):  # (match with $ would take a trailing newline)
         raise ValueError(f"invalid header name: {name!r}")
     return name.lower()
 

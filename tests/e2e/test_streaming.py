@@ -255,3 +255,84 @@ def test_client_leaving_mid_stream_stops_the_generator(project, dev):
     last, ok = d.get_until("/?state=1", lambda r: r.text.startswith("stopped"), timeout=5)
     assert ok, f"the response generator kept running after the client left: {last}"
     assert d.get("/?digest=1").status == 200
+
+
+TICKS = """
+import time
+from workers import WorkerEntrypoint, Response
+
+
+def ticks():
+    # A sync generator: each chunk made by blocking work, nothing awaited between them.
+    for i in range(4):
+        yield f"tick {i}\\n"
+        time.sleep(0.5)
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        return Response(ticks())
+"""
+
+
+def test_streamed_chunks_go_out_as_made_even_without_an_await(tmp_path):
+    # Each chunk of a streamed response (and its head) reaches the client as it is made, even
+    # when the producer never yields to the event loop: the runtime must not hold them for the
+    # end of the loop's turn (the host's --timeout before the head would answer 504).
+    from thawtest import ThawDev, write_project
+    d = ThawDev(write_project(tmp_path / "ticks", TICKS), ["--no-snapshot", "--timeout", "1"])
+    d.wait_ready()
+    try:
+        with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
+            t0 = time.monotonic()
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data, first = b"", None
+            while chunk := s.recv(65536):
+                data += chunk
+                if first is None and b"tick 0" in data:
+                    first = time.monotonic() - t0
+        assert data.startswith(b"HTTP/1.1 200"), data[:80]
+        assert first is not None and first < 0.4, (first, data[:200])
+    finally:
+        d.stop()
+
+
+SIBLING = """
+import time
+from workers import WorkerEntrypoint, Response
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        if request.url.endswith("/slow"):
+            time.sleep(1.0)  # synchronous work in a handler
+            return Response("slow")
+        return Response("fast")
+"""
+
+
+def test_a_finished_response_does_not_wait_for_a_siblings_blocking_work(tmp_path):
+    # Two requests reach one instance in one write (the host's front turn); the first's
+    # response is made at once, the second's handler then blocks the loop for a second.
+    # The first response must not wait for the end of that loop turn.
+    from thawtest import ThawDev, write_project
+    d = ThawDev(write_project(tmp_path / "sib", SIBLING), ["--no-snapshot"]).wait_ready()
+    try:
+        d.get("/warm", timeout=30)
+        worst = 0.0
+        for _ in range(3):
+            a = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+            b = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            a.sendall(b"GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            b.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert a.recv(65536).startswith(b"HTTP/1.1 200")
+            worst = max(worst, time.monotonic() - t0)
+            b.recv(65536)
+            a.close()
+            b.close()
+            time.sleep(1.2)
+        assert worst < 0.5, worst
+    finally:
+        d.stop()

@@ -109,3 +109,9 @@ def test_non_latin1_value_is_rejected_with_advice():
 def test_bad_init_items_are_a_type_error():
     with pytest.raises(TypeError):
         Headers(["not-a-pair"])
+
+
+def test_a_name_with_a_trailing_newline_is_refused():
+    # As the instance's C decoder (thaw_http_token) refuses it: "$" matches before a final "\n".
+    with pytest.raises(ValueError):
+        Headers().append("x-a\n", "v")
