@@ -1875,6 +1875,7 @@ class _Connection(asyncio.Protocol):
     def _after_response(self) -> None:
         if getattr(self.worker, "record_ws", None):
             path, self.worker.record_ws = self.worker.record_ws, None
+            self._flush()  # the response first: recording takes a page-map walk
             try:
                 self.thaw.record_working_set(path)
             except OSError as error:

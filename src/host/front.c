@@ -509,17 +509,20 @@ static enum MHD_Result queue_stream(struct hreq *r)
 	 * next response. Give it an empty buffer instead (the worker's own
 	 * Content-Length, if any, is lost: MHD states 0). */
 	int head = !strcmp(r->method, "HEAD");
+	/* 204 and 304 have no body either (RFC 9110 6.4.1): never chunked, and
+	 * whatever the worker sent after the head is not sent. */
+	int bodiless = r->resp_status == 204 || r->resp_status == 304;
 	struct MHD_Response *resp;
-	if (whole)
+	if ((head && size == MHD_SIZE_UNKNOWN) || bodiless)
+		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	else if (whole && !head)
 		resp = MHD_create_response_from_buffer(have, (void *)buf_head(&r->resp_body),
 						       MHD_RESPMEM_MUST_COPY);
-	else if (head && size == MHD_SIZE_UNKNOWN)
-		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 	else
 		resp = MHD_create_response_from_callback(size, 64 * 1024, body_reader, r, NULL);
 	if (!resp)
 		return MHD_NO;
-	if (whole)
+	if ((whole && !head) || bodiless)
 		buf_free(&r->resp_body);
 	thaw_kv_begin(&it, buf_head(&r->resp_headers), buf_used(&r->resp_headers), &err);
 	while (thaw_kv_next(&it, &kv, &err) == 1) {

@@ -77,6 +77,8 @@ class Default(WorkerEntrypoint):
             return Response(hashlib.sha256(body).hexdigest() + f" {len(body)}")
         if path == "/status":
             return Response("status " + q["code"], status=int(q["code"]))
+        if path == "/bodiless":
+            return Response(None, status=int(q["code"]), headers={"etag": '"v1"'})
         if path == "/redirect":
             if "code" in q:
                 return Response.redirect("https://example.com/there", int(q["code"]))
@@ -182,6 +184,37 @@ def test_request_and_response_headers_round_trip(api):
     assert r.headers["X-Echo"] == "probe-value-42"
     assert r.headers["X-Static"] == "yes"
     assert r.headers["Content-Type"].startswith("application/json")
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/bodiless?code=204"), ("GET", "/bodiless?code=304"), ("HEAD", "/bodiless?code=304"),
+])
+def test_a_bodiless_status_goes_out_without_body_framing(api, method, path):
+    # 204 and 304 have no body (RFC 9110 6.4.1): no chunked framing, whether or not the
+    # response was complete when its head went out, and nothing after the head. (A 304 gets
+    # "Content-Length: 0" from libmicrohttpd 0.9.75, which has no way to leave it out;
+    # clients end a 304 at its head whatever it says, RFC 9112 6.3.) The next response on the
+    # connection must parse.
+    raw = (f"{method} {path} HTTP/1.1\r\nHost: h\r\n\r\n"
+           f"GET /method HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", api.port), timeout=30) as s:
+        s.sendall(raw)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    first, _, rest = data.partition(b"\r\n\r\n")
+    lines = [line.lower() for line in first.split(b"\r\n")]
+    code = path.rsplit("=", 1)[1].encode()
+    assert lines[0].startswith(b"http/1.1 " + code), lines
+    assert not any(line.startswith(b"transfer-encoding") for line in lines), lines
+    assert not any(line.startswith(b"content-length") and line != b"content-length: 0"
+                   for line in lines), lines
+    if code == b"204":
+        assert not any(line.startswith(b"content-length") for line in lines), lines
+    assert b'etag: "v1"' in lines, lines
+    # Nothing between that head and the next response's status line.
+    assert rest.startswith(b"HTTP/1.1 200"), rest[:200]
+    assert rest.endswith(b"GET"), rest[-200:]
 
 
 def test_request_head_decoded_as_headers_append_would(api):
