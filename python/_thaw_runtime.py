@@ -1487,6 +1487,9 @@ class _Connection(asyncio.Protocol):
 
     async def _handle(self, stream: _Stream, request: Request, entrypoint: str = "") -> None:
         _current_stream.set(stream.id)  # this task's own context
+        # Responses queued by the handlers before this one go out before its code runs: it
+        # may block the loop (synchronous work) for as long as it likes.
+        self._flush()
         _fetch.begin_request(self.worker.subrequests)
         try:
             if entrypoint:
