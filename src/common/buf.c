@@ -1,5 +1,7 @@
 #include "common/buf.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,4 +64,17 @@ void buf_shrink(struct buf *b, size_t keep)
 		b->data = NULL;
 		b->off = b->len = b->cap = 0;
 	}
+}
+
+void buf_printf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *text = NULL;
+	int n = vasprintf(&text, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		fatal("out of memory");
+	buf_append(b, text, (size_t)n);
+	free(text);
 }

@@ -24,6 +24,8 @@ static inline uint8_t *buf_head(const struct buf *b)
 /* Make room for at least n more bytes at the tail; aborts on OOM. */
 uint8_t *buf_reserve(struct buf *b, size_t n);
 void buf_append(struct buf *b, const void *p, size_t n);
+/* Append formatted text (no terminating NUL); aborts on OOM. */
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_consume(struct buf *b, size_t n);
 void buf_reset(struct buf *b);
 void buf_free(struct buf *b);

@@ -503,19 +503,6 @@ static enum MHD_Result queue_stream(struct creq *r)
 	return ok;
 }
 
-static void __attribute__((format(printf, 2, 3))) put(struct buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	char *t = NULL;
-	int n = vasprintf(&t, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		fatal("out of memory");
-	buf_append(b, t, (size_t)n);
-	free(t);
-}
-
 /* GET /metrics: the Prometheus text format (version 0.0.4). The host's
  * first metrics: its loop's iteration times; docs/control-api.md lists
  * them. */
@@ -523,33 +510,35 @@ static void metrics_loop(struct buf *b, const struct loop *l)
 {
 	struct loop_stats st;
 	loop_get_stats(l, &st);
-	put(b, "# HELP thaw_loop_iteration_seconds Wall time of each iteration of the host's "
-	       "event loop (the handling of one epoll_wait's events, timers and hooks).\n"
-	       "# TYPE thaw_loop_iteration_seconds histogram\n");
+	buf_printf(b,
+		   "# HELP thaw_loop_iteration_seconds Wall time of each iteration of the host's "
+		   "event loop (the handling of one epoll_wait's events, timers and hooks).\n"
+		   "# TYPE thaw_loop_iteration_seconds histogram\n");
 	uint64_t cum = 0;
 	for (size_t i = 0; i < LOOP_STAT_BUCKETS; i++) {
 		cum += st.le[i];
-		put(b, "thaw_loop_iteration_seconds_bucket{le=\"%g\"} %llu\n",
-		    loop_stat_bounds_ms[i] / 1000, (unsigned long long)cum);
+		buf_printf(b, "thaw_loop_iteration_seconds_bucket{le=\"%g\"} %llu\n",
+			   loop_stat_bounds_ms[i] / 1000, (unsigned long long)cum);
 	}
-	put(b,
-	    "thaw_loop_iteration_seconds_bucket{le=\"+Inf\"} %llu\n"
-	    "thaw_loop_iteration_seconds_sum %.9f\n"
-	    "thaw_loop_iteration_seconds_count %llu\n"
-	    "# HELP thaw_loop_iteration_max_seconds The longest iteration of the host's event "
-	    "loop since it started.\n"
-	    "# TYPE thaw_loop_iteration_max_seconds gauge\n"
-	    "thaw_loop_iteration_max_seconds %.9f\n",
-	    (unsigned long long)st.iterations, (double)st.busy_ns / 1e9,
-	    (unsigned long long)st.iterations, (double)st.max_ns / 1e9);
+	buf_printf(b,
+		   "thaw_loop_iteration_seconds_bucket{le=\"+Inf\"} %llu\n"
+		   "thaw_loop_iteration_seconds_sum %.9f\n"
+		   "thaw_loop_iteration_seconds_count %llu\n"
+		   "# HELP thaw_loop_iteration_max_seconds The longest iteration of the host's "
+		   "event "
+		   "loop since it started.\n"
+		   "# TYPE thaw_loop_iteration_max_seconds gauge\n"
+		   "thaw_loop_iteration_max_seconds %.9f\n",
+		   (unsigned long long)st.iterations, (double)st.busy_ns / 1e9,
+		   (unsigned long long)st.iterations, (double)st.max_ns / 1e9);
 }
 
 static enum MHD_Result queue_metrics(struct creq *r)
 {
 	struct buf b = {0};
-	put(&b, "# HELP thaw_build_info The thaw binary serving.\n"
-		"# TYPE thaw_build_info gauge\n"
-		"thaw_build_info{version=\"" THAW_VERSION "\"} 1\n");
+	buf_printf(&b, "# HELP thaw_build_info The thaw binary serving.\n"
+		       "# TYPE thaw_build_info gauge\n"
+		       "thaw_build_info{version=\"" THAW_VERSION "\"} 1\n");
 	metrics_loop(&b, r->c->loop);
 	if (r->c->sink->metrics)
 		r->c->sink->metrics(r->c->sink->arg, &b);

@@ -375,28 +375,15 @@ json_t *density_json(struct serve *s)
 
 /* --- /metrics --- */
 
-static void __attribute__((format(printf, 2, 3))) put(struct buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	char *text = NULL;
-	int n = vasprintf(&text, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		fatal("out of memory");
-	buf_append(b, text, (size_t)n);
-	free(text);
-}
-
 /* A label value as the text format wants it (worker names are [a-z0-9-],
  * but nothing here relies on it). */
 static void put_label(struct buf *b, const char *v)
 {
 	for (; *v; v++) {
 		if (*v == '\\' || *v == '"')
-			put(b, "\\%c", *v);
+			buf_printf(b, "\\%c", *v);
 		else if (*v == '\n')
-			put(b, "\\n");
+			buf_printf(b, "\\n");
 		else
 			buf_append(b, v, 1);
 	}
@@ -465,17 +452,17 @@ static void worker_gauges(struct gauges *g, const char *name)
 	memory_add(&g->memory, &m);
 	if (m.split == m.sampled) /* else not known: no series */
 		for (int shared = 0; shared < 2; shared++) {
-			put(&g->pss, "thaw_worker_pss_bytes{worker=\"");
+			buf_printf(&g->pss, "thaw_worker_pss_bytes{worker=\"");
 			put_label(&g->pss, name);
-			put(&g->pss, "\",kind=\"%s\"} %llu\n", shared ? "shared" : "own",
-			    (unsigned long long)(shared ? m.shared : m.own));
+			buf_printf(&g->pss, "\",kind=\"%s\"} %llu\n", shared ? "shared" : "own",
+				   (unsigned long long)(shared ? m.shared : m.own));
 		}
-	put(&g->instances, "thaw_worker_instances{worker=\"");
+	buf_printf(&g->instances, "thaw_worker_instances{worker=\"");
 	put_label(&g->instances, name);
-	put(&g->instances, "\"} %u\n", m.instances);
-	put(&g->sampled, "thaw_worker_instances_sampled{worker=\"");
+	buf_printf(&g->instances, "\"} %u\n", m.instances);
+	buf_printf(&g->sampled, "thaw_worker_instances_sampled{worker=\"");
 	put_label(&g->sampled, name);
-	put(&g->sampled, "\"} %u\n", m.sampled);
+	buf_printf(&g->sampled, "\"} %u\n", m.sampled);
 }
 
 static void gauge_version(void *arg, const struct version *v)
@@ -494,10 +481,10 @@ static void gauge_version(void *arg, const struct version *v)
 	      bsearch(v->id, g->deployed, g->ndeployed, sizeof *g->deployed, id_cmp)))
 		return;
 	for (int kind = 0; kind < 2; kind++) {
-		put(&g->disk, "thaw_version_disk_bytes{worker=\"");
+		buf_printf(&g->disk, "thaw_version_disk_bytes{worker=\"");
 		put_label(&g->disk, v->worker);
-		put(&g->disk, "\",version=\"%d\",kind=\"%s\"} %llu\n", v->number,
-		    kind ? "shared" : "own", (unsigned long long)(kind ? shared : own));
+		buf_printf(&g->disk, "\",version=\"%d\",kind=\"%s\"} %llu\n", v->number,
+			   kind ? "shared" : "own", (unsigned long long)(kind ? shared : own));
 	}
 }
 
@@ -508,59 +495,68 @@ void density_metrics(struct serve *s, struct buf *b)
 	deployed_read(&g);
 	if (store_versions_each(s->st, gauge_version, &g) < 0 || bases_read(s, &bases) < 0)
 		goto out;
-	put(b, "# HELP thaw_version_disk_bytes Bytes a version holds on disk, for each version "
-	       "loaded or in its worker's current or previous deployment: own (its image file, "
-	       "working set, bundle and unpacked files) and shared (the pages its image maps "
-	       "from the base image, which holds them once for every version).\n"
-	       "# TYPE thaw_version_disk_bytes gauge\n");
+	buf_printf(b,
+		   "# HELP thaw_version_disk_bytes Bytes a version holds on disk, for each version "
+		   "loaded or in its worker's current or previous deployment: own (its image file, "
+		   "working set, bundle and unpacked files) and shared (the pages its image maps "
+		   "from the base image, which holds them once for every version).\n"
+		   "# TYPE thaw_version_disk_bytes gauge\n");
 	put_buf(b, &g.disk);
 	uint64_t cur_bytes = 0, cur_versions = 0;
 	if (bases.n && bases.list[0].current) {
 		cur_bytes = bases.list[0].bytes > 0 ? (uint64_t)bases.list[0].bytes : 0;
 		cur_versions = bases.list[0].versions;
 	}
-	put(b,
-	    "# HELP thaw_disk_bytes Bytes the host's versions hold on disk: own (summed over the "
-	    "versions) and shared (each base image versions are built on, once).\n"
-	    "# TYPE thaw_disk_bytes gauge\n"
-	    "thaw_disk_bytes{kind=\"own\"} %llu\n"
-	    "thaw_disk_bytes{kind=\"shared\"} %llu\n",
-	    (unsigned long long)g.own, (unsigned long long)bases_bytes(&bases));
+	buf_printf(b,
+		   "# HELP thaw_disk_bytes Bytes the host's versions hold on disk: own (summed "
+		   "over the "
+		   "versions) and shared (each base image versions are built on, once).\n"
+		   "# TYPE thaw_disk_bytes gauge\n"
+		   "thaw_disk_bytes{kind=\"own\"} %llu\n"
+		   "thaw_disk_bytes{kind=\"shared\"} %llu\n",
+		   (unsigned long long)g.own, (unsigned long long)bases_bytes(&bases));
 	free(bases.list);
-	put(b,
-	    "# HELP thaw_base_image_bytes The size of the host's current base image (0: none).\n"
-	    "# TYPE thaw_base_image_bytes gauge\n"
-	    "thaw_base_image_bytes %llu\n"
-	    "# HELP thaw_base_image_versions Stored versions whose image is built on the current "
-	    "base image.\n"
-	    "# TYPE thaw_base_image_versions gauge\n"
-	    "thaw_base_image_versions %llu\n",
-	    (unsigned long long)cur_bytes, (unsigned long long)cur_versions);
-	put(b, "# HELP thaw_worker_pss_bytes PSS of a worker's serving instances, last sampled: "
-	       "own (anonymous and tmpfs pages) and shared (its share of file pages: the base "
-	       "image, its image, libraries); none when the kernel does not split PSS.\n"
-	       "# TYPE thaw_worker_pss_bytes gauge\n");
+	buf_printf(b,
+		   "# HELP thaw_base_image_bytes The size of the host's current base image (0: "
+		   "none).\n"
+		   "# TYPE thaw_base_image_bytes gauge\n"
+		   "thaw_base_image_bytes %llu\n"
+		   "# HELP thaw_base_image_versions Stored versions whose image is built on the "
+		   "current "
+		   "base image.\n"
+		   "# TYPE thaw_base_image_versions gauge\n"
+		   "thaw_base_image_versions %llu\n",
+		   (unsigned long long)cur_bytes, (unsigned long long)cur_versions);
+	buf_printf(b,
+		   "# HELP thaw_worker_pss_bytes PSS of a worker's serving instances, last "
+		   "sampled: "
+		   "own (anonymous and tmpfs pages) and shared (its share of file pages: the base "
+		   "image, its image, libraries); none when the kernel does not split PSS.\n"
+		   "# TYPE thaw_worker_pss_bytes gauge\n");
 	put_buf(b, &g.pss);
-	put(b, "# HELP thaw_worker_instances A worker's serving instances.\n"
-	       "# TYPE thaw_worker_instances gauge\n");
+	buf_printf(b, "# HELP thaw_worker_instances A worker's serving instances.\n"
+		      "# TYPE thaw_worker_instances gauge\n");
 	put_buf(b, &g.instances);
-	put(b, "# HELP thaw_worker_instances_sampled A worker's serving instances whose memory "
-	       "the last samples read.\n"
-	       "# TYPE thaw_worker_instances_sampled gauge\n");
+	buf_printf(b,
+		   "# HELP thaw_worker_instances_sampled A worker's serving instances whose memory "
+		   "the last samples read.\n"
+		   "# TYPE thaw_worker_instances_sampled gauge\n");
 	put_buf(b, &g.sampled);
-	put(b, "# HELP thaw_pss_bytes PSS of every worker's serving instances, last sampled.\n"
-	       "# TYPE thaw_pss_bytes gauge\n");
+	buf_printf(b,
+		   "# HELP thaw_pss_bytes PSS of every worker's serving instances, last sampled.\n"
+		   "# TYPE thaw_pss_bytes gauge\n");
 	if (g.memory.split == g.memory.sampled)
-		put(b,
-		    "thaw_pss_bytes{kind=\"own\"} %llu\n"
-		    "thaw_pss_bytes{kind=\"shared\"} %llu\n",
-		    (unsigned long long)g.memory.own, (unsigned long long)g.memory.shared);
-	put(b,
-	    "# HELP thaw_memory_sampled_timestamp_seconds When the host last finished reading its "
-	    "instances' memory (0: not yet).\n"
-	    "# TYPE thaw_memory_sampled_timestamp_seconds gauge\n"
-	    "thaw_memory_sampled_timestamp_seconds %.3f\n",
-	    (double)host_memory_swept_ms(&s->h) / 1000);
+		buf_printf(b,
+			   "thaw_pss_bytes{kind=\"own\"} %llu\n"
+			   "thaw_pss_bytes{kind=\"shared\"} %llu\n",
+			   (unsigned long long)g.memory.own, (unsigned long long)g.memory.shared);
+	buf_printf(b,
+		   "# HELP thaw_memory_sampled_timestamp_seconds When the host last finished "
+		   "reading its "
+		   "instances' memory (0: not yet).\n"
+		   "# TYPE thaw_memory_sampled_timestamp_seconds gauge\n"
+		   "thaw_memory_sampled_timestamp_seconds %.3f\n",
+		   (double)host_memory_swept_ms(&s->h) / 1000);
 out:
 	free(g.deployed);
 	buf_free(&g.disk);

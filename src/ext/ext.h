@@ -46,7 +46,7 @@ extern const struct thaw_ext_command thaw_ext_commands[];
  */
 #define THAW_HOST_ABI(X) \
 	/* common/log.h, common/util.h, common/buf.h */ \
-	X(buf_append) X(buf_consume) X(buf_free) X(buf_reserve) X(buf_reset) X(buf_shrink) \
+	X(buf_append) X(buf_consume) X(buf_free) X(buf_printf) X(buf_reserve) X(buf_reset) X(buf_shrink) \
 	X(empty_dir_fd) X(err_set) X(fatal) X(mkdir_p) X(now_ns) X(parse_u64) X(path_join) X(read_file) \
 	X(print_answer) X(self_exe) X(thaw_log) X(thaw_log_level) X(utf8_decode) X(wall_ms) \
 	X(write_all) X(xasprintf) X(xcalloc) X(remove_tree) \

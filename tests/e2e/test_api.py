@@ -186,6 +186,16 @@ def test_request_and_response_headers_round_trip(api):
     assert r.headers["Content-Type"].startswith("application/json")
 
 
+def exchange(api, raw: bytes) -> bytes:
+    """Send raw bytes to the worker's port; everything that comes back until it closes."""
+    with socket.create_connection(("127.0.0.1", api.port), timeout=30) as s:
+        s.sendall(raw)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
+
+
 @pytest.mark.parametrize("method, path", [
     ("GET", "/bodiless?code=204"), ("GET", "/bodiless?code=304"), ("HEAD", "/bodiless?code=304"),
 ])
@@ -197,11 +207,7 @@ def test_a_bodiless_status_goes_out_without_body_framing(api, method, path):
     # connection must parse.
     raw = (f"{method} {path} HTTP/1.1\r\nHost: h\r\n\r\n"
            f"GET /method HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").encode()
-    with socket.create_connection(("127.0.0.1", api.port), timeout=30) as s:
-        s.sendall(raw)
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
+    data = exchange(api, raw)
     first, _, rest = data.partition(b"\r\n\r\n")
     lines = [line.lower() for line in first.split(b"\r\n")]
     code = path.rsplit("=", 1)[1].encode()
@@ -226,11 +232,7 @@ def test_request_head_decoded_as_headers_append_would(api):
            b"X-Rep: a\r\nX-Other: o\r\nx-rep: b\r\nX-Rep:\r\nX-Pad: \t padded \t\r\n"
            b"Set-Cookie: c=1\r\nSet-Cookie: d=2\r\nX-Latin: caf\xe9\r\n"
            b"Accept-Encoding: gzip\r\nAccept-Encoding: br\r\nConnection: close\r\n\r\n")
-    with socket.create_connection(("127.0.0.1", api.port), timeout=30) as s:
-        s.sendall(raw)
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
+    data = exchange(api, raw)
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     assert lines[0].startswith(b"HTTP/1.1 200"), lines[0]
