@@ -222,15 +222,18 @@ static char *exception_text(void)
 	return out;
 }
 
-/* The READY JSON (a str) with one more member; takes both references. */
-static PyObject *ready_with(PyObject *ready, const char *key, json_t *value)
+/* The READY JSON (a str) with the members of the object `more` added, in
+ * one decode and encode; takes both references. */
+static PyObject *ready_with(PyObject *ready, json_t *more)
 {
 	json_t *rj = json_loads(PyUnicode_AsUTF8(ready), 0, NULL);
-	if (!rj) {
-		json_decref(value);
+	if (!rj || !more) {
+		json_decref(rj);
+		json_decref(more);
 		return ready;
 	}
-	json_object_set_new(rj, key, value);
+	json_object_update(rj, more);
+	json_decref(more);
 	char *rs = json_dumps(rj, JSON_COMPACT);
 	json_decref(rj);
 	PyObject *out = PyUnicode_FromString(rs ? rs : "{}");
@@ -651,10 +654,10 @@ int worker_main(int argc, char **argv)
 		ready = ready_or_exit(fd, ready, "_thaw_runtime.after_restore");
 		/* Tell the host how long the restore took, and where the time went
 		 * (CLOCK_MONOTONIC ns, comparable with the host's). */
-		ready = ready_with(ready, "restore_ms", json_real(restore_ms));
-		if (timed)
-			ready = ready_with(
-				ready, "times",
+		json_t *more = json_pack("{s:f}", "restore_ms", restore_ms);
+		if (timed && more)
+			json_object_set_new(
+				more, "times",
 				json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "asked",
 					  (json_int_t)times.asked, "begun", (json_int_t)times.begun,
 					  "core", (json_int_t)times.core, "mapped",
@@ -663,9 +666,10 @@ int worker_main(int argc, char **argv)
 					  (json_int_t)times.copied_pages, "mappings",
 					  (json_int_t)times.mappings, "ready",
 					  (json_int_t)now_ns()));
+		ready = ready_with(ready, more);
 #endif
 	} else if (refused[0]) {
-		ready = ready_with(ready, "restore_refused", json_string(refused));
+		ready = ready_with(ready, json_pack("{s:s}", "restore_refused", refused));
 	}
 
 	Py_ssize_t rlen;
